@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail (built on tenants; used by exchange)."""

@@ -1,0 +1,1 @@
+"""Cases, consents, referrals and the encrypted envelopes that carry them between tenants."""

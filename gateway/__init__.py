@@ -1,0 +1,1 @@
+"""The Litestar application, its settings, authentication and command line: the composition root."""

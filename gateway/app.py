@@ -1,0 +1,152 @@
+"""The composition root: builds every collaborator from Settings and assembles the Litestar application."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.template.config import TemplateConfig
+
+from gateway.auth.guards import API_GUARDS, PUBLIC
+from gateway.auth.middleware import PrincipalMiddleware, RequestIdMiddleware, session_cookie_name
+from gateway.auth.oauth import TokenEndpoint
+from gateway.auth.tokens import AccessTokenVerifier
+from gateway.bus import Bus
+from gateway.controllers import health, metadata, oauth
+from gateway.controllers.directory import DirectoryController
+from gateway.db import create_engine, ensure_data_dir, load_master_key
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.ratelimit import rate_limit_config
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.web import WEB_ROUTES, TEMPLATE_DIR
+from tenants.clock import Clock, SystemClock
+from tenants.keys import KeyRing
+from tenants.models import PlatformKeyUse
+from tenants.persistence import make_sessionmaker, platform_session
+from tenants.services import LockoutPolicy
+from tenants.staff_sessions import SessionPolicy
+
+API_VERSION = "1.0.0"
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    ensure_data_dir(settings.paths)
+    clock = clock or SystemClock()
+    master_key = load_master_key(settings.paths)
+    engine = create_engine(settings.database)
+    sessions = make_sessionmaker(engine)
+    keyring = KeyRing(master_key, clock, grace=settings.tokens.key_grace)
+
+    async def token_keys() -> list[dict[str, Any]]:
+        async with platform_session(sessions) as session:
+            return [k.public_jwk for k in await keyring.usable_platform_keys(session, PlatformKeyUse.ACCESS_TOKEN)]
+
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        clock=clock,
+        master_key=master_key,
+        keyring=keyring,
+        token_endpoint=TokenEndpoint(
+            server=settings.server, tokens=settings.tokens, sessions=sessions, keyring=keyring, clock=clock
+        ),
+        token_verifier=AccessTokenVerifier(
+            issuer=settings.server.issuer,
+            leeway_seconds=int(settings.tokens.clock_skew.total_seconds()),
+            load_keys=token_keys,
+        ),
+        bus=Bus(
+            nats_url=settings.bus.nats_url,
+            store_dir=settings.bus.store_dir,
+            stream_replicas=settings.bus.stream_replicas,
+        ),
+        lockout=LockoutPolicy(settings.sessions.lockout_failures, settings.sessions.lockout_duration),
+        session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle),
+    )
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    runtime = build_runtime(settings, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            await runtime.token_endpoint.load_signing_key()
+            await runtime.token_verifier.refresh()
+            await runtime.bus.start()
+            yield
+        finally:
+            await runtime.bus.stop()
+            await runtime.engine.dispose()
+
+    return Litestar(
+        route_handlers=[
+            health.live,
+            health.ready,
+            metadata.authorization_server_metadata,
+            metadata.gateway_jwks,
+            metadata.tenant_jwks,
+            metadata.problem_type,
+            oauth.token,
+            DirectoryController,
+            *WEB_ROUTES,
+        ],
+        guards=[_guard_api_routes],
+        middleware=[
+            RequestIdMiddleware,
+            PrincipalMiddleware,
+            rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
+        ],
+        lifespan=[lifespan],
+        state=_state(runtime),
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.server.max_body_bytes,
+        csrf_config=CSRFConfig(
+            secret=_derived_secret(runtime, "csrf"),
+            cookie_name="cb_csrf",
+            cookie_secure=settings.server.secure_cookies,
+            cookie_samesite="strict",
+            exclude=["/api/", "/oauth/", "/.well-known/", "/health/", "/problems/"],
+        ),
+        template_config=TemplateConfig(directory=TEMPLATE_DIR, engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(
+            title="casebridge",
+            version=API_VERSION,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def _state(runtime: Runtime) -> State:
+    return State({"runtime": runtime, "session_cookie": session_cookie_name(runtime)})
+
+
+def _derived_secret(runtime: Runtime, purpose: str) -> str:
+    """A per-deployment secret for `purpose`, derived from the master key so no secret lives in code."""
+    return hashlib.sha256(runtime.master_key.derive(f"casebridge/{purpose}/v1")).hexdigest()
+
+
+async def _guard_api_routes(connection: Any, handler: Any) -> None:
+    """Apply the API guards to every route that is not declared public."""
+    if handler.opt.get(PUBLIC):
+        return
+    for guard in API_GUARDS:
+        guard(connection, handler)
+

@@ -1,0 +1,1 @@
+"""Authentication and authorization: OAuth2 for agency systems, sessions for staff, guards for routes."""

@@ -1,0 +1,133 @@
+"""Per-request context: a request id on every response, and the acting principal resolved from its credentials."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.auth.tokens import InvalidAccessToken
+from gateway.problems import INVALID_TOKEN, TENANT_SUSPENDED, UNAUTHENTICATED, Problem
+from tenants.persistence import platform_session, tenant_session
+from tenants.principal import ActorKind, Principal
+from tenants.services import client_identity
+from tenants.staff_sessions import find_session
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+REQUEST_ID_HEADER = "x-request-id"
+SESSION_COOKIE = "cb_session"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    """Keep a caller's well-formed X-Request-Id or make one; echo it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class PrincipalMiddleware:
+    """Resolve a bearer token or a staff session cookie to a Principal; guards decide what it may do.
+
+    A missing or rejected credential leaves no principal and records why, so a guarded route can say precisely
+    what was wrong while public routes still work.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            runtime: Runtime = scope["litestar_app"].state.runtime
+            principal: Principal | None = None
+            problem: Problem | None = None
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            try:
+                if authorization:
+                    principal = await _from_bearer(runtime, authorization)
+                elif cookie := _cookie(headers.get(b"cookie", b"").decode("latin-1"), runtime):
+                    principal = await _from_session(runtime, cookie)
+            except Problem as exc:
+                problem = exc
+            scope["auth"] = principal
+            scope["user"] = principal
+            scope.setdefault("state", {})["auth_problem"] = problem
+        await self.app(scope, receive, send)
+
+
+def session_cookie_name(runtime: Runtime) -> str:
+    # The __Host- prefix pins the cookie to this origin and path /, but browsers accept it only over HTTPS.
+    return f"__Host-{SESSION_COOKIE}" if runtime.settings.server.secure_cookies else SESSION_COOKIE
+
+
+def _cookie(header: str, runtime: Runtime) -> str | None:
+    name = session_cookie_name(runtime)
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+async def _from_bearer(runtime: Runtime, authorization: str) -> Principal:
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(UNAUTHENTICATED, "Use 'Authorization: Bearer <access token>'.")
+    try:
+        claims = await runtime.token_verifier.verify(token.strip())
+    except InvalidAccessToken as exc:
+        raise Problem(INVALID_TOKEN, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+    async with tenant_session(runtime.sessions, claims.tenant_id) as session:
+        identity = await client_identity(session, tenant_id=claims.tenant_id, client_id=claims.client_id)
+    if identity is None or identity[0].revoked_at is not None:
+        raise Problem(INVALID_TOKEN, "The client this token was issued to no longer exists or has been revoked.")
+    client, tenant = identity
+    if not tenant.is_active:
+        raise Problem(TENANT_SUSPENDED, "The organisation this client belongs to is suspended.")
+    return Principal(
+        tenant_id=tenant.id,
+        actor_kind=ActorKind.CLIENT,
+        actor_id=client.id,
+        roles=frozenset({claims.role}),
+        scopes=claims.scopes,
+    )
+
+
+async def _from_session(runtime: Runtime, token: str) -> Principal | None:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        active = await find_session(session, runtime.clock, runtime.session_policy, token=token)
+    if active is None or not active.fully_signed_in:
+        return None
+    return Principal(
+        tenant_id=active.tenant.id,
+        actor_kind=ActorKind.USER,
+        actor_id=active.user.id,
+        roles=frozenset(active.user.roles),
+        scopes=None,
+    )
+
+
+def principal_of(scope: dict[str, Any]) -> Principal | None:
+    principal = scope.get("auth")
+    return principal if isinstance(principal, Principal) else None

@@ -1,0 +1,300 @@
+"""The OAuth2 token endpoint for agency systems: client credentials with private_key_jwt (RFC 7523), on authlib."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, InvalidClientError, OAuth2Request
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, Key, OKPKey
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.auth.tokens import access_token_claims, sign_access_token
+from gateway.settings import ServerSettings, TokenSettings
+from tenants.clock import Clock
+from tenants.keys import KeyRing
+from tenants.models import ApiClient, PlatformKeyUse, Scope, Tenant, UsedAssertion
+from tenants.persistence import platform_session
+
+AUTH_METHOD = "private_key_jwt"
+ASSERTION_ALGORITHMS = ["EdDSA", "ES256"]
+
+
+@dataclass(slots=True)
+class RegisteredClient(ClientMixin):  # type: ignore[misc] # authlib ships no type information
+    """An API client as authlib sees it, loaded before authlib's synchronous checks run."""
+
+    record: ApiClient
+    tenant: Tenant
+
+    def get_client_id(self) -> str:
+        return self.record.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        """Only scopes both registered for the client and asked for (all registered ones when none asked)."""
+        registered = set(self.record.scopes)
+        if not scope:
+            return " ".join(sorted(registered))
+        return " ".join(s for s in sorted(set(scope.split())) if s in registered)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == AUTH_METHOD and endpoint == "token"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "client_credentials"
+
+
+@dataclass(slots=True)
+class _TokenRequest:
+    """What one token request preloaded from the database, for authlib's synchronous callbacks."""
+
+    client: RegisteredClient | None
+    used_jtis: set[str]
+    accepted_jti: str | None = None
+    accepted_exp: int | None = None
+
+
+_current: contextvars.ContextVar[_TokenRequest] = contextvars.ContextVar("casebridge_token_request")
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc] # authlib ships no type information
+    """RFC 7523 client authentication with the client's registered public key, jti replay refused."""
+
+    CLIENT_AUTH_METHOD = AUTH_METHOD
+
+    def __init__(self, *, token_endpoint: str, issuer: str, leeway: int, max_age: int) -> None:
+        super().__init__(validate_jti=True, leeway=leeway)
+        self._audiences = [token_endpoint, issuer]
+        self._max_age = max_age
+
+    def get_audiences(self) -> list[str]:
+        return self._audiences
+
+    def resolve_client_public_key(self, client: RegisteredClient) -> Key:
+        jwk = client.record.public_jwk
+        return OKPKey.import_key(jwk) if jwk.get("kty") == "OKP" else ECKey.import_key(jwk)
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Key) -> dict[str, Any]:
+        # authlib's default decode allows only joserfc's "recommended" algorithms, which exclude EdDSA.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except JoseError as exc:
+            raise InvalidClientError(description="The client assertion's signature does not match the registered key.") from exc
+        self.verify_claims(token.claims)
+        return dict(token.claims)
+
+    def verify_claims(self, claims: dict[str, Any]) -> None:
+        now = int(time.time())
+        iat = claims.get("iat")
+        if iat is not None and (not isinstance(iat, int | float) or iat > now + self.leeway):
+            raise InvalidClientError(description="The client assertion was issued in the future.")
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and exp > now + self._max_age + self.leeway:
+            raise InvalidClientError(description="The client assertion lives longer than this server accepts.")
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        request = _current.get()
+        if not isinstance(jti, str) or not jti or jti in request.used_jtis:
+            return False
+        request.accepted_jti = jti
+        request.accepted_exp = int(claims["exp"])
+        return True
+
+
+class ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc] # authlib ships no type information
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [AUTH_METHOD]
+
+
+class CasebridgeAuthorizationServer(AuthorizationServer):  # type: ignore[misc] # authlib ships no type information
+    """authlib's authorization server bound to casebridge's clients and signing keys."""
+
+    def __init__(self, *, server: ServerSettings, tokens: TokenSettings) -> None:
+        super().__init__(scopes_supported=[s.value for s in Scope])
+        self._signing_key: OKPKey | None = None
+        self.register_grant(ClientCredentials)
+        self.register_client_auth_method(
+            AUTH_METHOD,
+            PrivateKeyJwt(
+                token_endpoint=server.token_endpoint,
+                issuer=server.issuer,
+                leeway=int(tokens.clock_skew.total_seconds()),
+                max_age=int(tokens.assertion_max_age.total_seconds()),
+            ),
+        )
+        ttl = int(tokens.access_token_ttl.total_seconds())
+        self.register_token_generator(
+            "default", BearerTokenGenerator(self._generate_access_token, expires_generator=lambda *_: ttl)
+        )
+        self._issuer = server.issuer
+        self._ttl = ttl
+
+    def use_signing_key(self, key: OKPKey) -> None:
+        self._signing_key = key
+
+    def _generate_access_token(self, client: RegisteredClient, grant_type: str, user: None, scope: str) -> str:
+        if self._signing_key is None:
+            raise RuntimeError("the token signing key has not been loaded")
+        claims = access_token_claims(
+            issuer=self._issuer,
+            client_id=client.get_client_id(),
+            tenant_id=client.tenant.id,
+            role=client.record.role,
+            scope=scope,
+            now=int(time.time()),
+            ttl_seconds=self._ttl,
+        )
+        return sign_access_token(claims, self._signing_key)
+
+    def query_client(self, client_id: str) -> RegisteredClient | None:
+        client = _current.get().client
+        return client if client is not None and client.get_client_id() == client_id else None
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Access tokens are self-contained JWTs; nothing to store."""
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """No listeners."""
+
+    def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+        return status, dict(body), dict(headers)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class TokenEndpoint:
+    """Preloads the asserted client from the database, runs authlib, then records the assertion's jti."""
+
+    def __init__(
+        self,
+        *,
+        server: ServerSettings,
+        tokens: TokenSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        keyring: KeyRing,
+        clock: Clock,
+    ) -> None:
+        self._authorization_server = CasebridgeAuthorizationServer(server=server, tokens=tokens)
+        self._token_endpoint = server.token_endpoint
+        self._sessions = sessions
+        self._keyring = keyring
+        self._clock = clock
+
+    async def load_signing_key(self) -> None:
+        async with platform_session(self._sessions) as session, session.begin():
+            key = await self._keyring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
+            self._authorization_server.use_signing_key(self._keyring.platform_private_jwk(key))
+
+    async def issue(self, form: dict[str, str], headers: dict[str, str]) -> TokenResponse:
+        async with platform_session(self._sessions) as session:
+            asserted = _peek_assertion(form.get("client_assertion", ""))
+            client = await self._client(session, asserted.client_id) if asserted else None
+            if client is not None and not client.tenant.is_active:
+                return _invalid_client("The client's organisation is suspended.")
+            if client is not None and client.record.revoked_at is not None:
+                return _invalid_client("The client has been revoked.")
+            used = set()
+            if client is not None and asserted is not None and await self._jti_used(session, client, asserted.jti):
+                used.add(asserted.jti)
+            context = _TokenRequest(client=client, used_jtis=used)
+            token = _current.set(context)
+            try:
+                request = OAuth2Request("POST", self._token_endpoint, headers=headers)
+                request.payload = BasicOAuth2Payload(form)
+                status, body, response_headers = self._authorization_server.create_token_response(request)
+            finally:
+                _current.reset(token)
+            if status != 200:
+                return TokenResponse(401 if body.get("error") == "invalid_client" else status, body, response_headers)
+            if client is None or context.accepted_jti is None or context.accepted_exp is None:
+                raise RuntimeError("authlib issued a token without authenticating a client")
+            if not await self._record_jti(session, client, context.accepted_jti, context.accepted_exp):
+                return _invalid_client("The client assertion has been used before (jti).")
+            return TokenResponse(status, body, response_headers)
+
+    async def _client(self, session: AsyncSession, client_id: uuid.UUID) -> RegisteredClient | None:
+        row = (
+            await session.execute(
+                select(ApiClient, Tenant).join(Tenant, Tenant.id == ApiClient.tenant_id).where(ApiClient.id == client_id)
+            )
+        ).first()
+        return RegisteredClient(row[0], row[1]) if row is not None else None
+
+    async def _jti_used(self, session: AsyncSession, client: RegisteredClient, jti: str) -> bool:
+        found = await session.scalar(
+            select(UsedAssertion.id).where(UsedAssertion.client_id == client.record.id, UsedAssertion.jti == jti)
+        )
+        return found is not None
+
+    async def _record_jti(self, session: AsyncSession, client: RegisteredClient, jti: str, exp: int) -> bool:
+        """Store the jti; the unique constraint settles a race between two requests carrying the same one."""
+        await session.execute(
+            delete(UsedAssertion).where(
+                UsedAssertion.client_id == client.record.id, UsedAssertion.expires_at < self._clock.now()
+            )
+        )
+        session.add(
+            UsedAssertion(client_id=client.record.id, jti=jti, expires_at=dt.datetime.fromtimestamp(exp, dt.UTC))
+        )
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Asserted:
+    client_id: uuid.UUID
+    jti: str
+
+
+def _peek_assertion(assertion: str) -> _Asserted | None:
+    """The client and jti an assertion names, read before verification only to find the client's key."""
+    try:
+        claims = json.loads(jws.extract_compact(assertion.encode()).payload)
+        return _Asserted(uuid.UUID(str(claims["sub"])), str(claims.get("jti", "")))
+    except (JoseError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _invalid_client(description: str) -> TokenResponse:
+    return TokenResponse(
+        401,
+        {"error": "invalid_client", "error_description": description},
+        {"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )

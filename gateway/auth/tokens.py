@@ -1,0 +1,142 @@
+"""EdDSA-signed JWT access tokens (RFC 9068 profile): issued by the token endpoint, checked on every API call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+TOKEN_ALGORITHMS = ["EdDSA"]
+# A verifier that meets an unknown `kid` reloads keys at most this often (a rotation in another process).
+_RELOAD_INTERVAL_S = 10.0
+
+
+class InvalidAccessToken(Exception):
+    """The bearer token cannot be accepted; the message says why, safe to return to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    tenant_id: uuid.UUID
+    client_id: uuid.UUID
+    role: str
+    scopes: frozenset[str]
+    jti: str
+    expires_at: int
+
+
+def api_audience(issuer: str) -> str:
+    return f"{issuer}/api"
+
+
+def access_token_claims(
+    *,
+    issuer: str,
+    client_id: str,
+    tenant_id: uuid.UUID,
+    role: str,
+    scope: str,
+    now: int,
+    ttl_seconds: int,
+) -> dict[str, Any]:
+    return {
+        "iss": issuer,
+        "sub": client_id,
+        "aud": api_audience(issuer),
+        "client_id": client_id,
+        "tenant_id": str(tenant_id),
+        "role": role,
+        "scope": scope,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+
+
+def sign_access_token(claims: dict[str, Any], key: OKPKey) -> str:
+    return jwt.encode({"alg": "EdDSA", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=TOKEN_ALGORITHMS)
+
+
+class AccessTokenVerifier:
+    """Checks signature, type, issuer, audience and times of access tokens against the gateway's public keys."""
+
+    def __init__(
+        self, *, issuer: str, leeway_seconds: int, load_keys: Callable[[], Awaitable[list[dict[str, Any]]]]
+    ) -> None:
+        self._issuer = issuer
+        self._leeway = leeway_seconds
+        self._load_keys = load_keys
+        self._keys = KeySet([])
+        self._kids: set[str] = set()
+        self._loaded_at = 0.0
+
+    async def refresh(self) -> None:
+        jwks = await self._load_keys()
+        self._keys = KeySet.import_key_set({"keys": jwks})
+        self._kids = {str(k["kid"]) for k in jwks}
+        self._loaded_at = time.monotonic()
+
+    async def verify(self, token: str) -> AccessClaims:
+        try:
+            header = jws.extract_compact(token.encode()).headers()
+        except (JoseError, ValueError) as exc:
+            raise InvalidAccessToken("The access token is malformed.") from exc
+        if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") not in TOKEN_ALGORITHMS:
+            raise InvalidAccessToken("The bearer token is not a casebridge access token.")
+        kid = header.get("kid")
+        if kid not in self._kids and time.monotonic() - self._loaded_at > _RELOAD_INTERVAL_S:
+            await self.refresh()
+        if kid not in self._kids:
+            raise InvalidAccessToken("The access token was signed by an unknown or retired key.")
+        try:
+            decoded = jwt.decode(token, self._keys, algorithms=TOKEN_ALGORITHMS)
+        except JoseError as exc:
+            raise InvalidAccessToken("The access token's signature is not valid.") from exc
+        claims = decoded.claims
+        registry = jwt.JWTClaimsRegistry(
+            leeway=self._leeway,
+            iss={"essential": True, "value": self._issuer},
+            aud={"essential": True, "value": api_audience(self._issuer)},
+            exp={"essential": True},
+            iat={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidAccessToken(_claim_problem(exc)) from exc
+        try:
+            return AccessClaims(
+                tenant_id=uuid.UUID(str(claims["tenant_id"])),
+                client_id=uuid.UUID(str(claims["client_id"])),
+                role=str(claims["role"]),
+                scopes=frozenset(str(claims.get("scope", "")).split()),
+                jti=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise InvalidAccessToken("The access token lacks casebridge claims.") from exc
+
+
+_CLAIM_PROBLEMS = {
+    "exp": "The access token has expired.",
+    "nbf": "The access token is not valid yet.",
+    "iat": "The access token was issued in the future.",
+    "aud": "The access token is not meant for this API (audience).",
+    "iss": "The access token was issued by another server.",
+}
+
+
+def _claim_problem(exc: JoseError) -> str:
+    claim = getattr(exc, "claim", "")
+    if getattr(exc, "error", "") == "missing_claim":
+        return f"The access token lacks the '{claim}' claim."
+    return _CLAIM_PROBLEMS.get(claim, "The access token's claims are not valid.")

@@ -1,0 +1,261 @@
+"""The `casebridge` command line: serve, migrate, and administer tenants, people, clients and keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgspec
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+
+from gateway.controllers.metadata import tenant_jwks_url
+from gateway.db import MasterKeyError, upgrade_schema
+from gateway.runtime import Runtime
+from gateway.settings import Settings, SettingsError
+from tenants import services
+from tenants.errors import CasebridgeError
+from tenants.models import Role, Scope, Tenant, TenantKind
+from tenants.persistence import platform_session
+from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
+
+
+class CliError(Exception):
+    """A failure to report on stderr with a non-zero exit."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            _serve(settings, args.host, args.port)
+            return
+        result = asyncio.run(_run(settings, args))
+    except (CliError, CasebridgeError, SettingsError, MasterKeyError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+
+
+def _fail(message: str, *, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"casebridge: error: {message}\n")
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="casebridge", description="Inter-agency case exchange.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None, help="listen address (default CASEBRIDGE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default CASEBRIDGE_PORT or 8000)")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply all migrations")
+
+    tenant = commands.add_parser("tenant", help="organisations").add_subparsers(dest="action", required=True)
+    create_tenant = tenant.add_parser("create", help="register an organisation and create its key ring")
+    create_tenant.add_argument("--slug", required=True)
+    create_tenant.add_argument("--name", required=True)
+    create_tenant.add_argument("--kind", required=True, help=", ".join(k.value for k in TenantKind))
+    create_tenant.add_argument("--region")
+    for action in ("suspend", "activate"):
+        status = tenant.add_parser(action, help=f"{action} an organisation")
+        status.add_argument("--slug", required=True)
+
+    user = commands.add_parser("user", help="staff accounts").add_subparsers(dest="action", required=True)
+    create_user = user.add_parser("create", help="create a user; prints a one-time password unless --password-stdin")
+    create_user.add_argument("--tenant", required=True, help="tenant slug")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--role", required=True, action="append", help="repeat for several roles")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the initial password from stdin")
+
+    client = commands.add_parser("client", help="agency systems").add_subparsers(dest="action", required=True)
+    create_client = client.add_parser("create", help="register an API client with its public JWK")
+    create_client.add_argument("--tenant", required=True, help="tenant slug")
+    create_client.add_argument("--name", required=True)
+    create_client.add_argument("--jwk-file", required=True, type=Path)
+    create_client.add_argument("--scopes", required=True, help=" ".join(s.value for s in Scope))
+    create_client.add_argument("--role", default=Role.SPECIALIST.value)
+
+    keys = commands.add_parser("keys", help="key rings").add_subparsers(dest="action", required=True)
+    rotate = keys.add_parser("rotate", help="rotate a tenant's encryption, signing and data keys")
+    rotate.add_argument("--tenant", required=True, help="tenant slug")
+
+    demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
+    seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
+    seed.add_argument("--if-empty", action="store_true", help="do nothing (and succeed) when tenants exist")
+    return parser
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    host = host or settings.server.host
+    port = port or settings.server.port
+    app = create_app(settings)
+    sys.stderr.write(f"casebridge: serving on http://{host}:{port} — staff sign in at {settings.server.base_url}/login\n")
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from gateway.app import build_runtime
+
+    runtime = build_runtime(settings)
+    try:
+        handler = _HANDLERS[(args.command, args.action)]
+        return await handler(runtime, args)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def _db_upgrade(runtime: Runtime, _: argparse.Namespace) -> dict[str, Any]:
+    await upgrade_schema(runtime.engine)
+    return {"upgraded": True, "database": runtime.engine.url.render_as_string(hide_password=True)}
+
+
+async def _tenant_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        tenant = await services.create_tenant(
+            session, runtime.keyring, slug=args.slug, name=args.name, kind=args.kind, region=args.region
+        )
+        created = TenantCreated(
+            id=tenant.id, slug=tenant.slug, name=tenant.name, kind=tenant.kind,
+            jwks_url=tenant_jwks_url(runtime.settings.server.base_url, tenant.id),
+        )  # fmt: skip
+    return _plain(created)
+
+
+def _tenant_status(status: str) -> Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]:
+    async def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+        async with platform_session(runtime.sessions) as session, session.begin():
+            tenant = await services.set_tenant_status(session, slug=args.slug, status=status)
+            return {"id": str(tenant.id), "slug": tenant.slug, "status": tenant.status}
+
+    return run
+
+
+async def _user_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    password = _read_password() if args.password_stdin else None
+    async with platform_session(runtime.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        user, one_time = await services.create_user(
+            session, tenant=tenant, email=args.email, roles=args.role, password=password
+        )
+        result = _plain(UserCreated(id=user.id, tenant_id=tenant.id, email=user.email, roles=user.roles))
+    if one_time is not None:
+        result["one_time_password"] = one_time
+    return result
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError("--password-stdin was given but no password arrived on standard input")
+    return password
+
+
+async def _client_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        jwk = json.loads(args.jwk_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read the JWK file {args.jwk_file}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise CliError(f"the JWK file {args.jwk_file} is not valid JSON (line {exc.lineno})") from exc
+    async with platform_session(runtime.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        client = await services.create_client(
+            session, tenant=tenant, name=args.name, public_jwk=jwk, scopes=args.scopes.split(), role=args.role
+        )
+        return _plain(ClientCreated(client_id=client.client_id, tenant_id=tenant.id, scopes=client.scopes, role=client.role))
+
+
+async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        rotated = await services.rotate_keys(session, runtime.keyring, slug=args.tenant)
+    return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
+
+
+_DEMO_TENANTS = (
+    ("semya", "Центр социальной помощи семье и детям «Семья»", TenantKind.SOCIAL_CENTRE),
+    ("opeka", "Отдел опеки и попечительства", TenantKind.GUARDIANSHIP_BODY),
+    ("kdn", "Комиссия по делам несовершеннолетних и защите их прав", TenantKind.JUVENILE_COMMISSION),
+)
+_DEMO_REGION = "Центральный район"
+_DEMO_ROLES = (Role.SPECIALIST, Role.INTAKE, Role.DPO, Role.TENANT_ADMIN)
+
+
+async def _demo_seed(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    """Three agencies, four people each, one API client each. Passwords go to the terminal only."""
+    async with platform_session(runtime.sessions) as session, session.begin():
+        if await session.scalar(select(Tenant.id).limit(1)) is not None:
+            if args.if_empty:
+                return {"seeded": False, "reason": "tenants already exist"}
+            raise CliError("the database already has tenants; demo data goes only into an empty database")
+        seeded = [await _seed_tenant(runtime, session, *spec) for spec in _DEMO_TENANTS]
+    return {"seeded": True, "sign_in": f"{runtime.settings.server.base_url}/login", "tenants": seeded}
+
+
+async def _seed_tenant(runtime: Runtime, session: Any, slug: str, name: str, kind: TenantKind) -> dict[str, Any]:
+    tenant = await services.create_tenant(session, runtime.keyring, slug=slug, name=name, kind=kind, region=_DEMO_REGION)
+    users = []
+    for role in _DEMO_ROLES:
+        user, one_time = await services.create_user(
+            session, tenant=tenant, email=f"{role.value.replace('_', '-')}@{slug}.demo", roles=[role], password=None
+        )
+        users.append({"email": user.email, "roles": user.roles, "one_time_password": one_time})
+    private = OKPKey.generate_key("Ed25519", {"kid": f"{slug}-demo-client"})
+    client = await services.create_client(
+        session,
+        tenant=tenant,
+        name=f"{slug} demo system",
+        public_jwk=private.as_dict(private=False),
+        scopes=[s.value for s in Scope],
+        role=Role.SPECIALIST,
+    )
+    key_file = _write_private_jwk(runtime.settings.paths.data_dir / "demo" / f"{slug}-client.jwk", private)
+    return {
+        "id": str(tenant.id),
+        "slug": slug,
+        "name": name,
+        "kind": kind.value,
+        "users": users,
+        "client": {"client_id": client.client_id, "private_jwk_file": str(key_file)},
+    }
+
+
+def _write_private_jwk(path: Path, key: OKPKey) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(key.as_dict(private=True), handle)
+    return path
+
+
+def _plain(value: msgspec.Struct) -> dict[str, Any]:
+    return msgspec.to_builtins(value)  # type: ignore[no-any-return]
+
+
+_HANDLERS: dict[tuple[str, str], Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    ("db", "upgrade"): _db_upgrade,
+    ("tenant", "create"): _tenant_create,
+    ("tenant", "suspend"): _tenant_status("suspended"),
+    ("tenant", "activate"): _tenant_status("active"),
+    ("user", "create"): _user_create,
+    ("client", "create"): _client_create,
+    ("keys", "rotate"): _keys_rotate,
+    ("demo", "seed"): _demo_seed,
+}
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin handlers that validate, call one service and return a schema."""

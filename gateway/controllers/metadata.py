@@ -1,0 +1,64 @@
+"""Public metadata: OAuth server metadata (RFC 8414), the gateway's and each tenant's JWKS, problem types."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Request, get
+from litestar.exceptions import NotFoundException
+
+from gateway.auth.guards import PUBLIC
+from gateway.auth.oauth import ASSERTION_ALGORITHMS, AUTH_METHOD
+from gateway.auth.tokens import TOKEN_ALGORITHMS
+from gateway.problems import ALL_PROBLEMS
+from gateway.runtime import Runtime
+from tenants.models import PlatformKeyUse, Scope
+from tenants.persistence import platform_session
+from tenants.services import tenant_exists
+
+
+@get("/.well-known/oauth-authorization-server", opt={PUBLIC: True}, tags=["oauth"])
+async def authorization_server_metadata(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    server = request.app.state.runtime.settings.server
+    return {
+        "issuer": server.issuer,
+        "token_endpoint": server.token_endpoint,
+        "jwks_uri": f"{server.base_url}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": [AUTH_METHOD],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "scopes_supported": [s.value for s in Scope],
+        "response_types_supported": [],
+        "access_token_signing_alg_values_supported": TOKEN_ALGORITHMS,
+    }
+
+
+@get("/.well-known/jwks.json", opt={PUBLIC: True}, tags=["oauth"], summary="Keys that sign access tokens")
+async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    runtime: Runtime = request.app.state.runtime
+    async with platform_session(runtime.sessions) as session:
+        keys = await runtime.keyring.usable_platform_keys(session, PlatformKeyUse.ACCESS_TOKEN)
+    return {"keys": [k.public_jwk for k in keys]}
+
+
+@get("/.well-known/tenants/{tenant_id:uuid}/jwks.json", opt={PUBLIC: True}, tags=["directory"],
+     summary="A tenant's public envelope encryption and signing keys")  # fmt: skip
+async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
+    runtime: Runtime = request.app.state.runtime
+    async with platform_session(runtime.sessions) as session:
+        if not await tenant_exists(session, tenant_id):
+            raise NotFoundException()
+        return await runtime.keyring.public_jwks(session, tenant_id)
+
+
+@get("/problems/{slug:str}", opt={PUBLIC: True}, tags=["problems"], summary="What a problem type means")
+async def problem_type(slug: str) -> dict[str, Any]:
+    for problem in ALL_PROBLEMS:
+        if problem.slug == slug:
+            return {"type": problem.uri, "title": problem.title, "status": problem.status}
+    raise NotFoundException()
+
+
+def tenant_jwks_url(base_url: str, tenant_id: uuid.UUID) -> str:
+    return f"{base_url}/.well-known/tenants/{tenant_id}/jwks.json"

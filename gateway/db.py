@@ -1,0 +1,73 @@
+"""The database engine, schema migrations and the master key file: persistence wiring for the gateway."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.settings import DatabaseSettings, PathSettings
+from tenants.keys import MASTER_KEY_BYTES, MasterKey
+from tenants.persistence import sqlite_pragmas
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class MasterKeyError(RuntimeError):
+    """The master key file is missing, unreadable or too widely readable."""
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        return engine
+    return create_async_engine(settings.url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply migrations on the engine's own connection (usable from inside a running event loop)."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+def ensure_data_dir(paths: PathSettings) -> None:
+    paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def load_master_key(paths: PathSettings) -> MasterKey:
+    """Read the master key; create it only when it is the embedded default and does not exist yet."""
+    path = paths.master_key_file
+    if not path.exists():
+        if not paths.master_key_generated:
+            raise MasterKeyError(f"master key file {path} does not exist (CASEBRIDGE_MASTER_KEY_FILE)")
+        ensure_data_dir(paths)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(MASTER_KEY_BYTES))
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MasterKeyError(f"master key file {path} must be readable by its owner only (chmod 600)")
+    data = path.read_bytes()
+    if len(data) != MASTER_KEY_BYTES:
+        raise MasterKeyError(f"master key file {path} must hold exactly {MASTER_KEY_BYTES} bytes")
+    return MasterKey(data)

@@ -1,0 +1,31 @@
+"""The collaborators one gateway process shares between requests, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.auth.oauth import TokenEndpoint
+from gateway.auth.tokens import AccessTokenVerifier
+from gateway.bus import Bus
+from gateway.settings import Settings
+from tenants.clock import Clock
+from tenants.keys import KeyRing, MasterKey
+from tenants.services import LockoutPolicy
+from tenants.staff_sessions import SessionPolicy
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    master_key: MasterKey
+    keyring: KeyRing
+    token_endpoint: TokenEndpoint
+    token_verifier: AccessTokenVerifier
+    bus: Bus
+    lockout: LockoutPolicy
+    session_policy: SessionPolicy

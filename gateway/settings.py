@@ -1,0 +1,185 @@
+"""Settings, one dataclass per concern, read once from `CASEBRIDGE_*` environment variables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A variable is present but unusable; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathSettings:
+    data_dir: Path
+    """CASEBRIDGE_DATA_DIR: where the embedded database, NATS store and master key live (default ./var)."""
+    master_key_file: Path
+    """CASEBRIDGE_MASTER_KEY_FILE: 32 random bytes wrapping every private key (default DATA_DIR/master.key)."""
+    master_key_generated: bool
+    """True when the master key file is the embedded default, which casebridge may create on first start."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str
+    """CASEBRIDGE_DATABASE_URL: SQLAlchemy async URL (default sqlite+aiosqlite:///DATA_DIR/casebridge.db)."""
+    pool_size: int
+    """CASEBRIDGE_DB_POOL_SIZE: connections kept per gateway process on PostgreSQL (default 10)."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    nats_url: str | None
+    """CASEBRIDGE_NATS_URL: an external NATS server; unset starts the embedded nats-server."""
+    store_dir: Path
+    """JetStream store of the embedded server: DATA_DIR/nats."""
+    stream_replicas: int
+    """CASEBRIDGE_NATS_REPLICAS: JetStream replicas for the app's streams (1 embedded, 3 in a cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str
+    """CASEBRIDGE_HOST: address `casebridge serve` listens on (default 127.0.0.1)."""
+    port: int
+    """CASEBRIDGE_PORT: port `casebridge serve` listens on (default 8000)."""
+    base_url: str
+    """CASEBRIDGE_BASE_URL: public URL of this node; the OAuth issuer (default http://HOST:PORT)."""
+    max_body_bytes: int
+    """CASEBRIDGE_MAX_BODY_BYTES: largest request body accepted (default 1 MiB)."""
+
+    @property
+    def issuer(self) -> str:
+        return self.base_url
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/oauth/token"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.base_url).scheme == "https"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSettings:
+    access_token_ttl: dt.timedelta
+    """CASEBRIDGE_ACCESS_TOKEN_TTL: seconds an access token lives (default 300)."""
+    assertion_max_age: dt.timedelta
+    """CASEBRIDGE_ASSERTION_MAX_AGE: longest exp - now accepted for a client assertion (default 3600)."""
+    clock_skew: dt.timedelta
+    """CASEBRIDGE_CLOCK_SKEW: leeway for exp/iat checks (default 60 seconds)."""
+    key_grace: dt.timedelta
+    """CASEBRIDGE_KEY_GRACE_DAYS: how long rotated keys stay usable for verification/decryption (default 30)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    lifetime: dt.timedelta
+    """CASEBRIDGE_SESSION_HOURS: absolute lifetime of a staff session (default 10 hours, one working day)."""
+    idle: dt.timedelta
+    """CASEBRIDGE_SESSION_IDLE_MINUTES: a session unused this long ends (default 30)."""
+    lockout_failures: int
+    """CASEBRIDGE_LOCKOUT_FAILURES: failed sign-ins in a row that lock an account (default 5)."""
+    lockout_duration: dt.timedelta
+    """CASEBRIDGE_LOCKOUT_MINUTES: how long a locked account stays locked (default 15)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    requests_per_minute: int
+    """CASEBRIDGE_RATE_LIMIT_PER_MINUTE: requests per client (or per address when anonymous) per minute (default 600)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    paths: PathSettings
+    database: DatabaseSettings
+    bus: BusSettings
+    server: ServerSettings
+    tokens: TokenSettings
+    sessions: SessionSettings
+    rate_limits: RateLimitSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        data_dir = Path(env.text("CASEBRIDGE_DATA_DIR", "var")).resolve()
+        key_file = env.optional("CASEBRIDGE_MASTER_KEY_FILE")
+        host = env.text("CASEBRIDGE_HOST", "127.0.0.1")
+        port = env.integer("CASEBRIDGE_PORT", 8000, low=1, high=65535)
+        base_url = env.text("CASEBRIDGE_BASE_URL", f"http://{host}:{port}").rstrip("/")
+        if urlsplit(base_url).scheme not in {"http", "https"}:
+            raise SettingsError("CASEBRIDGE_BASE_URL must be an http:// or https:// URL")
+        return cls(
+            paths=PathSettings(
+                data_dir=data_dir,
+                master_key_file=Path(key_file).resolve() if key_file else data_dir / "master.key",
+                master_key_generated=key_file is None,
+            ),
+            database=DatabaseSettings(
+                url=env.text("CASEBRIDGE_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'casebridge.db'}"),
+                pool_size=env.integer("CASEBRIDGE_DB_POOL_SIZE", 10, low=1, high=200),
+            ),
+            bus=BusSettings(
+                nats_url=env.optional("CASEBRIDGE_NATS_URL"),
+                store_dir=data_dir / "nats",
+                stream_replicas=env.integer("CASEBRIDGE_NATS_REPLICAS", 1, low=1, high=5),
+            ),
+            server=ServerSettings(
+                host=host,
+                port=port,
+                base_url=base_url,
+                max_body_bytes=env.integer("CASEBRIDGE_MAX_BODY_BYTES", 1024 * 1024, low=1024, high=512 * 1024 * 1024),
+            ),
+            tokens=TokenSettings(
+                access_token_ttl=dt.timedelta(seconds=env.integer("CASEBRIDGE_ACCESS_TOKEN_TTL", 300, low=30, high=86400)),
+                assertion_max_age=dt.timedelta(
+                    seconds=env.integer("CASEBRIDGE_ASSERTION_MAX_AGE", 3600, low=30, high=86400)
+                ),
+                clock_skew=dt.timedelta(seconds=env.integer("CASEBRIDGE_CLOCK_SKEW", 60, low=0, high=600)),
+                key_grace=dt.timedelta(days=env.integer("CASEBRIDGE_KEY_GRACE_DAYS", 30, low=0, high=3650)),
+            ),
+            sessions=SessionSettings(
+                lifetime=dt.timedelta(hours=env.integer("CASEBRIDGE_SESSION_HOURS", 10, low=1, high=24 * 30)),
+                idle=dt.timedelta(minutes=env.integer("CASEBRIDGE_SESSION_IDLE_MINUTES", 30, low=1, high=24 * 60)),
+                lockout_failures=env.integer("CASEBRIDGE_LOCKOUT_FAILURES", 5, low=1, high=100),
+                lockout_duration=dt.timedelta(minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)),
+            ),
+            rate_limits=RateLimitSettings(
+                requests_per_minute=env.integer("CASEBRIDGE_RATE_LIMIT_PER_MINUTE", 600, low=1, high=1_000_000),
+            ),
+        )
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value

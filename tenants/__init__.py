@@ -1,0 +1,1 @@
+"""Organisations, their people, agency systems, key rings and the partner directory."""

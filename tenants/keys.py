@@ -1,0 +1,229 @@
+"""Key rings: each tenant's encryption, signing and data-at-rest keys, wrapped by the master key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenants.clock import Clock
+from tenants.errors import KeyUnavailable
+from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, TenantKey
+
+MASTER_KEY_BYTES = 32
+_WRAP_VERSION = b"\x01"
+_NONCE_BYTES = 12
+
+# JOSE algorithm each key is used with (RFC 8037 for OKP keys, RFC 7518 for AES-GCM).
+_ALG = {
+    KeyUse.ENCRYPTION: "ECDH-ES+A256KW",
+    KeyUse.SIGNING: "EdDSA",
+    KeyUse.KEY_ENCRYPTION: "A256GCM",
+}
+
+
+class MasterKey:
+    """The deployment's key-wrapping key. Lives outside the database; never logged or printed."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != MASTER_KEY_BYTES:
+            raise KeyUnavailable("the master key must be exactly 32 bytes")
+        self._key = key
+        self._aead = AESGCM(key)
+
+    def wrap(self, secret: bytes, *, context: str) -> bytes:
+        """Encrypt `secret` bound to `context`, so a wrapped value cannot be moved to another record."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return _WRAP_VERSION + nonce + self._aead.encrypt(nonce, secret, context.encode())
+
+    def unwrap(self, wrapped: bytes, *, context: str) -> bytes:
+        if wrapped[:1] != _WRAP_VERSION:
+            raise KeyUnavailable("unknown key wrapping version")
+        nonce, ciphertext = wrapped[1 : 1 + _NONCE_BYTES], wrapped[1 + _NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, ciphertext, context.encode())
+        except InvalidTag as exc:
+            raise KeyUnavailable("key material cannot be unwrapped with this master key") from exc
+
+    def derive(self, purpose: str) -> bytes:
+        """An independent 32-byte secret for `purpose` (HKDF-SHA256, RFC 5869)."""
+        return HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose.encode()).derive(self._key)
+
+    def __repr__(self) -> str:
+        return "MasterKey(<hidden>)"
+
+
+def tenant_key_context(tenant_id: uuid.UUID, kid: str, use: str) -> str:
+    return f"casebridge/tenant-key/v1/{tenant_id}/{kid}/{use}"
+
+
+def platform_key_context(kid: str, use: str) -> str:
+    return f"casebridge/platform-key/v1/{kid}/{use}"
+
+
+def _new_kid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:20]}"
+
+
+def _okp_private_bytes(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_jwk(key: Ed25519PrivateKey | X25519PrivateKey, *, kid: str, alg: str, use: str) -> dict[str, Any]:
+    jwk = OKPKey.import_key(key.public_key()).as_dict(private=False)
+    return {**jwk, "kid": kid, "alg": alg, "use": use}
+
+
+def _generate(use: KeyUse) -> tuple[bytes, dict[str, Any] | None, str]:
+    kid = _new_kid(use.value)
+    alg = _ALG[use]
+    if use is KeyUse.KEY_ENCRYPTION:
+        return AESGCM.generate_key(bit_length=256), None, kid
+    private = X25519PrivateKey.generate() if use is KeyUse.ENCRYPTION else Ed25519PrivateKey.generate()
+    jose_use = "enc" if use is KeyUse.ENCRYPTION else "sig"
+    return _okp_private_bytes(private), _public_jwk(private, kid=kid, alg=alg, use=jose_use), kid
+
+
+@dataclass(frozen=True, slots=True)
+class RotatedKeys:
+    tenant_id: uuid.UUID
+    enc_kid: str
+    sig_kid: str
+    kek_kid: str
+
+
+class KeyRing:
+    """Creates, rotates and opens tenant and platform keys inside the caller's transaction."""
+
+    def __init__(self, master_key: MasterKey, clock: Clock, *, grace: dt.timedelta) -> None:
+        self._master = master_key
+        self._clock = clock
+        self._grace = grace
+
+    async def create_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> RotatedKeys:
+        kids = {use: self._add_tenant_key(session, tenant_id, use) for use in KeyUse}
+        await session.flush()
+        return RotatedKeys(tenant_id, kids[KeyUse.ENCRYPTION], kids[KeyUse.SIGNING], kids[KeyUse.KEY_ENCRYPTION])
+
+    async def rotate_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> RotatedKeys:
+        """Retire the active keys and add new ones.
+
+        Retired encryption and signing keys stay usable for decryption and verification until the
+        grace period ends. A retired KEK never stops being usable for unwrapping: data keys wrapped
+        by it must stay readable until they are re-wrapped, or data would be lost.
+        """
+        now = self._clock.now()
+        active = await session.scalars(
+            select(TenantKey).where(TenantKey.tenant_id == tenant_id, TenantKey.retired_at.is_(None))
+        )
+        for key in active:
+            key.retired_at = now
+            key.usable_until = None if key.use == KeyUse.KEY_ENCRYPTION else now + self._grace
+        return await self.create_tenant_keys(session, tenant_id)
+
+    def _add_tenant_key(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> str:
+        secret, public_jwk, kid = _generate(use)
+        session.add(
+            TenantKey(
+                tenant_id=tenant_id,
+                kid=kid,
+                use=use.value,
+                alg=_ALG[use],
+                public_jwk=public_jwk,
+                wrapped_private=self._master.wrap(secret, context=tenant_key_context(tenant_id, kid, use.value)),
+            )
+        )
+        return kid
+
+    async def usable_tenant_keys(
+        self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse
+    ) -> list[TenantKey]:
+        """The active key first, then retired keys still inside their grace period."""
+        rows = await session.scalars(
+            select(TenantKey)
+            .where(TenantKey.tenant_id == tenant_id, TenantKey.use == use.value)
+            .order_by(TenantKey.retired_at.is_not(None), TenantKey.created_at.desc())
+        )
+        now = self._clock.now()
+        return [key for key in rows if key.retired_at is None or key.usable_until is None or key.usable_until > now]
+
+    async def public_jwks(self, session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, Any]:
+        keys: list[dict[str, Any]] = []
+        for use in (KeyUse.ENCRYPTION, KeyUse.SIGNING):
+            keys.extend(k.public_jwk for k in await self.usable_tenant_keys(session, tenant_id, use) if k.public_jwk)
+        return {"keys": keys}
+
+    def private_key_bytes(self, key: TenantKey) -> bytes:
+        """PKCS#8 DER of an OKP private key, or the raw 32 bytes of a KEK."""
+        return self._master.unwrap(key.wrapped_private, context=tenant_key_context(key.tenant_id, key.kid, key.use))
+
+    def private_jwk(self, key: TenantKey) -> OKPKey:
+        if key.use == KeyUse.KEY_ENCRYPTION:
+            raise KeyUnavailable("a KEK is not an asymmetric key")
+        private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
+        return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+
+    # -- the gateway's own keys ---------------------------------------------------------------
+
+    async def ensure_platform_key(self, session: AsyncSession, use: PlatformKeyUse) -> PlatformKey:
+        """The active platform key for `use`, created on first start."""
+        active = await session.scalar(
+            select(PlatformKey)
+            .where(PlatformKey.use == use.value, PlatformKey.retired_at.is_(None))
+            .order_by(PlatformKey.created_at.desc())
+        )
+        if active is not None:
+            return active
+        return await self._add_platform_key(session, use)
+
+    async def rotate_platform_key(self, session: AsyncSession, use: PlatformKeyUse) -> PlatformKey:
+        now = self._clock.now()
+        for key in await session.scalars(
+            select(PlatformKey).where(PlatformKey.use == use.value, PlatformKey.retired_at.is_(None))
+        ):
+            key.retired_at = now
+            key.usable_until = now + self._grace
+        return await self._add_platform_key(session, use)
+
+    async def _add_platform_key(self, session: AsyncSession, use: PlatformKeyUse) -> PlatformKey:
+        private = Ed25519PrivateKey.generate()
+        kid = _new_kid(use.value)
+        key = PlatformKey(
+            kid=kid,
+            use=use.value,
+            alg="EdDSA",
+            public_jwk=_public_jwk(private, kid=kid, alg="EdDSA", use="sig"),
+            wrapped_private=self._master.wrap(_okp_private_bytes(private), context=platform_key_context(kid, use.value)),
+        )
+        session.add(key)
+        await session.flush()
+        return key
+
+    async def usable_platform_keys(self, session: AsyncSession, use: PlatformKeyUse) -> list[PlatformKey]:
+        rows = await session.scalars(
+            select(PlatformKey)
+            .where(PlatformKey.use == use.value)
+            .order_by(PlatformKey.retired_at.is_not(None), PlatformKey.created_at.desc())
+        )
+        now = self._clock.now()
+        return [key for key in rows if key.retired_at is None or (key.usable_until and key.usable_until > now)]
+
+    def platform_private_jwk(self, key: PlatformKey) -> OKPKey:
+        der = self._master.unwrap(key.wrapped_private, context=platform_key_context(key.kid, key.use))
+        private = serialization.load_der_private_key(der, password=None)
+        return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys

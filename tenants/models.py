@@ -1,0 +1,184 @@
+"""Tables of the tenants area: organisations, people, agency systems, key rings, sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from advanced_alchemy.base import UUIDv7AuditBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+
+class TenantKind(enum.StrEnum):
+    SOCIAL_CENTRE = "social_centre"
+    GUARDIANSHIP_BODY = "guardianship_body"
+    JUVENILE_COMMISSION = "juvenile_commission"
+    EDUCATION = "education"
+    HEALTH = "health"
+    POLICE_JUVENILE_UNIT = "police_juvenile_unit"
+    EMPLOYMENT = "employment"
+    NGO = "ngo"
+
+
+class TenantStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Role(enum.StrEnum):
+    SPECIALIST = "specialist"
+    INTAKE = "intake"
+    SUPERVISOR = "supervisor"
+    DPO = "dpo"
+    TENANT_ADMIN = "tenant_admin"
+
+
+# Roles an API client may act with (API.md: "Tokens").
+CLIENT_ROLES = frozenset({Role.SPECIALIST, Role.INTAKE, Role.SUPERVISOR, Role.DPO})
+
+
+class Scope(enum.StrEnum):
+    CASES_READ = "cases:read"
+    CASES_WRITE = "cases:write"
+    CONSENTS_WRITE = "consents:write"
+    REFERRALS_READ = "referrals:read"
+    REFERRALS_WRITE = "referrals:write"
+    AUDIT_READ = "audit:read"
+    DIRECTORY_READ = "directory:read"
+
+
+class KeyUse(enum.StrEnum):
+    ENCRYPTION = "enc"
+    SIGNING = "sig"
+    KEY_ENCRYPTION = "kek"
+
+
+class PlatformKeyUse(enum.StrEnum):
+    ACCESS_TOKEN = "token"
+    CHECKPOINT = "checkpoint"
+
+
+class Base(UUIDv7AuditBase):
+    """Every casebridge table: UUIDv7 primary key, created_at/updated_at in UTC."""
+
+    __abstract__ = True
+
+
+class TenantScoped:
+    """Mixin for rows that belong to exactly one tenant; PostgreSQL row-level security keys on `tenant_id`."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805 - SQLAlchemy declared_attr receives the class
+        return mapped_column(ForeignKey("tenant.id", ondelete="RESTRICT"), index=True, nullable=False)
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    region: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    contacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    service_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=TenantStatus.ACTIVE)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == TenantStatus.ACTIVE
+
+
+class User(TenantScoped, Base):
+    __tablename__ = "user_account"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # TOTP secret wrapped by the master key (AES-256-GCM, bound to the user id).
+    totp_secret_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Last accepted TOTP time step: a code is never accepted twice (RFC 6238 §5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    # SHA-256 of each unused recovery code; codes are random, so a fast hash suffices.
+    recovery_code_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class ApiClient(TenantScoped, Base):
+    __tablename__ = "api_client"
+
+    name: Mapped[str] = mapped_column(String(255))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    role: Mapped[str] = mapped_column(String(32), default=Role.SPECIALIST)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+    @property
+    def client_id(self) -> str:
+        return str(self.id)
+
+
+class UsedAssertion(Base):
+    """`jti` values of client assertions already accepted, kept until the assertion expires (RFC 7523 §3)."""
+
+    __tablename__ = "used_assertion"
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)
+
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_client.id", ondelete="CASCADE"))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+
+
+class TenantKey(TenantScoped, Base):
+    """One key of a tenant's ring. The private part is stored only wrapped by the master key."""
+
+    __tablename__ = "tenant_key"
+
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    use: Mapped[str] = mapped_column(String(8))
+    alg: Mapped[str] = mapped_column(String(32))
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    wrapped_private: Mapped[bytes] = mapped_column(LargeBinary)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # After this moment a retired key is no longer offered for verification or decryption.
+    usable_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class PlatformKey(Base):
+    """The gateway's own signing keys (access tokens, audit checkpoints)."""
+
+    __tablename__ = "platform_key"
+
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    use: Mapped[str] = mapped_column(String(16))
+    alg: Mapped[str] = mapped_column(String(32))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wrapped_private: Mapped[bytes] = mapped_column(LargeBinary)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    usable_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class StaffSession(TenantScoped, Base):
+    """A signed-in member of staff. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "staff_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    second_factor_passed: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    idle_expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+# Tables whose rows belong to one tenant; the migration puts a row-level security policy on each.
+TENANT_SCOPED_TABLES = ("user_account", "api_client", "tenant_key", "staff_session")

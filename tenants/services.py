@@ -1,0 +1,386 @@
+"""Business operations on tenants, their people and agency systems."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenants import credentials
+from tenants.clock import Clock
+from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.keys import KeyRing, MasterKey, RotatedKeys
+from tenants.models import (
+    CLIENT_ROLES,
+    ApiClient,
+    Role,
+    Scope,
+    Tenant,
+    TenantKind,
+    TenantStatus,
+    User,
+)
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    max_failures: int
+    lock_for: dt.timedelta
+
+
+# -- tenants -----------------------------------------------------------------------------------
+
+
+async def create_tenant(
+    session: AsyncSession,
+    keyring: KeyRing,
+    *,
+    slug: str,
+    name: str,
+    kind: str,
+    region: str | None = None,
+    contacts: dict[str, Any] | None = None,
+    service_profile: dict[str, Any] | None = None,
+) -> Tenant:
+    if not _SLUG.match(slug):
+        raise InvalidInput("The slug must be 1–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen.")
+    if kind not in TenantKind.__members__.values():
+        allowed = ", ".join(k.value for k in TenantKind)
+        raise InvalidInput(f"Unknown tenant kind {kind!r}; expected one of: {allowed}.")
+    if not name.strip():
+        raise InvalidInput("The tenant's name must not be empty.")
+    if await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+        raise Conflict(f"A tenant with the slug {slug!r} already exists.")
+    tenant = Tenant(
+        slug=slug,
+        name=name.strip(),
+        kind=kind,
+        region=region,
+        contacts=contacts or {},
+        service_profile=service_profile or {},
+    )
+    session.add(tenant)
+    await session.flush()
+    await keyring.create_tenant_keys(session, tenant.id)
+    return tenant
+
+
+async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
+    tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        raise NotFound(f"No tenant with the slug {slug!r}.")
+    return tenant
+
+
+async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    return await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is not None
+
+
+async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) -> Tenant:
+    if status not in TenantStatus.__members__.values():
+        raise InvalidInput(f"Unknown tenant status {status!r}; expected 'active' or 'suspended'.")
+    tenant = await tenant_by_slug(session, slug)
+    tenant.status = status
+    return tenant
+
+
+async def rotate_keys(session: AsyncSession, keyring: KeyRing, *, slug: str) -> RotatedKeys:
+    tenant = await tenant_by_slug(session, slug)
+    return await keyring.rotate_tenant_keys(session, tenant.id)
+
+
+async def search_directory(
+    session: AsyncSession, *, kind: str | None, region: str | None, text: str | None
+) -> Sequence[Tenant]:
+    """Active tenants matching every given filter; `text` searches name, slug and region."""
+    query = select(Tenant).where(Tenant.status == TenantStatus.ACTIVE).order_by(Tenant.name)
+    if kind:
+        query = query.where(Tenant.kind == kind)
+    if region:
+        query = query.where(func.lower(Tenant.region) == region.lower())
+    if text:
+        pattern = f"%{text.lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Tenant.name).like(pattern),
+                func.lower(Tenant.slug).like(pattern),
+                func.lower(Tenant.region).like(pattern),
+            )
+        )
+    return (await session.scalars(query)).all()
+
+
+# -- people ------------------------------------------------------------------------------------
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise InvalidInput("That is not a valid email address.")
+    return email
+
+
+def _checked_roles(roles: Sequence[str], allowed: frozenset[str] | None = None) -> list[str]:
+    known = allowed or frozenset(Role)
+    if not roles:
+        raise InvalidInput("A user needs at least one role.")
+    unknown = [r for r in roles if r not in known]
+    if unknown:
+        raise InvalidInput(f"Unknown role {unknown[0]!r}; expected one of: {', '.join(sorted(known))}.")
+    return sorted(set(roles))
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    tenant: Tenant,
+    email: str,
+    roles: Sequence[str],
+    password: str | None,
+    display_name: str | None = None,
+) -> tuple[User, str | None]:
+    """Create a user. Without a password, a one-time password is generated and returned (never stored in clear).
+
+    Either way the user must choose a new password and enrol a second factor at first sign-in.
+    """
+    email = normalise_email(email)
+    checked = _checked_roles(roles)
+    one_time = None
+    if password is None:
+        password = one_time = credentials.one_time_password()
+    elif problem := credentials.password_problem(password):
+        raise InvalidInput(problem)
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("A user with this email address already exists.")
+    user = User(
+        tenant_id=tenant.id,
+        email=email,
+        display_name=display_name,
+        roles=checked,
+        password_hash=credentials.hash_password(password),
+        must_change_password=True,
+    )
+    session.add(user)
+    await session.flush()
+    return user, one_time
+
+
+# -- agency systems ----------------------------------------------------------------------------
+
+
+def validate_public_jwk(jwk: Any) -> dict[str, Any]:
+    """A client's registered key: public only, Ed25519 (EdDSA) or P-256 (ES256)."""
+    if not isinstance(jwk, dict):
+        raise InvalidInput("The JWK must be a JSON object.")
+    if "d" in jwk:
+        raise InvalidInput("The JWK contains a private key; register only the public part.")
+    try:
+        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+            public = OKPKey.import_key(jwk).as_dict(private=False)
+        elif jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            public = ECKey.import_key(jwk).as_dict(private=False)
+        else:
+            raise InvalidInput("The JWK must be an Ed25519 (kty OKP) or P-256 (kty EC) public key.")
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidInput("The JWK is malformed and cannot be read as a public key.") from exc
+    return {k: v for k, v in jwk.items() if k in {"kid", "alg", "use"}} | public
+
+
+def _checked_scopes(scopes: Sequence[str]) -> list[str]:
+    if not scopes:
+        raise InvalidInput("A client needs at least one scope.")
+    known = {s.value for s in Scope}
+    unknown = [s for s in scopes if s not in known]
+    if unknown:
+        raise InvalidInput(f"Unknown scope {unknown[0]!r}; expected some of: {' '.join(sorted(known))}.")
+    return sorted(set(scopes))
+
+
+async def create_client(
+    session: AsyncSession,
+    *,
+    tenant: Tenant,
+    name: str,
+    public_jwk: Any,
+    scopes: Sequence[str],
+    role: str = Role.SPECIALIST,
+) -> ApiClient:
+    if not name.strip():
+        raise InvalidInput("The client's name must not be empty.")
+    (checked_role,) = _checked_roles([role], frozenset(CLIENT_ROLES))
+    client = ApiClient(
+        tenant_id=tenant.id,
+        name=name.strip(),
+        public_jwk=validate_public_jwk(public_jwk),
+        scopes=_checked_scopes(scopes),
+        role=checked_role,
+    )
+    session.add(client)
+    await session.flush()
+    return client
+
+
+async def client_identity(
+    session: AsyncSession, *, tenant_id: uuid.UUID, client_id: uuid.UUID
+) -> tuple[ApiClient, Tenant] | None:
+    """The client a verified access token names, with its tenant, for the per-request status checks."""
+    row = (
+        await session.execute(
+            select(ApiClient, Tenant)
+            .join(Tenant, Tenant.id == ApiClient.tenant_id)
+            .where(ApiClient.id == client_id, ApiClient.tenant_id == tenant_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+# -- signing in --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    needs_password_change: bool
+    needs_enrolment: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SignInRefused:
+    reason: str  # "invalid" | "locked" | "suspended"
+    locked_until: dt.datetime | None = None
+
+
+SignInResult = SignedIn | SignInRefused
+
+
+async def sign_in(
+    session: AsyncSession, clock: Clock, policy: LockoutPolicy, *, email: str, password: str
+) -> SignInResult:
+    """Check an email and password, counting failures towards a temporary lockout."""
+    now = clock.now()
+    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.active:
+        # Spend the same time as a real check so response time does not reveal which emails exist.
+        credentials.verify_password(_DUMMY_HASH, password)
+        return SignInRefused("invalid")
+    if user.locked_until is not None and user.locked_until > now:
+        return SignInRefused("locked", user.locked_until)
+    if not credentials.verify_password(user.password_hash, password):
+        return _record_failure(user, now, policy)
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id))
+    if tenant is None:
+        return SignInRefused("invalid")
+    if not tenant.is_active:
+        return SignInRefused("suspended")
+    return SignedIn(user, user.must_change_password, not user.totp_enabled)
+
+
+def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> SignInRefused:
+    user.failed_logins += 1
+    if user.failed_logins >= policy.max_failures:
+        user.failed_logins = 0
+        user.locked_until = now + policy.lock_for
+        return SignInRefused("locked", user.locked_until)
+    return SignInRefused("invalid")
+
+
+_DUMMY_HASH = credentials.hash_password("casebridge-timing-equaliser")
+
+
+async def pass_second_factor(
+    session: AsyncSession, master: MasterKey, clock: Clock, policy: LockoutPolicy, *, user: User, code: str
+) -> SignInResult:
+    """Check a TOTP code or a recovery code; failures count towards the same lockout as passwords."""
+    now = clock.now()
+    if user.locked_until is not None and user.locked_until > now:
+        return SignInRefused("locked", user.locked_until)
+    if user.totp_enabled and user.totp_secret_wrapped is not None:
+        secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
+        match = credentials.match_totp(secret, code, at_unix=now.timestamp(), last_step=user.totp_last_step)
+        if match is not None:
+            user.totp_last_step = match.step
+            return _succeeded(user, now)
+        remaining = credentials.consume_recovery_code(user.recovery_code_hashes, code)
+        if remaining is not None:
+            user.recovery_code_hashes = remaining
+            return _succeeded(user, now)
+    return _record_failure(user, now, policy)
+
+
+def _succeeded(user: User, now: dt.datetime) -> SignedIn:
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    return SignedIn(user, user.must_change_password, not user.totp_enabled)
+
+
+def _totp_context(user_id: uuid.UUID) -> str:
+    return f"casebridge/totp/v1/{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    secret_text: str
+    uri: str
+
+
+def begin_totp_enrolment(master: MasterKey, *, user: User, issuer: str) -> TotpEnrolment:
+    """Store a fresh, not yet active secret; it becomes active once the user proves they hold it."""
+    secret = credentials.new_totp_secret()
+    user.totp_secret_wrapped = master.wrap(secret, context=_totp_context(user.id))
+    user.totp_enabled = False
+    user.totp_last_step = None
+    return TotpEnrolment(credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer))
+
+
+def pending_totp_enrolment(master: MasterKey, *, user: User, issuer: str) -> TotpEnrolment | None:
+    if user.totp_enabled or user.totp_secret_wrapped is None:
+        return None
+    secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
+    return TotpEnrolment(credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer))
+
+
+def confirm_totp_enrolment(master: MasterKey, clock: Clock, *, user: User, code: str) -> list[str] | None:
+    """Activate the pending secret when `code` matches; returns the recovery codes to show once."""
+    if user.totp_enabled or user.totp_secret_wrapped is None:
+        return None
+    secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
+    match = credentials.match_totp(secret, code, at_unix=clock.now().timestamp(), last_step=None)
+    if match is None:
+        return None
+    codes = credentials.new_recovery_codes()
+    user.totp_enabled = True
+    user.totp_last_step = match.step
+    user.recovery_code_hashes = [credentials.recovery_code_hash(c) for c in codes]
+    return codes
+
+
+def reset_second_factor(user: User) -> None:
+    """An administrator's reset: the user enrols again at next sign-in."""
+    user.totp_enabled = False
+    user.totp_secret_wrapped = None
+    user.totp_last_step = None
+    user.recovery_code_hashes = []
+
+
+def change_password(user: User, *, current: str, new: str) -> None:
+    if not credentials.verify_password(user.password_hash, current):
+        raise InvalidInput("The current password is not correct.")
+    if problem := credentials.password_problem(new):
+        raise InvalidInput(problem)
+    if new == current:
+        raise InvalidInput("The new password must differ from the current one.")
+    user.password_hash = credentials.hash_password(new)
+    user.must_change_password = False
