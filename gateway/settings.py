@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,8 +119,7 @@ class Settings:
         host = env.text("CASEBRIDGE_HOST", "127.0.0.1")
         port = env.integer("CASEBRIDGE_PORT", 8000, low=1, high=65535)
         base_url = env.text("CASEBRIDGE_BASE_URL", f"http://{host}:{port}").rstrip("/")
-        if urlsplit(base_url).scheme not in {"http", "https"}:
-            raise SettingsError("CASEBRIDGE_BASE_URL must be an http:// or https:// URL")
+        _check_base_url(base_url)
         return cls(
             paths=PathSettings(
                 data_dir=data_dir,
@@ -159,6 +159,20 @@ class Settings:
                 requests_per_minute=env.integer("CASEBRIDGE_RATE_LIMIT_PER_MINUTE", 600, low=1, high=1_000_000),
             ),
         )
+
+
+def _check_base_url(base_url: str) -> None:
+    """OAuth 2 requires TLS (RFC 6749 §1.6); plain http is accepted only for a node on this machine."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError("CASEBRIDGE_BASE_URL must be an http:// or https:// URL")
+    if parts.scheme == "http" and parts.hostname != "localhost":
+        try:
+            loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise SettingsError("CASEBRIDGE_BASE_URL must use https:// unless the node is reached on localhost")
 
 
 class _Env:

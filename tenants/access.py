@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.errors import Forbidden, NotFound
-from tenants.models import ApiClient, Role, User
+from tenants.models import ApiClient, Role, Tenant, User
 from tenants.principal import Principal
 
 
@@ -36,3 +36,13 @@ async def access_client(
     if for_write and not principal.has_role(Role.TENANT_ADMIN):
         raise Forbidden("Only the tenant's administrator may manage API clients.")
     return client
+
+
+async def access_own_tenant(session: AsyncSession, principal: Principal, *, for_write: bool) -> Tenant:
+    """The caller's own organisation; changing its profile needs a supervisor or the tenant's administrator."""
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
+    if tenant is None:
+        raise NotFound("No such organisation.")
+    if for_write and not principal.has_role(Role.SUPERVISOR, Role.TENANT_ADMIN):
+        raise Forbidden("Only a supervisor or the tenant's administrator may change the organisation's profile.")
+    return tenant

@@ -49,6 +49,7 @@ class Scope(enum.StrEnum):
     REFERRALS_WRITE = "referrals:write"
     AUDIT_READ = "audit:read"
     DIRECTORY_READ = "directory:read"
+    DIRECTORY_WRITE = "directory:write"
 
 
 class KeyUse(enum.StrEnum):

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every request body: an unknown field is an error, not silently dropped."""
+
+
+class Contacts(Strict):
+    phone: str | None = msgspec.field(default=None)
+    email: str | None = None
+    website: str | None = None
+    address: str | None = None
+    hours: str | None = None
+
+
+class ServiceOffer(Strict):
+    """One service an agency offers, in the spirit of Open Referral HSDS `service`."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    problems: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=50)]
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    districts: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=100)] = (
+        msgspec.field(default_factory=list)
+    )
+    documents_required: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=50)] = (
+        msgspec.field(default_factory=list)
+    )
+    intake_rules: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class ProfileUpdate(Strict):
+    """What an agency publishes about itself in the directory; replaces the previous profile whole."""
+
+    contacts: Contacts
+    services: Annotated[list[ServiceOffer], msgspec.Meta(max_length=100)]
 
 
 class DirectoryStats(msgspec.Struct, kw_only=True):
@@ -28,6 +58,7 @@ class DirectoryEntry(msgspec.Struct, kw_only=True):
     jwks_url: str
     stats: DirectoryStats
     contacts: dict[str, Any] = msgspec.field(default_factory=dict)
+    status: str = "active"
 
 
 class DirectoryPage(msgspec.Struct, kw_only=True):

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
+from tenants.access import access_own_tenant
 from tenants.clock import Clock
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.keys import KeyRing, MasterKey, RotatedKeys
@@ -28,6 +30,8 @@ from tenants.models import (
     TenantStatus,
     User,
 )
+from tenants.principal import Principal
+from tenants.schemas import ProfileUpdate
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
@@ -93,6 +97,14 @@ async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) ->
         raise InvalidInput(f"Unknown tenant status {status!r}; expected 'active' or 'suspended'.")
     tenant = await tenant_by_slug(session, slug)
     tenant.status = status
+    return tenant
+
+
+async def update_profile(session: AsyncSession, *, principal: Principal, profile: ProfileUpdate) -> Tenant:
+    """Replace the acting tenant's directory profile (contacts and services)."""
+    tenant = await access_own_tenant(session, principal, for_write=True)
+    tenant.contacts = msgspec.to_builtins(profile.contacts)
+    tenant.service_profile = {"services": msgspec.to_builtins(profile.services)}
     return tenant
 
 

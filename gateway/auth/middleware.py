@@ -66,7 +66,11 @@ class PrincipalMiddleware:
             try:
                 if authorization:
                     principal = await _from_bearer(runtime, authorization)
-                elif cookie := _cookie(headers.get(b"cookie", b"").decode("latin-1"), runtime):
+                # Cookies never authenticate the API: its routes are exempt from CSRF checks, so a session
+                # cookie there would let any web page act as the signed-in user.
+                elif not scope["path"].startswith("/api/") and (
+                    cookie := _cookie(headers.get(b"cookie", b"").decode("latin-1"), runtime)
+                ):
                     principal = await _from_session(runtime, cookie)
             except Problem as exc:
                 problem = exc

@@ -185,7 +185,9 @@ class CasebridgeAuthorizationServer(AuthorizationServer):  # type: ignore[misc] 
         return request
 
     def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
-        return status, dict(body), dict(headers)
+        # The controller chooses the media type (JSON for tokens, problem+json for errors).
+        kept = {name: value for name, value in dict(headers).items() if name.lower() != "content-type"}
+        return status, dict(body), kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +234,7 @@ class TokenEndpoint:
             context = _TokenRequest(client=client, used_jtis=used)
             token = _current.set(context)
             try:
-                request = OAuth2Request("POST", self._token_endpoint, headers=headers)
-                request.payload = BasicOAuth2Payload(form)
+                request = _FormRequest(self._token_endpoint, form, headers)
                 status, body, response_headers = self._authorization_server.create_token_response(request)
             finally:
                 _current.reset(token)
@@ -275,6 +276,23 @@ class TokenEndpoint:
             await session.rollback()
             return False
         return True
+
+
+class _FormRequest(OAuth2Request):  # type: ignore[misc] # authlib ships no type information
+    """A token request as authlib's framework integrations present one: a POSTed form, no query."""
+
+    def __init__(self, uri: str, form: dict[str, str], headers: dict[str, str]) -> None:
+        super().__init__("POST", uri, headers=headers)
+        self._form = form
+        self.payload = BasicOAuth2Payload(form)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
 
 
 @dataclass(frozen=True, slots=True)

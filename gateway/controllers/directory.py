@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar import Controller, Request, get, put
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from gateway.auth.guards import ROLES, SCOPE
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.runtime import Runtime
 from tenants.models import Role, Scope, Tenant, TenantKind
-from tenants.persistence import platform_session
-from tenants.schemas import DirectoryEntry, DirectoryPage, DirectoryStats
-from tenants.services import search_directory
+from tenants.persistence import platform_session, tenant_session
+from tenants.principal import Principal
+from tenants.schemas import DirectoryEntry, DirectoryPage, DirectoryStats, ProfileUpdate
+from tenants.services import search_directory, update_profile
 
 _ANY_STAFF = [r.value for r in Role]
 
@@ -26,15 +27,25 @@ class DirectoryController(Controller):
     async def list_tenants(
         self,
         request: Request[Any, Any, Any],
-        kind: TenantKind | None = None,
-        region: str | None = Parameter(default=None, max_length=128),
-        q: str | None = Parameter(default=None, max_length=200),
+        kind: FromQuery[TenantKind | None] = None,
+        region: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> DirectoryPage:
         runtime: Runtime = request.app.state.runtime
         # The directory is shared by every tenant: a platform-scoped read of public profiles only.
         async with platform_session(runtime.sessions) as session:
             tenants = await search_directory(session, kind=kind, region=region, text=q)
         return DirectoryPage(items=[_entry(t, runtime.settings.server.base_url) for t in tenants])
+
+
+    @put("/profile", opt={SCOPE: Scope.DIRECTORY_WRITE, ROLES: [Role.SUPERVISOR, Role.TENANT_ADMIN]},
+         summary="Publish the caller's own directory profile")  # fmt: skip
+    async def put_profile(self, request: Request[Any, Any, Any], data: JSONBody[ProfileUpdate]) -> DirectoryEntry:
+        runtime: Runtime = request.app.state.runtime
+        principal: Principal = request.scope["auth"]
+        async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
+            tenant = await update_profile(session, principal=principal, profile=data)
+        return _entry(tenant, runtime.settings.server.base_url)
 
 
 def _entry(tenant: Tenant, base_url: str) -> DirectoryEntry:
@@ -48,4 +59,5 @@ def _entry(tenant: Tenant, base_url: str) -> DirectoryEntry:
         jwks_url=tenant_jwks_url(base_url, tenant.id),
         stats=DirectoryStats(),
         contacts=tenant.contacts,
+        status=tenant.status,
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from gateway.auth.guards import PUBLIC
 from gateway.auth.oauth import ASSERTION_ALGORITHMS, AUTH_METHOD
@@ -44,7 +45,7 @@ async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/.well-known/tenants/{tenant_id:uuid}/jwks.json", opt={PUBLIC: True}, tags=["directory"],
      summary="A tenant's public envelope encryption and signing keys")  # fmt: skip
-async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: uuid.UUID) -> dict[str, Any]:
+async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with platform_session(runtime.sessions) as session:
         if not await tenant_exists(session, tenant_id):
@@ -53,7 +54,7 @@ async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: uuid.UUID) -> 
 
 
 @get("/problems/{slug:str}", opt={PUBLIC: True}, tags=["problems"], summary="What a problem type means")
-async def problem_type(slug: str) -> dict[str, Any]:
+async def problem_type(slug: FromPath[str]) -> dict[str, Any]:
     for problem in ALL_PROBLEMS:
         if problem.slug == slug:
             return {"type": problem.uri, "title": problem.title, "status": problem.status}

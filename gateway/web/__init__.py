@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from litestar.datastructures import CacheControlHeader
+from litestar.static_files import create_static_files_router
+
+from gateway.auth.guards import PUBLIC
 from gateway.web.signin import SIGNIN_ROUTES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-WEB_ROUTES = [*SIGNIN_ROUTES]
+STATIC_DIR = Path(__file__).parent / "static"
+
+# The stylesheet is public and holds nothing personal; an hour of caching spares a request per page.
+_STATIC = create_static_files_router(
+    path="/static",
+    directories=[STATIC_DIR],
+    opt={PUBLIC: True},
+    cache_control=CacheControlHeader(max_age=3600, public=True),
+)
+
+WEB_ROUTES = [*SIGNIN_ROUTES, _STATIC]

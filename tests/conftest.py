@@ -1,0 +1,132 @@
+"""Shared fixtures: the real nats-server, a throwaway PostgreSQL cluster, and a migrated database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from gateway.app import create_app
+from gateway.bus import EmbeddedNats
+from gateway.db import create_engine, upgrade_schema
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from tests.pg import ThrowawayPostgres, postgres_available
+
+BASE_URL = "http://localhost"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class TravelClock:
+    """The real time plus an offset that tests move forward (sessions, lockouts, key grace)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.offset += delta
+
+
+@pytest.fixture(scope="session")
+async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats") / "store")
+    url = await server.start()
+    yield url
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    available, why = postgres_available()
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {why}")
+        pytest.skip(f"PostgreSQL not available here: {why}")
+    with ThrowawayPostgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'casebridge.db'}"
+    cluster: ThrowawayPostgres = request.getfixturevalue("postgres")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extra: str) -> Settings:
+    env = {
+        "CASEBRIDGE_DATA_DIR": str(data_dir),
+        "CASEBRIDGE_DATABASE_URL": database_url,
+        "CASEBRIDGE_BASE_URL": BASE_URL,
+        **({"CASEBRIDGE_NATS_URL": nats_url} if nats_url else {}),
+        **extra,
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+async def settings(database_url: str, tmp_path: Path, nats_url: str) -> Settings:
+    settings = settings_for(database_url, tmp_path / "var", nats_url)
+    engine = create_engine(settings.database)
+    await upgrade_schema(engine)
+    await engine.dispose()
+    return settings
+
+
+@pytest.fixture
+def clock() -> TravelClock:
+    return TravelClock()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: TravelClock) -> Litestar:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def api(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app, running in the test's own event loop (asyncpg connections are loop-bound)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold_lifespan() -> None:
+        # One task owns the lifespan from start to shutdown: anyio cancel scopes may not cross tasks,
+        # and pytest runs a fixture's setup and teardown in different tasks.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    holder = asyncio.create_task(hold_lifespan())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({holder, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if holder.done():
+        waiter.cancel()
+        holder.result()  # re-raises the startup failure
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
+            yield client
+    finally:
+        stop.set()
+        await holder
+
+
+@pytest.fixture
+def runtime(app: Litestar, api: httpx.AsyncClient) -> Runtime:
+    """The running app's collaborators (after its lifespan has started)."""
+    runtime: Runtime = app.state.runtime
+    return runtime

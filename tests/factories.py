@@ -1,0 +1,88 @@
+"""Test data made through the real services: tenants, users, API clients and their access tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+
+from gateway.runtime import Runtime
+from tenants import services
+from tenants.models import Role, Scope, Tenant, TenantKind, User
+from tenants.persistence import platform_session
+
+ALL_SCOPES = [s.value for s in Scope]
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class ClientKey:
+    client_id: str
+    tenant_id: uuid.UUID
+    key: OKPKey
+
+
+async def make_tenant(runtime: Runtime, slug: str | None = None, *, kind: str = TenantKind.SOCIAL_CENTRE,
+                      region: str | None = "Центральный район", name: str | None = None) -> Tenant:  # fmt: skip
+    slug = slug or f"t-{uuid.uuid4().hex[:8]}"
+    async with platform_session(runtime.sessions) as session, session.begin():
+        return await services.create_tenant(
+            session, runtime.keyring, slug=slug, name=name or f"Agency {slug}", kind=kind, region=region
+        )
+
+
+async def make_user(runtime: Runtime, tenant: Tenant, *, roles: list[str] | None = None,
+                    email: str | None = None, password: str = PASSWORD) -> User:  # fmt: skip
+    async with platform_session(runtime.sessions) as session, session.begin():
+        user, _ = await services.create_user(
+            session,
+            tenant=tenant,
+            email=email or f"u{uuid.uuid4().hex[:8]}@example.org",
+            roles=roles or [Role.SPECIALIST],
+            password=password,
+        )
+        return user
+
+
+async def make_client(runtime: Runtime, tenant: Tenant, *, scopes: list[str] | None = None,
+                      role: str = Role.SPECIALIST) -> ClientKey:  # fmt: skip
+    key = OKPKey.generate_key("Ed25519", {"kid": uuid.uuid4().hex[:8]})
+    async with platform_session(runtime.sessions) as session, session.begin():
+        client = await services.create_client(
+            session, tenant=tenant, name="agency system", public_jwk=key.as_dict(private=False),
+            scopes=scopes or ALL_SCOPES, role=role,
+        )  # fmt: skip
+        return ClientKey(client.client_id, tenant.id, key)
+
+
+def client_assertion(client: ClientKey, audience: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": client.client_id, "sub": client.client_id, "aud": audience, "iat": now, "exp": now + 120,
+              "jti": uuid.uuid4().hex} | overrides  # fmt: skip
+    claims = {k: v for k, v in claims.items() if v is not None}
+    header = {"alg": "EdDSA", **({"kid": client.key.kid} if client.key.kid else {})}
+    return jwt.encode(header, claims, client.key, algorithms=["EdDSA"])
+
+
+def token_form(client: ClientKey, assertion: str, scope: str | None = None) -> dict[str, str]:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client.client_id,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    if scope is not None:
+        form["scope"] = scope
+    return form
+
+
+async def access_token(api: httpx.AsyncClient, client: ClientKey, scope: str | None = None) -> str:
+    token_endpoint = f"{api.base_url}/oauth/token"
+    response = await api.post("/oauth/token", data=token_form(client, client_assertion(client, token_endpoint), scope))
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])

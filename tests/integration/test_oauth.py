@@ -1,0 +1,234 @@
+"""Agency systems get access tokens with private_key_jwt, and every bad credential is refused precisely."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc import jwt
+from joserfc.jwk import ECKey, OKPKey
+from litestar import Litestar
+
+from gateway.auth.tokens import access_token_claims, sign_access_token
+from gateway.runtime import Runtime
+from tenants.models import PlatformKeyUse, Role, TenantKind
+from tenants.persistence import platform_session
+from tenants.services import set_tenant_status
+from tests.conftest import BASE_URL
+from tests.factories import ClientKey, access_token, client_assertion, make_client, make_tenant, token_form
+
+TOKEN_ENDPOINT = f"{BASE_URL}/oauth/token"
+
+
+async def test_authlib_client_obtains_token_and_calls_api(
+    app: Litestar, api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    tenant = await make_tenant(runtime, "semya")
+    client = await make_client(runtime, tenant, scopes=["directory:read", "cases:read"])
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncOAuth2Client(
+        client_id=client.client_id,
+        client_secret=client.key,
+        token_endpoint_auth_method=PrivateKeyJWT(TOKEN_ENDPOINT, alg="EdDSA"),
+        transport=transport,
+        base_url=BASE_URL,
+    ) as oauth:
+        token = await oauth.fetch_token(TOKEN_ENDPOINT, grant_type="client_credentials", scope="directory:read")
+        assert token["token_type"].lower() == "bearer"
+        assert token["scope"] == "directory:read"
+        assert token["expires_in"] == 300
+        listing = await oauth.get("/api/v1/directory/tenants")
+    assert listing.status_code == 200, listing.text
+    assert [item["slug"] for item in listing.json()["items"]] == ["semya"]
+
+    claims = jwt.decode(token["access_token"], OKPKey.import_key(
+        (await api.get("/.well-known/jwks.json")).json()["keys"][0]), algorithms=["EdDSA"]).claims  # fmt: skip
+    assert claims["tenant_id"] == str(tenant.id)
+    assert claims["client_id"] == client.client_id
+    assert claims["role"] == Role.SPECIALIST
+    assert claims["aud"] == f"{BASE_URL}/api"
+
+
+async def test_es256_client_key_is_accepted(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    tenant = await make_tenant(runtime)
+    key = ECKey.generate_key("P-256", {"kid": "ec1"})
+    from tenants import services
+
+    async with platform_session(runtime.sessions) as session, session.begin():
+        record = await services.create_client(
+            session, tenant=tenant, name="ec system", public_jwk=key.as_dict(private=False), scopes=["directory:read"]
+        )
+    now = int(time.time())
+    assertion = jwt.encode(
+        {"alg": "ES256"},
+        {"iss": record.client_id, "sub": record.client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
+         "jti": uuid.uuid4().hex},
+        key, algorithms=["ES256"],
+    )  # fmt: skip
+    response = await api.post("/oauth/token", data=token_form(ClientKey(record.client_id, tenant.id, key), assertion))  # type: ignore[arg-type]
+    assert response.status_code == 200, response.text
+
+
+async def test_token_carries_only_registered_and_requested_scopes(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read", "cases:read"])
+    asked = token_form(client, client_assertion(client, TOKEN_ENDPOINT), "cases:read audit:read")
+    response = await api.post("/oauth/token", data=asked)
+    assert response.status_code == 200
+    assert response.json()["scope"] == "cases:read"
+
+
+def _refusals() -> dict[str, dict[str, object]]:
+    now = int(time.time())
+    return {
+        "wrong audience": {"aud": "https://elsewhere.example/oauth/token"},
+        "expired": {"iat": now - 600, "exp": now - 300},
+        "issued in the future": {"iat": now + 3600, "exp": now + 3700},
+        "lives too long": {"exp": now + 86400},
+        "no jti": {"jti": None},
+        "no exp": {"exp": None},
+    }
+
+
+@pytest.mark.parametrize("case", list(_refusals()))
+async def test_bad_assertions_are_invalid_client(api: httpx.AsyncClient, runtime: Runtime, case: str) -> None:
+    client = await make_client(runtime, await make_tenant(runtime))
+    assertion = client_assertion(client, TOKEN_ENDPOINT, **_refusals()[case])
+    response = await api.post("/oauth/token", data=token_form(client, assertion))
+    assert response.status_code == 401, (case, response.text)
+    body = response.json()
+    assert body["error"] == "invalid_client"
+    assert body["type"] == "/problems/invalid-client"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert body["detail"]
+
+
+async def test_assertion_signed_by_another_key_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    client = await make_client(runtime, await make_tenant(runtime))
+    impostor = ClientKey(client.client_id, client.tenant_id, OKPKey.generate_key("Ed25519"))
+    response = await api.post("/oauth/token", data=token_form(client, client_assertion(impostor, TOKEN_ENDPOINT)))
+    assert response.status_code == 401
+    assert "signature" in response.json()["detail"]
+
+
+async def test_replayed_jti_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    client = await make_client(runtime, await make_tenant(runtime))
+    assertion = client_assertion(client, TOKEN_ENDPOINT)
+    first = await api.post("/oauth/token", data=token_form(client, assertion))
+    assert first.status_code == 200
+    replay = await api.post("/oauth/token", data=token_form(client, assertion))
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "invalid_client"
+    assert "used before" in replay.json()["detail"]
+
+
+async def test_unknown_client_is_refused(api: httpx.AsyncClient) -> None:
+    stranger = ClientKey(str(uuid.uuid4()), uuid.uuid4(), OKPKey.generate_key("Ed25519"))
+    response = await api.post("/oauth/token", data=token_form(stranger, client_assertion(stranger, TOKEN_ENDPOINT)))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": "password"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, "invalid_client"),
+    ],
+)
+async def test_malformed_token_requests(
+    api: httpx.AsyncClient, form: dict[str, str], error: str
+) -> None:
+    response = await api.post("/oauth/token", data=form)
+    assert response.status_code in {400, 401}
+    assert response.json()["error"] == error
+
+
+async def test_token_request_must_be_a_form(api: httpx.AsyncClient) -> None:
+    response = await api.post("/oauth/token", json={"grant_type": "client_credentials"})
+    assert response.status_code == 415
+    assert response.json()["type"] == "/problems/unsupported-media-type"
+
+
+async def test_suspended_tenant_gets_no_tokens_and_its_tokens_stop_working(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    tenant = await make_tenant(runtime, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
+    client = await make_client(runtime, tenant)
+    token = await access_token(api, client)
+    async with platform_session(runtime.sessions) as session, session.begin():
+        await set_tenant_status(session, slug="opeka", status="suspended")
+
+    refused = await api.post("/oauth/token", data=token_form(client, client_assertion(client, TOKEN_ENDPOINT)))
+    assert refused.status_code == 401
+    assert "suspended" in refused.json()["detail"]
+    call = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
+    assert call.status_code == 403
+    assert call.json()["type"] == "/problems/tenant-suspended"
+
+
+async def test_api_refuses_missing_malformed_and_foreign_tokens(api: httpx.AsyncClient) -> None:
+    missing = await api.get("/api/v1/directory/tenants")
+    assert missing.status_code == 401
+    assert missing.json()["type"] == "/problems/unauthenticated"
+
+    malformed = await api.get("/api/v1/directory/tenants", headers={"Authorization": "Bearer not-a-jwt"})
+    assert malformed.status_code == 401
+    assert malformed.json()["type"] == "/problems/invalid-token"
+
+    foreign_key = OKPKey.generate_key("Ed25519", {"kid": "foreign"})
+    forged = sign_access_token(_claims(uuid.uuid4(), uuid.uuid4()), foreign_key)
+    response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.json()["type"] == "/problems/invalid-token"
+
+
+def _claims(tenant_id: uuid.UUID, client_id: uuid.UUID, **overrides: object) -> dict[str, object]:
+    claims = access_token_claims(issuer=BASE_URL, client_id=str(client_id), tenant_id=tenant_id, role="specialist",
+                                 scope="directory:read", now=int(time.time()), ttl_seconds=300)  # fmt: skip
+    return {**claims, **overrides}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 4000, "nbf": None}, "expired"),
+        ({"aud": "https://elsewhere.example/api"}, "audience"),
+        ({"iss": "https://elsewhere.example"}, "another server"),
+        ({"iat": int(time.time()) + 3600, "nbf": None}, "future"),
+    ],
+)
+async def test_api_refuses_tokens_with_bad_claims(
+    api: httpx.AsyncClient, runtime: Runtime, overrides: dict[str, object], detail: str
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime))
+    async with platform_session(runtime.sessions) as session:
+        key = runtime.keyring.platform_private_jwk(
+            await runtime.keyring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
+        )
+    claims = {k: v for k, v in _claims(client.tenant_id, uuid.UUID(client.client_id), **overrides).items() if v is not None}
+    token = sign_access_token(claims, key)
+    response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.text
+    assert detail in response.json()["detail"]
+
+
+async def test_scopes_and_roles_are_enforced(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    tenant = await make_tenant(runtime)
+    reader = await make_client(runtime, tenant, scopes=["cases:read"])
+    token = await access_token(api, reader)
+    no_scope = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
+    assert no_scope.status_code == 403
+    assert "directory:read" in no_scope.json()["detail"]
+
+    specialist = await make_client(runtime, tenant, scopes=["directory:write"], role=Role.SPECIALIST)
+    token = await access_token(api, specialist)
+    profile = {"contacts": {}, "services": []}
+    wrong_role = await api.put("/api/v1/directory/profile", json=profile, headers={"Authorization": f"Bearer {token}"})
+    assert wrong_role.status_code == 403
+    assert "roles" in wrong_role.json()["detail"]
