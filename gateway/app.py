@@ -16,7 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template.config import TemplateConfig
 
 from gateway.auth.guards import API_GUARDS, PUBLIC
-from gateway.auth.middleware import PrincipalMiddleware, RequestIdMiddleware, session_cookie_name
+from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
@@ -25,6 +25,7 @@ from gateway.controllers.directory import DirectoryController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import rate_limit_config
+from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import WEB_ROUTES, TEMPLATE_DIR
@@ -36,6 +37,7 @@ from tenants.services import LockoutPolicy
 from tenants.staff_sessions import SessionPolicy
 
 API_VERSION = "1.0.0"
+OPENAPI_PATH = "/schema"
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
@@ -103,11 +105,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ],
         guards=[_guard_api_routes],
         middleware=[
-            RequestIdMiddleware,
             PrincipalMiddleware,
             rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
         ],
         lifespan=[lifespan],
+        before_send=[add_request_id],
         state=_state(runtime),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_bytes,
@@ -122,7 +124,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="casebridge",
             version=API_VERSION,
-            path="/schema",
+            path=OPENAPI_PATH,
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -145,7 +147,7 @@ def _derived_secret(runtime: Runtime, purpose: str) -> str:
 
 async def _guard_api_routes(connection: Any, handler: Any) -> None:
     """Apply the API guards to every route that is not declared public."""
-    if handler.opt.get(PUBLIC):
+    if handler.opt.get(PUBLIC) or connection.scope["path"].startswith(OPENAPI_PATH):
         return
     for guard in API_GUARDS:
         guard(connection, handler)

@@ -13,11 +13,13 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    SerializationException,
     TooManyRequestsException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from gateway.request_id import ensure_request_id
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 
 log = logging.getLogger("casebridge.gateway")
@@ -94,9 +96,7 @@ def problem_response(
         "detail": detail,
         "instance": request.url.path,
     }
-    request_id = request.scope.get("state", {}).get("request_id")
-    if request_id:
-        body["request_id"] = request_id
+    body["request_id"] = ensure_request_id(request.scope)
     body.update(extra or {})
     return Response(body, status_code=status or problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
@@ -123,6 +123,9 @@ def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         detail = "Too many requests from this client; retry after the number of seconds in Retry-After."
     elif isinstance(exc, NotFoundException):
         detail = "Nothing exists at this address."
+    elif isinstance(exc.__cause__, SerializationException):
+        problem = BAD_REQUEST
+        detail = f"The request body is not valid JSON (malformed: {exc.detail})."
     elif exc.status_code == 413:
         detail = "The request body is larger than this server accepts."
     elif exc.status_code >= 500:
@@ -141,7 +144,7 @@ def _domain(problem: ProblemType) -> Callable[[Request[Any, Any, Any], Exception
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The traceback goes to the operator's log; the client gets only the request id.
-    log.error("unhandled error", exc_info=exc, extra={"request_id": request.scope.get("state", {}).get("request_id")})
+    log.error("unhandled error", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
     return problem_response(
         request, INTERNAL, "The request could not be completed. Quote the request id when reporting this.",
         status=HTTP_500_INTERNAL_SERVER_ERROR,

@@ -9,7 +9,7 @@ from typing import Any
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 
@@ -87,6 +87,15 @@ class Tenant(Base):
     contacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     service_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=TenantStatus.ACTIVE)
+    # Case-folded in Python: SQLite's lower() and PostgreSQL's under the C locale fold ASCII only, not Cyrillic.
+    region_key: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
+    search_text: Mapped[str] = mapped_column(Text, default="")
+
+    def refresh_search_keys(self) -> None:
+        services = self.service_profile.get("services", []) if self.service_profile else []
+        words = [self.name, self.slug, self.region or ""] + [str(s.get("name", "")) for s in services]
+        self.region_key = self.region.casefold() if self.region else None
+        self.search_text = " ".join(w for w in words if w).casefold()
 
     @property
     def is_active(self) -> bool:

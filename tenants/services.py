@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
@@ -75,6 +75,7 @@ async def create_tenant(
         contacts=contacts or {},
         service_profile=service_profile or {},
     )
+    tenant.refresh_search_keys()
     session.add(tenant)
     await session.flush()
     await keyring.create_tenant_keys(session, tenant.id)
@@ -105,6 +106,7 @@ async def update_profile(session: AsyncSession, *, principal: Principal, profile
     tenant = await access_own_tenant(session, principal, for_write=True)
     tenant.contacts = msgspec.to_builtins(profile.contacts)
     tenant.service_profile = {"services": msgspec.to_builtins(profile.services)}
+    tenant.refresh_search_keys()
     return tenant
 
 
@@ -116,21 +118,16 @@ async def rotate_keys(session: AsyncSession, keyring: KeyRing, *, slug: str) -> 
 async def search_directory(
     session: AsyncSession, *, kind: str | None, region: str | None, text: str | None
 ) -> Sequence[Tenant]:
-    """Active tenants matching every given filter; `text` searches name, slug and region."""
+    """Active tenants matching every given filter; every word of `text` must occur in name, slug, region or services."""
     query = select(Tenant).where(Tenant.status == TenantStatus.ACTIVE).order_by(Tenant.name)
     if kind:
         query = query.where(Tenant.kind == kind)
     if region:
-        query = query.where(func.lower(Tenant.region) == region.lower())
+        query = query.where(Tenant.region_key == region.strip().casefold())
     if text:
-        pattern = f"%{text.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Tenant.name).like(pattern),
-                func.lower(Tenant.slug).like(pattern),
-                func.lower(Tenant.region).like(pattern),
-            )
-        )
+        for word in text.casefold().split():
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(Tenant.search_text.like(f"%{escaped}%", escape="\\"))
     return (await session.scalars(query)).all()
 
 

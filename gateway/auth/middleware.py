@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.tokens import InvalidAccessToken
 from gateway.problems import INVALID_TOKEN, TENANT_SUSPENDED, UNAUTHENTICATED, Problem
@@ -19,31 +16,7 @@ from tenants.staff_sessions import find_session
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
-REQUEST_ID_HEADER = "x-request-id"
 SESSION_COOKIE = "cb_session"
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-
-
-class RequestIdMiddleware:
-    """Keep a caller's well-formed X-Request-Id or make one; echo it on the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class PrincipalMiddleware:

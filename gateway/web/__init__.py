@@ -6,6 +6,7 @@ from pathlib import Path
 
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
 from gateway.auth.guards import PUBLIC
 from gateway.web.signin import SIGNIN_ROUTES
@@ -21,4 +22,4 @@ _STATIC = create_static_files_router(
     cache_control=CacheControlHeader(max_age=3600, public=True),
 )
 
-WEB_ROUTES = [*SIGNIN_ROUTES, _STATIC]
+WEB_ROUTES: list[ControllerRouterHandler] = [*SIGNIN_ROUTES, _STATIC]

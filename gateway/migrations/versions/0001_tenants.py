@@ -64,6 +64,8 @@ def upgrade() -> None:
         sa.Column("contacts", sa.JSON(), nullable=False),
         sa.Column("service_profile", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("region_key", sa.String(length=128), nullable=True),
+        sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
@@ -81,6 +83,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tenant", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tenant_kind"), ["kind"], unique=False)
         batch_op.create_index(batch_op.f("ix_tenant_region"), ["region"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tenant_region_key"), ["region_key"], unique=False)
 
     op.create_table(
         "api_client",
@@ -347,6 +350,7 @@ def downgrade() -> None:
 
     op.drop_table("api_client")
     with op.batch_alter_table("tenant", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tenant_region_key"))
         batch_op.drop_index(batch_op.f("ix_tenant_region"))
         batch_op.drop_index(batch_op.f("ix_tenant_kind"))
 

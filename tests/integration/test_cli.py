@@ -1,0 +1,198 @@
+"""The casebridge command line: JSON on stdout for success, a message on stderr and non-zero exit for failure."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from joserfc.jwk import OKPKey
+
+from gateway.cli import main
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("CASEBRIDGE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CASEBRIDGE_DATABASE_URL", database_url)
+    monkeypatch.delenv("CASEBRIDGE_MASTER_KEY_FILE", raising=False)
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, dict[str, Any] | None, str]:
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        out, err = io.StringIO(), io.StringIO()
+        monkeypatch.setattr("sys.stdout", out)
+        monkeypatch.setattr("sys.stderr", err)
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        text = out.getvalue().strip()
+        return code, json.loads(text) if text else None, err.getvalue()
+
+    code, result, _ = run("db", "upgrade")
+    assert code == 0
+    assert result == {"upgraded": True, "database": result["database"] if result else None}
+    return run
+
+
+def test_tenant_user_client_and_key_rotation(cli: Any, tmp_path: Path) -> None:
+    code, tenant, _ = cli("tenant", "create", "--slug", "semya", "--name", "Центр «Семья»", "--kind", "social_centre",
+                          "--region", "Центральный район")  # fmt: skip
+    assert code == 0
+    assert tenant["slug"] == "semya"
+    assert tenant["name"] == "Центр «Семья»"
+    assert tenant["jwks_url"].endswith(f"/.well-known/tenants/{tenant['id']}/jwks.json")
+
+    code, user, _ = cli("user", "create", "--tenant", "semya", "--email", "Intake@Semya.test", "--role", "intake",
+                        "--role", "supervisor")  # fmt: skip
+    assert code == 0
+    assert user["email"] == "intake@semya.test"
+    assert user["roles"] == ["intake", "supervisor"]
+    assert len(user["one_time_password"]) >= 16
+
+    code, chosen, _ = cli("user", "create", "--tenant", "semya", "--email", "dpo@semya.test", "--role", "dpo",
+                          "--password-stdin", stdin="a long enough passphrase\n")  # fmt: skip
+    assert code == 0
+    assert "one_time_password" not in chosen
+
+    jwk_file = tmp_path / "client.jwk"
+    jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
+    code, client, _ = cli("client", "create", "--tenant", "semya", "--name", "МИС", "--jwk-file", str(jwk_file),
+                          "--scopes", "referrals:read referrals:write", "--role", "intake")  # fmt: skip
+    assert code == 0
+    assert client["tenant_id"] == tenant["id"]
+    assert client["scopes"] == ["referrals:read", "referrals:write"]
+
+    code, first, _ = cli("keys", "rotate", "--tenant", "semya")
+    code2, second, _ = cli("keys", "rotate", "--tenant", "semya")
+    assert code == code2 == 0
+    assert first["enc_kid"] != second["enc_kid"]
+    assert first["sig_kid"] != second["sig_kid"]
+
+    code, suspended, _ = cli("tenant", "suspend", "--slug", "semya")
+    assert code == 0
+    assert suspended["status"] == "suspended"
+
+
+def test_master_key_file_is_created_owner_only(cli: Any, tmp_path: Path) -> None:
+    cli("tenant", "create", "--slug", "kdn", "--name", "КДН", "--kind", "juvenile_commission")
+    key_file = tmp_path / "var" / "master.key"
+    assert key_file.stat().st_size == 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("tenant", "create", "--slug", "x1", "--name", "X", "--kind", "bank"), "Unknown tenant kind 'bank'"),
+        (("tenant", "create", "--slug", "Bad Slug", "--name", "X", "--kind", "ngo"), "slug must be"),
+        (("user", "create", "--tenant", "nowhere", "--email", "a@b.test", "--role", "intake"), "No tenant"),
+        (("user", "create", "--tenant", "semya", "--email", "not-an-email", "--role", "intake"), "valid email"),
+        (("user", "create", "--tenant", "semya", "--email", "a@b.test", "--role", "admin"), "Unknown role 'admin'"),
+        (("keys", "rotate", "--tenant", "nowhere"), "No tenant"),
+    ],
+)
+def test_bad_input_fails_clearly(cli: Any, argv: tuple[str, ...], message: str) -> None:
+    cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    code, result, err = cli(*argv)
+    assert code != 0
+    assert result is None
+    assert err.startswith("casebridge: error: ")
+    assert message in err
+
+
+def test_duplicates_are_refused_and_change_nothing(cli: Any) -> None:
+    assert cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")[0] == 0
+    code, _, err = cli("tenant", "create", "--slug", "semya", "--name", "Другая", "--kind", "ngo")
+    assert code == 1
+    assert "already exists" in err
+    assert cli("user", "create", "--tenant", "semya", "--email", "a@semya.test", "--role", "intake")[0] == 0
+    code, _, err = cli("user", "create", "--tenant", "semya", "--email", "A@semya.test", "--role", "dpo")
+    assert code == 1
+    assert "already exists" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"kty": "OKP", "crv": "Ed25519"}', "malformed"),
+        ('{"kty": "RSA", "n": "x", "e": "AQAB"}', "Ed25519"),
+        ("[1, 2]", "JSON object"),
+    ],
+)
+def test_malformed_jwk_is_refused(cli: Any, tmp_path: Path, content: str, message: str) -> None:
+    cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    jwk_file = tmp_path / "bad.jwk"
+    jwk_file.write_text(content)
+    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(jwk_file),
+                       "--scopes", "cases:read")  # fmt: skip
+    assert code == 1
+    assert message in err
+
+
+def test_private_jwk_and_bad_scopes_are_refused(cli: Any, tmp_path: Path) -> None:
+    cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    private = tmp_path / "private.jwk"
+    private.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=True)))
+    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(private),
+                       "--scopes", "cases:read")  # fmt: skip
+    assert code == 1
+    assert "private key" in err
+    public = tmp_path / "public.jwk"
+    public.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
+    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(public),
+                       "--scopes", "everything")  # fmt: skip
+    assert code == 1
+    assert "Unknown scope" in err
+    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(tmp_path / "none"),
+                       "--scopes", "cases:read")  # fmt: skip
+    assert code == 1
+    assert "cannot read" in err
+
+
+def test_demo_seed_prints_passwords_once_and_refuses_a_second_run(cli: Any, tmp_path: Path) -> None:
+    code, seeded, _ = cli("demo", "seed")
+    assert code == 0
+    slugs = [t["slug"] for t in seeded["tenants"]]
+    assert slugs == ["semya", "opeka", "kdn"]
+    kinds = [t["kind"] for t in seeded["tenants"]]
+    assert kinds == ["social_centre", "guardianship_body", "juvenile_commission"]
+    for tenant in seeded["tenants"]:
+        assert sorted(r for u in tenant["users"] for r in u["roles"]) == ["dpo", "intake", "specialist", "tenant_admin"]
+        assert all(len(u["one_time_password"]) >= 16 for u in tenant["users"])
+        key_file = Path(tenant["client"]["private_jwk_file"])
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert seeded["tenants"][0]["name"].endswith("«Семья»")
+
+    code, again, _ = cli("demo", "seed", "--if-empty")
+    assert code == 0
+    assert again == {"seeded": False, "reason": "tenants already exist"}
+    code, _, err = cli("demo", "seed")
+    assert code == 1
+    assert "empty database" in err
+
+
+def test_usage_errors_exit_2(cli: Any) -> None:
+    code, _, err = cli("tenant", "create", "--slug", "x")
+    assert code == 2
+    assert "required" in err
+
+
+def test_bad_settings_are_reported(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEBRIDGE_PORT", "not-a-port")
+    code, _, err = cli("keys", "rotate", "--tenant", "semya")
+    assert code == 1
+    assert "CASEBRIDGE_PORT" in err
+
+
+def test_missing_configured_master_key_is_an_error(cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CASEBRIDGE_MASTER_KEY_FILE", str(tmp_path / "absent.key"))
+    code, _, err = cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    assert code == 1
+    assert "does not exist" in err
