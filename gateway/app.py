@@ -9,10 +9,10 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from gateway.auth.guards import API_GUARDS, PUBLIC
@@ -28,7 +28,7 @@ from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.web import WEB_ROUTES, TEMPLATE_DIR
+from gateway.web import TEMPLATE_DIR, WEB_ROUTES
 from tenants.clock import Clock, SystemClock
 from tenants.keys import KeyRing
 from tenants.models import PlatformKeyUse
@@ -151,4 +151,3 @@ async def _guard_api_routes(connection: Any, handler: Any) -> None:
         return
     for guard in API_GUARDS:
         guard(connection, handler)
-

@@ -102,11 +102,19 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     from gateway.app import create_app
 
-    host = host or settings.server.host
-    port = port or settings.server.port
+    if host or port:
+        # The flags win over the variables, and the default base URL follows them.
+        overrides = {
+            "CASEBRIDGE_HOST": host or settings.server.host,
+            "CASEBRIDGE_PORT": str(port or settings.server.port),
+        }
+        settings = Settings.from_env({**os.environ, **overrides})
+    server = settings.server
     app = create_app(settings)
-    sys.stderr.write(f"casebridge: serving on http://{host}:{port} — staff sign in at {settings.server.base_url}/login\n")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    sys.stderr.write(
+        f"casebridge: serving on http://{server.host}:{server.port} — staff sign in at {server.base_url}/login\n"
+    )
+    uvicorn.run(app, host=server.host, port=server.port, log_level="info", proxy_headers=False, server_header=False)
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -178,7 +186,9 @@ async def _client_create(runtime: Runtime, args: argparse.Namespace) -> dict[str
         client = await services.create_client(
             session, tenant=tenant, name=args.name, public_jwk=jwk, scopes=args.scopes.split(), role=args.role
         )
-        return _plain(ClientCreated(client_id=client.client_id, tenant_id=tenant.id, scopes=client.scopes, role=client.role))
+        return _plain(
+            ClientCreated(client_id=client.client_id, tenant_id=tenant.id, scopes=client.scopes, role=client.role)
+        )
 
 
 async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
@@ -208,7 +218,9 @@ async def _demo_seed(runtime: Runtime, args: argparse.Namespace) -> dict[str, An
 
 
 async def _seed_tenant(runtime: Runtime, session: Any, slug: str, name: str, kind: TenantKind) -> dict[str, Any]:
-    tenant = await services.create_tenant(session, runtime.keyring, slug=slug, name=name, kind=kind, region=_DEMO_REGION)
+    tenant = await services.create_tenant(
+        session, runtime.keyring, slug=slug, name=name, kind=kind, region=_DEMO_REGION
+    )
     users = []
     for role in _DEMO_ROLES:
         user, one_time = await services.create_user(

@@ -29,7 +29,9 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         engine = create_async_engine(settings.url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(settings.url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        settings.url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True
+    )
 
 
 def alembic_config() -> Config:

@@ -18,6 +18,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from gateway.request_id import ensure_request_id
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
@@ -77,7 +78,7 @@ class Problem(HTTPException):
     ) -> None:
         super().__init__(detail=detail, status_code=problem.status, headers=headers)
         self.problem = problem
-        self.extra = extra or {}
+        self.members = extra or {}
 
 
 def problem_response(
@@ -102,7 +103,7 @@ def problem_response(
 
 
 def _from_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
-    return problem_response(request, exc.problem, exc.detail, headers=exc.headers, extra=exc.extra)
+    return problem_response(request, exc.problem, exc.detail, headers=exc.headers, extra=exc.members)
 
 
 def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
@@ -151,7 +152,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
     )  # fmt: skip
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Callable[..., Response[Any]]] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     Problem: _from_problem,
     ValidationException: _from_validation,
     NotAuthorizedException: _from_http,

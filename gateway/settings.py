@@ -98,7 +98,7 @@ class SessionSettings:
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     requests_per_minute: int
-    """CASEBRIDGE_RATE_LIMIT_PER_MINUTE: requests per client (or per address when anonymous) per minute (default 600)."""
+    """CASEBRIDGE_RATE_LIMIT_PER_MINUTE: requests per minute per client, or per address when anonymous (default 600)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +142,9 @@ class Settings:
                 max_body_bytes=env.integer("CASEBRIDGE_MAX_BODY_BYTES", 1024 * 1024, low=1024, high=512 * 1024 * 1024),
             ),
             tokens=TokenSettings(
-                access_token_ttl=dt.timedelta(seconds=env.integer("CASEBRIDGE_ACCESS_TOKEN_TTL", 300, low=30, high=86400)),
+                access_token_ttl=dt.timedelta(
+                    seconds=env.integer("CASEBRIDGE_ACCESS_TOKEN_TTL", 300, low=30, high=86400)
+                ),
                 assertion_max_age=dt.timedelta(
                     seconds=env.integer("CASEBRIDGE_ASSERTION_MAX_AGE", 3600, low=30, high=86400)
                 ),
@@ -153,7 +155,9 @@ class Settings:
                 lifetime=dt.timedelta(hours=env.integer("CASEBRIDGE_SESSION_HOURS", 10, low=1, high=24 * 30)),
                 idle=dt.timedelta(minutes=env.integer("CASEBRIDGE_SESSION_IDLE_MINUTES", 30, low=1, high=24 * 60)),
                 lockout_failures=env.integer("CASEBRIDGE_LOCKOUT_FAILURES", 5, low=1, high=100),
-                lockout_duration=dt.timedelta(minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)),
+                lockout_duration=dt.timedelta(
+                    minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)
+                ),
             ),
             rate_limits=RateLimitSettings(
                 requests_per_minute=env.integer("CASEBRIDGE_RATE_LIMIT_PER_MINUTE", 600, low=1, high=1_000_000),

@@ -12,9 +12,7 @@ from tenants.models import ApiClient, Role, Tenant, User
 from tenants.principal import Principal
 
 
-async def access_user(
-    session: AsyncSession, principal: Principal, user_id: uuid.UUID, *, for_write: bool
-) -> User:
+async def access_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID, *, for_write: bool) -> User:
     """A user of the caller's tenant; writing needs the tenant_admin role, reading one's own record does not."""
     user = await session.scalar(select(User).where(User.id == user_id, User.tenant_id == principal.tenant_id))
     if user is None:

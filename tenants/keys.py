@@ -10,11 +10,11 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -150,9 +150,7 @@ class KeyRing:
         )
         return kid
 
-    async def usable_tenant_keys(
-        self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse
-    ) -> list[TenantKey]:
+    async def usable_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[TenantKey]:
         """The active key first, then retired keys still inside their grace period."""
         rows = await session.scalars(
             select(TenantKey)
@@ -208,7 +206,9 @@ class KeyRing:
             use=use.value,
             alg="EdDSA",
             public_jwk=_public_jwk(private, kid=kid, alg="EdDSA", use="sig"),
-            wrapped_private=self._master.wrap(_okp_private_bytes(private), context=platform_key_context(kid, use.value)),
+            wrapped_private=self._master.wrap(
+                _okp_private_bytes(private), context=platform_key_context(kid, use.value)
+            ),
         )
         session.add(key)
         await session.flush()

@@ -59,7 +59,7 @@ class KeyUse(enum.StrEnum):
 
 
 class PlatformKeyUse(enum.StrEnum):
-    ACCESS_TOKEN = "token"
+    ACCESS_TOKEN = "token"  # noqa: S105 - names the key's purpose, not a secret
     CHECKPOINT = "checkpoint"
 
 

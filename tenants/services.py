@@ -59,7 +59,9 @@ async def create_tenant(
     service_profile: dict[str, Any] | None = None,
 ) -> Tenant:
     if not _SLUG.match(slug):
-        raise InvalidInput("The slug must be 1–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen.")
+        raise InvalidInput(
+            "The slug must be 1–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen."
+        )
     if kind not in TenantKind.__members__.values():
         allowed = ", ".join(k.value for k in TenantKind)
         raise InvalidInput(f"Unknown tenant kind {kind!r}; expected one of: {allowed}.")
@@ -351,14 +353,18 @@ def begin_totp_enrolment(master: MasterKey, *, user: User, issuer: str) -> TotpE
     user.totp_secret_wrapped = master.wrap(secret, context=_totp_context(user.id))
     user.totp_enabled = False
     user.totp_last_step = None
-    return TotpEnrolment(credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer))
+    return TotpEnrolment(
+        credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer)
+    )
 
 
 def pending_totp_enrolment(master: MasterKey, *, user: User, issuer: str) -> TotpEnrolment | None:
     if user.totp_enabled or user.totp_secret_wrapped is None:
         return None
     secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
-    return TotpEnrolment(credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer))
+    return TotpEnrolment(
+        credentials.totp_secret_text(secret), credentials.totp_uri(secret, account=user.email, issuer=issuer)
+    )
 
 
 def confirm_totp_enrolment(master: MasterKey, clock: Clock, *, user: User, code: str) -> list[str] | None:

@@ -58,7 +58,9 @@ async def start_session(
     return token, record
 
 
-async def find_session(session: AsyncSession, clock: Clock, policy: SessionPolicy, *, token: str) -> ActiveSession | None:
+async def find_session(
+    session: AsyncSession, clock: Clock, policy: SessionPolicy, *, token: str
+) -> ActiveSession | None:
     """The live session for a cookie token; None when unknown, ended, expired, or its user or tenant is inactive."""
     if not token or len(token) > 128:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.tokens import InvalidAccessToken
@@ -30,7 +31,7 @@ class PrincipalMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             runtime: Runtime = scope["litestar_app"].state.runtime
             principal: Principal | None = None
             problem: Problem | None = None

@@ -104,7 +104,9 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc] # authlib s
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
         except JoseError as exc:
-            raise InvalidClientError(description="The client assertion's signature does not match the registered key.") from exc
+            raise InvalidClientError(
+                description="The client assertion's signature does not match the registered key."
+            ) from exc
         self.verify_claims(token.claims)
         return dict(token.claims)
 
@@ -249,7 +251,9 @@ class TokenEndpoint:
     async def _client(self, session: AsyncSession, client_id: uuid.UUID) -> RegisteredClient | None:
         row = (
             await session.execute(
-                select(ApiClient, Tenant).join(Tenant, Tenant.id == ApiClient.tenant_id).where(ApiClient.id == client_id)
+                select(ApiClient, Tenant)
+                .join(Tenant, Tenant.id == ApiClient.tenant_id)
+                .where(ApiClient.id == client_id)
             )
         ).first()
         return RegisteredClient(row[0], row[1]) if row is not None else None

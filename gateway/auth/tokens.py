@@ -12,7 +12,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
 TOKEN_ALGORITHMS = ["EdDSA"]
 # A verifier that meets an unknown `kid` reloads keys at most this often (a rotation in another process).
 _RELOAD_INTERVAL_S = 10.0
@@ -62,7 +62,9 @@ def access_token_claims(
 
 
 def sign_access_token(claims: dict[str, Any], key: OKPKey) -> str:
-    return jwt.encode({"alg": "EdDSA", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=TOKEN_ALGORITHMS)
+    return jwt.encode(
+        {"alg": "EdDSA", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=TOKEN_ALGORITHMS
+    )
 
 
 class AccessTokenVerifier:

@@ -21,7 +21,7 @@ _ANY_STAFF = [r.value for r in Role]
 
 class DirectoryController(Controller):
     path = "/api/v1/directory"
-    tags = ["directory"]
+    tags = ("directory",)
 
     @get("/tenants", opt={SCOPE: Scope.DIRECTORY_READ, ROLES: _ANY_STAFF}, summary="Search partner agencies")
     async def list_tenants(
@@ -36,7 +36,6 @@ class DirectoryController(Controller):
         async with platform_session(runtime.sessions) as session:
             tenants = await search_directory(session, kind=kind, region=region, text=q)
         return DirectoryPage(items=[_entry(t, runtime.settings.server.base_url) for t in tenants])
-
 
     @put("/profile", opt={SCOPE: Scope.DIRECTORY_WRITE, ROLES: [Role.SUPERVISOR, Role.TENANT_ADMIN]},
          summary="Publish the caller's own directory profile")  # fmt: skip

@@ -34,6 +34,6 @@ async def _database_ok(runtime: Runtime) -> bool:
     try:
         async with runtime.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure to reach the database means "not ready"
+    except Exception:
         return False
     return True

@@ -11,16 +11,12 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection, target_metadata=target_metadata, render_as_batch=True
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError(
-        "run migrations with `casebridge db upgrade`, which supplies the database connection"
-    )
+    raise RuntimeError("run migrations with `casebridge db upgrade`, which supplies the database connection")
 run_migrations(connection)

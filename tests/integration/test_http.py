@@ -91,7 +91,7 @@ async def test_profile_update_and_directory_filters(api: httpx.AsyncClient, runt
 @pytest.mark.parametrize(
     ("body", "content_type", "expect"),
     [
-        (b"{\"contacts\": {", "application/json", "malformed"),
+        (b'{"contacts": {', "application/json", "malformed"),
         (json.dumps({**PROFILE, "services": "many"}).encode(), "application/json", "services"),
         (json.dumps({**PROFILE, "owner": "me"}).encode(), "application/json", "owner"),
         (json.dumps({"contacts": {"fax": "1"}, "services": []}).encode(), "application/json", "fax"),
@@ -104,7 +104,9 @@ async def test_bad_bodies_are_precise_problems_and_change_nothing(
 ) -> None:
     headers = await _supervisor(api, runtime)
     assert (await api.put("/api/v1/directory/profile", json=PROFILE, headers=headers)).status_code == 200
-    response = await api.put("/api/v1/directory/profile", content=body, headers={**headers, "Content-Type": content_type})
+    response = await api.put(
+        "/api/v1/directory/profile", content=body, headers={**headers, "Content-Type": content_type}
+    )
     assert response.status_code == 400, response.text
     problem = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -73,9 +73,7 @@ async def test_es256_client_key_is_accepted(api: httpx.AsyncClient, runtime: Run
     assert response.status_code == 200, response.text
 
 
-async def test_token_carries_only_registered_and_requested_scopes(
-    api: httpx.AsyncClient, runtime: Runtime
-) -> None:
+async def test_token_carries_only_registered_and_requested_scopes(api: httpx.AsyncClient, runtime: Runtime) -> None:
     client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read", "cases:read"])
     asked = token_form(client, client_assertion(client, TOKEN_ENDPOINT), "cases:read audit:read")
     response = await api.post("/oauth/token", data=asked)
@@ -141,9 +139,7 @@ async def test_unknown_client_is_refused(api: httpx.AsyncClient) -> None:
         ({"grant_type": "client_credentials"}, "invalid_client"),
     ],
 )
-async def test_malformed_token_requests(
-    api: httpx.AsyncClient, form: dict[str, str], error: str
-) -> None:
+async def test_malformed_token_requests(api: httpx.AsyncClient, form: dict[str, str], error: str) -> None:
     response = await api.post("/oauth/token", data=form)
     assert response.status_code in {400, 401}
     assert response.json()["error"] == error
@@ -211,7 +207,9 @@ async def test_api_refuses_tokens_with_bad_claims(
         key = runtime.keyring.platform_private_jwk(
             await runtime.keyring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
         )
-    claims = {k: v for k, v in _claims(client.tenant_id, uuid.UUID(client.client_id), **overrides).items() if v is not None}
+    claims = {
+        k: v for k, v in _claims(client.tenant_id, uuid.UUID(client.client_id), **overrides).items() if v is not None
+    }
     token = sign_access_token(claims, key)
     response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401, response.text

@@ -89,7 +89,9 @@ async def test_a_tenant_cannot_write_rows_for_another_tenant(engine: AsyncEngine
             async with session.begin():
                 session.add(User(tenant_id=b.id, email="intruder@opeka.test", roles=["intake"], password_hash="x"))
     async with tenant_session(sessions, a.id) as session, session.begin():
-        updated = await session.execute(text("UPDATE user_account SET active = false WHERE id = :id"), {"id": user_b.id})
+        updated = await session.execute(
+            text("UPDATE user_account SET active = false WHERE id = :id"), {"id": user_b.id}
+        )
         assert updated.rowcount == 0  # type: ignore[attr-defined]
     async with platform_session(sessions) as session:
         still = await session.scalar(select(User).where(User.id == user_b.id))

@@ -97,9 +97,7 @@ def upgrade() -> None:
             advanced_alchemy.types.datetime.DateTimeUTC(timezone=True),
             nullable=True,
         ),
-        sa.Column(
-            "tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
@@ -120,9 +118,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_client")),
     )
     with op.batch_alter_table("api_client", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_api_client_tenant_id"), ["tenant_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_api_client_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
         "tenant_key",
@@ -142,9 +138,7 @@ def upgrade() -> None:
             advanced_alchemy.types.datetime.DateTimeUTC(timezone=True),
             nullable=True,
         ),
-        sa.Column(
-            "tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
@@ -166,9 +160,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("kid", name=op.f("uq_tenant_key_kid")),
     )
     with op.batch_alter_table("tenant_key", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_tenant_key_tenant_id"), ["tenant_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_tenant_key_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
         "user_account",
@@ -194,9 +186,7 @@ def upgrade() -> None:
             advanced_alchemy.types.datetime.DateTimeUTC(timezone=True),
             nullable=True,
         ),
-        sa.Column(
-            "tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
@@ -218,17 +208,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_user_account_email")),
     )
     with op.batch_alter_table("user_account", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_user_account_tenant_id"), ["tenant_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_user_account_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
         "staff_session",
         sa.Column("id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column(
-            "user_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("user_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("second_factor_passed", sa.Boolean(), nullable=False),
         sa.Column(
             "expires_at",
@@ -245,9 +231,7 @@ def upgrade() -> None:
             advanced_alchemy.types.datetime.DateTimeUTC(timezone=True),
             nullable=True,
         ),
-        sa.Column(
-            "tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("tenant_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
@@ -275,19 +259,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_staff_session_token_hash")),
     )
     with op.batch_alter_table("staff_session", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_staff_session_tenant_id"), ["tenant_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_staff_session_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_staff_session_tenant_id"), ["tenant_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_staff_session_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "used_assertion",
         sa.Column("id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
-        sa.Column(
-            "client_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False
-        ),
+        sa.Column("client_id", advanced_alchemy.types.guid.GUID(length=16), nullable=False),
         sa.Column("jti", sa.String(length=255), nullable=False),
         sa.Column(
             "expires_at",
@@ -312,14 +290,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_used_assertion")),
-        sa.UniqueConstraint(
-            "client_id", "jti", name=op.f("uq_used_assertion_client_id")
-        ),
+        sa.UniqueConstraint("client_id", "jti", name=op.f("uq_used_assertion_client_id")),
     )
     with op.batch_alter_table("used_assertion", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_used_assertion_expires_at"), ["expires_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_used_assertion_expires_at"), ["expires_at"], unique=False)
 
     if op.get_bind().dialect.name == "postgresql":
         for table in ("user_account", "api_client", "tenant_key", "staff_session"):

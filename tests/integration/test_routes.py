@@ -1,0 +1,74 @@
+"""Every route is either declared public or guarded by a scope and roles; the schema matches the models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+
+from gateway.app import OPENAPI_PATH
+from gateway.auth.guards import PUBLIC, ROLES, SCOPE
+from gateway.runtime import Runtime
+from tenants.models import Base, Role, Scope
+
+REPO = Path(__file__).resolve().parents[2]
+# Routes anyone may call: probes, OAuth and key metadata, the token endpoint, problem descriptions, sign-in pages.
+PUBLIC_PREFIXES = (
+    "/health/",
+    "/.well-known/",
+    "/oauth/token",
+    "/problems/",
+    "/login",
+    "/logout",
+    "/account/",
+    "/static",
+)
+
+
+def test_every_route_declares_access(app: Litestar) -> None:
+    undeclared = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith(OPENAPI_PATH):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:
+                continue  # Litestar's automatic CORS preflight answer, which returns no data
+            opt = handler.opt
+            if opt.get(PUBLIC):
+                if route.path != "/" and not route.path.startswith(PUBLIC_PREFIXES):
+                    undeclared.append(f"{route.path}: public but not on the public list")
+                continue
+            if opt.get(SCOPE) not in set(Scope) or not opt.get(ROLES) or not set(opt[ROLES]) <= set(Role):
+                undeclared.append(f"{route.path}: no scope/roles declared")
+    assert undeclared == []
+
+
+def test_api_routes_are_never_public(app: Litestar) -> None:
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and route.path.startswith("/api/"):
+            assert all(not h.opt.get(PUBLIC) for h in route.route_handlers), route.path
+
+
+def test_no_direct_primary_key_reads_outside_access_functions() -> None:
+    """`session.get(Model, id)` skips tenant scoping; only access functions may reach rows by id."""
+    offenders = []
+    for package in ("tenants", "audit", "exchange", "gateway"):
+        for path in (REPO / package).rglob("*.py"):
+            if path.name == "access.py":
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"\bsession\.(get|get_one)\(", line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}")
+    assert offenders == []
+
+
+async def test_migrations_produce_exactly_the_models(runtime: Runtime) -> None:
+    async with runtime.engine.connect() as connection:
+        differences = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": False}), Base.metadata)
+        )
+    assert differences == []
