@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -284,7 +286,7 @@ async def sign_in(
     user = await session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None or not user.active:
         # Spend the same time as a real check so response time does not reveal which emails exist.
-        credentials.verify_password(_DUMMY_HASH, password)
+        credentials.verify_password(_dummy_hash(), password)
         return SignInRefused("invalid")
     if user.locked_until is not None and user.locked_until > now:
         return SignInRefused("locked", user.locked_until)
@@ -307,7 +309,9 @@ def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> Sign
     return SignInRefused("invalid")
 
 
-_DUMMY_HASH = credentials.hash_password("casebridge-timing-equaliser")
+@functools.cache
+def _dummy_hash() -> str:
+    return credentials.hash_password(secrets.token_urlsafe(16))
 
 
 async def pass_second_factor(

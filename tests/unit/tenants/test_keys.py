@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,12 +66,27 @@ async def session(tmp_path: Path) -> AsyncIterator[AsyncSession]:
     await engine.dispose()
 
 
-async def test_tenant_keys_are_stored_wrapped_and_published(session: AsyncSession) -> None:
-    clock = FixedClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    ring = KeyRing(MasterKey(os.urandom(32)), clock, grace=dt.timedelta(days=30))
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+def ring(clock: FixedClock) -> KeyRing:
+    return KeyRing(MasterKey(os.urandom(32)), clock, grace=dt.timedelta(days=30))
+
+
+@pytest.fixture
+async def tenant(session: AsyncSession) -> Tenant:
     tenant = Tenant(slug="semya", name="Семья", kind="social_centre")
     session.add(tenant)
     await session.flush()
+    return tenant
+
+
+async def test_tenant_keys_are_stored_wrapped_and_published(
+    session: AsyncSession, ring: KeyRing, tenant: Tenant
+) -> None:
     created = await ring.create_tenant_keys(session, tenant.id)
 
     sig = (await ring.usable_tenant_keys(session, tenant.id, KeyUse.SIGNING))[0]
@@ -89,12 +103,9 @@ async def test_tenant_keys_are_stored_wrapped_and_published(session: AsyncSessio
     assert kek.public_jwk is None
 
 
-async def test_rotation_keeps_old_keys_for_the_grace_period_only(session: AsyncSession) -> None:
-    clock = FixedClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    ring = KeyRing(MasterKey(os.urandom(32)), clock, grace=dt.timedelta(days=30))
-    tenant = Tenant(slug="opeka", name="Опека", kind="guardianship_body")
-    session.add(tenant)
-    await session.flush()
+async def test_rotation_keeps_old_keys_for_the_grace_period_only(
+    session: AsyncSession, ring: KeyRing, tenant: Tenant, clock: FixedClock
+) -> None:
     first = await ring.create_tenant_keys(session, tenant.id)
     clock.advance(dt.timedelta(days=1))
     second = await ring.rotate_tenant_keys(session, tenant.id)
@@ -115,15 +126,12 @@ async def test_rotation_keeps_old_keys_for_the_grace_period_only(session: AsyncS
     assert keks == [second.kek_kid, first.kek_kid]
 
 
-async def test_keys_cannot_be_opened_with_another_master_key(session: AsyncSession) -> None:
-    clock = FixedClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    ring = KeyRing(MasterKey(os.urandom(32)), clock, grace=dt.timedelta(days=1))
+async def test_keys_cannot_be_opened_with_another_master_key(
+    session: AsyncSession, ring: KeyRing, tenant: Tenant, clock: FixedClock
+) -> None:
     other = KeyRing(MasterKey(os.urandom(32)), clock, grace=dt.timedelta(days=1))
-    tenant_id = uuid.uuid4()
-    session.add(Tenant(id=tenant_id, slug="kdn", name="КДН", kind="juvenile_commission"))
-    await session.flush()
-    await ring.create_tenant_keys(session, tenant_id)
-    key: TenantKey = (await ring.usable_tenant_keys(session, tenant_id, KeyUse.ENCRYPTION))[0]
+    await ring.create_tenant_keys(session, tenant.id)
+    key: TenantKey = (await ring.usable_tenant_keys(session, tenant.id, KeyUse.ENCRYPTION))[0]
     with pytest.raises(KeyUnavailable):
         other.private_jwk(key)
 
