@@ -73,7 +73,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             stream_replicas=settings.bus.stream_replicas,
         ),
         lockout=LockoutPolicy(settings.sessions.lockout_failures, settings.sessions.lockout_duration),
-        session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle),
+        session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle, settings.sessions.pending),
     )
 
 
@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             secret=_derived_secret(runtime, "csrf"),
             cookie_name="cb_csrf",
             cookie_secure=settings.server.secure_cookies,
+            cookie_httponly=True,  # forms carry the token in a hidden field; scripts never need to read it
             cookie_samesite="strict",
             exclude=["/api/", "/oauth/", "/.well-known/", "/health/", "/problems/"],
         ),

@@ -14,13 +14,14 @@ from typing import Any, NoReturn
 import msgspec
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.controllers.metadata import tenant_jwks_url
-from gateway.db import MasterKeyError, upgrade_schema
+from gateway.db import MasterKeyError, create_engine, ensure_data_dir, schema_is_current, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 from tenants import services
-from tenants.errors import CasebridgeError
+from tenants.errors import CasebridgeError, KeyUnavailable
 from tenants.models import Role, Scope, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
@@ -41,9 +42,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = asyncio.run(_run(settings, args))
     except (CliError, CasebridgeError, SettingsError, MasterKeyError) as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _fail(_database_problem(exc))
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+
+
+def _database_problem(exc: SQLAlchemyError) -> str:
+    """One line for the operator: the driver's own first line, and the usual remedy when the schema is missing."""
+    original = getattr(exc, "orig", None) or exc
+    first_line = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    hint = (
+        " (has 'casebridge db upgrade' been run?)"
+        if "no such table" in first_line or "does not exist" in first_line
+        else ""
+    )
+    return f"database error: {first_line}{hint}"
 
 
 def _fail(message: str, *, code: int = 1) -> NoReturn:
@@ -111,26 +126,45 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         settings = Settings.from_env({**os.environ, **overrides})
     server = settings.server
     app = create_app(settings)
+    # Fail here with one clear line rather than inside the server's startup with a traceback.
+    asyncio.run(_preflight(app.state.runtime))
     sys.stderr.write(
         f"casebridge: serving on http://{server.host}:{server.port} — staff sign in at {server.base_url}/login\n"
     )
     uvicorn.run(app, host=server.host, port=server.port, log_level="info", proxy_headers=False, server_header=False)
 
 
+async def _preflight(runtime: Runtime) -> None:
+    try:
+        if not await schema_is_current(runtime.engine):
+            raise CliError("the database schema is not up to date; run 'casebridge db upgrade' first")
+        async with platform_session(runtime.sessions) as session:
+            await runtime.keyring.check_master_key(session)
+        await runtime.token_endpoint.load_signing_key()
+    except KeyUnavailable as exc:
+        raise CliError(f"{exc} (is CASEBRIDGE_MASTER_KEY_FILE the key this database was created with?)") from exc
+    finally:
+        await runtime.engine.dispose()
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from gateway.app import build_runtime
 
+    if (args.command, args.action) == ("db", "upgrade"):
+        # Migrating needs no keys: never create a master key as a side effect of a schema change.
+        ensure_data_dir(settings.paths)
+        engine = create_engine(settings.database)
+        try:
+            await upgrade_schema(engine)
+            return {"upgraded": True, "database": engine.url.render_as_string(hide_password=True)}
+        finally:
+            await engine.dispose()
     runtime = build_runtime(settings)
     try:
         handler = _HANDLERS[(args.command, args.action)]
         return await handler(runtime, args)
     finally:
         await runtime.engine.dispose()
-
-
-async def _db_upgrade(runtime: Runtime, _: argparse.Namespace) -> dict[str, Any]:
-    await upgrade_schema(runtime.engine)
-    return {"upgraded": True, "database": runtime.engine.url.render_as_string(hide_password=True)}
 
 
 async def _tenant_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
@@ -260,7 +294,6 @@ def _plain(value: msgspec.Struct) -> dict[str, Any]:
 
 
 _HANDLERS: dict[tuple[str, str], Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
-    ("db", "upgrade"): _db_upgrade,
     ("tenant", "create"): _tenant_create,
     ("tenant", "suspend"): _tenant_status("suspended"),
     ("tenant", "activate"): _tenant_status("active"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
@@ -9,15 +10,18 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.settings import DatabaseSettings, PathSettings
 from tenants.keys import MASTER_KEY_BYTES, MasterKey
-from tenants.persistence import sqlite_pragmas
+from tenants.persistence import sqlite_begin_immediate, sqlite_pragmas
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger("casebridge.gateway")
 
 
 class MasterKeyError(RuntimeError):
@@ -28,6 +32,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", sqlite_begin_immediate)
         return engine
     return create_async_engine(
         settings.url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True
@@ -52,6 +57,17 @@ async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
         await connection.run_sync(run)
 
 
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """True when the database is at the newest migration."""
+
+    def current(connection: Connection) -> bool:
+        script = ScriptDirectory.from_config(alembic_config())
+        return MigrationContext.configure(connection).get_current_heads() == tuple(script.get_heads())
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(current)
+
+
 def ensure_data_dir(paths: PathSettings) -> None:
     paths.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -66,6 +82,7 @@ def load_master_key(paths: PathSettings) -> MasterKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(secrets.token_bytes(MASTER_KEY_BYTES))
+        log.warning("created a new master key file at %s; keep it safe and out of database backups", path)
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise MasterKeyError(f"master key file {path} must be readable by its owner only (chmod 600)")

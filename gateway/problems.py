@@ -121,6 +121,8 @@ def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     problem = _BY_STATUS.get(exc.status_code, BAD_REQUEST if exc.status_code < 500 else INTERNAL)
     headers = dict(exc.headers or {})
     if isinstance(exc, TooManyRequestsException):
+        # RFC 9110 §10.2.3: tell the client when to come back; the limiter's reset header holds the seconds left.
+        headers["Retry-After"] = str(max(1, int(headers.get("RateLimit-Reset", "60"))))
         detail = "Too many requests from this client; retry after the number of seconds in Retry-After."
     elif isinstance(exc, NotFoundException):
         detail = "Nothing exists at this address."

@@ -1,21 +1,13 @@
-"""Per-client rate limiting with a Retry-After header on 429 (RFC 9110 §10.2.3)."""
+"""Per-client rate limiting; the 429 problem adds Retry-After (see gateway.problems)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from litestar import Request
-from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware, get_remote_address
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 
 from tenants.principal import Principal
-
-
-class RetryAfterRateLimitMiddleware(RateLimitMiddleware):
-    def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
-        headers = super().create_response_headers(cache_object)
-        headers["Retry-After"] = str(max(1, cache_object.reset - int(time.time())))
-        return headers
 
 
 def rate_limit_identifier(request: Request[Any, Any, Any]) -> str:
@@ -31,5 +23,4 @@ def rate_limit_config(requests_per_minute: int) -> RateLimitConfig:
         rate_limit=("minute", requests_per_minute),
         exclude=["/health/", "/schema"],
         identifier_for_request=rate_limit_identifier,
-        middleware_class=RetryAfterRateLimitMiddleware,
     )

@@ -89,6 +89,8 @@ class SessionSettings:
     """CASEBRIDGE_SESSION_HOURS: absolute lifetime of a staff session (default 10 hours, one working day)."""
     idle: dt.timedelta
     """CASEBRIDGE_SESSION_IDLE_MINUTES: a session unused this long ends (default 30)."""
+    pending: dt.timedelta
+    """CASEBRIDGE_SIGNIN_MINUTES: time allowed from the password to the second factor or enrolment (default 15)."""
     lockout_failures: int
     """CASEBRIDGE_LOCKOUT_FAILURES: failed sign-ins in a row that lock an account (default 5)."""
     lockout_duration: dt.timedelta
@@ -154,6 +156,7 @@ class Settings:
             sessions=SessionSettings(
                 lifetime=dt.timedelta(hours=env.integer("CASEBRIDGE_SESSION_HOURS", 10, low=1, high=24 * 30)),
                 idle=dt.timedelta(minutes=env.integer("CASEBRIDGE_SESSION_IDLE_MINUTES", 30, low=1, high=24 * 60)),
+                pending=dt.timedelta(minutes=env.integer("CASEBRIDGE_SIGNIN_MINUTES", 15, low=1, high=120)),
                 lockout_failures=env.integer("CASEBRIDGE_LOCKOUT_FAILURES", 5, low=1, high=100),
                 lockout_duration=dt.timedelta(
                     minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)

@@ -176,6 +176,17 @@ class KeyRing:
         private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
         return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
 
+    async def check_master_key(self, session: AsyncSession) -> None:
+        """Raise KeyUnavailable unless the master key opens the newest stored tenant and platform keys."""
+        tenant_key = await session.scalar(select(TenantKey).order_by(TenantKey.created_at.desc()).limit(1))
+        if tenant_key is not None:
+            self.private_key_bytes(tenant_key)
+        platform_key = await session.scalar(select(PlatformKey).order_by(PlatformKey.created_at.desc()).limit(1))
+        if platform_key is not None:
+            self._master.unwrap(
+                platform_key.wrapped_private, context=platform_key_context(platform_key.kid, platform_key.use)
+            )
+
     # -- the gateway's own keys ---------------------------------------------------------------
 
     async def ensure_platform_key(self, session: AsyncSession, use: PlatformKeyUse) -> PlatformKey:

@@ -66,9 +66,22 @@ def rls_policy_sql(table: str) -> list[str]:
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL for concurrent readers, enforced foreign keys, and a wait instead of 'database is locked'."""
+    # casebridge issues BEGIN itself (see sqlite_begin_immediate), so the driver must not.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def sqlite_begin_immediate(connection: Connection) -> None:
+    """Start every SQLite transaction holding the write lock.
+
+    SQLite has no row locks. A deferred transaction that reads a row and then writes it fails outright when
+    another connection committed in between, and two of them can both act on the same read (one recovery code
+    spent twice). Taking the lock at BEGIN serialises read-modify-write transactions instead; SQLite allows
+    one writer at a time anyway, and readers outside transactions are not blocked under WAL.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -283,14 +283,17 @@ async def sign_in(
 ) -> SignInResult:
     """Check an email and password, counting failures towards a temporary lockout."""
     now = clock.now()
-    user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+    # Locked for the rest of the transaction: parallel guesses must each count towards the lockout.
+    user = await session.scalar(select(User).where(User.email == email.strip().lower()).with_for_update())
     if user is None or not user.active:
         # Spend the same time as a real check so response time does not reveal which emails exist.
         credentials.verify_password(_dummy_hash(), password)
         return SignInRefused("invalid")
+    password_ok = credentials.verify_password(user.password_hash, password)
     if user.locked_until is not None and user.locked_until > now:
-        return SignInRefused("locked", user.locked_until)
-    if not credentials.verify_password(user.password_hash, password):
+        # Only someone who knows the password learns that the account is locked; guesses are not counted.
+        return SignInRefused("locked", user.locked_until) if password_ok else SignInRefused("invalid")
+    if not password_ok:
         return _record_failure(user, now, policy)
     tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id))
     if tenant is None:
@@ -318,6 +321,8 @@ async def pass_second_factor(
     session: AsyncSession, master: MasterKey, clock: Clock, policy: LockoutPolicy, *, user: User, code: str
 ) -> SignInResult:
     """Check a TOTP code or a recovery code; failures count towards the same lockout as passwords."""
+    # Under a row lock, two browsers cannot both spend one recovery code or one TOTP step.
+    await _lock(session, user)
     now = clock.now()
     if user.locked_until is not None and user.locked_until > now:
         return SignInRefused("locked", user.locked_until)
@@ -332,6 +337,12 @@ async def pass_second_factor(
             user.recovery_code_hashes = remaining
             return _succeeded(user, now)
     return _record_failure(user, now, policy)
+
+
+async def _lock(session: AsyncSession, user: User) -> None:
+    """Re-read `user` under a row lock (pending changes are flushed first, not lost)."""
+    await session.flush()
+    await session.refresh(user, with_for_update=True)
 
 
 def _succeeded(user: User, now: dt.datetime) -> SignedIn:
@@ -371,8 +382,11 @@ def pending_totp_enrolment(master: MasterKey, *, user: User, issuer: str) -> Tot
     )
 
 
-def confirm_totp_enrolment(master: MasterKey, clock: Clock, *, user: User, code: str) -> list[str] | None:
+async def confirm_totp_enrolment(
+    session: AsyncSession, master: MasterKey, clock: Clock, *, user: User, code: str
+) -> list[str] | None:
     """Activate the pending secret when `code` matches; returns the recovery codes to show once."""
+    await _lock(session, user)
     if user.totp_enabled or user.totp_secret_wrapped is None:
         return None
     secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
@@ -383,6 +397,8 @@ def confirm_totp_enrolment(master: MasterKey, clock: Clock, *, user: User, code:
     user.totp_enabled = True
     user.totp_last_step = match.step
     user.recovery_code_hashes = [credentials.recovery_code_hash(c) for c in codes]
+    user.failed_logins = 0
+    user.last_login_at = clock.now()
     return codes
 
 

@@ -21,6 +21,9 @@ _TOUCH_EVERY = dt.timedelta(minutes=1)
 class SessionPolicy:
     lifetime: dt.timedelta
     idle: dt.timedelta
+    # A session past the password only can do nothing but finish signing in, so it need not outlive the time it
+    # takes to set up an authenticator app; the full lifetime starts once the second factor is passed.
+    pending: dt.timedelta = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +43,19 @@ def _hash(token: str) -> str:
 
 
 async def start_session(
-    session: AsyncSession, clock: Clock, policy: SessionPolicy, *, user: User
+    session: AsyncSession, clock: Clock, policy: SessionPolicy, *, user: User, second_factor_passed: bool
 ) -> tuple[str, StaffSession]:
-    """Begin a session awaiting the second factor; returns the token for the cookie."""
+    """Begin a session under a new random token; returns the token for the cookie."""
     now = clock.now()
     token = secrets.token_urlsafe(32)
+    lifetime = policy.lifetime if second_factor_passed else min(policy.lifetime, policy.pending)
     record = StaffSession(
         tenant_id=user.tenant_id,
         user_id=user.id,
         token_hash=_hash(token),
-        second_factor_passed=False,
-        expires_at=now + policy.lifetime,
-        idle_expires_at=min(now + policy.idle, now + policy.lifetime),
+        second_factor_passed=second_factor_passed,
+        expires_at=now + lifetime,
+        idle_expires_at=now + min(policy.idle, lifetime),
     )
     session.add(record)
     await session.flush()

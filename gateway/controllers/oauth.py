@@ -30,6 +30,6 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
         problem,
         str(result.body.get("error_description") or result.body.get("error")),
         status=result.status,
-        headers={**result.headers, **({"WWW-Authenticate": "private_key_jwt"} if result.status == 401 else {})},
+        headers=result.headers,
         extra={"error": result.body.get("error"), "error_description": result.body.get("error_description")},
     )

@@ -1,7 +1,344 @@
-"""Sign-in pages (placeholder until the sign-in flow lands)."""
+"""Staff sign-in pages: password, second factor (TOTP or recovery code) and its enrolment, password change, sign-out."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, Final, TypedDict
 
-SIGNIN_ROUTES: list[Any] = []
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import CacheControlHeader, Cookie, ResponseHeader
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Body
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.auth.guards import PUBLIC
+from gateway.runtime import Runtime
+from tenants.credentials import MIN_PASSWORD_LENGTH
+from tenants.errors import InvalidInput
+from tenants.models import User
+from tenants.persistence import platform_session
+from tenants.services import (
+    SignInRefused,
+    TotpEnrolment,
+    begin_totp_enrolment,
+    change_password,
+    confirm_totp_enrolment,
+    pass_second_factor,
+    pending_totp_enrolment,
+    sign_in,
+)
+from tenants.staff_sessions import (
+    ActiveSession,
+    end_all_sessions,
+    end_session,
+    find_session,
+    start_session,
+)
+
+HOME: Final = "/"
+LOGIN: Final = "/login"
+SECOND_FACTOR: Final = "/login/second-factor"
+ENROL: Final = "/account/second-factor/enrol"
+PASSWORD: Final = "/account/password"  # noqa: S105 - the path of a page, not a password
+LOGOUT: Final = "/logout"
+
+# The issuer label authenticator apps show next to the account (RFC 6238 key URI `issuer`).
+TOTP_ISSUER: Final = "casebridge"
+
+# Generous upper bounds: they stop a form from feeding megabytes to argon2, and no real input comes near them.
+_Email = Annotated[str, msgspec.Meta(max_length=320)]
+_Secret = Annotated[str, msgspec.Meta(max_length=1024)]
+_Code = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class LoginForm(msgspec.Struct):
+    email: _Email = ""
+    password: _Secret = ""
+
+
+class CodeForm(msgspec.Struct):
+    code: _Code = ""
+
+
+class PasswordForm(msgspec.Struct):
+    current_password: _Secret = ""
+    new_password: _Secret = ""
+    confirmation: _Secret = ""
+
+
+_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+class _PageOptions(TypedDict):
+    opt: dict[str, Any]
+    include_in_schema: bool
+    cache_control: CacheControlHeader
+    response_headers: Sequence[ResponseHeader]
+
+
+# Every page: open to the API guards (each handler checks the session itself), kept out of caches and the OpenAPI
+# document, and never framed; no script runs on these pages, so the policy allows none.
+PAGE: Final = _PageOptions(
+    opt={PUBLIC: True},
+    include_in_schema=False,
+    cache_control=CacheControlHeader(no_store=True),
+    response_headers=[
+        ResponseHeader(
+            name="Content-Security-Policy",
+            value="default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ResponseHeader(name="X-Frame-Options", value="DENY"),
+        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+        ResponseHeader(name="Referrer-Policy", value="same-origin"),
+    ],
+)
+
+
+# -- pages -------------------------------------------------------------------------------------------------------
+
+
+@get(LOGIN, **PAGE)
+async def login_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+    if active is not None and active.fully_signed_in:
+        return _redirect(HOME)
+    return _page("login.html")
+
+
+@post(LOGIN, **PAGE)
+async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, _FORM]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        result = await sign_in(db, runtime.clock, runtime.lockout, email=data.email, password=data.password)
+        if isinstance(result, SignInRefused):
+            return _refusal(result, email=data.email)
+        if (previous := await _active_session(request, db)) is not None:
+            end_session(runtime.clock, previous.record)
+        cookie = await _begin_session(request, db, result.user, second_factor_passed=False)
+    return _redirect(ENROL if result.needs_enrolment else SECOND_FACTOR, cookie)
+
+
+@get(SECOND_FACTOR, **PAGE)
+async def second_factor_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+    if active is None or _next_step(active) != SECOND_FACTOR:
+        return _redirect(_next_step(active))
+    return _page("second_factor.html")
+
+
+@post(SECOND_FACTOR, **PAGE)
+async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+        if active is None or _next_step(active) != SECOND_FACTOR:
+            return _redirect(_next_step(active))
+        result = await pass_second_factor(
+            db, runtime.master_key, runtime.clock, runtime.lockout, user=active.user, code=data.code
+        )
+        if isinstance(result, SignInRefused):
+            if result.reason != "locked":
+                return _page("second_factor.html", status=400, error="invalid")
+            # Locked: the half-finished sign-in is abandoned, so the password is needed again after the lock.
+            end_session(runtime.clock, active.record)
+            return _refusal(result, email=active.user.email, cookie=_expired_session_cookie(request))
+        end_session(runtime.clock, active.record)
+        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+    return _redirect(PASSWORD if result.needs_password_change else HOME, cookie)
+
+
+@get(ENROL, **PAGE)
+async def enrolment_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+        if active is None or _next_step(active) != ENROL:
+            return _redirect(_next_step(active))
+        enrolment = _enrolment(runtime, active.user)
+    return _page("enrol.html", secret=enrolment.secret_text, uri=enrolment.uri)
+
+
+@post(ENROL, **PAGE)
+async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+        if active is None or _next_step(active) != ENROL:
+            return _redirect(_next_step(active))
+        codes = await confirm_totp_enrolment(db, runtime.master_key, runtime.clock, user=active.user, code=data.code)
+        if codes is None:
+            enrolment = _enrolment(runtime, active.user)
+            return _page("enrol.html", status=400, error="invalid", secret=enrolment.secret_text, uri=enrolment.uri)
+        # A new second factor: any session begun under the old one (before an administrator's reset) ends too.
+        await end_all_sessions(db, runtime.clock, user=active.user)
+        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        next_page = PASSWORD if active.user.must_change_password else HOME
+    return _page("recovery_codes.html", cookie, codes=codes, next_page=next_page)
+
+
+@get(PASSWORD, **PAGE)
+async def password_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+    if active is None or not active.record.second_factor_passed:
+        return _redirect(_next_step(active))
+    return _password_page(active)
+
+
+@post(PASSWORD, **PAGE)
+async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm, _FORM]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+        if active is None or not active.record.second_factor_passed:
+            return _redirect(_next_step(active))
+        if data.new_password != data.confirmation:
+            return _password_page(active, status=400, error="mismatch")
+        try:
+            change_password(active.user, current=data.current_password, new=data.new_password)
+        except InvalidInput as exc:
+            return _password_page(active, status=400, error="rejected", detail=str(exc))
+        # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
+        await end_all_sessions(db, runtime.clock, user=active.user)
+        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+    return _redirect(HOME, cookie)
+
+
+@post(LOGOUT, **PAGE)
+async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = _runtime(request)
+    async with _transaction(request) as db:
+        if (active := await _active_session(request, db)) is not None:
+            end_session(runtime.clock, active.record)
+    return _redirect(LOGIN, _expired_session_cookie(request))
+
+
+@get(HOME, **PAGE)
+async def home(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+    if active is None or not active.fully_signed_in:
+        return _redirect(_next_step(active))
+    return _page(
+        "home.html",
+        email=active.user.email,
+        display_name=active.user.display_name,
+        organisation=active.tenant.name,
+        roles=sorted(active.user.roles),
+    )
+
+
+SIGNIN_ROUTES: list[HTTPRouteHandler] = [
+    login_page,
+    login,
+    second_factor_page,
+    second_factor,
+    enrolment_page,
+    enrol,
+    password_page,
+    password,
+    logout,
+    home,
+]
+
+
+# -- the pieces the pages share ----------------------------------------------------------------------------------
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@contextlib.asynccontextmanager
+async def _transaction(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+    # Platform scope: the session cookie is what tells us the tenant, so it cannot be narrowed before the lookup.
+    async with platform_session(_runtime(request).sessions) as db, db.begin():
+        yield db
+
+
+async def _active_session(request: Request[Any, Any, Any], db: AsyncSession) -> ActiveSession | None:
+    token = request.cookies.get(request.app.state.session_cookie)
+    if not token:
+        return None
+    runtime = _runtime(request)
+    return await find_session(db, runtime.clock, runtime.session_policy, token=token)
+
+
+def _next_step(active: ActiveSession | None) -> str:
+    """The page that brings this browser one step closer to being signed in (HOME when it already is)."""
+    if active is None:
+        return LOGIN
+    if not active.record.second_factor_passed:
+        return SECOND_FACTOR if active.user.totp_enabled else ENROL
+    if active.user.must_change_password:
+        return PASSWORD
+    return HOME
+
+
+async def _begin_session(
+    request: Request[Any, Any, Any], db: AsyncSession, user: User, *, second_factor_passed: bool
+) -> Cookie:
+    """Start a session under a new token (never reuse one across a privilege change) and make its cookie."""
+    runtime = _runtime(request)
+    token, record = await start_session(
+        db, runtime.clock, runtime.session_policy, user=user, second_factor_passed=second_factor_passed
+    )
+    max_age = record.expires_at - runtime.clock.now()
+    return _session_cookie(request, token, max_age=round(max_age.total_seconds()))
+
+
+def _session_cookie(request: Request[Any, Any, Any], value: str, *, max_age: int) -> Cookie:
+    return Cookie(
+        key=request.app.state.session_cookie,
+        value=value,
+        path="/",
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        # Browsers drop a __Host- cookie, even one that deletes, unless it is Secure.
+        secure=_runtime(request).settings.server.secure_cookies,
+    )
+
+
+def _expired_session_cookie(request: Request[Any, Any, Any]) -> Cookie:
+    cookie = _session_cookie(request, "", max_age=0)
+    cookie.expires = 0
+    return cookie
+
+
+def _enrolment(runtime: Runtime, user: User) -> TotpEnrolment:
+    pending = pending_totp_enrolment(runtime.master_key, user=user, issuer=TOTP_ISSUER)
+    return pending or begin_totp_enrolment(runtime.master_key, user=user, issuer=TOTP_ISSUER)
+
+
+def _refusal(refused: SignInRefused, *, email: str, cookie: Cookie | None = None) -> Response[Any]:
+    locked_until = refused.locked_until.astimezone(dt.UTC).strftime("%H:%M") if refused.locked_until else None
+    return _page("login.html", cookie, status=400, error=refused.reason, email=email, locked_until=locked_until)
+
+
+def _password_page(active: ActiveSession, *, status: int = 200, **context: Any) -> Response[Any]:
+    return _page(
+        "password.html",
+        status=status,
+        forced=active.user.must_change_password,
+        min_length=MIN_PASSWORD_LENGTH,
+        **context,
+    )
+
+
+def _page(template: str, cookie: Cookie | None = None, *, status: int = 200, **context: Any) -> Response[Any]:
+    return Template(template, context=context, status_code=status, cookies=[cookie] if cookie else None)
+
+
+def _redirect(path: str, cookie: Cookie | None = None) -> Response[Any]:
+    # 303: the browser follows with GET, so a reload of the next page never re-submits a form.
+    return Redirect(path, status_code=303, cookies=[cookie] if cookie else None)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +199,52 @@ def test_missing_configured_master_key_is_an_error(cli: Any, monkeypatch: pytest
     code, _, err = cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
     assert code == 1
     assert "does not exist" in err
+
+
+def test_db_upgrade_creates_no_master_key(cli: Any, tmp_path: Path) -> None:
+    assert not (tmp_path / "var" / "master.key").exists()
+
+
+def test_commands_before_migration_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASEBRIDGE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CASEBRIDGE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre"])
+    assert exit_info.value.code == 1
+    assert "casebridge db upgrade" in err.getvalue()
+    serve = _serve_briefly({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"),
+                            "CASEBRIDGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"})  # fmt: skip
+    assert serve.returncode == 1
+    assert "schema is not up to date" in serve.stderr
+
+
+def test_serve_refuses_a_different_master_key(cli: Any, tmp_path: Path, database_url: str) -> None:
+    code, _, _ = cli("demo", "seed")
+    assert code == 0
+    other = tmp_path / "other.key"
+    other.write_bytes(b"\x01" * 32)
+    other.chmod(0o600)
+    serve = _serve_briefly({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"), "CASEBRIDGE_DATABASE_URL": database_url,
+                            "CASEBRIDGE_MASTER_KEY_FILE": str(other)})  # fmt: skip
+    assert serve.returncode == 1
+    assert "master key" in serve.stderr
+    assert "Traceback" not in serve.stderr
+
+
+def _serve_briefly(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `casebridge serve` expecting it to refuse to start; a server that does start is stopped by the timeout."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")}
+    command = [str(Path(sys.executable).parent / "casebridge"), "serve", "--port", "1"]
+    return subprocess.run(command, env=clean | env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_readable_master_key_file_is_refused(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(b"\x02" * 32)
+    loose.chmod(0o644)
+    monkeypatch.setenv("CASEBRIDGE_MASTER_KEY_FILE", str(loose))
+    code, _, err = cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    assert code == 1
+    assert "chmod 600" in err
