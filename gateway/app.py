@@ -15,14 +15,21 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from exchange.datakeys import DataKeys
+from exchange.deps import ExchangeDeps
+from exchange.inbox import Inbox
+from exchange.policy import AgeRules
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
 from gateway.controllers import health, metadata, oauth
+from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
+from gateway.controllers.referrals import ReferralController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
+from gateway.exchange_runtime import ExchangeWorkers
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
@@ -30,7 +37,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import TEMPLATE_DIR, WEB_ROUTES
 from tenants.clock import Clock, SystemClock
-from tenants.keys import KeyRing
+from tenants.keys import KeyRing, PublishedKeys
 from tenants.models import PlatformKeyUse
 from tenants.persistence import make_sessionmaker, platform_session
 from tenants.services import LockoutPolicy
@@ -47,11 +54,24 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     engine = create_engine(settings.database)
     sessions = make_sessionmaker(engine)
     keyring = KeyRing(master_key, clock, grace=settings.tokens.key_grace)
+    exchange = ExchangeDeps(
+        keyring=keyring,
+        published=PublishedKeys(sessions, keyring),
+        datakeys=DataKeys(keyring),
+        clock=clock,
+        age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
+    )
 
     async def token_keys() -> list[dict[str, Any]]:
         async with platform_session(sessions) as session:
             return [k.public_jwk for k in await keyring.usable_platform_keys(session, PlatformKeyUse.ACCESS_TOKEN)]
 
+    bus = Bus(
+        nats_url=settings.bus.nats_url,
+        store_dir=settings.bus.store_dir,
+        stream_replicas=settings.bus.stream_replicas,
+    )
+    inbox = Inbox(sessions, exchange)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -67,13 +87,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             leeway_seconds=int(settings.tokens.clock_skew.total_seconds()),
             load_keys=token_keys,
         ),
-        bus=Bus(
-            nats_url=settings.bus.nats_url,
-            store_dir=settings.bus.store_dir,
-            stream_replicas=settings.bus.stream_replicas,
-        ),
+        bus=bus,
         lockout=LockoutPolicy(settings.sessions.lockout_failures, settings.sessions.lockout_duration),
         session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle, settings.sessions.pending),
+        exchange=exchange,
+        inbox=inbox,
+        workers=ExchangeWorkers(bus=bus, sessions=sessions, clock=clock, handler=inbox.receive),
     )
 
 
@@ -86,8 +105,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.token_endpoint.load_signing_key()
             await runtime.token_verifier.refresh()
             await runtime.bus.start()
+            runtime.workers.start()
             yield
         finally:
+            await runtime.workers.stop()
             await runtime.bus.stop()
             await runtime.engine.dispose()
 
@@ -101,6 +122,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             metadata.problem_type,
             oauth.token,
             DirectoryController,
+            CaseController,
+            ReferralController,
             *WEB_ROUTES,
         ],
         guards=[_guard_api_routes],

@@ -20,6 +20,7 @@ from litestar.exceptions import (
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from exchange.errors import ConsentRequired, IdempotencyMismatch
 from gateway.request_id import ensure_request_id
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 
@@ -47,19 +48,21 @@ INVALID_TOKEN = ProblemType("invalid-token", "The access token is not valid", 40
 INVALID_CLIENT = ProblemType("invalid-client", "The client could not be authenticated", 401)
 FORBIDDEN = ProblemType("forbidden", "Not allowed", 403)
 TENANT_SUSPENDED = ProblemType("tenant-suspended", "The organisation is suspended", 403)
+CONSENT_REQUIRED = ProblemType("consent-required", "No consent or legal basis covers this share", 403)
 NOT_FOUND = ProblemType("not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("conflict", "The request conflicts with the current state", 409)
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", "The request body is too large", 413)
 UNSUPPORTED_MEDIA_TYPE = ProblemType("unsupported-media-type", "Unsupported content type", 415)
+IDEMPOTENCY_MISMATCH = ProblemType("idempotency-mismatch", "Idempotency-Key reused with a different body", 422)
 RATE_LIMITED = ProblemType("rate-limited", "Too many requests", 429)
 INTERNAL = ProblemType("internal", "Something went wrong on our side", 500)
 UNAVAILABLE = ProblemType("unavailable", "The service is not ready", 503)
 
 ALL_PROBLEMS = (
     VALIDATION, BAD_REQUEST, UNAUTHENTICATED, INVALID_TOKEN, INVALID_CLIENT, FORBIDDEN, TENANT_SUSPENDED,
-    NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, RATE_LIMITED, INTERNAL,
-    UNAVAILABLE,
+    CONSENT_REQUIRED, NOT_FOUND, METHOD_NOT_ALLOWED, IDEMPOTENCY_MISMATCH, CONFLICT, PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE, RATE_LIMITED, INTERNAL, UNAVAILABLE,
 )  # fmt: skip
 
 _BY_STATUS = {p.status: p for p in reversed(ALL_PROBLEMS)}
@@ -145,6 +148,17 @@ def _domain(problem: ProblemType) -> Callable[[Request[Any, Any, Any], Exception
     return handle
 
 
+def _consent_required(request: Request[Any, Any, Any], exc: ConsentRequired) -> Response[dict[str, Any]]:
+    deny = exc.deny
+    members = {
+        "code": deny.code.value,
+        "subject_id": str(deny.subject_id) if deny.subject_id else None,
+        "subject_ref": exc.subject_ref,
+        "category": deny.category.value if deny.category else None,
+    }
+    return problem_response(request, CONSENT_REQUIRED, str(exc), extra={k: v for k, v in members.items() if v})
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The traceback goes to the operator's log; the client gets only the request id.
     log.error("unhandled error", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
@@ -160,6 +174,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     NotAuthorizedException: _from_http,
     PermissionDeniedException: _from_http,
     HTTPException: _from_http,
+    ConsentRequired: _consent_required,
+    IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
     NotFound: _domain(NOT_FOUND),
     Conflict: _domain(CONFLICT),
     InvalidInput: _domain(VALIDATION),

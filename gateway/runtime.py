@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from exchange.deps import ExchangeDeps
+from exchange.inbox import Inbox
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
+from gateway.exchange_runtime import ExchangeWorkers
 from gateway.settings import Settings
 from tenants.clock import Clock
 from tenants.keys import KeyRing, MasterKey
@@ -18,6 +21,8 @@ from tenants.staff_sessions import SessionPolicy
 
 @dataclass(slots=True)
 class Runtime:
+    """Built once per process by gateway.app.build_runtime."""
+
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -29,3 +34,10 @@ class Runtime:
     bus: Bus
     lockout: LockoutPolicy
     session_policy: SessionPolicy
+    exchange: ExchangeDeps
+    inbox: Inbox
+    workers: ExchangeWorkers
+
+    def wake_relay(self) -> None:
+        """Nudge the outbox relay after a commit that may have added envelopes."""
+        self.workers.wake_relay()

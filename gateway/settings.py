@@ -104,6 +104,14 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeSettings:
+    self_consent_age: int
+    """CASEBRIDGE_SELF_CONSENT_AGE: age from which subjects consent for themselves, not a representative (18)."""
+    max_document_bytes: int
+    """CASEBRIDGE_MAX_DOCUMENT_BYTES: largest document (signed consent form, attachment) accepted (default 2 MiB)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     paths: PathSettings
     database: DatabaseSettings
@@ -112,6 +120,7 @@ class Settings:
     tokens: TokenSettings
     sessions: SessionSettings
     rate_limits: RateLimitSettings
+    exchange: ExchangeSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +169,12 @@ class Settings:
                 lockout_failures=env.integer("CASEBRIDGE_LOCKOUT_FAILURES", 5, low=1, high=100),
                 lockout_duration=dt.timedelta(
                     minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)
+                ),
+            ),
+            exchange=ExchangeSettings(
+                self_consent_age=env.integer("CASEBRIDGE_SELF_CONSENT_AGE", 18, low=14, high=21),
+                max_document_bytes=env.integer(
+                    "CASEBRIDGE_MAX_DOCUMENT_BYTES", 2 * 1024 * 1024, low=1024, high=4 * 1024 * 1024
                 ),
             ),
             rate_limits=RateLimitSettings(

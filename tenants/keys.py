@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenants.clock import Clock
 from tenants.errors import KeyUnavailable
 from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, TenantKey
+from tenants.persistence import read_only_platform_session
 
 MASTER_KEY_BYTES = 32
 _WRAP_VERSION = b"\x01"
@@ -176,6 +177,24 @@ class KeyRing:
         private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
         return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
 
+    async def active_kek(self, session: AsyncSession, tenant_id: uuid.UUID) -> tuple[str, bytes]:
+        """The tenant's current key-encryption key (kid, 32 bytes) for wrapping new data keys."""
+        keys = await self.usable_tenant_keys(session, tenant_id, KeyUse.KEY_ENCRYPTION)
+        if not keys or keys[0].retired_at is not None:
+            raise KeyUnavailable("the tenant has no active data key-encryption key")
+        return keys[0].kid, self.private_key_bytes(keys[0])
+
+    async def kek(self, session: AsyncSession, tenant_id: uuid.UUID, kid: str) -> bytes:
+        """A KEK by id, retired ones included: data keys wrapped under it must stay readable."""
+        key = await session.scalar(
+            select(TenantKey).where(
+                TenantKey.tenant_id == tenant_id, TenantKey.kid == kid, TenantKey.use == KeyUse.KEY_ENCRYPTION.value
+            )
+        )
+        if key is None:
+            raise KeyUnavailable("the key-encryption key for this record is missing")
+        return self.private_key_bytes(key)
+
     async def check_master_key(self, session: AsyncSession) -> None:
         """Raise KeyUnavailable unless the master key opens the newest stored tenant and platform keys."""
         tenant_key = await session.scalar(select(TenantKey).order_by(TenantKey.created_at.desc()).limit(1))
@@ -238,3 +257,28 @@ class KeyRing:
         der = self._master.unwrap(key.wrapped_private, context=platform_key_context(key.kid, key.use))
         private = serialization.load_der_private_key(der, password=None)
         return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+
+
+class PublishedKeys:
+    """Tenants' public envelope keys, as any partner may fetch them from the JWKS URLs.
+
+    Reads run in their own platform-scoped session: a tenant's transaction may not see another tenant's key
+    rows (they hold wrapped private keys too), but the public halves are directory data.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], keyring: KeyRing) -> None:
+        self._sessions = sessions
+        self._keyring = keyring
+
+    async def encryption_key(self, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+        """The tenant's active X25519 public key, to encrypt envelopes for it."""
+        async with await read_only_platform_session(self._sessions) as session:
+            keys = await self._keyring.usable_tenant_keys(session, tenant_id, KeyUse.ENCRYPTION)
+        active = [k.public_jwk for k in keys if k.retired_at is None and k.public_jwk]
+        return active[0] if active else None
+
+    async def signing_keys(self, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The tenant's Ed25519 public keys usable for verification now (active and in grace)."""
+        async with await read_only_platform_session(self._sessions) as session:
+            keys = await self._keyring.usable_tenant_keys(session, tenant_id, KeyUse.SIGNING)
+        return [k.public_jwk for k in keys if k.public_jwk]

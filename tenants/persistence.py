@@ -15,6 +15,8 @@ SCOPE_KEY: Final = "casebridge.tenant_scope"
 # Value of `app.tenant_id` that lets platform work (sign-in lookups, the token endpoint, the bus
 # consumer) see every tenant's rows. Request handling always narrows to one tenant.
 PLATFORM_SCOPE: Final = "*"
+# Execution option marking a connection whose transaction only reads.
+READ_ONLY_OPTION: Final = "casebridge_read_only"
 
 
 class ScopedSession(Session):
@@ -84,4 +86,13 @@ def sqlite_begin_immediate(connection: Connection) -> None:
     spent twice). Taking the lock at BEGIN serialises read-modify-write transactions instead; SQLite allows
     one writer at a time anyway, and readers outside transactions are not blocked under WAL.
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    deferred = connection.get_execution_options().get(READ_ONLY_OPTION)
+    connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+async def read_only_platform_session(factory: async_sessionmaker[AsyncSession]) -> AsyncSession:
+    """A platform-scoped session for lookups only. On SQLite it does not take the write lock, so it can run while
+    the calling request's own transaction holds it (a second IMMEDIATE transaction would wait for ever)."""
+    session = platform_session(factory)
+    await session.connection(execution_options={READ_ONLY_OPTION: True})
+    return session

@@ -5,13 +5,15 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import exchange.models  # noqa: F401 - registers the exchange tables on the shared metadata
 from tenants.models import Base
 
 target_metadata = Base.metadata
 
 
 def run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    # compare_type off: on SQLite, GUID and DateTimeUTC reflect as other types and would show as false changes.
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=False)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from exchange.models import EXCHANGE_TENANT_TABLES
 from gateway.db import create_engine, upgrade_schema
 from gateway.settings import DatabaseSettings
 from tenants import services
@@ -60,7 +61,7 @@ async def test_every_tenant_scoped_table_has_a_forced_policy(engine: AsyncEngine
             "WHERE table_schema = 'public' AND column_name = 'tenant_id'"))).scalars())  # fmt: skip
         forced = set((await connection.execute(text(
             "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity"))).scalars())  # fmt: skip
-    assert with_tenant_id == set(TENANT_SCOPED_TABLES)
+    assert with_tenant_id == set(TENANT_SCOPED_TABLES) | set(EXCHANGE_TENANT_TABLES)
     assert with_tenant_id <= forced
 
 

@@ -1,0 +1,385 @@
+"""Cases, their subjects and the family's consents: recorded by the centre that owns the case."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from exchange.access import access_case, access_consent, access_document, access_subjects
+from exchange.datakeys import DataKey
+from exchange.deps import ExchangeDeps
+from exchange.envelopes import EnvelopeType
+from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
+from exchange.outbox import enqueue
+from exchange.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
+from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
+from tenants.errors import InvalidInput, NotFound
+from tenants.models import Tenant, TenantStatus
+from tenants.principal import Principal
+
+# Fields of a subject and the category that releases each to a recipient (API.md, "Data categories").
+SUBJECT_FIELDS: dict[str, Category] = {
+    "full_name": Category.IDENTITY,
+    "birth_date": Category.IDENTITY,
+    "identifiers": Category.IDENTITY,
+    "address": Category.CONTACTS,
+    "phone": Category.CONTACTS,
+    "email": Category.CONTACTS,
+    "role": Category.FAMILY,
+    "education": Category.EDUCATION,
+    "health": Category.HEALTH,
+}
+
+
+# -- cases ------------------------------------------------------------------------------------------------------
+
+
+async def create_case(session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, data: CaseIn) -> CaseOut:
+    refs = [s.ref for s in data.subjects]
+    if len(set(refs)) != len(refs):
+        raise InvalidInput("Each subject of a case needs its own ref.")
+    case_id = uuid7()
+    key, wrapped = await deps.datakeys.create(session, principal.tenant_id, sealed_context("case", case_id))
+    now = deps.clock.now()
+    case = Case(
+        id=case_id,
+        tenant_id=principal.tenant_id,
+        reference=f"C-{now:%Y}-{case_id.hex[-6:].upper()}",
+        key_worker_id=data.key_worker_id,
+        created_by_kind=principal.actor_kind.value,
+        created_by_id=principal.actor_id,
+        kek_kid=wrapped.kek_kid,
+        data_key_wrapped=wrapped.wrapped,
+    )
+    needs = msgspec.to_builtins(data.needs) if data.needs else None
+    case.sealed = key.seal({"title": data.title, "summary": data.summary, "needs": needs},
+                           context=sealed_context("case", case_id))  # fmt: skip
+    session.add(case)
+    subjects = []
+    for subject_in in data.subjects:
+        subject = await _new_subject(session, deps, principal, case, subject_in)
+        subjects.append(subject)
+    await session.flush()
+    return await case_view(session, deps, case=case)
+
+
+async def _new_subject(
+    session: AsyncSession, deps: ExchangeDeps, principal: Principal, case: Case, data: Any
+) -> Subject:
+    subject_id = uuid7()
+    key, wrapped = await deps.datakeys.create(session, principal.tenant_id, sealed_context("subject", subject_id))
+    fields = msgspec.to_builtins(data)
+    fields.pop("ref")
+    fields.pop("role")
+    subject = Subject(
+        id=subject_id,
+        tenant_id=principal.tenant_id,
+        case_id=case.id,
+        ref=data.ref,
+        role=data.role.value,
+        kek_kid=wrapped.kek_kid,
+        data_key_wrapped=wrapped.wrapped,
+        sealed=key.seal(fields, context=sealed_context("subject", subject_id)),
+    )
+    session.add(subject)
+    return subject
+
+
+async def subject_key(session: AsyncSession, deps: ExchangeDeps, subject: Subject) -> DataKey:
+    return await deps.datakeys.open(
+        session, subject.tenant_id, sealed_context("subject", subject.id), subject.wrapped_key
+    )
+
+
+async def subject_fields(session: AsyncSession, deps: ExchangeDeps, subject: Subject) -> dict[str, Any]:
+    """All sealed fields of a subject plus its role; empty (but for the role) once the subject was erased."""
+    if subject.sealed is None or subject.data_key_wrapped is None:
+        return {"role": subject.role}
+    key = await subject_key(session, deps, subject)
+    fields: dict[str, Any] = key.open(subject.sealed, context=sealed_context("subject", subject.id))
+    return {**fields, "role": subject.role}
+
+
+async def case_contents(session: AsyncSession, deps: ExchangeDeps, case: Case) -> dict[str, Any]:
+    if case.sealed is None:
+        return {"title": "", "summary": None, "needs": None}
+    key = await deps.datakeys.open(session, case.tenant_id, sealed_context("case", case.id), case.wrapped_key)
+    contents: dict[str, Any] = key.open(case.sealed, context=sealed_context("case", case.id))
+    return contents
+
+
+async def case_view(session: AsyncSession, deps: ExchangeDeps, *, case: Case) -> CaseOut:
+    contents = await case_contents(session, deps, case)
+    subjects = (await session.scalars(select(Subject).where(Subject.case_id == case.id).order_by(Subject.id))).all()
+    views = []
+    for subject in subjects:
+        fields = await subject_fields(session, deps, subject)
+        views.append(SubjectOut(id=subject.id, ref=subject.ref, **fields))
+    return CaseOut(
+        id=case.id,
+        reference=case.reference,
+        title=contents["title"],
+        key_worker_id=case.key_worker_id,
+        subjects=views,
+        summary=contents.get("summary"),
+        needs=contents.get("needs"),
+        created_at=case.created_at,
+    )
+
+
+async def read_case(session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID) -> CaseOut:
+    case = await access_case(session, principal, case_id, for_write=False)
+    return await case_view(session, deps, case=case)
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("The cursor is not one this server issued.") from exc
+
+
+async def list_cases(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, cursor: str | None, limit: int
+) -> tuple[list[CaseSummary], str | None]:
+    """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
+    query = select(Case).where(Case.tenant_id == principal.tenant_id).order_by(Case.id.desc()).limit(limit + 1)
+    if cursor:
+        query = query.where(Case.id < decode_cursor(cursor))
+    rows = list(await session.scalars(query))
+    page = rows[:limit]
+    items = []
+    for case in page:
+        contents = await case_contents(session, deps, case)
+        items.append(
+            CaseSummary(id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at)
+        )
+    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+
+# -- consents ---------------------------------------------------------------------------------------------------
+
+
+async def record_consent(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID, data: ConsentIn
+) -> ConsentOut:
+    case = await access_case(session, principal, case_id, for_write=True)
+    (subject,) = await access_subjects(session, principal, case, [data.subject_id])
+    now = deps.clock.now()
+    valid_from = _aware(data.valid_from, "valid_from") if data.valid_from else now
+    valid_until = _aware(data.valid_until, "valid_until")
+    if valid_until <= max(now, valid_from):
+        raise InvalidInput("valid_until must be in the future and after valid_from.")
+    if not data.recipients.tenants and not data.recipients.kinds:
+        raise InvalidInput("Name at least one recipient agency or kind of agency.")
+    await _check_recipient_tenants(session, data.recipients.tenants)
+    fields = await subject_fields(session, deps, subject)
+    birth_date = dt.date.fromisoformat(fields["birth_date"]) if fields.get("birth_date") else None
+    problem = consent_giver_problem(
+        subject_birth_date=birth_date, relation=Relation(data.given_by.relation), on=now.date(), rules=deps.age_rules
+    )
+    if problem:
+        raise InvalidInput(problem)
+    evidence_sha256 = None
+    if data.evidence is not None:
+        document = await access_document(session, principal, data.evidence.document_id, for_write=True)
+        evidence_sha256 = document.sha256
+    key = await subject_key(session, deps, subject)
+    consent_id = uuid7()
+    consent = Consent(
+        id=consent_id,
+        tenant_id=principal.tenant_id,
+        case_id=case.id,
+        subject_id=subject.id,
+        relation=data.given_by.relation.value,
+        given_by_sealed=key.seal({"name": data.given_by.name}, context=sealed_context("consent", consent_id)),
+        purposes=sorted(set(data.purposes)),
+        categories=sorted({c.value for c in data.categories}),
+        recipient_tenants=sorted({str(t) for t in data.recipients.tenants}),
+        recipient_kinds=sorted({k.value for k in data.recipients.kinds}),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        evidence_document_id=data.evidence.document_id if data.evidence else None,
+        evidence_sha256=evidence_sha256,
+        status=ConsentStatus.ACTIVE.value,
+    )
+    session.add(consent)
+    await session.flush()
+    return await consent_view(session, deps, consent, subject)
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise InvalidInput(f"{name} must carry a time zone (RFC 3339, e.g. 2027-01-31T00:00:00Z).")
+    return value.astimezone(dt.UTC)
+
+
+async def _check_recipient_tenants(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> None:
+    if not tenant_ids:
+        return
+    found = set(await session.scalars(select(Tenant.id).where(Tenant.id.in_(list(tenant_ids)))))
+    if missing := [t for t in tenant_ids if t not in found]:
+        raise InvalidInput(f"Unknown recipient agency {missing[0]}.")
+
+
+async def consent_view(session: AsyncSession, deps: ExchangeDeps, consent: Consent, subject: Subject) -> ConsentOut:
+    given_by_name = ""
+    if subject.data_key_wrapped is not None:
+        key = await subject_key(session, deps, subject)
+        given_by_name = key.open(consent.given_by_sealed, context=sealed_context("consent", consent.id))["name"]
+    return ConsentOut(
+        id=consent.id,
+        case_id=consent.case_id,
+        subject_id=consent.subject_id,
+        given_by={"name": given_by_name, "relation": consent.relation},
+        purposes=consent.purposes,
+        categories=consent.categories,
+        recipients={"tenants": consent.recipient_tenants, "kinds": consent.recipient_kinds},
+        valid_from=consent.valid_from,
+        valid_until=consent.valid_until,
+        status=effective_status(consent, deps.clock.now()),
+        withdrawn_at=consent.withdrawn_at,
+        evidence={"document_id": str(consent.evidence_document_id), "sha256": consent.evidence_sha256 or ""}
+        if consent.evidence_document_id
+        else None,
+    )
+
+
+def effective_status(consent: Consent, now: dt.datetime) -> str:
+    """Expiry is a matter of time: an active consent past valid_until reads as expired without any job running."""
+    if consent.status == ConsentStatus.ACTIVE and consent.valid_until is not None and consent.valid_until <= now:
+        return ConsentStatus.EXPIRED.value
+    return consent.status
+
+
+def consent_policy_view(consent: Consent) -> ConsentView:
+    return ConsentView(
+        id=consent.id,
+        subject_id=consent.subject_id,
+        status=ConsentStatus(consent.status),
+        purposes=frozenset(consent.purposes),
+        categories=frozenset(Category(c) for c in consent.categories),
+        recipient_tenants=frozenset(uuid.UUID(t) for t in consent.recipient_tenants),
+        recipient_kinds=frozenset(consent.recipient_kinds),
+        valid_from=consent.valid_from,
+        valid_until=consent.valid_until,
+        withdrawn_at=consent.withdrawn_at,
+    )
+
+
+async def list_consents(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID
+) -> list[ConsentOut]:
+    case = await access_case(session, principal, case_id, for_write=False)
+    subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
+    consents = await session.scalars(select(Consent).where(Consent.case_id == case.id).order_by(Consent.id))
+    return [await consent_view(session, deps, c, subjects[c.subject_id]) for c in consents]
+
+
+async def withdraw_consent(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, consent_id: uuid.UUID, reason: str
+) -> ConsentOut:
+    """Withdraw at once: no new share relies on it from now on, and every recipient that holds data under it is told."""
+    consent = await access_consent(session, principal, consent_id, for_write=True)
+    if consent.status != ConsentStatus.ACTIVE:
+        raise InvalidInput("Only an active consent can be withdrawn.")
+    subject = await session.scalar(select(Subject).where(Subject.id == consent.subject_id))
+    if subject is None:
+        raise NotFound("No such consent.")
+    now = deps.clock.now()
+    consent.status = ConsentStatus.WITHDRAWN.value
+    consent.withdrawn_at = now
+    key = await subject_key(session, deps, subject)
+    consent.withdrawal_reason_sealed = key.seal(
+        {"reason": reason}, context=sealed_context("consent-withdrawal", consent.id)
+    )
+    shared = await session.scalars(
+        select(Referral).where(Referral.case_id == consent.case_id, Referral.side == Side.SENDER.value)
+    )
+    by_recipient: dict[uuid.UUID, list[str]] = {}
+    for referral in shared:
+        if str(consent.id) in referral.consent_ids:
+            by_recipient.setdefault(referral.to_tenant_id, []).append(str(referral.exchange_id))
+    for recipient, exchange_ids in by_recipient.items():
+        await enqueue(
+            session, deps, sender=principal.tenant_id, recipient=recipient,
+            envelope_type=EnvelopeType.CONSENT_WITHDRAWN,
+            body={"consent_id": str(consent.id), "referral_ids": sorted(exchange_ids), "withdrawn_at": now.isoformat()},
+        )  # fmt: skip
+    await session.flush()
+    return await consent_view(session, deps, consent, subject)
+
+
+# -- documents --------------------------------------------------------------------------------------------------
+
+ALLOWED_MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "text/plain"})
+
+
+async def store_document(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    name: str,
+    media_type: str,
+    content: bytes,
+    max_bytes: int,
+) -> Document:
+    if media_type not in ALLOWED_MEDIA_TYPES:
+        raise InvalidInput(f"Documents must be one of: {', '.join(sorted(ALLOWED_MEDIA_TYPES))}.")
+    if not content:
+        raise InvalidInput("The document is empty.")
+    if len(content) > max_bytes:
+        raise InvalidInput(f"The document is larger than {max_bytes // 1024} KiB.")
+    if not name.strip() or len(name) > 255:
+        raise InvalidInput("The document needs a file name of at most 255 characters.")
+    return await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+
+
+async def _sealed_document(
+    session: AsyncSession, deps: ExchangeDeps, tenant_id: uuid.UUID, name: str, media_type: str, content: bytes
+) -> Document:
+    document_id = uuid7()
+    context = sealed_context("document", document_id)
+    key, wrapped = await deps.datakeys.create(session, tenant_id, context)
+    document = Document(
+        id=document_id,
+        tenant_id=tenant_id,
+        media_type=media_type,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        content=key.seal_bytes(content, context=context),
+        kek_kid=wrapped.kek_kid,
+        data_key_wrapped=wrapped.wrapped,
+        sealed=key.seal({"name": name}, context=context),
+    )
+    session.add(document)
+    await session.flush()
+    return document
+
+
+async def document_contents(session: AsyncSession, deps: ExchangeDeps, document: Document) -> tuple[str, bytes]:
+    context = sealed_context("document", document.id)
+    key = await deps.datakeys.open(session, document.tenant_id, context, document.wrapped_key)
+    name = key.open(document.sealed, context=context)["name"] if document.sealed else ""
+    return str(name), key.open_bytes(document.content, context=context)
+
+
+async def active_recipient(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+    if tenant is None or tenant.status != TenantStatus.ACTIVE:
+        raise NotFound("No such recipient agency.")
+    return tenant

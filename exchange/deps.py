@@ -1,0 +1,19 @@
+"""The collaborators exchange operations need besides the session and the principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exchange.datakeys import DataKeys
+from exchange.policy import AgeRules
+from tenants.clock import Clock
+from tenants.keys import KeyRing, PublishedKeys
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeDeps:
+    keyring: KeyRing
+    published: PublishedKeys
+    datakeys: DataKeys
+    clock: Clock
+    age_rules: AgeRules

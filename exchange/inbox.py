@@ -1,0 +1,233 @@
+"""The inbox: open, verify and apply each envelope exactly once, answer with a receipt, park what cannot be applied."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from exchange.deps import ExchangeDeps
+from exchange.envelopes import (
+    EnvelopeHeader,
+    EnvelopeType,
+    OpenedEnvelope,
+    RejectedEnvelope,
+    open_envelope,
+    peek_header,
+)
+from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, sealed_context
+from exchange.outbox import enqueue
+from exchange.referrals import (
+    RECEIVED,
+    REQUESTED,
+    _add_timeline,
+    _new_copy,
+    _referral_key,
+    allowed,
+)
+from tenants.keys import KeyRing
+from tenants.models import KeyUse, Tenant
+from tenants.persistence import platform_session
+
+log = logging.getLogger("casebridge.exchange")
+
+
+class Unapplicable(Exception):
+    """An authentic envelope that does not fit this node's state (e.g. a status for an unknown referral)."""
+
+
+class Inbox:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], deps: ExchangeDeps) -> None:
+        self._sessions = sessions
+        self._deps = deps
+
+    async def receive(self, subject: str, token: bytes) -> None:
+        """Apply one envelope; commits its own transaction. Raises only when the database is unavailable."""
+        text = token.decode("ascii", errors="replace")
+        header = peek_header(text)
+        async with platform_session(self._sessions) as session:
+            if header is not None and await _already_seen(session, header.envelope_id):
+                return
+            if header is None:
+                await self._park(
+                    session, subject, text, None, "malformed", "the envelope's outer header cannot be read"
+                )
+                return
+            recipient = await session.scalar(select(Tenant).where(Tenant.id == header.recipient))
+            if recipient is None:
+                await self._park(session, subject, text, header, "wrong_recipient", "the recipient is not hosted here")
+                return
+            opened = await self._open(session, text, header.recipient, header.sender)
+            if isinstance(opened, RejectedEnvelope):
+                await self._park(session, subject, text, header, opened.reason.value, opened.detail)
+                return
+            try:
+                async with session.begin_nested():
+                    session.add(InboxEnvelope(
+                        tenant_id=header.recipient, envelope_id=header.envelope_id, envelope_type=header.type.value,
+                        sender_tenant_id=header.sender, applied_at=self._deps.clock.now(),
+                    ))  # fmt: skip
+                    await session.flush()
+                    await self._apply(session, opened)
+                    if header.type is not EnvelopeType.RECEIPT:
+                        await enqueue(
+                            session, self._deps, sender=header.recipient,
+                            recipient=header.sender, envelope_type=EnvelopeType.RECEIPT,
+                            body={"envelope_id": str(header.envelope_id), "type": header.type.value,
+                                  "applied_at": self._deps.clock.now().isoformat()},
+                        )  # fmt: skip
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()  # applied concurrently by another consumer: nothing more to do
+            except Unapplicable as exc:
+                await session.rollback()
+                await self._park(session, subject, text, header, "unapplicable", str(exc))
+
+    async def _open(
+        self, session: AsyncSession, token: str, recipient: uuid.UUID, sender: uuid.UUID
+    ) -> OpenedEnvelope | RejectedEnvelope:
+        keyring: KeyRing = self._deps.keyring
+        decryption = [
+            keyring.private_jwk(k) for k in await keyring.usable_tenant_keys(session, recipient, KeyUse.ENCRYPTION)
+        ]
+        sender_jwks = await self._deps.published.signing_keys(sender)
+        return open_envelope(
+            token,
+            recipient=recipient,
+            decryption_keys=decryption,
+            sender_keys=lambda tenant: sender_jwks if tenant == sender else [],
+            now=self._deps.clock.now(),
+        )
+
+    async def _park(
+        self, session: AsyncSession, subject: str, token: str, header: EnvelopeHeader | None, reason: str, detail: str
+    ) -> None:
+        log.warning("envelope parked: %s", reason)
+        session.add(
+            DeadLetter(
+                envelope_id=header.envelope_id if header else None,
+                subject=subject[:128],
+                recipient_tenant_id=header.recipient if header else None,
+                sender_tenant_id=header.sender if header else None,
+                reason=reason,
+                detail=detail[:255],
+                token=token,
+                received_at=self._deps.clock.now(),
+            )
+        )
+        await session.commit()
+
+    async def _apply(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        handlers = {
+            EnvelopeType.REFERRAL_REQUESTED: self._referral_requested,
+            EnvelopeType.REFERRAL_STATUS: self._referral_status,
+            EnvelopeType.CONSENT_WITHDRAWN: self._consent_withdrawn,
+            EnvelopeType.RECEIPT: self._receipt,
+        }
+        handler = handlers.get(opened.header.type)
+        if handler is None:
+            raise Unapplicable(f"this node does not apply {opened.header.type.value} envelopes yet")
+        await handler(session, opened)
+
+    async def _referral_requested(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        body, header = opened.body, opened.header
+        try:
+            exchange_id = uuid.UUID(body["referral_id"])
+            basis = dict(body["legal_basis"])
+            respond_by = dt.datetime.fromisoformat(body["respond_by"])
+            complete_by = dt.datetime.fromisoformat(body["complete_by"])
+            requested_at = dt.datetime.fromisoformat(body["requested_at"])
+            sealed: dict[str, Any] = {
+                k: body[k] for k in ("problem", "requested_service", "subjects", "needs", "summary") if k in body
+            }
+            referral = await _new_copy(
+                session, self._deps, header.recipient, exchange_id=exchange_id, side=Side.RECIPIENT,
+                from_tenant_id=header.sender, to_tenant_id=header.recipient, case_ref=str(body["case_ref"]),
+                kind=str(body["kind"]), purpose=str(body["purpose"]), urgency=str(body["urgency"]),
+                respond_by=respond_by, complete_by=complete_by, categories=list(body["categories"]),
+                subject_ids=[], legal_basis=basis, review_required=basis.get("type") == "statutory",
+                sealed=sealed,
+            )  # fmt: skip
+        except (KeyError, ValueError, TypeError) as exc:
+            raise Unapplicable("the referral body is incomplete") from exc
+        _add_timeline(session, referral, REQUESTED, requested_at, header.sender, None, None)
+        _add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
+
+    async def _counterpart_copy(self, session: AsyncSession, opened: OpenedEnvelope, referral_id: str) -> Referral:
+        header = opened.header
+        referral = await session.scalar(
+            select(Referral).where(
+                Referral.tenant_id == header.recipient, Referral.exchange_id == uuid.UUID(referral_id)
+            )
+        )
+        counterpart = None if referral is None else (
+            referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id)  # fmt: skip
+        if referral is None or counterpart != header.sender:
+            raise Unapplicable("no referral shared with the sender has that id")
+        return referral
+
+    async def _referral_status(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        body = opened.body
+        referral = await self._counterpart_copy(session, opened, str(body.get("referral_id")))
+        target = str(body.get("status"))
+        their_side = Side.RECIPIENT if referral.side == Side.SENDER else Side.SENDER
+        # The receipt that marks "received" may arrive after the recipient's first answer: treat it as received.
+        current = RECEIVED if referral.status == REQUESTED and their_side is Side.RECIPIENT else referral.status
+        if current == target or not allowed(current, target, their_side):
+            raise Unapplicable(f"a {their_side.value} cannot move this referral from '{referral.status}' to '{target}'")
+        key = await _referral_key(session, self._deps, referral)
+        referral.status = target
+        if body.get("outcome"):
+            referral.outcome_result = str(body["outcome"])
+        _add_timeline(session, referral, target, dt.datetime.fromisoformat(body["at"]), opened.header.sender,
+                      body.get("note"), key)  # fmt: skip
+
+    async def _consent_withdrawn(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        for referral_id in opened.body.get("referral_ids", []):
+            referral = await self._counterpart_copy(session, opened, str(referral_id))
+            referral.consent_withdrawn_at = dt.datetime.fromisoformat(opened.body["withdrawn_at"])
+            if referral.recipient_basis_reference:
+                continue  # the recipient recorded its own legal basis: it keeps the data
+            # Crypto-shred the shared personal data; ids, status and timeline stay.
+            referral.restricted = True
+            key = await _referral_key(session, self._deps, referral)
+            context = sealed_context("referral", referral.id)
+            contents = key.open(referral.sealed, context=context) if referral.sealed else {}
+            kept = {k: contents[k] for k in ("problem", "requested_service") if k in contents}
+            kept["subjects"] = [{"ref": s.get("ref")} for s in contents.get("subjects", [])]
+            referral.sealed = key.seal(kept, context=context)
+
+    async def _receipt(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        try:
+            envelope_id = uuid.UUID(str(opened.body["envelope_id"]))
+        except (KeyError, ValueError) as exc:
+            raise Unapplicable("the receipt names no envelope") from exc
+        sent = await session.scalar(
+            select(OutboxEnvelope).where(
+                OutboxEnvelope.envelope_id == envelope_id, OutboxEnvelope.tenant_id == opened.header.recipient
+            )
+        )
+        if sent is None or sent.recipient_tenant_id != opened.header.sender:
+            raise Unapplicable("the receipt is for an envelope this tenant did not send to its signer")
+        sent.delivered_at = dt.datetime.fromisoformat(str(opened.body["applied_at"]))
+        if sent.envelope_type != EnvelopeType.REFERRAL_REQUESTED.value or sent.exchange_id is None:
+            return
+        referral = await session.scalar(
+            select(Referral).where(Referral.tenant_id == sent.tenant_id, Referral.exchange_id == sent.exchange_id)
+        )
+        if referral is not None and referral.status == REQUESTED:
+            referral.status = RECEIVED
+            _add_timeline(session, referral, RECEIVED, sent.delivered_at, opened.header.sender, None, None)
+
+
+async def _already_seen(session: AsyncSession, envelope_id: uuid.UUID) -> bool:
+    applied = await session.scalar(select(InboxEnvelope.id).where(InboxEnvelope.envelope_id == envelope_id))
+    if applied is not None:
+        return True
+    parked = await session.scalar(select(DeadLetter.id).where(DeadLetter.envelope_id == envelope_id))
+    return parked is not None

@@ -1,0 +1,235 @@
+"""Tables of the exchange: cases, subjects, consents, documents, referrals, timelines, and the bus's outbox/inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from exchange.datakeys import WrappedKey
+from tenants.models import Base, TenantScoped
+
+
+class SubjectRole(enum.StrEnum):
+    CHILD = "child"
+    PARENT = "parent"
+    GUARDIAN = "guardian"
+    OTHER = "other"
+
+
+class ReferralKind(enum.StrEnum):
+    REFERRAL = "referral"
+    PETITION = "petition"
+    DOCUMENT_REQUEST = "document_request"
+    INFORMATION_LETTER = "information_letter"
+    PLAN_TASK = "plan_task"
+
+
+class Urgency(enum.StrEnum):
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class Side(enum.StrEnum):
+    SENDER = "sender"
+    RECIPIENT = "recipient"
+
+
+class SealedRecord:
+    """Mixin: a record whose sensitive fields are sealed under its own data key, wrapped by the tenant's KEK."""
+
+    kek_kid: Mapped[str] = mapped_column(String(64))
+    data_key_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)  # None once crypto-shredded
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+    @property
+    def wrapped_key(self) -> WrappedKey:
+        if self.data_key_wrapped is None:
+            raise LookupError("this record's data key has been destroyed")
+        return WrappedKey(self.kek_kid, self.data_key_wrapped)
+
+
+class Case(SealedRecord, TenantScoped, Base):
+    __tablename__ = "case_file"
+    __table_args__ = (UniqueConstraint("tenant_id", "reference"),)
+
+    # A short, non-personal reference the partner sees ("case_ref"); the title itself is sealed.
+    reference: Mapped[str] = mapped_column(String(32))
+    key_worker_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    created_by_kind: Mapped[str] = mapped_column(String(8))
+    created_by_id: Mapped[uuid.UUID] = mapped_column()
+
+
+class Subject(SealedRecord, TenantScoped, Base):
+    __tablename__ = "case_subject"
+    __table_args__ = (UniqueConstraint("case_id", "ref"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_file.id", ondelete="CASCADE"), index=True)
+    ref: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class Consent(TenantScoped, Base):
+    """ISO/IEC TS 27560-style consent record. Immutable once active, except for withdrawal."""
+
+    __tablename__ = "consent"
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_file.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_subject.id", ondelete="CASCADE"), index=True)
+    relation: Mapped[str] = mapped_column(String(16))
+    # Sealed with the subject's data key: who signed is personal data.
+    given_by_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    recipient_tenants: Mapped[list[str]] = mapped_column(JSON)
+    recipient_kinds: Mapped[list[str]] = mapped_column(JSON)
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    valid_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    evidence_document_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("document.id"), default=None)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    withdrawal_reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class Document(SealedRecord, TenantScoped, Base):
+    """A file (signed consent form, attachment) sealed at rest; its name and bytes are in `sealed`/`content`."""
+
+    __tablename__ = "document"
+
+    media_type: Mapped[str] = mapped_column(String(127))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("case_file.id", ondelete="CASCADE"), default=None)
+    referral_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"), default=None)
+
+
+class Referral(SealedRecord, TenantScoped, Base):
+    """One side's copy of a referral. Both sides share `exchange_id`; each keeps its own status and timeline."""
+
+    __tablename__ = "referral"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "exchange_id", name="uq_referral_exchange_id"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_referral_idempotency_key"),
+    )
+
+    exchange_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    side: Mapped[str] = mapped_column(String(16))
+    from_tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"))
+    to_tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"))
+    case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("case_file.id"), default=None)  # sender only
+    case_ref: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    respond_by: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    complete_by: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    subject_ids: Mapped[list[str]] = mapped_column(JSON)  # the sender's subject ids
+    consent_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # {"type": "consent"} or {"type": "statutory", "reference", "justification"}; the justification is sealed.
+    legal_basis: Mapped[str] = mapped_column(String(16))
+    statutory_reference: Mapped[str | None] = mapped_column(String(300), default=None)
+    review_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome_result: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The recipient's own legal basis for keeping the data, recorded by the recipient (reference only in clear).
+    recipient_basis_reference: Mapped[str | None] = mapped_column(String(300), default=None)
+    consent_withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # After a consent withdrawal the recipient keeps ids, status and timeline but no personal fields.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class TimelineEntry(TenantScoped, Base):
+    __tablename__ = "referral_timeline"
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    by_tenant_id: Mapped[uuid.UUID] = mapped_column()
+    # Sealed with the referral's data key: a reason or outcome note may name people.
+    note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class ThreadMessage(TenantScoped, Base):
+    __tablename__ = "referral_message"
+    __table_args__ = (UniqueConstraint("tenant_id", "message_id"),)
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[uuid.UUID] = mapped_column()  # shared by both sides' copies
+    author_tenant_id: Mapped[uuid.UUID] = mapped_column()
+    at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    attachment_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class OutboxEnvelope(TenantScoped, Base):
+    """An envelope committed with the change it announces, waiting to be published (transactional outbox)."""
+
+    __tablename__ = "outbox_envelope"
+
+    envelope_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    envelope_type: Mapped[str] = mapped_column(String(32))
+    recipient_tenant_id: Mapped[uuid.UUID] = mapped_column()
+    # The referral the envelope is about, so its receipt can move the sender's copy to "received".
+    exchange_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    subject: Mapped[str] = mapped_column(String(128))
+    token: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class InboxEnvelope(TenantScoped, Base):
+    """An envelope this node has applied; the unique id makes redelivery a no-op."""
+
+    __tablename__ = "inbox_envelope"
+
+    envelope_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    envelope_type: Mapped[str] = mapped_column(String(32))
+    sender_tenant_id: Mapped[uuid.UUID] = mapped_column()
+    applied_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class DeadLetter(Base):
+    """An envelope that could not be opened, verified or applied: parked with the reason, never applied."""
+
+    __tablename__ = "dead_letter"
+
+    envelope_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    recipient_tenant_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
+    sender_tenant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(255))
+    token: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+def sealed_context(kind: str, record_id: uuid.UUID) -> str:
+    return f"casebridge/{kind}/v1/{record_id}"
+
+
+EXCHANGE_TENANT_TABLES = (
+    "case_file",
+    "case_subject",
+    "consent",
+    "document",
+    "referral",
+    "referral_timeline",
+    "referral_message",
+    "outbox_envelope",
+    "inbox_envelope",
+)

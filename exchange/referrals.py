@@ -1,0 +1,433 @@
+"""Referrals between agencies: sending under the sharing policy, the status machine, and each side's copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import and_, not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from exchange.access import access_case, access_referral, access_subjects
+from exchange.cases import (
+    SUBJECT_FIELDS,
+    active_recipient,
+    case_contents,
+    consent_policy_view,
+    decode_cursor,
+    encode_cursor,
+    subject_fields,
+)
+from exchange.datakeys import DataKey
+from exchange.deps import ExchangeDeps
+from exchange.envelopes import EnvelopeType
+from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
+from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
+from exchange.outbox import enqueue
+from exchange.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
+from exchange.schemas import (
+    ReferralIn,
+    ReferralOut,
+    ReferralSummary,
+    StatutoryBasisIn,
+    SubjectOut,
+    TimelineOut,
+    TransitionIn,
+)
+from tenants.errors import InvalidInput
+from tenants.principal import Principal
+
+# FHIR Task codes as used by closed-loop referrals (HL7 Gravity SDOH).
+DRAFT, REQUESTED, RECEIVED = "draft", "requested", "received"
+ACCEPTED, REJECTED, IN_PROGRESS, ON_HOLD = "accepted", "rejected", "in-progress", "on-hold"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+TERMINAL: Final = frozenset({REJECTED, COMPLETED, FAILED, CANCELLED})
+SYSTEM: Final = "system"
+
+# Who may move a referral from one status to another: the whole status machine in one table.
+TRANSITIONS: Final[Mapping[tuple[str, str], str]] = {
+    (DRAFT, REQUESTED): Side.SENDER,
+    (REQUESTED, RECEIVED): SYSTEM,  # set when the recipient's node has applied the envelope
+    (RECEIVED, ACCEPTED): Side.RECIPIENT,
+    (RECEIVED, REJECTED): Side.RECIPIENT,
+    (ACCEPTED, IN_PROGRESS): Side.RECIPIENT,
+    (ACCEPTED, ON_HOLD): Side.RECIPIENT,
+    (ACCEPTED, COMPLETED): Side.RECIPIENT,
+    (ACCEPTED, FAILED): Side.RECIPIENT,
+    (IN_PROGRESS, ON_HOLD): Side.RECIPIENT,
+    (IN_PROGRESS, COMPLETED): Side.RECIPIENT,
+    (IN_PROGRESS, FAILED): Side.RECIPIENT,
+    (ON_HOLD, IN_PROGRESS): Side.RECIPIENT,
+    (ON_HOLD, COMPLETED): Side.RECIPIENT,
+    (ON_HOLD, FAILED): Side.RECIPIENT,
+    **{(status, CANCELLED): Side.SENDER for status in (DRAFT, REQUESTED, RECEIVED, ACCEPTED, IN_PROGRESS, ON_HOLD)},
+}
+ALL_STATUSES: Final = (
+    DRAFT,
+    REQUESTED,
+    RECEIVED,
+    ACCEPTED,
+    REJECTED,
+    IN_PROGRESS,
+    ON_HOLD,
+    COMPLETED,
+    FAILED,
+    CANCELLED,
+)
+
+
+def allowed(current: str, target: str, side: str) -> bool:
+    return TRANSITIONS.get((current, target)) == side
+
+
+AWAITING_ANSWER: Final = (DRAFT, REQUESTED, RECEIVED)
+IN_HAND: Final = (ACCEPTED, IN_PROGRESS, ON_HOLD)
+
+
+def is_overdue(referral: Referral, now: dt.datetime) -> bool:
+    """Not answered by respond_by, or not finished by complete_by (the same rule as the SQL filter below)."""
+    if referral.status in AWAITING_ANSWER:
+        return now > referral.respond_by
+    if referral.status in IN_HAND:
+        return now > referral.complete_by
+    return False
+
+
+# -- the sender ---------------------------------------------------------------------------------------------------
+
+
+def request_hash(data: ReferralIn) -> str:
+    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+
+
+async def send_referral(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, data: ReferralIn, idempotency_key: str | None
+) -> tuple[Referral, bool]:
+    """Send a referral if the policy permits every category for every subject; returns (referral, created)."""
+    if idempotency_key is not None:
+        existing = await session.scalar(
+            select(Referral).where(
+                Referral.tenant_id == principal.tenant_id, Referral.idempotency_key == idempotency_key
+            )
+        )
+        if existing is not None:
+            if existing.request_hash != request_hash(data):
+                raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
+            return existing, False
+    case = await access_case(session, principal, data.case_id, for_write=True)
+    subjects = await access_subjects(session, principal, case, list(dict.fromkeys(data.subject_ids)))
+    recipient = await active_recipient(session, data.to_tenant_id)
+    if recipient.id == principal.tenant_id:
+        raise InvalidInput("A referral goes to another agency, not to one's own.")
+    now = deps.clock.now()
+    respond_by, complete_by = _aware(data.respond_by), _aware(data.complete_by)
+    if respond_by <= now:
+        raise InvalidInput("respond_by must be in the future.")
+    if complete_by < respond_by:
+        raise InvalidInput("complete_by must not be before respond_by.")
+    basis: LegalBasis = (
+        StatutoryBasis(data.legal_basis.reference, data.legal_basis.justification)
+        if isinstance(data.legal_basis, StatutoryBasisIn)
+        else ConsentBasis()
+    )
+    consents = await session.scalars(select(Consent).where(Consent.subject_id.in_([s.id for s in subjects])))
+    decision = decide(
+        ShareRequest(
+            subject_ids=tuple(s.id for s in subjects),
+            categories=frozenset(data.categories),
+            recipient_tenant_id=recipient.id,
+            recipient_kind=recipient.kind,
+            purpose=data.purpose,
+            basis=basis,
+        ),
+        [consent_policy_view(c) for c in consents],
+        now,
+    )
+    if isinstance(decision, Deny):
+        raise _consent_required(decision, subjects)
+    exchange_id = uuid7()
+    shared = await _projection(session, deps, case, subjects, decision.categories)
+    text = {"problem": data.problem, "requested_service": data.requested_service}
+    if isinstance(basis, StatutoryBasis):
+        text["justification"] = basis.justification
+    referral = await _new_copy(
+        session, deps, principal.tenant_id, exchange_id=exchange_id, side=Side.SENDER,
+        from_tenant_id=principal.tenant_id, to_tenant_id=recipient.id, case_ref=case.reference,
+        kind=data.kind.value, purpose=data.purpose, urgency=data.urgency.value,
+        respond_by=respond_by, complete_by=complete_by,
+        categories=sorted(c.value for c in decision.categories), subject_ids=[str(s.id) for s in subjects],
+        legal_basis=basis, review_required=decision.review_required, sealed={**text, **shared},
+    )  # fmt: skip
+    referral.case_id = case.id
+    referral.consent_ids = sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids})
+    referral.idempotency_key = idempotency_key
+    referral.request_hash = request_hash(data)
+    _add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
+    await enqueue(
+        session, deps, sender=principal.tenant_id, recipient=recipient.id,
+        envelope_type=EnvelopeType.REFERRAL_REQUESTED, exchange_id=exchange_id,
+        body={
+            "referral_id": str(exchange_id), "kind": referral.kind, "purpose": referral.purpose,
+            "urgency": referral.urgency, "respond_by": respond_by.isoformat(), "complete_by": complete_by.isoformat(),
+            "case_ref": case.reference, "categories": referral.categories,
+            "legal_basis": _basis_body(basis), "requested_at": now.isoformat(), **text, **shared,
+        },
+    )  # fmt: skip
+    await session.flush()
+    return referral, True
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise InvalidInput("Deadlines must carry a time zone (RFC 3339, e.g. 2027-01-31T12:00:00Z).")
+    return value.astimezone(dt.UTC)
+
+
+def _basis_body(basis: LegalBasis) -> dict[str, str]:
+    if isinstance(basis, StatutoryBasis):
+        return {"type": "statutory", "reference": basis.reference}
+    return {"type": "consent"}
+
+
+def _consent_required(deny: Deny, subjects: list[Subject]) -> ConsentRequired:
+    refs = {s.id: s.ref for s in subjects}
+    subject_ref = refs.get(deny.subject_id) if deny.subject_id else None
+    reason = deny.reason
+    if deny.subject_id is not None and subject_ref is not None:
+        # The policy names subjects by id; people reading the answer know them by their ref in the case.
+        reason = reason.replace(str(deny.subject_id), f"'{subject_ref}'")
+    return ConsentRequired(reason, deny, subject_ref)
+
+
+async def _projection(
+    session: AsyncSession, deps: ExchangeDeps, case: Any, subjects: list[Subject], categories: frozenset[Category]
+) -> dict[str, Any]:
+    """Only what the permitted categories release (data minimisation); a subject is always at least its ref."""
+    projected = []
+    for subject in subjects:
+        fields = await subject_fields(session, deps, subject)
+        released = {name: fields.get(name) for name, category in SUBJECT_FIELDS.items() if category in categories}
+        projected.append({"ref": subject.ref, **{k: v for k, v in released.items() if v not in (None, {}, "")}})
+    contents = await case_contents(session, deps, case)
+    shared: dict[str, Any] = {"subjects": projected}
+    if Category.SOCIAL_ASSESSMENT in categories and contents.get("needs"):
+        shared["needs"] = contents["needs"]
+    if Category.CASE_NOTES in categories and contents.get("summary"):
+        shared["summary"] = contents["summary"]
+    return shared
+
+
+async def _new_copy(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    tenant_id: uuid.UUID,
+    *,
+    exchange_id: uuid.UUID,
+    side: Side,
+    legal_basis: LegalBasis | Mapping[str, str],
+    sealed: dict[str, Any],
+    **columns: Any,
+) -> Referral:
+    referral_id = uuid7()
+    context = sealed_context("referral", referral_id)
+    key, wrapped = await deps.datakeys.create(session, tenant_id, context)
+    basis_type = "statutory" if isinstance(legal_basis, StatutoryBasis) or (
+        isinstance(legal_basis, Mapping) and legal_basis.get("type") == "statutory") else "consent"  # fmt: skip
+    reference = legal_basis.reference if isinstance(legal_basis, StatutoryBasis) else (
+        legal_basis.get("reference") if isinstance(legal_basis, Mapping) else None)  # fmt: skip
+    referral = Referral(
+        id=referral_id,
+        tenant_id=tenant_id,
+        exchange_id=exchange_id,
+        side=side.value,
+        status=RECEIVED if side is Side.RECIPIENT else REQUESTED,
+        legal_basis=basis_type,
+        statutory_reference=reference,
+        kek_kid=wrapped.kek_kid,
+        data_key_wrapped=wrapped.wrapped,
+        sealed=key.seal(sealed, context=context),
+        **columns,
+    )
+    session.add(referral)
+    await session.flush()
+    return referral
+
+
+async def _referral_key(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> DataKey:
+    context = sealed_context("referral", referral.id)
+    return await deps.datakeys.open(session, referral.tenant_id, context, referral.wrapped_key)
+
+
+def _add_timeline(
+    session: AsyncSession,
+    referral: Referral,
+    status: str,
+    at: dt.datetime,
+    by_tenant: uuid.UUID,
+    note: str | None,
+    key: DataKey | None,
+) -> None:
+    entry = TimelineEntry(
+        tenant_id=referral.tenant_id, referral_id=referral.id, status=status, at=at, by_tenant_id=by_tenant
+    )
+    if note and key is not None:
+        entry.note_sealed = key.seal({"note": note}, context=sealed_context("timeline", referral.id))
+    session.add(entry)
+
+
+# -- both sides -------------------------------------------------------------------------------------------------
+
+
+async def transition_referral(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: TransitionIn
+) -> Referral:
+    referral = await access_referral(session, principal, referral_id, for_write=True)
+    side = Side(referral.side)
+    current = referral.status
+    if not allowed(current, data.to, side):
+        raise TransitionNotAllowed(f"The {side.value} cannot move this referral from '{current}' to '{data.to}'.")
+    if data.to == COMPLETED and data.outcome is None:
+        raise InvalidInput("Completing a referral needs an outcome (result and note).")
+    if data.to == REJECTED and not (data.reason or "").strip():
+        raise InvalidInput("Declining a referral needs a reason.")
+    now = deps.clock.now()
+    note = data.outcome.note if data.outcome else data.reason
+    key = await _referral_key(session, deps, referral)
+    referral.status = data.to
+    if data.outcome is not None:
+        referral.outcome_result = data.outcome.result
+    _add_timeline(session, referral, data.to, now, principal.tenant_id, note, key)
+    counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
+    body: dict[str, Any] = {"referral_id": str(referral.exchange_id), "status": data.to, "at": now.isoformat()}
+    if note:
+        body["note"] = note
+    if data.outcome is not None:
+        body["outcome"] = data.outcome.result
+    await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart,
+                  envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
+    await session.flush()
+    return referral
+
+
+async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> ReferralOut:
+    now = deps.clock.now()
+    contents: dict[str, Any] = {}
+    key: DataKey | None = None
+    if referral.sealed is not None and referral.data_key_wrapped is not None:
+        key = await _referral_key(session, deps, referral)
+        contents = key.open(referral.sealed, context=sealed_context("referral", referral.id))
+    entries = await session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.referral_id == referral.id)
+        .order_by(TimelineEntry.at, TimelineEntry.id)
+    )
+    timeline = []
+    for entry in entries:
+        note = None
+        if entry.note_sealed is not None and key is not None:
+            note = key.open(entry.note_sealed, context=sealed_context("timeline", referral.id))["note"]
+        timeline.append(TimelineOut(status=entry.status, at=entry.at, by_tenant_id=entry.by_tenant_id, note=note))
+    subject_ids = referral.subject_ids if referral.side == Side.SENDER else [None] * len(contents.get("subjects", []))
+    subjects = [
+        SubjectOut(id=uuid.UUID(sid) if sid else _recipient_subject_id(referral, s["ref"]), **s)
+        for sid, s in zip(subject_ids, contents.get("subjects", []), strict=False)
+    ]
+    basis = {"type": referral.legal_basis}
+    if referral.statutory_reference:
+        basis["reference"] = referral.statutory_reference
+    outcome = None
+    if referral.outcome_result:
+        outcome_note = next((t.note for t in reversed(timeline) if t.status == COMPLETED and t.note), "")
+        outcome = {"result": referral.outcome_result, "note": outcome_note or ""}
+    return ReferralOut(
+        id=referral.exchange_id,
+        kind=referral.kind,
+        status=referral.status,
+        from_tenant_id=referral.from_tenant_id,
+        to_tenant_id=referral.to_tenant_id,
+        case_ref=referral.case_ref,
+        purpose=referral.purpose,
+        problem=contents.get("problem", ""),
+        requested_service=contents.get("requested_service", ""),
+        urgency=referral.urgency,
+        respond_by=referral.respond_by,
+        complete_by=referral.complete_by,
+        overdue=is_overdue(referral, now),
+        categories=referral.categories,
+        legal_basis=basis,
+        subjects=subjects,
+        timeline=timeline,
+        restricted=referral.restricted,
+        case_id=referral.case_id,
+        needs=contents.get("needs"),
+        summary=contents.get("summary"),
+        outcome=outcome,
+    )
+
+
+def _recipient_subject_id(referral: Referral, ref: str) -> uuid.UUID:
+    """A stable id for a shared subject on the recipient's side that reveals nothing of the sender's ids."""
+    return uuid.uuid5(referral.exchange_id, ref)
+
+
+async def read_referral(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID
+) -> ReferralOut:
+    referral = await access_referral(session, principal, referral_id, for_write=False)
+    return await referral_view(session, deps, referral)
+
+
+async def list_referrals(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    box: str,
+    status: str | None,
+    overdue: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[ReferralSummary], str | None]:
+    side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
+    query = (
+        select(Referral)
+        .where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
+        .order_by(Referral.id.desc())
+    )
+    if status:
+        if status not in ALL_STATUSES:
+            raise InvalidInput(f"Unknown status {status!r}.")
+        query = query.where(Referral.status == status)
+    now = deps.clock.now()
+    if overdue is not None:
+        late = or_(
+            and_(Referral.status.in_(AWAITING_ANSWER), Referral.respond_by < now),
+            and_(Referral.status.in_(IN_HAND), Referral.complete_by < now),
+        )
+        query = query.where(late if overdue else not_(late))
+    if cursor:
+        query = query.where(Referral.id < decode_cursor(cursor))
+    rows = list(await session.scalars(query.limit(limit + 1)))
+    page = rows[:limit]
+    items = [_summary(r, is_overdue(r, now)) for r in page]
+    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+
+def _summary(referral: Referral, late: bool) -> ReferralSummary:
+    return ReferralSummary(
+        id=referral.exchange_id,
+        kind=referral.kind,
+        status=referral.status,
+        from_tenant_id=referral.from_tenant_id,
+        to_tenant_id=referral.to_tenant_id,
+        case_ref=referral.case_ref,
+        urgency=referral.urgency,
+        respond_by=referral.respond_by,
+        complete_by=referral.complete_by,
+        overdue=late,
+    )

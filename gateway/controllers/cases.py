@@ -1,0 +1,101 @@
+"""Cases, consents and documents (API.md: Cases, Consents)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, JSONBody, QueryParameter
+
+from exchange import cases
+from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
+from gateway.auth.guards import ROLES, SCOPE
+from gateway.controllers.context import exchange_deps, principal_of, runtime_of, tenant_transaction
+from tenants.errors import InvalidInput
+from tenants.models import Role, Scope
+
+_READERS = [Role.SPECIALIST, Role.SUPERVISOR]
+_WRITERS = [Role.SPECIALIST, Role.SUPERVISOR]
+_DOCUMENT_WRITERS = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
+
+
+class CaseController(Controller):
+    path = "/api/v1"
+    tags = ("cases",)
+
+    @post("/cases", opt={SCOPE: Scope.CASES_WRITE, ROLES: _WRITERS}, summary="Open a case with its subjects")
+    async def create_case(self, request: Request[Any, Any, Any], data: JSONBody[CaseIn]) -> CaseOut:
+        async with tenant_transaction(request) as session:
+            return await cases.create_case(session, exchange_deps(request), principal=principal_of(request), data=data)
+
+    @get("/cases", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="The tenant's cases, newest first")
+    async def list_cases(
+        self,
+        request: Request[Any, Any, Any],
+        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    ) -> CasePage:
+        async with tenant_transaction(request) as session:
+            items, next_cursor = await cases.list_cases(
+                session, exchange_deps(request), principal=principal_of(request), cursor=cursor, limit=limit
+            )
+        return CasePage(items=items, next_cursor=next_cursor)
+
+    @get("/cases/{case_id:uuid}", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="One case")
+    async def get_case(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> CaseOut:
+        async with tenant_transaction(request) as session:
+            return await cases.read_case(
+                session, exchange_deps(request), principal=principal_of(request), case_id=case_id
+            )
+
+    @post("/cases/{case_id:uuid}/consents", opt={SCOPE: Scope.CONSENTS_WRITE, ROLES: _WRITERS},
+          summary="Record a consent")  # fmt: skip
+    async def record_consent(
+        self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: JSONBody[ConsentIn]
+    ) -> ConsentOut:
+        async with tenant_transaction(request) as session:
+            return await cases.record_consent(
+                session, exchange_deps(request), principal=principal_of(request), case_id=case_id, data=data
+            )
+
+    @get("/cases/{case_id:uuid}/consents", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="A case's consents")
+    async def list_consents(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> ConsentPage:
+        async with tenant_transaction(request) as session:
+            items = await cases.list_consents(
+                session, exchange_deps(request), principal=principal_of(request), case_id=case_id
+            )
+        return ConsentPage(items=items)
+
+    @post("/consents/{consent_id:uuid}/withdraw", opt={SCOPE: Scope.CONSENTS_WRITE, ROLES: _WRITERS},
+          status_code=200, summary="Withdraw a consent")  # fmt: skip
+    async def withdraw(
+        self, request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID], data: JSONBody[WithdrawIn]
+    ) -> ConsentOut:
+        async with tenant_transaction(request) as session:
+            return await cases.withdraw_consent(
+                session, exchange_deps(request), principal=principal_of(request), consent_id=consent_id,
+                reason=data.reason,
+            )  # fmt: skip
+
+    @post("/documents", opt={SCOPE: Scope.CASES_WRITE, ROLES: _DOCUMENT_WRITERS}, summary="Upload a document",
+          request_max_body_size=8 * 1024 * 1024)  # fmt: skip
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> DocumentOut:
+        upload = data.get("file")
+        if upload is None:
+            raise InvalidInput("Send the document as the multipart field 'file'.")
+        content = await upload.read()
+        async with tenant_transaction(request) as session:
+            document = await cases.store_document(
+                session, exchange_deps(request), principal=principal_of(request), name=upload.filename,
+                media_type=upload.content_type, content=content,
+                max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
+            )  # fmt: skip
+        return DocumentOut(id=document.id, name=upload.filename, media_type=document.media_type, size=document.size,
+                           sha256=document.sha256)  # fmt: skip

@@ -1,0 +1,74 @@
+"""Referrals between agencies (API.md: Referrals)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from exchange import referrals
+from exchange.schemas import ReferralIn, ReferralOut, ReferralPage, TransitionIn
+from gateway.auth.guards import ROLES, SCOPE
+from gateway.controllers.context import exchange_deps, principal_of, tenant_transaction
+from tenants.models import Role, Scope
+
+_SENDERS = [Role.SPECIALIST, Role.SUPERVISOR]
+_ACTORS = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
+
+
+class ReferralController(Controller):
+    path = "/api/v1/referrals"
+    tags = ("referrals",)
+
+    @post("/", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _SENDERS}, summary="Send a referral")
+    async def send(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ReferralIn],
+        idempotency_key: Annotated[str | None, HeaderParameter(header="Idempotency-Key", max_length=255)] = None,
+    ) -> Response[ReferralOut]:
+        deps = exchange_deps(request)
+        async with tenant_transaction(request) as session:
+            referral, created = await referrals.send_referral(
+                session, deps, principal=principal_of(request), data=data, idempotency_key=idempotency_key
+            )
+            view = await referrals.referral_view(session, deps, referral)
+        return Response(view, status_code=201 if created else 200)
+
+    @get("/", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS}, summary="Outgoing or incoming referrals")
+    async def list_referrals(
+        self,
+        request: Request[Any, Any, Any],
+        box: Annotated[Literal["outgoing", "incoming"], QueryParameter()] = "outgoing",
+        status: Annotated[str | None, QueryParameter(max_length=16)] = None,
+        overdue: Annotated[bool | None, QueryParameter()] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    ) -> ReferralPage:
+        async with tenant_transaction(request) as session:
+            items, next_cursor = await referrals.list_referrals(
+                session, exchange_deps(request), principal=principal_of(request), box=box, status=status,
+                overdue=overdue, cursor=cursor, limit=limit,
+            )  # fmt: skip
+        return ReferralPage(items=items, next_cursor=next_cursor)
+
+    @get("/{referral_id:uuid}", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS}, summary="One referral")
+    async def get_referral(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> ReferralOut:
+        async with tenant_transaction(request) as session:
+            return await referrals.read_referral(
+                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id
+            )
+
+    @post("/{referral_id:uuid}/transition", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS}, status_code=200,
+          summary="Move a referral to another status")  # fmt: skip
+    async def transition(
+        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[TransitionIn]
+    ) -> ReferralOut:
+        deps = exchange_deps(request)
+        async with tenant_transaction(request) as session:
+            referral = await referrals.transition_referral(
+                session, deps, principal=principal_of(request), referral_id=referral_id, data=data
+            )
+            return await referrals.referral_view(session, deps, referral)

@@ -1,0 +1,285 @@
+"""The outbox relay on a real SQLite database with an in-memory bus: order, marking, backoff, due times, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from exchange.models import OutboxEnvelope
+from exchange.relay import CLAIM_FOR, OutboxRelay, retry_delay
+from gateway.db import create_engine, upgrade_schema
+from gateway.settings import DatabaseSettings
+from tenants.clock import FixedClock
+from tenants.models import Tenant
+from tenants.persistence import make_sessionmaker, platform_session
+
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+RECIPIENT = uuid.UUID("0190f2c4-0000-7000-8000-000000000001")
+
+
+class BusDown(ConnectionError):
+    """What the in-memory bus raises; the message stands in for server text that must not reach the database."""
+
+
+class MemoryPublisher:
+    """A Publisher that keeps what it was given, and fails while `down` or for the envelope ids in `refused`."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, str]] = []
+        self.down = False
+        self.refused: set[str] = set()
+
+    async def publish(self, subject: str, token: bytes, *, envelope_id: str) -> None:
+        if self.down or envelope_id in self.refused:
+            raise BusDown(f"no servers available for {subject} (Иванова Мария)")
+        self.published.append((subject, token, envelope_id))
+
+    @property
+    def ids(self) -> list[str]:
+        return [envelope_id for _, _, envelope_id in self.published]
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}", pool_size=1))
+    await upgrade_schema(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def tenant(sessions: async_sessionmaker[AsyncSession]) -> Tenant:
+    async with platform_session(sessions) as session, session.begin():
+        tenant = Tenant(slug="semya", name="Семья", kind="social_centre")
+        session.add(tenant)
+    return tenant
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def bus() -> MemoryPublisher:
+    return MemoryPublisher()
+
+
+@pytest.fixture
+def relay(sessions: async_sessionmaker[AsyncSession], bus: MemoryPublisher, clock: FixedClock) -> OutboxRelay:
+    return OutboxRelay(sessions, bus, clock, batch=10, max_backoff=dt.timedelta(seconds=60))
+
+
+async def add_envelopes(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
+    count: int,
+    *,
+    created: dt.datetime = NOW - dt.timedelta(minutes=5),
+    due: dt.datetime = NOW,
+) -> list[OutboxEnvelope]:
+    """`count` outbox rows created one second apart, inserted newest first so only created_at can order them."""
+    rows = [
+        OutboxEnvelope(
+            tenant_id=tenant.id,
+            envelope_id=uuid7(),
+            envelope_type="receipt",
+            recipient_tenant_id=RECIPIENT,
+            subject=f"cb.v1.{RECIPIENT}.receipt",
+            token=f"header.key.iv.ciphertext-{n}.tag",
+            next_attempt_at=due,
+            created_at=created + dt.timedelta(seconds=n),
+        )
+        for n in range(count)
+    ]
+    async with platform_session(sessions) as session, session.begin():
+        session.add_all(reversed(rows))
+    return rows
+
+
+async def stored(sessions: async_sessionmaker[AsyncSession]) -> dict[str, OutboxEnvelope]:
+    async with platform_session(sessions) as session:
+        return {str(row.envelope_id): row for row in await session.scalars(select(OutboxEnvelope))}
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():  # noqa: ASYNC110 - the conditions are plain values other tasks change, not events
+            await asyncio.sleep(0.01)
+
+
+def ids(rows: list[OutboxEnvelope]) -> list[str]:
+    return [str(row.envelope_id) for row in rows]
+
+
+async def test_publishes_in_commit_order_with_envelope_ids_and_marks_sent(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    rows = await add_envelopes(sessions, tenant, 3)
+
+    assert await relay.relay_once() == 3
+
+    assert bus.ids == ids(rows)
+    assert bus.published[0] == (f"cb.v1.{RECIPIENT}.receipt", b"header.key.iv.ciphertext-0.tag", ids(rows)[0])
+    after = await stored(sessions)
+    assert all(row.sent_at == NOW and row.attempts == 0 and row.last_error is None for row in after.values())
+    assert await relay.relay_once() == 0, "a sent envelope is never published again"
+    assert len(bus.published) == 3
+
+
+async def test_a_pass_takes_at_most_batch_envelopes(
+    sessions: async_sessionmaker[AsyncSession], bus: MemoryPublisher, clock: FixedClock, tenant: Tenant
+) -> None:
+    rows = await add_envelopes(sessions, tenant, 5)
+    relay = OutboxRelay(sessions, bus, clock, batch=2)
+
+    assert [await relay.relay_once() for _ in range(4)] == [2, 2, 1, 0]
+    assert bus.ids == ids(rows)
+
+
+async def test_envelopes_not_yet_due_are_skipped_until_they_are(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    clock: FixedClock,
+) -> None:  # fmt: skip
+    later = await add_envelopes(sessions, tenant, 1, due=NOW + dt.timedelta(seconds=30))
+    now = await add_envelopes(sessions, tenant, 1, created=NOW)
+
+    assert await relay.relay_once() == 1
+    assert bus.ids == ids(now)
+
+    clock.advance(dt.timedelta(seconds=30))
+    assert await relay.relay_once() == 1
+    assert bus.ids == ids(now) + ids(later)
+
+
+async def test_a_failure_stops_the_pass_backs_off_and_records_only_the_error_class(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    first, second, third = await add_envelopes(sessions, tenant, 3)
+    bus.refused.add(str(second.envelope_id))
+
+    assert await relay.relay_once() == 1
+
+    after = await stored(sessions)
+    assert after[str(first.envelope_id)].sent_at == NOW
+    failed = after[str(second.envelope_id)]
+    assert failed.sent_at is None
+    assert failed.attempts == 1
+    assert failed.next_attempt_at == NOW + dt.timedelta(seconds=2)
+    assert failed.last_error == "BusDown", "exception text may carry personal data or server details"
+    untried = after[str(third.envelope_id)]
+    assert (untried.sent_at, untried.attempts, untried.last_error) == (None, 0, None)
+    assert untried.next_attempt_at == NOW, "an envelope the pass never tried is released, not backed off"
+    assert bus.ids == [str(first.envelope_id)]
+
+
+async def test_one_failing_envelope_does_not_hold_back_the_others(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    poison, *others = await add_envelopes(sessions, tenant, 3)
+    bus.refused.add(str(poison.envelope_id))
+
+    assert await relay.relay_once() == 0
+    assert await relay.relay_once() == 2
+
+    assert bus.ids == ids(others)
+
+
+async def test_backoff_doubles_up_to_the_cap_and_recovery_sends_everything(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    clock: FixedClock,
+) -> None:  # fmt: skip
+    (row,) = await add_envelopes(sessions, tenant, 1)
+    bus.down = True
+    delays = []
+    for _ in range(7):
+        assert await relay.relay_once() == 0
+        after = (await stored(sessions))[str(row.envelope_id)]
+        delays.append((after.next_attempt_at - clock.now()).total_seconds())
+        assert await relay.relay_once() == 0, "not due again before its backoff has passed"
+        clock.advance(after.next_attempt_at - clock.now())
+    assert delays == [2, 4, 8, 16, 32, 60, 60]
+
+    bus.down = False
+    more = await add_envelopes(sessions, tenant, 2, created=NOW)
+    assert await relay.relay_once() == 3
+    assert bus.ids == ids([row, *more])
+    after = (await stored(sessions))[str(row.envelope_id)]
+    assert (after.attempts, after.sent_at, after.last_error) == (7, clock.now(), "BusDown")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "seconds"), [(1, 2), (2, 4), (5, 32), (6, 60), (7, 60), (10_000, 60)]
+)  # fmt: skip
+def test_retry_delay(attempts: int, seconds: int) -> None:
+    assert retry_delay(attempts, dt.timedelta(seconds=60)) == dt.timedelta(seconds=seconds)
+
+
+async def test_claimed_envelopes_are_invisible_to_another_relay(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    clock: FixedClock,
+) -> None:  # fmt: skip
+    """A relay that crashed after claiming: its envelopes wait out the claim, then go out (deduplicated by id)."""
+
+    class Crash(BaseException):
+        pass
+
+    class CrashingPublisher(MemoryPublisher):
+        async def publish(self, subject: str, token: bytes, *, envelope_id: str) -> None:
+            await super().publish(subject, token, envelope_id=envelope_id)
+            raise Crash  # acked by the bus, then the process died before marking anything sent
+
+    rows = await add_envelopes(sessions, tenant, 2)
+    with pytest.raises(Crash):
+        await OutboxRelay(sessions, CrashingPublisher(), clock).relay_once()
+
+    assert await relay.relay_once() == 0
+    clock.advance(CLAIM_FOR)
+    assert await relay.relay_once() == 2
+    assert bus.ids == ids(rows)
+
+
+async def test_run_relays_on_wake_survives_a_broken_database_and_stops(
+    tmp_path: Path, bus: MemoryPublisher, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", pool_size=1))
+    sessions = make_sessionmaker(engine)
+    relay = OutboxRelay(sessions, bus, clock, max_backoff=dt.timedelta(milliseconds=50))
+    stop, wake = asyncio.Event(), asyncio.Event()
+    try:
+        with caplog.at_level(logging.WARNING, logger="casebridge.exchange"):
+            # No schema yet: every pass fails, and the relay must keep going rather than die.
+            task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
+            await until(lambda: "outbox relay pass failed (OperationalError)" in caplog.text)
+            assert not task.done()
+
+            await upgrade_schema(engine)
+            async with platform_session(sessions) as session, session.begin():
+                tenant = Tenant(slug="semya", name="Семья", kind="social_centre")
+                session.add(tenant)
+            rows = await add_envelopes(sessions, tenant, 2)
+            await until(lambda: len(bus.published) == 2)  # the backoff, not the 30-second poll, brings this pass
+            assert bus.ids == ids(rows)
+
+            await asyncio.sleep(0.05)  # let the relay settle into its 30-second poll
+            late = await add_envelopes(sessions, tenant, 1, created=NOW)
+            wake.set()
+            await until(lambda: len(bus.published) == 3)
+            assert bus.ids[-1] == ids(late)[0]
+
+            stop.set()
+            async with asyncio.timeout(5):
+                await task
+        assert "Иванова" not in caplog.text
+    finally:
+        stop.set()
+        await engine.dispose()
