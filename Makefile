@@ -30,3 +30,8 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# `make bench QUICK=1` is the everyday mode (under two minutes); the last stdout line is the JSON report (DESIGN.md).
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python tests/perf/bench.py $(if $(filter-out 0,$(QUICK)),--quick)

@@ -24,15 +24,17 @@ KEY_MANAGEMENT_ALG = "ECDH-ES+A256KW"  # RFC 7518 §4.6, X25519 keys (RFC 8037 �
 CONTENT_ENCRYPTION_ALG = "A256GCM"  # RFC 7518 §5.3
 JWS_TYPE = "cb-envelope+jws"
 JWE_TYPE = "cb-envelope+jwe"
-# Larger payloads (documents) travel separately; this keeps a whole token well under NATS's default 1 MiB max_payload.
-MAX_BODY_BYTES = 256 * 1024
+# Thread messages carry their attachments inside the body. Two base64 layers make a token about 16/9 of the body,
+# so the largest token stays under MAX_TOKEN_BYTES, which the bus's max_payload must allow (checked at startup).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_TOKEN_BYTES = 8 * 1024 * 1024
 
 _JWS = jws.JWSRegistry(algorithms=[SIGNATURE_ALG], strict_check_header=False)
 _JWE = jwe.JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENCRYPTION_ALG], strict_check_header=False)
 # joserfc's default limits (512-byte JWS header, 64 KiB ciphertext) are tighter than the format allows.
 _JWS.max_header_length = _JWE.max_protected_header_length = 2048
 _JWS.max_payload_length = MAX_BODY_BYTES * 4 // 3 + 4
-_JWE.max_ciphertext_length = 1024 * 1024
+_JWE.max_ciphertext_length = MAX_TOKEN_BYTES
 
 
 class EnvelopeType(StrEnum):

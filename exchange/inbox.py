@@ -20,6 +20,7 @@ from exchange.envelopes import (
     open_envelope,
     peek_header,
 )
+from exchange.messages import apply_message, forget_shared_thread
 from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, sealed_context
 from exchange.outbox import enqueue
 from exchange.referrals import (
@@ -126,6 +127,7 @@ class Inbox:
         handlers = {
             EnvelopeType.REFERRAL_REQUESTED: self._referral_requested,
             EnvelopeType.REFERRAL_STATUS: self._referral_status,
+            EnvelopeType.REFERRAL_MESSAGE: self._referral_message,
             EnvelopeType.CONSENT_WITHDRAWN: self._consent_withdrawn,
             EnvelopeType.RECEIPT: self._receipt,
         }
@@ -187,6 +189,15 @@ class Inbox:
         _add_timeline(session, referral, target, dt.datetime.fromisoformat(body["at"]), opened.header.sender,
                       body.get("note"), key)  # fmt: skip
 
+    async def _referral_message(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        referral = await self._counterpart_copy(session, opened, str(opened.body.get("referral_id")))
+        if referral.restricted:
+            raise Unapplicable("the referral's shared data was withdrawn; its thread takes no more content")
+        try:
+            await apply_message(session, self._deps, referral, opened)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise Unapplicable("the message or one of its attachments is malformed") from exc
+
     async def _consent_withdrawn(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
         for referral_id in opened.body.get("referral_ids", []):
             referral = await self._counterpart_copy(session, opened, str(referral_id))
@@ -201,6 +212,7 @@ class Inbox:
             kept = {k: contents[k] for k in ("problem", "requested_service") if k in contents}
             kept["subjects"] = [{"ref": s.get("ref")} for s in contents.get("subjects", [])]
             referral.sealed = key.seal(kept, context=context)
+            await forget_shared_thread(session, self._deps, referral)
 
     async def _receipt(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,13 +18,14 @@ from litestar.template.config import TemplateConfig
 
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
+from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
 from exchange.policy import AgeRules
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bus import Bus
+from gateway.bus import Bus, BusError
 from gateway.controllers import health, metadata, oauth
 from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
@@ -42,6 +44,10 @@ from tenants.models import PlatformKeyUse
 from tenants.persistence import make_sessionmaker, platform_session
 from tenants.services import LockoutPolicy
 from tenants.staff_sessions import SessionPolicy
+
+# API.md and envelope format version 1 name the signature algorithm "EdDSA"; RFC 9864 deprecates the name (not the
+# algorithm) in favour of "Ed25519", and joserfc warns on every use. A later format version can switch names.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
 
 API_VERSION = "1.0.0"
 OPENAPI_PATH = "/schema"
@@ -105,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.token_endpoint.load_signing_key()
             await runtime.token_verifier.refresh()
             await runtime.bus.start()
+            _check_bus_payload_limit(runtime.bus)
             runtime.workers.start()
             yield
         finally:
@@ -158,6 +165,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _check_bus_payload_limit(bus: Bus) -> None:
+    """An envelope the bus refuses would stay in the outbox for ever; refuse to start instead."""
+    if bus.nc.max_payload < MAX_TOKEN_BYTES:
+        raise BusError(
+            f"the NATS server accepts messages up to {bus.nc.max_payload} bytes, but envelopes may reach "
+            f"{MAX_TOKEN_BYTES}; set max_payload: 8MB on every NATS server"
+        )
 
 
 def _state(runtime: Runtime) -> State:

@@ -45,6 +45,10 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STDERR_TAIL_BYTES = 2000
 
 
+# The largest message the embedded server accepts; an external server must allow at least the envelope limit.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+
+
 class BusError(RuntimeError):
     """The bus could not be started or reached; the message says what to check."""
 
@@ -120,7 +124,10 @@ class EmbeddedNats:
         return self._url
 
     async def _start_once(self, binary: Path, port: int) -> None:
-        args = [str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.store_dir)]
+        # Thread messages carry their documents inside the envelope, so allow more than NATS's default 1 MiB.
+        config = self.log_file.parent / "nats-server.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n", encoding="utf-8")
+        args = [str(binary), "-c", str(config), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.store_dir)]
         with self.log_file.open("ab") as log:
             self._log_offset = log.tell()
             # Popen on the loop's own thread, not in to_thread(): the parent-death signal follows the forking thread,

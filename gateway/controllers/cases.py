@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
@@ -99,3 +100,15 @@ class CaseController(Controller):
             )  # fmt: skip
         return DocumentOut(id=document.id, name=upload.filename, media_type=document.media_type, size=document.size,
                            sha256=document.sha256)  # fmt: skip
+
+    @get("/documents/{document_id:uuid}", opt={SCOPE: Scope.CASES_READ, ROLES: _DOCUMENT_WRITERS},
+         summary="Download a document")  # fmt: skip
+    async def download(self, request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
+        async with tenant_transaction(request) as session:
+            name, media_type, content = await cases.read_document(
+                session, exchange_deps(request), principal=principal_of(request), document_id=document_id
+            )
+        return Response(content, media_type=media_type, headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+        })  # fmt: skip

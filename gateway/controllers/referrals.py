@@ -8,8 +8,17 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from exchange import referrals
-from exchange.schemas import ReferralIn, ReferralOut, ReferralPage, TransitionIn
+from exchange import messages, referrals
+from exchange.schemas import (
+    MessageIn,
+    MessageOut,
+    MessagePage,
+    ReferralIn,
+    ReferralOut,
+    ReferralPage,
+    StatutoryBasisIn,
+    TransitionIn,
+)
 from gateway.auth.guards import ROLES, SCOPE
 from gateway.controllers.context import exchange_deps, principal_of, tenant_transaction
 from tenants.models import Role, Scope
@@ -69,6 +78,37 @@ class ReferralController(Controller):
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             referral = await referrals.transition_referral(
+                session, deps, principal=principal_of(request), referral_id=referral_id, data=data
+            )
+            return await referrals.referral_view(session, deps, referral)
+
+    @post("/{referral_id:uuid}/messages", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS},
+          summary="Write to the partner in the referral's thread")  # fmt: skip
+    async def post_message(
+        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[MessageIn]
+    ) -> MessageOut:
+        async with tenant_transaction(request) as session:
+            return await messages.post_message(
+                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id, data=data
+            )
+
+    @get("/{referral_id:uuid}/messages", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS},
+         summary="The referral's thread")  # fmt: skip
+    async def list_messages(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> MessagePage:
+        async with tenant_transaction(request) as session:
+            items = await messages.list_messages(
+                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id
+            )
+        return MessagePage(items=items)
+
+    @post("/{referral_id:uuid}/legal-basis", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS}, status_code=200,
+          summary="Record the recipient's own legal basis for keeping the shared data")  # fmt: skip
+    async def record_basis(
+        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[StatutoryBasisIn]
+    ) -> ReferralOut:
+        deps = exchange_deps(request)
+        async with tenant_transaction(request) as session:
+            referral = await messages.record_own_basis(
                 session, deps, principal=principal_of(request), referral_id=referral_id, data=data
             )
             return await referrals.referral_view(session, deps, referral)

@@ -20,6 +20,7 @@ from joserfc.jwk import OKPKey
 
 from exchange.envelopes import (
     ENVELOPE_VERSION,
+    MAX_BODY_BYTES,
     EnvelopeHeader,
     EnvelopeType,
     OpenedEnvelope,
@@ -437,7 +438,12 @@ def test_seal_refuses_programming_errors(alice: Tenant, bob: Tenant) -> None:
     with pytest.raises(ValueError, match="recipient_key"):
         seal(header(alice, bob), BODY, signing_key=alice.sig[0], recipient_key=alice.sig[0])
     with pytest.raises(ValueError, match="limited"):
-        seal(header(alice, bob), {"note": "x" * 300_000}, signing_key=alice.sig[0], recipient_key=bob.enc_public)
+        seal(
+            header(alice, bob),
+            {"note": "x" * (MAX_BODY_BYTES + 1)},
+            signing_key=alice.sig[0],
+            recipient_key=bob.enc_public,
+        )
     with pytest.raises(ValueError, match="UTC"):
         header(alice, bob, created_at=dt.datetime(2025, 6, 2, 10, 30))  # naive
     with pytest.raises(ValueError, match="whole seconds"):

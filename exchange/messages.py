@@ -1,0 +1,193 @@
+"""The thread of a referral: messages with attachments, and the recipient's own legal basis for keeping data."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from exchange.access import access_document, access_referral
+from exchange.cases import _sealed_document, consent_policy_view, document_contents
+from exchange.deps import ExchangeDeps
+from exchange.envelopes import EnvelopeType, OpenedEnvelope
+from exchange.errors import ConsentRequired
+from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
+from exchange.outbox import enqueue
+from exchange.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
+from exchange.referrals import _referral_key
+from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
+from tenants.errors import Forbidden, InvalidInput
+from tenants.models import Tenant
+from tenants.principal import Principal
+
+# Attachments travel inside the envelope; together they must leave room under the envelope body limit.
+MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
+
+
+async def post_message(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: MessageIn
+) -> MessageOut:
+    referral = await access_referral(session, principal, referral_id, for_write=True)
+    side = Side(referral.side)
+    documents = [await access_document(session, principal, d, for_write=True) for d in dict.fromkeys(data.attachments)]
+    if sum(d.size for d in documents) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput(f"Attachments of one message may total at most {MAX_ATTACHMENT_BYTES // 1024} KiB.")
+    if side is Side.SENDER:
+        # Writing to the partner shares information about the family: the basis must still hold, now.
+        await _ensure_basis_holds(session, deps, referral, with_documents=bool(documents))
+    now = deps.clock.now()
+    message_id = uuid7()
+    key = await _referral_key(session, deps, referral)
+    session.add(
+        ThreadMessage(
+            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message_id,
+            author_tenant_id=principal.tenant_id, at=now,
+            body_sealed=key.seal({"body": data.body}, context=sealed_context("message", message_id)),
+            attachment_ids=[str(d.id) for d in documents],
+        )
+    )  # fmt: skip
+    attachments = []
+    for document in documents:
+        document.referral_id = referral.id
+        name, content = await document_contents(session, deps, document)
+        attachments.append({"name": name, "media_type": document.media_type, "sha256": document.sha256,
+                            "content": base64.b64encode(content).decode()})  # fmt: skip
+    counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
+    await enqueue(
+        session, deps, sender=principal.tenant_id, recipient=counterpart, envelope_type=EnvelopeType.REFERRAL_MESSAGE,
+        body={"referral_id": str(referral.exchange_id), "message_id": str(message_id), "at": now.isoformat(),
+              "body": data.body, "attachments": attachments},
+    )  # fmt: skip
+    await session.flush()
+    return MessageOut(
+        id=message_id, at=now, author_tenant_id=principal.tenant_id, body=data.body,
+        attachments=[_attachment(d, a["name"]) for d, a in zip(documents, attachments, strict=True)],
+    )  # fmt: skip
+
+
+async def _ensure_basis_holds(
+    session: AsyncSession, deps: ExchangeDeps, referral: Referral, *, with_documents: bool
+) -> None:
+    categories = {Category(c) for c in referral.categories}
+    if with_documents and Category.DOCUMENTS not in categories:
+        raise ConsentRequired(
+            "This referral does not share documents: the family's consent for it does not cover 'documents'.",
+            Deny(DenyCode.NO_CONSENT, "documents not covered", None, Category.DOCUMENTS),
+            None,
+        )
+    if referral.legal_basis != "consent":
+        return
+    recipient = await session.scalar(select(Tenant).where(Tenant.id == referral.to_tenant_id))
+    subject_ids = tuple(uuid.UUID(s) for s in referral.subject_ids)
+    consents = await session.scalars(select(Consent).where(Consent.subject_id.in_(subject_ids)))
+    decision = decide(
+        ShareRequest(
+            subject_ids=subject_ids, categories=frozenset(categories), recipient_tenant_id=referral.to_tenant_id,
+            recipient_kind=recipient.kind if recipient else "", purpose=referral.purpose, basis=ConsentBasis(),
+        ),
+        [consent_policy_view(c) for c in consents],
+        deps.clock.now(),
+    )  # fmt: skip
+    if isinstance(decision, Deny):
+        raise ConsentRequired(
+            "The consent this referral relies on no longer covers sharing with the partner; nothing was sent.",
+            decision,
+            None,
+        )
+
+
+def _attachment(document: Document, name: str) -> dict[str, Any]:
+    return {"id": str(document.id), "name": name, "media_type": document.media_type, "size": document.size,
+            "sha256": document.sha256}  # fmt: skip
+
+
+async def list_messages(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID
+) -> list[MessageOut]:
+    referral = await access_referral(session, principal, referral_id, for_write=False)
+    key = await _referral_key(session, deps, referral) if referral.data_key_wrapped else None
+    messages = await session.scalars(
+        select(ThreadMessage).where(ThreadMessage.referral_id == referral.id).order_by(ThreadMessage.at)
+    )
+    views = []
+    for message in messages:
+        body = ""
+        if key is not None and not referral.restricted:
+            body = key.open(message.body_sealed, context=sealed_context("message", message.message_id))["body"]
+        documents = []
+        for document_id in message.attachment_ids:
+            document = await session.scalar(
+                select(Document).where(Document.id == uuid.UUID(document_id), Document.tenant_id == referral.tenant_id)
+            )
+            if document is not None and document.data_key_wrapped is not None:
+                name, _ = await document_contents(session, deps, document)
+                documents.append(_attachment(document, name))
+        views.append(MessageOut(id=message.message_id, at=message.at, author_tenant_id=message.author_tenant_id,
+                                body=body, attachments=documents))  # fmt: skip
+    return views
+
+
+async def apply_message(session: AsyncSession, deps: ExchangeDeps, referral: Referral, opened: OpenedEnvelope) -> None:
+    """Store the partner's message and its attachments under this tenant's own data keys."""
+    body = opened.body
+    documents = []
+    for attachment in body.get("attachments", []):
+        content = base64.b64decode(attachment["content"], validate=True)
+        if hashlib.sha256(content).hexdigest() != attachment["sha256"]:
+            raise ValueError("an attachment does not match its digest")
+        document = await _sealed_document(
+            session, deps, referral.tenant_id, str(attachment["name"]), str(attachment["media_type"]), content
+        )
+        document.referral_id = referral.id
+        documents.append(document)
+    message_id = uuid.UUID(body["message_id"])
+    key = await _referral_key(session, deps, referral)
+    session.add(
+        ThreadMessage(
+            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message_id,
+            author_tenant_id=opened.header.sender, at=dt.datetime.fromisoformat(body["at"]),
+            body_sealed=key.seal({"body": str(body["body"])}, context=sealed_context("message", message_id)),
+            attachment_ids=[str(d.id) for d in documents],
+        )
+    )  # fmt: skip
+
+
+async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:
+    """After a withdrawal: the partner's messages and attachments are personal data the recipient may not keep."""
+    key = await _referral_key(session, deps, referral)
+    messages = await session.scalars(select(ThreadMessage).where(ThreadMessage.referral_id == referral.id))
+    for message in messages:
+        message.body_sealed = key.seal({"body": ""}, context=sealed_context("message", message.message_id))
+        for document_id in message.attachment_ids:
+            document = await session.scalar(select(Document).where(Document.id == uuid.UUID(document_id)))
+            if document is not None:
+                document.data_key_wrapped = None  # crypto-shredding: the sealed bytes can never be opened again
+                document.content = b""
+                document.sealed = None
+
+
+async def record_own_basis(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: StatutoryBasisIn
+) -> Referral:
+    """The recipient's own legal basis for keeping what it received, should the family withdraw consent."""
+    referral = await access_referral(session, principal, referral_id, for_write=True)
+    if referral.side != Side.RECIPIENT:
+        raise Forbidden("Only the receiving agency records its own legal basis for keeping the data.")
+    if len(data.justification.strip()) < 20:
+        raise InvalidInput("Explain the legal basis in at least 20 characters.")
+    if referral.restricted:
+        raise InvalidInput("The shared data was already removed after the family withdrew consent.")
+    key = await _referral_key(session, deps, referral)
+    context = sealed_context("referral", referral.id)
+    contents = key.open(referral.sealed, context=context) if referral.sealed else {}
+    contents["own_basis_justification"] = data.justification
+    referral.sealed = key.seal(contents, context=context)
+    referral.recipient_basis_reference = data.reference
+    referral.review_required = True  # a DPO reviews every basis other than consent
+    return referral

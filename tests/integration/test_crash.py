@@ -1,0 +1,561 @@
+"""Crash tests: SIGKILL the gateway or the nats-server in the middle of a burst of referrals.
+
+After the restart every referral the sender committed is delivered exactly once: one recipient copy per referral,
+every outbox envelope published and applied once, and every sender copy marked `received` by the recipient's receipt.
+
+Everything runs as real processes: `casebridge db upgrade`, `casebridge serve` and a nats-server of the test's own
+on a fixed port and store directory (so it can be killed and started again at the same URL). The test process seeds
+tenants through the services and reads both sides' rows straight from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from sqlalchemy import func, select
+
+from exchange.envelopes import EnvelopeType
+from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, TimelineEntry
+from gateway.app import build_runtime
+from gateway.bus import ENVELOPE_STREAM, nats_server_binary
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from tenants.models import Role, TenantKind
+from tenants.persistence import platform_session
+from tests.factories import access_token, make_client, make_tenant
+
+CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
+INBOX_DURABLE = "casebridge-inbox"  # gateway.exchange_runtime.ExchangeWorkers' default
+
+BURST = 60  # referrals per burst
+KILL_AFTER = 20  # accepted referrals before the kill
+CONCURRENCY = 4  # requests in flight at once, so some are cut off by the kill
+NATS_OUTAGE_S = 3.0  # short: the relay backs a failing envelope off by 2**attempts seconds, up to 60
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # as production NATS servers are configured (deploy/nats)
+
+START_WITHIN_S = 60.0  # a gateway or nats-server that is not serving by then has failed to start
+BURST_WITHIN_S = 60.0  # the whole burst, including the restart
+# Delivery after the burst: a gateway killed mid-pass leaves claimed rows hidden for 30 s (relay CLAIM_FOR) and
+# unacked messages are redelivered after 30 s (consumer ACK_WAIT_S), so recovery may legitimately take ~30 s.
+DELIVERY_WITHIN_S = 60.0
+# Until the inbox consumer has nothing pending and nothing unacked: a lost ack costs another ACK_WAIT_S.
+SETTLE_WITHIN_S = 45.0
+TEST_WITHIN_S = 170.0  # everything above, end to end
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _dies_with_us() -> Callable[[], None]:
+    """A preexec_fn: SIGKILL the child when the test process dies, so a killed pytest leaves no server behind."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return f"(no log at {path})"
+    return data[-size:].decode("utf-8", "replace")
+
+
+class Child:
+    """One child process with its output appended to a log file; kill() is SIGKILL, and it is safe to repeat."""
+
+    def __init__(self, name: str, log_file: Path) -> None:
+        self.name = name
+        self.log_file = log_file
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def spawn(self, *argv: str, env: dict[str, str] | None = None) -> None:
+        assert self.proc is None or self.proc.returncode is not None, f"{self.name} is already running"
+        with self.log_file.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_dies_with_us(),
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def kill(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)
+
+    def log_tail(self) -> str:
+        return f"--- {self.name} log ({self.log_file}) ---\n{_tail(self.log_file)}"
+
+
+class NatsServer(Child):
+    """A JetStream nats-server on a fixed port and store dir, so a restart comes back at the same URL with its data."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__("nats-server", tmp / "nats-server.log")
+        self.store_dir = tmp / "nats-store"
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        # The gateway refuses a bus that cannot carry its largest envelopes (8 MiB); NATS's default is 1 MiB.
+        config = self.store_dir.parent / "nats-server.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n", encoding="utf-8")
+        argv = ["-c", str(config), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        await self.spawn(str(nats_server_binary()), *argv)
+        async with asyncio.timeout(START_WITHIN_S):
+            while not await self._answers():
+                assert self.running, f"nats-server exited while starting\n{self.log_tail()}"
+                await asyncio.sleep(0.05)
+
+    async def _answers(self) -> bool:
+        """A NATS server greets every client with an INFO line; JetStream must be on."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 1.0)
+        except (OSError, TimeoutError):
+            return False
+        try:
+            line = await asyncio.wait_for(reader.readline(), 1.0)
+            return line.startswith(b"INFO ") and bool(json.loads(line[5:]).get("jetstream"))
+        except (OSError, TimeoutError, ValueError):
+            return False
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+class Gateway(Child):
+    """`casebridge serve` on a fixed port: a restarted gateway answers at the same base URL."""
+
+    def __init__(self, env: dict[str, str], port: int, log_file: Path) -> None:
+        super().__init__("casebridge serve", log_file)
+        self.env = env
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        with self.log_file.open("ab") as log:
+            log.write(f"\n===== start #{self.starts} =====\n".encode())
+        await self.spawn(CASEBRIDGE, "serve", "--port", str(self.port), env=self.env)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe, asyncio.timeout(START_WITHIN_S):
+            while True:
+                assert self.running, f"the gateway exited while starting\n{self.log_tail()}"
+                with contextlib.suppress(httpx.TransportError):
+                    if (await probe.get("/health/ready")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+
+
+@dataclass
+class Node:
+    """One casebridge node: its database, its gateway, the in-process runtime used to seed and inspect it."""
+
+    runtime: Runtime
+    gateway: Gateway
+    nats: NatsServer
+
+
+@contextlib.asynccontextmanager
+async def node(database_url: str, tmp: Path) -> AsyncIterator[Node]:
+    key_file = tmp / "master.key"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    nats_server = NatsServer(tmp)
+    port = _free_port()
+    variables = {
+        "CASEBRIDGE_DATABASE_URL": database_url,
+        "CASEBRIDGE_DATA_DIR": str(tmp / "var"),
+        "CASEBRIDGE_MASTER_KEY_FILE": str(key_file),
+        "CASEBRIDGE_NATS_URL": nats_server.url,
+        "CASEBRIDGE_HOST": "127.0.0.1",
+        "CASEBRIDGE_PORT": str(port),
+        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}",
+        "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")} | variables
+    gateway = Gateway(env, port, tmp / "gateway.log")
+    runtime: Runtime | None = None
+    try:
+        await nats_server.start()
+        upgrade = await asyncio.create_subprocess_exec(
+            CASEBRIDGE, "db", "upgrade", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await asyncio.wait_for(upgrade.communicate(), 120)
+        assert upgrade.returncode == 0, output.decode()
+        # The test's own view of the same database and master key, for seeding and for counting rows.
+        runtime = build_runtime(Settings.from_env(variables))
+        yield Node(runtime, gateway, nats_server)
+    finally:
+        try:
+            await gateway.kill()
+        finally:
+            try:
+                await nats_server.kill()
+            finally:
+                if runtime is not None:
+                    await runtime.engine.dispose()
+
+
+class Agency:
+    def __init__(self, api: httpx.AsyncClient, tenant_id: uuid.UUID, token: str) -> None:
+        self.api, self.id = api, tenant_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        return await self.api.post(path, json=body, headers={**self.headers, **headers})
+
+
+async def open_case(centre: Agency, recipient: uuid.UUID) -> dict[str, Any]:
+    case = await centre.post("/api/v1/cases", {
+        "title": "Семья Петровых",
+        "subjects": [{"ref": "child 1", "full_name": "Петров Иван Сергеевич", "birth_date": "2014-02-03",
+                      "role": "child"}],
+    })  # fmt: skip
+    assert case.status_code == 201, case.text
+    body: dict[str, Any] = case.json()
+    consent = await centre.post(f"/api/v1/cases/{body['id']}/consents", {
+        "subject_id": body["subjects"][0]["id"], "given_by": {"name": "Петрова Анна", "relation": "parent"},
+        "purposes": ["social_support"], "categories": ["identity", "family"],
+        "recipients": {"tenants": [str(recipient)], "kinds": []},
+        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+    })  # fmt: skip
+    assert consent.status_code == 201, consent.text
+    return body
+
+
+def referral_body(case: dict[str, Any], to: uuid.UUID, n: int) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "case_id": case["id"], "to_tenant_id": str(to), "kind": "referral", "purpose": "social_support",
+        "problem": f"Направление {n} из серии", "requested_service": "Консультация", "urgency": "routine",
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity", "family"],
+        "legal_basis": {"type": "consent"},
+    }  # fmt: skip
+
+
+@dataclass
+class Burst:
+    """What the sending agency's system saw: the referral id per Idempotency-Key, and how each was answered."""
+
+    accepted: dict[int, str] = field(default_factory=dict)
+    created: int = 0  # 201: created by this request
+    replayed: int = 0  # 200: created by an earlier attempt whose answer was lost in the crash
+    transport_errors: int = 0  # attempts cut off by the crash (connection refused, reset, timed out)
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def send_burst(centre: Agency, case: dict[str, Any], to: uuid.UUID, burst: Burst) -> None:
+    """Send BURST referrals, CONCURRENCY at a time, as an agency system would: an attempt the crash cut off is
+    retried with the same Idempotency-Key until the node answers, so no referral is sent twice or given up."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(BURST):
+        queue.put_nowait(n)
+
+    async def worker() -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            body = referral_body(case, to, n)
+            while True:
+                try:
+                    response = await centre.post("/api/v1/referrals", body, **{"Idempotency-Key": f"crash-{n:04d}"})
+                except httpx.TransportError:
+                    burst.transport_errors += 1
+                    await asyncio.sleep(0.1)
+                    continue
+                break
+            assert response.status_code in (200, 201), f"referral {n}: {response.status_code} {response.text}"
+            if response.status_code == 201:
+                burst.created += 1
+            else:
+                burst.replayed += 1
+            burst.accepted[n] = response.json()["id"]
+            if len(burst.accepted) >= KILL_AFTER:
+                burst.reached.set()
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+@dataclass
+class Tally:
+    """Both sides' rows, read straight from the database."""
+
+    sender: dict[uuid.UUID, str]  # exchange id -> status of the sender's copy
+    recipient: collections.Counter[uuid.UUID]  # exchange id -> number of recipient copies
+    timeline: dict[tuple[str, uuid.UUID], list[str]]  # (side, exchange id) -> statuses in order
+    outbox: dict[uuid.UUID, tuple[str, bool, bool]]  # envelope id -> (type, sent, delivered)
+    inbox: collections.Counter[uuid.UUID]  # envelope id -> rows applied
+    dead_letters: int
+
+    @property
+    def delivered(self) -> bool:
+        """Every sender referral has its recipient copy and its receipt, and every envelope was sent and applied."""
+        return (
+            len(self.sender) == BURST
+            and set(self.recipient) == set(self.sender)
+            and all(status == "received" for status in self.sender.values())
+            and all(sent for _, sent, _ in self.outbox.values())
+            and set(self.inbox) == set(self.outbox)
+        )
+
+    def summary(self) -> str:
+        return (
+            f"sender={len(self.sender)} received={sum(s == 'received' for s in self.sender.values())} "
+            f"recipient={len(self.recipient)} (rows {sum(self.recipient.values())}) outbox={len(self.outbox)} "
+            f"unsent={sum(not sent for _, sent, _ in self.outbox.values())} inbox={len(self.inbox)} "
+            f"(rows {sum(self.inbox.values())}) dead_letters={self.dead_letters}"
+        )
+
+
+async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        referrals = (await session.execute(select(Referral.id, Referral.tenant_id, Referral.side,
+                                                  Referral.exchange_id, Referral.status))).all()  # fmt: skip
+        entries = (
+            await session.execute(
+                select(TimelineEntry.referral_id, TimelineEntry.status).order_by(TimelineEntry.at, TimelineEntry.id)
+            )
+        ).all()
+        outbox = (
+            await session.execute(
+                select(
+                    OutboxEnvelope.envelope_id,
+                    OutboxEnvelope.envelope_type,
+                    OutboxEnvelope.sent_at,
+                    OutboxEnvelope.delivered_at,
+                )
+            )
+        ).all()
+        inbox = (
+            await session.execute(select(InboxEnvelope.envelope_id, func.count()).group_by(InboxEnvelope.envelope_id))
+        ).all()
+        dead_letters = await session.scalar(select(func.count()).select_from(DeadLetter))
+    # Plain strings: an Enum member does not hash like its value, so it would miss as a dict or set key.
+    sender_side, recipient_side = Side.SENDER.value, Side.RECIPIENT.value
+    sender = {r.exchange_id: r.status for r in referrals if (r.tenant_id, str(r.side)) == (centre, sender_side)}
+    recipient = collections.Counter(
+        r.exchange_id for r in referrals if (r.tenant_id, str(r.side)) == (opeka, recipient_side)
+    )
+    expected = {(centre, sender_side), (opeka, recipient_side)}
+    others = [r for r in referrals if (r.tenant_id, str(r.side)) not in expected]
+    assert not others, f"referral rows on an unexpected side: {others}"
+    copies = {r.id: (str(r.side), r.exchange_id) for r in referrals}
+    timeline: dict[tuple[str, uuid.UUID], list[str]] = collections.defaultdict(list)
+    for entry in entries:
+        timeline[copies[entry.referral_id]].append(entry.status)
+    return Tally(
+        sender=sender,
+        recipient=recipient,
+        timeline=dict(timeline),
+        outbox={
+            row.envelope_id: (row.envelope_type, row.sent_at is not None, row.delivered_at is not None)
+            for row in outbox
+        },
+        inbox=collections.Counter({row.envelope_id: row[1] for row in inbox}),
+        dead_letters=int(dead_letters or 0),
+    )
+
+
+async def bounded_poll(check: Callable[[], Awaitable[bool]], within_s: float, what: Callable[[], str]) -> float:
+    """Poll `check` until it holds; return the seconds it took, or fail saying `what()` after `within_s`."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > within_s:
+            pytest.fail(f"not within {within_s:g}s: {what()}")
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
+async def consumer_settled(nats_url: str) -> tuple[bool, str]:
+    """The gateway's inbox consumer has nothing left to deliver and nothing unacked; and the stream's size."""
+    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        info = await js.consumer_info(ENVELOPE_STREAM, INBOX_DURABLE)
+        stream = await js.stream_info(ENVELOPE_STREAM)
+        state = (
+            f"pending={info.num_pending} ack_pending={info.num_ack_pending} redelivered={info.num_redelivered} "
+            f"stream_messages={stream.state.messages}"
+        )
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0), state
+    finally:
+        await nc.close()
+
+
+async def stream_messages(nats_url: str) -> int:
+    nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2)
+    try:
+        return int((await nc.jetstream().stream_info(ENVELOPE_STREAM)).state.messages)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("victim", ["gateway", "nats"])
+async def test_every_referral_is_delivered_exactly_once_after_a_crash_mid_burst(
+    victim: str, database_url: str, tmp_path: Path
+) -> None:
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    async with asyncio.timeout(TEST_WITHIN_S), node(database_url, tmp_path) as cb:
+        runtime, gateway, nats_server = cb.runtime, cb.gateway, cb.nats
+        centre_tenant = await make_tenant(runtime, "semya", kind=TenantKind.SOCIAL_CENTRE)
+        opeka_tenant = await make_tenant(runtime, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
+        centre_client = await make_client(runtime, centre_tenant, role=Role.SPECIALIST)
+        centre_id, opeka_id = centre_tenant.id, opeka_tenant.id
+
+        await gateway.start()
+        timings["setup"] = time.monotonic() - began
+
+        def diagnosis() -> str:
+            return "\n".join([gateway.log_tail(), nats_server.log_tail()])
+
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10.0) as api:
+            centre = Agency(api, centre_id, await access_token(api, centre_client))
+            case = await open_case(centre, opeka_id)
+
+            burst = Burst()
+            outage: dict[str, int] = {}
+
+            async def crash() -> None:
+                await burst.reached.wait()
+                if victim == "gateway":
+                    await gateway.kill()
+                    outage["accepted_at_kill"] = len(burst.accepted)
+                    restarting = time.monotonic()
+                    await gateway.start()
+                    timings["gateway_restart"] = time.monotonic() - restarting
+                else:
+                    await nats_server.kill()
+                    outage["accepted_at_kill"] = len(burst.accepted)
+                    await asyncio.sleep(NATS_OUTAGE_S)
+                    outage["accepted_at_restart"] = len(burst.accepted)
+                    restarting = time.monotonic()
+                    await nats_server.start()
+                    timings["nats_restart"] = time.monotonic() - restarting
+
+            bursting = time.monotonic()
+            # The crash task finishes its restart even when the burst is over before it; a failure cancels both.
+            async with asyncio.timeout(BURST_WITHIN_S), asyncio.TaskGroup() as group:
+                group.create_task(send_burst(centre, case, opeka_id, burst))
+                group.create_task(crash())
+            timings["burst_with_crash"] = time.monotonic() - bursting
+
+        assert len(burst.accepted) == BURST
+        assert outage["accepted_at_kill"] >= KILL_AFTER
+        if victim == "gateway":
+            assert gateway.starts == 2
+            # The acid test of the kill: some attempts were cut off and had to be retried against the new process.
+            assert burst.transport_errors > 0, "the kill cut off no request; it was not mid-burst"
+        else:
+            assert gateway.running, f"the gateway died with NATS\n{diagnosis()}"
+            assert gateway.starts == 1
+            assert burst.transport_errors == 0, "the gateway must keep answering while NATS is down"
+            assert outage["accepted_at_restart"] > outage["accepted_at_kill"], (
+                "the gateway accepted no referral while NATS was down"
+            )
+
+        last: list[Tally] = []
+
+        async def delivered() -> bool:
+            last[:] = [await tally(runtime, centre_id, opeka_id)]
+            return last[0].delivered
+
+        timings["delivery"] = await bounded_poll(
+            delivered, DELIVERY_WITHIN_S,
+            lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{diagnosis()}",
+        )  # fmt: skip
+
+        # Nothing the bus still holds may be applied later: wait until the inbox consumer has acked everything.
+        settle_state = [""]
+
+        async def settled() -> bool:
+            done, settle_state[0] = await consumer_settled(nats_server.url)
+            return done
+
+        timings["settle"] = await bounded_poll(
+            settled, SETTLE_WITHIN_S, lambda: f"inbox consumer not settled: {settle_state[0]}\n{diagnosis()}"
+        )
+        final = await tally(runtime, centre_id, opeka_id)
+        on_the_bus = await stream_messages(nats_server.url)
+
+    timings["total"] = time.monotonic() - began
+    # The timings are part of what this test reports (visible with -s).
+    print(
+        f"\n[{victim}] {json.dumps({k: round(v, 1) for k, v in timings.items()})} "
+        f"created={burst.created} replayed={burst.replayed} transport_errors={burst.transport_errors} "
+        f"outage={outage} {final.summary()} stream_messages={on_the_bus}"
+    )
+
+    # The sender's database is the ground truth: every Idempotency-Key made exactly one referral, and every answer
+    # the agency system got names one of them.
+    assert len(final.sender) == BURST, final.summary()
+    assert {uuid.UUID(i) for i in burst.accepted.values()} == set(final.sender)
+    assert burst.created + burst.replayed == BURST
+    # No loss, no duplicates: one recipient copy per sender referral.
+    assert set(final.recipient) == set(final.sender), final.summary()
+    assert all(count == 1 for count in final.recipient.values()), final.recipient.most_common(3)
+    assert sum(final.recipient.values()) == len(final.sender)
+    # The receipt came back exactly once: received on the sender side, each copy's timeline with no repeats.
+    assert set(final.sender.values()) == {"received"}
+    for exchange_id in final.sender:
+        assert final.timeline[(Side.SENDER.value, exchange_id)] == ["requested", "received"], exchange_id
+        assert final.timeline[(Side.RECIPIENT.value, exchange_id)] == ["requested", "received"], exchange_id
+    # The outbox: one referral.requested per referral and one receipt for each, all published; receipts delivered.
+    types = collections.Counter(kind for kind, _, _ in final.outbox.values())
+    assert types == {EnvelopeType.REFERRAL_REQUESTED.value: BURST, EnvelopeType.RECEIPT.value: BURST}, types
+    assert all(sent for _, sent, _ in final.outbox.values())
+    referral_type = EnvelopeType.REFERRAL_REQUESTED.value
+    requested = [delivered for kind, _, delivered in final.outbox.values() if kind == referral_type]
+    assert all(requested), f"{requested.count(False)} referral envelopes have no delivery receipt"
+    # The inbox: exactly one row per applied envelope, and every envelope sent was applied.
+    assert set(final.inbox) == set(final.outbox)
+    assert all(count == 1 for count in final.inbox.values()), final.inbox.most_common(3)
+    assert final.dead_letters == 0
+    # JetStream kept each envelope once (Nats-Msg-Id deduplication of the relay's re-publishes).
+    assert on_the_bus == len(final.outbox)
