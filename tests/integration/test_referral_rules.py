@@ -15,6 +15,7 @@ from exchange.models import DeadLetter, Referral
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
+from tests.conftest import TravelClock
 from tests.integration.test_referral_loop import Agency, agency, eventually, open_case, referral_body
 
 PDF = b"%PDF-1.4\n% casebridge test document\n" + b"0" * 2048
@@ -185,3 +186,34 @@ async def test_a_forged_envelope_is_parked_and_never_applied(pair: tuple[Agency,
 
 async def _visible(agency: Agency, referral_id: str) -> bool:
     return (await agency.get(f"/api/v1/referrals/{referral_id}")).status_code == 200
+
+
+async def test_referral_lists_paginate_and_filter(
+    pair: tuple[Agency, Agency], runtime: Runtime, clock: TravelClock
+) -> None:
+    centre, opeka = pair
+    case, _ = await open_case(centre, opeka)
+    sent = []
+    for _ in range(5):
+        response = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"]))
+        assert response.status_code == 201
+        sent.append(response.json()["id"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"box": "outgoing", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await centre.get("/api/v1/referrals", params=params)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(sent))  # newest first, each exactly once
+    bad_cursor = await centre.get("/api/v1/referrals", params={"cursor": "not-ours"})
+    assert bad_cursor.status_code == 400
+    assert (await centre.get("/api/v1/referrals", params={"status": "lost"})).status_code == 400
+
+    assert (await centre.get("/api/v1/referrals", params={"overdue": "true"})).json()["items"] == []
+    clock.advance(dt.timedelta(days=4))  # past respond_by (3 days), nobody answered
+    late = (await centre.get("/api/v1/referrals", params={"overdue": "true"})).json()["items"]
+    assert sorted(item["id"] for item in late) == sorted(sent)
+    assert all(item["overdue"] for item in late)
