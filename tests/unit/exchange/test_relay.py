@@ -248,39 +248,52 @@ async def test_claimed_envelopes_are_invisible_to_another_relay(
     assert bus.ids == ids(rows)
 
 
-async def test_run_relays_on_wake_survives_a_broken_database_and_stops(
+async def test_run_drains_then_sleeps_until_woken_and_stops(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    rows = await add_envelopes(sessions, tenant, 25)  # more than one batch of 10
+    stop, wake = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
+    try:
+        await until(lambda: len(bus.published) == 25)
+        assert bus.ids == ids(rows)
+
+        late = await add_envelopes(sessions, tenant, 1, created=NOW)
+        await asyncio.sleep(0.2)
+        assert len(bus.published) == 25, "between wakes the relay waits for its poll interval"
+        wake.set()
+        await until(lambda: len(bus.published) == 26)
+        assert bus.ids[-1] == ids(late)[0]
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
+
+
+async def test_run_survives_a_broken_database(
     tmp_path: Path, bus: MemoryPublisher, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", pool_size=1))
     sessions = make_sessionmaker(engine)
     relay = OutboxRelay(sessions, bus, clock, max_backoff=dt.timedelta(milliseconds=50))
     stop, wake = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
     try:
+        # No schema yet: every pass fails, and the relay must keep going rather than die.
         with caplog.at_level(logging.WARNING, logger="casebridge.exchange"):
-            # No schema yet: every pass fails, and the relay must keep going rather than die.
-            task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
-            await until(lambda: "outbox relay pass failed (OperationalError)" in caplog.text)
-            assert not task.done()
+            await until(lambda: caplog.text.count("outbox relay pass failed (OperationalError)") >= 2)
+        assert not task.done()
 
-            await upgrade_schema(engine)
-            async with platform_session(sessions) as session, session.begin():
-                tenant = Tenant(slug="semya", name="Семья", kind="social_centre")
-                session.add(tenant)
-            rows = await add_envelopes(sessions, tenant, 2)
-            wake.set()  # cuts the 30-second poll short, if a pass already found the new schema still empty
-            await until(lambda: len(bus.published) == 2)
-            assert bus.ids == ids(rows)
-
-            late = await add_envelopes(sessions, tenant, 1, created=NOW)
-            await asyncio.sleep(0.2)
-            assert len(bus.published) == 2, "between wakes the relay waits for its poll interval"
-            wake.set()
-            await until(lambda: len(bus.published) == 3)
-            assert bus.ids[-1] == ids(late)[0]
-
-            stop.set()
-            async with asyncio.timeout(5):
-                await task
+        await upgrade_schema(engine)
+        async with platform_session(sessions) as session, session.begin():
+            tenant = Tenant(slug="semya", name="Семья", kind="social_centre")
+            session.add(tenant)
+        rows = await add_envelopes(sessions, tenant, 2)
+        wake.set()  # cuts the 30-second poll short, if a pass already found the new schema still empty
+        await until(lambda: len(bus.published) == 2)
+        assert bus.ids == ids(rows)
     finally:
         stop.set()
+        async with asyncio.timeout(5):
+            await task
         await engine.dispose()
