@@ -24,6 +24,7 @@ from exchange.messages import apply_message, forget_shared_thread
 from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, sealed_context
 from exchange.outbox import enqueue
 from exchange.referrals import (
+    ALL_STATUSES,
     RECEIVED,
     REQUESTED,
     _add_timeline,
@@ -39,7 +40,15 @@ log = logging.getLogger("casebridge.exchange")
 
 
 class Unapplicable(Exception):
-    """An authentic envelope that does not fit this node's state (e.g. a status for an unknown referral)."""
+    """An authentic envelope that can never be applied here (malformed body, a move the sender may not make)."""
+
+
+class NotYetApplicable(Exception):
+    """An authentic envelope that overtook the one it depends on (a status before its referral): try again later."""
+
+
+# How long an envelope that overtook its predecessor is retried before it is parked.
+RETRY_OUT_OF_ORDER_FOR = dt.timedelta(days=1)
 
 
 class Inbox:
@@ -74,7 +83,10 @@ class Inbox:
                         sender_tenant_id=header.sender, applied_at=self._deps.clock.now(),
                     ))  # fmt: skip
                     await session.flush()
-                    await self._apply(session, opened)
+                    try:
+                        await self._apply(session, opened)
+                    except (KeyError, ValueError, TypeError) as exc:
+                        raise Unapplicable("the envelope's body is incomplete or malformed") from exc
                     if header.type is not EnvelopeType.RECEIPT:
                         await enqueue(
                             session, self._deps, sender=header.recipient,
@@ -88,6 +100,12 @@ class Inbox:
             except Unapplicable as exc:
                 await session.rollback()
                 await self._park(session, subject, text, header, "unapplicable", str(exc))
+            except NotYetApplicable as exc:
+                await session.rollback()
+                if self._deps.clock.now() - header.created_at > RETRY_OUT_OF_ORDER_FOR:
+                    await self._park(session, subject, text, header, "unapplicable", str(exc))
+                    return
+                raise  # not acknowledged: the bus redelivers it with backoff
 
     async def _open(
         self, session: AsyncSession, token: str, recipient: uuid.UUID, sender: uuid.UUID
@@ -169,8 +187,11 @@ class Inbox:
         )
         counterpart = None if referral is None else (
             referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id)  # fmt: skip
-        if referral is None or counterpart != header.sender:
-            raise Unapplicable("no referral shared with the sender has that id")
+        if referral is not None and counterpart != header.sender:
+            raise Unapplicable("the referral with that id is not shared with the sender")
+        if referral is None:
+            # Envelopes can overtake each other (retries, several gateways): the referral itself may still come.
+            raise NotYetApplicable("no referral with that id has arrived yet")
         return referral
 
     async def _referral_status(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
@@ -180,8 +201,11 @@ class Inbox:
         their_side = Side.RECIPIENT if referral.side == Side.SENDER else Side.SENDER
         # The receipt that marks "received" may arrive after the recipient's first answer: treat it as received.
         current = RECEIVED if referral.status == REQUESTED and their_side is Side.RECIPIENT else referral.status
-        if current == target or not allowed(current, target, their_side):
-            raise Unapplicable(f"a {their_side.value} cannot move this referral from '{referral.status}' to '{target}'")
+        if not any(allowed(source, target, their_side) for source in ALL_STATUSES):
+            raise Unapplicable(f"a {their_side.value} never moves a referral to '{target}'")
+        if not allowed(current, target, their_side):
+            # A later move overtook an earlier one (accepted after in-progress): wait for the one in between.
+            raise NotYetApplicable(f"'{target}' does not follow '{referral.status}' yet")
         key = await _referral_key(session, self._deps, referral)
         referral.status = target
         if body.get("outcome"):

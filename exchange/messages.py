@@ -161,7 +161,11 @@ async def apply_message(session: AsyncSession, deps: ExchangeDeps, referral: Ref
 async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:
     """After a withdrawal: the partner's messages and attachments are personal data the recipient may not keep."""
     key = await _referral_key(session, deps, referral)
-    messages = await session.scalars(select(ThreadMessage).where(ThreadMessage.referral_id == referral.id))
+    messages = await session.scalars(
+        select(ThreadMessage).where(
+            ThreadMessage.referral_id == referral.id, ThreadMessage.author_tenant_id != referral.tenant_id
+        )
+    )
     for message in messages:
         message.body_sealed = key.seal({"body": ""}, context=sealed_context("message", message.message_id))
         for document_id in message.attachment_ids:

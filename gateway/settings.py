@@ -174,7 +174,7 @@ class Settings:
             exchange=ExchangeSettings(
                 self_consent_age=env.integer("CASEBRIDGE_SELF_CONSENT_AGE", 18, low=14, high=21),
                 max_document_bytes=env.integer(
-                    "CASEBRIDGE_MAX_DOCUMENT_BYTES", 2 * 1024 * 1024, low=1024, high=4 * 1024 * 1024
+                    "CASEBRIDGE_MAX_DOCUMENT_BYTES", 2 * 1024 * 1024, low=1024, high=2 * 1024 * 1024
                 ),
             ),
             rate_limits=RateLimitSettings(

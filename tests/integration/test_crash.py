@@ -49,7 +49,9 @@ INBOX_DURABLE = "casebridge-inbox"  # gateway.exchange_runtime.ExchangeWorkers' 
 BURST = 60  # referrals per burst
 KILL_AFTER = 20  # accepted referrals before the kill
 CONCURRENCY = 4  # requests in flight at once, so some are cut off by the kill
-NATS_OUTAGE_S = 3.0  # short: the relay backs a failing envelope off by 2**attempts seconds, up to 60
+# Longer than the relay's 5 s publish timeout, so publishing fails and the relay backs off (2**attempts s, up to
+# 60 s per envelope) instead of merely waiting out the outage; short enough that the backoff stays a few seconds.
+NATS_OUTAGE_S = 7.0
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # as production NATS servers are configured (deploy/nats)
 
 START_WITHIN_S = 60.0  # a gateway or nats-server that is not serving by then has failed to start
@@ -355,11 +357,15 @@ class Tally:
 
 async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
     async with platform_session(runtime.sessions) as session, session.begin():
-        referrals = (await session.execute(select(Referral.id, Referral.tenant_id, Referral.side,
-                                                  Referral.exchange_id, Referral.status))).all()  # fmt: skip
+        referrals = (
+            await session.execute(select(Referral.tenant_id, Referral.side, Referral.exchange_id, Referral.status))
+        ).all()
+        # Joined, not matched up in Python: on PostgreSQL each statement sees its own snapshot (READ COMMITTED).
         entries = (
             await session.execute(
-                select(TimelineEntry.referral_id, TimelineEntry.status).order_by(TimelineEntry.at, TimelineEntry.id)
+                select(Referral.side, Referral.exchange_id, TimelineEntry.status)
+                .join(Referral, Referral.id == TimelineEntry.referral_id)
+                .order_by(TimelineEntry.at, TimelineEntry.id)
             )
         ).all()
         outbox = (
@@ -385,10 +391,9 @@ async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
     expected = {(centre, sender_side), (opeka, recipient_side)}
     others = [r for r in referrals if (r.tenant_id, str(r.side)) not in expected]
     assert not others, f"referral rows on an unexpected side: {others}"
-    copies = {r.id: (str(r.side), r.exchange_id) for r in referrals}
     timeline: dict[tuple[str, uuid.UUID], list[str]] = collections.defaultdict(list)
     for entry in entries:
-        timeline[copies[entry.referral_id]].append(entry.status)
+        timeline[(str(entry.side), entry.exchange_id)].append(entry.status)
     return Tally(
         sender=sender,
         recipient=recipient,

@@ -11,7 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from exchange.envelopes import EnvelopeType
+from exchange.inbox import NotYetApplicable
 from exchange.models import DeadLetter, Referral
+from exchange.outbox import enqueue
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
@@ -217,3 +220,25 @@ async def test_referral_lists_paginate_and_filter(
     late = (await centre.get("/api/v1/referrals", params={"overdue": "true"})).json()["items"]
     assert sorted(item["id"] for item in late) == sorted(sent)
     assert all(item["overdue"] for item in late)
+
+
+async def test_an_envelope_that_overtook_its_referral_is_retried_then_parked(
+    pair: tuple[Agency, Agency], runtime: Runtime, clock: TravelClock
+) -> None:
+    centre, opeka = pair
+    body = {"referral_id": str(uuid.uuid4()), "status": "accepted", "at": dt.datetime.now(dt.UTC).isoformat()}
+    async with platform_session(runtime.sessions) as session, session.begin():
+        early = await enqueue(session, runtime.exchange, sender=opeka.id, recipient=centre.id,
+                              envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
+        # Keep the relay from publishing it: this test hands the envelope to the inbox itself.
+        early.sent_at = dt.datetime.now(dt.UTC)
+    with pytest.raises(NotYetApplicable):
+        await runtime.inbox.receive(early.subject, early.token.encode())
+    async with platform_session(runtime.sessions) as session:
+        assert not await session.scalar(select(func.count()).select_from(DeadLetter))
+
+    clock.advance(dt.timedelta(days=2))  # still within the envelope's 7-day freshness, past the retry window
+    await runtime.inbox.receive(early.subject, early.token.encode())
+    async with platform_session(runtime.sessions) as session:
+        parked = (await session.scalars(select(DeadLetter))).all()
+    assert [(p.reason, p.envelope_id) for p in parked] == [("unapplicable", early.envelope_id)]
