@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from audit.services import AccessScope
 from exchange.access import access_case, access_consent, access_document, access_subjects
 from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
@@ -43,7 +44,9 @@ SUBJECT_FIELDS: dict[str, Category] = {
 # -- cases ------------------------------------------------------------------------------------------------------
 
 
-async def create_case(session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, data: CaseIn) -> CaseOut:
+async def create_case(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, data: CaseIn
+) -> CaseOut:
     if data.key_worker_id is not None:
         worker = await session.scalar(
             select(User.id).where(User.id == data.key_worker_id, User.tenant_id == principal.tenant_id)
@@ -76,6 +79,8 @@ async def create_case(session: AsyncSession, deps: ExchangeDeps, *, principal: P
         subject = await _new_subject(session, deps, principal, case, subject_in)
         subjects.append(subject)
     await session.flush()
+    audit.touched(resource_type="case", resource_id=case.id,
+                  subjects=deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects]))  # fmt: skip
     return await case_view(session, deps, case=case)
 
 
@@ -143,9 +148,14 @@ async def case_view(session: AsyncSession, deps: ExchangeDeps, *, case: Case) ->
     )
 
 
-async def read_case(session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID) -> CaseOut:
+async def read_case(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
+) -> CaseOut:
+    audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
-    return await case_view(session, deps, case=case)
+    view = await case_view(session, deps, case=case)
+    audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, [s.id for s in view.subjects]))
+    return view
 
 
 def encode_cursor(last_id: uuid.UUID) -> str:
@@ -160,7 +170,13 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 
 async def list_cases(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, cursor: str | None, limit: int
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[CaseSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
     query = select(Case).where(Case.tenant_id == principal.tenant_id).order_by(Case.id.desc()).limit(limit + 1)
@@ -174,6 +190,7 @@ async def list_cases(
         items.append(
             CaseSummary(id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at)
         )
+    audit.touched(resource_type="case", cases=[str(c.id) for c in page])
     return items, encode_cursor(page[-1].id) if len(rows) > limit else None
 
 
@@ -181,10 +198,18 @@ async def list_cases(
 
 
 async def record_consent(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID, data: ConsentIn
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    case_id: uuid.UUID,
+    data: ConsentIn,
 ) -> ConsentOut:
+    audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=True)
     (subject,) = await access_subjects(session, principal, case, [data.subject_id])
+    audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, [subject.id]))
     now = deps.clock.now()
     valid_from = _aware(data.valid_from, "valid_from") if data.valid_from else now
     valid_until = _aware(data.valid_until, "valid_until")
@@ -225,6 +250,8 @@ async def record_consent(
     )
     session.add(consent)
     await session.flush()
+    audit.touched(resource_type="consent", resource_id=consent.id, purposes=consent.purposes,
+                  categories=consent.categories)  # fmt: skip
     return await consent_view(session, deps, consent, subject)
 
 
@@ -288,19 +315,29 @@ def consent_policy_view(consent: Consent) -> ConsentView:
 
 
 async def list_consents(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, case_id: uuid.UUID
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
 ) -> list[ConsentOut]:
+    audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
+    audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, subjects))
     consents = await session.scalars(select(Consent).where(Consent.case_id == case.id).order_by(Consent.id))
     return [await consent_view(session, deps, c, subjects[c.subject_id]) for c in consents]
 
 
 async def withdraw_consent(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, consent_id: uuid.UUID, reason: str
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    consent_id: uuid.UUID,
+    reason: str,
 ) -> ConsentOut:
     """Withdraw at once: no new share relies on it from now on, and every recipient that holds data under it is told."""
+    audit.touched(resource_type="consent", resource_id=consent_id)
     consent = await access_consent(session, principal, consent_id, for_write=True)
+    audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, [consent.subject_id]))
     if consent.status != ConsentStatus.ACTIVE:
         raise InvalidInput("Only an active consent can be withdrawn.")
     subject = await session.scalar(select(Subject).where(Subject.id == consent.subject_id))
@@ -340,6 +377,7 @@ async def store_document(
     deps: ExchangeDeps,
     *,
     principal: Principal,
+    audit: AccessScope,
     name: str,
     media_type: str,
     content: bytes,
@@ -353,7 +391,9 @@ async def store_document(
         raise InvalidInput(f"The document is larger than {max_bytes // 1024} KiB.")
     if not name.strip() or len(name) > 255:
         raise InvalidInput("The document needs a file name of at most 255 characters.")
-    return await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+    document = await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+    audit.touched(resource_type="document", resource_id=document.id, size=document.size)
+    return document
 
 
 async def _sealed_document(
@@ -386,8 +426,9 @@ async def document_contents(session: AsyncSession, deps: ExchangeDeps, document:
 
 
 async def read_document(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, document_id: uuid.UUID
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, document_id: uuid.UUID
 ) -> tuple[str, str, bytes]:
+    audit.touched(resource_type="document", resource_id=document_id)
     document = await access_document(session, principal, document_id, for_write=False)
     if document.data_key_wrapped is None:
         raise NotFound("No such document.")  # destroyed after a withdrawal: gone for good

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audit.services import AuditLog
 from exchange.datakeys import DataKeys
 from exchange.policy import AgeRules
 from tenants.clock import Clock
@@ -17,3 +18,4 @@ class ExchangeDeps:
     datakeys: DataKeys
     clock: Clock
     age_rules: AgeRules
+    audit: AuditLog

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from audit.events import Action, Actor, Outcome
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import (
     EnvelopeHeader,
@@ -37,6 +38,8 @@ from tenants.models import KeyUse, Tenant
 from tenants.persistence import platform_session
 
 log = logging.getLogger("casebridge.exchange")
+# This node acting on its own (applying envelopes), not on behalf of a person or an agency system.
+SYSTEM_ACTOR = Actor(kind="system", id=None, tenant_id=None, role=None)
 
 
 class Unapplicable(Exception):
@@ -114,7 +117,7 @@ class Inbox:
         decryption = [
             keyring.private_jwk(k) for k in await keyring.usable_tenant_keys(session, recipient, KeyUse.ENCRYPTION)
         ]
-        sender_jwks = await self._deps.published.signing_keys(sender)
+        sender_jwks = await self._deps.published.signing_keys(session, sender)
         return open_envelope(
             token,
             recipient=recipient,
@@ -127,6 +130,13 @@ class Inbox:
         self, session: AsyncSession, subject: str, token: str, header: EnvelopeHeader | None, reason: str, detail: str
     ) -> None:
         log.warning("envelope parked: %s", reason)
+        hosted = header is not None and await session.scalar(select(Tenant.id).where(Tenant.id == header.recipient))
+        self._deps.audit.append(
+            session, action=Action.EXCHANGE_ENVELOPE_PARK, outcome=Outcome.ERROR, actor=SYSTEM_ACTOR,
+            log_tenant_id=header.recipient if header is not None and hosted else None,
+            resource_type="envelope", resource_id=str(header.envelope_id) if header else None, reason=reason,
+            extra={"sender": str(header.sender)} if header else {},
+        )  # fmt: skip
         session.add(
             DeadLetter(
                 envelope_id=header.envelope_id if header else None,
@@ -165,6 +175,7 @@ class Inbox:
             sealed: dict[str, Any] = {
                 k: body[k] for k in ("problem", "requested_service", "subjects", "needs", "summary") if k in body
             }
+            sealed["pseudonyms"] = [str(p) for p in body.get("subject_pseudonyms", [])]
             referral = await _new_copy(
                 session, self._deps, header.recipient, exchange_id=exchange_id, side=Side.RECIPIENT,
                 from_tenant_id=header.sender, to_tenant_id=header.recipient, case_ref=str(body["case_ref"]),
@@ -177,6 +188,12 @@ class Inbox:
             raise Unapplicable("the referral body is incomplete") from exc
         _add_timeline(session, referral, REQUESTED, requested_at, header.sender, None, None)
         _add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
+        self._deps.audit.append(
+            session, action=Action.EXCHANGE_REFERRAL_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
+            log_tenant_id=header.recipient, resource_type="referral", resource_id=str(exchange_id),
+            subjects=tuple(sealed["pseudonyms"]), purpose=referral.purpose, legal_basis=referral.legal_basis,
+            extra={"sender": str(header.sender), "categories": referral.categories},
+        )  # fmt: skip
 
     async def _counterpart_copy(self, session: AsyncSession, opened: OpenedEnvelope, referral_id: str) -> Referral:
         header = opened.header
@@ -233,10 +250,15 @@ class Inbox:
             key = await _referral_key(session, self._deps, referral)
             context = sealed_context("referral", referral.id)
             contents = key.open(referral.sealed, context=context) if referral.sealed else {}
-            kept = {k: contents[k] for k in ("problem", "requested_service") if k in contents}
+            kept = {k: contents[k] for k in ("problem", "requested_service", "pseudonyms") if k in contents}
             kept["subjects"] = [{"ref": s.get("ref")} for s in contents.get("subjects", [])]
             referral.sealed = key.seal(kept, context=context)
             await forget_shared_thread(session, self._deps, referral)
+            self._deps.audit.append(
+                session, action=Action.EXCHANGE_CONSENT_WITHDRAWAL_APPLY, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
+                log_tenant_id=referral.tenant_id, resource_type="referral", resource_id=str(referral.exchange_id),
+                subjects=tuple(kept.get("pseudonyms", [])), extra={"consent": str(opened.body.get("consent_id"))},
+            )  # fmt: skip
 
     async def _receipt(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
         try:

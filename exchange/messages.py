@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from audit.services import AccessScope
 from exchange.access import access_document, access_referral
 from exchange.cases import _sealed_document, consent_policy_view, document_contents
 from exchange.deps import ExchangeDeps
@@ -20,7 +21,7 @@ from exchange.errors import ConsentRequired
 from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
 from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.referrals import _referral_key
+from exchange.referrals import _referral_key, referral_pseudonyms
 from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from tenants.errors import Forbidden, InvalidInput
 from tenants.models import Tenant
@@ -31,9 +32,19 @@ MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
 
 
 async def post_message(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: MessageIn
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    referral_id: uuid.UUID,
+    data: MessageIn,
 ) -> MessageOut:
+    audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=True)
+    audit.touched(
+        subjects=await referral_pseudonyms(session, deps, referral), attachments=[str(a) for a in data.attachments]
+    )
     side = Side(referral.side)
     documents = [await access_document(session, principal, d, for_write=True) for d in dict.fromkeys(data.attachments)]
     if sum(d.size for d in documents) > MAX_ATTACHMENT_BYTES:
@@ -108,9 +119,11 @@ def _attachment(document: Document, name: str) -> dict[str, Any]:
 
 
 async def list_messages(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
 ) -> list[MessageOut]:
+    audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
+    audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
     key = await _referral_key(session, deps, referral) if referral.data_key_wrapped else None
     messages = await session.scalars(
         select(ThreadMessage).where(ThreadMessage.referral_id == referral.id).order_by(ThreadMessage.at)
@@ -177,9 +190,16 @@ async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referr
 
 
 async def record_own_basis(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: StatutoryBasisIn
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    referral_id: uuid.UUID,
+    data: StatutoryBasisIn,
 ) -> Referral:
     """The recipient's own legal basis for keeping what it received, should the family withdraw consent."""
+    audit.touched(resource_type="referral", resource_id=referral_id, legal_basis="statutory", reference=data.reference)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     if referral.side != Side.RECIPIENT:
         raise Forbidden("Only the receiving agency records its own legal basis for keeping the data.")

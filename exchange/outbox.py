@@ -43,7 +43,7 @@ async def enqueue(
 ) -> OutboxEnvelope:
     """Seal `body` from `sender` to `recipient` and add it to the outbox of the caller's transaction."""
     signing = await deps.keyring.usable_tenant_keys(session, sender, KeyUse.SIGNING)
-    encryption = await deps.published.encryption_key(recipient)
+    encryption = await deps.published.encryption_key(session, recipient)
     if not signing or signing[0].retired_at is not None or encryption is None:
         raise KeyUnavailable("the sender or the recipient has no active envelope key")
     now = deps.clock.now().replace(microsecond=0)

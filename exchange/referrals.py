@@ -13,6 +13,7 @@ from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from audit.services import AccessScope
 from exchange.access import access_case, access_referral, access_subjects
 from exchange.cases import (
     SUBJECT_FIELDS,
@@ -106,7 +107,13 @@ def request_hash(data: ReferralIn) -> str:
 
 
 async def send_referral(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, data: ReferralIn, idempotency_key: str | None
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    data: ReferralIn,
+    idempotency_key: str | None,
 ) -> tuple[Referral, bool]:
     """Send a referral if the policy permits every category for every subject; returns (referral, created)."""
     if idempotency_key is not None:
@@ -119,8 +126,12 @@ async def send_referral(
             if existing.request_hash != request_hash(data):
                 raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
             return existing, False
+    audit.touched(resource_type="case", resource_id=data.case_id, purpose=data.purpose,
+                  legal_basis="statutory" if isinstance(data.legal_basis, StatutoryBasisIn) else "consent")  # fmt: skip
     case = await access_case(session, principal, data.case_id, for_write=True)
     subjects = await access_subjects(session, principal, case, list(dict.fromkeys(data.subject_ids)))
+    pseudonyms = deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects])
+    audit.touched(subjects=pseudonyms)
     recipient = await active_recipient(session, data.to_tenant_id)
     if recipient.id == principal.tenant_id:
         raise InvalidInput("A referral goes to another agency, not to one's own.")
@@ -149,6 +160,7 @@ async def send_referral(
         now,
     )
     if isinstance(decision, Deny):
+        audit.touched(deny_code=decision.code.value, category=decision.category.value if decision.category else None)
         raise _consent_required(decision, subjects)
     exchange_id = uuid7()
     shared = await _projection(session, deps, case, subjects, decision.categories)
@@ -175,9 +187,12 @@ async def send_referral(
             "referral_id": str(exchange_id), "kind": referral.kind, "purpose": referral.purpose,
             "urgency": referral.urgency, "respond_by": respond_by.isoformat(), "complete_by": complete_by.isoformat(),
             "case_ref": case.reference, "categories": referral.categories,
-            "legal_basis": _basis_body(basis), "requested_at": now.isoformat(), **text, **shared,
+            "legal_basis": _basis_body(basis), "requested_at": now.isoformat(), "subject_pseudonyms": list(pseudonyms),
+            **text, **shared,
         },
     )  # fmt: skip
+    audit.touched(resource_type="referral", resource_id=exchange_id, recipient=str(recipient.id),
+                  categories=referral.categories, review_required=decision.review_required)  # fmt: skip
     await session.flush()
     return referral, True
 
@@ -284,9 +299,17 @@ def _add_timeline(
 
 
 async def transition_referral(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID, data: TransitionIn
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    referral_id: uuid.UUID,
+    data: TransitionIn,
 ) -> Referral:
+    audit.touched(resource_type="referral", resource_id=referral_id, to=data.to)
     referral = await access_referral(session, principal, referral_id, for_write=True)
+    audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
     side = Side(referral.side)
     current = referral.status
     if not allowed(current, data.to, side):
@@ -376,10 +399,24 @@ def _recipient_subject_id(referral: Referral, ref: str) -> uuid.UUID:
 
 
 async def read_referral(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, referral_id: uuid.UUID
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
 ) -> ReferralOut:
+    audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
+    audit.touched(subjects=await referral_pseudonyms(session, deps, referral), purpose=referral.purpose,
+                  legal_basis=referral.legal_basis, side=referral.side)  # fmt: skip
     return await referral_view(session, deps, referral)
+
+
+async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> list[str]:
+    """The subjects' pseudonyms under the sending tenant's key, which both sides' audit events use."""
+    if referral.side == Side.SENDER:
+        return list(deps.audit.pseudonyms(referral.tenant_id, [uuid.UUID(s) for s in referral.subject_ids]))
+    if referral.sealed is None or referral.data_key_wrapped is None:
+        return []
+    key = await _referral_key(session, deps, referral)
+    contents = key.open(referral.sealed, context=sealed_context("referral", referral.id))
+    return [str(p) for p in contents.get("pseudonyms", [])]
 
 
 async def list_referrals(
@@ -387,6 +424,7 @@ async def list_referrals(
     deps: ExchangeDeps,
     *,
     principal: Principal,
+    audit: AccessScope,
     box: str,
     status: str | None,
     overdue: bool | None,
@@ -415,6 +453,7 @@ async def list_referrals(
     rows = list(await session.scalars(query.limit(limit + 1)))
     page = rows[:limit]
     items = [_summary(r, is_overdue(r, now)) for r in page]
+    audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page])
     return items, encode_cursor(page[-1].id) if len(rows) > limit else None
 
 

@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from audit.services import AuditLog
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import MAX_TOKEN_BYTES
@@ -62,10 +63,11 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     keyring = KeyRing(master_key, clock, grace=settings.tokens.key_grace)
     exchange = ExchangeDeps(
         keyring=keyring,
-        published=PublishedKeys(sessions, keyring),
+        published=PublishedKeys(clock),
         datakeys=DataKeys(keyring),
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
+        audit=AuditLog(clock, lambda tenant_id: master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")),
     )
 
     async def token_keys() -> list[dict[str, Any]]:

@@ -17,12 +17,11 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.clock import Clock
 from tenants.errors import KeyUnavailable
-from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, TenantKey
-from tenants.persistence import read_only_platform_session
+from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey, TenantKey
 
 MASTER_KEY_BYTES = 32
 _WRAP_VERSION = b"\x01"
@@ -135,6 +134,11 @@ class KeyRing:
         for key in active:
             key.retired_at = now
             key.usable_until = None if key.use == KeyUse.KEY_ENCRYPTION else now + self._grace
+        for published in await session.scalars(
+            select(PublishedKey).where(PublishedKey.owner_tenant_id == tenant_id, PublishedKey.retired_at.is_(None))
+        ):
+            published.retired_at = now
+            published.usable_until = now + self._grace
         return await self.create_tenant_keys(session, tenant_id)
 
     def _add_tenant_key(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> str:
@@ -149,6 +153,8 @@ class KeyRing:
                 wrapped_private=self._master.wrap(secret, context=tenant_key_context(tenant_id, kid, use.value)),
             )
         )
+        if public_jwk is not None:
+            session.add(PublishedKey(owner_tenant_id=tenant_id, kid=kid, use=use.value, public_jwk=public_jwk))
         return kid
 
     async def usable_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[TenantKey]:
@@ -260,25 +266,27 @@ class KeyRing:
 
 
 class PublishedKeys:
-    """Tenants' public envelope keys, as any partner may fetch them from the JWKS URLs.
+    """Tenants' public envelope keys, as any partner may fetch them from the JWKS URLs, read in the caller's session."""
 
-    Reads run in their own platform-scoped session: a tenant's transaction may not see another tenant's key
-    rows (they hold wrapped private keys too), but the public halves are directory data.
-    """
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], keyring: KeyRing) -> None:
-        self._sessions = sessions
-        self._keyring = keyring
+    async def _usable(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[PublishedKey]:
+        rows = await session.scalars(
+            select(PublishedKey)
+            .where(PublishedKey.owner_tenant_id == tenant_id, PublishedKey.use == use.value)
+            .order_by(PublishedKey.retired_at.is_not(None), PublishedKey.created_at.desc())
+        )
+        now = self._clock.now()
+        return [k for k in rows if k.retired_at is None or (k.usable_until is not None and k.usable_until > now)]
 
-    async def encryption_key(self, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+    async def encryption_key(self, session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, Any] | None:
         """The tenant's active X25519 public key, to encrypt envelopes for it."""
-        async with await read_only_platform_session(self._sessions) as session:
-            keys = await self._keyring.usable_tenant_keys(session, tenant_id, KeyUse.ENCRYPTION)
-        active = [k.public_jwk for k in keys if k.retired_at is None and k.public_jwk]
+        active = [
+            k.public_jwk for k in await self._usable(session, tenant_id, KeyUse.ENCRYPTION) if k.retired_at is None
+        ]
         return active[0] if active else None
 
-    async def signing_keys(self, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    async def signing_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
         """The tenant's Ed25519 public keys usable for verification now (active and in grace)."""
-        async with await read_only_platform_session(self._sessions) as session:
-            keys = await self._keyring.usable_tenant_keys(session, tenant_id, KeyUse.SIGNING)
-        return [k.public_jwk for k in keys if k.public_jwk]
+        return [k.public_jwk for k in await self._usable(session, tenant_id, KeyUse.SIGNING)]

@@ -163,6 +163,23 @@ class TenantKey(TenantScoped, Base):
     usable_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
+class PublishedKey(Base):
+    """The public half of a tenant's envelope key: directory data any tenant's transaction may read.
+
+    Kept apart from `tenant_key` (which row-level security confines to its tenant, as it holds wrapped private
+    keys) so that sealing an envelope for a partner needs no second connection while a transaction is open.
+    """
+
+    __tablename__ = "published_key"
+
+    owner_tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id", ondelete="RESTRICT"), index=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    use: Mapped[str] = mapped_column(String(8))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    usable_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
 class PlatformKey(Base):
     """The gateway's own signing keys (access tokens, audit checkpoints)."""
 

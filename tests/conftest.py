@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -10,11 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import nats.js.errors
 import pytest
 from litestar import Litestar
 
 from gateway.app import create_app
-from gateway.bus import EmbeddedNats
+from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, EmbeddedNats
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -80,8 +83,23 @@ def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extr
     return Settings.from_env(env)
 
 
+async def _empty_bus(nats_url: str) -> None:
+    """Tests share one nats-server: start each with empty streams and no inbox consumer, as a fresh node would."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        for stream in (ENVELOPE_STREAM, AUDIT_STREAM):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.purge_stream(stream)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(ENVELOPE_STREAM, "casebridge-inbox")
+    finally:
+        await client.close()
+
+
 @pytest.fixture
 async def settings(database_url: str, tmp_path: Path, nats_url: str) -> Settings:
+    await _empty_bus(nats_url)
     settings = settings_for(database_url, tmp_path / "var", nats_url)
     engine = create_engine(settings.database)
     await upgrade_schema(engine)

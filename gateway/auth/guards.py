@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -14,6 +15,12 @@ from tenants.principal import Principal
 SCOPE = "scope"  # the OAuth scope a client token must carry
 ROLES = "roles"  # roles of which the principal must hold at least one
 PUBLIC = "public"  # True for routes anyone may call (health, metadata, sign-in)
+AUDIT = "audit"  # the audit Action every call of the route records
+
+
+def needs(scope: str, roles: Sequence[str], audit: str | None) -> dict[str, Any]:
+    """A route's `opt`: the scope and roles it requires and the audit action it records (None: no tenant data)."""
+    return {SCOPE: scope, ROLES: roles, AUDIT: audit}
 
 
 def require_principal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -9,7 +9,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.tokens import InvalidAccessToken
 from gateway.problems import INVALID_TOKEN, TENANT_SUSPENDED, UNAUTHENTICATED, Problem
-from tenants.persistence import platform_session, tenant_session
+from tenants.persistence import READ_ONLY_OPTION, platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tenants.services import client_identity
 from tenants.staff_sessions import find_session
@@ -77,6 +77,8 @@ async def _from_bearer(runtime: Runtime, authorization: str) -> Principal:
     except InvalidAccessToken as exc:
         raise Problem(INVALID_TOKEN, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
     async with tenant_session(runtime.sessions, claims.tenant_id) as session:
+        # Only a lookup: on SQLite it must not queue for the write lock behind every other request.
+        await session.connection(execution_options={READ_ONLY_OPTION: True})
         identity = await client_identity(session, tenant_id=claims.tenant_id, client_id=claims.client_id)
     if identity is None or identity[0].revoked_at is not None:
         raise Problem(INVALID_TOKEN, "The client this token was issued to no longer exists or has been revoked.")

@@ -11,10 +11,11 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
+from audit.events import Action
 from exchange import cases
 from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
-from gateway.auth.guards import ROLES, SCOPE
-from gateway.controllers.context import exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.auth.guards import needs
+from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from tenants.errors import InvalidInput
 from tenants.models import Role, Scope
 
@@ -27,12 +28,22 @@ class CaseController(Controller):
     path = "/api/v1"
     tags = ("cases",)
 
-    @post("/cases", opt={SCOPE: Scope.CASES_WRITE, ROLES: _WRITERS}, summary="Open a case with its subjects")
+    @post(
+        "/cases",
+        opt=needs(Scope.CASES_WRITE, _WRITERS, Action.EXCHANGE_CASE_CREATE),
+        summary="Open a case with its subjects",
+    )
     async def create_case(self, request: Request[Any, Any, Any], data: JSONBody[CaseIn]) -> CaseOut:
         async with tenant_transaction(request) as session:
-            return await cases.create_case(session, exchange_deps(request), principal=principal_of(request), data=data)
+            return await cases.create_case(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=data
+            )
 
-    @get("/cases", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="The tenant's cases, newest first")
+    @get(
+        "/cases",
+        opt=needs(Scope.CASES_READ, _READERS, Action.EXCHANGE_CASE_LIST),
+        summary="The tenant's cases, newest first",
+    )
     async def list_cases(
         self,
         request: Request[Any, Any, Any],
@@ -41,48 +52,89 @@ class CaseController(Controller):
     ) -> CasePage:
         async with tenant_transaction(request) as session:
             items, next_cursor = await cases.list_cases(
-                session, exchange_deps(request), principal=principal_of(request), cursor=cursor, limit=limit
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                cursor=cursor,
+                limit=limit,
             )
         return CasePage(items=items, next_cursor=next_cursor)
 
-    @get("/cases/{case_id:uuid}", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="One case")
+    @get(
+        "/cases/{case_id:uuid}",
+        opt=needs(Scope.CASES_READ, _READERS, Action.EXCHANGE_CASE_READ),
+        summary="One case",
+    )
     async def get_case(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> CaseOut:
         async with tenant_transaction(request) as session:
             return await cases.read_case(
-                session, exchange_deps(request), principal=principal_of(request), case_id=case_id
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                case_id=case_id,
             )
 
-    @post("/cases/{case_id:uuid}/consents", opt={SCOPE: Scope.CONSENTS_WRITE, ROLES: _WRITERS},
-          summary="Record a consent")  # fmt: skip
+    @post(
+        "/cases/{case_id:uuid}/consents",
+        opt=needs(Scope.CONSENTS_WRITE, _WRITERS, Action.EXCHANGE_CONSENT_CREATE),
+        summary="Record a consent",
+    )
     async def record_consent(
         self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: JSONBody[ConsentIn]
     ) -> ConsentOut:
         async with tenant_transaction(request) as session:
             return await cases.record_consent(
-                session, exchange_deps(request), principal=principal_of(request), case_id=case_id, data=data
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                case_id=case_id,
+                data=data,
             )
 
-    @get("/cases/{case_id:uuid}/consents", opt={SCOPE: Scope.CASES_READ, ROLES: _READERS}, summary="A case's consents")
+    @get(
+        "/cases/{case_id:uuid}/consents",
+        opt=needs(Scope.CASES_READ, _READERS, Action.EXCHANGE_CONSENT_LIST),
+        summary="A case's consents",
+    )
     async def list_consents(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> ConsentPage:
         async with tenant_transaction(request) as session:
             items = await cases.list_consents(
-                session, exchange_deps(request), principal=principal_of(request), case_id=case_id
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                case_id=case_id,
             )
         return ConsentPage(items=items)
 
-    @post("/consents/{consent_id:uuid}/withdraw", opt={SCOPE: Scope.CONSENTS_WRITE, ROLES: _WRITERS},
-          status_code=200, summary="Withdraw a consent")  # fmt: skip
+    @post(
+        "/consents/{consent_id:uuid}/withdraw",
+        opt=needs(Scope.CONSENTS_WRITE, _WRITERS, Action.EXCHANGE_CONSENT_WITHDRAW),
+        status_code=200,
+        summary="Withdraw a consent",
+    )
     async def withdraw(
         self, request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID], data: JSONBody[WithdrawIn]
     ) -> ConsentOut:
         async with tenant_transaction(request) as session:
             return await cases.withdraw_consent(
-                session, exchange_deps(request), principal=principal_of(request), consent_id=consent_id,
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                consent_id=consent_id,
                 reason=data.reason,
-            )  # fmt: skip
+            )
 
-    @post("/documents", opt={SCOPE: Scope.CASES_WRITE, ROLES: _DOCUMENT_WRITERS}, summary="Upload a document",
-          request_max_body_size=8 * 1024 * 1024)  # fmt: skip
+    @post(
+        "/documents",
+        opt=needs(Scope.CASES_WRITE, _DOCUMENT_WRITERS, Action.EXCHANGE_DOCUMENT_CREATE),
+        summary="Upload a document",
+        request_max_body_size=8 * 1024 * 1024,
+    )
     async def upload(
         self,
         request: Request[Any, Any, Any],
@@ -94,21 +146,43 @@ class CaseController(Controller):
         content = await upload.read()
         async with tenant_transaction(request) as session:
             document = await cases.store_document(
-                session, exchange_deps(request), principal=principal_of(request), name=upload.filename,
-                media_type=upload.content_type, content=content,
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                name=upload.filename,
+                media_type=upload.content_type,
+                content=content,
                 max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
-            )  # fmt: skip
-        return DocumentOut(id=document.id, name=upload.filename, media_type=document.media_type, size=document.size,
-                           sha256=document.sha256)  # fmt: skip
+            )
+        return DocumentOut(
+            id=document.id,
+            name=upload.filename,
+            media_type=document.media_type,
+            size=document.size,
+            sha256=document.sha256,
+        )
 
-    @get("/documents/{document_id:uuid}", opt={SCOPE: Scope.CASES_READ, ROLES: _DOCUMENT_WRITERS},
-         summary="Download a document")  # fmt: skip
+    @get(
+        "/documents/{document_id:uuid}",
+        opt=needs(Scope.CASES_READ, _DOCUMENT_WRITERS, Action.EXCHANGE_DOCUMENT_READ),
+        summary="Download a document",
+    )
     async def download(self, request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
         async with tenant_transaction(request) as session:
             name, media_type, content = await cases.read_document(
-                session, exchange_deps(request), principal=principal_of(request), document_id=document_id
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                document_id=document_id,
             )
-        return Response(content, media_type=media_type, headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-        })  # fmt: skip
+        return Response(
+            content,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, put
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
-from gateway.auth.guards import ROLES, SCOPE
+from audit.events import Action
+from gateway.auth.guards import needs
+from gateway.controllers.context import principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.runtime import Runtime
 from tenants.models import Role, Scope, Tenant, TenantKind
-from tenants.persistence import platform_session, tenant_session
-from tenants.principal import Principal
+from tenants.persistence import platform_session
 from tenants.schemas import DirectoryEntry, DirectoryPage, DirectoryStats, ProfileUpdate
 from tenants.services import search_directory, update_profile
 
@@ -23,7 +24,8 @@ class DirectoryController(Controller):
     path = "/api/v1/directory"
     tags = ("directory",)
 
-    @get("/tenants", opt={SCOPE: Scope.DIRECTORY_READ, ROLES: _ANY_STAFF}, summary="Search partner agencies")
+    # The directory holds only what agencies publish about themselves: no tenant data, nothing to audit.
+    @get("/tenants", opt=needs(Scope.DIRECTORY_READ, _ANY_STAFF, None), summary="Search partner agencies")
     async def list_tenants(
         self,
         request: Request[Any, Any, Any],
@@ -37,14 +39,15 @@ class DirectoryController(Controller):
             tenants = await search_directory(session, kind=kind, region=region, text=q)
         return DirectoryPage(items=[_entry(t, runtime.settings.server.base_url) for t in tenants])
 
-    @put("/profile", opt={SCOPE: Scope.DIRECTORY_WRITE, ROLES: [Role.SUPERVISOR, Role.TENANT_ADMIN]},
-         summary="Publish the caller's own directory profile")  # fmt: skip
+    @put(
+        "/profile",
+        opt=needs(Scope.DIRECTORY_WRITE, [Role.SUPERVISOR, Role.TENANT_ADMIN], Action.TENANTS_PROFILE_UPDATE),
+        summary="Publish the caller's own directory profile",
+    )
     async def put_profile(self, request: Request[Any, Any, Any], data: JSONBody[ProfileUpdate]) -> DirectoryEntry:
-        runtime: Runtime = request.app.state.runtime
-        principal: Principal = request.scope["auth"]
-        async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
-            tenant = await update_profile(session, principal=principal, profile=data)
-        return _entry(tenant, runtime.settings.server.base_url)
+        async with tenant_transaction(request) as session:
+            tenant = await update_profile(session, principal=principal_of(request), profile=data)
+        return _entry(tenant, runtime_of(request).settings.server.base_url)
 
 
 def _entry(tenant: Tenant, base_url: str) -> DirectoryEntry:

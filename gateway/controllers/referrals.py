@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
+from audit.events import Action
 from exchange import messages, referrals
 from exchange.schemas import (
     MessageIn,
@@ -19,8 +20,8 @@ from exchange.schemas import (
     StatutoryBasisIn,
     TransitionIn,
 )
-from gateway.auth.guards import ROLES, SCOPE
-from gateway.controllers.context import exchange_deps, principal_of, tenant_transaction
+from gateway.auth.guards import needs
+from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from tenants.models import Role, Scope
 
 _SENDERS = [Role.SPECIALIST, Role.SUPERVISOR]
@@ -31,7 +32,11 @@ class ReferralController(Controller):
     path = "/api/v1/referrals"
     tags = ("referrals",)
 
-    @post("/", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _SENDERS}, summary="Send a referral")
+    @post(
+        "/",
+        opt=needs(Scope.REFERRALS_WRITE, _SENDERS, Action.EXCHANGE_REFERRAL_SEND),
+        summary="Send a referral",
+    )
     async def send(
         self,
         request: Request[Any, Any, Any],
@@ -41,12 +46,21 @@ class ReferralController(Controller):
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             referral, created = await referrals.send_referral(
-                session, deps, principal=principal_of(request), data=data, idempotency_key=idempotency_key
+                session,
+                deps,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                data=data,
+                idempotency_key=idempotency_key,
             )
             view = await referrals.referral_view(session, deps, referral)
         return Response(view, status_code=201 if created else 200)
 
-    @get("/", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS}, summary="Outgoing or incoming referrals")
+    @get(
+        "/",
+        opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_LIST),
+        summary="Outgoing or incoming referrals",
+    )
     async def list_referrals(
         self,
         request: Request[Any, Any, Any],
@@ -58,57 +72,105 @@ class ReferralController(Controller):
     ) -> ReferralPage:
         async with tenant_transaction(request) as session:
             items, next_cursor = await referrals.list_referrals(
-                session, exchange_deps(request), principal=principal_of(request), box=box, status=status,
-                overdue=overdue, cursor=cursor, limit=limit,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                box=box,
+                status=status,
+                overdue=overdue,
+                cursor=cursor,
+                limit=limit,
+            )
         return ReferralPage(items=items, next_cursor=next_cursor)
 
-    @get("/{referral_id:uuid}", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS}, summary="One referral")
+    @get(
+        "/{referral_id:uuid}",
+        opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ),
+        summary="One referral",
+    )
     async def get_referral(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> ReferralOut:
         async with tenant_transaction(request) as session:
             return await referrals.read_referral(
-                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
             )
 
-    @post("/{referral_id:uuid}/transition", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS}, status_code=200,
-          summary="Move a referral to another status")  # fmt: skip
+    @post(
+        "/{referral_id:uuid}/transition",
+        opt=needs(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_TRANSITION),
+        status_code=200,
+        summary="Move a referral to another status",
+    )
     async def transition(
         self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[TransitionIn]
     ) -> ReferralOut:
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             referral = await referrals.transition_referral(
-                session, deps, principal=principal_of(request), referral_id=referral_id, data=data
+                session,
+                deps,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+                data=data,
             )
             return await referrals.referral_view(session, deps, referral)
 
-    @post("/{referral_id:uuid}/messages", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS},
-          summary="Write to the partner in the referral's thread")  # fmt: skip
+    @post(
+        "/{referral_id:uuid}/messages",
+        opt=needs(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE),
+        summary="Write to the partner in the referral's thread",
+    )
     async def post_message(
         self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[MessageIn]
     ) -> MessageOut:
         async with tenant_transaction(request) as session:
             return await messages.post_message(
-                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id, data=data
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+                data=data,
             )
 
-    @get("/{referral_id:uuid}/messages", opt={SCOPE: Scope.REFERRALS_READ, ROLES: _ACTORS},
-         summary="The referral's thread")  # fmt: skip
+    @get(
+        "/{referral_id:uuid}/messages",
+        opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_MESSAGE_LIST),
+        summary="The referral's thread",
+    )
     async def list_messages(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> MessagePage:
         async with tenant_transaction(request) as session:
             items = await messages.list_messages(
-                session, exchange_deps(request), principal=principal_of(request), referral_id=referral_id
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
             )
         return MessagePage(items=items)
 
-    @post("/{referral_id:uuid}/legal-basis", opt={SCOPE: Scope.REFERRALS_WRITE, ROLES: _ACTORS}, status_code=200,
-          summary="Record the recipient's own legal basis for keeping the shared data")  # fmt: skip
+    @post(
+        "/{referral_id:uuid}/legal-basis",
+        opt=needs(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_BASIS),
+        status_code=200,
+        summary="Record the recipient's own legal basis for keeping the shared data",
+    )
     async def record_basis(
         self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[StatutoryBasisIn]
     ) -> ReferralOut:
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             referral = await messages.record_own_basis(
-                session, deps, principal=principal_of(request), referral_id=referral_id, data=data
+                session,
+                deps,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+                data=data,
             )
             return await referrals.referral_view(session, deps, referral)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import audit.models  # noqa: F401 - registers the audit tables on the shared metadata
 import exchange.models  # noqa: F401 - registers the exchange tables on the shared metadata
 from tenants.models import Base
 

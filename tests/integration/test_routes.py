@@ -10,8 +10,9 @@ from alembic.migration import MigrationContext
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
+from audit.events import Action
 from gateway.app import OPENAPI_PATH
-from gateway.auth.guards import PUBLIC, ROLES, SCOPE
+from gateway.auth.guards import AUDIT, PUBLIC, ROLES, SCOPE
 from gateway.runtime import Runtime
 from tenants.models import Base, Role, Scope
 
@@ -45,6 +46,26 @@ def test_every_route_declares_access(app: Litestar) -> None:
             if opt.get(SCOPE) not in set(Scope) or not opt.get(ROLES) or not set(opt[ROLES]) <= set(Role):
                 undeclared.append(f"{route.path}: no scope/roles declared")
     assert undeclared == []
+
+
+# Routes that touch no tenant data, and why: anything else under /api must declare the audit action it records.
+UNAUDITED = {"/api/v1/directory/tenants": "public profiles agencies publish about themselves"}
+
+
+def test_every_api_route_declares_its_audit_action(app: Litestar) -> None:
+    missing = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:
+                continue
+            action = handler.opt.get(AUDIT, "undeclared")
+            if action == "undeclared" or (action is None and route.path not in UNAUDITED):
+                missing.append(f"{sorted(handler.http_methods)} {route.path}")
+            elif action is not None:
+                assert action in set(Action), route.path
+    assert missing == []
 
 
 def test_api_routes_are_never_public(app: Litestar) -> None:

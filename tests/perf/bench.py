@@ -374,7 +374,7 @@ async def measure_reads(stack: Stack, headers: dict[str, str], ids: list[str], m
     return {
         "bare_litestar_rps": round(bare_rps, 1),
         "referral_read_rps": round(read_rps, 1),
-        "read_ratio": round(read_rps / bare_rps, 3),
+        "read_ratio": round(read_rps / bare_rps, 3) if bare_rps else None,
         "read_errors": {"bare": bare_errors, "referral": read_errors},
     }
 
@@ -391,8 +391,8 @@ async def bench(mode: Mode, clients: int, work: Path) -> dict[str, Any]:
     for line, times in exceptions.most_common(3):
         log(f"gateway log, {times}x: {line[:200]}")
     notes = [
-        "the audit trail does not exist yet (audit/ is empty): audit_append_per_s, audit_verify_per_s and "
-        "subject_report_ms are null, not measured",
+        "the audit trail does not exist yet: audit_append_per_s, audit_verify_per_s and subject_report_ms are "
+        "null, not measured (measure them here once audit append, verify and the subject report exist)",
         "one casebridge serve (uvicorn, 1 worker, SQLite) serves both tenants; nats-server and the httpx load "
         "generator share the same cores; rate limit 1000000/min and token TTL 3600 s for the run",
     ]  # fmt: skip
@@ -433,6 +433,9 @@ def main() -> None:
         except BenchError as exc:
             log(f"error: {exc}")
             raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            log("interrupted; every process it started has been stopped")
+            raise SystemExit(130) from None
     result["ratios"] = ratios(result)
     # Anything else running on a 2-core machine shows directly in these numbers.
     result["load_average_at_start"] = round(load_average, 2)

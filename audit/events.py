@@ -1,0 +1,111 @@
+"""The audit event schema (version 1), modelled on FHIR AuditEvent / IHE BALP, and its append-only action names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Action(enum.StrEnum):
+    """What happened, as `area:resource:action`. Append-only: never rename or reuse a value."""
+
+    TENANTS_SESSION_SIGN_IN = "tenants:session:sign-in"
+    TENANTS_SESSION_SIGN_IN_FAILED = "tenants:session:sign-in-failed"
+    TENANTS_SESSION_LOCKED = "tenants:session:locked"
+    TENANTS_TOKEN_ISSUE = "tenants:token:issue"  # noqa: S105 - an action name, not a secret
+    TENANTS_TOKEN_REFUSE = "tenants:token:refuse"  # noqa: S105 - an action name, not a secret
+    TENANTS_DIRECTORY_READ = "tenants:directory:read"
+    TENANTS_PROFILE_UPDATE = "tenants:profile:update"
+    TENANTS_KEYS_ROTATE = "tenants:keys:rotate"
+    EXCHANGE_CASE_CREATE = "exchange:case:create"
+    EXCHANGE_CASE_READ = "exchange:case:read"
+    EXCHANGE_CASE_LIST = "exchange:case:list"
+    EXCHANGE_CONSENT_CREATE = "exchange:consent:create"
+    EXCHANGE_CONSENT_LIST = "exchange:consent:list"
+    EXCHANGE_CONSENT_WITHDRAW = "exchange:consent:withdraw"
+    EXCHANGE_DOCUMENT_CREATE = "exchange:document:create"
+    EXCHANGE_DOCUMENT_READ = "exchange:document:read"
+    EXCHANGE_REFERRAL_SEND = "exchange:referral:send"
+    EXCHANGE_REFERRAL_READ = "exchange:referral:read"
+    EXCHANGE_REFERRAL_LIST = "exchange:referral:list"
+    EXCHANGE_REFERRAL_TRANSITION = "exchange:referral:transition"
+    EXCHANGE_REFERRAL_RECEIVE = "exchange:referral:receive"
+    EXCHANGE_REFERRAL_BASIS = "exchange:referral:basis"
+    EXCHANGE_MESSAGE_CREATE = "exchange:message:create"
+    EXCHANGE_MESSAGE_LIST = "exchange:message:list"
+    EXCHANGE_ENVELOPE_PARK = "exchange:envelope:park"
+    EXCHANGE_CONSENT_WITHDRAWAL_APPLY = "exchange:consent:withdrawal-apply"
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    kind: str  # "user" | "client" | "system"
+    id: uuid.UUID | None
+    tenant_id: uuid.UUID | None
+    role: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRecord:
+    """One event as written to the log. `subjects` holds keyed pseudonyms only, never names or identifiers."""
+
+    id: uuid.UUID
+    time: dt.datetime
+    log_tenant_id: uuid.UUID | None  # whose audit trail this belongs to (None: the platform's own)
+    actor: Actor
+    action: Action
+    outcome: Outcome
+    resource_type: str | None = None
+    resource_id: str | None = None
+    subjects: tuple[str, ...] = ()
+    purpose: str | None = None
+    legal_basis: str | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    source: str | None = None
+    user_agent: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned wire form that is chained and sealed; new members go last, with defaults."""
+        return {
+            "v": SCHEMA_VERSION,
+            "id": str(self.id),
+            "time": self.time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "log_tenant": str(self.log_tenant_id) if self.log_tenant_id else None,
+            "actor": {
+                "kind": self.actor.kind,
+                "id": str(self.actor.id) if self.actor.id else None,
+                "tenant": str(self.actor.tenant_id) if self.actor.tenant_id else None,
+                "role": self.actor.role,
+            },
+            "action": self.action.value,
+            "outcome": self.outcome.value,
+            "resource": {"type": self.resource_type, "id": self.resource_id},
+            "subjects": list(self.subjects),
+            "purpose": self.purpose,
+            "legal_basis": self.legal_basis,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "source": self.source,
+            "user_agent": (self.user_agent or "")[:256] or None,
+            "extra": self.extra,
+        }
+
+
+def pseudonym(key: bytes, subject_id: uuid.UUID) -> str:
+    """A subject's keyed pseudonym: stable for one tenant's key, meaningless without it (HMAC-SHA-256)."""
+    return "ps_" + hmac.new(key, subject_id.bytes, hashlib.sha256).hexdigest()[:32]

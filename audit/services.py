@@ -1,0 +1,143 @@
+"""Appending to the audit trail: events are written in the caller's transaction, so they commit with the change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import rfc8785
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from audit.events import Action, Actor, AuditEventRecord, Outcome, pseudonym
+from audit.models import AuditEvent, AuditEventSubject
+from tenants.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request_id: str | None
+    source: str | None
+    user_agent: str | None
+
+
+class AuditLog:
+    """Builds events (pseudonymising subjects with the owning tenant's key) and adds them to a session."""
+
+    def __init__(self, clock: Clock, pseudonym_key: Callable[[uuid.UUID], bytes]) -> None:
+        self._clock = clock
+        self._key = pseudonym_key
+
+    def pseudonyms(self, owner_tenant_id: uuid.UUID, subject_ids: Iterable[uuid.UUID]) -> tuple[str, ...]:
+        key = self._key(owner_tenant_id)
+        return tuple(sorted({pseudonym(key, s) for s in subject_ids}))
+
+    def append(
+        self,
+        session: AsyncSession,
+        *,
+        action: Action,
+        outcome: Outcome,
+        actor: Actor,
+        log_tenant_id: uuid.UUID | None,
+        context: RequestContext | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        subjects: tuple[str, ...] = (),
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> AuditEventRecord:
+        record = AuditEventRecord(
+            id=uuid7(),
+            time=at or self._clock.now(),
+            log_tenant_id=log_tenant_id,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            subjects=subjects,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            reason=reason,
+            request_id=context.request_id if context else None,
+            source=context.source if context else None,
+            user_agent=context.user_agent if context else None,
+            extra=extra or {},
+        )
+        session.add(
+            AuditEvent(
+                id=record.id,
+                log_tenant_id=log_tenant_id,
+                recorded_at=record.time,
+                action=action.value,
+                outcome=outcome.value,
+                actor_id=actor.id,
+                actor_tenant_id=actor.tenant_id,
+                resource_id=resource_id,
+                canonical=rfc8785.dumps(record.to_json()).decode(),
+            )
+        )
+        for name in subjects:
+            session.add(AuditEventSubject(event_id=record.id, pseudonym=name))
+        return record
+
+
+@dataclass(slots=True)
+class AccessScope:
+    """What one request touched, reported by the operation and written as one event before its transaction commits.
+
+    Operations call `touched(...)`; the gateway supplies the action, the actor and the request context.
+    """
+
+    log: AuditLog
+    actor: Actor
+    log_tenant_id: uuid.UUID
+    action: Action
+    context: RequestContext
+    resource_type: str | None = None
+    resource_id: str | None = None
+    subjects: set[str] = field(default_factory=set)
+    purpose: str | None = None
+    legal_basis: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def touched(
+        self,
+        *,
+        resource_type: str | None = None,
+        resource_id: uuid.UUID | str | None = None,
+        subjects: Iterable[str] = (),
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        **extra: Any,
+    ) -> None:
+        self.resource_type = resource_type or self.resource_type
+        self.resource_id = str(resource_id) if resource_id is not None else self.resource_id
+        self.subjects.update(subjects)
+        self.purpose = purpose or self.purpose
+        self.legal_basis = legal_basis or self.legal_basis
+        self.extra.update(extra)
+
+    def write(self, session: AsyncSession, *, outcome: Outcome = Outcome.SUCCESS, reason: str | None = None) -> None:
+        self.log.append(
+            session,
+            action=self.action,
+            outcome=outcome,
+            actor=self.actor,
+            log_tenant_id=self.log_tenant_id,
+            context=self.context,
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            subjects=tuple(sorted(self.subjects)),
+            purpose=self.purpose,
+            legal_basis=self.legal_basis,
+            reason=reason,
+            extra=self.extra,
+        )
