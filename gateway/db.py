@@ -30,7 +30,12 @@ class MasterKeyError(RuntimeError):
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     if settings.is_sqlite:
-        engine = create_async_engine(settings.url, connect_args={"timeout": 30})
+        # One connection: SQLite admits one writer at a time anyway, and queueing for the pool is an asyncio wait,
+        # where contending connections would poll SQLite's lock with sleeps of up to 100 ms. Nothing may open a
+        # second session while holding one (see tenants.keys.PublishedKeys).
+        engine = create_async_engine(
+            settings.url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite_begin_immediate)
         return engine
