@@ -425,17 +425,6 @@ async def document_contents(session: AsyncSession, deps: ExchangeDeps, document:
     return str(name), key.open_bytes(document.content, context=context)
 
 
-async def read_document(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, document_id: uuid.UUID
-) -> tuple[str, str, bytes]:
-    audit.touched(resource_type="document", resource_id=document_id)
-    document = await access_document(session, principal, document_id, for_write=False)
-    if document.data_key_wrapped is None:
-        raise NotFound("No such document.")  # destroyed after a withdrawal: gone for good
-    name, content = await document_contents(session, deps, document)
-    return name, document.media_type, content
-
-
 async def active_recipient(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
     tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
     if tenant is None or tenant.status != TenantStatus.ACTIVE:

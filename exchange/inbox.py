@@ -38,6 +38,8 @@ from tenants.models import KeyUse, Tenant
 from tenants.persistence import platform_session
 
 log = logging.getLogger("casebridge.exchange")
+# What a partner's access receipt may report: opening shared data, nothing else.
+PARTNER_READ_ACTIONS = frozenset({Action.EXCHANGE_REFERRAL_READ, Action.EXCHANGE_DOCUMENT_READ})
 # This node acting on its own (applying envelopes), not on behalf of a person or an agency system.
 SYSTEM_ACTOR = Actor(kind="system", id=None, tenant_id=None, role=None)
 
@@ -156,6 +158,7 @@ class Inbox:
             EnvelopeType.REFERRAL_REQUESTED: self._referral_requested,
             EnvelopeType.REFERRAL_STATUS: self._referral_status,
             EnvelopeType.REFERRAL_MESSAGE: self._referral_message,
+            EnvelopeType.ACCESS_RECEIPT: self._access_receipt,
             EnvelopeType.CONSENT_WITHDRAWN: self._consent_withdrawn,
             EnvelopeType.RECEIPT: self._receipt,
         }
@@ -238,6 +241,27 @@ class Inbox:
             await apply_message(session, self._deps, referral, opened)
         except (KeyError, ValueError, TypeError) as exc:
             raise Unapplicable("the message or one of its attachments is malformed") from exc
+
+    async def _access_receipt(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        """A partner reports that someone there opened data this tenant shared: record it in this tenant's trail."""
+        body = opened.body
+        referral = await self._counterpart_copy(session, opened, str(body.get("referral_id")))
+        if referral.side != Side.SENDER:
+            raise Unapplicable("only the agency that shared a referral receives access receipts for it")
+        action = Action(str(body["action"]))
+        if action not in PARTNER_READ_ACTIONS:
+            raise Unapplicable("an access receipt reports reads only")
+        actor = body.get("actor") or {}
+        self._deps.audit.append(
+            session, action=action, outcome=Outcome.SUCCESS,
+            actor=Actor(kind=str(actor.get("kind")), id=uuid.UUID(actor["id"]) if actor.get("id") else None,
+                        tenant_id=opened.header.sender, role=actor.get("role")),
+            log_tenant_id=referral.tenant_id, resource_type="referral", resource_id=str(referral.exchange_id),
+            subjects=tuple(str(s) for s in body.get("subjects", [])), purpose=body.get("purpose"),
+            extra={"reported_by": str(opened.header.sender), "receipt": str(opened.header.envelope_id),
+                   "partner_resource": body.get("resource")},
+            at=dt.datetime.fromisoformat(str(body["at"])),
+        )  # fmt: skip
 
     async def _consent_withdrawn(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
         for referral_id in opened.body.get("referral_ids", []):

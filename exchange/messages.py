@@ -21,14 +21,33 @@ from exchange.errors import ConsentRequired
 from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
 from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.referrals import _referral_key, referral_pseudonyms
+from exchange.referrals import _referral_key, referral_pseudonyms, report_access
 from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
-from tenants.errors import Forbidden, InvalidInput
+from tenants.errors import Forbidden, InvalidInput, NotFound
 from tenants.models import Tenant
 from tenants.principal import Principal
 
 # Attachments travel inside the envelope; together they must leave room under the envelope body limit.
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
+
+
+async def read_document(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, document_id: uuid.UUID
+) -> tuple[str, str, bytes]:
+    audit.touched(resource_type="document", resource_id=document_id)
+    document = await access_document(session, principal, document_id, for_write=False)
+    if document.data_key_wrapped is None:
+        raise NotFound("No such document.")  # destroyed after a withdrawal: gone for good
+    name, content = await document_contents(session, deps, document)
+    if document.referral_id is not None:
+        referral = await session.scalar(
+            select(Referral).where(Referral.id == document.referral_id, Referral.tenant_id == principal.tenant_id)
+        )
+        if referral is not None:
+            pseudonyms = await referral_pseudonyms(session, deps, referral)
+            audit.touched(subjects=pseudonyms, referral=str(referral.exchange_id))
+            await report_access(session, deps, referral, audit, pseudonyms)
+    return name, document.media_type, content
 
 
 async def post_message(

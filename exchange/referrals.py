@@ -403,9 +403,29 @@ async def read_referral(
 ) -> ReferralOut:
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
-    audit.touched(subjects=await referral_pseudonyms(session, deps, referral), purpose=referral.purpose,
-                  legal_basis=referral.legal_basis, side=referral.side)  # fmt: skip
-    return await referral_view(session, deps, referral)
+    pseudonyms = await referral_pseudonyms(session, deps, referral)
+    audit.touched(subjects=pseudonyms, purpose=referral.purpose, legal_basis=referral.legal_basis, side=referral.side)
+    view = await referral_view(session, deps, referral)
+    await report_access(session, deps, referral, audit, pseudonyms)
+    return view
+
+
+async def report_access(
+    session: AsyncSession, deps: ExchangeDeps, referral: Referral, audit: AccessScope, pseudonyms: list[str]
+) -> None:
+    """Tell the sharing agency who at this agency opened what it shared (an access.receipt for its audit trail)."""
+    if referral.side != Side.RECIPIENT or referral.restricted:
+        return
+    actor = audit.actor
+    await enqueue(
+        session, deps, sender=referral.tenant_id, recipient=referral.from_tenant_id,
+        envelope_type=EnvelopeType.ACCESS_RECEIPT,
+        body={
+            "referral_id": str(referral.exchange_id), "action": audit.action.value, "at": deps.clock.now().isoformat(),
+            "actor": {"kind": actor.kind, "id": str(actor.id) if actor.id else None, "role": actor.role},
+            "purpose": referral.purpose, "subjects": pseudonyms, "resource": audit.resource_id,
+        },
+    )  # fmt: skip
 
 
 async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> list[str]:

@@ -12,7 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from audit.events import Action
-from exchange import cases
+from exchange import cases, messages
 from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
@@ -170,7 +170,7 @@ class CaseController(Controller):
     )
     async def download(self, request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
         async with tenant_transaction(request) as session:
-            name, media_type, content = await cases.read_document(
+            name, media_type, content = await messages.read_document(
                 session,
                 exchange_deps(request),
                 principal=principal_of(request),

@@ -101,3 +101,31 @@ async def test_parked_envelopes_are_audited(agencies: tuple[Agency, Agency, Agen
 
 async def _readable(agency: Agency, referral_id: str) -> bool:
     return (await agency.get(f"/api/v1/referrals/{referral_id}")).status_code == 200
+
+
+async def test_partner_access_is_reported_to_the_sharing_agency(
+    agencies: tuple[Agency, Agency, Agency], runtime: Runtime
+) -> None:
+    centre, opeka, _ = agencies
+    case, _ = await open_case(centre, opeka)
+    sent = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"]))
+    referral_id = sent.json()["id"]
+    await eventually(lambda: _readable(opeka, referral_id))
+
+    async def partner_read_in_centre_log() -> dict[str, object] | None:
+        for event in await _events(runtime, centre.id):
+            actor = event["actor"]
+            if (
+                event["action"] == "exchange:referral:read"
+                and isinstance(actor, dict)
+                and actor["tenant"] == str(opeka.id)
+            ):
+                return event
+        return None
+
+    event = await eventually(partner_read_in_centre_log)
+    assert event["actor"] == {"kind": "client", "id": opeka.client.client_id, "tenant": str(opeka.id), "role": "intake"}
+    send = next(e for e in await _events(runtime, centre.id) if e["action"] == "exchange:referral:send")
+    assert event["subjects"] == send["subjects"]
+    assert event["resource"] == {"type": "referral", "id": referral_id}
+    assert event["purpose"] == "social_support"
