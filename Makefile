@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Subject access reports are rendered to PDF with a font that covers Cyrillic.
+PDF_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 .PHONY: run test lint format
 
@@ -14,12 +16,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(PDF_FONT):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; \
+	else \
+		echo "casebridge: install the fonts-dejavu-core package (or set CASEBRIDGE_AUDIT_PDF_FONT) for PDF reports" >&2; \
+	fi
+
+run: $(STAMP) $(PDF_FONT)
 	$(BIN)/casebridge db upgrade
 	$(BIN)/casebridge demo seed --if-empty
 	exec $(BIN)/casebridge serve
 
-test: $(STAMP)
+test: $(STAMP) $(PDF_FONT)
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -42,6 +42,11 @@ class Action(enum.StrEnum):
     EXCHANGE_MESSAGE_LIST = "exchange:message:list"
     EXCHANGE_ENVELOPE_PARK = "exchange:envelope:park"
     EXCHANGE_CONSENT_WITHDRAWAL_APPLY = "exchange:consent:withdrawal-apply"
+    AUDIT_EVENTS_SEARCH = "audit:events:search"
+    AUDIT_SUBJECT_REPORT = "audit:subject:report"
+    AUDIT_REVIEW_LIST = "audit:review:list"
+    AUDIT_REVIEW_MARK = "audit:review:mark"
+    AUDIT_ANOMALIES_LIST = "audit:anomalies:list"
 
 
 class Outcome(enum.StrEnum):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
-from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ForeignKey, Index, String, Text
+from advanced_alchemy.base import DefaultBase
+from advanced_alchemy.types import GUID, DateTimeUTC
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from audit.merkle import HASH_SIZE
 from tenants.models import Base
 
 
@@ -36,3 +39,99 @@ class AuditEventSubject(Base):
 
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_event.id"), index=True)
     pseudonym: Mapped[str] = mapped_column(String(40), index=True)
+
+
+# The sealed log's own tables use natural keys (sequence number, tree size) instead of Base's UUID id and
+# created/updated columns, so they derive from advanced-alchemy's key-less base on the same metadata.
+
+# A log position: BIGINT on PostgreSQL because a busy log can outgrow 2**31 events; SQLite integers are 64-bit anyway.
+_POSITION = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditSeal(DefaultBase):
+    """An event's place in the sealed log: its sequence number, its hash-chain link and its Merkle leaf hash.
+
+    Written only by the sealer and only ever inserted; the event row itself is never updated.
+    """
+
+    __tablename__ = "audit_seal"
+    __table_args__ = (
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        CheckConstraint(f"length(chain_hash) = {HASH_SIZE}", name="chain_hash_size"),
+        CheckConstraint(f"length(leaf_hash) = {HASH_SIZE}", name="leaf_hash_size"),
+    )
+
+    seq: Mapped[int] = mapped_column(_POSITION, primary_key=True, autoincrement=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(GUID(length=16), ForeignKey("audit_event.id"), unique=True)
+    # SHA-256(previous chain_hash, or 32 zero bytes at seq 1 || the event's canonical UTF-8 bytes)
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    # RFC 6962 leaf hash of the canonical bytes; leaf index = seq - 1
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    sealed_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class AuditCheckpoint(DefaultBase):
+    """A signed checkpoint of the sealed log: the RFC 6962 root over its first `size` events, as a signed note."""
+
+    __tablename__ = "audit_checkpoint"
+    __table_args__ = (
+        CheckConstraint("size >= 1", name="size_positive"),
+        CheckConstraint(f"length(root) = {HASH_SIZE}", name="root_size"),
+    )
+
+    size: Mapped[int] = mapped_column(_POSITION, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    note: Mapped[str] = mapped_column(Text)  # C2SP tlog-checkpoint body + Ed25519 signed-note signature
+    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class AuditSealerLease(DefaultBase):
+    """The one row saying which gateway process seals the log, and until when (leadership by lease)."""
+
+    __tablename__ = "audit_sealer_lease"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+LEASE_ROW_ID = 1
+
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+# Tables the application may only add to and read (PostgreSQL grants; see append_only_grants_sql).
+APPEND_ONLY_TABLES = ("audit_event", "audit_event_subject", "audit_seal", "audit_checkpoint")
+
+
+def append_only_grants_sql(role: str) -> list[str]:
+    """Statements that leave `role` only INSERT and SELECT on the audit tables (and UPDATE on the lease row).
+
+    Run by the table owner. `role` must be a plain lower-case identifier; it is interpolated, not bound.
+    """
+    if not _ROLE_NAME.fullmatch(role):
+        raise ValueError("role must be a lower-case SQL identifier")
+    tables = ", ".join(APPEND_ONLY_TABLES)
+    return [
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {tables} FROM {role}",
+        f"GRANT INSERT, SELECT ON {tables} TO {role}",
+        f"REVOKE DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_sealer_lease FROM {role}",
+        f"GRANT INSERT, SELECT, UPDATE ON audit_sealer_lease TO {role}",
+    ]
+
+
+class ReviewMark(Base):
+    """A data-protection officer's review of one event from the review queue (statutory shares, break-glass uses).
+
+    Marks live beside the log, never in it: the event itself stays as sealed. The review is itself an audit event.
+    """
+
+    __tablename__ = "audit_review_mark"
+
+    # Whose trail the reviewed event is in; row-level security keys on it, as on audit_event.
+    log_tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_event.id"), unique=True)
+    reviewer_kind: Mapped[str] = mapped_column(String(8))
+    reviewer_id: Mapped[uuid.UUID] = mapped_column()
+    at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text, default=None)

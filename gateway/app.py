@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
@@ -26,8 +27,9 @@ from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bus import Bus, BusError
+from gateway.bus import AUDIT_STREAM, Bus, BusError
 from gateway.controllers import health, metadata, oauth
+from gateway.controllers.audit import AuditController
 from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
 from gateway.controllers.referrals import ReferralController
@@ -101,6 +103,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         exchange=exchange,
         inbox=inbox,
         workers=ExchangeWorkers(bus=bus, sessions=sessions, clock=clock, handler=inbox.receive),
+        sealer=Sealer(sessions, keyring, clock, origin=log_origin(settings.server.base_url), publish=_publisher(bus)),
     )
 
 
@@ -115,8 +118,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.bus.start()
             _check_bus_payload_limit(runtime.bus)
             runtime.workers.start()
+            runtime.sealer.start()
             yield
         finally:
+            await runtime.sealer.stop()
             await runtime.workers.stop()
             await runtime.bus.stop()
             await runtime.engine.dispose()
@@ -133,6 +138,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             DirectoryController,
             CaseController,
             ReferralController,
+            AuditController,
             *WEB_ROUTES,
         ],
         guards=[_guard_api_routes],
@@ -167,6 +173,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _publisher(bus: Bus) -> Publish:
+    """Signed checkpoints go to the CB_AUDIT stream, where outside witnesses can keep copies."""
+
+    async def publish(subject: str, payload: bytes) -> None:
+        await bus.js.publish(subject, payload, stream=AUDIT_STREAM, timeout=5)
+
+    return publish
 
 
 def _check_bus_payload_limit(bus: Bus) -> None:

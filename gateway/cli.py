@@ -12,18 +12,24 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+from audit.export import ExportError, export_database, read_export
+from audit.sealer import log_origin
+from audit.verify import verify_database, verify_log
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.db import MasterKeyError, create_engine, ensure_data_dir, schema_is_current, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 from tenants import services
+from tenants.clock import SystemClock
 from tenants.errors import CasebridgeError, KeyUnavailable
 from tenants.models import Role, Scope, Tenant, TenantKind
-from tenants.persistence import platform_session
+from tenants.persistence import make_sessionmaker, platform_session
 from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
 
 
@@ -47,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
     sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+    if result.get("ok") is False:  # `audit verify` found problems: the report is on stdout, the verdict is the code
+        raise SystemExit(1)
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
@@ -106,6 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     rotate = keys.add_parser("rotate", help="rotate a tenant's encryption, signing and data keys")
     rotate.add_argument("--tenant", required=True, help="tenant slug")
 
+    audit = commands.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(
+        dest="action", required=True
+    )
+    verify = audit.add_parser(
+        "verify", help="re-check the hash chain, the Merkle tree and the signed checkpoints (seals nothing)"
+    )
+    verify.add_argument(
+        "--from-export", type=Path, metavar="FILE", help="verify an export file instead of the database"
+    )
+    verify.add_argument(
+        "--key",
+        action="append",
+        metavar="VERIFIER_KEY",
+        help="trust only this checkpoint key (<origin>+<key id>+<key>; repeatable), not the keys stored with the log",
+    )
+    export = audit.add_parser("export", help="write the sealed log, its checkpoints and keys to a JSON Lines file")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE")
+
     demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
     seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
     seed.add_argument("--if-empty", action="store_true", help="do nothing (and succeed) when tenants exist")
@@ -159,6 +185,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             return {"upgraded": True, "database": engine.url.render_as_string(hide_password=True)}
         finally:
             await engine.dispose()
+    if args.command == "audit":
+        # Neither the bus nor the master key: verifying needs only public keys, and an export only the database.
+        return await _audit(settings, args)
     runtime = build_runtime(settings)
     try:
         handler = _HANDLERS[(args.command, args.action)]
@@ -229,6 +258,57 @@ async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, 
     async with platform_session(runtime.sessions) as session, session.begin():
         rotated = await services.rotate_keys(session, runtime.keyring, slug=args.tenant)
     return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    pinned = _pinned_keys(args.key) if args.action == "verify" and args.key else None
+    # A pinned key names the log it signs for; otherwise the export names its log, and this node's URL names its own.
+    pinned_origin, pinned_keys = pinned if pinned else (None, None)
+    if args.action == "verify" and args.from_export is not None:
+        try:
+            export = read_export(args.from_export)
+        except OSError as exc:
+            raise CliError(f"cannot read the export file {args.from_export}: {exc.strerror}") from exc
+        except ExportError as exc:
+            raise CliError(f"the export file {args.from_export} is damaged: {exc}") from exc
+        return verify_log(
+            export.events,
+            export.checkpoints,
+            origin=pinned_origin or export.origin,
+            public_keys=pinned_keys or export.public_keys,
+        ).to_json()
+    engine = create_engine(settings.database)
+    try:
+        if not await schema_is_current(engine):
+            raise CliError("the database schema is not up to date; run 'casebridge db upgrade' first")
+        sessions = make_sessionmaker(engine)
+        origin = pinned_origin or log_origin(settings.server.base_url)
+        now = SystemClock().now()
+        if args.action == "export":
+            try:
+                summary = await export_database(sessions, args.out, origin=origin, exported_at=now)
+            except OSError as exc:
+                raise CliError(f"cannot write the export file {args.out}: {exc.strerror}") from exc
+            return summary.to_json()
+        result = await verify_database(sessions, origin=origin, now=now, public_keys=pinned_keys)
+        return result.to_json()
+    finally:
+        await engine.dispose()
+
+
+def _pinned_keys(texts: list[str]) -> tuple[str, list[Ed25519PublicKey]]:
+    """The log origin and keys from --key verifier keys, which must all name the same log."""
+    names, keys = set(), []
+    for text in texts:
+        try:
+            name, key = parse_verifier_key(text)
+        except CheckpointFormatError as exc:
+            raise CliError(f"--key {text!r} is not a verifier key: {exc.detail}") from exc
+        names.add(name)
+        keys.append(key)
+    if len(names) != 1:
+        raise CliError("every --key must name the same log")
+    return names.pop(), keys
 
 
 _DEMO_TENANTS = (

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.inbox import Inbox
 from gateway.auth.oauth import TokenEndpoint
@@ -37,6 +38,7 @@ class Runtime:
     exchange: ExchangeDeps
     inbox: Inbox
     workers: ExchangeWorkers
+    sealer: Sealer
 
     def wake_relay(self) -> None:
         """Nudge the outbox relay after a commit that may have added envelopes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,7 @@ class Settings:
     sessions: SessionSettings
     rate_limits: RateLimitSettings
     exchange: ExchangeSettings
+    audit: AuditSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,6 +182,7 @@ class Settings:
             rate_limits=RateLimitSettings(
                 requests_per_minute=env.integer("CASEBRIDGE_RATE_LIMIT_PER_MINUTE", 600, low=1, high=1_000_000),
             ),
+            audit=AuditSettings.from_env(env),
         )
 
 
@@ -219,3 +222,43 @@ class _Env:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    bulk_subjects_per_hour: int
+    """CASEBRIDGE_AUDIT_BULK_SUBJECTS_PER_HOUR: distinct subjects one actor may read within an hour before the DPO's
+    anomaly list flags a bulk read (default 50)."""
+    off_hours: tuple[int, int]
+    """CASEBRIDGE_AUDIT_OFF_HOURS: local hours "FROM-TO" in which reads of subject data are flagged; FROM > TO wraps
+    past midnight (default "20-08"; "0-0" turns the rule off)."""
+    timezone: str
+    """CASEBRIDGE_AUDIT_TIMEZONE: IANA time zone of the off-hours window (default Europe/Moscow)."""
+    denials_per_hour: int
+    """CASEBRIDGE_AUDIT_DENIALS_PER_HOUR: refusals of one actor within an hour before they are flagged (default 10)."""
+    pdf_font: Path | None
+    """CASEBRIDGE_AUDIT_PDF_FONT: a TrueType font with Cyrillic for PDF subject reports (default: DejaVu Sans,
+    looked up on the system)."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> AuditSettings:
+        timezone = env.text("CASEBRIDGE_AUDIT_TIMEZONE", "Europe/Moscow")
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"CASEBRIDGE_AUDIT_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
+        font = env.optional("CASEBRIDGE_AUDIT_PDF_FONT")
+        return cls(
+            bulk_subjects_per_hour=env.integer("CASEBRIDGE_AUDIT_BULK_SUBJECTS_PER_HOUR", 50, low=1, high=1_000_000),
+            off_hours=_hour_range(env.text("CASEBRIDGE_AUDIT_OFF_HOURS", "20-08")),
+            timezone=timezone,
+            denials_per_hour=env.integer("CASEBRIDGE_AUDIT_DENIALS_PER_HOUR", 10, low=1, high=1_000_000),
+            pdf_font=Path(font).resolve() if font else None,
+        )
+
+
+def _hour_range(raw: str) -> tuple[int, int]:
+    start, sep, end = raw.partition("-")
+    if sep and start.strip().isdigit() and end.strip().isdigit() and int(start) < 24 and int(end) < 24:
+        return int(start), int(end)
+    raise SettingsError(f"CASEBRIDGE_AUDIT_OFF_HOURS must be two hours 0-23 as FROM-TO (e.g. 20-08), got {raw!r}")

@@ -19,7 +19,11 @@ async def live() -> dict[str, str]:
 @get("/health/ready", opt={PUBLIC: True}, tags=["health"], summary="Database and bus are reachable")
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     runtime: Runtime = request.app.state.runtime
-    checks = {"database": await _database_ok(runtime), "bus": await runtime.bus.is_ready()}
+    checks = {
+        "database": await _database_ok(runtime),
+        "bus": await runtime.bus.is_ready(),
+        "audit_sealer": runtime.sealer.status().healthy,
+    }
     down = sorted(name for name, ok in checks.items() if not ok)
     if down:
         return Response(

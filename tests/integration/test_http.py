@@ -141,7 +141,7 @@ async def test_rate_limit_answers_429_with_retry_after(
 
 async def test_readiness_names_what_is_down(app: Litestar, api: httpx.AsyncClient, runtime: Runtime) -> None:
     ready = await api.get("/health/ready")
-    assert ready.json() == {"status": "ok", "checks": {"database": True, "bus": True}}
+    assert ready.json() == {"status": "ok", "checks": {"database": True, "bus": True, "audit_sealer": True}}
     await runtime.bus.stop()
     down = await api.get("/health/ready")
     assert down.status_code == 503

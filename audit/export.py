@@ -1,0 +1,292 @@
+"""The audit export: a self-contained JSON Lines file holding the sealed log, its checkpoints and the log's keys.
+
+Anyone can verify it offline (``casebridge audit verify --from-export FILE`` or an independent implementation of
+docs/audit.md). Reading is strict: a truncated or edited line is an ExportError naming the line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+from audit.merkle import HASH_SIZE, MerkleAccumulator
+from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
+from audit.verify import SealedEvent, checkpoint_keys, snapshot_session, verifier_keys
+
+__all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "export_database", "read_export",
+           "write_export"]  # fmt: skip
+
+FORMAT = "casebridge-audit-export"
+VERSION = 1
+
+
+class ExportError(ValueError):
+    """An export file that cannot be read: ``line`` (1-based) says where, ``detail`` what is wrong."""
+
+    def __init__(self, line: int, detail: str) -> None:
+        super().__init__(f"line {line}: {detail}")
+        self.line = line
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class AuditExport:
+    origin: str
+    exported_at: str
+    verifier_keys: list[str]
+    public_keys: list[Ed25519PublicKey]
+    events: list[SealedEvent]
+    checkpoints: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    size: int
+    root: bytes  # RFC 6962 root over the exported leaf hashes
+    file: Path
+
+    def to_json(self) -> dict[str, object]:
+        return {"size": self.size, "root": self.root.hex(), "file": str(self.file)}
+
+
+# -- the lines (the wire format; new fields go last, with defaults) -------------------------------------------------
+
+
+class _Header(msgspec.Struct, tag_field="type", tag="header"):
+    format: str
+    version: int
+    origin: str
+    exported_at: str
+    public_keys: list[str]
+
+
+class _Event(msgspec.Struct, tag_field="type", tag="event"):
+    seq: int
+    event_id: str
+    canonical: str | None
+    chain_hash: str
+    leaf_hash: str
+
+
+class _Checkpoint(msgspec.Struct, tag_field="type", tag="checkpoint"):
+    note: str
+
+
+class _End(msgspec.Struct, tag_field="type", tag="end"):
+    events: int
+    checkpoints: int
+    root: str
+
+
+_Line = _Header | _Event | _Checkpoint | _End
+_decode_line = msgspec.json.Decoder(_Line).decode
+_encode = msgspec.json.Encoder().encode
+
+
+# -- writing --------------------------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes the lines in order and keeps the counts and tree for the end line."""
+
+    def __init__(self, handle: IO[bytes], *, origin: str, exported_at: dt.datetime, keys: Sequence[str]) -> None:
+        self._handle = handle
+        self._tree = MerkleAccumulator()
+        self._checkpoints = 0
+        stamp = exported_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        self._line(_Header(format=FORMAT, version=VERSION, origin=origin, exported_at=stamp, public_keys=list(keys)))
+
+    def _line(self, line: _Line) -> None:
+        self._handle.write(_encode(line) + b"\n")
+
+    def event(self, event: SealedEvent) -> None:
+        self._line(
+            _Event(
+                seq=event.seq,
+                event_id=str(event.event_id),
+                canonical=event.canonical,
+                chain_hash=event.chain_hash.hex(),
+                leaf_hash=event.leaf_hash.hex(),
+            )
+        )
+        self._tree.append(event.leaf_hash)
+
+    def checkpoint(self, note: str) -> None:
+        self._line(_Checkpoint(note=note))
+        self._checkpoints += 1
+
+    def end(self) -> tuple[int, bytes]:
+        root = self._tree.root()
+        self._line(_End(events=self._tree.size, checkpoints=self._checkpoints, root=root.hex()))
+        return self._tree.size, root
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[IO[bytes]]:
+    """Write to a temporary file next to ``path`` and move it into place only when complete (owner-only)."""
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+
+
+def write_export(
+    path: Path,
+    *,
+    origin: str,
+    exported_at: dt.datetime,
+    verifier_keys: Sequence[str],
+    events: Iterable[SealedEvent],
+    checkpoints: Iterable[str],
+) -> ExportSummary:
+    """Write the export file: header, each sealed event in seq order, each checkpoint note, the end line."""
+    with _replacing(path) as handle:
+        writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=verifier_keys)
+        for event in events:
+            writer.event(event)
+        for note in checkpoints:
+            writer.checkpoint(note)
+        size, root = writer.end()
+    return ExportSummary(size=size, root=root, file=path)
+
+
+async def export_database(
+    factory: async_sessionmaker[AsyncSession], path: Path, *, origin: str, exported_at: dt.datetime
+) -> ExportSummary:
+    """Export the live log from one consistent snapshot, streaming the events (memory stays flat)."""
+    async with await snapshot_session(factory) as session:
+        keys = verifier_keys(origin, await checkpoint_keys(session))
+        with _replacing(path) as handle:
+            writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=keys)
+            rows = await session.stream(
+                select(
+                    AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash
+                )
+                .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+                .order_by(AuditSeal.seq)
+            )
+            async for row in rows:
+                writer.event(SealedEvent(*row))
+            for note in await session.scalars(
+                select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
+            ):
+                writer.checkpoint(note)
+            size, root = writer.end()
+    return ExportSummary(size=size, root=root, file=path)
+
+
+# -- reading --------------------------------------------------------------------------------------------------------
+
+
+def _hash(value: str, line: int, name: str) -> bytes:
+    if len(value) != 2 * HASH_SIZE:
+        raise ExportError(line, f"{name} must be {2 * HASH_SIZE} hex digits")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ExportError(line, f"{name} must be {2 * HASH_SIZE} hex digits") from None
+
+
+def _event(line: _Event, number: int) -> SealedEvent:
+    try:
+        event_id = uuid.UUID(line.event_id)
+    except ValueError:
+        raise ExportError(number, "event_id is not a UUID") from None
+    return SealedEvent(
+        seq=line.seq,
+        event_id=event_id,
+        canonical=line.canonical,
+        chain_hash=_hash(line.chain_hash, number, "chain_hash"),
+        leaf_hash=_hash(line.leaf_hash, number, "leaf_hash"),
+    )
+
+
+def _header(line: _Line, number: int) -> tuple[_Header, list[Ed25519PublicKey]]:
+    if not isinstance(line, _Header):
+        raise ExportError(number, "the file does not start with the export header")
+    if line.format != FORMAT:
+        raise ExportError(number, f"not a {FORMAT} file")
+    if line.version != VERSION:
+        raise ExportError(number, f"export version {line.version} is not supported (this program reads {VERSION})")
+    keys: list[Ed25519PublicKey] = []
+    for index, text in enumerate(line.public_keys, 1):
+        try:
+            keys.append(parse_verifier_key(text)[1])
+        except CheckpointFormatError as exc:
+            raise ExportError(number, f"public key {index}: {exc.detail}") from None
+    return line, keys
+
+
+def read_export(path: Path) -> AuditExport:
+    """Read and check the structure of an export file; ExportError names the first line that is wrong.
+
+    This checks the file's form only. Whether the log in it is intact is ``verify_log``'s job.
+    """
+    header: _Header | None = None
+    keys: list[Ed25519PublicKey] = []
+    events: list[SealedEvent] = []
+    checkpoints: list[str] = []
+    end: _End | None = None
+    number = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.endswith(b"\n"):
+                raise ExportError(number, "the line is incomplete: the file was cut off here")
+            try:
+                line = _decode_line(raw)
+            except msgspec.ValidationError as exc:
+                raise ExportError(number, f"unexpected content ({exc})") from None
+            except msgspec.DecodeError:
+                raise ExportError(number, "not a valid JSON line (the file was cut off or edited here)") from None
+            if end is not None:
+                raise ExportError(number, "nothing may follow the end line")
+            if header is None:
+                header, keys = _header(line, number)
+            elif isinstance(line, _Event):
+                if checkpoints:
+                    raise ExportError(number, "an event line after the checkpoint lines")
+                events.append(_event(line, number))
+            elif isinstance(line, _Checkpoint):
+                checkpoints.append(line.note)
+            elif isinstance(line, _End):
+                end = line
+            else:
+                raise ExportError(number, "a second header line")
+    if header is None:
+        raise ExportError(1, "the file is empty")
+    if end is None:
+        raise ExportError(number, f"the file ends after line {number} without its end line: it was cut off")
+    if (end.events, end.checkpoints) != (len(events), len(checkpoints)):
+        raise ExportError(
+            number,
+            f"the end line counts {end.events} events and {end.checkpoints} checkpoints, but the file holds "
+            f"{len(events)} and {len(checkpoints)}: lines were removed or added",
+        )
+    return AuditExport(
+        origin=header.origin,
+        exported_at=header.exported_at,
+        verifier_keys=header.public_keys,
+        public_keys=keys,
+        events=events,
+        checkpoints=checkpoints,
+    )

@@ -1,0 +1,448 @@
+"""What a data-protection officer asks of the audit trail: search, subject access reports, review queue, anomalies.
+
+Every query reads only the caller's own trail (`log_tenant_id` = the caller's tenant): its own staff and systems,
+and the partners' reads of data it shared, which access receipts record there. On PostgreSQL row-level security
+enforces the same. Pages run newest first by (recorded_at, id); a cursor is the last row's pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import struct
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audit import anomalies
+from audit.events import Action, Outcome
+from audit.models import AuditEvent, AuditEventSubject, ReviewMark
+from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
+from audit.services import AccessScope
+from exchange.deps import ExchangeDeps
+from exchange.models import Consent, Referral, Side, Subject
+from exchange.policy import ConsentStatus
+from exchange.referrals import TERMINAL
+from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.models import Tenant
+from tenants.principal import Principal
+
+MAX_PAGE = 500
+# A subject access report is cut into pages of at most this many rows, each with a cursor to the next.
+MAX_REPORT_PAGE = 10_000
+# The anomaly rules load the events of one window into memory: bound the window and what it may hold.
+MAX_ANOMALY_SPAN = dt.timedelta(days=31)
+DEFAULT_ANOMALY_SPAN = dt.timedelta(days=1)
+MAX_ANOMALY_ROWS = 500_000
+
+# Review queue: shares made or received under a statute, a recipient's own statutory basis, break-glass uses.
+STATUTORY_SHARE, RECIPIENT_BASIS, BREAK_GLASS = "statutory_share", "recipient_basis", "break_glass"
+_SHARE_ACTIONS = (Action.EXCHANGE_REFERRAL_SEND.value, Action.EXCHANGE_REFERRAL_RECEIVE.value)
+# Canonical JSON (RFC 8785) has no insignificant whitespace, so these fragments match the members exactly; the
+# parsed event is checked again before it is listed.
+_STATUTORY_FRAGMENT = '"legal_basis":"statutory"'
+_BREAK_GLASS_FRAGMENT = '"break_glass":'
+
+_CURSOR = struct.Struct(">q16s")
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Search criteria; all optional. `since` is inclusive, `until` exclusive; both must carry a UTC offset."""
+
+    actor_id: uuid.UUID | None = None
+    subject_id: uuid.UUID | None = None  # the caller's own subject id, searched as its pseudonym
+    resource_id: str | None = None
+    action: Action | None = None
+    outcome: Outcome | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+# -- search -----------------------------------------------------------------------------------------------------------
+
+
+async def search_events(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    criteria: EventFilter,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    _check_page(limit, MAX_PAGE)
+    _check_window(criteria.since, criteria.until)
+    query = select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical).where(
+        AuditEvent.log_tenant_id == principal.tenant_id
+    )
+    pseudonym = None
+    if criteria.subject_id is not None:
+        (pseudonym,) = deps.audit.pseudonyms(principal.tenant_id, [criteria.subject_id])
+        query = query.join(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id).where(
+            AuditEventSubject.pseudonym == pseudonym
+        )
+    if criteria.actor_id is not None:
+        query = query.where(AuditEvent.actor_id == criteria.actor_id)
+    if criteria.resource_id is not None:
+        query = query.where(AuditEvent.resource_id == criteria.resource_id)
+    if criteria.action is not None:
+        query = query.where(AuditEvent.action == criteria.action.value)
+    if criteria.outcome is not None:
+        query = query.where(AuditEvent.outcome == criteria.outcome.value)
+    if criteria.since is not None:
+        query = query.where(AuditEvent.recorded_at >= criteria.since)
+    if criteria.until is not None:
+        query = query.where(AuditEvent.recorded_at < criteria.until)
+    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
+    page = rows[:limit]
+    # The filters go into the trail; a subject only as its pseudonym, so the search shows in that person's report.
+    audit.touched(
+        resource_type="audit_event",
+        subjects=[pseudonym] if pseudonym else [],
+        filters={k: v for k, v in _filter_record(criteria).items() if v is not None},
+        returned=len(page),
+    )
+    return [json.loads(r.canonical) for r in page], _next_cursor(rows, limit)
+
+
+def _filter_record(criteria: EventFilter) -> dict[str, str | None]:
+    return {
+        "actor": str(criteria.actor_id) if criteria.actor_id else None,
+        "resource_id": criteria.resource_id,
+        "action": criteria.action.value if criteria.action else None,
+        "outcome": criteria.outcome.value if criteria.outcome else None,
+        "since": criteria.since.isoformat() if criteria.since else None,
+        "until": criteria.until.isoformat() if criteria.until else None,
+    }
+
+
+# -- subject access report --------------------------------------------------------------------------------------------
+
+
+async def subject_report(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    subject_id: uuid.UUID,
+    report_format: str,
+    cursor: str | None,
+    limit: int,
+) -> SubjectReport:
+    """Every access to one of the caller's subjects recorded in its trail, newest first, one page at a time.
+
+    Index-driven: the pseudonym index gives the event ids, the primary key the events, so the cost follows the
+    subject's own events, not the size of the log.
+    """
+    _check_page(limit, MAX_REPORT_PAGE)
+    audit.touched(resource_type="subject", format=str(report_format))
+    owned = await session.scalar(
+        select(Subject.id).where(Subject.id == subject_id, Subject.tenant_id == principal.tenant_id)
+    )
+    if owned is None:
+        raise NotFound("No such subject in this organisation's cases.")
+    (pseudonym,) = deps.audit.pseudonyms(principal.tenant_id, [subject_id])
+    audit.touched(subjects=[pseudonym])
+    query = (
+        select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical)
+        .join(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id)
+        .where(AuditEventSubject.pseudonym == pseudonym, AuditEvent.log_tenant_id == principal.tenant_id)
+    )
+    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
+    events = [json.loads(r.canonical) for r in rows[:limit]]
+    names = await _tenant_names(session, {e["actor"]["tenant"] for e in events if e["actor"]["tenant"]})
+    audit.touched(returned=len(events))
+    return SubjectReport(
+        subject_id=subject_id,
+        pseudonym=pseudonym,
+        generated_at=deps.clock.now(),
+        items=[_report_row(e, names) for e in events],
+        next_cursor=_next_cursor(rows, limit),
+    )
+
+
+def _report_row(event: Mapping[str, Any], tenant_names: Mapping[str, str]) -> ReportRow:
+    actor, resource = event["actor"], event["resource"]
+    return ReportRow(
+        event_id=uuid.UUID(event["id"]),
+        time=dt.datetime.fromisoformat(event["time"]),
+        actor_tenant_id=uuid.UUID(actor["tenant"]) if actor["tenant"] else None,
+        actor_tenant_name=tenant_names.get(actor["tenant"]) if actor["tenant"] else None,
+        actor_kind=actor["kind"],
+        actor_id=uuid.UUID(actor["id"]) if actor["id"] else None,
+        role=actor["role"],
+        action=event["action"],
+        outcome=event["outcome"],
+        purpose=event["purpose"],
+        legal_basis=event["legal_basis"],
+        resource_type=resource["type"],
+        resource_id=resource["id"],
+    )
+
+
+async def _tenant_names(session: AsyncSession, tenant_ids: set[str]) -> dict[str, str]:
+    if not tenant_ids:
+        return {}
+    rows = await session.execute(
+        select(Tenant.id, Tenant.name).where(Tenant.id.in_([uuid.UUID(t) for t in tenant_ids]))
+    )
+    return {str(r.id): r.name for r in rows}
+
+
+# -- review queue -----------------------------------------------------------------------------------------------------
+
+
+def review_reasons(event: Mapping[str, Any]) -> list[str]:
+    """Why a DPO must look at this event; empty when it needs no review."""
+    if event.get("outcome") != Outcome.SUCCESS:
+        return []
+    reasons = []
+    if event.get("action") in _SHARE_ACTIONS and event.get("legal_basis") == "statutory":
+        reasons.append(STATUTORY_SHARE)
+    if event.get("action") == Action.EXCHANGE_REFERRAL_BASIS:
+        reasons.append(RECIPIENT_BASIS)
+    if (event.get("extra") or {}).get("break_glass"):
+        reasons.append(BREAK_GLASS)
+    return reasons
+
+
+async def review_queue(
+    session: AsyncSession, *, principal: Principal, audit: AccessScope, cursor: str | None, limit: int
+) -> tuple[list[ReviewItem], str | None]:
+    """Events in the caller's trail that need a DPO's review and have none yet, newest first."""
+    _check_page(limit, MAX_PAGE)
+    candidates = or_(
+        (AuditEvent.action.in_(_SHARE_ACTIONS) & AuditEvent.canonical.contains(_STATUTORY_FRAGMENT, autoescape=True)),
+        AuditEvent.action == Action.EXCHANGE_REFERRAL_BASIS.value,
+        AuditEvent.canonical.contains(_BREAK_GLASS_FRAGMENT, autoescape=True),
+    )
+    query = (
+        select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical)
+        .outerjoin(ReviewMark, ReviewMark.event_id == AuditEvent.id)
+        .where(
+            AuditEvent.log_tenant_id == principal.tenant_id,
+            AuditEvent.outcome == Outcome.SUCCESS.value,
+            ReviewMark.id.is_(None),
+            candidates,
+        )
+    )
+    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
+    items = []
+    for row in rows[:limit]:
+        event = json.loads(row.canonical)
+        if reasons := review_reasons(event):
+            items.append(ReviewItem(reasons=reasons, event=event))
+    audit.touched(resource_type="audit_event", returned=len(items))
+    return items, _next_cursor(rows, limit)
+
+
+async def mark_reviewed(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    event_id: uuid.UUID,
+    note: str | None,
+) -> ReviewOut:
+    # The note stays out of the trail: a reviewer may write a name in it. The event names only what was reviewed.
+    audit.touched(resource_type="audit_event", resource_id=event_id)
+    canonical = await session.scalar(
+        select(AuditEvent.canonical).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
+    )
+    if canonical is None:
+        raise NotFound("No such event in this organisation's audit trail.")
+    if not review_reasons(json.loads(canonical)):
+        raise Conflict("This event is not in the review queue: only statutory shares and break-glass uses are.")
+    if await session.scalar(select(ReviewMark.id).where(ReviewMark.event_id == event_id)) is not None:
+        raise Conflict("This event has already been reviewed.")
+    mark = ReviewMark(
+        log_tenant_id=principal.tenant_id,
+        event_id=event_id,
+        reviewer_kind=principal.actor_kind.value,
+        reviewer_id=principal.actor_id,
+        at=deps.clock.now(),
+        note=note,
+    )
+    session.add(mark)
+    await session.flush()
+    return ReviewOut(
+        event_id=event_id, reviewer_kind=mark.reviewer_kind, reviewer_id=mark.reviewer_id, at=mark.at, note=note
+    )
+
+
+# -- anomalies --------------------------------------------------------------------------------------------------------
+
+
+async def find_anomalies(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    thresholds: anomalies.Thresholds,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> tuple[dt.datetime, dt.datetime, list[anomalies.Flag]]:
+    """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours)."""
+    now = deps.clock.now()
+    _check_window(since, until)
+    until = until or now
+    since = since or until - DEFAULT_ANOMALY_SPAN
+    if until - since > MAX_ANOMALY_SPAN:
+        raise InvalidInput(f"Look at most {MAX_ANOMALY_SPAN.days} days at a time.")
+    audit.touched(resource_type="audit_event", since=since.isoformat(), until=until.isoformat())
+    events = await _summaries(session, principal.tenant_id, since, until)
+    covered = await _covered_pseudonyms(session, deps, principal.tenant_id, now)
+    flags = anomalies.detect(events, thresholds, covered)
+    audit.touched(flags=len(flags))
+    return since, until, flags
+
+
+async def _summaries(
+    session: AsyncSession, tenant_id: uuid.UUID, since: dt.datetime, until: dt.datetime
+) -> list[anomalies.EventSummary]:
+    query = (
+        select(
+            AuditEvent.id,
+            AuditEvent.recorded_at,
+            AuditEvent.action,
+            AuditEvent.outcome,
+            AuditEvent.actor_id,
+            AuditEvent.actor_tenant_id,
+            AuditEventSubject.pseudonym,
+        )
+        .outerjoin(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id)
+        .where(
+            AuditEvent.log_tenant_id == tenant_id,
+            AuditEvent.recorded_at >= since,
+            AuditEvent.recorded_at < until,
+            or_(AuditEvent.action.in_(anomalies.READ_ACTIONS), AuditEvent.outcome == Outcome.DENIED.value),
+        )
+        .limit(MAX_ANOMALY_ROWS + 1)
+    )
+    rows = (await session.execute(query)).all()
+    if len(rows) > MAX_ANOMALY_ROWS:
+        raise InvalidInput("There are too many events in this window to check at once; choose a shorter one.")
+    subjects: dict[uuid.UUID, set[str]] = {}
+    first: dict[uuid.UUID, Any] = {}
+    for row in rows:
+        first.setdefault(row.id, row)
+        if row.pseudonym is not None:
+            subjects.setdefault(row.id, set()).add(row.pseudonym)
+    return [
+        anomalies.EventSummary(
+            id=r.id,
+            time=r.recorded_at,
+            action=r.action,
+            outcome=r.outcome,
+            actor_id=r.actor_id,
+            actor_tenant_id=r.actor_tenant_id,
+            subjects=frozenset(subjects.get(r.id, ())),
+        )
+        for r in first.values()
+    ]
+
+
+async def _covered_pseudonyms(
+    session: AsyncSession, deps: ExchangeDeps, tenant_id: uuid.UUID, now: dt.datetime
+) -> set[str]:
+    """Pseudonyms an active basis covers in this tenant: its own subjects' active consents, and referrals it
+    received that are still open and not restricted by a withdrawal (those name subjects by the sender's pseudonyms,
+    as recorded on their `receive` events)."""
+    consented = await session.scalars(
+        select(Consent.subject_id).where(
+            Consent.tenant_id == tenant_id,
+            Consent.status == ConsentStatus.ACTIVE.value,
+            Consent.valid_from <= now,
+            or_(Consent.valid_until.is_(None), Consent.valid_until > now),
+        )
+    )
+    covered = set(deps.audit.pseudonyms(tenant_id, consented))
+    open_referrals = [
+        str(r)
+        for r in await session.scalars(
+            select(Referral.exchange_id).where(
+                Referral.tenant_id == tenant_id,
+                Referral.side == Side.RECIPIENT.value,
+                Referral.restricted.is_(False),
+                Referral.status.not_in(TERMINAL),
+            )
+        )
+    ]
+    for chunk in _chunks(open_referrals, 500):
+        covered.update(
+            await session.scalars(
+                select(AuditEventSubject.pseudonym)
+                .join(AuditEvent, AuditEvent.id == AuditEventSubject.event_id)
+                .where(
+                    AuditEvent.log_tenant_id == tenant_id,
+                    AuditEvent.action == Action.EXCHANGE_REFERRAL_RECEIVE.value,
+                    AuditEvent.resource_id.in_(chunk),
+                )
+            )
+        )
+    return covered
+
+
+# -- pages and cursors ------------------------------------------------------------------------------------------------
+
+
+NEWEST_FIRST = (AuditEvent.recorded_at.desc(), AuditEvent.id.desc())
+
+
+def _after(cursor: str | None) -> list[ColumnElement[bool]]:
+    """Conditions for the rows after `cursor` in NEWEST_FIRST order."""
+    if not cursor:
+        return []
+    at, last_id = decode_cursor(cursor)
+    # The first condition alone can use the (log_tenant_id, recorded_at) index; the second breaks ties.
+    return [AuditEvent.recorded_at <= at, or_(AuditEvent.recorded_at < at, AuditEvent.id < last_id)]
+
+
+def _next_cursor(rows: Sequence[Any], limit: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor(last.recorded_at, last.id)
+
+
+def encode_cursor(at: dt.datetime, event_id: uuid.UUID) -> str:
+    micros = (at - _EPOCH) // dt.timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(_CURSOR.pack(micros, event_id.bytes)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        micros, raw_id = _CURSOR.unpack(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return _EPOCH + dt.timedelta(microseconds=micros), uuid.UUID(bytes=raw_id)
+    except (ValueError, TypeError, OverflowError, struct.error) as exc:
+        raise InvalidInput("The cursor is not one this server issued.") from exc
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _check_page(limit: int, most: int) -> None:
+    if not 1 <= limit <= most:
+        raise InvalidInput(f"limit must be between 1 and {most}.")
+
+
+def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise InvalidInput(f"'{name}' must be an RFC 3339 time with an offset, e.g. 2026-11-01T00:00:00Z.")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("'since' must be earlier than 'until'.")
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,634 @@
+"""Verification of the sealed audit log: recomputes the hash chain, the Merkle tree and the checkpoint signatures.
+
+``verify_log`` is a pure function over data, so the same code checks the live database and an export file. It
+names each kind of tampering with its own problem kind; docs/audit.md ("Verification") states the algorithm.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+import hashlib
+import itertools
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from audit.checkpoint import Checkpoint, CheckpointFormatError, key_id, parse_note, verifier_key, verify
+from audit.merkle import HASH_SIZE, MerkleAccumulator
+from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
+from tenants.models import PlatformKey, PlatformKeyUse
+from tenants.persistence import READ_ONLY_OPTION, platform_session
+
+__all__ = [
+    "ZERO_HASH",
+    "LogSnapshot",
+    "Problem",
+    "ProblemKind",
+    "SealedEvent",
+    "UnsealedEvent",
+    "VerifyResult",
+    "checkpoint_keys",
+    "load_log",
+    "snapshot_session",
+    "verify_database",
+    "verify_log",
+]
+
+ZERO_HASH = bytes(HASH_SIZE)
+"""The chain hash before the first event."""
+
+# How many broken chain links are searched for the place they really belong (each costs a few hashes per suspect
+# row). Beyond this the log is mangled wholesale and every broken link is reported as `changed`.
+_SEARCH_LIMIT = 256
+# How many rows back from a broken link its true predecessor is looked for, besides the other broken links.
+_SEARCH_WINDOW = 3
+
+
+class ProblemKind(enum.StrEnum):
+    CHANGED = "changed"  # an event's content (or a stored hash) no longer matches what was sealed
+    DELETED = "deleted"  # a seq is missing, or the event sealed at a seq is gone
+    INSERTED = "inserted"  # an event that the chain does not contain: unsealed, a second claim on a seq, or spliced in
+    REORDERED = "reordered"  # events sit at other seqs than the hash chain puts them
+    BAD_SIGNATURE = "bad_signature"  # a checkpoint note that no known key signed (or that is malformed)
+    NOT_EXTENDING = "not_extending"  # a checkpoint the recomputed tree does not match, or sizes going backwards
+    TRUNCATED = "truncated"  # fewer sealed events than the latest checkpoint's size
+
+
+# When several findings land on one seq, the most specific explanation wins.
+_PRECEDENCE = {
+    ProblemKind.INSERTED: 4,
+    ProblemKind.DELETED: 3,
+    ProblemKind.REORDERED: 2,
+    ProblemKind.CHANGED: 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEvent:
+    """One row of the sealed log: its seal and the event's canonical JSON (None when the event row is gone)."""
+
+    seq: int
+    event_id: uuid.UUID
+    canonical: str | None
+    chain_hash: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnsealedEvent:
+    """An event that has no seal. ``overdue``: old enough that the sealer should have sealed it by now."""
+
+    event_id: uuid.UUID
+    canonical: str
+    overdue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: ProblemKind
+    seq: int | None  # the log position concerned; None for checkpoints and unsealed events
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "seq": self.seq, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    size: int  # sealed events in the log
+    root: bytes  # RFC 6962 root recomputed from the events' canonical bytes
+    problems: list[Problem]
+    pending: int = 0  # unsealed events still inside the sealing grace period (not a problem)
+    checkpoints: int = 0  # checkpoints whose signature verified
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "root": self.root.hex(),
+            "problems": [p.to_json() for p in self.problems],
+            "pending": self.pending,
+            "checkpoints": self.checkpoints,
+        }
+
+
+@dataclass(slots=True)
+class _Findings:
+    by_seq: dict[int, Problem] = field(default_factory=dict)
+    other: list[Problem] = field(default_factory=list)
+
+    def at(self, kind: ProblemKind, seq: int, detail: str) -> None:
+        current = self.by_seq.get(seq)
+        if current is None or _PRECEDENCE[kind] > _PRECEDENCE[current.kind]:
+            self.by_seq[seq] = Problem(kind, seq, detail)
+
+    def add(self, kind: ProblemKind, seq: int | None, detail: str) -> None:
+        self.other.append(Problem(kind, seq, detail))
+
+    def sorted(self) -> list[Problem]:
+        order = list(ProblemKind)
+        problems = [*self.by_seq.values(), *self.other]
+        return sorted(problems, key=lambda p: (p.seq is None, p.seq or 0, order.index(p.kind)))
+
+
+class _EventId(msgspec.Struct):
+    id: uuid.UUID
+
+
+_decode_event_id = msgspec.json.Decoder(_EventId).decode
+_LEAF_PREFIX = b"\x00"  # RFC 6962 §2.1, as in audit.merkle.leaf_hash (inlined: this loop runs once per event)
+
+
+def _sha256(first: bytes, second: bytes) -> bytes:
+    return hashlib.sha256(first + second).digest()
+
+
+def verify_log(
+    events: Sequence[SealedEvent],
+    checkpoints: Sequence[str],
+    *,
+    origin: str,
+    public_keys: Sequence[Ed25519PublicKey],
+    unsealed: Sequence[UnsealedEvent] = (),
+) -> VerifyResult:
+    """Check the sealed log against itself and against its signed checkpoints; every finding is a Problem.
+
+    ``checkpoints`` are signed notes in the order they were issued. A checkpoint counts when it is signed under
+    the key name ``origin`` by one of ``public_keys``. Raises ValueError only for an unusable ``origin``.
+    """
+    if public_keys:
+        key_id(origin, public_keys[0])  # a name the signed-note rules refuse is the caller's error
+    findings = _Findings()
+    rows = _one_row_per_seq(events, findings)
+    checked = _check_rows(rows, findings)
+    gaps = _check_chain(rows, checked, findings)
+    pending = _check_unsealed(rows, gaps, unsealed, findings)
+    root, verified = _check_checkpoints(rows, checked.leaves, checkpoints, origin, public_keys, findings)
+    problems = findings.sorted()
+    return VerifyResult(
+        ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=verified
+    )
+
+
+def _one_row_per_seq(events: Sequence[SealedEvent], findings: _Findings) -> list[SealedEvent]:
+    """The rows sorted by seq, one per seq: a second claim on a seq, or a second seal of an event, is inserted.
+
+    Of several rows claiming one seq, the one the chain confirms stays: the next seq's row follows its chain hash,
+    or failing that, it follows the previous row's.
+    """
+    if all(event.seq == seq for seq, event in enumerate(events, 1)):
+        rows = list(events)  # the usual case: exactly 1..n in order
+    else:
+        rows = _resolve_claims(events, findings)
+    if len({row.event_id for row in rows}) != len(rows):
+        seen: dict[uuid.UUID, int] = {}
+        for row in rows:
+            first = seen.setdefault(row.event_id, row.seq)
+            if first != row.seq:
+                findings.at(ProblemKind.INSERTED, row.seq, f"event {row.event_id} is sealed twice, at seq {first} too")
+    return rows
+
+
+def _resolve_claims(events: Sequence[SealedEvent], findings: _Findings) -> list[SealedEvent]:
+    claims: dict[int, list[SealedEvent]] = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.seq < 1:
+            findings.add(
+                ProblemKind.INSERTED, event.seq, f"event {event.event_id} has seq {event.seq}; seqs start at 1"
+            )
+            continue
+        claims.setdefault(event.seq, []).append(event)
+    rows: list[SealedEvent] = []
+    for seq, candidates in claims.items():
+        chosen = candidates[0]
+        if len(candidates) > 1:
+            before = _chain_before(rows[-1] if rows else None, seq)
+            confirmed = functools.partial(_confirmed, before=before, following=claims.get(seq + 1, []))
+            chosen = max(candidates, key=confirmed)
+            for extra in candidates:
+                if extra is not chosen:
+                    findings.at(ProblemKind.INSERTED, seq, f"a second event ({extra.event_id}) claims seq {seq}")
+        rows.append(chosen)
+    return rows
+
+
+def _confirmed(row: SealedEvent, *, before: bytes | None, following: Sequence[SealedEvent]) -> tuple[bool, bool]:
+    """How strongly the chain vouches for ``row``: a row of the next seq follows it; it follows the previous row."""
+    return any(_links(row.chain_hash, after) for after in following), before is not None and _links(before, row)
+
+
+def _chain_before(before: SealedEvent | None, seq: int) -> bytes | None:
+    """The chain hash the event at ``seq`` must follow (``before`` is the row sorted before it), or None when the
+    row for seq - 1 is missing."""
+    if seq == 1:
+        return ZERO_HASH
+    if before is not None and before.seq == seq - 1:
+        return before.chain_hash
+    return None
+
+
+def _links(previous: bytes, row: SealedEvent) -> bool:
+    return row.canonical is not None and _sha256(previous, row.canonical.encode("utf-8")) == row.chain_hash
+
+
+@dataclass(slots=True)
+class _RowChecks:
+    """Per row: canonical bytes, recomputed leaf hash, whether the content matches the seal's leaf hash (only
+    those rows take part in the chain analysis), the chain hash it must follow (None after a gap), and which
+    rows' chain links are broken."""
+
+    data: list[bytes | None]
+    leaves: list[bytes]
+    intact: list[bool]
+    previous: list[bytes | None]
+    broken: list[int]
+
+
+def _check_rows(rows: Sequence[SealedEvent], findings: _Findings) -> _RowChecks:
+    """Each row's content against its own seal, and its chain hash against the stored one of the row before.
+
+    Checking each link against the *stored* previous chain hash, not a recomputed one, means one altered row
+    breaks one link instead of every later one.
+    """
+    checks = _RowChecks([], [], [], [], [])
+    data, leaves, intact, previous = checks.data, checks.leaves, checks.intact, checks.previous
+    sealed_leaf_at: dict[bytes, int] | None = None  # built on the first mismatch only
+    sha256 = hashlib.sha256
+    chain_before: bytes | None = None  # the previous row's chain hash, when that row is seq - 1
+    expected_seq = 1
+    for index, row in enumerate(rows):
+        before = ZERO_HASH if row.seq == 1 else (chain_before if row.seq == expected_seq else None)
+        chain_before, expected_seq = row.chain_hash, row.seq + 1
+        previous.append(before)
+        if row.canonical is None:
+            findings.at(
+                ProblemKind.DELETED, row.seq, f"event {row.event_id}, sealed at seq {row.seq}, is missing from the log"
+            )
+            data.append(None)
+            leaves.append(row.leaf_hash)
+            intact.append(False)
+            continue
+        content = row.canonical.encode("utf-8")
+        leaf = sha256(_LEAF_PREFIX + content).digest()
+        data.append(content)
+        leaves.append(leaf)
+        if leaf == row.leaf_hash:
+            intact.append(True)
+            if before is not None and sha256(before + content).digest() != row.chain_hash:
+                checks.broken.append(index)
+            if _event_id(content) != row.event_id:
+                findings.at(
+                    ProblemKind.CHANGED, row.seq, f"the content sealed at seq {row.seq} is not event {row.event_id}"
+                )
+            continue
+        intact.append(False)
+        if sealed_leaf_at is None:
+            sealed_leaf_at = {r.leaf_hash: r.seq for r in rows}
+        origin_seq = sealed_leaf_at.get(leaf)
+        if origin_seq is not None and origin_seq != row.seq:
+            findings.at(ProblemKind.REORDERED, row.seq, f"seq {row.seq} holds the event sealed at seq {origin_seq}")
+        else:
+            findings.at(
+                ProblemKind.CHANGED,
+                row.seq,
+                f"the content of event {row.event_id} no longer matches the leaf hash sealed at seq {row.seq}",
+            )
+    return checks
+
+
+def _event_id(content: bytes) -> uuid.UUID | None:
+    try:
+        return _decode_event_id(content).id
+    except msgspec.MsgspecError:
+        return None
+
+
+def _check_chain(rows: Sequence[SealedEvent], checks: _RowChecks, findings: _Findings) -> list[tuple[int, int]]:
+    """Gaps in seq (deleted), then the broken chain links; returns the gaps as (first, last) missing seq.
+
+    Broken links are explained: a row whose chain hash follows some other row's is out of place (reordered), a row
+    no later row's chain hash follows is spliced in (inserted), and what remains is an altered chain hash (changed).
+    """
+    gaps: list[tuple[int, int]] = []
+    expected = 1
+    for row in rows:
+        if row.seq > expected:
+            gaps.append((expected, row.seq - 1))
+            missing = f"seq {expected}" if row.seq - 1 == expected else f"seq {expected} to {row.seq - 1}"
+            findings.at(ProblemKind.DELETED, expected, f"{missing} missing from the sealed log")
+        expected = row.seq + 1
+
+    data, intact, previous, broken = checks.data, checks.intact, checks.previous, checks.broken
+    if not broken:
+        return gaps
+    if len(broken) > _SEARCH_LIMIT:
+        for i in broken:
+            findings.at(
+                ProblemKind.CHANGED, rows[i].seq, f"the chain hash at seq {rows[i].seq} does not follow its predecessor"
+            )
+        return gaps
+
+    suspects = sorted({c for i in broken for c in range(max(i - _SEARCH_WINDOW, 0), i + 1)})
+    true_predecessor: dict[int, int] = {}  # row index -> row index whose chain hash it follows (-1: the start)
+    for i in broken:
+        content, target = data[i] or b"", rows[i].chain_hash
+        if rows[i].seq != 1 and _sha256(ZERO_HASH, content) == target:
+            true_predecessor[i] = -1
+            continue
+        for c in suspects:
+            if c not in (i - 1, i) and _sha256(rows[c].chain_hash, content) == target:
+                true_predecessor[i] = c
+                break
+    for i in broken:
+        if i in true_predecessor:
+            continue
+        j = i - 1
+        prev_j = previous[j] if j >= 0 else None
+        if (
+            prev_j is not None
+            and intact[j]
+            and _sha256(_sha256(prev_j, data[j] or b""), data[i] or b"") == rows[i].chain_hash
+        ):
+            # This row follows the value the previous row's chain hash should have had: that one was altered.
+            findings.at(ProblemKind.CHANGED, rows[j].seq, f"the chain hash at seq {rows[j].seq} was altered")
+        else:
+            findings.at(
+                ProblemKind.CHANGED, rows[i].seq, f"the chain hash at seq {rows[i].seq} does not follow its predecessor"
+            )
+    if true_predecessor:
+        _check_order(rows, true_predecessor, findings)
+    return gaps
+
+
+def _check_order(rows: Sequence[SealedEvent], true_predecessor: dict[int, int], findings: _Findings) -> None:
+    """Rebuild the order the chain hashes commit to and compare it with the seq order.
+
+    Every row follows the row before it unless a broken link was traced to another row. The chain is the longest
+    walk back from any row to the start; rows off it are inserted, and rows on it whose rank differs from their
+    rank by seq are reordered.
+    """
+    n = len(rows)
+
+    def predecessor(i: int) -> int:
+        return true_predecessor.get(i, i - 1)
+
+    unknown, visiting = 0, -1
+    depth = [unknown] * n  # rows from the start up to and including this one; -1 on a cycle
+    for start in range(n):
+        path: list[int] = []
+        i = start
+        while i >= 0 and depth[i] == unknown:
+            depth[i] = visiting
+            path.append(i)
+            i = predecessor(i)
+        base = 0 if i < 0 else depth[i]
+        for j in reversed(path):
+            base = base + 1 if base >= 0 else -1
+            depth[j] = base
+    head = max(range(n), key=lambda i: (depth[i], i))
+    chain: list[int] = []
+    i = head
+    while i >= 0 and depth[i] > 0:
+        chain.append(i)
+        i = predecessor(i)
+    chain.reverse()
+    on_chain = set(chain)
+    for i in range(n):
+        if i not in on_chain:
+            findings.at(
+                ProblemKind.INSERTED, rows[i].seq, f"no later chain hash commits to the event at seq {rows[i].seq}"
+            )
+    for actual, expected in zip(chain, sorted(chain), strict=True):
+        if actual != expected:
+            findings.at(
+                ProblemKind.REORDERED,
+                rows[actual].seq,
+                f"the hash chain puts the event at seq {rows[actual].seq} at seq {rows[expected].seq}",
+            )
+
+
+def _check_unsealed(
+    rows: Sequence[SealedEvent], gaps: Sequence[tuple[int, int]], unsealed: Sequence[UnsealedEvent], findings: _Findings
+) -> int:
+    """Unsealed events: the event of a deleted seal (it fits a one-seq gap in the chain), inserted, or pending."""
+    by_seq = {row.seq: row for row in rows}
+    explained: set[uuid.UUID] = set()
+    for first, last in gaps:
+        after = by_seq.get(last + 1)
+        before = ZERO_HASH if first == 1 else (by_seq[first - 1].chain_hash if first - 1 in by_seq else None)
+        if first != last or after is None or after.canonical is None or before is None:
+            continue
+        following = after.canonical.encode("utf-8")
+        for event in unsealed:
+            if _sha256(_sha256(before, event.canonical.encode("utf-8")), following) == after.chain_hash:
+                # A more precise account of the gap reported by _check_chain.
+                findings.by_seq[first] = Problem(
+                    ProblemKind.DELETED, first, f"the seal of event {event.event_id} at seq {first} was removed"
+                )
+                explained.add(event.event_id)
+                break
+    pending = 0
+    for event in unsealed:
+        if event.event_id in explained:
+            continue
+        if event.overdue:
+            findings.add(
+                ProblemKind.INSERTED,
+                None,
+                f"event {event.event_id} is in the log but was never sealed (added behind the sealer's back, "
+                "or the sealer has not run since)",
+            )
+        else:
+            pending += 1
+    return pending
+
+
+def _check_checkpoints(
+    rows: Sequence[SealedEvent],
+    leaves: Sequence[bytes],
+    notes: Sequence[str],
+    origin: str,
+    public_keys: Sequence[Ed25519PublicKey],
+    findings: _Findings,
+) -> tuple[bytes, int]:
+    """Signatures, order, and each checkpoint's root against the tree recomputed from the events.
+
+    A root mismatch at size s is reported as not_extending only when no row-level problem at a seq <= s already
+    explains it (an edited, deleted, inserted or moved event changes the tree as a matter of course).
+    """
+    valid: list[Checkpoint] = []
+    for number, text in enumerate(notes, 1):
+        checkpoint = _signed_checkpoint(number, text, origin, public_keys, findings)
+        if checkpoint is not None:
+            valid.append(checkpoint)
+
+    for earlier, later in itertools.pairwise(valid):
+        if later.size < earlier.size:
+            findings.add(
+                ProblemKind.NOT_EXTENDING,
+                None,
+                f"the checkpoint of size {later.size} was issued after the one of size {earlier.size}: the log shrank",
+            )
+    roots_by_size: dict[int, bytes] = {}
+    for checkpoint in valid:
+        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
+        if known != checkpoint.root:
+            findings.add(
+                ProblemKind.NOT_EXTENDING, None, f"two checkpoints of size {checkpoint.size} have different roots"
+            )
+
+    tree = MerkleAccumulator()
+    recomputed: dict[int, bytes] = {}
+    for leaf in leaves:
+        tree.append(leaf)
+        if tree.size in roots_by_size:
+            recomputed[tree.size] = tree.root()
+
+    last_seq = rows[-1].seq if rows else 0
+    if valid:
+        latest = max(c.size for c in valid)
+        if latest > last_seq:
+            findings.add(
+                ProblemKind.TRUNCATED,
+                last_seq + 1,
+                f"the log ends at seq {last_seq}, but a signed checkpoint covers {latest} events",
+            )
+    first_row_problem = min(findings.by_seq, default=None)
+    for size, root in sorted(roots_by_size.items()):
+        if size not in recomputed:
+            continue  # more checkpointed events than sealed ones: reported as truncated
+        if first_row_problem is not None and first_row_problem <= size:
+            continue
+        if recomputed[size] != root:
+            findings.add(
+                ProblemKind.NOT_EXTENDING,
+                None,
+                f"the checkpoint of size {size} does not match the tree recomputed from the first {size} events: "
+                "history was rewritten",
+            )
+    return tree.root(), len(valid)
+
+
+def _signed_checkpoint(
+    number: int, text: str, origin: str, public_keys: Sequence[Ed25519PublicKey], findings: _Findings
+) -> Checkpoint | None:
+    try:
+        note = parse_note(text)
+    except CheckpointFormatError as exc:
+        findings.add(ProblemKind.BAD_SIGNATURE, None, f"checkpoint {number} is malformed: {exc.detail}")
+        return None
+    size = note.checkpoint.size
+    if note.checkpoint.origin != origin:
+        findings.add(
+            ProblemKind.BAD_SIGNATURE,
+            None,
+            f"the checkpoint of size {size} is for the log {note.checkpoint.origin!r}, not {origin!r}",
+        )
+        return None
+    for public_key in public_keys:
+        verified = verify(text, name=origin, public_key=public_key)
+        if isinstance(verified, Checkpoint):
+            return verified
+    findings.add(ProblemKind.BAD_SIGNATURE, None, f"the checkpoint of size {size} is not signed by a known log key")
+    return None
+
+
+# -- reading the live database --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogSnapshot:
+    """Everything verification needs, read in one consistent snapshot of the database."""
+
+    events: list[SealedEvent]
+    unsealed: list[UnsealedEvent]
+    checkpoints: list[str]
+    public_keys: list[Ed25519PublicKey]
+
+
+async def snapshot_session(factory: async_sessionmaker[AsyncSession]) -> AsyncSession:
+    """A platform-scoped, read-only session whose queries all see one snapshot of the database.
+
+    SQLite: a deferred transaction (no write lock) keeps its WAL snapshot from the first read. PostgreSQL: a
+    READ ONLY REPEATABLE READ transaction, so a seal committed between two queries cannot make them disagree.
+    """
+    session = platform_session(factory)
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if session.get_bind().dialect.name == "postgresql":
+        options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    await session.connection(execution_options=options)
+    return session
+
+
+async def checkpoint_keys(session: AsyncSession) -> list[Ed25519PublicKey]:
+    """Every checkpoint key the platform ever had, retired ones included: old checkpoints stay verifiable."""
+    keys: list[Ed25519PublicKey] = []
+    rows = await session.scalars(
+        select(PlatformKey).where(PlatformKey.use == PlatformKeyUse.CHECKPOINT.value).order_by(PlatformKey.created_at)
+    )
+    for row in rows:
+        public = OKPKey.import_key(row.public_jwk).public_key
+        if isinstance(public, Ed25519PublicKey):
+            keys.append(public)
+    return keys
+
+
+def verifier_keys(origin: str, public_keys: Iterable[Ed25519PublicKey]) -> list[str]:
+    """The keys as signed-note verifier keys (``<origin>+<key id>+<base64 key>``)."""
+    return [verifier_key(origin, key) for key in public_keys]
+
+
+async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> LogSnapshot:
+    """The sealed log, the unsealed events, every checkpoint (in issue order) and the checkpoint keys.
+
+    ``session`` sees every tenant's events (``snapshot_session``). An unsealed event recorded more than
+    ``sealing_grace`` before ``now`` is overdue: a running sealer would have sealed it within seconds.
+    """
+    sealed = await session.execute(
+        select(AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash)
+        .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+        .order_by(AuditSeal.seq)
+    )
+    events = [SealedEvent(*row) for row in sealed]
+    loose = await session.execute(
+        select(AuditEvent.id, AuditEvent.canonical, AuditEvent.recorded_at)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+    )
+    cutoff = now - sealing_grace
+    unsealed = [UnsealedEvent(event_id, canonical, recorded_at < cutoff) for event_id, canonical, recorded_at in loose]
+    notes = await session.scalars(
+        select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
+    )
+    return LogSnapshot(events, unsealed, list(notes), await checkpoint_keys(session))
+
+
+async def verify_database(
+    factory: async_sessionmaker[AsyncSession],
+    *,
+    origin: str,
+    now: dt.datetime,
+    sealing_grace: dt.timedelta = dt.timedelta(minutes=1),
+    public_keys: Sequence[Ed25519PublicKey] | None = None,
+) -> VerifyResult:
+    """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own."""
+    async with await snapshot_session(factory) as session:
+        snapshot = await load_log(session, now=now, sealing_grace=sealing_grace)
+    return verify_log(
+        snapshot.events,
+        snapshot.checkpoints,
+        origin=origin,
+        public_keys=snapshot.public_keys if public_keys is None else public_keys,
+        unsealed=snapshot.unsealed,
+    )

@@ -1,0 +1,161 @@
+"""The data-protection officer's view of the audit trail (API.md: Audit); each read of it is itself audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from audit import queries, reports
+from audit.anomalies import OffHours, Thresholds
+from audit.events import Action, Outcome
+from audit.reports import ReportFormat
+from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
+from gateway.auth.guards import needs
+from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.problems import UNAVAILABLE, Problem
+from gateway.settings import AuditSettings
+from tenants.models import Role, Scope
+
+_DPO = [Role.DPO]
+Since = Annotated[dt.datetime | None, QueryParameter(description="inclusive, RFC 3339 with offset")]
+Until = Annotated[dt.datetime | None, QueryParameter(description="exclusive, RFC 3339 with offset")]
+Cursor = Annotated[str | None, QueryParameter(max_length=64)]
+
+
+class AuditController(Controller):
+    path = "/api/v1/audit"
+    tags = ("audit",)
+
+    @get(
+        "/events",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_EVENTS_SEARCH),
+        summary="Search the organisation's audit trail",
+    )
+    async def search(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Annotated[uuid.UUID | None, QueryParameter()] = None,
+        subject_id: Annotated[uuid.UUID | None, QueryParameter()] = None,
+        resource_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        action: Annotated[Action | None, QueryParameter()] = None,
+        outcome: Annotated[Outcome | None, QueryParameter()] = None,
+        since: Since = None,
+        until: Until = None,
+        cursor: Cursor = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_PAGE)] = 100,
+    ) -> EventPage:
+        criteria = queries.EventFilter(actor_id=actor, subject_id=subject_id, resource_id=resource_id, action=action,
+                                       outcome=outcome, since=since, until=until)  # fmt: skip
+        async with tenant_transaction(request) as session:
+            items, next_cursor = await queries.search_events(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                criteria=criteria, cursor=cursor, limit=limit,
+            )  # fmt: skip
+        return EventPage(items=items, next_cursor=next_cursor)
+
+    @get(
+        "/subjects/{subject_id:uuid}/report",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_SUBJECT_REPORT),
+        summary="Every recorded access to one person's data, as JSON, CSV or PDF",
+    )
+    async def subject_report(
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: FromPath[uuid.UUID],
+        report_format: Annotated[ReportFormat, QueryParameter(name="format")] = ReportFormat.JSON,
+        cursor: Cursor = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_REPORT_PAGE)] = queries.MAX_REPORT_PAGE,
+    ) -> Response[SubjectReport | bytes]:
+        font = await _pdf_font(request) if report_format is ReportFormat.PDF else None
+        async with tenant_transaction(request) as session:
+            report = await queries.subject_report(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                subject_id=subject_id, report_format=report_format, cursor=cursor, limit=limit,
+            )  # fmt: skip
+        if report_format is ReportFormat.JSON:
+            return Response(report)
+        body = reports.report_csv(report) if font is None else await reports.report_pdf(report, font)
+        return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=_file_headers(
+            request, report_format, limit, report.next_cursor))  # fmt: skip
+
+    @get(
+        "/review",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_REVIEW_LIST),
+        summary="Statutory shares and break-glass uses not yet reviewed",
+    )
+    async def review_queue(
+        self,
+        request: Request[Any, Any, Any],
+        cursor: Cursor = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_PAGE)] = 100,
+    ) -> ReviewPage:
+        async with tenant_transaction(request) as session:
+            items, next_cursor = await queries.review_queue(
+                session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=limit
+            )
+        return ReviewPage(items=items, next_cursor=next_cursor)
+
+    @post(
+        "/review/{event_id:uuid}",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_REVIEW_MARK),
+        status_code=201,
+        summary="Mark one event of the review queue as reviewed",
+    )
+    async def mark_reviewed(
+        self, request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+    ) -> ReviewOut:
+        async with tenant_transaction(request) as session:
+            return await queries.mark_reviewed(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                event_id=event_id, note=data.note,
+            )  # fmt: skip
+
+    @get(
+        "/anomalies",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_ANOMALIES_LIST),
+        summary="Bulk reads, off-hours reads, reads with no active basis, repeated denials",
+    )
+    async def anomalies(self, request: Request[Any, Any, Any], since: Since = None, until: Until = None) -> AnomalyPage:
+        async with tenant_transaction(request) as session:
+            since, until, flags = await queries.find_anomalies(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                thresholds=thresholds(runtime_of(request).settings.audit), since=since, until=until,
+            )  # fmt: skip
+        items = [AnomalyOut(rule=f.rule.value, actor_id=f.actor_id, actor_tenant_id=f.actor_tenant_id,
+                            window_start=f.window_start, window_end=f.window_end, count=f.count,
+                            event_ids=list(f.event_ids)) for f in flags]  # fmt: skip
+        return AnomalyPage(since=since, until=until, items=items)
+
+
+def thresholds(settings: AuditSettings) -> Thresholds:
+    return Thresholds(
+        bulk_subjects_per_hour=settings.bulk_subjects_per_hour,
+        denials_per_hour=settings.denials_per_hour,
+        off_hours=OffHours(*settings.off_hours),
+        timezone=zoneinfo.ZoneInfo(settings.timezone),
+    )
+
+
+async def _pdf_font(request: Request[Any, Any, Any]) -> Path:
+    try:
+        return await reports.ensure_pdf_font(runtime_of(request).settings.audit.pdf_font)
+    except reports.FontUnavailable:
+        raise Problem(UNAVAILABLE, "PDF reports cannot be made on this server: it has no font with Cyrillic letters. "
+                                   "Download the report as CSV or JSON, or ask the administrator to install "
+                                   "DejaVu Sans.") from None  # fmt: skip
+
+
+def _file_headers(
+    request: Request[Any, Any, Any], report_format: ReportFormat, limit: int, next_cursor: str | None
+) -> dict[str, str]:
+    headers = {"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'}
+    if next_cursor:
+        query = f"format={report_format.value}&limit={limit}&cursor={next_cursor}"
+        headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'  # RFC 8288: the next page of the report
+    return headers
