@@ -90,7 +90,12 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         master_key=master_key,
         keyring=keyring,
         token_endpoint=TokenEndpoint(
-            server=settings.server, tokens=settings.tokens, sessions=sessions, keyring=keyring, clock=clock
+            server=settings.server,
+            tokens=settings.tokens,
+            sessions=sessions,
+            keyring=keyring,
+            clock=clock,
+            audit=exchange.audit,
         ),
         token_verifier=AccessTokenVerifier(
             issuer=settings.server.issuer,

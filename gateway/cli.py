@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+from audit.events import Action, Actor, Outcome
 from audit.export import ExportError, export_database, read_export
 from audit.sealer import log_origin
 from audit.verify import verify_database, verify_log
@@ -257,6 +258,12 @@ async def _client_create(runtime: Runtime, args: argparse.Namespace) -> dict[str
 async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     async with platform_session(runtime.sessions) as session, session.begin():
         rotated = await services.rotate_keys(session, runtime.keyring, slug=args.tenant)
+        runtime.exchange.audit.append(
+            session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
+            actor=Actor(kind="operator", id=None, tenant_id=None, role=None), log_tenant_id=rotated.tenant_id,
+            resource_type="key_ring", resource_id=str(rotated.tenant_id),
+            extra={"enc_kid": rotated.enc_kid, "sig_kid": rotated.sig_kid},
+        )  # fmt: skip
     return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
 
 

@@ -22,6 +22,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from audit.events import Action, Actor, Outcome
+from audit.services import AuditLog, RequestContext
 from gateway.auth.tokens import access_token_claims, sign_access_token
 from gateway.settings import ServerSettings, TokenSettings
 from tenants.clock import Clock
@@ -210,7 +212,12 @@ class TokenEndpoint:
         sessions: async_sessionmaker[AsyncSession],
         keyring: KeyRing,
         clock: Clock,
+        audit: AuditLog,
     ) -> None:
+        self._audit = audit
+        self._context: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+            "casebridge_token_context", default=None
+        )
         self._authorization_server = CasebridgeAuthorizationServer(server=server, tokens=tokens)
         self._token_endpoint = server.token_endpoint
         self._sessions = sessions
@@ -222,14 +229,31 @@ class TokenEndpoint:
             key = await self._keyring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
             self._authorization_server.use_signing_key(self._keyring.platform_private_jwk(key))
 
-    async def issue(self, form: dict[str, str], headers: dict[str, str]) -> TokenResponse:
+    async def issue(
+        self, form: dict[str, str], headers: dict[str, str], context: RequestContext | None = None
+    ) -> TokenResponse:
+        """Issue a token, or refuse; either way the client's organisation's audit trail records it."""
+        self._context.set(context)
+        response, client = await self._decide(form, headers)
+        if response.status != 200:
+            async with platform_session(self._sessions) as session, session.begin():
+                self._audit.append(
+                    session, action=Action.TENANTS_TOKEN_REFUSE, outcome=Outcome.DENIED,
+                    actor=_client_actor(client), log_tenant_id=client.tenant.id if client else None, context=context,
+                    reason=str(response.body.get("error_description") or response.body.get("error"))[:200],
+                )  # fmt: skip
+        return response
+
+    async def _decide(
+        self, form: dict[str, str], headers: dict[str, str]
+    ) -> tuple[TokenResponse, RegisteredClient | None]:
         async with platform_session(self._sessions) as session:
             asserted = _peek_assertion(form.get("client_assertion", ""))
             client = await self._client(session, asserted.client_id) if asserted else None
             if client is not None and not client.tenant.is_active:
-                return _invalid_client("The client's organisation is suspended.")
+                return _invalid_client("The client's organisation is suspended."), client
             if client is not None and client.record.revoked_at is not None:
-                return _invalid_client("The client has been revoked.")
+                return _invalid_client("The client has been revoked."), client
             used = set()
             if client is not None and asserted is not None and await self._jti_used(session, client, asserted.jti):
                 used.add(asserted.jti)
@@ -241,12 +265,18 @@ class TokenEndpoint:
             finally:
                 _current.reset(token)
             if status != 200:
-                return TokenResponse(401 if body.get("error") == "invalid_client" else status, body, response_headers)
+                status = 401 if body.get("error") == "invalid_client" else status
+                return TokenResponse(status, body, response_headers), client
             if client is None or context.accepted_jti is None or context.accepted_exp is None:
                 raise RuntimeError("authlib issued a token without authenticating a client")
+            # Recorded in the same transaction as the jti: no token leaves without its audit event.
+            self._audit.append(
+                session, action=Action.TENANTS_TOKEN_ISSUE, outcome=Outcome.SUCCESS, actor=_client_actor(client),
+                log_tenant_id=client.tenant.id, context=self._context.get(), extra={"scope": body.get("scope")},
+            )  # fmt: skip
             if not await self._record_jti(session, client, context.accepted_jti, context.accepted_exp):
-                return _invalid_client("The client assertion has been used before (jti).")
-            return TokenResponse(status, body, response_headers)
+                return _invalid_client("The client assertion has been used before (jti)."), client
+            return TokenResponse(status, body, response_headers), client
 
     async def _client(self, session: AsyncSession, client_id: uuid.UUID) -> RegisteredClient | None:
         row = (
@@ -312,6 +342,12 @@ def _peek_assertion(assertion: str) -> _Asserted | None:
         return _Asserted(uuid.UUID(str(claims["sub"])), str(claims.get("jti", "")))
     except (JoseError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _client_actor(client: RegisteredClient | None) -> Actor:
+    if client is None:
+        return Actor(kind="client", id=None, tenant_id=None, role=None)
+    return Actor(kind="client", id=client.record.id, tenant_id=client.tenant.id, role=client.record.role)
 
 
 def _invalid_client(description: str) -> TokenResponse:

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, post
 
 from gateway.auth.guards import PUBLIC
+from gateway.controllers.context import request_context
 from gateway.problems import BAD_REQUEST, INVALID_CLIENT, UNSUPPORTED_MEDIA_TYPE, ProblemType, problem_response
 from gateway.runtime import Runtime
 
@@ -20,7 +21,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
     form = await request.form()
     fields = {key: str(value) for key, value in form.items()}
     runtime: Runtime = request.app.state.runtime
-    result = await runtime.token_endpoint.issue(fields, dict(request.headers))
+    result = await runtime.token_endpoint.issue(fields, dict(request.headers), request_context(request))
     if result.status == 200:
         return Response(result.body, status_code=200, headers=result.headers)
     # RFC 6749 §5.2 error members, inside an RFC 9457 problem document so both kinds of client understand it.

@@ -11,6 +11,8 @@ from audit.models import AuditEvent
 from exchange.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
+from tests.conftest import BASE_URL
+from tests.factories import client_assertion, token_form
 from tests.integration.test_referral_loop import (
     CHILD_BIRTH,
     CHILD_NAME,
@@ -42,7 +44,7 @@ async def test_reads_writes_and_refusals_are_recorded_with_pseudonyms(
     await kdn.get(f"/api/v1/referrals/{referral_id}")  # a foreign id: refused, and recorded as such
 
     centre_log = await _events(runtime, centre.id)
-    actions = [e["action"] for e in centre_log]
+    actions = [e["action"] for e in centre_log if not str(e["action"]).startswith("tenants:token")]
     assert actions[:3] == ["exchange:case:create", "exchange:consent:create", "exchange:referral:send"]
     send = next(e for e in centre_log if e["action"] == "exchange:referral:send")
     assert send["outcome"] == "success"
@@ -129,3 +131,22 @@ async def test_partner_access_is_reported_to_the_sharing_agency(
     assert event["subjects"] == send["subjects"]
     assert event["resource"] == {"type": "referral", "id": referral_id}
     assert event["purpose"] == "social_support"
+
+
+async def test_token_issuance_and_refusal_are_recorded(
+    agencies: tuple[Agency, Agency, Agency], runtime: Runtime
+) -> None:
+    centre, _, _ = agencies  # the fixture already obtained one token per agency
+    replay = client_assertion(centre.client, f"{BASE_URL}/oauth/token")
+    first = await centre.api.post("/oauth/token", data=token_form(centre.client, replay))
+    again = await centre.api.post("/oauth/token", data=token_form(centre.client, replay))
+    assert (first.status_code, again.status_code) == (200, 401)
+    log = [e for e in await _events(runtime, centre.client.tenant_id) if str(e["action"]).startswith("tenants:token")]
+    assert [(e["action"], e["outcome"]) for e in log] == [
+        ("tenants:token:issue", "success"),
+        ("tenants:token:issue", "success"),
+        ("tenants:token:refuse", "denied"),
+    ]
+    assert "used before" in str(log[-1]["reason"])
+    assert log[0]["actor"] == {"kind": "client", "id": centre.client.client_id, "tenant": str(centre.id),
+                               "role": "specialist"}  # fmt: skip
