@@ -47,6 +47,8 @@ class Action(enum.StrEnum):
     AUDIT_REVIEW_LIST = "audit:review:list"
     AUDIT_REVIEW_MARK = "audit:review:mark"
     AUDIT_ANOMALIES_LIST = "audit:anomalies:list"
+    AUDIT_CHECKPOINT_READ = "audit:checkpoint:read"
+    AUDIT_PROOF_READ = "audit:proof:read"
 
 
 class Outcome(enum.StrEnum):

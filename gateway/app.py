@@ -29,7 +29,7 @@ from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import AUDIT_STREAM, Bus, BusError
 from gateway.controllers import health, metadata, oauth
-from gateway.controllers.audit import AuditController
+from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
 from gateway.controllers.referrals import ReferralController
@@ -144,6 +144,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             CaseController,
             ReferralController,
             AuditController,
+            TrailController,
             *WEB_ROUTES,
         ],
         guards=[_guard_api_routes],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 import zoneinfo
@@ -11,15 +12,17 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from audit import queries, reports
+from audit import reports
 from audit.anomalies import OffHours, Thresholds
 from audit.events import Action, Outcome
 from audit.reports import ReportFormat
 from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
+from exchange import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.problems import UNAVAILABLE, Problem
 from gateway.settings import AuditSettings
+from tenants.errors import NotFound
 from tenants.models import Role, Scope
 
 _DPO = [Role.DPO]
@@ -159,3 +162,50 @@ def _file_headers(
         query = f"format={report_format.value}&limit={limit}&cursor={next_cursor}"
         headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'  # RFC 8288: the next page of the report
     return headers
+
+
+class TrailController(Controller):
+    """Signed checkpoints and inclusion proofs: what lets a DPO show that an event is in the log everyone sees."""
+
+    path = "/api/v1/audit"
+    tags = ("audit",)
+
+    @get(
+        "/checkpoints/latest",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_CHECKPOINT_READ),
+        summary="The newest signed checkpoint of the audit log",
+    )
+    async def latest_checkpoint(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        async with tenant_transaction(request):
+            pass  # the read is recorded first; the sealer then reads in a session of its own
+        checkpoint = await runtime_of(request).sealer.latest_checkpoint()
+        if checkpoint is None:
+            raise NotFound("No checkpoint has been signed yet; try again in a few seconds.")
+        return {"origin": checkpoint.origin, "size": checkpoint.size, "root": _b64(checkpoint.root),
+                "note": checkpoint.note}  # fmt: skip
+
+    @get(
+        "/events/{event_id:uuid}/proof",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_PROOF_READ),
+        summary="Inclusion proof of one event against a signed checkpoint",
+    )
+    async def proof(
+        self,
+        request: Request[Any, Any, Any],
+        event_id: FromPath[uuid.UUID],
+        size: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> dict[str, Any]:
+        async with tenant_transaction(request) as session:
+            audit_of(request).touched(resource_type="audit_event", resource_id=event_id)
+            await queries.access_event(session, principal=principal_of(request), event_id=event_id)
+        # Outside the request's transaction: the sealer reads in a session of its own (SQLite has one connection).
+        proof = await runtime_of(request).sealer.inclusion(event_id, size)
+        return {
+            "event_id": str(proof.event_id), "seq": proof.seq, "leaf_index": proof.leaf_index,
+            "leaf_hash": _b64(proof.leaf_hash), "size": proof.size, "root": _b64(proof.root),
+            "proof": [_b64(h) for h in proof.proof], "note": proof.note,
+        }  # fmt: skip
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -385,7 +385,7 @@ def _own_engine(database_url: str) -> AsyncEngine:
     return create_engine(DatabaseSettings(url=database_url, pool_size=2))
 
 
-async def test_two_sealers_racing_never_duplicate_or_skip_a_seq(node: Node, database_url: str) -> None:
+async def test_two_sealers_racing_never_duplicate_or_skip_a_seq(node: Node, database_url: str, backend: str) -> None:
     """Two 'processes' (own engines, own sealers) with a lease so short that leadership changes all the time."""
     engines = [_own_engine(database_url), _own_engine(database_url)]
     sealers = [
@@ -415,7 +415,10 @@ async def test_two_sealers_racing_never_duplicate_or_skip_a_seq(node: Node, data
 
     try:
         _, *shares = await asyncio.gather(write(), seal(sealers[0]), seal(sealers[1]))
-        assert all(shares), shares  # both really sealed: leadership changed hands during the run
+        if backend == "postgresql":
+            # Both really sealed: leadership changed hands mid-run. (On SQLite the database's busy handler may let
+            # one connection win every time; the invariants below are what must hold either way.)
+            assert all(shares), shares
         while await sealers[0].seal_once() or await sealers[1].seal_once():
             pass
         await sealers[0].checkpoint_once()

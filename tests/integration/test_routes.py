@@ -93,3 +93,18 @@ async def test_migrations_produce_exactly_the_models(runtime: Runtime) -> None:
             lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": False}), Base.metadata)
         )
     assert differences == []
+
+
+LAYERS = {"tenants": set(), "audit": {"tenants"}, "exchange": {"audit", "tenants"}}
+
+
+def test_dependencies_point_one_way() -> None:
+    """gateway -> exchange -> audit -> tenants: a package imports only the packages below it, never gateway."""
+    wrong = []
+    for package, allowed in LAYERS.items():
+        for path in (REPO / package).rglob("*.py"):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                match = re.match(r"\s*(?:from|import) (tenants|audit|exchange|gateway)\b", line)
+                if match and match.group(1) != package and match.group(1) not in allowed:
+                    wrong.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert wrong == []

@@ -2,7 +2,8 @@
 
 Every query reads only the caller's own trail (`log_tenant_id` = the caller's tenant): its own staff and systems,
 and the partners' reads of data it shared, which access receipts record there. On PostgreSQL row-level security
-enforces the same. Pages run newest first by (recorded_at, id); a cursor is the last row's pair.
+enforces the same. Pages run newest first by (recorded_at, id); a cursor is the last row's pair. The module lives
+in the exchange because it reads the exchange's subjects, consents and referrals beside the audit trail.
 """
 
 from __future__ import annotations
@@ -446,3 +447,13 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def access_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> AuditEvent:
+    """An event of the caller's own trail; any other id answers as missing."""
+    event = await session.scalar(
+        select(AuditEvent).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
+    )
+    if event is None:
+        raise NotFound("No such audit event.")
+    return event
