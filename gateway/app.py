@@ -185,7 +185,9 @@ def _publisher(bus: Bus) -> Publish:
     """Signed checkpoints go to the CB_AUDIT stream, where outside witnesses can keep copies."""
 
     async def publish(subject: str, payload: bytes) -> None:
-        await bus.js.publish(subject, payload, stream=AUDIT_STREAM, timeout=5)
+        # A new leader republishes the latest checkpoint; the message id lets JetStream drop the repeat.
+        message_id = "checkpoint-" + hashlib.sha256(payload).hexdigest()
+        await bus.js.publish(subject, payload, stream=AUDIT_STREAM, timeout=5, headers={"Nats-Msg-Id": message_id})
 
     return publish
 
