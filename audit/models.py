@@ -135,3 +135,22 @@ class ReviewMark(Base):
     reviewer_id: Mapped[uuid.UUID] = mapped_column()
     at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     note: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditVerification(Base):
+    """One verification of the live log (`casebridge audit verify` or a DPO's "verify now"), kept for the console.
+
+    The whole log is verified, every tenant's events together, so the row belongs to the platform: it records only
+    counts and the recomputed root, never who asked (the asking DPO's own trail records that) or what was found.
+    """
+
+    __tablename__ = "audit_verification"
+
+    at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # "cli" | "console"
+    ok: Mapped[bool] = mapped_column()
+    size: Mapped[int] = mapped_column(_POSITION)
+    root: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    problems: Mapped[int] = mapped_column(Integer)
+    pending: Mapped[int] = mapped_column(Integer)
+    checkpoints: Mapped[int] = mapped_column(Integer)

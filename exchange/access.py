@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exchange.models import Case, Consent, Document, Referral, Side, Subject
+from exchange.models import Case, Consent, Document, Plan, Referral, Side, Subject
 from tenants.errors import Forbidden, NotFound
 from tenants.models import Role
 from tenants.principal import Principal
@@ -79,3 +79,13 @@ async def access_referral(
     if for_write and not principal.has_role(*REFERRAL_ACTORS[Side(referral.side)]):
         raise Forbidden("This role may not act on this side of the referral.")
     return referral
+
+
+async def access_plan(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, *, for_write: bool) -> Plan:
+    """A multi-agency plan of the caller's tenant; the issuing centre's case workers may change it."""
+    plan = await session.scalar(select(Plan).where(Plan.id == plan_id, Plan.tenant_id == principal.tenant_id))
+    if plan is None:
+        raise NotFound("No such plan.")
+    if for_write and not principal.has_role(*CASE_WRITERS):
+        raise Forbidden("Only a specialist or a supervisor may change a plan.")
+    return plan

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from audit.services import AuditLog
 from exchange.datakeys import DataKeys
+from exchange.letters.render import LetterRenderer
 from exchange.policy import AgeRules
 from tenants.clock import Clock
 from tenants.keys import KeyRing, PublishedKeys
@@ -19,3 +20,4 @@ class ExchangeDeps:
     clock: Clock
     age_rules: AgeRules
     audit: AuditLog
+    letters: LetterRenderer

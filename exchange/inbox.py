@@ -21,9 +21,11 @@ from exchange.envelopes import (
     open_envelope,
     peek_header,
 )
+from exchange.letters.services import accept_letter, forget_letter
 from exchange.messages import apply_message, forget_shared_thread
 from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, sealed_context
 from exchange.outbox import enqueue
+from exchange.plans import settle_plan_of
 from exchange.referrals import (
     ALL_STATUSES,
     RECEIVED,
@@ -39,7 +41,9 @@ from tenants.persistence import platform_session
 
 log = logging.getLogger("casebridge.exchange")
 # What a partner's access receipt may report: opening shared data, nothing else.
-PARTNER_READ_ACTIONS = frozenset({Action.EXCHANGE_REFERRAL_READ, Action.EXCHANGE_DOCUMENT_READ})
+PARTNER_READ_ACTIONS = frozenset(
+    {Action.EXCHANGE_REFERRAL_READ, Action.EXCHANGE_DOCUMENT_READ, Action.EXCHANGE_LETTER_READ}
+)
 # This node acting on its own (applying envelopes), not on behalf of a person or an agency system.
 SYSTEM_ACTOR = Actor(kind="system", id=None, tenant_id=None, role=None)
 
@@ -175,9 +179,8 @@ class Inbox:
             respond_by = dt.datetime.fromisoformat(body["respond_by"])
             complete_by = dt.datetime.fromisoformat(body["complete_by"])
             requested_at = dt.datetime.fromisoformat(body["requested_at"])
-            sealed: dict[str, Any] = {
-                k: body[k] for k in ("problem", "requested_service", "subjects", "needs", "summary") if k in body
-            }
+            kept = ("problem", "requested_service", "subjects", "needs", "summary", "plan")
+            sealed: dict[str, Any] = {k: body[k] for k in kept if k in body}
             sealed["pseudonyms"] = [str(p) for p in body.get("subject_pseudonyms", [])]
             referral = await _new_copy(
                 session, self._deps, header.recipient, exchange_id=exchange_id, side=Side.RECIPIENT,
@@ -185,17 +188,19 @@ class Inbox:
                 kind=str(body["kind"]), purpose=str(body["purpose"]), urgency=str(body["urgency"]),
                 respond_by=respond_by, complete_by=complete_by, categories=list(body["categories"]),
                 subject_ids=[], legal_basis=basis, review_required=basis.get("type") == "statutory",
-                sealed=sealed,
+                sealed=sealed, service_code=str(body["service"])[:64] if body.get("service") else None,
             )  # fmt: skip
         except (KeyError, ValueError, TypeError) as exc:
             raise Unapplicable("the referral body is incomplete") from exc
         _add_timeline(session, referral, REQUESTED, requested_at, header.sender, None, None)
         _add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
+        letter = await accept_letter(session, self._deps, referral, body.get("letter"))
         self._deps.audit.append(
             session, action=Action.EXCHANGE_REFERRAL_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
             log_tenant_id=header.recipient, resource_type="referral", resource_id=str(exchange_id),
             subjects=tuple(sealed["pseudonyms"]), purpose=referral.purpose, legal_basis=referral.legal_basis,
-            extra={"sender": str(header.sender), "categories": referral.categories},
+            extra={"sender": str(header.sender), "categories": referral.categories,
+                   **({"letter": letter.verification.value} if letter is not None else {})},
         )  # fmt: skip
 
     async def _counterpart_copy(self, session: AsyncSession, opened: OpenedEnvelope, referral_id: str) -> Referral:
@@ -232,6 +237,7 @@ class Inbox:
             referral.outcome_result = str(body["outcome"])
         _add_timeline(session, referral, target, dt.datetime.fromisoformat(body["at"]), opened.header.sender,
                       body.get("note"), key)  # fmt: skip
+        await settle_plan_of(session, self._deps, referral)
 
     async def _referral_message(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
         referral = await self._counterpart_copy(session, opened, str(opened.body.get("referral_id")))
@@ -278,6 +284,7 @@ class Inbox:
             kept["subjects"] = [{"ref": s.get("ref")} for s in contents.get("subjects", [])]
             referral.sealed = key.seal(kept, context=context)
             await forget_shared_thread(session, self._deps, referral)
+            await forget_letter(session, referral)
             self._deps.audit.append(
                 session, action=Action.EXCHANGE_CONSENT_WITHDRAWAL_APPLY, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
                 log_tenant_id=referral.tenant_id, resource_type="referral", resource_id=str(referral.exchange_id),

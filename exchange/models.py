@@ -7,7 +7,7 @@ import enum
 import uuid
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.datakeys import WrappedKey
@@ -148,6 +148,9 @@ class Referral(SealedRecord, TenantScoped, Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The recipient's service (its directory profile's code) the referral asks for; the directory's per-service
+    # figures are computed from it. A category code, not personal data, so it stays in clear like `purpose`.
+    service_code: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class TimelineEntry(TenantScoped, Base):
@@ -218,6 +221,95 @@ class DeadLetter(Base):
     received_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
+class Plan(SealedRecord, TenantScoped, Base):
+    """A multi-agency plan (КИПР) for one case: its tasks go to partner agencies as referrals of kind plan_task."""
+
+    __tablename__ = "plan"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_plan_idempotency_key"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_file.id"), index=True)
+    case_ref: Mapped[str] = mapped_column(String(32))
+    # The title is sealed under the plan's data key: it may name the family.
+    period_from: Mapped[dt.date] = mapped_column(Date)
+    period_until: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    auto_close: Mapped[bool] = mapped_column(Boolean, default=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    created_by_kind: Mapped[str] = mapped_column(String(8))
+    created_by_id: Mapped[uuid.UUID] = mapped_column()
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class PlanTask(TenantScoped, Base):
+    """One task of a plan; its status, deadlines and outcome live on the sender's copy of its referral."""
+
+    __tablename__ = "plan_task"
+
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("plan.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referral.id"), unique=True)
+    # Title and expected result, sealed under the plan's data key.
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReminderSent(TenantScoped, Base):
+    """A deadline reminder emailed to one user: at most one per referral × kind × user, across restarts."""
+
+    __tablename__ = "reminder_sent"
+    __table_args__ = (UniqueConstraint("referral_id", "kind", "user_id", name="uq_reminder_sent_once"),)
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when the mail server refused or could not be reached: only such rows are tried again.
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class LetterSequence(TenantScoped, Base):
+    """A tenant's letter register for one year: the last registration number it issued (gap-free, see letters)."""
+
+    __tablename__ = "letter_sequence"
+    __table_args__ = (UniqueConstraint("tenant_id", "year", name="uq_letter_sequence_year"),)
+
+    year: Mapped[int] = mapped_column(Integer)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
+class LetterPrefix(TenantScoped, Base):
+    """The prefix a tenant chose for its registration numbers; without a row it is derived from the tenant's slug."""
+
+    __tablename__ = "letter_prefix"
+    __table_args__ = (UniqueConstraint("tenant_id", name="uq_letter_prefix_tenant"),)
+
+    prefix: Mapped[str] = mapped_column(String(16))
+
+
+class Letter(TenantScoped, Base):
+    """The signed letter of one side's copy of a referral; the PDF itself is a sealed Document."""
+
+    __tablename__ = "referral_letter"
+    __table_args__ = (
+        UniqueConstraint("referral_id", name="uq_referral_letter_referral"),
+        # The issuing side's register entry: a number is never given twice. Recipients keep what senders wrote.
+        UniqueConstraint("tenant_id", "register_year", "register_number", name="uq_referral_letter_register"),
+    )
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"))
+    registration_number: Mapped[str] = mapped_column(String(64))
+    register_year: Mapped[int | None] = mapped_column(Integer, default=None)  # issuing side only
+    register_number: Mapped[int | None] = mapped_column(Integer, default=None)  # issuing side only
+    language: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(Text, default=None)  # detached compact JWS over the SHA-256
+    signing_kid: Mapped[str | None] = mapped_column(String(64), default=None)
+    verification: Mapped[str] = mapped_column(String(16))  # valid | invalid | missing
+    document_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("document.id"), default=None)
+
+
 def sealed_context(kind: str, record_id: uuid.UUID) -> str:
     return f"casebridge/{kind}/v1/{record_id}"
 
@@ -232,4 +324,10 @@ EXCHANGE_TENANT_TABLES = (
     "referral_message",
     "outbox_envelope",
     "inbox_envelope",
+    "plan",
+    "plan_task",
+    "reminder_sent",
+    "letter_sequence",
+    "letter_prefix",
+    "referral_letter",
 )

@@ -28,6 +28,7 @@ from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import EnvelopeType
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
+from exchange.letters.services import issue_letter, letter_summary
 from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
 from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
@@ -114,8 +115,12 @@ async def send_referral(
     audit: AccessScope,
     data: ReferralIn,
     idempotency_key: str | None,
+    plan: Mapping[str, str] | None = None,
 ) -> tuple[Referral, bool]:
-    """Send a referral if the policy permits every category for every subject; returns (referral, created)."""
+    """Send a referral if the policy permits every category for every subject; returns (referral, created).
+
+    `plan` (task title, expected result, plan id) travels with a plan_task referral, sealed like its text.
+    """
     if idempotency_key is not None:
         existing = await session.scalar(
             select(Referral).where(
@@ -135,6 +140,8 @@ async def send_referral(
     recipient = await active_recipient(session, data.to_tenant_id)
     if recipient.id == principal.tenant_id:
         raise InvalidInput("A referral goes to another agency, not to one's own.")
+    if data.service is not None:
+        _check_service(recipient.service_profile or {}, data.service)
     now = deps.clock.now()
     respond_by, complete_by = _aware(data.respond_by), _aware(data.complete_by)
     if respond_by <= now:
@@ -167,6 +174,8 @@ async def send_referral(
     text = {"problem": data.problem, "requested_service": data.requested_service}
     if isinstance(basis, StatutoryBasis):
         text["justification"] = basis.justification
+    if plan is not None:
+        shared["plan"] = dict(plan)
     referral = await _new_copy(
         session, deps, principal.tenant_id, exchange_id=exchange_id, side=Side.SENDER,
         from_tenant_id=principal.tenant_id, to_tenant_id=recipient.id, case_ref=case.reference,
@@ -176,10 +185,13 @@ async def send_referral(
         legal_basis=basis, review_required=decision.review_required, sealed={**text, **shared},
     )  # fmt: skip
     referral.case_id = case.id
+    referral.service_code = data.service
     referral.consent_ids = sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids})
     referral.idempotency_key = idempotency_key
     referral.request_hash = request_hash(data)
     _add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
+    letter = await issue_letter(session, deps, principal=principal, referral=referral, shared={**text, **shared},
+                                basis=basis, language=data.letter_language)  # fmt: skip
     await enqueue(
         session, deps, sender=principal.tenant_id, recipient=recipient.id,
         envelope_type=EnvelopeType.REFERRAL_REQUESTED, exchange_id=exchange_id,
@@ -188,13 +200,24 @@ async def send_referral(
             "urgency": referral.urgency, "respond_by": respond_by.isoformat(), "complete_by": complete_by.isoformat(),
             "case_ref": case.reference, "categories": referral.categories,
             "legal_basis": _basis_body(basis), "requested_at": now.isoformat(), "subject_pseudonyms": list(pseudonyms),
-            **text, **shared,
+            **text, **shared, **({"service": data.service} if data.service is not None else {}),
+            "letter": letter,
         },
     )  # fmt: skip
     audit.touched(resource_type="referral", resource_id=exchange_id, recipient=str(recipient.id),
-                  categories=referral.categories, review_required=decision.review_required)  # fmt: skip
+                  categories=referral.categories, review_required=decision.review_required,
+                  letter=letter["registration_number"])  # fmt: skip
     await session.flush()
     return referral, True
+
+
+def _check_service(profile: Mapping[str, Any], code: str) -> None:
+    """A referral may name one of the services the recipient publishes in the directory (by its code)."""
+    services = [s for s in profile.get("services", []) if isinstance(s, Mapping)]
+    codes = [str(s.get("code") or (s.get("problems") or [""])[0]) for s in services]
+    if code not in codes:
+        offered = ", ".join(c for c in codes if c) or "none"
+        raise InvalidInput(f"The recipient offers no service with the code {code!r} (its services: {offered}).")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -390,6 +413,9 @@ async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Ref
         needs=contents.get("needs"),
         summary=contents.get("summary"),
         outcome=outcome,
+        plan=contents.get("plan"),
+        service=referral.service_code,
+        letter=await letter_summary(session, referral),
     )
 
 

@@ -157,6 +157,10 @@ class ReferralIn(Strict, kw_only=True):
     subject_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=20)]
     categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
     legal_basis: ConsentBasisIn | StatutoryBasisIn
+    # Optional: the code of one of the recipient's services in the directory.
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] | None = None
+    # The language of the referral's letter (exchange/letters), chosen by the sender.
+    letter_language: Literal["ru", "en"] = "ru"
 
 
 class Outcome(Strict, kw_only=True):
@@ -175,6 +179,15 @@ class TimelineOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     at: dt.datetime
     by_tenant_id: uuid.UUID
     note: str | None = None
+
+
+class LetterOut(msgspec.Struct, kw_only=True):
+    """A referral's letter: its registration number, the PDF's SHA-256 (hex), and the signature's verdict."""
+
+    registration_number: str
+    sha256: str
+    signature: Literal["valid", "invalid", "missing"]
+    language: str
 
 
 class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -200,6 +213,9 @@ class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     needs: dict[str, str] | None = None
     summary: str | None = None
     outcome: dict[str, str] | None = None
+    plan: dict[str, str] | None = None  # a plan_task's task title, expected result and plan id
+    service: str | None = None  # the recipient's service code the referral asks for
+    letter: LetterOut | None = None  # the signed letter's register entry; None for a referral without one
 
 
 class ReferralSummary(msgspec.Struct, kw_only=True):
@@ -243,3 +259,110 @@ class DocumentOut(msgspec.Struct, kw_only=True):
     media_type: str
     size: int
     sha256: str
+
+
+# -- multi-agency plans and reminders -----------------------------------------------------------------------------
+
+
+class PlanTaskIn(Strict, kw_only=True):
+    """One task of a plan, addressed to one agency; it is sent as a referral of kind plan_task."""
+
+    title: ShortText
+    to_tenant_id: uuid.UUID
+    expected_result: Text
+    complete_by: dt.datetime
+    respond_by: dt.datetime | None = None
+    purpose: Purpose
+    problem: Text
+    requested_service: Text
+    urgency: Urgency = Urgency.ROUTINE
+    subject_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=20)]
+    categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
+    legal_basis: ConsentBasisIn | StatutoryBasisIn
+
+
+PlanTasks = Annotated[list[PlanTaskIn], msgspec.Meta(min_length=1, max_length=50)]
+
+
+class PlanIn(Strict, kw_only=True):
+    case_id: uuid.UUID
+    title: ShortText
+    period_from: dt.date
+    period_until: dt.date
+    tasks: PlanTasks
+    auto_close: bool = True
+
+
+class PlanTasksIn(Strict, kw_only=True):
+    tasks: PlanTasks
+
+
+class PlanTaskOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: uuid.UUID
+    position: int
+    title: str
+    expected_result: str
+    referral_id: uuid.UUID
+    to_tenant_id: uuid.UUID
+    to_tenant_name: str
+    status: str
+    respond_by: dt.datetime
+    complete_by: dt.datetime
+    overdue: bool
+    legal_basis: dict[str, str]
+    last_change_at: dt.datetime
+    outcome: dict[str, str] | None = None
+    reason: str | None = None  # why a task was declined, failed or cancelled
+
+
+class PlanOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    case_id: uuid.UUID
+    case_ref: str
+    title: str
+    period_from: dt.date
+    period_until: dt.date
+    status: str
+    auto_close: bool
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    progress: dict[str, int]
+    overdue: int
+    tasks: list[PlanTaskOut]
+
+
+class PlanSummary(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    case_ref: str
+    title: str
+    period_from: dt.date
+    period_until: dt.date
+    status: str
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    tasks: int
+    done: int
+    overdue: int
+
+
+class PlanPage(msgspec.Struct, kw_only=True):
+    items: list[PlanSummary]
+    next_cursor: str | None
+
+
+class ReminderOut(msgspec.Struct, kw_only=True):
+    """A deadline that needs someone's attention; ids and dates only, never the family's data."""
+
+    referral_id: uuid.UUID
+    reminder: Literal["respond_due", "respond_overdue", "complete_due", "complete_overdue"]
+    side: str
+    kind: str
+    status: str
+    case_ref: str
+    urgency: str
+    deadline: dt.datetime
+    counterpart_tenant_id: uuid.UUID
+
+
+class ReminderList(msgspec.Struct, kw_only=True):
+    items: list[ReminderOut]

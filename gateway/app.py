@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import warnings
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
+from exchange.letters.render import WeasyPrintRenderer
 from exchange.policy import AgeRules
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
@@ -32,15 +34,20 @@ from gateway.controllers import health, metadata, oauth
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
+from gateway.controllers.plans import PlanController, ReminderController
 from gateway.controllers.referrals import ReferralController
+from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.exchange_runtime import ExchangeWorkers
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import rate_limit_config
+from gateway.reminder_runtime import ReminderWorker
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.web import TEMPLATE_DIR, WEB_ROUTES
+from gateway.web.errors import for_browsers
+from gateway.web.i18n import configure_templates
 from tenants.clock import Clock, SystemClock
 from tenants.keys import KeyRing, PublishedKeys
 from tenants.models import PlatformKeyUse
@@ -70,6 +77,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
         audit=AuditLog(clock, lambda tenant_id: master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")),
+        letters=WeasyPrintRenderer(zone=zoneinfo.ZoneInfo(settings.letters.timezone)),
     )
 
     async def token_keys() -> list[dict[str, Any]]:
@@ -109,6 +117,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         inbox=inbox,
         workers=ExchangeWorkers(bus=bus, sessions=sessions, clock=clock, handler=inbox.receive),
         sealer=Sealer(sessions, keyring, clock, origin=log_origin(settings.server.base_url), publish=_publisher(bus)),
+        reminders=ReminderWorker.from_settings(settings, sessions, clock),
     )
 
 
@@ -124,8 +133,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             _check_bus_payload_limit(runtime.bus)
             runtime.workers.start()
             runtime.sealer.start()
+            runtime.reminders.start()
             yield
         finally:
+            await runtime.reminders.stop()
             await runtime.sealer.stop()
             await runtime.workers.stop()
             await runtime.bus.stop()
@@ -143,6 +154,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             DirectoryController,
             CaseController,
             ReferralController,
+            ReportController,
+            PlanController,
+            ReminderController,
             AuditController,
             TrailController,
             *WEB_ROUTES,
@@ -155,7 +169,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[lifespan],
         before_send=[add_request_id],
         state=_state(runtime),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=for_browsers(EXCEPTION_HANDLERS),
         request_max_body_size=settings.server.max_body_bytes,
         csrf_config=CSRFConfig(
             secret=_derived_secret(runtime, "csrf"),
@@ -165,7 +179,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             cookie_samesite="strict",
             exclude=["/api/", "/oauth/", "/.well-known/", "/health/", "/problems/"],
         ),
-        template_config=TemplateConfig(directory=TEMPLATE_DIR, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=TEMPLATE_DIR, engine=JinjaTemplateEngine, engine_callback=configure_templates
+        ),
         openapi_config=OpenAPIConfig(
             title="casebridge",
             version=API_VERSION,

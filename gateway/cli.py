@@ -21,12 +21,13 @@ from audit.checkpoint import CheckpointFormatError, parse_verifier_key
 from audit.events import Action, Actor, Outcome
 from audit.export import ExportError, export_database, read_export
 from audit.sealer import log_origin
+from audit.verifications import Trigger, record_verification
 from audit.verify import verify_database, verify_log
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.db import MasterKeyError, create_engine, ensure_data_dir, schema_is_current, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
-from tenants import services
+from tenants import admin, services
 from tenants.clock import SystemClock
 from tenants.errors import CasebridgeError, KeyUnavailable
 from tenants.models import Role, Scope, Tenant, TenantKind
@@ -102,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument("--email", required=True)
     create_user.add_argument("--role", required=True, action="append", help="repeat for several roles")
     create_user.add_argument("--password-stdin", action="store_true", help="read the initial password from stdin")
+    for action, text in (
+        ("deactivate", "deactivate a user: their sessions end and they cannot sign in"),
+        ("activate", "reactivate a deactivated user"),
+        ("reset-second-factor", "make a user enrol a new second factor at next sign-in; their sessions end"),
+    ):
+        change_user = user.add_parser(action, help=text)
+        change_user.add_argument("--tenant", required=True, help="tenant slug")
+        change_user.add_argument("--email", required=True)
 
     client = commands.add_parser("client", help="agency systems").add_subparsers(dest="action", required=True)
     create_client = client.add_parser("create", help="register an API client with its public JWK")
@@ -110,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--jwk-file", required=True, type=Path)
     create_client.add_argument("--scopes", required=True, help=" ".join(s.value for s in Scope))
     create_client.add_argument("--role", default=Role.SPECIALIST.value)
+    revoke_client = client.add_parser("revoke", help="revoke an API client: its tokens stop working at once")
+    revoke_client.add_argument("--tenant", required=True, help="tenant slug")
+    revoke_client.add_argument("--client-id", required=True)
 
     keys = commands.add_parser("keys", help="key rings").add_subparsers(dest="action", required=True)
     rotate = keys.add_parser("rotate", help="rotate a tenant's encryption, signing and data keys")
@@ -255,6 +267,44 @@ async def _client_create(runtime: Runtime, args: argparse.Namespace) -> dict[str
         )
 
 
+_OPERATOR = Actor(kind="operator", id=None, tenant_id=None, role=None)
+
+
+def _user_change(action: str) -> Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]:
+    async def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+        clock = runtime.clock
+        async with platform_session(runtime.sessions) as session, session.begin():
+            tenant = await services.tenant_by_slug(session, args.tenant)
+            user = await admin.user_by_email(session, tenant_id=tenant.id, email=args.email)
+            if action == "reset-second-factor":
+                await admin.reset_second_factor_by_operator(session, clock, user=user)
+                audited = Action.TENANTS_USER_SECOND_FACTOR_RESET
+            else:
+                await admin.set_active_by_operator(session, clock, user=user, active=action == "activate")
+                audited = Action.TENANTS_USER_REACTIVATE if action == "activate" else Action.TENANTS_USER_DEACTIVATE
+            runtime.exchange.audit.append(
+                session, action=audited, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=tenant.id,
+                resource_type="user", resource_id=str(user.id),
+            )  # fmt: skip
+            return {"id": str(user.id), "tenant_id": str(tenant.id), "email": user.email, "active": user.active,
+                    "second_factor_enrolled": user.totp_enabled}  # fmt: skip
+
+    return run
+
+
+async def _client_revoke(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        client = await admin.client_by_id(session, tenant_id=tenant.id, client_id=args.client_id)
+        admin.revoke_client_by_operator(runtime.clock, client=client)
+        runtime.exchange.audit.append(
+            session, action=Action.TENANTS_CLIENT_REVOKE, outcome=Outcome.SUCCESS, actor=_OPERATOR,
+            log_tenant_id=tenant.id, resource_type="api_client", resource_id=client.client_id,
+        )  # fmt: skip
+        revoked_at = client.revoked_at.isoformat() if client.revoked_at else None
+        return {"client_id": client.client_id, "tenant_id": str(tenant.id), "revoked_at": revoked_at}
+
+
 async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     async with platform_session(runtime.sessions) as session, session.begin():
         rotated = await services.rotate_keys(session, runtime.keyring, slug=args.tenant)
@@ -298,6 +348,9 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                 raise CliError(f"cannot write the export file {args.out}: {exc.strerror}") from exc
             return summary.to_json()
         result = await verify_database(sessions, origin=origin, now=now, public_keys=pinned_keys)
+        # The DPO console shows when the live log was last verified and with what result.
+        async with platform_session(sessions) as session, session.begin():
+            record_verification(session, result, at=now, trigger=Trigger.CLI)
         return result.to_json()
     finally:
         await engine.dispose()
@@ -386,6 +439,10 @@ _HANDLERS: dict[tuple[str, str], Callable[[Runtime, argparse.Namespace], Awaitab
     ("tenant", "activate"): _tenant_status("active"),
     ("user", "create"): _user_create,
     ("client", "create"): _client_create,
+    ("client", "revoke"): _client_revoke,
+    ("user", "deactivate"): _user_change("deactivate"),
+    ("user", "activate"): _user_change("activate"),
+    ("user", "reset-second-factor"): _user_change("reset-second-factor"),
     ("keys", "rotate"): _keys_rotate,
     ("demo", "seed"): _demo_seed,
 }

@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from exchange.errors import ConsentRequired, IdempotencyMismatch
+from exchange.letters.render import LetterUnavailable
 from gateway.request_id import ensure_request_id
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 
@@ -155,8 +156,11 @@ def _consent_required(request: Request[Any, Any, Any], exc: ConsentRequired) -> 
         "subject_id": str(deny.subject_id) if deny.subject_id else None,
         "subject_ref": exc.subject_ref,
         "category": deny.category.value if deny.category else None,
+        "task": exc.task,
     }
-    return problem_response(request, CONSENT_REQUIRED, str(exc), extra={k: v for k, v in members.items() if v})
+    return problem_response(
+        request, CONSENT_REQUIRED, str(exc), extra={k: v for k, v in members.items() if v is not None}
+    )
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -176,6 +180,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _from_http,
     ConsentRequired: _consent_required,
     IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
+    LetterUnavailable: _domain(UNAVAILABLE),
     NotFound: _domain(NOT_FOUND),
     Conflict: _domain(CONFLICT),
     InvalidInput: _domain(VALIDATION),

@@ -13,6 +13,7 @@ from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
 from gateway.exchange_runtime import ExchangeWorkers
+from gateway.reminder_runtime import ReminderWorker
 from gateway.settings import Settings
 from tenants.clock import Clock
 from tenants.keys import KeyRing, MasterKey
@@ -39,6 +40,7 @@ class Runtime:
     inbox: Inbox
     workers: ExchangeWorkers
     sealer: Sealer
+    reminders: ReminderWorker
 
     def wake_relay(self) -> None:
         """Nudge the outbox relay after a commit that may have added envelopes."""

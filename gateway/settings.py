@@ -7,7 +7,7 @@ import ipaddress
 import os
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -96,6 +96,8 @@ class SessionSettings:
     """CASEBRIDGE_LOCKOUT_FAILURES: failed sign-ins in a row that lock an account (default 5)."""
     lockout_duration: dt.timedelta
     """CASEBRIDGE_LOCKOUT_MINUTES: how long a locked account stays locked (default 15)."""
+    invitation_lifetime: dt.timedelta = dt.timedelta(hours=72)
+    """CASEBRIDGE_INVITATION_HOURS: how long an invitation link from the tenant administrator works (default 72)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,9 @@ class Settings:
     rate_limits: RateLimitSettings
     exchange: ExchangeSettings
     audit: AuditSettings
+    mail: MailSettings = field(default_factory=lambda: MailSettings.from_env(_Env({})))
+    reminders: ReminderSettings = field(default_factory=lambda: ReminderSettings.from_env(_Env({})))
+    letters: LetterSettings = field(default_factory=lambda: LetterSettings.from_env(_Env({})))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +177,9 @@ class Settings:
                 lockout_duration=dt.timedelta(
                     minutes=env.integer("CASEBRIDGE_LOCKOUT_MINUTES", 15, low=1, high=24 * 60)
                 ),
+                invitation_lifetime=dt.timedelta(
+                    hours=env.integer("CASEBRIDGE_INVITATION_HOURS", 72, low=1, high=24 * 30)
+                ),
             ),
             exchange=ExchangeSettings(
                 self_consent_age=env.integer("CASEBRIDGE_SELF_CONSENT_AGE", 18, low=14, high=21),
@@ -183,6 +191,9 @@ class Settings:
                 requests_per_minute=env.integer("CASEBRIDGE_RATE_LIMIT_PER_MINUTE", 600, low=1, high=1_000_000),
             ),
             audit=AuditSettings.from_env(env),
+            mail=MailSettings.from_env(env),
+            reminders=ReminderSettings.from_env(env),
+            letters=LetterSettings.from_env(env),
         )
 
 
@@ -262,3 +273,99 @@ def _hour_range(raw: str) -> tuple[int, int]:
     if sep and start.strip().isdigit() and end.strip().isdigit() and int(start) < 24 and int(end) < 24:
         return int(start), int(end)
     raise SettingsError(f"CASEBRIDGE_AUDIT_OFF_HOURS must be two hours 0-23 as FROM-TO (e.g. 20-08), got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    smtp_host: str | None
+    """CASEBRIDGE_SMTP_HOST: the mail server reminder emails go through; unset, no email is sent."""
+    smtp_port: int
+    """CASEBRIDGE_SMTP_PORT: its port (default 587, SMTP submission)."""
+    sender: str | None
+    """CASEBRIDGE_SMTP_FROM: the From address of reminder emails; required with CASEBRIDGE_SMTP_HOST."""
+    username: str | None
+    """CASEBRIDGE_SMTP_USER: the account to log in with; unset, no login."""
+    password: str | None = field(default=None, repr=False)
+    """CASEBRIDGE_SMTP_PASSWORD: that account's password (no default)."""
+    starttls: bool = True
+    """CASEBRIDGE_SMTP_STARTTLS: upgrade the connection with STARTTLS before anything else (default true)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    @classmethod
+    def from_env(cls, env: _Env) -> MailSettings:
+        host = env.optional("CASEBRIDGE_SMTP_HOST")
+        sender = env.optional("CASEBRIDGE_SMTP_FROM")
+        username = env.optional("CASEBRIDGE_SMTP_USER")
+        password = env.optional("CASEBRIDGE_SMTP_PASSWORD")
+        starttls = _flag(env, "CASEBRIDGE_SMTP_STARTTLS", default=True)
+        if host is not None and (sender is None or "@" not in sender):
+            raise SettingsError("CASEBRIDGE_SMTP_FROM must be an email address when CASEBRIDGE_SMTP_HOST is set")
+        if (username is None) != (password is None):
+            raise SettingsError("CASEBRIDGE_SMTP_USER and CASEBRIDGE_SMTP_PASSWORD must be set together")
+        if host is not None and username is not None and not starttls and not _is_loopback(host):
+            raise SettingsError("CASEBRIDGE_SMTP_STARTTLS=false would send the SMTP password in clear to a remote "
+                                "server; enable STARTTLS or use a relay on this machine")  # fmt: skip
+        return cls(
+            smtp_host=host,
+            smtp_port=env.integer("CASEBRIDGE_SMTP_PORT", 587, low=1, high=65535),
+            sender=sender,
+            username=username,
+            password=password,
+            starttls=starttls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderSettings:
+    lead: dt.timedelta
+    """CASEBRIDGE_REMINDER_LEAD_HOURS: how long before respond_by / complete_by a reminder appears (default 48)."""
+    interval: dt.timedelta
+    """CASEBRIDGE_REMINDER_INTERVAL_SECONDS: how often the gateway looks for reminders to email (default 300)."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> ReminderSettings:
+        return cls(
+            lead=dt.timedelta(hours=env.integer("CASEBRIDGE_REMINDER_LEAD_HOURS", 48, low=1, high=24 * 60)),
+            interval=dt.timedelta(
+                seconds=env.integer("CASEBRIDGE_REMINDER_INTERVAL_SECONDS", 300, low=1, high=24 * 3600)
+            ),
+        )
+
+
+def _flag(env: _Env, name: str, *, default: bool) -> bool:
+    raw = env.optional(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class LetterSettings:
+    timezone: str
+    """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year
+    (default Europe/Moscow)."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> LetterSettings:
+        timezone = env.text("CASEBRIDGE_LETTER_TIMEZONE", "Europe/Moscow")
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"CASEBRIDGE_LETTER_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
+        return cls(timezone=timezone)

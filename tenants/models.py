@@ -77,6 +77,34 @@ class TenantScoped:
         return mapped_column(ForeignKey("tenant.id", ondelete="RESTRICT"), index=True, nullable=False)
 
 
+def fold(text: str) -> str:
+    """A search key: case-folded (Unicode, not just ASCII), ё read as е, runs of spaces as one."""
+    return " ".join(text.casefold().replace("ё", "е").split())
+
+
+def directory_keys(
+    name: str, slug: str, region: str | None, profile: dict[str, Any]
+) -> tuple[str | None, str, str, str]:
+    """(region_key, search_text, problem_keys, district_keys) of a directory profile; see `Tenant`."""
+    services = [s for s in profile.get("services", []) if isinstance(s, dict)]
+    address = profile.get("address") or {}
+    words = [name, slug, region or "", *(str(v) for v in address.values() if v)]
+    problems: set[str] = set()
+    districts = {fold(str(d)).replace("|", " ") for d in profile.get("districts", [])}
+    for service in services:
+        words += [str(service.get(k) or "") for k in ("name", "description", "code")]
+        problems.update(str(p) for p in service.get("problems", []))
+        if service.get("code"):
+            problems.add(str(service["code"]))
+        districts.update(fold(str(d)).replace("|", " ") for d in service.get("districts", []))
+    words += sorted(districts)
+
+    def joined(terms: set[str]) -> str:
+        return "|" + "|".join(sorted(t for t in terms if t)) + "|" if any(terms) else ""
+
+    return fold(region) if region else None, fold(" ".join(w for w in words if w)), joined(problems), joined(districts)
+
+
 class Tenant(Base):
     __tablename__ = "tenant"
 
@@ -90,12 +118,13 @@ class Tenant(Base):
     # Case-folded in Python: SQLite's lower() and PostgreSQL's under the C locale fold ASCII only, not Cyrillic.
     region_key: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
     search_text: Mapped[str] = mapped_column(Text, default="")
+    # "|code|code|" and "|district|district|" (folded): exact-term filters as LIKE '%|term|%' on either database.
+    problem_keys: Mapped[str] = mapped_column(Text, default="")
+    district_keys: Mapped[str] = mapped_column(Text, default="")
 
     def refresh_search_keys(self) -> None:
-        services = self.service_profile.get("services", []) if self.service_profile else []
-        words = [self.name, self.slug, self.region or ""] + [str(s.get("name", "")) for s in services]
-        self.region_key = self.region.casefold() if self.region else None
-        self.search_text = " ".join(w for w in words if w).casefold()
+        keys = directory_keys(self.name, self.slug, self.region, self.service_profile or {})
+        self.region_key, self.search_text, self.problem_keys, self.district_keys = keys
 
     @property
     def is_active(self) -> bool:
@@ -121,6 +150,8 @@ class User(TenantScoped, Base):
     # SHA-256 of each unused recovery code; codes are random, so a fast hash suffices.
     recovery_code_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # The language the staff pages are shown in ("ru", "en"); None: the browser's Accept-Language decides.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class ApiClient(TenantScoped, Base):
@@ -207,5 +238,22 @@ class StaffSession(TenantScoped, Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
+class Invitation(TenantScoped, Base):
+    """A one-time link the tenant's administrator hands to a new member of staff; only its SHA-256 is stored.
+
+    The invitee chooses a password through it, then enrols a second factor at the ordinary sign-in pages.
+    """
+
+    __tablename__ = "staff_invitation"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Set when a newer invitation replaces this one, or the account is deactivated before it was accepted.
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
 # Tables whose rows belong to one tenant; the migration puts a row-level security policy on each.
-TENANT_SCOPED_TABLES = ("user_account", "api_client", "tenant_key", "staff_session")
+TENANT_SCOPED_TABLES = ("user_account", "api_client", "tenant_key", "staff_session", "staff_invitation")

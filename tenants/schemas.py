@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -20,19 +20,50 @@ class Contacts(Strict):
     hours: str | None = None
 
 
+# A problem category or service code: lower-case ASCII, shared by every agency so searches match across them.
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+District = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Document = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+IntakeRules = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
 class ServiceOffer(Strict):
-    """One service an agency offers, in the spirit of Open Referral HSDS `service`."""
+    """One service an agency offers, in the spirit of Open Referral HSDS `service`.
+
+    `code` names the service within its agency's profile (a referral may name it, and the directory's figures are
+    kept per code); without one, the service's first problem category is its code.
+    """
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    problems: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=50)]
+    problems: Annotated[list[Code], msgspec.Meta(max_length=50)]
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
-    districts: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=100)] = (
-        msgspec.field(default_factory=list)
-    )
-    documents_required: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=50)] = (
-        msgspec.field(default_factory=list)
-    )
-    intake_rules: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    districts: Annotated[list[District], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)
+    documents_required: Annotated[list[Document], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=list)
+    intake_rules: IntakeRules | None = None
+    code: Code | None = None
+
+
+class Address(Strict):
+    """HSDS `physical_address`: where citizens come."""
+
+    address_1: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    city: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    region: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    postal_code: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    country: Annotated[str, msgspec.Meta(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")] = "RU"
+
+
+Weekday = Literal["mo", "tu", "we", "th", "fr", "sa", "su"]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class OpeningHours(Strict):
+    """HSDS `schedule`, simplified: the days (iCalendar BYDAY codes) on which the agency is open from/to (local)."""
+
+    days: Annotated[list[Weekday], msgspec.Meta(min_length=1, max_length=7)]
+    opens_at: ClockTime
+    closes_at: ClockTime
+    note: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 class ProfileUpdate(Strict):
@@ -40,12 +71,45 @@ class ProfileUpdate(Strict):
 
     contacts: Contacts
     services: Annotated[list[ServiceOffer], msgspec.Meta(max_length=100)]
+    address: Address | None = None
+    # HSDS `service_area` for the whole agency; a service may name districts of its own.
+    districts: Annotated[list[District], msgspec.Meta(max_length=100)] = msgspec.field(default_factory=list)
+    opening_hours: Annotated[list[OpeningHours], msgspec.Meta(max_length=14)] = msgspec.field(default_factory=list)
+    documents_required: Annotated[list[Document], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=list)
+    intake_rules: IntakeRules | None = None
 
 
 class DirectoryStats(msgspec.Struct, kw_only=True):
-    # Computed from past referral timelines (exchange); None until a partner has history.
+    """How a partner really answers and completes referrals: computed from past referral timelines, never typed in.
+
+    The first two members are API.md's; None wherever there is no history to compute a figure from.
+    """
+
     median_hours_to_accept: float | None = None
     median_days_to_complete: float | None = None
+    p90_hours_to_accept: float | None = None
+    p90_days_to_complete: float | None = None
+    # accepted / (accepted + rejected)
+    acceptance_rate: float | None = None
+    # completed by complete_by / accepted referrals whose completion was due
+    on_time_rate: float | None = None
+    referral_count: int = 0
+    answered_count: int = 0
+    accepted_count: int = 0
+    completed_count: int = 0
+    due_count: int = 0
+    window_days: int = 0
+
+
+class ServiceEntry(msgspec.Struct, kw_only=True):
+    code: str
+    name: str
+    problems: list[str]
+    description: str | None = None
+    districts: list[str] = msgspec.field(default_factory=list)
+    documents_required: list[str] = msgspec.field(default_factory=list)
+    intake_rules: str | None = None
+    stats: DirectoryStats = msgspec.field(default_factory=DirectoryStats)
 
 
 class DirectoryEntry(msgspec.Struct, kw_only=True):
@@ -54,11 +118,16 @@ class DirectoryEntry(msgspec.Struct, kw_only=True):
     name: str
     kind: str
     region: str | None
-    services: list[dict[str, Any]]
+    services: list[ServiceEntry]
     jwks_url: str
     stats: DirectoryStats
     contacts: dict[str, Any] = msgspec.field(default_factory=dict)
     status: str = "active"
+    address: dict[str, Any] | None = None
+    districts: list[str] = msgspec.field(default_factory=list)
+    opening_hours: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    documents_required: list[str] = msgspec.field(default_factory=list)
+    intake_rules: str | None = None
 
 
 class DirectoryPage(msgspec.Struct, kw_only=True):

@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
-from tenants.access import access_own_tenant
 from tenants.clock import Clock
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.keys import KeyRing, MasterKey, RotatedKeys
@@ -32,8 +30,6 @@ from tenants.models import (
     TenantStatus,
     User,
 )
-from tenants.principal import Principal
-from tenants.schemas import ProfileUpdate
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
@@ -105,34 +101,9 @@ async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) ->
     return tenant
 
 
-async def update_profile(session: AsyncSession, *, principal: Principal, profile: ProfileUpdate) -> Tenant:
-    """Replace the acting tenant's directory profile (contacts and services)."""
-    tenant = await access_own_tenant(session, principal, for_write=True)
-    tenant.contacts = msgspec.to_builtins(profile.contacts)
-    tenant.service_profile = {"services": msgspec.to_builtins(profile.services)}
-    tenant.refresh_search_keys()
-    return tenant
-
-
 async def rotate_keys(session: AsyncSession, keyring: KeyRing, *, slug: str) -> RotatedKeys:
     tenant = await tenant_by_slug(session, slug)
     return await keyring.rotate_tenant_keys(session, tenant.id)
-
-
-async def search_directory(
-    session: AsyncSession, *, kind: str | None, region: str | None, text: str | None
-) -> Sequence[Tenant]:
-    """Active tenants matching every given filter; every word of `text` must occur in name, slug, region or services."""
-    query = select(Tenant).where(Tenant.status == TenantStatus.ACTIVE).order_by(Tenant.name)
-    if kind:
-        query = query.where(Tenant.kind == kind)
-    if region:
-        query = query.where(Tenant.region_key == region.strip().casefold())
-    if text:
-        for word in text.casefold().split():
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(Tenant.search_text.like(f"%{escaped}%", escape="\\"))
-    return (await session.scalars(query)).all()
 
 
 # -- people ------------------------------------------------------------------------------------
@@ -273,6 +244,11 @@ class SignedIn:
 class SignInRefused:
     reason: str  # "invalid" | "locked" | "suspended"
     locked_until: dt.datetime | None = None
+    # The account the attempt named, when there is one: its organisation's audit trail records the refusal.
+    # Never shown to the person signing in, who learns only `reason`.
+    user: User | None = None
+    # True when this very attempt locked the account (the lockout is an event of its own in the audit trail).
+    locked_now: bool = False
 
 
 SignInResult = SignedIn | SignInRefused
@@ -288,18 +264,20 @@ async def sign_in(
     if user is None or not user.active:
         # Spend the same time as a real check so response time does not reveal which emails exist.
         credentials.verify_password(_dummy_hash(), password)
-        return SignInRefused("invalid")
+        return SignInRefused("invalid", user=user)
     password_ok = credentials.verify_password(user.password_hash, password)
     if user.locked_until is not None and user.locked_until > now:
         # Only someone who knows the password learns that the account is locked; guesses are not counted.
-        return SignInRefused("locked", user.locked_until) if password_ok else SignInRefused("invalid")
+        if password_ok:
+            return SignInRefused("locked", user.locked_until, user=user)
+        return SignInRefused("invalid", user=user)
     if not password_ok:
         return _record_failure(user, now, policy)
     tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id))
     if tenant is None:
-        return SignInRefused("invalid")
+        return SignInRefused("invalid", user=user)
     if not tenant.is_active:
-        return SignInRefused("suspended")
+        return SignInRefused("suspended", user=user)
     return SignedIn(user, user.must_change_password, not user.totp_enabled)
 
 
@@ -308,8 +286,8 @@ def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> Sign
     if user.failed_logins >= policy.max_failures:
         user.failed_logins = 0
         user.locked_until = now + policy.lock_for
-        return SignInRefused("locked", user.locked_until)
-    return SignInRefused("invalid")
+        return SignInRefused("locked", user.locked_until, user=user, locked_now=True)
+    return SignInRefused("invalid", user=user)
 
 
 @functools.cache
@@ -325,7 +303,7 @@ async def pass_second_factor(
     await _lock(session, user)
     now = clock.now()
     if user.locked_until is not None and user.locked_until > now:
-        return SignInRefused("locked", user.locked_until)
+        return SignInRefused("locked", user.locked_until, user=user)
     if user.totp_enabled and user.totp_secret_wrapped is not None:
         secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
         match = credentials.match_totp(secret, code, at_unix=now.timestamp(), last_step=user.totp_last_step)
@@ -419,3 +397,13 @@ def change_password(user: User, *, current: str, new: str) -> None:
         raise InvalidInput("The new password must differ from the current one.")
     user.password_hash = credentials.hash_password(new)
     user.must_change_password = False
+
+
+STAFF_LANGUAGES = frozenset({"ru", "en"})
+
+
+def set_language(user: User, language: str) -> None:
+    """Save the language a member of staff reads the web pages in."""
+    if language not in STAFF_LANGUAGES:
+        raise InvalidInput(f"Unknown language {language!r}; use one of: {', '.join(sorted(STAFF_LANGUAGES))}.")
+    user.language = language

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 SESSION_COOKIE = "cb_session"
+STAFF_STATE = "staff"  # key in the scope state holding the signed-in StaffIdentity, for the web pages
+SESSION_ENDED_STATE = "session_ended"  # set when the session cookie names a session that has ended
+
+
+@dataclass(frozen=True, slots=True)
+class StaffIdentity:
+    """What the web pages show of the signed-in member of staff, read with the session (no second lookup)."""
+
+    email: str
+    display_name: str | None
+    tenant_name: str
+    language: str | None
 
 
 class PrincipalMiddleware:
@@ -45,7 +58,7 @@ class PrincipalMiddleware:
                 elif not scope["path"].startswith("/api/") and (
                     cookie := _cookie(headers.get(b"cookie", b"").decode("latin-1"), runtime)
                 ):
-                    principal = await _from_session(runtime, cookie)
+                    principal = await _from_session(runtime, cookie, scope.setdefault("state", {}))
             except Problem as exc:
                 problem = exc
             scope["auth"] = principal
@@ -94,11 +107,19 @@ async def _from_bearer(runtime: Runtime, authorization: str) -> Principal:
     )
 
 
-async def _from_session(runtime: Runtime, token: str) -> Principal | None:
+async def _from_session(runtime: Runtime, token: str, state: dict[str, Any]) -> Principal | None:
     async with platform_session(runtime.sessions) as session, session.begin():
         active = await find_session(session, runtime.clock, runtime.session_policy, token=token)
+    if active is None:
+        state[SESSION_ENDED_STATE] = True  # a cookie naming no live session: it expired or was ended
     if active is None or not active.fully_signed_in:
         return None
+    state[STAFF_STATE] = StaffIdentity(
+        email=active.user.email,
+        display_name=active.user.display_name,
+        tenant_name=active.tenant.name,
+        language=active.user.language,
+    )
     return Principal(
         tenant_id=active.tenant.id,
         actor_kind=ActorKind.USER,

@@ -1,4 +1,4 @@
-"""The partner directory: which agencies exist, what they do, where, and how to reach their keys."""
+"""The partner directory: which agencies exist, what they do, where, how they really answer, and their keys."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from litestar import Controller, Request, get, put
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from audit.events import Action
+from exchange.statistics import directory_with_figures, entry_with_figures
 from gateway.auth.guards import needs
 from gateway.controllers.context import principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
-from gateway.runtime import Runtime
-from tenants.models import Role, Scope, Tenant, TenantKind
+from tenants.directory import DirectoryQuery, update_profile
+from tenants.models import Role, Scope, TenantKind
 from tenants.persistence import platform_session
-from tenants.schemas import DirectoryEntry, DirectoryPage, DirectoryStats, ProfileUpdate
-from tenants.services import search_directory, update_profile
+from tenants.schemas import DirectoryEntry, DirectoryPage, ProfileUpdate
 
 _ANY_STAFF = [r.value for r in Role]
 
@@ -24,7 +24,8 @@ class DirectoryController(Controller):
     path = "/api/v1/directory"
     tags = ("directory",)
 
-    # The directory holds only what agencies publish about themselves: no tenant data, nothing to audit.
+    # The directory holds what agencies publish about themselves and aggregate figures computed from referral
+    # timelines (no case, subject or single referral in them): no tenant data, nothing to audit.
     @get("/tenants", opt=needs(Scope.DIRECTORY_READ, _ANY_STAFF, None), summary="Search partner agencies")
     async def list_tenants(
         self,
@@ -32,12 +33,21 @@ class DirectoryController(Controller):
         kind: FromQuery[TenantKind | None] = None,
         region: Annotated[str | None, QueryParameter(max_length=128)] = None,
         q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        problem: Annotated[
+            str | None,
+            QueryParameter(max_length=64, pattern=r"^[a-z][a-z0-9_]*$", description="a problem category code"),
+        ] = None,
+        district: Annotated[str | None, QueryParameter(max_length=128)] = None,
     ) -> DirectoryPage:
-        runtime: Runtime = request.app.state.runtime
-        # The directory is shared by every tenant: a platform-scoped read of public profiles only.
+        runtime = runtime_of(request)
+        query = DirectoryQuery(kind=kind, region=region, problem=problem, district=district, text=q)
+        # The directory is shared by every tenant, and the figures read every sender's copy: a platform-scoped read.
         async with platform_session(runtime.sessions) as session:
-            tenants = await search_directory(session, kind=kind, region=region, text=q)
-        return DirectoryPage(items=[_entry(t, runtime.settings.server.base_url) for t in tenants])
+            items = await directory_with_figures(
+                session, query, now=runtime.exchange.clock.now(),
+                jwks_url=lambda tenant_id: tenant_jwks_url(runtime.settings.server.base_url, tenant_id),
+            )  # fmt: skip
+        return DirectoryPage(items=items)
 
     @put(
         "/profile",
@@ -45,21 +55,12 @@ class DirectoryController(Controller):
         summary="Publish the caller's own directory profile",
     )
     async def put_profile(self, request: Request[Any, Any, Any], data: JSONBody[ProfileUpdate]) -> DirectoryEntry:
+        runtime = runtime_of(request)
         async with tenant_transaction(request) as session:
             tenant = await update_profile(session, principal=principal_of(request), profile=data)
-        return _entry(tenant, runtime_of(request).settings.server.base_url)
-
-
-def _entry(tenant: Tenant, base_url: str) -> DirectoryEntry:
-    return DirectoryEntry(
-        id=tenant.id,
-        slug=tenant.slug,
-        name=tenant.name,
-        kind=tenant.kind,
-        region=tenant.region,
-        services=list(tenant.service_profile.get("services", [])),
-        jwks_url=tenant_jwks_url(base_url, tenant.id),
-        stats=DirectoryStats(),
-        contacts=tenant.contacts,
-        status=tenant.status,
-    )
+        # Answer with the entry as the directory now shows it: the figures read every sender's copy (platform scope).
+        async with platform_session(runtime.sessions) as session:
+            return await entry_with_figures(
+                session, tenant, now=runtime.exchange.clock.now(),
+                jwks_url=tenant_jwks_url(runtime.settings.server.base_url, tenant.id),
+            )  # fmt: skip

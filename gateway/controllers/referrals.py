@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from audit.events import Action
 from exchange import messages, referrals
+from exchange.letters import reading
 from exchange.schemas import (
     MessageIn,
     MessageOut,
@@ -98,6 +100,31 @@ class ReferralController(Controller):
                 audit=audit_of(request),
                 referral_id=referral_id,
             )
+
+    @get(
+        "/{referral_id:uuid}/letter.pdf",
+        opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ),
+        summary="The referral's signed letter as PDF",
+        media_type="application/pdf",
+    )
+    async def get_letter(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[bytes]:
+        async with tenant_transaction(request) as session:
+            letter = await reading.read_letter(
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+            )
+        return Response(
+            letter.content,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f"inline; filename*=UTF-8''{quote(letter.name)}",
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @post(
         "/{referral_id:uuid}/transition",

@@ -9,6 +9,11 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from gateway.auth.guards import PUBLIC
+from gateway.web.admin import ADMIN_ROUTES
+from gateway.web.casework import CASEWORK_ROUTES
+from gateway.web.dpo import DPO_ROUTES
+from gateway.web.referral_pages import REFERRAL_ROUTES
+from gateway.web.reports import REPORT_ROUTES
 from gateway.web.signin import SIGNIN_ROUTES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -22,4 +27,7 @@ _STATIC = create_static_files_router(
     cache_control=CacheControlHeader(max_age=3600, public=True),
 )
 
-WEB_ROUTES: list[ControllerRouterHandler] = [*SIGNIN_ROUTES, _STATIC]
+# Other areas of the interface add their route lists here (their pages use gateway/web/pages.py; see docs/web.md).
+WEB_ROUTES: list[ControllerRouterHandler] = [
+    *SIGNIN_ROUTES, *CASEWORK_ROUTES, *REFERRAL_ROUTES, *DPO_ROUTES, *ADMIN_ROUTES, *REPORT_ROUTES, _STATIC
+]  # fmt: skip

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, Final, TypedDict
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import CacheControlHeader, Cookie, ResponseHeader
+from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Body
-from litestar.response import Redirect, Template
+from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.auth.guards import PUBLIC
+from audit.events import Action, Actor, Outcome
+from gateway.controllers.context import request_context
 from gateway.runtime import Runtime
+from gateway.web.i18n import LANGUAGES, forget_language
+from gateway.web.pages import PUBLIC_PAGE, language_cookie, local_path, redirect, render, start_page, translator
 from tenants.credentials import MIN_PASSWORD_LENGTH
 from tenants.errors import InvalidInput
 from tenants.models import User
@@ -30,6 +32,7 @@ from tenants.services import (
     confirm_totp_enrolment,
     pass_second_factor,
     pending_totp_enrolment,
+    set_language,
     sign_in,
 )
 from tenants.staff_sessions import (
@@ -46,6 +49,8 @@ SECOND_FACTOR: Final = "/login/second-factor"
 ENROL: Final = "/account/second-factor/enrol"
 PASSWORD: Final = "/account/password"  # noqa: S105 - the path of a page, not a password
 LOGOUT: Final = "/logout"
+ACCOUNT: Final = "/account/profile"
+LANGUAGE: Final = "/account/language"
 
 # The issuer label authenticator apps show next to the account (RFC 6238 key URI `issuer`).
 TOTP_ISSUER: Final = "casebridge"
@@ -74,30 +79,9 @@ class PasswordForm(msgspec.Struct):
 _FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 
-class _PageOptions(TypedDict):
-    opt: dict[str, Any]
-    include_in_schema: bool
-    cache_control: CacheControlHeader
-    response_headers: Sequence[ResponseHeader]
-
-
 # Every page: open to the API guards (each handler checks the session itself), kept out of caches and the OpenAPI
-# document, and never framed; no script runs on these pages, so the policy allows none.
-PAGE: Final = _PageOptions(
-    opt={PUBLIC: True},
-    include_in_schema=False,
-    cache_control=CacheControlHeader(no_store=True),
-    response_headers=[
-        ResponseHeader(
-            name="Content-Security-Policy",
-            value="default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'",
-        ),
-        ResponseHeader(name="X-Frame-Options", value="DENY"),
-        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-        ResponseHeader(name="Referrer-Policy", value="same-origin"),
-    ],
-)
+# document, and never framed.
+PAGE: Final = PUBLIC_PAGE
 
 
 # -- pages -------------------------------------------------------------------------------------------------------
@@ -109,7 +93,7 @@ async def login_page(request: Request[Any, Any, Any]) -> Response[Any]:
         active = await _active_session(request, db)
     if active is not None and active.fully_signed_in:
         return _redirect(HOME)
-    return _page("login.html")
+    return _page(request, "login.html", expired=request.query_params.get("expired") == "1")
 
 
 @post(LOGIN, **PAGE)
@@ -118,7 +102,8 @@ async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, _FOR
     async with _transaction(request) as db:
         result = await sign_in(db, runtime.clock, runtime.lockout, email=data.email, password=data.password)
         if isinstance(result, SignInRefused):
-            return _refusal(result, email=data.email)
+            _audit_refusal(request, db, result, step="password")
+            return _refusal(request, result, email=data.email)
         if (previous := await _active_session(request, db)) is not None:
             end_session(runtime.clock, previous.record)
         cookie = await _begin_session(request, db, result.user, second_factor_passed=False)
@@ -131,7 +116,7 @@ async def second_factor_page(request: Request[Any, Any, Any]) -> Response[Any]:
         active = await _active_session(request, db)
     if active is None or _next_step(active) != SECOND_FACTOR:
         return _redirect(_next_step(active))
-    return _page("second_factor.html")
+    return _page(request, "second_factor.html")
 
 
 @post(SECOND_FACTOR, **PAGE)
@@ -145,13 +130,15 @@ async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeFor
             db, runtime.master_key, runtime.clock, runtime.lockout, user=active.user, code=data.code
         )
         if isinstance(result, SignInRefused):
+            _audit_refusal(request, db, result, step="second-factor")
             if result.reason != "locked":
-                return _page("second_factor.html", status=400, error="invalid")
+                return _page(request, "second_factor.html", status=400, error="invalid")
             # Locked: the half-finished sign-in is abandoned, so the password is needed again after the lock.
             end_session(runtime.clock, active.record)
-            return _refusal(result, email=active.user.email, cookie=_expired_session_cookie(request))
+            return _refusal(request, result, email=active.user.email, cookie=_expired_session_cookie(request))
         end_session(runtime.clock, active.record)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS)
     return _redirect(PASSWORD if result.needs_password_change else HOME, cookie)
 
 
@@ -163,7 +150,7 @@ async def enrolment_page(request: Request[Any, Any, Any]) -> Response[Any]:
         if active is None or _next_step(active) != ENROL:
             return _redirect(_next_step(active))
         enrolment = _enrolment(runtime, active.user)
-    return _page("enrol.html", secret=enrolment.secret_text, uri=enrolment.uri)
+    return _page(request, "enrol.html", secret=enrolment.secret_text, uri=enrolment.uri)
 
 
 @post(ENROL, **PAGE)
@@ -176,12 +163,15 @@ async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM
         codes = await confirm_totp_enrolment(db, runtime.master_key, runtime.clock, user=active.user, code=data.code)
         if codes is None:
             enrolment = _enrolment(runtime, active.user)
-            return _page("enrol.html", status=400, error="invalid", secret=enrolment.secret_text, uri=enrolment.uri)
+            return _page(
+                request, "enrol.html", status=400, error="invalid", secret=enrolment.secret_text, uri=enrolment.uri
+            )
         # A new second factor: any session begun under the old one (before an administrator's reset) ends too.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS, reason="enrolled")
         next_page = PASSWORD if active.user.must_change_password else HOME
-    return _page("recovery_codes.html", cookie, codes=codes, next_page=next_page)
+    return _page(request, "recovery_codes.html", cookie, codes=codes, next_page=next_page)
 
 
 @get(PASSWORD, **PAGE)
@@ -190,7 +180,7 @@ async def password_page(request: Request[Any, Any, Any]) -> Response[Any]:
         active = await _active_session(request, db)
     if active is None or not active.record.second_factor_passed:
         return _redirect(_next_step(active))
-    return _password_page(active)
+    return _password_page(request, active)
 
 
 @post(PASSWORD, **PAGE)
@@ -201,15 +191,16 @@ async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm
         if active is None or not active.record.second_factor_passed:
             return _redirect(_next_step(active))
         if data.new_password != data.confirmation:
-            return _password_page(active, status=400, error="mismatch")
+            return _password_page(request, active, status=400, error="mismatch")
         try:
             change_password(active.user, current=data.current_password, new=data.new_password)
         except InvalidInput as exc:
-            return _password_page(active, status=400, error="rejected", detail=str(exc))
+            return _password_page(request, active, status=400, error="rejected", detail=str(exc))
         # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
-    return _redirect(HOME, cookie)
+    _ = translator(request)
+    return redirect(request, HOME, success=_("Your new password is saved."), cookies=[cookie])
 
 
 @post(LOGOUT, **PAGE)
@@ -218,7 +209,8 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     async with _transaction(request) as db:
         if (active := await _active_session(request, db)) is not None:
             end_session(runtime.clock, active.record)
-    return _redirect(LOGIN, _expired_session_cookie(request))
+    _ = translator(request)
+    return redirect(request, LOGIN, success=_("You have signed out."), cookies=[_expired_session_cookie(request)])
 
 
 @get(HOME, **PAGE)
@@ -227,12 +219,51 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
         active = await _active_session(request, db)
     if active is None or not active.fully_signed_in:
         return _redirect(_next_step(active))
+    if (start := start_page(active.user.roles)) is not None:
+        return _redirect(start)
+    return _account_page(request, active)
+
+
+@get(ACCOUNT, **PAGE)
+async def account(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+    if active is None or not active.fully_signed_in:
+        return _redirect(_next_step(active))
+    return _account_page(request, active)
+
+
+def _account_page(request: Request[Any, Any, Any], active: ActiveSession) -> Response[Any]:
     return _page(
+        request,
         "home.html",
         email=active.user.email,
         display_name=active.user.display_name,
         organisation=active.tenant.name,
         roles=sorted(active.user.roles),
+    )
+
+
+class LanguageForm(msgspec.Struct):
+    language: Annotated[str, msgspec.Meta(max_length=8)] = ""
+    next: Annotated[str, msgspec.Meta(max_length=2000)] = "/"
+
+
+@post(LANGUAGE, **PAGE)
+async def choose_language(request: Request[Any, Any, Any], data: Annotated[LanguageForm, _FORM]) -> Response[Any]:
+    """The switcher on every page: saved on the account when signed in, and in a cookie for the sign-in pages."""
+    next_page = local_path(data.next)
+    if data.language not in LANGUAGES:
+        return _redirect(next_page)
+    async with _transaction(request) as db:
+        active = await _active_session(request, db)
+        if active is not None:
+            set_language(active.user, data.language)
+    forget_language(request)
+    request.scope["state"]["locale"] = data.language  # the confirmation is shown in the language just chosen
+    _ = translator(request)
+    return redirect(
+        request, next_page, success=_("The language is changed."), cookies=[language_cookie(request, data.language)]
     )
 
 
@@ -247,6 +278,8 @@ SIGNIN_ROUTES: list[HTTPRouteHandler] = [
     password,
     logout,
     home,
+    account,
+    choose_language,
 ]
 
 
@@ -320,13 +353,52 @@ def _enrolment(runtime: Runtime, user: User) -> TotpEnrolment:
     return pending or begin_totp_enrolment(runtime.master_key, user=user, issuer=TOTP_ISSUER)
 
 
-def _refusal(refused: SignInRefused, *, email: str, cookie: Cookie | None = None) -> Response[Any]:
-    locked_until = refused.locked_until.astimezone(dt.UTC).strftime("%H:%M") if refused.locked_until else None
-    return _page("login.html", cookie, status=400, error=refused.reason, email=email, locked_until=locked_until)
+def _audit_sign_in(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    user: User | None,
+    action: Action,
+    outcome: Outcome,
+    *,
+    reason: str | None = None,
+) -> None:
+    """Record a sign-in step in the user's organisation's trail, in the transaction that changes the account.
+
+    An attempt naming no known account goes to the platform's own trail; the address typed is never recorded,
+    as it may be a mistyped personal address of someone else.
+    """
+    actor = Actor(
+        kind="user",
+        id=user.id if user else None,
+        tenant_id=user.tenant_id if user else None,
+        role=sorted(user.roles)[0] if user and user.roles else None,
+    )
+    _runtime(request).exchange.audit.append(
+        db, action=action, outcome=outcome, actor=actor, log_tenant_id=user.tenant_id if user else None,
+        context=request_context(request), resource_type="user", resource_id=str(user.id) if user else None,
+        reason=reason,
+    )  # fmt: skip
 
 
-def _password_page(active: ActiveSession, *, status: int = 200, **context: Any) -> Response[Any]:
+def _audit_refusal(request: Request[Any, Any, Any], db: AsyncSession, refused: SignInRefused, *, step: str) -> None:
+    reason = f"{step}: {refused.reason}" if refused.user else f"{step}: unknown account"
+    _audit_sign_in(request, db, refused.user, Action.TENANTS_SESSION_SIGN_IN_FAILED, Outcome.DENIED, reason=reason)
+    if refused.locked_now:
+        _audit_sign_in(request, db, refused.user, Action.TENANTS_SESSION_LOCKED, Outcome.DENIED, reason=step)
+
+
+def _refusal(
+    request: Request[Any, Any, Any], refused: SignInRefused, *, email: str, cookie: Cookie | None = None
+) -> Response[Any]:
+    return _page(request, "login.html", cookie, status=400, error=refused.reason, email=email,
+                 locked_until=refused.locked_until)  # fmt: skip
+
+
+def _password_page(
+    request: Request[Any, Any, Any], active: ActiveSession, *, status: int = 200, **context: Any
+) -> Response[Any]:
     return _page(
+        request,
         "password.html",
         status=status,
         forced=active.user.must_change_password,
@@ -335,8 +407,10 @@ def _password_page(active: ActiveSession, *, status: int = 200, **context: Any) 
     )
 
 
-def _page(template: str, cookie: Cookie | None = None, *, status: int = 200, **context: Any) -> Response[Any]:
-    return Template(template, context=context, status_code=status, cookies=[cookie] if cookie else None)
+def _page(
+    request: Request[Any, Any, Any], template: str, cookie: Cookie | None = None, *, status: int = 200, **context: Any
+) -> Response[Any]:
+    return render(request, template, status=status, cookies=[cookie] if cookie else (), **context)
 
 
 def _redirect(path: str, cookie: Cookie | None = None) -> Response[Any]:

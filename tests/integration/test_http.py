@@ -79,7 +79,9 @@ async def test_profile_update_and_directory_filters(api: httpx.AsyncClient, runt
     assert slugs(await api.get("/api/v1/directory/tenants?q=опек", headers=headers)) == ["opeka"]
     entry = (await api.get("/api/v1/directory/tenants?q=semya", headers=headers)).json()["items"][0]
     assert entry["services"][0]["name"] == "Психологическая помощь семье"
-    assert entry["stats"] == {"median_hours_to_accept": None, "median_days_to_complete": None}
+    assert entry["stats"]["median_hours_to_accept"] is None
+    assert entry["stats"]["median_days_to_complete"] is None
+    assert entry["stats"]["referral_count"] == 0
     jwks = await api.get(entry["jwks_url"].removeprefix(BASE_URL))
     assert {k["use"] for k in jwks.json()["keys"]} == {"enc", "sig"}
 

@@ -9,8 +9,11 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
+from babel.dates import format_datetime
 from litestar import Litestar, Request, get
 
 from gateway.auth.guards import ROLES, SCOPE
@@ -30,6 +33,12 @@ DIRECTORY = "/api/v1/directory/tenants"
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _english(api: Client) -> None:
+    """These tests read the English texts; tests/integration/test_web_pages.py covers the Russian ones."""
+    api.headers["Accept-Language"] = "en"
 
 
 class _PageChecker(HTMLParser):
@@ -208,7 +217,8 @@ async def test_first_sign_in_enrols_totp_and_forces_a_new_password(
     full = session_cookie(response)
     assert full["value"] != pending["value"]  # a new token once the second factor is passed
     assert int(full["max-age"]) == lifetime
-    assert shown.csrf_token is None  # the codes page has no form
+    assert response.text.count("<form") == 1  # the codes page has no form but the language switcher
+    assert shown.csrf_token is not None
     # The codes are shown once: the enrolment is over, so the page only sends the user on.
     redirected(await api.get("/account/second-factor/enrol"), "/account/password")
 
@@ -226,7 +236,7 @@ async def test_first_sign_in_enrols_totp_and_forces_a_new_password(
     redirected(response, "/")
     assert session_cookie(response)["value"] != full["value"]
 
-    home = await api.get("/")
+    home = await api.get("/account/profile")
     page(home)
     assert user.email in home.text
     assert tenant.name in home.text
@@ -268,7 +278,7 @@ async def test_password_change_checks_its_input(api: Client, runtime: Runtime, c
         )
         page(response, status=400, alert=True)
         assert message in response.text
-    page(await api.get("/"))  # a refused change leaves the session as it was
+    page(await api.get("/account/profile"))  # a refused change leaves the session as it was
 
 
 async def test_a_password_change_signs_out_every_other_browser(
@@ -284,7 +294,7 @@ async def test_a_password_change_signs_out_every_other_browser(
         "/account/password", data=with_csrf(api, current_password=staff.password, new_password=new, confirmation=new)
     )
     redirected(response, "/")
-    page(await api.get("/"))  # this browser carries on with a fresh token
+    page(await api.get("/account/profile"))  # this browser carries on with a fresh token
 
     for token in (elsewhere, here):
         use_session(api, token)
@@ -306,7 +316,7 @@ async def test_sign_in_with_totp(api: Client, runtime: Runtime, clock: TravelClo
     redirected(response, "/")
     token = session_cookie(response)["value"]
     assert token != pending
-    home = await api.get("/")
+    home = await api.get("/account/profile")
     page(home)
     assert staff.user.email in home.text
 
@@ -336,7 +346,10 @@ async def test_one_recovery_code_spent_by_two_browsers_at_once_works_once(
     staff = await enrolled_staff(runtime, clock)
     # Litestar types __call__ with its own scope TypedDicts, which mypy does not match to httpx's ASGI callable.
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    browsers = [httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) for _ in "ab"]
+    browsers = [
+        httpx.AsyncClient(transport=transport, base_url=str(api.base_url), headers={"Accept-Language": "en"})
+        for _ in "ab"
+    ]
     try:
         for browser in browsers:
             redirected(await submit_password(browser, staff.user.email, staff.password), "/login/second-factor")
@@ -396,8 +409,8 @@ async def test_lockout_after_repeated_wrong_passwords(api: Client, runtime: Runt
     async with platform_session(runtime.sessions) as session:
         locked_until = (await session.get_one(User, user.id)).locked_until
     assert locked_until is not None
-    until = locked_until.astimezone(dt.UTC).strftime("%H:%M")
-    assert f"Too many failed attempts. This account is locked until {until} UTC." in response.text
+    until = format_datetime(locked_until, "short", tzinfo=ZoneInfo(runtime.settings.audit.timezone), locale="en")
+    assert f"Too many failed attempts. This account is locked until {until}." in response.text
 
     # Even the right password waits for the lock to pass.
     response = await submit_password(api, user.email)
@@ -440,7 +453,7 @@ async def test_forms_without_the_csrf_token_are_refused(api: Client, runtime: Ru
 
     await signed_in(api, staff, clock)
     assert (await api.post("/logout")).status_code == 403
-    page(await api.get("/"))  # still signed in
+    page(await api.get("/account/profile"))  # still signed in
 
 
 # -- sessions -----------------------------------------------------------------------------------------------------
@@ -460,7 +473,7 @@ async def test_a_pending_session_is_no_principal(
 
     redirected(await api.get("/"), "/login/second-factor")
     redirected(await api.get("/account/password"), "/login/second-factor")
-    assert (await api.get("/test-only/whoami")).status_code == 401
+    redirected(await api.get("/test-only/whoami"), "/login")  # a page answers a browser with the sign-in page
     assert (await api.get(DIRECTORY)).status_code == 401
 
     redirected(await submit_code(api, current_code(staff.secret, clock)), "/")
@@ -471,7 +484,7 @@ async def test_a_pending_session_is_no_principal(
 async def test_logout_ends_the_session(api: Client, runtime: Runtime, clock: TravelClock) -> None:
     staff = await enrolled_staff(runtime, clock)
     token = await signed_in(api, staff, clock)
-    page(await api.get("/"))
+    page(await api.get("/account/profile"))
 
     response = await api.post("/logout", data=with_csrf(api))
     redirected(response, "/login")
@@ -488,9 +501,9 @@ async def test_an_idle_session_expires(api: Client, runtime: Runtime, clock: Tra
     await signed_in(api, staff, clock)
 
     clock.advance(runtime.session_policy.idle - dt.timedelta(minutes=2))
-    page(await api.get("/"))  # use keeps the session alive...
+    page(await api.get("/account/profile"))  # use keeps the session alive...
     clock.advance(runtime.session_policy.idle - dt.timedelta(minutes=2))
-    page(await api.get("/"))
+    page(await api.get("/account/profile"))
     clock.advance(runtime.session_policy.idle + dt.timedelta(seconds=1))  # ...and idleness ends it
     redirected(await api.get("/"), "/login")
 

@@ -1,0 +1,1 @@
+"""Referral letters: the registered, signed PDF (petition, cover letter, document request) a referral carries."""

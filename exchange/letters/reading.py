@@ -1,0 +1,59 @@
+"""Opening a referral's letter (the API's letter.pdf and the web UI's download), through the referral's access rules."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from audit.services import AccessScope
+from exchange.access import access_referral
+from exchange.cases import document_contents
+from exchange.deps import ExchangeDeps
+from exchange.letters.services import letter_of
+from exchange.models import Document
+from exchange.referrals import referral_pseudonyms, report_access
+from tenants.errors import NotFound
+from tenants.principal import Principal
+
+
+class LetterMissing(NotFound):
+    """The referral exists for the caller but has no letter (or no longer keeps its PDF)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFile:
+    name: str
+    content: bytes
+    sha256: str
+    registration_number: str
+    signature: str  # valid | invalid | missing
+
+
+async def read_letter(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
+) -> LetterFile:
+    """The letter's PDF for the sender or the recipient; a partner's read is reported back to the sender."""
+    audit.touched(resource_type="referral", resource_id=referral_id)
+    referral = await access_referral(session, principal, referral_id, for_write=False)
+    pseudonyms = await referral_pseudonyms(session, deps, referral)
+    audit.touched(subjects=pseudonyms, purpose=referral.purpose, legal_basis=referral.legal_basis, side=referral.side)
+    letter = await letter_of(session, referral)
+    if letter is None:
+        raise LetterMissing("This referral has no letter.")
+    audit.touched(letter=letter.registration_number, signature=letter.verification)
+    document = None
+    if letter.document_id is not None:
+        document = await session.scalar(
+            select(Document).where(Document.id == letter.document_id, Document.tenant_id == referral.tenant_id)
+        )
+    if document is None or document.data_key_wrapped is None:
+        raise LetterMissing(
+            "This referral's letter is no longer kept here: it was erased after the family withdrew consent, "
+            "or it arrived unreadable."
+        )
+    name, content = await document_contents(session, deps, document)
+    await report_access(session, deps, referral, audit, pseudonyms)
+    return LetterFile(name, content, letter.sha256, letter.registration_number, letter.verification)

@@ -1,0 +1,130 @@
+"""The letter's signature: a detached JWS (RFC 7515 Appendix F) over the PDF's SHA-256, format in docs/letters.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+
+LETTER_FORMAT_VERSION: Final = 1
+SIGNATURE_ALG: Final = "EdDSA"  # RFC 8037 §3.1, the tenant's Ed25519 envelope-signing key
+LETTER_JWS_TYPE: Final = "cb-letter+jws"
+# The JWS Payload is the 32-byte SHA-256 digest of the PDF; it is left out of the serialization (detached).
+HASH_NAME: Final = "sha-256"
+
+_JWS = jws.JWSRegistry(algorithms=[SIGNATURE_ALG], strict_check_header=False)
+_JWS.max_header_length = 2048
+
+
+class Verification(enum.StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class LetterBinding:
+    """What the signature binds besides the PDF: which letter, of which referral, from whom, to whom."""
+
+    registration_number: str
+    referral_id: uuid.UUID
+    sender: uuid.UUID
+    recipient: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LetterCheck:
+    """The verdict on a received letter. `reason` is fixed text for operators, never letter content."""
+
+    verification: Verification
+    reason: str | None = None
+    kid: str | None = None
+
+
+def pdf_digest(pdf: bytes) -> bytes:
+    return hashlib.sha256(pdf).digest()
+
+
+def _protected(binding: LetterBinding, kid: str, issued_at: dt.datetime) -> dict[str, Any]:
+    return {
+        "alg": SIGNATURE_ALG,
+        "kid": kid,
+        "typ": LETTER_JWS_TYPE,
+        "cb.v": LETTER_FORMAT_VERSION,
+        "cb.hash": HASH_NAME,
+        "cb.reg": binding.registration_number,
+        "cb.rid": str(binding.referral_id),
+        "cb.from": str(binding.sender),
+        "cb.to": str(binding.recipient),
+        "cb.iat": int(issued_at.timestamp()),
+    }
+
+
+def sign_letter(pdf: bytes, binding: LetterBinding, *, signing_key: OKPKey, issued_at: dt.datetime) -> str:
+    """The detached compact JWS `header..signature` whose (absent) payload is SHA-256(pdf)."""
+    if signing_key.curve_name != "Ed25519" or not signing_key.is_private or not signing_key.kid:
+        raise ValueError("signing_key must be an Ed25519 private key with a kid")
+    token = jws.serialize_compact(
+        _protected(binding, signing_key.kid, issued_at), pdf_digest(pdf), signing_key, registry=_JWS
+    )
+    detached: str = jws.detach_content(token)
+    return detached
+
+
+def _public_key(jwks: Sequence[Mapping[str, Any]], kid: str) -> OKPKey | None:
+    for jwk in jwks:
+        if jwk.get("kid") == kid and jwk.get("use", "sig") == "sig" and jwk.get("crv") == "Ed25519":
+            try:
+                return OKPKey.import_key(dict(jwk))
+            except (JoseError, ValueError):
+                return None
+    return None
+
+
+def verify_letter(
+    pdf: bytes | None, signature: str | None, binding: LetterBinding, sender_keys: Sequence[Mapping[str, Any]]
+) -> LetterCheck:
+    """Check a letter against the sender's published signing keys. Bad input is a verdict, never an exception."""
+    if not signature:
+        return LetterCheck(Verification.MISSING, "the letter carries no signature")
+    if pdf is None:
+        return LetterCheck(Verification.INVALID, "the letter's PDF is missing or unreadable")
+    parts = signature.split(".")
+    if len(parts) != 3 or parts[1] != "":
+        return LetterCheck(Verification.INVALID, "the signature is not a detached compact JWS")
+    try:
+        signed = jws.extract_compact(signature.encode("ascii"), payload=pdf_digest(pdf), registry=_JWS)
+    except (JoseError, ValueError, UnicodeError):
+        return LetterCheck(Verification.INVALID, "the signature cannot be parsed")
+    header = signed.protected
+    kid = header.get("kid")
+    if not isinstance(kid, str) or header.get("typ") != LETTER_JWS_TYPE or header.get("alg") != SIGNATURE_ALG:
+        return LetterCheck(Verification.INVALID, "the signature header is not a casebridge letter header")
+    if header.get("cb.v") != LETTER_FORMAT_VERSION or header.get("cb.hash") != HASH_NAME:
+        return LetterCheck(Verification.INVALID, "unsupported letter format version or hash", kid)
+    public_key = _public_key(sender_keys, kid)
+    if public_key is None:
+        return LetterCheck(Verification.INVALID, "signed with a key the sender does not publish", kid)
+    try:
+        verified = jws.validate_compact(signed, public_key, registry=_JWS)
+    except (JoseError, ValueError):
+        verified = False
+    if not verified:
+        return LetterCheck(Verification.INVALID, "the signature does not match the PDF", kid)
+    expected = {
+        "cb.reg": binding.registration_number,
+        "cb.rid": str(binding.referral_id),
+        "cb.from": str(binding.sender),
+        "cb.to": str(binding.recipient),
+    }
+    if any(header.get(member) != value for member, value in expected.items()):
+        return LetterCheck(Verification.INVALID, "the signature was made for another letter or referral", kid)
+    return LetterCheck(Verification.VALID, None, kid)

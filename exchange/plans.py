@@ -1,0 +1,396 @@
+"""Multi-agency plans (КИПР): a plan's tasks go to several agencies as plan_task referrals and are followed as one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from audit.events import Action
+from audit.services import AccessScope
+from exchange.access import access_case, access_plan
+from exchange.cases import decode_cursor, encode_cursor
+from exchange.datakeys import DataKey
+from exchange.deps import ExchangeDeps
+from exchange.errors import ConsentRequired, IdempotencyMismatch
+from exchange.models import Plan, PlanTask, Referral, ReferralKind, Side, TimelineEntry, sealed_context
+from exchange.referrals import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
+from exchange.schemas import (
+    PlanIn,
+    PlanOut,
+    PlanSummary,
+    PlanTaskIn,
+    PlanTaskOut,
+    ReferralIn,
+    StatutoryBasisIn,
+    TimelineOut,
+)
+from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
+from tenants.models import Role, Tenant, TenantKind
+from tenants.principal import Principal
+
+OPEN, CLOSED = "open", "closed"
+# Who issues plans: a juvenile commission's case workers (its statutory role, 120-FZ art. 11), and a supervisor of
+# any agency, who may coordinate several partners around one of the agency's cases.
+ISSUER_KINDS: Final = frozenset({TenantKind.JUVENILE_COMMISSION})
+# A task given without respond_by is to be answered within five days, the term of an inter-agency request
+# (210-FZ art. 7.2 part 3), or by its complete_by when that comes sooner.
+DEFAULT_ANSWER_WINDOW: Final = dt.timedelta(days=5)
+MAX_TASKS: Final = 50
+
+
+def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
+    if principal.has_role(Role.SUPERVISOR):
+        return True
+    return tenant_kind in ISSUER_KINDS and principal.has_role(Role.SPECIALIST)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task with the sender's copy of its referral, which carries its status, deadlines and outcome."""
+
+    task: PlanTask
+    referral: Referral
+
+
+# -- issuing ----------------------------------------------------------------------------------------------------------
+
+
+def request_hash(data: PlanIn) -> str:
+    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+
+
+async def create_plan(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    data: PlanIn,
+    idempotency_key: str | None,
+) -> tuple[Plan, bool]:
+    """Create a plan and send every task as a referral, all in the caller's transaction: all or nothing."""
+    if idempotency_key is not None:
+        existing = await session.scalar(
+            select(Plan).where(Plan.tenant_id == principal.tenant_id, Plan.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            if existing.request_hash != request_hash(data):
+                raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
+            audit.touched(resource_type="plan", resource_id=existing.id, replayed=True)
+            return existing, False
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
+    if tenant is None or not may_issue_plans(principal, tenant.kind):
+        raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
+    if data.period_until < data.period_from:
+        raise InvalidInput("period_until must not be before period_from.")
+    case = await access_case(session, principal, data.case_id, for_write=True)
+    plan_id = uuid7()
+    key, wrapped = await deps.datakeys.create(session, principal.tenant_id, sealed_context("plan", plan_id))
+    plan = Plan(
+        id=plan_id,
+        tenant_id=principal.tenant_id,
+        case_id=case.id,
+        case_ref=case.reference,
+        period_from=data.period_from,
+        period_until=data.period_until,
+        status=OPEN,
+        auto_close=data.auto_close,
+        created_by_kind=principal.actor_kind.value,
+        created_by_id=principal.actor_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(data),
+        kek_kid=wrapped.kek_kid,
+        data_key_wrapped=wrapped.wrapped,
+        sealed=key.seal({"title": data.title}, context=sealed_context("plan", plan_id)),
+    )
+    session.add(plan)
+    await session.flush()
+    audit.touched(resource_type="plan", resource_id=plan.id)
+    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=data.tasks, first=0)
+    return plan, True
+
+
+async def add_tasks(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    plan_id: uuid.UUID,
+    tasks: Sequence[PlanTaskIn],
+) -> Plan:
+    """Send more tasks of an open plan, all or nothing."""
+    audit.touched(resource_type="plan", resource_id=plan_id)
+    plan = await access_plan(session, principal, plan_id, for_write=True)
+    rows = await task_rows(session, plan)
+    await settle(session, deps, plan, rows)
+    if plan.status != OPEN:
+        raise Conflict("This plan is closed; start a new plan for further tasks.")
+    if len(rows) + len(tasks) > MAX_TASKS:
+        raise InvalidInput(f"A plan holds at most {MAX_TASKS} tasks.")
+    key = await _plan_key(session, deps, plan)
+    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=tasks,
+                      first=len(rows))  # fmt: skip
+    return plan
+
+
+async def _send_tasks(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    plan: Plan,
+    key: DataKey,
+    tasks: Sequence[PlanTaskIn],
+    first: int,
+) -> None:
+    """Each task goes through the ordinary send path and is recorded as a share of its own (DPO review included).
+
+    A refusal of any task raises, so the caller's transaction rolls back every task sent before it.
+    """
+    now = deps.clock.now()
+    sent: list[str] = []
+    for index, task in enumerate(tasks):
+        position = first + index
+        share = AccessScope(
+            log=audit.log, actor=audit.actor, log_tenant_id=audit.log_tenant_id,
+            action=Action.EXCHANGE_REFERRAL_SEND, context=audit.context,
+        )  # fmt: skip
+        try:
+            referral, _ = await send_referral(
+                session, deps, principal=principal, audit=share, data=_referral_in(plan, task, now),
+                idempotency_key=None,
+                plan={"plan_id": str(plan.id), "task_title": task.title, "expected_result": task.expected_result},
+            )  # fmt: skip
+        except ConsentRequired as exc:
+            audit.touched(task=index, deny_code=exc.deny.code.value, subjects=share.subjects,
+                          category=exc.deny.category.value if exc.deny.category else None)  # fmt: skip
+            raise ConsentRequired(
+                f"Task {index + 1} of the request cannot be sent, so none of its tasks was sent: {exc}",
+                exc.deny, exc.subject_ref, task=index,
+            ) from None  # fmt: skip
+        except (InvalidInput, NotFound) as exc:
+            raise type(exc)(f"Task {index + 1} of the request: {exc}") from None
+        share.touched(plan=str(plan.id), task=position)
+        share.write(session)
+        task_id = uuid7()
+        session.add(PlanTask(
+            id=task_id, tenant_id=plan.tenant_id, plan_id=plan.id, position=position, referral_id=referral.id,
+            sealed=key.seal({"title": task.title, "expected_result": task.expected_result},
+                            context=sealed_context("plan_task", task_id)),
+        ))  # fmt: skip
+        audit.touched(subjects=share.subjects)
+        sent.append(str(referral.exchange_id))
+    statutory = any(isinstance(t.legal_basis, StatutoryBasisIn) for t in tasks)
+    audit.touched(resource_type="plan", resource_id=plan.id, referrals=sent,
+                  bases="statutory" if statutory else "consent")  # fmt: skip
+    await session.flush()
+
+
+def _referral_in(plan: Plan, task: PlanTaskIn, now: dt.datetime) -> ReferralIn:
+    if task.complete_by.tzinfo is None:
+        raise InvalidInput("Deadlines must carry a time zone (RFC 3339, e.g. 2027-01-31T12:00:00Z).")
+    if task.complete_by <= now:
+        raise InvalidInput("complete_by must be in the future.")
+    respond_by = task.respond_by or min(task.complete_by, now + DEFAULT_ANSWER_WINDOW)
+    return ReferralIn(
+        case_id=plan.case_id, to_tenant_id=task.to_tenant_id, kind=ReferralKind.PLAN_TASK, purpose=task.purpose,
+        problem=task.problem, requested_service=task.requested_service, urgency=task.urgency,
+        respond_by=respond_by, complete_by=task.complete_by, subject_ids=task.subject_ids,
+        categories=task.categories, legal_basis=task.legal_basis,
+    )  # fmt: skip
+
+
+# -- following ------------------------------------------------------------------------------------------------------
+
+
+async def task_rows(session: AsyncSession, plan: Plan) -> list[TaskRow]:
+    rows = await session.execute(
+        select(PlanTask, Referral)
+        .join(Referral, Referral.id == PlanTask.referral_id)
+        .where(PlanTask.plan_id == plan.id, PlanTask.tenant_id == plan.tenant_id, Referral.tenant_id == plan.tenant_id)
+        .order_by(PlanTask.position)
+    )
+    return [TaskRow(task, referral) for task, referral in rows.all()]
+
+
+async def settle(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Sequence[TaskRow]) -> None:
+    """Close an open, self-closing plan once every task is terminal, as of the moment the last one became so."""
+    if plan.status == OPEN and plan.auto_close and _all_terminal(rows):
+        await _close(session, deps, plan, rows)
+
+
+def _all_terminal(rows: Sequence[TaskRow]) -> bool:
+    return bool(rows) and all(row.referral.status in TERMINAL for row in rows)
+
+
+async def _close(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Sequence[TaskRow]) -> None:
+    last = await session.scalar(
+        select(func.max(TimelineEntry.at)).where(
+            TimelineEntry.referral_id.in_([row.referral.id for row in rows]),
+            TimelineEntry.tenant_id == plan.tenant_id,
+            TimelineEntry.status.in_(TERMINAL),
+        )
+    )
+    plan.status = CLOSED
+    plan.closed_at = last or deps.clock.now()
+    await session.flush()
+
+
+async def settle_plan_of(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:
+    """After a plan task's referral changed status on the issuing side (the bus applied the partner's move)."""
+    if referral.kind != ReferralKind.PLAN_TASK or referral.side != Side.SENDER:
+        return
+    plan = await session.scalar(
+        select(Plan)
+        .join(PlanTask, PlanTask.plan_id == Plan.id)
+        .where(PlanTask.referral_id == referral.id, Plan.tenant_id == referral.tenant_id)
+    )
+    if plan is not None:
+        await session.flush()  # the status just applied must be visible to the query below
+        await settle(session, deps, plan, await task_rows(session, plan))
+
+
+async def close_plan(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, plan_id: uuid.UUID
+) -> Plan:
+    """Close a plan on request: only once every task has a terminal status."""
+    audit.touched(resource_type="plan", resource_id=plan_id)
+    plan = await access_plan(session, principal, plan_id, for_write=True)
+    if plan.status == CLOSED:
+        return plan
+    rows = await task_rows(session, plan)
+    open_tasks = sum(1 for row in rows if row.referral.status not in TERMINAL)
+    if open_tasks:
+        raise Conflict(f"{open_tasks} task(s) of this plan are not finished yet; a plan closes when all are "
+                       "completed, failed, declined or cancelled.")  # fmt: skip
+    await _close(session, deps, plan, rows)
+    return plan
+
+
+async def read_plan(
+    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, plan_id: uuid.UUID
+) -> PlanOut:
+    audit.touched(resource_type="plan", resource_id=plan_id)
+    plan = await access_plan(session, principal, plan_id, for_write=False)
+    return await plan_view(session, deps, plan, audit)
+
+
+async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit: AccessScope | None) -> PlanOut:
+    rows = await task_rows(session, plan)
+    await settle(session, deps, plan, rows)
+    key = await _plan_key(session, deps, plan)
+    names = await _tenant_names(session, [row.referral.to_tenant_id for row in rows])
+    tasks = []
+    for row in rows:
+        referral = await referral_view(session, deps, row.referral)
+        text = key.open(row.task.sealed, context=sealed_context("plan_task", row.task.id))
+        tasks.append(PlanTaskOut(
+            id=row.task.id, position=row.task.position, title=text["title"],
+            expected_result=text["expected_result"], referral_id=referral.id, to_tenant_id=referral.to_tenant_id,
+            to_tenant_name=names.get(referral.to_tenant_id, ""), status=referral.status,
+            respond_by=referral.respond_by, complete_by=referral.complete_by, overdue=referral.overdue,
+            legal_basis=referral.legal_basis,
+            last_change_at=referral.timeline[-1].at if referral.timeline else row.referral.created_at,
+            outcome=referral.outcome, reason=_reason(referral.status, referral.timeline),
+        ))  # fmt: skip
+    if audit is not None:
+        subjects = {uuid.UUID(s) for row in rows for s in row.referral.subject_ids}
+        audit.touched(subjects=deps.audit.pseudonyms(plan.tenant_id, subjects),
+                      referrals=[str(t.referral_id) for t in tasks])  # fmt: skip
+    return PlanOut(
+        id=plan.id,
+        case_id=plan.case_id,
+        case_ref=plan.case_ref,
+        title=await plan_title(session, deps, plan, key),
+        period_from=plan.period_from,
+        period_until=plan.period_until,
+        status=plan.status,
+        auto_close=plan.auto_close,
+        created_at=plan.created_at,
+        closed_at=plan.closed_at,
+        progress=dict(sorted(Counter(t.status for t in tasks).items())),
+        overdue=sum(1 for t in tasks if t.overdue),
+        tasks=tasks,
+    )
+
+
+def _reason(status: str, timeline: Sequence[TimelineOut]) -> str | None:
+    if status not in (REJECTED, FAILED, CANCELLED):
+        return None
+    return next((t.note for t in reversed(timeline) if t.status == status and t.note), None)
+
+
+async def list_plans(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    status: str | None,
+    case_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[PlanSummary], str | None]:
+    """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
+    if status not in (None, OPEN, CLOSED):
+        raise InvalidInput("status is 'open' or 'closed'.")
+    query = select(Plan).where(Plan.tenant_id == principal.tenant_id).order_by(Plan.id.desc())
+    if case_id is not None:
+        query = query.where(Plan.case_id == case_id)
+    if cursor:
+        query = query.where(Plan.id < decode_cursor(cursor))
+    if status is not None:
+        # Settle open plans first, so a plan whose last task just finished is listed as closed.
+        for plan in await session.scalars(query.where(Plan.status == OPEN)):
+            await settle(session, deps, plan, await task_rows(session, plan))
+        query = query.where(Plan.status == status)
+    rows = list(await session.scalars(query.limit(limit + 1)))
+    page = rows[:limit]
+    now = deps.clock.now()
+    items = []
+    for plan in page:
+        tasks = await task_rows(session, plan)
+        await settle(session, deps, plan, tasks)
+        items.append(PlanSummary(
+            id=plan.id, case_ref=plan.case_ref, title=await plan_title(session, deps, plan),
+            period_from=plan.period_from, period_until=plan.period_until, status=plan.status,
+            created_at=plan.created_at, closed_at=plan.closed_at,
+            tasks=len(tasks), done=sum(1 for t in tasks if t.referral.status in TERMINAL),
+            overdue=sum(1 for t in tasks if is_overdue(t.referral, now)),
+        ))  # fmt: skip
+    audit.touched(resource_type="plan", plans=[str(p.id) for p in page])
+    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+
+async def plan_title(session: AsyncSession, deps: ExchangeDeps, plan: Plan, key: DataKey | None = None) -> str:
+    if plan.sealed is None:
+        return ""
+    key = key or await _plan_key(session, deps, plan)
+    return str(key.open(plan.sealed, context=sealed_context("plan", plan.id))["title"])
+
+
+async def issuer_name(session: AsyncSession, plan: Plan) -> str:
+    return (await _tenant_names(session, [plan.tenant_id])).get(plan.tenant_id, "")
+
+
+async def _plan_key(session: AsyncSession, deps: ExchangeDeps, plan: Plan) -> DataKey:
+    return await deps.datakeys.open(session, plan.tenant_id, sealed_context("plan", plan.id), plan.wrapped_key)
+
+
+async def _tenant_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(set(ids))))
+    return {tenant_id: name for tenant_id, name in rows.all()}

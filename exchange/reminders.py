@@ -1,0 +1,341 @@
+"""Deadline reminders: who must act on which referral soon (or is late), for dashboards and by email."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Final
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from audit.services import AccessScope
+from exchange.mail import Mailer, MailError
+from exchange.models import Case, Referral, ReminderSent, Side
+from exchange.referrals import AWAITING_ANSWER, IN_HAND
+from exchange.schemas import ReminderOut
+from tenants.clock import Clock
+from tenants.models import Role, Tenant, TenantStatus, User
+from tenants.persistence import platform_session
+from tenants.principal import ActorKind, Principal
+
+log = logging.getLogger("casebridge.exchange")
+
+
+class ReminderKind(enum.StrEnum):
+    """Append-only: values are stored with each email sent."""
+
+    RESPOND_DUE = "respond_due"
+    RESPOND_OVERDUE = "respond_overdue"
+    COMPLETE_DUE = "complete_due"
+    COMPLETE_OVERDUE = "complete_overdue"
+
+
+# An email the mail server refused is tried again this many times, this long apart at least.
+MAX_ATTEMPTS: Final = 5
+RETRY_AFTER: Final = dt.timedelta(minutes=10)
+# The web page of one referral, under the node's base URL.
+REFERRAL_PAGE: Final = "/referrals/{id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One referral needing attention, and the people responsible for it at this agency."""
+
+    referral: Referral
+    kind: ReminderKind
+    deadline: dt.datetime
+    users: frozenset[uuid.UUID]
+
+    def view(self) -> ReminderOut:
+        referral = self.referral
+        counterpart = referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id
+        return ReminderOut(
+            referral_id=referral.exchange_id, reminder=self.kind.value, side=referral.side, kind=referral.kind,
+            status=referral.status, case_ref=referral.case_ref, urgency=referral.urgency, deadline=self.deadline,
+            counterpart_tenant_id=counterpart,
+        )  # fmt: skip
+
+
+def reminder_kind(referral: Referral, now: dt.datetime, lead: dt.timedelta) -> tuple[ReminderKind, dt.datetime] | None:
+    """What is due on this side's copy: the recipient answers by respond_by; both sides watch complete_by.
+
+    "Due" runs from `lead` before a deadline up to and including the deadline itself; after it, "overdue" (the
+    same rule as `exchange.referrals.is_overdue`).
+    """
+    if referral.status in AWAITING_ANSWER:
+        if now > referral.respond_by:
+            return ReminderKind.RESPOND_OVERDUE, referral.respond_by
+        if referral.side == Side.RECIPIENT and now >= referral.respond_by - lead:
+            return ReminderKind.RESPOND_DUE, referral.respond_by
+        return None
+    if referral.status in IN_HAND:
+        if now > referral.complete_by:
+            return ReminderKind.COMPLETE_OVERDUE, referral.complete_by
+        if now >= referral.complete_by - lead:
+            return ReminderKind.COMPLETE_DUE, referral.complete_by
+    return None
+
+
+async def due_reminders(
+    session: AsyncSession, *, tenant_id: uuid.UUID, now: dt.datetime, lead: dt.timedelta
+) -> list[Due]:
+    """Every reminder due in one tenant now, each with the users responsible for it, soonest deadline first.
+
+    Recipient side: the assignee, or every intake officer while nobody is assigned. Sender side: the case's key
+    worker, or the member of staff who opened the case.
+    """
+    horizon = now + lead
+    referrals = list(
+        await session.scalars(
+            select(Referral).where(
+                Referral.tenant_id == tenant_id,
+                or_(
+                    and_(Referral.status.in_(AWAITING_ANSWER), Referral.respond_by <= horizon),
+                    and_(Referral.status.in_(IN_HAND), Referral.complete_by <= horizon),
+                ),
+            )
+        )
+    )
+    if not referrals:
+        return []
+    users = list(await session.scalars(select(User).where(User.tenant_id == tenant_id, User.active.is_(True))))
+    active = {u.id for u in users}
+    intake = frozenset(u.id for u in users if Role.INTAKE in u.roles)
+    case_ids = {r.case_id for r in referrals if r.case_id is not None}
+    cases = {
+        c.id: c for c in await session.scalars(select(Case).where(Case.tenant_id == tenant_id, Case.id.in_(case_ids)))
+    }
+    due = []
+    for referral in referrals:
+        found = reminder_kind(referral, now, lead)
+        if found is None:
+            continue
+        if referral.side == Side.RECIPIENT:
+            responsible = frozenset({referral.assignee_id}) if referral.assignee_id else intake
+        else:
+            case = cases.get(referral.case_id) if referral.case_id else None
+            responsible = frozenset(_case_owner(case))
+        due.append(Due(referral, found[0], found[1], responsible & active))
+    due.sort(key=lambda d: (d.deadline, d.referral.id))
+    return due
+
+
+def _case_owner(case: Case | None) -> Iterable[uuid.UUID]:
+    if case is None:
+        return ()
+    if case.key_worker_id is not None:
+        return (case.key_worker_id,)
+    return (case.created_by_id,) if case.created_by_kind == ActorKind.USER else ()
+
+
+async def reminders_for(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    audit: AccessScope | None,
+    now: dt.datetime,
+    lead: dt.timedelta,
+) -> list[ReminderOut]:
+    """The caller's reminders: a person sees those they are responsible for, a supervisor all of the agency's.
+
+    An agency system (API client) acts for the agency as a whole: it sees the reminders of the side its role
+    works on (intake: incoming referrals; specialist: outgoing).
+    """
+    due = await due_reminders(session, tenant_id=principal.tenant_id, now=now, lead=lead)
+    if principal.has_role(Role.SUPERVISOR):
+        mine = due
+    elif principal.actor_kind == ActorKind.USER:
+        mine = [d for d in due if principal.actor_id in d.users]
+    else:
+        sides = {Side.RECIPIENT.value} if principal.has_role(Role.INTAKE) else set()
+        sides |= {Side.SENDER.value} if principal.has_role(Role.SPECIALIST) else set()
+        mine = [d for d in due if d.referral.side in sides]
+    if audit is not None:
+        audit.touched(resource_type="referral", referrals=[str(d.referral.exchange_id) for d in mine])
+    return [d.view() for d in mine]
+
+
+# -- email --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MailText:
+    subject: str
+    lines: Sequence[str]
+
+
+_KIND_NAMES = {
+    "ru": {"referral": "направление", "petition": "ходатайство", "document_request": "межведомственный запрос",
+           "information_letter": "информационное письмо", "plan_task": "задача межведомственного плана"},
+    "en": {"referral": "referral", "petition": "petition", "document_request": "document request",
+           "information_letter": "information letter", "plan_task": "multi-agency plan task"},
+}  # fmt: skip
+_WHAT = {
+    "ru": {
+        ReminderKind.RESPOND_DUE: "приближается срок ответа",
+        ReminderKind.RESPOND_OVERDUE: "срок ответа истёк",
+        ReminderKind.COMPLETE_DUE: "приближается срок исполнения",
+        ReminderKind.COMPLETE_OVERDUE: "срок исполнения истёк",
+    },
+    "en": {
+        ReminderKind.RESPOND_DUE: "the answer is due soon",
+        ReminderKind.RESPOND_OVERDUE: "the answer is overdue",
+        ReminderKind.COMPLETE_DUE: "completion is due soon",
+        ReminderKind.COMPLETE_OVERDUE: "completion is overdue",
+    },
+}
+
+
+def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText:
+    """The email for one reminder: the referral's id, kind and deadline and a link; nothing about the family."""
+    lang = "en" if (language or "").lower().startswith("en") else "ru"
+    referral = due.referral
+    kind = _KIND_NAMES[lang].get(referral.kind, referral.kind)
+    what = _WHAT[lang][due.kind]
+    deadline = due.deadline.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M UTC")
+    link = base_url.rstrip("/") + REFERRAL_PAGE.format(id=referral.exchange_id)
+    if lang == "en":
+        return MailText(
+            subject=f"casebridge: {what} ({kind}, {deadline})",
+            lines=(f"Reminder: {what}.", "", f"Referral: {referral.exchange_id}", f"Kind: {kind}",
+                   f"Deadline: {deadline}", "", f"Open it in casebridge: {link}", "",
+                   "This message was sent automatically and holds no details of the family."),
+        )  # fmt: skip
+    return MailText(
+        subject=f"casebridge: {what} ({kind}, {deadline})",
+        lines=(f"Напоминание: {what}.", "", f"Направление: {referral.exchange_id}", f"Вид: {kind}",
+               f"Срок: {deadline}", "", f"Открыть в casebridge: {link}", "",
+               "Письмо отправлено автоматически и не содержит сведений о семье."),
+    )  # fmt: skip
+
+
+class ReminderMail:
+    """Emails each due reminder to each responsible person at most once (per referral × kind × person).
+
+    A row in `reminder_sent` is committed *before* the message is handed to the mail server, so neither a restart
+    nor a second gateway replica sends it again. A message the server refused is retried a few times; one whose
+    fate is unknown (the process died while sending) is not, because a duplicate is worse than one missing email
+    when the same reminder is on the person's dashboard anyway.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        mailer: Mailer | None,
+        *,
+        lead: dt.timedelta,
+        base_url: str,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._mailer = mailer
+        self._lead = lead
+        self._base_url = base_url
+
+    @property
+    def enabled(self) -> bool:
+        return self._mailer is not None
+
+    async def run_once(self) -> int:
+        """Send what is due now; returns how many messages the mail server accepted."""
+        if self._mailer is None:
+            return 0
+        async with platform_session(self._sessions) as session:
+            tenants = list(await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE)))
+        sent = 0
+        for tenant_id in tenants:
+            sent += await self._tenant(tenant_id)
+        return sent
+
+    async def _tenant(self, tenant_id: uuid.UUID) -> int:
+        assert self._mailer is not None
+        now = self._clock.now()
+        async with platform_session(self._sessions) as session:
+            due = await due_reminders(session, tenant_id=tenant_id, now=now, lead=self._lead)
+            if not due:
+                return 0
+            people = {u.id: u for u in await session.scalars(select(User).where(User.tenant_id == tenant_id))}
+            done = {
+                (row.referral_id, row.kind, row.user_id): row
+                for row in await session.scalars(
+                    select(ReminderSent).where(
+                        ReminderSent.tenant_id == tenant_id,
+                        ReminderSent.referral_id.in_([d.referral.id for d in due]),
+                    )
+                )
+            }
+        sent = 0
+        for item in due:
+            for user_id in sorted(item.users):
+                previous = done.get((item.referral.id, item.kind.value, user_id))
+                if previous is not None and not _retry_due(previous, now):
+                    continue
+                if not await self._claim(tenant_id, item, user_id, previous, now):
+                    continue
+                sent += await self._send(item, people[user_id])
+        return sent
+
+    async def _claim(
+        self, tenant_id: uuid.UUID, item: Due, user_id: uuid.UUID, previous: ReminderSent | None, now: dt.datetime
+    ) -> bool:
+        """Record the intent to send, committed first; False when another process got there before."""
+        try:
+            async with platform_session(self._sessions) as session, session.begin():
+                if previous is None:
+                    session.add(ReminderSent(
+                        tenant_id=tenant_id, referral_id=item.referral.id, kind=item.kind.value, user_id=user_id,
+                        claimed_at=now, attempts=1,
+                    ))  # fmt: skip
+                    return True
+                row = await session.scalar(
+                    select(ReminderSent).where(ReminderSent.id == previous.id).with_for_update(skip_locked=True)
+                )
+                if row is None or not _retry_due(row, now):
+                    return False
+                row.claimed_at, row.attempts, row.last_error = now, row.attempts + 1, None
+                return True
+        except IntegrityError:
+            return False
+
+    async def _send(self, item: Due, user: User) -> int:
+        assert self._mailer is not None
+        text = reminder_email(item, language=user.language, base_url=self._base_url)
+        message = EmailMessage()
+        message["To"] = user.email
+        message["Subject"] = text.subject
+        message.set_content("\n".join(text.lines))
+        error: str | None = None
+        try:
+            await self._mailer.send(message)
+        except MailError as exc:
+            error = str(exc)[:255]
+            log.warning("reminder email not accepted: %s", error)
+        async with platform_session(self._sessions) as session, session.begin():
+            row = await session.scalar(
+                select(ReminderSent).where(
+                    ReminderSent.referral_id == item.referral.id,
+                    ReminderSent.kind == item.kind.value,
+                    ReminderSent.user_id == user.id,
+                )
+            )
+            if row is not None:
+                row.sent_at = None if error else self._clock.now()
+                row.last_error = error
+        return 0 if error else 1
+
+
+def _retry_due(row: ReminderSent, now: dt.datetime) -> bool:
+    return (
+        row.sent_at is None
+        and row.last_error is not None
+        and row.attempts < MAX_ATTEMPTS
+        and now >= row.claimed_at + RETRY_AFTER
+    )

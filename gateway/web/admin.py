@@ -1,0 +1,419 @@
+"""The tenant administrator's pages: staff (invite, roles, second factor, deactivation), API clients, key rotation.
+
+Every page calls one service of `tenants.admin` inside `tenant_transaction`, which records the route's audit event.
+The invitee's page (`/account/invitation/...`) is public: the link is the only credential its holder has.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Body
+
+from audit.events import Action, Actor, Outcome
+from gateway.controllers.context import audit_of, principal_of, request_context, runtime_of, tenant_transaction
+from gateway.web.i18n import N_
+from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
+from tenants import admin
+from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
+from tenants.models import CLIENT_ROLES, Role, Scope
+from tenants.persistence import platform_session
+
+# Staff sessions carry no scopes, so a page's scope only documents what an API client would need for the same
+# thing; the organisation's own configuration is directory:write's area. The role is what admits a person.
+_ADMIN: Final = (Scope.DIRECTORY_WRITE, [Role.TENANT_ADMIN])
+PER_PAGE: Final = 25
+USERS: Final = "/admin"
+USER: Final = "/admin/users"
+CLIENTS: Final = "/admin/clients"
+KEYS: Final = "/admin/keys"
+INVITATION: Final = "/account/invitation"
+_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+_Text = Annotated[str, msgspec.Meta(max_length=320)]
+_Long = Annotated[str, msgspec.Meta(max_length=8192)]
+
+# The services' refusals that the pages can meet, so the catalogue translates them word for word.
+SERVICE_MESSAGES: Final = (
+    N_("That is not a valid email address."),
+    N_("A user with this email address already exists."),
+    N_("A user needs at least one role."),
+    N_("The name may be at most 255 characters long."),
+    N_("This account is deactivated; reactivate it before inviting again."),
+    N_("This person has already signed in; an invitation is only for a new account."),
+    N_("This invitation link is not valid any more. Ask your administrator for a new one."),
+    N_("The two passwords do not match."),
+    N_("The password must be at least 12 characters long."),
+    N_("The password repeats too few different characters."),
+    N_("You cannot remove your own administrator role; ask another administrator to do it."),
+    N_("You cannot reset your own second factor; ask another administrator to do it."),
+    N_("You cannot deactivate your own account; ask another administrator to do it."),
+    N_("The account is already active."),
+    N_("The account is already deactivated."),
+    N_("The client's name must not be empty."),
+    N_("A client needs at least one scope."),
+    N_("The JWK must be a JSON object."),
+    N_("The JWK contains a private key; register only the public part."),
+    N_("The JWK must be an Ed25519 (kty OKP) or P-256 (kty EC) public key."),
+    N_("The JWK is malformed and cannot be read as a public key."),
+    N_("This client has already been revoked."),
+)
+SCOPE_LABELS: Final = {
+    "cases:read": N_("Read cases and documents"),
+    "cases:write": N_("Open cases and upload documents"),
+    "consents:write": N_("Record and withdraw consents"),
+    "referrals:read": N_("Read referrals and their threads"),
+    "referrals:write": N_("Send and answer referrals"),
+    "audit:read": N_("Read the audit trail"),
+    "directory:read": N_("Read the partner directory"),
+    "directory:write": N_("Publish the organisation's directory profile"),
+}
+KEY_USE_LABELS: Final = {
+    "enc": N_("Receiving messages (encryption)"),
+    "sig": N_("Signing messages"),
+    "kek": N_("Protecting stored data"),
+}
+
+
+def service_error(request: Request[Any, Any, Any], exc: CasebridgeError) -> str:
+    """The service's refusal in the user's language: word for word when the catalogue knows it."""
+    _ = translator(request)
+    translated = _(str(exc))
+    return translated if str(exc) in SERVICE_MESSAGES else error_text(request, exc)
+
+
+def _offset(cursor: str | None) -> int:
+    return int(cursor) if cursor and cursor.isdigit() and len(cursor) < 10 else 0
+
+
+def _pages(offset: int, total: int) -> dict[str, Any]:
+    """The shared pager's cursors: here simply the offset of the next page and of this one."""
+    return {
+        "next_cursor": str(offset + PER_PAGE) if offset + PER_PAGE < total else None,
+        "cursor": str(offset) if offset else None,
+    }
+
+
+# -- staff ------------------------------------------------------------------------------------------------------------
+
+
+@get(USERS, **page(*_ADMIN, Action.TENANTS_USER_LIST))
+async def users_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+    runtime = runtime_of(request)
+    offset = _offset(cursor)
+    async with tenant_transaction(request) as session:
+        found = await admin.list_staff(
+            session, runtime.clock, principal=principal_of(request), offset=offset, limit=PER_PAGE
+        )
+    return render(
+        request, "admin_users.html", members=found.items, total=found.total, me=principal_of(request).actor_id,
+        **_pages(offset, found.total),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class InviteForm:
+    email: str
+    display_name: str
+    roles: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientForm:
+    name: str
+    jwk: str
+    role: str
+    scopes: list[str]
+
+
+@get(f"{USERS}/invite", **page(*_ADMIN, None))
+async def invite_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    return render(request, "admin_invite.html", roles=list(ROLE_LABELS), form={}, error=None)
+
+
+async def _form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """A form's single fields and its repeated ones (checkbox groups arrive as one value or several)."""
+    form = await request.form()
+    single = {key: str(form.get(key, "")) for key in form if key != "_csrf_token"}
+    return single, {key: [str(v) for v in form.getall(key, [])] for key in form if key != "_csrf_token"}
+
+
+@post(f"{USERS}/invite", **page(*_ADMIN, Action.TENANTS_USER_INVITE))
+async def invite(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = runtime_of(request)
+    fields, many = await _form(request)
+    data = InviteForm(email=fields.get("email", ""), display_name=fields.get("display_name", ""),
+                      roles=many.get("roles", []))  # fmt: skip
+    try:
+        async with tenant_transaction(request) as session:
+            invited = await admin.invite_user(
+                session, runtime.clock, principal=principal_of(request), email=data.email, roles=data.roles,
+                display_name=data.display_name, valid_for=runtime.settings.sessions.invitation_lifetime,
+            )  # fmt: skip
+            audit_of(request).touched(resource_type="user", resource_id=invited.user.id,
+                                                          roles=invited.user.roles)  # fmt: skip
+    except (InvalidInput, Conflict) as exc:
+        form = {"email": data.email, "display_name": data.display_name, "roles": data.roles}
+        return render(request, "admin_invite.html", status=400, roles=list(ROLE_LABELS), form=form,
+                      error=service_error(request, exc))  # fmt: skip
+    link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
+    # The link is shown once, on this page only: never in a redirect, a cookie or a log.
+    return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
+
+
+@get(f"{USER}/{{user_id:uuid}}", **page(*_ADMIN, Action.TENANTS_USER_READ))
+async def user_page(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+    runtime = runtime_of(request)
+    async with tenant_transaction(request) as session:
+        member = await admin.staff_member(session, runtime.clock, principal=principal_of(request), user_id=user_id)
+        audit_of(request).touched(resource_type="user", resource_id=user_id)
+    return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS),
+                  me=principal_of(request).actor_id)  # fmt: skip
+
+
+@post(f"{USER}/{{user_id:uuid}}/roles", **page(*_ADMIN, Action.TENANTS_USER_ROLES))
+async def change_roles(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+    _ = translator(request)
+    roles = (await _form(request))[1].get("roles", [])
+    back = f"{USER}/{user_id}"
+    try:
+        async with tenant_transaction(request) as session:
+            audit_of(request).touched(resource_type="user", resource_id=user_id)
+            user = await admin.set_roles(session, principal=principal_of(request), user_id=user_id, roles=roles)
+            audit_of(request).touched(roles=user.roles)
+    except (InvalidInput, Conflict) as exc:
+        return redirect(request, back, error=service_error(request, exc))
+    return redirect(request, back, success=_("The roles were saved."))
+
+
+@post(f"{USER}/{{user_id:uuid}}/second-factor-reset", **page(*_ADMIN, Action.TENANTS_USER_SECOND_FACTOR_RESET))
+async def reset_second_factor(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+    _ = translator(request)
+    back = f"{USER}/{user_id}"
+    try:
+        async with tenant_transaction(request) as session:
+            audit_of(request).touched(resource_type="user", resource_id=user_id)
+            await admin.reset_second_factor(
+                session, runtime_of(request).clock, principal=principal_of(request), user_id=user_id
+            )
+    except Conflict as exc:
+        return redirect(request, back, error=service_error(request, exc))
+    return redirect(request, back, success=_("The second factor was reset. The person sets up a new one at the "
+                                             "next sign-in; their open sessions have ended."))  # fmt: skip
+
+
+def _set_active(active: bool) -> Any:
+    action = Action.TENANTS_USER_REACTIVATE if active else Action.TENANTS_USER_DEACTIVATE
+    path = f"{USER}/{{user_id:uuid}}/{'reactivate' if active else 'deactivate'}"
+
+    @post(path, **page(*_ADMIN, action), name=f"user-{'reactivate' if active else 'deactivate'}")
+    async def handler(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+        _ = translator(request)
+        back = f"{USER}/{user_id}"
+        try:
+            async with tenant_transaction(request) as session:
+                audit_of(request).touched(resource_type="user", resource_id=user_id)
+                await admin.set_active(
+                    session, runtime_of(request).clock, principal=principal_of(request), user_id=user_id,
+                    active=active,
+                )  # fmt: skip
+        except Conflict as exc:
+            return redirect(request, back, error=service_error(request, exc))
+        if active:
+            return redirect(request, back, success=_("The account is active again. The person can sign in."))
+        return redirect(request, back, success=_("The account was deactivated. Their sessions have ended and they "
+                                                 "cannot sign in."))  # fmt: skip
+
+    return handler
+
+
+@post(f"{USER}/{{user_id:uuid}}/invitation", **page(*_ADMIN, Action.TENANTS_USER_INVITE))
+async def reissue_invitation(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+    runtime = runtime_of(request)
+    try:
+        async with tenant_transaction(request) as session:
+            audit_of(request).touched(resource_type="user", resource_id=user_id, reissue=True)
+            invited = await admin.reissue_invitation(
+                session, runtime.clock, principal=principal_of(request), user_id=user_id,
+                valid_for=runtime.settings.sessions.invitation_lifetime,
+            )  # fmt: skip
+    except Conflict as exc:
+        return redirect(request, f"{USER}/{user_id}", error=service_error(request, exc))
+    link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
+    return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
+
+
+# -- API clients ------------------------------------------------------------------------------------------------------
+
+
+@get(CLIENTS, **page(*_ADMIN, Action.TENANTS_CLIENT_LIST))
+async def clients_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+    offset = _offset(cursor)
+    async with tenant_transaction(request) as session:
+        found = await admin.list_clients(session, principal=principal_of(request), offset=offset, limit=PER_PAGE)
+    return render(request, "admin_clients.html", clients=found.items, total=found.total,
+                  **_pages(offset, found.total))  # fmt: skip
+
+
+def _client_form(
+    request: Request[Any, Any, Any], *, status: int = 200, form: dict[str, Any] | None = None, error: str | None = None
+) -> Response[Any]:
+    return render(
+        request, "admin_client_new.html", status=status, scopes=SCOPE_LABELS, client_roles=sorted(CLIENT_ROLES),
+        form=form or {"role": Role.SPECIALIST.value, "scopes": []}, error=error,
+    )  # fmt: skip
+
+
+@get(f"{CLIENTS}/new", **page(*_ADMIN, None))
+async def client_form(request: Request[Any, Any, Any]) -> Response[Any]:
+    return _client_form(request)
+
+
+@post(f"{CLIENTS}/new", **page(*_ADMIN, Action.TENANTS_CLIENT_REGISTER))
+async def register_client(request: Request[Any, Any, Any]) -> Response[Any]:
+    _ = translator(request)
+    fields, many = await _form(request)
+    data = ClientForm(name=fields.get("name", ""), jwk=fields.get("jwk", ""), role=fields.get("role", ""),
+                      scopes=many.get("scopes", []))  # fmt: skip
+    form = {"name": data.name, "jwk": data.jwk, "role": data.role, "scopes": data.scopes}
+    try:
+        jwk = json.loads(data.jwk)
+    except json.JSONDecodeError:
+        return _client_form(request, status=400, form=form,
+                            error=_("The public key is not valid JSON. Paste the whole JWK, from { to }."))  # fmt: skip
+    try:
+        async with tenant_transaction(request) as session:
+            client = await admin.register_client(
+                session, principal=principal_of(request), name=data.name, public_jwk=jwk, scopes=data.scopes,
+                role=data.role,
+            )  # fmt: skip
+            audit_of(request).touched(resource_type="api_client", resource_id=client.client_id,
+                                      scopes=client.scopes, role=client.role)  # fmt: skip
+    except InvalidInput as exc:
+        return _client_form(request, status=400, form=form, error=service_error(request, exc))
+    return redirect(request, CLIENTS, success=_("The client was registered. Its client_id is %(client_id)s.",
+                                                client_id=client.client_id))  # fmt: skip
+
+
+class ConfirmForm(msgspec.Struct):
+    confirm: _Text = ""
+
+
+@post(f"{CLIENTS}/{{client_id:uuid}}/revoke", **page(*_ADMIN, Action.TENANTS_CLIENT_REVOKE))
+async def revoke_client(
+    request: Request[Any, Any, Any], client_id: uuid.UUID, data: Annotated[ConfirmForm, _FORM]
+) -> Response[Any]:
+    _ = translator(request)
+    if data.confirm != "yes":
+        return redirect(request, CLIENTS, error=_("Tick the box to confirm that the client should be revoked."))
+    try:
+        async with tenant_transaction(request) as session:
+            audit_of(request).touched(resource_type="api_client", resource_id=client_id)
+            await admin.revoke_client(
+                session, runtime_of(request).clock, principal=principal_of(request), client_id=client_id
+            )
+    except Conflict as exc:
+        return redirect(request, CLIENTS, error=service_error(request, exc))
+    return redirect(request, CLIENTS, success=_("The client was revoked. Its access tokens no longer work."))
+
+
+# -- keys -------------------------------------------------------------------------------------------------------------
+
+
+@get(KEYS, **page(*_ADMIN, Action.TENANTS_KEYS_READ))
+async def keys_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = runtime_of(request)
+    async with tenant_transaction(request) as session:
+        keys = await admin.list_keys(session, runtime.clock, principal=principal_of(request))
+    grace = runtime.settings.tokens.key_grace.days
+    return render(request, "admin_keys.html", keys=keys, uses=KEY_USE_LABELS, grace_days=grace)
+
+
+@post(f"{KEYS}/rotate", **page(*_ADMIN, Action.TENANTS_KEYS_ROTATE))
+async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmForm, _FORM]) -> Response[Any]:
+    _ = translator(request)
+    if data.confirm != "yes":
+        return redirect(request, KEYS, error=_("Tick the box to confirm the rotation; nothing was changed."))
+    async with tenant_transaction(request) as session:
+        rotated = await admin.rotate_keys(session, runtime_of(request).keyring, principal=principal_of(request))
+        audit_of(request).touched(
+            resource_type="key_ring", resource_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid
+        )
+    return redirect(request, KEYS, success=_("New keys are in use. The previous ones stay valid for partners' "
+                                             "messages in transit until their grace period ends."))  # fmt: skip
+
+
+# -- the invitee's page -----------------------------------------------------------------------------------------------
+
+
+@get(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
+async def invitation_page(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+    runtime = runtime_of(request)
+    async with platform_session(runtime.sessions) as session, session.begin():
+        found = await admin.open_invitation(session, runtime.clock, token=token)
+    if found is None:
+        return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
+    return render(request, "admin_invitation.html", valid=True, email=found[1].email, error=None)
+
+
+class AcceptForm(msgspec.Struct):
+    new_password: _Long = ""
+    confirmation: _Long = ""
+
+
+@post(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
+async def accept_invitation(
+    request: Request[Any, Any, Any], token: str, data: Annotated[AcceptForm, _FORM]
+) -> Response[Any]:
+    runtime = runtime_of(request)
+    _ = translator(request)
+    try:
+        async with platform_session(runtime.sessions) as session, session.begin():
+            user = await admin.accept_invitation(
+                session, runtime.clock, token=token, password=data.new_password, confirmation=data.confirmation
+            )
+            runtime.exchange.audit.append(
+                session, action=Action.TENANTS_INVITATION_ACCEPT, outcome=Outcome.SUCCESS,
+                actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
+                log_tenant_id=user.tenant_id, context=request_context(request), resource_type="user",
+                resource_id=str(user.id),
+            )  # fmt: skip
+            email = user.email
+    except NotFound:
+        return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
+    except InvalidInput as exc:
+        async with platform_session(runtime.sessions) as session, session.begin():
+            found = await admin.open_invitation(session, runtime.clock, token=token)
+        return render(request, "admin_invitation.html", status=400, valid=found is not None,
+                      email=found[1].email if found else None,
+                      error=service_error(request, exc))  # fmt: skip
+    return redirect(request, "/login", success=_("Your password is set. Sign in with %(email)s and set up the "
+                                                 "second factor.", email=email))  # fmt: skip
+
+
+ADMIN_ROUTES: list[HTTPRouteHandler] = [
+    users_page,
+    invite_page,
+    invite,
+    user_page,
+    change_roles,
+    reset_second_factor,
+    _set_active(False),
+    _set_active(True),
+    reissue_invitation,
+    clients_page,
+    client_form,
+    register_client,
+    revoke_client,
+    keys_page,
+    rotate_keys,
+    invitation_page,
+    accept_invitation,
+]

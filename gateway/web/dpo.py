@@ -1,0 +1,351 @@
+"""The data-protection officer's console: audit search, subject access reports, review queue, anomalies, verification.
+
+The pages call the same services as the audit API (`exchange.dpo`, `audit.reports`) and declare the same audit
+actions, so reading the trail here is recorded exactly as reading it through the API is.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+import zoneinfo
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Body
+
+from audit import reports
+from audit.events import Action, Outcome
+from audit.reports import ReportFormat
+from audit.verifications import Trigger, latest_checkpoint, latest_verification, record_verification
+from audit.verify import verify_database
+from exchange import dpo as queries
+from gateway.controllers.audit import thresholds
+from gateway.controllers.context import (
+    audit_of,
+    exchange_deps,
+    principal_of,
+    runtime_of,
+    tenant_transaction,
+)
+from gateway.web.i18n import N_
+from gateway.web.pages import page, redirect, render, translator
+from tenants import admin
+from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.models import Role, Scope
+from tenants.persistence import read_only_platform_session
+
+_DPO: Final = (Scope.AUDIT_READ, [Role.DPO])
+SEARCH: Final = "/dpo"
+SUBJECTS: Final = "/dpo/subjects"
+REVIEW: Final = "/dpo/review"
+ANOMALIES: Final = "/dpo/anomalies"
+VERIFICATION: Final = "/dpo/verification"
+PER_PAGE: Final = 50
+REPORT_PAGE: Final = 100
+VERIFY_INTERVAL: Final = dt.timedelta(minutes=1)
+_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+OUTCOME_LABELS: Final = {"success": N_("Succeeded"), "denied": N_("Refused"), "error": N_("Failed")}
+REVIEW_REASONS: Final = {
+    queries.STATUTORY_SHARE: N_("Shared under a statute, without consent"),
+    queries.RECIPIENT_BASIS: N_("The recipient recorded its own legal basis"),
+    queries.BREAK_GLASS: N_("Emergency (break-glass) access"),
+}
+RULE_LABELS: Final = {
+    "bulk_reads": N_("Many people's data read within an hour"),
+    "off_hours": N_("Data read outside working hours"),
+    "no_active_basis": N_("Data read with no active consent or open referral"),
+    "repeated_denials": N_("Repeatedly refused"),
+}
+ACTOR_KINDS: Final = {"user": N_("Staff member"), "client": N_("Agency system"), "system": N_("casebridge itself"),
+                      "operator": N_("Platform operator")}  # fmt: skip
+
+
+def _tz(request: Request[Any, Any, Any]) -> dt.tzinfo:
+    return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
+
+
+def _day(request: Request[Any, Any, Any], text: str | None, *, end: bool) -> dt.datetime | None:
+    """A date from a date field as the start of that day (or of the next, for an inclusive end) in local time."""
+    if not text:
+        return None
+    day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
+    if end:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(), tzinfo=_tz(request))
+
+
+def _uuid(text: str | None) -> uuid.UUID | None:
+    return uuid.UUID(text.strip()) if text and text.strip() else None
+
+
+def _shown(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as the templates show it: its time as a datetime, for the user's time zone and language."""
+    return {**event, "at": dt.datetime.fromisoformat(event["time"])}
+
+
+async def _actors(request: Request[Any, Any, Any], session: Any, events: list[dict[str, Any]]) -> dict[str, str]:
+    """Partner organisations' names for the events' actors; the caller's own actors are shown as themselves."""
+    own = principal_of(request).tenant_id
+    partners = {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]} - {own}
+    return {str(k): v for k, v in (await admin.organisation_names(session, partners)).items()}
+
+
+# -- search -----------------------------------------------------------------------------------------------------------
+
+
+@get(SEARCH, **page(*_DPO, Action.AUDIT_EVENTS_SEARCH))
+async def search_page(
+    request: Request[Any, Any, Any],
+    actor: str | None = None,
+    subject_id: str | None = None,
+    resource_id: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+) -> Response[Any]:
+    _ = translator(request)
+    form = {"actor": actor or "", "subject_id": subject_id or "", "resource_id": resource_id or "",
+            "action": action or "", "outcome": outcome or "", "since": since or "", "until": until or ""}  # fmt: skip
+    errors: dict[str, str] = {}
+    criteria: dict[str, Any] = {}
+    try:
+        criteria["subject_id"] = _uuid(subject_id)
+    except ValueError:
+        errors["subject_id"] = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
+    if resource_id and len(resource_id.strip()) > 64:
+        errors["resource_id"] = _("That is too long for a record's id.")
+    criteria["resource_id"] = (resource_id or "").strip() or None
+    criteria["action"] = Action(action) if action in set(Action) else None
+    criteria["outcome"] = Outcome(outcome) if outcome in set(Outcome) else None
+    for name, text, end in (("since", since, False), ("until", until, True)):
+        try:
+            criteria[name] = _day(request, text, end=end)
+        except ValueError:
+            errors[name] = _("Enter a date such as 2026-03-01.")
+    if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
+        errors["until"] = _("The last day must not be before the first.")
+    if errors:
+        return _search(request, form=form, errors=errors, events=[], status=400)
+    async with tenant_transaction(request) as session:
+        if actor and actor.strip():
+            try:
+                criteria["actor_id"] = _uuid(actor)
+            except ValueError:
+                found = await _staff_by_email(session, request, actor)
+                if found is None:
+                    errors["actor"] = _("No one in this organisation has this email address or id.")
+                criteria["actor_id"] = found
+        if errors:
+            return _search(request, form=form, errors=errors, events=[], status=400)
+        events, next_cursor = await queries.search_events(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            criteria=queries.EventFilter(**criteria), cursor=cursor, limit=PER_PAGE,
+        )  # fmt: skip
+        partners = await _actors(request, session, events)
+    params = {k: v for k, v in form.items() if v}
+    return _search(request, form=form, errors={}, events=[_shown(e) for e in events], partners=partners,
+                   next_cursor=next_cursor, cursor=cursor, params=params)  # fmt: skip
+
+
+async def _staff_by_email(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+    try:
+        user = await admin.user_by_email(session, tenant_id=principal_of(request).tenant_id, email=text)
+    except (NotFound, InvalidInput):
+        return None
+    return user.id
+
+
+def _search(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
+    context.setdefault("partners", {})
+    context.setdefault("next_cursor", None)
+    context.setdefault("cursor", None)
+    context.setdefault("params", {})
+    return render(request, "dpo_search.html", status=status, actions=sorted(a.value for a in Action),
+                  outcomes=OUTCOME_LABELS, kinds=ACTOR_KINDS, own=str(principal_of(request).tenant_id),
+                  **context)  # fmt: skip
+
+
+# -- subject access report --------------------------------------------------------------------------------------------
+
+
+@get(SUBJECTS, **page(*_DPO, Action.AUDIT_SUBJECT_REPORT))
+async def subject_page(
+    request: Request[Any, Any, Any], subject_id: str | None = None, cursor: str | None = None
+) -> Response[Any]:
+    _ = translator(request)
+    if not subject_id:
+        return render(request, "dpo_subject.html", subject_id="", report=None, error=None, kinds=ACTOR_KINDS,
+                      outcomes=OUTCOME_LABELS)  # fmt: skip
+    try:
+        wanted = uuid.UUID(subject_id.strip())
+    except ValueError:
+        return render(request, "dpo_subject.html", status=400, subject_id=subject_id, report=None,
+                      error=_("A person's id looks like 0195f0e2-…: copy it from the case page."), kinds=ACTOR_KINDS,
+                      outcomes=OUTCOME_LABELS)  # fmt: skip
+    try:
+        async with tenant_transaction(request) as session:
+            report = await queries.subject_report(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE,
+            )  # fmt: skip
+    except NotFound:
+        return render(request, "dpo_subject.html", status=404, subject_id=subject_id, report=None,
+                      error=_("No person with this id is in this organisation's cases."), kinds=ACTOR_KINDS,
+                      outcomes=OUTCOME_LABELS)  # fmt: skip
+    return render(request, "dpo_subject.html", subject_id=str(wanted), report=report, error=None, cursor=cursor,
+                  params={"subject_id": str(wanted)}, kinds=ACTOR_KINDS, outcomes=OUTCOME_LABELS,
+                  own=principal_of(request).tenant_id)  # fmt: skip
+
+
+@get(
+    [f"{SUBJECTS}/{{subject_id:uuid}}/report.pdf", f"{SUBJECTS}/{{subject_id:uuid}}/report.csv"],
+    **page(*_DPO, Action.AUDIT_SUBJECT_REPORT),
+)
+async def subject_download(request: Request[Any, Any, Any], subject_id: uuid.UUID) -> Response[Any]:
+    """The whole report as a file, made by the same renderers as `GET /api/v1/audit/subjects/{id}/report`."""
+    _ = translator(request)
+    report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
+    font = None
+    if report_format is ReportFormat.PDF:
+        try:
+            font = await reports.ensure_pdf_font(runtime_of(request).settings.audit.pdf_font)
+        except reports.FontUnavailable:
+            return redirect(request, f"{SUBJECTS}?subject_id={subject_id}", error=_(
+                "A PDF cannot be made on this server because it has no font with Cyrillic letters. Download the "
+                "CSV file instead, or ask the administrator to install DejaVu Sans."))  # fmt: skip
+    async with tenant_transaction(request) as session:
+        report = await queries.subject_report(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE,
+        )  # fmt: skip
+    body = reports.report_csv(report) if font is None else await reports.report_pdf(report, font)
+    return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers={
+        "Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'})  # fmt: skip
+
+
+# -- review queue -----------------------------------------------------------------------------------------------------
+
+
+@get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
+async def review_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+    async with tenant_transaction(request) as session:
+        items, next_cursor = await queries.review_queue(
+            session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=PER_PAGE
+        )
+        partners = await _actors(request, session, [i.event for i in items])
+    shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
+    return render(request, "dpo_review.html", items=shown, reasons=REVIEW_REASONS, partners=partners,
+                  own=str(principal_of(request).tenant_id), kinds=ACTOR_KINDS, next_cursor=next_cursor,
+                  cursor=cursor, params={})  # fmt: skip
+
+
+class ReviewForm(msgspec.Struct):
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+@post(f"{REVIEW}/{{event_id:uuid}}", **page(*_DPO, Action.AUDIT_REVIEW_MARK))
+async def mark_reviewed(
+    request: Request[Any, Any, Any], event_id: uuid.UUID, data: Annotated[ReviewForm, _FORM]
+) -> Response[Any]:
+    _ = translator(request)
+    try:
+        async with tenant_transaction(request) as session:
+            await queries.mark_reviewed(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                event_id=event_id, note=data.note.strip() or None,
+            )  # fmt: skip
+    except Conflict:
+        return redirect(request, REVIEW, error=_("This event was already reviewed, or it needs no review."))
+    return redirect(request, REVIEW, success=_("Marked as reviewed."))
+
+
+# -- anomalies --------------------------------------------------------------------------------------------------------
+
+
+@get(ANOMALIES, **page(*_DPO, Action.AUDIT_ANOMALIES_LIST))
+async def anomalies_page(
+    request: Request[Any, Any, Any], since: str | None = None, until: str | None = None
+) -> Response[Any]:
+    _ = translator(request)
+    form = {"since": since or "", "until": until or ""}
+    try:
+        start, end = _day(request, since, end=False), _day(request, until, end=True)
+    except ValueError:
+        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None,
+                      error=_("Enter dates such as 2026-03-01."))  # fmt: skip
+    try:
+        async with tenant_transaction(request) as session:
+            start, end, flags = await queries.find_anomalies(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end,
+            )  # fmt: skip
+            partners = {str(k): v for k, v in (await admin.organisation_names(
+                session, {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {principal_of(request).tenant_id}
+            )).items()}  # fmt: skip
+    except InvalidInput:
+        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None,
+                      error=_("Choose a window of at most 31 days, with the first day before the last."))  # fmt: skip
+    return render(request, "dpo_anomalies.html", form=form, flags=flags, since=start, until=end, rules=RULE_LABELS,
+                  partners=partners, own=principal_of(request).tenant_id, error=None)  # fmt: skip
+
+
+# -- verification -----------------------------------------------------------------------------------------------------
+
+
+@get(VERIFICATION, **page(*_DPO, Action.AUDIT_CHECKPOINT_READ))
+async def verification_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    async with tenant_transaction(request) as session:
+        audit_of(request).touched(resource_type="audit_checkpoint")
+        checkpoint = await latest_checkpoint(session)
+        run = await latest_verification(session)
+    return render(
+        request, "dpo_verification.html", checkpoint=checkpoint, run=run, origin=runtime_of(request).sealer.origin,
+        root=base64.b64encode(checkpoint.root).decode() if checkpoint else None,
+        run_root=base64.b64encode(run.root).decode() if run else None,
+    )  # fmt: skip
+
+
+@post(VERIFICATION, **page(*_DPO, Action.AUDIT_LOG_VERIFY))
+async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Re-check the whole live log (chain, tree, signatures) now, as `casebridge audit verify` does."""
+    _ = translator(request)
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
+    # Verification reads the whole log; one run a minute is plenty, and more would only load the database.
+    async with await read_only_platform_session(runtime.sessions) as session:
+        last = await latest_verification(session)
+    if last is not None and now - last.at < VERIFY_INTERVAL:
+        return redirect(request, VERIFICATION, error=_("The log was verified less than a minute ago; its result is "
+                                                       "shown below. Try again in a minute."))  # fmt: skip
+    # Outside the request's transaction: verification reads one snapshot in a session of its own.
+    result = await verify_database(runtime.sessions, origin=runtime.sealer.origin, now=now)
+    async with tenant_transaction(request) as session:
+        record_verification(session, result, at=now, trigger=Trigger.CONSOLE)
+        audit_of(request).touched(resource_type="audit_log", ok=result.ok, size=result.size,
+                                  problems=len(result.problems))  # fmt: skip
+    if result.ok:
+        return redirect(request, VERIFICATION, success=_("The log was verified and no problems were found. "
+                                                         "Events checked: %(size)s.", size=result.size))  # fmt: skip
+    return redirect(request, VERIFICATION, error=_(
+        "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
+        "details with `casebridge audit verify`.", count=len(result.problems)))  # fmt: skip
+
+
+DPO_ROUTES: list[HTTPRouteHandler] = [
+    search_page,
+    subject_page,
+    subject_download,
+    review_page,
+    mark_reviewed,
+    anomalies_page,
+    verification_page,
+    verify_now,
+]

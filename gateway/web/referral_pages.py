@@ -1,0 +1,189 @@
+"""Referral pages for both sides: the intake officer's inbox, the referral with its thread, and the actions on it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+from urllib.parse import quote
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+from audit.events import Action
+from exchange import messages, worklist
+from exchange.cases import decode_cursor, encode_cursor
+from exchange.letters import reading
+from exchange.models import Side
+from exchange.referrals import TRANSITIONS, list_referrals, read_referral, transition_referral
+from exchange.schemas import MessageIn, TransitionIn
+from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
+from gateway.web.casework import PAGE_SIZE, _tenant_names, _text
+from gateway.web.pages import error_text, page, redirect, render, translator
+from tenants.errors import CasebridgeError, InvalidInput
+from tenants.models import Role, Scope
+
+_ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
+TABS: Final = ("new", "overdue", "mine", "all")
+
+
+@get("/inbox", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_LIST))
+async def inbox(request: Request[Any, Any, Any], tab: str = "new", cursor: str | None = None) -> Response[Any]:
+    tab = tab if tab in TABS else "new"
+    deps, principal = exchange_deps(request), principal_of(request)
+    async with tenant_transaction(request) as session:
+        audit = audit_of(request)
+        if tab == "mine":
+            items, next_id = await worklist.assigned_to(
+                session, deps, principal=principal, audit=audit,
+                cursor_id=decode_cursor(cursor) if cursor else None, limit=PAGE_SIZE,
+            )  # fmt: skip
+            next_cursor = encode_cursor(next_id) if next_id else None
+        else:
+            items, next_cursor = await list_referrals(
+                session, deps, principal=principal, audit=audit, box="incoming",
+                status="received" if tab == "new" else None, overdue=True if tab == "overdue" else None,
+                cursor=cursor, limit=PAGE_SIZE,
+            )  # fmt: skip
+    partners = await _tenant_names(request, {r.from_tenant_id for r in items})
+    return render(request, "inbox.html", items=items, tab=tab, tabs=TABS, next_cursor=next_cursor, cursor=cursor,
+                  partners=partners)  # fmt: skip
+
+
+@get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
+async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    deps, principal = exchange_deps(request), principal_of(request)
+    async with tenant_transaction(request) as session:
+        audit = audit_of(request)
+        referral = await read_referral(session, deps, principal=principal, audit=audit, referral_id=referral_id)
+        thread = await messages.list_messages(session, deps, principal=principal, audit=audit, referral_id=referral_id)
+        side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
+        colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
+        assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
+    partners = await _tenant_names(request, {referral.from_tenant_id, referral.to_tenant_id})
+    may_act = principal.has_role(*_side_roles(side))
+    actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
+    actions = actions if may_act else []
+    return render(
+        request, "referral.html", referral=referral, thread=thread, side=side.value, partners=partners,
+        actions=actions, colleagues=colleagues, assignee=assignee,
+    )  # fmt: skip
+
+
+def _side_roles(side: Side) -> tuple[str, ...]:
+    from exchange.access import REFERRAL_ACTORS
+
+    return tuple(REFERRAL_ACTORS[side])
+
+
+async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
+    from exchange.access import access_referral
+
+    return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
+
+
+@post(
+    "/referrals/{referral_id:uuid}/transition",
+    **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_TRANSITION),
+)
+async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    _ = translator(request)
+    form = await request.form()
+    body: dict[str, Any] = {"to": _text(form, "to")}
+    if reason := _text(form, "reason"):
+        body["reason"] = reason
+    if result := _text(form, "outcome"):
+        body["outcome"] = {"result": result, "note": _text(form, "note")}
+    back = f"/referrals/{referral_id}"
+    if body["to"] == "rejected" and not reason:
+        return redirect(request, back, error=_("Give the reason for declining."))
+    if body["to"] in ("completed", "failed") and not result:
+        return redirect(request, back, error=_("Choose the outcome for the family."))
+    try:
+        data = msgspec.convert(body, TransitionIn)
+        async with tenant_transaction(request) as session:
+            await transition_referral(session, exchange_deps(request), principal=principal_of(request),
+                                      audit=audit_of(request), referral_id=referral_id, data=data)  # fmt: skip
+    except msgspec.ValidationError:
+        return redirect(request, back, error=_("This action is not known."))
+    except (InvalidInput, CasebridgeError) as exc:
+        if exc.__class__.__name__ == "NotFound":
+            raise
+        return redirect(request, back, error=error_text(request, exc))
+    return redirect(request, back, success=_("The referral's status is updated."))
+
+
+@post("/referrals/{referral_id:uuid}/messages", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE))
+async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    _ = translator(request)
+    form = await request.form()
+    back = f"/referrals/{referral_id}"
+    body = _text(form, "body")
+    if not body:
+        return redirect(request, back, error=_("Write a message first."))
+    try:
+        async with tenant_transaction(request) as session:
+            await messages.post_message(session, exchange_deps(request), principal=principal_of(request),
+                                        audit=audit_of(request), referral_id=referral_id,
+                                        data=MessageIn(body=body))  # fmt: skip
+    except InvalidInput as exc:
+        return redirect(request, back, error=error_text(request, exc))
+    return redirect(request, back, success=_("The message is sent to the partner."))
+
+
+@post("/referrals/{referral_id:uuid}/assign", **page(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR],
+                                                      Action.EXCHANGE_REFERRAL_ASSIGN))  # fmt: skip
+async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    _ = translator(request)
+    form = await request.form()
+    back = f"/referrals/{referral_id}"
+    try:
+        assignee = uuid.UUID(_text(form, "assignee")) if _text(form, "assignee") else None
+    except ValueError:
+        return redirect(request, back, error=_("Choose a colleague from the list."))
+    async with tenant_transaction(request) as session:
+        await worklist.assign_referral(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            referral_id=referral_id, assignee_id=assignee,
+        )  # fmt: skip
+    return redirect(request, back, success=_("The referral is assigned."))
+
+
+@get("/documents/{document_id:uuid}", **page(Scope.CASES_READ, _ACTORS, Action.EXCHANGE_DOCUMENT_READ))
+async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
+    async with tenant_transaction(request) as session:
+        name, media_type, content = await messages.read_document(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            document_id=document_id,
+        )  # fmt: skip
+    return Response(
+        content,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
+async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[bytes]:
+    async with tenant_transaction(request) as session:
+        pdf = await reading.read_letter(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            referral_id=referral_id,
+        )  # fmt: skip
+    return Response(
+        pdf.content,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(pdf.name)}",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+REFERRAL_ROUTES: list[HTTPRouteHandler] = [inbox, referral_page, transition, post_message, assign, document, letter]

@@ -1,0 +1,114 @@
+"""The referral report page: an agency's referrals sent or received in a period, with charts drawn on the server.
+
+It calls the same service as `GET /api/v1/reports/referrals` and records the same audit action. The charts are
+inline SVG (no script, nothing loaded), and the CSV download is a page route because cookies never open `/api/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Annotated, Any, Final, Literal
+
+from litestar import Request, Response, get
+from litestar.params import QueryParameter
+from markupsafe import Markup
+
+from audit.events import Action
+from exchange import charts, reporting
+from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.web.i18n import N_, language_of
+from gateway.web.pages import page, render, translator
+from tenants.errors import InvalidInput
+from tenants.models import Role, Scope
+
+REPORTS: Final = "/reports"
+REPORT_CSV: Final = "/reports/referrals.csv"
+_READERS: Final = (Scope.REFERRALS_READ, [Role.SPECIALIST, Role.INTAKE, Role.SUPERVISOR, Role.TENANT_ADMIN])
+BOX_LABELS: Final = {"outgoing": N_("Referrals sent"), "incoming": N_("Referrals received")}
+OPEN_LABEL: Final = N_("Still open")
+CHART_TITLES: Final = {"accept": N_("Time to accept"), "complete": N_("Time to complete")}
+# `from` is a Python keyword: the query parameter reaches the handlers as `period_from`.
+From = Annotated[str | None, QueryParameter(name="from", max_length=40)]
+Until = Annotated[str | None, QueryParameter(max_length=40)]
+BoxField = Annotated[str | None, QueryParameter(max_length=16)]
+
+
+def _default_period(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """From the first day of this month to today, in the organisation's time zone."""
+    today = runtime_of(request).exchange.clock.now().astimezone(_zone(request)).date()
+    return today.replace(day=1).isoformat(), today.isoformat()
+
+
+def _zone(request: Request[Any, Any, Any]) -> dt.tzinfo:
+    return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
+
+
+@get(REPORTS, **page(*_READERS, Action.EXCHANGE_REPORT_READ))
+async def report_page(
+    request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
+) -> Response[Any]:
+    _ = translator(request)
+    default_from, default_until = _default_period(request)
+    chosen: Literal["outgoing", "incoming"] = "incoming" if box == "incoming" else "outgoing"
+    form = {"from": period_from or default_from, "until": until or default_until, "box": chosen}
+    errors: dict[str, str] = {}
+    for name in ("from", "until"):
+        try:
+            dt.date.fromisoformat(form[name])
+        except ValueError:
+            errors[name] = _("Enter a date such as 2026-03-01.")
+    if errors:
+        return _render(request, form=form, errors=errors, status=400)
+    try:
+        period = reporting.parse_period(form["from"], form["until"], runtime_of(request).settings.audit.timezone)
+    except InvalidInput:
+        errors["until"] = _("The last day must not be before the first, and a report covers at most a year.")
+        return _render(request, form=form, errors=errors, status=400)
+    report = await _report(request, period, chosen)
+    section = getattr(report, chosen)
+    language: charts.Language = "ru" if language_of(request) == "ru" else "en"
+    figures = {
+        measure: Markup(  # noqa: S704 - ElementTree escaped every text and attribute of the chart
+            charts.distribution_svg_inline(
+                section.time_to_accept if measure == "accept" else section.time_to_complete,
+                title=_(title), language=language, element_id=f"chart-{measure}",
+            )
+        )
+        for measure, title in CHART_TITLES.items()
+    }  # fmt: skip
+    return _render(request, form=form, errors={}, section=section, charts=figures, report=report)
+
+
+@get(REPORT_CSV, **page(*_READERS, Action.EXCHANGE_REPORT_READ))
+async def report_csv(
+    request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
+) -> Response[Any]:
+    default_from, default_until = _default_period(request)
+    period = reporting.parse_period(period_from or default_from, until or default_until,
+                                    runtime_of(request).settings.audit.timezone)  # fmt: skip
+    chosen: Literal["outgoing", "incoming"] = "incoming" if box == "incoming" else "outgoing"
+    report = await _report(request, period, chosen)
+    name = f"referrals-{chosen}-{period.start:%Y%m%d}.csv"
+    return Response(reporting.report_csv(report), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+
+async def _report(
+    request: Request[Any, Any, Any], period: reporting.Period, box: Literal["outgoing", "incoming"]
+) -> reporting.ReferralReport:
+    async with tenant_transaction(request) as session:
+        return await reporting.referral_report(
+            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            period=period, boxes=(box,),
+        )  # fmt: skip
+
+
+def _render(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
+    context.setdefault("section", None)
+    context.setdefault("charts", {})
+    return render(request, "reports.html", status=status, boxes=BOX_LABELS, open_label=OPEN_LABEL,
+                  csv_path=REPORT_CSV, **context)  # fmt: skip
+
+
+REPORT_ROUTES: Final = [report_page, report_csv]

@@ -1,0 +1,207 @@
+"""In a real browser: the centre's DPO finds the partner intake officer's read in a subject access report and downloads
+it as PDF and CSV; the tenant administrator invites a member of staff, registers and revokes an API client and rotates
+the keys. Each page passes the axe check and is saved as a screenshot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from joserfc.jwk import OKPKey
+from playwright.sync_api import Page
+from sqlalchemy import select
+
+from gateway.runtime import Runtime
+from tenants.models import Role, Tenant
+from tenants.persistence import platform_session
+from tests.e2e.conftest import Agencies, LiveServer, axe_check, eventually, screenshot, sign_in
+from tests.factories import ClientKey, client_assertion, make_client, token_form
+
+
+def check(page: Page, name: str) -> None:
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert "Traceback" not in page.content()
+    axe_check(page)
+    screenshot(page, f"en-{name}")
+
+
+def _api(live_server: LiveServer, tenant_id: str) -> httpx.Client:
+    """An HTTP client of the centre's case system (a real API client with a token from /oauth/token)."""
+
+    async def register() -> ClientKey:
+        runtime: Runtime = live_server.runtime  # type: ignore[assignment]  # started by the fixture
+        async with platform_session(runtime.sessions) as session:
+            tenant = await session.scalar(select(Tenant).where(Tenant.id == uuid.UUID(tenant_id)))
+        assert tenant is not None
+        return await make_client(runtime, tenant, role=Role.SPECIALIST)
+
+    client = live_server.run(register())
+    endpoint = f"{live_server.base_url}/oauth/token"
+    token = httpx.post(endpoint, data=token_form(client, client_assertion(client, endpoint))).json()["access_token"]
+    return httpx.Client(
+        base_url=f"{live_server.base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )  # sending renders the signed letter, which takes seconds on a busy machine
+
+
+def _shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
+    """A case with a child, the mother's consent, and a referral to the partner: (child's id, referral id)."""
+    case = api.post("/cases", json={"title": "Ивановы", "subjects": [
+        {"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}]})  # fmt: skip
+    assert case.status_code == 201, case.text
+    child = case.json()["subjects"][0]["id"]
+    now = dt.datetime.now(dt.UTC)
+    consent = api.post(f"/cases/{case.json()['id']}/consents", json={
+        "subject_id": child, "given_by": {"name": "Анна Иванова", "relation": "parent"},
+        "purposes": ["social_support"], "categories": ["identity"],
+        "recipients": {"tenants": [partner_id], "kinds": []},
+        "valid_until": (now + dt.timedelta(days=365)).isoformat()})  # fmt: skip
+    assert consent.status_code == 201, consent.text
+    sent = api.post("/referrals", headers={"Idempotency-Key": uuid.uuid4().hex}, json={
+        "case_id": case.json()["id"], "to_tenant_id": partner_id, "kind": "referral", "purpose": "social_support",
+        "problem": "Нужно место в школе", "requested_service": "Консультация", "urgency": "urgent",
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+        "subject_ids": [child], "categories": ["identity"], "legal_basis": {"type": "consent"}})  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    return child, sent.json()["id"]
+
+
+def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
+    agencies: Agencies, live_server: LiveServer, new_page: Callable[[str], Page]
+) -> None:
+    with _api(live_server, agencies.centre.id) as api:
+        child, referral_id = _shared_referral(api, agencies.partner.id)
+
+    # The partner's intake officer opens the referral: a read of the centre's family's data.
+    intake = new_page("en")
+    sign_in(intake, agencies.partner.staff["intake"])
+    eventually(intake, "/inbox", f"/referrals/{referral_id}")
+    intake.goto(f"/referrals/{referral_id}")
+    assert intake.locator("h1").count() == 1
+
+    dpo = new_page("en")
+    sign_in(dpo, agencies.centre.staff["dpo"])
+    dpo.goto("/dpo")
+    check(dpo, "dpo-search")
+    dpo.click("nav.tabs a[href='/dpo/subjects']")
+    check(dpo, "dpo-subject-form")
+    # The partner's read reaches the centre's trail as an access receipt over the bus: look until it is there.
+    for _ in range(60):
+        dpo.fill("#subject_id", child)
+        dpo.click("form[action='/dpo/subjects'] button[type=submit]")
+        if agencies.partner.name in dpo.locator("table").inner_text(timeout=5_000):
+            break
+        dpo.wait_for_timeout(500)
+    row = dpo.locator("tr", has_text=agencies.partner.name)
+    assert "exchange:referral:read" in row.inner_text()
+    assert "Intake officer" in row.inner_text()
+    assert "Мария" not in dpo.content()  # the report names no one
+    check(dpo, "dpo-subject-report")
+
+    with dpo.expect_download() as pdf_download:
+        dpo.click("a[href$='/report.pdf']")
+    pdf = pdf_download.value
+    assert pdf.suggested_filename == "subject-access-report.pdf"
+    assert pdf.path().read_bytes()[:5] == b"%PDF-"
+    with dpo.expect_download() as csv_download:
+        dpo.click("a[href$='/report.csv']")
+    csv_text = csv_download.value.path().read_text(encoding="utf-8")
+    partner_rows = [line for line in csv_text.splitlines() if agencies.partner.name in line]
+    assert any("exchange:referral:read" in line and "intake" in line for line in partner_rows)
+
+    for path, name in (("/dpo/review", "dpo-review"), ("/dpo/anomalies", "dpo-anomalies")):
+        dpo.goto(path)
+        check(dpo, name)
+    dpo.goto("/dpo/verification")
+    dpo.click("form[action='/dpo/verification'] button[type=submit]")
+    assert "no problems were found" in dpo.locator(".flash").inner_text()
+    check(dpo, "dpo-verification")
+
+    # A user of a third agency without the DPO role cannot open the console.
+    outsider = new_page("en")
+    sign_in(outsider, agencies.third.staff["specialist"])
+    outsider.goto("/dpo/subjects")
+    assert outsider.locator("h1").inner_text() == "Not allowed"
+
+
+def test_an_administrator_invites_a_user_and_revokes_a_client(
+    agencies: Agencies, live_server: LiveServer, new_page: Callable[[str], Page]
+) -> None:
+    admin = new_page("en")
+    sign_in(admin, agencies.centre.staff["admin"])
+    admin.goto("/admin")
+    check(admin, "admin-staff")
+
+    email = f"new-{uuid.uuid4().hex[:8]}@semya.example"
+    admin.click("main a[href='/admin/invite']")
+    check(admin, "admin-invite")
+    admin.fill("#email", email)
+    admin.fill("#display_name", "Анна Петрова")
+    admin.check("#role-intake")
+    admin.click("form[action='/admin/invite'] button[type=submit]")
+    link = admin.input_value("#invitation-link")
+    assert link.startswith(f"{live_server.base_url}/account/invitation/")
+    check(admin, "admin-invited")
+    admin.click("a:has-text('Back to the account')")
+    assert "Invited, not yet accepted" in admin.locator("main").inner_text()
+    check(admin, "admin-user")
+
+    invitee = new_page("en")
+    invitee.goto(link)
+    check(invitee, "invitation")
+    invitee.fill("#new_password", "the newcomer's own passphrase")
+    invitee.fill("#confirmation", "the newcomer's own passphrase")
+    invitee.click("main form button[type=submit]")
+    invitee.wait_for_url(re.compile(r"/login$"))
+    assert "Your password is set." in invitee.locator(".flash").inner_text()
+    invitee.fill("#email", email)
+    invitee.fill("#password", "the newcomer's own passphrase")
+    invitee.click("form[action='/login'] button[type=submit]")
+    invitee.wait_for_url(re.compile(r"/account/second-factor/enrol$"))  # the second factor comes next
+
+    # An API client registered with its public key, then revoked.
+    key = OKPKey.generate_key("Ed25519", {"kid": "e2e-desk"})
+    admin.goto("/admin/clients/new")
+    check(admin, "admin-client-new")
+    admin.fill("#name", "Intake desk")
+    admin.fill("#jwk", json.dumps(key.as_dict(private=False)))
+    admin.select_option("#role", "intake")
+    admin.check("input[value='referrals:read']")
+    admin.click("form[action='/admin/clients/new'] button[type=submit]")
+    assert "The client was registered." in admin.locator(".flash").inner_text()
+    client_id = re.search(r"client_id is ([0-9a-f-]{36})", admin.locator(".flash").inner_text())
+    assert client_id is not None
+    check(admin, "admin-clients")
+    token = _token(live_server, ClientKey(client_id.group(1), uuid.UUID(agencies.centre.id), key))
+    assert _inbox_status(live_server, token) == 200
+
+    row = admin.locator("tr", has_text="Intake desk")
+    row.locator("input[name='confirm']").check()
+    row.locator("button[type=submit]").click()
+    assert "The client was revoked." in admin.locator(".flash").inner_text()
+    assert _inbox_status(live_server, token) == 401  # its token stopped working at once
+
+    admin.goto("/admin/keys")
+    check(admin, "admin-keys")
+    admin.check("#confirm")
+    admin.click("form[action='/admin/keys/rotate'] button[type=submit]")
+    assert "New keys are in use." in admin.locator(".flash").inner_text()
+
+
+def _token(live_server: LiveServer, client: ClientKey) -> str:
+    endpoint = f"{live_server.base_url}/oauth/token"
+    response = httpx.post(endpoint, data=token_form(client, client_assertion(client, endpoint)))
+    assert response.status_code == 200, response.text
+    token: Any = response.json()["access_token"]
+    return str(token)
+
+
+def _inbox_status(live_server: LiveServer, token: str) -> int:
+    response = httpx.get(f"{live_server.base_url}/api/v1/referrals", params={"box": "incoming"},
+                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    return response.status_code

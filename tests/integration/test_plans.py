@@ -1,0 +1,329 @@
+"""Multi-agency plans: a commission's plan with tasks for three agencies, followed over the real bus, both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import uuid
+from typing import Any
+
+import httpx
+import pypdf
+import pytest
+from sqlalchemy import func, select
+
+from audit.models import AuditEvent
+from exchange.models import OutboxEnvelope, Plan, Referral
+from gateway.runtime import Runtime
+from tenants.models import Role, TenantKind
+from tenants.persistence import platform_session
+from tests.conftest import TravelClock
+from tests.integration.test_referral_loop import CHILD_NAME, PARENT_NAME, Agency, agency, eventually
+
+SCHOOL_TASK = "Организовать индивидуальные занятия с ребёнком"
+CLINIC_TASK = "Провести медицинское обследование"
+OPEKA_TASK = "Обследовать условия проживания семьи"
+
+
+class Planning:
+    def __init__(self, kdn: Agency, school: Agency, clinic: Agency, opeka: Agency) -> None:
+        self.kdn, self.school, self.clinic, self.opeka = kdn, school, clinic, opeka
+
+
+@pytest.fixture
+async def planning(api: httpx.AsyncClient, runtime: Runtime) -> Planning:
+    """A juvenile commission issuing plans and three agencies receiving its tasks."""
+    return Planning(
+        await agency(api, runtime, "kdn", TenantKind.JUVENILE_COMMISSION, Role.SPECIALIST),
+        await agency(api, runtime, "shkola-7", TenantKind.EDUCATION, Role.INTAKE),
+        await agency(api, runtime, "poliklinika", TenantKind.HEALTH, Role.INTAKE),
+        await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE),
+    )
+
+
+async def commission_case(kdn: Agency) -> dict[str, Any]:
+    """A case at the commission, with the mother's consent to share with schools and clinics."""
+    case = await kdn.post("/api/v1/cases", {
+        "title": "Несовершеннолетняя Иванова М. П.",
+        "subjects": [{"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2012-04-12", "role": "child"},
+                     {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"}],
+    })  # fmt: skip
+    assert case.status_code == 201, case.text
+    body: dict[str, Any] = case.json()
+    consent = await kdn.post(f"/api/v1/cases/{body['id']}/consents", {
+        "subject_id": body["subjects"][0]["id"], "given_by": {"name": PARENT_NAME, "relation": "parent"},
+        "purposes": ["individual_prevention"], "categories": ["identity", "family"],
+        "recipients": {"tenants": [], "kinds": ["education", "health"]},
+        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+    })  # fmt: skip
+    assert consent.status_code == 201, consent.text
+    return body
+
+
+def task(case: dict[str, Any], to: Agency, title: str, complete_in: dt.timedelta, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": title, "to_tenant_id": str(to.id), "expected_result": f"Отчёт: {title.lower()}",
+        "complete_by": (dt.datetime.now(dt.UTC) + complete_in).isoformat(), "purpose": "individual_prevention",
+        "problem": "Ребёнок пропускает занятия", "requested_service": title,
+        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity", "family"],
+        "legal_basis": {"type": "consent"}, **extra,
+    }  # fmt: skip
+
+
+STATUTORY = {
+    "type": "statutory",
+    "reference": "120-FZ art. 9",
+    "justification": "Ребёнок в социально опасном положении: постановление КДН о проведении ИПР",
+}
+
+
+async def move(agency_: Agency, referral_id: str, *steps: dict[str, Any]) -> None:
+    async def arrived() -> bool:
+        return (await agency_.get(f"/api/v1/referrals/{referral_id}")).status_code == 200
+
+    await eventually(arrived)
+    for step in steps:
+        moved = await agency_.post(f"/api/v1/referrals/{referral_id}/transition", step)
+        assert moved.status_code == 200, moved.text
+
+
+async def plan_when(kdn: Agency, plan_id: str, check: Any) -> dict[str, Any]:
+    async def view() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await kdn.get(f"/api/v1/plans/{plan_id}")).json()
+        return body if check(body) else None
+
+    result: dict[str, Any] = await eventually(view)
+    return result
+
+
+def by_title(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["title"]: t for t in plan["tasks"]}
+
+
+async def test_a_plan_for_three_agencies_is_followed_to_its_close(
+    planning: Planning, runtime: Runtime, clock: TravelClock
+) -> None:
+    kdn, school, clinic, opeka = planning.kdn, planning.school, planning.clinic, planning.opeka
+    case = await commission_case(kdn)
+    today = dt.datetime.now(dt.UTC).date()
+    body = {
+        "case_id": case["id"], "title": "План ИПР на I полугодие", "period_from": today.isoformat(),
+        "period_until": (today + dt.timedelta(days=180)).isoformat(),
+        "tasks": [
+            task(case, school, SCHOOL_TASK, dt.timedelta(days=10),
+                 respond_by=(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()),
+            task(case, clinic, CLINIC_TASK, dt.timedelta(days=20)),
+        ],
+    }  # fmt: skip
+    created = await kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "kdn-plan-1"})
+    assert created.status_code == 201, created.text
+    plan = created.json()
+    assert plan["status"] == "open"
+    assert plan["progress"] == {"requested": 2}
+    # Tasks can be added to an open plan; this one rests on the commission's statutory duty, not on consent.
+    added = await kdn.post(f"/api/v1/plans/{plan['id']}/tasks", {"tasks": [
+        task(case, opeka, OPEKA_TASK, dt.timedelta(days=5), legal_basis=STATUTORY),
+    ]})  # fmt: skip
+    assert added.status_code == 200, added.text
+    plan = added.json()
+    tasks = by_title(plan)
+    assert [t["position"] for t in plan["tasks"]] == [0, 1, 2]
+    assert {t["to_tenant_id"] for t in plan["tasks"]} == {str(school.id), str(clinic.id), str(opeka.id)}
+    assert tasks[OPEKA_TASK]["legal_basis"] == {"type": "statutory", "reference": "120-FZ art. 9"}
+    assert tasks[CLINIC_TASK]["to_tenant_name"] == "Agency poliklinika"
+    # A retried create with the same key answers with the same plan and sends nothing more.
+    again = await kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "kdn-plan-1"})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == plan["id"]
+    assert len(again.json()["tasks"]) == 3
+    reused = await kdn.post(
+        "/api/v1/plans", {**body, "title": "Другой план"}, headers={"Idempotency-Key": "kdn-plan-1"}
+    )
+    assert reused.status_code == 422
+
+    # Each agency receives its task as a plan_task referral carrying the task and its expected result.
+    school_id, clinic_id, opeka_id = (tasks[t]["referral_id"] for t in (SCHOOL_TASK, CLINIC_TASK, OPEKA_TASK))
+
+    async def incoming(agency_: Agency, referral_id: str) -> dict[str, Any] | None:
+        response = await agency_.get(f"/api/v1/referrals/{referral_id}")
+        return response.json() if response.status_code == 200 else None
+
+    at_school = await eventually(lambda: incoming(school, school_id))
+    assert at_school["kind"] == "plan_task"
+    assert at_school["plan"]["task_title"] == SCHOOL_TASK
+    assert at_school["plan"]["expected_result"] == f"Отчёт: {SCHOOL_TASK.lower()}"
+    assert at_school["subjects"][0]["full_name"] == CHILD_NAME
+    await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"received": 3})
+
+    # The school answers and finishes at once; the guardianship body accepts; the clinic stays silent.
+    await move(school, school_id, {"to": "accepted"},
+               {"to": "completed", "outcome": {"result": "resolved", "note": "Занятия проводятся"}})  # fmt: skip
+    await move(opeka, opeka_id, {"to": "accepted"})
+    view = await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"accepted": 1, "completed": 1, "received": 1})
+    assert view["overdue"] == 0
+    assert by_title(view)[SCHOOL_TASK]["outcome"] == {"result": "resolved", "note": "Занятия проводятся"}
+
+    # Six days on: the clinic has not answered within the default five days, the guardianship body is past its
+    # five-day deadline; the finished school task is never overdue.
+    clock.advance(dt.timedelta(days=6))
+    view = (await kdn.get(f"/api/v1/plans/{plan['id']}")).json()
+    flags = {title: t["overdue"] for title, t in by_title(view).items()}
+    assert flags == {SCHOOL_TASK: False, CLINIC_TASK: True, OPEKA_TASK: True}
+    assert view["overdue"] == 2
+    assert view["status"] == "open"
+    listed = (await kdn.get("/api/v1/plans?status=open")).json()
+    assert [(p["id"], p["tasks"], p["done"], p["overdue"]) for p in listed["items"]] == [(plan["id"], 3, 1, 2)]
+    not_yet = await kdn.get(f"/api/v1/plans/{plan['id']}/report.pdf")
+    assert not_yet.status_code == 409
+
+    await move(opeka, opeka_id, {"to": "in-progress"},
+               {"to": "completed", "outcome": {"result": "partially_resolved", "note": "Акт обследования"}},
+    )  # fmt: skip
+    clock.advance(dt.timedelta(days=1))
+    await move(clinic, clinic_id, {"to": "accepted"},
+               {"to": "failed", "reason": "Семья не явилась на приём"})  # fmt: skip
+
+    closed = await plan_when(kdn, plan["id"], lambda p: p["status"] == "closed")
+    assert closed["progress"] == {"completed": 2, "failed": 1}
+    assert closed["overdue"] == 0
+    last_move = max(t["last_change_at"] for t in closed["tasks"])
+    assert closed["closed_at"] == last_move
+    async with platform_session(runtime.sessions) as session:
+        stored = await session.scalar(select(Plan).where(Plan.id == uuid.UUID(plan["id"])))
+        assert stored is not None
+        assert stored.status == "closed"
+        shares = list(await session.scalars(
+            select(AuditEvent.canonical).where(AuditEvent.action == "exchange:referral:send",
+                                               AuditEvent.log_tenant_id == kdn.id)))  # fmt: skip
+    # Every task is a share of its own in the trail; the statutory one goes to the DPO's review queue.
+    assert len(shares) == 3
+    assert sum('"legal_basis":"statutory"' in s for s in shares) == 1
+    assert closed_rejects_tasks(await kdn.post(f"/api/v1/plans/{plan['id']}/tasks", {"tasks": [
+        task(case, school, "Ещё одна задача", dt.timedelta(days=3))]}))  # fmt: skip
+
+    report = await kdn.get(f"/api/v1/plans/{plan['id']}/report.pdf")
+    assert report.status_code == 200, report.text
+    assert report.headers["content-type"] == "application/pdf"
+    text = " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(report.content)).pages)
+    for expected in ("Итоговый отчёт по плану", "План ИПР на I полугодие", SCHOOL_TASK, CLINIC_TASK, OPEKA_TASK,
+                     "Agency shkola-7", "Семья не явилась", "Акт обследования"):  # fmt: skip
+        assert expected in text, expected
+
+
+def closed_rejects_tasks(response: httpx.Response) -> bool:
+    return response.status_code == 409 and "closed" in response.json()["detail"]
+
+
+async def test_a_task_the_policy_refuses_stops_the_whole_plan(planning: Planning, runtime: Runtime) -> None:
+    kdn, school = planning.kdn, planning.school
+    police = await agency(kdn.api, runtime, "pdn", TenantKind.POLICE_JUVENILE_UNIT, Role.INTAKE)
+    case = await commission_case(kdn)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    refused = await kdn.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План ИПР", "period_from": today, "period_until": today,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10)),
+                  task(case, police, "Провести профилактическую беседу", dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert refused.status_code == 403, refused.text
+    problem = refused.json()
+    assert problem["type"].endswith("/consent-required")
+    assert problem["task"] == 1
+    assert problem["subject_ref"] == "child 1"
+    assert problem["detail"].startswith("Task 2 of the request cannot be sent")
+    assert "Провести профилактическую беседу" not in problem["detail"]  # the task is named by its position
+    assert CHILD_NAME not in refused.text
+    # Nothing of the plan exists and nothing left: not the plan, not the first task, not an envelope.
+    assert (await kdn.get("/api/v1/plans")).json()["items"] == []
+    assert (await kdn.get("/api/v1/referrals?box=outgoing")).json()["items"] == []
+    async with platform_session(runtime.sessions) as session:
+        envelopes = await session.scalar(
+            select(func.count()).select_from(OutboxEnvelope).where(OutboxEnvelope.tenant_id == kdn.id)
+        )
+        referrals = await session.scalar(select(func.count()).select_from(Referral))
+    assert envelopes == 0
+    assert referrals == 0
+
+
+async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime: Runtime) -> None:
+    kdn, school, opeka = planning.kdn, planning.school, planning.opeka
+    other = await agency(kdn.api, runtime, "kdn-2", TenantKind.JUVENILE_COMMISSION, Role.SPECIALIST)
+    case = await commission_case(kdn)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    created = await kdn.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    plan_id = created.json()["id"]
+    second = await kdn.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План 2", "period_from": today, "period_until": today,
+        "tasks": [task(case, school, CLINIC_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert second.status_code == 201, second.text
+    first_page = (await kdn.get("/api/v1/plans?limit=1")).json()
+    assert [p["id"] for p in first_page["items"]] == [second.json()["id"]]
+    last_page = (await kdn.get(f"/api/v1/plans?limit=1&cursor={first_page['next_cursor']}")).json()
+    assert [p["id"] for p in last_page["items"]] == [plan_id]
+    assert last_page["next_cursor"] is None
+    assert (await kdn.get("/api/v1/plans?cursor=not-ours")).status_code == 400
+    for path in ("", "/report.pdf"):
+        foreign = await other.get(f"/api/v1/plans/{plan_id}{path}")
+        missing = await other.get(f"/api/v1/plans/{uuid.uuid4()}{path}")
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.json()["detail"] == missing.json()["detail"]
+    extra = {"tasks": [task(case, school, "Задача", dt.timedelta(days=3))]}
+    assert (await other.post(f"/api/v1/plans/{plan_id}/tasks", extra)).status_code == 404
+    assert (await other.post(f"/api/v1/plans/{plan_id}/close", {})).status_code == 404
+    assert (await other.get("/api/v1/plans")).json()["items"] == []
+    # A recipient agency's intake officer may not issue or read plans at all.
+    assert (await opeka.get(f"/api/v1/plans/{plan_id}")).status_code == 403
+    # A plan cannot be issued for another agency's case either.
+    foreign_case = await other.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert foreign_case.status_code == 404
+
+
+async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, runtime: Runtime) -> None:
+    centre = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    case = await commission_case(centre)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    body = {"case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
+            "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))]}  # fmt: skip
+    refused = await centre.post("/api/v1/plans", body)
+    assert refused.status_code == 403
+    assert refused.json()["type"].endswith("/forbidden")
+    supervisor = await agency(planning.kdn.api, runtime, "semya-2", TenantKind.SOCIAL_CENTRE, Role.SUPERVISOR)
+    case = await commission_case(supervisor)
+    body["case_id"] = case["id"]
+    body["tasks"] = [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))]
+    assert (await supervisor.post("/api/v1/plans", body)).status_code == 201
+    backwards = {**body, "period_from": "2027-02-01", "period_until": "2027-01-01"}
+    invalid = await supervisor.post("/api/v1/plans", backwards)
+    assert invalid.status_code == 400
+    assert "period_until" in invalid.json()["detail"]
+
+
+async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning) -> None:
+    kdn, school = planning.kdn, planning.school
+    case = await commission_case(kdn)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    created = await kdn.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today, "auto_close": False,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    plan = created.json()
+    early = await kdn.post(f"/api/v1/plans/{plan['id']}/close", {})
+    assert early.status_code == 409
+    assert "1 task(s)" in early.json()["detail"]
+    reason = "Ребёнок переведён в другую школу"
+    await move(school, plan["tasks"][0]["referral_id"], {"to": "rejected", "reason": reason})
+    declined = await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"rejected": 1})
+    assert declined["status"] == "open"
+    assert declined["tasks"][0]["reason"] == reason
+    closed = await kdn.post(f"/api/v1/plans/{plan['id']}/close", {})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    assert closed.json()["closed_at"] == declined["tasks"][0]["last_change_at"]

@@ -1,0 +1,201 @@
+"""Letters: layout in both languages (checked by extracting the PDF's text), numbering rules, the detached signature."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import uuid
+import zoneinfo
+
+import pytest
+from joserfc import jws
+from joserfc.jwk import OKPKey
+from pypdf import PdfReader
+
+from exchange.letters.numbering import RegistrationNumber, check_prefix, derive_prefix
+from exchange.letters.render import KINDS, Annex, LetterContent, Party, WeasyPrintRenderer
+from exchange.letters.signing import LetterBinding, Verification, pdf_digest, sign_letter, verify_letter
+from tenants.errors import InvalidInput
+
+# RFC 9864 deprecates the "EdDSA" identifier; letter format version 1 uses it like the envelopes (docs/letters.md).
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+
+MOSCOW = zoneinfo.ZoneInfo("Europe/Moscow")
+CHILD = "Иванова Мария Петровна"
+
+
+def _content(language: str, kind: str = "petition", **changes: object) -> LetterContent:
+    deadline = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.UTC).astimezone(MOSCOW)
+    content = LetterContent(
+        language=language, kind=kind, registration_number="СЕМ-2026/0042", date=dt.date(2026, 11, 22),
+        sender=Party(name="Центр «Семья»", region="Центральный район", address="ул. Ленина, 1",
+                     phone="+7 495 000-00-00", email="info@semya.example"),
+        addressee=Party(name="Отдел опеки и попечительства"), referral_id=uuid.uuid4(), case_ref="C-7",
+        purpose="social_support", problem="Семья нуждается в срочной помощи", requested_service="Консультация юриста",
+        urgency="urgent", respond_by=deadline, complete_by=deadline + dt.timedelta(days=30),
+        legal_basis={"type": "statutory", "reference": "120-FZ art. 9", "justification": "Ребёнок в опасности"},
+        categories=("identity", "family"), signer_name="Петрова Анна", signer_role="specialist",
+        subjects=({"ref": "child 1", "role": "child", "full_name": CHILD, "birth_date": "2015-04-12",
+                   "identifiers": {"snils": "112-233-445 95"}},),
+        annexes=(Annex("subjects", 1),),
+    )  # fmt: skip
+    return LetterContent(**{**{f: getattr(content, f) for f in content.__slots__}, **changes})  # type: ignore[arg-type]
+
+
+def _text(pdf: bytes) -> str:
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    return text.replace("\xa0", " ")  # the templates keep a number and its sign together
+
+
+@pytest.fixture(scope="module")
+def renderer() -> WeasyPrintRenderer:
+    return WeasyPrintRenderer(zone=MOSCOW)
+
+
+def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer(renderer: WeasyPrintRenderer) -> None:
+    pdf = renderer.render_now(_content("ru"))
+    assert pdf.startswith(b"%PDF-")
+    text = _text(pdf)
+    for expected in ("ХОДАТАЙСТВО", "СЕМ-2026/0042", "22.11.2026", "Центр «Семья»", "ул. Ленина, 1",
+                     "Отдел опеки и попечительства", "Семья нуждается в срочной помощи", "Консультация юриста",
+                     "СРОЧНО", "01.12.2026 21:00 (MSK)", "120-FZ art. 9", "Ребёнок в опасности", CHILD, "12.04.2015",
+                     "СНИЛС 112-233-445 95", "Специалист — Петрова Анна", "Приложение 1"):  # fmt: skip
+        assert expected in text, expected
+
+
+def test_an_english_letter_is_in_english(renderer: WeasyPrintRenderer) -> None:
+    text = _text(renderer.render_now(_content("en", kind="document_request", urgency="routine")))
+    expected_lines = (
+        "INTER-AGENCY REQUEST FOR DOCUMENTS",
+        "No. СЕМ-2026/0042",
+        "22 November 2026",
+        "To:",
+        "Please respond by",
+        "statutory duty",
+        "Enclosure 1",
+        CHILD,
+        "Specialist — Петрова Анна",
+    )
+    for expected in expected_lines:
+        assert expected in text, expected
+    assert "Просим" not in text
+    assert "URGENT" not in text
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_has_a_template_in_both_languages(renderer: WeasyPrintRenderer, language: str, kind: str) -> None:
+    titles = {
+        ("ru", "referral"): "НАПРАВЛЕНИЕ", ("ru", "petition"): "ХОДАТАЙСТВО",
+        ("ru", "document_request"): "МЕЖВЕДОМСТВЕННЫЙ ЗАПРОС", ("ru", "information_letter"): "ИНФОРМАЦИОННОЕ ПИСЬМО",
+        ("ru", "plan_task"): "ПОРУЧЕНИЕ", ("en", "referral"): "REFERRAL", ("en", "petition"): "PETITION",
+        ("en", "document_request"): "REQUEST FOR DOCUMENTS", ("en", "information_letter"): "INFORMATION LETTER",
+        ("en", "plan_task"): "TASK UNDER THE INDIVIDUAL PREVENTION PLAN",
+    }  # fmt: skip
+    plan = (
+        {"task_title": "Обследовать условия жизни", "expected_result": "Акт обследования"}
+        if kind == "plan_task"
+        else None
+    )
+    text = _text(renderer.render_now(_content(language, kind=kind, plan=plan)))
+    assert titles[language, kind] in text
+    if plan:
+        assert "Обследовать условия жизни" in text
+        assert "Акт обследования" in text
+
+
+def test_the_letter_says_nothing_the_projection_does_not_carry(renderer: WeasyPrintRenderer) -> None:
+    only_refs = _content("ru", subjects=({"ref": "child 1"},), categories=("family",))
+    text = _text(renderer.render_now(only_refs))
+    assert "child 1" in text
+    assert CHILD not in text
+    assert "112-233-445 95" not in text
+
+
+def test_text_is_escaped_not_interpreted(renderer: WeasyPrintRenderer) -> None:
+    text = _text(renderer.render_now(_content("ru", problem="<b>жирный</b> & <script>x</script>")))
+    assert "<b>жирный</b> & <script>x</script>" in text
+
+
+@pytest.mark.parametrize(
+    ("slug", "prefix"),
+    [("semya", "СЕМ"), ("kdn", "КДН"), ("opeka", "ОПЕ"), ("shkola-12", "ШКО"), ("zhkh", "ЖХ"), ("---", "ПИС")],
+)
+def test_the_default_prefix_reads_the_slug_in_cyrillic(slug: str, prefix: str) -> None:
+    assert derive_prefix(slug) == prefix
+
+
+def test_registration_numbers_are_zero_padded_and_prefixes_checked() -> None:
+    assert str(RegistrationNumber("СЕМ", 2026, 42)) == "СЕМ-2026/0042"
+    assert str(RegistrationNumber("КДН", 2027, 12345)) == "КДН-2027/12345"
+    assert check_prefix(" сем ") == "СЕМ"
+    for bad in ("", "СЕ-М", "A" * 13, "С/М"):
+        with pytest.raises(InvalidInput):
+            check_prefix(bad)
+
+
+# -- the detached signature ----------------------------------------------------------------------------------------
+
+SENDER, RECIPIENT, REFERRAL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+BINDING = LetterBinding("СЕМ-2026/0042", REFERRAL, SENDER, RECIPIENT)
+NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
+PDF_BYTES = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def key() -> OKPKey:
+    return OKPKey.generate_key("Ed25519", {"kid": "sig-test"})
+
+
+def _published(key: OKPKey) -> list[dict[str, object]]:
+    return [{**key.as_dict(private=False), "use": "sig", "alg": "EdDSA"}]
+
+
+def test_a_signed_letter_verifies_and_its_signature_is_detached(key: OKPKey) -> None:
+    signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)
+    _, payload, _ = signature.split(".")
+    assert payload == ""
+    assert verify_letter(PDF_BYTES, signature, BINDING, _published(key)).verification is Verification.VALID
+    # Any JOSE library can check it: re-attach the SHA-256 as the payload (RFC 7515 Appendix F).
+    registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)  # the cb.* members are private
+    opened = jws.deserialize_compact(signature, key, payload=hashlib.sha256(PDF_BYTES).digest(), registry=registry)
+    assert opened.protected["cb.reg"] == "СЕМ-2026/0042"
+    assert opened.protected["typ"] == "cb-letter+jws"
+    assert opened.payload == pdf_digest(PDF_BYTES)
+
+
+@pytest.mark.parametrize("position", [0, 9, len(PDF_BYTES) // 2, len(PDF_BYTES) - 1])
+def test_one_changed_byte_makes_the_letter_invalid(key: OKPKey, position: int) -> None:
+    signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)
+    tampered = bytearray(PDF_BYTES)
+    tampered[position] ^= 0x01
+    check = verify_letter(bytes(tampered), signature, BINDING, _published(key))
+    assert check.verification is Verification.INVALID
+    assert check.reason == "the signature does not match the PDF"
+
+
+def test_a_signature_for_another_letter_or_by_another_key_is_invalid(key: OKPKey) -> None:
+    signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)
+    others = [
+        LetterBinding("СЕМ-2026/0043", REFERRAL, SENDER, RECIPIENT),
+        LetterBinding("СЕМ-2026/0042", uuid.uuid4(), SENDER, RECIPIENT),
+        LetterBinding("СЕМ-2026/0042", REFERRAL, uuid.uuid4(), RECIPIENT),
+        LetterBinding("СЕМ-2026/0042", REFERRAL, SENDER, uuid.uuid4()),
+    ]
+    for other in others:
+        assert verify_letter(PDF_BYTES, signature, other, _published(key)).verification is Verification.INVALID
+    stranger = OKPKey.generate_key("Ed25519", {"kid": "sig-test"})  # same kid, different key
+    assert verify_letter(PDF_BYTES, signature, BINDING, _published(stranger)).verification is Verification.INVALID
+    assert verify_letter(PDF_BYTES, signature, BINDING, []).reason == "signed with a key the sender does not publish"
+
+
+def test_missing_and_malformed_signatures(key: OKPKey) -> None:
+    assert verify_letter(PDF_BYTES, None, BINDING, _published(key)).verification is Verification.MISSING
+    assert verify_letter(PDF_BYTES, "", BINDING, _published(key)).verification is Verification.MISSING
+    registry = jws.JWSRegistry(algorithms=["EdDSA"])
+    attached = jws.serialize_compact({"alg": "EdDSA", "kid": "sig-test"}, pdf_digest(PDF_BYTES), key, registry=registry)
+    for bad in ("not a jws", "a.b.c", attached, "..", "é..é"):
+        assert verify_letter(PDF_BYTES, bad, BINDING, _published(key)).verification is Verification.INVALID
+    signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)
+    assert verify_letter(None, signature, BINDING, _published(key)).verification is Verification.INVALID

@@ -1,0 +1,73 @@
+"""Which reminder a referral needs at a given moment, and what its email says (and does not say)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from exchange.models import Referral, Side
+from exchange.reminders import Due, ReminderKind, reminder_email, reminder_kind
+
+RESPOND_BY = dt.datetime(2027, 3, 10, 12, 0, tzinfo=dt.UTC)
+COMPLETE_BY = dt.datetime(2027, 4, 10, 12, 0, tzinfo=dt.UTC)
+LEAD = dt.timedelta(hours=48)
+SECOND = dt.timedelta(seconds=1)
+
+
+def referral(status: str, side: Side) -> Referral:
+    return Referral(
+        id=uuid.uuid4(), exchange_id=uuid.uuid4(), side=side.value, status=status, kind="plan_task",
+        respond_by=RESPOND_BY, complete_by=COMPLETE_BY, case_ref="C-2027-00AB12CD34", urgency="routine",
+        from_tenant_id=uuid.uuid4(), to_tenant_id=uuid.uuid4(),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "side", "now", "expected"),
+    [
+        # The recipient's answer: nothing until the lead time, due up to and at the deadline, overdue after it.
+        ("received", Side.RECIPIENT, RESPOND_BY - LEAD - SECOND, None),
+        ("received", Side.RECIPIENT, RESPOND_BY - LEAD, (ReminderKind.RESPOND_DUE, RESPOND_BY)),
+        ("received", Side.RECIPIENT, RESPOND_BY, (ReminderKind.RESPOND_DUE, RESPOND_BY)),
+        ("received", Side.RECIPIENT, RESPOND_BY + SECOND, (ReminderKind.RESPOND_OVERDUE, RESPOND_BY)),
+        # The sender is not asked to answer; it hears only that the partner is late.
+        ("requested", Side.SENDER, RESPOND_BY, None),
+        ("received", Side.SENDER, RESPOND_BY + SECOND, (ReminderKind.RESPOND_OVERDUE, RESPOND_BY)),
+        # Work in hand: both sides watch complete_by.
+        ("accepted", Side.RECIPIENT, COMPLETE_BY - LEAD - SECOND, None),
+        ("in-progress", Side.RECIPIENT, COMPLETE_BY - LEAD, (ReminderKind.COMPLETE_DUE, COMPLETE_BY)),
+        ("on-hold", Side.SENDER, COMPLETE_BY, (ReminderKind.COMPLETE_DUE, COMPLETE_BY)),
+        ("accepted", Side.SENDER, COMPLETE_BY + SECOND, (ReminderKind.COMPLETE_OVERDUE, COMPLETE_BY)),
+        # A referral with a final status needs nobody.
+        ("completed", Side.RECIPIENT, COMPLETE_BY + SECOND, None),
+        ("rejected", Side.SENDER, RESPOND_BY + SECOND, None),
+        ("cancelled", Side.RECIPIENT, RESPOND_BY, None),
+    ],
+)
+def test_reminder_kind(status: str, side: Side, now: dt.datetime, expected: object) -> None:
+    assert reminder_kind(referral(status, side), now, LEAD) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("ru", ("Напоминание", "срок ответа истёк", "задача межведомственного плана", "10.03.2027 12:00 UTC")),
+     ("en", ("Reminder", "the answer is overdue", "multi-agency plan task", "10.03.2027 12:00 UTC")),
+     (None, ("Напоминание",))],
+)  # fmt: skip
+def test_reminder_email_names_the_referral_and_the_deadline_only(language: str | None, words: tuple[str]) -> None:
+    item = referral("received", Side.RECIPIENT)
+    text = reminder_email(
+        Due(item, ReminderKind.RESPOND_OVERDUE, RESPOND_BY, frozenset()),
+        language=language,
+        base_url="https://cb.example.org/",
+    )
+    body = "\n".join(text.lines)
+    for word in words:
+        assert word in text.subject + body
+    assert f"https://cb.example.org/referrals/{item.exchange_id}" in body
+    assert str(item.exchange_id) in body
+    # The case reference and the parties are not in it: only the referral's id, kind and deadline.
+    assert item.case_ref not in body + text.subject
+    assert str(item.from_tenant_id) not in body
