@@ -273,6 +273,11 @@ class SignedIn:
 class SignInRefused:
     reason: str  # "invalid" | "locked" | "suspended"
     locked_until: dt.datetime | None = None
+    # The account the attempt named, when there is one: its organisation's audit trail records the refusal.
+    # Never shown to the person signing in, who learns only `reason`.
+    user: User | None = None
+    # True when this very attempt locked the account (the lockout is an event of its own in the audit trail).
+    locked_now: bool = False
 
 
 SignInResult = SignedIn | SignInRefused
@@ -288,18 +293,20 @@ async def sign_in(
     if user is None or not user.active:
         # Spend the same time as a real check so response time does not reveal which emails exist.
         credentials.verify_password(_dummy_hash(), password)
-        return SignInRefused("invalid")
+        return SignInRefused("invalid", user=user)
     password_ok = credentials.verify_password(user.password_hash, password)
     if user.locked_until is not None and user.locked_until > now:
         # Only someone who knows the password learns that the account is locked; guesses are not counted.
-        return SignInRefused("locked", user.locked_until) if password_ok else SignInRefused("invalid")
+        if password_ok:
+            return SignInRefused("locked", user.locked_until, user=user)
+        return SignInRefused("invalid", user=user)
     if not password_ok:
         return _record_failure(user, now, policy)
     tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id))
     if tenant is None:
-        return SignInRefused("invalid")
+        return SignInRefused("invalid", user=user)
     if not tenant.is_active:
-        return SignInRefused("suspended")
+        return SignInRefused("suspended", user=user)
     return SignedIn(user, user.must_change_password, not user.totp_enabled)
 
 
@@ -308,8 +315,8 @@ def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> Sign
     if user.failed_logins >= policy.max_failures:
         user.failed_logins = 0
         user.locked_until = now + policy.lock_for
-        return SignInRefused("locked", user.locked_until)
-    return SignInRefused("invalid")
+        return SignInRefused("locked", user.locked_until, user=user, locked_now=True)
+    return SignInRefused("invalid", user=user)
 
 
 @functools.cache
@@ -325,7 +332,7 @@ async def pass_second_factor(
     await _lock(session, user)
     now = clock.now()
     if user.locked_until is not None and user.locked_until > now:
-        return SignInRefused("locked", user.locked_until)
+        return SignInRefused("locked", user.locked_until, user=user)
     if user.totp_enabled and user.totp_secret_wrapped is not None:
         secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
         match = credentials.match_totp(secret, code, at_unix=now.timestamp(), last_step=user.totp_last_step)

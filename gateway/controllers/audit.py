@@ -206,6 +206,26 @@ class TrailController(Controller):
             "proof": [_b64(h) for h in proof.proof], "note": proof.note,
         }  # fmt: skip
 
+    @get(
+        "/checkpoints/consistency",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_PROOF_READ),
+        summary="Consistency proof between two signed checkpoints (RFC 6962 section 2.1.2)",
+    )
+    async def consistency(
+        self,
+        request: Request[Any, Any, Any],
+        old: Annotated[int, QueryParameter(ge=1, description="size of the older checkpoint")],
+        new: Annotated[int, QueryParameter(ge=1, description="size of the newer checkpoint")],
+    ) -> dict[str, Any]:
+        async with tenant_transaction(request):
+            audit_of(request).touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")
+        proof = await runtime_of(request).sealer.consistency(old, new)
+        return {
+            "old_size": proof.old_size, "new_size": proof.new_size, "old_root": _b64(proof.old_root),
+            "new_root": _b64(proof.new_root), "proof": [_b64(h) for h in proof.proof],
+            "old_note": proof.old_note, "new_note": proof.new_note,
+        }  # fmt: skip
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()

@@ -16,7 +16,9 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audit.events import Action, Actor, Outcome
 from gateway.auth.guards import PUBLIC
+from gateway.controllers.context import request_context
 from gateway.runtime import Runtime
 from tenants.credentials import MIN_PASSWORD_LENGTH
 from tenants.errors import InvalidInput
@@ -118,6 +120,7 @@ async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, _FOR
     async with _transaction(request) as db:
         result = await sign_in(db, runtime.clock, runtime.lockout, email=data.email, password=data.password)
         if isinstance(result, SignInRefused):
+            _audit_refusal(request, db, result, step="password")
             return _refusal(result, email=data.email)
         if (previous := await _active_session(request, db)) is not None:
             end_session(runtime.clock, previous.record)
@@ -145,6 +148,7 @@ async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeFor
             db, runtime.master_key, runtime.clock, runtime.lockout, user=active.user, code=data.code
         )
         if isinstance(result, SignInRefused):
+            _audit_refusal(request, db, result, step="second-factor")
             if result.reason != "locked":
                 return _page("second_factor.html", status=400, error="invalid")
             # Locked: the half-finished sign-in is abandoned, so the password is needed again after the lock.
@@ -152,6 +156,7 @@ async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeFor
             return _refusal(result, email=active.user.email, cookie=_expired_session_cookie(request))
         end_session(runtime.clock, active.record)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS)
     return _redirect(PASSWORD if result.needs_password_change else HOME, cookie)
 
 
@@ -180,6 +185,7 @@ async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM
         # A new second factor: any session begun under the old one (before an administrator's reset) ends too.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS, reason="enrolled")
         next_page = PASSWORD if active.user.must_change_password else HOME
     return _page("recovery_codes.html", cookie, codes=codes, next_page=next_page)
 
@@ -318,6 +324,40 @@ def _expired_session_cookie(request: Request[Any, Any, Any]) -> Cookie:
 def _enrolment(runtime: Runtime, user: User) -> TotpEnrolment:
     pending = pending_totp_enrolment(runtime.master_key, user=user, issuer=TOTP_ISSUER)
     return pending or begin_totp_enrolment(runtime.master_key, user=user, issuer=TOTP_ISSUER)
+
+
+def _audit_sign_in(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    user: User | None,
+    action: Action,
+    outcome: Outcome,
+    *,
+    reason: str | None = None,
+) -> None:
+    """Record a sign-in step in the user's organisation's trail, in the transaction that changes the account.
+
+    An attempt naming no known account goes to the platform's own trail; the address typed is never recorded,
+    as it may be a mistyped personal address of someone else.
+    """
+    actor = Actor(
+        kind="user",
+        id=user.id if user else None,
+        tenant_id=user.tenant_id if user else None,
+        role=sorted(user.roles)[0] if user and user.roles else None,
+    )
+    _runtime(request).exchange.audit.append(
+        db, action=action, outcome=outcome, actor=actor, log_tenant_id=user.tenant_id if user else None,
+        context=request_context(request), resource_type="user", resource_id=str(user.id) if user else None,
+        reason=reason,
+    )  # fmt: skip
+
+
+def _audit_refusal(request: Request[Any, Any, Any], db: AsyncSession, refused: SignInRefused, *, step: str) -> None:
+    reason = f"{step}: {refused.reason}" if refused.user else f"{step}: unknown account"
+    _audit_sign_in(request, db, refused.user, Action.TENANTS_SESSION_SIGN_IN_FAILED, Outcome.DENIED, reason=reason)
+    if refused.locked_now:
+        _audit_sign_in(request, db, refused.user, Action.TENANTS_SESSION_LOCKED, Outcome.DENIED, reason=step)
 
 
 def _refusal(refused: SignInRefused, *, email: str, cookie: Cookie | None = None) -> Response[Any]:
