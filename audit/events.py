@@ -49,6 +49,7 @@ class Action(enum.StrEnum):
     AUDIT_ANOMALIES_LIST = "audit:anomalies:list"
     AUDIT_CHECKPOINT_READ = "audit:checkpoint:read"
     AUDIT_PROOF_READ = "audit:proof:read"
+    AUDIT_CHECKPOINT_REFUSE = "audit:checkpoint:refuse"
 
 
 class Outcome(enum.StrEnum):
