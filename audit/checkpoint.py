@@ -16,6 +16,8 @@ import base64
 import binascii
 import hashlib
 import re
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,7 +35,9 @@ __all__ = [
     "ProblemReason",
     "SignedNote",
     "cosign",
+    "cosigner_name",
     "key_id",
+    "merge_signatures",
     "parse_note",
     "parse_verifier_key",
     "sign",
@@ -249,6 +253,25 @@ def cosign(note_text: str, *, name: str, private_key: Ed25519PrivateKey) -> str:
     added = _signature_for(body, name, private_key)
     kept = [s for s in note.signatures if (s.name, s.key_id) != (added.name, added.key_id)]
     return body + "\n" + "".join(s.line() for s in kept) + added.line()
+
+
+def cosigner_name(tenant_id: uuid.UUID) -> str:
+    """The key name an agency's node co-signs checkpoints under (docs/audit.md)."""
+    return f"casebridge-cosigner/{tenant_id}"
+
+
+def merge_signatures(note_text: str, others: Sequence[str]) -> str:
+    """``note_text`` with the signature lines of ``others`` (notes over the same body) appended: one note carrying
+    the log's signature and every co-signature. A note over another body is left out.
+    Raises CheckpointFormatError for a malformed ``note_text``."""
+    note = parse_note(note_text)
+    body = note.checkpoint.body()
+    lines = [s.line() for s in note.signatures]
+    for other in others:
+        parsed = parse_note(other)
+        if parsed.checkpoint.body() == body:
+            lines.extend(s.line() for s in parsed.signatures if s.line() not in lines)
+    return body + "\n" + "".join(lines)
 
 
 def _parse_body(body: str) -> Checkpoint:

@@ -72,6 +72,7 @@ class Action(enum.StrEnum):
     EXCHANGE_REPORT_READ = "exchange:report:read"
     EXCHANGE_LETTER_READ = "exchange:letter:read"
     EXCHANGE_REFERRAL_ASSIGN = "exchange:referral:assign"
+    AUDIT_CHECKPOINT_REFUSE = "audit:checkpoint:refuse"
 
 
 class Outcome(enum.StrEnum):

@@ -20,16 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+from audit.checkpoint import CheckpointFormatError, parse_verifier_key, verifier_key
 from audit.merkle import HASH_SIZE, MerkleAccumulator
-from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
-from audit.verify import SealedEvent, checkpoint_keys, snapshot_session, verifier_keys
+from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal
+from audit.verify import SealedEvent, checkpoint_keys, cosigner_public_keys, snapshot_session, verifier_keys
 
 __all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "export_database", "read_export",
            "write_export"]  # fmt: skip
 
 FORMAT = "casebridge-audit-export"
-VERSION = 1
+VERSION = 2  # 2 added the agencies' co-signatures; version 1 files are still read
+READABLE_VERSIONS = (1, 2)
 
 
 class ExportError(ValueError):
@@ -49,6 +50,8 @@ class AuditExport:
     public_keys: list[Ed25519PublicKey]
     events: list[SealedEvent]
     checkpoints: list[str]
+    cosignatures: list[str]
+    cosigner_keys: dict[str, list[Ed25519PublicKey]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class _Header(msgspec.Struct, tag_field="type", tag="header"):
     origin: str
     exported_at: str
     public_keys: list[str]
+    cosigner_keys: list[str] = []  # verifier keys of the agencies that co-signed checkpoints (version 2)
 
 
 class _Event(msgspec.Struct, tag_field="type", tag="event"):
@@ -84,13 +88,18 @@ class _Checkpoint(msgspec.Struct, tag_field="type", tag="checkpoint"):
     note: str
 
 
+class _Cosignature(msgspec.Struct, tag_field="type", tag="cosignature"):
+    note: str
+
+
 class _End(msgspec.Struct, tag_field="type", tag="end"):
     events: int
     checkpoints: int
     root: str
+    cosignatures: int = 0
 
 
-_Line = _Header | _Event | _Checkpoint | _End
+_Line = _Header | _Event | _Checkpoint | _Cosignature | _End
 _decode_line = msgspec.json.Decoder(_Line).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -101,12 +110,22 @@ _encode = msgspec.json.Encoder().encode
 class _Writer:
     """Writes the lines in order and keeps the counts and tree for the end line."""
 
-    def __init__(self, handle: IO[bytes], *, origin: str, exported_at: dt.datetime, keys: Sequence[str]) -> None:
+    def __init__(
+        self,
+        handle: IO[bytes],
+        *,
+        origin: str,
+        exported_at: dt.datetime,
+        keys: Sequence[str],
+        cosigner_keys: Sequence[str] = (),
+    ) -> None:
         self._handle = handle
         self._tree = MerkleAccumulator()
         self._checkpoints = 0
+        self._cosignatures = 0
         stamp = exported_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        self._line(_Header(format=FORMAT, version=VERSION, origin=origin, exported_at=stamp, public_keys=list(keys)))
+        self._line(_Header(format=FORMAT, version=VERSION, origin=origin, exported_at=stamp, public_keys=list(keys),
+                           cosigner_keys=list(cosigner_keys)))  # fmt: skip
 
     def _line(self, line: _Line) -> None:
         self._handle.write(_encode(line) + b"\n")
@@ -127,9 +146,14 @@ class _Writer:
         self._line(_Checkpoint(note=note))
         self._checkpoints += 1
 
+    def cosignature(self, note: str) -> None:
+        self._line(_Cosignature(note=note))
+        self._cosignatures += 1
+
     def end(self) -> tuple[int, bytes]:
         root = self._tree.root()
-        self._line(_End(events=self._tree.size, checkpoints=self._checkpoints, root=root.hex()))
+        self._line(_End(events=self._tree.size, checkpoints=self._checkpoints, root=root.hex(),
+                        cosignatures=self._cosignatures))  # fmt: skip
         return self._tree.size, root
 
 
@@ -158,14 +182,20 @@ def write_export(
     verifier_keys: Sequence[str],
     events: Iterable[SealedEvent],
     checkpoints: Iterable[str],
+    cosignatures: Iterable[str] = (),
+    cosigner_keys: Sequence[str] = (),
 ) -> ExportSummary:
-    """Write the export file: header, each sealed event in seq order, each checkpoint note, the end line."""
+    """Write the export file: header, each sealed event in seq order, each checkpoint note, each co-signature,
+    the end line."""
     with _replacing(path) as handle:
-        writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=verifier_keys)
+        writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=verifier_keys,
+                         cosigner_keys=cosigner_keys)  # fmt: skip
         for event in events:
             writer.event(event)
         for note in checkpoints:
             writer.checkpoint(note)
+        for note in cosignatures:
+            writer.cosignature(note)
         size, root = writer.end()
     return ExportSummary(size=size, root=root, file=path)
 
@@ -176,8 +206,11 @@ async def export_database(
     """Export the live log from one consistent snapshot, streaming the events (memory stays flat)."""
     async with await snapshot_session(factory) as session:
         keys = verifier_keys(origin, await checkpoint_keys(session))
+        cosigned = (await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))).all()
+        agencies = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
+        agency_keys = [verifier_key(name, key) for name, public in sorted(agencies.items()) for key in public]
         with _replacing(path) as handle:
-            writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=keys)
+            writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=keys, cosigner_keys=agency_keys)
             rows = await session.stream(
                 select(
                     AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash
@@ -191,6 +224,8 @@ async def export_database(
                 select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
             ):
                 writer.checkpoint(note)
+            for _, note in sorted(cosigned):
+                writer.cosignature(note)
             size, root = writer.end()
     return ExportSummary(size=size, root=root, file=path)
 
@@ -221,20 +256,28 @@ def _event(line: _Event, number: int) -> SealedEvent:
     )
 
 
-def _header(line: _Line, number: int) -> tuple[_Header, list[Ed25519PublicKey]]:
+def _header(line: _Line, number: int) -> tuple[_Header, list[Ed25519PublicKey], dict[str, list[Ed25519PublicKey]]]:
     if not isinstance(line, _Header):
         raise ExportError(number, "the file does not start with the export header")
     if line.format != FORMAT:
         raise ExportError(number, f"not a {FORMAT} file")
-    if line.version != VERSION:
-        raise ExportError(number, f"export version {line.version} is not supported (this program reads {VERSION})")
+    if line.version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise ExportError(number, f"export version {line.version} is not supported (this program reads {readable})")
     keys: list[Ed25519PublicKey] = []
     for index, text in enumerate(line.public_keys, 1):
         try:
             keys.append(parse_verifier_key(text)[1])
         except CheckpointFormatError as exc:
             raise ExportError(number, f"public key {index}: {exc.detail}") from None
-    return line, keys
+    agencies: dict[str, list[Ed25519PublicKey]] = {}
+    for index, text in enumerate(line.cosigner_keys, 1):
+        try:
+            name, key = parse_verifier_key(text)
+        except CheckpointFormatError as exc:
+            raise ExportError(number, f"co-signer key {index}: {exc.detail}") from None
+        agencies.setdefault(name, []).append(key)
+    return line, keys, agencies
 
 
 def read_export(path: Path) -> AuditExport:
@@ -244,8 +287,10 @@ def read_export(path: Path) -> AuditExport:
     """
     header: _Header | None = None
     keys: list[Ed25519PublicKey] = []
+    agencies: dict[str, list[Ed25519PublicKey]] = {}
     events: list[SealedEvent] = []
     checkpoints: list[str] = []
+    cosignatures: list[str] = []
     end: _End | None = None
     number = 0
     with path.open("rb") as handle:
@@ -261,13 +306,17 @@ def read_export(path: Path) -> AuditExport:
             if end is not None:
                 raise ExportError(number, "nothing may follow the end line")
             if header is None:
-                header, keys = _header(line, number)
+                header, keys, agencies = _header(line, number)
             elif isinstance(line, _Event):
                 if checkpoints:
                     raise ExportError(number, "an event line after the checkpoint lines")
                 events.append(_event(line, number))
             elif isinstance(line, _Checkpoint):
+                if cosignatures:
+                    raise ExportError(number, "a checkpoint line after the co-signature lines")
                 checkpoints.append(line.note)
+            elif isinstance(line, _Cosignature):
+                cosignatures.append(line.note)
             elif isinstance(line, _End):
                 end = line
             else:
@@ -276,11 +325,12 @@ def read_export(path: Path) -> AuditExport:
         raise ExportError(1, "the file is empty")
     if end is None:
         raise ExportError(number, f"the file ends after line {number} without its end line: it was cut off")
-    if (end.events, end.checkpoints) != (len(events), len(checkpoints)):
+    if (end.events, end.checkpoints, end.cosignatures) != (len(events), len(checkpoints), len(cosignatures)):
         raise ExportError(
             number,
-            f"the end line counts {end.events} events and {end.checkpoints} checkpoints, but the file holds "
-            f"{len(events)} and {len(checkpoints)}: lines were removed or added",
+            f"the end line counts {end.events} events, {end.checkpoints} checkpoints and {end.cosignatures} "
+            f"co-signatures, but the file holds {len(events)}, {len(checkpoints)} and {len(cosignatures)}: "
+            "lines were removed or added",
         )
     return AuditExport(
         origin=header.origin,
@@ -289,4 +339,6 @@ def read_export(path: Path) -> AuditExport:
         public_keys=keys,
         events=events,
         checkpoints=checkpoints,
+        cosignatures=cosignatures,
+        cosigner_keys=agencies,
     )

@@ -100,7 +100,28 @@ LEASE_ROW_ID = 1
 
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
+
 # Tables the application may only add to and read (PostgreSQL grants; see append_only_grants_sql).
+class AuditCosignature(DefaultBase):
+    """A tenant node's co-signature of a checkpoint it checked: the checkpoint body plus that node's signature line.
+
+    Public evidence, like the checkpoints themselves, so a platform table: every agency may compare what the others
+    signed. Two co-signatures of one size with different roots prove that the log showed two histories.
+    """
+
+    __tablename__ = "audit_cosignature"
+    __table_args__ = (CheckConstraint(f"length(root) = {HASH_SIZE}", name="root_size"),)
+
+    cosigner_tenant_id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True)
+    size: Mapped[int] = mapped_column(_POSITION, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    key_name: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text)  # checkpoint body, blank line, the cosigner's signature line
+    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+# Migration 0005 grants from this tuple, so it stays as 0005 knew it; later tables get the same grants in their own
+# migration (0012: audit_cosignature).
 APPEND_ONLY_TABLES = ("audit_event", "audit_event_subject", "audit_seal", "audit_checkpoint")
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import rfc8785
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
+from audit.canonical import canonical_json
 from audit.events import Action, Actor, AuditEventRecord, Outcome, pseudonym
 from audit.models import AuditEvent, AuditEventSubject
 from tenants.clock import Clock
@@ -81,7 +81,7 @@ class AuditLog:
                 actor_id=actor.id,
                 actor_tenant_id=actor.tenant_id,
                 resource_id=resource_id,
-                canonical=rfc8785.dumps(record.to_json()).decode(),
+                canonical=canonical_json(record.to_json()).decode(),
             )
         )
         for name in subjects:

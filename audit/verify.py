@@ -12,7 +12,7 @@ import functools
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +22,18 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audit.checkpoint import Checkpoint, CheckpointFormatError, key_id, parse_note, verifier_key, verify
+from audit.checkpoint import (
+    Checkpoint,
+    CheckpointFormatError,
+    cosigner_name,
+    key_id,
+    parse_note,
+    verifier_key,
+    verify,
+)
 from audit.merkle import HASH_SIZE, MerkleAccumulator
-from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
-from tenants.models import PlatformKey, PlatformKeyUse
+from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal
+from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey
 from tenants.persistence import READ_ONLY_OPTION, platform_session
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "UnsealedEvent",
     "VerifyResult",
     "checkpoint_keys",
+    "cosigner_public_keys",
     "load_log",
     "snapshot_session",
     "verify_database",
@@ -160,6 +169,8 @@ def verify_log(
     origin: str,
     public_keys: Sequence[Ed25519PublicKey],
     unsealed: Sequence[UnsealedEvent] = (),
+    cosignatures: Sequence[str] = (),
+    cosigner_keys: Mapping[str, Sequence[Ed25519PublicKey]] | None = None,
 ) -> VerifyResult:
     """Check the sealed log against itself and against its signed checkpoints; every finding is a Problem.
 
@@ -173,7 +184,8 @@ def verify_log(
     checked = _check_rows(rows, findings)
     gaps = _check_chain(rows, checked, findings)
     pending = _check_unsealed(rows, gaps, unsealed, findings)
-    root, verified = _check_checkpoints(rows, checked.leaves, checkpoints, origin, public_keys, findings)
+    cosigned = _check_cosignatures(cosignatures, origin, cosigner_keys or {}, findings)
+    root, verified = _check_checkpoints(rows, checked.leaves, checkpoints, origin, public_keys, findings, cosigned)
     problems = findings.sorted()
     return VerifyResult(
         ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=verified
@@ -460,6 +472,7 @@ def _check_checkpoints(
     origin: str,
     public_keys: Sequence[Ed25519PublicKey],
     findings: _Findings,
+    cosigned: Sequence[Checkpoint] = (),
 ) -> tuple[bytes, int]:
     """Signatures, order, and each checkpoint's root against the tree recomputed from the events.
 
@@ -486,6 +499,15 @@ def _check_checkpoints(
             findings.add(
                 ProblemKind.NOT_EXTENDING, None, f"two checkpoints of size {checkpoint.size} have different roots"
             )
+    # What an agency co-signed is what the log showed it: a different root at the same size is a split view.
+    for checkpoint in cosigned:
+        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
+        if known != checkpoint.root:
+            findings.add(
+                ProblemKind.NOT_EXTENDING,
+                None,
+                f"an agency co-signed a tree of size {checkpoint.size} with another root: the log showed two histories",
+            )
 
     tree = MerkleAccumulator()
     recomputed: dict[int, bytes] = {}
@@ -495,6 +517,13 @@ def _check_checkpoints(
             recomputed[tree.size] = tree.root()
 
     last_seq = rows[-1].seq if rows else 0
+    beyond = max((c.size for c in cosigned), default=0)
+    if beyond > last_seq:
+        findings.add(
+            ProblemKind.TRUNCATED,
+            last_seq + 1,
+            f"the log ends at seq {last_seq}, but an agency co-signed a tree of {beyond} events",
+        )
     if valid:
         latest = max(c.size for c in valid)
         if latest > last_seq:
@@ -517,6 +546,37 @@ def _check_checkpoints(
                 "history was rewritten",
             )
     return tree.root(), len(valid)
+
+
+def _check_cosignatures(
+    cosignatures: Sequence[str],
+    origin: str,
+    keys: Mapping[str, Sequence[Ed25519PublicKey]],
+    findings: _Findings,
+) -> list[Checkpoint]:
+    """Each co-signature note must be for this log and signed by a key its co-signer published."""
+    valid = []
+    for number, text in enumerate(cosignatures, 1):
+        try:
+            note = parse_note(text)
+        except CheckpointFormatError as exc:
+            findings.add(ProblemKind.BAD_SIGNATURE, None, f"co-signature {number} is malformed: {exc.detail}")
+            continue
+        size = note.checkpoint.size
+        names = {signature.name for signature in note.signatures}
+        if note.checkpoint.origin != origin or len(names) != 1:
+            findings.add(ProblemKind.BAD_SIGNATURE, None, f"co-signature {number} (size {size}) is not for this log")
+            continue
+        (name,) = names
+        checked = [verify(text, name=name, public_key=key) for key in keys.get(name, ())]
+        verified = next((c for c in checked if isinstance(c, Checkpoint)), None)
+        if verified is None:
+            findings.add(
+                ProblemKind.BAD_SIGNATURE, None, f"the co-signature by {name} of size {size} is not signed by its key"
+            )
+            continue
+        valid.append(verified)
+    return valid
 
 
 def _signed_checkpoint(
@@ -554,6 +614,8 @@ class LogSnapshot:
     unsealed: list[UnsealedEvent]
     checkpoints: list[str]
     public_keys: list[Ed25519PublicKey]
+    cosignatures: list[str] = field(default_factory=list)
+    cosigner_keys: dict[str, list[Ed25519PublicKey]] = field(default_factory=dict)
 
 
 async def snapshot_session(factory: async_sessionmaker[AsyncSession]) -> AsyncSession:
@@ -588,6 +650,23 @@ def verifier_keys(origin: str, public_keys: Iterable[Ed25519PublicKey]) -> list[
     return [verifier_key(origin, key) for key in public_keys]
 
 
+async def cosigner_public_keys(
+    session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
+) -> dict[str, list[Ed25519PublicKey]]:
+    """Every Ed25519 key each co-signing agency ever published (retired ones too: they signed older co-signatures)."""
+    rows = await session.execute(
+        select(PublishedKey.owner_tenant_id, PublishedKey.public_jwk).where(
+            PublishedKey.owner_tenant_id.in_(tenant_ids), PublishedKey.use == KeyUse.SIGNING.value
+        )
+    )
+    keys: dict[str, list[Ed25519PublicKey]] = {}
+    for tenant_id, jwk in rows:
+        public = OKPKey.import_key(jwk).get_op_key("verify")
+        if isinstance(public, Ed25519PublicKey):
+            keys.setdefault(cosigner_name(tenant_id), []).append(public)
+    return keys
+
+
 async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> LogSnapshot:
     """The sealed log, the unsealed events, every checkpoint (in issue order) and the checkpoint keys.
 
@@ -611,7 +690,12 @@ async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt
     notes = await session.scalars(
         select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
     )
-    return LogSnapshot(events, unsealed, list(notes), await checkpoint_keys(session))
+    cosigned = (await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))).all()
+    return LogSnapshot(
+        events, unsealed, list(notes), await checkpoint_keys(session),
+        cosignatures=[note for _, note in cosigned],
+        cosigner_keys=await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned})),
+    )  # fmt: skip
 
 
 async def verify_database(
@@ -631,4 +715,6 @@ async def verify_database(
         origin=origin,
         public_keys=snapshot.public_keys if public_keys is None else public_keys,
         unsealed=snapshot.unsealed,
+        cosignatures=snapshot.cosignatures,
+        cosigner_keys=snapshot.cosigner_keys,
     )

@@ -19,12 +19,14 @@ from litestar.template.config import TemplateConfig
 
 from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
+from audit.witness import Witness
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
 from exchange.letters.render import WeasyPrintRenderer
 from exchange.policy import AgeRules
+from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
@@ -90,6 +92,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         stream_replicas=settings.bus.stream_replicas,
     )
     inbox = Inbox(sessions, exchange)
+    origin = log_origin(settings.server.base_url)
+    cosigners = settings.audit.cosigners
+    witness = (
+        None
+        if cosigners == ()
+        else Witness(sessions, keyring, clock, exchange.audit, origin=origin, cosigners=cosigners)
+    )
     return Runtime(
         settings=settings,
         engine=engine,
@@ -116,8 +125,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         exchange=exchange,
         inbox=inbox,
         workers=ExchangeWorkers(bus=bus, sessions=sessions, clock=clock, handler=inbox.receive),
-        sealer=Sealer(sessions, keyring, clock, origin=log_origin(settings.server.base_url), publish=_publisher(bus)),
+        sealer=Sealer(sessions, keyring, clock, origin=origin, publish=_publisher(bus)),
         reminders=ReminderWorker.from_settings(settings, sessions, clock),
+        witnessing=CheckpointWitnessing(bus, witness),
     )
 
 
@@ -134,8 +144,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             runtime.workers.start()
             runtime.sealer.start()
             runtime.reminders.start()
+            runtime.witnessing.start()
             yield
         finally:
+            await runtime.witnessing.stop()
             await runtime.reminders.stop()
             await runtime.sealer.stop()
             await runtime.workers.stop()

@@ -333,6 +333,8 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             export.checkpoints,
             origin=pinned_origin or export.origin,
             public_keys=pinned_keys or export.public_keys,
+            cosignatures=export.cosignatures,
+            cosigner_keys=export.cosigner_keys,
         ).to_json()
     engine = create_engine(settings.database)
     try:

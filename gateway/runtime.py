@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.inbox import Inbox
+from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
@@ -41,6 +42,7 @@ class Runtime:
     workers: ExchangeWorkers
     sealer: Sealer
     reminders: ReminderWorker
+    witnessing: CheckpointWitnessing
 
     def wake_relay(self) -> None:
         """Nudge the outbox relay after a commit that may have added envelopes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -235,6 +236,21 @@ class _Env:
         return value
 
 
+def _cosigners(value: str) -> tuple[str, ...] | None:
+    """None for every agency, () for none, else the listed slugs."""
+    value = value.strip()
+    if value == "*":
+        return None
+    if value.casefold() == "none":
+        return ()
+    slugs = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not slugs or any(not re.fullmatch(r"[a-z0-9-]{1,63}", s) for s in slugs):
+        raise SettingsError(
+            f'CASEBRIDGE_AUDIT_COSIGNERS must be "*", "none" or agency slugs separated by commas, got {value!r}'
+        )
+    return slugs
+
+
 @dataclass(frozen=True, slots=True)
 class AuditSettings:
     bulk_subjects_per_hour: int
@@ -250,6 +266,9 @@ class AuditSettings:
     pdf_font: Path | None
     """CASEBRIDGE_AUDIT_PDF_FONT: a TrueType font with Cyrillic for PDF subject reports (default: DejaVu Sans,
     looked up on the system)."""
+    cosigners: tuple[str, ...] | None
+    """CASEBRIDGE_AUDIT_COSIGNERS: the agencies (slugs, comma-separated) whose node this is, which co-sign each audit
+    checkpoint they see on the bus; "*" (default) for every active agency, "none" to co-sign nothing here."""
 
     @classmethod
     def from_env(cls, env: _Env) -> AuditSettings:
@@ -265,6 +284,7 @@ class AuditSettings:
             timezone=timezone,
             denials_per_hour=env.integer("CASEBRIDGE_AUDIT_DENIALS_PER_HOUR", 10, low=1, high=1_000_000),
             pdf_font=Path(font).resolve() if font else None,
+            cosigners=_cosigners(env.text("CASEBRIDGE_AUDIT_COSIGNERS", "*")),
         )
 
 

@@ -14,9 +14,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from audit import reports
 from audit.anomalies import OffHours, Thresholds
+from audit.checkpoint import merge_signatures
 from audit.events import Action, Outcome
 from audit.reports import ReportFormat
 from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
+from audit.witness import cosignatures_at
 from exchange import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
@@ -178,11 +180,16 @@ class TrailController(Controller):
     async def latest_checkpoint(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         async with tenant_transaction(request):
             pass  # the read is recorded first; the sealer then reads in a session of its own
-        checkpoint = await runtime_of(request).sealer.latest_checkpoint()
+        runtime = runtime_of(request)
+        checkpoint = await runtime.sealer.latest_checkpoint()
         if checkpoint is None:
             raise NotFound("No checkpoint has been signed yet; try again in a few seconds.")
+        cosigned = await cosignatures_at(runtime.sessions, checkpoint.size)
         return {"origin": checkpoint.origin, "size": checkpoint.size, "root": _b64(checkpoint.root),
-                "note": checkpoint.note}  # fmt: skip
+                "note": checkpoint.note,
+                "cosignatures": [{"tenant_id": str(c.cosigner_tenant_id), "key_name": c.key_name,
+                                  "signed_at": c.created_at.isoformat()} for c in cosigned],
+                "cosigned_note": merge_signatures(checkpoint.note, [c.note for c in cosigned])}  # fmt: skip
 
     @get(
         "/events/{event_id:uuid}/proof",

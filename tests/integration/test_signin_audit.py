@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from audit.models import AuditEvent
 from gateway.runtime import Runtime
+from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import make_tenant, make_user
 from tests.integration.test_web_signin import Client, enrolled_staff, signed_in, submit_code, submit_password
@@ -20,7 +21,7 @@ LOCKED = "tenants:session:locked"
 
 
 async def _sign_in_events(runtime: Runtime, tenant_id: uuid.UUID | None) -> list[dict[str, object]]:
-    async with runtime.sessions() as session:
+    async with platform_session(runtime.sessions) as session:
         query = (
             select(AuditEvent)
             .where(AuditEvent.action.in_((SIGN_IN, FAILED, LOCKED)))

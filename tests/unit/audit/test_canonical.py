@@ -1,0 +1,55 @@
+"""The fast canonical JSON writes exactly what the RFC 8785 reference implementation writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from audit.canonical import canonical_json
+
+_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text() | st.floats(allow_nan=False)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _reference(value: Any) -> bytes | None:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, ValueError, UnicodeEncodeError):
+        return None
+
+
+@given(_values)
+def test_matches_the_reference_implementation(value: Any) -> None:
+    expected = _reference(value)
+    if expected is None:
+        with pytest.raises((rfc8785.CanonicalizationError, ValueError, UnicodeEncodeError)):
+            canonical_json(value)
+    else:
+        assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\ue000": 1, "\U0001f600": 2},  # UTF-16 order puts the emoji (a surrogate pair) first
+        {"control": "\x00\x01\x08\t\n\x0b\x0c\r\x1f\x7f", "quote": '"\\/'},
+        {"edge": 2**53 - 1, "negative": -(2**53 - 1)},
+        {"ru": "Сведения о ребёнке", "nested": [{"b": None, "a": [True, False]}]},
+        {"float": 1.5, "exp": 1e21},
+    ],
+)
+def test_edge_cases(value: Any) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_integers_beyond_the_safe_range_are_refused_like_the_reference() -> None:
+    with pytest.raises(rfc8785.IntegerDomainError):
+        canonical_json({"big": 2**53})
