@@ -143,6 +143,8 @@ class StatutoryProvision:
     title: str
     categories: frozenset[Category]
     recipient_kinds: frozenset[str]
+    sender_kinds: frozenset[str] | None = None
+    """Kinds of agency the provision empowers to share (None: any body bound by the duty)."""
 
 
 def _catalogue(*provisions: StatutoryProvision) -> Mapping[str, StatutoryProvision]:
@@ -174,6 +176,30 @@ STATUTORY_CATALOGUE: Mapping[str, StatutoryProvision] = _catalogue(
         categories=frozenset({Category.IDENTITY, Category.CONTACTS, Category.FAMILY, Category.SOCIAL_ASSESSMENT}),
         recipient_kinds=frozenset({"guardianship_body"}),
     ),
+    StatutoryProvision(
+        reference="120-FZ art. 11",
+        title=(
+            "Federal Law No. 120-FZ of 24.06.1999, art. 11, with the Model Regulation on commissions for minors "
+            "(Government Decree No. 995 of 06.11.2013): the commission coordinates the bodies of the prevention "
+            "system and assigns them tasks of individual preventive work with a minor and the family"
+        ),
+        # What a body needs to carry out its task of the plan; education records go to the school that keeps them
+        # anyway. Health data stays out, as in every provision here.
+        categories=frozenset(
+            {
+                Category.IDENTITY,
+                Category.CONTACTS,
+                Category.FAMILY,
+                Category.EDUCATION,
+                Category.SOCIAL_ASSESSMENT,
+                Category.CASE_NOTES,
+            }
+        ),
+        recipient_kinds=frozenset(
+            {"social_centre", "guardianship_body", "education", "health", "police_juvenile_unit", "employment"}
+        ),
+        sender_kinds=frozenset({"juvenile_commission"}),
+    ),
 )
 
 
@@ -187,6 +213,8 @@ class ShareRequest:
     recipient_kind: str
     purpose: str
     basis: LegalBasis
+    sender_kind: str | None = None
+    """The sending agency's kind; a provision limited to some kinds of sender denies a request without it."""
 
     def __post_init__(self) -> None:
         # Fail closed on a category this version does not know: silently skipping it would let it through unchecked.
@@ -273,6 +301,13 @@ def _decide_statutory(
             DenyCode.UNKNOWN_STATUTE,
             "The statutory reference is not in the catalogue; choose a listed provision or share on the basis of "
             "consent.",
+        )
+    if provision.sender_kinds is not None and request.sender_kind not in provision.sender_kinds:
+        return Deny(
+            DenyCode.STATUTE_DOES_NOT_COVER,
+            f"{provision.reference} empowers only agencies of kind "
+            f"{', '.join(repr(k) for k in sorted(provision.sender_kinds))} to share on this basis; "
+            "share on the basis of consent or under another provision.",
         )
     if request.recipient_kind not in provision.recipient_kinds:
         return Deny(

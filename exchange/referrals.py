@@ -28,7 +28,7 @@ from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import EnvelopeType
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
-from exchange.letters.services import issue_letter, letter_summary
+from exchange.letters.services import letter_summary, register_letter
 from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
 from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
@@ -41,6 +41,7 @@ from exchange.schemas import (
     TimelineOut,
     TransitionIn,
 )
+from tenants.access import access_own_tenant
 from tenants.errors import InvalidInput
 from tenants.principal import Principal
 
@@ -107,6 +108,11 @@ def request_hash(data: ReferralIn) -> str:
     return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
 
 
+async def sender_kind(session: AsyncSession, principal: Principal) -> str:
+    """The acting agency's kind: some statutory provisions empower only certain kinds of sender."""
+    return (await access_own_tenant(session, principal, for_write=False)).kind
+
+
 async def send_referral(
     session: AsyncSession,
     deps: ExchangeDeps,
@@ -162,6 +168,7 @@ async def send_referral(
             recipient_kind=recipient.kind,
             purpose=data.purpose,
             basis=basis,
+            sender_kind=await sender_kind(session, principal),
         ),
         [consent_policy_view(c) for c in consents],
         now,
@@ -190,8 +197,9 @@ async def send_referral(
     referral.idempotency_key = idempotency_key
     referral.request_hash = request_hash(data)
     _add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
-    letter = await issue_letter(session, deps, principal=principal, referral=referral, shared={**text, **shared},
-                                basis=basis, language=data.letter_language)  # fmt: skip
+    # Numbered here, laid out and sent on by the letter worker after this transaction commits.
+    letter = await register_letter(session, deps, principal=principal, referral=referral,
+                                   shared={**text, **shared}, basis=basis, language=data.letter_language)  # fmt: skip
     await enqueue(
         session, deps, sender=principal.tenant_id, recipient=recipient.id,
         envelope_type=EnvelopeType.REFERRAL_REQUESTED, exchange_id=exchange_id,

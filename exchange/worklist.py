@@ -16,7 +16,7 @@ from exchange.cases import active_recipient, consent_policy_view
 from exchange.deps import ExchangeDeps
 from exchange.models import Consent, Referral, Side, Subject
 from exchange.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
-from exchange.referrals import is_overdue, referral_pseudonyms
+from exchange.referrals import is_overdue, referral_pseudonyms, sender_kind
 from exchange.schemas import ReferralSummary
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Role, User
@@ -162,6 +162,7 @@ async def offered_categories(
         for c in await session.scalars(select(Consent).where(Consent.subject_id.in_([s.id for s in subjects])))
     ]
     refs = {s.id: s.ref for s in subjects}
+    sending_kind = await sender_kind(session, principal)
     now = deps.clock.now()
     offers = []
     for category in Category:
@@ -176,6 +177,7 @@ async def offered_categories(
                 recipient_kind=recipient.kind,
                 purpose=purpose,
                 basis=basis or ConsentBasis(),
+                sender_kind=sending_kind,
             ),
             consents,
             now,

@@ -75,6 +75,12 @@ STATUTORY = {
     "reference": "120-FZ art. 9",
     "justification": "Ребёнок в социально опасном положении: постановление КДН о проведении ИПР",
 }
+# The commission's coordinating duty: it assigns a task of the plan to a school without asking the family again.
+COORDINATING = {
+    "type": "statutory",
+    "reference": "120-FZ art. 11",
+    "justification": "Постановление КДН об индивидуальной профилактической работе, пункт 3: задача школе",
+}
 
 
 async def move(agency_: Agency, referral_id: str, *steps: dict[str, Any]) -> None:
@@ -110,7 +116,7 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
         "case_id": case["id"], "title": "План ИПР на I полугодие", "period_from": today.isoformat(),
         "period_until": (today + dt.timedelta(days=180)).isoformat(),
         "tasks": [
-            task(case, school, SCHOOL_TASK, dt.timedelta(days=10),
+            task(case, school, SCHOOL_TASK, dt.timedelta(days=10), legal_basis=COORDINATING,
                  respond_by=(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()),
             task(case, clinic, CLINIC_TASK, dt.timedelta(days=20)),
         ],
@@ -130,6 +136,7 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     assert [t["position"] for t in plan["tasks"]] == [0, 1, 2]
     assert {t["to_tenant_id"] for t in plan["tasks"]} == {str(school.id), str(clinic.id), str(opeka.id)}
     assert tasks[OPEKA_TASK]["legal_basis"] == {"type": "statutory", "reference": "120-FZ art. 9"}
+    assert tasks[SCHOOL_TASK]["legal_basis"] == {"type": "statutory", "reference": "120-FZ art. 11"}
     assert tasks[CLINIC_TASK]["to_tenant_name"] == "Agency poliklinika"
     # A retried create with the same key answers with the same plan and sends nothing more.
     again = await kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "kdn-plan-1"})
@@ -195,9 +202,9 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
         shares = list(await session.scalars(
             select(AuditEvent.canonical).where(AuditEvent.action == "exchange:referral:send",
                                                AuditEvent.log_tenant_id == kdn.id)))  # fmt: skip
-    # Every task is a share of its own in the trail; the statutory one goes to the DPO's review queue.
+    # Every task is a share of its own in the trail; the statutory ones go to the DPO's review queue.
     assert len(shares) == 3
-    assert sum('"legal_basis":"statutory"' in s for s in shares) == 1
+    assert sum('"legal_basis":"statutory"' in s for s in shares) == 2
     assert closed_rejects_tasks(await kdn.post(f"/api/v1/plans/{plan['id']}/tasks", {"tasks": [
         task(case, school, "Ещё одна задача", dt.timedelta(days=3))]}))  # fmt: skip
 

@@ -277,7 +277,9 @@ def test_health_needs_a_consent_that_names_it() -> None:
     # No catalogued duty to report extends to medical data.
     for reference in STATUTORY_CATALOGUE:
         basis = StatutoryBasis(reference, JUSTIFICATION)
-        decision = decide(request(Category.HEALTH, recipient_kind="guardianship_body", basis=basis), [], NOW)
+        shared = request(Category.HEALTH, recipient_kind="guardianship_body", basis=basis,
+                         sender_kind="juvenile_commission")  # fmt: skip
+        decision = decide(shared, [], NOW)
         assert isinstance(decision, Deny)
         assert (decision.code, decision.category) == (DenyCode.STATUTE_DOES_NOT_COVER, Category.HEALTH)
 
@@ -606,6 +608,7 @@ def test_a_permit_never_exceeds_a_consent_in_force_or_a_statute(
             assert decision.consents_by_subject == {}
             assert decision.categories <= provision.categories
             assert shared.recipient_kind in provision.recipient_kinds
+            assert provision.sender_kinds is None or shared.sender_kind in provision.sender_kinds
             assert len(justification.strip()) >= 20
 
 
@@ -615,14 +618,20 @@ def test_a_permit_never_exceeds_a_consent_in_force_or_a_statute(
     categories=subsets(CATEGORIES).filter(bool),
     recipient_kind=st.sampled_from(sorted(TenantKind)),
     justification=st.sampled_from([JUSTIFICATION, "x" * 20, " " + "x" * 19 + " ", "too short", ""]),
+    sender_kind=st.sampled_from(sorted(TenantKind)),
 )
 def test_a_statute_permits_exactly_what_it_covers(
-    reference: str, categories: frozenset[Category], recipient_kind: str, justification: str
+    reference: str, categories: frozenset[Category], recipient_kind: str, justification: str, sender_kind: str
 ) -> None:
     provision = STATUTORY_CATALOGUE[reference]
     basis = StatutoryBasis(reference, justification)
-    decision = decide(request(*categories, recipient_kind=recipient_kind, basis=basis), [], NOW)
-    covered = categories <= provision.categories and recipient_kind in provision.recipient_kinds
+    shared = request(*categories, recipient_kind=recipient_kind, basis=basis, sender_kind=sender_kind)
+    decision = decide(shared, [], NOW)
+    covered = (
+        categories <= provision.categories
+        and recipient_kind in provision.recipient_kinds
+        and (provision.sender_kinds is None or sender_kind in provision.sender_kinds)
+    )
     justified = len(justification.strip()) >= 20
     assert isinstance(decision, Permit) == (covered and justified)
     if isinstance(decision, Deny):
@@ -688,3 +697,34 @@ def test_decide_is_deterministic_and_agrees_with_permitted_categories(
             for subject in shared.subject_ids
         ]
         assert isinstance(decision, Permit) == all(shared.categories <= o for o in offered)
+
+
+ART_11 = "120-FZ art. 11"
+
+
+@pytest.mark.parametrize("recipient_kind", ["education", "health", "social_centre", "guardianship_body"])
+def test_a_commission_assigns_plan_tasks_on_its_coordinating_duty(recipient_kind: str) -> None:
+    basis = StatutoryBasis(ART_11, JUSTIFICATION)
+    shared = request(Category.IDENTITY, Category.EDUCATION, recipient_kind=recipient_kind, basis=basis,
+                     sender_kind="juvenile_commission")  # fmt: skip
+    decision = decide(shared, [], NOW)
+    assert isinstance(decision, Permit)
+    assert decision.review_required
+
+
+@pytest.mark.parametrize("sender_kind", ["social_centre", "education", None])
+def test_only_a_commission_may_rely_on_its_coordinating_duty(sender_kind: str | None) -> None:
+    basis = StatutoryBasis(ART_11, JUSTIFICATION)
+    shared = request(Category.IDENTITY, recipient_kind="education", basis=basis, sender_kind=sender_kind)
+    decision = decide(shared, [], NOW)
+    assert isinstance(decision, Deny)
+    assert decision.code == DenyCode.STATUTE_DOES_NOT_COVER
+    assert "juvenile_commission" in decision.reason
+
+
+def test_the_coordinating_duty_does_not_reach_health_data() -> None:
+    basis = StatutoryBasis(ART_11, JUSTIFICATION)
+    shared = request(Category.HEALTH, recipient_kind="health", basis=basis, sender_kind="juvenile_commission")
+    decision = decide(shared, [], NOW)
+    assert isinstance(decision, Deny)
+    assert decision.category == Category.HEALTH
