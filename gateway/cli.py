@@ -154,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
+    from gateway.access_log import uvicorn_log_config
     from gateway.app import create_app
 
     if host or port:
@@ -170,7 +171,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     sys.stderr.write(
         f"casebridge: serving on http://{server.host}:{server.port} — staff sign in at {server.base_url}/login\n"
     )
-    uvicorn.run(app, host=server.host, port=server.port, log_level="info", proxy_headers=False, server_header=False)
+    uvicorn.run(app, host=server.host, port=server.port, log_level="info", proxy_headers=False, server_header=False,
+                log_config=uvicorn_log_config())  # fmt: skip
 
 
 async def _preflight(runtime: Runtime) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from advanced_alchemy.service.pagination import OffsetPagination
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials, services
@@ -33,6 +34,10 @@ from tenants.staff_sessions import end_all_sessions
 MAX_PAGE = 100
 # 256 bits: the link is the invitee's only credential until they choose a password.
 _TOKEN_BYTES = 32
+ADDRESS_UNAVAILABLE = (
+    "This email address cannot be used for a new account here. If the person already has a casebridge account, "
+    "ask the platform operator."
+)
 
 
 class InvitationState(enum.StrEnum):
@@ -145,9 +150,16 @@ async def invite_user(
     if name is not None and len(name) > 255:
         raise InvalidInput("The name may be at most 255 characters long.")
     # The initial password is random and never shown: the invitation link is the only way in.
-    user, _ = await services.create_user(
-        session, tenant=tenant, email=email, roles=roles, password=None, display_name=name
-    )
+    # Addresses are unique across the platform, but an administrator sees only their own organisation (on PostgreSQL
+    # row-level security hides the others, so only the unique index notices). Both cases answer alike, so an
+    # invitation never reveals that an address is in use at another organisation.
+    try:
+        async with session.begin_nested():
+            user, _ = await services.create_user(
+                session, tenant=tenant, email=email, roles=roles, password=None, display_name=name
+            )
+    except (Conflict, IntegrityError):
+        raise Conflict(ADDRESS_UNAVAILABLE) from None
     token, expires_at = _add_invitation(session, clock, user, invited_by=principal.actor_id, valid_for=valid_for)
     await session.flush()
     return Invited(user, token, expires_at)

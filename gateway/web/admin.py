@@ -44,6 +44,10 @@ _Long = Annotated[str, msgspec.Meta(max_length=8192)]
 SERVICE_MESSAGES: Final = (
     N_("That is not a valid email address."),
     N_("A user with this email address already exists."),
+    N_(
+        "This email address cannot be used for a new account here. If the person already has a casebridge account, "
+        "ask the platform operator."
+    ),
     N_("A user needs at least one role."),
     N_("The name may be at most 255 characters long."),
     N_("This account is deactivated; reactivate it before inviting again."),

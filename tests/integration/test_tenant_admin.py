@@ -130,8 +130,22 @@ async def test_invitations_refuse_bad_input_and_duplicates(runtime: Runtime, cen
         await invite(runtime, administrator, "not an address")
     with pytest.raises(InvalidInput, match="Unknown role"):
         await invite(runtime, administrator, "x@semya.test", ["platform_operator"])
-    with pytest.raises(Conflict, match="already exists"):
+    with pytest.raises(Conflict, match="cannot be used"):
         await invite(runtime, administrator, "admin@semya.test")
+
+
+async def test_an_address_in_use_elsewhere_is_refused_without_saying_where(
+    runtime: Runtime, centre: tuple[Tenant, User]
+) -> None:
+    _, administrator = centre
+    elsewhere = await make_user(runtime, await make_tenant(runtime), email="taken@opeka.test")
+    with pytest.raises(Conflict) as refused:
+        await invite(runtime, administrator, "taken@opeka.test")
+    # The same words as for an address of one's own organisation, on SQLite and PostgreSQL alike.
+    assert str(refused.value) == admin.ADDRESS_UNAVAILABLE
+    async with platform_session(runtime.sessions) as session:
+        owners = (await session.scalars(select(User.tenant_id).where(User.email == "taken@opeka.test"))).all()
+    assert owners == [elsewhere.tenant_id]
 
 
 async def test_only_an_administrator_of_the_same_organisation_manages_staff(
