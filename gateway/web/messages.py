@@ -27,7 +27,7 @@ OPTIONS_MAP: Final = {"templates/**.html": {"trimmed": "true", "extensions": "ji
 KEYWORDS: Final = {**DEFAULT_KEYWORDS, "N_": None}
 DEFAULT_DOMAIN: Final = "messages"
 # Catalogue of the strings in files whose name starts with a prefix here.
-DOMAINS_BY_PREFIX: Final = {"dpo": "admin", "admin": "admin"}
+DOMAINS_BY_PREFIX: Final = {"dpo": "admin", "admin": "admin", "reports": "reports"}
 
 
 MessageId = str | tuple[str, ...]

@@ -84,6 +84,7 @@ NAVIGATION: Final = (
     NavItem("/dashboard", N_("Dashboard"), _WORKERS),
     NavItem("/cases", N_("Cases"), _WORKERS),
     NavItem("/inbox", N_("Inbox"), frozenset({Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE})),
+    NavItem("/reports", N_("Reports"), frozenset({Role.SPECIALIST, Role.INTAKE, Role.SUPERVISOR, Role.TENANT_ADMIN})),
     NavItem("/dpo", N_("Audit console"), frozenset({Role.DPO})),
     NavItem("/admin", N_("Administration"), frozenset({Role.TENANT_ADMIN})),
 )
