@@ -73,6 +73,7 @@ class Action(enum.StrEnum):
     EXCHANGE_LETTER_READ = "exchange:letter:read"
     EXCHANGE_REFERRAL_ASSIGN = "exchange:referral:assign"
     AUDIT_CHECKPOINT_REFUSE = "audit:checkpoint:refuse"
+    EXCHANGE_LETTER_RECEIVE = "exchange:letter:receive"
 
 
 class Outcome(enum.StrEnum):

@@ -47,6 +47,7 @@ class EnvelopeType(StrEnum):
     ACCESS_RECEIPT = "access.receipt"
     PLAN_TASK = "plan.task"
     RECEIPT = "receipt"
+    REFERRAL_LETTER = "referral.letter"
 
 
 class RejectReason(StrEnum):

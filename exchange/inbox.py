@@ -21,9 +21,18 @@ from exchange.envelopes import (
     open_envelope,
     peek_header,
 )
-from exchange.letters.services import accept_letter, forget_letter
+from exchange.letters.services import accept_letter, expect_letter, forget_letter
 from exchange.messages import apply_message, forget_shared_thread
-from exchange.models import DeadLetter, InboxEnvelope, OutboxEnvelope, Referral, Side, sealed_context
+from exchange.models import (
+    DeadLetter,
+    InboxEnvelope,
+    OutboxEnvelope,
+    OutcomeResult,
+    Referral,
+    ReferralKind,
+    Side,
+    sealed_context,
+)
 from exchange.outbox import enqueue
 from exchange.plans import settle_plan_of
 from exchange.referrals import (
@@ -165,6 +174,7 @@ class Inbox:
             EnvelopeType.ACCESS_RECEIPT: self._access_receipt,
             EnvelopeType.CONSENT_WITHDRAWN: self._consent_withdrawn,
             EnvelopeType.RECEIPT: self._receipt,
+            EnvelopeType.REFERRAL_LETTER: self._referral_letter,
         }
         handler = handlers.get(opened.header.type)
         if handler is None:
@@ -185,7 +195,7 @@ class Inbox:
             referral = await _new_copy(
                 session, self._deps, header.recipient, exchange_id=exchange_id, side=Side.RECIPIENT,
                 from_tenant_id=header.sender, to_tenant_id=header.recipient, case_ref=str(body["case_ref"]),
-                kind=str(body["kind"]), purpose=str(body["purpose"]), urgency=str(body["urgency"]),
+                kind=ReferralKind(body["kind"]).value, purpose=str(body["purpose"]), urgency=str(body["urgency"]),
                 respond_by=respond_by, complete_by=complete_by, categories=list(body["categories"]),
                 subject_ids=[], legal_basis=basis, review_required=basis.get("type") == "statutory",
                 sealed=sealed, service_code=str(body["service"])[:64] if body.get("service") else None,
@@ -194,13 +204,32 @@ class Inbox:
             raise Unapplicable("the referral body is incomplete") from exc
         _add_timeline(session, referral, REQUESTED, requested_at, header.sender, None, None)
         _add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
-        letter = await accept_letter(session, self._deps, referral, body.get("letter"))
+        # The letter comes in a referral.letter envelope of its own once the sender has laid it out.
+        await expect_letter(session, referral, body.get("letter"))
         self._deps.audit.append(
             session, action=Action.EXCHANGE_REFERRAL_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
             log_tenant_id=header.recipient, resource_type="referral", resource_id=str(exchange_id),
             subjects=tuple(sealed["pseudonyms"]), purpose=referral.purpose, legal_basis=referral.legal_basis,
             extra={"sender": str(header.sender), "categories": referral.categories,
-                   **({"letter": letter.verification.value} if letter is not None else {})},
+                   **({"letter": "pending"} if isinstance(body.get("letter"), dict) else {})},
+        )  # fmt: skip
+
+    async def _referral_letter(self, session: AsyncSession, opened: OpenedEnvelope) -> None:
+        """The sender's signed letter for a referral received earlier (or still on its way: retried until it is)."""
+        header = opened.header
+        referral = await self._counterpart_copy(session, opened, str(opened.body.get("referral_id")))
+        if referral.side != Side.RECIPIENT:
+            raise Unapplicable("only the agency that sent a referral sends its letter")
+        check = await accept_letter(session, self._deps, referral, opened.body.get("letter"))
+        key = await _referral_key(session, self._deps, referral)
+        contents = key.open(referral.sealed, context=sealed_context("referral", referral.id)) if referral.sealed else {}
+        self._deps.audit.append(
+            session, action=Action.EXCHANGE_LETTER_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
+            log_tenant_id=header.recipient, resource_type="referral", resource_id=str(referral.exchange_id),
+            subjects=tuple(contents.get("pseudonyms", [])), purpose=referral.purpose,
+            legal_basis=referral.legal_basis,
+            extra={"sender": str(header.sender), "letter": check.verification.value,
+                   **({"erased": True} if referral.restricted else {})},
         )  # fmt: skip
 
     async def _counterpart_copy(self, session: AsyncSession, opened: OpenedEnvelope, referral_id: str) -> Referral:
@@ -234,7 +263,7 @@ class Inbox:
         key = await _referral_key(session, self._deps, referral)
         referral.status = target
         if body.get("outcome"):
-            referral.outcome_result = str(body["outcome"])
+            referral.outcome_result = OutcomeResult(body["outcome"]).value  # ValueError: unknown, not applicable
         _add_timeline(session, referral, target, dt.datetime.fromisoformat(body["at"]), opened.header.sender,
                       body.get("note"), key)  # fmt: skip
         await settle_plan_of(session, self._deps, referral)

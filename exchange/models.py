@@ -29,6 +29,16 @@ class ReferralKind(enum.StrEnum):
     PLAN_TASK = "plan_task"
 
 
+class OutcomeResult(enum.StrEnum):
+    """How a completed referral ended (`Outcome.result` in exchange/schemas.py; `referral.outcome_result`)."""
+
+    RESOLVED = "resolved"
+    PARTIALLY_RESOLVED = "partially_resolved"
+    NOT_RESOLVED = "not_resolved"
+    REFERRED_ELSEWHERE = "referred_elsewhere"
+    NO_CONTACT = "no_contact"
+
+
 class Urgency(enum.StrEnum):
     ROUTINE = "routine"
     URGENT = "urgent"
@@ -303,11 +313,21 @@ class Letter(TenantScoped, Base):
     register_year: Mapped[int | None] = mapped_column(Integer, default=None)  # issuing side only
     register_number: Mapped[int | None] = mapped_column(Integer, default=None)  # issuing side only
     language: Mapped[str] = mapped_column(String(8))
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # None while pending
     signature: Mapped[str | None] = mapped_column(Text, default=None)  # detached compact JWS over the SHA-256
     signing_kid: Mapped[str | None] = mapped_column(String(64), default=None)
-    verification: Mapped[str] = mapped_column(String(16))  # valid | invalid | missing
+    verification: Mapped[str | None] = mapped_column(String(16), default=None)  # valid | invalid | missing
     document_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("document.id"), default=None)
+    # pending (numbered, not laid out yet on the sender; announced, not arrived yet on the recipient) | ready
+    status: Mapped[str] = mapped_column(String(16), default="ready", index=True)
+    # Sender side, while pending: the letter's whole content (sealed under the referral's data key), so the
+    # letter worker lays out exactly what was numbered in the sending transaction; cleared once stored.
+    content_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)  # the send
+    # The letter worker's claim and backoff on the sender side (like the outbox relay's).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 def sealed_context(kind: str, record_id: uuid.UUID) -> str:

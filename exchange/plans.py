@@ -8,14 +8,16 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.events import Action
+from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
 from exchange.access import access_case, access_plan
 from exchange.cases import decode_cursor, encode_cursor
@@ -54,6 +56,13 @@ def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
     return tenant_kind in ISSUER_KINDS and principal.has_role(Role.SPECIALIST)
 
 
+async def _require_issuer(session: AsyncSession, principal: Principal) -> None:
+    """Issuing, extending and closing a plan are one authority: whoever may not issue plans may not change them."""
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
+    if tenant is None or not may_issue_plans(principal, tenant.kind):
+        raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRow:
     """One task with the sender's copy of its referral, which carries its status, deadlines and outcome."""
@@ -80,17 +89,10 @@ async def create_plan(
 ) -> tuple[Plan, bool]:
     """Create a plan and send every task as a referral, all in the caller's transaction: all or nothing."""
     if idempotency_key is not None:
-        existing = await session.scalar(
-            select(Plan).where(Plan.tenant_id == principal.tenant_id, Plan.idempotency_key == idempotency_key)
-        )
+        existing = await _by_idempotency_key(session, principal, idempotency_key)
         if existing is not None:
-            if existing.request_hash != request_hash(data):
-                raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
-            audit.touched(resource_type="plan", resource_id=existing.id, replayed=True)
-            return existing, False
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
-    if tenant is None or not may_issue_plans(principal, tenant.kind):
-        raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
+            return _replay(existing, data, audit), False
+    await _require_issuer(session, principal)
     if data.period_until < data.period_from:
         raise InvalidInput("period_until must not be before period_from.")
     case = await access_case(session, principal, data.case_id, for_write=True)
@@ -113,11 +115,35 @@ async def create_plan(
         data_key_wrapped=wrapped.wrapped,
         sealed=key.seal({"title": data.title}, context=sealed_context("plan", plan_id)),
     )
-    session.add(plan)
-    await session.flush()
+    try:
+        # A concurrent request with the same key inserts first: its plan wins, and this one answers with it.
+        async with session.begin_nested():
+            session.add(plan)
+            await session.flush()
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = await _by_idempotency_key(session, principal, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, data, audit), False
     audit.touched(resource_type="plan", resource_id=plan.id)
     await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=data.tasks, first=0)
     return plan, True
+
+
+async def _by_idempotency_key(session: AsyncSession, principal: Principal, idempotency_key: str) -> Plan | None:
+    plan: Plan | None = await session.scalar(
+        select(Plan).where(Plan.tenant_id == principal.tenant_id, Plan.idempotency_key == idempotency_key)
+    )
+    return plan
+
+
+def _replay(existing: Plan, data: PlanIn, audit: AccessScope) -> Plan:
+    if existing.request_hash != request_hash(data):
+        raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
+    audit.touched(resource_type="plan", resource_id=existing.id, replayed=True)
+    return existing
 
 
 async def add_tasks(
@@ -131,6 +157,7 @@ async def add_tasks(
 ) -> Plan:
     """Send more tasks of an open plan, all or nothing."""
     audit.touched(resource_type="plan", resource_id=plan_id)
+    await _require_issuer(session, principal)
     plan = await access_plan(session, principal, plan_id, for_write=True)
     rows = await task_rows(session, plan)
     await settle(session, deps, plan, rows)
@@ -226,16 +253,33 @@ async def task_rows(session: AsyncSession, plan: Plan) -> list[TaskRow]:
 
 
 async def settle(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Sequence[TaskRow]) -> None:
-    """Close an open, self-closing plan once every task is terminal, as of the moment the last one became so."""
-    if plan.status == OPEN and plan.auto_close and _all_terminal(rows):
-        await _close(session, deps, plan, rows)
+    """Close an open, self-closing plan once every task is terminal, as of the moment the last one became so.
+
+    casebridge itself closes it, so the close is recorded as a system event of its own, in the same transaction.
+    """
+    if not (plan.status == OPEN and plan.auto_close and _all_terminal(rows)):
+        return
+    if await _close(session, deps, plan, rows):
+        subjects = {uuid.UUID(s) for row in rows for s in row.referral.subject_ids}
+        deps.audit.append(
+            session, action=Action.EXCHANGE_PLAN_CLOSE, outcome=Outcome.SUCCESS,
+            actor=Actor(kind="system", id=None, tenant_id=plan.tenant_id, role=None),
+            log_tenant_id=plan.tenant_id, resource_type="plan", resource_id=str(plan.id),
+            subjects=deps.audit.pseudonyms(plan.tenant_id, subjects),
+            extra={"automatic": True, "referrals": [str(row.referral.exchange_id) for row in rows]},
+        )  # fmt: skip
 
 
 def _all_terminal(rows: Sequence[TaskRow]) -> bool:
     return bool(rows) and all(row.referral.status in TERMINAL for row in rows)
 
 
-async def _close(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Sequence[TaskRow]) -> None:
+async def _close(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Sequence[TaskRow]) -> bool:
+    """Close the plan unless another transaction did first; True when this one closed it.
+
+    The conditional UPDATE makes the close happen once: a concurrent closer waits for this transaction's row lock
+    (PostgreSQL) or for its write lock (SQLite), then finds the plan no longer open and changes nothing.
+    """
     last = await session.scalar(
         select(func.max(TimelineEntry.at)).where(
             TimelineEntry.referral_id.in_([row.referral.id for row in rows]),
@@ -243,9 +287,15 @@ async def _close(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Se
             TimelineEntry.status.in_(TERMINAL),
         )
     )
-    plan.status = CLOSED
-    plan.closed_at = last or deps.clock.now()
     await session.flush()
+    closed = await session.execute(
+        update(Plan)
+        .where(Plan.id == plan.id, Plan.tenant_id == plan.tenant_id, Plan.status == OPEN)
+        .values(status=CLOSED, closed_at=last or deps.clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(plan, attribute_names=["status", "closed_at"])
+    return cast("CursorResult[Any]", closed).rowcount == 1
 
 
 async def settle_plan_of(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:
@@ -267,6 +317,7 @@ async def close_plan(
 ) -> Plan:
     """Close a plan on request: only once every task has a terminal status."""
     audit.touched(resource_type="plan", resource_id=plan_id)
+    await _require_issuer(session, principal)
     plan = await access_plan(session, principal, plan_id, for_write=True)
     if plan.status == CLOSED:
         return plan
@@ -352,17 +403,22 @@ async def list_plans(
     if cursor:
         query = query.where(Plan.id < decode_cursor(cursor))
     if status is not None:
-        # Settle open plans first, so a plan whose last task just finished is listed as closed.
-        for plan in await session.scalars(query.where(Plan.status == OPEN)):
-            await settle(session, deps, plan, await task_rows(session, plan))
-        query = query.where(Plan.status == status)
+        # Filter on the status the plan has once settled, so a plan whose last task just finished is listed as
+        # closed; only the plans on the page returned are then settled in storage.
+        settles = _settles_on_read()
+        query = query.where(or_(Plan.status == CLOSED, settles) if status == CLOSED else
+                            and_(Plan.status == OPEN, not_(settles)))  # fmt: skip
     rows = list(await session.scalars(query.limit(limit + 1)))
     page = rows[:limit]
     now = deps.clock.now()
     items = []
+    subjects: set[str] = set()
     for plan in page:
         tasks = await task_rows(session, plan)
         await settle(session, deps, plan, tasks)
+        subjects.update(
+            deps.audit.pseudonyms(plan.tenant_id, {uuid.UUID(s) for t in tasks for s in t.referral.subject_ids})
+        )
         items.append(PlanSummary(
             id=plan.id, case_ref=plan.case_ref, title=await plan_title(session, deps, plan),
             period_from=plan.period_from, period_until=plan.period_until, status=plan.status,
@@ -370,8 +426,26 @@ async def list_plans(
             tasks=len(tasks), done=sum(1 for t in tasks if t.referral.status in TERMINAL),
             overdue=sum(1 for t in tasks if is_overdue(t.referral, now)),
         ))  # fmt: skip
-    audit.touched(resource_type="plan", plans=[str(p.id) for p in page])
+    # The titles name the family: the event names the subjects of every plan listed.
+    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page])
     return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+
+
+def _settles_on_read() -> ColumnElement[bool]:
+    """SQL for `settle`'s condition: an open, self-closing plan with tasks, none of them unfinished."""
+    has_tasks = select(PlanTask.id).where(PlanTask.plan_id == Plan.id, PlanTask.tenant_id == Plan.tenant_id).exists()
+    unfinished = (
+        select(PlanTask.id)
+        .join(Referral, Referral.id == PlanTask.referral_id)
+        .where(
+            PlanTask.plan_id == Plan.id,
+            PlanTask.tenant_id == Plan.tenant_id,
+            Referral.tenant_id == Plan.tenant_id,
+            Referral.status.not_in(TERMINAL),
+        )
+        .exists()
+    )
+    return and_(Plan.status == OPEN, Plan.auto_close.is_(True), has_tasks, not_(unfinished))
 
 
 async def plan_title(session: AsyncSession, deps: ExchangeDeps, plan: Plan, key: DataKey | None = None) -> str:

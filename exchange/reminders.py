@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.services import AccessScope
 from exchange.mail import Mailer, MailError
-from exchange.models import Case, Referral, ReminderSent, Side
+from exchange.models import Case, Referral, ReferralKind, ReminderSent, Side
 from exchange.referrals import AWAITING_ANSWER, IN_HAND
 from exchange.schemas import ReminderOut
 from tenants.clock import Clock
@@ -89,7 +89,9 @@ async def due_reminders(
     """Every reminder due in one tenant now, each with the users responsible for it, soonest deadline first.
 
     Recipient side: the assignee, or every intake officer while nobody is assigned. Sender side: the case's key
-    worker, or the member of staff who opened the case.
+    worker, or the member of staff who opened the case. Only active users are reminded; when the person responsible
+    has been deactivated, a reminder falls back to the active intake officers (recipient side) or to the active
+    supervisors, else the active specialists (sender side), so that no deadline goes unwatched.
     """
     horizon = now + lead
     referrals = list(
@@ -108,6 +110,8 @@ async def due_reminders(
     users = list(await session.scalars(select(User).where(User.tenant_id == tenant_id, User.active.is_(True))))
     active = {u.id for u in users}
     intake = frozenset(u.id for u in users if Role.INTAKE in u.roles)
+    supervisors = frozenset(u.id for u in users if Role.SUPERVISOR in u.roles)
+    senders_fallback = supervisors or frozenset(u.id for u in users if Role.SPECIALIST in u.roles)
     case_ids = {r.case_id for r in referrals if r.case_id is not None}
     cases = {
         c.id: c for c in await session.scalars(select(Case).where(Case.tenant_id == tenant_id, Case.id.in_(case_ids)))
@@ -118,11 +122,12 @@ async def due_reminders(
         if found is None:
             continue
         if referral.side == Side.RECIPIENT:
-            responsible = frozenset({referral.assignee_id}) if referral.assignee_id else intake
+            assignee = frozenset({referral.assignee_id}) if referral.assignee_id else frozenset()
+            responsible = (assignee & active) or intake
         else:
             case = cases.get(referral.case_id) if referral.case_id else None
-            responsible = frozenset(_case_owner(case))
-        due.append(Due(referral, found[0], found[1], responsible & active))
+            responsible = (frozenset(_case_owner(case)) & active) or senders_fallback
+        due.append(Due(referral, found[0], found[1], responsible))
     due.sort(key=lambda d: (d.deadline, d.referral.id))
     return due
 
@@ -193,23 +198,34 @@ _WHAT = {
 }
 
 
+def _kind_name(kind: str, lang: str) -> str:
+    """The kind in words from a fixed table. On the receiving side the kind came from a partner's envelope: text
+    that is not a known kind becomes the generic word and never reaches a header or the body."""
+    names = _KIND_NAMES[lang]
+    return names.get(kind, names[ReferralKind.REFERRAL.value])
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
 def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText:
     """The email for one reminder: the referral's id, kind and deadline and a link; nothing about the family."""
     lang = "en" if (language or "").lower().startswith("en") else "ru"
     referral = due.referral
-    kind = _KIND_NAMES[lang].get(referral.kind, referral.kind)
+    kind = _kind_name(referral.kind, lang)
     what = _WHAT[lang][due.kind]
     deadline = due.deadline.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M UTC")
     link = base_url.rstrip("/") + REFERRAL_PAGE.format(id=referral.exchange_id)
     if lang == "en":
         return MailText(
-            subject=f"casebridge: {what} ({kind}, {deadline})",
+            subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
             lines=(f"Reminder: {what}.", "", f"Referral: {referral.exchange_id}", f"Kind: {kind}",
                    f"Deadline: {deadline}", "", f"Open it in casebridge: {link}", "",
                    "This message was sent automatically and holds no details of the family."),
         )  # fmt: skip
     return MailText(
-        subject=f"casebridge: {what} ({kind}, {deadline})",
+        subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
         lines=(f"Напоминание: {what}.", "", f"Направление: {referral.exchange_id}", f"Вид: {kind}",
                f"Срок: {deadline}", "", f"Открыть в casebridge: {link}", "",
                "Письмо отправлено автоматически и не содержит сведений о семье."),
@@ -252,7 +268,10 @@ class ReminderMail:
             tenants = list(await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE)))
         sent = 0
         for tenant_id in tenants:
-            sent += await self._tenant(tenant_id)
+            try:
+                sent += await self._tenant(tenant_id)
+            except Exception as exc:  # one tenant's failure (its data, a lost connection) must not starve the others
+                log.warning("reminder pass for one tenant failed (%s)", type(exc).__name__)
         return sent
 
     async def _tenant(self, tenant_id: uuid.UUID) -> int:
@@ -307,17 +326,19 @@ class ReminderMail:
 
     async def _send(self, item: Due, user: User) -> int:
         assert self._mailer is not None
-        text = reminder_email(item, language=user.language, base_url=self._base_url)
-        message = EmailMessage()
-        message["To"] = user.email
-        message["Subject"] = text.subject
-        message.set_content("\n".join(text.lines))
         error: str | None = None
         try:
+            text = reminder_email(item, language=user.language, base_url=self._base_url)
+            message = EmailMessage()
+            message["To"] = user.email
+            message["Subject"] = text.subject
+            message.set_content("\n".join(text.lines))
             await self._mailer.send(message)
-        except MailError as exc:
-            error = str(exc)[:255]
-            log.warning("reminder email not accepted: %s", error)
+        except Exception as exc:  # a stored address a header refuses, an encoding, the mail server: record, go on
+            # Class names only: an exception's text can quote the address or other personal data.
+            cause = exc.__cause__
+            error = type(exc).__name__ + (f"({type(cause).__name__})" if isinstance(exc, MailError) and cause else "")
+            log.warning("reminder email not sent (%s); it is retried later", error)
         async with platform_session(self._sessions) as session, session.begin():
             row = await session.scalar(
                 select(ReminderSent).where(
@@ -328,7 +349,7 @@ class ReminderMail:
             )
             if row is not None:
                 row.sent_at = None if error else self._clock.now()
-                row.last_error = error
+                row.last_error = error[:255] if error else None
         return 0 if error else 1
 
 

@@ -81,19 +81,23 @@ def parse_period(from_text: str | None, until_text: str | None, time_zone: str =
     if end - start > dt.timedelta(days=MAX_PERIOD_DAYS):
         days = (end - start) / DAY
         raise InvalidInput(f"The period spans {days:.0f} days; a report covers at most {MAX_PERIOD_DAYS} days.")
-    return Period(start.astimezone(dt.UTC), end.astimezone(dt.UTC), time_zone)
+    return Period(start, end, time_zone)
 
 
 def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool) -> dt.datetime:
+    """The instant `text` names, in UTC; InvalidInput naming `name` for anything else."""
     text = text.strip()
     if len(text) == 10:
         try:
             day = dt.date.fromisoformat(text)
         except ValueError as exc:
             raise InvalidInput(f"{name}: {text!r} is not a date (YYYY-MM-DD).") from exc
-        if end_of_day:
-            day += dt.timedelta(days=1)
-        return dt.datetime.combine(day, dt.time(), tzinfo=zone)
+        try:
+            if end_of_day:
+                day += dt.timedelta(days=1)
+            return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        except OverflowError as exc:  # the day after 9999-12-31, or a day before 0001-01-01 in UTC
+            raise DateOutOfRange(name, text) from exc
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError as exc:
@@ -102,7 +106,18 @@ def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool)
         ) from exc
     if value.tzinfo is None:
         raise InvalidInput(f"{name}: {text!r} has no time zone offset (add Z or +03:00).")
-    return value
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise DateOutOfRange(name, text) from exc
+
+
+class DateOutOfRange(InvalidInput):
+    """A date or time at the very edge of the calendar (years 1 and 9999), which has no UTC instant or no next day."""
+
+    def __init__(self, parameter: str, text: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {text!r} is out of range; use a date between 0002-01-01 and 9999-12-30.")
 
 
 # -- wire shapes ------------------------------------------------------------------------------------------------------
@@ -299,27 +314,39 @@ CSV_COLUMNS: Final = ("box", "measure", "kind", "partner_id", "partner_name", "o
 
 
 def report_csv(report: ReferralReport) -> bytes:
-    """The report in long form, one figure per line (RFC 4180), ready for a spreadsheet's pivot table."""
+    """The report in long form, one figure per line (RFC 4180), ready for a spreadsheet's pivot table.
+
+    Every text cell is defused: `kind` and `outcome` come from partners' envelopes and `partner_name` from their
+    profiles, so none of them may reach a spreadsheet as a formula.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+
+    def write(*cells: Any) -> None:
+        writer.writerow(_row(cells))
+
+    write(*CSV_COLUMNS)
     for box in BOXES:
         section: BoxReport | None = getattr(report, box)
         if section is None:
             continue
-        writer.writerow([box, "total", "", "", "", "", "", section.total])
+        write(box, "total", "", "", "", "", "", section.total)
         for row in section.breakdown:
-            writer.writerow([box, "referrals", row.kind, row.partner_id, _defused(row.partner_name), row.outcome, "",
-                             row.count])  # fmt: skip
+            write(box, "referrals", row.kind, row.partner_id, row.partner_name, row.outcome, "", row.count)
         for name, dist in (("hours_to_accept", section.time_to_accept), ("days_to_complete", section.time_to_complete)):
             for bucket in dist.buckets:
-                writer.writerow([box, name, "", "", "", "", bucket_label(bucket), bucket.count])
-            writer.writerow([box, f"{name}_count", "", "", "", "", "", dist.count])
-            writer.writerow([box, f"{name}_median", "", "", "", "", "", _number(dist.median)])
-            writer.writerow([box, f"{name}_p90", "", "", "", "", "", _number(dist.p90)])
+                write(box, name, "", "", "", "", bucket_label(bucket), bucket.count)
+            write(box, f"{name}_count", "", "", "", "", "", dist.count)
+            write(box, f"{name}_median", "", "", "", "", "", _number(dist.median))
+            write(box, f"{name}_p90", "", "", "", "", "", _number(dist.p90))
         for name in ("now", "answered_late", "completed_late"):
-            writer.writerow([box, f"overdue_{name}", "", "", "", "", "", getattr(section.overdue, name)])
+            write(box, f"overdue_{name}", "", "", "", "", "", getattr(section.overdue, name))
     return out.getvalue().encode("utf-8")
+
+
+def _row(cells: tuple[Any, ...]) -> list[Any]:
+    """A CSV line: numbers as they are, every other cell as defused text."""
+    return [c if isinstance(c, int | float) and not isinstance(c, bool) else _defused(str(c)) for c in cells]
 
 
 def bucket_label(bucket: Bucket) -> str:

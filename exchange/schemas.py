@@ -182,12 +182,17 @@ class TimelineOut(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class LetterOut(msgspec.Struct, kw_only=True):
-    """A referral's letter: its registration number, the PDF's SHA-256 (hex), and the signature's verdict."""
+    """A referral's letter: its registration number, the PDF's SHA-256 (hex), and the signature's verdict.
+
+    While the letter is `pending` (numbered, not laid out yet on the sender; announced, not arrived yet on the
+    recipient) `sha256` and `signature` are null.
+    """
 
     registration_number: str
-    sha256: str
-    signature: Literal["valid", "invalid", "missing"]
+    sha256: str | None
+    signature: Literal["valid", "invalid", "missing"] | None
     language: str
+    status: Literal["pending", "ready"] = "ready"
 
 
 class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -13,6 +13,10 @@ service. No referral id, case reference, sender, subject, note or single timesta
 read are the receiving tenant, the service code, the deadline and the timeline's statuses and times, none of
 which is case content or personal data.
 
+Small cells are suppressed (`MIN_CELL`): a figure resting on fewer than five referrals is null and a count below five
+is null, so that no figure is one referral's own time and a partner's listing does not tick from 0 to 1 to 2 when
+some agency refers a family to it (which, for a clinic or a rehabilitation service, would itself be sensitive).
+
 Definitions (docs/architecture.md, "Directory figures"):
 
 - history: the sender copies addressed to the partner whose `requested` entry lies in the window (default 365 days);
@@ -46,6 +50,11 @@ from tenants.schemas import DirectoryEntry, DirectoryStats
 DEFAULT_WINDOW: Final = dt.timedelta(days=365)
 HOUR: Final = dt.timedelta(hours=1)
 DAY: Final = dt.timedelta(days=1)
+# Minimum cell size. Every agency can read the directory, so a figure over one or two referrals would tell it when
+# another agency referred a family to a (possibly sensitive) service and how that one referral went. Any figure
+# resting on fewer than MIN_CELL referrals is null, and so is any count below MIN_CELL (zero included, or the step
+# from 0 to "suppressed" would give the first referral away). Five is the usual threshold for published statistics.
+MIN_CELL: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,26 +119,46 @@ def _rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def figures(history: Iterable[ReferralHistory], *, now: dt.datetime, window: dt.timedelta) -> DirectoryStats:
-    """The directory's figures over one partner's (or one service's) history."""
+def figures(
+    history: Iterable[ReferralHistory], *, now: dt.datetime, window: dt.timedelta, min_cell: int = MIN_CELL
+) -> DirectoryStats:
+    """The directory's figures over one partner's (or one service's) history.
+
+    A figure resting on fewer than `min_cell` referrals, and a count below `min_cell`, are None (see `MIN_CELL`);
+    `min_cell=0` gives every figure there is something to compute from.
+    """
     items = list(history)
     to_accept = [hours_to_accept(h) for h in items if h.accepted_at is not None]
     to_complete = [days_to_complete(h) for h in items if h.completed_at is not None]
     answered = sum(1 for h in items if h.answered)
     due = [h for h in items if h.completion_due(now)]
+
+    def enough(count: int) -> bool:
+        return count >= max(min_cell, 1)
+
+    def shown(count: int) -> int | None:
+        return count if count >= min_cell else None
+
+    def rate(part: int, whole: int) -> float | None:
+        return _rounded(part / whole, 4) if enough(whole) else None
+
+    def cut(values: list[float], fraction: float) -> float | None:
+        return _rounded(percentile(values, fraction)) if enough(len(values)) else None
+
     return DirectoryStats(
-        median_hours_to_accept=_rounded(percentile(to_accept, 0.5)),
-        median_days_to_complete=_rounded(percentile(to_complete, 0.5)),
-        p90_hours_to_accept=_rounded(percentile(to_accept, 0.9)),
-        p90_days_to_complete=_rounded(percentile(to_complete, 0.9)),
-        acceptance_rate=_rounded(len(to_accept) / answered, 4) if answered else None,
-        on_time_rate=_rounded(sum(1 for h in due if h.on_time) / len(due), 4) if due else None,
-        referral_count=len(items),
-        answered_count=answered,
-        accepted_count=len(to_accept),
-        completed_count=len(to_complete),
-        due_count=len(due),
+        median_hours_to_accept=cut(to_accept, 0.5),
+        median_days_to_complete=cut(to_complete, 0.5),
+        p90_hours_to_accept=cut(to_accept, 0.9),
+        p90_days_to_complete=cut(to_complete, 0.9),
+        acceptance_rate=rate(len(to_accept), answered),
+        on_time_rate=rate(sum(1 for h in due if h.on_time), len(due)),
+        referral_count=shown(len(items)),
+        answered_count=shown(answered),
+        accepted_count=shown(len(to_accept)),
+        completed_count=shown(len(to_complete)),
+        due_count=shown(len(due)),
         window_days=window.days,
+        min_cell=min_cell,
     )
 
 
@@ -172,10 +201,11 @@ async def partner_figures(
     partners: Sequence[uuid.UUID],
     now: dt.datetime,
     window: dt.timedelta = DEFAULT_WINDOW,
+    min_cell: int = MIN_CELL,
 ) -> dict[uuid.UUID, PartnerFigures]:
     """Figures for each partner and each of its service codes; `session` must have the platform scope.
 
-    Every partner asked for gets an entry; one without history gets nulls and zero counts.
+    Every partner asked for gets an entry; one with fewer than `min_cell` referrals gets nulls only.
     """
     if not partners:
         return {}
@@ -192,9 +222,10 @@ async def partner_figures(
         overall[row.to_tenant_id].append(history)
         if row.service_code:
             by_service[(row.to_tenant_id, row.service_code)].append(history)
-    result = {p: PartnerFigures(figures(overall.get(p, []), now=now, window=window)) for p in partners}
+    result = {p: PartnerFigures(figures(overall.get(p, []), now=now, window=window, min_cell=min_cell))
+              for p in partners}  # fmt: skip
     for (partner, code), items in by_service.items():
-        result[partner].by_service[code] = figures(items, now=now, window=window)
+        result[partner].by_service[code] = figures(items, now=now, window=window, min_cell=min_cell)
     return result
 
 

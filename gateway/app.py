@@ -25,6 +25,7 @@ from exchange.deps import ExchangeDeps
 from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
 from exchange.letters.render import WeasyPrintRenderer
+from exchange.letters.worker import LetterWorker
 from exchange.policy import AgeRules
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.guards import API_GUARDS, PUBLIC
@@ -41,6 +42,7 @@ from gateway.controllers.referrals import ReferralController
 from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.exchange_runtime import ExchangeWorkers
+from gateway.letter_runtime import LetterRuntime
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import rate_limit_config
 from gateway.reminder_runtime import ReminderWorker
@@ -99,7 +101,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         if cosigners == ()
         else Witness(sessions, keyring, clock, exchange.audit, origin=origin, cosigners=cosigners)
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -129,6 +131,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         reminders=ReminderWorker.from_settings(settings, sessions, clock),
         witnessing=CheckpointWitnessing(bus, witness),
     )
+    # Lays out the letters sends leave pending, outside their transactions, and wakes the relay for each envelope.
+    runtime.letters = LetterRuntime(LetterWorker(sessions, exchange, on_stored=runtime.workers.wake_relay))
+    return runtime
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -142,6 +147,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.bus.start()
             _check_bus_payload_limit(runtime.bus)
             runtime.workers.start()
+            if runtime.letters is not None:
+                runtime.letters.start()
             runtime.sealer.start()
             runtime.reminders.start()
             runtime.witnessing.start()
@@ -150,6 +157,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.witnessing.stop()
             await runtime.reminders.stop()
             await runtime.sealer.stop()
+            if runtime.letters is not None:
+                await runtime.letters.stop()
             await runtime.workers.stop()
             await runtime.bus.stop()
             await runtime.engine.dispose()

@@ -14,6 +14,7 @@ from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus
 from gateway.exchange_runtime import ExchangeWorkers
+from gateway.letter_runtime import LetterRuntime
 from gateway.reminder_runtime import ReminderWorker
 from gateway.settings import Settings
 from tenants.clock import Clock
@@ -44,6 +45,11 @@ class Runtime:
     reminders: ReminderWorker
     witnessing: CheckpointWitnessing
 
+    # Appended last: lays out the letters sends leave pending (gateway/letter_runtime.py).
+    letters: LetterRuntime | None = None
+
     def wake_relay(self) -> None:
-        """Nudge the outbox relay after a commit that may have added envelopes."""
+        """Nudge the outbox relay (and the letter worker) after a commit that may have added envelopes or letters."""
         self.workers.wake_relay()
+        if self.letters is not None:
+            self.letters.wake()

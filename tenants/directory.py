@@ -102,6 +102,8 @@ def directory_entry(
     """The published profile of one agency, with the figures the exchange computed for it (if any)."""
     profile = tenant.service_profile or {}
     per_service = service_stats or {}
+    # A service no referral named: the agency's window and threshold, no figures.
+    no_history = DirectoryStats(window_days=stats.window_days, min_cell=stats.min_cell) if stats else DirectoryStats()
     services = []
     for index, raw in enumerate(profile.get("services", [])):
         problems = [str(p) for p in raw.get("problems", [])]
@@ -116,7 +118,7 @@ def directory_entry(
                 districts=list(raw.get("districts", [])),
                 documents_required=list(raw.get("documents_required", [])),
                 intake_rules=raw.get("intake_rules"),
-                stats=per_service.get(code) or DirectoryStats(window_days=(stats.window_days if stats else 0)),
+                stats=per_service.get(code) or no_history,
             )
         )
     return DirectoryEntry(

@@ -82,7 +82,8 @@ class ProfileUpdate(Strict):
 class DirectoryStats(msgspec.Struct, kw_only=True):
     """How a partner really answers and completes referrals: computed from past referral timelines, never typed in.
 
-    The first two members are API.md's; None wherever there is no history to compute a figure from.
+    The first two members are API.md's. None wherever a figure would rest on fewer than `min_cell` referrals, and
+    every count below `min_cell` is None too (zero included): small cells would single out one referral.
     """
 
     median_hours_to_accept: float | None = None
@@ -93,12 +94,14 @@ class DirectoryStats(msgspec.Struct, kw_only=True):
     acceptance_rate: float | None = None
     # completed by complete_by / accepted referrals whose completion was due
     on_time_rate: float | None = None
-    referral_count: int = 0
-    answered_count: int = 0
-    accepted_count: int = 0
-    completed_count: int = 0
-    due_count: int = 0
+    referral_count: int | None = None
+    answered_count: int | None = None
+    accepted_count: int | None = None
+    completed_count: int | None = None
+    due_count: int | None = None
     window_days: int = 0
+    # the fewest referrals a figure or count rests on before it is shown
+    min_cell: int = 0
 
 
 class ServiceEntry(msgspec.Struct, kw_only=True):

@@ -12,10 +12,10 @@ from audit.services import AccessScope
 from exchange.access import access_referral
 from exchange.cases import document_contents
 from exchange.deps import ExchangeDeps
-from exchange.letters.services import letter_of
+from exchange.letters.services import PENDING, letter_of
 from exchange.models import Document
 from exchange.referrals import referral_pseudonyms, report_access
-from tenants.errors import NotFound
+from tenants.errors import Conflict, NotFound
 from tenants.principal import Principal
 
 
@@ -23,11 +23,15 @@ class LetterMissing(NotFound):
     """The referral exists for the caller but has no letter (or no longer keeps its PDF)."""
 
 
+class LetterPending(Conflict):
+    """The referral's letter is numbered but its PDF is not here yet (being laid out, or on its way): try later."""
+
+
 @dataclass(frozen=True, slots=True)
 class LetterFile:
     name: str
     content: bytes
-    sha256: str
+    sha256: str | None
     registration_number: str
     signature: str  # valid | invalid | missing
 
@@ -44,6 +48,11 @@ async def read_letter(
     if letter is None:
         raise LetterMissing("This referral has no letter.")
     audit.touched(letter=letter.registration_number, signature=letter.verification)
+    if letter.status == PENDING:
+        raise LetterPending(
+            "This referral's letter is not ready yet: it is being laid out and signed, or is on its way from the "
+            "sending agency. Try again in a few seconds."
+        )
     document = None
     if letter.document_id is not None:
         document = await session.scalar(
@@ -56,4 +65,4 @@ async def read_letter(
         )
     name, content = await document_contents(session, deps, document)
     await report_access(session, deps, referral, audit, pseudonyms)
-    return LetterFile(name, content, letter.sha256, letter.registration_number, letter.verification)
+    return LetterFile(name, content, letter.sha256, letter.registration_number, letter.verification or "missing")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import threading
 import uuid
 import zoneinfo
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -79,13 +79,54 @@ class LetterContent:
     annexes: tuple[Annex, ...] = field(default=())
 
 
+def content_to_json(content: LetterContent) -> dict[str, Any]:
+    """The content as JSON, kept (sealed) with a pending letter so it is laid out exactly as it was numbered."""
+    data = dataclasses.asdict(content)
+    data["referral_id"] = str(content.referral_id)
+    data["date"] = content.date.isoformat()
+    zone = content.respond_by.tzinfo
+    data["zone"] = zone.key if isinstance(zone, zoneinfo.ZoneInfo) else "UTC"
+    data["respond_by"] = content.respond_by.astimezone(dt.UTC).isoformat()
+    data["complete_by"] = content.complete_by.astimezone(dt.UTC).isoformat()
+    return data
+
+
+def content_from_json(data: Mapping[str, Any]) -> LetterContent:
+    """The inverse of `content_to_json`; deadlines come back in the zone they were written in."""
+    zone = zoneinfo.ZoneInfo(str(data["zone"]))
+    values = {k: v for k, v in data.items() if k != "zone"}
+    values.update(
+        referral_id=uuid.UUID(str(data["referral_id"])),
+        date=dt.date.fromisoformat(str(data["date"])),
+        respond_by=dt.datetime.fromisoformat(str(data["respond_by"])).astimezone(zone),
+        complete_by=dt.datetime.fromisoformat(str(data["complete_by"])).astimezone(zone),
+        sender=Party(**data["sender"]),
+        addressee=Party(**data["addressee"]),
+        categories=tuple(data["categories"]),
+        subjects=tuple(data["subjects"]),
+        annexes=tuple(Annex(**a) for a in data["annexes"]),
+    )
+    return LetterContent(**values)
+
+
 class LetterRenderer(Protocol):
     """Turns letter content into PDF bytes; `zone` is the local time of the letters' dates and deadlines."""
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo: ...
 
-    async def render(self, content: LetterContent) -> bytes: ...
+    @property
+    def unavailable(self) -> LetterUnavailable | None:
+        """Why this node cannot lay out letters, once a layout attempt found out; None while it can (or may)."""
+        ...
+
+    def warm_up(self) -> None:
+        """Prepare the engine (blocking; call in a thread) so the first letter does not pay for it."""
+        ...
+
+    async def render(self, content: LetterContent) -> bytes:
+        """Lay the letter out in a worker thread; never called with a database transaction open."""
+        ...
 
 
 def _format_datetime(value: dt.datetime, language: str) -> str:
@@ -123,16 +164,17 @@ def letter_html(environment: jinja2.Environment, content: LetterContent) -> str:
 
 
 # WeasyPrint's font configuration and the parsed stylesheet are made once per process and kept: building them
-# costs far more than laying out a letter. Layout is CPU-bound Python; one worker thread keeps it off the event loop
-# and never runs two layouts at once (fontconfig and WeasyPrint's font cache are not safe to share between them).
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casebridge-letters")
+# costs far more than laying out a letter. Layout is CPU-bound Python run in a thread (asyncio.to_thread) by the
+# letter worker, off the event loop and outside any database transaction; the layout lock never runs two layouts at
+# once (fontconfig and WeasyPrint's font cache are not safe to share between threads).
 _ENGINE_LOCK = threading.Lock()
 _LAYOUT_LOCK = threading.Lock()
 _engine: tuple[Any, Any, Any] | None = None
+_engine_failure: LetterUnavailable | None = None
 
 
 def _prepared_engine() -> tuple[Any, Any, Any]:
-    global _engine
+    global _engine, _engine_failure
     with _ENGINE_LOCK:
         if _engine is None:
             try:
@@ -140,9 +182,10 @@ def _prepared_engine() -> tuple[Any, Any, Any]:
                 from weasyprint import CSS, HTML
                 from weasyprint.text.fonts import FontConfiguration
             except (ImportError, OSError) as exc:
-                raise LetterUnavailable(
+                _engine_failure = LetterUnavailable(
                     "Letters cannot be produced on this server: the PDF engine is not installed. Nothing was sent."
-                ) from exc
+                )
+                raise _engine_failure from exc
             fonts = FontConfiguration()
             stylesheet = CSS(filename=str(TEMPLATES / "letter.css"), font_config=fonts)
             _engine = (HTML, stylesheet, fonts)
@@ -160,6 +203,13 @@ class WeasyPrintRenderer:
     def zone(self) -> zoneinfo.ZoneInfo:
         return self._zone
 
+    @property
+    def unavailable(self) -> LetterUnavailable | None:
+        return _engine_failure
+
+    def warm_up(self) -> None:
+        _prepared_engine()
+
     def render_now(self, content: LetterContent) -> bytes:
         """Lay the letter out on the calling thread."""
         html = letter_html(self._environment, content)
@@ -173,4 +223,4 @@ class WeasyPrintRenderer:
         return pdf
 
     async def render(self, content: LetterContent) -> bytes:
-        return await asyncio.get_running_loop().run_in_executor(_WORKER, self.render_now, content)
+        return await asyncio.to_thread(self.render_now, content)

@@ -62,7 +62,9 @@ def audit_of(request: Request[Any, Any, Any]) -> AccessScope:
 
 
 @contextlib.asynccontextmanager
-async def tenant_transaction(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+async def tenant_transaction(
+    request: Request[Any, Any, Any], *, action: Action | None = None
+) -> AsyncIterator[AsyncSession]:
     """One transaction confined (also by PostgreSQL row-level security) to the caller's tenant.
 
     The route's audit event is written inside it, so it commits with the change, and for reads it is stored
@@ -71,7 +73,9 @@ async def tenant_transaction(request: Request[Any, Any, Any]) -> AsyncIterator[A
     """
     runtime = runtime_of(request)
     principal = principal_of(request)
-    action: Action = request.scope["route_handler"].opt[AUDIT]
+    # `action` overrides the route's declared action for a second, different operation in the same request (a page
+    # that shows its form again after a refusal reads the case: that read is recorded as what it is).
+    action = action or request.scope["route_handler"].opt[AUDIT]
     scope = AccessScope(
         log=runtime.exchange.audit, actor=actor_of(principal), log_tenant_id=principal.tenant_id, action=action,
         context=request_context(request),

@@ -43,6 +43,13 @@ def _text(form: Any, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _end_of_day(value: str, name: str) -> dt.datetime:
     try:
         day = dt.date.fromisoformat(value)
@@ -164,7 +171,7 @@ async def _consent_form(
     return render(
         request, "consent_new.html", status=status, case=case, categories=list(Category), relations=list(Relation),
         purposes=PURPOSES, kinds=list(TenantKind), default_until=default_until,
-        partners=[p for p in partners if p.id != principal_of(request).tenant_id], form=extra.pop("form", {}), **extra,
+        partners=[p for p in partners if p.id != principal_of(request).tenant_id], **extra,
     )  # fmt: skip
 
 
@@ -182,11 +189,27 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
         "recipients": {"tenants": _form_list(form, "recipient_tenants"), "kinds": _form_list(form, "recipient_kinds")},
     }
     upload = form.get("evidence")
+    back = f"/cases/{case_id}/consents/new"
+    missing = [
+        text
+        for failed, text in (
+            (not body["given_by"]["name"], _("Enter the name of the person who signed.")),
+            (not body["purposes"], _("Tick at least one purpose.")),
+            (not body["categories"], _("Tick at least one kind of data.")),
+            (not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
+             _("Name at least one recipient agency or kind of agency.")),
+            (_date(_text(form, "valid_until")) is None, _("Enter the date until which the consent is valid.")),
+        )
+        if failed
+    ]  # fmt: skip
+    if missing:
+        return redirect(request, back, error=" ".join(missing))
+    body["valid_until"] = _end_of_day(_text(form, "valid_until"), "valid_until").isoformat()
     try:
-        body["valid_until"] = _end_of_day(_text(form, "valid_until"), "valid_until").isoformat()
         data = msgspec.convert(body, ConsentIn)
-        if not data.recipients.tenants and not data.recipients.kinds:
-            raise InvalidInput(_("Name at least one recipient agency or kind of agency."))
+    except msgspec.ValidationError as exc:
+        return redirect(request, back, error=_("This could not be saved: %(detail)s", detail=str(exc)))
+    try:
         async with tenant_transaction(request) as session:
             audit = audit_of(request)
             if isinstance(upload, UploadFile) and upload.filename:
@@ -198,18 +221,10 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
                 )  # fmt: skip
                 data.evidence = Evidence(document_id=document.id)
             await cases.record_consent(session, deps, principal=principal, audit=audit, case_id=case_id, data=data)
-    except (msgspec.ValidationError, InvalidInput) as exc:
-        message = _("Fill in every required field: %(detail)s", detail=str(exc))
-        async with tenant_transaction(request) as session:
-            audit = audit_of(request)
-            case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
-        return await _consent_form(request, case, status=400, error=message, form=_keep(form))
+    except InvalidInput as exc:
+        # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
+        return redirect(request, back, error=error_text(request, exc))
     return redirect(request, f"/cases/{case_id}", success=_("The consent is recorded."))
-
-
-def _keep(form: Any) -> dict[str, Any]:
-    """What the user typed, to show the form again after an error (files are never echoed)."""
-    return {key: form.getall(key) for key in form if key not in ("evidence", "_csrf_token")}
 
 
 @post("/consents/{consent_id:uuid}/withdraw", **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CONSENT_WITHDRAW))
@@ -237,7 +252,13 @@ async def composer(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]
 
 
 async def _composer(
-    request: Request[Any, Any, Any], case_id: uuid.UUID, chosen: dict[str, Any], *, status: int = 200, **extra: Any
+    request: Request[Any, Any, Any],
+    case_id: uuid.UUID,
+    chosen: dict[str, Any],
+    *,
+    status: int = 200,
+    action: Action | None = None,
+    **extra: Any,
 ) -> Response[Any]:
     deps, principal = exchange_deps(request), principal_of(request)
     query = DirectoryQuery(
@@ -260,7 +281,7 @@ async def _composer(
     purpose = str(chosen["purpose"]) if chosen.get("purpose") in PURPOSES else PURPOSES[0]
     basis_type = "statutory" if chosen.get("basis") == "statutory" else "consent"
     reference = chosen.get("reference") if chosen.get("reference") in STATUTORY_CATALOGUE else None
-    async with tenant_transaction(request) as session:
+    async with tenant_transaction(request, action=action) as session:
         audit = audit_of(request)
         case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
         subject_ids = [s for s in (_uuid(v) for v in _as_list(chosen.get("subjects"))) if s] or [
@@ -340,7 +361,8 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
             error_text(request, exc) if isinstance(exc, CasebridgeError)
             else _("Fill in every required field: %(detail)s", detail=str(exc))
         )  # fmt: skip
-        return await _composer(request, case_id, chosen, status=400, error=message)
+        # The refused send is in the audit trail already; showing the form again is a read of the case.
+        return await _composer(request, case_id, chosen, status=400, error=message, action=Action.EXCHANGE_CASE_READ)
     return redirect(request, f"/referrals/{referral.exchange_id}", success=_("The referral is sent."))
 
 

@@ -75,6 +75,9 @@ def _day(request: Request[Any, Any, Any], text: str | None, *, end: bool) -> dt.
     if not text:
         return None
     day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
+    if not 2 <= day.year <= 9998:
+        # The calendar's first and last years have days with no UTC instant, or no next day (OverflowError).
+        raise ValueError(f"{text!r} is out of range")
     if end:
         day += dt.timedelta(days=1)
     return dt.datetime.combine(day, dt.time(), tzinfo=_tz(request))

@@ -106,9 +106,10 @@ def language_of(request: Any) -> str:
     return str(language)
 
 
-def forget_language(request: Any) -> None:
-    """After the user changed the setting within this request, the next `language_of` chooses afresh."""
-    request.scope.setdefault("state", {}).pop(_STATE_KEY, None)
+def use_language(request: Any, language: str) -> None:
+    """The rest of this request speaks `language` (the switcher's confirmation is shown in the language chosen)."""
+    if language in LANGUAGES:
+        request.scope.setdefault("state", {})[_STATE_KEY] = language
 
 
 def gettext_for(language: str) -> Callable[..., str]:

@@ -21,7 +21,7 @@ from exchange.schemas import MessageIn, TransitionIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from gateway.web.casework import PAGE_SIZE, _tenant_names, _text
 from gateway.web.pages import error_text, page, redirect, render, translator
-from tenants.errors import CasebridgeError, InvalidInput
+from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
@@ -107,9 +107,7 @@ async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid
                                       audit=audit_of(request), referral_id=referral_id, data=data)  # fmt: skip
     except msgspec.ValidationError:
         return redirect(request, back, error=_("This action is not known."))
-    except (InvalidInput, CasebridgeError) as exc:
-        if exc.__class__.__name__ == "NotFound":
-            raise
+    except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The referral's status is updated."))
 
@@ -169,12 +167,17 @@ async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.U
 
 
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
-async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[bytes]:
-    async with tenant_transaction(request) as session:
-        pdf = await reading.read_letter(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            referral_id=referral_id,
-        )  # fmt: skip
+async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    try:
+        async with tenant_transaction(request) as session:
+            pdf = await reading.read_letter(
+                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                referral_id=referral_id,
+            )  # fmt: skip
+    except Conflict:  # numbered, but its PDF is still being laid out or is on its way from the sender
+        _ = translator(request)
+        return redirect(request, f"/referrals/{referral_id}",
+                        error=_("The letter is still being prepared. Try again in a few seconds."))  # fmt: skip
     return Response(
         pdf.content,
         media_type="application/pdf",

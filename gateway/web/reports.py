@@ -44,14 +44,17 @@ def _zone(request: Request[Any, Any, Any]) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
 
 
-@get(REPORTS, **page(*_READERS, Action.EXCHANGE_REPORT_READ))
-async def report_page(
-    request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
-) -> Response[Any]:
-    _ = translator(request)
+def _form(
+    request: Request[Any, Any, Any], period_from: str | None, until: str | None, box: str | None
+) -> dict[str, str]:
     default_from, default_until = _default_period(request)
-    chosen: Literal["outgoing", "incoming"] = "incoming" if box == "incoming" else "outgoing"
-    form = {"from": period_from or default_from, "until": until or default_until, "box": chosen}
+    return {"from": period_from or default_from, "until": until or default_until,
+            "box": "incoming" if box == "incoming" else "outgoing"}  # fmt: skip
+
+
+def _period(request: Request[Any, Any, Any], form: dict[str, str]) -> reporting.Period | dict[str, str]:
+    """The form's period, or the errors to show next to its fields."""
+    _ = translator(request)
     errors: dict[str, str] = {}
     for name in ("from", "until"):
         try:
@@ -59,12 +62,25 @@ async def report_page(
         except ValueError:
             errors[name] = _("Enter a date such as 2026-03-01.")
     if errors:
-        return _render(request, form=form, errors=errors, status=400)
+        return errors
     try:
-        period = reporting.parse_period(form["from"], form["until"], runtime_of(request).settings.audit.timezone)
+        return reporting.parse_period(form["from"], form["until"], runtime_of(request).settings.audit.timezone)
+    except reporting.DateOutOfRange as exc:
+        return {exc.parameter: _("Enter a day between 0002-01-01 and 9999-12-30.")}
     except InvalidInput:
-        errors["until"] = _("The last day must not be before the first, and a report covers at most a year.")
-        return _render(request, form=form, errors=errors, status=400)
+        return {"until": _("The last day must not be before the first, and a report covers at most a year.")}
+
+
+@get(REPORTS, **page(*_READERS, Action.EXCHANGE_REPORT_READ))
+async def report_page(
+    request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
+) -> Response[Any]:
+    _ = translator(request)
+    form = _form(request, period_from, until, box)
+    period = _period(request, form)
+    if isinstance(period, dict):
+        return _render(request, form=form, errors=period, status=400)
+    chosen: Literal["outgoing", "incoming"] = "incoming" if form["box"] == "incoming" else "outgoing"
     report = await _report(request, period, chosen)
     section = getattr(report, chosen)
     language: charts.Language = "ru" if language_of(request) == "ru" else "en"
@@ -84,10 +100,12 @@ async def report_page(
 async def report_csv(
     request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
 ) -> Response[Any]:
-    default_from, default_until = _default_period(request)
-    period = reporting.parse_period(period_from or default_from, until or default_until,
-                                    runtime_of(request).settings.audit.timezone)  # fmt: skip
-    chosen: Literal["outgoing", "incoming"] = "incoming" if box == "incoming" else "outgoing"
+    form = _form(request, period_from, until, box)
+    period = _period(request, form)
+    if isinstance(period, dict):
+        # A download link with a bad period: the report's form with the field marked, rather than a file.
+        return _render(request, form=form, errors=period, status=400)
+    chosen: Literal["outgoing", "incoming"] = "incoming" if form["box"] == "incoming" else "outgoing"
     report = await _report(request, period, chosen)
     name = f"referrals-{chosen}-{period.start:%Y%m%d}.csv"
     return Response(reporting.report_csv(report), media_type="text/csv",

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.events import Action, Actor, Outcome
 from gateway.controllers.context import request_context
 from gateway.runtime import Runtime
-from gateway.web.i18n import LANGUAGES, forget_language
+from gateway.web.i18n import LANGUAGES, use_language
 from gateway.web.pages import PUBLIC_PAGE, language_cookie, local_path, redirect, render, start_page, translator
 from tenants.credentials import MIN_PASSWORD_LENGTH
 from tenants.errors import InvalidInput
@@ -259,8 +259,7 @@ async def choose_language(request: Request[Any, Any, Any], data: Annotated[Langu
         active = await _active_session(request, db)
         if active is not None:
             set_language(active.user, data.language)
-    forget_language(request)
-    request.scope["state"]["locale"] = data.language  # the confirmation is shown in the language just chosen
+    use_language(request, data.language)
     _ = translator(request)
     return redirect(
         request, next_page, success=_("The language is changed."), cookies=[language_cookie(request, data.language)]

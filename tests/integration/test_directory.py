@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
+from exchange.statistics import MIN_CELL, PartnerFigures, partner_figures
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
+from tenants.persistence import platform_session
+from tenants.schemas import DirectoryStats
 from tests.conftest import TravelClock
 from tests.factories import access_token, make_client, make_tenant
 from tests.integration.test_referral_loop import Agency, eventually, open_case, referral_body
@@ -135,9 +139,19 @@ async def _directory(agency: Agency, **params: str) -> dict[str, dict[str, Any]]
 TOLERANCE = 0.01  # the API's real seconds between the steps above, on top of the travelled time
 
 
-async def test_figures_come_from_the_senders_timelines(network: Network) -> None:
-    listing = await _directory(network.centre)
-    opeka = listing["opeka"]["stats"]
+async def _computed(runtime: Runtime, clock: TravelClock, *agencies: Agency) -> dict[uuid.UUID, PartnerFigures]:
+    """The figures as the directory computes them from the database, without the small-cell threshold."""
+    async with platform_session(runtime.sessions) as session:
+        return await partner_figures(session, partners=[a.id for a in agencies], now=clock.now(), min_cell=0)
+
+
+def _as_json(stats: DirectoryStats) -> dict[str, Any]:
+    return msgspec.to_builtins(stats)  # type: ignore[no-any-return]
+
+
+async def test_figures_come_from_the_senders_timelines(network: Network, runtime: Runtime, clock: TravelClock) -> None:
+    computed = await _computed(runtime, clock, network.opeka, network.kdn, network.centre)
+    opeka = _as_json(computed[network.opeka.id].overall)
     # Hours to accept: 2, 4, 8, 96 -> median (4 + 8) / 2; p90 at rank 2.7: 8 + 0.7 * (96 - 8).
     assert opeka["median_hours_to_accept"] == pytest.approx(6.0, abs=TOLERANCE)
     assert opeka["p90_hours_to_accept"] == pytest.approx(69.6, abs=TOLERANCE)
@@ -150,9 +164,9 @@ async def test_figures_come_from_the_senders_timelines(network: Network) -> None
     assert (opeka["referral_count"], opeka["answered_count"], opeka["accepted_count"]) == (4, 4, 4)
     assert (opeka["completed_count"], opeka["due_count"], opeka["window_days"]) == (2, 4, 365)
 
-    services = {s["code"]: s for s in listing["opeka"]["services"]}
-    assert set(services) == {"family_support", "housing"}  # the second service's code is its first problem
-    family, housing = services["family_support"]["stats"], services["housing"]["stats"]
+    services = computed[network.opeka.id].by_service
+    assert set(services) == {"family_support", "housing"}  # the referrals that named no service count only above
+    family, housing = _as_json(services["family_support"]), _as_json(services["housing"])
     assert family["median_hours_to_accept"] == pytest.approx(2.0, abs=TOLERANCE)
     assert family["median_days_to_complete"] == pytest.approx(2.0, abs=TOLERANCE)
     assert (family["on_time_rate"], family["referral_count"]) == (1.0, 1)
@@ -160,21 +174,65 @@ async def test_figures_come_from_the_senders_timelines(network: Network) -> None
     assert housing["median_days_to_complete"] == pytest.approx(12.0, abs=TOLERANCE)
     assert (housing["on_time_rate"], housing["referral_count"]) == (0.0, 1)
 
-    kdn = listing["kdn"]["stats"]  # rejected everything it was sent
+    kdn = _as_json(computed[network.kdn.id].overall)  # rejected everything it was sent
     assert kdn["acceptance_rate"] == 0.0
     assert kdn["median_hours_to_accept"] is None
     assert kdn["median_days_to_complete"] is None
     assert kdn["on_time_rate"] is None
     assert (kdn["referral_count"], kdn["answered_count"], kdn["accepted_count"]) == (1, 1, 0)
 
-    semya = listing["semya"]["stats"]  # it only sends: no history as a partner
+    semya = _as_json(computed[network.centre.id].overall)  # it only sends: no history as a partner
     assert semya["median_hours_to_accept"] is None
-    assert semya["median_days_to_complete"] is None
     assert semya["acceptance_rate"] is None
     assert semya["referral_count"] == 0
 
-    # Every agency sees the same figures; a partner's view of itself is no different.
-    assert (await _directory(network.opeka))["opeka"]["stats"] == opeka
+
+NO_FIGURES = {
+    "median_hours_to_accept": None, "median_days_to_complete": None, "p90_hours_to_accept": None,
+    "p90_days_to_complete": None, "acceptance_rate": None, "on_time_rate": None, "referral_count": None,
+    "answered_count": None, "accepted_count": None, "completed_count": None, "due_count": None, "window_days": 365,
+    "min_cell": MIN_CELL,
+}  # fmt: skip
+
+
+async def test_partners_with_fewer_than_five_referrals_show_no_figures(network: Network) -> None:
+    listing = await _directory(network.centre)
+    # opeka had four referrals, kdn one, semya none: the API shows none of their figures or counts.
+    for slug in ("opeka", "kdn", "semya"):
+        assert listing[slug]["stats"] == NO_FIGURES, slug
+    for service in listing["opeka"]["services"]:  # one referral each
+        assert service["stats"] == NO_FIGURES, service["code"]
+    # Every agency sees the same; a partner's view of itself is no different.
+    assert (await _directory(network.opeka))["opeka"]["stats"] == NO_FIGURES
+    # The entry the profile update answers with is the directory's own: no figures either.
+    admin = network.opeka_admin
+    republished = await admin.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=admin.headers)
+    assert republished.status_code == 200, republished.text
+    assert republished.json()["stats"] == NO_FIGURES
+
+
+async def test_the_fifth_referral_brings_the_figures_that_rest_on_five(network: Network, clock: TravelClock) -> None:
+    case, _ = await open_case(network.centre, network.opeka)
+    body = referral_body(case, network.opeka.id, ["identity"],
+                         respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
+                         complete_by=(clock.now() + dt.timedelta(days=30)).isoformat())  # fmt: skip
+    sent = await network.centre.post("/api/v1/referrals", body)
+    assert sent.status_code == 201, sent.text
+    fifth = sent.json()["id"]
+    await eventually(lambda: _status(network.opeka, fifth, "received"))
+    await eventually(lambda: _status(network.centre, fifth, "received"))
+    clock.advance(dt.timedelta(hours=10))
+    await _move(network.opeka, fifth, {"to": "accepted"}, network.centre)
+
+    opeka = (await _directory(network.kdn))["opeka"]["stats"]
+    # Hours to accept: 2, 4, 8, 10, 96 -> median 8; p90 at rank 3.6: 10 + 0.6 * (96 - 10).
+    assert opeka["median_hours_to_accept"] == pytest.approx(8.0, abs=TOLERANCE)
+    assert opeka["p90_hours_to_accept"] == pytest.approx(61.6, abs=TOLERANCE)
+    assert opeka["acceptance_rate"] == 1.0
+    assert (opeka["referral_count"], opeka["answered_count"], opeka["accepted_count"]) == (5, 5, 5)
+    # Two completed and four due: still below five, still hidden.
+    assert (opeka["median_days_to_complete"], opeka["p90_days_to_complete"], opeka["completed_count"]) == (None,) * 3
+    assert (opeka["on_time_rate"], opeka["due_count"]) == (None, None)
 
 
 async def test_figures_hold_only_aggregates(network: Network) -> None:
@@ -185,11 +243,12 @@ async def test_figures_hold_only_aggregates(network: Network) -> None:
     assert "Иванова" not in response.text  # the family
 
 
-async def test_the_window_drops_old_history(network: Network, clock: TravelClock) -> None:
+async def test_the_window_drops_old_history(network: Network, runtime: Runtime, clock: TravelClock) -> None:
+    assert (await _computed(runtime, clock, network.opeka))[network.opeka.id].overall.referral_count == 4
     clock.advance(dt.timedelta(days=365 - 12 + 1))  # the referrals were sent more than 365 days ago
+    assert (await _computed(runtime, clock, network.opeka))[network.opeka.id].overall.referral_count == 0
     listing = await _directory(network.kdn)
-    assert listing["opeka"]["stats"]["referral_count"] == 0
-    assert listing["opeka"]["stats"]["median_hours_to_accept"] is None
+    assert listing["opeka"]["stats"] == NO_FIGURES
 
 
 async def test_a_referral_names_only_a_service_the_partner_offers(network: Network, clock: TravelClock) -> None:
@@ -275,8 +334,7 @@ async def test_the_entry_has_the_api_shape(searcher: Agency) -> None:
     family = entry["services"][0]
     assert family["code"] == "family_support"
     assert family["problems"] == ["family_conflict", "child_neglect"]
-    assert family["stats"]["median_hours_to_accept"] is None
-    assert family["stats"]["referral_count"] == 0
+    assert family["stats"] == NO_FIGURES
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
+import json
 import uuid
 from typing import Any
 
@@ -13,11 +15,13 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
+from exchange import plans
 from exchange.models import OutboxEnvelope, Plan, Referral
 from gateway.runtime import Runtime
-from tenants.models import Role, TenantKind
-from tenants.persistence import platform_session
+from tenants.models import Role, Tenant, TenantKind
+from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
+from tests.factories import access_token, make_client
 from tests.integration.test_referral_loop import CHILD_NAME, PARENT_NAME, Agency, agency, eventually
 
 SCHOOL_TASK = "Организовать индивидуальные занятия с ребёнком"
@@ -104,6 +108,26 @@ async def plan_when(kdn: Agency, plan_id: str, check: Any) -> dict[str, Any]:
 
 def by_title(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["title"]: t for t in plan["tasks"]}
+
+
+async def events(runtime: Runtime, tenant_id: uuid.UUID, action: str) -> list[dict[str, Any]]:
+    """The tenant's audit events of one action, oldest first, in their canonical (chained) form."""
+    async with platform_session(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(AuditEvent.canonical)
+            .where(AuditEvent.action == action, AuditEvent.log_tenant_id == tenant_id)
+            .order_by(AuditEvent.id)
+        )
+        return [json.loads(row) for row in rows]
+
+
+async def colleague(runtime: Runtime, of: Agency, role: str) -> Agency:
+    """A second API client of the same agency, acting in another role."""
+    async with platform_session(runtime.sessions) as session:
+        tenant = await session.scalar(select(Tenant).where(Tenant.id == of.id))
+    assert tenant is not None
+    client = await make_client(runtime, tenant, role=role)
+    return Agency(of.api, client, await access_token(of.api, client))
 
 
 async def test_a_plan_for_three_agencies_is_followed_to_its_close(
@@ -216,6 +240,15 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
                      "Agency shkola-7", "Семья не явилась", "Акт обследования"):  # fmt: skip
         assert expected in text, expected
 
+    # casebridge closed the plan by itself: one system event says so, however often the plan was read since.
+    (closing,) = await events(runtime, kdn.id, "exchange:plan:close")
+    assert closing["actor"] == {"kind": "system", "id": None, "tenant": str(kdn.id), "role": None}
+    assert closing["resource"] == {"type": "plan", "id": plan["id"]}
+    assert closing["extra"]["automatic"] is True
+    assert closing["subjects"] == list(
+        runtime.exchange.audit.pseudonyms(kdn.id, [uuid.UUID(case["subjects"][0]["id"])])
+    )
+
 
 def closed_rejects_tasks(response: httpx.Response) -> bool:
     return response.status_code == 409 and "closed" in response.json()["detail"]
@@ -312,7 +345,7 @@ async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, 
     assert "period_until" in invalid.json()["detail"]
 
 
-async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning) -> None:
+async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning, runtime: Runtime) -> None:
     kdn, school = planning.kdn, planning.school
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date().isoformat()
@@ -334,3 +367,123 @@ async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Plann
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "closed"
     assert closed.json()["closed_at"] == declined["tasks"][0]["last_change_at"]
+    # Closed on request, it is the caller's event only (after the refused early attempt): no system close besides.
+    closes = await events(runtime, kdn.id, "exchange:plan:close")
+    assert [(e["actor"]["kind"], e["outcome"]) for e in closes] == [("client", "error"), ("client", "success")]
+
+
+async def test_only_issuers_add_tasks_to_or_close_a_plan(planning: Planning, runtime: Runtime) -> None:
+    supervisor = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SUPERVISOR)
+    specialist = await colleague(runtime, supervisor, Role.SPECIALIST)
+    case = await commission_case(supervisor)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    created = await supervisor.post("/api/v1/plans", {
+        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today, "auto_close": False,
+        "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    plan_id = created.json()["id"]
+    # A plain specialist of an agency that is not a commission may read the plan, but not extend or close it.
+    extra = {"tasks": [task(case, planning.clinic, CLINIC_TASK, dt.timedelta(days=10))]}
+    for refused in (await specialist.post(f"/api/v1/plans/{plan_id}/tasks", extra),
+                    await specialist.post(f"/api/v1/plans/{plan_id}/close", {})):  # fmt: skip
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"].endswith("/forbidden")
+    seen = await specialist.get(f"/api/v1/plans/{plan_id}")
+    assert seen.status_code == 200
+    assert len(seen.json()["tasks"]) == 1
+    assert seen.json()["status"] == "open"
+    added = await supervisor.post(f"/api/v1/plans/{plan_id}/tasks", extra)
+    assert added.status_code == 200, added.text
+    assert len(added.json()["tasks"]) == 2
+
+
+async def test_two_requests_with_one_idempotency_key_make_one_plan(planning: Planning, runtime: Runtime) -> None:
+    kdn, school = planning.kdn, planning.school
+    case = await commission_case(kdn)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    body = {"case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
+            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))]}  # fmt: skip
+    same = await asyncio.gather(*(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-1"})
+                                  for _ in range(3)))  # fmt: skip
+    assert sorted(r.status_code for r in same) == [200, 200, 201], [r.text for r in same]
+    assert len({r.json()["id"] for r in same}) == 1
+    assert all(len(r.json()["tasks"]) == 1 for r in same)
+    other = {**body, "title": "Другой план"}
+    mixed = await asyncio.gather(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-2"}),
+                                 kdn.post("/api/v1/plans", other, headers={"Idempotency-Key": "race-2"}))  # fmt: skip
+    assert sorted(r.status_code for r in mixed) == [201, 422], [r.text for r in mixed]
+    async with platform_session(runtime.sessions) as session:
+        stored = await session.scalar(select(func.count()).select_from(Plan).where(Plan.tenant_id == kdn.id))
+        sent = await session.scalar(select(func.count()).select_from(Referral).where(Referral.tenant_id == kdn.id))
+    assert stored == 2
+    assert sent == 2
+
+
+async def withdrawn_plan(kdn: Agency, school: Agency, case: dict[str, Any], title: str) -> str:
+    """A self-closing plan whose one task the commission cancelled itself: nothing comes back over the bus, so the
+    plan stays stored as open until it is read."""
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    created = await kdn.post("/api/v1/plans", {
+        "case_id": case["id"], "title": title, "period_from": today, "period_until": today,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    plan: dict[str, Any] = created.json()
+    await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"received": 1})
+    cancelled = await kdn.post(f"/api/v1/referrals/{plan['tasks'][0]['referral_id']}/transition",
+                               {"to": "cancelled", "reason": "Семья переехала"})  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text
+    return str(plan["id"])
+
+
+async def stored_status(runtime: Runtime, kdn: Agency) -> dict[str, str]:
+    async with platform_session(runtime.sessions) as session:
+        return {str(p.id): p.status for p in await session.scalars(select(Plan).where(Plan.tenant_id == kdn.id))}
+
+
+async def test_listing_by_status_settles_only_the_page_and_names_its_subjects(
+    planning: Planning, runtime: Runtime
+) -> None:
+    kdn, school = planning.kdn, planning.school
+    case = await commission_case(kdn)
+    older = await withdrawn_plan(kdn, school, case, "План 1")
+    newer = await withdrawn_plan(kdn, school, case, "План 2")
+    assert await stored_status(runtime, kdn) == {older: "open", newer: "open"}
+    # Both plans are finished, so neither is listed as open, and listing settles nothing it does not return.
+    assert (await kdn.get("/api/v1/plans?status=open")).json()["items"] == []
+    assert await stored_status(runtime, kdn) == {older: "open", newer: "open"}
+    first = (await kdn.get("/api/v1/plans?status=closed&limit=1")).json()
+    assert [(p["id"], p["status"], p["done"]) for p in first["items"]] == [(newer, "closed", 1)]
+    assert await stored_status(runtime, kdn) == {older: "open", newer: "closed"}
+    rest = (await kdn.get(f"/api/v1/plans?status=closed&limit=1&cursor={first['next_cursor']}")).json()
+    assert [(p["id"], p["status"]) for p in rest["items"]] == [(older, "closed")]
+    assert rest["next_cursor"] is None
+    assert await stored_status(runtime, kdn) == {older: "closed", newer: "closed"}
+    # The listed titles may name the family: each list event names the subjects of the plans it returned.
+    child = list(runtime.exchange.audit.pseudonyms(kdn.id, [uuid.UUID(case["subjects"][0]["id"])]))
+    assert [e["subjects"] for e in await events(runtime, kdn.id, "exchange:plan:list")] == [[], child, child]
+    closes = await events(runtime, kdn.id, "exchange:plan:close")
+    assert sorted(e["resource"]["id"] for e in closes) == sorted([older, newer])
+    assert all(e["actor"]["kind"] == "system" and e["subjects"] == child for e in closes)
+
+
+async def test_a_plan_closes_once_when_two_readers_settle_it(planning: Planning, runtime: Runtime) -> None:
+    kdn = planning.kdn
+    case = await commission_case(kdn)
+    plan_id = await withdrawn_plan(kdn, planning.school, case, "План")
+    async with tenant_session(runtime.sessions, kdn.id) as session:
+        stale = await session.scalar(select(Plan).where(Plan.id == uuid.UUID(plan_id)))
+        assert stale is not None
+        rows = await plans.task_rows(session, stale)
+        await session.commit()
+        # Another reader settles the plan between this reader's look at it and its own settling.
+        closed = (await kdn.get(f"/api/v1/plans/{plan_id}")).json()
+        assert closed["status"] == "closed"
+        assert stale.status == "open"
+        await plans.settle(session, runtime.exchange, stale, rows)
+        await session.commit()
+        assert stale.status == "closed"
+    (closing,) = await events(runtime, kdn.id, "exchange:plan:close")
+    assert closing["resource"]["id"] == plan_id
+    assert (await kdn.get(f"/api/v1/plans/{plan_id}")).json()["closed_at"] == closed["closed_at"]

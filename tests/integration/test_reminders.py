@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import logging
 import socket
+import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,12 +19,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from exchange.mail import SmtpMailer, SmtpServer
-from exchange.models import ReminderSent
+from exchange.models import Referral, ReminderSent
 from exchange.reminders import ReminderMail, reminders_for
 from gateway.db import create_engine, upgrade_schema
 from gateway.reminder_runtime import ReminderWorker
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from tenants.admin import set_active_by_operator
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
@@ -281,3 +284,93 @@ async def test_a_refused_email_is_retried_later_and_then_sent_once(
         (row,) = list(await session.scalars(select(ReminderSent)))
     assert row.sent_at is not None
     assert row.attempts == 2
+
+
+async def deactivate(runtime: Runtime, user: User) -> None:
+    async with platform_session(runtime.sessions) as session, session.begin():
+        row = await session.scalar(select(User).where(User.id == user.id))
+        assert row is not None
+        await set_active_by_operator(session, runtime.clock, user=row, active=False)
+
+
+def smtp_mail(runtime: Runtime, clock: TravelClock, port: int) -> ReminderMail:
+    server = SmtpServer("127.0.0.1", port, "cb@example.org", starttls=False)
+    return ReminderMail(runtime.sessions, clock, SmtpMailer(server), lead=runtime.settings.reminders.lead,
+                        base_url=runtime.settings.server.base_url)  # fmt: skip
+
+
+@pytest.mark.parametrize("mail_enabled", [False])
+async def test_a_deactivated_person_s_reminders_go_to_colleagues(
+    api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, port = smtp_sink
+    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
+    colleague = await staff(runtime, centre, Role.SPECIALIST, "colleague@semya.example.org", None)
+    intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
+    assignee = await staff(runtime, opeka, Role.SPECIALIST, "assignee@opeka.example.org", None)
+    referral_id = await sent_referral(centre, opeka, key_worker)
+    async with platform_session(runtime.sessions) as session, session.begin():
+        copy = await session.scalar(select(Referral).where(
+            Referral.tenant_id == opeka.id, Referral.exchange_id == uuid.UUID(referral_id)))  # fmt: skip
+        assert copy is not None
+        copy.assignee_id = assignee.id  # as the intake page's "assign" does
+    clock.advance(dt.timedelta(days=3, hours=1))  # past respond_by: overdue on both sides
+    assert await of_user(runtime, assignee, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
+    assert await of_user(runtime, intake, Role.INTAKE) == []
+    assert await of_user(runtime, key_worker, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
+    assert await of_user(runtime, colleague, Role.SPECIALIST) == []
+
+    # The assignee and the key worker leave: the intake officers and, with no supervisor, the specialists take over.
+    await deactivate(runtime, assignee)
+    await deactivate(runtime, key_worker)
+    assert await of_user(runtime, intake, Role.INTAKE) == [(referral_id, "respond_overdue")]
+    assert await of_user(runtime, colleague, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
+    assert await smtp_mail(runtime, clock, port).run_once() == 2
+    assert sorted(m["To"] for m in sink.messages) == ["colleague@semya.example.org", "intake@opeka.example.org"]
+
+    # Once the agency has a supervisor, the supervisor is the one reminded of its outgoing referrals.
+    await staff(runtime, centre, Role.SUPERVISOR, "head@semya.example.org", None)
+    clock.advance(dt.timedelta(days=1))
+    assert await of_user(runtime, colleague, Role.SPECIALIST) == []
+    assert await smtp_mail(runtime, clock, port).run_once() == 1
+    assert sink.messages[-1]["To"] == "head@semya.example.org"
+
+
+@pytest.mark.parametrize("mail_enabled", [False])
+async def test_a_message_that_cannot_be_built_is_recorded_and_the_rest_still_go(
+    api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    sink, port = smtp_sink
+    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
+    broken = await staff(runtime, opeka, Role.INTAKE, "broken@opeka.example.org", None)
+    await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
+    await sent_referral(centre, opeka, key_worker)
+    # An address stored before it was checked: an email header refuses it (ValueError, not a MailError).
+    bad_address = "broken@opeka.example.org\r\nBcc: someone@example.org"
+    async with platform_session(runtime.sessions) as session, session.begin():
+        row = await session.scalar(select(User).where(User.id == broken.id))
+        assert row is not None
+        row.email = bad_address
+    clock.advance(dt.timedelta(days=3, hours=1))
+    mail = smtp_mail(runtime, clock, port)
+    with caplog.at_level(logging.WARNING):
+        assert await mail.run_once() == 2
+    assert sorted(m["To"] for m in sink.messages) == ["intake@opeka.example.org", "worker@semya.example.org"]
+    async with platform_session(runtime.sessions) as session:
+        failed = await session.scalar(select(ReminderSent).where(ReminderSent.user_id == broken.id))
+    assert failed is not None
+    assert (failed.sent_at, failed.last_error, failed.attempts) == (None, "ValueError", 1)
+    assert "broken@" not in caplog.text
+    assert "someone@" not in caplog.text
+    # It is tried again later like a refused message, and fails the same way; the others are not sent twice.
+    clock.advance(dt.timedelta(minutes=11))
+    assert await mail.run_once() == 0
+    async with platform_session(runtime.sessions) as session:
+        failed = await session.scalar(select(ReminderSent).where(ReminderSent.user_id == broken.id))
+    assert failed is not None
+    assert (failed.last_error, failed.attempts) == ("ValueError", 2)
+    assert len(sink.messages) == 2

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import re
+import uuid
 import xml.etree.ElementTree as ET
 import zoneinfo
 from typing import Any
@@ -16,13 +17,16 @@ from sqlalchemy import select
 
 from audit.models import AuditEvent
 from exchange.charts import SVG_NS
+from exchange.envelopes import EnvelopeType
+from exchange.models import DeadLetter, Referral
+from exchange.outbox import enqueue
 from gateway.runtime import Runtime
-from tenants.models import Role
+from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import access_token, make_client
 from tests.integration.test_directory import Network, network  # noqa: F401 - `network` is the shared scenario fixture
-from tests.integration.test_referral_loop import Agency, open_case, referral_body
+from tests.integration.test_referral_loop import Agency, agency, eventually, open_case, referral_body
 
 TOLERANCE = 0.01  # the API's real seconds between the scenario's steps, on top of the travelled time
 REPORT = "/api/v1/reports/referrals"
@@ -184,9 +188,11 @@ async def test_chart_is_well_formed_svg_with_the_expected_bars(later: Network) -
         ({"until": "2026-01-02"}, "from"),
         ({"from": "2026-01-01", "until": "2026-01-02", "box": "sideways"}, "box"),
         ({"from": "2026-01-01", "until": "2026-01-02", "format": "xlsx"}, "format"),
+        ({"from": "9999-12-01", "until": "9999-12-31"}, "until: '9999-12-31' is out of range"),
+        ({"from": "0001-01-01", "until": "0001-01-05", "tz": "Europe/Moscow"}, "from: '0001-01-01' is out of range"),
     ],
     ids=["reversed", "no-such-day", "not-a-date", "naive", "too-long", "bad-zone", "missing-from", "bad-box",
-         "bad-format"],
+         "bad-format", "after-9999", "before-year-1"],
 )  # fmt: skip
 async def test_bad_periods_are_precise_problems(
     api: httpx.AsyncClient, runtime: Runtime, params: dict[str, str], detail: str
@@ -253,3 +259,105 @@ async def test_the_report_page_shows_the_figures_and_charts(
     assert refused.status_code == 400
     assert "Последний день не может быть раньше первого" in refused.text
     assert (await api.get(REPORT, params={"from": day, "until": day})).status_code == 401  # cookies never open /api/
+
+
+async def test_dates_at_the_edges_of_the_calendar_are_refused_on_the_pages(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from tests.factories import make_tenant
+    from tests.integration.test_web_pages import act_as, staff
+
+    tenant = await make_tenant(runtime, "semya")
+    act_as(api, await staff(runtime, tenant, Role.SUPERVISOR))
+    api.headers["Accept-Language"] = "en"
+    for params, field in (({"from": "9999-12-01", "until": "9999-12-31"}, "until"),
+                          ({"from": "0001-01-01", "until": "0001-01-05"}, "from")):  # fmt: skip
+        page = await api.get("/reports", params=params)
+        assert page.status_code == 400, page.text[:2000]
+        assert f'id="{field}-error"' in page.text  # the field is marked, with its own message
+        assert "Enter a day between 0002-01-01 and 9999-12-30." in page.text
+        download = await api.get("/reports/referrals.csv", params=params)  # the form again, not a file
+        assert download.status_code == 400, download.text[:2000]
+        assert download.headers["content-type"].startswith("text/html")
+        assert f'id="{field}-error"' in download.text
+        assert "Enter a day between 0002-01-01 and 9999-12-30." in download.text
+
+    act_as(api, await staff(runtime, tenant, Role.DPO))
+    for params, field in (({"until": "9999-12-31"}, "until"), ({"since": "0001-01-01"}, "since"),
+                          ({"since": "9999-12-31", "until": "9999-12-31"}, "until")):  # fmt: skip
+        search = await api.get("/dpo", params=params)
+        assert search.status_code == 400, search.text[:2000]
+        assert f'id="{field}-error"' in search.text
+        assert "Enter a date such as 2026-03-01." in search.text
+        anomalies = await api.get("/dpo/anomalies", params=params)
+        assert anomalies.status_code == 400, anomalies.text[:2000]
+        assert "Enter dates such as 2026-03-01." in anomalies.text
+
+
+async def _parked(runtime: Runtime) -> list[tuple[str, uuid.UUID | None]]:
+    async with platform_session(runtime.sessions) as session:
+        return [(d.reason, d.envelope_id) for d in await session.scalars(select(DeadLetter))]
+
+
+async def _hand_over(runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: dict[str, Any]
+                     ) -> uuid.UUID:  # fmt: skip
+    """A real signed and encrypted envelope from `sender`, handed straight to the inbox: its id."""
+    async with platform_session(runtime.sessions) as session, session.begin():
+        envelope = await enqueue(session, runtime.exchange, sender=sender.id, recipient=recipient.id,
+                                 envelope_type=kind, body=body)  # fmt: skip
+        envelope.sent_at = dt.datetime.now(dt.UTC)  # keep the relay from publishing it as well
+    await runtime.inbox.receive(envelope.subject, envelope.token.encode())
+    return envelope.envelope_id
+
+
+async def test_a_partner_cannot_put_an_unknown_kind_or_outcome_into_reports(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """`kind` and `outcome` reach reports (and their CSV) from partners' envelopes: only known values are applied."""
+    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+
+    def requested(kind: str) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        return {"referral_id": str(uuid.uuid4()), "case_ref": "CB-2026-000001", "kind": kind,
+                "purpose": "social_support", "urgency": "urgent", "categories": ["identity"],
+                "legal_basis": {"type": "consent"}, "requested_at": now.isoformat(),
+                "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+                "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+                "problem": "Семья нуждается в помощи", "subject_pseudonyms": []}  # fmt: skip
+
+    forged = await _hand_over(runtime, centre, opeka, EnvelopeType.REFERRAL_REQUESTED, requested("=cmd|'/c calc'!A1"))
+    assert await _parked(runtime) == [("unapplicable", forged)]
+    good = requested("petition")
+    await _hand_over(runtime, centre, opeka, EnvelopeType.REFERRAL_REQUESTED, good)  # the same body, a known kind
+    async with platform_session(runtime.sessions) as session:
+        kinds = list(await session.scalars(select(Referral.kind).where(Referral.tenant_id == opeka.id)))
+    assert kinds == ["petition"]
+    assert await _parked(runtime) == [("unapplicable", forged)]
+
+    case, _ = await open_case(centre, opeka)
+    sent = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"]))
+    assert sent.status_code == 201, sent.text
+    referral_id = sent.json()["id"]
+
+    async def status_is(agency_: Agency, status: str) -> bool:
+        response = await agency_.get(f"/api/v1/referrals/{referral_id}")
+        return response.status_code == 200 and response.json()["status"] == status
+
+    await eventually(lambda: status_is(opeka, "received"))
+    assert (await opeka.post(f"/api/v1/referrals/{referral_id}/transition", {"to": "accepted"})).status_code == 200
+    await eventually(lambda: status_is(centre, "accepted"))
+
+    def completed(outcome: Any) -> dict[str, Any]:
+        return {"referral_id": referral_id, "status": "completed", "at": dt.datetime.now(dt.UTC).isoformat(),
+                "outcome": outcome}  # fmt: skip
+
+    bad_outcomes = []
+    for outcome in ('=HYPERLINK("http://x")', "resolved_by_magic", ["resolved"]):
+        bad_outcomes.append(await _hand_over(runtime, opeka, centre, EnvelopeType.REFERRAL_STATUS, completed(outcome)))
+    parked = await _parked(runtime)
+    assert sorted(parked) == sorted([("unapplicable", forged)] + [("unapplicable", e) for e in bad_outcomes])
+    assert await status_is(centre, "accepted")  # nothing of the forged completions was applied
+    await _hand_over(runtime, opeka, centre, EnvelopeType.REFERRAL_STATUS, completed("no_contact"))
+    view = (await centre.get(f"/api/v1/referrals/{referral_id}")).json()
+    assert (view["status"], view["outcome"]["result"]) == ("completed", "no_contact")

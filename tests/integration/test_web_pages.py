@@ -104,6 +104,13 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     assert "The consent is recorded." in page
     assert "Signed form" in page
 
+    # A consent form with nothing ticked is refused with what to fix, and nothing is recorded.
+    response = await form(api, f"{case_path}/consents/new", {"subject_id": subject_id.group(1), "valid_until": ""})
+    refused = ok(await api.get(location(response)))
+    assert "Enter the name of the person who signed." in refused
+    assert "Tick at least one kind of data." in refused
+    assert ok(await api.get(case_path)).count('action="/consents/') == 1
+
     composer = ok(await api.get(f"{case_path}/referrals/new", params={"to": str(opeka.id)}))
     assert 'value="identity">' in composer
     assert 'value="health" disabled' in composer
@@ -123,7 +130,15 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     })  # fmt: skip
     referral_path = location(response)
     assert "The referral is sent." in ok(await api.get(referral_path))
-    letter = await api.get(f"{referral_path}/letter.pdf")
+
+    async def letter_ready() -> httpx.Response | None:
+        response = await api.get(f"{referral_path}/letter.pdf")
+        if response.status_code == 303:  # still being laid out: the referral page says so
+            assert "The letter is still being prepared." in ok(await api.get(location(response)))
+            return None
+        return response
+
+    letter = await eventually(letter_ready)
     assert letter.status_code == 200
     assert letter.headers["content-type"] == "application/pdf"
     assert letter.content.startswith(b"%PDF")
@@ -136,7 +151,14 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
         return text if referral_path in text else None
 
     await eventually(arrived)
-    page = ok(await api.get(referral_path))
+
+    async def letter_verified() -> str | None:
+        text = ok(await api.get(referral_path))
+        return text if "Signature valid" in text else None
+
+    # The recipient's node checked the sender's signature on the letter when it arrived, and the page says so.
+    page = await eventually(letter_verified)
+    assert "Download the signed letter (PDF)" in page
     assert "Masha Ivanova" in page
     assert "No school place" in page
     assign_form = (
@@ -210,6 +232,14 @@ async def test_pages_speak_russian_by_default_and_the_switcher_saves_the_setting
     assert "The language is changed." in page
     # A foreign site cannot be the target of the switcher's redirect.
     assert location(await form(api, "/account/language", {"language": "ru", "next": "//evil.example/"})) == "/"
+
+
+async def test_the_switcher_works_before_signing_in(api: Client) -> None:
+    assert '<html lang="ru">' in ok(await api.get("/login"))
+    assert location(await form(api, "/account/language", {"language": "en", "next": "/login"})) == "/login"
+    page = ok(await api.get("/login", headers={"Accept-Language": "ru"}))  # the choice wins over the browser's
+    assert '<html lang="en">' in page
+    assert "The language is changed." in page
 
 
 async def test_signed_out_visitors_are_sent_to_sign_in_and_errors_are_pages(api: Client, runtime: Runtime) -> None:

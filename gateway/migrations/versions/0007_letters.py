@@ -1,4 +1,4 @@
-"""referral letters: registration numbers, signed PDFs carried with referrals
+"""referral letters: registration numbers, signed PDFs laid out after the send and sent on to the recipient
 
 Revision ID: 0007
 Revises: 0006
@@ -67,11 +67,17 @@ def upgrade() -> None:
         sa.Column("register_year", sa.Integer(), nullable=True),
         sa.Column("register_number", sa.Integer(), nullable=True),
         sa.Column("language", sa.String(length=8), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.Column("signature", sa.Text(), nullable=True),
         sa.Column("signing_kid", sa.String(length=64), nullable=True),
-        sa.Column("verification", sa.String(length=16), nullable=False),
+        sa.Column("verification", sa.String(length=16), nullable=True),
         sa.Column("document_id", GUID(length=16), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("content_sealed", sa.LargeBinary(), nullable=True),
+        sa.Column("issued_at", UTC(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", UTC(timezone=True), nullable=True),
+        sa.Column("last_error", sa.String(length=64), nullable=True),
         _tenant_fk("referral_letter"),
         sa.ForeignKeyConstraint(
             ["referral_id"], ["referral.id"], name=op.f("fk_referral_letter_referral_id_referral"), ondelete="CASCADE"
@@ -84,6 +90,8 @@ def upgrade() -> None:
     for table in TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.create_index(batch_op.f(f"ix_{table}_tenant_id"), ["tenant_id"], unique=False)
+    with op.batch_alter_table("referral_letter", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_referral_letter_status"), ["status"], unique=False)
 
     if op.get_bind().dialect.name == "postgresql":
         for table in TABLES:
@@ -92,6 +100,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("referral_letter", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_referral_letter_status"))
     for table in reversed(TABLES):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_index(batch_op.f(f"ix_{table}_tenant_id"))

@@ -14,8 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from tenants.models import directory_keys
-
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
@@ -53,7 +51,7 @@ def _refresh_directory_keys() -> None:
         profile: Any = row.service_profile
         if isinstance(profile, str):
             profile = json.loads(profile)
-        region_key, search_text, problem_keys, district_keys = directory_keys(
+        region_key, search_text, problem_keys, district_keys = _directory_keys(
             row.name, row.slug, row.region, profile if isinstance(profile, dict) else {}
         )
         bind.execute(
@@ -63,6 +61,42 @@ def _refresh_directory_keys() -> None:
                 region_key=region_key, search_text=search_text, problem_keys=problem_keys, district_keys=district_keys
             )
         )
+
+
+# Frozen copies of `tenants.models.fold` and `directory_keys` as of this revision: a migration must give the same
+# result whatever the application code later becomes (tests/unit/tenants/test_directory_keys.py compares them today).
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().replace("ё", "е").split())
+
+
+def _directory_keys(
+    name: str, slug: str, region: str | None, profile: dict[str, Any]
+) -> tuple[str | None, str, str, str]:
+    """(region_key, search_text, problem_keys, district_keys) of a directory profile."""
+    services = [s for s in profile.get("services", []) if isinstance(s, dict)]
+    address = profile.get("address") or {}
+    words = [name, slug, region or "", *(str(v) for v in address.values() if v)]
+    problems: set[str] = set()
+    districts = {_fold(str(d)).replace("|", " ") for d in profile.get("districts", [])}
+    for service in services:
+        words += [str(service.get(k) or "") for k in ("name", "description", "code")]
+        problems.update(str(p) for p in service.get("problems", []))
+        if service.get("code"):
+            problems.add(str(service["code"]))
+        districts.update(_fold(str(d)).replace("|", " ") for d in service.get("districts", []))
+    words += sorted(districts)
+
+    def joined(terms: set[str]) -> str:
+        return "|" + "|".join(sorted(t for t in terms if t)) + "|" if any(terms) else ""
+
+    return (
+        _fold(region) if region else None,
+        _fold(" ".join(w for w in words if w)),
+        joined(problems),
+        joined(districts),
+    )
 
 
 def downgrade() -> None:

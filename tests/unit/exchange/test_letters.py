@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import uuid
 import zoneinfo
 
@@ -14,7 +15,15 @@ from joserfc.jwk import OKPKey
 from pypdf import PdfReader
 
 from exchange.letters.numbering import RegistrationNumber, check_prefix, derive_prefix
-from exchange.letters.render import KINDS, Annex, LetterContent, Party, WeasyPrintRenderer
+from exchange.letters.render import (
+    KINDS,
+    Annex,
+    LetterContent,
+    Party,
+    WeasyPrintRenderer,
+    content_from_json,
+    content_to_json,
+)
 from exchange.letters.signing import LetterBinding, Verification, pdf_digest, sign_letter, verify_letter
 from tenants.errors import InvalidInput
 
@@ -118,6 +127,20 @@ def test_text_is_escaped_not_interpreted(renderer: WeasyPrintRenderer) -> None:
     assert "<b>жирный</b> & <script>x</script>" in text
 
 
+def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter(renderer: WeasyPrintRenderer) -> None:
+    """A pending letter keeps its content as JSON; the worker lays out exactly what the send numbered."""
+    content = _content("ru", needs={"client": "жильё"}, plan={"title": "Обследовать", "expected_result": "Акт"},
+                       annexes=(Annex("subjects", 1), Annex("needs")))  # fmt: skip
+    stored = json.loads(json.dumps(content_to_json(content)))  # as it is sealed and opened again
+    assert stored["zone"] == "Europe/Moscow"
+    restored = content_from_json(stored)
+    assert restored == content
+    assert restored.respond_by.tzname() == "MSK"  # the letter shows the zone's name, not a bare offset
+    first, second = renderer.render_now(content), renderer.render_now(restored)
+    assert first == second  # laid out twice (a retry after a crash), the letter is the same PDF
+    assert "(MSK)" in _text(second)
+
+
 @pytest.mark.parametrize(
     ("slug", "prefix"),
     [("semya", "СЕМ"), ("kdn", "КДН"), ("opeka", "ОПЕ"), ("shkola-12", "ШКО"), ("zhkh", "ЖХ"), ("---", "ПИС")],
@@ -188,6 +211,12 @@ def test_a_signature_for_another_letter_or_by_another_key_is_invalid(key: OKPKey
     stranger = OKPKey.generate_key("Ed25519", {"kid": "sig-test"})  # same kid, different key
     assert verify_letter(PDF_BYTES, signature, BINDING, _published(stranger)).verification is Verification.INVALID
     assert verify_letter(PDF_BYTES, signature, BINDING, []).reason == "signed with a key the sender does not publish"
+
+
+def test_signing_the_same_letter_again_gives_the_same_signature(key: OKPKey) -> None:
+    """Ed25519 is deterministic and cb.iat is the send time, so a worker retrying after a crash signs identically."""
+    first = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)
+    assert sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW) == first
 
 
 def test_missing_and_malformed_signatures(key: OKPKey) -> None:

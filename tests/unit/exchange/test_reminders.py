@@ -71,3 +71,21 @@ def test_reminder_email_names_the_referral_and_the_deadline_only(language: str |
     # The case reference and the parties are not in it: only the referral's id, kind and deadline.
     assert item.case_ref not in body + text.subject
     assert str(item.from_tenant_id) not in body
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+@pytest.mark.parametrize("kind", ["referral\r\nBcc: someone@example.org", "Семья Ивановых", "PLAN_TASK", ""])
+def test_a_kind_that_is_not_known_never_reaches_the_email(language: str, kind: str) -> None:
+    # On the receiving side the kind came from a partner's envelope: only the fixed word for it is written.
+    item = referral("received", Side.RECIPIENT)
+    item.kind = kind
+    text = reminder_email(Due(item, ReminderKind.RESPOND_DUE, RESPOND_BY, frozenset()), language=language,
+                          base_url="https://cb.example.org/")  # fmt: skip
+    generic = "referral" if language == "en" else "направление"
+    assert f"({generic}, 10.03.2027 12:00 UTC)" in text.subject
+    assert "\r" not in text.subject
+    assert "\n" not in text.subject
+    for line in text.lines:
+        assert "\r" not in line
+        assert "\n" not in line
+    assert all(part not in text.subject + "\n".join(text.lines) for part in ("Bcc", "someone@", "Ивановых", "PLAN_"))

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import typing
+import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from exchange.charts import SVG_NS, distribution_svg
+from exchange.models import OutcomeResult
 from exchange.reporting import (
     ACCEPT_BUCKETS_HOURS,
     COMPLETE_BUCKETS_DAYS,
+    BoxReport,
+    BreakdownRow,
+    DateOutOfRange,
+    Overdue,
+    ReferralReport,
     bucket_label,
     distribution,
     outcome_of,
     parse_period,
+    report_csv,
 )
+from exchange.schemas import Outcome
 from tenants.errors import InvalidInput
 
 MSK = dt.timezone(dt.timedelta(hours=3))
@@ -58,6 +70,33 @@ def test_bad_periods_are_named_precisely(start: str, until: str, zone: str, mess
     with pytest.raises(InvalidInput) as refused:
         parse_period(start, until, zone)
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("start", "until", "zone", "parameter"),
+    [
+        ("9999-12-01", "9999-12-31", "UTC", "until"),  # the day after the last day does not exist
+        ("0001-01-01", "0001-01-05", "Europe/Moscow", "from"),  # midnight at +03:00 is before year 1 in UTC
+        ("0001-01-01T01:00:00+05:00", "2026-01-01T00:00:00Z", "UTC", "from"),
+        ("9999-12-31T00:00:00Z", "9999-12-31T23:00:00-05:00", "UTC", "until"),
+    ],
+    ids=["last-day", "first-day-east", "instant-before-year-1", "instant-after-9999"],
+)
+def test_dates_at_the_edges_of_the_calendar_are_named_not_crashed_on(
+    start: str, until: str, zone: str, parameter: str
+) -> None:
+    with pytest.raises(DateOutOfRange) as refused:
+        parse_period(start, until, zone)
+    assert isinstance(refused.value, InvalidInput)  # a 400 problem, like every other bad period
+    assert refused.value.parameter == parameter
+    assert str(refused.value).startswith(f"{parameter}: ")
+    assert "is out of range; use a date between 0002-01-01 and 9999-12-30" in str(refused.value)
+
+
+def test_the_range_the_message_offers_works_in_every_time_zone() -> None:
+    for zone in ("Pacific/Kiritimati", "Etc/GMT+12", "Europe/Moscow", "UTC"):
+        assert parse_period("0002-01-01", "0002-01-01", zone).start.year in (1, 2)
+        assert parse_period("9999-12-30", "9999-12-30", zone).end.year == 9999
 
 
 @pytest.mark.parametrize(
@@ -110,3 +149,40 @@ def test_an_empty_chart_says_so() -> None:
     root = ET.fromstring(svg)  # noqa: S314 - the chart casebridge itself just drew
     assert root.find(f"{{{SVG_NS}}}desc").text == "no referrals in this period"  # type: ignore[union-attr]
     assert all(float(b.get("height", "nan")) == 0.0 for b in root.findall(f"{{{SVG_NS}}}rect"))
+
+
+def _section(rows: list[BreakdownRow]) -> BoxReport:
+    hours = distribution([], ACCEPT_BUCKETS_HOURS, "hours")
+    days = distribution([], COMPLETE_BUCKETS_DAYS, "days")
+    return BoxReport(total=sum(r.count for r in rows), by_kind=[], by_status=[], by_outcome=[], by_partner=[],
+                     breakdown=rows, time_to_accept=hours, time_to_complete=days,
+                     overdue=Overdue(now=0, answered_late=0, completed_late=0))  # fmt: skip
+
+
+def test_every_text_cell_of_the_csv_is_defused() -> None:
+    # kind and outcome come from partners' envelopes, the name from their profile: any may look like a formula.
+    partner = uuid.uuid4()
+    hostile = BreakdownRow(kind="=HYPERLINK(\"http://x\")", partner_id=partner, partner_name="+7 812",
+                           outcome="@SUM(A1)", count=2)  # fmt: skip
+    tabbed = BreakdownRow(kind="\tcmd", partner_id=partner, partner_name="-Фонд", outcome="\r=1", count=1)
+    plain = BreakdownRow(kind="referral", partner_id=partner, partner_name="Отдел опеки", outcome="resolved", count=3)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    report = ReferralReport(tenant_id=uuid.uuid4(), period_from=now, period_until=now + dt.timedelta(days=1),
+                            time_zone="UTC", generated_at=now, outgoing=_section([hostile, tabbed, plain]))  # fmt: skip
+    rows = list(csv.reader(io.StringIO(report_csv(report).decode("utf-8"))))
+    referrals = [row for row in rows if row[1] == "referrals"]
+    assert [(r[2], r[4], r[5], r[7]) for r in referrals] == [
+        ('\'=HYPERLINK("http://x")', "'+7 812", "'@SUM(A1)", "2"),
+        ("'\tcmd", "'-Фонд", "'\r=1", "1"),
+        ("referral", "Отдел опеки", "resolved", "3"),
+    ]
+    assert all(row[3] == str(partner) for row in referrals)
+    for row in rows:
+        for cell in row:
+            assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), row
+
+
+def test_the_known_outcome_results_are_the_apis() -> None:
+    # The inbox accepts exactly the results a recipient can record through the API; they must not drift apart.
+    api_results = typing.get_args(typing.get_type_hints(Outcome)["result"])
+    assert set(api_results) == {r.value for r in OutcomeResult}

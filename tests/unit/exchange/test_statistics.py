@@ -1,4 +1,8 @@
-"""The directory's figures from a fixture of timelines, against values computed by hand."""
+"""The directory's figures from a fixture of timelines, against values computed by hand, and small-cell suppression.
+
+The arithmetic is checked with `min_cell=0` (every figure there is something to compute from); the threshold itself
+is checked separately, with the default `MIN_CELL`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from exchange.statistics import ReferralHistory, figures, percentile
+from exchange.statistics import MIN_CELL, ReferralHistory, figures, percentile
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=59)
@@ -38,7 +42,7 @@ PARTNER = [
 
 
 def test_a_partner_with_history() -> None:
-    stats = figures(PARTNER, now=NOW, window=WINDOW)
+    stats = figures(PARTNER, now=NOW, window=WINDOW, min_cell=0)
     # Hours to accept, sorted: 2 4 6 8 10 12 20 -> median the 4th; p90 at rank 0.9 * 6 = 5.4: 12 + 0.4 * (20 - 12).
     assert stats.median_hours_to_accept == 8.0
     assert stats.p90_hours_to_accept == 15.2
@@ -51,8 +55,51 @@ def test_a_partner_with_history() -> None:
     assert (stats.completed_count, stats.due_count, stats.window_days) == (3, 5, 365)
 
 
-def test_a_partner_without_history_has_nulls_and_zero_counts() -> None:
+def test_the_same_history_under_the_threshold_hides_only_the_small_cells() -> None:
+    assert MIN_CELL == 5
+    stats = figures(PARTNER, now=NOW, window=WINDOW)
+    assert (stats.median_hours_to_accept, stats.p90_hours_to_accept) == (8.0, 15.2)  # seven accepted
+    assert stats.acceptance_rate == 0.875  # eight answered
+    assert stats.on_time_rate == 0.4  # five due: exactly the threshold
+    # Only three completed: no completion figures, and the count itself is not shown.
+    assert (stats.median_days_to_complete, stats.p90_days_to_complete, stats.completed_count) == (None, None, None)
+    assert (stats.referral_count, stats.answered_count, stats.accepted_count, stats.due_count) == (9, 8, 7, 5)
+    assert (stats.window_days, stats.min_cell) == (365, 5)
+
+
+@pytest.mark.parametrize("referrals", [1, 2, 3, 4])
+def test_a_partner_with_fewer_than_five_referrals_shows_no_figures(referrals: int) -> None:
+    # Each one answered, accepted, completed and due: every figure would otherwise have something to rest on.
+    items = [history(accepted=(n + 1) * H, completed=(n + 2) * D) for n in range(referrals)]
+    stats = figures(items, now=NOW, window=WINDOW)
+    assert stats.median_hours_to_accept is None
+    assert stats.median_days_to_complete is None
+    assert stats.p90_hours_to_accept is None
+    assert stats.p90_days_to_complete is None
+    assert stats.acceptance_rate is None
+    assert stats.on_time_rate is None
+    counts = (stats.referral_count, stats.answered_count, stats.accepted_count, stats.completed_count, stats.due_count)
+    assert counts == (None, None, None, None, None)
+    assert (stats.window_days, stats.min_cell) == (365, MIN_CELL)
+    # One more referral like them and every figure appears.
+    items.append(history(accepted=(referrals + 1) * H, completed=(referrals + 2) * D))
+    if len(items) == MIN_CELL:
+        shown = figures(items, now=NOW, window=WINDOW)
+        assert (shown.median_hours_to_accept, shown.median_days_to_complete) == (3.0, 4.0)
+        assert (shown.acceptance_rate, shown.on_time_rate) == (1.0, 1.0)
+        assert (shown.referral_count, shown.completed_count, shown.due_count) == (5, 5, 5)
+
+
+def test_a_partner_without_history_has_only_nulls() -> None:
     stats = figures([], now=NOW, window=WINDOW)
+    assert stats.median_hours_to_accept is None
+    assert stats.acceptance_rate is None
+    # Zero is suppressed as well: otherwise its change to "suppressed" would give the first referral away.
+    assert (stats.referral_count, stats.answered_count, stats.accepted_count, stats.completed_count) == (None,) * 4
+
+
+def test_without_a_threshold_no_history_has_nulls_and_zero_counts() -> None:
+    stats = figures([], now=NOW, window=WINDOW, min_cell=0)
     assert stats.median_hours_to_accept is None
     assert stats.median_days_to_complete is None
     assert stats.p90_hours_to_accept is None
@@ -63,7 +110,7 @@ def test_a_partner_without_history_has_nulls_and_zero_counts() -> None:
 
 
 def test_a_partner_that_only_rejects() -> None:
-    stats = figures([history(rejected=3 * H), history(rejected=30 * H)], now=NOW, window=WINDOW)
+    stats = figures([history(rejected=3 * H), history(rejected=30 * H)], now=NOW, window=WINDOW, min_cell=0)
     assert stats.acceptance_rate == 0.0
     assert stats.median_hours_to_accept is None
     assert stats.median_days_to_complete is None
@@ -90,13 +137,13 @@ def test_on_time_boundaries(milestones: dict[str, dt.timedelta], due: bool, on_t
     item = history(**milestones)
     assert item.completion_due(NOW) is due
     assert item.on_time is on_time
-    stats = figures([item], now=NOW, window=WINDOW)
+    stats = figures([item], now=NOW, window=WINDOW, min_cell=0)
     assert stats.due_count == int(due)
     assert stats.on_time_rate == (None if not due else float(on_time))
 
 
 def test_a_partner_clock_behind_the_senders_never_gives_negative_durations() -> None:
-    stats = figures([history(accepted=-H, completed=-D)], now=NOW, window=WINDOW)
+    stats = figures([history(accepted=-H, completed=-D)], now=NOW, window=WINDOW, min_cell=0)
     assert stats.median_hours_to_accept == 0.0
     assert stats.median_days_to_complete == 0.0
 

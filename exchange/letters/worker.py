@@ -1,0 +1,161 @@
+"""The letter worker: lays out the letters sends left pending, with no database transaction open during the layout.
+
+A send only numbers its letter and keeps it pending (exchange.letters.services.register_letter), so the sending
+transaction never waits for WeasyPrint. Each pass here claims due pending letters in one short transaction, then for
+each one reads its sealed content (a read-only session, closed again), lays it out in a thread, and stores the PDF,
+its signature and the `referral.letter` envelope in one more short transaction. Crash-safe: a letter stays pending
+until that last transaction commits, a claim lapses after `claim_for`, and storing is store-once (a second worker
+that laid out the same letter stores and sends nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from exchange.deps import ExchangeDeps
+from exchange.letters.services import (
+    PENDING,
+    claim_pending,
+    note_render_failure,
+    pending_content,
+    store_rendered,
+)
+from exchange.models import Letter
+from exchange.relay import retry_delay
+from tenants.persistence import platform_session, read_only_platform_session
+
+log = logging.getLogger("casebridge.exchange")
+
+# A claimed letter is hidden from other workers (gateway replicas) this long: far more than laying out a batch takes
+# (1-2 s a letter under load), so a letter is laid out twice only after a crash, and then stored once. A crashed
+# node's letters therefore wait at most this long for another worker (or the restarted one).
+CLAIM_FOR: Final = dt.timedelta(seconds=30)
+MAX_BACKOFF: Final = dt.timedelta(minutes=5)
+_MAX_EXPONENT: Final = 32
+
+
+class LetterWorker:
+    """Renders pending letters; one instance per process, safe with several processes."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        deps: ExchangeDeps,
+        *,
+        batch: int = 5,
+        claim_for: dt.timedelta = CLAIM_FOR,
+        max_backoff: dt.timedelta = MAX_BACKOFF,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self._sessions = sessions
+        self._deps = deps
+        self.batch = batch
+        self._claim_for = claim_for
+        self._max_backoff = max_backoff
+        self._on_stored = on_stored
+
+    def warm_up(self) -> None:
+        """Prepare the layout engine (blocking: run it in a thread); raises LetterUnavailable without one."""
+        self._deps.letters.warm_up()
+
+    async def render_once(self, stop: asyncio.Event | None = None) -> int:
+        """Claim up to `batch` due letters and render each; returns how many were claimed.
+
+        When `stop` is set meanwhile, the letter in hand is finished and the rest of the claim handed back.
+        """
+        claimed = await self._claim()
+        for index, letter_id in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                await self._release(claimed[index:])
+                break
+            await self.render(letter_id)
+        return len(claimed)
+
+    async def render(self, letter_id: uuid.UUID) -> bool:
+        """Lay out, sign and store one pending letter; True when this call stored it. Failures are noted, not raised."""
+        try:
+            async with await read_only_platform_session(self._sessions) as session:
+                pending = await pending_content(session, self._deps, letter_id)
+            if pending is None:
+                return False  # stored meanwhile (by another worker) or gone with its referral
+            # No session, no connection, no transaction while the layout runs: other requests write freely.
+            pdf = await self._deps.letters.render(pending.content)
+            async with platform_session(self._sessions) as session, session.begin():
+                stored = await store_rendered(session, self._deps, letter_id, pdf)
+        except Exception as exc:  # the engine, a key or the database: the letter stays pending and is tried again
+            await self._failed(letter_id, exc)
+            return False
+        if stored:
+            self._on_stored()  # its referral.letter envelope is in the outbox: let the relay publish it now
+        return stored
+
+    async def _claim(self) -> list[uuid.UUID]:
+        now = self._deps.clock.now()
+        # A read-only look first: most wakes find nothing, and on SQLite this takes no write lock.
+        async with await read_only_platform_session(self._sessions) as session:
+            due = await session.scalar(
+                select(Letter.id)
+                .where(Letter.status == PENDING, Letter.content_sealed.is_not(None), Letter.next_attempt_at <= now)
+                .limit(1)
+            )
+        if due is None:
+            return []
+        async with platform_session(self._sessions) as session, session.begin():
+            return await claim_pending(session, now, limit=self.batch, claim_for=self._claim_for)
+
+    async def _release(self, letter_ids: list[uuid.UUID]) -> None:
+        async with platform_session(self._sessions) as session, session.begin():
+            await session.execute(
+                update(Letter)
+                .where(Letter.id.in_(letter_ids), Letter.status == PENDING)
+                .values(next_attempt_at=self._deps.clock.now())
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _failed(self, letter_id: uuid.UUID, exc: Exception) -> None:
+        error = type(exc).__name__  # the class only: messages could quote letter content
+        try:
+            async with platform_session(self._sessions) as session, session.begin():
+                attempts = await session.scalar(select(Letter.attempts).where(Letter.id == letter_id))
+                delay = retry_delay(int(attempts or 0) + 1, self._max_backoff)
+                await note_render_failure(session, letter_id, error, self._deps.clock.now(), delay)
+        except Exception as noted:  # the database is away too: the claim lapses and the letter is tried again
+            log.warning("letter worker could not note a failure (%s)", type(noted).__name__)
+            return
+        log.warning("letter not rendered (%s); retrying in %.0fs", error, delay.total_seconds())
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event, *, poll_interval: float = 1.0) -> None:
+        """Render until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
+        failures = 0
+        while not stop.is_set():
+            wake.clear()  # before the pass, so a wake during it triggers another pass instead of being lost
+            try:
+                while await self.render_once(stop) >= self.batch and not stop.is_set():
+                    pass
+            except Exception as exc:  # the database is down or similar: the worker must outlive it
+                failures += 1
+                delay = min(poll_interval * 2 ** min(failures, _MAX_EXPONENT), self._max_backoff.total_seconds())
+                log.warning("letter worker pass failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await _first_of(stop, None, delay)
+                continue
+            failures = 0
+            await _first_of(stop, wake, poll_interval)
+
+
+async def _first_of(first: asyncio.Event, second: asyncio.Event | None, within_s: float) -> None:
+    waiters = {asyncio.ensure_future(event.wait()) for event in (first, second) if event is not None}
+    try:
+        await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
