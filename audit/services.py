@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -53,6 +54,35 @@ class AuditLog:
         extra: dict[str, Any] | None = None,
         at: dt.datetime | None = None,
     ) -> AuditEventRecord:
+        """Add one event to ``session``: it commits (or rolls back) with the change it records."""
+        record = self.event(
+            action=action, outcome=outcome, actor=actor, log_tenant_id=log_tenant_id, context=context,
+            resource_type=resource_type, resource_id=resource_id, subjects=subjects, purpose=purpose,
+            legal_basis=legal_basis, reason=reason, extra=extra, at=at,
+        )  # fmt: skip
+        session.add(AuditEvent(**_event_columns(record)))
+        for name in record.subjects:
+            session.add(AuditEventSubject(event_id=record.id, pseudonym=name))
+        return record
+
+    def event(
+        self,
+        *,
+        action: Action,
+        outcome: Outcome,
+        actor: Actor,
+        log_tenant_id: uuid.UUID | None,
+        context: RequestContext | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        subjects: tuple[str, ...] = (),
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> AuditEventRecord:
+        """The event as it would be written, with its id and time; not yet in any session."""
         record = AuditEventRecord(
             id=uuid7(),
             time=at or self._clock.now(),
@@ -71,22 +101,17 @@ class AuditLog:
             user_agent=context.user_agent if context else None,
             extra=extra or {},
         )
-        session.add(
-            AuditEvent(
-                id=record.id,
-                log_tenant_id=log_tenant_id,
-                recorded_at=record.time,
-                action=action.value,
-                outcome=outcome.value,
-                actor_id=actor.id,
-                actor_tenant_id=actor.tenant_id,
-                resource_id=resource_id,
-                canonical=canonical_json(record.to_json()).decode(),
-            )
-        )
-        for name in subjects:
-            session.add(AuditEventSubject(event_id=record.id, pseudonym=name))
         return record
+
+    @staticmethod
+    async def append_many(session: AsyncSession, records: Sequence[AuditEventRecord]) -> None:
+        """Insert many events built by ``event`` in two statements (imports and the benchmark's fill)."""
+        if not records:
+            return
+        await session.execute(insert(AuditEvent), [_event_columns(r) for r in records])
+        subjects = [{"event_id": r.id, "pseudonym": name} for r in records for name in r.subjects]
+        if subjects:
+            await session.execute(insert(AuditEventSubject), subjects)
 
 
 @dataclass(slots=True)
@@ -141,3 +166,17 @@ class AccessScope:
             reason=reason,
             extra=self.extra,
         )
+
+
+def _event_columns(record: AuditEventRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "log_tenant_id": record.log_tenant_id,
+        "recorded_at": record.time,
+        "action": record.action.value,
+        "outcome": record.outcome.value,
+        "actor_id": record.actor.id,
+        "actor_tenant_id": record.actor.tenant_id,
+        "resource_id": record.resource_id,
+        "canonical": canonical_json(record.to_json()).decode(),
+    }
