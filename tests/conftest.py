@@ -23,6 +23,13 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tests.pg import ThrowawayPostgres, postgres_available
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread while the
+    session's browser is open, and no asyncio test can run after that."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/"))
+
+
 BASE_URL = "http://localhost"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
