@@ -441,6 +441,9 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             raise InvalidInput(f"'{name}' must be an RFC 3339 time with an offset, e.g. 2026-11-01T00:00:00Z.")
+        # Windows and time zones are computed around these times: the calendar's very ends would overflow.
+        if value is not None and not 2 <= value.year <= 9998:
+            raise InvalidInput(f"'{name}' must lie between the years 2 and 9998.")
     if since is not None and until is not None and since >= until:
         raise InvalidInput("'since' must be earlier than 'until'.")
 

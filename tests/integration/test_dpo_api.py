@@ -137,7 +137,8 @@ async def test_search_by_each_filter(agencies: tuple[Agency, Agency, Agency], ru
 
     for bad in ({"action": "exchange:case:steal"}, {"outcome": "maybe"}, {"since": "yesterday"},
                 {"until": "2026-13-01T00:00:00Z"}, {"since": "2026-11-01T00:00:00"}, {"limit": 501}, {"limit": 0},
-                {"cursor": "not-a-cursor"}, {"actor": "someone"}, {"since": last, "until": first}):  # fmt: skip
+                {"cursor": "not-a-cursor"}, {"actor": "someone"}, {"since": last, "until": first},
+                {"since": "0001-01-01T00:00:00Z"}, {"until": "9999-12-31T23:59:59Z"}):  # fmt: skip
         response = await dpo.get(EVENTS, params=bad)
         assert response.status_code == 400, (bad, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -331,7 +332,8 @@ async def test_anomaly_flags(agencies: tuple[Agency, Agency, Agency], runtime: R
     assert "no_active_basis" not in {f["rule"] for f in at_opeka}
 
     for bad in ({"since": "2026-11-01T00:00:00Z", "until": "2026-12-15T00:00:00Z"},
-                {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, {"since": "soon"}):  # fmt: skip
+                {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, {"since": "soon"},
+                {"until": "0001-01-01T00:00:00Z"}, {"since": "9999-12-31T00:00:00Z"}):  # fmt: skip
         assert (await dpo.get("/api/v1/audit/anomalies", params=bad)).status_code == 400, bad
 
 
