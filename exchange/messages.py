@@ -138,15 +138,26 @@ def _attachment(document: Document, name: str) -> dict[str, Any]:
 
 
 async def list_messages(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    referral_id: uuid.UUID,
+    page: tuple[int, int] | None = None,
 ) -> list[MessageOut]:
+    """The thread, oldest first; with `page` (offset, limit), that slice of it newest first (the staff page)."""
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
     key = await _referral_key(session, deps, referral) if referral.data_key_wrapped else None
-    messages = await session.scalars(
-        select(ThreadMessage).where(ThreadMessage.referral_id == referral.id).order_by(ThreadMessage.at)
-    )
+    query = select(ThreadMessage).where(ThreadMessage.referral_id == referral.id)
+    if page is None:
+        query = query.order_by(ThreadMessage.at)
+    else:
+        offset, limit = page
+        query = query.order_by(ThreadMessage.at.desc(), ThreadMessage.id.desc()).offset(offset).limit(limit)
+    messages = await session.scalars(query)
     views = []
     for message in messages:
         body = ""

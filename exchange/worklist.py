@@ -1,26 +1,31 @@
-"""What the staff pages need beside the API's operations: a case's referrals, the categories the referral composer
-may offer (decided by the sharing policy), an intake officer's own referrals, and assigning an incoming referral."""
+"""What the staff pages need beside the API's operations: a case's referrals, consents and timeline a page at a time,
+a page of the directory, the categories the referral composer may offer (decided by the sharing policy), an intake
+officer's own referrals, and assigning an incoming referral."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
 from exchange.access import access_case, access_referral
-from exchange.cases import active_recipient, consent_policy_view
+from exchange.cases import active_recipient, consent_policy_view, consent_view
 from exchange.deps import ExchangeDeps
-from exchange.models import Consent, Referral, Side, Subject
+from exchange.models import Case, Consent, Referral, Side, Subject
 from exchange.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
 from exchange.referrals import is_overdue, referral_pseudonyms, sender_kind
-from exchange.schemas import ReferralSummary
+from exchange.schemas import ConsentOut, ReferralSummary
+from exchange.statistics import partner_figures
+from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Role, User
 from tenants.principal import Principal
+from tenants.schemas import DirectoryEntry
 
 
 def summary_of(referral: Referral, now: dt.datetime) -> ReferralSummary:
@@ -39,19 +44,120 @@ def summary_of(referral: Referral, now: dt.datetime) -> ReferralSummary:
 
 
 async def case_referrals(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
-) -> list[ReferralSummary]:
-    """The referrals sent about one of the caller's cases, newest first."""
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    case_id: uuid.UUID,
+    before_id: uuid.UUID | None,
+    limit: int,
+) -> tuple[list[ReferralSummary], uuid.UUID | None]:
+    """One page of the referrals sent about one of the caller's cases, newest first; then the next page's row id."""
     case = await access_case(session, principal, case_id, for_write=False)
-    rows = await session.scalars(
+    query = (
         select(Referral)
         .where(Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER)
         .order_by(Referral.id.desc())
+        .limit(limit + 1)
     )
+    if before_id is not None:
+        query = query.where(Referral.id < before_id)
+    rows = list(await session.scalars(query))
+    page = rows[:limit]
     now = deps.clock.now()
-    items = [summary_of(r, now) for r in rows]
+    items = [summary_of(r, now) for r in page]
     audit.touched(referrals=[str(r.id) for r in items])
-    return items
+    return items, page[-1].id if len(rows) > limit else None
+
+
+async def case_consents(
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    *,
+    principal: Principal,
+    audit: AccessScope,
+    case_id: uuid.UUID,
+    after_id: uuid.UUID | None,
+    limit: int,
+) -> tuple[list[ConsentOut], uuid.UUID | None]:
+    """One page of a case's consents in the order they were recorded; then the next page's row id."""
+    audit.touched(resource_type="case", resource_id=case_id)
+    case = await access_case(session, principal, case_id, for_write=False)
+    subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
+    audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, subjects))
+    query = select(Consent).where(Consent.case_id == case.id).order_by(Consent.id).limit(limit + 1)
+    if after_id is not None:
+        query = query.where(Consent.id > after_id)
+    rows = list(await session.scalars(query))
+    page = rows[:limit]
+    items = [await consent_view(session, deps, c, subjects[c.subject_id]) for c in page]
+    return items, page[-1].id if len(rows) > limit else None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """One line of a case's timeline: opened, a consent recorded (from its valid_from) or withdrawn."""
+
+    what: str
+    at: dt.datetime
+    subject_id: uuid.UUID | None
+
+
+async def case_timeline(
+    session: AsyncSession, *, principal: Principal, case_id: uuid.UUID, offset: int, limit: int
+) -> tuple[list[CaseEvent], bool]:
+    """One page of a case's timeline, oldest first, and whether more follow. Reads no sealed field."""
+    case = await access_case(session, principal, case_id, for_write=False)
+    # The first SELECT gives the union its column types (and so how each backend's values are read back): the
+    # consent's own columns, with the case's creation time and no subject for the "opened" line.
+    recorded = select(
+        literal("consent").label("what"), Consent.valid_from.label("at"), Consent.subject_id.label("subject_id"),
+        Consent.id.label("row_id"),
+    ).where(Consent.case_id == case.id)  # fmt: skip
+    opened = select(
+        literal("opened"), type_coerce(Case.created_at, Consent.valid_from.type),
+        type_coerce(null(), Consent.subject_id.type), type_coerce(Case.id, Consent.id.type),
+    ).where(Case.id == case.id)  # fmt: skip
+    withdrawn = select(literal("withdrawn"), Consent.withdrawn_at, Consent.subject_id, Consent.id).where(
+        Consent.case_id == case.id, Consent.withdrawn_at.is_not(None)
+    )
+    events = union_all(recorded, opened, withdrawn).subquery()
+    rows = (
+        await session.execute(
+            select(events.c.what, events.c.at, events.c.subject_id)
+            .order_by(events.c.at, events.c.row_id, events.c.what)
+            .offset(offset)
+            .limit(limit + 1)
+        )
+    ).all()
+    return [CaseEvent(str(what), at, subject_id) for what, at, subject_id in rows[:limit]], len(rows) > limit
+
+
+async def directory_page(
+    session: AsyncSession,
+    query: DirectoryQuery,
+    *,
+    principal: Principal,
+    now: dt.datetime,
+    jwks_url: Callable[[uuid.UUID], str],
+    offset: int,
+    limit: int,
+) -> tuple[list[DirectoryEntry], bool]:
+    """One page of the directory search without the caller's own agency, by name, with each listed agency's figures.
+
+    A platform-scoped session: public profiles and aggregate figures only. Figures are computed for the page's
+    agencies alone, so a long directory costs one page of work.
+    """
+    tenants = [t for t in await search_directory(session, query) if t.id != principal.tenant_id]
+    page = tenants[offset : offset + limit]
+    computed = await partner_figures(session, partners=[t.id for t in page], now=now)
+    entries = [
+        directory_entry(t, jwks_url=jwks_url(t.id), stats=computed[t.id].overall,
+                        service_stats=computed[t.id].by_service)
+        for t in page
+    ]  # fmt: skip
+    return entries, len(tenants) > offset + limit
 
 
 async def assigned_to(

@@ -14,22 +14,38 @@ from litestar.params import FromPath
 
 from audit.events import Action
 from exchange import cases, reminders, worklist
+from exchange.cases import encode_cursor
 from exchange.errors import ConsentRequired
 from exchange.models import ReferralKind, SubjectRole, Urgency
 from exchange.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
 from exchange.referrals import list_referrals, send_referral
 from exchange.schemas import CaseIn, ConsentIn, Evidence, ReferralIn
-from exchange.statistics import directory_with_figures
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
+from gateway.web.paging import (
+    AGENCIES_PER_PAGE,
+    CASES_PER_PAGE,
+    CONSENTS_PER_PAGE,
+    REFERRALS_PER_PAGE,
+    REMINDERS_PER_PAGE,
+    TIMELINE_PER_PAGE,
+    BadPageLink,
+    back_to_first_page,
+    cursor_param,
+    next_offset,
+    offset_param,
+    page_state,
+)
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
 from tenants.persistence import platform_session
 
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
-PAGE_SIZE: Final = 20
+# The query parameter of each list's page on the case page and on the dashboard.
+CASE_PAGES: Final = ("consents", "referrals", "timeline")
+DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders")
 SUBJECT_ROWS: Final = 3
 PURPOSES: Final = tuple(LABELS["purposes"])
 
@@ -63,10 +79,14 @@ def _end_of_day(value: str, name: str) -> dt.datetime:
 
 @get("/cases", **page(Scope.CASES_READ, _WORKERS, Action.EXCHANGE_CASE_LIST))
 async def case_list(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+    try:
+        cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with tenant_transaction(request) as session:
         items, next_cursor = await cases.list_cases(
             session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            cursor=cursor, limit=PAGE_SIZE,
+            cursor=cursor, limit=CASES_PER_PAGE,
         )  # fmt: skip
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
@@ -117,27 +137,42 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/cases/{case_id:uuid}", **page(Scope.CASES_READ, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
+    """The case with three lists, each paged on its own: consents, referrals (cursors) and the timeline (offset)."""
     deps, principal = exchange_deps(request), principal_of(request)
+    try:
+        consents_after = cursor_param(request, "consents")
+        referrals_before = cursor_param(request, "referrals")
+        timeline_offset = offset_param(request, "timeline")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad, also=CASE_PAGES)
     async with tenant_transaction(request) as session:
         audit = audit_of(request)
         case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
-        consents = await cases.list_consents(session, deps, principal=principal, audit=audit, case_id=case_id)
-        referrals = await worklist.case_referrals(session, deps, principal=principal, audit=audit, case_id=case_id)
+        consents, next_consent = await worklist.case_consents(
+            session, deps, principal=principal, audit=audit, case_id=case_id, after_id=consents_after,
+            limit=CONSENTS_PER_PAGE,
+        )  # fmt: skip
+        referrals, next_referral = await worklist.case_referrals(
+            session, deps, principal=principal, audit=audit, case_id=case_id, before_id=referrals_before,
+            limit=REFERRALS_PER_PAGE,
+        )  # fmt: skip
+        timeline, more_events = await worklist.case_timeline(
+            session, principal=principal, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
+        )
         workers = await worklist.staff_names(
             session, principal=principal, user_ids=[case.key_worker_id] if case.key_worker_id else []
         )
     partners = await _tenant_names(request, {r.to_tenant_id for r in referrals})
-    subjects = {s.id: s for s in case.subjects}
-    timeline: list[dict[str, Any]] = sorted(
-        [{"at": case.created_at, "what": "opened"}]
-        + [{"at": c.valid_from, "what": "consent", "consent": c} for c in consents]
-        + [{"at": c.withdrawn_at, "what": "withdrawn", "consent": c} for c in consents if c.withdrawn_at],
-        key=lambda e: e["at"],
-    )
+    pages = {
+        "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
+        "referrals": (encode_cursor(next_referral) if next_referral else None, request.query_params.get("referrals")),
+        "timeline": (next_offset(timeline_offset, TIMELINE_PER_PAGE, more_events), timeline_offset or None),
+    }
     return render(
-        request, "case.html", case=case, consents=consents, referrals=referrals, subjects=subjects,
-        key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None, partners=partners,
-        timeline=timeline,
+        request, "case.html", case=case, consents=consents, referrals=referrals,
+        subjects={s.id: s for s in case.subjects}, partners=partners,
+        key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None, timeline=timeline,
+        pages=pages, page_params=page_state(request, CASE_PAGES),
     )  # fmt: skip
 
 
@@ -248,6 +283,10 @@ async def withdraw_consent(request: Request[Any, Any, Any], consent_id: FromPath
 
 @get("/cases/{case_id:uuid}/referrals/new", **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def composer(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
+    try:
+        offset_param(request, "agencies")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     return await _composer(request, case_id, dict(request.query_params))
 
 
@@ -267,16 +306,15 @@ async def _composer(
         district=(chosen.get("district") or "").strip() or None,
     )
     runtime = runtime_of(request)
+    # The form shown again after a refused send comes from a POST: its agencies are the first page.
+    offset = offset_param(request, "agencies") if request.method == "GET" else 0
     # Public profiles and their figures from every sender's copies: a platform-scoped read, as in the API.
     async with platform_session(runtime.sessions) as session:
-        partners = [
-            entry
-            for entry in await directory_with_figures(
-                session, query, now=runtime.clock.now(),
-                jwks_url=lambda tenant_id: tenant_jwks_url(runtime.settings.server.base_url, tenant_id),
-            )
-            if entry.id != principal.tenant_id
-        ]  # fmt: skip
+        partners, more_agencies = await worklist.directory_page(
+            session, query, principal=principal, now=runtime.clock.now(),
+            jwks_url=lambda tenant_id: tenant_jwks_url(runtime.settings.server.base_url, tenant_id),
+            offset=offset, limit=AGENCIES_PER_PAGE,
+        )  # fmt: skip
     recipient = _uuid(chosen.get("to"))
     purpose = str(chosen["purpose"]) if chosen.get("purpose") in PURPOSES else PURPOSES[0]
     basis_type = "statutory" if chosen.get("basis") == "statutory" else "consent"
@@ -298,9 +336,16 @@ async def _composer(
             except CasebridgeError:
                 recipient, offers = None, []
     now = runtime_of(request).clock.now()
+    recipient_name = next((t.name for t in partners if t.id == recipient), None)
+    if recipient is not None and recipient_name is None:  # chosen on another page of the directory
+        recipient_name = (await _tenant_names(request, {recipient})).get(recipient)
+    # Turning the directory's page keeps the filters and what is already chosen (not the people ticked: all again).
+    kept = ("problem_filter", "district", "kind", "to", "purpose", "basis", "reference")
+    agency_params = {k: str(chosen[k]) for k in kept if isinstance(chosen.get(k), str) and chosen[k]}
     return render(
         request, "composer.html", status=status, case=case, partners=partners, chosen=chosen, recipient=recipient,
-        recipient_name=next((t.name for t in partners if t.id == recipient), None), purpose=purpose,
+        recipient_name=recipient_name, purpose=purpose, agency_params=agency_params,
+        agency_pages=(next_offset(offset, AGENCIES_PER_PAGE, more_agencies), offset or None),
         purposes=PURPOSES, basis_type=basis_type, reference=reference, statutes=STATUTORY_CATALOGUE,
         subject_ids=subject_ids, offers=offers, kinds=list(TenantKind), referral_kinds=list(ReferralKind),
         urgencies=list(Urgency), default_respond=(now + dt.timedelta(days=5)).date().isoformat(),
@@ -368,26 +413,51 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
 
 @get("/dashboard", **page(Scope.REFERRALS_READ, _WORKERS, Action.EXCHANGE_REFERRAL_LIST))
 async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Deadlines, then my overdue referrals, then the rest by status, each list paged on its own; incoming: the newest
+    few, with the inbox for the rest."""
     deps, principal, runtime = exchange_deps(request), principal_of(request), runtime_of(request)
+    try:
+        cursor_param(request, "overdue")
+        cursor_param(request, "outgoing")
+        reminders_offset = offset_param(request, "reminders")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad, also=DASHBOARD_PAGES)
     async with tenant_transaction(request) as session:
         audit = audit_of(request)
-        outgoing, more_out = await list_referrals(session, deps, principal=principal, audit=audit, box="outgoing",
-                                                  status=None, overdue=None, cursor=None, limit=100)  # fmt: skip
+        # Overdue first: the late ones are a list of their own above the rest, so no page of the rest hides one.
+        overdue, next_overdue = await list_referrals(
+            session, deps, principal=principal, audit=audit, box="outgoing", status=None, overdue=True,
+            cursor=request.query_params.get("overdue") or None, limit=REFERRALS_PER_PAGE,
+        )  # fmt: skip
+        outgoing, next_outgoing = await list_referrals(
+            session, deps, principal=principal, audit=audit, box="outgoing", status=None, overdue=False,
+            cursor=request.query_params.get("outgoing") or None, limit=REFERRALS_PER_PAGE,
+        )  # fmt: skip
         incoming, more_in = await list_referrals(session, deps, principal=principal, audit=audit, box="incoming",
                                                  status=None, overdue=None, cursor=None, limit=10)  # fmt: skip
         due = await reminders.reminders_for(session, principal=principal, audit=None, now=runtime.clock.now(),
                                             lead=runtime.settings.reminders.lead)  # fmt: skip
-        # One event for the whole page: every referral it shows, from all three lists.
-        shown = {str(r.id) for r in outgoing} | {str(r.id) for r in incoming} | {str(d.referral_id) for d in due}
+        shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
+        # One event for the whole page: every referral it shows, from all its lists.
+        shown = {str(r.id) for r in [*overdue, *outgoing, *incoming]} | {str(d.referral_id) for d in shown_due}
         audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
-    overdue = [r for r in outgoing if r.overdue]
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
-        if not item.overdue:
-            by_status.setdefault(item.status, []).append(item)
-    partners = await _tenant_names(request, {r.to_tenant_id for r in outgoing} | {r.from_tenant_id for r in incoming})
-    return render(request, "dashboard.html", overdue=overdue, by_status=by_status, incoming=incoming, reminders=due,
-                  partners=partners, more_outgoing=more_out is not None, more_incoming=more_in is not None)  # fmt: skip
+        by_status.setdefault(item.status, []).append(item)
+    partners = await _tenant_names(
+        request, {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in incoming}
+    )
+    pages = {
+        "overdue": (next_overdue, request.query_params.get("overdue")),
+        "outgoing": (next_outgoing, request.query_params.get("outgoing")),
+        "reminders": (
+            next_offset(reminders_offset, REMINDERS_PER_PAGE, len(due) > reminders_offset + REMINDERS_PER_PAGE),
+            reminders_offset or None,
+        ),
+    }
+    return render(request, "dashboard.html", overdue=overdue, by_status=by_status, incoming=incoming,
+                  reminders=shown_due, partners=partners, more_incoming=more_in is not None, pages=pages,
+                  page_params=page_state(request, DASHBOARD_PAGES))  # fmt: skip
 
 
 CASEWORK_ROUTES: list[HTTPRouteHandler] = [

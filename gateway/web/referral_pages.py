@@ -13,38 +13,54 @@ from litestar.params import FromPath
 
 from audit.events import Action
 from exchange import messages, worklist
-from exchange.cases import decode_cursor, encode_cursor
+from exchange.cases import encode_cursor
 from exchange.letters import reading
 from exchange.models import Side
 from exchange.referrals import TRANSITIONS, list_referrals, read_referral, transition_referral
 from exchange.schemas import MessageIn, TransitionIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
-from gateway.web.casework import PAGE_SIZE, _tenant_names, _text
+from gateway.web.casework import _tenant_names, _text
 from gateway.web.pages import error_text, page, redirect, render, translator
+from gateway.web.paging import (
+    MESSAGES_PER_PAGE,
+    REFERRALS_PER_PAGE,
+    TIMELINE_PER_PAGE,
+    BadPageLink,
+    back_to_first_page,
+    cursor_param,
+    next_offset,
+    offset_param,
+    page_state,
+)
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "all")
+REFERRAL_PAGES: Final = ("timeline", "messages")
 
 
 @get("/inbox", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_LIST))
 async def inbox(request: Request[Any, Any, Any], tab: str = "new", cursor: str | None = None) -> Response[Any]:
     tab = tab if tab in TABS else "new"
     deps, principal = exchange_deps(request), principal_of(request)
+    try:
+        cursor_id = cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with tenant_transaction(request) as session:
         audit = audit_of(request)
         if tab == "mine":
             items, next_id = await worklist.assigned_to(
                 session, deps, principal=principal, audit=audit,
-                cursor_id=decode_cursor(cursor) if cursor else None, limit=PAGE_SIZE,
+                cursor_id=cursor_id, limit=REFERRALS_PER_PAGE,
             )  # fmt: skip
             next_cursor = encode_cursor(next_id) if next_id else None
         else:
             items, next_cursor = await list_referrals(
                 session, deps, principal=principal, audit=audit, box="incoming",
                 status="received" if tab == "new" else None, overdue=True if tab == "overdue" else None,
-                cursor=cursor, limit=PAGE_SIZE,
+                cursor=cursor, limit=REFERRALS_PER_PAGE,
             )  # fmt: skip
     partners = await _tenant_names(request, {r.from_tenant_id for r in items})
     return render(request, "inbox.html", items=items, tab=tab, tabs=TABS, next_cursor=next_cursor, cursor=cursor,
@@ -53,11 +69,18 @@ async def inbox(request: Request[Any, Any, Any], tab: str = "new", cursor: str |
 
 @get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
 async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+    """The referral; its timeline (oldest first) and its thread (newest first) are paged on their own, by offset."""
     deps, principal = exchange_deps(request), principal_of(request)
+    try:
+        timeline_offset = offset_param(request, "timeline")
+        messages_offset = offset_param(request, "messages")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad, also=REFERRAL_PAGES)
     async with tenant_transaction(request) as session:
         audit = audit_of(request)
         referral = await read_referral(session, deps, principal=principal, audit=audit, referral_id=referral_id)
-        thread = await messages.list_messages(session, deps, principal=principal, audit=audit, referral_id=referral_id)
+        thread = await messages.list_messages(session, deps, principal=principal, audit=audit, referral_id=referral_id,
+                                              page=(messages_offset, MESSAGES_PER_PAGE + 1))  # fmt: skip
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
         colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
         assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
@@ -65,9 +88,18 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
     may_act = principal.has_role(*_side_roles(side))
     actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
     actions = actions if may_act else []
+    # The timeline comes whole with the referral (as in the API); the page shows one slice of it.
+    timeline = referral.timeline[timeline_offset : timeline_offset + TIMELINE_PER_PAGE]
+    more_events = len(referral.timeline) > timeline_offset + TIMELINE_PER_PAGE
+    pages = {
+        "timeline": (next_offset(timeline_offset, TIMELINE_PER_PAGE, more_events), timeline_offset or None),
+        "messages": (next_offset(messages_offset, MESSAGES_PER_PAGE, len(thread) > MESSAGES_PER_PAGE),
+                     messages_offset or None),
+    }  # fmt: skip
     return render(
-        request, "referral.html", referral=referral, thread=thread, side=side.value, partners=partners,
-        actions=actions, colleagues=colleagues, assignee=assignee,
+        request, "referral.html", referral=referral, thread=thread[:MESSAGES_PER_PAGE], side=side.value,
+        partners=partners, actions=actions, colleagues=colleagues, assignee=assignee, timeline=timeline, pages=pages,
+        page_params=page_state(request, REFERRAL_PAGES),
     )  # fmt: skip
 
 
