@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from gateway.app import create_app
 from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, EmbeddedNats
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.settings import DatabaseSettings, Settings
 from tests.pg import ThrowawayPostgres, postgres_available
 
 
@@ -73,10 +74,43 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty database of the test's backend."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'casebridge.db'}"
     cluster: ThrowawayPostgres = request.getfixturevalue("postgres")
     return cluster.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(scope="session")
+async def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "casebridge.db"
+    engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", pool_size=1))
+    await upgrade_schema(engine)
+    await engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+async def _migrated_postgres(postgres: ThrowawayPostgres) -> str:
+    name = f"template_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(DatabaseSettings(url=postgres.create_database(name), pool_size=1))
+    await upgrade_schema(engine)
+    await engine.dispose()
+    return name
+
+
+@pytest.fixture
+def migrated_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database of the test's backend at the newest schema: a copy of one migrated once per session (running
+    the migrations for every test would cost more than most tests)."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("_migrated_sqlite")
+        path = tmp_path / "casebridge.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    cluster: ThrowawayPostgres = request.getfixturevalue("postgres")
+    name = request.getfixturevalue("_migrated_postgres")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:16]}", template=name)
 
 
 def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extra: str) -> Settings:
@@ -105,13 +139,9 @@ async def _empty_bus(nats_url: str) -> None:
 
 
 @pytest.fixture
-async def settings(database_url: str, tmp_path: Path, nats_url: str) -> Settings:
+async def settings(migrated_database_url: str, tmp_path: Path, nats_url: str) -> Settings:
     await _empty_bus(nats_url)
-    settings = settings_for(database_url, tmp_path / "var", nats_url)
-    engine = create_engine(settings.database)
-    await upgrade_schema(engine)
-    await engine.dispose()
-    return settings
+    return settings_for(migrated_database_url, tmp_path / "var", nats_url)
 
 
 @pytest.fixture
