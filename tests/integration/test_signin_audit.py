@@ -13,7 +13,14 @@ from gateway.runtime import Runtime
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import make_tenant, make_user
-from tests.integration.test_web_signin import Client, enrolled_staff, signed_in, submit_code, submit_password
+from tests.integration.test_web_signin import (  # noqa: F401 - _english: these helpers read the English pages
+    Client,
+    _english,
+    enrolled_staff,
+    signed_in,
+    submit_code,
+    submit_password,
+)
 
 SIGN_IN = "tenants:session:sign-in"
 FAILED = "tenants:session:sign-in-failed"
