@@ -16,6 +16,7 @@ import nats
 import nats.js.errors
 import pytest
 from litestar import Litestar
+from sqlalchemy.engine import make_url
 
 from gateway.app import create_app
 from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, EmbeddedNats
@@ -99,18 +100,16 @@ async def _migrated_postgres(postgres: ThrowawayPostgres) -> str:
     return name
 
 
-@pytest.fixture
-def migrated_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A database of the test's backend at the newest schema: a copy of one migrated once per session (running
-    the migrations for every test would cost more than most tests)."""
+def _from_template(database_url: str, backend: str, request: pytest.FixtureRequest) -> None:
+    """Make the test's (still empty) database a copy of the one migrated once per session: running the migrations
+    for every test would cost more than most tests."""
     if backend == "sqlite":
         template: Path = request.getfixturevalue("_migrated_sqlite")
-        path = tmp_path / "casebridge.db"
-        shutil.copyfile(template, path)
-        return f"sqlite+aiosqlite:///{path}"
+        shutil.copyfile(template, make_url(database_url).database or "")
+        return
     cluster: ThrowawayPostgres = request.getfixturevalue("postgres")
-    name = request.getfixturevalue("_migrated_postgres")
-    return cluster.create_database(f"t_{uuid.uuid4().hex[:16]}", template=name)
+    template_name: str = request.getfixturevalue("_migrated_postgres")
+    cluster.recreate_database(make_url(database_url).database or "", template=template_name)
 
 
 def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extra: str) -> Settings:
@@ -139,9 +138,15 @@ async def _empty_bus(nats_url: str) -> None:
 
 
 @pytest.fixture
-async def settings(migrated_database_url: str, tmp_path: Path, nats_url: str) -> Settings:
+def _schema(database_url: str, backend: str, request: pytest.FixtureRequest) -> None:
+    _from_template(database_url, backend, request)
+
+
+@pytest.fixture
+async def settings(database_url: str, _schema: None, tmp_path: Path, nats_url: str) -> Settings:
+    """Settings for the test's database (at the newest schema), data directory and nats-server."""
     await _empty_bus(nats_url)
-    return settings_for(migrated_database_url, tmp_path / "var", nats_url)
+    return settings_for(database_url, tmp_path / "var", nats_url)
 
 
 @pytest.fixture

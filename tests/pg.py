@@ -328,6 +328,16 @@ class ThrowawayPostgres:
         self._execute_as_superuser(f"CREATE DATABASE {name} OWNER {APP_ROLE}{copy}")
         return self.database_url(name)
 
+    def recreate_database(self, name: str, *, template: str) -> str:
+        """Replace database ``name`` (nobody connected to it) with a copy of ``template``; returns its URL."""
+        for identifier in (name, template):
+            if not _IDENTIFIER.fullmatch(identifier):
+                raise ValueError(f"database name must match {_IDENTIFIER.pattern}: {identifier!r}")
+        self._execute_as_superuser(
+            f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} OWNER {APP_ROLE} TEMPLATE {template}"
+        )
+        return self.database_url(name)
+
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
