@@ -48,8 +48,9 @@ run: $(STAMP) $(PDF_FONT) $(PANGO_LIB)
 	$(BIN)/casebridge demo seed --if-empty
 	exec $(BIN)/casebridge serve
 
+# Four workers on two cores: most tests wait on the bus, the sealer or the browser, not on the CPU.
 test: $(STAMP) $(PDF_FONT) $(PANGO_LIB) $(CHROMIUM)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
