@@ -64,7 +64,7 @@ format: $(STAMP)
 # `make bench QUICK=1` is the everyday mode (under two minutes); the last stdout line is the JSON report (DESIGN.md).
 .PHONY: bench
 bench: $(STAMP)
-	$(BIN)/python tests/perf/bench.py $(if $(filter-out 0,$(QUICK)),--quick)
+	$(BIN)/python -m tests.perf.bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
 messages: $(STAMP)

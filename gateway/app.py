@@ -81,7 +81,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
         audit=AuditLog(clock, lambda tenant_id: master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")),
-        letters=WeasyPrintRenderer(zone=zoneinfo.ZoneInfo(settings.letters.timezone)),
+        letters=WeasyPrintRenderer(
+            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.processes
+        ),
     )
 
     async def token_keys() -> list[dict[str, Any]]:
@@ -159,6 +161,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.sealer.stop()
             if runtime.letters is not None:
                 await runtime.letters.stop()
+            if isinstance(runtime.exchange.letters, WeasyPrintRenderer):
+                runtime.exchange.letters.close()
             await runtime.workers.stop()
             await runtime.bus.stop()
             await runtime.engine.dispose()

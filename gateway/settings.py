@@ -380,6 +380,9 @@ class LetterSettings:
     timezone: str
     """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year
     (default Europe/Moscow)."""
+    processes: int = 1
+    """CASEBRIDGE_LETTER_PROCESSES: worker processes that lay letters out, beside the gateway's own (default 1;
+    0 lays them out in a thread of the gateway process, which then competes with requests for the interpreter)."""
 
     @classmethod
     def from_env(cls, env: _Env) -> LetterSettings:
@@ -388,4 +391,4 @@ class LetterSettings:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEBRIDGE_LETTER_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
-        return cls(timezone=timezone)
+        return cls(timezone=timezone, processes=env.integer("CASEBRIDGE_LETTER_PROCESSES", 1, low=0, high=16))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import multiprocessing
 import threading
 import uuid
 import zoneinfo
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -192,12 +195,38 @@ def _prepared_engine() -> tuple[Any, Any, Any]:
         return _engine
 
 
-class WeasyPrintRenderer:
-    """Letters laid out by WeasyPrint (HTML and CSS to PDF; fonts through Pango and fontconfig)."""
+# Letters laid out in worker processes: one renderer per zone, made on first use in each process.
+_process_renderers: dict[str, WeasyPrintRenderer] = {}
 
-    def __init__(self, *, zone: zoneinfo.ZoneInfo) -> None:
+
+def _render_in_process(zone: str, content: LetterContent) -> bytes:
+    """The layout in a worker process (a module-level function: the pool pickles it by name)."""
+    renderer = _process_renderers.get(zone)
+    if renderer is None:
+        renderer = _process_renderers[zone] = WeasyPrintRenderer(zone=zoneinfo.ZoneInfo(zone))
+    return renderer.render_now(content)
+
+
+def _warm_in_process() -> None:
+    _prepared_engine()
+
+
+class WeasyPrintRenderer:
+    """Letters laid out by WeasyPrint (HTML and CSS to PDF; fonts through Pango and fontconfig).
+
+    ``processes`` > 0: layouts run in that many worker processes (spawned on first use), so the gateway's own
+    process, whose event loop serves every request, never spends its interpreter on a layout. 0: in a thread of the
+    calling process, for tools and tests.
+    """
+
+    def __init__(self, *, zone: zoneinfo.ZoneInfo, processes: int = 0) -> None:
+        if processes < 0:
+            raise ValueError("processes must not be negative")
         self._zone = zone
         self._environment = template_environment()
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._failure: LetterUnavailable | None = None
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -205,10 +234,30 @@ class WeasyPrintRenderer:
 
     @property
     def unavailable(self) -> LetterUnavailable | None:
-        return _engine_failure
+        return self._failure or _engine_failure
 
     def warm_up(self) -> None:
-        _prepared_engine()
+        if not self._processes:
+            _prepared_engine()
+            return
+        try:
+            self._executor().submit(_warm_in_process).result()
+        except LetterUnavailable as exc:
+            self._failure = exc
+            raise
+
+    def close(self) -> None:
+        """Stop the worker processes (a layout in progress is abandoned; its letter stays pending)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the gateway runs threads (the database driver's among them), which fork would copy
+            # in whatever state they are in.
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
 
     def render_now(self, content: LetterContent) -> bytes:
         """Lay the letter out on the calling thread."""
@@ -223,4 +272,13 @@ class WeasyPrintRenderer:
         return pdf
 
     async def render(self, content: LetterContent) -> bytes:
-        return await asyncio.to_thread(self.render_now, content)
+        if not self._processes:
+            return await asyncio.to_thread(self.render_now, content)
+        try:
+            pdf: bytes = await asyncio.get_running_loop().run_in_executor(
+                self._executor(), _render_in_process, self._zone.key, content
+            )
+        except BrokenProcessPool:
+            self._pool = None  # a worker process died: the next letter gets a fresh pool, this one is retried
+            raise
+        return pdf

@@ -73,6 +73,22 @@ def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer(r
         assert expected in text, expected
 
 
+async def test_letters_laid_out_in_a_worker_process_say_the_same() -> None:
+    in_processes = WeasyPrintRenderer(zone=MOSCOW, processes=1)
+    try:
+        in_processes.warm_up()
+        content = _content("ru")
+        pdf = await in_processes.render(content)
+        again = await in_processes.render(content)
+    finally:
+        in_processes.close()
+    # Bytes may differ between layouts (font subset names): the letter is laid out once and stored, never again.
+    assert _text(pdf) == _text(again)
+    assert _text(pdf) == _text(WeasyPrintRenderer(zone=MOSCOW).render_now(content))
+    assert "ХОДАТАЙСТВО" in _text(pdf)
+    assert in_processes.unavailable is None
+
+
 def test_an_english_letter_is_in_english(renderer: WeasyPrintRenderer) -> None:
     text = _text(renderer.render_now(_content("en", kind="document_request", urgency="routine")))
     expected_lines = (
