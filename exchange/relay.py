@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -119,22 +119,10 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, *, poll_interval: float = 1.0) -> None:
         """Relay until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
-        failures = 0
-        while not stop.is_set():
-            # Cleared before the pass, so a wake() during it triggers another pass instead of being lost.
-            wake.clear()
-            try:
-                while await self.relay_once() >= self.batch and not stop.is_set():
-                    pass
-            except Exception as exc:  # the database is down or similar: the relay must outlive it
-                failures += 1
-                delay = min(poll_interval * 2 ** min(failures, _MAX_EXPONENT), self._max_backoff.total_seconds())
-                log.warning("outbox relay pass failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                # A wake() cannot help a broken database, so only stop cuts this wait short.
-                await _first_of(stop, None, delay)
-                continue
-            failures = 0
-            await _first_of(stop, wake, poll_interval)
+        await drain_until_stopped(
+            self.relay_once, batch=self.batch, stop=stop, wake=wake, poll_interval=poll_interval,
+            max_backoff=self._max_backoff, what="outbox relay",
+        )  # fmt: skip
 
 
 async def _set(session: AsyncSession, ids: Sequence[uuid.UUID], **values: object) -> None:
@@ -144,6 +132,36 @@ async def _set(session: AsyncSession, ids: Sequence[uuid.UUID], **values: object
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+async def drain_until_stopped(
+    one_pass: Callable[[], Awaitable[int]],
+    *,
+    batch: int,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    poll_interval: float,
+    max_backoff: dt.timedelta,
+    what: str,
+) -> None:
+    """The loop of a background worker (the relay, the letter worker): run `one_pass` while it fills a whole
+    `batch`, then sleep until `wake`, `poll_interval` or `stop`; a failing pass backs off instead of ending it."""
+    failures = 0
+    while not stop.is_set():
+        # Cleared before the pass, so a wake() during it triggers another pass instead of being lost.
+        wake.clear()
+        try:
+            while await one_pass() >= batch and not stop.is_set():
+                pass
+        except Exception as exc:  # the database is down or similar: the worker must outlive it
+            failures += 1
+            delay = min(poll_interval * 2 ** min(failures, _MAX_EXPONENT), max_backoff.total_seconds())
+            log.warning("%s pass failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            # A wake() cannot help a broken database, so only stop cuts this wait short.
+            await _first_of(stop, None, delay)
+            continue
+        failures = 0
+        await _first_of(stop, wake, poll_interval)
 
 
 async def _first_of(first: asyncio.Event, second: asyncio.Event | None, within_s: float) -> None:

@@ -29,7 +29,7 @@ from exchange.letters.services import (
     store_rendered,
 )
 from exchange.models import Letter
-from exchange.relay import retry_delay
+from exchange.relay import drain_until_stopped, retry_delay
 from tenants.persistence import platform_session, read_only_platform_session
 
 log = logging.getLogger("casebridge.exchange")
@@ -39,7 +39,6 @@ log = logging.getLogger("casebridge.exchange")
 # node's letters therefore wait at most this long for another worker (or the restarted one).
 CLAIM_FOR: Final = dt.timedelta(seconds=30)
 MAX_BACKOFF: Final = dt.timedelta(minutes=5)
-_MAX_EXPONENT: Final = 32
 
 
 class LetterWorker:
@@ -136,26 +135,7 @@ class LetterWorker:
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, *, poll_interval: float = 1.0) -> None:
         """Render until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
-        failures = 0
-        while not stop.is_set():
-            wake.clear()  # before the pass, so a wake during it triggers another pass instead of being lost
-            try:
-                while await self.render_once(stop) >= self.batch and not stop.is_set():
-                    pass
-            except Exception as exc:  # the database is down or similar: the worker must outlive it
-                failures += 1
-                delay = min(poll_interval * 2 ** min(failures, _MAX_EXPONENT), self._max_backoff.total_seconds())
-                log.warning("letter worker pass failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                await _first_of(stop, None, delay)
-                continue
-            failures = 0
-            await _first_of(stop, wake, poll_interval)
-
-
-async def _first_of(first: asyncio.Event, second: asyncio.Event | None, within_s: float) -> None:
-    waiters = {asyncio.ensure_future(event.wait()) for event in (first, second) if event is not None}
-    try:
-        await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+        await drain_until_stopped(
+            lambda: self.render_once(stop), batch=self.batch, stop=stop, wake=wake, poll_interval=poll_interval,
+            max_backoff=self._max_backoff, what="letter worker",
+        )  # fmt: skip
