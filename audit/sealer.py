@@ -71,7 +71,7 @@ FULL_SWEEP_EVERY_S = 3600.0
 # Back-off ceiling after failures, and how often a process that is not the leader asks for the lease.
 MAX_BACKOFF_S = 30.0
 FOLLOWER_POLL_S = 2.0
-# After stop() the loop gets this long to seal, checkpoint and release the lease before it is cancelled.
+# After stop is asked the loop gets this long to seal, checkpoint and release the lease before it is cancelled.
 STOP_GRACE_S = 10.0
 
 
@@ -155,6 +155,15 @@ def _late_commit_floor(newest_sealed: uuid.UUID, window_s: float) -> uuid.UUID |
     return uuid.UUID(int=floor_ms << 80)
 
 
+async def sealer_lease_held(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> bool:
+    """Whether some process holds a live sealing lease (for readiness where the sealer runs elsewhere)."""
+    async with await snapshot_session(sessions) as session:
+        expires_at = await session.scalar(
+            select(AuditSealerLease.expires_at).where(AuditSealerLease.id == LEASE_ROW_ID)
+        )
+    return expires_at is not None and expires_at > now
+
+
 class Sealer:
     """Seals audit events into the hash chain and Merkle tree and signs checkpoints, as leader of the lease."""
 
@@ -196,8 +205,7 @@ class Sealer:
         self._unpublished: str | None = None
         self._sealed_since_checkpoint = 0
         self._last_checkpoint_at = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._running = False
         self._started_at: float | None = None
         self._last_ok: float | None = None
         self._last_error: str | None = None
@@ -415,12 +423,21 @@ class Sealer:
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Seal about every ``poll_seconds`` and checkpoint every ``every_events`` events or ``every_seconds``.
 
         Never raises: a failing round is logged by exception type only (messages may carry SQL or data) and retried
         after a growing pause. When ``stop`` is set, seals and checkpoints what is left and gives up the lease.
+        ``wake`` is not needed: sealing runs on its own clock.
         """
+        self._started_at = time.monotonic()
+        self._running = True
+        try:
+            await self._loop(stop)
+        finally:
+            self._running = False
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         delay = self._poll
         while not stop.is_set():
             try:
@@ -463,28 +480,8 @@ class Sealer:
         except Exception as exc:
             logger.warning("audit sealer could not finish cleanly (%s)", type(exc).__name__)
 
-    def start(self) -> None:
-        """Run the loop in a task of its own until ``stop``."""
-        if self._task is not None:
-            raise RuntimeError("audit sealer already started")
-        self._stop = asyncio.Event()
-        self._started_at = time.monotonic()
-        self._task = asyncio.create_task(self.run(self._stop), name="audit-sealer")
-
-    async def stop(self) -> None:
-        """Seal what is left, checkpoint it, release the lease and return. Safe to call more than once."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stop.set()
-        try:
-            await asyncio.wait_for(task, STOP_GRACE_S)
-        except TimeoutError:
-            # The lease then simply expires and another process takes over; nothing sealed is lost.
-            logger.warning("audit sealer did not finish within %.0f s; cancelled", STOP_GRACE_S)
-
     def status(self) -> SealerStatus:
-        running = self._task is not None and not self._task.done()
+        running = self._running
         # No round completed for a few lease periods (since the last one, or since starting): the database is
         # unreachable or sealing fails.
         since = self._last_ok if self._last_ok is not None else self._started_at

@@ -49,6 +49,7 @@ class OutboxRelay:
         *,
         batch: int = 200,
         max_backoff: dt.timedelta = dt.timedelta(seconds=60),
+        poll_interval: float = 1.0,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -57,6 +58,7 @@ class OutboxRelay:
         self._clock = clock
         self.batch = batch
         self._max_backoff = max_backoff
+        self._poll_interval = poll_interval
 
     async def relay_once(self) -> int:
         """Publish up to `batch` due envelopes; return how many the bus acked. Stops at the first publish failure."""
@@ -117,10 +119,10 @@ class OutboxRelay:
             delay = (retry_at - now).total_seconds()
             log.warning("outbox relay: publish failed (%s) after %d sent; retrying in %.0fs", error, len(sent), delay)
 
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event, *, poll_interval: float = 1.0) -> None:
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Relay until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
         await drain_until_stopped(
-            self.relay_once, batch=self.batch, stop=stop, wake=wake, poll_interval=poll_interval,
+            self.relay_once, batch=self.batch, stop=stop, wake=wake, poll_interval=self._poll_interval,
             max_backoff=self._max_backoff, what="outbox relay",
         )  # fmt: skip
 

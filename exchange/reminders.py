@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -249,8 +251,10 @@ class ReminderMail:
         *,
         lead: dt.timedelta,
         base_url: str,
+        every: dt.timedelta = dt.timedelta(minutes=5),
     ) -> None:
         self._sessions = sessions
+        self.every_s = every.total_seconds()
         self._clock = clock
         self._mailer = mailer
         self._lead = lead
@@ -259,6 +263,16 @@ class ReminderMail:
     @property
     def enabled(self) -> bool:
         return self._mailer is not None
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Send what is due every `every` until `stop` is set (a Worker's job; `wake` is not needed)."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # the database or the mail server is away: try again next round
+                log.warning("reminder pass failed (%s); retrying in %.0fs", type(exc).__name__, self.every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every_s)
 
     async def run_once(self) -> int:
         """Send what is due now; returns how many messages the mail server accepted."""

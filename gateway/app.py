@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import warnings
 import zoneinfo
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from litestar import Litestar
@@ -17,22 +17,25 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from audit.sealer import STOP_GRACE_S as SEALER_GRACE_S
 from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
 from audit.witness import Witness
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
 from exchange.letters.render import WeasyPrintRenderer
 from exchange.letters.worker import LetterWorker
+from exchange.mail import SmtpMailer, SmtpServer
 from exchange.policy import AgeRules
+from exchange.relay import OutboxRelay
+from exchange.reminders import ReminderMail
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bus import AUDIT_STREAM, Bus, BusError
+from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, oauth
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
@@ -41,17 +44,19 @@ from gateway.controllers.plans import PlanController, ReminderController
 from gateway.controllers.referrals import ReferralController
 from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
-from gateway.exchange_runtime import ExchangeWorkers
-from gateway.letter_runtime import LetterRuntime
+from gateway.exchange_runtime import STOP_GRACE_S as INBOX_GRACE_S
+from gateway.exchange_runtime import InboxConsumer, JetStreamPublisher
+from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
+from gateway.letter_runtime import LetterLayout
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import rate_limit_config
-from gateway.reminder_runtime import ReminderWorker
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.settings import MailSettings, Settings
 from gateway.web import TEMPLATE_DIR, WEB_ROUTES
 from gateway.web.errors import for_browsers
 from gateway.web.i18n import configure_templates
+from gateway.workers import Worker, WorkerName, Workers
 from tenants.clock import Clock, SystemClock
 from tenants.keys import KeyRing, PublishedKeys
 from tenants.models import PlatformKeyUse
@@ -63,11 +68,20 @@ from tenants.staff_sessions import SessionPolicy
 # algorithm) in favour of "Ed25519", and joserfc warns on every use. A later format version can switch names.
 warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
 
+RELAY, INBOX, SEALER = WorkerName.RELAY, WorkerName.INBOX, WorkerName.SEALER
+LETTERS, REMINDERS, COSIGNER = WorkerName.LETTERS, WorkerName.REMINDERS, WorkerName.COSIGNER
+# A relay pass being cut short is safe (unmarked envelopes are published again and deduplicated); a reminder being
+# handed to the mail server is let finish, so its row records it as sent; a co-signature rolls back whole.
+RELAY_GRACE_S, REMINDERS_GRACE_S, COSIGNER_GRACE_S = 5.0, 10.0, 2.0
+
 API_VERSION = "1.0.0"
 OPENAPI_PATH = "/schema"
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, workers: Collection[WorkerName] | None = None
+) -> Runtime:
+    """Every collaborator of one process; `workers` overrides which Workers it runs (default: the settings')."""
     ensure_data_dir(settings.paths)
     clock = clock or SystemClock()
     master_key = load_master_key(settings.paths)
@@ -95,14 +109,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         store_dir=settings.bus.store_dir,
         stream_replicas=settings.bus.stream_replicas,
     )
-    inbox = Inbox(sessions, exchange)
     origin = log_origin(settings.server.base_url)
-    cosigners = settings.audit.cosigners
-    witness = (
-        None
-        if cosigners == ()
-        else Witness(sessions, keyring, clock, exchange.audit, origin=origin, cosigners=cosigners)
-    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -127,15 +134,57 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         lockout=LockoutPolicy(settings.sessions.lockout_failures, settings.sessions.lockout_duration),
         session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle, settings.sessions.pending),
         exchange=exchange,
-        inbox=inbox,
-        workers=ExchangeWorkers(bus=bus, sessions=sessions, clock=clock, handler=inbox.receive),
+        inbox=Inbox(sessions, exchange),
         sealer=Sealer(sessions, keyring, clock, origin=origin, publish=_publisher(bus)),
-        reminders=ReminderWorker.from_settings(settings, sessions, clock),
-        witnessing=CheckpointWitnessing(bus, witness),
+        reminders=ReminderMail(
+            sessions,
+            clock,
+            _smtp_mailer(settings.mail),
+            lead=settings.reminders.lead,
+            base_url=settings.server.base_url,
+            every=settings.reminders.interval,
+        ),
     )
-    # Lays out the letters sends leave pending, outside their transactions, and wakes the relay for each envelope.
-    runtime.letters = LetterRuntime(LetterWorker(sessions, exchange, on_stored=runtime.workers.wake_relay))
+    runtime.workers = _workers(runtime, settings.processes.in_process_workers if workers is None else workers)
     return runtime
+
+
+def _workers(runtime: Runtime, names: Collection[WorkerName]) -> Workers:
+    """The Workers this process runs, in start order. Reminders and co-signing run only where they are set up."""
+    settings, sessions, bus = runtime.settings, runtime.sessions, runtime.bus
+    cosigners = settings.audit.cosigners
+    jobs: dict[WorkerName, Worker] = {
+        RELAY: Worker(RELAY, OutboxRelay(sessions, JetStreamPublisher(bus), runtime.clock), grace_s=RELAY_GRACE_S),
+        INBOX: Worker(INBOX, InboxConsumer(bus, runtime.inbox.receive), grace_s=INBOX_GRACE_S),
+        SEALER: Worker(SEALER, runtime.sealer, grace_s=SEALER_GRACE_S, healthy=lambda: runtime.sealer.status().healthy),
+        LETTERS: Worker(
+            LETTERS,
+            LetterLayout(LetterWorker(sessions, runtime.exchange, on_stored=lambda: runtime.workers.wake(RELAY))),
+            grace_s=LETTERS_GRACE_S,
+        ),
+    }
+    if runtime.reminders.enabled:
+        jobs[REMINDERS] = Worker(REMINDERS, runtime.reminders, grace_s=REMINDERS_GRACE_S)
+    if cosigners != ():
+        witness = Witness(sessions, runtime.keyring, runtime.clock, runtime.exchange.audit,
+                          origin=runtime.sealer.origin, cosigners=cosigners)  # fmt: skip
+        jobs[COSIGNER] = Worker(COSIGNER, CheckpointWitnessing(bus, witness), grace_s=COSIGNER_GRACE_S)
+    return Workers((jobs[name] for name in names if name in jobs), remote_wake=bus.wake_elsewhere)
+
+
+def _smtp_mailer(settings: MailSettings) -> SmtpMailer | None:
+    if settings.smtp_host is None or settings.sender is None:
+        return None
+    return SmtpMailer(
+        SmtpServer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.sender,
+            username=settings.username,
+            password=settings.password,
+            starttls=settings.starttls,
+        )
+    )
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -146,26 +195,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         try:
             await runtime.token_endpoint.load_signing_key()
             await runtime.token_verifier.refresh()
-            await runtime.bus.start()
-            _check_bus_payload_limit(runtime.bus)
-            runtime.workers.start()
-            if runtime.letters is not None:
-                runtime.letters.start()
-            runtime.sealer.start()
-            runtime.reminders.start()
-            runtime.witnessing.start()
+            await runtime.start()
             yield
         finally:
-            await runtime.witnessing.stop()
-            await runtime.reminders.stop()
-            await runtime.sealer.stop()
-            if runtime.letters is not None:
-                await runtime.letters.stop()
-            if isinstance(runtime.exchange.letters, WeasyPrintRenderer):
-                runtime.exchange.letters.close()
-            await runtime.workers.stop()
-            await runtime.bus.stop()
-            await runtime.engine.dispose()
+            await runtime.stop()
 
     return Litestar(
         route_handlers=[
@@ -222,6 +255,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     )
 
 
+def app_from_environment() -> Litestar:
+    """The app of one web process of `casebridge serve --workers N`, configured from the environment it inherited."""
+    return create_app(Settings.from_env())
+
+
 def _publisher(bus: Bus) -> Publish:
     """Signed checkpoints go to the CB_AUDIT stream, where outside witnesses can keep copies."""
 
@@ -231,15 +269,6 @@ def _publisher(bus: Bus) -> Publish:
         await bus.js.publish(subject, payload, stream=AUDIT_STREAM, timeout=5, headers={"Nats-Msg-Id": message_id})
 
     return publish
-
-
-def _check_bus_payload_limit(bus: Bus) -> None:
-    """An envelope the bus refuses would stay in the outbox for ever; refuse to start instead."""
-    if bus.nc.max_payload < MAX_TOKEN_BYTES:
-        raise BusError(
-            f"the NATS server accepts messages up to {bus.nc.max_payload} bytes, but envelopes may reach "
-            f"{MAX_TOKEN_BYTES}; set max_payload: 8MB on every NATS server"
-        )
 
 
 def _state(runtime: Runtime) -> State:

@@ -1,4 +1,4 @@
-"""The checkpoint witness of one gateway process: reads signed checkpoints off the bus and has them co-signed."""
+"""The co-signer Worker's job: reads signed checkpoints off the bus and has them co-signed for the agencies here."""
 
 from __future__ import annotations
 
@@ -24,37 +24,25 @@ class CheckpointWitnessing:
     and every checkpoint it does see is checked for consistency with the last one it co-signed.
     """
 
-    def __init__(self, bus: Bus, witness: Witness | None) -> None:
+    def __init__(self, bus: Bus, witness: Witness) -> None:
         self._bus = bus
         self._witness = witness
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
 
-    def start(self) -> None:
-        if self._witness is None or self._task is not None:
-            return
-        self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._run(self._witness), name="checkpoint-witness")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def _run(self, witness: Witness) -> None:
-        while not self._stop.is_set():
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Follow the checkpoints until `stop` is set (a Worker's job); the bus or the database failing is retried."""
+        while not stop.is_set():
+            follower = asyncio.ensure_future(self._follow(self._witness))
+            stopping = asyncio.ensure_future(stop.wait())
             try:
-                await self._follow(witness)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("checkpoint witness interrupted (%s); retrying", type(exc).__name__)
+                await asyncio.wait({follower, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                follower.cancel()
+                await asyncio.wait({follower})
+            if not follower.cancelled() and follower.exception() is not None:
+                logger.warning("checkpoint witness interrupted (%s); retrying", type(follower.exception()).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), RETRY_S)
+                await asyncio.wait_for(stop.wait(), RETRY_S)
 
     async def _follow(self, witness: Witness) -> None:
         notes: asyncio.Queue[str] = asyncio.Queue()
@@ -67,7 +55,7 @@ class CheckpointWitnessing:
             deliver_policy=DeliverPolicy.LAST,
         )  # fmt: skip
         try:
-            while not self._stop.is_set():
+            while True:
                 note = await notes.get()
                 while not notes.empty():  # only the newest matters: it is checked against the last co-signed tree
                     note = notes.get_nowait()

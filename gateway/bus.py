@@ -15,13 +15,14 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -33,6 +34,8 @@ ENVELOPE_STREAM = "CB_ENVELOPES"
 ENVELOPE_SUBJECTS = "cb.v1.>"
 AUDIT_STREAM = "CB_AUDIT"
 AUDIT_SUBJECTS = "cb.audit.>"
+# Core NATS (no stream): "there may be work for Worker <name>", from a web process to the process that runs it.
+WAKE_SUBJECT_PREFIX = "cb.internal.wake"
 
 # Envelope ids are the Nats-Msg-Id; two minutes covers the outbox relay re-publishing after a crash or a lost ack.
 DUPLICATE_WINDOW_S = 120.0
@@ -203,6 +206,7 @@ class Bus:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._url: str | None = None
+        self._wakes_in_flight: set[str] = set()
 
     @property
     def nc(self) -> NatsClient:
@@ -261,6 +265,33 @@ class Bus:
         except NotFoundError:
             # Two replicas racing here both succeed: the server accepts an identical add as a no-op.
             await self.js.add_stream(config)
+
+    def wake_elsewhere(self, worker: str) -> None:
+        """Ask whichever process runs `worker` to look for work now. At most once and best effort: every Worker also
+        polls, so a wake lost with the connection only delays the work by a poll interval."""
+        nc = self._nc
+        if nc is None or not nc.is_connected or worker in self._wakes_in_flight:
+            return  # one still unsent covers this commit too: it leaves after it, so it is seen after it
+        self._wakes_in_flight.add(worker)
+
+        async def send() -> None:
+            try:
+                await nc.publish(f"{WAKE_SUBJECT_PREFIX}.{worker}")
+            except Exception as exc:  # the connection went away meanwhile: polling covers it
+                logger.debug("wake for the %s worker not sent (%s)", worker, type(exc).__name__)
+            finally:
+                self._wakes_in_flight.discard(worker)
+
+        asyncio.get_running_loop().create_task(send(), name=f"wake:{worker}")
+
+    async def on_wake(self, workers: Collection[str], wake: Callable[[str], None]) -> None:
+        """Call `wake(name)` whenever another process asks one of these Workers to look for work."""
+        for worker in workers:
+
+            async def received(message: Msg, worker: str = worker) -> None:
+                wake(worker)
+
+            await self.nc.subscribe(f"{WAKE_SUBJECT_PREFIX}.{worker}", cb=received)
 
     async def is_ready(self) -> bool:
         """Connected, and JetStream answers for this account."""

@@ -25,11 +25,12 @@ from audit.verifications import Trigger, record_verification
 from audit.verify import verify_database, verify_log
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.db import MasterKeyError, create_engine, ensure_data_dir, schema_is_current, upgrade_schema
+from gateway.processes import LayoutError
 from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
 from tenants import admin, services
 from tenants.clock import SystemClock
-from tenants.errors import CasebridgeError, KeyUnavailable
+from tenants.errors import CasebridgeError
 from tenants.models import Role, Scope, Tenant, TenantKind
 from tenants.persistence import make_sessionmaker, platform_session
 from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
@@ -45,10 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            _serve(settings, args.host, args.port)
+            _serve(settings, args.host, args.port, args.workers)
+            return
+        if args.command == "worker":
+            _worker(settings, args.only)
             return
         result = asyncio.run(_run(settings, args))
-    except (CliError, CasebridgeError, SettingsError, MasterKeyError) as exc:
+    except (CliError, CasebridgeError, SettingsError, MasterKeyError, LayoutError) as exc:
         _fail(str(exc))
     except SQLAlchemyError as exc:
         _fail(_database_problem(exc))
@@ -83,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default=None, help="listen address (default CASEBRIDGE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default CASEBRIDGE_PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="web processes sharing the port (PostgreSQL only for N > 1)"
+    )
+    worker = commands.add_parser("worker", help="run background Workers in a process of their own (no HTTP)")
+    worker.add_argument(
+        "--only", metavar="NAMES", help="comma-separated: relay,inbox,sealer,letters,reminders,cosigner (default all)"
+    )
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", help="apply all migrations")
@@ -151,11 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
-    import uvicorn
-
-    from gateway.access_log import uvicorn_log_config
-    from gateway.app import create_app
+def _serve(settings: Settings, host: str | None, port: int | None, web_processes: int) -> None:
+    from gateway.processes import serve
 
     if host or port:
         # The flags win over the variables, and the default base URL follows them.
@@ -164,28 +172,20 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
             "CASEBRIDGE_PORT": str(port or settings.server.port),
         }
         settings = Settings.from_env({**os.environ, **overrides})
-    server = settings.server
-    app = create_app(settings)
-    # Fail here with one clear line rather than inside the server's startup with a traceback.
-    asyncio.run(_preflight(app.state.runtime))
-    sys.stderr.write(
-        f"casebridge: serving on http://{server.host}:{server.port} — staff sign in at {server.base_url}/login\n"
-    )
-    uvicorn.run(app, host=server.host, port=server.port, log_level="info", proxy_headers=False, server_header=False,
-                log_config=uvicorn_log_config())  # fmt: skip
+    serve(settings, web_processes=web_processes)
 
 
-async def _preflight(runtime: Runtime) -> None:
+def _worker(settings: Settings, only: str | None) -> None:
+    from gateway.processes import run_worker
+    from gateway.settings import worker_names
+
     try:
-        if not await schema_is_current(runtime.engine):
-            raise CliError("the database schema is not up to date; run 'casebridge db upgrade' first")
-        async with platform_session(runtime.sessions) as session:
-            await runtime.keyring.check_master_key(session)
-        await runtime.token_endpoint.load_signing_key()
-    except KeyUnavailable as exc:
-        raise CliError(f"{exc} (is CASEBRIDGE_MASTER_KEY_FILE the key this database was created with?)") from exc
-    finally:
-        await runtime.engine.dispose()
+        names = None if only is None else worker_names(only)
+    except ValueError as exc:
+        raise CliError(f"--only: {exc}") from None
+    if names == ():
+        raise CliError("--only names no Worker to run")
+    run_worker(settings, names)
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

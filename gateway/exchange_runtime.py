@@ -10,11 +10,8 @@ from collections.abc import Awaitable, Callable
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from exchange.relay import OutboxRelay
 from gateway.bus import ENVELOPE_STREAM, ENVELOPE_SUBJECTS, Bus
-from tenants.clock import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +22,7 @@ InboxHandler = Callable[[str, bytes], Awaitable[None]]
 ACK_WAIT_S = 30.0
 # How long one pull waits on the server; an idle consumer costs one small request per this interval.
 FETCH_TIMEOUT_S = 5.0
-# After stop() is asked, an envelope being applied gets this long to finish before the task is cancelled.
+# After stop is asked, an envelope being applied gets this long to finish before the task is cancelled.
 STOP_GRACE_S = 5.0
 
 
@@ -75,26 +72,11 @@ class InboxConsumer:
         self._retry_max = retry_max
         self._reconnect_delay = reconnect_delay
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Start consuming in a task of its own; connection trouble is retried there, never raised here."""
-        if self._task is not None:
-            raise RuntimeError("inbox consumer already started")
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"inbox-consumer:{self.durable}")
-
-    async def stop(self) -> None:
-        """Finish the envelope in hand, hand the rest of the batch back, and return. Safe to call more than once."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        try:
-            await asyncio.wait_for(task, STOP_GRACE_S)
-        except TimeoutError:
-            # wait_for has cancelled it: the handler's transaction rolls back and the message is redelivered.
-            logger.warning("inbox consumer %s did not stop within the grace period; cancelled", self.durable)
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Consume until `stop` is set (the Worker's job); connection trouble is retried here, never raised."""
+        self._stopping = stop
+        await self._run()
 
     async def _run(self) -> None:
         # NATS restarts, a lost connection or a deleted consumer all land here: subscribe again after a pause.
@@ -181,56 +163,3 @@ class InboxConsumer:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-class ExchangeWorkers:
-    """The outbox relay and the inbox consumer of one gateway process, started and stopped with the app."""
-
-    def __init__(
-        self,
-        *,
-        bus: Bus,
-        sessions: async_sessionmaker[AsyncSession],
-        clock: Clock,
-        handler: InboxHandler,
-        poll_interval: float = 1.0,
-        durable: str = "casebridge-inbox",
-        filter_subject: str = ENVELOPE_SUBJECTS,
-    ) -> None:
-        self.relay = OutboxRelay(sessions, JetStreamPublisher(bus), clock)
-        # Every replica uses the same durable, so JetStream shares the inbox's messages out between them.
-        self.consumer = InboxConsumer(bus, handler, durable=durable, filter_subject=filter_subject)
-        self._poll_interval = poll_interval
-        self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._relay_task: asyncio.Task[None] | None = None
-
-    def wake_relay(self) -> None:
-        """Ask the relay to publish now; call after committing a transaction that added outbox rows."""
-        self._wake.set()
-
-    def start(self) -> None:
-        """Start both workers; the bus must be started first and stopped only after stop()."""
-        if self._relay_task is not None:
-            raise RuntimeError("exchange workers already started")
-        # Fresh events: the app may be built outside the loop that runs it, and an Event binds to its first loop.
-        self._stop, self._wake = asyncio.Event(), asyncio.Event()
-        self._relay_task = asyncio.create_task(
-            self.relay.run(self._stop, self._wake, poll_interval=self._poll_interval), name="outbox-relay"
-        )
-        self.consumer.start()
-
-    async def stop(self) -> None:
-        """Stop both workers and wait for them. Safe after a failed start and more than once."""
-        self._stop.set()
-        relay, self._relay_task = self._relay_task, None
-        try:
-            await self.consumer.stop()
-        finally:
-            if relay is not None:
-                # Cancelling mid-pass is safe: unmarked envelopes are re-published later and deduplicated.
-                relay.cancel()
-                # wait(), not await: the relay's CancelledError must not be confused with a cancellation of stop().
-                await asyncio.wait({relay})
-                if not relay.cancelled() and relay.exception() is not None:
-                    logger.error("outbox relay had stopped: %s", type(relay.exception()).__name__)

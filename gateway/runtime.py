@@ -1,22 +1,22 @@
-"""The collaborators one gateway process shares between requests, built once by the app factory."""
+"""The collaborators one casebridge process shares between requests and Workers, built once by the app factory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
+from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
-from gateway.audit_runtime import CheckpointWitnessing
+from exchange.letters.render import WeasyPrintRenderer
+from exchange.reminders import ReminderMail
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bus import Bus
-from gateway.exchange_runtime import ExchangeWorkers
-from gateway.letter_runtime import LetterRuntime
-from gateway.reminder_runtime import ReminderWorker
+from gateway.bus import Bus, BusError
 from gateway.settings import Settings
+from gateway.workers import WorkerName, Workers
 from tenants.clock import Clock
 from tenants.keys import KeyRing, MasterKey
 from tenants.services import LockoutPolicy
@@ -25,7 +25,7 @@ from tenants.staff_sessions import SessionPolicy
 
 @dataclass(slots=True)
 class Runtime:
-    """Built once per process by gateway.app.build_runtime."""
+    """Built once per process by gateway.app.build_runtime; started and stopped with the app (or a worker)."""
 
     settings: Settings
     engine: AsyncEngine
@@ -40,16 +40,39 @@ class Runtime:
     session_policy: SessionPolicy
     exchange: ExchangeDeps
     inbox: Inbox
-    workers: ExchangeWorkers
     sealer: Sealer
-    reminders: ReminderWorker
-    witnessing: CheckpointWitnessing
+    reminders: ReminderMail
+    # The Workers this process runs (gateway.app._workers); none until build_runtime sets them.
+    workers: Workers = field(default_factory=lambda: Workers(()))
 
-    # Appended last: lays out the letters sends leave pending (gateway/letter_runtime.py).
-    letters: LetterRuntime | None = None
+    async def start(self) -> None:
+        """Keys, then the bus, then the Workers in order."""
+        await self.token_endpoint.load_signing_key()
+        await self.token_verifier.refresh()
+        await self.bus.start()
+        _check_bus_payload_limit(self.bus)
+        await self.bus.on_wake(self.workers.names, lambda name: self.workers.wake(WorkerName(name)))
+        self.workers.start()
+
+    async def stop(self) -> None:
+        """Workers in reverse order, then the bus, the PDF engine and the database. Safe after a failed start."""
+        try:
+            await self.workers.stop()
+            await self.bus.stop()
+        finally:
+            if isinstance(self.exchange.letters, WeasyPrintRenderer):
+                self.exchange.letters.close()
+            await self.engine.dispose()
 
     def wake_relay(self) -> None:
-        """Nudge the outbox relay (and the letter worker) after a commit that may have added envelopes or letters."""
-        self.workers.wake_relay()
-        if self.letters is not None:
-            self.letters.wake()
+        """Nudge the outbox relay and the letter layout after a commit that may have added envelopes or letters."""
+        self.workers.wake(WorkerName.RELAY, WorkerName.LETTERS)
+
+
+def _check_bus_payload_limit(bus: Bus) -> None:
+    """An envelope the bus refuses would stay in the outbox for ever; refuse to start instead."""
+    if bus.nc.max_payload < MAX_TOKEN_BYTES:
+        raise BusError(
+            f"the NATS server accepts messages up to {bus.nc.max_payload} bytes, but envelopes may reach "
+            f"{MAX_TOKEN_BYTES}; set max_payload: 8MB on every NATS server"
+        )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.workers import WorkerName
+
 
 class SettingsError(ValueError):
     """A variable is present but unusable; the message names it."""
@@ -129,6 +131,7 @@ class Settings:
     mail: MailSettings = field(default_factory=lambda: MailSettings.from_env(_Env({})))
     reminders: ReminderSettings = field(default_factory=lambda: ReminderSettings.from_env(_Env({})))
     letters: LetterSettings = field(default_factory=lambda: LetterSettings.from_env(_Env({})))
+    processes: ProcessSettings = field(default_factory=lambda: ProcessSettings.from_env(_Env({})))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +198,7 @@ class Settings:
             mail=MailSettings.from_env(env),
             reminders=ReminderSettings.from_env(env),
             letters=LetterSettings.from_env(env),
+            processes=ProcessSettings.from_env(env),
         )
 
 
@@ -392,3 +396,35 @@ class LetterSettings:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEBRIDGE_LETTER_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
         return cls(timezone=timezone, processes=env.integer("CASEBRIDGE_LETTER_PROCESSES", 1, low=0, high=16))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSettings:
+    in_process_workers: tuple[WorkerName, ...]
+    """CASEBRIDGE_IN_PROCESS_WORKERS: the Workers each `casebridge serve` process runs beside HTTP: "all" (default:
+    the embedded layout, everything in one process), "none" when `casebridge worker` processes do the background
+    work, or names separated by commas (relay, inbox, sealer, letters, reminders, cosigner)."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> ProcessSettings:
+        raw = env.text("CASEBRIDGE_IN_PROCESS_WORKERS", "all")
+        try:
+            names = worker_names(raw)
+        except ValueError as exc:
+            raise SettingsError(f"CASEBRIDGE_IN_PROCESS_WORKERS: {exc}") from None
+        return cls(in_process_workers=names)
+
+
+def worker_names(raw: str) -> tuple[WorkerName, ...]:
+    """ "all", "none" or names separated by commas, as Workers in their start order; ValueError names a wrong one."""
+    value = raw.strip().casefold()
+    if value == "all":
+        return tuple(WorkerName)
+    if value == "none":
+        return ()
+    asked = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(asked - {w.value for w in WorkerName})
+    if unknown or not asked:
+        known = ", ".join(w.value for w in WorkerName)
+        raise ValueError(f'expected "all", "none" or names from {known}; got {raw.strip()!r}')
+    return tuple(w for w in WorkerName if w.value in asked)

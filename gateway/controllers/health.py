@@ -7,8 +7,10 @@ from typing import Any
 from litestar import Request, Response, get
 from sqlalchemy import text
 
+from audit.sealer import sealer_lease_held
 from gateway.auth.guards import PUBLIC
 from gateway.runtime import Runtime
+from gateway.workers import WorkerName
 
 
 @get("/health/live", opt={PUBLIC: True}, tags=["health"], summary="The process is running")
@@ -16,22 +18,33 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", opt={PUBLIC: True}, tags=["health"], summary="Database and bus are reachable")
+@get("/health/ready", opt={PUBLIC: True}, tags=["health"], summary="Database, bus, audit sealer and Workers are up")
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """503 names what is down: `database`, `bus`, `audit_sealer`, or `worker:<name>` for a Worker of this process."""
     runtime: Runtime = request.app.state.runtime
+    workers = runtime.workers.status()
+    database = await _database_ok(runtime)
     checks = {
-        "database": await _database_ok(runtime),
+        "database": database,
         "bus": await runtime.bus.is_ready(),
-        "audit_sealer": runtime.sealer.status().healthy,
+        # Sealing may run in another process (a `casebridge worker`): then its lease must be held and fresh.
+        "audit_sealer": workers[WorkerName.SEALER]
+        if WorkerName.SEALER in workers
+        else database and await _sealing(runtime),
     }
     down = sorted(name for name, ok in checks.items() if not ok)
+    down += [f"worker:{name}" for name, ok in workers.items() if not ok]
+    body = {"status": "unavailable" if down else "ok", "checks": checks, "workers": workers}
     if down:
-        return Response(
-            {"status": "unavailable", "down": down, "checks": checks},
-            status_code=503,
-            media_type="application/json",
-        )
-    return Response({"status": "ok", "checks": checks}, status_code=200)
+        return Response({**body, "down": down}, status_code=503, media_type="application/json")
+    return Response(body, status_code=200)
+
+
+async def _sealing(runtime: Runtime) -> bool:
+    try:
+        return await sealer_lease_held(runtime.sessions, runtime.clock.now())
+    except Exception:
+        return False
 
 
 async def _database_ok(runtime: Runtime) -> bool:

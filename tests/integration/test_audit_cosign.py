@@ -20,6 +20,7 @@ from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
 from audit.verify import ProblemKind, verify_database, verify_log
 from audit.witness import Witness
 from gateway.runtime import Runtime
+from gateway.workers import WorkerName
 from tenants.models import KeyUse, PlatformKeyUse, PublishedKey, Role, TenantKind
 from tenants.persistence import platform_session
 from tests.integration.test_audit_proofs import _dpo_of
@@ -82,7 +83,7 @@ async def test_verify_reports_a_split_view_and_a_forged_cosignature(api: httpx.A
     centre, opeka, dpo = await _two_agencies(api, runtime)
     body = await eventually(lambda: _cosigned(dpo, centre.id, opeka.id), within=40)
     size = int(str(body["size"]))
-    await runtime.sealer.stop()  # no new checkpoints while the evidence is staged
+    await runtime.workers[WorkerName.SEALER].stop()  # no new checkpoints while the evidence is staged
 
     # The opeka's node co-signed trees this log does not contain: one where the log has another root (a second
     # history shown to that agency), and one longer than the log (the log was cut back after showing it).
@@ -115,8 +116,8 @@ async def test_verify_reports_a_split_view_and_a_forged_cosignature(api: httpx.A
 async def test_the_witness_refuses_a_rewritten_history(api: httpx.AsyncClient, runtime: Runtime) -> None:
     centre, opeka, dpo = await _two_agencies(api, runtime)
     body = await eventually(lambda: _cosigned(dpo, centre.id, opeka.id), within=40)
-    await runtime.sealer.stop()
-    await runtime.witnessing.stop()
+    await runtime.workers[WorkerName.SEALER].stop()
+    await runtime.workers[WorkerName.COSIGNER].stop()
     async with platform_session(runtime.sessions) as session:
         (key,) = await runtime.keyring.usable_platform_keys(session, PlatformKeyUse.CHECKPOINT)
         size = int(str(body["size"]))
@@ -163,8 +164,8 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
 ) -> None:
     centre, opeka, dpo = await _two_agencies(api, runtime)
     await eventually(lambda: _cosigned(dpo, centre.id, opeka.id), within=40)
-    await runtime.sealer.stop()
-    await runtime.witnessing.stop()
+    await runtime.workers[WorkerName.SEALER].stop()
+    await runtime.workers[WorkerName.COSIGNER].stop()
     path = tmp_path / "audit.jsonl"
     await export_database(runtime.sessions, path, origin=runtime.sealer.origin, exported_at=runtime.clock.now())
 

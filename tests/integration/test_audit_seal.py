@@ -36,6 +36,7 @@ from gateway.cli import main
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import DatabaseSettings, Settings
+from gateway.workers import Worker, WorkerName
 from tenants.persistence import make_sessionmaker, platform_session
 from tests.conftest import BASE_URL, settings_for
 from tests.integration.test_referral_loop import Agency, eventually, open_case, referral_body
@@ -452,7 +453,8 @@ async def test_the_run_loop_seals_checkpoints_publishes_and_finishes_on_stop(nod
 
     sealer = Sealer(node.sessions, node.runtime.keyring, node.runtime.clock, origin=node.sealer.origin,
                     every_events=10, every_seconds=0.2, poll_seconds=0.05, publish=publish)  # fmt: skip
-    sealer.start()
+    worker = Worker(WorkerName.SEALER, sealer, grace_s=10.0)
+    worker.start()
     try:
         await append_events(node, 12)
         for _ in range(200):
@@ -463,7 +465,7 @@ async def test_the_run_loop_seals_checkpoints_publishes_and_finishes_on_stop(nod
         assert sealer.status().leader
         await append_events(node, 3)  # sealed and checkpointed by stop(), at the latest
     finally:
-        await sealer.stop()
+        await worker.stop()
     assert not sealer.status().running
     assert {subject for subject, _ in published} == {"cb.audit.checkpoint"}
     final = parse_note(published[-1][1].decode()).checkpoint

@@ -18,10 +18,12 @@ from sqlalchemy import select
 from uuid_utils.compat import uuid7
 
 from exchange.models import OutboxEnvelope
+from exchange.relay import OutboxRelay
 from gateway.bus import ENVELOPE_STREAM, Bus, nats_server_binary
 from gateway.db import create_engine, upgrade_schema
-from gateway.exchange_runtime import ExchangeWorkers, InboxConsumer, JetStreamPublisher
+from gateway.exchange_runtime import STOP_GRACE_S, InboxConsumer, JetStreamPublisher
 from gateway.settings import DatabaseSettings
+from gateway.workers import Worker, WorkerName, Workers
 from tenants.clock import SystemClock
 from tenants.models import Tenant
 from tenants.persistence import make_sessionmaker, platform_session
@@ -66,8 +68,9 @@ class Route:
     def consumer(
         self, bus: Bus, handler: Recorder, *, retry_base: float = 1.0, reconnect_delay: float = 1.0,
         fetch_timeout: float = 5.0,
-    ) -> InboxConsumer:  # fmt: skip
-        return InboxConsumer(
+    ) -> Worker:  # fmt: skip
+        """The inbox consumer on this route, as the inbox Worker runs it."""
+        consumer = InboxConsumer(
             bus,
             handler,
             durable=self.durable,
@@ -76,6 +79,7 @@ class Route:
             reconnect_delay=reconnect_delay,
             fetch_timeout=fetch_timeout,
         )
+        return Worker(WorkerName.INBOX, consumer, grace_s=STOP_GRACE_S)
 
 
 async def until(condition: Callable[[], bool] | Callable[[], Awaitable[bool]], within_s: float = WITHIN_S) -> None:
@@ -277,15 +281,9 @@ async def test_workers_relay_outbox_rows_to_the_inbox_handler_and_mark_them_sent
     await upgrade_schema(engine)
     sessions = make_sessionmaker(engine)
     handler = Recorder()
-    workers = ExchangeWorkers(
-        bus=bus,
-        sessions=sessions,
-        clock=SystemClock(),
-        handler=handler,
-        poll_interval=30.0,
-        durable=route.durable,
-        filter_subject=route.filter,
-    )
+    relay = OutboxRelay(sessions, JetStreamPublisher(bus), SystemClock(), poll_interval=30.0)
+    consumer = InboxConsumer(bus, handler, durable=route.durable, filter_subject=route.filter)
+    workers = Workers([Worker(WorkerName.RELAY, relay, grace_s=5.0), Worker(WorkerName.INBOX, consumer, grace_s=5.0)])
     try:
         workers.start()
         async with platform_session(sessions) as session, session.begin():
@@ -308,7 +306,7 @@ async def test_workers_relay_outbox_rows_to_the_inbox_handler_and_mark_them_sent
             ]
             session.add_all(rows)
         # Well inside the 30-second poll: only the wake can have sent them this soon.
-        workers.wake_relay()
+        workers.wake(WorkerName.RELAY)
         await until(lambda: len(handler.applied) == 3, within_s=5.0)
 
         assert handler.tokens == [b"envelope-0", b"envelope-1", b"envelope-2"]

@@ -13,14 +13,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import datetime as dt
 import json
 import os
 import secrets
-import signal
-import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,15 +32,15 @@ from sqlalchemy import func, select
 from exchange.envelopes import EnvelopeType
 from exchange.models import DeadLetter, InboxEnvelope, Letter, OutboxEnvelope, Referral, Side, TimelineEntry
 from gateway.app import build_runtime
-from gateway.bus import ENVELOPE_STREAM, nats_server_binary
+from gateway.bus import ENVELOPE_STREAM
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
+from tests.processes import CASEBRIDGE, Gateway, NatsServer, free_port
 
-CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
-INBOX_DURABLE = "casebridge-inbox"  # gateway.exchange_runtime.ExchangeWorkers' default
+INBOX_DURABLE = "casebridge-inbox"  # gateway.exchange_runtime.InboxConsumer's default
 
 BURST = 60  # referrals per burst
 KILL_AFTER = 20  # accepted referrals before the kill
@@ -52,9 +48,6 @@ CONCURRENCY = 4  # requests in flight at once, so some are cut off by the kill
 # Longer than the relay's 5 s publish timeout, so publishing fails and the relay backs off (2**attempts s, up to
 # 60 s per envelope) instead of merely waiting out the outage; short enough that the backoff stays a few seconds.
 NATS_OUTAGE_S = 7.0
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # as production NATS servers are configured (deploy/nats)
-
-START_WITHIN_S = 60.0  # a gateway or nats-server that is not serving by then has failed to start
 BURST_WITHIN_S = 60.0  # the whole burst, including the restart
 # Delivery after the burst: a gateway killed mid-pass leaves claimed rows hidden for 30 s (relay CLAIM_FOR, and the
 # letter worker's CLAIM_FOR) and unacked messages are redelivered after 30 s (consumer ACK_WAIT_S), so recovery may
@@ -64,134 +57,6 @@ DELIVERY_WITHIN_S = 150.0
 # Until the inbox consumer has nothing pending and nothing unacked: a lost ack costs another ACK_WAIT_S.
 SETTLE_WITHIN_S = 45.0
 TEST_WITHIN_S = 260.0  # everything above, end to end
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _dies_with_us() -> Callable[[], None]:
-    """A preexec_fn: SIGKILL the child when the test process dies, so a killed pytest leaves no server behind."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-def _tail(path: Path, size: int = 3000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return f"(no log at {path})"
-    return data[-size:].decode("utf-8", "replace")
-
-
-class Child:
-    """One child process with its output appended to a log file; kill() is SIGKILL, and it is safe to repeat."""
-
-    def __init__(self, name: str, log_file: Path) -> None:
-        self.name = name
-        self.log_file = log_file
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def spawn(self, *argv: str, env: dict[str, str] | None = None) -> None:
-        assert self.proc is None or self.proc.returncode is not None, f"{self.name} is already running"
-        with self.log_file.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_dies_with_us(),
-            )
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def kill(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        await asyncio.wait_for(proc.wait(), 10)
-
-    def log_tail(self) -> str:
-        return f"--- {self.name} log ({self.log_file}) ---\n{_tail(self.log_file)}"
-
-
-class NatsServer(Child):
-    """A JetStream nats-server on a fixed port and store dir, so a restart comes back at the same URL with its data."""
-
-    def __init__(self, tmp: Path) -> None:
-        super().__init__("nats-server", tmp / "nats-server.log")
-        self.store_dir = tmp / "nats-store"
-        self.port = _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        # The gateway refuses a bus that cannot carry its largest envelopes (8 MiB); NATS's default is 1 MiB.
-        config = self.store_dir.parent / "nats-server.conf"
-        config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n", encoding="utf-8")
-        argv = ["-c", str(config), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        await self.spawn(str(nats_server_binary()), *argv)
-        async with asyncio.timeout(START_WITHIN_S):
-            while not await self._answers():
-                assert self.running, f"nats-server exited while starting\n{self.log_tail()}"
-                await asyncio.sleep(0.05)
-
-    async def _answers(self) -> bool:
-        """A NATS server greets every client with an INFO line; JetStream must be on."""
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 1.0)
-        except (OSError, TimeoutError):
-            return False
-        try:
-            line = await asyncio.wait_for(reader.readline(), 1.0)
-            return line.startswith(b"INFO ") and bool(json.loads(line[5:]).get("jetstream"))
-        except (OSError, TimeoutError, ValueError):
-            return False
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-class Gateway(Child):
-    """`casebridge serve` on a fixed port: a restarted gateway answers at the same base URL."""
-
-    def __init__(self, env: dict[str, str], port: int, log_file: Path) -> None:
-        super().__init__("casebridge serve", log_file)
-        self.env = env
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        with self.log_file.open("ab") as log:
-            log.write(f"\n===== start #{self.starts} =====\n".encode())
-        await self.spawn(CASEBRIDGE, "serve", "--port", str(self.port), env=self.env)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe, asyncio.timeout(START_WITHIN_S):
-            while True:
-                assert self.running, f"the gateway exited while starting\n{self.log_tail()}"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get("/health/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -210,7 +75,7 @@ async def node(database_url: str, tmp: Path) -> AsyncIterator[Node]:
     with os.fdopen(fd, "wb") as handle:
         handle.write(secrets.token_bytes(32))
     nats_server = NatsServer(tmp)
-    port = _free_port()
+    port = free_port()
     variables = {
         "CASEBRIDGE_DATABASE_URL": database_url,
         "CASEBRIDGE_DATA_DIR": str(tmp / "var"),

@@ -12,6 +12,7 @@ from litestar import Litestar
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.workers import WorkerName
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.services import set_tenant_status
@@ -143,7 +144,17 @@ async def test_rate_limit_answers_429_with_retry_after(
 
 async def test_readiness_names_what_is_down(app: Litestar, api: httpx.AsyncClient, runtime: Runtime) -> None:
     ready = await api.get("/health/ready")
-    assert ready.json() == {"status": "ok", "checks": {"database": True, "bus": True, "audit_sealer": True}}
+    every_worker = {"relay": True, "inbox": True, "sealer": True, "letters": True, "cosigner": True}
+    assert ready.json() == {
+        "status": "ok", "checks": {"database": True, "bus": True, "audit_sealer": True}, "workers": every_worker,
+    }  # fmt: skip
+    await runtime.workers[WorkerName.LETTERS].stop()
+    down = await api.get("/health/ready")
+    assert down.status_code == 503
+    assert down.json()["down"] == ["worker:letters"]
+    assert down.json()["workers"] == {**every_worker, "letters": False}
+    runtime.workers[WorkerName.LETTERS].start()
+    assert (await api.get("/health/ready")).status_code == 200
     await runtime.bus.stop()
     down = await api.get("/health/ready")
     assert down.status_code == 503

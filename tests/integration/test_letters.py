@@ -26,6 +26,7 @@ from exchange.letters.worker import CLAIM_FOR, LetterWorker
 from exchange.models import DeadLetter, Document, InboxEnvelope, Letter, LetterSequence, OutboxEnvelope, Referral
 from exchange.outbox import enqueue
 from gateway.runtime import Runtime
+from gateway.workers import WorkerName
 from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
@@ -345,8 +346,8 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime, clock: TravelClock
 ) -> None:
     centre, opeka, _ = agencies
-    assert runtime.letters is not None
-    await runtime.letters.stop()  # this node's letter worker is down: sends still go out, letters stay pending
+    letters = runtime.workers[WorkerName.LETTERS]
+    await letters.stop()  # this node's letter worker is down: sends still go out, letters stay pending
     case, _ = await open_case(centre, opeka)
     sent = await _send(centre, case, opeka)
     referral_id = sent["id"]
@@ -395,7 +396,7 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
         )  # fmt: skip
     assert (envelopes, documents) == (1, 1)
 
-    runtime.letters.start()
+    letters.start()
     runtime.wake_relay()
     theirs = await _ready(opeka, referral_id)
     assert theirs["letter"] == ready["letter"]
@@ -409,8 +410,8 @@ async def test_a_letter_arriving_after_consent_was_withdrawn_is_not_kept(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
 ) -> None:
     centre, opeka, _ = agencies
-    assert runtime.letters is not None
-    await runtime.letters.stop()
+    letters = runtime.workers[WorkerName.LETTERS]
+    await letters.stop()
     case, consent = await open_case(centre, opeka)
     sent = await _send(centre, case, opeka)
     referral_id = sent["id"]
@@ -422,7 +423,7 @@ async def test_a_letter_arriving_after_consent_was_withdrawn_is_not_kept(
         return bool((await opeka.get(f"/api/v1/referrals/{referral_id}")).json()["restricted"])
 
     await eventually(restricted)
-    runtime.letters.start()
+    letters.start()
     runtime.wake_relay()
     copy = await _ready(opeka, referral_id)
     assert copy["letter"]["signature"] == "valid"  # checked and registered ...

@@ -21,10 +21,11 @@ from sqlalchemy import select
 from exchange.mail import SmtpMailer, SmtpServer
 from exchange.models import Referral, ReminderSent
 from exchange.reminders import ReminderMail, reminders_for
+from gateway.app import build_runtime
 from gateway.db import create_engine, upgrade_schema
-from gateway.reminder_runtime import ReminderWorker
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.workers import WorkerName
 from tenants.admin import set_active_by_operator
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session, tenant_session
@@ -181,8 +182,11 @@ async def test_reminders_are_shown_and_emailed_once(
         assert private not in text
     # Neither the next round nor a restarted gateway mails it again.
     assert await runtime.reminders.run_once() == 0
-    restarted = ReminderWorker.from_settings(runtime.settings, runtime.sessions, clock)
-    assert await restarted.run_once() == 0
+    restarted = build_runtime(runtime.settings, clock=clock, workers=())  # the same node, started again
+    try:
+        assert await restarted.reminders.run_once() == 0
+    finally:
+        await restarted.engine.dispose()
     assert len(sink.messages) == 1
 
     # After respond_by: overdue for the intake officer and, on the sending side, for the case's key worker.
@@ -235,7 +239,8 @@ async def test_without_smtp_reminders_are_shown_but_not_mailed(
     referral_id = await sent_referral(centre, opeka, key_worker)
     clock.advance(dt.timedelta(days=4))
     assert await dashboard(opeka) == [(referral_id, "respond_overdue", "recipient")]
-    assert not runtime.reminders.mail.enabled
+    assert not runtime.reminders.enabled
+    assert WorkerName.REMINDERS not in runtime.workers
     assert await runtime.reminders.run_once() == 0
     async with platform_session(runtime.sessions) as session:
         assert list(await session.scalars(select(ReminderSent))) == []

@@ -76,7 +76,7 @@ def bus() -> MemoryPublisher:
 
 @pytest.fixture
 def relay(sessions: async_sessionmaker[AsyncSession], bus: MemoryPublisher, clock: FixedClock) -> OutboxRelay:
-    return OutboxRelay(sessions, bus, clock, batch=10, max_backoff=dt.timedelta(seconds=60))
+    return OutboxRelay(sessions, bus, clock, batch=10, max_backoff=dt.timedelta(seconds=60), poll_interval=30.0)
 
 
 async def add_envelopes(
@@ -253,7 +253,7 @@ async def test_run_drains_then_sleeps_until_woken_and_stops(
 ) -> None:
     rows = await add_envelopes(sessions, tenant, 25)  # more than one batch of 10
     stop, wake = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
+    task = asyncio.create_task(relay.run(stop, wake))
     try:
         await until(lambda: len(bus.published) == 25)
         assert bus.ids == ids(rows)
@@ -275,9 +275,9 @@ async def test_run_survives_a_broken_database(
 ) -> None:
     engine = create_engine(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'late.db'}", pool_size=1))
     sessions = make_sessionmaker(engine)
-    relay = OutboxRelay(sessions, bus, clock, max_backoff=dt.timedelta(milliseconds=50))
+    relay = OutboxRelay(sessions, bus, clock, max_backoff=dt.timedelta(milliseconds=50), poll_interval=30.0)
     stop, wake = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(relay.run(stop, wake, poll_interval=30.0))
+    task = asyncio.create_task(relay.run(stop, wake))
     try:
         # No schema yet: every pass fails, and the relay must keep going rather than die.
         with caplog.at_level(logging.WARNING, logger="casebridge.exchange"):

@@ -1,0 +1,206 @@
+"""The process model (API.md): `serve --workers N` and `casebridge worker` on PostgreSQL, one process on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import build_runtime
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from tenants.models import Role, TenantKind
+from tests.factories import access_token, make_client, make_tenant
+from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, free_port
+
+WITHIN_S = 60.0
+
+
+def _environment(tmp: Path, database_url: str, **extra: str) -> dict[str, str]:
+    key_file = tmp / "master.key"
+    if not key_file.exists():
+        key_file.write_bytes(secrets.token_bytes(32))
+        key_file.chmod(0o600)
+    port = free_port()
+    variables = {
+        "CASEBRIDGE_DATABASE_URL": database_url, "CASEBRIDGE_DATA_DIR": str(tmp / "var"),
+        "CASEBRIDGE_MASTER_KEY_FILE": str(key_file), "CASEBRIDGE_PORT": str(port),
+        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}", **extra,
+    }  # fmt: skip
+    return {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")} | variables
+
+
+def _casebridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CASEBRIDGE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+async def _eventually(check: Any, within_s: float = WITHIN_S) -> Any:
+    async with asyncio.timeout(within_s):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.1)
+
+
+def test_sqlite_refuses_a_second_process_and_says_to_use_postgresql(tmp_path: Path) -> None:
+    env = _environment(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'var' / 'casebridge.db'}")
+    assert _casebridge(env, "db", "upgrade").returncode == 0
+    several = _casebridge(env, "serve", "--workers", "2")
+    assert several.returncode != 0
+    assert "serve --workers 2 needs PostgreSQL" in several.stderr
+    assert "CASEBRIDGE_DATABASE_URL" in several.stderr
+
+    server = subprocess.Popen([CASEBRIDGE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base_url = env["CASEBRIDGE_BASE_URL"]
+        for _ in range(600):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
+                    break
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            subprocess.run(["sleep", "0.1"], check=True)
+        for second in (["serve", "--port", str(free_port())], ["worker"], ["worker", "--only", "relay"]):
+            refused = _casebridge(env, *second)
+            assert refused.returncode != 0, second
+            assert "SQLite allows one casebridge process" in refused.stderr, refused.stderr
+            assert "PostgreSQL" in refused.stderr
+        # Admin commands still work beside the running server.
+        created = _casebridge(env, "tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+        assert created.returncode == 0, created.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    # The lock went with the process: the next serve (or a worker) may start.
+    assert server.returncode == 0
+
+
+def test_worker_names_must_be_known_and_configured(tmp_path: Path) -> None:
+    env = _environment(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'var' / 'casebridge.db'}")
+    assert _casebridge(env, "db", "upgrade").returncode == 0
+    unknown = _casebridge(env, "worker", "--only", "relay,typesetter")
+    assert unknown.returncode != 0
+    assert "--only: expected" in unknown.stderr
+    assert "'relay,typesetter'" in unknown.stderr
+    no_smtp = _casebridge(env, "worker", "--only", "reminders")
+    assert no_smtp.returncode != 0
+    assert "the reminders worker needs CASEBRIDGE_SMTP_HOST" in no_smtp.stderr
+    bad_setting = _casebridge({**env, "CASEBRIDGE_IN_PROCESS_WORKERS": "relay,sealers"}, "serve")
+    assert bad_setting.returncode != 0
+    assert "CASEBRIDGE_IN_PROCESS_WORKERS" in bad_setting.stderr
+
+
+def test_several_processes_on_postgresql_need_a_shared_nats(tmp_path: Path, postgres: Any) -> None:
+    env = _environment(tmp_path, postgres.create_database("processes_no_nats"))
+    assert _casebridge(env, "db", "upgrade").returncode == 0
+    for command in (["serve", "--workers", "2"], ["worker"]):
+        refused = _casebridge(env, *command)
+        assert refused.returncode != 0
+        assert "CASEBRIDGE_NATS_URL" in refused.stderr, refused.stderr
+
+
+@contextlib.asynccontextmanager
+async def _seeded(env: dict[str, str]) -> AsyncIterator[Runtime]:
+    runtime = build_runtime(Settings.from_env({k: v for k, v in env.items() if k.startswith("CASEBRIDGE_")}))
+    try:
+        yield runtime
+    finally:
+        await runtime.engine.dispose()
+
+
+def _referral(case: dict[str, Any], to: Any) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "case_id": case["id"], "to_tenant_id": str(to), "kind": "referral", "purpose": "social_support",
+        "problem": "Семья нуждается в помощи", "requested_service": "Консультация", "urgency": "routine",
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity"], "legal_basis": {"type": "consent"},
+    }  # fmt: skip
+
+
+@pytest.mark.postgres
+async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tmp_path: Path, postgres: Any) -> None:
+    nats_server = NatsServer(tmp_path)
+    env = _environment(tmp_path, postgres.create_database("processes_loop"), CASEBRIDGE_NATS_URL=nats_server.url,
+                       CASEBRIDGE_IN_PROCESS_WORKERS="none")  # fmt: skip
+    gateway = Gateway(env, int(env["CASEBRIDGE_PORT"]), tmp_path / "serve.log", web_processes=2)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        await nats_server.start()
+        assert _casebridge(env, "db", "upgrade").returncode == 0
+        async with _seeded(env) as runtime:
+            centre_tenant = await make_tenant(runtime, "semya", kind=TenantKind.SOCIAL_CENTRE)
+            opeka_tenant = await make_tenant(runtime, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
+            centre_client = await make_client(runtime, centre_tenant, role=Role.SPECIALIST)
+            opeka_client = await make_client(runtime, opeka_tenant, role=Role.INTAKE)
+        await worker.start()
+        await gateway.start()  # ready only once the worker's sealer holds its lease
+        web = gateway.web_pids()
+        assert len(web) == 2
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as api:
+            ready = (await api.get("/health/ready")).json()
+            assert ready["workers"] == {}  # the web processes run no Worker of their own
+            assert ready["checks"] == {"database": True, "bus": True, "audit_sealer": True}
+
+            centre = {"Authorization": f"Bearer {await access_token(api, centre_client)}"}
+            opeka = {"Authorization": f"Bearer {await access_token(api, opeka_client)}"}
+            child = {"ref": "child 1", "full_name": "Петров Иван", "birth_date": "2014-02-03", "role": "child"}
+            opened = await api.post("/api/v1/cases", headers=centre, json={"title": "Семья", "subjects": [child]})
+            case = opened.json()
+            consent = await api.post(f"/api/v1/cases/{case['id']}/consents", headers=centre, json={
+                "subject_id": case["subjects"][0]["id"], "given_by": {"name": "Петрова Анна", "relation": "parent"},
+                "purposes": ["social_support"], "categories": ["identity"],
+                "recipients": {"tenants": [str(opeka_tenant.id)], "kinds": []},
+                "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+            })  # fmt: skip
+            assert consent.status_code == 201, consent.text
+            sent = await api.post("/api/v1/referrals", headers=centre, json=_referral(case, opeka_tenant.id))
+            assert sent.status_code == 201, sent.text
+            referral_id = sent.json()["id"]
+
+            async def delivered() -> bool:
+                theirs = await api.get(f"/api/v1/referrals/{referral_id}", headers=opeka)
+                ours = await api.get(f"/api/v1/referrals/{referral_id}", headers=centre)
+                return (
+                    theirs.status_code == 200
+                    and ours.json()["status"] == "received"
+                    and ours.json()["letter"]["status"] == "ready"
+                    and theirs.json()["letter"]["status"] == "ready"
+                )
+
+            await _eventually(delivered)
+
+            # A web process killed outright is replaced by `serve`, and the port keeps answering meanwhile.
+            os.kill(web[0], signal.SIGKILL)
+            answered = 0
+            for _ in range(20):
+                answered += (await api.get("/health/live")).status_code == 200
+            assert answered == 20
+            await _eventually(lambda: _replaced(gateway, web))
+            await _eventually(lambda: _ready(api))
+        assert await worker.stop() == 0
+        assert "worker stopping" in worker.log_file.read_text()
+    finally:
+        await gateway.kill()
+        await worker.kill()
+        await nats_server.kill()
+
+
+async def _ready(api: httpx.AsyncClient) -> bool:
+    return (await api.get("/health/ready")).status_code == 200
+
+
+async def _replaced(gateway: Gateway, before: list[int]) -> bool:
+    now = gateway.web_pids()
+    return len(now) == 2 and before[0] not in now and before[1] in now
