@@ -18,11 +18,11 @@ from audit.services import AccessScope
 from exchange.access import access_case, access_consent, access_document, access_subjects
 from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import EnvelopeType
 from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
-from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
 from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
+from exchange.transport.bodies import ConsentWithdrawn
+from exchange.transport.outbox import enqueue
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
 from tenants.principal import Principal
@@ -358,11 +358,9 @@ async def withdraw_consent(
         if str(consent.id) in referral.consent_ids:
             by_recipient.setdefault(referral.to_tenant_id, []).append(str(referral.exchange_id))
     for recipient, exchange_ids in by_recipient.items():
-        await enqueue(
-            session, deps, sender=principal.tenant_id, recipient=recipient,
-            envelope_type=EnvelopeType.CONSENT_WITHDRAWN,
-            body={"consent_id": str(consent.id), "referral_ids": sorted(exchange_ids), "withdrawn_at": now.isoformat()},
-        )  # fmt: skip
+        withdrawn = ConsentWithdrawn(consent_id=consent.id, referral_ids=[uuid.UUID(i) for i in sorted(exchange_ids)],
+                                     withdrawn_at=now)  # fmt: skip
+        await enqueue(session, deps, sender=principal.tenant_id, recipient=recipient, body=withdrawn)
     await session.flush()
     return await consent_view(session, deps, consent, subject)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import uuid
 from typing import Any
@@ -16,13 +15,13 @@ from audit.services import AccessScope
 from exchange.access import access_document, access_referral
 from exchange.cases import _sealed_document, consent_policy_view, document_contents
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import EnvelopeType, OpenedEnvelope
 from exchange.errors import ConsentRequired
 from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
-from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.referrals import _referral_key, referral_pseudonyms, report_access
+from exchange.referrals import referral_key, referral_pseudonyms, report_access
 from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
+from exchange.transport.bodies import Attachment, ReferralMessage
+from exchange.transport.outbox import enqueue
 from tenants.errors import Forbidden, InvalidInput, NotFound
 from tenants.models import Tenant
 from tenants.principal import Principal
@@ -73,7 +72,7 @@ async def post_message(
         await _ensure_basis_holds(session, deps, referral, with_documents=bool(documents))
     now = deps.clock.now()
     message_id = uuid7()
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     session.add(
         ThreadMessage(
             tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message_id,
@@ -86,18 +85,16 @@ async def post_message(
     for document in documents:
         document.referral_id = referral.id
         name, content = await document_contents(session, deps, document)
-        attachments.append({"name": name, "media_type": document.media_type, "sha256": document.sha256,
-                            "content": base64.b64encode(content).decode()})  # fmt: skip
+        attachments.append(Attachment(name=name, media_type=document.media_type, sha256=document.sha256,
+                                      content=base64.b64encode(content).decode()))  # fmt: skip
     counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
-    await enqueue(
-        session, deps, sender=principal.tenant_id, recipient=counterpart, envelope_type=EnvelopeType.REFERRAL_MESSAGE,
-        body={"referral_id": str(referral.exchange_id), "message_id": str(message_id), "at": now.isoformat(),
-              "body": data.body, "attachments": attachments},
-    )  # fmt: skip
+    message = ReferralMessage(referral_id=referral.exchange_id, message_id=message_id, at=now, body=data.body,
+                              attachments=attachments)  # fmt: skip
+    await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart, body=message)
     await session.flush()
     return MessageOut(
         id=message_id, at=now, author_tenant_id=principal.tenant_id, body=data.body,
-        attachments=[_attachment(d, a["name"]) for d, a in zip(documents, attachments, strict=True)],
+        attachments=[_attachment(d, a.name) for d, a in zip(documents, attachments, strict=True)],
     )  # fmt: skip
 
 
@@ -150,7 +147,7 @@ async def list_messages(
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
-    key = await _referral_key(session, deps, referral) if referral.data_key_wrapped else None
+    key = await referral_key(session, deps, referral) if referral.data_key_wrapped else None
     query = select(ThreadMessage).where(ThreadMessage.referral_id == referral.id)
     if page is None:
         query = query.order_by(ThreadMessage.at)
@@ -176,26 +173,26 @@ async def list_messages(
     return views
 
 
-async def apply_message(session: AsyncSession, deps: ExchangeDeps, referral: Referral, opened: OpenedEnvelope) -> None:
-    """Store the partner's message and its attachments under this tenant's own data keys."""
-    body = opened.body
+async def apply_message(
+    session: AsyncSession, deps: ExchangeDeps, referral: Referral, author: uuid.UUID, message: ReferralMessage
+) -> None:
+    """Store the partner's message and its attachments under this tenant's own data keys (ValueError: malformed)."""
     documents = []
-    for attachment in body.get("attachments", []):
-        content = base64.b64decode(attachment["content"], validate=True)
-        if hashlib.sha256(content).hexdigest() != attachment["sha256"]:
+    for attachment in message.attachments:
+        content = base64.b64decode(attachment.content, validate=True)
+        if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ValueError("an attachment does not match its digest")
         document = await _sealed_document(
-            session, deps, referral.tenant_id, str(attachment["name"]), str(attachment["media_type"]), content
+            session, deps, referral.tenant_id, attachment.name, attachment.media_type, content
         )
         document.referral_id = referral.id
         documents.append(document)
-    message_id = uuid.UUID(body["message_id"])
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     session.add(
         ThreadMessage(
-            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message_id,
-            author_tenant_id=opened.header.sender, at=dt.datetime.fromisoformat(body["at"]),
-            body_sealed=key.seal({"body": str(body["body"])}, context=sealed_context("message", message_id)),
+            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message.message_id,
+            author_tenant_id=author, at=message.at,
+            body_sealed=key.seal({"body": message.body}, context=sealed_context("message", message.message_id)),
             attachment_ids=[str(d.id) for d in documents],
         )
     )  # fmt: skip
@@ -203,7 +200,7 @@ async def apply_message(session: AsyncSession, deps: ExchangeDeps, referral: Ref
 
 async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:
     """After a withdrawal: the partner's messages and attachments are personal data the recipient may not keep."""
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     messages = await session.scalars(
         select(ThreadMessage).where(
             ThreadMessage.referral_id == referral.id, ThreadMessage.author_tenant_id != referral.tenant_id
@@ -237,7 +234,7 @@ async def record_own_basis(
         raise InvalidInput("Explain the legal basis in at least 20 characters.")
     if referral.restricted:
         raise InvalidInput("The shared data was already removed after the family withdrew consent.")
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     context = sealed_context("referral", referral.id)
     contents = key.open(referral.sealed, context=context) if referral.sealed else {}
     contents["own_basis_justification"] = data.justification

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import and_, not_, or_, select
+from sqlalchemy import and_, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -26,11 +26,9 @@ from exchange.cases import (
 )
 from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import EnvelopeType
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
 from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
-from exchange.outbox import enqueue
 from exchange.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
 from exchange.schemas import (
     ReferralIn,
@@ -41,6 +39,14 @@ from exchange.schemas import (
     TimelineOut,
     TransitionIn,
 )
+from exchange.transport.bodies import (
+    AccessReceipt,
+    LegalBasisBody,
+    ReceiptActor,
+    ReferralRequested,
+    ReferralStatus,
+)
+from exchange.transport.outbox import enqueue
 from tenants.access import access_own_tenant
 from tenants.errors import InvalidInput
 from tenants.principal import Principal
@@ -183,7 +189,7 @@ async def send_referral(
         text["justification"] = basis.justification
     if plan is not None:
         shared["plan"] = dict(plan)
-    referral = await _new_copy(
+    referral = await new_copy(
         session, deps, principal.tenant_id, exchange_id=exchange_id, side=Side.SENDER,
         from_tenant_id=principal.tenant_id, to_tenant_id=recipient.id, case_ref=case.reference,
         kind=data.kind.value, purpose=data.purpose, urgency=data.urgency.value,
@@ -196,25 +202,25 @@ async def send_referral(
     referral.consent_ids = sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids})
     referral.idempotency_key = idempotency_key
     referral.request_hash = request_hash(data)
-    _add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
+    await add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
     # Numbered here, laid out and sent on by the letter worker after this transaction commits.
     letter = await register_letter(session, deps, principal=principal, referral=referral,
                                    shared={**text, **shared}, basis=basis, language=data.letter_language)  # fmt: skip
     await enqueue(
-        session, deps, sender=principal.tenant_id, recipient=recipient.id,
-        envelope_type=EnvelopeType.REFERRAL_REQUESTED, exchange_id=exchange_id,
-        body={
-            "referral_id": str(exchange_id), "kind": referral.kind, "purpose": referral.purpose,
-            "urgency": referral.urgency, "respond_by": respond_by.isoformat(), "complete_by": complete_by.isoformat(),
-            "case_ref": case.reference, "categories": referral.categories,
-            "legal_basis": _basis_body(basis), "requested_at": now.isoformat(), "subject_pseudonyms": list(pseudonyms),
-            **text, **shared, **({"service": data.service} if data.service is not None else {}),
-            "letter": letter,
-        },
+        session, deps, sender=principal.tenant_id, recipient=recipient.id, exchange_id=exchange_id,
+        body=ReferralRequested(
+            referral_id=exchange_id, kind=referral.kind, purpose=referral.purpose, urgency=referral.urgency,
+            respond_by=respond_by, complete_by=complete_by, case_ref=case.reference, categories=referral.categories,
+            legal_basis=_basis_body(basis), requested_at=now, subject_pseudonyms=list(pseudonyms),
+            problem=data.problem, requested_service=data.requested_service,
+            justification=basis.justification if isinstance(basis, StatutoryBasis) else None,
+            subjects=shared["subjects"], needs=shared.get("needs"), summary=shared.get("summary"),
+            plan=shared.get("plan"), service=data.service, letter=letter,
+        ),
     )  # fmt: skip
     audit.touched(resource_type="referral", resource_id=exchange_id, recipient=str(recipient.id),
                   categories=referral.categories, review_required=decision.review_required,
-                  letter=letter["registration_number"])  # fmt: skip
+                  letter=letter.registration_number)  # fmt: skip
     await session.flush()
     return referral, True
 
@@ -234,10 +240,10 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-def _basis_body(basis: LegalBasis) -> dict[str, str]:
+def _basis_body(basis: LegalBasis) -> LegalBasisBody:
     if isinstance(basis, StatutoryBasis):
-        return {"type": "statutory", "reference": basis.reference}
-    return {"type": "consent"}
+        return LegalBasisBody(type="statutory", reference=basis.reference)
+    return LegalBasisBody(type="consent")
 
 
 def _consent_required(deny: Deny, subjects: list[Subject]) -> ConsentRequired:
@@ -268,7 +274,7 @@ async def _projection(
     return shared
 
 
-async def _new_copy(
+async def new_copy(
     session: AsyncSession,
     deps: ExchangeDeps,
     tenant_id: uuid.UUID,
@@ -304,12 +310,12 @@ async def _new_copy(
     return referral
 
 
-async def _referral_key(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> DataKey:
+async def referral_key(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> DataKey:
     context = sealed_context("referral", referral.id)
     return await deps.datakeys.open(session, referral.tenant_id, context, referral.wrapped_key)
 
 
-def _add_timeline(
+async def add_timeline(
     session: AsyncSession,
     referral: Referral,
     status: str,
@@ -318,12 +324,16 @@ def _add_timeline(
     note: str | None,
     key: DataKey | None,
 ) -> None:
-    entry = TimelineEntry(
-        tenant_id=referral.tenant_id, referral_id=referral.id, status=status, at=at, by_tenant_id=by_tenant
-    )
+    """One entry of the copy's timeline: a Core insert, as nothing reads the entry back in this transaction."""
+    note_sealed = None
     if note and key is not None:
-        entry.note_sealed = key.seal({"note": note}, context=sealed_context("timeline", referral.id))
-    session.add(entry)
+        note_sealed = key.seal({"note": note}, context=sealed_context("timeline", referral.id))
+    await session.execute(
+        insert(TimelineEntry).values(
+            tenant_id=referral.tenant_id, referral_id=referral.id, status=status, at=at, by_tenant_id=by_tenant,
+            note_sealed=note_sealed,
+        )
+    )  # fmt: skip
 
 
 # -- both sides -------------------------------------------------------------------------------------------------
@@ -351,19 +361,15 @@ async def transition_referral(
         raise InvalidInput("Declining a referral needs a reason.")
     now = deps.clock.now()
     note = data.outcome.note if data.outcome else data.reason
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     referral.status = data.to
     if data.outcome is not None:
         referral.outcome_result = data.outcome.result
-    _add_timeline(session, referral, data.to, now, principal.tenant_id, note, key)
+    await add_timeline(session, referral, data.to, now, principal.tenant_id, note, key)
     counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
-    body: dict[str, Any] = {"referral_id": str(referral.exchange_id), "status": data.to, "at": now.isoformat()}
-    if note:
-        body["note"] = note
-    if data.outcome is not None:
-        body["outcome"] = data.outcome.result
-    await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart,
-                  envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
+    status = ReferralStatus(referral_id=referral.exchange_id, status=data.to, at=now, note=note or None,
+                            outcome=data.outcome.result if data.outcome is not None else None)  # fmt: skip
+    await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart, body=status)
     await session.flush()
     return referral
 
@@ -373,7 +379,7 @@ async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Ref
     contents: dict[str, Any] = {}
     key: DataKey | None = None
     if referral.sealed is not None and referral.data_key_wrapped is not None:
-        key = await _referral_key(session, deps, referral)
+        key = await referral_key(session, deps, referral)
         contents = key.open(referral.sealed, context=sealed_context("referral", referral.id))
     entries = await session.scalars(
         select(TimelineEntry)
@@ -453,12 +459,11 @@ async def report_access(
     actor = audit.actor
     await enqueue(
         session, deps, sender=referral.tenant_id, recipient=referral.from_tenant_id,
-        envelope_type=EnvelopeType.ACCESS_RECEIPT,
-        body={
-            "referral_id": str(referral.exchange_id), "action": audit.action.value, "at": deps.clock.now().isoformat(),
-            "actor": {"kind": actor.kind, "id": str(actor.id) if actor.id else None, "role": actor.role},
-            "purpose": referral.purpose, "subjects": pseudonyms, "resource": audit.resource_id,
-        },
+        body=AccessReceipt(
+            referral_id=referral.exchange_id, action=audit.action.value, at=deps.clock.now(),
+            actor=ReceiptActor(kind=actor.kind, id=actor.id, role=actor.role), purpose=referral.purpose,
+            subjects=pseudonyms, resource=str(audit.resource_id) if audit.resource_id is not None else None,
+        ),
     )  # fmt: skip
 
 
@@ -468,7 +473,7 @@ async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referra
         return list(deps.audit.pseudonyms(referral.tenant_id, [uuid.UUID(s) for s in referral.subject_ids]))
     if referral.sealed is None or referral.data_key_wrapped is None:
         return []
-    key = await _referral_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     contents = key.open(referral.sealed, context=sealed_context("referral", referral.id))
     return [str(p) for p in contents.get("pseudonyms", [])]
 

@@ -23,13 +23,15 @@ from audit.services import AuditLog
 from audit.witness import Witness
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
-from exchange.inbox import Inbox
 from exchange.letters.render import WeasyPrintRenderer
 from exchange.letters.worker import LetterWorker
 from exchange.mail import SmtpMailer, SmtpServer
 from exchange.policy import AgeRules
-from exchange.relay import OutboxRelay
 from exchange.reminders import ReminderMail
+from exchange.transport.inbox import Inbox
+from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
+from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
+from exchange.transport.relay import OutboxRelay
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.guards import API_GUARDS, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
@@ -44,8 +46,6 @@ from gateway.controllers.plans import PlanController, ReminderController
 from gateway.controllers.referrals import ReferralController
 from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
-from gateway.exchange_runtime import STOP_GRACE_S as INBOX_GRACE_S
-from gateway.exchange_runtime import InboxConsumer, JetStreamPublisher
 from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
 from gateway.letter_runtime import LetterLayout
 from gateway.problems import EXCEPTION_HANDLERS
@@ -155,7 +155,7 @@ def _workers(runtime: Runtime, names: Collection[WorkerName]) -> Workers:
     cosigners = settings.audit.cosigners
     jobs: dict[WorkerName, Worker] = {
         RELAY: Worker(RELAY, OutboxRelay(sessions, JetStreamPublisher(bus), runtime.clock), grace_s=RELAY_GRACE_S),
-        INBOX: Worker(INBOX, InboxConsumer(bus, runtime.inbox.receive), grace_s=INBOX_GRACE_S),
+        INBOX: Worker(INBOX, InboxConsumer(bus, runtime.inbox.receive_batch), grace_s=INBOX_GRACE_S),
         SEALER: Worker(SEALER, runtime.sealer, grace_s=SEALER_GRACE_S, healthy=lambda: runtime.sealer.status().healthy),
         LETTERS: Worker(
             LETTERS,

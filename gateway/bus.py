@@ -27,11 +27,11 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from exchange.transport.jetstream import ENVELOPE_STREAM, ENVELOPE_SUBJECTS
+
 logger = logging.getLogger(__name__)
 
 CLIENT_NAME = "casebridge-gateway"
-ENVELOPE_STREAM = "CB_ENVELOPES"
-ENVELOPE_SUBJECTS = "cb.v1.>"
 AUDIT_STREAM = "CB_AUDIT"
 AUDIT_SUBJECTS = "cb.audit.>"
 # Core NATS (no stream): "there may be work for Worker <name>", from a web process to the process that runs it.

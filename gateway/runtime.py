@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import MAX_TOKEN_BYTES
-from exchange.inbox import Inbox
 from exchange.letters.render import WeasyPrintRenderer
 from exchange.reminders import ReminderMail
+from exchange.transport.envelopes import MAX_TOKEN_BYTES
+from exchange.transport.inbox import Inbox
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus, BusError

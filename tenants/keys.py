@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.clock import Clock
@@ -100,6 +101,71 @@ def _generate(use: KeyUse) -> tuple[bytes, dict[str, Any] | None, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class UsableKey:
+    """One tenant key as the key ring serves it: an immutable copy of its row, safe to share between sessions."""
+
+    tenant_id: uuid.UUID
+    kid: str
+    use: str
+    alg: str
+    public_jwk: dict[str, Any] | None
+    wrapped_private: bytes
+    retired_at: dt.datetime | None
+    usable_until: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: TenantKey) -> UsableKey:
+        return cls(row.tenant_id, row.kid, row.use, row.alg, row.public_jwk, row.wrapped_private, row.retired_at,
+                   row.usable_until)  # fmt: skip
+
+    def usable_at(self, now: dt.datetime) -> bool:
+        return self.retired_at is None or self.usable_until is None or self.usable_until > now
+
+
+# A process trusts its cached key rings this long before it asks the database whether any ring changed (a rotation
+# in another process or by the command line); a rotation in this process is seen at once. Rotation keeps the old
+# keys usable for decryption and verification through a grace period, so a stale second is harmless; and an
+# envelope under a key not cached yet makes the inbox look again before it refuses it.
+KEY_CACHE_CHECK_S = 1.0
+
+
+class KeyCache:
+    """Rows of the key tables, cached per process and dropped whenever the published keys change.
+
+    Every rotation and every new tenant adds published keys, so the number of published keys and the newest one's
+    creation time change with any change to a key ring: one small query at most once a second tells every process.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[Any, ...], Any] = {}
+        self._epoch: tuple[int, dt.datetime | None] | None = None
+        self._checked_at = -KEY_CACHE_CHECK_S
+
+    async def get(self, session: AsyncSession, key: tuple[Any, ...], load: Any) -> Any:
+        """The cached value for `key`, or what `await load()` returns (then cached)."""
+        if time.monotonic() - self._checked_at >= KEY_CACHE_CHECK_S:
+            await self._check(session)
+        try:
+            return self._rows[key]
+        except KeyError:
+            value = self._rows[key] = await load()
+            return value
+
+    def forget(self) -> None:
+        """Drop everything (after a change to a key ring in this process)."""
+        self._rows.clear()
+        self._checked_at = -KEY_CACHE_CHECK_S
+
+    async def _check(self, session: AsyncSession) -> None:
+        row = (await session.execute(select(func.count(), func.max(PublishedKey.created_at)))).one()
+        epoch = (int(row[0]), row[1])
+        if epoch != self._epoch:
+            self._rows.clear()
+            self._epoch = epoch
+        self._checked_at = time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
 class RotatedKeys:
     tenant_id: uuid.UUID
     enc_kid: str
@@ -110,14 +176,20 @@ class RotatedKeys:
 class KeyRing:
     """Creates, rotates and opens tenant and platform keys inside the caller's transaction."""
 
-    def __init__(self, master_key: MasterKey, clock: Clock, *, grace: dt.timedelta) -> None:
+    def __init__(
+        self, master_key: MasterKey, clock: Clock, *, grace: dt.timedelta, cache: KeyCache | None = None
+    ) -> None:
         self._master = master_key
         self._clock = clock
         self._grace = grace
+        self.cache = cache or KeyCache()
+        # Unwrapped private keys by (tenant, kid, use): a kid names the same key material for ever.
+        self._opened: dict[tuple[uuid.UUID, str, str], Any] = {}
 
     async def create_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> RotatedKeys:
         kids = {use: self._add_tenant_key(session, tenant_id, use) for use in KeyUse}
         await session.flush()
+        self.cache.forget()
         return RotatedKeys(tenant_id, kids[KeyUse.ENCRYPTION], kids[KeyUse.SIGNING], kids[KeyUse.KEY_ENCRYPTION])
 
     async def rotate_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> RotatedKeys:
@@ -157,15 +229,24 @@ class KeyRing:
             session.add(PublishedKey(owner_tenant_id=tenant_id, kid=kid, use=use.value, public_jwk=public_jwk))
         return kid
 
-    async def usable_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[TenantKey]:
-        """The active key first, then retired keys still inside their grace period."""
-        rows = await session.scalars(
-            select(TenantKey)
-            .where(TenantKey.tenant_id == tenant_id, TenantKey.use == use.value)
-            .order_by(TenantKey.retired_at.is_not(None), TenantKey.created_at.desc())
-        )
+    async def usable_tenant_keys(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[UsableKey]:
+        """The active key first, then retired keys still inside their grace period.
+
+        Served from the process's cache, so callers must ask only for keys their session may see (their own
+        tenant's, or any tenant's in platform work); the cache does not repeat row-level security.
+        """
+
+        async def load() -> tuple[UsableKey, ...]:
+            rows = await session.scalars(
+                select(TenantKey)
+                .where(TenantKey.tenant_id == tenant_id, TenantKey.use == use.value)
+                .order_by(TenantKey.retired_at.is_not(None), TenantKey.created_at.desc())
+            )
+            return tuple(UsableKey.of(row) for row in rows)
+
+        ring: tuple[UsableKey, ...] = await self.cache.get(session, ("tenant", tenant_id, use), load)
         now = self._clock.now()
-        return [key for key in rows if key.retired_at is None or key.usable_until is None or key.usable_until > now]
+        return [key for key in ring if key.usable_at(now)]
 
     async def public_jwks(self, session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, Any]:
         keys: list[dict[str, Any]] = []
@@ -173,25 +254,32 @@ class KeyRing:
             keys.extend(k.public_jwk for k in await self.usable_tenant_keys(session, tenant_id, use) if k.public_jwk)
         return {"keys": keys}
 
-    def private_key_bytes(self, key: TenantKey) -> bytes:
+    def private_key_bytes(self, key: TenantKey | UsableKey) -> bytes:
         """PKCS#8 DER of an OKP private key, or the raw 32 bytes of a KEK."""
         return self._master.unwrap(key.wrapped_private, context=tenant_key_context(key.tenant_id, key.kid, key.use))
 
-    def private_jwk(self, key: TenantKey) -> OKPKey:
+    def private_jwk(self, key: TenantKey | UsableKey) -> OKPKey:
         if key.use == KeyUse.KEY_ENCRYPTION:
             raise KeyUnavailable("a KEK is not an asymmetric key")
-        private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
-        return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+        opened = self._opened.get((key.tenant_id, key.kid, key.use))
+        if opened is None:
+            private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
+            opened = OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+            self._opened[(key.tenant_id, key.kid, key.use)] = opened
+        return opened
 
     async def active_kek(self, session: AsyncSession, tenant_id: uuid.UUID) -> tuple[str, bytes]:
         """The tenant's current key-encryption key (kid, 32 bytes) for wrapping new data keys."""
         keys = await self.usable_tenant_keys(session, tenant_id, KeyUse.KEY_ENCRYPTION)
         if not keys or keys[0].retired_at is not None:
             raise KeyUnavailable("the tenant has no active data key-encryption key")
-        return keys[0].kid, self.private_key_bytes(keys[0])
+        return keys[0].kid, self._kek_bytes(keys[0])
 
     async def kek(self, session: AsyncSession, tenant_id: uuid.UUID, kid: str) -> bytes:
         """A KEK by id, retired ones included: data keys wrapped under it must stay readable."""
+        opened = self._opened.get((tenant_id, kid, KeyUse.KEY_ENCRYPTION.value))
+        if opened is not None:
+            return opened  # type: ignore[no-any-return]
         key = await session.scalar(
             select(TenantKey).where(
                 TenantKey.tenant_id == tenant_id, TenantKey.kid == kid, TenantKey.use == KeyUse.KEY_ENCRYPTION.value
@@ -199,7 +287,13 @@ class KeyRing:
         )
         if key is None:
             raise KeyUnavailable("the key-encryption key for this record is missing")
-        return self.private_key_bytes(key)
+        return self._kek_bytes(key)
+
+    def _kek_bytes(self, key: TenantKey | UsableKey) -> bytes:
+        opened = self._opened.get((key.tenant_id, key.kid, key.use))
+        if opened is None:
+            opened = self._opened[(key.tenant_id, key.kid, key.use)] = self.private_key_bytes(key)
+        return opened
 
     async def check_master_key(self, session: AsyncSession) -> None:
         """Raise KeyUnavailable unless the master key opens the newest stored tenant and platform keys."""
@@ -265,20 +359,36 @@ class KeyRing:
         return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
 
 
+@dataclass(frozen=True, slots=True)
+class _Published:
+    public_jwk: dict[str, Any]
+    retired_at: dt.datetime | None
+    usable_until: dt.datetime | None
+
+
 class PublishedKeys:
-    """Tenants' public envelope keys, as any partner may fetch them from the JWKS URLs, read in the caller's session."""
+    """Tenants' public envelope keys, as any partner may fetch them from the JWKS URLs (cached like the key ring)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, cache: KeyCache | None = None) -> None:
         self._clock = clock
+        self._cache = cache or KeyCache()
 
-    async def _usable(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[PublishedKey]:
-        rows = await session.scalars(
-            select(PublishedKey)
-            .where(PublishedKey.owner_tenant_id == tenant_id, PublishedKey.use == use.value)
-            .order_by(PublishedKey.retired_at.is_not(None), PublishedKey.created_at.desc())
-        )
+    async def _usable(self, session: AsyncSession, tenant_id: uuid.UUID, use: KeyUse) -> list[_Published]:
+        async def load() -> tuple[_Published, ...]:
+            rows = await session.scalars(
+                select(PublishedKey)
+                .where(PublishedKey.owner_tenant_id == tenant_id, PublishedKey.use == use.value)
+                .order_by(PublishedKey.retired_at.is_not(None), PublishedKey.created_at.desc())
+            )
+            return tuple(_Published(row.public_jwk, row.retired_at, row.usable_until) for row in rows)
+
+        keys: tuple[_Published, ...] = await self._cache.get(session, ("published", tenant_id, use), load)
         now = self._clock.now()
-        return [k for k in rows if k.retired_at is None or (k.usable_until is not None and k.usable_until > now)]
+        return [k for k in keys if k.retired_at is None or (k.usable_until is not None and k.usable_until > now)]
+
+    def forget(self) -> None:
+        """Look again at the database on the next use (an envelope signed with a key not seen yet)."""
+        self._cache.forget()
 
     async def encryption_key(self, session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, Any] | None:
         """The tenant's active X25519 public key, to encrypt envelopes for it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
+from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.models import OutboxEnvelope
+from exchange.transport.outbox import OutgoingEnvelope, sealed_envelope, subject_for
 from gateway.runtime import Runtime
 from tenants import services
 from tenants.models import Role, Scope, Tenant, TenantKind, User
@@ -86,3 +90,30 @@ async def access_token(api: httpx.AsyncClient, client: ClientKey, scope: str | N
     response = await api.post("/oauth/token", data=token_form(client, client_assertion(client, token_endpoint), scope))
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+async def forged_envelope(
+    runtime: Runtime,
+    *,
+    sender: uuid.UUID,
+    recipient: uuid.UUID,
+    envelope_type: EnvelopeType,
+    body: Any,
+    exchange_id: uuid.UUID | None = None,
+    relay: bool = False,
+) -> OutgoingEnvelope:
+    """A genuine envelope (signed with the sender's real key, encrypted to the recipient's) around any body, as
+    another node's software might send it, recorded in the sender's outbox (so its receipt finds it). With `relay`
+    the relay publishes it; without, it is marked sent, for a test to hand to the inbox itself."""
+    payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    async with platform_session(runtime.sessions) as session, session.begin():
+        header, token = await sealed_envelope(
+            session, runtime.exchange, sender=sender, recipient=recipient, envelope_type=envelope_type, payload=payload
+        )
+        envelope = OutgoingEnvelope(header.envelope_id, subject_for(recipient, envelope_type), token)
+        session.add(OutboxEnvelope(
+            tenant_id=sender, envelope_id=header.envelope_id, envelope_type=envelope_type.value,
+            recipient_tenant_id=recipient, exchange_id=exchange_id, subject=envelope.subject, token=token,
+            next_attempt_at=header.created_at, sent_at=None if relay else header.created_at,
+        ))  # fmt: skip
+    return envelope

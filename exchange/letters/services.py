@@ -20,7 +20,6 @@ from uuid_utils.compat import uuid7
 from exchange.cases import _sealed_document
 from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
-from exchange.envelopes import EnvelopeType
 from exchange.letters.numbering import next_registration_number
 from exchange.letters.render import (
     LANGUAGES,
@@ -34,9 +33,10 @@ from exchange.letters.render import (
 )
 from exchange.letters.signing import LetterBinding, LetterCheck, Verification, sign_letter, verify_letter
 from exchange.models import Document, Letter, Referral, sealed_context
-from exchange.outbox import enqueue
 from exchange.policy import LegalBasis, StatutoryBasis
 from exchange.schemas import LetterOut
+from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
+from exchange.transport.outbox import enqueue
 from tenants.models import ApiClient, KeyUse, Role, Tenant, User
 from tenants.principal import ActorKind, Principal
 
@@ -130,7 +130,7 @@ async def register_letter(
     shared: Mapping[str, Any],
     basis: LegalBasis,
     language: str,
-) -> dict[str, Any]:
+) -> LetterNotice:
     """Number the letter of a referral being sent and keep it pending, in the sending transaction.
 
     Everything the letter will say is fixed here and sealed with the pending row: `shared` is exactly what the
@@ -177,8 +177,8 @@ async def register_letter(
             content_sealed=key.seal(content_to_json(content), context=_letter_context(letter_id)),
         )
     )  # fmt: skip
-    return {"v": 1, "registration_number": registration_number, "language": language,
-            "name": _file_name(registration_number)}  # fmt: skip
+    return LetterNotice(v=1, registration_number=registration_number, language=language,
+                        name=_file_name(registration_number))  # fmt: skip
 
 
 # -- the letter worker (sender side): no transaction is open while a letter is laid out ----------------------------
@@ -273,14 +273,18 @@ async def store_rendered(session: AsyncSession, deps: ExchangeDeps, letter_id: u
     letter.status, letter.sha256, letter.signature = READY, digest, signature
     letter.signing_kid, letter.verification, letter.document_id = check.kid, check.verification.value, document.id
     letter.content_sealed, letter.next_attempt_at, letter.last_error = None, None, None
-    await enqueue(
-        session, deps, sender=referral.from_tenant_id, recipient=referral.to_tenant_id,
-        envelope_type=EnvelopeType.REFERRAL_LETTER, exchange_id=referral.exchange_id,
-        body={"referral_id": str(referral.exchange_id),
-              "letter": {"v": 1, "registration_number": letter.registration_number, "language": letter.language,
-                         "name": name, "media_type": PDF, "sha256": digest, "signature": signature,
-                         "content": base64.b64encode(pdf).decode("ascii")}},
+    sent = LetterBody(
+        v=1, registration_number=letter.registration_number, language=letter.language, name=name, media_type=PDF,
+        sha256=digest, signature=signature, content=base64.b64encode(pdf).decode("ascii"),
     )  # fmt: skip
+    await enqueue(
+        session,
+        deps,
+        sender=referral.from_tenant_id,
+        recipient=referral.to_tenant_id,
+        exchange_id=referral.exchange_id,
+        body=ReferralLetter(referral_id=referral.exchange_id, letter=sent),
+    )
     return True
 
 
@@ -303,16 +307,17 @@ def _announced_number(member: Mapping[str, Any]) -> str:
     return number if isinstance(number, str) and 0 < len(number) <= _MAX_NUMBER else ""
 
 
-async def expect_letter(session: AsyncSession, referral: Referral, member: Any) -> None:
+async def expect_letter(session: AsyncSession, referral: Referral, notice: LetterNotice | None) -> None:
     """A received referral announces its letter (`letter` of referral.requested): keep it as pending until the
     `referral.letter` envelope brings the PDF. Nothing when the referral announces none."""
-    if not isinstance(member, Mapping):
+    if notice is None:
         return
-    language = member.get("language") if member.get("language") in LANGUAGES else "ru"
+    language = notice.language if notice.language in LANGUAGES else "ru"
+    number = notice.registration_number if 0 < len(notice.registration_number) <= _MAX_NUMBER else ""
     session.add(
         Letter(
-            tenant_id=referral.tenant_id, referral_id=referral.id, registration_number=_announced_number(member),
-            language=language, status=PENDING,
+            tenant_id=referral.tenant_id, referral_id=referral.id, registration_number=number, language=language,
+            status=PENDING,
         )
     )  # fmt: skip
 

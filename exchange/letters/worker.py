@@ -29,7 +29,7 @@ from exchange.letters.services import (
     store_rendered,
 )
 from exchange.models import Letter
-from exchange.relay import drain_until_stopped, retry_delay
+from exchange.transport.relay import drain_until_stopped, retry_delay
 from tenants.persistence import platform_session, read_only_platform_session
 
 log = logging.getLogger("casebridge.exchange")

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import audit.models  # noqa: F401 - registers the audit tables on the shared metadata
-import exchange.models  # noqa: F401 - registers the exchange tables on the shared metadata
+import exchange.models
+import exchange.transport.models  # noqa: F401 - registers the transport tables on the shared metadata
 from tenants.models import Base
 
 target_metadata = Base.metadata

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select, text
 
 from audit.models import AuditEvent
-from exchange.models import DeadLetter
+from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
 from tests.conftest import BASE_URL

@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import nats.errors
@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import select
 from uuid_utils.compat import uuid7
 
-from exchange.models import OutboxEnvelope
-from exchange.relay import OutboxRelay
+from exchange.transport.jetstream import STOP_GRACE_S, InboxConsumer, JetStreamPublisher
+from exchange.transport.models import OutboxEnvelope
+from exchange.transport.outbox import OutgoingEnvelope
+from exchange.transport.relay import OutboxRelay
 from gateway.bus import ENVELOPE_STREAM, Bus, nats_server_binary
 from gateway.db import create_engine, upgrade_schema
-from gateway.exchange_runtime import STOP_GRACE_S, InboxConsumer, JetStreamPublisher
 from gateway.settings import DatabaseSettings
 from gateway.workers import Worker, WorkerName, Workers
 from tenants.clock import SystemClock
@@ -32,18 +33,31 @@ WITHIN_S = 10.0
 
 
 class Recorder:
-    """An inbox handler that keeps what it applied and fails the first `failures` calls, as a dead database would."""
+    """An inbox batch handler that keeps what it applied. It fails the first `failures` batches, as a dead database
+    would, and leaves `later` unsettled for its first `later_for` deliveries, as an envelope that overtook its
+    referral is."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, *, later: bytes | None = None, later_for: int = 0) -> None:
         self.applied: list[tuple[str, bytes]] = []
         self.calls = 0
+        self.batches: list[int] = []
         self._failures = failures
+        self._later, self._later_for = later, later_for
 
-    async def __call__(self, subject: str, token: bytes) -> None:
+    async def __call__(self, messages: Sequence[tuple[str, bytes]]) -> list[bool]:
         self.calls += 1
+        self.batches.append(len(messages))
         if self.calls <= self._failures:
-            raise ConnectionRefusedError(f"database down while applying {token!r}")
-        self.applied.append((subject, token))
+            raise ConnectionRefusedError(f"database down while applying {messages[0][1]!r}")
+        settled = []
+        for subject, token in messages:
+            if token == self._later and self._later_for > 0:
+                self._later_for -= 1
+                settled.append(False)
+                continue
+            self.applied.append((subject, token))
+            settled.append(True)
+        return settled
 
     @property
     def tokens(self) -> list[bytes]:
@@ -82,6 +96,13 @@ class Route:
         return Worker(WorkerName.INBOX, consumer, grace_s=STOP_GRACE_S)
 
 
+async def publish(publisher: JetStreamPublisher, subject: str, token: bytes, *, envelope_id: str) -> None:
+    """One envelope through the relay's batch publisher; raises what kept it off the stream."""
+    (failure,) = await publisher.publish_batch([OutgoingEnvelope(uuid.UUID(envelope_id), subject, token.decode())])
+    if failure is not None:
+        raise failure
+
+
 async def until(condition: Callable[[], bool] | Callable[[], Awaitable[bool]], within_s: float = WITHIN_S) -> None:
     async with asyncio.timeout(within_s):
         while True:
@@ -118,11 +139,11 @@ async def test_every_published_envelope_reaches_the_handler_in_order(bus: Bus, r
     consumer = route.consumer(bus, handler)
     tokens = [f"envelope-{n}".encode() for n in range(20)]
     for token in tokens[:10]:
-        await publisher.publish(route.subject, token, envelope_id=str(uuid7()))
+        await publish(publisher, route.subject, token, envelope_id=str(uuid7()))
     consumer.start()
     try:
         for token in tokens[10:]:
-            await publisher.publish(route.subject, token, envelope_id=str(uuid7()))
+            await publish(publisher, route.subject, token, envelope_id=str(uuid7()))
         await until(lambda: len(handler.applied) == len(tokens))
         await until(lambda: settled(bus, route.durable))
     finally:
@@ -135,10 +156,10 @@ async def test_every_published_envelope_reaches_the_handler_in_order(bus: Bus, r
 async def test_the_same_envelope_id_published_twice_is_delivered_once(bus: Bus, route: Route) -> None:
     publisher, handler = JetStreamPublisher(bus), Recorder()
     envelope_id = str(uuid7())
-    await publisher.publish(route.subject, b"envelope", envelope_id=envelope_id)
+    await publish(publisher, route.subject, b"envelope", envelope_id=envelope_id)
     # What the relay does after a crash between the bus's ack and marking the row sent.
-    await publisher.publish(route.subject, b"envelope", envelope_id=envelope_id)
-    await publisher.publish(route.subject, b"marker", envelope_id=str(uuid7()))
+    await publish(publisher, route.subject, b"envelope", envelope_id=envelope_id)
+    await publish(publisher, route.subject, b"marker", envelope_id=str(uuid7()))
 
     consumer = route.consumer(bus, handler)
     consumer.start()
@@ -157,8 +178,8 @@ async def test_a_failed_envelope_is_redelivered_then_acked_and_logged_without_co
     consumer = route.consumer(bus, handler, retry_base=0.1)
     consumer.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.exchange_runtime"):
-            await publisher.publish(route.subject, b"secret-envelope", envelope_id=str(uuid7()))
+        with caplog.at_level(logging.WARNING, logger="exchange.transport.jetstream"):
+            await publish(publisher, route.subject, b"secret-envelope", envelope_id=str(uuid7()))
             await until(lambda: len(handler.applied) == 1)
         await until(lambda: settled(bus, route.durable))
     finally:
@@ -166,7 +187,7 @@ async def test_a_failed_envelope_is_redelivered_then_acked_and_logged_without_co
 
     assert handler.calls == 3
     assert handler.tokens == [b"secret-envelope"]
-    assert caplog.text.count("handler failed (ConnectionRefusedError)") == 2
+    assert caplog.text.count("a batch of 1 failed (ConnectionRefusedError)") == 2
     assert "secret" not in caplog.text
     assert route.root not in caplog.text, "the subject names the recipient tenant"
 
@@ -178,7 +199,7 @@ async def test_a_restarted_consumer_resumes_where_the_durable_left_off(bus: Bus,
     consumer.start()
     try:
         for n in range(3):
-            await publisher.publish(route.subject, f"before-{n}".encode(), envelope_id=str(uuid7()))
+            await publish(publisher, route.subject, f"before-{n}".encode(), envelope_id=str(uuid7()))
         await until(lambda: len(first.applied) == 3)
         await until(lambda: settled(bus, route.durable))
     finally:
@@ -187,11 +208,11 @@ async def test_a_restarted_consumer_resumes_where_the_durable_left_off(bus: Bus,
     assert time.monotonic() - started < 0.5, "an idle consumer stops at once"
 
     for n in range(3):
-        await publisher.publish(route.subject, f"while-down-{n}".encode(), envelope_id=str(uuid7()))
+        await publish(publisher, route.subject, f"while-down-{n}".encode(), envelope_id=str(uuid7()))
     consumer = route.consumer(bus, second)
     consumer.start()
     try:
-        await publisher.publish(route.subject, b"after", envelope_id=str(uuid7()))
+        await publish(publisher, route.subject, b"after", envelope_id=str(uuid7()))
         await until(lambda: len(second.applied) == 4)
         await until(lambda: settled(bus, route.durable))
     finally:
@@ -199,6 +220,41 @@ async def test_a_restarted_consumer_resumes_where_the_durable_left_off(bus: Bus,
 
     assert first.tokens == [b"before-0", b"before-1", b"before-2"]
     assert second.tokens == [b"while-down-0", b"while-down-1", b"while-down-2", b"after"]
+
+
+async def test_the_consumer_hands_over_batches_and_redelivers_only_what_was_not_settled(bus: Bus, route: Route) -> None:
+    publisher, handler = JetStreamPublisher(bus), Recorder(later=b"overtook", later_for=2)
+    envelopes = [OutgoingEnvelope(uuid7(), route.subject, f"envelope-{n}") for n in range(50)]
+    envelopes.insert(10, OutgoingEnvelope(uuid7(), route.subject, "overtook"))
+    assert await publisher.publish_batch(envelopes) == [None] * 51  # one batch, acks pipelined
+    consumer = route.consumer(bus, handler, retry_base=0.1)
+    consumer.start()
+    try:
+        await until(lambda: b"overtook" in handler.tokens)
+        await until(lambda: settled(bus, route.durable))
+    finally:
+        await consumer.stop()
+
+    assert handler.tokens[:50] == [f"envelope-{n}".encode() for n in range(50)], "its neighbours were not held up"
+    assert handler.tokens[50:] == [b"overtook"]
+    assert max(handler.batches) > 1, "messages that were waiting together came together"
+
+
+async def test_a_batch_with_an_envelope_the_bus_refuses_stores_the_others(bus: Bus, route: Route) -> None:
+    publisher, handler = JetStreamPublisher(bus), Recorder()
+    stray = OutgoingEnvelope(uuid7(), "cb.nowhere.receipt", "no stream captures this subject")
+    good = [OutgoingEnvelope(uuid7(), route.subject, f"envelope-{n}") for n in range(3)]
+    outcomes = await publisher.publish_batch([good[0], stray, good[1], good[2]])
+    assert outcomes[0] is None
+    assert outcomes[2:] == [None, None]
+    assert isinstance(outcomes[1], Exception)
+    consumer = route.consumer(bus, handler)
+    consumer.start()
+    try:
+        await until(lambda: len(handler.applied) == 3)
+    finally:
+        await consumer.stop()
+    assert handler.tokens == [b"envelope-0", b"envelope-1", b"envelope-2"]
 
 
 class StandaloneNats:
@@ -248,7 +304,7 @@ async def test_nats_outage_fails_publishes_and_the_consumer_carries_on_after_a_r
         consumer = route.consumer(bus, handler, reconnect_delay=0.2, fetch_timeout=1.0)
         consumer.start()
         try:
-            await publisher.publish(route.subject, b"before", envelope_id=str(uuid7()))
+            await publish(publisher, route.subject, b"before", envelope_id=str(uuid7()))
             await until(lambda: handler.tokens == [b"before"])
             await until(lambda: settled(bus, route.durable))
 
@@ -256,15 +312,15 @@ async def test_nats_outage_fails_publishes_and_the_consumer_carries_on_after_a_r
             retried = str(uuid7())
             started = time.monotonic()
             with pytest.raises((nats.errors.Error, TimeoutError)):
-                await publisher.publish(route.subject, b"during", envelope_id=retried)
+                await publish(publisher, route.subject, b"during", envelope_id=retried)
             assert time.monotonic() - started < 3.0, "the publish timeout bounds an outage's cost to the relay"
 
             await server.start()
             # The relay re-publishes what failed, under the same id. The failed attempt may also have reached the
             # server from the client's reconnect buffer: either way the handler sees the envelope once.
             await until(lambda: bus.nc.is_connected)
-            await publisher.publish(route.subject, b"during", envelope_id=retried)
-            await publisher.publish(route.subject, b"after", envelope_id=str(uuid7()))
+            await publish(publisher, route.subject, b"during", envelope_id=retried)
+            await publish(publisher, route.subject, b"after", envelope_id=str(uuid7()))
             await until(lambda: b"after" in handler.tokens)
         finally:
             await consumer.stop()

@@ -29,8 +29,9 @@ import nats
 import pytest
 from sqlalchemy import func, select
 
-from exchange.envelopes import EnvelopeType
-from exchange.models import DeadLetter, InboxEnvelope, Letter, OutboxEnvelope, Referral, Side, TimelineEntry
+from exchange.models import Letter, Referral, Side, TimelineEntry
+from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.app import build_runtime
 from gateway.bus import ENVELOPE_STREAM
 from gateway.runtime import Runtime
@@ -40,7 +41,7 @@ from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
 from tests.processes import CASEBRIDGE, Gateway, NatsServer, free_port
 
-INBOX_DURABLE = "casebridge-inbox"  # gateway.exchange_runtime.InboxConsumer's default
+INBOX_DURABLE = "casebridge-inbox"  # exchange.transport.jetstream.InboxConsumer's default
 
 BURST = 60  # referrals per burst
 KILL_AFTER = 20  # accepted referrals before the kill
@@ -436,14 +437,15 @@ async def test_every_referral_is_delivered_exactly_once_after_a_crash_mid_burst(
     for exchange_id in final.sender:
         assert final.timeline[(Side.SENDER.value, exchange_id)] == ["requested", "received"], exchange_id
         assert final.timeline[(Side.RECIPIENT.value, exchange_id)] == ["requested", "received"], exchange_id
-    # The outbox: one referral.requested and one referral.letter per referral and one receipt for each, all
-    # published; receipts delivered.
+    # The outbox: one referral.requested and one referral.letter per referral, all published, and receipts for
+    # them. The inbox answers each batch with one receipt per sender, so there are at most as many receipts as
+    # envelopes received, and the receipts together cover every one of them (each is marked delivered).
     types = collections.Counter(kind for kind, _, _ in final.outbox.values())
-    assert types == {
-        EnvelopeType.REFERRAL_REQUESTED.value: BURST,
-        EnvelopeType.REFERRAL_LETTER.value: BURST,
-        EnvelopeType.RECEIPT.value: 2 * BURST,
-    }, types
+    receipts = types.pop(EnvelopeType.RECEIPT.value, 0)
+    assert types == {EnvelopeType.REFERRAL_REQUESTED.value: BURST, EnvelopeType.REFERRAL_LETTER.value: BURST}, types
+    assert 1 <= receipts <= 2 * BURST, receipts
+    answered = [delivered for kind, _, delivered in final.outbox.values() if kind != EnvelopeType.RECEIPT.value]
+    assert all(answered), f"{answered.count(False)} envelopes have no delivery receipt"
     # One letter per copy, laid out once although the crash hit mid-layout; the register has no gaps or repeats.
     assert len(final.letters) == 2 * BURST
     numbers = sorted(n for side, _, _, n in final.letters if side == Side.SENDER.value and n is not None)

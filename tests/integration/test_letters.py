@@ -18,19 +18,19 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
-from exchange.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
 from exchange.letters.signing import LetterBinding, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
-from exchange.models import DeadLetter, Document, InboxEnvelope, Letter, LetterSequence, OutboxEnvelope, Referral
-from exchange.outbox import enqueue
+from exchange.models import Document, Letter, LetterSequence, Referral
+from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
+from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.runtime import Runtime
 from gateway.workers import WorkerName
 from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
-from tests.factories import make_tenant
+from tests.factories import forged_envelope, make_tenant
 from tests.integration.test_referral_loop import (
     CHILD_NAME,
     Agency,
@@ -187,10 +187,8 @@ async def _opened(runtime: Runtime, sender: Agency, recipient: Agency, referral_
 
 async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: Any) -> None:
     """Put an envelope in the sender's outbox as a sender's node would (signed with its real key), and relay it."""
-    async with platform_session(runtime.sessions) as session:
-        await enqueue(session, runtime.exchange, sender=sender.id, recipient=recipient.id, envelope_type=kind,
-                      exchange_id=uuid.UUID(body["referral_id"]), body=body)  # fmt: skip
-        await session.commit()
+    await forged_envelope(runtime, sender=sender.id, recipient=recipient.id, envelope_type=kind, body=body,
+                          exchange_id=uuid.UUID(body["referral_id"]), relay=True)  # fmt: skip
     runtime.wake_relay()
 
 

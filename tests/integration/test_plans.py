@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from audit.models import AuditEvent
 from exchange import plans
-from exchange.models import OutboxEnvelope, Plan, Referral
+from exchange.models import Plan, Referral
+from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session, tenant_session

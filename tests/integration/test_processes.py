@@ -181,13 +181,15 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
 
             await _eventually(delivered)
 
-            # A web process killed outright is replaced by `serve`, and the port keeps answering meanwhile.
+            # A web process killed outright is replaced by `serve`, and the port keeps answering new connections
+            # meanwhile (a connection the dead process held is gone with it, as for any client).
             os.kill(web[0], signal.SIGKILL)
-            answered = 0
-            for _ in range(20):
-                answered += (await api.get("/health/live")).status_code == 200
-            assert answered == 20
+            fresh = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, limits=fresh) as probe:
+                answered = [(await probe.get("/health/live")).status_code for _ in range(20)]
+            assert answered == [200] * 20
             await _eventually(lambda: _replaced(gateway, web))
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as api:
             await _eventually(lambda: _ready(api))
         assert await worker.stop() == 0
         assert "worker stopping" in worker.log_file.read_text()

@@ -11,14 +11,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from exchange.envelopes import EnvelopeType
-from exchange.inbox import NotYetApplicable
-from exchange.models import DeadLetter, Referral
-from exchange.outbox import enqueue
+from exchange.models import Referral
+from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.inbox import NotYetApplicable
+from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
+from tests.factories import forged_envelope
 from tests.integration.test_referral_loop import Agency, agency, eventually, open_case, referral_body
 
 PDF = b"%PDF-1.4\n% casebridge test document\n" + b"0" * 2048
@@ -227,11 +228,9 @@ async def test_an_envelope_that_overtook_its_referral_is_retried_then_parked(
 ) -> None:
     centre, opeka = pair
     body = {"referral_id": str(uuid.uuid4()), "status": "accepted", "at": dt.datetime.now(dt.UTC).isoformat()}
-    async with platform_session(runtime.sessions) as session, session.begin():
-        early = await enqueue(session, runtime.exchange, sender=opeka.id, recipient=centre.id,
-                              envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
-        # Keep the relay from publishing it: this test hands the envelope to the inbox itself.
-        early.sent_at = dt.datetime.now(dt.UTC)
+    # Not in the outbox: this test hands the envelope to the inbox itself.
+    early = await forged_envelope(runtime, sender=opeka.id, recipient=centre.id,
+                                  envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
     with pytest.raises(NotYetApplicable):
         await runtime.inbox.receive(early.subject, early.token.encode())
     async with platform_session(runtime.sessions) as session:

@@ -17,14 +17,14 @@ from sqlalchemy import select
 
 from audit.models import AuditEvent
 from exchange.charts import SVG_NS
-from exchange.envelopes import EnvelopeType
-from exchange.models import DeadLetter, Referral
-from exchange.outbox import enqueue
+from exchange.models import Referral
+from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
-from tests.factories import access_token, make_client
+from tests.factories import access_token, forged_envelope, make_client
 from tests.integration.test_directory import Network, network  # noqa: F401 - `network` is the shared scenario fixture
 from tests.integration.test_referral_loop import Agency, agency, eventually, open_case, referral_body
 
@@ -302,10 +302,7 @@ async def _parked(runtime: Runtime) -> list[tuple[str, uuid.UUID | None]]:
 async def _hand_over(runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: dict[str, Any]
                      ) -> uuid.UUID:  # fmt: skip
     """A real signed and encrypted envelope from `sender`, handed straight to the inbox: its id."""
-    async with platform_session(runtime.sessions) as session, session.begin():
-        envelope = await enqueue(session, runtime.exchange, sender=sender.id, recipient=recipient.id,
-                                 envelope_type=kind, body=body)  # fmt: skip
-        envelope.sent_at = dt.datetime.now(dt.UTC)  # keep the relay from publishing it as well
+    envelope = await forged_envelope(runtime, sender=sender.id, recipient=recipient.id, envelope_type=kind, body=body)
     await runtime.inbox.receive(envelope.subject, envelope.token.encode())
     return envelope.envelope_id
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc import jwe, jws
 from joserfc.jwk import OKPKey
 
-from exchange.envelopes import (
+from exchange.transport.envelopes import (
     ENVELOPE_VERSION,
     MAX_BODY_BYTES,
     EnvelopeHeader,
@@ -169,7 +169,9 @@ def test_round_trip(alice: Tenant, bob: Tenant, directory: Directory) -> None:
     h = header(alice, bob)
     token = seal(h, BODY, signing_key=alice.sig[0], recipient_key=bob.enc_public)
     opened = open_as(bob, token, directory)
-    assert opened == OpenedEnvelope(h, BODY, alice.sig[0].kid or "")
+    assert isinstance(opened, OpenedEnvelope)
+    assert (opened.header, opened.body, opened.signing_kid) == (h, BODY, alice.sig[0].kid)
+    assert json.loads(opened.payload) == BODY
     assert peek_header(token) == h
     assert h.version == ENVELOPE_VERSION
 

@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
-from exchange.models import OutboxEnvelope
-from exchange.relay import CLAIM_FOR, OutboxRelay, retry_delay
+from exchange.transport.models import OutboxEnvelope
+from exchange.transport.outbox import OutgoingEnvelope
+from exchange.transport.relay import CLAIM_FOR, OutboxRelay, retry_delay
 from gateway.db import create_engine, upgrade_schema
 from gateway.settings import DatabaseSettings
 from tenants.clock import FixedClock
@@ -38,10 +39,15 @@ class MemoryPublisher:
         self.down = False
         self.refused: set[str] = set()
 
-    async def publish(self, subject: str, token: bytes, *, envelope_id: str) -> None:
-        if self.down or envelope_id in self.refused:
-            raise BusDown(f"no servers available for {subject} (Иванова Мария)")
-        self.published.append((subject, token, envelope_id))
+    async def publish_batch(self, envelopes: list[OutgoingEnvelope]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = []
+        for envelope in envelopes:
+            if self.down or str(envelope.envelope_id) in self.refused:
+                outcomes.append(BusDown(f"no servers available for {envelope.subject} (Иванова Мария)"))
+                continue
+            self.published.append((envelope.subject, envelope.token.encode(), str(envelope.envelope_id)))
+            outcomes.append(None)
+        return outcomes
 
     @property
     def ids(self) -> list[str]:
@@ -161,25 +167,25 @@ async def test_envelopes_not_yet_due_are_skipped_until_they_are(
     assert bus.ids == ids(now) + ids(later)
 
 
-async def test_a_failure_stops_the_pass_backs_off_and_records_only_the_error_class(
+async def test_a_refused_envelope_is_backed_off_the_rest_sent_and_only_the_error_class_recorded(
     relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
 ) -> None:
-    first, second, third = await add_envelopes(sessions, tenant, 3)
-    bus.refused.add(str(second.envelope_id))
+    first, second, third, fourth = await add_envelopes(sessions, tenant, 4)
+    bus.refused |= {str(second.envelope_id), str(third.envelope_id)}
 
-    assert await relay.relay_once() == 1
+    assert await relay.relay_once() == 2  # the whole batch is sent before any ack is awaited
 
     after = await stored(sessions)
-    assert after[str(first.envelope_id)].sent_at == NOW
+    assert after[str(first.envelope_id)].sent_at == after[str(fourth.envelope_id)].sent_at == NOW
     failed = after[str(second.envelope_id)]
     assert failed.sent_at is None
     assert failed.attempts == 1
     assert failed.next_attempt_at == NOW + dt.timedelta(seconds=2)
     assert failed.last_error == "BusDown", "exception text may carry personal data or server details"
-    untried = after[str(third.envelope_id)]
-    assert (untried.sent_at, untried.attempts, untried.last_error) == (None, 0, None)
-    assert untried.next_attempt_at == NOW, "an envelope the pass never tried is released, not backed off"
-    assert bus.ids == [str(first.envelope_id)]
+    released = after[str(third.envelope_id)]
+    assert (released.sent_at, released.attempts, released.last_error) == (None, 0, None)
+    assert released.next_attempt_at == NOW, "only the first refusal is backed off; the others are tried again at once"
+    assert bus.ids == [str(first.envelope_id), str(fourth.envelope_id)]
 
 
 async def test_one_failing_envelope_does_not_hold_back_the_others(
@@ -188,8 +194,8 @@ async def test_one_failing_envelope_does_not_hold_back_the_others(
     poison, *others = await add_envelopes(sessions, tenant, 3)
     bus.refused.add(str(poison.envelope_id))
 
-    assert await relay.relay_once() == 0
     assert await relay.relay_once() == 2
+    assert await relay.relay_once() == 0, "the refused one waits out its backoff"
 
     assert bus.ids == ids(others)
 
@@ -234,8 +240,8 @@ async def test_claimed_envelopes_are_invisible_to_another_relay(
         pass
 
     class CrashingPublisher(MemoryPublisher):
-        async def publish(self, subject: str, token: bytes, *, envelope_id: str) -> None:
-            await super().publish(subject, token, envelope_id=envelope_id)
+        async def publish_batch(self, envelopes: list[OutgoingEnvelope]) -> list[Exception | None]:
+            await super().publish_batch(envelopes)
             raise Crash  # acked by the bus, then the process died before marking anything sent
 
     rows = await add_envelopes(sessions, tenant, 2)

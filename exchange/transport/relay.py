@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from exchange.models import OutboxEnvelope
-from exchange.outbox import Publisher
+from exchange.transport.models import OutboxEnvelope
+from exchange.transport.outbox import OutgoingEnvelope, Publisher
 from tenants.clock import Clock
 from tenants.persistence import platform_session
 
@@ -61,19 +61,21 @@ class OutboxRelay:
         self._poll_interval = poll_interval
 
     async def relay_once(self) -> int:
-        """Publish up to `batch` due envelopes; return how many the bus acked. Stops at the first publish failure."""
+        """Publish up to `batch` due envelopes, all sent before any ack is awaited; return how many the bus acked.
+
+        Acks are pipelined: the pass costs one round trip to the bus, not one per envelope. An envelope the bus
+        refused is backed off (the first of them) or handed back for the next pass (the rest, in case only the
+        first is at fault); every acked envelope is marked sent, all in one transaction.
+        """
         due = await self._claim()
-        sent: list[uuid.UUID] = []
-        failed: tuple[OutboxEnvelope, Exception] | None = None
-        for row in due:
-            try:
-                await self._publisher.publish(row.subject, row.token.encode("ascii"), envelope_id=str(row.envelope_id))
-            except Exception as exc:  # any failure means "not stored on the bus": retry later, whatever it was
-                failed = (row, exc)
-                break
-            sent.append(row.id)
-        if due:
-            await self._settle(sent, due[len(sent) :], failed)
+        if not due:
+            return 0
+        outcomes = await self._publisher.publish_batch(
+            [OutgoingEnvelope(row.envelope_id, row.subject, row.token) for row in due]
+        )
+        sent = [row.id for row, failure in zip(due, outcomes, strict=True) if failure is None]
+        failed = [(row, failure) for row, failure in zip(due, outcomes, strict=True) if failure is not None]
+        await self._settle(sent, failed)
         return len(sent)
 
     async def _claim(self) -> Sequence[OutboxEnvelope]:
@@ -93,31 +95,26 @@ class OutboxRelay:
                 await _set(session, [row.id for row in rows], next_attempt_at=now + CLAIM_FOR)
             return rows
 
-    async def _settle(
-        self,
-        sent: list[uuid.UUID],
-        unsent: Sequence[OutboxEnvelope],
-        failed: tuple[OutboxEnvelope, Exception] | None,
-    ) -> None:
+    async def _settle(self, sent: list[uuid.UUID], failed: list[tuple[OutboxEnvelope, Exception]]) -> None:
         now = self._clock.now()
         async with platform_session(self._sessions) as session, session.begin():
             if sent:
                 await _set(session, sent, sent_at=now)
-            if failed is not None:
-                row, exc = failed
+            if failed:
+                (row, exc), rest = failed[0], failed[1:]
                 attempts = row.attempts + 1
                 retry_at = now + retry_delay(attempts, self._max_backoff)
                 # The class name only: exception messages can quote server replies or payload fragments.
                 error = type(exc).__name__[:255]
                 await _set(session, [row.id], attempts=attempts, next_attempt_at=retry_at, last_error=error)
-                # Released, not backed off: if only this envelope is at fault (too large, say), the rest must not
-                # queue behind it. If the bus is down, the next pass fails on the next envelope and backs that off.
-                rest = [other.id for other in unsent if other.id != row.id]
+                # Released, not backed off: if only the first is at fault (too large, say), the rest must not queue
+                # behind it. If the bus is down, the next pass fails again and backs off the next one.
                 if rest:
-                    await _set(session, rest, next_attempt_at=now)
-        if failed is not None:
+                    await _set(session, [other.id for other, _ in rest], next_attempt_at=now)
+        if failed:
             delay = (retry_at - now).total_seconds()
-            log.warning("outbox relay: publish failed (%s) after %d sent; retrying in %.0fs", error, len(sent), delay)
+            log.warning("outbox relay: %d not stored (%s) after %d sent; retrying in %.0fs", len(failed), error,
+                        len(sent), delay)  # fmt: skip
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Relay until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import msgspec
 from joserfc import jwe, jws
 
 # joserfc 1.x exposes no public way to read a JWE's protected header without decrypting it; this is the parser
@@ -85,11 +86,13 @@ class EnvelopeHeader:
 
 @dataclass(frozen=True, slots=True)
 class OpenedEnvelope:
-    """An envelope that passed every check. `signing_kid` names the sender key that signed it."""
+    """An envelope that passed every check. `signing_kid` names the sender key that signed it; `payload` is the
+    signed body's JSON as it arrived, for decoding into its typed body (exchange.transport.bodies)."""
 
     header: EnvelopeHeader
     body: dict[str, Any]
     signing_kid: str
+    payload: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +115,16 @@ def _routing_members(header: EnvelopeHeader) -> dict[str, Any]:
     }
 
 
-def seal(header: EnvelopeHeader, body: Mapping[str, Any], *, signing_key: OKPKey, recipient_key: OKPKey) -> str:
-    """Sign `body` with the sender's Ed25519 key, then encrypt that JWS to the recipient's X25519 key."""
+def seal(header: EnvelopeHeader, body: Mapping[str, Any] | bytes, *, signing_key: OKPKey, recipient_key: OKPKey) -> str:
+    """Sign `body` (a JSON object, or its encoding) with the sender's Ed25519 key, then encrypt that JWS to the
+    recipient's X25519 key."""
     if header.version != ENVELOPE_VERSION:
         raise ValueError(f"this node writes envelope version {ENVELOPE_VERSION} only")
     if signing_key.curve_name != "Ed25519" or not signing_key.is_private or not signing_key.kid:
         raise ValueError("signing_key must be an Ed25519 private key with a kid")
     if recipient_key.curve_name != "X25519" or not recipient_key.kid:
         raise ValueError("recipient_key must be an X25519 key with a kid")
-    payload = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    payload = body if isinstance(body, bytes) else _json_object(body)
     if len(payload) > MAX_BODY_BYTES:
         raise ValueError(f"an envelope body is limited to {MAX_BODY_BYTES} bytes; send documents separately")
     routing = _routing_members(header)
@@ -139,6 +143,10 @@ def seal(header: EnvelopeHeader, body: Mapping[str, Any], *, signing_key: OKPKey
         **routing,
     }
     return jwe.encrypt_compact(protected, signed, recipient_key, registry=_JWE)
+
+
+def _json_object(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _is_envelope_header(protected: Any, **expected: str) -> bool:
@@ -267,9 +275,9 @@ def open_envelope(
     if header.created_at > now + max_skew:
         return reject(RejectReason.FROM_THE_FUTURE, "created later than the allowed clock skew")
     try:
-        body = json.loads(signed.payload)
-    except ValueError:
+        body = msgspec.json.decode(signed.payload)
+    except msgspec.DecodeError:
         body = None
     if not isinstance(body, dict):
         return reject(RejectReason.MALFORMED, "the signed body is not a JSON object")
-    return OpenedEnvelope(header, body, inner["kid"])
+    return OpenedEnvelope(header, body, inner["kid"], signed.payload)
