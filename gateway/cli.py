@@ -1,4 +1,4 @@
-"""The `casebridge` command line: serve, migrate, and administer tenants, people, clients and keys."""
+"""The `casebridge` command line: serve, migrate, and administer tenants, people, clients and keys (cli_admin.py)."""
 
 from __future__ import annotations
 

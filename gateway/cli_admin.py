@@ -47,7 +47,7 @@ class AdminContext:
 
 
 def build_admin_context(settings: Settings) -> AdminContext:
-    """Opens the database and reads the master key (creating it only when it is the embedded default)."""
+    """Reads the master key (creating it only at the embedded default path, as the service does); makes the engine."""
     ensure_data_dir(settings.paths)
     clock = SystemClock()
     master_key = load_master_key(settings.paths)
