@@ -8,7 +8,10 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tenants.keys import MasterKey
 
 SCHEMA_VERSION = 1
 
@@ -141,3 +144,8 @@ class AuditEventRecord:
 def pseudonym(key: bytes, subject_id: uuid.UUID) -> str:
     """A subject's keyed pseudonym: stable for one tenant's key, meaningless without it (HMAC-SHA-256)."""
     return "ps_" + hmac.new(key, subject_id.bytes, hashlib.sha256).hexdigest()[:32]
+
+
+def pseudonym_key(master_key: MasterKey, tenant_id: uuid.UUID) -> bytes:
+    """The key that pseudonymises one tenant's subjects; every process of a deployment derives the same one."""
+    return master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")

@@ -19,6 +19,7 @@ from litestar.template.config import TemplateConfig
 
 from audit.sealer import STOP_GRACE_S as SEALER_GRACE_S
 from audit.sealer import Publish, Sealer, log_origin
+from audit.events import pseudonym_key
 from audit.services import AuditLog
 from audit.witness import Witness
 from exchange.datakeys import DataKeys
@@ -94,7 +95,7 @@ def build_runtime(
         datakeys=DataKeys(keyring),
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
-        audit=AuditLog(clock, lambda tenant_id: master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")),
+        audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
         letters=WeasyPrintRenderer(
             zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.processes
         ),

@@ -1,4 +1,4 @@
-"""The `casebridge` command line: serve, migrate, and administer tenants, people, clients and keys."""
+"""The `casebridge` command line: serve, migrate, and administer tenants, people, clients and keys (cli_admin.py)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,22 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import msgspec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from joserfc.jwk import OKPKey
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-
-from audit.checkpoint import CheckpointFormatError, parse_verifier_key
-from audit.events import Action, Actor, Outcome
-from audit.export import ExportError, export_database, read_export
-from audit.sealer import log_origin
-from audit.verifications import Trigger, record_verification
-from audit.verify import verify_database, verify_log
-from gateway.controllers.metadata import tenant_jwks_url
-from gateway.db import MasterKeyError, create_engine, ensure_data_dir, schema_is_current, upgrade_schema
-from gateway.processes import LayoutError
-from gateway.runtime import Runtime
 from gateway.settings import Settings, SettingsError
-from tenants import admin, services
-from tenants.clock import SystemClock
 from tenants.errors import CasebridgeError
-from tenants.models import Role, Scope, Tenant, TenantKind
-from tenants.persistence import make_sessionmaker, platform_session
-from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
+from tenants.vocabulary import Role, Scope, TenantKind
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from sqlalchemy.exc import SQLAlchemyError
+
+
+# Only what parsing needs is imported above. Each command imports the rest (SQLAlchemy, Alembic, the domain, the web
+# application) in the function that runs it, so that `--help` and a usage error answer at once and an administrative
+# command loads no more than it uses.
 
 
 class CliError(Exception):
@@ -43,6 +32,11 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.db import MasterKeyError
+    from gateway.processes import LayoutError
+
     try:
         settings = Settings.from_env()
         if args.command == "serve":
@@ -189,137 +183,37 @@ def _worker(settings: Settings, only: str | None) -> None:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.app import build_runtime
-
     if (args.command, args.action) == ("db", "upgrade"):
+        from gateway.db import create_engine, ensure_data_dir, schema_is_current, upgrade_schema
+
         # Migrating needs no keys: never create a master key as a side effect of a schema change.
         ensure_data_dir(settings.paths)
         engine = create_engine(settings.database)
         try:
-            await upgrade_schema(engine)
+            # Checking reads only the migration scripts; upgrading also loads every table definition, for nothing
+            # when the schema is already current.
+            if not await schema_is_current(engine):
+                await upgrade_schema(engine)
             return {"upgraded": True, "database": engine.url.render_as_string(hide_password=True)}
         finally:
             await engine.dispose()
     if args.command == "audit":
         # Neither the bus nor the master key: verifying needs only public keys, and an export only the database.
         return await _audit(settings, args)
-    runtime = build_runtime(settings)
-    try:
-        handler = _HANDLERS[(args.command, args.action)]
-        return await handler(runtime, args)
-    finally:
-        await runtime.engine.dispose()
+    from gateway import cli_admin
 
-
-async def _tenant_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    async with platform_session(runtime.sessions) as session, session.begin():
-        tenant = await services.create_tenant(
-            session, runtime.keyring, slug=args.slug, name=args.name, kind=args.kind, region=args.region
-        )
-        created = TenantCreated(
-            id=tenant.id, slug=tenant.slug, name=tenant.name, kind=tenant.kind,
-            jwks_url=tenant_jwks_url(runtime.settings.server.base_url, tenant.id),
-        )  # fmt: skip
-    return _plain(created)
-
-
-def _tenant_status(status: str) -> Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]:
-    async def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-        async with platform_session(runtime.sessions) as session, session.begin():
-            tenant = await services.set_tenant_status(session, slug=args.slug, status=status)
-            return {"id": str(tenant.id), "slug": tenant.slug, "status": tenant.status}
-
-    return run
-
-
-async def _user_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    password = _read_password() if args.password_stdin else None
-    async with platform_session(runtime.sessions) as session, session.begin():
-        tenant = await services.tenant_by_slug(session, args.tenant)
-        user, one_time = await services.create_user(
-            session, tenant=tenant, email=args.email, roles=args.role, password=password
-        )
-        result = _plain(UserCreated(id=user.id, tenant_id=tenant.id, email=user.email, roles=user.roles))
-    if one_time is not None:
-        result["one_time_password"] = one_time
-    return result
-
-
-def _read_password() -> str:
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise CliError("--password-stdin was given but no password arrived on standard input")
-    return password
-
-
-async def _client_create(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        jwk = json.loads(args.jwk_file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CliError(f"cannot read the JWK file {args.jwk_file}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise CliError(f"the JWK file {args.jwk_file} is not valid JSON (line {exc.lineno})") from exc
-    async with platform_session(runtime.sessions) as session, session.begin():
-        tenant = await services.tenant_by_slug(session, args.tenant)
-        client = await services.create_client(
-            session, tenant=tenant, name=args.name, public_jwk=jwk, scopes=args.scopes.split(), role=args.role
-        )
-        return _plain(
-            ClientCreated(client_id=client.client_id, tenant_id=tenant.id, scopes=client.scopes, role=client.role)
-        )
-
-
-_OPERATOR = Actor(kind="operator", id=None, tenant_id=None, role=None)
-
-
-def _user_change(action: str) -> Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]:
-    async def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-        clock = runtime.clock
-        async with platform_session(runtime.sessions) as session, session.begin():
-            tenant = await services.tenant_by_slug(session, args.tenant)
-            user = await admin.user_by_email(session, tenant_id=tenant.id, email=args.email)
-            if action == "reset-second-factor":
-                await admin.reset_second_factor_by_operator(session, clock, user=user)
-                audited = Action.TENANTS_USER_SECOND_FACTOR_RESET
-            else:
-                await admin.set_active_by_operator(session, clock, user=user, active=action == "activate")
-                audited = Action.TENANTS_USER_REACTIVATE if action == "activate" else Action.TENANTS_USER_DEACTIVATE
-            runtime.exchange.audit.append(
-                session, action=audited, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=tenant.id,
-                resource_type="user", resource_id=str(user.id),
-            )  # fmt: skip
-            return {"id": str(user.id), "tenant_id": str(tenant.id), "email": user.email, "active": user.active,
-                    "second_factor_enrolled": user.totp_enabled}  # fmt: skip
-
-    return run
-
-
-async def _client_revoke(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    async with platform_session(runtime.sessions) as session, session.begin():
-        tenant = await services.tenant_by_slug(session, args.tenant)
-        client = await admin.client_by_id(session, tenant_id=tenant.id, client_id=args.client_id)
-        admin.revoke_client_by_operator(runtime.clock, client=client)
-        runtime.exchange.audit.append(
-            session, action=Action.TENANTS_CLIENT_REVOKE, outcome=Outcome.SUCCESS, actor=_OPERATOR,
-            log_tenant_id=tenant.id, resource_type="api_client", resource_id=client.client_id,
-        )  # fmt: skip
-        revoked_at = client.revoked_at.isoformat() if client.revoked_at else None
-        return {"client_id": client.client_id, "tenant_id": str(tenant.id), "revoked_at": revoked_at}
-
-
-async def _keys_rotate(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    async with platform_session(runtime.sessions) as session, session.begin():
-        rotated = await services.rotate_keys(session, runtime.keyring, slug=args.tenant)
-        runtime.exchange.audit.append(
-            session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
-            actor=Actor(kind="operator", id=None, tenant_id=None, role=None), log_tenant_id=rotated.tenant_id,
-            resource_type="key_ring", resource_id=str(rotated.tenant_id),
-            extra={"enc_kid": rotated.enc_kid, "sig_kid": rotated.sig_kid},
-        )  # fmt: skip
-    return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
+    return await cli_admin.run(settings, args)
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from audit.export import ExportError, export_database, read_export
+    from audit.sealer import log_origin
+    from audit.verifications import Trigger, record_verification
+    from audit.verify import verify_database, verify_log
+    from gateway.db import create_engine, schema_is_current
+    from tenants.clock import SystemClock
+    from tenants.persistence import make_sessionmaker, platform_session
+
     pinned = _pinned_keys(args.key) if args.action == "verify" and args.key else None
     # A pinned key names the log it signs for; otherwise the export names its log, and this node's URL names its own.
     pinned_origin, pinned_keys = pinned if pinned else (None, None)
@@ -362,6 +256,8 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
 
 def _pinned_keys(texts: list[str]) -> tuple[str, list[Ed25519PublicKey]]:
     """The log origin and keys from --key verifier keys, which must all name the same log."""
+    from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+
     names, keys = set(), []
     for text in texts:
         try:
@@ -374,81 +270,5 @@ def _pinned_keys(texts: list[str]) -> tuple[str, list[Ed25519PublicKey]]:
         raise CliError("every --key must name the same log")
     return names.pop(), keys
 
-
-_DEMO_TENANTS = (
-    ("semya", "Центр социальной помощи семье и детям «Семья»", TenantKind.SOCIAL_CENTRE),
-    ("opeka", "Отдел опеки и попечительства", TenantKind.GUARDIANSHIP_BODY),
-    ("kdn", "Комиссия по делам несовершеннолетних и защите их прав", TenantKind.JUVENILE_COMMISSION),
-)
-_DEMO_REGION = "Центральный район"
-_DEMO_ROLES = (Role.SPECIALIST, Role.INTAKE, Role.DPO, Role.TENANT_ADMIN)
-
-
-async def _demo_seed(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
-    """Three agencies, four people each, one API client each. Passwords go to the terminal only."""
-    async with platform_session(runtime.sessions) as session, session.begin():
-        if await session.scalar(select(Tenant.id).limit(1)) is not None:
-            if args.if_empty:
-                return {"seeded": False, "reason": "tenants already exist"}
-            raise CliError("the database already has tenants; demo data goes only into an empty database")
-        seeded = [await _seed_tenant(runtime, session, *spec) for spec in _DEMO_TENANTS]
-    return {"seeded": True, "sign_in": f"{runtime.settings.server.base_url}/login", "tenants": seeded}
-
-
-async def _seed_tenant(runtime: Runtime, session: Any, slug: str, name: str, kind: TenantKind) -> dict[str, Any]:
-    tenant = await services.create_tenant(
-        session, runtime.keyring, slug=slug, name=name, kind=kind, region=_DEMO_REGION
-    )
-    users = []
-    for role in _DEMO_ROLES:
-        user, one_time = await services.create_user(
-            session, tenant=tenant, email=f"{role.value.replace('_', '-')}@{slug}.demo", roles=[role], password=None
-        )
-        users.append({"email": user.email, "roles": user.roles, "one_time_password": one_time})
-    private = OKPKey.generate_key("Ed25519", {"kid": f"{slug}-demo-client"})
-    client = await services.create_client(
-        session,
-        tenant=tenant,
-        name=f"{slug} demo system",
-        public_jwk=private.as_dict(private=False),
-        scopes=[s.value for s in Scope],
-        role=Role.SPECIALIST,
-    )
-    key_file = _write_private_jwk(runtime.settings.paths.data_dir / "demo" / f"{slug}-client.jwk", private)
-    return {
-        "id": str(tenant.id),
-        "slug": slug,
-        "name": name,
-        "kind": kind.value,
-        "users": users,
-        "client": {"client_id": client.client_id, "private_jwk_file": str(key_file)},
-    }
-
-
-def _write_private_jwk(path: Path, key: OKPKey) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(key.as_dict(private=True), handle)
-    return path
-
-
-def _plain(value: msgspec.Struct) -> dict[str, Any]:
-    return msgspec.to_builtins(value)  # type: ignore[no-any-return]
-
-
-_HANDLERS: dict[tuple[str, str], Callable[[Runtime, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
-    ("tenant", "create"): _tenant_create,
-    ("tenant", "suspend"): _tenant_status("suspended"),
-    ("tenant", "activate"): _tenant_status("active"),
-    ("user", "create"): _user_create,
-    ("client", "create"): _client_create,
-    ("client", "revoke"): _client_revoke,
-    ("user", "deactivate"): _user_change("deactivate"),
-    ("user", "activate"): _user_change("activate"),
-    ("user", "reset-second-factor"): _user_change("reset-second-factor"),
-    ("keys", "rotate"): _keys_rotate,
-    ("demo", "seed"): _demo_seed,
-}
 
 __all__ = ["main"]

@@ -7,11 +7,8 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -19,6 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.settings import DatabaseSettings, PathSettings
 from tenants.keys import MASTER_KEY_BYTES, MasterKey
 from tenants.persistence import sqlite_begin_immediate, sqlite_pragmas
+
+if TYPE_CHECKING:
+    # Alembic is imported inside the functions that use it: the command line's administrative commands open the
+    # database but never migrate it, and loading Alembic would cost each of them about a tenth of a second.
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 log = logging.getLogger("casebridge.gateway")
@@ -45,6 +47,8 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -52,6 +56,7 @@ def alembic_config() -> Config:
 
 async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations on the engine's own connection (usable from inside a running event loop)."""
+    from alembic import command
 
     def run(connection: Connection) -> None:
         config = alembic_config()
@@ -64,6 +69,8 @@ async def upgrade_schema(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def schema_is_current(engine: AsyncEngine) -> bool:
     """True when the database is at the newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     def current(connection: Connection) -> bool:
         script = ScriptDirectory.from_config(alembic_config())

@@ -18,8 +18,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-
 from gateway.settings import Settings
 from gateway.workers import WorkerName
 
@@ -60,6 +58,8 @@ def single_process_lock(settings: Settings) -> Iterator[None]:
     if not settings.database.is_sqlite:
         yield
         return
+    from sqlalchemy.engine import make_url
+
     database = make_url(settings.database.url).database
     if not database or database == ":memory:":
         yield

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import uuid
 from typing import Any
 
@@ -12,55 +11,15 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-
-class TenantKind(enum.StrEnum):
-    SOCIAL_CENTRE = "social_centre"
-    GUARDIANSHIP_BODY = "guardianship_body"
-    JUVENILE_COMMISSION = "juvenile_commission"
-    EDUCATION = "education"
-    HEALTH = "health"
-    POLICE_JUVENILE_UNIT = "police_juvenile_unit"
-    EMPLOYMENT = "employment"
-    NGO = "ngo"
-
-
-class TenantStatus(enum.StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-
-
-class Role(enum.StrEnum):
-    SPECIALIST = "specialist"
-    INTAKE = "intake"
-    SUPERVISOR = "supervisor"
-    DPO = "dpo"
-    TENANT_ADMIN = "tenant_admin"
-
-
-# Roles an API client may act with (API.md: "Tokens").
-CLIENT_ROLES = frozenset({Role.SPECIALIST, Role.INTAKE, Role.SUPERVISOR, Role.DPO})
-
-
-class Scope(enum.StrEnum):
-    CASES_READ = "cases:read"
-    CASES_WRITE = "cases:write"
-    CONSENTS_WRITE = "consents:write"
-    REFERRALS_READ = "referrals:read"
-    REFERRALS_WRITE = "referrals:write"
-    AUDIT_READ = "audit:read"
-    DIRECTORY_READ = "directory:read"
-    DIRECTORY_WRITE = "directory:write"
-
-
-class KeyUse(enum.StrEnum):
-    ENCRYPTION = "enc"
-    SIGNING = "sig"
-    KEY_ENCRYPTION = "kek"
-
-
-class PlatformKeyUse(enum.StrEnum):
-    ACCESS_TOKEN = "token"  # noqa: S105 - names the key's purpose, not a secret
-    CHECKPOINT = "checkpoint"
+# The names the tables store live in tenants.vocabulary, which the command line's help loads without SQLAlchemy;
+# importing them from here stays valid.
+from tenants.vocabulary import CLIENT_ROLES as CLIENT_ROLES
+from tenants.vocabulary import KeyUse as KeyUse
+from tenants.vocabulary import PlatformKeyUse as PlatformKeyUse
+from tenants.vocabulary import Role as Role
+from tenants.vocabulary import Scope as Scope
+from tenants.vocabulary import TenantKind as TenantKind
+from tenants.vocabulary import TenantStatus as TenantStatus
 
 
 class Base(UUIDv7AuditBase):

@@ -14,6 +14,7 @@ from gateway.auth.oauth import ASSERTION_ALGORITHMS, AUTH_METHOD
 from gateway.auth.tokens import TOKEN_ALGORITHMS
 from gateway.problems import ALL_PROBLEMS
 from gateway.runtime import Runtime
+from gateway.urls import tenant_jwks_url as tenant_jwks_url  # re-exported: the directory and case pages use it
 from tenants.models import PlatformKeyUse, Scope
 from tenants.persistence import platform_session
 from tenants.services import tenant_exists
@@ -59,7 +60,3 @@ async def problem_type(slug: FromPath[str]) -> dict[str, Any]:
         if problem.slug == slug:
             return {"type": problem.uri, "title": problem.title, "status": problem.status}
     raise NotFoundException()
-
-
-def tenant_jwks_url(base_url: str, tenant_id: uuid.UUID) -> str:
-    return f"{base_url}/.well-known/tenants/{tenant_id}/jwks.json"

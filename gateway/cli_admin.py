@@ -1,0 +1,257 @@
+"""The command line's administrative commands: organisations, staff, agency systems, key rings and demo data.
+
+They need the database, the key ring, the clock and the audit log, and nothing else of what gateway.app builds for
+the service (the web application, the bus, the letter renderer), so `AdminContext` builds only those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from audit.events import Action, Actor, Outcome, pseudonym_key
+from audit.services import AuditLog
+from gateway.cli import CliError
+from gateway.db import create_engine, ensure_data_dir, load_master_key
+from gateway.settings import Settings
+from gateway.urls import tenant_jwks_url
+from tenants import admin, services
+from tenants.clock import Clock, SystemClock
+from tenants.keys import KeyRing
+from tenants.models import Role, Scope, Tenant, TenantKind
+from tenants.persistence import make_sessionmaker, platform_session
+from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    """What an operator's command works with; built as gateway.app.build_runtime builds the same parts."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    keyring: KeyRing
+    audit: AuditLog
+
+
+def build_admin_context(settings: Settings) -> AdminContext:
+    """Reads the master key (creating it only at the embedded default path, as the service does); makes the engine."""
+    ensure_data_dir(settings.paths)
+    clock = SystemClock()
+    master_key = load_master_key(settings.paths)
+    engine = create_engine(settings.database)
+    return AdminContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        clock=clock,
+        keyring=KeyRing(master_key, clock, grace=settings.tokens.key_grace),
+        audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
+    )
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    context = build_admin_context(settings)
+    try:
+        return await _HANDLERS[(args.command, args.action)](context, args)
+    finally:
+        await context.engine.dispose()
+
+
+async def _tenant_create(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(context.sessions) as session, session.begin():
+        tenant = await services.create_tenant(
+            session, context.keyring, slug=args.slug, name=args.name, kind=args.kind, region=args.region
+        )
+        created = TenantCreated(
+            id=tenant.id, slug=tenant.slug, name=tenant.name, kind=tenant.kind,
+            jwks_url=tenant_jwks_url(context.settings.server.base_url, tenant.id),
+        )  # fmt: skip
+    return _plain(created)
+
+
+def _tenant_status(status: str) -> Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]:
+    async def run(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+        async with platform_session(context.sessions) as session, session.begin():
+            tenant = await services.set_tenant_status(session, slug=args.slug, status=status)
+            return {"id": str(tenant.id), "slug": tenant.slug, "status": tenant.status}
+
+    return run
+
+
+async def _user_create(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    password = _read_password() if args.password_stdin else None
+    async with platform_session(context.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        user, one_time = await services.create_user(
+            session, tenant=tenant, email=args.email, roles=args.role, password=password
+        )
+        result = _plain(UserCreated(id=user.id, tenant_id=tenant.id, email=user.email, roles=user.roles))
+    if one_time is not None:
+        result["one_time_password"] = one_time
+    return result
+
+
+def _read_password() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError("--password-stdin was given but no password arrived on standard input")
+    return password
+
+
+async def _client_create(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        jwk = json.loads(args.jwk_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read the JWK file {args.jwk_file}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise CliError(f"the JWK file {args.jwk_file} is not valid JSON (line {exc.lineno})") from exc
+    async with platform_session(context.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        client = await services.create_client(
+            session, tenant=tenant, name=args.name, public_jwk=jwk, scopes=args.scopes.split(), role=args.role
+        )
+        return _plain(
+            ClientCreated(client_id=client.client_id, tenant_id=tenant.id, scopes=client.scopes, role=client.role)
+        )
+
+
+_OPERATOR = Actor(kind="operator", id=None, tenant_id=None, role=None)
+
+
+def _user_change(action: str) -> Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]:
+    async def run(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+        clock = context.clock
+        async with platform_session(context.sessions) as session, session.begin():
+            tenant = await services.tenant_by_slug(session, args.tenant)
+            user = await admin.user_by_email(session, tenant_id=tenant.id, email=args.email)
+            if action == "reset-second-factor":
+                await admin.reset_second_factor_by_operator(session, clock, user=user)
+                audited = Action.TENANTS_USER_SECOND_FACTOR_RESET
+            else:
+                await admin.set_active_by_operator(session, clock, user=user, active=action == "activate")
+                audited = Action.TENANTS_USER_REACTIVATE if action == "activate" else Action.TENANTS_USER_DEACTIVATE
+            context.audit.append(
+                session, action=audited, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=tenant.id,
+                resource_type="user", resource_id=str(user.id),
+            )  # fmt: skip
+            return {"id": str(user.id), "tenant_id": str(tenant.id), "email": user.email, "active": user.active,
+                    "second_factor_enrolled": user.totp_enabled}  # fmt: skip
+
+    return run
+
+
+async def _client_revoke(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(context.sessions) as session, session.begin():
+        tenant = await services.tenant_by_slug(session, args.tenant)
+        client = await admin.client_by_id(session, tenant_id=tenant.id, client_id=args.client_id)
+        admin.revoke_client_by_operator(context.clock, client=client)
+        context.audit.append(
+            session, action=Action.TENANTS_CLIENT_REVOKE, outcome=Outcome.SUCCESS, actor=_OPERATOR,
+            log_tenant_id=tenant.id, resource_type="api_client", resource_id=client.client_id,
+        )  # fmt: skip
+        revoked_at = client.revoked_at.isoformat() if client.revoked_at else None
+        return {"client_id": client.client_id, "tenant_id": str(tenant.id), "revoked_at": revoked_at}
+
+
+async def _keys_rotate(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(context.sessions) as session, session.begin():
+        rotated = await services.rotate_keys(session, context.keyring, slug=args.tenant)
+        context.audit.append(
+            session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
+            actor=Actor(kind="operator", id=None, tenant_id=None, role=None), log_tenant_id=rotated.tenant_id,
+            resource_type="key_ring", resource_id=str(rotated.tenant_id),
+            extra={"enc_kid": rotated.enc_kid, "sig_kid": rotated.sig_kid},
+        )  # fmt: skip
+    return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
+
+
+_DEMO_TENANTS = (
+    ("semya", "Центр социальной помощи семье и детям «Семья»", TenantKind.SOCIAL_CENTRE),
+    ("opeka", "Отдел опеки и попечительства", TenantKind.GUARDIANSHIP_BODY),
+    ("kdn", "Комиссия по делам несовершеннолетних и защите их прав", TenantKind.JUVENILE_COMMISSION),
+)
+_DEMO_REGION = "Центральный район"
+_DEMO_ROLES = (Role.SPECIALIST, Role.INTAKE, Role.DPO, Role.TENANT_ADMIN)
+
+
+async def _demo_seed(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    """Three agencies, four people each, one API client each. Passwords go to the terminal only."""
+    async with platform_session(context.sessions) as session, session.begin():
+        if await session.scalar(select(Tenant.id).limit(1)) is not None:
+            if args.if_empty:
+                return {"seeded": False, "reason": "tenants already exist"}
+            raise CliError("the database already has tenants; demo data goes only into an empty database")
+        seeded = [await _seed_tenant(context, session, *spec) for spec in _DEMO_TENANTS]
+    return {"seeded": True, "sign_in": f"{context.settings.server.base_url}/login", "tenants": seeded}
+
+
+async def _seed_tenant(
+    context: AdminContext, session: AsyncSession, slug: str, name: str, kind: TenantKind
+) -> dict[str, Any]:
+    tenant = await services.create_tenant(
+        session, context.keyring, slug=slug, name=name, kind=kind, region=_DEMO_REGION
+    )
+    users = []
+    for role in _DEMO_ROLES:
+        user, one_time = await services.create_user(
+            session, tenant=tenant, email=f"{role.value.replace('_', '-')}@{slug}.demo", roles=[role], password=None
+        )
+        users.append({"email": user.email, "roles": user.roles, "one_time_password": one_time})
+    private = OKPKey.generate_key("Ed25519", {"kid": f"{slug}-demo-client"})
+    client = await services.create_client(
+        session,
+        tenant=tenant,
+        name=f"{slug} demo system",
+        public_jwk=private.as_dict(private=False),
+        scopes=[s.value for s in Scope],
+        role=Role.SPECIALIST,
+    )
+    key_file = _write_private_jwk(context.settings.paths.data_dir / "demo" / f"{slug}-client.jwk", private)
+    return {
+        "id": str(tenant.id),
+        "slug": slug,
+        "name": name,
+        "kind": kind.value,
+        "users": users,
+        "client": {"client_id": client.client_id, "private_jwk_file": str(key_file)},
+    }
+
+
+def _write_private_jwk(path: Path, key: OKPKey) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(key.as_dict(private=True), handle)
+    return path
+
+
+def _plain(value: msgspec.Struct) -> dict[str, Any]:
+    return msgspec.to_builtins(value)  # type: ignore[no-any-return]
+
+
+_HANDLERS: dict[tuple[str, str], Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    ("tenant", "create"): _tenant_create,
+    ("tenant", "suspend"): _tenant_status("suspended"),
+    ("tenant", "activate"): _tenant_status("active"),
+    ("user", "create"): _user_create,
+    ("client", "create"): _client_create,
+    ("client", "revoke"): _client_revoke,
+    ("user", "deactivate"): _user_change("deactivate"),
+    ("user", "activate"): _user_change("activate"),
+    ("user", "reset-second-factor"): _user_change("reset-second-factor"),
+    ("keys", "rotate"): _keys_rotate,
+    ("demo", "seed"): _demo_seed,
+}
