@@ -24,7 +24,7 @@ from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
 from exchange.envelopes import MAX_TOKEN_BYTES
 from exchange.inbox import Inbox
-from exchange.letters.render import WeasyPrintRenderer
+from exchange.letters.render import TypstRenderer
 from exchange.letters.worker import LetterWorker
 from exchange.policy import AgeRules
 from gateway.audit_runtime import CheckpointWitnessing
@@ -81,8 +81,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
         audit=AuditLog(clock, lambda tenant_id: master_key.derive(f"casebridge/pseudonym/v1/{tenant_id}")),
-        letters=WeasyPrintRenderer(
-            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.processes
+        letters=TypstRenderer(
+            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.pdf_processes
         ),
     )
 
@@ -161,7 +161,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await runtime.sealer.stop()
             if runtime.letters is not None:
                 await runtime.letters.stop()
-            if isinstance(runtime.exchange.letters, WeasyPrintRenderer):
+            if isinstance(runtime.exchange.letters, TypstRenderer):
                 runtime.exchange.letters.close()
             await runtime.workers.stop()
             await runtime.bus.stop()
