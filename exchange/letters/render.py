@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 import uuid
 import zoneinfo
 from collections.abc import Mapping
@@ -18,8 +21,10 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from exchange.letters.labels import LABELS
-from exchange.letters.typesetting import PdfDocument, typeset
+from exchange.letters.typesetting import LayoutFailed, PdfDocument, typeset
 from tenants.errors import CasebridgeError
+
+log = logging.getLogger("casebridge.exchange")
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 LANGUAGES: Final = ("ru", "en")
@@ -260,6 +265,20 @@ def letter_document(content: LetterContent) -> PdfDocument:
 # -- the renderer: one engine and one pool of processes for every PDF --------------------------------------------------
 
 
+def _follow_parent() -> None:
+    """Run first in every pool process: end it when the gateway process is gone, even by SIGKILL, which leaves no
+    one to shut the pool down (the process would otherwise wait on its task queue for ever)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])  # readable once the parent has exited
+        os._exit(0)
+
+    threading.Thread(target=watch, args=(parent.sentinel,), name="follow-parent", daemon=True).start()
+
+
 def _warm() -> None:
     """Make this process's compilers and lay a sample of each template out, so fonts and templates are parsed."""
     for document in _samples():
@@ -267,6 +286,7 @@ def _warm() -> None:
 
 
 def _samples() -> list[PdfDocument]:
+    """A letter in each language touching every face and element the templates use (bold, monospace, the table)."""
     deadline = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     party = Party(name="Жя", region="Жя", address="Жя", phone="1", email="a@b", website="c")
     sample = LetterContent(
@@ -311,7 +331,11 @@ class TypstRenderer:
         return self._failure
 
     def warm_up(self) -> None:
-        """Start every process of the pool and warm its compilers (or this process's, without a pool)."""
+        """Start every process of the pool and warm its compilers (or this process's, without a pool).
+
+        Raises LetterUnavailable without the engine. Any other failure only costs the speed of the first layouts,
+        which meet it again and are retried, so it is logged rather than raised.
+        """
         try:
             if not self._processes:
                 _warm()
@@ -322,6 +346,10 @@ class TypstRenderer:
                 warming.result()
         except ImportError as exc:
             raise self._missing() from exc
+        except (LayoutFailed, BrokenProcessPool, OSError) as exc:
+            if isinstance(exc, BrokenProcessPool):
+                self._pool = None
+            log.warning("the PDF engine could not be warmed up (%s)", type(exc).__name__)
 
     def close(self) -> None:
         """Stop the worker processes (a layout in progress is abandoned; its letter stays pending)."""
@@ -333,7 +361,9 @@ class TypstRenderer:
         if self._pool is None:
             # spawn, not fork: the gateway runs threads (the database driver's among them), which fork would copy
             # in whatever state they are in.
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self._processes, mp_context=multiprocessing.get_context("spawn"), initializer=_follow_parent
+            )
         return self._pool
 
     def _missing(self) -> LetterUnavailable:

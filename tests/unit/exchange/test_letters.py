@@ -6,6 +6,9 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import subprocess
+import sys
+import time
 import uuid
 import zoneinfo
 
@@ -92,6 +95,40 @@ async def test_letters_laid_out_in_worker_processes_are_the_same_pdf() -> None:
     assert first == [_pdf(content) for content in contents]
     assert "ХОДАТАЙСТВО" in pdf_text(first[0])
     assert in_processes.unavailable is None
+
+
+def test_the_pool_ends_with_the_process_that_made_it() -> None:
+    """A gateway killed outright (SIGKILL, OOM) shuts no pool down: its layout processes must end by themselves."""
+    script = (
+        "import multiprocessing, time, zoneinfo\n"
+        "from exchange.letters.render import TypstRenderer\n"
+        "renderer = TypstRenderer(zone=zoneinfo.ZoneInfo('Europe/Moscow'), processes=2)\n"
+        "renderer.warm_up()\n"
+        "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    gateway = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stdout is not None
+        pool = [int(pid) for pid in gateway.stdout.readline().split()]
+        assert len(pool) == 2
+    finally:
+        gateway.kill()
+        gateway.wait()
+    for pid in pool:
+        for _ in range(600):  # polled, not timed: each process is given up to a minute to notice
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(pid), f"pool process {pid} outlived its gateway"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended; only its parent may reap it
+    except FileNotFoundError:
+        return False
 
 
 async def test_a_renderer_without_processes_lays_out_in_a_thread() -> None:
