@@ -5,10 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Subject access reports are rendered to PDF with a font that covers Cyrillic.
-PDF_FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-# Referral letters are laid out by WeasyPrint, which loads Pango (with HarfBuzz and fontconfig) from the system.
-PANGO_LIB := $(or $(firstword $(wildcard /usr/lib/*/libpangoft2-1.0.so.0 /usr/lib*/libpangoft2-1.0.so.0)),/usr/lib/$(shell uname -m)-linux-gnu/libpangoft2-1.0.so.0)
+# Every PDF (letters, reports) is laid out by the typst wheel with the fonts it ships: no system package is needed.
 
 # The browser tests (tests/e2e) drive Debian's Chromium; Playwright never downloads a browser of its own.
 CHROMIUM := /usr/bin/chromium
@@ -28,28 +25,13 @@ $(CHROMIUM):
 		echo "casebridge: install the chromium package for the browser tests (tests/e2e)" >&2; \
 	fi
 
-$(PDF_FONT):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; \
-	else \
-		echo "casebridge: install the fonts-dejavu-core package (or set CASEBRIDGE_AUDIT_PDF_FONT) for PDF reports" >&2; \
-	fi
-
-$(PANGO_LIB):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fontconfig fonts-dejavu-core; \
-	else \
-		echo "casebridge: install the libpango-1.0-0, libpangoft2-1.0-0 and fonts-dejavu-core packages for referral letters" >&2; \
-	fi
-
-run: $(STAMP) $(PDF_FONT) $(PANGO_LIB)
+run: $(STAMP)
 	$(BIN)/casebridge db upgrade
 	$(BIN)/casebridge demo seed --if-empty
 	exec $(BIN)/casebridge serve
 
 # Four workers on two cores: most tests wait on the bus, the sealer or the browser, not on the CPU.
-test: $(STAMP) $(PDF_FONT) $(PANGO_LIB) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -n 4
 
 lint: $(STAMP)

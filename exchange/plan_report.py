@@ -1,27 +1,13 @@
-"""The summary report of a closed multi-agency plan, as PDF (DejaVu Sans or another font with Cyrillic)."""
+"""The summary report of a closed multi-agency plan, as a PDF/A-2b laid out by the PDF engine."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import io
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
 
-import anyio.to_thread
-from reportlab.lib import colors  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.lib.pagesizes import A4, landscape  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.lib.styles import ParagraphStyle  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.lib.units import mm  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]  # reportlab ships no types
-from reportlab.platypus import (  # type: ignore[import-untyped]  # reportlab ships no types
-    LongTable,
-    Paragraph,
-    SimpleDocTemplate,
-    Spacer,
-    TableStyle,
-)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
@@ -32,7 +18,7 @@ from exchange.schemas import PlanOut, PlanTaskOut
 from tenants.errors import Conflict
 from tenants.principal import Principal
 
-_FONT_NAME = "CasebridgePlan"
+TEMPLATES: Final = Path(__file__).parent / "templates"
 STATUS_NAMES = {
     "requested": "направлено / requested",
     "received": "получено / received",
@@ -53,15 +39,22 @@ OUTCOME_NAMES = {
 }
 
 
-async def plan_report(
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What a closed plan's summary prints (every value a ready string), and when it was made."""
+
+    data: dict[str, Any]
+    generated_at: dt.datetime
+
+
+async def plan_summary(
     session: AsyncSession,
     deps: ExchangeDeps,
     *,
     principal: Principal,
     audit: AccessScope,
     plan_id: uuid.UUID,
-    font: Path,
-) -> bytes:
+) -> PlanSummary:
     """The closed plan's summary: every task with its agency, deadlines, final status and outcome."""
     audit.touched(resource_type="plan", resource_id=plan_id)
     plan = await access_plan(session, principal, plan_id, for_write=False)
@@ -69,72 +62,52 @@ async def plan_report(
     if view.status != CLOSED:
         raise Conflict("The summary report is made once the plan is closed, when every task has a final status.")
     issuer = await issuer_name(session, plan)
-    return await anyio.to_thread.run_sync(_render, view, issuer, deps.clock.now(), font)
+    generated_at = deps.clock.now()
+    return PlanSummary(summary_data(view, issuer, generated_at), generated_at)
 
 
-def _render(plan: PlanOut, issuer: str, generated_at: dt.datetime, font: Path) -> bytes:
-    name = _registered(font)
-    title = ParagraphStyle("title", fontName=name, fontSize=14, leading=18, spaceAfter=6)
-    body = ParagraphStyle("body", fontName=name, fontSize=9, leading=12)
-    cell = ParagraphStyle("cell", fontName=name, fontSize=7.5, leading=9.5)
-    out = io.BytesIO()
-    document = SimpleDocTemplate(
-        out, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm, topMargin=12 * mm, bottomMargin=12 * mm,
-        title="Итоговый отчёт по плану / Plan summary report", author=issuer, creator="casebridge",
-    )  # fmt: skip
+async def summary_pdf(deps: ExchangeDeps, summary: PlanSummary) -> bytes:
+    """The summary as a PDF, by the engine and pool that lay out letters; call it with no transaction open."""
+    return await deps.letters.typeset(TEMPLATES, "plan_summary.typ", summary.data, summary.generated_at)
+
+
+def summary_data(plan: PlanOut, issuer: str, generated_at: dt.datetime) -> dict[str, Any]:
+    """What the summary prints, every value a ready string."""
     progress = ", ".join(f"{STATUS_NAMES.get(status, status)}: {count}" for status, count in plan.progress.items())
     late = sum(1 for t in plan.tasks if _finished_late(t))
-    story = [
-        Paragraph(_escape(f"Итоговый отчёт по плану / Plan summary report: {plan.title}"), title),
-        Paragraph(_escape(f"Организация / Issued by: {issuer}. Дело / Case: {plan.case_ref}."), body),
-        Paragraph(
-            _escape(
-                f"Период / Period: {plan.period_from:%d.%m.%Y} – {plan.period_until:%d.%m.%Y}. "
-                f"Создан / Created: {_when(plan.created_at)}. "
-                f"Закрыт / Closed: {_when(plan.closed_at) if plan.closed_at else '—'}."
-            ),
-            body,
-        ),
-        Paragraph(
-            _escape(
-                f"Задач / Tasks: {len(plan.tasks)} ({progress}). "
-                f"Выполнено позже срока / Finished after the deadline: {late}."
-            ),
-            body,
-        ),
-        Spacer(1, 4 * mm),
+    lines = [
+        f"Организация / Issued by: {issuer}. Дело / Case: {plan.case_ref}.",
+        f"Период / Period: {plan.period_from:%d.%m.%Y} – {plan.period_until:%d.%m.%Y}. "
+        f"Создан / Created: {_when(plan.created_at)}. "
+        f"Закрыт / Closed: {_when(plan.closed_at) if plan.closed_at else '—'}.",
+        f"Задач / Tasks: {len(plan.tasks)} ({progress}). Выполнено позже срока / Finished after the deadline: {late}.",
     ]
     header = ["№", "Задача / Task", "Ожидаемый результат / Expected result", "Исполнитель / Agency",
               "Срок, UTC / Due, UTC", "Статус / Status", "Итог / Outcome"]  # fmt: skip
-    rows = [[Paragraph(_escape(h), cell) for h in header]]
-    for task in plan.tasks:
-        outcome = ""
-        if task.outcome:
-            outcome = OUTCOME_NAMES.get(task.outcome["result"], task.outcome["result"])
-            if task.outcome.get("note"):
-                outcome += f": {task.outcome['note']}"
-        elif task.reason:
-            outcome = task.reason
-        status = f"{STATUS_NAMES.get(task.status, task.status)}, {_when(task.last_change_at)}"
-        if _finished_late(task):
-            status += " (позже срока / late)"
-        rows.append([
-            Paragraph(str(task.position + 1), cell), Paragraph(_escape(task.title), cell),
-            Paragraph(_escape(task.expected_result), cell), Paragraph(_escape(task.to_tenant_name), cell),
-            Paragraph(_escape(_when(task.complete_by)), cell), Paragraph(_escape(status), cell),
-            Paragraph(_escape(outcome or "—"), cell),
-        ])  # fmt: skip
-    table = LongTable(rows, colWidths=[8 * mm, 50 * mm, 55 * mm, 40 * mm, 24 * mm, 42 * mm, 54 * mm], repeatRows=1)
-    table.setStyle(TableStyle([
-        ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ]))  # fmt: skip
-    story.append(table)
-    story.append(Spacer(1, 4 * mm))
-    story.append(Paragraph(_escape(f"Сформирован / Generated: {_when(generated_at)} UTC, casebridge."), body))
-    document.build(story)
-    return out.getvalue()
+    return {
+        "title": "Итоговый отчёт по плану / Plan summary report",
+        "heading": f"Итоговый отчёт по плану / Plan summary report: {plan.title}",
+        "issuer": issuer,
+        "lines": lines,
+        "header": header,
+        "tasks": [_task_cells(task) for task in plan.tasks],
+        "generated": f"Сформирован / Generated: {_when(generated_at)} UTC, casebridge.",
+    }
+
+
+def _task_cells(task: PlanTaskOut) -> list[str]:
+    outcome = ""
+    if task.outcome:
+        outcome = OUTCOME_NAMES.get(task.outcome["result"], task.outcome["result"])
+        if task.outcome.get("note"):
+            outcome += f": {task.outcome['note']}"
+    elif task.reason:
+        outcome = task.reason
+    status = f"{STATUS_NAMES.get(task.status, task.status)}, {_when(task.last_change_at)}"
+    if _finished_late(task):
+        status += " (позже срока / late)"
+    return [str(task.position + 1), task.title, task.expected_result, task.to_tenant_name, _when(task.complete_by),
+            status, outcome or "—"]  # fmt: skip
 
 
 def _finished_late(task: PlanTaskOut) -> bool:
@@ -143,14 +116,3 @@ def _finished_late(task: PlanTaskOut) -> bool:
 
 def _when(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M")
-
-
-def _escape(text: str) -> str:
-    # Paragraph reads a small XML markup language: a social worker's "<" or "&" must print as written.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-@functools.cache
-def _registered(font: Path) -> str:
-    pdfmetrics.registerFont(TTFont(_FONT_NAME, str(font)))
-    return _FONT_NAME

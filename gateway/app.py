@@ -17,14 +17,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from audit.events import pseudonym_key
 from audit.sealer import STOP_GRACE_S as SEALER_GRACE_S
 from audit.sealer import Publish, Sealer, log_origin
-from audit.events import pseudonym_key
 from audit.services import AuditLog
 from audit.witness import Witness
 from exchange.datakeys import DataKeys
 from exchange.deps import ExchangeDeps
-from exchange.letters.render import WeasyPrintRenderer
+from exchange.letters.render import TypstRenderer
 from exchange.letters.worker import LetterWorker
 from exchange.mail import SmtpMailer, SmtpServer
 from exchange.policy import AgeRules
@@ -96,8 +96,8 @@ def build_runtime(
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
         audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
-        letters=WeasyPrintRenderer(
-            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.processes
+        letters=TypstRenderer(
+            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.pdf_processes
         ),
     )
 
@@ -194,8 +194,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
-            await runtime.token_endpoint.load_signing_key()
-            await runtime.token_verifier.refresh()
             await runtime.start()
             yield
         finally:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
-from exchange.letters.render import WeasyPrintRenderer
+from exchange.letters.render import TypstRenderer
 from exchange.reminders import ReminderMail
 from exchange.transport.envelopes import MAX_TOKEN_BYTES
 from exchange.transport.inbox import Inbox
@@ -60,7 +60,7 @@ class Runtime:
             await self.workers.stop()
             await self.bus.stop()
         finally:
-            if isinstance(self.exchange.letters, WeasyPrintRenderer):
+            if isinstance(self.exchange.letters, TypstRenderer):
                 self.exchange.letters.close()
             await self.engine.dispose()
 

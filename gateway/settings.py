@@ -267,9 +267,6 @@ class AuditSettings:
     """CASEBRIDGE_AUDIT_TIMEZONE: IANA time zone of the off-hours window (default Europe/Moscow)."""
     denials_per_hour: int
     """CASEBRIDGE_AUDIT_DENIALS_PER_HOUR: refusals of one actor within an hour before they are flagged (default 10)."""
-    pdf_font: Path | None
-    """CASEBRIDGE_AUDIT_PDF_FONT: a TrueType font with Cyrillic for PDF subject reports (default: DejaVu Sans,
-    looked up on the system)."""
     cosigners: tuple[str, ...] | None
     """CASEBRIDGE_AUDIT_COSIGNERS: the agencies (slugs, comma-separated) whose node this is, which co-sign each audit
     checkpoint they see on the bus; "*" (default) for every active agency, "none" to co-sign nothing here."""
@@ -281,13 +278,11 @@ class AuditSettings:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEBRIDGE_AUDIT_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
-        font = env.optional("CASEBRIDGE_AUDIT_PDF_FONT")
         return cls(
             bulk_subjects_per_hour=env.integer("CASEBRIDGE_AUDIT_BULK_SUBJECTS_PER_HOUR", 50, low=1, high=1_000_000),
             off_hours=_hour_range(env.text("CASEBRIDGE_AUDIT_OFF_HOURS", "20-08")),
             timezone=timezone,
             denials_per_hour=env.integer("CASEBRIDGE_AUDIT_DENIALS_PER_HOUR", 10, low=1, high=1_000_000),
-            pdf_font=Path(font).resolve() if font else None,
             cosigners=_cosigners(env.text("CASEBRIDGE_AUDIT_COSIGNERS", "*")),
         )
 
@@ -384,9 +379,10 @@ class LetterSettings:
     timezone: str
     """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year
     (default Europe/Moscow)."""
-    processes: int = 1
-    """CASEBRIDGE_LETTER_PROCESSES: worker processes that lay letters out, beside the gateway's own (default 1;
-    0 lays them out in a thread of the gateway process, which then competes with requests for the interpreter)."""
+    pdf_processes: int
+    """CASEBRIDGE_PDF_PROCESSES: worker processes, beside the gateway's own, that lay out every PDF (letters,
+    subject access reports, plan summaries; default one per CPU core; 0 lays them out in a thread of the gateway
+    process, one at a time, competing with requests for the interpreter)."""
 
     @classmethod
     def from_env(cls, env: _Env) -> LetterSettings:
@@ -395,7 +391,8 @@ class LetterSettings:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEBRIDGE_LETTER_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
-        return cls(timezone=timezone, processes=env.integer("CASEBRIDGE_LETTER_PROCESSES", 1, low=0, high=16))
+        processes = env.integer("CASEBRIDGE_PDF_PROCESSES", os.cpu_count() or 1, low=0, high=256)
+        return cls(timezone=timezone, pdf_processes=processes)
 
 
 @dataclass(frozen=True, slots=True)

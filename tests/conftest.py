@@ -120,7 +120,7 @@ def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extr
         **({"CASEBRIDGE_NATS_URL": nats_url} if nats_url else {}),
         # Letters in a thread of the test's own process: a worker process per test app would cost more than most
         # tests. The process pool has tests of its own (tests/unit/exchange/test_letters.py) and serves the e2e run.
-        "CASEBRIDGE_LETTER_PROCESSES": "0",
+        "CASEBRIDGE_PDF_PROCESSES": "0",
         **extra,
     }
     return Settings.from_env(env)

@@ -1,11 +1,15 @@
-"""Laying a letter out: the content of one letter, its HTML templates (per kind, Russian and English) and the PDF."""
+"""Laying a letter out: the content of one letter, what its typst templates print (per kind, Russian and English),
+and the renderer that lays letters and casebridge's other PDFs out in a pool of processes."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 import uuid
 import zoneinfo
@@ -16,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import jinja2
-
 from exchange.letters.labels import LABELS
+from exchange.letters.typesetting import LayoutFailed, PdfDocument, typeset
 from tenants.errors import CasebridgeError
+
+log = logging.getLogger("casebridge.exchange")
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 LANGUAGES: Final = ("ru", "en")
@@ -30,7 +35,7 @@ MAX_LETTER_BYTES: Final = 1024 * 1024
 
 
 class LetterUnavailable(CasebridgeError):
-    """This node cannot lay out letters (the PDF engine or its system libraries are missing)."""
+    """This node cannot lay out letters or its other PDFs (the PDF engine is missing), or a letter cannot be made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +118,15 @@ def content_from_json(data: Mapping[str, Any]) -> LetterContent:
 
 
 class LetterRenderer(Protocol):
-    """Turns letter content into PDF bytes; `zone` is the local time of the letters' dates and deadlines."""
+    """Lays out letters, and through the same engine every other PDF casebridge makes; `zone` is the local time
+    of the letters' dates and deadlines."""
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo: ...
 
     @property
     def unavailable(self) -> LetterUnavailable | None:
-        """Why this node cannot lay out letters, once a layout attempt found out; None while it can (or may)."""
+        """Why this node cannot lay out PDFs, once a layout attempt found out; None while it can (or may)."""
         ...
 
     def warm_up(self) -> None:
@@ -128,8 +134,22 @@ class LetterRenderer(Protocol):
         ...
 
     async def render(self, content: LetterContent) -> bytes:
-        """Lay the letter out in a worker thread; never called with a database transaction open."""
+        """Lay the letter out off the event loop; never called with a database transaction open."""
         ...
+
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        """Lay any other PDF out the same way as a letter (a subject access report, a plan summary): `template` in
+        the folder `root`, printing `data` (JSON), with `created` as its creation time."""
+        ...
+
+
+# -- what a letter prints ---------------------------------------------------------------------------------------------
+
+# The subject's fields in the order the enclosure lists them; the projection decides which of them are there.
+_SUBJECT_FIELDS: Final = (
+    "role", "full_name", "birth_date", "identifiers", "address", "phone", "email", "education", "health",
+)  # fmt: skip
+_NEEDS_PARTS: Final = ("client", "carers", "community")
 
 
 def _format_datetime(value: dt.datetime, language: str) -> str:
@@ -146,84 +166,154 @@ def _format_date(value: dt.date | str | None, language: str) -> str:
     return f"{parsed:%d.%m.%Y}" if language == "ru" else f"{parsed:%d %B %Y}"
 
 
-def template_environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["when"] = _format_datetime
-    environment.filters["day"] = _format_date
-    return environment
+def _fact(label: str, text: str, style: str = "plain", note: str | None = None) -> dict[str, Any]:
+    return {"label": label, "text": text, "style": style, "note": note}
 
 
-def letter_html(environment: jinja2.Environment, content: LetterContent) -> str:
+def _facts(content: LetterContent, t: Mapping[str, Any]) -> list[dict[str, Any]]:
+    lang, plan, basis = content.language, content.plan or {}, content.legal_basis
+    facts = [_fact(t["problem"], content.problem, "prose"), _fact(t["requested_service"], content.requested_service,
+                                                                  "prose")]  # fmt: skip
+    if plan.get("task_title"):
+        facts.append(_fact(t["plan_task"], plan["task_title"], "prose"))
+    if plan.get("expected_result"):
+        facts.append(_fact(t["plan_result"], plan["expected_result"], "prose"))
+    basis_text = t["basis"][basis["type"]] + (f" ({basis['reference']})" if basis.get("reference") else "")
+    justification = f"{t['justification']}: {basis['justification']}" if basis.get("justification") else None
+    facts += [
+        _fact(t["urgency"], t["urgency_names"][content.urgency]),
+        _fact(t["respond_by"], _format_datetime(content.respond_by, lang)),
+        _fact(t["complete_by"], _format_datetime(content.complete_by, lang)),
+        _fact(t["purpose"], content.purpose),
+        _fact(t["legal_basis"], basis_text, note=justification),
+        _fact(t["categories"], "; ".join(t["category_names"].get(c, c) for c in content.categories)),
+        _fact(t["case_ref"], content.case_ref),
+        _fact(t["referral_id"], str(content.referral_id), "mono"),
+    ]
+    return facts
+
+
+def _subject_fields(subject: Mapping[str, Any], t: Mapping[str, Any], language: str) -> list[tuple[str, str]]:
+    fields = []
+    for name in _SUBJECT_FIELDS:
+        value = subject.get(name)
+        if not value:
+            continue
+        if name == "role":
+            text = t["roles"].get(value, value)
+        elif name == "birth_date":
+            text = _format_date(value, language)
+        elif isinstance(value, Mapping):
+            text = "; ".join(f"{t['fields'].get(key, key)} {part}" for key, part in value.items() if part)
+        else:
+            text = str(value)
+        fields.append((t["fields"][name], text))
+    return fields
+
+
+def _enclosure(content: LetterContent, t: Mapping[str, Any], index: int, annex: Annex) -> dict[str, Any]:
+    enclosure: dict[str, Any] = {"heading": f"{t['annex']} {index}. {t['annex_names'][annex.key]}"}
+    if annex.key == "subjects":
+        rows = [{"ref": str(s.get("ref", "")), "fields": _subject_fields(s, t, content.language)}
+                for s in content.subjects]  # fmt: skip
+        return {**enclosure, "kind": "subjects", "columns": [t["subject_ref"], t["subject_data"]], "rows": rows}
+    if annex.key == "needs":
+        needs = content.needs or {}
+        facts = [_fact(t["needs_parts"][part], needs[part], "prose") for part in _NEEDS_PARTS if needs.get(part)]
+        return {**enclosure, "kind": "facts", "facts": facts}
+    return {**enclosure, "kind": "prose", "text": content.summary or ""}
+
+
+def _party_lines(party: Party, t: Mapping[str, Any]) -> list[str]:
+    lines = [value for value in (party.region, party.address) if value]
+    lines += [f"{t[name]} {value}" for name in ("phone", "email", "website") if (value := getattr(party, name))]
+    return lines
+
+
+def letter_document(content: LetterContent) -> PdfDocument:
+    """The letter as its kind's template prints it: every string ready, in the letter's language."""
     if content.language not in LANGUAGES or content.kind not in KINDS:
         raise ValueError("no template for this language and kind")
-    template = environment.get_template(f"{content.language}/{content.kind}.html")
-    return template.render(letter=content, t=LABELS[content.language])
+    lang, t = content.language, LABELS[content.language]
+    annexes = [f"{t['annex_names'][a.key]}" + (f" ({a.count} {t['count_unit']})" if a.key == "subjects" else "") + "."
+               for a in content.annexes]  # fmt: skip
+    role = content.signer_role
+    signer = content.signer_name
+    if role:
+        signer = f"{t['signer_roles'].get(role, role).capitalize()} — {signer}"
+    data = {
+        "lang": lang,
+        "case_ref": content.case_ref,
+        "sender_name": content.sender.name,
+        "registration": {"label": t["number"], "number": content.registration_number, "dated": t["dated"],
+                         "date": _format_date(content.date, lang)},
+        "sender": {"name": content.sender.name, "lines": _party_lines(content.sender, t)},
+        "addressee": {"label": t["to"], "name": content.addressee.name,
+                      "lines": [v for v in (content.addressee.region, content.addressee.address) if v]},
+        "urgency": None if content.urgency == "routine" else t["urgency_names"][content.urgency],
+        "facts": _facts(content, t),
+        "annexes": {"label": t["annexes"], "items": annexes, "none": t["no_annexes"]},
+        "signature": {"label": t["signer"], "signer": signer, "organisation": content.sender.name,
+                      "note": t["signed_note"]},
+        "enclosures": [_enclosure(content, t, i, a) for i, a in enumerate(content.annexes, start=1)],
+    }  # fmt: skip
+    # The letter's date as its creation time: laid out again (a retry after a crash), a letter is the same PDF.
+    created = dt.datetime.combine(content.date, dt.time(), tzinfo=content.respond_by.tzinfo or dt.UTC)
+    return PdfDocument(TEMPLATES, f"{lang}/{content.kind}.typ", data, created)
 
 
-# WeasyPrint's font configuration and the parsed stylesheet are made once per process and kept: building them
-# costs far more than laying out a letter. Layout is CPU-bound Python run in a thread (asyncio.to_thread) by the
-# letter worker, off the event loop and outside any database transaction; the layout lock never runs two layouts at
-# once (fontconfig and WeasyPrint's font cache are not safe to share between threads).
-_ENGINE_LOCK = threading.Lock()
-_LAYOUT_LOCK = threading.Lock()
-_engine: tuple[Any, Any, Any] | None = None
-_engine_failure: LetterUnavailable | None = None
+# -- the renderer: one engine and one pool of processes for every PDF --------------------------------------------------
 
 
-def _prepared_engine() -> tuple[Any, Any, Any]:
-    global _engine, _engine_failure
-    with _ENGINE_LOCK:
-        if _engine is None:
-            try:
-                # Imported here, not at start-up: without Pango on the system the rest of casebridge still runs.
-                from weasyprint import CSS, HTML
-                from weasyprint.text.fonts import FontConfiguration
-            except (ImportError, OSError) as exc:
-                _engine_failure = LetterUnavailable(
-                    "Letters cannot be produced on this server: the PDF engine is not installed. Nothing was sent."
-                )
-                raise _engine_failure from exc
-            fonts = FontConfiguration()
-            stylesheet = CSS(filename=str(TEMPLATES / "letter.css"), font_config=fonts)
-            _engine = (HTML, stylesheet, fonts)
-        return _engine
+def _follow_parent() -> None:
+    """Run first in every pool process: end it when the gateway process is gone, even by SIGKILL, which leaves no
+    one to shut the pool down (the process would otherwise wait on its task queue for ever)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])  # readable once the parent has exited
+        os._exit(0)
+
+    threading.Thread(target=watch, args=(parent.sentinel,), name="follow-parent", daemon=True).start()
 
 
-# Letters laid out in worker processes: one renderer per zone, made on first use in each process.
-_process_renderers: dict[str, WeasyPrintRenderer] = {}
+def _warm() -> None:
+    """Make this process's compilers and lay a sample of each template out, so fonts and templates are parsed."""
+    for document in _samples():
+        typeset(document)
 
 
-def _render_in_process(zone: str, content: LetterContent) -> bytes:
-    """The layout in a worker process (a module-level function: the pool pickles it by name)."""
-    renderer = _process_renderers.get(zone)
-    if renderer is None:
-        renderer = _process_renderers[zone] = WeasyPrintRenderer(zone=zoneinfo.ZoneInfo(zone))
-    return renderer.render_now(content)
+def _samples() -> list[PdfDocument]:
+    """A letter in each language touching every face and element the templates use (bold, monospace, the table)."""
+    deadline = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    party = Party(name="Жя", region="Жя", address="Жя", phone="1", email="a@b", website="c")
+    sample = LetterContent(
+        language="ru", kind="petition", registration_number="Ж-2026/0001", date=deadline.date(), sender=party,
+        addressee=party, referral_id=uuid.UUID(int=0), case_ref="Жя", purpose="Жя", problem="Жя",
+        requested_service="Жя", urgency="urgent", respond_by=deadline, complete_by=deadline,
+        legal_basis={"type": "statutory", "reference": "Жя", "justification": "Жя"}, categories=("identity",),
+        signer_name="Жя", signer_role="specialist", subjects=({"ref": "Жя", "role": "child", "full_name": "Жя"},),
+        annexes=(Annex("subjects", 1),),
+    )  # fmt: skip
+    return [letter_document(sample), letter_document(dataclasses.replace(sample, language="en"))]
 
 
-def _warm_in_process() -> None:
-    _prepared_engine()
+class TypstRenderer:
+    """Letters and every other PDF laid out by typst (exchange.letters.typesetting), as PDF/A-2b.
 
-
-class WeasyPrintRenderer:
-    """Letters laid out by WeasyPrint (HTML and CSS to PDF; fonts through Pango and fontconfig).
-
-    ``processes`` > 0: layouts run in that many worker processes (spawned on first use), so the gateway's own
-    process, whose event loop serves every request, never spends its interpreter on a layout. 0: in a thread of the
-    calling process, for tools and tests.
+    ``processes`` > 0: layouts run in a pool of that many worker processes (spawned on first use; default one per
+    CPU core), each keeping its own compilers warm, so the gateway's process, whose event loop serves every request,
+    never spends its interpreter on a layout, and the letters of a batch are laid out side by side. 0: in a thread
+    of the calling process, one at a time, for tools and tests.
     """
 
-    def __init__(self, *, zone: zoneinfo.ZoneInfo, processes: int = 0) -> None:
+    def __init__(self, *, zone: zoneinfo.ZoneInfo, processes: int | None = None) -> None:
+        processes = (os.cpu_count() or 1) if processes is None else processes
         if processes < 0:
             raise ValueError("processes must not be negative")
         self._zone = zone
-        self._environment = template_environment()
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._failure: LetterUnavailable | None = None
@@ -233,18 +323,33 @@ class WeasyPrintRenderer:
         return self._zone
 
     @property
+    def processes(self) -> int:
+        return self._processes
+
+    @property
     def unavailable(self) -> LetterUnavailable | None:
-        return self._failure or _engine_failure
+        return self._failure
 
     def warm_up(self) -> None:
-        if not self._processes:
-            _prepared_engine()
-            return
+        """Start every process of the pool and warm its compilers (or this process's, without a pool).
+
+        Raises LetterUnavailable without the engine. Any other failure only costs the speed of the first layouts,
+        which meet it again and are retried, so it is logged rather than raised.
+        """
         try:
-            self._executor().submit(_warm_in_process).result()
-        except LetterUnavailable as exc:
-            self._failure = exc
-            raise
+            if not self._processes:
+                _warm()
+                return
+            pool = self._executor()
+            # Submitted together, before any process is up: each one finds no idle process and spawns another.
+            for warming in [pool.submit(_warm) for _ in range(self._processes)]:
+                warming.result()
+        except ImportError as exc:
+            raise self._missing() from exc
+        except (LayoutFailed, BrokenProcessPool, OSError) as exc:
+            if isinstance(exc, BrokenProcessPool):
+                self._pool = None
+            log.warning("the PDF engine could not be warmed up (%s)", type(exc).__name__)
 
     def close(self) -> None:
         """Stop the worker processes (a layout in progress is abandoned; its letter stays pending)."""
@@ -256,29 +361,33 @@ class WeasyPrintRenderer:
         if self._pool is None:
             # spawn, not fork: the gateway runs threads (the database driver's among them), which fork would copy
             # in whatever state they are in.
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self._processes, mp_context=multiprocessing.get_context("spawn"), initializer=_follow_parent
+            )
         return self._pool
 
-    def render_now(self, content: LetterContent) -> bytes:
-        """Lay the letter out on the calling thread."""
-        html = letter_html(self._environment, content)
-        html_class, stylesheet, fonts = _prepared_engine()
-        with _LAYOUT_LOCK:
-            pdf: bytes = html_class(string=html, base_url=str(TEMPLATES)).write_pdf(
-                stylesheets=[stylesheet], font_config=fonts
-            )
-        if len(pdf) > MAX_LETTER_BYTES:
-            raise LetterUnavailable("The letter is too long to send; shorten the referral's text.")
-        return pdf
+    def _missing(self) -> LetterUnavailable:
+        self._failure = LetterUnavailable(
+            "PDF documents cannot be made on this server: its PDF engine is not installed. Nothing was sent."
+        )
+        return self._failure
+
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        return await self._lay_out(PdfDocument(root, template, data, created))
+
+    async def _lay_out(self, document: PdfDocument) -> bytes:
+        try:
+            if not self._processes:
+                return await asyncio.to_thread(typeset, document)
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), typeset, document)
+        except ImportError as exc:
+            raise self._missing() from exc
+        except BrokenProcessPool:
+            self._pool = None  # a worker process died: the next layout gets a fresh pool, this one is retried
+            raise
 
     async def render(self, content: LetterContent) -> bytes:
-        if not self._processes:
-            return await asyncio.to_thread(self.render_now, content)
-        try:
-            pdf: bytes = await asyncio.get_running_loop().run_in_executor(
-                self._executor(), _render_in_process, self._zone.key, content
-            )
-        except BrokenProcessPool:
-            self._pool = None  # a worker process died: the next letter gets a fresh pool, this one is retried
-            raise
+        pdf = await self._lay_out(letter_document(content))
+        if len(pdf) > MAX_LETTER_BYTES:
+            raise LetterUnavailable("The letter is too long to send; shorten the referral's text.")
         return pdf

@@ -1,11 +1,12 @@
 """The letter worker: lays out the letters sends left pending, with no database transaction open during the layout.
 
 A send only numbers its letter and keeps it pending (exchange.letters.services.register_letter), so the sending
-transaction never waits for WeasyPrint. Each pass here claims due pending letters in one short transaction, then for
-each one reads its sealed content (a read-only session, closed again), lays it out in a thread, and stores the PDF,
-its signature and the `referral.letter` envelope in one more short transaction. Crash-safe: a letter stays pending
-until that last transaction commits, a claim lapses after `claim_for`, and storing is store-once (a second worker
-that laid out the same letter stores and sends nothing).
+transaction never waits for a layout. Each pass here claims a batch of due pending letters in one short transaction,
+reads their sealed content (one read-only session, closed again), lays them out side by side across the PDF pool's
+processes, and stores each one as soon as it is laid out: its PDF, signature and `referral.letter` envelope in one
+more short transaction of its own. Crash-safe: a letter stays pending until its storing transaction commits, a claim
+lapses after `claim_for`, and storing is store-once (a second worker that laid out the same letter stores and sends
+nothing). A letter that fails is noted and retried on its own; its neighbours in the batch are stored regardless.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import (
     PENDING,
+    PendingLetter,
     claim_pending,
     note_render_failure,
     pending_content,
@@ -35,10 +37,14 @@ from tenants.persistence import platform_session, read_only_platform_session
 log = logging.getLogger("casebridge.exchange")
 
 # A claimed letter is hidden from other workers (gateway replicas) this long: far more than laying out a batch takes
-# (1-2 s a letter under load), so a letter is laid out twice only after a crash, and then stored once. A crashed
-# node's letters therefore wait at most this long for another worker (or the restarted one).
+# (a few milliseconds a letter, a second at worst under load), so a letter is laid out twice only after a crash, and
+# then stored once. A crashed node's letters therefore wait at most this long for another worker (or the restarted
+# one).
 CLAIM_FOR: Final = dt.timedelta(seconds=30)
 MAX_BACKOFF: Final = dt.timedelta(minutes=5)
+# Letters claimed and laid out at once: enough to keep every process of the PDF pool busy while the finished ones are
+# stored, few enough that the batch's stores do not queue long for the database's connections.
+BATCH: Final = 16
 
 
 class LetterWorker:
@@ -49,7 +55,7 @@ class LetterWorker:
         sessions: async_sessionmaker[AsyncSession],
         deps: ExchangeDeps,
         *,
-        batch: int = 5,
+        batch: int = BATCH,
         claim_for: dt.timedelta = CLAIM_FOR,
         max_backoff: dt.timedelta = MAX_BACKOFF,
         on_stored: Callable[[], None] = lambda: None,
@@ -68,25 +74,47 @@ class LetterWorker:
         self._deps.letters.warm_up()
 
     async def render_once(self, stop: asyncio.Event | None = None) -> int:
-        """Claim up to `batch` due letters and render each; returns how many were claimed.
+        """Claim up to `batch` due letters and lay them out together; returns how many were claimed.
 
-        When `stop` is set meanwhile, the letter in hand is finished and the rest of the claim handed back.
+        When `stop` is already set once the claim is made, the claim is handed back untouched; otherwise the whole
+        batch is finished (its layouts take milliseconds).
         """
         claimed = await self._claim()
-        for index, letter_id in enumerate(claimed):
-            if stop is not None and stop.is_set():
-                await self._release(claimed[index:])
-                break
-            await self.render(letter_id)
+        if not claimed:
+            return 0
+        if stop is not None and stop.is_set():
+            await self._release(claimed)
+            return len(claimed)
+        contents = await self._read(claimed)
+        await asyncio.gather(*(self._lay_out_and_store(letter_id, contents.get(letter_id)) for letter_id in claimed))
         return len(claimed)
 
     async def render(self, letter_id: uuid.UUID) -> bool:
         """Lay out, sign and store one pending letter; True when this call stored it. Failures are noted, not raised."""
+        contents = await self._read([letter_id])
+        return await self._lay_out_and_store(letter_id, contents.get(letter_id))
+
+    async def _read(self, letter_ids: list[uuid.UUID]) -> dict[uuid.UUID, PendingLetter | Exception | None]:
+        """The sealed content of each letter, in one read-only session (closed before any layout starts)."""
+        contents: dict[uuid.UUID, PendingLetter | Exception | None] = {}
         try:
             async with await read_only_platform_session(self._sessions) as session:
-                pending = await pending_content(session, self._deps, letter_id)
-            if pending is None:
-                return False  # stored meanwhile (by another worker) or gone with its referral
+                for letter_id in letter_ids:
+                    try:
+                        contents[letter_id] = await pending_content(session, self._deps, letter_id)
+                    except Exception as exc:  # a key that will not open: this letter fails, not its batch
+                        contents[letter_id] = exc
+        except Exception as exc:  # the database is away: every letter not read yet fails this time
+            contents.update({letter_id: exc for letter_id in letter_ids if letter_id not in contents})
+        return contents
+
+    async def _lay_out_and_store(self, letter_id: uuid.UUID, pending: PendingLetter | Exception | None) -> bool:
+        if pending is None:
+            return False  # stored meanwhile (by another worker) or gone with its referral
+        if isinstance(pending, Exception):
+            await self._failed(letter_id, pending)
+            return False
+        try:
             # No session, no connection, no transaction while the layout runs: other requests write freely.
             pdf = await self._deps.letters.render(pending.content)
             async with platform_session(self._sessions) as session, session.begin():

@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import uuid
 import zoneinfo
-from pathlib import Path
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -22,7 +21,6 @@ from audit.witness import cosignatures_at
 from exchange import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
-from gateway.problems import UNAVAILABLE, Problem
 from gateway.settings import AuditSettings
 from tenants.errors import NotFound
 from tenants.models import Role, Scope
@@ -77,7 +75,6 @@ class AuditController(Controller):
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_REPORT_PAGE)] = queries.MAX_REPORT_PAGE,
     ) -> Response[SubjectReport | bytes]:
-        font = await _pdf_font(request) if report_format is ReportFormat.PDF else None
         async with tenant_transaction(request) as session:
             report = await queries.subject_report(
                 session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
@@ -85,7 +82,8 @@ class AuditController(Controller):
             )  # fmt: skip
         if report_format is ReportFormat.JSON:
             return Response(report)
-        body = reports.report_csv(report) if font is None else await reports.report_pdf(report, font)
+        body = (await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+                if report_format is ReportFormat.PDF else reports.report_csv(report))  # fmt: skip
         return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=_file_headers(
             request, report_format, limit, report.next_cursor))  # fmt: skip
 
@@ -145,15 +143,6 @@ def thresholds(settings: AuditSettings) -> Thresholds:
         off_hours=OffHours(*settings.off_hours),
         timezone=zoneinfo.ZoneInfo(settings.timezone),
     )
-
-
-async def _pdf_font(request: Request[Any, Any, Any]) -> Path:
-    try:
-        return await reports.ensure_pdf_font(runtime_of(request).settings.audit.pdf_font)
-    except reports.FontUnavailable:
-        raise Problem(UNAVAILABLE, "PDF reports cannot be made on this server: it has no font with Cyrillic letters. "
-                                   "Download the report as CSV or JSON, or ask the administrator to install "
-                                   "DejaVu Sans.") from None  # fmt: skip
 
 
 def _file_headers(

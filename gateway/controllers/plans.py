@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from audit import reports
 from audit.events import Action
 from exchange import plan_report, plans, reminders
 from exchange.schemas import PlanIn, PlanOut, PlanPage, PlanTasksIn, ReminderList
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
-from gateway.problems import UNAVAILABLE, Problem
 from tenants.models import Role, Scope
 
 _PLANNERS = [Role.SPECIALIST, Role.SUPERVISOR]
@@ -104,12 +101,12 @@ class PlanController(Controller):
         media_type="application/pdf",
     )
     async def report(self, request: Request[Any, Any, Any], plan_id: FromPath[uuid.UUID]) -> Response[bytes]:
-        font = await _pdf_font(request)
+        deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
-            body = await plan_report.plan_report(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                plan_id=plan_id, font=font,
-            )  # fmt: skip
+            summary = await plan_report.plan_summary(
+                session, deps, principal=principal_of(request), audit=audit_of(request), plan_id=plan_id
+            )
+        body = await plan_report.summary_pdf(deps, summary)
         return Response(body, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.pdf"'})  # fmt: skip
 
@@ -127,11 +124,3 @@ class ReminderController(Controller):
                 lead=runtime.settings.reminders.lead,
             )  # fmt: skip
         return ReminderList(items=items)
-
-
-async def _pdf_font(request: Request[Any, Any, Any]) -> Path:
-    try:
-        return await reports.ensure_pdf_font(runtime_of(request).settings.audit.pdf_font)
-    except reports.FontUnavailable:
-        raise Problem(UNAVAILABLE, "The plan report cannot be made on this server: it has no font with Cyrillic "
-                                   "letters. Ask the administrator to install DejaVu Sans.") from None  # fmt: skip

@@ -214,22 +214,14 @@ async def subject_page(
 )
 async def subject_download(request: Request[Any, Any, Any], subject_id: uuid.UUID) -> Response[Any]:
     """The whole report as a file, made by the same renderers as `GET /api/v1/audit/subjects/{id}/report`."""
-    _ = translator(request)
     report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
-    font = None
-    if report_format is ReportFormat.PDF:
-        try:
-            font = await reports.ensure_pdf_font(runtime_of(request).settings.audit.pdf_font)
-        except reports.FontUnavailable:
-            return redirect(request, f"{SUBJECTS}?subject_id={subject_id}", error=_(
-                "A PDF cannot be made on this server because it has no font with Cyrillic letters. Download the "
-                "CSV file instead, or ask the administrator to install DejaVu Sans."))  # fmt: skip
     async with tenant_transaction(request) as session:
         report = await queries.subject_report(
             session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
             subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE,
         )  # fmt: skip
-    body = reports.report_csv(report) if font is None else await reports.report_pdf(report, font)
+    body = (await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+            if report_format is ReportFormat.PDF else reports.report_csv(report))  # fmt: skip
     return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers={
         "Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'})  # fmt: skip
 

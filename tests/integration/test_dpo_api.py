@@ -12,14 +12,10 @@ import datetime as dt
 import io
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
-import reportlab
 from sqlalchemy import select
 
-from audit import reports
 from audit.models import AuditEvent
 from audit.reports import COLUMNS
 from gateway.runtime import Runtime
@@ -36,11 +32,7 @@ from tests.integration.test_referral_loop import (
     open_case,
     referral_body,
 )
-
-try:
-    import pypdf
-except ImportError:  # an optional test aid: without it the PDF's text is not checked
-    pypdf = None
+from tests.pdf import fonts, pdf_text, pdfa_conformance
 
 EVENTS = "/api/v1/audit/events"
 STATUTORY = {"type": "statutory", "reference": "SK RF art. 122",
@@ -218,24 +210,16 @@ async def test_subject_report_as_json_csv_and_pdf(agencies: tuple[Agency, Agency
     assert as_pdf.status_code == 200, as_pdf.text
     assert as_pdf.headers["content-type"] == "application/pdf"
     assert as_pdf.content.startswith(b"%PDF")
-
-    # A server without a usable font answers 503 rather than a PDF of empty boxes.
-    vera = Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"  # Latin only
-    settings = runtime.settings
-    runtime.settings = dataclasses.replace(settings, audit=dataclasses.replace(settings.audit, pdf_font=vera))
-    try:
-        unavailable = await dpo.get(path, params={"format": "pdf"})
-    finally:
-        runtime.settings = settings
-    assert unavailable.status_code == 503
-    assert unavailable.json()["type"] == "/problems/unavailable"
-
-    if pypdf is None:
-        pytest.skip("pypdf is not installed: the PDF's text was not checked (its %PDF header was)")
-    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(as_pdf.content)).pages)
+    # An archival PDF whose fonts travel inside it: it reads the same, Cyrillic included, on any machine.
+    assert pdfa_conformance(as_pdf.content) == ("2", "B")
+    assert all(fonts(as_pdf.content).values())
+    text = pdf_text(as_pdf.content)
     assert "exchange:referral:send" in text
     assert "Отчёт о доступе" in text
     assert "Agency opeka" in text
+    assert child in text
+    for personal in (CHILD_NAME, "Иванова", CHILD_BIRTH, CHILD_SNILS, PARENT_NAME):
+        assert personal not in text
 
 
 async def test_review_queue_lists_statutory_shares_until_marked(
@@ -365,15 +349,6 @@ async def test_reading_the_trail_is_recorded(agencies: tuple[Agency, Agency, Age
     assert search_event["extra"]["filters"] == {"action": "exchange:case:create"}
     assert report_event["extra"]["format"] == "csv"
     assert child not in json.dumps(events)
-
-
-async def test_a_pdf_font_must_cover_cyrillic(tmp_path: Path) -> None:
-    latin_only = Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"
-    not_a_font = tmp_path / "font.ttf"
-    not_a_font.write_bytes(b"not a font")
-    for configured in (latin_only, not_a_font, tmp_path / "missing.ttf"):
-        with pytest.raises(reports.FontUnavailable):
-            await reports.ensure_pdf_font(configured)
 
 
 async def _status_ok(agency: Agency, path: str) -> bool:

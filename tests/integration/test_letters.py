@@ -7,14 +7,14 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import re
 import uuid
 import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
-from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
@@ -38,15 +38,11 @@ from tests.integration.test_referral_loop import (
     open_case,
     referral_body,
 )
+from tests.pdf import pdf_text, pdfa_conformance
 
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
 NUMBER = re.compile(r"^СЕМ-\d{4}/(\d{4})$")
-
-
-def _text(pdf: bytes) -> str:
-    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    return text.replace("\xa0", " ")
 
 
 async def _send(centre: Agency, case: dict[str, Any], to: Agency, **extra: Any) -> dict[str, Any]:
@@ -101,7 +97,8 @@ async def test_the_letter_travels_signed_and_both_sides_download_it(
     assert own.status_code == 200, own.text
     assert own.headers["content-type"] == "application/pdf"
     assert hashlib.sha256(own.content).hexdigest() == letter["sha256"]
-    text = _text(own.content)
+    assert pdfa_conformance(own.content) == ("2", "B")
+    text = pdf_text(own.content)
     for expected in ("ХОДАТАЙСТВО", letter["registration_number"], "Agency semya", "Agency opeka", CHILD_NAME,
                      "Семья нуждается в помощи органа опеки", "жильё", "Приложение 1"):  # fmt: skip
         assert expected in text, expected
@@ -141,7 +138,7 @@ async def test_the_letter_travels_signed_and_both_sides_download_it(
     assert int(number.group(1)) == int(match.group(1)) + 1
     await _ready(centre, english["id"])
     english_pdf = await centre.get(f"/api/v1/referrals/{english['id']}/letter.pdf")
-    english_text = _text(english_pdf.content)
+    english_text = pdf_text(english_pdf.content)
     assert "INFORMATION LETTER" in english_text
     assert "Please respond by" in english_text
     assert CHILD_NAME in english_text
@@ -339,6 +336,45 @@ class _CrashingRenderer:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        return await self.inner.typeset(root, template, data, created)
+
+
+class _BatchRenderer:
+    """The real layout, held until `together` letters are being laid out at once; one letter's layout fails."""
+
+    def __init__(self, inner: LetterRenderer, *, together: int, failing: str) -> None:
+        self.inner, self.together, self.failing = inner, together, failing
+        self.in_layout, self.most_at_once = 0, 0
+        self._all_in = asyncio.Event()
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return self.inner.zone
+
+    @property
+    def unavailable(self) -> LetterUnavailable | None:
+        return None
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    async def render(self, content: LetterContent) -> bytes:
+        self.in_layout += 1
+        self.most_at_once = max(self.most_at_once, self.in_layout)
+        if self.in_layout == self.together:
+            self._all_in.set()
+        await self._all_in.wait()  # a worker laying letters out one at a time would never get here
+        try:
+            if content.registration_number == self.failing:
+                raise LetterUnavailable("The letter is too long to send; shorten the referral's text.")
+            return await self.inner.render(content)
+        finally:
+            self.in_layout -= 1
+
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        return await self.inner.typeset(root, template, data, created)
+
 
 async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime, clock: TravelClock
@@ -402,6 +438,38 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
     partner = await opeka.get(f"/api/v1/referrals/{referral_id}/letter.pdf")
     assert own.status_code == partner.status_code == 200
     assert own.content == partner.content
+
+
+async def test_a_batch_is_laid_out_together_and_one_failure_holds_up_no_neighbour(
+    agencies: tuple[Agency, Agency, Agency], runtime: Runtime
+) -> None:
+    centre, opeka, _ = agencies
+    letters = runtime.workers[WorkerName.LETTERS]
+    await letters.stop()  # letters stay pending until the worker below takes them
+    case, _ = await open_case(centre, opeka)
+    sent = [await _send(centre, case, opeka) for _ in range(4)]
+    numbers = [s["letter"]["registration_number"] for s in sent]
+    batch = _BatchRenderer(runtime.exchange.letters, together=len(sent), failing=numbers[1])
+    worker = LetterWorker(runtime.sessions, dataclasses.replace(runtime.exchange, letters=batch), batch=len(sent))
+    async with asyncio.timeout(60):  # a worker that lays letters out one at a time would wait here for ever
+        assert await worker.render_once() == len(sent)
+    assert batch.most_at_once == len(sent)
+
+    async with platform_session(runtime.sessions) as session:
+        letters = {
+            letter.registration_number: letter
+            for letter in await session.scalars(select(Letter).where(Letter.registration_number.in_(numbers),
+                                                                     Letter.tenant_id == centre.id))
+        }  # fmt: skip
+    assert {n: letters[n].status for n in numbers} == {n: "pending" if n == numbers[1] else "ready" for n in numbers}
+    failed = letters[numbers[1]]
+    assert (failed.attempts, failed.last_error) == (1, "LetterUnavailable")
+    assert failed.next_attempt_at is not None
+
+    letters.start()
+    runtime.wake_relay()
+    for referral in (sent[0], sent[2], sent[3]):
+        assert (await _ready(opeka, referral["id"]))["letter"]["signature"] == "valid"
 
 
 async def test_a_letter_arriving_after_consent_was_withdrawn_is_not_kept(

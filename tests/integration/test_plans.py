@@ -24,6 +24,7 @@ from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
 from tests.factories import access_token, make_client
 from tests.integration.test_referral_loop import CHILD_NAME, PARENT_NAME, Agency, agency, eventually
+from tests.pdf import fonts, pdfa_conformance
 
 SCHOOL_TASK = "Организовать индивидуальные занятия с ребёнком"
 CLINIC_TASK = "Провести медицинское обследование"
@@ -236,6 +237,8 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     report = await kdn.get(f"/api/v1/plans/{plan['id']}/report.pdf")
     assert report.status_code == 200, report.text
     assert report.headers["content-type"] == "application/pdf"
+    assert pdfa_conformance(report.content) == ("2", "B")
+    assert all(fonts(report.content).values())
     text = " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(report.content)).pages)
     for expected in ("Итоговый отчёт по плану", "План ИПР на I полугодие", SCHOOL_TASK, CLINIC_TASK, OPEKA_TASK,
                      "Agency shkola-7", "Семья не явилась", "Акт обследования"):  # fmt: skip

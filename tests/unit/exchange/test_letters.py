@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
-import io
 import json
+import subprocess
+import sys
+import time
 import uuid
 import zoneinfo
 
 import pytest
 from joserfc import jws
 from joserfc.jwk import OKPKey
-from pypdf import PdfReader
 
 from exchange.letters.numbering import RegistrationNumber, check_prefix, derive_prefix
 from exchange.letters.render import (
@@ -20,12 +22,15 @@ from exchange.letters.render import (
     Annex,
     LetterContent,
     Party,
-    WeasyPrintRenderer,
+    TypstRenderer,
     content_from_json,
     content_to_json,
+    letter_document,
 )
 from exchange.letters.signing import LetterBinding, Verification, pdf_digest, sign_letter, verify_letter
+from exchange.letters.typesetting import typeset
 from tenants.errors import InvalidInput
+from tests.pdf import fonts, pdf_text, pdfa_conformance
 
 # RFC 9864 deprecates the "EdDSA" identifier; letter format version 1 uses it like the envelopes (docs/letters.md).
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
@@ -52,20 +57,15 @@ def _content(language: str, kind: str = "petition", **changes: object) -> Letter
     return LetterContent(**{**{f: getattr(content, f) for f in content.__slots__}, **changes})  # type: ignore[arg-type]
 
 
-def _text(pdf: bytes) -> str:
-    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    return text.replace("\xa0", " ")  # the templates keep a number and its sign together
+def _pdf(content: LetterContent) -> bytes:
+    """The letter laid out by the engine on this thread, as a worker process of the pool lays it out."""
+    return typeset(letter_document(content))
 
 
-@pytest.fixture(scope="module")
-def renderer() -> WeasyPrintRenderer:
-    return WeasyPrintRenderer(zone=MOSCOW)
-
-
-def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer(renderer: WeasyPrintRenderer) -> None:
-    pdf = renderer.render_now(_content("ru"))
+def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer() -> None:
+    pdf = _pdf(_content("ru"))
     assert pdf.startswith(b"%PDF-")
-    text = _text(pdf)
+    text = pdf_text(pdf)
     for expected in ("ХОДАТАЙСТВО", "СЕМ-2026/0042", "22.11.2026", "Центр «Семья»", "ул. Ленина, 1",
                      "Отдел опеки и попечительства", "Семья нуждается в срочной помощи", "Консультация юриста",
                      "СРОЧНО", "01.12.2026 21:00 (MSK)", "120-FZ art. 9", "Ребёнок в опасности", CHILD, "12.04.2015",
@@ -73,24 +73,73 @@ def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer(r
         assert expected in text, expected
 
 
-async def test_letters_laid_out_in_a_worker_process_say_the_same() -> None:
-    in_processes = WeasyPrintRenderer(zone=MOSCOW, processes=1)
+def test_a_letter_is_pdf_a_2b_with_every_font_embedded() -> None:
+    pdf = _pdf(_content("ru"))
+    assert pdfa_conformance(pdf) == ("2", "B")
+    used = fonts(pdf)
+    assert used, "the letter uses no font"
+    assert all(used.values()), [name for name, embedded in used.items() if not embedded]
+
+
+async def test_letters_laid_out_in_worker_processes_are_the_same_pdf() -> None:
+    in_processes = TypstRenderer(zone=MOSCOW, processes=2)
+    contents = [_content("ru"), _content("en", kind="referral"), _content("ru", kind="plan_task")]
     try:
         in_processes.warm_up()
-        content = _content("ru")
-        pdf = await in_processes.render(content)
-        again = await in_processes.render(content)
+        first = await asyncio.gather(*(in_processes.render(content) for content in contents))
+        again = await in_processes.render(contents[0])
     finally:
         in_processes.close()
-    # Bytes may differ between layouts (font subset names): the letter is laid out once and stored, never again.
-    assert _text(pdf) == _text(again)
-    assert _text(pdf) == _text(WeasyPrintRenderer(zone=MOSCOW).render_now(content))
-    assert "ХОДАТАЙСТВО" in _text(pdf)
+    # Laid out again (a retry after a crash), anywhere, a letter is byte for byte the PDF it was.
+    assert again == first[0]
+    assert first == [_pdf(content) for content in contents]
+    assert "ХОДАТАЙСТВО" in pdf_text(first[0])
     assert in_processes.unavailable is None
 
 
-def test_an_english_letter_is_in_english(renderer: WeasyPrintRenderer) -> None:
-    text = _text(renderer.render_now(_content("en", kind="document_request", urgency="routine")))
+def test_the_pool_ends_with_the_process_that_made_it() -> None:
+    """A gateway killed outright (SIGKILL, OOM) shuts no pool down: its layout processes must end by themselves."""
+    script = (
+        "import multiprocessing, time, zoneinfo\n"
+        "from exchange.letters.render import TypstRenderer\n"
+        "renderer = TypstRenderer(zone=zoneinfo.ZoneInfo('Europe/Moscow'), processes=2)\n"
+        "renderer.warm_up()\n"
+        "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    gateway = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stdout is not None
+        pool = [int(pid) for pid in gateway.stdout.readline().split()]
+        assert len(pool) == 2
+    finally:
+        gateway.kill()
+        gateway.wait()
+    for pid in pool:
+        for _ in range(600):  # polled, not timed: each process is given up to a minute to notice
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(pid), f"pool process {pid} outlived its gateway"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended; only its parent may reap it
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_renderer_without_processes_lays_out_in_a_thread() -> None:
+    in_thread = TypstRenderer(zone=MOSCOW, processes=0)
+    in_thread.warm_up()
+    content = _content("ru")
+    assert await in_thread.render(content) == _pdf(content)
+
+
+def test_an_english_letter_is_in_english() -> None:
+    text = pdf_text(_pdf(_content("en", kind="document_request", urgency="routine")))
     expected_lines = (
         "INTER-AGENCY REQUEST FOR DOCUMENTS",
         "No. СЕМ-2026/0042",
@@ -110,7 +159,7 @@ def test_an_english_letter_is_in_english(renderer: WeasyPrintRenderer) -> None:
 
 @pytest.mark.parametrize("language", ["ru", "en"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_kind_has_a_template_in_both_languages(renderer: WeasyPrintRenderer, language: str, kind: str) -> None:
+def test_every_kind_has_a_template_in_both_languages(language: str, kind: str) -> None:
     titles = {
         ("ru", "referral"): "НАПРАВЛЕНИЕ", ("ru", "petition"): "ХОДАТАЙСТВО",
         ("ru", "document_request"): "МЕЖВЕДОМСТВЕННЫЙ ЗАПРОС", ("ru", "information_letter"): "ИНФОРМАЦИОННОЕ ПИСЬМО",
@@ -123,27 +172,45 @@ def test_every_kind_has_a_template_in_both_languages(renderer: WeasyPrintRendere
         if kind == "plan_task"
         else None
     )
-    text = _text(renderer.render_now(_content(language, kind=kind, plan=plan)))
+    text = pdf_text(_pdf(_content(language, kind=kind, plan=plan)))
     assert titles[language, kind] in text
     if plan:
         assert "Обследовать условия жизни" in text
         assert "Акт обследования" in text
 
 
-def test_the_letter_says_nothing_the_projection_does_not_carry(renderer: WeasyPrintRenderer) -> None:
+def test_every_enclosure_is_laid_out() -> None:
+    content = _content("ru", needs={"client": "жильё", "carers": "бабушка рядом"}, summary="Семья переехала в мае.",
+                       categories=("identity", "social_assessment", "case_notes"),
+                       annexes=(Annex("subjects", 1), Annex("needs"), Annex("summary")))  # fmt: skip
+    text = pdf_text(_pdf(content))
+    for expected in ("Приложение 2. Оценка потребностей", "потребности клиента", "жильё", "ресурсы семьи",
+                     "бабушка рядом", "Приложение 3. Краткое содержание случая", "Семья переехала в мае."):  # fmt: skip
+        assert expected in text, expected
+    assert "ресурсы окружения" not in text  # a part the assessment left empty is not printed
+
+
+def test_the_letter_says_nothing_the_projection_does_not_carry() -> None:
     only_refs = _content("ru", subjects=({"ref": "child 1"},), categories=("family",))
-    text = _text(renderer.render_now(only_refs))
+    text = pdf_text(_pdf(only_refs))
     assert "child 1" in text
     assert CHILD not in text
     assert "112-233-445 95" not in text
 
 
-def test_text_is_escaped_not_interpreted(renderer: WeasyPrintRenderer) -> None:
-    text = _text(renderer.render_now(_content("ru", problem="<b>жирный</b> & <script>x</script>")))
-    assert "<b>жирный</b> & <script>x</script>" in text
+def test_text_is_printed_as_written_never_read_as_markup() -> None:
+    # typst markup and code in what a user typed: if any of it were evaluated, the layout would fail (panic, an
+    # import outside the templates), change (the page colour) or lose characters (emphasis, maths, labels).
+    typed = ('] #set page(fill: red) #import "/letter.typ": data #panic("boom") $x^2$ @ref <label> *жирный* '
+             '_курсив_ `код` \\ // не комментарий #{1 + 1} <b>жирный</b> & <script>x</script>')  # fmt: skip
+    content = _content("ru", problem=typed, requested_service='#eval("1")', case_ref="]#set text(size: 1pt)[")
+    text = " ".join(pdf_text(_pdf(content)).split())  # as one line: a long text wraps where the page ends
+    assert typed in text
+    assert '#eval("1")' in text
+    assert "]#set text(size: 1pt)[" in text  # printed in the opening paragraph and the facts, as written
 
 
-def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter(renderer: WeasyPrintRenderer) -> None:
+def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter() -> None:
     """A pending letter keeps its content as JSON; the worker lays out exactly what the send numbered."""
     content = _content("ru", needs={"client": "жильё"}, plan={"title": "Обследовать", "expected_result": "Акт"},
                        annexes=(Annex("subjects", 1), Annex("needs")))  # fmt: skip
@@ -152,9 +219,9 @@ def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter(re
     restored = content_from_json(stored)
     assert restored == content
     assert restored.respond_by.tzname() == "MSK"  # the letter shows the zone's name, not a bare offset
-    first, second = renderer.render_now(content), renderer.render_now(restored)
+    first, second = _pdf(content), _pdf(restored)
     assert first == second  # laid out twice (a retry after a crash), the letter is the same PDF
-    assert "(MSK)" in _text(second)
+    assert "(MSK)" in pdf_text(second)
 
 
 @pytest.mark.parametrize(

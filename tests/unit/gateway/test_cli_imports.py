@@ -86,7 +86,7 @@ def test_an_up_to_date_database_is_not_migrated_again(environment: dict[str, str
 
 async def test_the_command_line_pseudonymises_as_the_service_does(tmp_path: Path) -> None:
     """Both derive each tenant's pseudonym key from the master key, so a subject has one pseudonym in the trail."""
-    settings = Settings.from_env({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"), "CASEBRIDGE_LETTER_PROCESSES": "0"})
+    settings = Settings.from_env({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"), "CASEBRIDGE_PDF_PROCESSES": "0"})
     service = build_runtime(settings)
     command_line = build_admin_context(settings)
     tenant, subject = uuid.uuid4(), uuid.uuid4()
