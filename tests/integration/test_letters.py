@@ -444,8 +444,8 @@ async def test_a_batch_is_laid_out_together_and_one_failure_holds_up_no_neighbou
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
 ) -> None:
     centre, opeka, _ = agencies
-    letters = runtime.workers[WorkerName.LETTERS]
-    await letters.stop()  # letters stay pending until the worker below takes them
+    layout = runtime.workers[WorkerName.LETTERS]
+    await layout.stop()  # letters stay pending until the worker below takes them
     case, _ = await open_case(centre, opeka)
     sent = [await _send(centre, case, opeka) for _ in range(4)]
     numbers = [s["letter"]["registration_number"] for s in sent]
@@ -466,7 +466,7 @@ async def test_a_batch_is_laid_out_together_and_one_failure_holds_up_no_neighbou
     assert (failed.attempts, failed.last_error) == (1, "LetterUnavailable")
     assert failed.next_attempt_at is not None
 
-    letters.start()
+    layout.start()
     runtime.wake_relay()
     for referral in (sent[0], sent[2], sent[3]):
         assert (await _ready(opeka, referral["id"]))["letter"]["signature"] == "valid"
