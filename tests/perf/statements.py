@@ -210,14 +210,16 @@ async def measure_statements(
         await nats.stop()
     counts = counter.counts
     background = {label: n for label, n in delivery.items() if label not in ("send", "benchmark's own polling")}
-    inbox = delivery.get("inbox", 0)
+    # None rather than 0 when no task names the inbox: its statements are then among the other tasks'.
+    inbox = delivery.get("inbox")
+    per_envelope = _per(inbox, applied) if inbox is not None else None
     log(f"{kind}: statements per send {_per(counts['send'], requests)}, per read {_per(counts['read'], requests)}, "
-        f"per envelope {_per(inbox, applied)} ({applied} envelopes applied)")  # fmt: skip
+        f"per envelope {per_envelope} ({applied} envelopes applied)")  # fmt: skip
     return {
         "sql_per_send": _per(counts["send"], requests),
         "sql_per_read": _per(counts["read"], requests),
         "sql_per_list": _per(counts["list"], requests),
-        "sql_per_envelope": _per(inbox, applied),
+        "sql_per_envelope": per_envelope,
         # Everything the database did for one referral: its send and all the background work it set off.
         "sql_per_referral_all": _per(counts["send"] + sum(background.values()), requests),
         "sql_background_by_task": background,
