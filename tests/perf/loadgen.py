@@ -104,15 +104,20 @@ async def run_wrk(
     began = time.perf_counter()
     # posix_spawn and wait4 rather than subprocess: wait4 hands back the child's own resource usage.
     pid = os.posix_spawn(args[0], args, child_env, file_actions=actions)  # noqa: ASYNC221 - returns once exec'd
-    interrupted = False
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: never blocks
-        if done == pid:
-            break
-        if not interrupted and ENOUGH_MARKER in err_path.read_bytes():
-            os.kill(pid, signal.SIGINT)  # wrk stops its threads and prints its report, as at the end of -d
-            interrupted = True
-        await asyncio.sleep(0.02)
+    interrupted, done = False, 0
+    try:
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG: never blocks
+            if done == pid:
+                break
+            if not interrupted and ENOUGH_MARKER in err_path.read_bytes():
+                os.kill(pid, signal.SIGINT)  # wrk stops its threads and prints its report, as at the end of -d
+                interrupted = True
+            await asyncio.sleep(0.02)
+    finally:
+        if done != pid:  # the benchmark itself is stopping: wrk must not go on loading the server
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)  # noqa: ASYNC222 - after SIGKILL: returns at once
     wall_s = time.perf_counter() - began
     stdout = out_path.read_text(encoding="utf-8", errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:

@@ -7,10 +7,10 @@ only columns in clear; the sealed contents are the template's, bound to the temp
 referral's detail would fail: these rows are history to list, not referrals to read. Their timelines, letters and
 audit events are not seeded either, as no listing reads them.
 
-One `INSERT ... SELECT` over a generated series makes the rows inside the database, so no row crosses from Python:
-on SQLite through the standard library's sqlite3 (ids from a registered function), on PostgreSQL as the cluster's
-superuser (the app role is subject to row-level security, which the seeding has no reason to go through) on one
-connection per core, followed by `ANALYZE` as autovacuum would run soon after such a load.
+`INSERT ... SELECT` over a generated series makes the rows inside the database, so no row crosses from Python:
+on SQLite through the standard library's sqlite3 (ids from a registered function, in chunks), on PostgreSQL as
+the cluster's superuser (the app role is subject to row-level security, which the seeding has no reason to go
+through) on one connection per core, followed by `ANALYZE` as autovacuum would run soon after such a load.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ HISTORY = dt.timedelta(days=730)
 STATUS_MIX = (COMPLETED,) * 5 + (IN_PROGRESS, ACCEPTED, ON_HOLD, RECEIVED, REJECTED)
 RESPOND_DAYS, COMPLETE_DAYS = 3, 30
 PG_CONNECTIONS = 2  # one INSERT per core: the server makes the rows, so each insert is CPU-bound there
+# Rows per SQLite transaction: the gateway's own writers (the sealer, the Workers) wait for at most one of them,
+# well inside their 30 s busy timeout.
+SQLITE_CHUNK = 100_000
 
 
 def _status_sql(n: str) -> str:
@@ -110,14 +113,16 @@ def _seed_sqlite(path: str, tenant_id: uuid.UUID, count: int, now: dt.datetime) 
         columns = [row[1] for row in connection.execute("PRAGMA table_info(referral)")]
         values = ", ".join(_SQLITE_VARIED.get(c, f"t.{c}") for c in columns)  # the table's own names: no quoting
         start_ms, step_ms = _span(count, now)
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute(
-            f"WITH RECURSIVE series(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM series WHERE n < ? - 1), "
-            f"g AS (SELECT n, ? + CAST(n * ? AS INTEGER) AS ms FROM series) "
-            f"INSERT INTO referral ({', '.join(columns)}) SELECT {values} FROM g, referral AS t WHERE t.id = ?",
-            (count, start_ms, step_ms, template[0]),
+        statement = (
+            "WITH RECURSIVE series(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM series WHERE n < ?), "
+            "g AS (SELECT n, ? + CAST(n * ? AS INTEGER) AS ms FROM series) "
+            f"INSERT INTO referral ({', '.join(columns)}) SELECT {values} FROM g, referral AS t WHERE t.id = ?"
         )
-        connection.execute("COMMIT")
+        for low in range(0, count, SQLITE_CHUNK):
+            high = min(low + SQLITE_CHUNK, count)
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(statement, (low, high - 1, start_ms, step_ms, template[0]))
+            connection.execute("COMMIT")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         connection.close()
