@@ -35,7 +35,7 @@ from sqlalchemy import select
 from exchange.models import Letter, Referral, Side
 from tenants.persistence import read_only_platform_session
 from tests.perf.audit_bench import measure_audit
-from tests.perf.crypto_floor import measure_crypto_floor
+from tests.perf.crypto_floor import ReferralBodies, measure_crypto_floor
 from tests.perf.loadgen import WrkReport, run_wrk
 from tests.perf.processes import BenchError, tail, tree_cpu_s
 from tests.perf.seeding import seed_history
@@ -307,8 +307,8 @@ async def grow_history(stack: Stack, size: int) -> dict[str, Any]:
     return {"referrals": max(have, size), "seeded": max(size - have, 0), "seed_s": round(seconds, 1)}
 
 
-async def time_listing(stack: Stack, token: str, mode: Mode, size: int, grown: dict[str, Any]) -> tuple[
-        float | None, dict[str, Any]]:  # fmt: skip
+async def time_listing(stack: Stack, token: str, mode: Mode, grown: dict[str, Any]) -> tuple[float | None,
+                                                                                           dict[str, Any]]:  # fmt: skip
     """The first page of the outgoing box, one request at a time: p50 and the details."""
     report = await get_with_wrk(stack.base_url, ["/api/v1/referrals?box=outgoing"], token, connections=1,
                                 seconds=mode.list_limit_s, work=stack.work, most=mode.list_requests)  # fmt: skip
@@ -398,7 +398,8 @@ NOTES = (
     "list_p50_ms: GET /api/v1/referrals?box=outgoing (the first page of 50) on one connection, the sending tenant's "
     "history grown by tests/perf/seeding.py to each size (list_detail; the largest is seeded while the statements "
     "are counted, so its seed_s is not the seeding's own speed)",
-    "sql_*: statements counted in-process (tests/perf/statements.py) on a fresh database of this kind",
+    "sql_*: statements counted in-process (tests/perf/statements.py) on a fresh database of this kind; "
+    "sql_per_envelope is null when no task's name or coroutine says inbox",
     "crypto_floor_referrals_per_s: the JOSE work of one referral alone, on one core (tests/perf/crypto_floor.py); "
     "e2e_vs_floor = referrals_per_s / crypto_floor_referrals_per_s",
     "cli_start_ms: medians of wall time in fresh processes, with the gateway's settings",
@@ -425,6 +426,30 @@ def ratios(result: Mapping[str, Any], budget: Mapping[str, float]) -> dict[str, 
     return shares
 
 
+async def listing_and_statements(stack: Stack, token: str, mode: Mode) -> tuple[dict[str, Any], dict[str, Any],
+                                                                                ReferralBodies]:  # fmt: skip
+    """The listing at each size, and the statement counts while the largest history is being seeded: neither the
+    statement counts nor the seeding is a timed figure, so they may share the machine."""
+    *smaller, largest = mode.list_sizes
+    p50: dict[str, float | None] = {}
+    detail: dict[str, Any] = {}
+    for size in smaller:
+        grown = await grow_history(stack, size)
+        p50[_size_name(size)], detail[_size_name(size)] = await time_listing(stack, token, mode, grown)
+    growing = asyncio.create_task(grow_history(stack, largest))
+    try:
+        statements, bodies = await measure_statements(stack.name, stack.work / "statements", cluster=stack.cluster,
+                                                      requests=mode.statement_requests, limit_s=mode.delivery_limit_s,
+                                                      log=log)  # fmt: skip
+    except BaseException:
+        growing.cancel()
+        await asyncio.gather(growing, return_exceptions=True)
+        raise
+    grown = await growing
+    p50[_size_name(largest)], detail[_size_name(largest)] = await time_listing(stack, token, mode, grown)
+    return {"list_p50_ms": p50, "list_detail": detail}, statements, bodies
+
+
 async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]:
     load = load_average()
     began = time.perf_counter()
@@ -435,27 +460,7 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         token = centre["Authorization"].removeprefix("Bearer ")
         reads = await measure_reads(stack, token, mode)
         cli = measure_cli(stack, mode.cli_runs)
-        *smaller, largest = mode.list_sizes
-        list_p50: dict[str, float | None] = {}
-        list_detail: dict[str, Any] = {}
-        for size in smaller:
-            list_p50[_size_name(size)], list_detail[_size_name(size)] = await time_listing(
-                stack, token, mode, size, await grow_history(stack, size)
-            )
-        # Neither the largest seeding nor the statement counts are timed figures, so they share the machine.
-        growing = asyncio.create_task(grow_history(stack, largest))
-        try:
-            statements, bodies = await measure_statements(name, work / "statements", cluster=stack.cluster,
-                                                          requests=mode.statement_requests,
-                                                          limit_s=mode.delivery_limit_s, log=log)  # fmt: skip
-        except BaseException:
-            growing.cancel()
-            await asyncio.gather(growing, return_exceptions=True)
-            raise
-        grown = await growing
-        list_p50[_size_name(largest)], list_detail[_size_name(largest)] = await time_listing(
-            stack, token, mode, largest, grown
-        )
+        listing, statements, bodies = await listing_and_statements(stack, token, mode)
         log_lines = "\n".join(tail(s.log_path, 10**9) for s in stack.gateway.servers).splitlines()
         layout = stack.gateway.layout
         floor = measure_crypto_floor(bodies, mode.floor_s)
@@ -487,9 +492,9 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         "crypto_floor_referrals_per_s": floor_rps,
         "e2e_vs_floor": round(e2e / floor_rps, 3) if e2e and floor_rps else None,
         **cli,
-        "list_p50_ms": list_p50,
+        "list_p50_ms": listing["list_p50_ms"],
         **{key: audit.pop(key, None) for key in ("audit_append_per_s", "audit_verify_per_s", "subject_report_ms")},
-        **sends, **reads, **statements, **floor, "list_detail": list_detail, **audit,
+        **sends, **reads, **statements, **floor, "list_detail": listing["list_detail"], **audit,
         "gateway_log_problems": sum(1 for line in log_lines if "WARNING" in line or "ERROR" in line),
         "machine": machine(), "load_average_at_start": load, "load_average_at_end": load_average(),
         "seconds": round(time.perf_counter() - began, 1), "budget": BUDGET[name], "notes": notes,
