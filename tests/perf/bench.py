@@ -466,7 +466,10 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         floor = measure_crypto_floor(bodies, mode.floor_s)
         log(f"{name}: crypto floor {floor['crypto_floor_referrals_per_s']:.0f} referrals/s on one core")
         audit, audit_note = await audit_figures(stack, mode)
+    problems = [line for line in log_lines if "WARNING" in line or "ERROR" in line]
     exceptions = collections.Counter(line for line in log_lines if EXCEPTION_LINE.match(line))
+    for line in problems[:3]:
+        log(f"{name}: gateway log: {line[:300]}")
     for line, times in exceptions.most_common(3):
         log(f"{name}: gateway log, {times}x: {line[:200]}")
     e2e, floor_rps = sends["referrals_per_s"], floor.pop("crypto_floor_referrals_per_s")
@@ -495,7 +498,7 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         "list_p50_ms": listing["list_p50_ms"],
         **{key: audit.pop(key, None) for key in ("audit_append_per_s", "audit_verify_per_s", "subject_report_ms")},
         **sends, **reads, **statements, **floor, "list_detail": listing["list_detail"], **audit,
-        "gateway_log_problems": sum(1 for line in log_lines if "WARNING" in line or "ERROR" in line),
+        "gateway_log_problems": len(problems),
         "machine": machine(), "load_average_at_start": load, "load_average_at_end": load_average(),
         "seconds": round(time.perf_counter() - began, 1), "budget": BUDGET[name], "notes": notes,
     }  # fmt: skip
