@@ -220,7 +220,8 @@ async def measure_statements(
         "sql_per_read": _per(counts["read"], requests),
         "sql_per_list": _per(counts["list"], requests),
         "sql_per_envelope": per_envelope,
-        # Everything the database did for one referral: its send and all the background work it set off.
+        # Every statement from the first measured send until all were delivered (the Workers' periodic ones too),
+        # per referral.
         "sql_per_referral_all": _per(counts["send"] + sum(background.values()), requests),
         "sql_background_by_task": background,
         "sql_envelopes_applied": applied,
