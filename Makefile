@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-stamp
 
 # The browser tests (tests/e2e) drive Debian's Chromium; Playwright never downloads a browser of its own.
 CHROMIUM := /usr/bin/chromium
+# `make bench` drives reads and sends with wrk, a C load generator that does not compete with the server as a Python
+# client on the same cores would.
+WRK := /usr/bin/wrk
 
 .PHONY: run test lint format messages
 
@@ -23,6 +26,13 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else \
 		echo "casebridge: install the chromium package for the browser tests (tests/e2e)" >&2; \
+	fi
+
+$(WRK):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	else \
+		echo "casebridge: install the wrk package for the benchmark (tests/perf)" >&2; \
 	fi
 
 run: $(STAMP)
@@ -43,9 +53,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# `make bench QUICK=1` is the everyday mode (under two minutes); the last stdout line is the JSON report (DESIGN.md).
+# `make bench QUICK=1` is the everyday mode (under three minutes); the last stdout line is the JSON report
+# (docs/performance.md says how to read it).
 .PHONY: bench
-bench: $(STAMP)
+bench: $(STAMP) $(WRK)
 	$(BIN)/python -m tests.perf.bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
