@@ -135,7 +135,7 @@ def build_runtime(
         lockout=LockoutPolicy(settings.sessions.lockout_failures, settings.sessions.lockout_duration),
         session_policy=SessionPolicy(settings.sessions.lifetime, settings.sessions.idle, settings.sessions.pending),
         exchange=exchange,
-        inbox=Inbox(sessions, exchange),
+        inbox=Inbox(sessions, exchange, on_outbox=lambda: runtime.workers.wake(RELAY)),
         sealer=Sealer(sessions, keyring, clock, origin=origin, publish=_publisher(bus)),
         reminders=ReminderMail(
             sessions,
@@ -256,6 +256,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
 def app_from_environment() -> Litestar:
     """The app of one web process of `casebridge serve --workers N`, configured from the environment it inherited."""
+    from gateway.processes import end_with_parent
+
+    end_with_parent()
     return create_app(Settings.from_env())
 
 

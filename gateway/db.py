@@ -41,8 +41,11 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite_begin_immediate)
         return engine
+    # A fixed pool: under a burst, requests queue for a connection rather than each opening one of its own and
+    # closing it again (a PostgreSQL backend per request). No ping per checkout, which would cost a round trip on
+    # every request: a connection broken by a database restart fails its request once and is replaced.
     return create_async_engine(
-        settings.url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True
+        settings.url, pool_size=settings.pool_size, max_overflow=0, pool_timeout=30, pool_recycle=3600
     )
 
 

@@ -14,6 +14,8 @@ import fcntl
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +25,10 @@ from gateway.workers import WorkerName
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
+
+
+# Set by `serve --workers N` for its web processes: the process id they stop with (end_with_parent).
+SUPERVISOR_PID = "CASEBRIDGE_SUPERVISOR_PID"
 
 
 class LayoutError(Exception):
@@ -104,6 +110,7 @@ def serve(settings: Settings, *, web_processes: int) -> None:
         # Each web process builds its app from the environment (uvicorn starts them with spawn and restarts any
         # that dies), so the settings this process resolved must be in the environment they inherit.
         os.environ.update(_environment_of(settings))
+        os.environ[SUPERVISOR_PID] = str(os.getpid())
         uvicorn.run(
             "gateway.app:app_from_environment",
             factory=True,
@@ -127,6 +134,25 @@ def run_worker(settings: Settings, only: Sequence[WorkerName] | None) -> None:
         if not runtime.workers.names:
             raise LayoutError("no Worker to run here (reminders need SMTP, co-signing needs agencies)")
         asyncio.run(_work(runtime))
+
+
+def end_with_parent(*, every_s: float = 1.0) -> None:
+    """In a web process of `serve --workers N`: stop (SIGTERM to itself, a graceful shutdown) within `every_s` of the
+    supervising `serve` dying, however it dies, so a killed supervisor leaves no web process serving on its own.
+
+    A watching thread rather than Linux's parent-death signal: that signal follows the thread that forked, and
+    uvicorn's replacements for dead web processes were seen to outlive a killed supervisor with it.
+    """
+    # The supervisor says who it is: a replacement web process may start only after it died (its parent is then
+    # already someone else), and in a container the supervisor itself may be process 1.
+    parent = int(os.environ.get(SUPERVISOR_PID, os.getppid()))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _why_not_configured(name: WorkerName) -> str:

@@ -9,9 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
+from exchange.letters.services import LETTER_PENDING
 from exchange.reminders import ReminderMail
 from exchange.transport.envelopes import MAX_TOKEN_BYTES
 from exchange.transport.inbox import Inbox
+from exchange.transport.outbox import OUTBOX_WRITTEN
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus, BusError
@@ -67,6 +69,13 @@ class Runtime:
     def wake_relay(self) -> None:
         """Nudge the outbox relay and the letter layout after a commit that may have added envelopes or letters."""
         self.workers.wake(WorkerName.RELAY, WorkerName.LETTERS)
+
+    def wake_after(self, session: AsyncSession) -> None:
+        """After `session` committed: wake the Workers it left work for (most requests leave none)."""
+        if session.info.get(OUTBOX_WRITTEN):
+            self.workers.wake(WorkerName.RELAY)
+        if session.info.get(LETTER_PENDING):
+            self.workers.wake(WorkerName.LETTERS)
 
 
 def _check_bus_payload_limit(bus: Bus) -> None:

@@ -169,6 +169,7 @@ async def register_letter(
     )  # fmt: skip
     letter_id = uuid7()
     key = await _referral_data_key(session, deps, referral)
+    session.info[LETTER_PENDING] = True
     session.add(
         Letter(
             id=letter_id, tenant_id=principal.tenant_id, referral_id=referral.id,
@@ -179,6 +180,10 @@ async def register_letter(
     )  # fmt: skip
     return LetterNotice(v=1, registration_number=registration_number, language=language,
                         name=_file_name(registration_number))  # fmt: skip
+
+
+# `session.info` key set when a transaction leaves a letter pending: after its commit the letter layout has work.
+LETTER_PENDING: Final = "casebridge.letter_pending"
 
 
 # -- the letter worker (sender side): no transaction is open while a letter is laid out ----------------------------

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ from exchange.transport.envelopes import (
     peek_header,
 )
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
-from exchange.transport.outbox import enqueue
+from exchange.transport.outbox import OUTBOX_WRITTEN, enqueue
 from tenants.keys import KeyRing
 from tenants.models import KeyUse, Tenant
 from tenants.persistence import platform_session
@@ -89,9 +89,17 @@ class _Arrival:
 class Inbox:
     """Applies envelopes in batches: one transaction per batch, a savepoint per envelope, one receipt per sender."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], deps: ExchangeDeps) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        deps: ExchangeDeps,
+        *,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._deps = deps
+        # Called after a batch that added envelopes (its receipts) to the outbox has committed.
+        self._on_outbox = on_outbox
 
     async def receive(self, subject: str, token: bytes) -> None:
         """Apply one envelope. Raises NotYetApplicable when it must come again later (it overtook its referral)."""
@@ -139,6 +147,8 @@ class Inbox:
             for (recipient, sender), envelopes in applied.items():
                 await enqueue(session, self._deps, sender=recipient, recipient=sender,
                               body=ReceiptBatch(v=2, envelopes=envelopes, applied_at=now))  # fmt: skip
+        if session.info.get(OUTBOX_WRITTEN):
+            self._on_outbox()
         return settled
 
     async def _apply_one(

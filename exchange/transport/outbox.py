@@ -20,6 +20,8 @@ from tenants.errors import KeyUnavailable
 from tenants.models import KeyUse
 
 SUBJECT_PREFIX = "cb.v1"
+# `session.info` key set when a transaction adds outbox rows: after its commit the relay has work.
+OUTBOX_WRITTEN = "casebridge.outbox_written"
 
 
 def subject_for(recipient: uuid.UUID, envelope_type: EnvelopeType) -> str:
@@ -88,6 +90,7 @@ async def enqueue(
         session, deps, sender=sender, recipient=recipient, envelope_type=body.TYPE, payload=encode_body(body)
     )
     subject = subject_for(recipient, body.TYPE)
+    session.info[OUTBOX_WRITTEN] = True
     await session.execute(
         insert(OutboxEnvelope).values(
             tenant_id=sender, envelope_id=header.envelope_id, envelope_type=body.TYPE.value,

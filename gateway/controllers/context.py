@@ -85,6 +85,7 @@ async def tenant_transaction(
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
             yield session
             scope.write(session)
+        runtime.wake_after(session)
     except SQLAlchemyError as exc:
         # Fail closed: without a durable audit record (or the change itself), nothing is returned.
         raise Problem(UNAVAILABLE, "The request could not be recorded, so nothing was done or returned. "
@@ -94,4 +95,3 @@ async def tenant_transaction(
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
             scope.write(session, outcome=outcome, reason=type(exc).__name__)
         raise
-    runtime.wake_relay()

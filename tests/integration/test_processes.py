@@ -21,7 +21,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tests.factories import access_token, make_client, make_tenant
-from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, free_port
+from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, children_of, free_port
 
 WITHIN_S = 60.0
 
@@ -193,10 +193,28 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
             await _eventually(lambda: _ready(api))
         assert await worker.stop() == 0
         assert "worker stopping" in worker.log_file.read_text()
+        # The supervisor killed outright takes its web processes with it: nothing serves on without it.
+        web = gateway.web_pids()
+        await gateway.kill()
+        try:
+            await _eventually(lambda: _all_gone(web), within_s=30)
+        except TimeoutError:
+            raise AssertionError(f"{[(pid, _state(pid), children_of(pid)) for pid in web]}") from None
     finally:
         await gateway.kill()
         await worker.kill()
         await nats_server.kill()
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in pids)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 async def _ready(api: httpx.AsyncClient) -> bool:

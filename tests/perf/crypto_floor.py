@@ -4,9 +4,11 @@ One referral travels as four envelopes: referral.requested to the recipient, its
 (the signed PDF inside) to the recipient, and that one's receipt back. Each is sealed (Ed25519 JWS inside an
 X25519 ECDH-ES+A256KW / A256GCM JWE) by one side and opened and verified by the other; the letter is signed once
 and verified twice (the sender's self-check before sending and the recipient's check on arrival). The bodies are
-the ones the in-process app really sent (statements.py), sealed here with fresh keys through exchange.envelopes
-and exchange.letters.signing, the functions the gateway uses. Key unwrapping, key lookups and everything else
-around the crypto are left out: this is the least any implementation of the format must spend.
+the ones the in-process app really sent (statements.py), sealed here with fresh keys through
+exchange.transport.envelopes and exchange.letters.signing, the functions the gateway uses. Key unwrapping, key
+lookups and everything else around the crypto are left out: this is the least any implementation of the format
+must spend. (The inbox answers a batch with one receipt per sender, so the two receipts counted here are an upper
+bound of what a referral costs in receipts.)
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Any
 from joserfc.jwk import OKPKey
 from uuid_utils.compat import uuid7
 
-from exchange.envelopes import EnvelopeHeader, EnvelopeType, OpenedEnvelope, open_envelope, seal
 from exchange.letters.signing import LetterBinding, Verification, sign_letter, verify_letter
+from exchange.transport.envelopes import EnvelopeHeader, EnvelopeType, OpenedEnvelope, open_envelope, seal
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
-from exchange.models import InboxEnvelope, Letter, Referral, Side
+from exchange.models import Letter, Referral, Side
 from exchange.referrals import RECEIVED
+from exchange.transport.models import InboxEnvelope
 from gateway.app import build_runtime
 from gateway.bus import EmbeddedNats
 from gateway.db import create_engine, ensure_data_dir, upgrade_schema
@@ -102,16 +103,15 @@ async def start_embedded_gateway(env: Mapping[str, str], work: Path) -> Gateway:
 
 
 async def start_postgres_gateway(env: Mapping[str, str], work: Path) -> Gateway:
-    """The PostgreSQL configuration's casebridge processes; the benchmark counts the CPU time of all of them.
-
-    DESIGN.md's layout for this configuration is `casebridge serve --workers 2` plus one `casebridge worker`, with
-    the web processes running no Worker themselves. Until those commands exist this starts one `casebridge serve`
-    running every Worker in-process; `layout` says which of the two was measured.
-    """
-    serve = start("casebridge serve", [str(CASEBRIDGE), "serve"], env, work / "serve.log")
+    """The PostgreSQL configuration's casebridge processes (DESIGN.md): `casebridge serve --workers 2`, whose web
+    processes run no Worker, and one `casebridge worker` running every Worker; the CPU of all of them is counted."""
+    worker = start("casebridge worker", [str(CASEBRIDGE), "worker"], dict(env), work / "worker.log")
+    web_env = {**env, "CASEBRIDGE_IN_PROCESS_WORKERS": "none"}
+    serve = start("casebridge serve", [str(CASEBRIDGE), "serve", "--workers", "2"], web_env, work / "serve.log")
+    # Ready only once the worker's sealer holds its lease, so this waits for both.
     await wait_until_up(serve, f"{env['CASEBRIDGE_BASE_URL']}/health/ready")
-    return Gateway([serve], "one casebridge serve running every Worker in-process (serve --workers 2 and worker "
-                            "are not available yet)")  # fmt: skip
+    return Gateway([serve, worker], "casebridge serve --workers 2 (web processes running no Worker) and one "
+                                    "casebridge worker running every Worker")  # fmt: skip
 
 
 async def migrated_settings(env: Mapping[str, str]) -> Settings:

@@ -28,8 +28,8 @@ from litestar import Litestar
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from exchange.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
-from exchange.models import OutboxEnvelope
+from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
+from exchange.transport.models import OutboxEnvelope
 from gateway.app import create_app
 from gateway.bus import EmbeddedNats
 from gateway.runtime import Runtime
