@@ -23,30 +23,41 @@ _SAFE_INTEGER = 2**53 - 1
 _SURROGATES = "\ud800"  # the lowest code point needing care (see the module docstring)
 
 
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses, made once.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 serialisation of ``value`` as UTF-8 bytes."""
     if _fast_path_holds(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return _ENCODER.encode(value).encode()
     return rfc8785.dumps(value)
 
 
 def _fast_path_holds(value: Any) -> bool:
+    # Plain loops rather than all(...) over generators: this runs over every event the log takes.
     if value is None or value is True or value is False:
         return True
-    kind = type(value)
-    if kind is str:
+    if isinstance(value, str):  # str subclasses too (a StrEnum role): both encoders write their text
         return _plain_string(value)
+    kind = type(value)
     if kind is int:
         return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
     if kind is dict:
-        return all(_plain_key(k) and _fast_path_holds(v) for k, v in value.items())
+        for key, item in value.items():
+            if not _plain_key(key) or not _fast_path_holds(item):
+                return False
+        return True
     if kind is list or kind is tuple:
-        return all(_fast_path_holds(item) for item in value)
+        for item in value:
+            if not _fast_path_holds(item):
+                return False
+        return True
     return False
 
 
 def _plain_key(key: object) -> bool:
-    return type(key) is str and max(key, default="") < _SURROGATES
+    return isinstance(key, str) and (key.isascii() or max(key) < _SURROGATES)
 
 
 def _plain_string(text: str) -> bool:
