@@ -35,7 +35,6 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _fast_path_holds(value: Any) -> bool:
-    # Plain loops rather than all(...) over generators: this runs over every event the log takes.
     if value is None or value is True or value is False:
         return True
     if isinstance(value, str):  # str subclasses too (a StrEnum role): both encoders write their text
@@ -44,15 +43,9 @@ def _fast_path_holds(value: Any) -> bool:
     if kind is int:
         return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
     if kind is dict:
-        for key, item in value.items():
-            if not _plain_key(key) or not _fast_path_holds(item):
-                return False
-        return True
+        return all(_plain_key(k) and _fast_path_holds(v) for k, v in value.items())
     if kind is list or kind is tuple:
-        for item in value:
-            if not _fast_path_holds(item):
-                return False
-        return True
+        return all(_fast_path_holds(item) for item in value)
     return False
 
 

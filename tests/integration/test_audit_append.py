@@ -74,21 +74,27 @@ async def test_events_commit_with_the_change_and_carry_their_subjects(runtime: R
 
 
 async def test_a_transaction_that_rolls_back_takes_its_events_along(runtime: Runtime) -> None:
-    with pytest.raises(RuntimeError, match="refused"):
+    async def refused() -> None:
         async with platform_session(runtime.sessions) as session, session.begin():
             await new_tenant(session, runtime, "semya")
             append(runtime, session)
             raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await refused()
     assert await stored(runtime) == {}
 
 
 async def test_a_savepoint_keeps_what_came_before_it_and_drops_only_its_own(runtime: Runtime) -> None:
+    async def bad_envelope(session: AsyncSession) -> None:
+        async with session.begin_nested():
+            append(runtime, session, n=2)
+            raise RuntimeError("bad envelope")
+
     async with platform_session(runtime.sessions) as session, session.begin():
         before = append(runtime, session, n=1)
         with pytest.raises(RuntimeError, match="bad envelope"):
-            async with session.begin_nested():
-                append(runtime, session, n=2)
-                raise RuntimeError("bad envelope")
+            await bad_envelope(session)
         async with session.begin_nested():
             kept = append(runtime, session, n=3)
         after = append(runtime, session, n=4)
@@ -122,11 +128,15 @@ async def test_an_event_that_cannot_be_written_fails_the_commit_and_the_change(r
         id=uuid.uuid4(), time=runtime.clock.now(), log_tenant_id=None, actor=ACTOR,
         action=Action.TENANTS_TOKEN_REFUSE, outcome=Outcome.DENIED,
     )  # fmt: skip
-    with pytest.raises(IntegrityError):
+
+    async def twice() -> None:
         async with platform_session(runtime.sessions) as session, session.begin():
             await new_tenant(session, runtime, "semya")
             add_rows(session, _event_columns(record), [])
             add_rows(session, _event_columns(record), [])  # the same id twice: the insert fails
+
+    with pytest.raises(IntegrityError):
+        await twice()
     async with platform_session(runtime.sessions) as session:
         assert await session.scalar(select(func.count()).select_from(Tenant)) == 0
     assert await stored(runtime) == {}
