@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
-from sqlalchemy import Row, Select, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Select, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.types import NullType
 
 from audit.checkpoint import (
@@ -829,16 +829,15 @@ def sealed_rows_query() -> Select[int, None, str, bytes, bytes]:
     )
 
 
-async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Row[int, None, str, bytes, bytes]]]:
+async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Sequence[Any]]]:
     """Stream ``sealed_rows_query`` in chunks of ``STREAM_CHUNK`` rows (a server-side cursor: memory stays flat).
 
     The next chunk is already being fetched (by the database, or SQLite's thread) while the caller works on one.
     """
     connection = await session.connection()
-    result = await connection.stream(sealed_rows_query().execution_options(yield_per=STREAM_CHUNK))
-    chunks = result.partitions()
+    chunks = _asyncpg_chunks(connection) if connection.dialect.driver == "asyncpg" else _core_chunks(connection)
+    fetching = asyncio.ensure_future(anext(chunks, None))
     try:
-        fetching = asyncio.ensure_future(anext(chunks, None))
         while (chunk := await fetching) is not None:
             fetching = asyncio.ensure_future(anext(chunks, None))
             await asyncio.sleep(0)  # let that fetch start before the caller takes this chunk
@@ -846,7 +845,27 @@ async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Ro
     finally:
         if not fetching.done():
             await asyncio.wait([fetching])
+        await chunks.aclose()
+
+
+async def _core_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    result = await connection.stream(sealed_rows_query().execution_options(yield_per=STREAM_CHUNK))
+    try:
+        async for chunk in result.partitions():
+            yield chunk
+    finally:
         await result.close()
+
+
+async def _asyncpg_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    # asyncpg's own records unpack as rows do, and cost half as much CPU to read as SQLAlchemy's rows over them.
+    if not connection.in_transaction():
+        await connection.execute(select(1))  # the cursor must live in the session's (snapshot) transaction
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    cursor = await driver.cursor(str(sealed_rows_query().compile(dialect=connection.dialect)))
+    while chunk := await cursor.fetch(STREAM_CHUNK):
+        yield chunk
 
 
 async def _unsealed(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> list[UnsealedEvent]:
