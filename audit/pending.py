@@ -67,9 +67,10 @@ def _write(session: Session, transaction: SessionTransaction | None = None) -> N
     subjects = [row for batch in batches for row in batch.subjects]
     batches.clear()  # before executing: the inserts below must not find them again
     connection = transaction.connection(None) if transaction is not None else session.connection()
-    connection.execute(insert(_EVENTS), events)
+    # One row goes as a plain execute: the drivers' executemany paths cost more for a single parameter set.
+    connection.execute(insert(_EVENTS), events[0] if len(events) == 1 else events)
     if subjects:
-        connection.execute(insert(_SUBJECTS), subjects)
+        connection.execute(insert(_SUBJECTS), subjects[0] if len(subjects) == 1 else subjects)
 
 
 async def insert_rows(session: AsyncSession, events: list[dict[str, Any]], subjects: list[dict[str, Any]]) -> None:
