@@ -23,19 +23,23 @@ _SAFE_INTEGER = 2**53 - 1
 _SURROGATES = "\ud800"  # the lowest code point needing care (see the module docstring)
 
 
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses, made once.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 serialisation of ``value`` as UTF-8 bytes."""
     if _fast_path_holds(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return _ENCODER.encode(value).encode()
     return rfc8785.dumps(value)
 
 
 def _fast_path_holds(value: Any) -> bool:
     if value is None or value is True or value is False:
         return True
-    kind = type(value)
-    if kind is str:
+    if isinstance(value, str):  # str subclasses too (a StrEnum role): both encoders write their text
         return _plain_string(value)
+    kind = type(value)
     if kind is int:
         return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
     if kind is dict:
@@ -46,7 +50,7 @@ def _fast_path_holds(value: Any) -> bool:
 
 
 def _plain_key(key: object) -> bool:
-    return type(key) is str and max(key, default="") < _SURROGATES
+    return isinstance(key, str) and (key.isascii() or max(key) < _SURROGATES)
 
 
 def _plain_string(text: str) -> bool:

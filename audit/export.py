@@ -22,8 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.checkpoint import CheckpointFormatError, parse_verifier_key, verifier_key
 from audit.merkle import HASH_SIZE, MerkleAccumulator
-from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal
-from audit.verify import SealedEvent, checkpoint_keys, cosigner_public_keys, snapshot_session, verifier_keys
+from audit.models import AuditCheckpoint, AuditCosignature
+from audit.verify import (
+    SealedEvent,
+    checkpoint_keys,
+    cosigner_public_keys,
+    sealed_row_chunks,
+    snapshot_session,
+    verifier_keys,
+)
 
 __all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "export_database", "read_export",
            "write_export"]  # fmt: skip
@@ -211,15 +218,13 @@ async def export_database(
         agency_keys = [verifier_key(name, key) for name, public in sorted(agencies.items()) for key in public]
         with _replacing(path) as handle:
             writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=keys, cosigner_keys=agency_keys)
-            rows = await session.stream(
-                select(
-                    AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash
-                )
-                .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-                .order_by(AuditSeal.seq)
-            )
-            async for row in rows:
-                writer.event(SealedEvent(*row))
+            chunks = sealed_row_chunks(session)
+            try:
+                async for chunk in chunks:
+                    for seq, event_id, canonical, chain_hash, leaf_hash in chunk:
+                        writer.event(SealedEvent(seq, _as_uuid(event_id), canonical, chain_hash, leaf_hash))
+            finally:
+                await chunks.aclose()
             for note in await session.scalars(
                 select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
             ):
@@ -228,6 +233,11 @@ async def export_database(
                 writer.cosignature(note)
             size, root = writer.end()
     return ExportSummary(size=size, root=root, file=path)
+
+
+def _as_uuid(event_id: uuid.UUID | bytes) -> uuid.UUID:
+    """An event id as the database driver returns it (16 bytes on SQLite, a UUID on PostgreSQL)."""
+    return event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(bytes=event_id)
 
 
 # -- reading --------------------------------------------------------------------------------------------------------

@@ -37,6 +37,10 @@ _NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256() — the root of the tree with no leaves (RFC 6962 §2.1)."""
 
+# MerkleAccumulator.extend hashes whole blocks of this many leaves level by level (a power of two).
+_BLOCK_HEIGHT = 10
+_BLOCK = 1 << _BLOCK_HEIGHT
+
 
 def leaf_hash(data: bytes) -> bytes:
     """MTH({d}) = SHA-256(0x00 || d): the hash of one leaf entry."""
@@ -274,9 +278,31 @@ class MerkleAccumulator:
         self._size += 1
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        """Append each leaf hash in order."""
-        for h in leaf_hashes:
-            self.append(h)
+        """Append each leaf hash in order, as ``append`` would, one perfect subtree at a time where possible.
+
+        Once the size is a multiple of ``_BLOCK``, each whole block of leaves is a perfect subtree in place: it is
+        hashed level by level (one list comprehension per level, about twice as fast as merging leaf by leaf) and
+        merged in as one node. The node hashes computed are exactly those of appending leaf by leaf.
+        """
+        leaves = leaf_hashes if isinstance(leaf_hashes, list) else list(leaf_hashes)
+        start, end = 0, len(leaves)
+        while start < end and self._size % _BLOCK:
+            self.append(leaves[start])
+            start += 1
+        while end - start >= _BLOCK:
+            self._merge(_subtree_root(leaves, start, start + _BLOCK), _BLOCK_HEIGHT)
+            start += _BLOCK
+        for leaf in leaves[start:]:
+            self.append(leaf)
+
+    def _merge(self, node: bytes, height: int) -> None:
+        """Add a perfect subtree of 2**height leaves; the size must be a multiple of 2**height."""
+        carry = self._size >> height
+        while carry & 1:
+            node = node_hash(self._stack.pop(), node)
+            carry >>= 1
+        self._stack.append(node)
+        self._size += 1 << height
 
     def root(self) -> bytes:
         """MTH over every leaf appended so far (``EMPTY_ROOT`` when none)."""

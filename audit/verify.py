@@ -6,21 +6,23 @@ names each kind of tampering with its own problem kind; docs/audit.md ("Verifica
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import functools
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Select, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.types import NullType
 
 from audit.checkpoint import (
     Checkpoint,
@@ -38,15 +40,19 @@ from tenants.persistence import READ_ONLY_OPTION, platform_session
 
 __all__ = [
     "ZERO_HASH",
+    "LogScan",
     "LogSnapshot",
     "Problem",
     "ProblemKind",
     "SealedEvent",
+    "SignedNotes",
     "UnsealedEvent",
     "VerifyResult",
+    "check_notes",
     "checkpoint_keys",
     "cosigner_public_keys",
     "load_log",
+    "sealed_row_chunks",
     "snapshot_session",
     "verify_database",
     "verify_log",
@@ -156,6 +162,7 @@ class _EventId(msgspec.Struct):
 
 _decode_event_id = msgspec.json.Decoder(_EventId).decode
 _LEAF_PREFIX = b"\x00"  # RFC 6962 §2.1, as in audit.merkle.leaf_hash (inlined: this loop runs once per event)
+_LEAF_HASHER = hashlib.sha256(_LEAF_PREFIX)
 
 
 def _sha256(first: bytes, second: bytes) -> bytes:
@@ -177,18 +184,186 @@ def verify_log(
     ``checkpoints`` are signed notes in the order they were issued. A checkpoint counts when it is signed under
     the key name ``origin`` by one of ``public_keys``. Raises ValueError only for an unusable ``origin``.
     """
+    notes = check_notes(checkpoints, origin=origin, public_keys=public_keys, cosignatures=cosignatures,
+                        cosigner_keys=cosigner_keys)  # fmt: skip
+    scan = LogScan(notes.sizes)
+    if scan.feed((e.seq, e.event_id, e.canonical, e.chain_hash, e.leaf_hash) for e in events):
+        return scan.result(notes, unsealed)
+    return _verify_rows(events, notes, unsealed)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedNotes:
+    """The checkpoints and co-signatures whose signatures hold, and what is wrong with the notes themselves.
+
+    Checked before any event is read, so a pass over the events knows which tree sizes it must compute roots for.
+    """
+
+    valid: list[Checkpoint]  # the log's own checkpoints, in issue order
+    cosigned: list[Checkpoint]
+    roots_by_size: dict[int, bytes]  # the root each size must have: checkpoints first, then co-signatures
+    problems: list[Problem]  # in the order they were found; none of them depends on the events
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.roots_by_size)
+
+
+def check_notes(
+    checkpoints: Sequence[str],
+    *,
+    origin: str,
+    public_keys: Sequence[Ed25519PublicKey],
+    cosignatures: Sequence[str] = (),
+    cosigner_keys: Mapping[str, Sequence[Ed25519PublicKey]] | None = None,
+) -> SignedNotes:
+    """Signatures, order and agreement of the signed notes among themselves (see ``verify_log``)."""
     if public_keys:
         key_id(origin, public_keys[0])  # a name the signed-note rules refuse is the caller's error
+    findings = _Findings()
+    cosigned = _check_cosignatures(cosignatures, origin, cosigner_keys or {}, findings)
+    valid: list[Checkpoint] = []
+    for number, text in enumerate(checkpoints, 1):
+        checkpoint = _signed_checkpoint(number, text, origin, public_keys, findings)
+        if checkpoint is not None:
+            valid.append(checkpoint)
+
+    for earlier, later in itertools.pairwise(valid):
+        if later.size < earlier.size:
+            findings.add(
+                ProblemKind.NOT_EXTENDING,
+                None,
+                f"the checkpoint of size {later.size} was issued after the one of size {earlier.size}: the log shrank",
+            )
+    roots_by_size: dict[int, bytes] = {}
+    for checkpoint in valid:
+        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
+        if known != checkpoint.root:
+            findings.add(
+                ProblemKind.NOT_EXTENDING, None, f"two checkpoints of size {checkpoint.size} have different roots"
+            )
+    # What an agency co-signed is what the log showed it: a different root at the same size is a split view.
+    for checkpoint in cosigned:
+        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
+        if known != checkpoint.root:
+            findings.add(
+                ProblemKind.NOT_EXTENDING,
+                None,
+                f"an agency co-signed a tree of size {checkpoint.size} with another root: the log showed two histories",
+            )
+    return SignedNotes(valid, cosigned, roots_by_size, findings.other)
+
+
+class LogScan:
+    """One pass over the sealed rows in seq order that proves the common case cheaply, in chunks, in flat memory.
+
+    The common case: seqs run 1, 2, 3, ...; every row has its event; each event's bytes match the leaf hash sealed
+    for it and follow the chain hash of the row before; the content is the event the seal names; no event is sealed
+    twice. Then ``verify_log``'s row analysis would find nothing, and its result depends only on the leaf hashes,
+    which are folded into the tree as they come. At the first row that is not so, ``feed`` returns False and the
+    log goes to that analysis instead, which names the problem: the scan never decides what is wrong, only that
+    nothing is.
+    """
+
+    __slots__ = ("_chain", "_ids", "_next", "_sizes", "_tree", "clean", "roots")
+
+    def __init__(self, sizes: Iterable[int]) -> None:
+        self._chain = ZERO_HASH
+        self._ids: set[int] = set()
+        self._tree = MerkleAccumulator()
+        # Sizes whose root the checkpoints need; a size of 0 has no row to reach (verify_log skips it too).
+        self._sizes = sorted(s for s in set(sizes) if s >= 1)
+        self._next = 0
+        self.roots: dict[int, bytes] = {}  # recomputed root at each needed size reached so far
+        self.clean = True
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    def feed(self, rows: Iterable[Sequence[Any]]) -> bool:
+        """Take the next rows (seq, event id, canonical JSON, chain hash, leaf hash); False once one is not clean.
+
+        The event id may be a UUID or its 16 bytes, as the database driver returns it.
+        """
+        if not self.clean:
+            return False
+        sha256, decode, ids, leaf_hasher = hashlib.sha256, _decode_event_id, self._ids, _LEAF_HASHER
+        chain, expected = self._chain, self._tree.size + 1
+        leaves: list[bytes] = []
+        for seq, event_id, canonical, chain_hash, leaf_hash in rows:
+            if seq != expected or canonical is None:
+                self.clean = False
+                break
+            content = canonical.encode("utf-8")
+            hasher = leaf_hasher.copy()  # cheaper than a new hash of the prefix and the content joined
+            hasher.update(content)
+            leaf = hasher.digest()
+            if leaf != leaf_hash or sha256(chain + content).digest() != chain_hash:
+                self.clean = False
+                break
+            try:
+                key = decode(content).id.int
+            except msgspec.MsgspecError:
+                self.clean = False
+                break
+            if key != _id_number(event_id) or key in ids:
+                self.clean = False
+                break
+            ids.add(key)
+            leaves.append(leaf)
+            chain, expected = chain_hash, expected + 1
+        self._chain = chain
+        self._grow(leaves)
+        return self.clean
+
+    def _grow(self, leaves: list[bytes]) -> None:
+        tree, sizes, start, used = self._tree, self._sizes, self._tree.size, 0
+        while self._next < len(sizes) and sizes[self._next] <= start + len(leaves):
+            size = sizes[self._next]
+            tree.extend(leaves[used : size - start])
+            used = size - start
+            self.roots[size] = tree.root()
+            self._next += 1
+        tree.extend(leaves[used:])
+
+    def result(self, notes: SignedNotes, unsealed: Sequence[UnsealedEvent]) -> VerifyResult:
+        """The verification result of a log whose every row was clean: what ``verify_log`` finds for it."""
+        if not self.clean:
+            raise ValueError("the scan met a row that needs the full analysis")
+        findings = _Findings()
+        pending = _check_unsealed([], [], unsealed, findings)
+        findings.other.extend(notes.problems)
+        _check_tree(self.size, self.roots, notes, findings)
+        problems = findings.sorted()
+        return VerifyResult(
+            ok=not problems, size=self.size, root=self._tree.root(), problems=problems, pending=pending,
+            checkpoints=len(notes.valid),
+        )  # fmt: skip
+
+
+def _id_number(event_id: object) -> int:
+    """The 128-bit number of an event id given as a UUID or as its 16 bytes; -1 (no event's number) otherwise."""
+    if isinstance(event_id, uuid.UUID):
+        return event_id.int
+    if isinstance(event_id, bytes) and len(event_id) == 16:
+        return int.from_bytes(event_id)
+    return -1
+
+
+def _verify_rows(events: Sequence[SealedEvent], notes: SignedNotes, unsealed: Sequence[UnsealedEvent]) -> VerifyResult:
+    """The full analysis: every row, chain link, gap and unsealed event examined, each problem named."""
     findings = _Findings()
     rows = _one_row_per_seq(events, findings)
     checked = _check_rows(rows, findings)
     gaps = _check_chain(rows, checked, findings)
     pending = _check_unsealed(rows, gaps, unsealed, findings)
-    cosigned = _check_cosignatures(cosignatures, origin, cosigner_keys or {}, findings)
-    root, verified = _check_checkpoints(rows, checked.leaves, checkpoints, origin, public_keys, findings, cosigned)
+    findings.other.extend(notes.problems)
+    root, recomputed = _tree_roots(checked.leaves, notes.sizes)
+    _check_tree(rows[-1].seq if rows else 0, recomputed, notes, findings)
     problems = findings.sorted()
     return VerifyResult(
-        ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=verified
+        ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=len(notes.valid)
     )
 
 
@@ -433,7 +608,7 @@ def _check_unsealed(
     rows: Sequence[SealedEvent], gaps: Sequence[tuple[int, int]], unsealed: Sequence[UnsealedEvent], findings: _Findings
 ) -> int:
     """Unsealed events: the event of a deleted seal (it fits a one-seq gap in the chain), inserted, or pending."""
-    by_seq = {row.seq: row for row in rows}
+    by_seq = {row.seq: row for row in rows} if gaps else {}
     explained: set[uuid.UUID] = set()
     for first, last in gaps:
         after = by_seq.get(last + 1)
@@ -465,67 +640,32 @@ def _check_unsealed(
     return pending
 
 
-def _check_checkpoints(
-    rows: Sequence[SealedEvent],
-    leaves: Sequence[bytes],
-    notes: Sequence[str],
-    origin: str,
-    public_keys: Sequence[Ed25519PublicKey],
-    findings: _Findings,
-    cosigned: Sequence[Checkpoint] = (),
-) -> tuple[bytes, int]:
-    """Signatures, order, and each checkpoint's root against the tree recomputed from the events.
+def _tree_roots(leaves: Sequence[bytes], sizes: Iterable[int]) -> tuple[bytes, dict[int, bytes]]:
+    """The root over all ``leaves``, and the root at each of ``sizes`` that the leaves reach."""
+    tree = MerkleAccumulator()
+    recomputed: dict[int, bytes] = {}
+    for size in sorted(s for s in set(sizes) if 1 <= s <= len(leaves)):
+        tree.extend(leaves[tree.size : size])
+        recomputed[size] = tree.root()
+    tree.extend(leaves[tree.size :])
+    return tree.root(), recomputed
+
+
+def _check_tree(last_seq: int, recomputed: Mapping[int, bytes], notes: SignedNotes, findings: _Findings) -> None:
+    """Each signed root against the tree recomputed from the events, and the log's length against what was signed.
 
     A root mismatch at size s is reported as not_extending only when no row-level problem at a seq <= s already
     explains it (an edited, deleted, inserted or moved event changes the tree as a matter of course).
     """
-    valid: list[Checkpoint] = []
-    for number, text in enumerate(notes, 1):
-        checkpoint = _signed_checkpoint(number, text, origin, public_keys, findings)
-        if checkpoint is not None:
-            valid.append(checkpoint)
-
-    for earlier, later in itertools.pairwise(valid):
-        if later.size < earlier.size:
-            findings.add(
-                ProblemKind.NOT_EXTENDING,
-                None,
-                f"the checkpoint of size {later.size} was issued after the one of size {earlier.size}: the log shrank",
-            )
-    roots_by_size: dict[int, bytes] = {}
-    for checkpoint in valid:
-        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
-        if known != checkpoint.root:
-            findings.add(
-                ProblemKind.NOT_EXTENDING, None, f"two checkpoints of size {checkpoint.size} have different roots"
-            )
-    # What an agency co-signed is what the log showed it: a different root at the same size is a split view.
-    for checkpoint in cosigned:
-        known = roots_by_size.setdefault(checkpoint.size, checkpoint.root)
-        if known != checkpoint.root:
-            findings.add(
-                ProblemKind.NOT_EXTENDING,
-                None,
-                f"an agency co-signed a tree of size {checkpoint.size} with another root: the log showed two histories",
-            )
-
-    tree = MerkleAccumulator()
-    recomputed: dict[int, bytes] = {}
-    for leaf in leaves:
-        tree.append(leaf)
-        if tree.size in roots_by_size:
-            recomputed[tree.size] = tree.root()
-
-    last_seq = rows[-1].seq if rows else 0
-    beyond = max((c.size for c in cosigned), default=0)
+    beyond = max((c.size for c in notes.cosigned), default=0)
     if beyond > last_seq:
         findings.add(
             ProblemKind.TRUNCATED,
             last_seq + 1,
             f"the log ends at seq {last_seq}, but an agency co-signed a tree of {beyond} events",
         )
-    if valid:
-        latest = max(c.size for c in valid)
+    if notes.valid:
+        latest = max(c.size for c in notes.valid)
         if latest > last_seq:
             findings.add(
                 ProblemKind.TRUNCATED,
@@ -533,7 +673,7 @@ def _check_checkpoints(
                 f"the log ends at seq {last_seq}, but a signed checkpoint covers {latest} events",
             )
     first_row_problem = min(findings.by_seq, default=None)
-    for size, root in sorted(roots_by_size.items()):
+    for size, root in sorted(notes.roots_by_size.items()):
         if size not in recomputed:
             continue  # more checkpointed events than sealed ones: reported as truncated
         if first_row_problem is not None and first_row_problem <= size:
@@ -545,7 +685,6 @@ def _check_checkpoints(
                 f"the checkpoint of size {size} does not match the tree recomputed from the first {size} events: "
                 "history was rewritten",
             )
-    return tree.root(), len(valid)
 
 
 def _check_cosignatures(
@@ -667,18 +806,69 @@ async def cosigner_public_keys(
     return keys
 
 
-async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> LogSnapshot:
-    """The sealed log, the unsealed events, every checkpoint (in issue order) and the checkpoint keys.
+# Rows per fetch when streaming the sealed log: a few MB of canonical JSON, one driver round trip (or thread hop).
+STREAM_CHUNK = 10_000
 
-    ``session`` sees every tenant's events (``snapshot_session``). An unsealed event recorded more than
-    ``sealing_grace`` before ``now`` is overdue: a running sealer would have sealed it within seconds.
+
+def sealed_rows_query() -> Select[int, None, str, bytes, bytes]:
+    """The sealed log in seq order as plain driver values: (seq, event id, canonical JSON or None, chain, leaf).
+
+    The event id comes as the driver returns it (16 bytes on SQLite, a UUID on PostgreSQL), skipping the
+    per-row conversion of the GUID type; ``LogScan`` takes either.
     """
-    sealed = await session.execute(
-        select(AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash)
+    return (
+        select(
+            AuditSeal.seq,
+            type_coerce(AuditSeal.event_id, NullType()),
+            AuditEvent.canonical,
+            AuditSeal.chain_hash,
+            AuditSeal.leaf_hash,
+        )
         .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
         .order_by(AuditSeal.seq)
     )
-    events = [SealedEvent(*row) for row in sealed]
+
+
+async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    """Stream ``sealed_rows_query`` in chunks of ``STREAM_CHUNK`` rows (a server-side cursor: memory stays flat).
+
+    The next chunk is already being fetched (by the database, or SQLite's thread) while the caller works on one.
+    """
+    connection = await session.connection()
+    chunks = _asyncpg_chunks(connection) if connection.dialect.driver == "asyncpg" else _core_chunks(connection)
+    fetching = asyncio.ensure_future(anext(chunks, None))
+    try:
+        while (chunk := await fetching) is not None:
+            fetching = asyncio.ensure_future(anext(chunks, None))
+            await asyncio.sleep(0)  # let that fetch start before the caller takes this chunk
+            yield chunk
+    finally:
+        if not fetching.done():
+            await asyncio.wait([fetching])
+        await chunks.aclose()
+
+
+async def _core_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    result = await connection.stream(sealed_rows_query().execution_options(yield_per=STREAM_CHUNK))
+    try:
+        async for chunk in result.partitions():
+            yield chunk
+    finally:
+        await result.close()
+
+
+async def _asyncpg_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    # asyncpg's own records unpack as rows do, and cost half as much CPU to read as SQLAlchemy's rows over them.
+    if not connection.in_transaction():
+        await connection.execute(select(1))  # the cursor must live in the session's (snapshot) transaction
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    cursor = await driver.cursor(str(sealed_rows_query().compile(dialect=connection.dialect)))
+    while chunk := await cursor.fetch(STREAM_CHUNK):
+        yield chunk
+
+
+async def _unsealed(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> list[UnsealedEvent]:
     loose = await session.execute(
         select(AuditEvent.id, AuditEvent.canonical, AuditEvent.recorded_at)
         .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
@@ -686,13 +876,35 @@ async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
     )
     cutoff = now - sealing_grace
-    unsealed = [UnsealedEvent(event_id, canonical, recorded_at < cutoff) for event_id, canonical, recorded_at in loose]
+    return [UnsealedEvent(event_id, canonical, recorded_at < cutoff) for event_id, canonical, recorded_at in loose]
+
+
+async def _notes(session: AsyncSession) -> tuple[list[str], list[tuple[uuid.UUID, str]]]:
+    """Every checkpoint note (in issue order) and every co-signature with its co-signer."""
     notes = await session.scalars(
         select(AuditCheckpoint.note).order_by(AuditCheckpoint.created_at, AuditCheckpoint.size)
     )
-    cosigned = (await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))).all()
+    cosigned = await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))
+    return list(notes), [(tenant_id, note) for tenant_id, note in cosigned]
+
+
+async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt.timedelta) -> LogSnapshot:
+    """The sealed log, the unsealed events, every checkpoint (in issue order) and the checkpoint keys.
+
+    ``session`` sees every tenant's events (``snapshot_session``). An unsealed event recorded more than
+    ``sealing_grace`` before ``now`` is overdue: a running sealer would have sealed it within seconds.
+    Holds the whole log in memory; ``verify_database`` streams it instead and loads it only to name problems.
+    """
+    sealed = await session.execute(
+        select(AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash)
+        .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+        .order_by(AuditSeal.seq)
+    )
+    events = [SealedEvent(*row) for row in sealed]
+    unsealed = await _unsealed(session, now=now, sealing_grace=sealing_grace)
+    notes, cosigned = await _notes(session)
     return LogSnapshot(
-        events, unsealed, list(notes), await checkpoint_keys(session),
+        events, unsealed, notes, await checkpoint_keys(session),
         cosignatures=[note for _, note in cosigned],
         cosigner_keys=await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned})),
     )  # fmt: skip
@@ -706,15 +918,26 @@ async def verify_database(
     sealing_grace: dt.timedelta = dt.timedelta(minutes=1),
     public_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> VerifyResult:
-    """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own."""
+    """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own.
+
+    Streams the sealed log through a ``LogScan``; only when some row is not clean is the log read whole (in the
+    same snapshot) for ``verify_log``'s full analysis, which names each problem.
+    """
     async with await snapshot_session(factory) as session:
+        notes, cosigned = await _notes(session)
+        trusted = await checkpoint_keys(session) if public_keys is None else list(public_keys)
+        agency_keys = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
+        signed = check_notes(notes, origin=origin, public_keys=trusted, cosignatures=[note for _, note in cosigned],
+                             cosigner_keys=agency_keys)  # fmt: skip
+        scan = LogScan(signed.sizes)
+        chunks = sealed_row_chunks(session)
+        try:
+            async for chunk in chunks:
+                if not scan.feed(chunk):
+                    break
+        finally:
+            await chunks.aclose()
+        if scan.clean:
+            return scan.result(signed, await _unsealed(session, now=now, sealing_grace=sealing_grace))
         snapshot = await load_log(session, now=now, sealing_grace=sealing_grace)
-    return verify_log(
-        snapshot.events,
-        snapshot.checkpoints,
-        origin=origin,
-        public_keys=snapshot.public_keys if public_keys is None else public_keys,
-        unsealed=snapshot.unsealed,
-        cosignatures=snapshot.cosignatures,
-        cosigner_keys=snapshot.cosigner_keys,
-    )
+    return _verify_rows(snapshot.events, signed, snapshot.unsealed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
+from audit import canonical
 from audit.canonical import canonical_json
 
 _scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text() | st.floats(allow_nan=False)
@@ -53,3 +55,22 @@ def test_edge_cases(value: Any) -> None:
 def test_integers_beyond_the_safe_range_are_refused_like_the_reference() -> None:
     with pytest.raises(rfc8785.IntegerDomainError):
         canonical_json({"big": 2**53})
+
+
+class _Role(enum.StrEnum):
+    SPECIALIST = "specialist"
+    EMOJI = "\U0001f600"
+
+
+def test_str_subclasses_take_the_fast_path_and_write_their_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = {"role": _Role.SPECIALIST, _Role.SPECIALIST: [_Role.EMOJI], "actor": {"role": _Role.EMOJI}}
+    expected = rfc8785.dumps(value)
+
+    def no_reference(_value: Any) -> bytes:
+        raise AssertionError("the reference implementation was used")
+
+    monkeypatch.setattr(canonical.rfc8785, "dumps", no_reference)
+    assert (
+        canonical_json(value) == expected == b'{"actor":{"role":"\xf0\x9f\x98\x80"},"role":"specialist",'
+        b'"specialist":["\xf0\x9f\x98\x80"]}'
+    )

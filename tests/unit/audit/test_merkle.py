@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import Any
@@ -469,6 +470,27 @@ def test_accumulator_resumes_from_saved_state_at_every_size() -> None:
         assert resumed.root() == root_hash(LEAVES[:end])
         if n < len(LEAVES):
             accumulator.append(LEAVES[n])
+
+
+@pytest.mark.parametrize(
+    "cuts", [(0, 3000), (0, 1, 1023, 1025, 3000), (0, 5, 2048, 2049, 2050, 3000), (0, 1024, 3000), (0, 2, 2)]
+)
+def test_accumulator_extend_in_blocks_matches_appending_leaf_by_leaf(cuts: tuple[int, ...]) -> None:
+    leaves = [hashlib.sha256(n.to_bytes(4, "big")).digest() for n in range(cuts[-1])]
+    extended, appended = MerkleAccumulator(), MerkleAccumulator()
+    for start, end in itertools.pairwise(cuts):
+        extended.extend(leaves[start:end])
+        for leaf in leaves[start:end]:
+            appended.append(leaf)
+        assert (extended.size, extended.state()) == (appended.size, appended.state())
+        assert extended.root() == root_hash(leaves[:end])
+
+
+def test_accumulator_extend_rejects_a_bad_leaf_in_a_block() -> None:
+    leaves = [hashlib.sha256(n.to_bytes(4, "big")).digest() for n in range(1024)]
+    leaves[700] = b"entry, not its hash"
+    with pytest.raises(ValueError, match="32 bytes"):
+        MerkleAccumulator().extend(leaves)
 
 
 def test_accumulator_state_is_a_copy() -> None:

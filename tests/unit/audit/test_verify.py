@@ -18,7 +18,17 @@ from audit.checkpoint import Checkpoint, cosign, sign, verifier_key
 from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.export import ExportError, read_export, write_export
 from audit.merkle import EMPTY_ROOT, leaf_hash, root_hash
-from audit.verify import ZERO_HASH, ProblemKind, SealedEvent, UnsealedEvent, VerifyResult, verify_log
+from audit.verify import (
+    ZERO_HASH,
+    LogScan,
+    ProblemKind,
+    SealedEvent,
+    UnsealedEvent,
+    VerifyResult,
+    _verify_rows,
+    check_notes,
+    verify_log,
+)
 
 ORIGIN = "casebridge.test/audit"
 LOG_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -306,6 +316,92 @@ def test_problem_details_carry_no_event_content() -> None:
 )
 def test_any_tampering_fails_verification(tamper: Callable[[list[SealedEvent]], list[SealedEvent]]) -> None:
     assert not check(tamper(list(EVENTS))).ok
+
+
+# -- the one-pass scan of a clean log -----------------------------------------------------------------------------
+
+
+def _full_analysis(
+    events: list[SealedEvent], notes: list[str], unsealed: tuple[UnsealedEvent, ...] = ()
+) -> VerifyResult:
+    signed = check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()])
+    return _verify_rows(events, signed, unsealed)
+
+
+@pytest.mark.parametrize(
+    ("notes", "unsealed"),
+    [
+        (NOTES, ()),
+        ([], ()),
+        (NOTES[::-1], ()),  # issued out of order: not extending
+        ([*NOTES, sign(Checkpoint(ORIGIN, 10, bytes(32)), name=ORIGIN, private_key=LOG_KEY)], ()),  # a second root
+        ([*NOTES, sign(Checkpoint(ORIGIN, SIZE + 5, bytes(32)), name=ORIGIN, private_key=LOG_KEY)], ()),  # truncated
+        ([sign(Checkpoint(ORIGIN, 20, bytes(32)), name=ORIGIN, private_key=LOG_KEY)], ()),  # rewritten history
+        ([sign(Checkpoint(ORIGIN, 10, bytes(32)), name=ORIGIN, private_key=OTHER_KEY), "not a note"], ()),
+        (NOTES, (UnsealedEvent(uuid.uuid4(), canonical_event(777), overdue=True),)),
+        (NOTES, (UnsealedEvent(uuid.uuid4(), canonical_event(778), overdue=False),)),
+    ],
+    ids=["clean", "no checkpoint", "backwards", "two roots", "truncated", "rewritten", "bad notes", "overdue",
+         "pending"],
+)  # fmt: skip
+def test_a_clean_log_gets_from_the_scan_what_the_full_analysis_finds(
+    notes: list[str], unsealed: tuple[UnsealedEvent, ...]
+) -> None:
+    assert check(EVENTS, notes, unsealed=unsealed) == _full_analysis(EVENTS, notes, unsealed)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10, SIZE])
+def test_the_scan_takes_the_log_in_any_chunks_and_event_ids_as_bytes(chunk: int) -> None:
+    rows = [(e.seq, e.event_id.bytes, e.canonical, e.chain_hash, e.leaf_hash) for e in EVENTS]
+    scan = LogScan(CHECKPOINT_SIZES)
+    for start in range(0, SIZE, chunk):
+        assert scan.feed(rows[start : start + chunk])
+    expected = check(EVENTS)
+    assert scan.result(check_notes(NOTES, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), ()) == expected
+    assert scan.roots == {size: root_hash([e.leaf_hash for e in EVENTS[:size]]) for size in CHECKPOINT_SIZES}
+
+
+def _replace(row: int, **changes: object) -> Callable[[list[SealedEvent]], list[SealedEvent]]:
+    return lambda events: [dataclasses.replace(e, **changes) if e.seq == row else e for e in events]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _replace(9, canonical=(EVENTS[at(9)].canonical or "").replace("social_support", "social_supporT")),
+        _replace(9, chain_hash=bytes(32)),
+        _replace(9, leaf_hash=bytes(32)),
+        _replace(9, event_id=uuid.uuid4()),
+        _replace(9, canonical=None),
+        _replace(9, event_id=EVENTS[at(3)].event_id),
+        _replace(1, seq=0),
+        lambda events: [e for e in events if e.seq != 30],
+        lambda events: [*events, dataclasses.replace(events[at(3)], seq=SIZE + 1)],
+        lambda events: [
+            *events[:20], dataclasses.replace(events[21], seq=21), dataclasses.replace(events[20], seq=22), *events[22:]
+        ],
+        lambda events: [dataclasses.replace(e, seq=e.seq + 1) for e in events],
+    ],
+    ids=["content", "chain hash", "leaf hash", "event id", "row gone", "id of another", "seq 0", "deleted",
+         "sealed twice", "swapped", "renumbered"],
+)  # fmt: skip
+def test_the_scan_hands_every_tampered_log_to_the_full_analysis(
+    tamper: Callable[[list[SealedEvent]], list[SealedEvent]],
+) -> None:
+    events = tamper(list(EVENTS))
+    scan = LogScan(CHECKPOINT_SIZES)
+    assert not scan.feed((e.seq, e.event_id, e.canonical, e.chain_hash, e.leaf_hash) for e in events)
+    with pytest.raises(ValueError, match="full analysis"):
+        scan.result(check_notes(NOTES, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), ())
+    assert not check(events).ok
+    assert check(events) == _full_analysis(events, NOTES)
+
+
+def test_rows_listed_out_of_seq_order_still_verify() -> None:
+    events = [*EVENTS[:20], EVENTS[21], EVENTS[20], *EVENTS[22:]]
+    rows = [(e.seq, e.event_id, e.canonical, e.chain_hash, e.leaf_hash) for e in events]
+    assert not LogScan(CHECKPOINT_SIZES).feed(rows)  # the scan takes seq order only; the full analysis sorts
+    assert check(events) == check(EVENTS)
 
 
 # -- the export file ------------------------------------------------------------------------------------------------
