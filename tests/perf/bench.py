@@ -343,25 +343,12 @@ def measure_cli(stack: Stack, runs: int) -> dict[str, Any]:
 # -- audit and letters: measured by their own modules -------------------------------------------------------------
 
 
-def _database_parameter() -> str | None:
-    """The name of measure_audit's database URL parameter, once it takes one."""
-    names = inspect.signature(measure_audit).parameters
-    return next((name for name in names if "url" in name or "database" in name), None)
-
-
 async def audit_figures(stack: Stack, mode: Mode) -> tuple[dict[str, Any], str]:
-    """tests/perf/audit_bench.py on a fresh database of the stack's kind, or as before on SQLite (embedded only)."""
-    parameter = _database_parameter()
-    sizes = {"log_events": mode.audit_log_events, "append_events": mode.audit_append_events}
-    if parameter is None:
-        if stack.cluster is not None:
-            return {}, ("audit figures: not measured here; measure_audit takes no database URL yet, so they are "
-                        "measured once, in the embedded configuration")  # fmt: skip
-        figures = await measure_audit(stack.work, **sizes, log=log)
-        return figures, "audit figures: tests/perf/audit_bench.py on its own fresh SQLite database, in-process"
+    """tests/perf/audit_bench.py in-process on a fresh database of the stack's kind."""
     url = (stack.cluster.create_database("audit") if stack.cluster is not None
            else f"sqlite+aiosqlite:///{stack.work / 'audit.db'}")  # fmt: skip
-    figures = await measure_audit(stack.work, **sizes, log=log, **{parameter: url})
+    figures = await measure_audit(stack.work, log_events=mode.audit_log_events,
+                                  append_events=mode.audit_append_events, log=log, database_url=url)  # fmt: skip
     return figures, "audit figures: tests/perf/audit_bench.py in-process on a fresh database of this configuration"
 
 
