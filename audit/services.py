@@ -29,7 +29,15 @@ class AuditLog:
 
     def __init__(self, clock: Clock, pseudonym_key: Callable[[uuid.UUID], bytes]) -> None:
         self._clock = clock
-        self._key = pseudonym_key
+        self._derive = pseudonym_key
+        # A tenant's pseudonym key never changes (the audit log would stop linking a person's accesses): derived once.
+        self._keys: dict[uuid.UUID, bytes] = {}
+
+    def _key(self, owner_tenant_id: uuid.UUID) -> bytes:
+        key = self._keys.get(owner_tenant_id)
+        if key is None:
+            key = self._keys[owner_tenant_id] = self._derive(owner_tenant_id)
+        return key
 
     def pseudonyms(self, owner_tenant_id: uuid.UUID, subject_ids: Iterable[uuid.UUID]) -> tuple[str, ...]:
         key = self._key(owner_tenant_id)

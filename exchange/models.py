@@ -7,7 +7,7 @@ import enum
 import uuid
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.datakeys import WrappedKey
@@ -128,6 +128,8 @@ class Referral(SealedRecord, TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "exchange_id", name="uq_referral_exchange_id"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_referral_idempotency_key"),
+        # The outgoing and incoming lists page by id within one tenant's side (newest first).
+        Index("ix_referral_tenant_side_id", "tenant_id", "side", "id"),
     )
 
     exchange_id: Mapped[uuid.UUID] = mapped_column(index=True)

@@ -150,6 +150,7 @@ async def send_referral(
     pseudonyms = deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects])
     audit.touched(subjects=pseudonyms)
     recipient = await active_recipient(session, data.to_tenant_id)
+    sender = await access_own_tenant(session, principal, for_write=False)
     if recipient.id == principal.tenant_id:
         raise InvalidInput("A referral goes to another agency, not to one's own.")
     if data.service is not None:
@@ -174,7 +175,7 @@ async def send_referral(
             recipient_kind=recipient.kind,
             purpose=data.purpose,
             basis=basis,
-            sender_kind=await sender_kind(session, principal),
+            sender_kind=sender.kind,
         ),
         [consent_policy_view(c) for c in consents],
         now,
@@ -196,16 +197,14 @@ async def send_referral(
         respond_by=respond_by, complete_by=complete_by,
         categories=sorted(c.value for c in decision.categories), subject_ids=[str(s.id) for s in subjects],
         legal_basis=basis, review_required=decision.review_required, sealed={**text, **shared},
+        case_id=case.id, service_code=data.service, idempotency_key=idempotency_key, request_hash=request_hash(data),
+        consent_ids=sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids}),
     )  # fmt: skip
-    referral.case_id = case.id
-    referral.service_code = data.service
-    referral.consent_ids = sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids})
-    referral.idempotency_key = idempotency_key
-    referral.request_hash = request_hash(data)
     await add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
     # Numbered here, laid out and sent on by the letter worker after this transaction commits.
-    letter = await register_letter(session, deps, principal=principal, referral=referral,
-                                   shared={**text, **shared}, basis=basis, language=data.letter_language)  # fmt: skip
+    letter = await register_letter(session, deps, principal=principal, referral=referral, sender=sender,
+                                   addressee=recipient, shared={**text, **shared}, basis=basis,
+                                   language=data.letter_language)  # fmt: skip
     await enqueue(
         session, deps, sender=principal.tenant_id, recipient=recipient.id, exchange_id=exchange_id,
         body=ReferralRequested(

@@ -34,8 +34,8 @@ from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
 from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
 from exchange.transport.relay import OutboxRelay
 from gateway.audit_runtime import CheckpointWitnessing
-from gateway.auth.guards import API_GUARDS, PUBLIC
-from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
+from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
+from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import AUDIT_STREAM, Bus
@@ -283,8 +283,14 @@ def _derived_secret(runtime: Runtime, purpose: str) -> str:
 
 
 async def _guard_api_routes(connection: Any, handler: Any) -> None:
-    """Apply the API guards to every route that is not declared public."""
+    """Apply the API guards to every route that is not declared public.
+
+    A route that records an audit action reads tenant data only in `tenant_transaction`, which confirms the access
+    token's client first; any other route has it confirmed here, before its handler runs.
+    """
     if handler.opt.get(PUBLIC) or connection.scope["path"].startswith(OPENAPI_PATH):
         return
     for guard in API_GUARDS:
         guard(connection, handler)
+    if handler.opt.get(AUDIT) is None:
+        await confirm_client_now(connection.app.state.runtime, connection.scope.setdefault("state", {}))

@@ -63,11 +63,12 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-async def registration_prefix(session: AsyncSession, tenant_id: uuid.UUID) -> str:
+async def registration_prefix(session: AsyncSession, tenant_id: uuid.UUID, *, slug: str | None = None) -> str:
+    """The tenant's chosen prefix, else one derived from its slug (looked up unless the caller knows it)."""
     chosen = await session.scalar(select(LetterPrefix.prefix).where(LetterPrefix.tenant_id == tenant_id))
     if chosen is not None:
         return chosen
-    slug = await session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
+    slug = slug or await session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
     if slug is None:
         raise NotFound("No such agency.")
     return derive_prefix(slug)
@@ -86,7 +87,7 @@ async def set_registration_prefix(session: AsyncSession, *, tenant_id: uuid.UUID
 
 
 async def next_registration_number(
-    session: AsyncSession, clock: Clock, *, tenant_id: uuid.UUID, year: int
+    session: AsyncSession, clock: Clock, *, tenant_id: uuid.UUID, year: int, slug: str | None = None
 ) -> RegistrationNumber:
     """Take the next number of the tenant's register for `year`, inside the caller's (sending) transaction.
 
@@ -107,4 +108,4 @@ async def next_registration_number(
         .returning(LetterSequence.last_number)
     )
     number = (await session.execute(statement)).scalar_one()
-    return RegistrationNumber(await registration_prefix(session, tenant_id), year, int(number))
+    return RegistrationNumber(await registration_prefix(session, tenant_id, slug=slug), year, int(number))

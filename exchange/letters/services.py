@@ -73,13 +73,6 @@ def _party(tenant: Tenant) -> Party:
     )
 
 
-async def _tenant(session: AsyncSession, tenant_id: Any) -> Tenant:
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
-    if tenant is None:
-        raise LookupError("the tenant of a letter is not hosted here")
-    return tenant
-
-
 async def _signer(session: AsyncSession, principal: Principal) -> tuple[str, str | None]:
     """The signer's name and role: a member of staff by name (or email), an agency system by its registered name."""
     role = next((r.value for r in _SIGNING_ROLES if r.value in principal.roles), None)
@@ -127,6 +120,8 @@ async def register_letter(
     *,
     principal: Principal,
     referral: Referral,
+    sender: Tenant,
+    addressee: Tenant,
     shared: Mapping[str, Any],
     basis: LegalBasis,
     language: str,
@@ -144,8 +139,6 @@ async def register_letter(
         raise deps.letters.unavailable
     now = deps.clock.now()
     local = now.astimezone(deps.letters.zone)
-    sender = await _tenant(session, principal.tenant_id)
-    addressee = await _tenant(session, referral.to_tenant_id)
     signer_name, signer_role = await _signer(session, principal)
     signing = await deps.keyring.usable_tenant_keys(session, principal.tenant_id, KeyUse.SIGNING)
     if not signing or signing[0].retired_at is not None:
@@ -154,7 +147,9 @@ async def register_letter(
     if isinstance(basis, StatutoryBasis):
         legal_basis = {"type": "statutory", "reference": basis.reference, "justification": basis.justification}
     # Taken last: from here to commit, concurrent senders of this tenant wait for the counter (no layout in between).
-    number = await next_registration_number(session, deps.clock, tenant_id=principal.tenant_id, year=local.year)
+    number = await next_registration_number(
+        session, deps.clock, tenant_id=principal.tenant_id, year=local.year, slug=sender.slug
+    )
     registration_number = str(number)
     content = LetterContent(
         language=language, kind=referral.kind, registration_number=registration_number, date=local.date(),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.tokens import InvalidAccessToken
 from gateway.problems import INVALID_TOKEN, TENANT_SUSPENDED, UNAUTHENTICATED, Problem
@@ -21,6 +23,16 @@ if TYPE_CHECKING:
 SESSION_COOKIE = "cb_session"
 STAFF_STATE = "staff"  # key in the scope state holding the signed-in StaffIdentity, for the web pages
 SESSION_ENDED_STATE = "session_ended"  # set when the session cookie names a session that has ended
+# Set for a bearer token whose client and tenant are still to be confirmed in the database (`confirm_client`).
+CLIENT_CHECK_STATE = "client_check"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCheck:
+    """A verified access token's client, still to be looked up: revoked, deleted or of a suspended tenant."""
+
+    tenant_id: uuid.UUID
+    client_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,11 @@ class PrincipalMiddleware:
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             try:
                 if authorization:
-                    principal = await _from_bearer(runtime, authorization)
+                    state = scope.setdefault("state", {})
+                    principal = await _from_bearer(runtime, authorization, state)
+                    if not scope["path"].startswith("/api/"):
+                        # Only the API's routes are known to confirm the client before reading data.
+                        await confirm_client_now(runtime, state)
                 # Cookies never authenticate the API: its routes are exempt from CSRF checks, so a session
                 # cookie there would let any web page act as the signed-in user.
                 elif not scope["path"].startswith("/api/") and (
@@ -81,7 +97,10 @@ def _cookie(header: str, runtime: Runtime) -> str | None:
     return None
 
 
-async def _from_bearer(runtime: Runtime, authorization: str) -> Principal:
+async def _from_bearer(runtime: Runtime, authorization: str, state: dict[str, Any]) -> Principal:
+    """The principal a valid access token names. Whether its client is still registered and unrevoked, and its
+    tenant active, is confirmed before the request reaches any data (`confirm_client`), in the request's own
+    transaction where it has one: a revoked client's tokens stop working at once, at no extra transaction."""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(UNAUTHENTICATED, "Use 'Authorization: Bearer <access token>'.")
@@ -89,22 +108,41 @@ async def _from_bearer(runtime: Runtime, authorization: str) -> Principal:
         claims = await runtime.token_verifier.verify(token.strip())
     except InvalidAccessToken as exc:
         raise Problem(INVALID_TOKEN, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
-    async with tenant_session(runtime.sessions, claims.tenant_id) as session:
-        # Only a lookup: on SQLite it must not queue for the write lock behind every other request.
-        await session.connection(execution_options={READ_ONLY_OPTION: True})
-        identity = await client_identity(session, tenant_id=claims.tenant_id, client_id=claims.client_id)
-    if identity is None or identity[0].revoked_at is not None:
-        raise Problem(INVALID_TOKEN, "The client this token was issued to no longer exists or has been revoked.")
-    client, tenant = identity
-    if not tenant.is_active:
-        raise Problem(TENANT_SUSPENDED, "The organisation this client belongs to is suspended.")
+    state[CLIENT_CHECK_STATE] = ClientCheck(claims.tenant_id, claims.client_id)
     return Principal(
-        tenant_id=tenant.id,
+        tenant_id=claims.tenant_id,
         actor_kind=ActorKind.CLIENT,
-        actor_id=client.id,
+        actor_id=claims.client_id,
         roles=frozenset({claims.role}),
         scopes=claims.scopes,
     )
+
+
+async def confirm_client(session: AsyncSession, state: dict[str, Any]) -> None:
+    """Refuse the request unless its access token's client still exists, is not revoked and its tenant is active.
+
+    Run once per request, in the request's transaction (gateway.controllers.context.tenant_transaction) or, for a
+    route that has none, on a session of its own (`confirm_client_now`); nothing else is done before it.
+    """
+    check = state.pop(CLIENT_CHECK_STATE, None)
+    if not isinstance(check, ClientCheck):
+        return
+    identity = await client_identity(session, tenant_id=check.tenant_id, client_id=check.client_id)
+    if identity is None or identity[0].revoked_at is not None:
+        raise Problem(INVALID_TOKEN, "The client this token was issued to no longer exists or has been revoked.")
+    if not identity[1].is_active:
+        raise Problem(TENANT_SUSPENDED, "The organisation this client belongs to is suspended.")
+
+
+async def confirm_client_now(runtime: Runtime, state: dict[str, Any]) -> None:
+    """`confirm_client` on a session of its own, for a route that opens no tenant transaction."""
+    check = state.get(CLIENT_CHECK_STATE)
+    if not isinstance(check, ClientCheck):
+        return
+    async with tenant_session(runtime.sessions, check.tenant_id) as session:
+        # Only a lookup: on SQLite it must not queue for the write lock behind every other request.
+        await session.connection(execution_options={READ_ONLY_OPTION: True})
+        await confirm_client(session, state)
 
 
 async def _from_session(runtime: Runtime, token: str, state: dict[str, Any]) -> Principal | None:

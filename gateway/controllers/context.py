@@ -15,6 +15,7 @@ from audit.services import AccessScope, RequestContext
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
 from gateway.auth.guards import AUDIT
+from gateway.auth.middleware import confirm_client
 from gateway.problems import UNAVAILABLE, Problem
 from gateway.request_id import ensure_request_id
 from gateway.runtime import Runtime
@@ -83,6 +84,7 @@ async def tenant_transaction(
     request.scope["state"]["audit_scope"] = scope
     try:
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
+            await confirm_client(session, request.scope["state"])
             yield session
             scope.write(session)
         runtime.wake_after(session)

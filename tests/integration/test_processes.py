@@ -181,6 +181,18 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
 
             await _eventually(delivered)
 
+            # Revoked from another process (the command line): its tokens stop working at once in every web
+            # process, on routes that read in a transaction and on those that do not.
+            opeka_token = opeka["Authorization"].removeprefix("Bearer ")
+            revoked = _casebridge(env, "client", "revoke", "--tenant", "opeka", "--client-id", opeka_client.client_id)
+            assert revoked.returncode == 0, revoked.stderr
+            fresh = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, limits=fresh) as each:
+                for path in [f"/api/v1/referrals/{referral_id}", "/api/v1/directory/tenants"] * 5:
+                    refused = await each.get(path, headers={"Authorization": f"Bearer {opeka_token}"})
+                    assert refused.status_code == 401, (path, refused.text)
+                    assert refused.json()["type"].endswith("/invalid-token"), refused.text
+
             # A web process killed outright is replaced by `serve`, and the port keeps answering new connections
             # meanwhile (a connection the dead process held is gone with it, as for any client).
             os.kill(web[0], signal.SIGKILL)

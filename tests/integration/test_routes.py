@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -108,3 +109,22 @@ def test_dependencies_point_one_way() -> None:
                 if match and match.group(1) != package and match.group(1) not in allowed:
                     wrong.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert wrong == []
+
+
+def test_every_api_route_that_reads_tenant_data_confirms_its_client_in_its_transaction(app: Litestar) -> None:
+    """A bearer token's client is confirmed (not revoked, tenant active) inside `tenant_transaction` for routes that
+    record an audit action, and before the handler for every other route (gateway.app._guard_api_routes): so every
+    API handler with an audit action must open its tenant transaction, directly or through a helper of its module."""
+    for route in app.routes:
+        if not route.path.startswith("/api/"):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            if handler.opt.get(AUDIT) is None:
+                continue
+            module = inspect.getsource(inspect.getmodule(handler.fn))  # type: ignore[arg-type]
+            source = inspect.getsource(handler.fn)
+            helpers = [name for name in re.findall(r"await (_\w+)\(", source) if f"def {name}(" in module]
+            opened = "tenant_transaction(" in source or any(
+                "tenant_transaction(" in module.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0] for name in helpers
+            )
+            assert opened, f"{route.path} {sorted(handler.http_methods)} reads data without tenant_transaction"
