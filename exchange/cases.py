@@ -395,7 +395,14 @@ async def store_document(
 
 
 async def _sealed_document(
-    session: AsyncSession, deps: ExchangeDeps, tenant_id: uuid.UUID, name: str, media_type: str, content: bytes
+    session: AsyncSession,
+    deps: ExchangeDeps,
+    tenant_id: uuid.UUID,
+    name: str,
+    media_type: str,
+    content: bytes,
+    *,
+    referral_id: uuid.UUID | None = None,
 ) -> Document:
     document_id = uuid7()
     context = sealed_context("document", document_id)
@@ -410,6 +417,7 @@ async def _sealed_document(
         kek_kid=wrapped.kek_kid,
         data_key_wrapped=wrapped.wrapped,
         sealed=key.seal({"name": name}, context=context),
+        referral_id=referral_id,
     )
     session.add(document)
     await session.flush()

@@ -183,9 +183,8 @@ async def apply_message(
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ValueError("an attachment does not match its digest")
         document = await _sealed_document(
-            session, deps, referral.tenant_id, attachment.name, attachment.media_type, content
+            session, deps, referral.tenant_id, attachment.name, attachment.media_type, content, referral_id=referral.id
         )
-        document.referral_id = referral.id
         documents.append(document)
     key = await referral_key(session, deps, referral)
     session.add(
