@@ -92,8 +92,9 @@ def sqlite_begin_immediate(connection: Connection) -> None:
 
 
 async def read_only_platform_session(factory: async_sessionmaker[AsyncSession]) -> AsyncSession:
-    """A platform-scoped session for lookups only. On SQLite it does not take the write lock, so it can run while
-    the calling request's own transaction holds it (a second IMMEDIATE transaction would wait for ever)."""
+    """A platform-scoped session for lookups only. On SQLite it begins DEFERRED and takes no write lock, so it does
+    not hold up writers while it reads. Open it only while holding no other session: an SQLite process has one
+    connection (gateway.db.create_engine)."""
     session = platform_session(factory)
     await session.connection(execution_options={READ_ONLY_OPTION: True})
     return session
