@@ -30,7 +30,7 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 LANGUAGES: Final = ("ru", "en")
 KINDS: Final = ("referral", "petition", "document_request", "information_letter", "plan_task")
 # A letter is a few pages of text; anything near this means something went wrong. It travels inside the envelope,
-# whose body is limited to 4 MiB (exchange/envelopes.py), base64-encoded.
+# whose body is limited to 4 MiB (exchange/transport/envelopes.py), base64-encoded.
 MAX_LETTER_BYTES: Final = 1024 * 1024
 
 

@@ -126,7 +126,7 @@ def seal(header: EnvelopeHeader, body: Mapping[str, Any] | bytes, *, signing_key
         raise ValueError("recipient_key must be an X25519 key with a kid")
     payload = body if isinstance(body, bytes) else _json_object(body)
     if len(payload) > MAX_BODY_BYTES:
-        raise ValueError(f"an envelope body is limited to {MAX_BODY_BYTES} bytes; send documents separately")
+        raise ValueError(f"an envelope body is limited to {MAX_BODY_BYTES} bytes; attach fewer or smaller documents")
     routing = _routing_members(header)
     signed = jws.serialize_compact(
         {"alg": SIGNATURE_ALG, "kid": signing_key.kid, "typ": JWS_TYPE, "cty": "json", **routing},
