@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import uuid
@@ -156,10 +158,19 @@ def _is_envelope_header(protected: Any, **expected: str) -> bool:
     return all(protected.get(member) == value for member, value in expected.items())
 
 
-def _outer_protected(token: str) -> dict[str, Any] | None:
+def _outer_protected(token: str, *, whole: bool = True) -> dict[str, Any] | None:
+    """The JWE's protected header if it is a casebridge envelope's. `whole` parses every part of the token (as
+    decrypting will); without it only the header is read, which is all routing and deduplication need: a letter's
+    envelope is tens of kilobytes of ciphertext, decoded again anyway when it is opened."""
     try:
-        protected = extract_jwe_compact(token.encode(), _JWE).protected
-    except (JoseError, ValueError):
+        if whole:
+            protected = extract_jwe_compact(token.encode(), _JWE).protected
+        else:
+            header, dots = token.partition(".")[0], token.count(".")
+            if dots != 4 or len(header) > _JWE.max_protected_header_length * 4 // 3 + 4:
+                return None
+            protected = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (JoseError, ValueError, binascii.Error):
         return None
     # "zip" is refused: compressing before encrypting leaks the body's content through its length.
     fixed = {"alg": KEY_MANAGEMENT_ALG, "enc": CONTENT_ENCRYPTION_ALG, "typ": JWE_TYPE}
@@ -197,7 +208,7 @@ def _read_routing(protected: Mapping[str, Any]) -> EnvelopeHeader | tuple[Reject
 
 def peek_header(token: str) -> EnvelopeHeader | None:
     """The routing header, read without decrypting (for routing and deduplication); None unless well formed."""
-    protected = _outer_protected(token)
+    protected = _outer_protected(token, whole=False)
     header = None if protected is None else _read_routing(protected)
     return header if isinstance(header, EnvelopeHeader) else None
 
