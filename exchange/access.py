@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exchange.models import Case, Consent, Document, Plan, Referral, Side, Subject
@@ -67,12 +67,18 @@ async def access_document(
     return document
 
 
+# Built once: every read of a referral starts here, and building the statement costs more than running it on SQLite.
+_REFERRAL_BY_EXCHANGE_ID = select(Referral).where(
+    Referral.exchange_id == bindparam("exchange_id"), Referral.tenant_id == bindparam("tenant_id")
+)
+
+
 async def access_referral(
     session: AsyncSession, principal: Principal, referral_id: uuid.UUID, *, for_write: bool
 ) -> Referral:
     """One side's copy of a referral, by the id both sides share. The other tenant's copy is never reachable."""
     referral = await session.scalar(
-        select(Referral).where(Referral.exchange_id == referral_id, Referral.tenant_id == principal.tenant_id)
+        _REFERRAL_BY_EXCHANGE_ID, {"exchange_id": referral_id, "tenant_id": principal.tenant_id}
     )
     if referral is None:
         raise NotFound("No such referral.")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import and_, insert, not_, or_, select
+from sqlalchemy import and_, bindparam, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -373,6 +373,14 @@ async def transition_referral(
     return referral
 
 
+# Built once: every view of a referral reads its timeline.
+_TIMELINE = (
+    select(TimelineEntry)
+    .where(TimelineEntry.referral_id == bindparam("referral_id"))
+    .order_by(TimelineEntry.at, TimelineEntry.id)
+)
+
+
 async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> ReferralOut:
     now = deps.clock.now()
     contents: dict[str, Any] = {}
@@ -380,11 +388,7 @@ async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Ref
     if referral.sealed is not None and referral.data_key_wrapped is not None:
         key = await referral_key(session, deps, referral)
         contents = key.open(referral.sealed, context=sealed_context("referral", referral.id))
-    entries = await session.scalars(
-        select(TimelineEntry)
-        .where(TimelineEntry.referral_id == referral.id)
-        .order_by(TimelineEntry.at, TimelineEntry.id)
-    )
+    entries = await session.scalars(_TIMELINE, {"referral_id": referral.id})
     timeline = []
     for entry in entries:
         note = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
@@ -216,17 +216,19 @@ async def create_client(
     return client
 
 
+# Built once: it runs on every API request.
+_CLIENT_IDENTITY = (
+    select(ApiClient, Tenant)
+    .join(Tenant, Tenant.id == ApiClient.tenant_id)
+    .where(ApiClient.id == bindparam("client_id"), ApiClient.tenant_id == bindparam("tenant_id"))
+)
+
+
 async def client_identity(
     session: AsyncSession, *, tenant_id: uuid.UUID, client_id: uuid.UUID
 ) -> tuple[ApiClient, Tenant] | None:
     """The client a verified access token names, with its tenant, for the per-request status checks."""
-    row = (
-        await session.execute(
-            select(ApiClient, Tenant)
-            .join(Tenant, Tenant.id == ApiClient.tenant_id)
-            .where(ApiClient.id == client_id, ApiClient.tenant_id == tenant_id)
-        )
-    ).first()
+    row = (await session.execute(_CLIENT_IDENTITY, {"client_id": client_id, "tenant_id": tenant_id})).first()
     return (row[0], row[1]) if row is not None else None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -379,9 +379,14 @@ async def accept_letter(session: AsyncSession, deps: ExchangeDeps, referral: Ref
     return check
 
 
+_LETTER_OF = select(Letter).where(
+    Letter.referral_id == bindparam("referral_id"), Letter.tenant_id == bindparam("tenant_id")
+)
+
+
 async def letter_of(session: AsyncSession, referral: Referral) -> Letter | None:
     letter: Letter | None = await session.scalar(
-        select(Letter).where(Letter.referral_id == referral.id, Letter.tenant_id == referral.tenant_id)
+        _LETTER_OF, {"referral_id": referral.id, "tenant_id": referral.tenant_id}
     )
     return letter
 
