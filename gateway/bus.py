@@ -158,7 +158,7 @@ class EmbeddedNats:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise BusError(f"nats-server exited with status {proc.returncode} while starting:\n{self._log_tail()}")
-            if await _answers_nats(port) and proc.poll() is None:
+            if await answers_nats(port) and proc.poll() is None:
                 return
             await asyncio.sleep(0.05)
         raise BusError(f"nats-server did not accept connections within {self._startup_timeout:g}s:\n{self._log_tail()}")
@@ -377,7 +377,7 @@ def _free_loopback_port() -> int:
         return port
 
 
-async def _answers_nats(port: int) -> bool:
+async def answers_nats(port: int) -> bool:
     """A NATS server greets every client with an INFO line before anything else."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.bus import nats_server_binary
+from gateway.bus import answers_nats, nats_server_binary
 
 CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
 START_WITHIN_S = 60.0  # a gateway or nats-server that is not serving by then has failed to start
@@ -140,25 +139,9 @@ class NatsServer(Child):
         argv = ["-c", str(config), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         await self.spawn(str(nats_server_binary()), *argv)
         async with asyncio.timeout(START_WITHIN_S):
-            while not await self._answers():
+            while not await answers_nats(self.port):
                 assert self.running, f"nats-server exited while starting\n{self.log_tail()}"
                 await asyncio.sleep(0.05)
-
-    async def _answers(self) -> bool:
-        """A NATS server greets every client with an INFO line; JetStream must be on."""
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 1.0)
-        except (OSError, TimeoutError):
-            return False
-        try:
-            line = await asyncio.wait_for(reader.readline(), 1.0)
-            return line.startswith(b"INFO ") and bool(json.loads(line[5:]).get("jetstream"))
-        except (OSError, TimeoutError, ValueError):
-            return False
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
 
 class Gateway(Child):

@@ -14,6 +14,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
+from exchange.transport.envelopes import signing_public_key
+
 LETTER_FORMAT_VERSION: Final = 1
 SIGNATURE_ALG: Final = "EdDSA"  # RFC 8037 §3.1, the tenant's Ed25519 envelope-signing key
 LETTER_JWS_TYPE: Final = "cb-letter+jws"
@@ -79,16 +81,6 @@ def sign_letter(pdf: bytes, binding: LetterBinding, *, signing_key: OKPKey, issu
     return detached
 
 
-def _public_key(jwks: Sequence[Mapping[str, Any]], kid: str) -> OKPKey | None:
-    for jwk in jwks:
-        if jwk.get("kid") == kid and jwk.get("use", "sig") == "sig" and jwk.get("crv") == "Ed25519":
-            try:
-                return OKPKey.import_key(dict(jwk))
-            except (JoseError, ValueError):
-                return None
-    return None
-
-
 def verify_letter(
     pdf: bytes | None, signature: str | None, binding: LetterBinding, sender_keys: Sequence[Mapping[str, Any]]
 ) -> LetterCheck:
@@ -110,7 +102,7 @@ def verify_letter(
         return LetterCheck(Verification.INVALID, "the signature header is not a casebridge letter header")
     if header.get("cb.v") != LETTER_FORMAT_VERSION or header.get("cb.hash") != HASH_NAME:
         return LetterCheck(Verification.INVALID, "unsupported letter format version or hash", kid)
-    public_key = _public_key(sender_keys, kid)
+    public_key = signing_public_key(sender_keys, kid)
     if public_key is None:
         return LetterCheck(Verification.INVALID, "signed with a key the sender does not publish", kid)
     try:

@@ -213,14 +213,25 @@ def peek_header(token: str) -> EnvelopeHeader | None:
     return header if isinstance(header, EnvelopeHeader) else None
 
 
-def _sender_key(jwks: Sequence[Mapping[str, Any]], kid: str) -> OKPKey | None:
+def signing_public_key(jwks: Sequence[Mapping[str, Any]], kid: str) -> OKPKey | None:
+    """The Ed25519 verification key `kid` among a tenant's published keys, or None."""
     for jwk in jwks:
         if jwk.get("kid") == kid and jwk.get("use", "sig") == "sig" and jwk.get("crv") == "Ed25519":
+            cached = _IMPORTED.get((kid, str(jwk.get("x"))))
+            if cached is not None:
+                return cached
             try:
-                return OKPKey.import_key(dict(jwk))
+                key = OKPKey.import_key(dict(jwk))
             except (JoseError, ValueError):
                 return None
+            if len(_IMPORTED) < 10_000:  # a few keys per tenant; the bound only keeps a flood of kids from growing it
+                _IMPORTED[(kid, str(jwk.get("x")))] = key
+            return key
     return None
+
+
+# Public keys already imported, by kid and key material: importing one costs more than verifying with it.
+_IMPORTED: dict[tuple[str, str], OKPKey] = {}
 
 
 def open_envelope(
@@ -268,7 +279,7 @@ def open_envelope(
     inner = signed.protected
     if not _is_envelope_header(inner, alg=SIGNATURE_ALG, typ=JWS_TYPE):
         return reject(RejectReason.MALFORMED, "the decrypted content is not an envelope JWS")
-    public_key = _sender_key(sender_keys(header.sender), inner["kid"])
+    public_key = signing_public_key(sender_keys(header.sender), inner["kid"])
     if public_key is None:
         return reject(RejectReason.UNKNOWN_SENDER_KEY, "signed with a key the sender does not list as usable")
     try:
