@@ -88,7 +88,7 @@ class Mode:
 MODES = {
     "quick": Mode(send_s=5, max_referrals=2000, delivery_limit_s=20, read_s=3, list_sizes=(10_000, 1_000_000),
                   list_requests=20, list_limit_s=6, cli_runs=3, statement_requests=5, floor_s=1.0,
-                  audit_log_events=100_000, audit_append_events=3_000),
+                  audit_log_events=50_000, audit_append_events=3_000),
     "full": Mode(send_s=20, max_referrals=8000, delivery_limit_s=120, read_s=10, list_sizes=(10_000, 1_000_000),
                  list_requests=100, list_limit_s=30, cli_runs=7, statement_requests=50, floor_s=5.0,
                  audit_log_events=1_000_000, audit_append_events=20_000),
