@@ -72,11 +72,15 @@ class Scenario:
         return {"CASEBRIDGE_IN_PROCESS_WORKERS": "none"} if self.worker_processes else {}
 
 
-ONE_PROCESS = Scenario("one process", burst=60, kill_after=20, concurrency=4, burst_within_s=60.0)
+ONE_PROCESS = Scenario("one process", burst=60, kill_after=20, concurrency=4, burst_within_s=90.0)
 # Two worker processes, so that one survives the kill; a third of the burst in, so the kill finds every Worker busy.
 PROCESS_LAYOUT = Scenario("serve --workers 2, 2 workers", burst=300, kill_after=100, concurrency=32,
                           burst_within_s=120.0, web_processes=2, worker_processes=2)  # fmt: skip
 
+# Long enough that only the crash cuts an attempt off. An attempt the client gives up on while the gateway still runs
+# it races its own retry for the Idempotency-Key: the retry, having found no referral with that key yet, fails on the
+# key's unique constraint once the first attempt commits, and is answered 503 (exchange.referrals.send_referral).
+REQUEST_TIMEOUT_S = 60.0
 # Longer than the relay's 5 s publish timeout, so publishing fails and the relay backs off (2**attempts s, up to
 # 60 s per envelope) instead of merely waiting out the outage; short enough that the backoff stays a few seconds.
 NATS_OUTAGE_S = 7.0
@@ -492,7 +496,7 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
         await cb.start()
         timings["setup"] = time.monotonic() - began
 
-        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10.0) as api:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=REQUEST_TIMEOUT_S) as api:
             centre = Agency(api, centre_id, await access_token(api, centre_client))
             case = await open_case(centre, opeka_id)
 
