@@ -73,7 +73,8 @@ class Scenario:
 
 
 ONE_PROCESS = Scenario("one process", burst=60, kill_after=20, concurrency=4, burst_within_s=90.0)
-# Two worker processes, so that one survives the kill; a third of the burst in, so the kill finds every Worker busy.
+# Two worker processes, so that one survives the kill; a third of the burst in, so the kill finds every Worker busy;
+# 32 requests in flight keep both web processes busy, so the burst is over sooner than with a few.
 PROCESS_LAYOUT = Scenario("serve --workers 2, 2 workers", burst=300, kill_after=100, concurrency=32,
                           burst_within_s=120.0, web_processes=2, worker_processes=2)  # fmt: skip
 
