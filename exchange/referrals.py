@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import and_, bindparam, insert, not_, or_, select
+from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -134,6 +134,7 @@ async def send_referral(
     `plan` (task title, expected result, plan id) travels with a plan_task referral, sealed like its text.
     """
     if idempotency_key is not None:
+        await _hold_idempotency_key(session, principal.tenant_id, idempotency_key)
         existing = await session.scalar(
             select(Referral).where(
                 Referral.tenant_id == principal.tenant_id, Referral.idempotency_key == idempotency_key
@@ -222,6 +223,20 @@ async def send_referral(
                   letter=letter.registration_number)  # fmt: skip
     await session.flush()
     return referral, True
+
+
+async def _hold_idempotency_key(session: AsyncSession, tenant_id: uuid.UUID, idempotency_key: str) -> None:
+    """Hold the tenant's Idempotency-Key until this transaction ends.
+
+    An agency system that retries while its first attempt still runs (it gave up waiting for the answer) then waits
+    for that attempt and is answered with its referral, instead of failing on the key's unique constraint when the
+    first attempt commits. SQLite transactions here hold the database's write lock from BEGIN, which does the same.
+    """
+    if (await session.connection()).dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(tenant_id.bytes + idempotency_key.encode()).digest()
+    # A transaction-level advisory lock: released by the commit or rollback, however the transaction ends.
+    await session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
 
 
 def _check_service(profile: Mapping[str, Any], code: str) -> None:

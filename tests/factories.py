@@ -1,4 +1,4 @@
-"""Test data made through the real services: tenants, users, API clients and their access tokens."""
+"""Test data made through the real services: tenants, users, API clients, their access tokens, and envelopes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
 from exchange.transport.models import OutboxEnvelope
 from exchange.transport.outbox import OutgoingEnvelope, sealed_envelope, subject_for
 from gateway.runtime import Runtime
 from tenants import services
-from tenants.models import Role, Scope, Tenant, TenantKind, User
+from tenants.models import KeyUse, Role, Scope, Tenant, TenantKind, User
 from tenants.persistence import platform_session
 
 ALL_SCOPES = [s.value for s in Scope]
@@ -117,3 +117,23 @@ async def forged_envelope(
             next_attempt_at=header.created_at, sent_at=None if relay else header.created_at,
         ))  # fmt: skip
     return envelope
+
+
+async def opened_envelope(runtime: Runtime, token: str, *, sender: uuid.UUID, recipient: uuid.UUID) -> OpenedEnvelope:
+    """An envelope this node sent (an outbox row's token), opened with the recipient's real keys as its node would."""
+    deps = runtime.exchange
+    async with platform_session(runtime.sessions) as session:
+        decryption = [
+            deps.keyring.private_jwk(k)
+            for k in await deps.keyring.usable_tenant_keys(session, recipient, KeyUse.ENCRYPTION)
+        ]
+        sender_keys = await deps.published.signing_keys(session, sender)
+    opened = open_envelope(
+        token,
+        recipient=recipient,
+        decryption_keys=decryption,
+        sender_keys=lambda tenant: sender_keys if tenant == sender else [],
+        now=deps.clock.now(),
+    )
+    assert isinstance(opened, OpenedEnvelope), opened
+    return opened

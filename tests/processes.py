@@ -174,6 +174,18 @@ class Gateway(Child):
             return [self.pid]
         return [pid for pid in children_of(self.pid) if "spawn_main" in " ".join(command_line(pid))]
 
+    def kill_web_process(self) -> int:
+        """SIGKILL one web process of `serve --workers N`, not the supervisor; its process id."""
+        assert self.web_processes > 1, "one process serves: kill() the gateway instead"
+        pid = self.web_pids()[0]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def replaced(self, dead: int) -> bool:
+        """Whether `serve` runs all its web processes again, the dead one no longer among them."""
+        serving = self.web_pids()
+        return len(serving) == self.web_processes and dead not in serving
+
 
 class WorkerProcess(Child):
     """`casebridge worker [--only NAMES]`: Workers without HTTP."""

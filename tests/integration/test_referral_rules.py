@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import uuid
@@ -61,6 +62,22 @@ async def test_bad_referrals_are_refused_and_send_nothing(pair: tuple[Agency, Ag
         assert response.status_code == status, (body, response.text)
         assert response.json()["type"] == problem
     assert await _referral_count(runtime) == 0
+
+
+async def test_attempts_sent_at_once_with_one_idempotency_key_make_one_referral(
+    pair: tuple[Agency, Agency], runtime: Runtime
+) -> None:
+    """An agency system that retries while its first attempt is still running (it gave up waiting for the answer):
+    every attempt is answered with the one referral, none with an error."""
+    centre, opeka = pair
+    case, _ = await open_case(centre, opeka)
+    body = referral_body(case, opeka.id, ["identity"])
+    attempts = await asyncio.gather(
+        *(centre.post("/api/v1/referrals", body, headers={"Idempotency-Key": "semya-0002"}) for _ in range(4))
+    )
+    assert sorted(attempt.status_code for attempt in attempts) == [200, 200, 200, 201], [a.text for a in attempts]
+    assert len({attempt.json()["id"] for attempt in attempts}) == 1
+    assert await _referral_count(runtime) == 1
 
 
 async def test_another_tenants_ids_look_missing(pair: tuple[Agency, Agency], runtime: Runtime) -> None:
