@@ -8,6 +8,7 @@ of it, and `audit verify` reports them. A refusal lands in the agency's own audi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit import checkpoint as notes
@@ -68,6 +69,7 @@ class Witness:
     async def witness(self, note_text: str) -> list[CosignOutcome]:
         """Check one published checkpoint note and co-sign it for every hosted agency that has not yet."""
         async with platform_session(self._sessions) as session, session.begin():
+            await _one_witness_at_a_time(session)
             checkpoint = await self._log_signed(session, note_text)
             tenants = await self._hosted(session)
             if checkpoint is None:
@@ -149,6 +151,17 @@ class Witness:
             actor=Actor(kind="system", id=None, tenant_id=tenant.id, role=None), log_tenant_id=tenant.id,
             resource_type="audit_checkpoint", resource_id=str(size), reason=problem[:200],
         )  # fmt: skip
+
+
+# pg_advisory_xact_lock key of co-signing: the first 8 bytes of SHA-256("casebridge/cosign"), as a signed integer.
+_COSIGN_LOCK = int.from_bytes(hashlib.sha256(b"casebridge/cosign").digest()[:8], "big", signed=True)
+
+
+async def _one_witness_at_a_time(session: AsyncSession) -> None:
+    """Every process that co-signs for an agency sees each checkpoint: one at a time, so the later one finds it
+    co-signed already instead of co-signing it twice (SQLite's write lock, taken at BEGIN, already serialises)."""
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_COSIGN_LOCK)))
 
 
 def _inconsistency(leaves: Sequence[bytes], checkpoint: notes.Checkpoint, last: AuditCosignature | None) -> str | None:

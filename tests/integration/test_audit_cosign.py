@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -15,14 +16,18 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 
 from audit import checkpoint as notes
+from audit.events import Action, Actor, Outcome
 from audit.export import ExportError, export_database, read_export
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
 from audit.verify import ProblemKind, verify_database, verify_log
 from audit.witness import Witness
+from gateway.app import build_runtime
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 from gateway.workers import WorkerName
 from tenants.models import KeyUse, PlatformKeyUse, PublishedKey, Role, TenantKind
 from tenants.persistence import platform_session
+from tests.factories import make_tenant
 from tests.integration.test_audit_proofs import _dpo_of
 from tests.integration.test_referral_loop import Agency, agency, eventually, open_case
 
@@ -192,3 +197,33 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     dropped.write_text("".join([*lines[:index], *lines[index + 1 :]]))
     with pytest.raises(ExportError, match="co-signatures"):
         read_export(dropped)
+
+
+async def test_two_nodes_seeing_the_same_checkpoint_cosign_it_once(settings: Settings) -> None:
+    """Several worker processes co-sign for the same agencies: one signs each checkpoint, the others see it signed."""
+    node = build_runtime(settings, workers=())  # no Workers: this test seals and co-signs by hand
+    try:
+        centre = await make_tenant(node, "semya", kind=TenantKind.SOCIAL_CENTRE)
+        opeka = await make_tenant(node, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
+        async with platform_session(node.sessions) as session, session.begin():
+            node.exchange.audit.append(session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
+                                       actor=Actor(kind="operator", id=None, tenant_id=None, role=None),
+                                       log_tenant_id=centre.id)  # fmt: skip
+        assert await node.sealer.seal_once() >= 1
+        await node.sealer.checkpoint_once()
+        async with platform_session(node.sessions) as session:
+            note = await session.scalar(select(AuditCheckpoint.note).order_by(AuditCheckpoint.size.desc()).limit(1))
+        assert note is not None
+        witnesses = [
+            Witness(node.sessions, node.keyring, node.clock, node.exchange.audit, origin=node.sealer.origin,
+                    cosigners=None)
+            for _ in range(2)
+        ]  # fmt: skip
+        first, second = await asyncio.gather(*(witness.witness(note) for witness in witnesses))
+        statuses = sorted(o.status for o in [*first, *second])
+        assert statuses == ["cosigned", "cosigned", "seen", "seen"], (first, second)
+        async with platform_session(node.sessions) as session:
+            rows = list(await session.scalars(select(AuditCosignature.cosigner_tenant_id)))
+        assert sorted(map(str, rows)) == sorted([str(centre.id), str(opeka.id)])
+    finally:
+        await node.engine.dispose()
