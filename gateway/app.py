@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import warnings
 import zoneinfo
 from collections.abc import AsyncIterator, Collection
 from typing import Any
@@ -64,10 +63,6 @@ from tenants.models import PlatformKeyUse
 from tenants.persistence import make_sessionmaker, platform_session
 from tenants.services import LockoutPolicy
 from tenants.staff_sessions import SessionPolicy
-
-# API.md and envelope format version 1 name the signature algorithm "EdDSA"; RFC 9864 deprecates the name (not the
-# algorithm) in favour of "Ed25519", and joserfc warns on every use. A later format version can switch names.
-warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
 
 RELAY, INBOX, SEALER = WorkerName.RELAY, WorkerName.INBOX, WorkerName.SEALER
 LETTERS, REMINDERS, COSIGNER = WorkerName.LETTERS, WorkerName.REMINDERS, WorkerName.COSIGNER

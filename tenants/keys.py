@@ -20,6 +20,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenants.algorithms import SIGNATURE_ALG, current_name, published_jwk
 from tenants.clock import Clock
 from tenants.errors import KeyUnavailable
 from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey, TenantKey
@@ -28,10 +29,11 @@ MASTER_KEY_BYTES = 32
 _WRAP_VERSION = b"\x01"
 _NONCE_BYTES = 12
 
-# JOSE algorithm each key is used with (RFC 8037 for OKP keys, RFC 7518 for AES-GCM).
+# JOSE algorithm each new key is used with (RFC 8037 and RFC 9864 for OKP keys, RFC 7518 for AES-GCM). Signing keys
+# made before RFC 9864 are recorded as "EdDSA" and sign as "Ed25519" now (tenants.algorithms).
 _ALG = {
     KeyUse.ENCRYPTION: "ECDH-ES+A256KW",
-    KeyUse.SIGNING: "EdDSA",
+    KeyUse.SIGNING: SIGNATURE_ALG,
     KeyUse.KEY_ENCRYPTION: "A256GCM",
 }
 
@@ -251,7 +253,11 @@ class KeyRing:
     async def public_jwks(self, session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, Any]:
         keys: list[dict[str, Any]] = []
         for use in (KeyUse.ENCRYPTION, KeyUse.SIGNING):
-            keys.extend(k.public_jwk for k in await self.usable_tenant_keys(session, tenant_id, use) if k.public_jwk)
+            keys.extend(
+                published_jwk(k.public_jwk)
+                for k in await self.usable_tenant_keys(session, tenant_id, use)
+                if k.public_jwk
+            )
         return {"keys": keys}
 
     def private_key_bytes(self, key: TenantKey | UsableKey) -> bytes:
@@ -264,7 +270,8 @@ class KeyRing:
         opened = self._opened.get((key.tenant_id, key.kid, key.use))
         if opened is None:
             private = serialization.load_der_private_key(self.private_key_bytes(key), password=None)
-            opened = OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+            params = {"kid": key.kid, "alg": current_name(key.alg)}
+            opened = OKPKey.import_key(private, params)  # type: ignore[arg-type] # joserfc accepts cryptography keys
             self._opened[(key.tenant_id, key.kid, key.use)] = opened
         return opened
 
@@ -334,8 +341,8 @@ class KeyRing:
         key = PlatformKey(
             kid=kid,
             use=use.value,
-            alg="EdDSA",
-            public_jwk=_public_jwk(private, kid=kid, alg="EdDSA", use="sig"),
+            alg=SIGNATURE_ALG,
+            public_jwk=_public_jwk(private, kid=kid, alg=SIGNATURE_ALG, use="sig"),
             wrapped_private=self._master.wrap(
                 _okp_private_bytes(private), context=platform_key_context(kid, use.value)
             ),
@@ -356,7 +363,8 @@ class KeyRing:
     def platform_private_jwk(self, key: PlatformKey) -> OKPKey:
         der = self._master.unwrap(key.wrapped_private, context=platform_key_context(key.kid, key.use))
         private = serialization.load_der_private_key(der, password=None)
-        return OKPKey.import_key(private, {"kid": key.kid, "alg": key.alg})  # type: ignore[arg-type] # joserfc accepts cryptography keys
+        params = {"kid": key.kid, "alg": current_name(key.alg)}
+        return OKPKey.import_key(private, params)  # type: ignore[arg-type] # joserfc accepts cryptography keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,5 +406,5 @@ class PublishedKeys:
         return active[0] if active else None
 
     async def signing_keys(self, session: AsyncSession, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
-        """The tenant's Ed25519 public keys usable for verification now (active and in grace)."""
-        return [k.public_jwk for k in await self._usable(session, tenant_id, KeyUse.SIGNING)]
+        """The tenant's Ed25519 public keys usable for verification now (active and in grace), as published."""
+        return [published_jwk(k.public_jwk) for k in await self._usable(session, tenant_id, KeyUse.SIGNING)]

@@ -165,7 +165,7 @@ async def create_user(
 
 
 def validate_public_jwk(jwk: Any) -> dict[str, Any]:
-    """A client's registered key: public only, Ed25519 (EdDSA) or P-256 (ES256)."""
+    """A client's registered key: public only, Ed25519 (signing as Ed25519 or EdDSA) or P-256 (ES256)."""
     if not isinstance(jwk, dict):
         raise InvalidInput("The JWK must be a JSON object.")
     if "d" in jwk:

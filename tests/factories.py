@@ -64,13 +64,13 @@ async def make_client(runtime: Runtime, tenant: Tenant, *, scopes: list[str] | N
         return ClientKey(client.client_id, tenant.id, key)
 
 
-def client_assertion(client: ClientKey, audience: str, **overrides: Any) -> str:
+def client_assertion(client: ClientKey, audience: str, *, alg: str = "Ed25519", **overrides: Any) -> str:
     now = int(time.time())
     claims = {"iss": client.client_id, "sub": client.client_id, "aud": audience, "iat": now, "exp": now + 120,
               "jti": uuid.uuid4().hex} | overrides  # fmt: skip
     claims = {k: v for k, v in claims.items() if v is not None}
-    header = {"alg": "EdDSA", **({"kid": client.key.kid} if client.key.kid else {})}
-    return jwt.encode(header, claims, client.key, algorithms=["EdDSA"])
+    header = {"alg": alg, **({"kid": client.key.kid} if client.key.kid else {})}
+    return jwt.encode(header, claims, client.key, algorithms=[alg])
 
 
 def token_form(client: ClientKey, assertion: str, scope: str | None = None) -> dict[str, str]:

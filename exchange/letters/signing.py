@@ -15,14 +15,22 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from exchange.transport.envelopes import signing_public_key
+from tenants.algorithms import (
+    DEPRECATED_ACCEPTED_UNTIL,
+    DEPRECATED_SIGNATURE_ALG,
+    SIGNATURE_ALG,
+    VERIFIED_ALGORITHMS,
+    accepted,
+)
 
-LETTER_FORMAT_VERSION: Final = 1
-SIGNATURE_ALG: Final = "EdDSA"  # RFC 8037 §3.1, the tenant's Ed25519 envelope-signing key
+LETTER_FORMAT_VERSION: Final = 2  # the version sign_letter() writes
+# The tenant's Ed25519 envelope-signing key signs; the algorithm's name is all that differs between the versions.
+SIGNATURE_ALG_OF_VERSION: Final = {1: DEPRECATED_SIGNATURE_ALG, 2: SIGNATURE_ALG}
 LETTER_JWS_TYPE: Final = "cb-letter+jws"
 # The JWS Payload is the 32-byte SHA-256 digest of the PDF; it is left out of the serialization (detached).
 HASH_NAME: Final = "sha-256"
 
-_JWS = jws.JWSRegistry(algorithms=[SIGNATURE_ALG], strict_check_header=False)
+_JWS = jws.JWSRegistry(algorithms=VERIFIED_ALGORITHMS, strict_check_header=False)
 _JWS.max_header_length = 2048
 
 
@@ -57,7 +65,7 @@ def pdf_digest(pdf: bytes) -> bytes:
 
 def _protected(binding: LetterBinding, kid: str, issued_at: dt.datetime) -> dict[str, Any]:
     return {
-        "alg": SIGNATURE_ALG,
+        "alg": SIGNATURE_ALG_OF_VERSION[LETTER_FORMAT_VERSION],
         "kid": kid,
         "typ": LETTER_JWS_TYPE,
         "cb.v": LETTER_FORMAT_VERSION,
@@ -81,6 +89,13 @@ def sign_letter(pdf: bytes, binding: LetterBinding, *, signing_key: OKPKey, issu
     return detached
 
 
+def _signed_at(iat: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(iat, dt.UTC) if type(iat) is int else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def verify_letter(
     pdf: bytes | None, signature: str | None, binding: LetterBinding, sender_keys: Sequence[Mapping[str, Any]]
 ) -> LetterCheck:
@@ -97,11 +112,17 @@ def verify_letter(
     except (JoseError, ValueError, UnicodeError):
         return LetterCheck(Verification.INVALID, "the signature cannot be parsed")
     header = signed.protected
-    kid = header.get("kid")
-    if not isinstance(kid, str) or header.get("typ") != LETTER_JWS_TYPE or header.get("alg") != SIGNATURE_ALG:
+    kid, version, signed_at = header.get("kid"), header.get("cb.v"), _signed_at(header.get("cb.iat"))
+    if not isinstance(kid, str) or header.get("typ") != LETTER_JWS_TYPE or signed_at is None:
         return LetterCheck(Verification.INVALID, "the signature header is not a casebridge letter header")
-    if header.get("cb.v") != LETTER_FORMAT_VERSION or header.get("cb.hash") != HASH_NAME:
+    if type(version) is not int or version not in SIGNATURE_ALG_OF_VERSION or header.get("cb.hash") != HASH_NAME:
         return LetterCheck(Verification.INVALID, "unsupported letter format version or hash", kid)
+    if header.get("alg") != SIGNATURE_ALG_OF_VERSION[version]:
+        return LetterCheck(Verification.INVALID, "the signature header is not a casebridge letter header", kid)
+    if not accepted(header["alg"], signed_at=signed_at):
+        until = f"{DEPRECATED_ACCEPTED_UNTIL:%Y-%m-%d}"
+        return LetterCheck(Verification.INVALID, f"letter format version {version} is not accepted for letters signed "
+                           f"from {until} on", kid)  # fmt: skip
     public_key = signing_public_key(sender_keys, kid)
     if public_key is None:
         return LetterCheck(Verification.INVALID, "signed with a key the sender does not publish", kid)

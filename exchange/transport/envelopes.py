@@ -21,8 +21,18 @@ from joserfc._rfc7516.compact import extract_compact as extract_jwe_compact
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
-ENVELOPE_VERSION = 1
-SIGNATURE_ALG = "EdDSA"  # RFC 8037 §3.1, Ed25519 keys
+from tenants.algorithms import (
+    DEPRECATED_ACCEPTED_UNTIL,
+    DEPRECATED_SIGNATURE_ALG,
+    SIGNATURE_ALG,
+    VERIFIED_ALGORITHMS,
+    accepted,
+    verification_key,
+)
+
+ENVELOPE_VERSION = 2  # the version seal() writes
+# The signature algorithm's name is all that differs between the versions a node reads (docs/envelope.md).
+SIGNATURE_ALG_OF_VERSION = {1: DEPRECATED_SIGNATURE_ALG, 2: SIGNATURE_ALG}
 KEY_MANAGEMENT_ALG = "ECDH-ES+A256KW"  # RFC 7518 §4.6, X25519 keys (RFC 8037 §3.2)
 CONTENT_ENCRYPTION_ALG = "A256GCM"  # RFC 7518 §5.3
 JWS_TYPE = "cb-envelope+jws"
@@ -32,7 +42,7 @@ JWE_TYPE = "cb-envelope+jwe"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_BYTES = 8 * 1024 * 1024
 
-_JWS = jws.JWSRegistry(algorithms=[SIGNATURE_ALG], strict_check_header=False)
+_JWS = jws.JWSRegistry(algorithms=VERIFIED_ALGORITHMS, strict_check_header=False)
 _JWE = jwe.JWERegistry(algorithms=[KEY_MANAGEMENT_ALG, CONTENT_ENCRYPTION_ALG], strict_check_header=False)
 # joserfc's default limits (512-byte JWS header, 64 KiB ciphertext) are tighter than the format allows.
 _JWS.max_header_length = _JWE.max_protected_header_length = 2048
@@ -130,12 +140,8 @@ def seal(header: EnvelopeHeader, body: Mapping[str, Any] | bytes, *, signing_key
     if len(payload) > MAX_BODY_BYTES:
         raise ValueError(f"an envelope body is limited to {MAX_BODY_BYTES} bytes; attach fewer or smaller documents")
     routing = _routing_members(header)
-    signed = jws.serialize_compact(
-        {"alg": SIGNATURE_ALG, "kid": signing_key.kid, "typ": JWS_TYPE, "cty": "json", **routing},
-        payload,
-        signing_key,
-        registry=_JWS,
-    )
+    inner = {"alg": SIGNATURE_ALG_OF_VERSION[header.version], "kid": signing_key.kid, "typ": JWS_TYPE, "cty": "json"}
+    signed = jws.serialize_compact({**inner, **routing}, payload, signing_key, registry=_JWS)
     protected = {
         "alg": KEY_MANAGEMENT_ALG,
         "enc": CONTENT_ENCRYPTION_ALG,
@@ -152,7 +158,7 @@ def _json_object(body: Mapping[str, Any]) -> bytes:
 
 
 def _is_envelope_header(protected: Any, **expected: str) -> bool:
-    """A JSON object with a string kid and the fixed members a version 1 layer must have."""
+    """A JSON object with a string kid and the fixed members an envelope layer must have."""
     if not isinstance(protected, dict) or not isinstance(protected.get("kid"), str):
         return False
     return all(protected.get(member) == value for member, value in expected.items())
@@ -188,7 +194,7 @@ def _read_routing(protected: Mapping[str, Any]) -> EnvelopeHeader | tuple[Reject
     version, iat = protected.get("cb.v"), protected.get("cb.iat")
     if type(version) is not int:  # bool is an int subclass; JSON true is not a version
         return RejectReason.MALFORMED, "cb.v is missing or not an integer"
-    if version != ENVELOPE_VERSION:
+    if version not in SIGNATURE_ALG_OF_VERSION:
         return RejectReason.UNSUPPORTED_VERSION, f"envelope version {version} is not supported"
     try:
         if type(iat) is not int:
@@ -197,6 +203,12 @@ def _read_routing(protected: Mapping[str, Any]) -> EnvelopeHeader | tuple[Reject
         ids = [_canonical_uuid(protected.get(m)) for m in ("cb.eid", "cb.from", "cb.to")]
     except (ValueError, OverflowError, OSError):
         return RejectReason.MALFORMED, "a routing member is missing or invalid"
+    if not accepted(SIGNATURE_ALG_OF_VERSION[version], signed_at=created_at):
+        until = f"{DEPRECATED_ACCEPTED_UNTIL:%Y-%m-%d}"
+        return (
+            RejectReason.UNSUPPORTED_VERSION,
+            f"envelope version {version} is not accepted for envelopes made from {until} on",
+        )
     if not isinstance(kind := protected.get("cb.type"), str):
         return RejectReason.MALFORMED, "cb.type is missing or not a string"
     try:
@@ -221,7 +233,7 @@ def signing_public_key(jwks: Sequence[Mapping[str, Any]], kid: str) -> OKPKey | 
             if cached is not None:
                 return cached
             try:
-                key = OKPKey.import_key(dict(jwk))
+                key = verification_key(jwk)
             except (JoseError, ValueError):
                 return None
             if len(_IMPORTED) < 10_000:  # a few keys per tenant; the bound only keeps a flood of kids from growing it
@@ -277,7 +289,7 @@ def open_envelope(
     except (JoseError, ValueError):
         return reject(RejectReason.MALFORMED, "the decrypted content is not a JWS")
     inner = signed.protected
-    if not _is_envelope_header(inner, alg=SIGNATURE_ALG, typ=JWS_TYPE):
+    if not _is_envelope_header(inner, alg=SIGNATURE_ALG_OF_VERSION[header.version], typ=JWS_TYPE):
         return reject(RejectReason.MALFORMED, "the decrypted content is not an envelope JWS")
     public_key = signing_public_key(sender_keys(header.sender), inner["kid"])
     if public_key is None:

@@ -26,13 +26,14 @@ from audit.events import Action, Actor, Outcome
 from audit.services import AuditLog, RequestContext
 from gateway.auth.tokens import access_token_claims, sign_access_token
 from gateway.settings import ServerSettings, TokenSettings
+from tenants.algorithms import CLIENT_ASSERTION_ALGORITHMS
 from tenants.clock import Clock
 from tenants.keys import KeyRing
 from tenants.models import ApiClient, PlatformKeyUse, Scope, Tenant, UsedAssertion
 from tenants.persistence import platform_session
 
 AUTH_METHOD = "private_key_jwt"
-ASSERTION_ALGORITHMS = ["EdDSA", "ES256"]
+ASSERTION_ALGORITHMS = list(CLIENT_ASSERTION_ALGORITHMS)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
-"""EdDSA-signed JWT access tokens (RFC 9068 profile): issued by the token endpoint, checked on every API call."""
+"""Ed25519-signed JWT access tokens (RFC 9068 profile): issued by the token endpoint, checked on every API call."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,8 +13,10 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
+from tenants.algorithms import SIGNATURE_ALG, VERIFIED_ALGORITHMS, accepted, verification_key
+
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secret
-TOKEN_ALGORITHMS = ["EdDSA"]
+TOKEN_ALGORITHMS = [SIGNATURE_ALG]  # what tokens are signed with (the server metadata lists it)
 # A verifier that meets an unknown `kid` reloads keys at most this often (a rotation in another process).
 _RELOAD_INTERVAL_S = 10.0
 
@@ -63,7 +66,7 @@ def access_token_claims(
 
 def sign_access_token(claims: dict[str, Any], key: OKPKey) -> str:
     return jwt.encode(
-        {"alg": "EdDSA", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=TOKEN_ALGORITHMS
+        {"alg": SIGNATURE_ALG, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=TOKEN_ALGORITHMS
     )
 
 
@@ -82,7 +85,7 @@ class AccessTokenVerifier:
 
     async def refresh(self) -> None:
         jwks = await self._load_keys()
-        self._keys = KeySet.import_key_set({"keys": jwks})
+        self._keys = KeySet([verification_key(jwk) for jwk in jwks])
         self._kids = {str(k["kid"]) for k in jwks}
         self._loaded_at = time.monotonic()
 
@@ -91,7 +94,7 @@ class AccessTokenVerifier:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError) as exc:
             raise InvalidAccessToken("The access token is malformed.") from exc
-        if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") not in TOKEN_ALGORITHMS:
+        if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") not in VERIFIED_ALGORITHMS:
             raise InvalidAccessToken("The bearer token is not a casebridge access token.")
         kid = header.get("kid")
         if kid not in self._kids and time.monotonic() - self._loaded_at > _RELOAD_INTERVAL_S:
@@ -99,10 +102,13 @@ class AccessTokenVerifier:
         if kid not in self._kids:
             raise InvalidAccessToken("The access token was signed by an unknown or retired key.")
         try:
-            decoded = jwt.decode(token, self._keys, algorithms=TOKEN_ALGORITHMS)
+            decoded = jwt.decode(token, self._keys, algorithms=VERIFIED_ALGORITHMS)
         except JoseError as exc:
             raise InvalidAccessToken("The access token's signature is not valid.") from exc
         claims = decoded.claims
+        # Tokens of earlier releases name the algorithm "EdDSA": accepted only when issued within the period.
+        if not accepted(header["alg"], signed_at=_issued_at(claims.get("iat"))):
+            raise InvalidAccessToken("The access token is signed under an algorithm name no longer accepted.")
         registry = jwt.JWTClaimsRegistry(
             leeway=self._leeway,
             iss={"essential": True, "value": self._issuer},
@@ -126,6 +132,17 @@ class AccessTokenVerifier:
             )
         except (KeyError, ValueError) as exc:
             raise InvalidAccessToken("The access token lacks casebridge claims.") from exc
+
+
+def _issued_at(iat: Any) -> dt.datetime:
+    """When a token says it was issued; a missing or impossible `iat` counts as after every deprecation period."""
+    try:
+        return dt.datetime.fromtimestamp(iat, dt.UTC) if type(iat) is int else _NEVER
+    except (ValueError, OverflowError, OSError):
+        return _NEVER
+
+
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 _CLAIM_PROBLEMS = {

@@ -15,6 +15,7 @@ from gateway.auth.tokens import TOKEN_ALGORITHMS
 from gateway.problems import ALL_PROBLEMS
 from gateway.runtime import Runtime
 from gateway.urls import tenant_jwks_url as tenant_jwks_url  # re-exported: the directory and case pages use it
+from tenants.algorithms import published_jwk
 from tenants.models import PlatformKeyUse, Scope
 from tenants.persistence import platform_session
 from tenants.services import tenant_exists
@@ -41,7 +42,7 @@ async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with platform_session(runtime.sessions) as session:
         keys = await runtime.keyring.usable_platform_keys(session, PlatformKeyUse.ACCESS_TOKEN)
-    return {"keys": [k.public_jwk for k in keys]}
+    return {"keys": [published_jwk(k.public_jwk) for k in keys]}
 
 
 @get("/.well-known/tenants/{tenant_id:uuid}/jwks.json", opt={PUBLIC: True}, tags=["directory"],

@@ -15,18 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from joserfc import jws
+from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
-from exchange.letters.signing import LetterBinding, sign_letter
+from exchange.letters.signing import LetterBinding, pdf_digest, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
 from exchange.models import Document, Letter, LetterSequence, Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.runtime import Runtime
 from gateway.workers import WorkerName
+from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
@@ -40,7 +43,8 @@ from tests.integration.test_referral_loop import (
 )
 from tests.pdf import pdf_text, pdfa_conformance
 
-pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+# Letter format version 1 names its signature "EdDSA" (deprecated by RFC 9864); the tests of it read it on purpose.
+reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
 NUMBER = re.compile(r"^СЕМ-\d{4}/(\d{4})$")
 
@@ -189,6 +193,19 @@ async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: Enve
     runtime.wake_relay()
 
 
+def _signed_as_version_1(pdf: bytes, binding: LetterBinding, key: OKPKey, issued_at: dt.datetime) -> str:
+    """The detached signature the release before letter format version 2 wrote: cb.v 1, "EdDSA"."""
+    header = {
+        "alg": "EdDSA", "kid": key.kid, "typ": "cb-letter+jws", "cb.v": 1, "cb.hash": "sha-256",
+        "cb.reg": binding.registration_number, "cb.rid": str(binding.referral_id), "cb.from": str(binding.sender),
+        "cb.to": str(binding.recipient), "cb.iat": int(issued_at.timestamp()),
+    }  # fmt: skip
+    either_name = OKPKey.import_key({k: v for k, v in key.as_dict(private=True).items() if k != "alg"})
+    registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)
+    return str(jws.detach_content(jws.serialize_compact(header, pdf_digest(pdf), either_name, registry=registry)))
+
+
+@reads_version_1
 async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
 ) -> None:
@@ -207,12 +224,17 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
         signing = (await deps.keyring.usable_tenant_keys(session, centre.id, KeyUse.SIGNING))[0]
 
     forged: dict[str, str] = {}
-    for label in ("untouched", "tampered", "unsigned", "garbled", "not-an-object", "renumbered"):
+    labels = ("untouched", "tampered", "unsigned", "garbled", "not-an-object", "renumbered", "v1", "v1-late")
+    for label in labels:
         referral_id = uuid.uuid4()
         number = f"{sent_letter['registration_number']}-{label}"
         signed_number = f"{number}-other" if label == "renumbered" else number
         binding = LetterBinding(signed_number, referral_id, centre.id, opeka.id)
-        signature = sign_letter(pdf, binding, signing_key=deps.keyring.private_jwk(signing), issued_at=deps.clock.now())
+        key = deps.keyring.private_jwk(signing)
+        signature = sign_letter(pdf, binding, signing_key=key, issued_at=deps.clock.now())
+        if label.startswith("v1"):  # from a node of the release before letter format version 2
+            signed_at = DEPRECATED_ACCEPTED_UNTIL if label == "v1-late" else deps.clock.now()
+            signature = _signed_as_version_1(pdf, binding, key, signed_at)
         content = bytearray(pdf)
         if label == "tampered":
             content[len(content) // 2] ^= 0x01
@@ -240,6 +262,9 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
     assert (await _ready(opeka, forged["not-an-object"]))["letter"]["signature"] == "invalid"
     # Validly signed, but not the number its referral announced.
     assert (await _ready(opeka, forged["renumbered"]))["letter"]["signature"] == "invalid"
+    # Format version 1 ("EdDSA"): valid when signed within its period, invalid when signed after it.
+    assert (await _ready(opeka, forged["v1"]))["letter"]["signature"] == "valid"
+    assert (await _ready(opeka, forged["v1-late"]))["letter"]["signature"] == "invalid"
     garbled = await opeka.get(f"/api/v1/referrals/{forged['garbled']}/letter.pdf")
     assert garbled.status_code == 404
     assert "unreadable" in garbled.json()["detail"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 
@@ -13,8 +15,9 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey
 from litestar import Litestar
 
-from gateway.auth.tokens import access_token_claims, sign_access_token
+from gateway.auth.tokens import ACCESS_TOKEN_TYPE, access_token_claims, sign_access_token
 from gateway.runtime import Runtime
+from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.models import PlatformKeyUse, Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.services import set_tenant_status
@@ -22,6 +25,8 @@ from tests.conftest import BASE_URL
 from tests.factories import ClientKey, access_token, client_assertion, make_client, make_tenant, token_form
 
 TOKEN_ENDPOINT = f"{BASE_URL}/oauth/token"
+# RFC 9864 deprecates "EdDSA" for "Ed25519"; the tests that check the old name is still read use it on purpose.
+reads_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
 
 async def test_authlib_client_obtains_token_and_calls_api(
@@ -33,7 +38,7 @@ async def test_authlib_client_obtains_token_and_calls_api(
     async with AsyncOAuth2Client(
         client_id=client.client_id,
         client_secret=client.key,
-        token_endpoint_auth_method=PrivateKeyJWT(TOKEN_ENDPOINT, alg="EdDSA"),
+        token_endpoint_auth_method=PrivateKeyJWT(TOKEN_ENDPOINT, alg="Ed25519"),
         transport=transport,
         base_url=BASE_URL,
     ) as oauth:
@@ -45,8 +50,10 @@ async def test_authlib_client_obtains_token_and_calls_api(
     assert listing.status_code == 200, listing.text
     assert [item["slug"] for item in listing.json()["items"]] == ["semya"]
 
-    claims = jwt.decode(token["access_token"], OKPKey.import_key(
-        (await api.get("/.well-known/jwks.json")).json()["keys"][0]), algorithms=["EdDSA"]).claims  # fmt: skip
+    decoded = jwt.decode(token["access_token"], OKPKey.import_key(
+        (await api.get("/.well-known/jwks.json")).json()["keys"][0]), algorithms=["Ed25519"])  # fmt: skip
+    assert decoded.header["alg"] == "Ed25519"
+    claims = decoded.claims
     assert claims["tenant_id"] == str(tenant.id)
     assert claims["client_id"] == client.client_id
     assert claims["role"] == Role.SPECIALIST
@@ -71,6 +78,74 @@ async def test_es256_client_key_is_accepted(api: httpx.AsyncClient, runtime: Run
     )  # fmt: skip
     response = await api.post("/oauth/token", data=token_form(ClientKey(record.client_id, tenant.id, key), assertion))  # type: ignore[arg-type]
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", pytest.param("EdDSA", marks=reads_eddsa)])
+async def test_an_ed25519_client_assertion_may_name_its_algorithm_either_way(
+    api: httpx.AsyncClient, runtime: Runtime, alg: str
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read"])
+    response = await api.post(
+        "/oauth/token", data=token_form(client, client_assertion(client, TOKEN_ENDPOINT, alg=alg))
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    assert json.loads(_b64decode(token.split(".")[0]))["alg"] == "Ed25519"  # what the gateway signs with
+    call = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
+    assert call.status_code == 200, call.text
+
+
+@reads_eddsa
+async def test_a_client_key_registered_for_one_name_is_held_to_it(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    """RFC 7517 §4.4: a registered JWK that names its `alg` is meant for that algorithm only."""
+    tenant = await make_tenant(runtime)
+    key = OKPKey.generate_key("Ed25519", {"kid": "named", "alg": "EdDSA"})
+    from tenants import services
+
+    async with platform_session(runtime.sessions) as session, session.begin():
+        record = await services.create_client(
+            session,
+            tenant=tenant,
+            name="older system",
+            public_jwk=key.as_dict(private=False),
+            scopes=["directory:read"],
+        )
+    client = ClientKey(record.client_id, tenant.id, key)
+    named = await api.post(
+        "/oauth/token", data=token_form(client, client_assertion(client, TOKEN_ENDPOINT, alg="EdDSA"))
+    )
+    assert named.status_code == 200, named.text
+    unbound = ClientKey(record.client_id, tenant.id, OKPKey.import_key({**key.as_dict(private=True), "alg": "Ed25519"}))
+    other = await api.post("/oauth/token", data=token_form(client, client_assertion(unbound, TOKEN_ENDPOINT)))
+    assert other.status_code == 401
+    assert other.json()["error"] == "invalid_client"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _forged(header: dict[str, object], claims: dict[str, object], signature: bytes = bytes(64)) -> str:
+    """A compact JWS with any header at all: refused on its `alg` before any key is used."""
+    return ".".join([_b64(json.dumps(header).encode()), _b64(json.dumps(claims).encode()), _b64(signature)])
+
+
+@pytest.mark.parametrize("alg", ["HS256", "none", "Ed448", "ES256", "RS256"])
+async def test_a_client_assertion_under_another_algorithm_is_refused(
+    api: httpx.AsyncClient, runtime: Runtime, alg: str
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime))
+    now = int(time.time())
+    claims = {"iss": client.client_id, "sub": client.client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
+              "jti": uuid.uuid4().hex}  # fmt: skip
+    assertion = _forged({"alg": alg, "kid": client.key.kid}, claims, b"" if alg == "none" else bytes(64))
+    response = await api.post("/oauth/token", data=token_form(client, assertion))
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
 
 
 async def test_token_carries_only_registered_and_requested_scopes(api: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -214,6 +289,62 @@ async def test_api_refuses_tokens_with_bad_claims(
     response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401, response.text
     assert detail in response.json()["detail"]
+
+
+async def _gateway_key(runtime: Runtime, *, as_recorded_before: bool = False) -> OKPKey:
+    async with platform_session(runtime.sessions) as session:
+        key = runtime.keyring.platform_private_jwk(
+            await runtime.keyring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
+        )
+    # An earlier release signed with this key under the name "EdDSA".
+    return OKPKey.import_key({**key.as_dict(private=True), "alg": "EdDSA"}) if as_recorded_before else key
+
+
+def _eddsa_token(claims: dict[str, object], key: OKPKey) -> str:
+    return jwt.encode({"alg": "EdDSA", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims, key, algorithms=["EdDSA"])
+
+
+@reads_eddsa
+async def test_an_access_token_of_an_earlier_release_works_until_it_expires(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read"])
+    key = await _gateway_key(runtime, as_recorded_before=True)
+    # Issued within the period; DEPRECATED_ACCEPTED_UNTIL caps iat so this stays true after the period ends.
+    issued = min(int(time.time()), int(DEPRECATED_ACCEPTED_UNTIL.timestamp()) - 1)
+    claims = {**_claims(client.tenant_id, uuid.UUID(client.client_id)), "iat": issued, "nbf": issued}
+    response = await api.get(
+        "/api/v1/directory/tenants", headers={"Authorization": f"Bearer {_eddsa_token(claims, key)}"}
+    )
+    assert response.status_code == 200, response.text
+
+
+@reads_eddsa
+async def test_an_eddsa_access_token_issued_after_the_period_is_refused(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read"])
+    key = await _gateway_key(runtime, as_recorded_before=True)
+    issued = max(int(time.time()), int(DEPRECATED_ACCEPTED_UNTIL.timestamp()))
+    claims = {**_claims(client.tenant_id, uuid.UUID(client.client_id)), "iat": issued, "nbf": issued}
+    response = await api.get(
+        "/api/v1/directory/tenants", headers={"Authorization": f"Bearer {_eddsa_token(claims, key)}"}
+    )
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The access token is signed under an algorithm name no longer accepted."
+
+
+@pytest.mark.parametrize("alg", ["HS256", "none", "Ed448", "ES256"])
+async def test_an_access_token_under_another_algorithm_is_refused(
+    api: httpx.AsyncClient, runtime: Runtime, alg: str
+) -> None:
+    client = await make_client(runtime, await make_tenant(runtime), scopes=["directory:read"])
+    key = await _gateway_key(runtime)
+    claims = _claims(client.tenant_id, uuid.UUID(client.client_id))
+    token = _forged({"alg": alg, "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}, claims)
+    response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["type"] == "/problems/invalid-token"
 
 
 async def test_scopes_and_roles_are_enforced(api: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -239,7 +239,7 @@ async def bearer(http: httpx.AsyncClient, agency: Agency) -> dict[str, str]:
     now, endpoint = int(time.time()), f"{http.base_url}".rstrip("/") + "/oauth/token"
     claims = {"iss": agency.client_id, "sub": agency.client_id, "aud": endpoint, "iat": now, "exp": now + 120,
               "jti": uuid.uuid4().hex}  # fmt: skip
-    assertion = jwt.encode({"alg": "EdDSA", "kid": agency.key.kid}, claims, agency.key, algorithms=["EdDSA"])
+    assertion = jwt.encode({"alg": "Ed25519", "kid": agency.key.kid}, claims, agency.key, algorithms=["Ed25519"])
     form = {"grant_type": "client_credentials", "client_id": agency.client_id, "client_assertion": assertion,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}  # fmt: skip
     token = expect(await http.post("/oauth/token", data=form), 200, "access token")["access_token"]

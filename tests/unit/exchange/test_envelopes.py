@@ -1,4 +1,5 @@
-"""Envelopes: round trip, every rejection reason, key rotation, no personal data in clear, the documented vector."""
+"""Envelopes: round trip, every rejection reason, key rotation, no personal data in clear, the documented vectors,
+and version 1 (the deprecated "EdDSA" name) read until its period ends."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc import jwe, jws
 from joserfc.jwk import OKPKey
+from jwcrypto import jwe as jwcrypto_jwe
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
 
 from exchange.transport.envelopes import (
     ENVELOPE_VERSION,
     MAX_BODY_BYTES,
+    SIGNATURE_ALG_OF_VERSION,
     EnvelopeHeader,
     EnvelopeType,
     OpenedEnvelope,
@@ -30,22 +35,23 @@ from exchange.transport.envelopes import (
     peek_header,
     seal,
 )
+from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 
-# RFC 9864 deprecates the "EdDSA" identifier; format version 1 uses it on purpose (see docs/envelope.md).
-pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+# Version 1 names its signatures "EdDSA", which RFC 9864 deprecates; the tests of version 1 read it on purpose.
+reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "envelope.md"
 NOW = dt.datetime(2025, 6, 2, 10, 30, tzinfo=dt.UTC)
 NAME, BIRTH_DATE = "Иванова Мария", "2015-04-12"
 BODY = {"referral_id": "r-1", "subjects": [{"ref": "child 1", "full_name": NAME, "birth_date": BIRTH_DATE}]}
 # joserfc's default registries reject the cb.* members and these algorithms; a peer's library needs the same opt-in.
-JWS_REGISTRY = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)
+JWS_REGISTRY = jws.JWSRegistry(algorithms=["Ed25519", "EdDSA"], strict_check_header=False)
 JWE_REGISTRY = jwe.JWERegistry(algorithms=["ECDH-ES+A256KW", "A256GCM"], strict_check_header=False)
 
 
-def signing_key() -> OKPKey:
+def signing_key(alg: str = "Ed25519") -> OKPKey:
     # Shaped as tenants.keys.KeyRing.private_jwk returns keys: imported from cryptography, with kid and alg.
-    return OKPKey.import_key(Ed25519PrivateKey.generate(), {"kid": f"signing-{uuid.uuid4().hex[:20]}", "alg": "EdDSA"})
+    return OKPKey.import_key(Ed25519PrivateKey.generate(), {"kid": f"signing-{uuid.uuid4().hex[:20]}", "alg": alg})
 
 
 def encryption_key() -> OKPKey:
@@ -108,13 +114,21 @@ def routing(h: EnvelopeHeader) -> dict[str, Any]:
 
 
 def craft(
-    members: Mapping[str, Any], *, signer: OKPKey, to: OKPKey, outer_members: Mapping[str, Any] | None = None
+    members: Mapping[str, Any],
+    *,
+    signer: OKPKey,
+    to: OKPKey,
+    outer_members: Mapping[str, Any] | None = None,
+    alg: str | None = None,
 ) -> str:
-    """A token built with joserfc directly, for headers that seal() refuses to write."""
+    """A token built with joserfc directly, for headers that seal() refuses to write: a version 1 envelope, for one.
+    The signature's algorithm name is the one its `cb.v` calls for unless `alg` says otherwise."""
+    alg = alg or SIGNATURE_ALG_OF_VERSION[members["cb.v"]]
+    unbound = OKPKey.import_key({k: v for k, v in signer.as_dict(private=True).items() if k != "alg"})  # signs either
     signed = jws.serialize_compact(
-        {"alg": "EdDSA", "kid": signer.kid, "typ": "cb-envelope+jws", "cty": "json", **members},
+        {"alg": alg, "kid": signer.kid, "typ": "cb-envelope+jws", "cty": "json", **members},
         json.dumps(BODY, ensure_ascii=False).encode(),
-        signer,
+        unbound,
         registry=JWS_REGISTRY,
     )
     return encrypt(signed, to, outer_members if outer_members is not None else members)
@@ -193,8 +207,9 @@ def test_seal_writes_a_five_part_compact_jwe_with_the_documented_headers(alice: 
         **routing(h),
     }
     signed = jws.extract_compact(inner_jws(token, bob.enc[0]).encode())
-    inner = {"alg": "EdDSA", "kid": alice.sig[0].kid, "typ": "cb-envelope+jws", "cty": "json", **routing(h)}
+    inner = {"alg": "Ed25519", "kid": alice.sig[0].kid, "typ": "cb-envelope+jws", "cty": "json", **routing(h)}
     assert signed.protected == inner
+    assert signed.protected["cb.v"] == 2
     assert signed.payload == json.dumps(BODY, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -338,9 +353,9 @@ def _unknown_type(w: World) -> tuple[str, Tenant]:
     return craft(members, signer=w.alice.sig[0], to=w.bob.enc_public), w.bob
 
 
-def _version_2(w: World) -> tuple[str, Tenant]:
-    members = {**routing(header(w.alice, w.bob)), "cb.v": 2}
-    return craft(members, signer=w.alice.sig[0], to=w.bob.enc_public), w.bob
+def _version_3(w: World) -> tuple[str, Tenant]:
+    members = {**routing(header(w.alice, w.bob)), "cb.v": 3}
+    return craft(members, signer=w.alice.sig[0], to=w.bob.enc_public, alg="Ed25519"), w.bob
 
 
 def _not_a_jws_inside(w: World) -> tuple[str, Tenant]:
@@ -350,7 +365,7 @@ def _not_a_jws_inside(w: World) -> tuple[str, Tenant]:
 def _body_not_an_object(w: World) -> tuple[str, Tenant]:
     members = routing(header(w.alice, w.bob))
     signed = jws.serialize_compact(
-        {"alg": "EdDSA", "kid": w.alice.sig[0].kid, "typ": "cb-envelope+jws", "cty": "json", **members},
+        {"alg": "Ed25519", "kid": w.alice.sig[0].kid, "typ": "cb-envelope+jws", "cty": "json", **members},
         b'["not", "an", "object"]',
         w.alice.sig[0],
         registry=JWS_REGISTRY,
@@ -370,7 +385,7 @@ REJECTIONS: list[tuple[Callable[[World], tuple[str, Tenant]], RejectReason, bool
     (_stale, RejectReason.STALE, True),
     (_from_the_future, RejectReason.FROM_THE_FUTURE, True),
     (_unknown_type, RejectReason.UNKNOWN_TYPE, False),
-    (_version_2, RejectReason.UNSUPPORTED_VERSION, False),
+    (_version_3, RejectReason.UNSUPPORTED_VERSION, False),
     (_not_a_jws_inside, RejectReason.MALFORMED, True),
     (_body_not_an_object, RejectReason.MALFORMED, True),
 ]
@@ -435,8 +450,10 @@ def test_rotated_keys_open_during_the_grace_period_only(alice: Tenant, bob: Tena
 
 
 def test_seal_refuses_programming_errors(alice: Tenant, bob: Tenant) -> None:
-    with pytest.raises(ValueError, match="version"):
-        seal(header(alice, bob, version=2), BODY, signing_key=alice.sig[0], recipient_key=bob.enc_public)
+    for older_or_unknown in (1, 3):  # version 1 is read during its period, never written
+        with pytest.raises(ValueError, match="version"):
+            seal(header(alice, bob, version=older_or_unknown), BODY, signing_key=alice.sig[0],
+                 recipient_key=bob.enc_public)  # fmt: skip
     with pytest.raises(ValueError, match="signing_key"):
         seal(header(alice, bob), BODY, signing_key=bob.enc[0], recipient_key=bob.enc_public)
     with pytest.raises(ValueError, match="recipient_key"):
@@ -462,16 +479,104 @@ def test_open_requires_an_aware_now(alice: Tenant, bob: Tenant, directory: Direc
         )
 
 
-# -- the test vector in docs/envelope.md ----------------------------------------------------------------
+# -- version 1 and the algorithm names (RFC 9864) ------------------------------------------------------------
 
 
-def documented_blocks() -> dict[str, str]:
-    """Fenced blocks of docs/envelope.md by their name: ```json body ... ``` becomes {"body": "..."}."""
-    return {m[1]: m[2] for m in re.finditer(r"^```\w+ ([\w-]+)\n(.*?)\n```$", DOC.read_text("utf-8"), re.M | re.S)}
+def version_1(h: EnvelopeHeader) -> dict[str, Any]:
+    return {**routing(h), "cb.v": 1}
 
 
-def test_the_documented_test_vector_opens_to_the_documented_values() -> None:
-    blocks = documented_blocks()
+@reads_version_1
+def test_a_version_1_envelope_opens_when_made_within_the_period(bob: Tenant) -> None:
+    # A sender of the release before version 2: its key recorded as "EdDSA" and published so.
+    earlier = Tenant(sig=[signing_key("EdDSA")])
+    directory = Directory(earlier, bob)
+    h = header(earlier, bob)
+    opened = open_as(bob, craft(version_1(h), signer=earlier.sig[0], to=bob.enc_public), directory)
+    assert isinstance(opened, OpenedEnvelope)
+    assert (opened.header.version, opened.body) == (1, BODY)
+    # Published as this release publishes a key of that age (no "alg"), it verifies the same.
+    with_no_alg = [{k: v for k, v in jwk.items() if k != "alg"} for jwk in directory(earlier.id)]
+    assert isinstance(open_as(bob, craft(version_1(h), signer=earlier.sig[0], to=bob.enc_public),
+                              lambda _: with_no_alg), OpenedEnvelope)  # fmt: skip
+
+
+@reads_version_1
+def test_version_1_is_refused_for_envelopes_made_from_the_end_of_the_period_on(
+    alice: Tenant, bob: Tenant, directory: Directory
+) -> None:
+    last = DEPRECATED_ACCEPTED_UNTIL - dt.timedelta(seconds=1)
+    for created_at, opens in [(last, True), (DEPRECATED_ACCEPTED_UNTIL, False)]:
+        token = craft(version_1(header(alice, bob, created_at=created_at)), signer=alice.sig[0], to=bob.enc_public)
+        result = open_envelope(token, recipient=bob.id, decryption_keys=bob.enc, sender_keys=directory,
+                               now=created_at + dt.timedelta(minutes=1))  # fmt: skip
+        assert isinstance(result, OpenedEnvelope) is opens
+        assert (peek_header(token) is not None) is opens
+    assert isinstance(result, RejectedEnvelope)
+    assert (result.reason, result.header) == (RejectReason.UNSUPPORTED_VERSION, None)
+    assert "2028-01-01" in result.detail
+    # Version 2 has no end.
+    h = header(alice, bob, created_at=DEPRECATED_ACCEPTED_UNTIL)
+    token = seal(h, BODY, signing_key=alice.sig[0], recipient_key=bob.enc_public)
+    opened = open_envelope(token, recipient=bob.id, decryption_keys=bob.enc, sender_keys=directory,
+                           now=DEPRECATED_ACCEPTED_UNTIL + dt.timedelta(minutes=1))  # fmt: skip
+    assert isinstance(opened, OpenedEnvelope)
+
+
+def forged_jws(protected: Mapping[str, Any]) -> str:
+    """A JWS with any header at all and a signature of zeros: the header is refused before any key is used."""
+    encode = lambda data: base64.urlsafe_b64encode(data).decode().rstrip("=")  # noqa: E731
+    return ".".join([encode(json.dumps(protected).encode()), encode(json.dumps(BODY).encode()), encode(bytes(64))])
+
+
+@reads_version_1
+@pytest.mark.parametrize(
+    ("version", "alg"),
+    [(2, "EdDSA"), (1, "Ed25519"), (2, "Ed448"), (2, "ES256"), (2, "HS256"), (2, "none"), (1, "none"), (2, None)],
+)
+def test_a_signature_named_other_than_its_version_says_is_refused(
+    version: int, alg: str | None, alice: Tenant, bob: Tenant, directory: Directory
+) -> None:
+    members = {**routing(header(alice, bob)), "cb.v": version}
+    inner = {"kid": alice.sig[0].kid, "typ": "cb-envelope+jws", "cty": "json", **members}
+    if alg in {"EdDSA", "Ed25519"}:
+        token = craft(members, signer=alice.sig[0], to=bob.enc_public, alg=alg)  # a valid signature, wrong name
+    else:
+        token = encrypt(forged_jws({**inner, **({"alg": alg} if alg else {})}), bob.enc_public, members)
+    result = open_as(bob, token, directory)
+    assert isinstance(result, RejectedEnvelope)
+    assert result.reason == RejectReason.MALFORMED
+
+
+def test_a_key_made_before_version_2_signs_version_2(bob: Tenant) -> None:
+    """Such a key is recorded as "EdDSA"; the key ring hands it out as "Ed25519", and partners that still hold its
+    JWK as published then ("alg": "EdDSA") open its version 2 envelopes as well as those holding it as now."""
+    recorded = signing_key("EdDSA")
+    as_the_key_ring_gives_it = OKPKey.import_key(recorded.as_dict(private=True) | {"alg": "Ed25519"})
+    earlier = Tenant(sig=[recorded])
+    token = seal(header(earlier, bob), BODY, signing_key=as_the_key_ring_gives_it, recipient_key=bob.enc_public)
+    then = public_jwk(recorded, "sig")
+    for published in ([then], [{k: v for k, v in then.items() if k != "alg"}]):
+        opened = open_as(bob, token, lambda _, keys=published: keys)  # type: ignore[misc]
+        assert isinstance(opened, OpenedEnvelope)
+        assert opened.header.version == 2
+
+
+# -- the test vectors in docs/envelope.md ---------------------------------------------------------------
+
+
+def documented_blocks(version: str) -> dict[str, str]:
+    """Fenced blocks of docs/envelope.md for one version: ```json v2-body ... ``` becomes {"body": "..."}."""
+    blocks = re.finditer(r"^```\w+ ([\w-]+)\n(.*?)\n```$", DOC.read_text("utf-8"), re.M | re.S)
+    return {m[1].removeprefix(f"{version}-"): m[2] for m in blocks if m[1].startswith(f"{version}-")}
+
+
+VERSIONS = [pytest.param("v2", id="version 2"), pytest.param("v1", id="version 1", marks=reads_version_1)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_documented_test_vector_opens_to_the_documented_values(version: str) -> None:
+    blocks = documented_blocks(version)
     sender_private = json.loads(blocks["sender-signing-key"])
     recipient_key = OKPKey.import_key(json.loads(blocks["recipient-encryption-key"]))
     members = json.loads(blocks["header"])
@@ -492,6 +597,7 @@ def test_the_documented_test_vector_opens_to_the_documented_values() -> None:
     assert isinstance(opened, OpenedEnvelope)
     assert opened.body == body
     assert routing(opened.header) == members
+    assert f"v{opened.header.version}" == version
     assert opened.signing_kid == sender_private["kid"]
     assert peek_header(token) == opened.header
     # The decoded layers shown in the doc are the real ones.
@@ -499,6 +605,7 @@ def test_the_documented_test_vector_opens_to_the_documented_values() -> None:
     assert inner_jws(token, recipient_key) == blocks["inner-jws"]
     signed = jws.extract_compact(blocks["inner-jws"].encode())
     assert signed.protected == json.loads(blocks["inner-protected-header"])
+    assert signed.protected["alg"] == SIGNATURE_ALG_OF_VERSION[opened.header.version]
     assert signed.payload == blocks["payload"].encode()
     # Ed25519 is deterministic: the documented key re-signs the documented bytes to the documented signature.
     sender_key = OKPKey.import_key(sender_private)
@@ -506,8 +613,9 @@ def test_the_documented_test_vector_opens_to_the_documented_values() -> None:
     assert resigned.split(".")[2] == blocks["inner-jws"].split(".")[2]
 
 
-def test_the_documented_token_is_refused_outside_its_window_and_to_others() -> None:
-    blocks = documented_blocks()
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_documented_token_is_refused_outside_its_window_and_to_others(version: str) -> None:
+    blocks = documented_blocks(version)
     members = json.loads(blocks["header"])
     created = dt.datetime.fromtimestamp(members["cb.iat"], dt.UTC)
     recipient_key = OKPKey.import_key(json.loads(blocks["recipient-encryption-key"]))
@@ -525,3 +633,21 @@ def test_the_documented_token_is_refused_outside_its_window_and_to_others() -> N
         )
         assert isinstance(result, RejectedEnvelope)
         assert result.reason == reason
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_independent_jose_implementation_opens_the_documented_vectors(version: str) -> None:
+    """jwcrypto (not joserfc, which casebridge uses) decrypts each documented token and verifies its signature under
+    the name its version uses, with the sender key as published then and as published now."""
+    blocks = documented_blocks(version)
+    recipient = jwcrypto_jwk.JWK(**json.loads(blocks["recipient-encryption-key"]))
+    outer = jwcrypto_jwe.JWE()
+    outer.deserialize(blocks["token"], key=recipient)
+    assert outer.payload.decode() == blocks["inner-jws"]
+    sender_public = {k: v for k, v in json.loads(blocks["sender-signing-key"]).items() if k != "d"}
+    alg = json.loads(blocks["inner-protected-header"])["alg"]
+    for published in (sender_public, {k: v for k, v in sender_public.items() if k != "alg"}):
+        inner = jwcrypto_jws.JWS()
+        inner.deserialize(blocks["inner-jws"])
+        inner.verify(jwcrypto_jwk.JWK(**published), alg=alg)
+        assert json.loads(inner.payload) == json.loads(blocks["body"])

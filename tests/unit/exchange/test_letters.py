@@ -29,11 +29,12 @@ from exchange.letters.render import (
 )
 from exchange.letters.signing import LetterBinding, Verification, pdf_digest, sign_letter, verify_letter
 from exchange.letters.typesetting import typeset
+from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.errors import InvalidInput
 from tests.pdf import fonts, pdf_text, pdfa_conformance
 
-# RFC 9864 deprecates the "EdDSA" identifier; letter format version 1 uses it like the envelopes (docs/letters.md).
-pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+# Letter format version 1 names its signature "EdDSA", which RFC 9864 deprecates; its tests read it on purpose.
+reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
 MOSCOW = zoneinfo.ZoneInfo("Europe/Moscow")
 CHILD = "Иванова Мария Петровна"
@@ -254,8 +255,20 @@ def key() -> OKPKey:
     return OKPKey.generate_key("Ed25519", {"kid": "sig-test"})
 
 
-def _published(key: OKPKey) -> list[dict[str, object]]:
-    return [{**key.as_dict(private=False), "use": "sig", "alg": "EdDSA"}]
+def _published(key: OKPKey, alg: str | None = "Ed25519") -> list[dict[str, object]]:
+    return [{**key.as_dict(private=False), "use": "sig", **({"alg": alg} if alg else {})}]
+
+
+def _version_1_letter(key: OKPKey, issued_at: dt.datetime, **changes: object) -> str:
+    """A letter as the release before format version 2 signed it: cb.v 1, "EdDSA"."""
+    header = {
+        "alg": "EdDSA", "kid": key.kid, "typ": "cb-letter+jws", "cb.v": 1, "cb.hash": "sha-256",
+        "cb.reg": BINDING.registration_number, "cb.rid": str(REFERRAL), "cb.from": str(SENDER),
+        "cb.to": str(RECIPIENT), "cb.iat": int(issued_at.timestamp()), **changes,
+    }  # fmt: skip
+    registry = jws.JWSRegistry(algorithms=["EdDSA", "Ed25519"], strict_check_header=False)
+    token = jws.serialize_compact(header, pdf_digest(PDF_BYTES), key, registry=registry)
+    return str(jws.detach_content(token))
 
 
 def test_a_signed_letter_verifies_and_its_signature_is_detached(key: OKPKey) -> None:
@@ -264,11 +277,51 @@ def test_a_signed_letter_verifies_and_its_signature_is_detached(key: OKPKey) -> 
     assert payload == ""
     assert verify_letter(PDF_BYTES, signature, BINDING, _published(key)).verification is Verification.VALID
     # Any JOSE library can check it: re-attach the SHA-256 as the payload (RFC 7515 Appendix F).
-    registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)  # the cb.* members are private
+    registry = jws.JWSRegistry(algorithms=["Ed25519"], strict_check_header=False)  # the cb.* members are private
     opened = jws.deserialize_compact(signature, key, payload=hashlib.sha256(PDF_BYTES).digest(), registry=registry)
     assert opened.protected["cb.reg"] == "СЕМ-2026/0042"
     assert opened.protected["typ"] == "cb-letter+jws"
+    assert (opened.protected["alg"], opened.protected["cb.v"]) == ("Ed25519", 2)
     assert opened.payload == pdf_digest(PDF_BYTES)
+
+
+@reads_version_1
+def test_a_version_1_letter_signed_within_the_period_stays_valid(key: OKPKey) -> None:
+    signature = _version_1_letter(key, NOW)
+    # Its sender's key as published then ("EdDSA") and as published now (a key of that age carries no "alg").
+    for published in (_published(key, "EdDSA"), _published(key, None)):
+        check = verify_letter(PDF_BYTES, signature, BINDING, published)
+        assert (check.verification, check.kid) == (Verification.VALID, "sig-test")
+    last = DEPRECATED_ACCEPTED_UNTIL - dt.timedelta(seconds=1)
+    assert (
+        verify_letter(PDF_BYTES, _version_1_letter(key, last), BINDING, _published(key, None)).verification
+        is Verification.VALID
+    )
+    tampered = PDF_BYTES.replace(b"%%EOF", b"%%EOG")
+    assert verify_letter(tampered, signature, BINDING, _published(key, None)).verification is Verification.INVALID
+
+
+@reads_version_1
+def test_version_1_is_invalid_for_letters_signed_from_the_end_of_the_period_on(key: OKPKey) -> None:
+    check = verify_letter(PDF_BYTES, _version_1_letter(key, DEPRECATED_ACCEPTED_UNTIL), BINDING, _published(key))
+    assert check.verification is Verification.INVALID
+    assert check.reason == "letter format version 1 is not accepted for letters signed from 2028-01-01 on"
+    # Format version 2 has no end.
+    later = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=DEPRECATED_ACCEPTED_UNTIL)
+    assert verify_letter(PDF_BYTES, later, BINDING, _published(key)).verification is Verification.VALID
+
+
+@reads_version_1
+@pytest.mark.parametrize(
+    "changes",
+    [{"cb.v": 2}, {"alg": "Ed25519"}, {"cb.v": 3, "alg": "Ed25519"}, {"cb.v": True}, {"cb.iat": "1764000000"}],
+    ids=repr,
+)
+def test_a_letter_whose_algorithm_name_version_or_time_does_not_fit_is_invalid(
+    key: OKPKey, changes: dict[str, object]
+) -> None:
+    signature = _version_1_letter(key, NOW, **changes)
+    assert verify_letter(PDF_BYTES, signature, BINDING, _published(key, None)).verification is Verification.INVALID
 
 
 @pytest.mark.parametrize("position", [0, 9, len(PDF_BYTES) // 2, len(PDF_BYTES) - 1])
@@ -305,8 +358,9 @@ def test_signing_the_same_letter_again_gives_the_same_signature(key: OKPKey) -> 
 def test_missing_and_malformed_signatures(key: OKPKey) -> None:
     assert verify_letter(PDF_BYTES, None, BINDING, _published(key)).verification is Verification.MISSING
     assert verify_letter(PDF_BYTES, "", BINDING, _published(key)).verification is Verification.MISSING
-    registry = jws.JWSRegistry(algorithms=["EdDSA"])
-    attached = jws.serialize_compact({"alg": "EdDSA", "kid": "sig-test"}, pdf_digest(PDF_BYTES), key, registry=registry)
+    registry = jws.JWSRegistry(algorithms=["Ed25519"])
+    attached = jws.serialize_compact({"alg": "Ed25519", "kid": "sig-test"}, pdf_digest(PDF_BYTES), key,
+                                     registry=registry)  # fmt: skip
     for bad in ("not a jws", "a.b.c", attached, "..", "é..é"):
         assert verify_letter(PDF_BYTES, bad, BINDING, _published(key)).verification is Verification.INVALID
     signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)

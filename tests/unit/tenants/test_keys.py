@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
-from joserfc.jwk import KeySet
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import create_engine, upgrade_schema
 from gateway.settings import DatabaseSettings
 from tenants.clock import FixedClock
 from tenants.errors import KeyUnavailable
-from tenants.keys import KeyRing, MasterKey
-from tenants.models import KeyUse, Tenant, TenantKey
+from tenants.keys import KeyRing, MasterKey, PublishedKeys
+from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey, Tenant, TenantKey
 from tenants.persistence import make_sessionmaker
 
 
@@ -94,9 +96,10 @@ async def test_tenant_keys_are_stored_wrapped_and_published(
     assert sig.kid == created.sig_kid
     assert b"PRIVATE" not in sig.wrapped_private
     assert "d" not in (sig.public_jwk or {})
-    token = jws.serialize_compact({"alg": "EdDSA", "kid": sig.kid}, b"hello", private, algorithms=["EdDSA"])
+    assert (sig.alg, (sig.public_jwk or {})["alg"]) == ("Ed25519", "Ed25519")
+    token = jws.serialize_compact({"alg": "Ed25519", "kid": sig.kid}, b"hello", private, algorithms=["Ed25519"])
     jwks = KeySet.import_key_set(await ring.public_jwks(session, tenant.id))
-    assert jws.deserialize_compact(token, jwks, algorithms=["EdDSA"]).payload == b"hello"
+    assert jws.deserialize_compact(token, jwks, algorithms=["Ed25519"]).payload == b"hello"
     assert {k["use"] for k in (await ring.public_jwks(session, tenant.id))["keys"]} == {"enc", "sig"}
     kek = (await ring.usable_tenant_keys(session, tenant.id, KeyUse.KEY_ENCRYPTION))[0]
     assert len(ring.private_key_bytes(kek)) == 32
@@ -136,9 +139,66 @@ async def test_keys_cannot_be_opened_with_another_master_key(
         other.private_jwk(key)
 
 
+# RFC 9864: keys made before casebridge wrote "Ed25519" are recorded as "EdDSA" and keep signatures of both names.
+reads_eddsa = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
+
+
+@reads_eddsa
+async def test_a_signing_key_recorded_as_eddsa_signs_as_ed25519_and_is_published_without_alg(
+    session: AsyncSession, ring: KeyRing, tenant: Tenant, clock: FixedClock
+) -> None:
+    created = await ring.create_tenant_keys(session, tenant.id)
+    # As the release before RFC 9864's names stored a tenant's signing key (its old JWK shows "alg": "EdDSA").
+    old_private = ring.private_jwk((await ring.usable_tenant_keys(session, tenant.id, KeyUse.SIGNING))[0])
+    recorded = {**old_private.as_dict(private=False), "alg": "EdDSA", "use": "sig"}
+    await session.execute(
+        update(TenantKey).where(TenantKey.kid == created.sig_kid).values(alg="EdDSA", public_jwk=recorded)
+    )
+    await session.execute(update(PublishedKey).where(PublishedKey.kid == created.sig_kid).values(public_jwk=recorded))
+    ring.cache.forget()
+    fresh = KeyRing(ring._master, clock, grace=dt.timedelta(days=30))  # no key opened yet in this process
+
+    sig = (await fresh.usable_tenant_keys(session, tenant.id, KeyUse.SIGNING))[0]
+    private = fresh.private_jwk(sig)
+    new = jws.serialize_compact({"alg": "Ed25519", "kid": sig.kid}, b"new", private, algorithms=["Ed25519"])
+    as_then = OKPKey.import_key({**old_private.as_dict(private=True), "alg": "EdDSA"})
+    old = jws.serialize_compact({"alg": "EdDSA", "kid": sig.kid}, b"old", as_then, algorithms=["EdDSA"])
+    published = [k for k in (await fresh.public_jwks(session, tenant.id))["keys"] if k["use"] == "sig"]
+    partners_see = await PublishedKeys(clock).signing_keys(session, tenant.id)
+    assert published == partners_see == [{k: v for k, v in recorded.items() if k != "alg"}]
+    # A strict verifier (joserfc matches the key's alg to the header's) finds it for either name.
+    jwks = KeySet.import_key_set({"keys": published})
+    for token, payload in ((new, b"new"), (old, b"old")):
+        assert jws.deserialize_compact(token, jwks, algorithms=["Ed25519", "EdDSA"]).payload == payload
+
+
+@reads_eddsa
+async def test_a_new_signing_key_is_published_for_ed25519_only(
+    session: AsyncSession, ring: KeyRing, tenant: Tenant
+) -> None:
+    await ring.create_tenant_keys(session, tenant.id)
+    sig = (await ring.usable_tenant_keys(session, tenant.id, KeyUse.SIGNING))[0]
+    misnamed = OKPKey.import_key({**ring.private_jwk(sig).as_dict(private=True), "alg": "EdDSA"})
+    token = jws.serialize_compact({"alg": "EdDSA", "kid": sig.kid}, b"x", misnamed, algorithms=["EdDSA"])
+    jwks = KeySet.import_key_set(await ring.public_jwks(session, tenant.id))
+    with pytest.raises(JoseError):
+        jws.deserialize_compact(token, jwks, algorithms=["Ed25519", "EdDSA"])
+
+
+@reads_eddsa
+async def test_the_gateway_signing_key_follows_the_same_names(session: AsyncSession, ring: KeyRing) -> None:
+    key = await ring.ensure_platform_key(session, PlatformKeyUse.ACCESS_TOKEN)
+    assert (key.alg, key.public_jwk["alg"]) == ("Ed25519", "Ed25519")
+    await session.execute(update(PlatformKey).where(PlatformKey.kid == key.kid).values(alg="EdDSA"))
+    await session.refresh(key)
+    private = ring.platform_private_jwk(key)
+    assert private.alg == "Ed25519"
+    jws.serialize_compact({"alg": "Ed25519", "kid": key.kid}, b"x", private, algorithms=["Ed25519"])
+
+
 def test_ed25519_private_bytes_are_not_in_the_public_jwk() -> None:
     from tenants.keys import _public_jwk
 
     private = Ed25519PrivateKey.generate()
-    jwk = _public_jwk(private, kid="k", alg="EdDSA", use="sig")
+    jwk = _public_jwk(private, kid="k", alg="Ed25519", use="sig")
     assert set(jwk) == {"kty", "crv", "x", "kid", "alg", "use"}
