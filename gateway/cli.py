@@ -260,6 +260,8 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                 summary = await export_database(sessions, args.out, exported_at=now)
             except OSError as exc:
                 raise CliError(f"cannot write the export file {args.out}: {exc.strerror}") from exc
+            except ValueError as exc:  # the log has no name yet: nothing was ever sealed, so there is nothing to export
+                raise CliError(str(exc)) from exc
             return summary.to_json()
         result = await verify_database(sessions, now=now, public_keys=pinned_keys)
         # The DPO console shows when the live log was last verified and with what result.
@@ -271,20 +273,26 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
 
 
 async def _log_names(engine: AsyncEngine) -> list[str]:
-    """The names of the log in the database; CliError when it holds none (nothing was ever sealed there)."""
+    """The names of the log in the database; CliError when it holds no audit trail at all (no name, no checkpoint,
+    no event), which only a database other than the server's does."""
     from sqlalchemy import select
 
     from audit.identity import load_names
-    from audit.models import AuditCheckpoint
+    from audit.models import AuditCheckpoint, AuditEvent
     from tenants.persistence import make_sessionmaker, platform_session
 
     async with platform_session(make_sessionmaker(engine)) as session:
         names = (await load_names(session)).origins()
-        if names or await session.scalar(select(AuditCheckpoint.size).limit(1)) is not None:
-            return names  # checkpoints without a recorded name: verification reports each of them
+        if names:
+            return names
+        # Events that no sealer has named the log for yet, or checkpoints whose name is gone, are the verifier's to
+        # report (unsealed and overdue; not signed under the log's name).
+        for column in (AuditCheckpoint.size, AuditEvent.id):
+            if await session.scalar(select(column).limit(1)) is not None:
+                return names
     database = engine.url.render_as_string(hide_password=True)
     raise CliError(
-        f"the database {database} holds no audit log: no casebridge server has sealed events in it. Run this "
+        f"the database {database} holds no audit trail: no casebridge server has recorded anything in it. Run this "
         "command with the server's CASEBRIDGE_DATABASE_URL (or CASEBRIDGE_DATA_DIR)"
     )
 
