@@ -37,7 +37,7 @@ class PublishedLog:
         current = self.names.current or ""
         return {
             "origin": current,
-            "verifier_key": verifier_key(current, self.keys[0]) if self.keys else None,
+            "verifier_key": verifier_key(current, self.keys[0]),
             "verifier_keys": [verifier_key(current, key) for key in self.keys],
             "names": [
                 {**name.to_json(), "verifier_keys": [verifier_key(name.origin, key) for key in self.keys]}
@@ -67,11 +67,11 @@ def _public_key(key: PlatformKey) -> Ed25519PublicKey | None:
 
 
 async def published_log(session: AsyncSession) -> PublishedLog | None:
-    """The log's names and keys, or None while the log has no name (no sealer has run yet)."""
+    """The log's names and keys, or None while it has neither (no sealer has run yet)."""
     names = await load_names(session)
-    if names.current is None:
-        return None
     keys = [public for key in await _checkpoint_keys(session) if (public := _public_key(key)) is not None]
+    if names.current is None or not keys:
+        return None
     latest = await session.scalar(select(AuditCheckpoint.size).order_by(AuditCheckpoint.size.desc()).limit(1))
     signers: list[uuid.UUID] = []
     if latest is not None:

@@ -256,8 +256,10 @@ class Sealer:
             )
         if not self._leader:
             logger.info("audit sealer %s is now the leader", self.holder)
-            # The first leader of a new log names it; every later term finds the name stored and keeps it.
+            # The first leader of a new log names it and makes its checkpoint key, so both can be published before the
+            # first checkpoint; every later term finds them stored and keeps them.
             self.origin = (await adopt_name(session, self._new_log_origin, at=now)).current or self.origin
+            await self._checkpoint_key(session)
             self._leader = True
             self._sweep = True
         return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import MediaType, Request, Response, get
 
 from audit.publication import cosigned_checkpoint, published_log
 from gateway.auth.guards import PUBLIC
@@ -35,7 +35,7 @@ async def audit_log(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]
     CHECKPOINT_PATH,
     opt={PUBLIC: True},
     tags=["audit"],
-    media_type="text/plain; charset=utf-8",
+    media_type=MediaType.TEXT,
     summary="The latest signed checkpoint with its co-signatures (C2SP signed note)",
 )
 async def checkpoint(request: Request[Any, Any, Any]) -> Response[str]:
@@ -43,4 +43,4 @@ async def checkpoint(request: Request[Any, Any, Any]) -> Response[str]:
         note = await cosigned_checkpoint(session)
     if note is None:
         raise NotFound("No checkpoint has been signed yet; try again in a few seconds.")
-    return Response(note, media_type="text/plain; charset=utf-8", headers=_FRESH)
+    return Response(note, media_type=MediaType.TEXT, headers=_FRESH)
