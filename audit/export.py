@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.checkpoint import CheckpointFormatError, parse_verifier_key
 from audit.cosignature import cosigner_verifier_key, parse_cosigner_key
-from audit.identity import LogName, LogNames, load_names, origin_problem
+from audit.identity import LogName, LogNames, load_names, names_signed_under, origin_problem
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature
 from audit.verify import (
@@ -314,8 +314,11 @@ def _header(
 
 
 def _names(line: _Header, number: int) -> LogNames:
-    """The log's names: version 3 lists them; before, the log had had the one name in ``origin``."""
+    """The log's names as version 3 lists them (before version 3: ``origin``, see ``read_export``)."""
     if line.version < 3:
+        problem = origin_problem(line.origin)
+        if problem:
+            raise ExportError(number, f"the origin cannot name a log: {problem}")
         return LogNames.of(line.origin)
     names = tuple(LogName(n.origin, n.from_size) for n in line.origins)
     for index, name in enumerate(names, 1):
@@ -380,6 +383,12 @@ def read_export(path: Path) -> AuditExport:
             f"co-signatures, but the file holds {len(events)}, {len(checkpoints)} and {len(cosignatures)}: "
             "lines were removed or added",
         )
+    if header.version < 3:
+        # Until version 3 the exporting command wrote its own idea of the origin, from its own base URL or port,
+        # which could differ from the log's: the names are those the checkpoints were signed under, as an upgraded
+        # database adopts them (docs/audit.md, "The log's name").
+        signed = names_signed_under(checkpoints)
+        names = signed if signed.names else names
     return AuditExport(
         origin=header.origin,
         exported_at=header.exported_at,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.checkpoint import name_problem
+from audit.checkpoint import CheckpointFormatError, name_problem, parse_note
 from audit.models import AuditCheckpoint, AuditLogName
 from tenants.errors import InvalidInput
 
@@ -29,6 +30,7 @@ __all__ = [
     "adopt_name",
     "hold_naming_lock",
     "load_names",
+    "names_signed_under",
     "origin_problem",
     "rename",
 ]
@@ -72,6 +74,25 @@ class LogNames:
     def origins(self) -> list[str]:
         """Each distinct name, oldest first."""
         return list(dict.fromkeys(name.origin for name in self.names))
+
+
+def names_signed_under(notes: Iterable[str]) -> LogNames:
+    """The names checkpoint notes were signed under, as a log's names: each origin line in size order, a new name
+    where it changes (as migration 0014 adopts them). A malformed note, or an origin no key can be named, names
+    nothing (verification reports that note)."""
+    checkpoints = []
+    for text in notes:
+        try:
+            checkpoints.append(parse_note(text).checkpoint)
+        except CheckpointFormatError:
+            continue
+    names: list[LogName] = []
+    previous_size = 0
+    for checkpoint in sorted(checkpoints, key=lambda c: c.size):
+        if origin_problem(checkpoint.origin) is None and (not names or names[-1].origin != checkpoint.origin):
+            names.append(LogName(checkpoint.origin, previous_size + 1))
+        previous_size = checkpoint.size
+    return LogNames(tuple(names))
 
 
 def origin_problem(origin: object) -> str | None:

@@ -124,3 +124,26 @@ def test_an_export_carries_every_name_and_verifies_across_the_rename(tmp_path: P
         damaged.write_text(json.dumps({**header, **edit}) + "\n" + "".join(lines[1:]))
         with pytest.raises(ValueError, match=message):
             read_export(damaged)
+
+
+def test_an_older_export_whose_header_names_the_log_wrongly_verifies_under_the_names_it_was_signed_under(
+    tmp_path: Path,
+) -> None:
+    # Before version 3 the exporting command wrote the origin from its own port or base URL, which could be wrong.
+    path = write_export(
+        tmp_path / "audit.jsonl", origin="127.0.0.1:9999/audit", exported_at=START,
+        verifier_keys=[verifier_key(NEW, LOG_KEY.public_key())], events=EVENTS, checkpoints=NOTES,
+    ).file  # fmt: skip
+    lines = path.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["version"] = 2
+    del header["origins"]
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    export = read_export(path)
+    assert export.origin == "127.0.0.1:9999/audit"
+    assert export.names == NAMES
+    assert verify_log(export.events, export.checkpoints, origin=export.names, public_keys=export.public_keys).ok
+    header["origin"] = "a b"
+    path.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match="the origin cannot name a log"):
+        read_export(path)
