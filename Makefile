@@ -12,6 +12,10 @@ CHROMIUM := /usr/bin/chromium
 # `make bench` drives reads and sends with wrk, a C load generator that does not compete with the server as a Python
 # client on the same cores would.
 WRK := /usr/bin/wrk
+# The witnessing test (tests/integration/test_audit_witnessing.py) checks the audit log with an implementation casebridge
+# did not write, Go's golang.org/x/mod/sumdb/note and tlog, built offline from Debian's packages.
+GO := /usr/bin/go
+GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
 .PHONY: run test lint format messages
 
@@ -35,13 +39,27 @@ $(WRK):
 		echo "casebridge: install the wrk package for the benchmark (tests/perf)" >&2; \
 	fi
 
+$(GO):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; \
+	else \
+		echo "casebridge: install the golang-go package for the witnessing test (tests/integration)" >&2; \
+	fi
+
+$(GO_X_MOD):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-golang-x-mod-dev; \
+	else \
+		echo "casebridge: install the golang-golang-x-mod-dev package for the witnessing test (tests/integration)" >&2; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/casebridge db upgrade
 	$(BIN)/casebridge demo seed --if-empty
 	exec $(BIN)/casebridge serve
 
 # Four workers on two cores: most tests wait on the bus, the sealer or the browser, not on the CPU.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(GO) $(GO_X_MOD)
 	$(BIN)/pytest -n 4
 
 lint: $(STAMP)

@@ -6,8 +6,8 @@ of an Ed25519 key is the first 4 bytes of SHA-256(name || "\\n" || 0x01 || publi
 is ``<name>+<key id hex>+<base64(0x01 || public key)>`` — the same encodings as golang.org/x/mod/sumdb/note,
 so Go and other C2SP tooling can read and check our checkpoints, and we can read theirs.
 
-Co-signatures here are plain Ed25519 note signatures over the same body by another key (a tenant's node);
-they are not the timestamped ``cosignature/v1`` witness signatures of https://c2sp.org/tlog-cosignature.
+Key ids and verifier keys take the signature type as a parameter: 0x01 for these Ed25519 note signatures, 0x04
+for the timestamped witness co-signatures of https://c2sp.org/tlog-cosignature (audit/cosignature.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
+    "ED25519_SIGNATURE_SIZE",
+    "ED25519_TYPE",
+    "KEY_ID_SIZE",
     "MAX_NOTE_SIZE",
     "MAX_TREE_SIZE",
     "Checkpoint",
@@ -34,10 +37,12 @@ __all__ = [
     "NoteSignature",
     "ProblemReason",
     "SignedNote",
+    "add_signature",
     "cosign",
     "cosigner_name",
     "key_id",
     "merge_signatures",
+    "name_problem",
     "parse_note",
     "parse_verifier_key",
     "sign",
@@ -55,8 +60,8 @@ HASH_SIZE = 32
 KEY_ID_SIZE = 4
 ED25519_SIGNATURE_SIZE = 64
 
-# signed-note: signature type 0x01 identifies an Ed25519 key in key ids and verifier keys.
-_ED25519_TYPE = b"\x01"
+ED25519_TYPE = b"\x01"
+"""signed-note: the signature type byte of an Ed25519 key in key ids and verifier keys."""
 # signed-note: a signature line starts with U+2014 EM DASH and a space.
 _SIGNATURE_PREFIX = "\u2014 "
 # tlog-checkpoint: the size is ASCII decimal without leading zeros (int() alone would take "+1", "1_0", "١").
@@ -100,6 +105,12 @@ def _name_problem(name: object) -> str | None:
     except UnicodeEncodeError:
         return "key name must be valid UTF-8"
     return None
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a signed-note key name, and so the log's origin too (non-empty UTF-8, no spaces, no
+    '+'), or None when it can."""
+    return _name_problem(name)
 
 
 def _decode_base64(text: str) -> bytes | None:
@@ -182,26 +193,26 @@ def _raw_public_key(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
-    """First 4 bytes of SHA-256(name || "\\n" || 0x01 || raw public key); ValueError for an invalid name."""
+def key_id(name: str, public_key: Ed25519PublicKey, *, signature_type: bytes = ED25519_TYPE) -> bytes:
+    """First 4 bytes of SHA-256(name || "\\n" || type || raw public key); ValueError for an invalid name."""
     problem = _name_problem(name)
     if problem:
         raise ValueError(problem)
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + _ED25519_TYPE + _raw_public_key(public_key)).digest()
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + signature_type + _raw_public_key(public_key)).digest()
     return digest[:KEY_ID_SIZE]
 
 
-def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
-    """The signed-note verifier key ``<name>+<key id hex>+<base64(0x01 || public key)>``."""
-    kid = key_id(name, public_key)
-    return f"{name}+{kid.hex()}+{_encode_base64(_ED25519_TYPE + _raw_public_key(public_key))}"
+def verifier_key(name: str, public_key: Ed25519PublicKey, *, signature_type: bytes = ED25519_TYPE) -> str:
+    """The signed-note verifier key ``<name>+<key id hex>+<base64(type || public key)>``."""
+    kid = key_id(name, public_key, signature_type=signature_type)
+    return f"{name}+{kid.hex()}+{_encode_base64(signature_type + _raw_public_key(public_key))}"
 
 
-def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
+def parse_verifier_key(text: str, *, signature_type: bytes = ED25519_TYPE) -> tuple[str, Ed25519PublicKey]:
     """The key name and Ed25519 public key from a verifier key; CheckpointFormatError when any part is wrong.
 
     Checks the name rules, that the key id is 8 hex digits matching the name and key, that the key is
-    type 0x01 (Ed25519) with 32 bytes, and that the base64 is canonical.
+    of ``signature_type`` (0x01: a note signer's Ed25519 key) with 32 bytes, and that the base64 is canonical.
     """
     if not isinstance(text, str):
         raise CheckpointFormatError("verifier key must be text")
@@ -218,13 +229,13 @@ def parse_verifier_key(text: str) -> tuple[str, Ed25519PublicKey]:
     key_data = _decode_base64(key64)
     if key_data is None:
         raise CheckpointFormatError("verifier key is not canonical base64")
-    if len(key_data) != 1 + 32 or key_data[:1] != _ED25519_TYPE:
-        raise CheckpointFormatError("verifier key is not an Ed25519 key")
+    if len(key_data) != 1 + 32 or key_data[:1] != signature_type:
+        raise CheckpointFormatError(f"verifier key is not an Ed25519 key of type 0x{signature_type.hex()}")
     try:
         public_key = Ed25519PublicKey.from_public_bytes(key_data[1:])
     except ValueError as exc:
         raise CheckpointFormatError("verifier key is not a valid Ed25519 public key") from exc
-    if key_id(name, public_key) != bytes.fromhex(kid_hex):
+    if key_id(name, public_key, signature_type=signature_type) != bytes.fromhex(kid_hex):
         raise CheckpointFormatError("verifier key id does not match its name and key")
     return name, public_key
 
@@ -241,18 +252,24 @@ def sign(checkpoint: Checkpoint, *, name: str, private_key: Ed25519PrivateKey) -
 
 
 def cosign(note_text: str, *, name: str, private_key: Ed25519PrivateKey) -> str:
-    """The note with a signature by ``name`` over the same body appended after the existing ones.
+    """The note with a plain Ed25519 signature by ``name`` over the same body appended after the existing ones.
 
-    An existing signature with the same name and key id is replaced (as golang.org/x/mod/sumdb/note does), so
-    co-signing twice changes nothing. This does not check the signatures already there: verify the log's
-    signature, and that the tree is consistent with the last one this signer saw, before co-signing.
-    Raises CheckpointFormatError for a malformed note and ValueError for an invalid key name.
+    This is how agencies' nodes co-signed before they wrote C2SP ``cosignature/v1`` (audit/cosignature.py); such
+    co-signatures stay verifiable. An existing signature with the same name and key id is replaced (as
+    golang.org/x/mod/sumdb/note does), so co-signing twice changes nothing. This does not check the signatures
+    already there: verify the log's signature, and that the tree is consistent with the last one this signer saw,
+    before co-signing. Raises CheckpointFormatError for a malformed note and ValueError for an invalid key name.
     """
     note = parse_note(note_text)
-    body = note.checkpoint.body()
-    added = _signature_for(body, name, private_key)
+    return add_signature(note_text, _signature_for(note.checkpoint.body(), name, private_key))
+
+
+def add_signature(note_text: str, added: NoteSignature) -> str:
+    """The note with ``added`` after its signatures, in place of one with the same name and key id.
+    Raises CheckpointFormatError for a malformed note."""
+    note = parse_note(note_text)
     kept = [s for s in note.signatures if (s.name, s.key_id) != (added.name, added.key_id)]
-    return body + "\n" + "".join(s.line() for s in kept) + added.line()
+    return note.checkpoint.body() + "\n" + "".join(s.line() for s in kept) + added.line()
 
 
 def cosigner_name(tenant_id: uuid.UUID) -> str:

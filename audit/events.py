@@ -77,6 +77,7 @@ class Action(enum.StrEnum):
     EXCHANGE_REFERRAL_ASSIGN = "exchange:referral:assign"
     AUDIT_CHECKPOINT_REFUSE = "audit:checkpoint:refuse"
     EXCHANGE_LETTER_RECEIVE = "exchange:letter:receive"
+    AUDIT_LOG_RENAME = "audit:log:rename"
 
 
 class Outcome(enum.StrEnum):

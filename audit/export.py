@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audit.checkpoint import CheckpointFormatError, parse_verifier_key, verifier_key
+from audit.checkpoint import CheckpointFormatError, parse_verifier_key
+from audit.cosignature import cosigner_verifier_key, parse_cosigner_key
+from audit.identity import LogName, LogNames, load_names, names_signed_under, origin_problem
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature
 from audit.verify import (
@@ -36,8 +38,8 @@ __all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "
            "write_export"]  # fmt: skip
 
 FORMAT = "casebridge-audit-export"
-VERSION = 2  # 2 added the agencies' co-signatures; version 1 files are still read
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # 2 added the agencies' co-signatures, 3 the log's names; versions 1 and 2 are still read
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ExportError(ValueError):
@@ -51,7 +53,7 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AuditExport:
-    origin: str
+    origin: str  # the log's name when it was exported
     exported_at: str
     verifier_keys: list[str]
     public_keys: list[Ed25519PublicKey]
@@ -59,6 +61,7 @@ class AuditExport:
     checkpoints: list[str]
     cosignatures: list[str]
     cosigner_keys: dict[str, list[Ed25519PublicKey]]
+    names: LogNames  # every name the log had, each from the checkpoint size it took over (one for versions 1 and 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +77,19 @@ class ExportSummary:
 # -- the lines (the wire format; new fields go last, with defaults) -------------------------------------------------
 
 
+class _Origin(msgspec.Struct):
+    origin: str
+    from_size: int
+
+
 class _Header(msgspec.Struct, tag_field="type", tag="header"):
     format: str
     version: int
     origin: str
     exported_at: str
     public_keys: list[str]
-    cosigner_keys: list[str] = []  # verifier keys of the agencies that co-signed checkpoints (version 2)
+    cosigner_keys: list[str] = []  # verifier keys of the agencies that co-signed checkpoints (version 2; type 0x04: 3)
+    origins: list[_Origin] = []  # the log's names in the order adopted, the last one `origin` (version 3)
 
 
 class _Event(msgspec.Struct, tag_field="type", tag="event"):
@@ -121,7 +130,7 @@ class _Writer:
         self,
         handle: IO[bytes],
         *,
-        origin: str,
+        names: LogNames,
         exported_at: dt.datetime,
         keys: Sequence[str],
         cosigner_keys: Sequence[str] = (),
@@ -131,8 +140,11 @@ class _Writer:
         self._checkpoints = 0
         self._cosignatures = 0
         stamp = exported_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        self._line(_Header(format=FORMAT, version=VERSION, origin=origin, exported_at=stamp, public_keys=list(keys),
-                           cosigner_keys=list(cosigner_keys)))  # fmt: skip
+        if names.current is None:
+            raise ValueError("a log without a name cannot be exported")
+        origins = [_Origin(origin=n.origin, from_size=n.from_size) for n in names.names]
+        self._line(_Header(format=FORMAT, version=VERSION, origin=names.current, exported_at=stamp,
+                           public_keys=list(keys), cosigner_keys=list(cosigner_keys), origins=origins))  # fmt: skip
 
     def _line(self, line: _Line) -> None:
         self._handle.write(_encode(line) + b"\n")
@@ -184,7 +196,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 def write_export(
     path: Path,
     *,
-    origin: str,
+    origin: str | LogNames,
     exported_at: dt.datetime,
     verifier_keys: Sequence[str],
     events: Iterable[SealedEvent],
@@ -195,7 +207,7 @@ def write_export(
     """Write the export file: header, each sealed event in seq order, each checkpoint note, each co-signature,
     the end line."""
     with _replacing(path) as handle:
-        writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=verifier_keys,
+        writer = _Writer(handle, names=LogNames.of(origin), exported_at=exported_at, keys=verifier_keys,
                          cosigner_keys=cosigner_keys)  # fmt: skip
         for event in events:
             writer.event(event)
@@ -208,16 +220,25 @@ def write_export(
 
 
 async def export_database(
-    factory: async_sessionmaker[AsyncSession], path: Path, *, origin: str, exported_at: dt.datetime
+    factory: async_sessionmaker[AsyncSession],
+    path: Path,
+    *,
+    exported_at: dt.datetime,
+    origin: str | LogNames | None = None,
 ) -> ExportSummary:
-    """Export the live log from one consistent snapshot, streaming the events (memory stays flat)."""
+    """Export the live log from one consistent snapshot, streaming the events (memory stays flat).
+
+    The header names the log as stored with it; ``origin`` overrides that. ValueError when the log has no name."""
     async with await snapshot_session(factory) as session:
-        keys = verifier_keys(origin, await checkpoint_keys(session))
+        names = await load_names(session) if origin is None else LogNames.of(origin)
+        if names.current is None:
+            raise ValueError("the audit log has no name yet: no sealer has run on this database")
+        keys = verifier_keys(names.current, await checkpoint_keys(session))
         cosigned = (await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))).all()
         agencies = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
-        agency_keys = [verifier_key(name, key) for name, public in sorted(agencies.items()) for key in public]
+        agency_keys = [cosigner_verifier_key(name, key) for name, public in sorted(agencies.items()) for key in public]
         with _replacing(path) as handle:
-            writer = _Writer(handle, origin=origin, exported_at=exported_at, keys=keys, cosigner_keys=agency_keys)
+            writer = _Writer(handle, names=names, exported_at=exported_at, keys=keys, cosigner_keys=agency_keys)
             chunks = sealed_row_chunks(session)
             try:
                 async for chunk in chunks:
@@ -266,7 +287,9 @@ def _event(line: _Event, number: int) -> SealedEvent:
     )
 
 
-def _header(line: _Line, number: int) -> tuple[_Header, list[Ed25519PublicKey], dict[str, list[Ed25519PublicKey]]]:
+def _header(
+    line: _Line, number: int
+) -> tuple[_Header, LogNames, list[Ed25519PublicKey], dict[str, list[Ed25519PublicKey]]]:
     if not isinstance(line, _Header):
         raise ExportError(number, "the file does not start with the export header")
     if line.format != FORMAT:
@@ -283,11 +306,28 @@ def _header(line: _Line, number: int) -> tuple[_Header, list[Ed25519PublicKey], 
     agencies: dict[str, list[Ed25519PublicKey]] = {}
     for index, text in enumerate(line.cosigner_keys, 1):
         try:
-            name, key = parse_verifier_key(text)
+            name, key = parse_cosigner_key(text) if line.version >= 3 else parse_verifier_key(text)
         except CheckpointFormatError as exc:
             raise ExportError(number, f"co-signer key {index}: {exc.detail}") from None
         agencies.setdefault(name, []).append(key)
-    return line, keys, agencies
+    return line, _names(line, number), keys, agencies
+
+
+def _names(line: _Header, number: int) -> LogNames:
+    """The log's names as version 3 lists them (before version 3: ``origin``, see ``read_export``)."""
+    if line.version < 3:
+        problem = origin_problem(line.origin)
+        if problem:
+            raise ExportError(number, f"the origin cannot name a log: {problem}")
+        return LogNames.of(line.origin)
+    names = tuple(LogName(n.origin, n.from_size) for n in line.origins)
+    for index, name in enumerate(names, 1):
+        problem = origin_problem(name.origin) or (None if name.from_size >= 1 else "from_size must be at least 1")
+        if problem:
+            raise ExportError(number, f"name {index} of the log: {problem}")
+    if not names or names[-1].origin != line.origin:
+        raise ExportError(number, "the header's origin must be the last of its origins")
+    return LogNames(names)
 
 
 def read_export(path: Path) -> AuditExport:
@@ -296,6 +336,7 @@ def read_export(path: Path) -> AuditExport:
     This checks the file's form only. Whether the log in it is intact is ``verify_log``'s job.
     """
     header: _Header | None = None
+    names = LogNames()
     keys: list[Ed25519PublicKey] = []
     agencies: dict[str, list[Ed25519PublicKey]] = {}
     events: list[SealedEvent] = []
@@ -316,7 +357,7 @@ def read_export(path: Path) -> AuditExport:
             if end is not None:
                 raise ExportError(number, "nothing may follow the end line")
             if header is None:
-                header, keys, agencies = _header(line, number)
+                header, names, keys, agencies = _header(line, number)
             elif isinstance(line, _Event):
                 if checkpoints:
                     raise ExportError(number, "an event line after the checkpoint lines")
@@ -342,6 +383,12 @@ def read_export(path: Path) -> AuditExport:
             f"co-signatures, but the file holds {len(events)}, {len(checkpoints)} and {len(cosignatures)}: "
             "lines were removed or added",
         )
+    if header.version < 3:
+        # Until version 3 the exporting command wrote its own idea of the origin, from its own base URL or port,
+        # which could differ from the log's: the names are those the checkpoints were signed under, as an upgraded
+        # database adopts them (docs/audit.md, "The log's name").
+        signed = names_signed_under(checkpoints)
+        names = signed if signed.names else names
     return AuditExport(
         origin=header.origin,
         exported_at=header.exported_at,
@@ -351,4 +398,5 @@ def read_export(path: Path) -> AuditExport:
         checkpoints=checkpoints,
         cosignatures=cosignatures,
         cosigner_keys=agencies,
+        names=names,
     )

@@ -98,6 +98,27 @@ class AuditSealerLease(DefaultBase):
 
 LEASE_ROW_ID = 1
 
+
+class AuditLogName(DefaultBase):
+    """One name the audit log has had: its C2SP origin, which is also the name its checkpoints are signed under.
+
+    The first is fixed when the log is created (audit/identity.py); each later one only by
+    `casebridge audit rename-origin`. Name `number` covers the checkpoints from `from_size` up to the next name's.
+    Only ever inserted, like the checkpoints it names, so a rename never makes an older checkpoint unverifiable.
+    """
+
+    __tablename__ = "audit_log_name"
+    __table_args__ = (
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("from_size >= 1", name="from_size_positive"),
+    )
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    origin: Mapped[str] = mapped_column(Text)
+    from_size: Mapped[int] = mapped_column(_POSITION)
+    adopted_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -121,7 +142,7 @@ class AuditCosignature(DefaultBase):
 
 
 # Migration 0005 grants from this tuple, so it stays as 0005 knew it; later tables get the same grants in their own
-# migration (0012: audit_cosignature).
+# migration (0012: audit_cosignature, 0014: audit_log_name).
 APPEND_ONLY_TABLES = ("audit_event", "audit_event_subject", "audit_seal", "audit_checkpoint")
 
 

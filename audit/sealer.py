@@ -1,7 +1,8 @@
 """The audit sealer: puts events in order, chains and hashes them, and signs checkpoints of the Merkle tree.
 
 One gateway process at a time seals (leadership by a lease row, see ``Sealer._hold_lease``). Sealing only inserts
-``audit_seal`` and ``audit_checkpoint`` rows; ``audit_event`` is never updated. docs/audit.md has the formats.
+``audit_seal`` and ``audit_checkpoint`` rows; ``audit_event`` is never updated. Checkpoints are signed under the
+log's stored name (audit/identity.py). docs/audit.md has the formats.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit import checkpoint as notes
+from audit.identity import adopt_name, hold_naming_lock, load_names
 from audit.merkle import (
     MerkleAccumulator,
     consistency_proof,
@@ -76,7 +78,8 @@ STOP_GRACE_S = 10.0
 
 
 def log_origin(base_url: str) -> str:
-    """The log's C2SP origin (and its checkpoint key name): the node's host and port, then ``/audit``."""
+    """The name a new log is given: the node's host and port, then ``/audit``. Once the log has a name it keeps it
+    (audit/identity.py), whatever the base URL of a process says later."""
     host = urlsplit(base_url).netloc
     if not host:
         raise ValueError("the base URL has no host")
@@ -187,6 +190,9 @@ class Sealer:
         self._sessions = sessions
         self._keyring = keyring
         self._clock = clock
+        # The name a new log gets. Once the log has one (its first leader gave it), `origin` is the name this sealer
+        # last signed under or found stored.
+        self._new_log_origin = origin
         self.origin = origin
         self._every_events = every_events
         self._every_seconds = every_seconds
@@ -250,6 +256,10 @@ class Sealer:
             )
         if not self._leader:
             logger.info("audit sealer %s is now the leader", self.holder)
+            # The first leader of a new log names it and makes its checkpoint key, so both can be published before the
+            # first checkpoint; every later term finds them stored and keeps them.
+            self.origin = (await adopt_name(session, self._new_log_origin, at=now)).current or self.origin
+            await self._checkpoint_key(session)
             self._leader = True
             self._sweep = True
         return True
@@ -350,12 +360,17 @@ class Sealer:
             checkpointed = await session.scalar(select(func.max(AuditCheckpoint.size))) or 0
             if size <= checkpointed:
                 return None
+            await hold_naming_lock(session)
+            origin = (await load_names(session)).at(size)
+            if origin is None:
+                raise SealIntegrityError("the audit log's name is missing from audit_log_name")
             tree = await self._tree_at(session, size)
             root = tree.root()
             private_key = await self._checkpoint_key(session)
-            note = notes.sign(notes.Checkpoint(self.origin, size, root), name=self.origin, private_key=private_key)
+            note = notes.sign(notes.Checkpoint(origin, size, root), name=origin, private_key=private_key)
             session.add(AuditCheckpoint(size=size, root=root, note=note, created_at=self._clock.now()))
         self._tree = tree
+        self.origin = origin
         self._sealed_since_checkpoint = 0
         self._last_checkpoint_at = time.monotonic()
         self._unpublished = note
@@ -502,7 +517,8 @@ class Sealer:
             latest = await session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1))
         if latest is None:
             return None
-        return SignedCheckpoint(origin=self.origin, size=latest.size, root=latest.root, note=latest.note)
+        origin = latest.note.partition("\n")[0]  # the origin line: the log's name when it was signed
+        return SignedCheckpoint(origin=origin, size=latest.size, root=latest.root, note=latest.note)
 
     async def inclusion(self, event_id: uuid.UUID, size: int | None = None) -> InclusionProof:
         """The audit path of a sealed event in the checkpoint of ``size`` (default: the latest checkpoint).

@@ -33,6 +33,8 @@ from audit.checkpoint import (
     verifier_key,
     verify,
 )
+from audit.cosignature import Cosigned, verify_cosignature
+from audit.identity import LogNames, load_names
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal
 from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey
@@ -173,7 +175,7 @@ def verify_log(
     events: Sequence[SealedEvent],
     checkpoints: Sequence[str],
     *,
-    origin: str,
+    origin: str | LogNames,
     public_keys: Sequence[Ed25519PublicKey],
     unsealed: Sequence[UnsealedEvent] = (),
     cosignatures: Sequence[str] = (),
@@ -181,8 +183,9 @@ def verify_log(
 ) -> VerifyResult:
     """Check the sealed log against itself and against its signed checkpoints; every finding is a Problem.
 
-    ``checkpoints`` are signed notes in the order they were issued. A checkpoint counts when it is signed under
-    the key name ``origin`` by one of ``public_keys``. Raises ValueError only for an unusable ``origin``.
+    ``checkpoints`` are signed notes in the order they were issued. A checkpoint counts when it is signed by one of
+    ``public_keys`` under the log's name at its size: ``origin``, or the names of a renamed log (``LogNames``).
+    Raises ValueError only for an unusable ``origin``.
     """
     notes = check_notes(checkpoints, origin=origin, public_keys=public_keys, cosignatures=cosignatures,
                         cosigner_keys=cosigner_keys)  # fmt: skip
@@ -212,19 +215,20 @@ class SignedNotes:
 def check_notes(
     checkpoints: Sequence[str],
     *,
-    origin: str,
+    origin: str | LogNames,
     public_keys: Sequence[Ed25519PublicKey],
     cosignatures: Sequence[str] = (),
     cosigner_keys: Mapping[str, Sequence[Ed25519PublicKey]] | None = None,
 ) -> SignedNotes:
     """Signatures, order and agreement of the signed notes among themselves (see ``verify_log``)."""
-    if public_keys:
-        key_id(origin, public_keys[0])  # a name the signed-note rules refuse is the caller's error
+    names = LogNames.of(origin)
+    for name in names.origins() if public_keys else ():
+        key_id(name, public_keys[0])  # a name the signed-note rules refuse is the caller's error
     findings = _Findings()
-    cosigned = _check_cosignatures(cosignatures, origin, cosigner_keys or {}, findings)
+    cosigned = _check_cosignatures(cosignatures, names, cosigner_keys or {}, findings)
     valid: list[Checkpoint] = []
     for number, text in enumerate(checkpoints, 1):
-        checkpoint = _signed_checkpoint(number, text, origin, public_keys, findings)
+        checkpoint = _signed_checkpoint(number, text, names, public_keys, findings)
         if checkpoint is not None:
             valid.append(checkpoint)
 
@@ -689,11 +693,12 @@ def _check_tree(last_seq: int, recomputed: Mapping[int, bytes], notes: SignedNot
 
 def _check_cosignatures(
     cosignatures: Sequence[str],
-    origin: str,
+    names: LogNames,
     keys: Mapping[str, Sequence[Ed25519PublicKey]],
     findings: _Findings,
 ) -> list[Checkpoint]:
-    """Each co-signature note must be for this log and signed by a key its co-signer published."""
+    """Each co-signature note must be for this log, under its name at that size, and signed (as ``cosignature/v1``
+    or in the older plain form) by a key its co-signer published."""
     valid = []
     for number, text in enumerate(cosignatures, 1):
         try:
@@ -702,13 +707,13 @@ def _check_cosignatures(
             findings.add(ProblemKind.BAD_SIGNATURE, None, f"co-signature {number} is malformed: {exc.detail}")
             continue
         size = note.checkpoint.size
-        names = {signature.name for signature in note.signatures}
-        if note.checkpoint.origin != origin or len(names) != 1:
+        signers = {signature.name for signature in note.signatures}
+        if note.checkpoint.origin != names.at(size) or len(signers) != 1:
             findings.add(ProblemKind.BAD_SIGNATURE, None, f"co-signature {number} (size {size}) is not for this log")
             continue
-        (name,) = names
-        checked = [verify(text, name=name, public_key=key) for key in keys.get(name, ())]
-        verified = next((c for c in checked if isinstance(c, Checkpoint)), None)
+        (name,) = signers
+        checked = [verify_cosignature(text, name=name, public_key=key) for key in keys.get(name, ())]
+        verified = next((c.checkpoint for c in checked if isinstance(c, Cosigned)), None)
         if verified is None:
             findings.add(
                 ProblemKind.BAD_SIGNATURE, None, f"the co-signature by {name} of size {size} is not signed by its key"
@@ -719,23 +724,30 @@ def _check_cosignatures(
 
 
 def _signed_checkpoint(
-    number: int, text: str, origin: str, public_keys: Sequence[Ed25519PublicKey], findings: _Findings
+    number: int, text: str, names: LogNames, public_keys: Sequence[Ed25519PublicKey], findings: _Findings
 ) -> Checkpoint | None:
     try:
         note = parse_note(text)
     except CheckpointFormatError as exc:
         findings.add(ProblemKind.BAD_SIGNATURE, None, f"checkpoint {number} is malformed: {exc.detail}")
         return None
-    size = note.checkpoint.size
-    if note.checkpoint.origin != origin:
+    size, origin = note.checkpoint.size, note.checkpoint.origin
+    expected = names.at(size)
+    if expected is None:
+        findings.add(ProblemKind.BAD_SIGNATURE, None,
+                     f"the checkpoint of size {size} cannot be checked: the log's name is not recorded")  # fmt: skip
+        return None
+    if origin != expected:
         findings.add(
             ProblemKind.BAD_SIGNATURE,
             None,
-            f"the checkpoint of size {size} is for the log {note.checkpoint.origin!r}, not {origin!r}",
+            f"the checkpoint of size {size} is signed as {origin!r}, but the log was named {expected!r} at that size"
+            if origin in names.origins()
+            else f"the checkpoint of size {size} is for the log {origin!r}, not {expected!r}",
         )
         return None
     for public_key in public_keys:
-        verified = verify(text, name=origin, public_key=public_key)
+        verified = verify(text, name=expected, public_key=public_key)
         if isinstance(verified, Checkpoint):
             return verified
     findings.add(ProblemKind.BAD_SIGNATURE, None, f"the checkpoint of size {size} is not signed by a known log key")
@@ -913,21 +925,23 @@ async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt
 async def verify_database(
     factory: async_sessionmaker[AsyncSession],
     *,
-    origin: str,
+    origin: str | LogNames | None = None,
     now: dt.datetime,
     sealing_grace: dt.timedelta = dt.timedelta(minutes=1),
     public_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> VerifyResult:
-    """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own.
+    """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own;
+    ``origin`` pins the log's name (default: the names stored with the log).
 
     Streams the sealed log through a ``LogScan``; only when some row is not clean is the log read whole (in the
     same snapshot) for ``verify_log``'s full analysis, which names each problem.
     """
     async with await snapshot_session(factory) as session:
         notes, cosigned = await _notes(session)
+        names = await load_names(session) if origin is None else origin
         trusted = await checkpoint_keys(session) if public_keys is None else list(public_keys)
         agency_keys = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
-        signed = check_notes(notes, origin=origin, public_keys=trusted, cosignatures=[note for _, note in cosigned],
+        signed = check_notes(notes, origin=names, public_keys=trusted, cosignatures=[note for _, note in cosigned],
                              cosigner_keys=agency_keys)  # fmt: skip
         scan = LogScan(signed.sizes)
         chunks = sealed_row_chunks(session)

@@ -3,7 +3,8 @@
 A witness co-signs a checkpoint only when the log's signature on it verifies and the tree it describes extends the
 last checkpoint this agency co-signed (an RFC 6962 consistency proof, verified here). So the operator cannot show
 one history to one agency and another to the next: two co-signatures of one size with different roots are proof
-of it, and `audit verify` reports them. A refusal lands in the agency's own audit trail.
+of it, and `audit verify` reports them. A refusal lands in the agency's own audit trail. Co-signatures are C2SP
+``cosignature/v1`` (audit/cosignature.py), which standard witness tooling checks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit import checkpoint as notes
 from audit.checkpoint import cosigner_name
+from audit.cosignature import cosignature
 from audit.events import Action, Actor, Outcome
+from audit.identity import load_names
 from audit.merkle import consistency_proof, root_hash, verify_consistency
 from audit.models import AuditCosignature, AuditSeal
 from audit.services import AuditLog
@@ -56,14 +59,12 @@ class Witness:
         clock: Clock,
         audit: AuditLog,
         *,
-        origin: str,
         cosigners: Sequence[str] | None = None,
     ) -> None:
         self._sessions = sessions
         self._keyring = keyring
         self._clock = clock
         self._audit = audit
-        self.origin = origin
         self._cosigners = None if cosigners is None else frozenset(cosigners)
 
     async def witness(self, note_text: str) -> list[CosignOutcome]:
@@ -100,11 +101,16 @@ class Witness:
         return outcomes
 
     async def _log_signed(self, session: AsyncSession, note_text: str) -> notes.Checkpoint | None:
+        """The checkpoint when the log's key signed it under the log's name at its size (stored with the log)."""
+        try:
+            size = notes.parse_note(note_text).checkpoint.size
+        except notes.CheckpointFormatError:
+            return None
+        origin = (await load_names(session)).at(size)
+        if origin is None:
+            return None
         for public_key in await checkpoint_keys(session):
-            try:
-                verified = notes.verify(note_text, name=self.origin, public_key=public_key)
-            except notes.CheckpointFormatError:
-                return None
+            verified = notes.verify(note_text, name=origin, public_key=public_key)
             if isinstance(verified, notes.Checkpoint):
                 return verified
         return None
@@ -132,17 +138,16 @@ class Witness:
         private_key = self._keyring.private_jwk(key).get_op_key("sign")
         if not isinstance(private_key, Ed25519PrivateKey):
             raise TypeError("an agency's signing key is not an Ed25519 key")
-        name = cosigner_name(tenant.id)
+        name, now = cosigner_name(tenant.id), self._clock.now()
+        # Stored on its own (the checkpoint body and this agency's line): the log's signature is in audit_checkpoint.
+        line = cosignature(checkpoint, name=name, private_key=private_key, timestamp=int(now.timestamp()))
+        note = checkpoint.body() + "\n" + line.line()
         session.add(
             AuditCosignature(
-                cosigner_tenant_id=tenant.id,
-                size=checkpoint.size,
-                root=checkpoint.root,
-                key_name=name,
-                note=notes.sign(checkpoint, name=name, private_key=private_key),
-                created_at=self._clock.now(),
+                cosigner_tenant_id=tenant.id, size=checkpoint.size, root=checkpoint.root, key_name=name, note=note,
+                created_at=now,
             )
-        )
+        )  # fmt: skip
 
     def _refused(self, session: AsyncSession, tenant: Tenant, size: int, problem: str) -> None:
         logger.error("audit checkpoint of size %d not co-signed: %s", size, problem)

@@ -38,7 +38,7 @@ from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, ses
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import AUDIT_STREAM, Bus
-from gateway.controllers import health, metadata, oauth
+from gateway.controllers import health, metadata, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
 from gateway.controllers.directory import DirectoryController
@@ -162,8 +162,7 @@ def _workers(runtime: Runtime, names: Collection[WorkerName]) -> Workers:
     if runtime.reminders.enabled:
         jobs[REMINDERS] = Worker(REMINDERS, runtime.reminders, grace_s=REMINDERS_GRACE_S)
     if cosigners != ():
-        witness = Witness(sessions, runtime.keyring, runtime.clock, runtime.exchange.audit,
-                          origin=runtime.sealer.origin, cosigners=cosigners)  # fmt: skip
+        witness = Witness(sessions, runtime.keyring, runtime.clock, runtime.exchange.audit, cosigners=cosigners)
         jobs[COSIGNER] = Worker(COSIGNER, CheckpointWitnessing(bus, witness), grace_s=COSIGNER_GRACE_S)
     return Workers((jobs[name] for name in names if name in jobs), remote_wake=bus.wake_elsewhere)
 
@@ -202,6 +201,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             metadata.gateway_jwks,
             metadata.tenant_jwks,
             metadata.problem_type,
+            witnessing.audit_log,
+            witnessing.checkpoint,
             oauth.token,
             DirectoryController,
             CaseController,

@@ -18,6 +18,7 @@ from tenants.vocabulary import Role, Scope, TenantKind
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 # Only what parsing needs is imported above. Each command imports the rest (SQLAlchemy, Alembic, the domain, the web
@@ -158,6 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     export = audit.add_parser("export", help="write the sealed log, its checkpoints and keys to a JSON Lines file")
     export.add_argument("--out", required=True, type=Path, metavar="FILE")
+    rename = audit.add_parser(
+        "rename-origin", help="give the log a new name from its next checkpoint on (older ones keep theirs)"
+    )
+    rename.add_argument("--to", required=True, metavar="ORIGIN", help="the new origin, e.g. casebridge.example/audit")
 
     demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
     seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
@@ -206,7 +211,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             return {"upgraded": True, "database": engine.url.render_as_string(hide_password=True)}
         finally:
             await engine.dispose()
-    if args.command == "audit":
+    if args.command == "audit" and args.action != "rename-origin":
         # Neither the bus nor the master key: verifying needs only public keys, and an export only the database.
         return await _audit(settings, args)
     from gateway import cli_admin
@@ -216,16 +221,16 @@ async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from audit.export import ExportError, export_database, read_export
-    from audit.sealer import log_origin
     from audit.verifications import Trigger, record_verification
     from audit.verify import verify_database, verify_log
     from gateway.db import create_engine, schema_is_current
     from tenants.clock import SystemClock
     from tenants.persistence import make_sessionmaker, platform_session
 
+    # The log's name comes with the log (the database or the export), never from this process's URL or port; a
+    # pinned key must be for one of the names the log has had.
     pinned = _pinned_keys(args.key) if args.action == "verify" and args.key else None
-    # A pinned key names the log it signs for; otherwise the export names its log, and this node's URL names its own.
-    pinned_origin, pinned_keys = pinned if pinned else (None, None)
+    pinned_names, pinned_keys = pinned if pinned else (set(), None)
     if args.action == "verify" and args.from_export is not None:
         try:
             export = read_export(args.from_export)
@@ -233,10 +238,11 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             raise CliError(f"cannot read the export file {args.from_export}: {exc.strerror}") from exc
         except ExportError as exc:
             raise CliError(f"the export file {args.from_export} is damaged: {exc}") from exc
+        _check_pinned_names(pinned_names, export.names.origins(), "the exported log")
         return verify_log(
             export.events,
             export.checkpoints,
-            origin=pinned_origin or export.origin,
+            origin=export.names,
             public_keys=pinned_keys or export.public_keys,
             cosignatures=export.cosignatures,
             cosigner_keys=export.cosigner_keys,
@@ -246,15 +252,18 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         if not await schema_is_current(engine):
             raise CliError("the database schema is not up to date; run 'casebridge db upgrade' first")
         sessions = make_sessionmaker(engine)
-        origin = pinned_origin or log_origin(settings.server.base_url)
+        # Checked before anything is verified or recorded: a database that holds no log is the wrong database.
+        _check_pinned_names(pinned_names, await _log_names(engine), "this database's log")
         now = SystemClock().now()
         if args.action == "export":
             try:
-                summary = await export_database(sessions, args.out, origin=origin, exported_at=now)
+                summary = await export_database(sessions, args.out, exported_at=now)
             except OSError as exc:
                 raise CliError(f"cannot write the export file {args.out}: {exc.strerror}") from exc
+            except ValueError as exc:  # the log has no name yet: nothing was ever sealed, so there is nothing to export
+                raise CliError(str(exc)) from exc
             return summary.to_json()
-        result = await verify_database(sessions, origin=origin, now=now, public_keys=pinned_keys)
+        result = await verify_database(sessions, now=now, public_keys=pinned_keys)
         # The DPO console shows when the live log was last verified and with what result.
         async with platform_session(sessions) as session, session.begin():
             record_verification(session, result, at=now, trigger=Trigger.CLI)
@@ -263,8 +272,40 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         await engine.dispose()
 
 
-def _pinned_keys(texts: list[str]) -> tuple[str, list[Ed25519PublicKey]]:
-    """The log origin and keys from --key verifier keys, which must all name the same log."""
+async def _log_names(engine: AsyncEngine) -> list[str]:
+    """The names of the log in the database; CliError when it holds no audit trail at all (no name, no checkpoint,
+    no event), which only a database other than the server's does."""
+    from sqlalchemy import select
+
+    from audit.identity import load_names
+    from audit.models import AuditCheckpoint, AuditEvent
+    from tenants.persistence import make_sessionmaker, platform_session
+
+    async with platform_session(make_sessionmaker(engine)) as session:
+        names = (await load_names(session)).origins()
+        if names:
+            return names
+        # Events that no sealer has named the log for yet, or checkpoints whose name is gone, are the verifier's to
+        # report (unsealed and overdue; not signed under the log's name).
+        for column in (AuditCheckpoint.size, AuditEvent.id):
+            if await session.scalar(select(column).limit(1)) is not None:
+                return names
+    database = engine.url.render_as_string(hide_password=True)
+    raise CliError(
+        f"the database {database} holds no audit trail: no casebridge server has recorded anything in it. Run this "
+        "command with the server's CASEBRIDGE_DATABASE_URL (or CASEBRIDGE_DATA_DIR)"
+    )
+
+
+def _check_pinned_names(pinned: set[str], names: Sequence[str], whose: str) -> None:
+    if pinned and not pinned <= set(names):
+        stranger = sorted(pinned - set(names))[0]
+        known = ", ".join(repr(name) for name in names) or "none"
+        raise CliError(f"--key is for the log {stranger!r}, but {whose} is named {known}: pin a key of this log")
+
+
+def _pinned_keys(texts: list[str]) -> tuple[set[str], list[Ed25519PublicKey]]:
+    """The log names and keys of the --key verifier keys (a renamed log's key may be pinned under any of its names)."""
     from audit.checkpoint import CheckpointFormatError, parse_verifier_key
 
     names, keys = set(), []
@@ -275,9 +316,7 @@ def _pinned_keys(texts: list[str]) -> tuple[str, list[Ed25519PublicKey]]:
             raise CliError(f"--key {text!r} is not a verifier key: {exc.detail}") from exc
         names.add(name)
         keys.append(key)
-    if len(names) != 1:
-        raise CliError("every --key must name the same log")
-    return names.pop(), keys
+    return names, keys
 
 
 __all__ = ["main"]

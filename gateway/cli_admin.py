@@ -20,6 +20,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from audit import identity
 from audit.events import Action, Actor, Outcome, pseudonym_key
 from audit.services import AuditLog
 from gateway.cli import CliError
@@ -178,6 +179,18 @@ async def _keys_rotate(context: AdminContext, args: argparse.Namespace) -> dict[
     return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
 
 
+async def _audit_rename_origin(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    """docs/audit.md, "Renaming the log": the next checkpoint is signed under the new name; older ones keep theirs."""
+    async with platform_session(context.sessions) as session, session.begin():
+        previous, adopted = await identity.rename(session, args.to, at=context.clock.now())
+        context.audit.append(
+            session, action=Action.AUDIT_LOG_RENAME, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=None,
+            resource_type="audit_log",
+            extra={"from": previous.origin, "to": adopted.origin, "from_size": adopted.from_size},
+        )  # fmt: skip
+    return {"origin": adopted.origin, "previous": previous.origin, "from_size": adopted.from_size}
+
+
 _DEMO_TENANTS = (
     ("semya", "Центр социальной помощи семье и детям «Семья»", TenantKind.SOCIAL_CENTRE),
     ("opeka", "Отдел опеки и попечительства", TenantKind.GUARDIANSHIP_BODY),
@@ -244,6 +257,7 @@ def _plain(value: msgspec.Struct) -> dict[str, Any]:
 
 _HANDLERS: dict[tuple[str, str], Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
     ("tenant", "create"): _tenant_create,
+    ("audit", "rename-origin"): _audit_rename_origin,
     ("tenant", "suspend"): _tenant_status("suspended"),
     ("tenant", "activate"): _tenant_status("active"),
     ("user", "create"): _user_create,

@@ -9,6 +9,7 @@ from litestar import Request, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from audit.publication import checkpoint_jwks
 from gateway.auth.guards import PUBLIC
 from gateway.auth.oauth import ASSERTION_ALGORITHMS, AUTH_METHOD
 from gateway.auth.tokens import TOKEN_ALGORITHMS
@@ -37,12 +38,14 @@ async def authorization_server_metadata(request: Request[Any, Any, Any]) -> dict
     }
 
 
-@get("/.well-known/jwks.json", opt={PUBLIC: True}, tags=["oauth"], summary="Keys that sign access tokens")
+@get("/.well-known/jwks.json", opt={PUBLIC: True}, tags=["oauth"],
+     summary="Keys that sign access tokens, then the audit log's checkpoint keys")  # fmt: skip
 async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with platform_session(runtime.sessions) as session:
         keys = await runtime.keyring.usable_platform_keys(session, PlatformKeyUse.ACCESS_TOKEN)
-    return {"keys": [published_jwk(k.public_jwk) for k in keys]}
+        checkpoint_keys = await checkpoint_jwks(session)  # docs/audit.md: no `alg`, a `checkpoint-` kid
+    return {"keys": [published_jwk(k.public_jwk) for k in keys] + checkpoint_keys}
 
 
 @get("/.well-known/tenants/{tenant_id:uuid}/jwks.json", opt={PUBLIC: True}, tags=["directory"],

@@ -302,7 +302,8 @@ async def verification_page(request: Request[Any, Any, Any]) -> Response[Any]:
         checkpoint = await latest_checkpoint(session)
         run = await latest_verification(session)
     return render(
-        request, "dpo_verification.html", checkpoint=checkpoint, run=run, origin=runtime_of(request).sealer.origin,
+        request, "dpo_verification.html", checkpoint=checkpoint, run=run,
+        origin=checkpoint.note.partition("\n")[0] if checkpoint else None,  # the log's name it was signed under
         root=base64.b64encode(checkpoint.root).decode() if checkpoint else None,
         run_root=base64.b64encode(run.root).decode() if run else None,
     )  # fmt: skip
@@ -321,7 +322,7 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
         return redirect(request, VERIFICATION, error=_("The log was verified less than a minute ago; its result is "
                                                        "shown below. Try again in a minute."))  # fmt: skip
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
-    result = await verify_database(runtime.sessions, origin=runtime.sealer.origin, now=now)
+    result = await verify_database(runtime.sessions, now=now)
     async with tenant_transaction(request) as session:
         record_verification(session, result, at=now, trigger=Trigger.CONSOLE)
         audit_of(request).touched(resource_type="audit_log", ok=result.ok, size=result.size,

@@ -16,6 +16,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 
 from audit import checkpoint as notes
+from audit.cosignature import Cosigned, verify_cosignature
 from audit.events import Action, Actor, Outcome
 from audit.export import ExportError, export_database, read_export
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
@@ -76,10 +77,15 @@ async def test_every_agency_cosigns_the_checkpoint_it_sees(api: httpx.AsyncClien
     assert cosigned_note.startswith(str(body["note"]).split("\n\n")[0])
     for tenant_id in (centre.id, opeka.id):
         (key,) = await _agency_keys(runtime, tenant_id)
-        checked = notes.verify(cosigned_note, name=notes.cosigner_name(tenant_id), public_key=key)
-        assert isinstance(checked, notes.Checkpoint)
-        assert checked.size == body["size"]
-        assert base64.b64encode(checked.root).decode() == body["root"]
+        checked = verify_cosignature(cosigned_note, name=notes.cosigner_name(tenant_id), public_key=key)
+        assert isinstance(checked, Cosigned)
+        assert checked.checkpoint.size == body["size"]
+        assert base64.b64encode(checked.checkpoint.root).decode() == body["root"]
+        # C2SP cosignature/v1, timestamped: not the plain note signature agencies' nodes wrote before.
+        assert checked.timestamp is not None
+        assert abs(checked.timestamp - runtime.clock.now().timestamp()) < 3600
+        plain = notes.verify(cosigned_note, name=notes.cosigner_name(tenant_id), public_key=key)
+        assert isinstance(plain, notes.CheckpointProblem)
     result = await verify_database(runtime.sessions, origin=runtime.sealer.origin, now=runtime.clock.now())
     assert result.ok, result.problems
 
@@ -130,8 +136,7 @@ async def test_the_witness_refuses_a_rewritten_history(api: httpx.AsyncClient, r
     assert checkpointed is not None
     log_key = runtime.keyring.platform_private_jwk(key).get_op_key("sign")
     assert isinstance(log_key, Ed25519PrivateKey)
-    witness = Witness(runtime.sessions, runtime.keyring, runtime.clock, runtime.exchange.audit,
-                      origin=runtime.sealer.origin, cosigners=["opeka"])  # fmt: skip
+    witness = Witness(runtime.sessions, runtime.keyring, runtime.clock, runtime.exchange.audit, cosigners=["opeka"])
 
     # Signed by the log's own key, but over a tree the sealed events do not make.
     rewritten = notes.sign(notes.Checkpoint(runtime.sealer.origin, size, bytes(32)), name=runtime.sealer.origin,
@@ -215,8 +220,7 @@ async def test_two_nodes_seeing_the_same_checkpoint_cosign_it_once(settings: Set
             note = await session.scalar(select(AuditCheckpoint.note).order_by(AuditCheckpoint.size.desc()).limit(1))
         assert note is not None
         witnesses = [
-            Witness(node.sessions, node.keyring, node.clock, node.exchange.audit, origin=node.sealer.origin,
-                    cosigners=None)
+            Witness(node.sessions, node.keyring, node.clock, node.exchange.audit, cosigners=None)
             for _ in range(2)
         ]  # fmt: skip
         first, second = await asyncio.gather(*(witness.witness(note) for witness in witnesses))

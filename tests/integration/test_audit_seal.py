@@ -575,6 +575,8 @@ async def test_the_app_role_may_only_add_and_read_audit_rows(postgres: Throwaway
             "DELETE FROM audit_sealer_lease",
             "UPDATE audit_cosignature SET size = size",
             "DELETE FROM audit_cosignature",
+            "UPDATE audit_log_name SET origin = 'elsewhere/audit'",
+            "DELETE FROM audit_log_name",
         ):
             with pytest.raises(DBAPIError, match="permission denied"):
                 async with platform_session(sessions) as session, session.begin():

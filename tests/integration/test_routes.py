@@ -18,7 +18,8 @@ from gateway.runtime import Runtime
 from tenants.models import Base, Role, Scope
 
 REPO = Path(__file__).resolve().parents[2]
-# Routes anyone may call: probes, OAuth and key metadata, the token endpoint, problem descriptions, sign-in pages.
+# Routes anyone may call: probes, OAuth and key metadata, the token endpoint, problem descriptions, sign-in pages,
+# the audit log's latest checkpoint.
 PUBLIC_PREFIXES = (
     "/health/",
     "/.well-known/",
@@ -28,6 +29,7 @@ PUBLIC_PREFIXES = (
     "/logout",
     "/account/",
     "/static",
+    "/audit/checkpoint",
 )
 
 
