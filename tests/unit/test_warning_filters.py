@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import types as key_types
+from cryptography.utils import CryptographyDeprecationWarning
 from litestar import Litestar, get
 from litestar.exceptions import LitestarDeprecationWarning
 from litestar.params import FromPath, HeaderParameter
@@ -43,7 +45,9 @@ def rows() -> IteratorResult[uuid.UUID, str]:
     return IteratorResult(SimpleResultMetaData(["id", "name"]), iter([(uuid.uuid4(), "Семья")]))
 
 
-@pytest.mark.parametrize("category", [DeprecationWarning, PendingDeprecationWarning, FutureWarning])
+@pytest.mark.parametrize(
+    "category", [DeprecationWarning, PendingDeprecationWarning, FutureWarning, CryptographyDeprecationWarning]
+)
 @pytest.mark.parametrize("module", CASEBRIDGE_MODULES)
 def test_a_deprecated_call_from_casebridge_code_is_an_error(module: str, category: type[Warning]) -> None:
     with pytest.raises(category, match=r"api\(\) is deprecated"):
@@ -64,6 +68,16 @@ def test_sqlalchemy_deprecations_are_pinned_on_their_casebridge_caller(module: s
         call_from(module, rows().tuples)
     (_, name), *_ = rows()  # the replacement: rows unpack as tuples
     assert name == "Семья"
+
+
+def test_cryptography_deprecations_are_pinned_on_their_casebridge_caller() -> None:
+    """cryptography warns with a UserWarning of its own, from the module attribute the caller reads."""
+    retired = functools.partial(getattr, key_types, "PUBLIC_KEY_TYPES")
+    with pytest.raises(CryptographyDeprecationWarning, match="Use PublicKeyTypes instead"):
+        call_from("tenants.keys", retired)
+    with warnings.catch_warnings(record=True) as shown:
+        call_from("joserfc.jwk", retired)
+    assert [w.category for w in shown] == [CryptographyDeprecationWarning]
 
 
 def test_only_advanced_alchemy_may_still_use_declarative_mixin() -> None:
