@@ -300,7 +300,7 @@ async def _tenant_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid
     if not ids:
         return {}
     rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(ids)))
-    return {tenant_id: name for tenant_id, name in rows.tuples()}
+    return {tenant_id: name for tenant_id, name in rows}
 
 
 def _requested_between(period: Period) -> Any:

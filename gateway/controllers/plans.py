@@ -28,7 +28,7 @@ class PlanController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[PlanIn],
-        idempotency_key: Annotated[str | None, HeaderParameter(header="Idempotency-Key", max_length=255)] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255)] = None,
     ) -> Response[PlanOut]:
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:

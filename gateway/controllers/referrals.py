@@ -43,7 +43,7 @@ class ReferralController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[ReferralIn],
-        idempotency_key: Annotated[str | None, HeaderParameter(header="Idempotency-Key", max_length=255)] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255)] = None,
     ) -> Response[ReferralOut]:
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery
 
 from audit.events import Action, Actor, Outcome
 from gateway.controllers.context import audit_of, principal_of, request_context, runtime_of, tenant_transaction
@@ -109,7 +109,7 @@ def _pages(offset: int, total: int) -> dict[str, Any]:
 
 
 @get(USERS, **page(*_ADMIN, Action.TENANTS_USER_LIST))
-async def users_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+async def users_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     runtime = runtime_of(request)
     offset = _offset(cursor)
     async with tenant_transaction(request) as session:
@@ -173,7 +173,7 @@ async def invite(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get(f"{USER}/{{user_id:uuid}}", **page(*_ADMIN, Action.TENANTS_USER_READ))
-async def user_page(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+async def user_page(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     runtime = runtime_of(request)
     async with tenant_transaction(request) as session:
         member = await admin.staff_member(session, runtime.clock, principal=principal_of(request), user_id=user_id)
@@ -183,7 +183,7 @@ async def user_page(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Resp
 
 
 @post(f"{USER}/{{user_id:uuid}}/roles", **page(*_ADMIN, Action.TENANTS_USER_ROLES))
-async def change_roles(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+async def change_roles(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     roles = (await _form(request))[1].get("roles", [])
     back = f"{USER}/{user_id}"
@@ -198,7 +198,7 @@ async def change_roles(request: Request[Any, Any, Any], user_id: uuid.UUID) -> R
 
 
 @post(f"{USER}/{{user_id:uuid}}/second-factor-reset", **page(*_ADMIN, Action.TENANTS_USER_SECOND_FACTOR_RESET))
-async def reset_second_factor(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+async def reset_second_factor(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     back = f"{USER}/{user_id}"
     try:
@@ -218,7 +218,7 @@ def _set_active(active: bool) -> Any:
     path = f"{USER}/{{user_id:uuid}}/{'reactivate' if active else 'deactivate'}"
 
     @post(path, **page(*_ADMIN, action), name=f"user-{'reactivate' if active else 'deactivate'}")
-    async def handler(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+    async def handler(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
         _ = translator(request)
         back = f"{USER}/{user_id}"
         try:
@@ -239,7 +239,7 @@ def _set_active(active: bool) -> Any:
 
 
 @post(f"{USER}/{{user_id:uuid}}/invitation", **page(*_ADMIN, Action.TENANTS_USER_INVITE))
-async def reissue_invitation(request: Request[Any, Any, Any], user_id: uuid.UUID) -> Response[Any]:
+async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     runtime = runtime_of(request)
     try:
         async with tenant_transaction(request) as session:
@@ -258,7 +258,7 @@ async def reissue_invitation(request: Request[Any, Any, Any], user_id: uuid.UUID
 
 
 @get(CLIENTS, **page(*_ADMIN, Action.TENANTS_CLIENT_LIST))
-async def clients_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+async def clients_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     offset = _offset(cursor)
     async with tenant_transaction(request) as session:
         found = await admin.list_clients(session, principal=principal_of(request), offset=offset, limit=PER_PAGE)
@@ -312,7 +312,7 @@ class ConfirmForm(msgspec.Struct):
 
 @post(f"{CLIENTS}/{{client_id:uuid}}/revoke", **page(*_ADMIN, Action.TENANTS_CLIENT_REVOKE))
 async def revoke_client(
-    request: Request[Any, Any, Any], client_id: uuid.UUID, data: Annotated[ConfirmForm, _FORM]
+    request: Request[Any, Any, Any], client_id: FromPath[uuid.UUID], data: Annotated[ConfirmForm, _FORM]
 ) -> Response[Any]:
     _ = translator(request)
     if data.confirm != "yes":
@@ -358,7 +358,7 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
 
 
 @get(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
-async def invitation_page(request: Request[Any, Any, Any], token: str) -> Response[Any]:
+async def invitation_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
     runtime = runtime_of(request)
     async with platform_session(runtime.sessions) as session, session.begin():
         found = await admin.open_invitation(session, runtime.clock, token=token)
@@ -374,7 +374,7 @@ class AcceptForm(msgspec.Struct):
 
 @post(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
 async def accept_invitation(
-    request: Request[Any, Any, Any], token: str, data: Annotated[AcceptForm, _FORM]
+    request: Request[Any, Any, Any], token: FromPath[str], data: Annotated[AcceptForm, _FORM]
 ) -> Response[Any]:
     runtime = runtime_of(request)
     _ = translator(request)

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
 from exchange import cases, reminders, worklist
@@ -78,7 +78,7 @@ def _end_of_day(value: str, name: str) -> dt.datetime:
 
 
 @get("/cases", **page(Scope.CASES_READ, _WORKERS, Action.EXCHANGE_CASE_LIST))
-async def case_list(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     try:
         cursor_param(request, "cursor")
     except BadPageLink as bad:

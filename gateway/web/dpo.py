@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery
 
 from audit import reports
 from audit.events import Action, Outcome
@@ -105,14 +105,14 @@ async def _actors(request: Request[Any, Any, Any], session: Any, events: list[di
 @get(SEARCH, **page(*_DPO, Action.AUDIT_EVENTS_SEARCH))
 async def search_page(
     request: Request[Any, Any, Any],
-    actor: str | None = None,
-    subject_id: str | None = None,
-    resource_id: str | None = None,
-    action: str | None = None,
-    outcome: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    cursor: str | None = None,
+    actor: FromQuery[str | None] = None,
+    subject_id: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    outcome: FromQuery[str | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
     _ = translator(request)
     form = {"actor": actor or "", "subject_id": subject_id or "", "resource_id": resource_id or "",
@@ -181,7 +181,7 @@ def _search(request: Request[Any, Any, Any], *, status: int = 200, **context: An
 
 @get(SUBJECTS, **page(*_DPO, Action.AUDIT_SUBJECT_REPORT))
 async def subject_page(
-    request: Request[Any, Any, Any], subject_id: str | None = None, cursor: str | None = None
+    request: Request[Any, Any, Any], subject_id: FromQuery[str | None] = None, cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
     _ = translator(request)
     if not subject_id:
@@ -212,7 +212,7 @@ async def subject_page(
     [f"{SUBJECTS}/{{subject_id:uuid}}/report.pdf", f"{SUBJECTS}/{{subject_id:uuid}}/report.csv"],
     **page(*_DPO, Action.AUDIT_SUBJECT_REPORT),
 )
-async def subject_download(request: Request[Any, Any, Any], subject_id: uuid.UUID) -> Response[Any]:
+async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The whole report as a file, made by the same renderers as `GET /api/v1/audit/subjects/{id}/report`."""
     report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
     async with tenant_transaction(request) as session:
@@ -230,7 +230,7 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: uuid.UUI
 
 
 @get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
-async def review_page(request: Request[Any, Any, Any], cursor: str | None = None) -> Response[Any]:
+async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     async with tenant_transaction(request) as session:
         items, next_cursor = await queries.review_queue(
             session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=PER_PAGE
@@ -248,7 +248,7 @@ class ReviewForm(msgspec.Struct):
 
 @post(f"{REVIEW}/{{event_id:uuid}}", **page(*_DPO, Action.AUDIT_REVIEW_MARK))
 async def mark_reviewed(
-    request: Request[Any, Any, Any], event_id: uuid.UUID, data: Annotated[ReviewForm, _FORM]
+    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: Annotated[ReviewForm, _FORM]
 ) -> Response[Any]:
     _ = translator(request)
     try:
@@ -267,7 +267,7 @@ async def mark_reviewed(
 
 @get(ANOMALIES, **page(*_DPO, Action.AUDIT_ANOMALIES_LIST))
 async def anomalies_page(
-    request: Request[Any, Any, Any], since: str | None = None, until: str | None = None
+    request: Request[Any, Any, Any], since: FromQuery[str | None] = None, until: FromQuery[str | None] = None
 ) -> Response[Any]:
     _ = translator(request)
     form = {"since": since or "", "until": until or ""}

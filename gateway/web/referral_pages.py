@@ -9,7 +9,7 @@ from urllib.parse import quote
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
 from exchange import messages, worklist
@@ -41,7 +41,9 @@ REFERRAL_PAGES: Final = ("timeline", "messages")
 
 
 @get("/inbox", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_LIST))
-async def inbox(request: Request[Any, Any, Any], tab: str = "new", cursor: str | None = None) -> Response[Any]:
+async def inbox(
+    request: Request[Any, Any, Any], tab: FromQuery[str] = "new", cursor: FromQuery[str | None] = None
+) -> Response[Any]:
     tab = tab if tab in TABS else "new"
     deps, principal = exchange_deps(request), principal_of(request)
     try:

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import httpx2
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
@@ -34,7 +35,7 @@ async def test_authlib_client_obtains_token_and_calls_api(
 ) -> None:
     tenant = await make_tenant(runtime, "semya")
     client = await make_client(runtime, tenant, scopes=["directory:read", "cases:read"])
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx2.ASGITransport(app=app)
     async with AsyncOAuth2Client(
         client_id=client.client_id,
         client_secret=client.key,

@@ -81,6 +81,8 @@ def test_sqlite_refuses_a_second_process_and_says_to_use_postgresql(tmp_path: Pa
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
     # The lock went with the process: the next serve (or a worker) may start.
     assert server.returncode == 0
 

@@ -78,3 +78,6 @@ def test_serve_is_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+        for pipe in (server.stdout, server.stderr):
+            if pipe is not None:
+                pipe.close()

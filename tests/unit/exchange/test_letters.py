@@ -108,14 +108,13 @@ def test_the_pool_ends_with_the_process_that_made_it() -> None:
         "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
         "time.sleep(600)\n"
     )
-    gateway = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert gateway.stdout is not None
-        pool = [int(pid) for pid in gateway.stdout.readline().split()]
-        assert len(pool) == 2
-    finally:
-        gateway.kill()
-        gateway.wait()
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as gateway:
+        try:
+            assert gateway.stdout is not None
+            pool = [int(pid) for pid in gateway.stdout.readline().split()]
+            assert len(pool) == 2
+        finally:
+            gateway.kill()  # leaving the block closes the pipe and reaps the process
     for pid in pool:
         for _ in range(600):  # polled, not timed: each process is given up to a minute to notice
             if not _alive(pid):
