@@ -29,6 +29,8 @@ _DPO = [Role.DPO]
 Since = Annotated[dt.datetime | None, QueryParameter(description="inclusive, RFC 3339 with offset")]
 Until = Annotated[dt.datetime | None, QueryParameter(description="exclusive, RFC 3339 with offset")]
 Cursor = Annotated[str | None, QueryParameter(max_length=64)]
+# A log size or leaf count is stored as a 64-bit integer: anything larger names no checkpoint.
+MAX_TREE_SIZE = 2**63 - 1
 
 
 class AuditController(Controller):
@@ -189,7 +191,7 @@ class TrailController(Controller):
         self,
         request: Request[Any, Any, Any],
         event_id: FromPath[uuid.UUID],
-        size: Annotated[int | None, QueryParameter(ge=1)] = None,
+        size: Annotated[int | None, QueryParameter(ge=1, le=MAX_TREE_SIZE)] = None,
     ) -> dict[str, Any]:
         async with tenant_transaction(request) as session:
             audit_of(request).touched(resource_type="audit_event", resource_id=event_id)
@@ -210,8 +212,8 @@ class TrailController(Controller):
     async def consistency(
         self,
         request: Request[Any, Any, Any],
-        old: Annotated[int, QueryParameter(ge=1, description="size of the older checkpoint")],
-        new: Annotated[int, QueryParameter(ge=1, description="size of the newer checkpoint")],
+        old: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the older checkpoint")],
+        new: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the newer checkpoint")],
     ) -> dict[str, Any]:
         async with tenant_transaction(request):
             audit_of(request).touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")
