@@ -12,11 +12,15 @@ import re
 from typing import Any, Final
 
 from litestar import Request
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin  # Litestar's own; not exported
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import Schema
 from litestar.params import BodyKwarg
+from litestar.typing import FieldDefinition
 
 from gateway.problems import BAD_REQUEST, UNSUPPORTED_MEDIA_TYPE, Problem
+from tenants.schemas import Strict
 
 # Deeper than any body casebridge takes (a case's subjects' free-form education and health blocks included), far
 # shallower than the recursion that would exhaust the decoder's stack.
@@ -67,6 +71,19 @@ def json_depth(body: bytes) -> int:
         depth += 1 if bracket in (b"[", b"{") else -1
         deepest = max(deepest, depth)
     return deepest
+
+
+class StrictBodySchemas(StructSchemaPlugin):
+    """OpenAPI for request bodies (tenants.schemas.Strict): they refuse members they do not name, so the document
+    says so (`additionalProperties: false`), as it says every other rule of the body."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return super().is_plugin_supported_field(field_definition) and field_definition.is_subclass_of(Strict)
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
 
 
 class BoundedRequest(Request[Any, Any, Any]):

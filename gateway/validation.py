@@ -53,7 +53,7 @@ KINDS: Final = {
 
 SENTENCES: Final = {
     "required": N_("%(field)s is required."),
-    "body_required": N_("The request needs a body: a JSON object."),
+    "body_required": N_("The request needs a body, and this one has none."),
     "type": N_("%(field)s must be %(kind)s."),
     "empty": N_("%(field)s must not be empty."),
     "too_short": N_("%(field)s must be at least %(limit)s characters long."),

@@ -307,15 +307,15 @@ FIELD_LABELS: Final = {
     "note": N_("Note"),
     "result": N_("Outcome for the family"),
 }
-# A field the forms have no label for (it is filled in by the page itself).
-SOME_FIELD: Final = N_("One of the fields")
 
 
 def invalid_field_text(request: Request[Any, Any, Any], error: FieldError) -> str:
     """A validation failure in the user's language, naming the field by its label on the form."""
     _ = translator(request)
     name = error.field.rpartition(".")[2].partition("[")[0]
-    label = _(FIELD_LABELS.get(name, SOME_FIELD)) if error.field else ""
+    if error.field and name not in FIELD_LABELS:  # a field the page fills in itself, not one the user sees
+        return _("The form could not be read. Reload the page and fill it in again.")
+    label = _(FIELD_LABELS[name]) if error.field else ""
     return sentence(FieldError(label, error.code, error.limit), _)
 
 
