@@ -161,7 +161,7 @@ def _from_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dic
 def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     # The validator's own words stay inside: each failure becomes a sentence naming its field (gateway/validation.py),
     # and `errors` gives programs the field, a stable code and the limit.
-    errors = from_litestar(exc.extra)
+    errors = from_litestar(exc.extra, exc.detail)
     detail = " ".join(sentence(e) for e in errors)
     return problem_response(request, VALIDATION, detail or "The request body or parameters are not valid.",
                             extra={"errors": [e.as_member() for e in errors]})  # fmt: skip

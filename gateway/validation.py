@@ -123,8 +123,14 @@ def field_error(message: str, key: str = "") -> FieldError:
     return FieldError(path, "invalid")
 
 
-def from_litestar(extra: Any) -> list[FieldError]:
-    """The failures in a Litestar ValidationException's `extra` (a list of {"key", "message", "source"})."""
+_MISSING_PARAMETER = re.compile(r"^Missing required (?:query|header|cookie|path) parameter '(?P<name>[^']+)'")
+
+
+def from_litestar(extra: Any, detail: str = "") -> list[FieldError]:
+    """The failures in a Litestar ValidationException: its `extra` (a list of {"key", "message", "source"}), or for a
+    missing parameter its detail alone ("Missing required query parameter 'new' for path ...")."""
+    if missing := _MISSING_PARAMETER.match(detail):
+        return [FieldError(missing["name"], "required")]
     errors = []
     for item in extra if isinstance(extra, list) else []:
         if not isinstance(item, dict):

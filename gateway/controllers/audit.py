@@ -29,8 +29,9 @@ _DPO = [Role.DPO]
 Since = Annotated[dt.datetime | None, QueryParameter(description="inclusive, RFC 3339 with offset")]
 Until = Annotated[dt.datetime | None, QueryParameter(description="exclusive, RFC 3339 with offset")]
 Cursor = Annotated[str | None, QueryParameter(max_length=64)]
-# A log size or leaf count is stored as a 64-bit integer: anything larger names no checkpoint.
-MAX_TREE_SIZE = 2**63 - 1
+# Larger than any log grows, and the largest integer every JSON reader holds exactly (RFC 8259 §6): a larger size
+# names no checkpoint, and would not fit the 64-bit columns sizes are compared with.
+MAX_TREE_SIZE = 2**53 - 1
 
 
 class AuditController(Controller):
