@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from exchange.models import Case, Consent, Referral
 from gateway.runtime import Runtime
+from tenants.calendar import YEARS_PATTERN
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client
@@ -27,6 +28,34 @@ from tests.integration.test_web_pages import act_as, form, ok, staff
 INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59Z", "2201-01-01T00:00:00Z"]
 DAYS = ["0001-01-01", "9999-12-31", "1899-12-31", "2201-01-01"]
 RANGE = "must lie between 1900-01-01 and 2200-12-31"
+
+
+def test_the_openapi_document_states_the_range_of_every_date_and_time(app: Any) -> None:
+    """Each date or time a request takes (parameter or body member, wherever it is nested) names the accepted years."""
+    document = app.openapi_schema.to_schema()
+    unbounded: list[str] = []
+
+    def walk(schema: Any, where: str, pattern: str | None = None) -> None:
+        if isinstance(schema, dict):
+            pattern = schema.get("pattern", pattern)
+            if schema.get("format") in ("date", "date-time") and pattern != YEARS_PATTERN:
+                unbounded.append(where)
+            for key, value in schema.items():
+                walk(value, f"{where}.{key}", pattern if key == "oneOf" else None)
+        elif isinstance(schema, list):
+            for index, value in enumerate(schema):
+                walk(value, f"{where}[{index}]", pattern)
+
+    inputs = {name for name, schema in document["components"]["schemas"].items()
+              if schema.get("additionalProperties") is False}  # request bodies (Strict)  # fmt: skip
+    for name in inputs:
+        walk(document["components"]["schemas"][name], name)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                walk(parameter["schema"], f"{method.upper()} {path} {parameter['name']}")
+    assert len(inputs) >= 10
+    assert unbounded == []
 
 
 def _refused(response: httpx.Response, field: str) -> None:
