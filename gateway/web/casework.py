@@ -253,6 +253,8 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
     valid_until = _end_of_day(_text(form, "valid_until"))
     if valid_until is None and _text(form, "valid_until"):
         missing.append(day_error(request, FIELD_LABELS["valid_until"]))
+    elif valid_until is not None and valid_until <= runtime_of(request).clock.now():
+        missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
     if missing or valid_until is None:
         return redirect(request, back, error=" ".join(missing))
     body["valid_until"] = valid_until.isoformat()
@@ -408,6 +410,13 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
     chosen = {key: (form.getall(key) if key == "subjects" else form.get(key)) for key in form if key != "_csrf_token"}
     deadlines = {name: _end_of_day(_text(form, name)) for name in ("respond_by", "complete_by")}
     refusal = next((day_error(request, FIELD_LABELS[n]) for n, day in deadlines.items() if day is None), None)
+    respond_by, complete_by = deadlines["respond_by"], deadlines["complete_by"]
+    # The service's own refusals of these (exchange/referrals.py) are for API clients: the form says them in words.
+    if refusal is None and respond_by is not None and respond_by <= runtime_of(request).clock.now():
+        refusal = _("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"]))
+    elif refusal is None and respond_by is not None and complete_by is not None and complete_by < respond_by:
+        refusal = _("%(field)s must not be before %(other)s.", field=_(FIELD_LABELS["complete_by"]),
+                    other=_(FIELD_LABELS["respond_by"]))  # fmt: skip
     if basis["type"] == "statutory" and not (basis["reference"] and basis["justification"]):
         refusal = _("A statutory basis needs the legal reference and a written justification.")
     if refusal is None:

@@ -80,3 +80,18 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
             assert not VALIDATOR_WORDS.search(page.replace("`", "")), page[-3000:]
             assert "$." not in page
             assert "Expected" not in page
+    # Deadlines and validity the services refuse in API words (with field names such as respond_by) are said in Russian.
+    api.headers["Accept-Language"] = "ru"
+    past = await form(api, composer, {**sent, "categories": "identity", "respond_by": "2020-01-01"})
+    assert "«Ответить до»: выберите день позже сегодняшнего." in past.text
+    reversed_ = await form(api, composer, {**sent, "categories": "identity", "complete_by": "2029-12-01"})
+    assert "не может быть раньше даты в поле «Ответить до»" in reversed_.text
+    recorded = await form(api, f"/cases/{case['id']}/consents/new", {
+        "subject_id": case["subjects"][0]["id"], "given_by_name": "Иванова Ольга", "relation": "parent",
+        "purposes": "social_support", "categories": "identity", "recipient_kinds": "guardianship_body",
+        "valid_until": "2020-01-01",
+    })  # fmt: skip
+    shown = await api.get(recorded.headers["location"])
+    assert "выберите день позже сегодняшнего" in shown.text
+    for page in (past.text, reversed_.text, shown.text):
+        assert not any(name in page for name in ("respond_by must", "complete_by must", "valid_until must"))
