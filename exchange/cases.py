@@ -23,6 +23,7 @@ from exchange.policy import Category, ConsentStatus, ConsentView, Relation, cons
 from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
+from exchange.uploads import checked_media_type
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
 from tenants.principal import Principal
@@ -367,8 +368,6 @@ async def withdraw_consent(
 
 # -- documents --------------------------------------------------------------------------------------------------
 
-ALLOWED_MEDIA_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png", "text/plain"})
-
 
 async def store_document(
     session: AsyncSession,
@@ -381,12 +380,11 @@ async def store_document(
     content: bytes,
     max_bytes: int,
 ) -> Document:
-    if media_type not in ALLOWED_MEDIA_TYPES:
-        raise InvalidInput(f"Documents must be one of: {', '.join(sorted(ALLOWED_MEDIA_TYPES))}.")
     if not content:
         raise InvalidInput("The document is empty.")
     if len(content) > max_bytes:
         raise InvalidInput(f"The document is larger than {max_bytes // 1024} KiB.")
+    media_type = checked_media_type(media_type, content)
     if not name.strip() or len(name) > 255:
         raise InvalidInput("The document needs a file name of at most 255 characters.")
     document = await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)

@@ -29,6 +29,7 @@ from exchange.deps import ExchangeDeps
 from exchange.models import Consent, Referral, Side, Subject
 from exchange.policy import ConsentStatus
 from exchange.referrals import TERMINAL
+from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Tenant
 from tenants.principal import Principal
@@ -441,9 +442,8 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             raise InvalidInput(f"'{name}' must be an RFC 3339 time with an offset, e.g. 2026-11-01T00:00:00Z.")
-        # Windows and time zones are computed around these times: the calendar's very ends would overflow.
-        if value is not None and not 2 <= value.year <= 9998:
-            raise InvalidInput(f"'{name}' must lie between the years 2 and 9998.")
+        # Windows and time zones are computed around these times: only the accepted calendar has them all.
+        check_calendar(name, value)
     if since is not None and until is not None and since >= until:
         raise InvalidInput("'since' must be earlier than 'until'.")
 

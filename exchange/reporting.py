@@ -38,6 +38,7 @@ from exchange.statistics import (
     hours_to_accept,
     percentile,
 )
+from tenants.calendar import check_calendar
 from tenants.errors import InvalidInput
 from tenants.models import Tenant
 from tenants.principal import Principal
@@ -85,19 +86,18 @@ def parse_period(from_text: str | None, until_text: str | None, time_zone: str =
 
 
 def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool) -> dt.datetime:
-    """The instant `text` names, in UTC; InvalidInput naming `name` for anything else."""
+    """The instant `text` names, in UTC; InvalidInput naming `name` for anything else (OutOfCalendar for a date or
+    time outside tenants/calendar.py's range)."""
     text = text.strip()
     if len(text) == 10:
         try:
             day = dt.date.fromisoformat(text)
         except ValueError as exc:
             raise InvalidInput(f"{name}: {text!r} is not a date (YYYY-MM-DD).") from exc
-        try:
-            if end_of_day:
-                day += dt.timedelta(days=1)
-            return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-        except OverflowError as exc:  # the day after 9999-12-31, or a day before 0001-01-01 in UTC
-            raise DateOutOfRange(name, text) from exc
+        check_calendar(name, day)
+        if end_of_day:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError as exc:
@@ -106,18 +106,8 @@ def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool)
         ) from exc
     if value.tzinfo is None:
         raise InvalidInput(f"{name}: {text!r} has no time zone offset (add Z or +03:00).")
-    try:
-        return value.astimezone(dt.UTC)
-    except OverflowError as exc:
-        raise DateOutOfRange(name, text) from exc
-
-
-class DateOutOfRange(InvalidInput):
-    """A date or time at the very edge of the calendar (years 1 and 9999), which has no UTC instant or no next day."""
-
-    def __init__(self, parameter: str, text: str) -> None:
-        self.parameter = parameter
-        super().__init__(f"{parameter}: {text!r} is out of range; use a date between 0002-01-01 and 9999-12-30.")
+    check_calendar(name, value)
+    return value.astimezone(dt.UTC)
 
 
 # -- wire shapes ------------------------------------------------------------------------------------------------------

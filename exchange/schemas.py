@@ -11,7 +11,7 @@ import msgspec
 from exchange.models import ReferralKind, SubjectRole, Urgency
 from exchange.policy import Category, Relation
 from tenants.models import TenantKind
-from tenants.schemas import Strict
+from tenants.schemas import Day, Instant, Strict
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
@@ -26,7 +26,7 @@ class Identifiers(Strict, kw_only=True):
 class SubjectIn(Strict, kw_only=True):
     ref: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     full_name: ShortText
-    birth_date: dt.date | None = None
+    birth_date: Day | None = None
     role: SubjectRole
     identifiers: Identifiers = msgspec.field(default_factory=Identifiers)
     address: Annotated[str, msgspec.Meta(max_length=500)] | None = None
@@ -107,8 +107,8 @@ class ConsentIn(Strict, kw_only=True):
     purposes: Annotated[list[Purpose], msgspec.Meta(min_length=1, max_length=20)]
     categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
     recipients: Recipients
-    valid_until: dt.datetime
-    valid_from: dt.datetime | None = None
+    valid_until: Instant
+    valid_from: Instant | None = None
     evidence: Evidence | None = None
 
 
@@ -152,8 +152,8 @@ class ReferralIn(Strict, kw_only=True):
     problem: Text
     requested_service: Text
     urgency: Urgency
-    respond_by: dt.datetime
-    complete_by: dt.datetime
+    respond_by: Instant
+    complete_by: Instant
     subject_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=20)]
     categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
     legal_basis: ConsentBasisIn | StatutoryBasisIn
@@ -275,8 +275,8 @@ class PlanTaskIn(Strict, kw_only=True):
     title: ShortText
     to_tenant_id: uuid.UUID
     expected_result: Text
-    complete_by: dt.datetime
-    respond_by: dt.datetime | None = None
+    complete_by: Instant
+    respond_by: Instant | None = None
     purpose: Purpose
     problem: Text
     requested_service: Text
@@ -292,8 +292,8 @@ PlanTasks = Annotated[list[PlanTaskIn], msgspec.Meta(min_length=1, max_length=50
 class PlanIn(Strict, kw_only=True):
     case_id: uuid.UUID
     title: ShortText
-    period_from: dt.date
-    period_until: dt.date
+    period_from: Day
+    period_until: Day
     tasks: PlanTasks
     auto_close: bool = True
 

@@ -37,6 +37,7 @@ from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
+from gateway.bodies import BoundedRequest, StrictBodySchemas, check_media_type
 from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
@@ -48,7 +49,7 @@ from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
 from gateway.letter_runtime import LetterLayout
-from gateway.problems import EXCEPTION_HANDLERS
+from gateway.problems import EXCEPTION_HANDLERS, document_problems
 from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
@@ -193,7 +194,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         finally:
             await runtime.stop()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health.live,
             health.ready,
@@ -220,6 +221,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
         ],
         lifespan=[lifespan],
+        request_class=BoundedRequest,
+        plugins=[StrictBodySchemas()],
+        before_request=check_media_type,
         before_send=[add_request_id],
         state=_state(runtime),
         exception_handlers=for_browsers(EXCEPTION_HANDLERS),
@@ -248,6 +252,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ),
         debug=False,
     )
+    document_problems(app)
+    return app
 
 
 def app_from_environment() -> Litestar:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Request, Response
+import msgspec
+from litestar import Litestar, Request, Response
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -17,12 +18,17 @@ from litestar.exceptions import (
     TooManyRequestsException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from exchange.errors import ConsentRequired, IdempotencyMismatch
 from exchange.letters.render import LetterUnavailable
+from exchange.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from gateway.request_id import ensure_request_id
+from gateway.validation import FieldError, from_litestar, sentence
+from tenants.calendar import DAY_RANGE, OutOfCalendar
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 
 log = logging.getLogger("casebridge.gateway")
@@ -69,6 +75,48 @@ ALL_PROBLEMS = (
 _BY_STATUS = {p.status: p for p in reversed(ALL_PROBLEMS)}
 
 
+class FieldErrorDocument(msgspec.Struct, kw_only=True):
+    """One entry of a validation problem's `errors`: the field, a stable code, a sentence, and the limit if any."""
+
+    field: str
+    code: str
+    message: str
+    limit: str | None = None
+
+
+class ProblemDocument(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem document as casebridge sends it; some types add members of their own (RFC 9457 §3.2)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldErrorDocument] | None = None
+
+
+# Every operation in the OpenAPI document answers these as problem documents, besides what it declares itself.
+PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
+    problem.status: ResponseSpec(
+        data_container=ProblemDocument, media_type=PROBLEM_MEDIA_TYPE, description=problem.title,
+        generate_examples=False,
+    )
+    for problem in reversed(ALL_PROBLEMS)
+}  # fmt: skip
+
+
+def document_problems(app: Litestar) -> None:
+    """Declare the problem responses on every route in the OpenAPI document (replacing Litestar's own description of
+    its validation errors, which is not what casebridge sends); a response a handler declares itself is kept."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.include_in_schema:
+                handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
+
+
 class Problem(HTTPException):
     """Raise from a handler or guard to answer with a specific problem type."""
 
@@ -111,14 +159,17 @@ def _from_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dic
 
 
 def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
-    errors = [
-        {"field": str(e.get("key", "")), "message": str(e.get("message", ""))}
-        for e in (exc.extra if isinstance(exc.extra, list) else [])
-        if isinstance(e, dict)
-    ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+    # The validator's own words stay inside: each failure becomes a sentence naming its field (gateway/validation.py),
+    # and `errors` gives programs the field, a stable code and the limit.
+    errors = from_litestar(exc.extra, exc.detail)
+    detail = " ".join(sentence(e) for e in errors)
     return problem_response(request, VALIDATION, detail or "The request body or parameters are not valid.",
-                            extra={"errors": errors})  # fmt: skip
+                            extra={"errors": [e.as_member() for e in errors]})  # fmt: skip
+
+
+def _out_of_calendar(request: Request[Any, Any, Any], exc: OutOfCalendar) -> Response[dict[str, Any]]:
+    error = FieldError(exc.field, "calendar", DAY_RANGE)
+    return problem_response(request, VALIDATION, sentence(error), extra={"errors": [error.as_member()]})
 
 
 def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -132,7 +183,7 @@ def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         detail = "Nothing exists at this address."
     elif isinstance(exc.__cause__, SerializationException):
         problem = BAD_REQUEST
-        detail = f"The request body is not valid JSON (malformed: {exc.detail})."
+        detail = "The request body is not valid JSON: it is malformed or cut short."
     elif exc.status_code == 413:
         detail = "The request body is larger than this server accepts."
     elif exc.status_code >= 500:
@@ -163,6 +214,11 @@ def _consent_required(request: Request[Any, Any, Any], exc: ConsentRequired) -> 
     )
 
 
+def _unsupported_document(request: Request[Any, Any, Any], exc: UnsupportedDocument) -> Response[dict[str, Any]]:
+    members = {"declared": exc.declared, "found": exc.found, "accepted": sorted(ALLOWED_MEDIA_TYPES)}
+    return problem_response(request, UNSUPPORTED_MEDIA_TYPE, str(exc), extra=members)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # The traceback goes to the operator's log; the client gets only the request id.
     log.error("unhandled error", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
@@ -179,6 +235,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PermissionDeniedException: _from_http,
     HTTPException: _from_http,
     ConsentRequired: _consent_required,
+    OutOfCalendar: _out_of_calendar,
+    UnsupportedDocument: _unsupported_document,
     IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
     LetterUnavailable: _domain(UNAVAILABLE),
     NotFound: _domain(NOT_FOUND),

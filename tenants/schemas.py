@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from tenants.calendar import DAY_DESCRIPTION, INSTANT_DESCRIPTION, OUT_OF_CALENDAR, YEARS_PATTERN, in_calendar
+
+# A date or an instant of a request body, described in OpenAPI with the range Strict enforces (tenants/calendar.py).
+# Litestar reads the `extra` member of extra_json_schema as additional schema keywords.
+_IN_CALENDAR = {"extra": {"pattern": YEARS_PATTERN}}
+Day = Annotated[dt.date, msgspec.Meta(description=DAY_DESCRIPTION, extra_json_schema=_IN_CALENDAR)]
+Instant = Annotated[dt.datetime, msgspec.Meta(description=INSTANT_DESCRIPTION, extra_json_schema=_IN_CALENDAR)]
+
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every request body: an unknown field is an error, not silently dropped."""
+    """Base of every request body: an unknown field is an error, not silently dropped, and so is any date or time
+    outside the calendar casebridge accepts, whatever field it is in (tenants/calendar.py)."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, dt.date) and not in_calendar(value):
+                # msgspec reports a ValueError here as a ValidationError at this struct's path.
+                raise ValueError(f"{OUT_OF_CALENDAR} `{name}`")
 
 
 class Contacts(Strict):

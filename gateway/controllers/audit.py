@@ -22,13 +22,20 @@ from exchange import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.settings import AuditSettings
+from tenants.calendar import INSTANT_DESCRIPTION, YEARS_PATTERN
 from tenants.errors import NotFound
 from tenants.models import Role, Scope
 
 _DPO = [Role.DPO]
-Since = Annotated[dt.datetime | None, QueryParameter(description="inclusive, RFC 3339 with offset")]
-Until = Annotated[dt.datetime | None, QueryParameter(description="exclusive, RFC 3339 with offset")]
+_IN_CALENDAR = {"pattern": YEARS_PATTERN}  # the accepted years (tenants/calendar.py), for OpenAPI
+Since = Annotated[dt.datetime | None, QueryParameter(description=f"Inclusive. {INSTANT_DESCRIPTION}",
+                                                     schema_extra=_IN_CALENDAR)]  # fmt: skip
+Until = Annotated[dt.datetime | None, QueryParameter(description=f"Exclusive. {INSTANT_DESCRIPTION}",
+                                                     schema_extra=_IN_CALENDAR)]  # fmt: skip
 Cursor = Annotated[str | None, QueryParameter(max_length=64)]
+# Larger than any log grows, and the largest integer every JSON reader holds exactly (RFC 8259 §6): a larger size
+# names no checkpoint, and would not fit the 64-bit columns sizes are compared with.
+MAX_TREE_SIZE = 2**53 - 1
 
 
 class AuditController(Controller):
@@ -189,7 +196,7 @@ class TrailController(Controller):
         self,
         request: Request[Any, Any, Any],
         event_id: FromPath[uuid.UUID],
-        size: Annotated[int | None, QueryParameter(ge=1)] = None,
+        size: Annotated[int | None, QueryParameter(ge=1, le=MAX_TREE_SIZE)] = None,
     ) -> dict[str, Any]:
         async with tenant_transaction(request) as session:
             audit_of(request).touched(resource_type="audit_event", resource_id=event_id)
@@ -210,8 +217,8 @@ class TrailController(Controller):
     async def consistency(
         self,
         request: Request[Any, Any, Any],
-        old: Annotated[int, QueryParameter(ge=1, description="size of the older checkpoint")],
-        new: Annotated[int, QueryParameter(ge=1, description="size of the newer checkpoint")],
+        old: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the older checkpoint")],
+        new: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the newer checkpoint")],
     ) -> dict[str, Any]:
         async with tenant_transaction(request):
             audit_of(request).touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")

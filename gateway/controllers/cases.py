@@ -141,8 +141,8 @@ class CaseController(Controller):
         data: Annotated[dict[str, UploadFile], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> DocumentOut:
         upload = data.get("file")
-        if upload is None:
-            raise InvalidInput("Send the document as the multipart field 'file'.")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("Send the document as the multipart field 'file', a file with its name and type.")
         content = await upload.read()
         async with tenant_transaction(request) as session:
             document = await cases.store_document(

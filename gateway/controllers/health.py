@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 
 from audit.sealer import sealer_lease_held
@@ -18,7 +19,13 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", opt={PUBLIC: True}, tags=["health"], summary="Database, bus, audit sealer and Workers are up")
+@get(
+    "/health/ready",
+    opt={PUBLIC: True},
+    tags=["health"],
+    summary="Database, bus, audit sealer and Workers are up",
+    responses={503: ResponseSpec(dict[str, Any], description="What is down", generate_examples=False)},
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """503 names what is down: `database`, `bus`, `audit_sealer`, or `worker:<name>` for a Worker of this process."""
     runtime: Runtime = request.app.state.runtime

@@ -12,6 +12,7 @@ from exchange import charts, reporting
 from exchange.reporting import BOXES, ReferralReport
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
+from tenants.calendar import DAY_RANGE, YEARS_PATTERN
 from tenants.models import Role, Scope
 
 # Everyone who works with referrals, and the agency's administrator; not the DPO, whose work is the audit trail.
@@ -22,13 +23,13 @@ SVG_MEDIA_TYPE = "image/svg+xml"
 # Optional here so that a missing one gets a problem naming it (parse_period), not a generic validation error.
 From = Annotated[
     str | None,
-    QueryParameter(name="from", min_length=1, max_length=40,
-                   description="first day (YYYY-MM-DD, included) or instant (RFC 3339, included)"),
+    QueryParameter(name="from", min_length=1, max_length=40, schema_extra={"pattern": YEARS_PATTERN},
+                   description=f"first day (YYYY-MM-DD, included) or instant (RFC 3339, included), within {DAY_RANGE}"),
 ]  # fmt: skip
 Until = Annotated[
     str | None,
-    QueryParameter(min_length=1, max_length=40,
-                   description="last day (YYYY-MM-DD, included) or instant (RFC 3339, excluded)"),
+    QueryParameter(min_length=1, max_length=40, schema_extra={"pattern": YEARS_PATTERN},
+                   description=f"last day (YYYY-MM-DD, included) or instant (RFC 3339, excluded), within {DAY_RANGE}"),
 ]  # fmt: skip
 TimeZone = Annotated[str, QueryParameter(max_length=64, description="IANA time zone the dates are days of")]
 BoxParam = Annotated[Literal["outgoing", "incoming", "both"], QueryParameter(description="which referrals")]

@@ -22,7 +22,17 @@ from exchange.referrals import list_referrals, send_referral
 from exchange.schemas import CaseIn, ConsentIn, Evidence, ReferralIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
-from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
+from gateway.web.pages import (
+    FIELD_LABELS,
+    LABELS,
+    day_error,
+    error_text,
+    invalid_form_text,
+    page,
+    redirect,
+    render,
+    translator,
+)
 from gateway.web.paging import (
     AGENCIES_PER_PAGE,
     CASES_PER_PAGE,
@@ -37,6 +47,7 @@ from gateway.web.paging import (
     offset_param,
     page_state,
 )
+from tenants.calendar import in_calendar
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
@@ -60,18 +71,17 @@ def _text(form: Any, name: str) -> str:
 
 
 def _date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _end_of_day(value: str, name: str) -> dt.datetime:
+    """The day a date field holds, or None for anything else, a day outside the accepted calendar included."""
     try:
         day = dt.date.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{name}: not a date") from None
-    return dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
+        return None
+    return day if in_calendar(day) else None
+
+
+def _end_of_day(value: str) -> dt.datetime | None:
+    day = _date(value)
+    return None if day is None else dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
 
 
 # -- case list and case page -------------------------------------------------------------------------------------
@@ -111,6 +121,9 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
             "role": _text(form, f"subject-{row}-role") or "other",
         }
         if birth := _text(form, f"subject-{row}-birth"):
+            if _date(birth) is None:
+                return render(request, "case_new.html", status=400, rows=range(SUBJECT_ROWS), roles=list(SubjectRole),
+                              form=dict(form), error=day_error(request, FIELD_LABELS["birth_date"]))  # fmt: skip
             subject["birth_date"] = birth
         subjects.append(subject)
     body = {
@@ -127,7 +140,7 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
         data = msgspec.convert(body, CaseIn)
     except msgspec.ValidationError as exc:
         return render(request, "case_new.html", status=400, rows=range(SUBJECT_ROWS), roles=list(SubjectRole),
-                      form=dict(form), error=_("This could not be saved: %(detail)s", detail=str(exc)))  # fmt: skip
+                      form=dict(form), error=invalid_form_text(request, exc))  # fmt: skip
     async with tenant_transaction(request) as session:
         case = await cases.create_case(
             session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=data
@@ -233,17 +246,22 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
             (not body["categories"], _("Tick at least one kind of data.")),
             (not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
              _("Name at least one recipient agency or kind of agency.")),
-            (_date(_text(form, "valid_until")) is None, _("Enter the date until which the consent is valid.")),
+            (not _text(form, "valid_until"), _("Enter the date until which the consent is valid.")),
         )
         if failed
     ]  # fmt: skip
-    if missing:
+    valid_until = _end_of_day(_text(form, "valid_until"))
+    if valid_until is None and _text(form, "valid_until"):
+        missing.append(day_error(request, FIELD_LABELS["valid_until"]))
+    elif valid_until is not None and valid_until <= runtime_of(request).clock.now():
+        missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
+    if missing or valid_until is None:
         return redirect(request, back, error=" ".join(missing))
-    body["valid_until"] = _end_of_day(_text(form, "valid_until"), "valid_until").isoformat()
+    body["valid_until"] = valid_until.isoformat()
     try:
         data = msgspec.convert(body, ConsentIn)
     except msgspec.ValidationError as exc:
-        return redirect(request, back, error=_("This could not be saved: %(detail)s", detail=str(exc)))
+        return redirect(request, back, error=invalid_form_text(request, exc))
     try:
         async with tenant_transaction(request) as session:
             audit = audit_of(request)
@@ -390,24 +408,31 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
         "legal_basis": basis,
     }
     chosen = {key: (form.getall(key) if key == "subjects" else form.get(key)) for key in form if key != "_csrf_token"}
-    try:
-        if basis["type"] == "statutory" and not (basis["reference"] and basis["justification"]):
-            raise InvalidInput(_("A statutory basis needs the legal reference and a written justification."))
-        body["respond_by"] = _end_of_day(_text(form, "respond_by"), "respond_by").isoformat()
-        body["complete_by"] = _end_of_day(_text(form, "complete_by"), "complete_by").isoformat()
-        data = msgspec.convert(body, ReferralIn)
-        async with tenant_transaction(request) as session:
-            referral, _created = await send_referral(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                data=data, idempotency_key=_text(form, "idempotency_key") or None,
-            )  # fmt: skip
-    except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
-        message = (
-            error_text(request, exc) if isinstance(exc, CasebridgeError)
-            else _("Fill in every required field: %(detail)s", detail=str(exc))
-        )  # fmt: skip
-        # The refused send is in the audit trail already; showing the form again is a read of the case.
-        return await _composer(request, case_id, chosen, status=400, error=message, action=Action.EXCHANGE_CASE_READ)
+    deadlines = {name: _end_of_day(_text(form, name)) for name in ("respond_by", "complete_by")}
+    refusal = next((day_error(request, FIELD_LABELS[n]) for n, day in deadlines.items() if day is None), None)
+    respond_by, complete_by = deadlines["respond_by"], deadlines["complete_by"]
+    # The service's own refusals of these (exchange/referrals.py) are for API clients: the form says them in words.
+    if refusal is None and respond_by is not None and respond_by <= runtime_of(request).clock.now():
+        refusal = _("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"]))
+    elif refusal is None and respond_by is not None and complete_by is not None and complete_by < respond_by:
+        refusal = _("%(field)s must not be before %(other)s.", field=_(FIELD_LABELS["complete_by"]),
+                    other=_(FIELD_LABELS["respond_by"]))  # fmt: skip
+    if basis["type"] == "statutory" and not (basis["reference"] and basis["justification"]):
+        refusal = _("A statutory basis needs the legal reference and a written justification.")
+    if refusal is None:
+        try:
+            body.update({name: day.isoformat() for name, day in deadlines.items() if day is not None})
+            data = msgspec.convert(body, ReferralIn)
+            async with tenant_transaction(request) as session:
+                referral, _created = await send_referral(
+                    session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                    data=data, idempotency_key=_text(form, "idempotency_key") or None,
+                )  # fmt: skip
+        except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
+            refusal = error_text(request, exc) if isinstance(exc, CasebridgeError) else invalid_form_text(request, exc)
+    if refusal is not None:
+        # A refused send is in the audit trail already; showing the form again is a read of the case.
+        return await _composer(request, case_id, chosen, status=400, error=refusal, action=Action.EXCHANGE_CASE_READ)
     return redirect(request, f"/referrals/{referral.exchange_id}", success=_("The referral is sent."))
 
 

@@ -33,8 +33,9 @@ from gateway.controllers.context import (
     tenant_transaction,
 )
 from gateway.web.i18n import N_
-from gateway.web.pages import page, redirect, render, translator
+from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
+from tenants.calendar import in_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Role, Scope
 from tenants.persistence import read_only_platform_session
@@ -75,8 +76,7 @@ def _day(request: Request[Any, Any, Any], text: str | None, *, end: bool) -> dt.
     if not text:
         return None
     day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
-    if not 2 <= day.year <= 9998:
-        # The calendar's first and last years have days with no UTC instant, or no next day (OverflowError).
+    if not in_calendar(day):  # outside tenants/calendar.py's range some days have no UTC instant, or no next day
         raise ValueError(f"{text!r} is out of range")
     if end:
         day += dt.timedelta(days=1)
@@ -132,7 +132,7 @@ async def search_page(
         try:
             criteria[name] = _day(request, text, end=end)
         except ValueError:
-            errors[name] = _("Enter a date such as 2026-03-01.")
+            errors[name] = day_error(request)
     if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
         errors["until"] = _("The last day must not be before the first.")
     if errors:
@@ -274,8 +274,7 @@ async def anomalies_page(
     try:
         start, end = _day(request, since, end=False), _day(request, until, end=True)
     except ValueError:
-        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None,
-                      error=_("Enter dates such as 2026-03-01."))  # fmt: skip
+        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=day_error(request))
     try:
         async with tenant_transaction(request) as session:
             start, end, flags = await queries.find_anomalies(

@@ -24,6 +24,7 @@ from babel.support import NullTranslations, Translations
 from jinja2 import pass_context
 
 from gateway.auth.middleware import STAFF_STATE, StaffIdentity
+from tenants.calendar import FIRST_DAY, LAST_DAY
 
 LOCALE_DIR: Final = Path(__file__).parent / "locale"
 LANGUAGES: Final = ("ru", "en")
@@ -152,24 +153,37 @@ def _zone(name: str) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(name)
 
 
+def _in_zone(value: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    """`value` in the deployment's zone; a time stored before the calendar was bounded (tenants/calendar.py) may have
+    no local time there (the very ends of year 1 and 9999): it is then shown as it is, in UTC, rather than failing."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    try:
+        return aware.astimezone(zone)
+    except (OverflowError, ValueError):
+        return aware
+
+
 @pass_context
 def format_date(context: Any, value: dt.date | dt.datetime | None, format: str = "medium") -> str:
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        value = value.astimezone(_timezone(context)).date()
-    return babel_dates.format_date(value, format=format, locale=_context_language(context))
+        value = _in_zone(value, _timezone(context)).date()
+    try:
+        return babel_dates.format_date(value, format=format, locale=_context_language(context))
+    except (OverflowError, ValueError):
+        return value.isoformat()
 
 
 @pass_context
 def format_datetime(context: Any, value: dt.datetime | None, format: str = "medium") -> str:
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return babel_dates.format_datetime(
-        value, format=format, tzinfo=_timezone(context), locale=_context_language(context)
-    )
+    local = _in_zone(value, _timezone(context))
+    try:
+        return babel_dates.format_datetime(local, format=format, locale=_context_language(context))
+    except (OverflowError, ValueError):
+        return local.isoformat(timespec="minutes")
 
 
 @pass_context
@@ -196,4 +210,6 @@ def configure_templates(engine: Any) -> None:
         format_datetime=format_datetime,
         format_decimal=format_decimal,
     )
-    environment.globals.update(LANGUAGES=LANGUAGES, LANGUAGE_NAMES=LANGUAGE_NAMES)
+    # Date fields offer only the days casebridge accepts (tenants/calendar.py): `min` and `max` of <input type=date>.
+    calendar = {"min": FIRST_DAY.isoformat(), "max": LAST_DAY.isoformat()}
+    environment.globals.update(LANGUAGES=LANGUAGES, LANGUAGE_NAMES=LANGUAGE_NAMES, CALENDAR=calendar)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir, extract_from_file
 from babel.messages.pofile import read_po, write_po
 
 from gateway.web.i18n import LANGUAGES, LOCALE_DIR
@@ -26,6 +26,8 @@ METHOD_MAP: Final = [("templates/**.html", "jinja2.ext:babel_extract"), ("**.py"
 OPTIONS_MAP: Final = {"templates/**.html": {"trimmed": "true", "extensions": "jinja2.ext.i18n"}}
 KEYWORDS: Final = {**DEFAULT_KEYWORDS, "N_": None}
 DEFAULT_DOMAIN: Final = "messages"
+# Sources outside the web folder whose sentences the pages show too (validation failures: the API's English words).
+SHARED_SOURCES: Final = (WEB_DIR.parent / "validation.py",)
 # Catalogue of the strings in files whose name starts with a prefix here.
 DOMAINS_BY_PREFIX: Final = {"dpo": "admin", "admin": "admin", "reports": "reports"}
 
@@ -71,6 +73,10 @@ def _extract(web_dir: Path) -> Iterator[tuple[str, int, str | tuple[str, ...], l
     yield from extract_from_dir(
         web_dir, method_map=METHOD_MAP, options_map=OPTIONS_MAP, keywords=KEYWORDS, strip_comment_tags=True
     )
+    for source in SHARED_SOURCES:
+        for lineno, message, comments, context in extract_from_file("python", source, keywords=KEYWORDS,
+                                                                    strip_comment_tags=True):  # fmt: skip
+            yield f"../{source.name}", lineno, message, comments, context
 
 
 def catalogue_paths(language: str, locale_dir: Path = LOCALE_DIR) -> list[Path]:

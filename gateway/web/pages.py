@@ -14,16 +14,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
+import msgspec
 from litestar import Request, Response
 from litestar.datastructures import CacheControlHeader, Cookie, ResponseHeader
 from litestar.response import Redirect, Template
 
 from audit.events import Action
 from exchange.errors import ConsentRequired, TransitionNotAllowed
+from exchange.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from gateway.auth.guards import PUBLIC, needs
 from gateway.auth.middleware import STAFF_STATE, StaffIdentity
 from gateway.runtime import Runtime
+from gateway.validation import FieldError, field_error, sentence
 from gateway.web.i18n import LANGUAGE_COOKIE, N_, gettext_for, language_of
+from tenants.calendar import DAY_RANGE, FIRST_DAY, LAST_DAY, OutOfCalendar
 from tenants.errors import CasebridgeError, Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role
 from tenants.principal import Principal
@@ -248,6 +252,13 @@ def error_text(request: Request[Any, Any, Any], exc: CasebridgeError) -> str:
                 subject=exc.subject_ref,
             )
         return _("No consent or legal basis covers this share, so nothing was sent.")
+    if isinstance(exc, OutOfCalendar):
+        return invalid_field_text(request, FieldError(exc.field, "calendar", DAY_RANGE))
+    if isinstance(exc, UnsupportedDocument) and exc.found is not None and exc.declared in ALLOWED_MEDIA_TYPES:
+        return _("The file's content does not match its type: choose the original file, or save it again in its "
+                 "real format.")  # fmt: skip
+    if isinstance(exc, UnsupportedDocument):
+        return _("casebridge takes PDF documents, JPEG and PNG images and plain text: choose a file of one of these.")
     if isinstance(exc, TransitionNotAllowed):
         return _("This action is not possible in the referral's current status. The page shows the status now.")
     if isinstance(exc, NotFound):
@@ -257,6 +268,71 @@ def error_text(request: Request[Any, Any, Any], exc: CasebridgeError) -> str:
     if isinstance(exc, InvalidInput | Conflict):
         return _("This could not be saved: %(detail)s", detail=str(exc))
     return _("This could not be done. Try again, and quote the time if you report it.")
+
+
+# The forms' own labels of the request fields a validation sentence names (the last part of the field's path).
+FIELD_LABELS: Final = {
+    "title": N_("Title"),
+    "subjects": N_("People in the case"),
+    "full_name": N_("Full name"),
+    "ref": N_("Short reference"),
+    "birth_date": N_("Date of birth"),
+    "role": N_("Role in the case"),
+    "summary": N_("Case notes"),
+    "client": N_("The client's needs"),
+    "carers": N_("The carers' potential"),
+    "community": N_("The community's resources"),
+    "subject_id": N_("Whose data"),
+    "name": N_("Full name of the person who signed"),
+    "relation": N_("Relation to the person"),
+    "purposes": N_("Purposes"),
+    "categories": N_("Data to share"),
+    "recipients": N_("Recipients"),
+    "tenants": N_("Agencies"),
+    "kinds": N_("Kind of agency"),
+    "valid_until": N_("Valid until"),
+    "to_tenant_id": N_("Agency"),
+    "kind": N_("Kind of document"),
+    "purpose": N_("Purpose"),
+    "problem": N_("The problem"),
+    "requested_service": N_("What you ask the agency to do"),
+    "urgency": N_("Urgency"),
+    "respond_by": N_("Answer by"),
+    "complete_by": N_("Complete by"),
+    "subject_ids": N_("About whom"),
+    "legal_basis": N_("Legal basis"),
+    "reference": N_("Legal reference"),
+    "justification": N_("Justification for sharing without consent"),
+    "reason": N_("Reason for declining"),
+    "note": N_("Note"),
+    "result": N_("Outcome for the family"),
+}
+
+
+def invalid_field_text(request: Request[Any, Any, Any], error: FieldError) -> str:
+    """A validation failure in the user's language, naming the field by its label on the form."""
+    _ = translator(request)
+    name = error.field.rpartition(".")[2].partition("[")[0]
+    if error.field and name not in FIELD_LABELS:  # a field the page fills in itself, not one the user sees
+        return _("The form could not be read. Reload the page and fill it in again.")
+    label = _(FIELD_LABELS[name]) if error.field else ""
+    return sentence(FieldError(label, error.code, error.limit), _)
+
+
+def invalid_form_text(request: Request[Any, Any, Any], exc: msgspec.ValidationError) -> str:
+    """What is wrong with a form whose fields the request's schema refused: the validator's words stay inside."""
+    return invalid_field_text(request, field_error(str(exc)))
+
+
+def day_error(request: Request[Any, Any, Any], label: str | None = None) -> str:
+    """The message of a date field holding no date of the accepted calendar (tenants/calendar.py); `label` is the
+    field's label (an N_-marked msgid) where the message is not shown next to the field."""
+    _ = translator(request)
+    first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
+    if label is None:
+        return _("Enter a date from %(first)s to %(last)s, such as 2026-03-01.", first=first, last=last)
+    return _("%(field)s: enter a date from %(first)s to %(last)s, such as 2026-03-01.", field=_(label), first=first,
+             last=last)  # fmt: skip
 
 
 # Labels shown for the service's codes; templates translate them with `_()`.

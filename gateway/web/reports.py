@@ -18,7 +18,8 @@ from audit.events import Action
 from exchange import charts, reporting
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.web.i18n import N_, language_of
-from gateway.web.pages import page, render, translator
+from gateway.web.pages import day_error, page, render, translator
+from tenants.calendar import OutOfCalendar
 from tenants.errors import InvalidInput
 from tenants.models import Role, Scope
 
@@ -60,13 +61,13 @@ def _period(request: Request[Any, Any, Any], form: dict[str, str]) -> reporting.
         try:
             dt.date.fromisoformat(form[name])
         except ValueError:
-            errors[name] = _("Enter a date such as 2026-03-01.")
+            errors[name] = day_error(request)
     if errors:
         return errors
     try:
         return reporting.parse_period(form["from"], form["until"], runtime_of(request).settings.audit.timezone)
-    except reporting.DateOutOfRange as exc:
-        return {exc.parameter: _("Enter a day between 0002-01-01 and 9999-12-30.")}
+    except OutOfCalendar as exc:
+        return {exc.field: day_error(request)}
     except InvalidInput:
         return {"until": _("The last day must not be before the first, and a report covers at most a year.")}
 

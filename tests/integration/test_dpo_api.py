@@ -113,10 +113,10 @@ async def test_search_by_each_filter(agencies: tuple[Agency, Agency, Agency], ru
     assert [(e["action"], e["reason"]) for e in denied] == [("exchange:case:read", "NotFound")]
 
     first, last = everything[-1]["time"], everything[0]["time"]
-    window = await search(dpo, since=first, until="2999-01-01T00:00:00Z")
+    window = await search(dpo, since=first, until="2199-01-01T00:00:00Z")
     assert len(window) >= len(everything)
     assert await search(dpo, until=first) == []
-    assert await search(dpo, since="2999-01-01T00:00:00+03:00") == []
+    assert await search(dpo, since="2199-01-01T00:00:00+03:00") == []
 
     pages, cursor = [], None
     while True:

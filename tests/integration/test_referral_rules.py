@@ -189,7 +189,8 @@ async def test_oversized_and_wrong_type_documents(pair: tuple[Agency, Agency], r
     assert response.status_code == 400
     exe = await centre.api.post("/api/v1/documents", headers=centre.headers,
                                 files={"file": ("tool.exe", b"MZ", "application/x-msdownload")})  # fmt: skip
-    assert exe.status_code == 400
+    assert exe.status_code == 415
+    assert exe.json()["type"] == "/problems/unsupported-media-type"
 
 
 async def test_a_forged_envelope_is_parked_and_never_applied(pair: tuple[Agency, Agency], runtime: Runtime) -> None:

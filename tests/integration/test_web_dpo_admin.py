@@ -107,7 +107,7 @@ async def test_the_dpo_reads_the_trail_and_each_read_is_recorded(
     assert page.count("<code>exchange:case:create</code>") == 1
     page = ok(await api.get("/dpo", params={"subject_id": "not an id", "since": "yesterday"}), status=400)
     assert "copy it from the case page" in page
-    assert "Enter a date such as" in page
+    assert "Enter a date from 1900-01-01 to 2200-12-31, such as 2026-03-01." in page
     page = ok(await api.get("/dpo", params={"actor": "dpo@semya.test"}))  # one's own searches show up
     assert "<code>audit:events:search</code>" in page
     page = ok(await api.get("/dpo", params={"actor": "nobody@semya.test"}), status=400)
