@@ -26,9 +26,10 @@ from tenants.models import User
 from tenants.persistence import platform_session
 from tenants.services import (
     SignInRefused,
+    WRONG_CURRENT_PASSWORD,
     TotpEnrolment,
     begin_totp_enrolment,
-    change_password,
+    change_own_password,
     confirm_totp_enrolment,
     pass_second_factor,
     pending_totp_enrolment,
@@ -193,9 +194,17 @@ async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm
         if data.new_password != data.confirmation:
             return _password_page(request, active, status=400, error="mismatch")
         try:
-            change_password(active.user, current=data.current_password, new=data.new_password)
+            refused = await change_own_password(
+                db, runtime.clock, runtime.lockout, user=active.user, current=data.current_password,
+                new=data.new_password,
+            )  # fmt: skip
         except InvalidInput as exc:
             return _password_page(request, active, status=400, error="rejected", detail=str(exc))
+        if refused is not None:
+            _audit_refusal(request, db, refused, step="password-change")
+            if refused.reason == "locked":
+                return _password_page(request, active, status=400, error="locked", locked_until=refused.locked_until)
+            return _password_page(request, active, status=400, error="rejected", detail=WRONG_CURRENT_PASSWORD)
         # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
