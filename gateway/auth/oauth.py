@@ -276,7 +276,8 @@ class TokenEndpoint:
             client = await self._client(session, asserted.client_id) if asserted else None
             if repeated:
                 # RFC 6749 §3.2: a parameter sent twice is ambiguous, and either reading of it may be the wrong one.
-                return _refused("invalid_request", f"The parameter '{repeated[0]}' is sent more than once.", 400), client
+                twice = f"The parameter '{repeated[0]}' is sent more than once."
+                return _refused("invalid_request", twice, 400), client
             if client is not None and not client.tenant.is_active:
                 return _invalid_client("The client's organisation is suspended."), client
             if client is not None and client.record.revoked_at is not None:

@@ -25,8 +25,8 @@ from tenants.errors import InvalidInput
 from tenants.models import User
 from tenants.persistence import platform_session
 from tenants.services import (
-    SignInRefused,
     WRONG_CURRENT_PASSWORD,
+    SignInRefused,
     TotpEnrolment,
     begin_totp_enrolment,
     change_own_password,

@@ -98,7 +98,8 @@ async def test_guesses_during_the_lock_count_and_renew_it_whatever_they_are(
     attempts = [WRONG] * (runtime.lockout.max_failures - 1) + [PASSWORD]
     answers = [answer(await submit_password(api, user.email, password)) for password in attempts]
     renewed = (await _user(runtime, user.id)).locked_until
-    assert renewed is not None and renewed > first_lock
+    assert renewed is not None
+    assert renewed > first_lock
     assert all(a[0] == 400 and "This account is locked until" in a[1] for a in answers)
     assert len(set(answers[:-1])) == 1  # the same answer until the lock is renewed
 
