@@ -13,7 +13,7 @@ from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
@@ -23,6 +23,7 @@ from tenants.keys import KeyRing, MasterKey, RotatedKeys
 from tenants.models import (
     CLIENT_ROLES,
     ApiClient,
+    Invitation,
     Role,
     Scope,
     Tenant,
@@ -30,6 +31,7 @@ from tenants.models import (
     TenantStatus,
     User,
 )
+from tenants.staff_sessions import end_tenant_sessions
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
@@ -94,9 +96,30 @@ async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
 
 
 async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) -> Tenant:
+    """Suspend or reactivate a tenant. A suspension ends every credential the tenant's people and systems hold:
+    access tokens issued and staff sessions begun before it never work again, reactivated or not, and invitations
+    not yet accepted are withdrawn. Clients and accounts themselves stay: they can obtain new ones after reactivation.
+    """
     if status not in TenantStatus.__members__.values():
         raise InvalidInput(f"Unknown tenant status {status!r}; expected 'active' or 'suspended'.")
-    tenant = await tenant_by_slug(session, slug)
+    # Under the row lock, a token being issued or a session being begun for the tenant (which share-lock the row)
+    # either finishes before the moment below is taken, or waits and then sees the suspension.
+    tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug).with_for_update())
+    if tenant is None:
+        raise NotFound(f"No tenant with the slug {slug!r}.")
+    if status == TenantStatus.SUSPENDED:
+        # Wall-clock time, not the injected clock: it is compared with access tokens' `iat` and session rows'
+        # `created_at`, which are both wall-clock times.
+        now = dt.datetime.now(dt.UTC)
+        tenant.sessions_valid_after = now
+        await end_tenant_sessions(session, tenant_id=tenant.id, at=now)
+        await session.execute(
+            update(Invitation)
+            .where(
+                Invitation.tenant_id == tenant.id, Invitation.accepted_at.is_(None), Invitation.withdrawn_at.is_(None)
+            )
+            .values(withdrawn_at=now)
+        )
     tenant.status = status
     return tenant
 

@@ -307,11 +307,14 @@ class TokenEndpoint:
             return TokenResponse(status, body, response_headers), client
 
     async def _client(self, session: AsyncSession, client_id: uuid.UUID) -> RegisteredClient | None:
+        # The tenant's row is share-locked until the token is issued or refused: a suspension running at the same time
+        # waits, so the moment it records comes after this token's `iat` (tenants.services.set_tenant_status).
         row = (
             await session.execute(
                 select(ApiClient, Tenant)
                 .join(Tenant, Tenant.id == ApiClient.tenant_id)
                 .where(ApiClient.id == client_id)
+                .with_for_update(read=True, of=Tenant)
             )
         ).first()
         return RegisteredClient(row[0], row[1]) if row is not None else None
