@@ -32,6 +32,7 @@ from exchange.transport.inbox import Inbox
 from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
 from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
 from exchange.transport.relay import OutboxRelay
+from gateway.audit_capture import AuditOutcomes
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.csrf import CsrfTokens, SessionBoundCsrf
 from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
@@ -228,6 +229,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             PrincipalMiddleware,
             rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
             SessionBoundCsrf(csrf),
+            AuditOutcomes(),
         ],
         lifespan=[lifespan],
         before_send=[add_request_id],
