@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from litestar import Litestar
-from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -32,7 +31,9 @@ from exchange.transport.inbox import Inbox
 from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
 from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
 from exchange.transport.relay import OutboxRelay
+from gateway.audit_capture import AuditOutcomes
 from gateway.audit_runtime import CheckpointWitnessing
+from gateway.auth.csrf import CsrfTokens, SessionBoundCsrf
 from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
@@ -185,6 +186,11 @@ def _smtp_mailer(settings: MailSettings) -> SmtpMailer | None:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     runtime = build_runtime(settings, clock=clock)
+    csrf = CsrfTokens(
+        secret=_derived_secret(runtime, "csrf").encode(),
+        session_cookie=session_cookie_name(runtime),
+        secure_cookie=settings.server.secure_cookies,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -219,23 +225,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         middleware=[
             PrincipalMiddleware,
             rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
+            SessionBoundCsrf(csrf),
+            AuditOutcomes(),
         ],
         lifespan=[lifespan],
         request_class=BoundedRequest,
         plugins=[StrictBodySchemas()],
         before_request=check_media_type,
         before_send=[add_request_id],
-        state=_state(runtime),
+        state=_state(runtime, csrf),
         exception_handlers=for_browsers(EXCEPTION_HANDLERS),
         request_max_body_size=settings.server.max_body_bytes,
-        csrf_config=CSRFConfig(
-            secret=_derived_secret(runtime, "csrf"),
-            cookie_name="cb_csrf",
-            cookie_secure=settings.server.secure_cookies,
-            cookie_httponly=True,  # forms carry the token in a hidden field; scripts never need to read it
-            cookie_samesite="strict",
-            exclude=["/api/", "/oauth/", "/.well-known/", "/health/", "/problems/"],
-        ),
         template_config=TemplateConfig(
             directory=TEMPLATE_DIR, engine=JinjaTemplateEngine, engine_callback=configure_templates
         ),
@@ -275,8 +275,8 @@ def _publisher(bus: Bus) -> Publish:
     return publish
 
 
-def _state(runtime: Runtime) -> State:
-    return State({"runtime": runtime, "session_cookie": session_cookie_name(runtime)})
+def _state(runtime: Runtime, csrf: CsrfTokens) -> State:
+    return State({"runtime": runtime, "session_cookie": session_cookie_name(runtime), "csrf": csrf})
 
 
 def _derived_secret(runtime: Runtime, purpose: str) -> str:

@@ -74,6 +74,8 @@ class Tenant(Base):
     contacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     service_profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=TenantStatus.ACTIVE)
+    # Set at each suspension: access tokens issued and staff sessions begun before it stay dead after reactivation.
+    sessions_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     # Case-folded in Python: SQLite's lower() and PostgreSQL's under the C locale fold ASCII only, not Cyrillic.
     region_key: Mapped[str | None] = mapped_column(String(128), index=True, default=None)
     search_text: Mapped[str] = mapped_column(Text, default="")
@@ -88,6 +90,10 @@ class Tenant(Base):
     @property
     def is_active(self) -> bool:
         return self.status == TenantStatus.ACTIVE
+
+    def issued_before_suspension(self, moment: dt.datetime) -> bool:
+        """Whether a credential issued at `moment` (wall-clock time) predates the tenant's last suspension."""
+        return self.sessions_valid_after is not None and moment < self.sessions_valid_after
 
 
 class User(TenantScoped, Base):

@@ -13,7 +13,7 @@ from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials
@@ -23,6 +23,7 @@ from tenants.keys import KeyRing, MasterKey, RotatedKeys
 from tenants.models import (
     CLIENT_ROLES,
     ApiClient,
+    Invitation,
     Role,
     Scope,
     Tenant,
@@ -30,6 +31,7 @@ from tenants.models import (
     TenantStatus,
     User,
 )
+from tenants.staff_sessions import end_tenant_sessions
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
@@ -94,9 +96,30 @@ async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
 
 
 async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) -> Tenant:
+    """Suspend or reactivate a tenant. A suspension ends every credential the tenant's people and systems hold:
+    access tokens issued and staff sessions begun before it never work again, reactivated or not, and invitations
+    not yet accepted are withdrawn. Clients and accounts themselves stay: they can obtain new ones after reactivation.
+    """
     if status not in TenantStatus.__members__.values():
         raise InvalidInput(f"Unknown tenant status {status!r}; expected 'active' or 'suspended'.")
-    tenant = await tenant_by_slug(session, slug)
+    # Under the row lock, a token being issued or a session being begun for the tenant (which share-lock the row)
+    # either finishes before the moment below is taken, or waits and then sees the suspension.
+    tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug).with_for_update())
+    if tenant is None:
+        raise NotFound(f"No tenant with the slug {slug!r}.")
+    if status == TenantStatus.SUSPENDED:
+        # Wall-clock time, not the injected clock: it is compared with access tokens' `iat` and session rows'
+        # `created_at`, which are both wall-clock times.
+        now = dt.datetime.now(dt.UTC)
+        tenant.sessions_valid_after = now
+        await end_tenant_sessions(session, tenant_id=tenant.id, at=now)
+        await session.execute(
+            update(Invitation)
+            .where(
+                Invitation.tenant_id == tenant.id, Invitation.accepted_at.is_(None), Invitation.withdrawn_at.is_(None)
+            )
+            .values(withdrawn_at=now)
+        )
     tenant.status = status
     return tenant
 
@@ -267,12 +290,10 @@ async def sign_in(
         # Spend the same time as a real check so response time does not reveal which emails exist.
         credentials.verify_password(_dummy_hash(), password)
         return SignInRefused("invalid", user=user)
+    # Checked even while the account is locked, so a locked account spends the same time on every attempt.
     password_ok = credentials.verify_password(user.password_hash, password)
-    if user.locked_until is not None and user.locked_until > now:
-        # Only someone who knows the password learns that the account is locked; guesses are not counted.
-        if password_ok:
-            return SignInRefused("locked", user.locked_until, user=user)
-        return SignInRefused("invalid", user=user)
+    if _locked(user, now):
+        return _attempt_while_locked(user, now, policy)
     if not password_ok:
         return _record_failure(user, now, policy)
     tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id))
@@ -283,6 +304,10 @@ async def sign_in(
     return SignedIn(user, user.must_change_password, not user.totp_enabled)
 
 
+def _locked(user: User, now: dt.datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
+
+
 def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> SignInRefused:
     user.failed_logins += 1
     if user.failed_logins >= policy.max_failures:
@@ -290,6 +315,17 @@ def _record_failure(user: User, now: dt.datetime, policy: LockoutPolicy) -> Sign
         user.locked_until = now + policy.lock_for
         return SignInRefused("locked", user.locked_until, user=user, locked_now=True)
     return SignInRefused("invalid", user=user)
+
+
+def _attempt_while_locked(user: User, now: dt.datetime, policy: LockoutPolicy) -> SignInRefused:
+    """Any attempt on a locked account, right or wrong: the same answer, and it counts as a failure.
+
+    Were a right password answered differently, or a wrong one not counted, the lock would let an attacker go on
+    guessing at the rate limit and tell when a guess was right. Counting every attempt alike keeps even the moment the
+    lock is renewed (after `max_failures` attempts during it) independent of what was typed.
+    """
+    refused = _record_failure(user, now, policy)
+    return refused if refused.locked_now else SignInRefused("locked", user.locked_until, user=user)
 
 
 @functools.cache
@@ -304,8 +340,8 @@ async def pass_second_factor(
     # Under a row lock, two browsers cannot both spend one recovery code or one TOTP step.
     await _lock(session, user)
     now = clock.now()
-    if user.locked_until is not None and user.locked_until > now:
-        return SignInRefused("locked", user.locked_until, user=user)
+    if _locked(user, now):
+        return _attempt_while_locked(user, now, policy)
     if user.totp_enabled and user.totp_secret_wrapped is not None:
         secret = master.unwrap(user.totp_secret_wrapped, context=_totp_context(user.id))
         match = credentials.match_totp(secret, code, at_unix=now.timestamp(), last_step=user.totp_last_step)
@@ -390,9 +426,35 @@ def reset_second_factor(user: User) -> None:
     user.recovery_code_hashes = []
 
 
+WRONG_CURRENT_PASSWORD = "The current password is not correct."  # noqa: S105 - a message, not a password
+
+
 def change_password(user: User, *, current: str, new: str) -> None:
+    """Replace the password of someone who knows the current one (set-up and tests; staff use `change_own_password`)."""
     if not credentials.verify_password(user.password_hash, current):
-        raise InvalidInput("The current password is not correct.")
+        raise InvalidInput(WRONG_CURRENT_PASSWORD)
+    _replace_password(user, current=current, new=new)
+
+
+async def change_own_password(
+    session: AsyncSession, clock: Clock, policy: LockoutPolicy, *, user: User, current: str, new: str
+) -> SignInRefused | None:
+    """A signed-in user's password change. The current password is checked as at sign-in: a wrong one counts
+    towards the lockout, and while the account is locked every attempt is refused alike (a stolen session must not
+    become a way to guess the password). Raises InvalidInput when the new password cannot be used."""
+    await _lock(session, user)
+    now = clock.now()
+    current_ok = credentials.verify_password(user.password_hash, current)
+    if _locked(user, now):
+        return _attempt_while_locked(user, now, policy)
+    if not current_ok:
+        return _record_failure(user, now, policy)
+    _replace_password(user, current=current, new=new)
+    user.failed_logins = 0
+    return None
+
+
+def _replace_password(user: User, *, current: str, new: str) -> None:
     if problem := credentials.password_problem(new):
         raise InvalidInput(problem)
     if new == current:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.clock import Clock
+from tenants.errors import NotAuthenticated
 from tenants.models import StaffSession, Tenant, User
 
 # Sliding idle expiry is written back at most this often, so reads do not each cost a write.
@@ -45,7 +47,14 @@ def _hash(token: str) -> str:
 async def start_session(
     session: AsyncSession, clock: Clock, policy: SessionPolicy, *, user: User, second_factor_passed: bool
 ) -> tuple[str, StaffSession]:
-    """Begin a session under a new random token; returns the token for the cookie."""
+    """Begin a session under a new random token; returns the token for the cookie.
+
+    The tenant's row is share-locked first, so a suspension running at the same time either waits for this session
+    (and then ends it) or has already happened (and no session begins).
+    """
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == user.tenant_id).with_for_update(read=True))
+    if tenant is None or not tenant.is_active:
+        raise NotAuthenticated("The organisation's access to casebridge is suspended.")
     now = clock.now()
     token = secrets.token_urlsafe(32)
     lifetime = policy.lifetime if second_factor_passed else min(policy.lifetime, policy.pending)
@@ -65,7 +74,8 @@ async def start_session(
 async def find_session(
     session: AsyncSession, clock: Clock, policy: SessionPolicy, *, token: str
 ) -> ActiveSession | None:
-    """The live session for a cookie token; None when unknown, ended, expired, or its user or tenant is inactive."""
+    """The live session for a cookie token; None when unknown, ended, expired, begun before its tenant's last
+    suspension, or when its user or tenant is inactive."""
     if not token or len(token) > 128:
         return None
     row = (
@@ -82,7 +92,7 @@ async def find_session(
     now = clock.now()
     if record.ended_at is not None or record.expires_at <= now or record.idle_expires_at <= now:
         return None
-    if not user.active or not tenant.is_active:
+    if not user.active or not tenant.is_active or tenant.issued_before_suspension(record.created_at):
         return None
     new_idle = min(now + policy.idle, record.expires_at)
     if new_idle - record.idle_expires_at >= _TOUCH_EVERY:
@@ -101,3 +111,12 @@ async def end_all_sessions(session: AsyncSession, clock: Clock, *, user: User) -
         select(StaffSession).where(StaffSession.user_id == user.id, StaffSession.ended_at.is_(None))
     ):
         record.ended_at = now
+
+
+async def end_tenant_sessions(session: AsyncSession, *, tenant_id: uuid.UUID, at: dt.datetime) -> None:
+    """A suspension: every session of the tenant's staff ends (and would stay dead on reactivation anyway)."""
+    await session.execute(
+        update(StaffSession)
+        .where(StaffSession.tenant_id == tenant_id, StaffSession.ended_at.is_(None))
+        .values(ended_at=at)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ class ClientCheck:
 
     tenant_id: uuid.UUID
     client_id: uuid.UUID
+    issued_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,9 @@ async def _from_bearer(runtime: Runtime, authorization: str, state: dict[str, An
         claims = await runtime.token_verifier.verify(token.strip())
     except InvalidAccessToken as exc:
         raise Problem(INVALID_TOKEN, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
-    state[CLIENT_CHECK_STATE] = ClientCheck(claims.tenant_id, claims.client_id)
+    state[CLIENT_CHECK_STATE] = ClientCheck(
+        claims.tenant_id, claims.client_id, dt.datetime.fromtimestamp(claims.issued_at, dt.UTC)
+    )
     return Principal(
         tenant_id=claims.tenant_id,
         actor_kind=ActorKind.CLIENT,
@@ -119,7 +123,8 @@ async def _from_bearer(runtime: Runtime, authorization: str, state: dict[str, An
 
 
 async def confirm_client(session: AsyncSession, state: dict[str, Any]) -> None:
-    """Refuse the request unless its access token's client still exists, is not revoked and its tenant is active.
+    """Refuse the request unless its access token's client still exists, is not revoked and its tenant is active
+    and has not been suspended since the token was issued.
 
     Run once per request, in the request's transaction (gateway.controllers.context.tenant_transaction) or, for a
     route that has none, on a session of its own (`confirm_client_now`); nothing else is done before it.
@@ -132,6 +137,10 @@ async def confirm_client(session: AsyncSession, state: dict[str, Any]) -> None:
         raise Problem(INVALID_TOKEN, "The client this token was issued to no longer exists or has been revoked.")
     if not identity[1].is_active:
         raise Problem(TENANT_SUSPENDED, "The organisation this client belongs to is suspended.")
+    # Read with the client, so it costs no statement: a suspension ends the tokens issued before it, for good.
+    if identity[1].issued_before_suspension(check.issued_at):
+        raise Problem(INVALID_TOKEN, "The token was issued before the organisation was suspended; get a new one.",
+                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
 
 
 async def confirm_client_now(runtime: Runtime, state: dict[str, Any]) -> None:

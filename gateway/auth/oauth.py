@@ -7,10 +7,17 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, InvalidClientError, OAuth2Request
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    ClientMixin,
+    InvalidClientError,
+    InvalidRequestError,
+    OAuth2Request,
+)
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
@@ -97,6 +104,16 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc] # authlib s
 
     def get_audiences(self) -> list[str]:
         return self._audiences
+
+    def __call__(self, query_client: Any, request: OAuth2Request) -> RegisteredClient | None:
+        if request.form.get("client_assertion") and _other_credentials(request):
+            raise InvalidRequestError(description="Authenticate the client one way only: with the client assertion.")
+        client: RegisteredClient | None = super().__call__(query_client, request)
+        named = request.form.get("client_id")
+        # RFC 7521 §4.2: a client_id sent beside the assertion must identify the client the assertion authenticates.
+        if client is not None and named is not None and named != client.get_client_id():
+            raise InvalidClientError(description="The client_id names another client than the client assertion.")
+        return client
 
     def resolve_client_public_key(self, client: RegisteredClient) -> Key:
         jwk = client.record.public_jwk
@@ -231,11 +248,18 @@ class TokenEndpoint:
             self._authorization_server.use_signing_key(self._keyring.platform_private_jwk(key))
 
     async def issue(
-        self, form: dict[str, str], headers: dict[str, str], context: RequestContext | None = None
+        self, fields: Iterable[tuple[str, str]], headers: dict[str, str], context: RequestContext | None = None
     ) -> TokenResponse:
-        """Issue a token, or refuse; either way the client's organisation's audit trail records it."""
+        """Issue a token for the posted form's `fields`, or refuse; either way the client's organisation's audit
+        trail records it."""
         self._context.set(context)
-        response, client = await self._decide(form, headers)
+        form: dict[str, str] = {}
+        repeated: list[str] = []
+        for name, value in fields:
+            if name in form:
+                repeated.append(name)
+            form[name] = value
+        response, client = await self._decide(form, headers, repeated)
         if response.status != 200:
             async with platform_session(self._sessions) as session, session.begin():
                 self._audit.append(
@@ -246,11 +270,15 @@ class TokenEndpoint:
         return response
 
     async def _decide(
-        self, form: dict[str, str], headers: dict[str, str]
+        self, form: dict[str, str], headers: dict[str, str], repeated: list[str]
     ) -> tuple[TokenResponse, RegisteredClient | None]:
         async with platform_session(self._sessions) as session:
             asserted = _peek_assertion(form.get("client_assertion", ""))
             client = await self._client(session, asserted.client_id) if asserted else None
+            if repeated:
+                # RFC 6749 §3.2: a parameter sent twice is ambiguous, and either reading of it may be the wrong one.
+                twice = f"The parameter '{repeated[0]}' is sent more than once."
+                return _refused("invalid_request", twice, 400), client
             if client is not None and not client.tenant.is_active:
                 return _invalid_client("The client's organisation is suspended."), client
             if client is not None and client.record.revoked_at is not None:
@@ -280,11 +308,14 @@ class TokenEndpoint:
             return TokenResponse(status, body, response_headers), client
 
     async def _client(self, session: AsyncSession, client_id: uuid.UUID) -> RegisteredClient | None:
+        # The tenant's row is share-locked until the token is issued or refused: a suspension running at the same time
+        # waits, so the moment it records comes after this token's `iat` (tenants.services.set_tenant_status).
         row = (
             await session.execute(
                 select(ApiClient, Tenant)
                 .join(Tenant, Tenant.id == ApiClient.tenant_id)
                 .where(ApiClient.id == client_id)
+                .with_for_update(read=True, of=Tenant)
             )
         ).first()
         return RegisteredClient(row[0], row[1]) if row is not None else None
@@ -352,8 +383,16 @@ def _client_actor(client: RegisteredClient | None) -> Actor:
 
 
 def _invalid_client(description: str) -> TokenResponse:
+    return _refused("invalid_client", description, 401)
+
+
+def _refused(error: str, description: str, status: int) -> TokenResponse:
     return TokenResponse(
-        401,
-        {"error": "invalid_client", "error_description": description},
-        {"Cache-Control": "no-store", "Pragma": "no-cache"},
+        status, {"error": error, "error_description": description}, {"Cache-Control": "no-store", "Pragma": "no-cache"}
     )
+
+
+def _other_credentials(request: OAuth2Request) -> bool:
+    """Whether the request also carries a client secret (RFC 6749 §2.3.1, in the Authorization header or the form)."""
+    headers = {name.lower() for name in dict(request.headers)}
+    return "authorization" in headers or "client_secret" in request.form

@@ -32,6 +32,7 @@ class AccessClaims:
     role: str
     scopes: frozenset[str]
     jti: str
+    issued_at: int
     expires_at: int
 
 
@@ -128,6 +129,7 @@ class AccessTokenVerifier:
                 role=str(claims["role"]),
                 scopes=frozenset(str(claims.get("scope", "")).split()),
                 jti=str(claims["jti"]),
+                issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
             )
         except (KeyError, ValueError) as exc:

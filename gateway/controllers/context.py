@@ -7,17 +7,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request
+from litestar.exceptions import HTTPException
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.events import Action, Actor, Outcome
-from audit.services import AccessScope, RequestContext
+from audit.events import Action, Outcome
+from audit.services import AccessScope
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
+from gateway.audit_capture import NOT_RECORDED, READ_METHODS, record_apart, request_audit
+
+# Defined beside the middleware that completes each request's record; handlers and pages import them from here.
+from gateway.audit_capture import actor_of as actor_of
+from gateway.audit_capture import request_context as request_context
 from gateway.auth.guards import AUDIT
 from gateway.auth.middleware import confirm_client
 from gateway.problems import UNAVAILABLE, Problem
-from gateway.request_id import ensure_request_id
 from gateway.runtime import Runtime
 from tenants.errors import CasebridgeError, Forbidden, NotFound
 from tenants.persistence import tenant_session
@@ -39,24 +44,6 @@ def exchange_deps(request: Request[Any, Any, Any]) -> ExchangeDeps:
     return runtime_of(request).exchange
 
 
-def request_context(request: Request[Any, Any, Any]) -> RequestContext:
-    client = request.client
-    return RequestContext(
-        request_id=ensure_request_id(request.scope),
-        source=client.host if client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
-
-
-def actor_of(principal: Principal) -> Actor:
-    return Actor(
-        kind=principal.actor_kind.value,
-        id=principal.actor_id,
-        tenant_id=principal.tenant_id,
-        role=sorted(principal.roles)[0] if principal.roles else None,
-    )
-
-
 def audit_of(request: Request[Any, Any, Any]) -> AccessScope:
     scope: AccessScope = request.scope["state"]["audit_scope"]
     return scope
@@ -68,9 +55,10 @@ async def tenant_transaction(
 ) -> AsyncIterator[AsyncSession]:
     """One transaction confined (also by PostgreSQL row-level security) to the caller's tenant.
 
-    The route's audit event is written inside it, so it commits with the change, and for reads it is stored
-    before any data leaves: if the event cannot be written, the request fails and nothing is returned.
-    A refusal (not found, forbidden, no consent) rolls the work back and is recorded in a transaction of its own.
+    A write's audit event is written inside it, so it commits with the change. A read's event is written when the
+    response starts, with the outcome the request had, before any data leaves (gateway.audit_capture): if it
+    cannot be written, nothing is returned. A refusal (not found, forbidden, no consent) or a fault rolls the work
+    back and is recorded in a transaction of its own, as `denied` or `error`.
     """
     runtime = runtime_of(request)
     principal = principal_of(request)
@@ -82,18 +70,32 @@ async def tenant_transaction(
         context=request_context(request),
     )  # fmt: skip
     request.scope["state"]["audit_scope"] = scope
+    read = request.method in READ_METHODS
     try:
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
             await confirm_client(session, request.scope["state"])
             yield session
-            scope.write(session)
+            if not read:
+                scope.write(session)
         runtime.wake_after(session)
     except SQLAlchemyError as exc:
+        await record_apart(request.scope, scope, Outcome.ERROR, type(exc).__name__)
         # Fail closed: without a durable audit record (or the change itself), nothing is returned.
-        raise Problem(UNAVAILABLE, "The request could not be recorded, so nothing was done or returned. "
-                                   "Try again shortly.") from exc  # fmt: skip
+        raise Problem(UNAVAILABLE, NOT_RECORDED) from exc
     except CasebridgeError as exc:
         outcome = Outcome.DENIED if isinstance(exc, NotFound | Forbidden | ConsentRequired) else Outcome.ERROR
-        async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
-            scope.write(session, outcome=outcome, reason=type(exc).__name__)
+        await record_apart(request.scope, scope, outcome, type(exc).__name__)
         raise
+    except HTTPException as exc:
+        # Refused by the gateway inside the transaction (a revoked client's token, a conflict): a refusal as above.
+        outcome = Outcome.DENIED if exc.status_code < 500 else Outcome.ERROR
+        await record_apart(
+            request.scope, scope, outcome, exc.problem.slug if isinstance(exc, Problem) else type(exc).__name__
+        )
+        raise
+    except Exception as exc:
+        # A fault (a bug, a broken invariant): the work is rolled back, and the trail says the attempt failed.
+        await record_apart(request.scope, scope, Outcome.ERROR, type(exc).__name__)
+        raise
+    audit = request_audit(request.scope)
+    (audit.reads if read else audit.written).append(scope)

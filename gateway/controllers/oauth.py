@@ -19,7 +19,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
     if request.content_type[0] != _FORM:
         return problem_response(request, UNSUPPORTED_MEDIA_TYPE, f"Send the token request as {_FORM}.")
     form = await request.form()
-    fields = {key: str(value) for key, value in form.items()}
+    fields = [(key, str(value)) for key, value in form.multi_items()]
     runtime: Runtime = request.app.state.runtime
     result = await runtime.token_endpoint.issue(fields, dict(request.headers), request_context(request))
     if result.status == 200:

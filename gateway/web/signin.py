@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -16,6 +16,7 @@ from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
+from gateway.auth.csrf import CsrfTokens
 from gateway.controllers.context import request_context
 from gateway.runtime import Runtime
 from gateway.web.i18n import LANGUAGES, use_language
@@ -25,10 +26,11 @@ from tenants.errors import InvalidInput
 from tenants.models import User
 from tenants.persistence import platform_session
 from tenants.services import (
+    WRONG_CURRENT_PASSWORD,
     SignInRefused,
     TotpEnrolment,
     begin_totp_enrolment,
-    change_password,
+    change_own_password,
     confirm_totp_enrolment,
     pass_second_factor,
     pending_totp_enrolment,
@@ -106,8 +108,8 @@ async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, _FOR
             return _refusal(request, result, email=data.email)
         if (previous := await _active_session(request, db)) is not None:
             end_session(runtime.clock, previous.record)
-        cookie = await _begin_session(request, db, result.user, second_factor_passed=False)
-    return _redirect(ENROL if result.needs_enrolment else SECOND_FACTOR, cookie)
+        cookies = await _begin_session(request, db, result.user, second_factor_passed=False)
+    return _redirect(ENROL if result.needs_enrolment else SECOND_FACTOR, cookies)
 
 
 @get(SECOND_FACTOR, **PAGE)
@@ -135,11 +137,11 @@ async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeFor
                 return _page(request, "second_factor.html", status=400, error="invalid")
             # Locked: the half-finished sign-in is abandoned, so the password is needed again after the lock.
             end_session(runtime.clock, active.record)
-            return _refusal(request, result, email=active.user.email, cookie=_expired_session_cookie(request))
+            return _refusal(request, result, email=active.user.email, cookies=_ended_session_cookies(request))
         end_session(runtime.clock, active.record)
-        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        cookies = await _begin_session(request, db, active.user, second_factor_passed=True)
         _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS)
-    return _redirect(PASSWORD if result.needs_password_change else HOME, cookie)
+    return _redirect(PASSWORD if result.needs_password_change else HOME, cookies)
 
 
 @get(ENROL, **PAGE)
@@ -168,10 +170,10 @@ async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM
             )
         # A new second factor: any session begun under the old one (before an administrator's reset) ends too.
         await end_all_sessions(db, runtime.clock, user=active.user)
-        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        cookies = await _begin_session(request, db, active.user, second_factor_passed=True)
         _audit_sign_in(request, db, active.user, Action.TENANTS_SESSION_SIGN_IN, Outcome.SUCCESS, reason="enrolled")
         next_page = PASSWORD if active.user.must_change_password else HOME
-    return _page(request, "recovery_codes.html", cookie, codes=codes, next_page=next_page)
+    return _page(request, "recovery_codes.html", cookies, codes=codes, next_page=next_page)
 
 
 @get(PASSWORD, **PAGE)
@@ -193,14 +195,22 @@ async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm
         if data.new_password != data.confirmation:
             return _password_page(request, active, status=400, error="mismatch")
         try:
-            change_password(active.user, current=data.current_password, new=data.new_password)
+            refused = await change_own_password(
+                db, runtime.clock, runtime.lockout, user=active.user, current=data.current_password,
+                new=data.new_password,
+            )  # fmt: skip
         except InvalidInput as exc:
             return _password_page(request, active, status=400, error="rejected", detail=str(exc))
+        if refused is not None:
+            _audit_refusal(request, db, refused, step="password-change")
+            if refused.reason == "locked":
+                return _password_page(request, active, status=400, error="locked", locked_until=refused.locked_until)
+            return _password_page(request, active, status=400, error="rejected", detail=WRONG_CURRENT_PASSWORD)
         # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
         await end_all_sessions(db, runtime.clock, user=active.user)
-        cookie = await _begin_session(request, db, active.user, second_factor_passed=True)
+        cookies = await _begin_session(request, db, active.user, second_factor_passed=True)
     _ = translator(request)
-    return redirect(request, HOME, success=_("Your new password is saved."), cookies=[cookie])
+    return redirect(request, HOME, success=_("Your new password is saved."), cookies=cookies)
 
 
 @post(LOGOUT, **PAGE)
@@ -210,7 +220,7 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
         if (active := await _active_session(request, db)) is not None:
             end_session(runtime.clock, active.record)
     _ = translator(request)
-    return redirect(request, LOGIN, success=_("You have signed out."), cookies=[_expired_session_cookie(request)])
+    return redirect(request, LOGIN, success=_("You have signed out."), cookies=_ended_session_cookies(request))
 
 
 @get(HOME, **PAGE)
@@ -318,14 +328,18 @@ def _next_step(active: ActiveSession | None) -> str:
 
 async def _begin_session(
     request: Request[Any, Any, Any], db: AsyncSession, user: User, *, second_factor_passed: bool
-) -> Cookie:
-    """Start a session under a new token (never reuse one across a privilege change) and make its cookie."""
+) -> list[Cookie]:
+    """Start a session under a new token (never reuse one across a privilege change): its cookie, and a CSRF token
+    bound to it."""
     runtime = _runtime(request)
     token, record = await start_session(
         db, runtime.clock, runtime.session_policy, user=user, second_factor_passed=second_factor_passed
     )
     max_age = record.expires_at - runtime.clock.now()
-    return _session_cookie(request, token, max_age=round(max_age.total_seconds()))
+    return [
+        _session_cookie(request, token, max_age=round(max_age.total_seconds())),
+        _csrf(request).renew(request, token),
+    ]
 
 
 def _session_cookie(request: Request[Any, Any, Any], value: str, *, max_age: int) -> Cookie:
@@ -341,10 +355,16 @@ def _session_cookie(request: Request[Any, Any, Any], value: str, *, max_age: int
     )
 
 
-def _expired_session_cookie(request: Request[Any, Any, Any]) -> Cookie:
+def _ended_session_cookies(request: Request[Any, Any, Any]) -> list[Cookie]:
+    """The session cookie cleared, and a CSRF token for a browser with no session (the sign-in form it is shown)."""
     cookie = _session_cookie(request, "", max_age=0)
     cookie.expires = 0
-    return cookie
+    return [cookie, _csrf(request).renew(request, None)]
+
+
+def _csrf(request: Request[Any, Any, Any]) -> CsrfTokens:
+    tokens: CsrfTokens = request.app.state.csrf
+    return tokens
 
 
 def _enrolment(runtime: Runtime, user: User) -> TotpEnrolment:
@@ -387,9 +407,9 @@ def _audit_refusal(request: Request[Any, Any, Any], db: AsyncSession, refused: S
 
 
 def _refusal(
-    request: Request[Any, Any, Any], refused: SignInRefused, *, email: str, cookie: Cookie | None = None
+    request: Request[Any, Any, Any], refused: SignInRefused, *, email: str, cookies: Sequence[Cookie] = ()
 ) -> Response[Any]:
-    return _page(request, "login.html", cookie, status=400, error=refused.reason, email=email,
+    return _page(request, "login.html", cookies, status=400, error=refused.reason, email=email,
                  locked_until=refused.locked_until)  # fmt: skip
 
 
@@ -407,11 +427,16 @@ def _password_page(
 
 
 def _page(
-    request: Request[Any, Any, Any], template: str, cookie: Cookie | None = None, *, status: int = 200, **context: Any
+    request: Request[Any, Any, Any],
+    template: str,
+    cookies: Sequence[Cookie] = (),
+    *,
+    status: int = 200,
+    **context: Any,
 ) -> Response[Any]:
-    return render(request, template, status=status, cookies=[cookie] if cookie else (), **context)
+    return render(request, template, status=status, cookies=cookies, **context)  # fmt: skip
 
 
-def _redirect(path: str, cookie: Cookie | None = None) -> Response[Any]:
+def _redirect(path: str, cookies: Sequence[Cookie] = ()) -> Response[Any]:
     # 303: the browser follows with GET, so a reload of the next page never re-submits a form.
-    return Redirect(path, status_code=303, cookies=[cookie] if cookie else None)
+    return Redirect(path, status_code=303, cookies=list(cookies) or None)

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from urllib.parse import urlencode
 
 import httpx
 import httpx2
@@ -15,7 +16,9 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey
 from litestar import Litestar
+from sqlalchemy import select
 
+from audit.models import AuditEvent
 from gateway.auth.tokens import ACCESS_TOKEN_TYPE, access_token_claims, sign_access_token
 from gateway.runtime import Runtime
 from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
@@ -180,6 +183,60 @@ async def test_bad_assertions_are_invalid_client(api: httpx.AsyncClient, runtime
     assert body["type"] == "/problems/invalid-client"
     assert response.headers["content-type"].startswith("application/problem+json")
     assert body["detail"]
+
+
+async def test_a_client_id_naming_another_client_than_the_assertion_is_refused(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7521 §4.2: the form's client_id, when sent, must identify the client the signed assertion authenticates."""
+    tenant = await make_tenant(runtime)
+    client, other = await make_client(runtime, tenant), await make_client(runtime, tenant)
+    for named in (other.client_id, str(uuid.uuid4()), client.client_id.upper(), ""):
+        form = token_form(client, client_assertion(client, TOKEN_ENDPOINT)) | {"client_id": named}
+        response = await api.post("/oauth/token", data=form)
+        assert response.status_code == 401, (named, response.text)
+        assert response.json()["error"] == "invalid_client"
+        assert "client_id" in response.json()["detail"]
+
+    # The assertion's iss must name its sub (RFC 7523 §3), so neither can point at another client.
+    crossed = client_assertion(client, TOKEN_ENDPOINT, iss=other.client_id)
+    for form in (token_form(client, crossed), token_form(other, crossed)):
+        response = await api.post("/oauth/token", data=form)
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+
+    same = await api.post("/oauth/token", data=token_form(client, client_assertion(client, TOKEN_ENDPOINT)))
+    assert same.status_code == 200, same.text
+    unnamed = token_form(client, client_assertion(client, TOKEN_ENDPOINT))
+    del unnamed["client_id"]
+    assert (await api.post("/oauth/token", data=unnamed)).status_code == 200
+
+
+async def test_a_token_request_that_is_ambiguous_about_its_client_is_refused(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """One authentication method per request (RFC 6749 §2.3) and no parameter twice (§3.2): invalid_request."""
+    tenant = await make_tenant(runtime)
+    client, other = await make_client(runtime, tenant), await make_client(runtime, tenant)
+    form = token_form(client, client_assertion(client, TOKEN_ENDPOINT))
+
+    with_secret = await api.post("/oauth/token", data=form | {"client_secret": "anything"})
+    with_basic = await api.post("/oauth/token", data=form, auth=(other.client_id, "anything"))
+    twice = await api.post(
+        "/oauth/token",
+        content=urlencode([*form.items(), ("client_id", other.client_id)]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    for response in (with_secret, with_basic, twice):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+    assert "more than once" in twice.json()["detail"]
+
+    async with platform_session(runtime.sessions) as session:
+        refusals = (await session.scalars(select(AuditEvent.canonical).where(
+            AuditEvent.log_tenant_id == tenant.id, AuditEvent.action == "tenants:token:refuse"))).all()  # fmt: skip
+    assert len(refusals) == 3
+    assert all(json.loads(event)["outcome"] == "denied" for event in refusals)
 
 
 async def test_assertion_signed_by_another_key_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -45,8 +45,7 @@ def act_as(api: httpx.AsyncClient, token: str | None) -> None:
 
 
 async def post(api: httpx.AsyncClient, path: str, fields: dict[str, Any] | None = None) -> httpx.Response:
-    if "cb_csrf" not in api.cookies:
-        await api.get("/login")
+    await api.get("/login")  # as a browser loads the form first: its token belongs to the session now in use
     return await api.post(path, data={**(fields or {}), "_csrf_token": api.cookies["cb_csrf"]})
 
 

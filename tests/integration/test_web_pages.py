@@ -39,8 +39,7 @@ def act_as(api: Client, token: str) -> None:
 
 
 async def form(api: Client, path: str, fields: dict[str, object], **kw: object) -> httpx.Response:
-    if "cb_csrf" not in api.cookies:
-        await api.get("/login")
+    await api.get("/login")  # as a browser loads the form first: its token belongs to the session now in use
     data = {**fields, "_csrf_token": api.cookies["cb_csrf"]}
     return await api.post(path, data=data, **kw)  # type: ignore[arg-type]
 
