@@ -1,7 +1,7 @@
 """the moment before which a tenant's access tokens and staff sessions are dead (set when it is suspended)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-02 03:30:00.000000
 """
 
