@@ -434,7 +434,7 @@ def test_an_export_reads_back_and_verifies(tmp_path: Path) -> None:
         (lambda lines: [*lines[:-1], lines[-1][:-1]], f"line {SIZE + 5}: the line is incomplete"),
         (lambda lines: [*lines[:7], lines[7][:40] + "\n", *lines[8:]], "line 8: not a valid JSON line"),
         (lambda lines: [*lines[:7], *lines[8:]], "the end line counts 50 events, 3 checkpoints"),
-        (lambda lines: [lines[0].replace('"version":2', '"version":3'), *lines[1:]], "line 1: export version 3"),
+        (lambda lines: [lines[0].replace('"version":3', '"version":4'), *lines[1:]], "line 1: export version 4"),
         (lambda lines: [lines[0], lines[1].replace('"seq":1', '"seq":"1"'), *lines[2:]], "line 2: unexpected content"),
         (lambda lines: [lines[0], lines[1].replace('"chain_hash":"', '"chain_hash":"z'), *lines[2:]], "line 2: chain_"),
         (lambda lines: lines[1:], "line 1: the file does not start with the export header"),
