@@ -41,7 +41,7 @@ from audit.derived import (
     decode_fields,
     id_number,
     raw_uuid,
-    stored_columns_query,
+    with_stored_columns,
 )
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal, ReviewMark
@@ -907,18 +907,14 @@ def sealed_rows_query(dialect: str) -> Select[*tuple[Any, ...]]:
     The event id comes as 16 bytes (``raw_uuid``), skipping the per-row conversion of the GUID type; ``LogScan``
     also takes a UUID.
     """
-    return (
-        select(
-            AuditSeal.seq,
-            raw_uuid(AuditSeal.event_id, dialect),
-            AuditEvent.canonical,
-            AuditSeal.chain_hash,
-            AuditSeal.leaf_hash,
-            *stored_columns_query(dialect),
-        )
-        .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-        .order_by(AuditSeal.seq)
-    )
+    seals = select(
+        AuditSeal.seq,
+        raw_uuid(AuditSeal.event_id, dialect),
+        AuditEvent.canonical,
+        AuditSeal.chain_hash,
+        AuditSeal.leaf_hash,
+    ).outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+    return with_stored_columns(seals, dialect).order_by(AuditSeal.seq)
 
 
 async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Sequence[Any]]]:
