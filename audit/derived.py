@@ -13,12 +13,11 @@ text itself. Each of them is a function of the sealed event, and ``audit verify`
 | `audit_event.actor_id`, `.actor_tenant_id` | `actor.id`, `actor.tenant` |
 | `audit_event.resource_id` | `resource.id` |
 | one `audit_event_subject` row per pseudonym | `subjects`, one row each, no more |
-| an `audit_review_mark` on event E | a successful `audit:review:mark` event whose `resource.id` is E, in the |
-| | mark's trail (`log_tenant`), by the reviewer it names (`actor.kind`, `actor.id`) |
+| an `audit_review_mark` on event E | a successful `audit:review:mark` of E (`resource.id`), as trail and reviewer |
 
 Values are compared as the database driver returns them (``type_coerce``d to no type, so no conversion hides a
-difference the queries would see): UUIDs as 16 bytes (SQLite) or UUID objects (PostgreSQL), times as SQLite's
-stored text or aware datetimes, strings as strings. An export file carries the same values as text
+difference the queries would see): UUIDs as 16 bytes (SQLite's storage, PostgreSQL's ``uuid_send``), times as
+SQLite's stored text or PostgreSQL's aware datetimes, strings as strings. An export file carries the same values as text
 (``export_columns``), and reading it turns them back into that form (``imported_columns``).
 """
 

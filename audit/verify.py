@@ -1030,10 +1030,8 @@ def _as_uuid(event_id: object) -> uuid.UUID:
 async def review_marks(session: AsyncSession) -> list[ReviewMarkRow]:
     """Every review mark (``session`` sees every tenant's): few, since only statutory shares and break-glass uses
     are reviewed."""
-    mark = ReviewMark
-    rows = await session.execute(
-        select(mark.event_id, mark.log_tenant_id, mark.reviewer_kind, mark.reviewer_id, mark.at)
-    )
+    columns = (ReviewMark.event_id, ReviewMark.log_tenant_id, ReviewMark.reviewer_kind, ReviewMark.reviewer_id)
+    rows = await session.execute(select(*columns, ReviewMark.at))
     return [ReviewMarkRow(*row) for row in rows]
 
 
