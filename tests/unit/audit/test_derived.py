@@ -36,7 +36,7 @@ from audit.derived import (
 from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.export import read_export, write_export
 from audit.models import AuditEvent
-from audit.verify import ProblemKind, SealedEvent, VerifyResult, verify_log
+from audit.verify import ProblemKind, SealedEvent, VerifyResult, _verify_rows, check_notes, verify_log
 from tests.unit.audit.test_verify import LOG_KEY, ORIGIN, checkpoint_notes, seal
 
 TENANT = uuid.UUID("01960000-0000-7000-8000-000000000001")
@@ -276,6 +276,23 @@ def test_a_chain_problem_elsewhere_does_not_hide_a_rewritten_column(form: Callab
     events = with_stored(sealed_log(form), 8, outcome="denied")
     events[2] = dataclasses.replace(events[2], chain_hash=bytes(32))  # sends verify to its full analysis
     assert findings(check(events)) == [(ProblemKind.CHANGED, 3), (ProblemKind.COLUMN_CHANGED, 8)]
+
+
+def test_the_streaming_scan_and_the_full_analysis_name_the_same_disagreements(
+    form: Callable[[str], StoredColumns],
+) -> None:
+    events = with_stored(sealed_log(form), 5, action="exchange:case:list", subjects="[]")
+    events = with_stored(events, 6, subjects=json.dumps(["ps_" + "0" * 32]))
+    forged = ReviewMarkRow(_id(STATUTORY[1]), TENANT, "user", DPO, START)
+    notes = checkpoint_notes(events, (SIZE,))
+    streamed = check(events, marks=[forged])
+    analysed = _verify_rows(events, check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), (),
+                            [forged])  # fmt: skip
+    assert streamed == analysed
+    assert findings(streamed) == [
+        (ProblemKind.COLUMN_CHANGED, 5), (ProblemKind.SUBJECT_DELETED, 5), (ProblemKind.SUBJECT_INSERTED, 6),
+        (ProblemKind.REVIEW_DELETED, REVIEW), (ProblemKind.REVIEW_INSERTED, None),
+    ]  # fmt: skip
 
 
 def test_columns_beside_an_edited_event_are_not_checked_against_the_edit() -> None:
