@@ -985,8 +985,12 @@ async def _unsealed(session: AsyncSession, *, now: dt.datetime, sealing_grace: d
         .where(AuditSeal.seq.is_(None))
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
     )
-    cutoff = now - sealing_grace
-    return [UnsealedEvent(event_id, canonical, recorded_at < cutoff) for event_id, canonical, recorded_at in loose]
+    # Waiting for its seal is a matter of seconds: a time in the future is no more a reason to wait than an old one.
+    cutoff, ahead = now - sealing_grace, now + sealing_grace
+    return [
+        UnsealedEvent(event_id, canonical, not cutoff <= recorded_at <= ahead)
+        for event_id, canonical, recorded_at in loose
+    ]
 
 
 async def _notes(session: AsyncSession) -> tuple[list[str], list[tuple[uuid.UUID, str]]]:

@@ -150,6 +150,16 @@ async def test_sqlite_values_that_queries_would_miss_are_changes(node: Node, cli
     assert "actor_id on its row" in problems[1]["detail"]
 
 
+async def test_an_unsealed_event_dated_ahead_is_not_left_waiting_for_its_seal(node: Node, cli: Cli) -> None:
+    """Only a minute's wait for the sealer is normal: a recorded time in the future does not make an event that was
+    added behind the sealer's back look like one still waiting."""
+    await sealed_log(node, cli)
+    (ahead,) = await append_events(node, 1, at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    problems = await verify(cli)
+    assert found(problems) == [("inserted", None)]
+    assert str(ahead) in problems[0]["detail"]
+
+
 # -- review marks ------------------------------------------------------------------------------------------------
 
 
