@@ -23,12 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from audit.checkpoint import CheckpointFormatError, parse_verifier_key
 from audit.cosignature import cosigner_verifier_key, parse_cosigner_key
 from audit.identity import LogName, LogNames, load_names, names_signed_under, origin_problem
+from audit.derived import ReviewMarkRow, StoredColumns, Unusable, export_columns, id_number, imported_columns
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature
 from audit.verify import (
     SealedEvent,
     checkpoint_keys,
     cosigner_public_keys,
+    review_marks,
     sealed_row_chunks,
     snapshot_session,
     verifier_keys,
@@ -38,7 +40,9 @@ __all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "
            "write_export"]  # fmt: skip
 
 FORMAT = "casebridge-audit-export"
-VERSION = 3  # 2 added the agencies' co-signatures, 3 the log's names; versions 1 and 2 are still read
+# 2 added the agencies' co-signatures, 3 the log's names and what the DPO's queries read beside each event; older
+# files are still read
+VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 
 
@@ -62,6 +66,9 @@ class AuditExport:
     cosignatures: list[str]
     cosigner_keys: dict[str, list[Ed25519PublicKey]]
     names: LogNames  # every name the log had, each from the checkpoint size it took over (one for versions 1 and 2)
+    # Version 3: the review marks on the events in the file (None before), and when the file was written.
+    review_marks: list[ReviewMarkRow] | None = None
+    written_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +99,37 @@ class _Header(msgspec.Struct, tag_field="type", tag="header"):
     origins: list[_Origin] = []  # the log's names in the order adopted, the last one `origin` (version 3)
 
 
+class _ReviewMark(msgspec.Struct):
+    log_tenant_id: str | None
+    reviewer_kind: str
+    reviewer_id: str | None
+    at: str
+
+
+_Stored = str | Unusable | None  # a stored value of the wrong type for its column is written as {"stored_as": type}
+
+
+class _Columns(msgspec.Struct):
+    """What the DPO's queries read beside the event, as stored (audit/derived.py)."""
+
+    log_tenant_id: _Stored
+    recorded_at: _Stored
+    action: _Stored
+    outcome: _Stored
+    actor_id: _Stored
+    actor_tenant_id: _Stored
+    resource_id: _Stored
+    subjects: list[str | Unusable]
+    review_mark: _ReviewMark | None = None
+
+
 class _Event(msgspec.Struct, tag_field="type", tag="event"):
     seq: int
     event_id: str
     canonical: str | None
     chain_hash: str
     leaf_hash: str
+    columns: _Columns | None = None  # version 3; null when the event row is gone
 
 
 class _Checkpoint(msgspec.Struct, tag_field="type", tag="checkpoint"):
@@ -139,7 +171,7 @@ class _Writer:
         self._tree = MerkleAccumulator()
         self._checkpoints = 0
         self._cosignatures = 0
-        stamp = exported_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        stamp = _stamp(exported_at)
         if names.current is None:
             raise ValueError("a log without a name cannot be exported")
         origins = [_Origin(origin=n.origin, from_size=n.from_size) for n in names.names]
@@ -149,7 +181,7 @@ class _Writer:
     def _line(self, line: _Line) -> None:
         self._handle.write(_encode(line) + b"\n")
 
-    def event(self, event: SealedEvent) -> None:
+    def event(self, event: SealedEvent, review_mark: ReviewMarkRow | None = None) -> None:
         self._line(
             _Event(
                 seq=event.seq,
@@ -157,6 +189,7 @@ class _Writer:
                 canonical=event.canonical,
                 chain_hash=event.chain_hash.hex(),
                 leaf_hash=event.leaf_hash.hex(),
+                columns=None if event.stored is None else _columns(event.stored, review_mark),
             )
         )
         self._tree.append(event.leaf_hash)
@@ -174,6 +207,22 @@ class _Writer:
         self._line(_End(events=self._tree.size, checkpoints=self._checkpoints, root=root.hex(),
                         cosignatures=self._cosignatures))  # fmt: skip
         return self._tree.size, root
+
+
+def _columns(stored: StoredColumns, mark: ReviewMarkRow | None) -> _Columns:
+    values = export_columns(stored)
+    return _Columns(**values, review_mark=None if mark is None else _ReviewMark(
+        log_tenant_id=_text(mark.log_tenant_id), reviewer_kind=mark.reviewer_kind,
+        reviewer_id=_text(mark.reviewer_id), at=_stamp(mark.at),
+    ))  # fmt: skip
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _stamp(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @contextlib.contextmanager
@@ -203,14 +252,16 @@ def write_export(
     checkpoints: Iterable[str],
     cosignatures: Iterable[str] = (),
     cosigner_keys: Sequence[str] = (),
+    review_marks: Iterable[ReviewMarkRow] = (),
 ) -> ExportSummary:
-    """Write the export file: header, each sealed event in seq order, each checkpoint note, each co-signature,
-    the end line."""
+    """Write the export file: header, each sealed event in seq order (with the review mark on it), each checkpoint
+    note, each co-signature, the end line."""
+    marks = {mark.event_id: mark for mark in review_marks}
     with _replacing(path) as handle:
         writer = _Writer(handle, names=LogNames.of(origin), exported_at=exported_at, keys=verifier_keys,
                          cosigner_keys=cosigner_keys)  # fmt: skip
         for event in events:
-            writer.event(event)
+            writer.event(event, marks.get(event.event_id))
         for note in checkpoints:
             writer.checkpoint(note)
         for note in cosignatures:
@@ -237,13 +288,17 @@ async def export_database(
         cosigned = (await session.execute(select(AuditCosignature.cosigner_tenant_id, AuditCosignature.note))).all()
         agencies = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
         agency_keys = [cosigner_verifier_key(name, key) for name, public in sorted(agencies.items()) for key in public]
+        marks = {mark.event_id.int: mark for mark in await review_marks(session)}
         with _replacing(path) as handle:
             writer = _Writer(handle, names=names, exported_at=exported_at, keys=keys, cosigner_keys=agency_keys)
             chunks = sealed_row_chunks(session)
             try:
                 async for chunk in chunks:
-                    for seq, event_id, canonical, chain_hash, leaf_hash in chunk:
-                        writer.event(SealedEvent(seq, _as_uuid(event_id), canonical, chain_hash, leaf_hash))
+                    for seq, event_id, canonical, chain_hash, leaf_hash, *stored in chunk:
+                        key = id_number(event_id)
+                        columns = None if canonical is None else StoredColumns(*stored)
+                        event = SealedEvent(seq, uuid.UUID(int=key), canonical, chain_hash, leaf_hash, columns)
+                        writer.event(event, marks.get(key))
             finally:
                 await chunks.aclose()
             for note in await session.scalars(
@@ -254,11 +309,6 @@ async def export_database(
                 writer.cosignature(note)
             size, root = writer.end()
     return ExportSummary(size=size, root=root, file=path)
-
-
-def _as_uuid(event_id: uuid.UUID | bytes) -> uuid.UUID:
-    """An event id as the database driver returns it (16 bytes on SQLite, a UUID on PostgreSQL)."""
-    return event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(bytes=event_id)
 
 
 # -- reading --------------------------------------------------------------------------------------------------------
@@ -273,18 +323,52 @@ def _hash(value: str, line: int, name: str) -> bytes:
         raise ExportError(line, f"{name} must be {2 * HASH_SIZE} hex digits") from None
 
 
-def _event(line: _Event, number: int) -> SealedEvent:
+def _event(line: _Event, number: int, version: int) -> tuple[SealedEvent, ReviewMarkRow | None]:
     try:
         event_id = uuid.UUID(line.event_id)
     except ValueError:
         raise ExportError(number, "event_id is not a UUID") from None
-    return SealedEvent(
+    columns = line.columns
+    if columns is not None and line.canonical is None:
+        raise ExportError(number, "an event line without its event cannot carry the event's stored columns")
+    stored = None
+    if columns is not None and version >= 3:
+        values = (columns.log_tenant_id, columns.recorded_at, columns.action, columns.outcome, columns.actor_id,
+                  columns.actor_tenant_id, columns.resource_id)  # fmt: skip
+        stored = imported_columns(values, columns.subjects)
+    event = SealedEvent(
         seq=line.seq,
         event_id=event_id,
         canonical=line.canonical,
         chain_hash=_hash(line.chain_hash, number, "chain_hash"),
         leaf_hash=_hash(line.leaf_hash, number, "leaf_hash"),
+        stored=stored,
     )
+    mark = columns.review_mark if columns is not None and version >= 3 else None
+    return event, None if mark is None else _review_mark(event_id, mark, number)
+
+
+def _review_mark(event_id: uuid.UUID, mark: _ReviewMark, number: int) -> ReviewMarkRow:
+    try:
+        return ReviewMarkRow(
+            event_id=event_id,
+            log_tenant_id=None if mark.log_tenant_id is None else uuid.UUID(mark.log_tenant_id),
+            reviewer_kind=mark.reviewer_kind,
+            reviewer_id=None if mark.reviewer_id is None else uuid.UUID(mark.reviewer_id),
+            at=_time(mark.at, number, "the review mark's time"),
+        )
+    except ValueError:
+        raise ExportError(number, "the review mark names an id that is not a UUID") from None
+
+
+def _time(text: str, number: int, name: str) -> dt.datetime:
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ExportError(number, f"{name} is not an RFC 3339 time with an offset")
+    return at
 
 
 def _header(
@@ -340,6 +424,7 @@ def read_export(path: Path) -> AuditExport:
     keys: list[Ed25519PublicKey] = []
     agencies: dict[str, list[Ed25519PublicKey]] = {}
     events: list[SealedEvent] = []
+    marks: list[ReviewMarkRow] = []
     checkpoints: list[str] = []
     cosignatures: list[str] = []
     end: _End | None = None
@@ -361,7 +446,10 @@ def read_export(path: Path) -> AuditExport:
             elif isinstance(line, _Event):
                 if checkpoints:
                     raise ExportError(number, "an event line after the checkpoint lines")
-                events.append(_event(line, number))
+                event, mark = _event(line, number, header.version)
+                events.append(event)
+                if mark is not None:
+                    marks.append(mark)
             elif isinstance(line, _Checkpoint):
                 if cosignatures:
                     raise ExportError(number, "a checkpoint line after the co-signature lines")
@@ -399,4 +487,6 @@ def read_export(path: Path) -> AuditExport:
         cosignatures=cosignatures,
         cosigner_keys=agencies,
         names=names,
+        review_marks=marks if header.version >= 3 else None,
+        written_at=_time(header.exported_at, 1, "exported_at") if header.version >= 3 else None,
     )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.canonical import canonical_json
+from audit.derived import decode_fields, event_columns
 from audit.events import Action, Actor, AuditEventRecord, Outcome, pseudonym
 from audit.pending import add_rows, insert_rows
 from tenants.clock import Clock
@@ -67,7 +68,7 @@ class AuditLog:
             resource_type=resource_type, resource_id=resource_id, subjects=subjects, purpose=purpose,
             legal_basis=legal_basis, reason=reason, extra=extra, at=at,
         )  # fmt: skip
-        add_rows(session, _event_columns(record), _subject_columns(record))
+        add_rows(session, *_rows(record))
         return record
 
     def event(
@@ -112,8 +113,8 @@ class AuditLog:
     async def append_many(session: AsyncSession, records: Sequence[AuditEventRecord]) -> None:
         """Insert many events built by ``event`` now, in two statements (imports and the benchmark's fill)."""
         if records:
-            subjects = [row for record in records for row in _subject_columns(record)]
-            await insert_rows(session, [_event_columns(record) for record in records], subjects)
+            rows = [_rows(record) for record in records]
+            await insert_rows(session, [event for event, _ in rows], [row for _, subjects in rows for row in subjects])
 
 
 @dataclass(slots=True)
@@ -170,26 +171,15 @@ class AccessScope:
         )
 
 
-def _event_columns(record: AuditEventRecord) -> dict[str, Any]:
-    stamp = dt.datetime.now(dt.UTC)  # the row's own bookkeeping columns, as the ORM would have filled them
-    return {
-        "created_at": stamp,
-        "updated_at": stamp,
-        "id": record.id,
-        "log_tenant_id": record.log_tenant_id,
-        "recorded_at": record.time,
-        "action": record.action.value,
-        "outcome": record.outcome.value,
-        "actor_id": record.actor.id,
-        "actor_tenant_id": record.actor.tenant_id,
-        "resource_id": record.resource_id,
-        "canonical": canonical_json(record.to_json()).decode(),
-    }
-
-
-def _subject_columns(record: AuditEventRecord) -> list[dict[str, Any]]:
-    stamp = dt.datetime.now(dt.UTC)
-    return [
-        {"id": uuid7(), "event_id": record.id, "pseudonym": name, "created_at": stamp, "updated_at": stamp}
-        for name in record.subjects
+def _rows(record: AuditEventRecord) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The event's row and its pseudonym rows, every searched value taken from the canonical text that is sealed
+    (audit/derived.py), so that `audit verify` recomputes exactly what was written."""
+    canonical = canonical_json(record.to_json())
+    fields = decode_fields(canonical)
+    stamp = dt.datetime.now(dt.UTC)  # the rows' own bookkeeping columns, as the ORM would have filled them
+    event = {"created_at": stamp, "updated_at": stamp, **event_columns(fields), "canonical": canonical.decode()}
+    subjects = [
+        {"id": uuid7(), "event_id": fields.id, "pseudonym": name, "created_at": stamp, "updated_at": stamp}
+        for name in fields.subjects
     ]
+    return event, subjects

@@ -13,16 +13,15 @@ import functools
 import hashlib
 import itertools
 import uuid
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
-from sqlalchemy import Select, select, type_coerce
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.types import NullType
 
 from audit.checkpoint import (
     Checkpoint,
@@ -35,8 +34,19 @@ from audit.checkpoint import (
 )
 from audit.cosignature import Cosigned, verify_cosignature
 from audit.identity import LogNames, load_names
+from audit.derived import (
+    Disagreement,
+    ReviewMarkRow,
+    SearchCheck,
+    SearchFields,
+    StoredColumns,
+    decode_fields,
+    id_number,
+    raw_uuid,
+    with_stored_columns,
+)
 from audit.merkle import HASH_SIZE, MerkleAccumulator
-from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal
+from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal, ReviewMark
 from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey
 from tenants.persistence import READ_ONLY_OPTION, platform_session
 
@@ -54,6 +64,7 @@ __all__ = [
     "checkpoint_keys",
     "cosigner_public_keys",
     "load_log",
+    "review_marks",
     "sealed_row_chunks",
     "snapshot_session",
     "verify_database",
@@ -62,6 +73,9 @@ __all__ = [
 
 ZERO_HASH = bytes(HASH_SIZE)
 """The chain hash before the first event."""
+
+SEALING_GRACE = dt.timedelta(minutes=1)
+"""How long an event may wait for its seal before verification counts it as added behind the sealer's back."""
 
 # How many broken chain links are searched for the place they really belong (each costs a few hashes per suspect
 # row). Beyond this the log is mangled wholesale and every broken link is reported as `changed`.
@@ -78,6 +92,12 @@ class ProblemKind(enum.StrEnum):
     BAD_SIGNATURE = "bad_signature"  # a checkpoint note that no known key signed (or that is malformed)
     NOT_EXTENDING = "not_extending"  # a checkpoint the recomputed tree does not match, or sizes going backwards
     TRUNCATED = "truncated"  # fewer sealed events than the latest checkpoint's size
+    # What the DPO's queries read beside an intact event disagrees with it (audit/derived.py):
+    COLUMN_CHANGED = Disagreement.COLUMN_CHANGED.value  # a search column of the event row
+    SUBJECT_DELETED = Disagreement.SUBJECT_DELETED.value  # a subject's pseudonym row is gone
+    SUBJECT_INSERTED = Disagreement.SUBJECT_INSERTED.value  # a pseudonym row the event does not name
+    REVIEW_DELETED = Disagreement.REVIEW_DELETED.value  # a sealed review's mark is gone
+    REVIEW_INSERTED = Disagreement.REVIEW_INSERTED.value  # a review mark no sealed review accounts for
 
 
 # When several findings land on one seq, the most specific explanation wins.
@@ -91,13 +111,17 @@ _PRECEDENCE = {
 
 @dataclass(frozen=True, slots=True)
 class SealedEvent:
-    """One row of the sealed log: its seal and the event's canonical JSON (None when the event row is gone)."""
+    """One row of the sealed log: its seal and the event's canonical JSON (None when the event row is gone).
+
+    ``stored``: what the DPO's queries read beside the event, when known (not in exports before version 3).
+    """
 
     seq: int
     event_id: uuid.UUID
     canonical: str | None
     chain_hash: bytes
     leaf_hash: bytes
+    stored: StoredColumns | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,19 +204,29 @@ def verify_log(
     unsealed: Sequence[UnsealedEvent] = (),
     cosignatures: Sequence[str] = (),
     cosigner_keys: Mapping[str, Sequence[Ed25519PublicKey]] | None = None,
+    review_marks: Iterable[ReviewMarkRow] | None = None,
+    exported_at: dt.datetime | None = None,
 ) -> VerifyResult:
     """Check the sealed log against itself and against its signed checkpoints; every finding is a Problem.
 
     ``checkpoints`` are signed notes in the order they were issued. A checkpoint counts when it is signed by one of
     ``public_keys`` under the log's name at its size: ``origin``, or the names of a renamed log (``LogNames``).
     Raises ValueError only for an unusable ``origin``.
+    What is stored beside each event is checked where ``events`` carry it, and the review marks when given.
+    ``exported_at``: the events come from an export written then, which holds no unsealed events (nor their marks).
     """
     notes = check_notes(checkpoints, origin=origin, public_keys=public_keys, cosignatures=cosignatures,
                         cosigner_keys=cosigner_keys)  # fmt: skip
-    scan = LogScan(notes.sizes)
-    if scan.feed((e.seq, e.event_id, e.canonical, e.chain_hash, e.leaf_hash) for e in events):
+    marks = None if review_marks is None else list(review_marks)
+    scan = LogScan(notes.sizes, marks, exported_at=exported_at)
+    if scan.feed(_scan_row(e) for e in events):
         return scan.result(notes, unsealed)
-    return _verify_rows(events, notes, unsealed)
+    return _verify_rows(events, notes, unsealed, marks, exported_at=exported_at)
+
+
+def _scan_row(event: SealedEvent) -> tuple[Any, ...]:
+    seal = (event.seq, event.event_id, event.canonical, event.chain_hash, event.leaf_hash)
+    return seal if event.stored is None else (*seal, *event.stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,14 +300,23 @@ class LogScan:
     twice. Then ``verify_log``'s row analysis would find nothing, and its result depends only on the leaf hashes,
     which are folded into the tree as they come. At the first row that is not so, ``feed`` returns False and the
     log goes to that analysis instead, which names the problem: the scan never decides what is wrong, only that
-    nothing is.
+    nothing is. What is stored beside each event (audit/derived.py) is checked in the same pass and does not stop
+    it: those findings concern one event each, whatever the chain.
     """
 
-    __slots__ = ("_chain", "_ids", "_next", "_sizes", "_tree", "clean", "roots")
+    __slots__ = ("_chain", "_exported_at", "_ids", "_next", "_search", "_sizes", "_tree", "clean", "roots")
 
-    def __init__(self, sizes: Iterable[int]) -> None:
+    def __init__(
+        self,
+        sizes: Iterable[int],
+        review_marks: Iterable[ReviewMarkRow] | None = None,
+        *,
+        exported_at: dt.datetime | None = None,
+    ) -> None:
         self._chain = ZERO_HASH
         self._ids: set[int] = set()
+        self._search = _search_check(review_marks)
+        self._exported_at = exported_at
         self._tree = MerkleAccumulator()
         # Sizes whose root the checkpoints need; a size of 0 has no row to reach (verify_log skips it too).
         self._sizes = sorted(s for s in set(sizes) if s >= 1)
@@ -286,16 +329,18 @@ class LogScan:
         return self._tree.size
 
     def feed(self, rows: Iterable[Sequence[Any]]) -> bool:
-        """Take the next rows (seq, event id, canonical JSON, chain hash, leaf hash); False once one is not clean.
+        """Take the next rows (seq, event id, canonical JSON, chain hash, leaf hash, then optionally the
+        ``StoredColumns`` values); False once one is not clean.
 
         The event id may be a UUID or its 16 bytes, as the database driver returns it.
         """
         if not self.clean:
             return False
         sha256, decode, ids, leaf_hasher = hashlib.sha256, _decode_event_id, self._ids, _LEAF_HASHER
+        search = self._search
         chain, expected = self._chain, self._tree.size + 1
         leaves: list[bytes] = []
-        for seq, event_id, canonical, chain_hash, leaf_hash in rows:
+        for seq, event_id, canonical, chain_hash, leaf_hash, *stored in rows:
             if seq != expected or canonical is None:
                 self.clean = False
                 break
@@ -306,14 +351,19 @@ class LogScan:
             if leaf != leaf_hash or sha256(chain + content).digest() != chain_hash:
                 self.clean = False
                 break
+            fields = _fields(content) if stored else None
             try:
-                key = decode(content).id.int
+                key = fields.id.int if fields is not None else decode(content).id.int
             except msgspec.MsgspecError:
                 self.clean = False
                 break
-            if key != _id_number(event_id) or key in ids:
+            if key != id_number(event_id) or key in ids:
                 self.clean = False
                 break
+            if fields is not None:
+                search.event(seq, fields, stored)
+            elif stored:
+                search.content_unreadable(seq, uuid.UUID(int=key))
             ids.add(key)
             leaves.append(leaf)
             chain, expected = chain_hash, expected + 1
@@ -339,6 +389,7 @@ class LogScan:
         pending = _check_unsealed([], [], unsealed, findings)
         findings.other.extend(notes.problems)
         _check_tree(self.size, self.roots, notes, findings)
+        _finish_search(self._search, unsealed, findings, exported_at=self._exported_at, sealed_ids=self._ids)
         problems = findings.sorted()
         return VerifyResult(
             ok=not problems, size=self.size, root=self._tree.root(), problems=problems, pending=pending,
@@ -346,25 +397,56 @@ class LogScan:
         )  # fmt: skip
 
 
-def _id_number(event_id: object) -> int:
-    """The 128-bit number of an event id given as a UUID or as its 16 bytes; -1 (no event's number) otherwise."""
-    if isinstance(event_id, uuid.UUID):
-        return event_id.int
-    if isinstance(event_id, bytes) and len(event_id) == 16:
-        return int.from_bytes(event_id)
-    return -1
+def _fields(content: bytes) -> SearchFields | None:
+    try:
+        return decode_fields(content)
+    except msgspec.MsgspecError:
+        return None
 
 
-def _verify_rows(events: Sequence[SealedEvent], notes: SignedNotes, unsealed: Sequence[UnsealedEvent]) -> VerifyResult:
+def _search_check(review_marks: Iterable[ReviewMarkRow] | None) -> SearchCheck:
+    return SearchCheck(None if review_marks is None else {mark.event_id: mark for mark in review_marks})
+
+
+def _finish_search(
+    search: SearchCheck,
+    unsealed: Sequence[UnsealedEvent],
+    findings: _Findings,
+    *,
+    exported_at: dt.datetime | None,
+    sealed_ids: Container[int],
+) -> None:
+    """The review marks against the reviews, sealed and pending; then every disagreement, as problems."""
+    for event in unsealed:
+        if not event.overdue and (fields := _fields(event.canonical.encode("utf-8"))) is not None:
+            search.pending(fields)
+    if exported_at is None:
+        found = search.finish()
+    else:
+        found = search.finish(sealed_ids=sealed_ids, unsealed_after=exported_at - SEALING_GRACE)
+    findings.other.extend(Problem(ProblemKind(f.kind.value), f.seq, f.detail) for f in found)
+
+
+def _verify_rows(
+    events: Sequence[SealedEvent],
+    notes: SignedNotes,
+    unsealed: Sequence[UnsealedEvent],
+    review_marks: Iterable[ReviewMarkRow] | None = None,
+    *,
+    exported_at: dt.datetime | None = None,
+) -> VerifyResult:
     """The full analysis: every row, chain link, gap and unsealed event examined, each problem named."""
     findings = _Findings()
+    search = _search_check(review_marks)
     rows = _one_row_per_seq(events, findings)
-    checked = _check_rows(rows, findings)
+    checked = _check_rows(rows, findings, search)
     gaps = _check_chain(rows, checked, findings)
     pending = _check_unsealed(rows, gaps, unsealed, findings)
     findings.other.extend(notes.problems)
     root, recomputed = _tree_roots(checked.leaves, notes.sizes)
     _check_tree(rows[-1].seq if rows else 0, recomputed, notes, findings)
+    _finish_search(search, unsealed, findings, exported_at=exported_at,
+                   sealed_ids={row.event_id.int for row in rows if row.canonical is not None})  # fmt: skip
     problems = findings.sorted()
     return VerifyResult(
         ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=len(notes.valid)
@@ -445,8 +527,9 @@ class _RowChecks:
     broken: list[int]
 
 
-def _check_rows(rows: Sequence[SealedEvent], findings: _Findings) -> _RowChecks:
-    """Each row's content against its own seal, and its chain hash against the stored one of the row before.
+def _check_rows(rows: Sequence[SealedEvent], findings: _Findings, search: SearchCheck) -> _RowChecks:
+    """Each row's content against its own seal, and its chain hash against the stored one of the row before; what
+    is stored beside each event whose content is the one sealed for it against that content (into ``search``).
 
     Checking each link against the *stored* previous chain hash, not a recomputed one, means one altered row
     breaks one link instead of every later one.
@@ -481,6 +564,12 @@ def _check_rows(rows: Sequence[SealedEvent], findings: _Findings) -> _RowChecks:
                 findings.at(
                     ProblemKind.CHANGED, row.seq, f"the content sealed at seq {row.seq} is not event {row.event_id}"
                 )
+            elif row.stored is not None:
+                fields = _fields(content)
+                if fields is None:
+                    search.content_unreadable(row.seq, row.event_id)
+                else:
+                    search.event(row.seq, fields, row.stored)
             continue
         intact.append(False)
         if sealed_leaf_at is None:
@@ -767,6 +856,7 @@ class LogSnapshot:
     public_keys: list[Ed25519PublicKey]
     cosignatures: list[str] = field(default_factory=list)
     cosigner_keys: dict[str, list[Ed25519PublicKey]] = field(default_factory=dict)
+    review_marks: list[ReviewMarkRow] = field(default_factory=list)
 
 
 async def snapshot_session(factory: async_sessionmaker[AsyncSession]) -> AsyncSession:
@@ -822,23 +912,21 @@ async def cosigner_public_keys(
 STREAM_CHUNK = 10_000
 
 
-def sealed_rows_query() -> Select[int, None, str, bytes, bytes]:
-    """The sealed log in seq order as plain driver values: (seq, event id, canonical JSON or None, chain, leaf).
+def sealed_rows_query(dialect: str) -> Select[*tuple[Any, ...]]:
+    """The sealed log in seq order as plain driver values: (seq, event id, canonical JSON or None, chain, leaf),
+    then the ``StoredColumns`` of the event row (all None when it is gone).
 
-    The event id comes as the driver returns it (16 bytes on SQLite, a UUID on PostgreSQL), skipping the
-    per-row conversion of the GUID type; ``LogScan`` takes either.
+    The event id comes as 16 bytes (``raw_uuid``), skipping the per-row conversion of the GUID type; ``LogScan``
+    also takes a UUID.
     """
-    return (
-        select(
-            AuditSeal.seq,
-            type_coerce(AuditSeal.event_id, NullType()),
-            AuditEvent.canonical,
-            AuditSeal.chain_hash,
-            AuditSeal.leaf_hash,
-        )
-        .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-        .order_by(AuditSeal.seq)
-    )
+    seals = select(
+        AuditSeal.seq,
+        raw_uuid(AuditSeal.event_id, dialect),
+        AuditEvent.canonical,
+        AuditSeal.chain_hash,
+        AuditSeal.leaf_hash,
+    ).outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+    return with_stored_columns(seals, dialect).order_by(AuditSeal.seq)
 
 
 async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Sequence[Any]]]:
@@ -847,7 +935,9 @@ async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Se
     The next chunk is already being fetched (by the database, or SQLite's thread) while the caller works on one.
     """
     connection = await session.connection()
-    chunks = _asyncpg_chunks(connection) if connection.dialect.driver == "asyncpg" else _core_chunks(connection)
+    driver = connection.dialect.driver
+    chunks = (_asyncpg_chunks(connection) if driver == "asyncpg" else
+              _aiosqlite_chunks(connection) if driver == "aiosqlite" else _core_chunks(connection))  # fmt: skip
     fetching = asyncio.ensure_future(anext(chunks, None))
     try:
         while (chunk := await fetching) is not None:
@@ -861,12 +951,28 @@ async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Se
 
 
 async def _core_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
-    result = await connection.stream(sealed_rows_query().execution_options(yield_per=STREAM_CHUNK))
+    query = sealed_rows_query(connection.dialect.name)
+    result = await connection.stream(query.execution_options(yield_per=STREAM_CHUNK))
     try:
         async for chunk in result.partitions():
             yield chunk
     finally:
         await result.close()
+
+
+async def _aiosqlite_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    # sqlite3's own tuples, a chunk per hand-off to SQLite's thread: SQLAlchemy's rows over them cost as much again.
+    if not connection.in_transaction():
+        await connection.execute(select(1))  # the statement must run in the session's (snapshot) transaction
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    query = sealed_rows_query(connection.dialect.name)
+    cursor = await driver.execute(str(query.compile(dialect=connection.dialect)))
+    try:
+        while chunk := await cursor.fetchmany(STREAM_CHUNK):
+            yield chunk
+    finally:
+        await cursor.close()
 
 
 async def _asyncpg_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
@@ -875,7 +981,11 @@ async def _asyncpg_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequenc
         await connection.execute(select(1))  # the cursor must live in the session's (snapshot) transaction
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
-    cursor = await driver.cursor(str(sealed_rows_query().compile(dialect=connection.dialect)))
+    # One pass over every row: compiling it (the plan's cost puts it over PostgreSQL's JIT threshold) costs about a
+    # second and saves nothing.
+    await driver.execute("SET LOCAL jit = off")
+    query = sealed_rows_query(connection.dialect.name)
+    cursor = await driver.cursor(str(query.compile(dialect=connection.dialect)))
     while chunk := await cursor.fetch(STREAM_CHUNK):
         yield chunk
 
@@ -887,8 +997,12 @@ async def _unsealed(session: AsyncSession, *, now: dt.datetime, sealing_grace: d
         .where(AuditSeal.seq.is_(None))
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
     )
-    cutoff = now - sealing_grace
-    return [UnsealedEvent(event_id, canonical, recorded_at < cutoff) for event_id, canonical, recorded_at in loose]
+    # Waiting for its seal is a matter of seconds: a time in the future is no more a reason to wait than an old one.
+    cutoff, ahead = now - sealing_grace, now + sealing_grace
+    return [
+        UnsealedEvent(event_id, canonical, not cutoff <= recorded_at <= ahead)
+        for event_id, canonical, recorded_at in loose
+    ]
 
 
 async def _notes(session: AsyncSession) -> tuple[list[str], list[tuple[uuid.UUID, str]]]:
@@ -907,19 +1021,34 @@ async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt
     ``sealing_grace`` before ``now`` is overdue: a running sealer would have sealed it within seconds.
     Holds the whole log in memory; ``verify_database`` streams it instead and loads it only to name problems.
     """
-    sealed = await session.execute(
-        select(AuditSeal.seq, AuditSeal.event_id, AuditEvent.canonical, AuditSeal.chain_hash, AuditSeal.leaf_hash)
-        .outerjoin(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-        .order_by(AuditSeal.seq)
-    )
-    events = [SealedEvent(*row) for row in sealed]
+    connection = await session.connection()
+    sealed = await connection.execute(sealed_rows_query(connection.dialect.name))
+    events = [
+        SealedEvent(seq, _as_uuid(event_id), canonical, chain_hash, leaf_hash,
+                    None if canonical is None else StoredColumns(*stored))
+        for seq, event_id, canonical, chain_hash, leaf_hash, *stored in sealed
+    ]  # fmt: skip
     unsealed = await _unsealed(session, now=now, sealing_grace=sealing_grace)
     notes, cosigned = await _notes(session)
     return LogSnapshot(
         events, unsealed, notes, await checkpoint_keys(session),
         cosignatures=[note for _, note in cosigned],
         cosigner_keys=await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned})),
+        review_marks=await review_marks(session),
     )  # fmt: skip
+
+
+def _as_uuid(event_id: object) -> uuid.UUID:
+    """An event id as the driver returns it (16 bytes on SQLite, a UUID on PostgreSQL) as a UUID."""
+    return uuid.UUID(int=id_number(event_id))
+
+
+async def review_marks(session: AsyncSession) -> list[ReviewMarkRow]:
+    """Every review mark (``session`` sees every tenant's): few, since only statutory shares and break-glass uses
+    are reviewed."""
+    columns = (ReviewMark.event_id, ReviewMark.log_tenant_id, ReviewMark.reviewer_kind, ReviewMark.reviewer_id)
+    rows = await session.execute(select(*columns, ReviewMark.at))
+    return [ReviewMarkRow(*row) for row in rows]
 
 
 async def verify_database(
@@ -927,7 +1056,7 @@ async def verify_database(
     *,
     origin: str | LogNames | None = None,
     now: dt.datetime,
-    sealing_grace: dt.timedelta = dt.timedelta(minutes=1),
+    sealing_grace: dt.timedelta = SEALING_GRACE,
     public_keys: Sequence[Ed25519PublicKey] | None = None,
 ) -> VerifyResult:
     """Verify the live log. Seals nothing. ``public_keys`` pins the trusted keys instead of the database's own;
@@ -943,7 +1072,8 @@ async def verify_database(
         agency_keys = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
         signed = check_notes(notes, origin=names, public_keys=trusted, cosignatures=[note for _, note in cosigned],
                              cosigner_keys=agency_keys)  # fmt: skip
-        scan = LogScan(signed.sizes)
+        marks = await review_marks(session)
+        scan = LogScan(signed.sizes, marks)
         chunks = sealed_row_chunks(session)
         try:
             async for chunk in chunks:
@@ -954,4 +1084,4 @@ async def verify_database(
         if scan.clean:
             return scan.result(signed, await _unsealed(session, now=now, sealing_grace=sealing_grace))
         snapshot = await load_log(session, now=now, sealing_grace=sealing_grace)
-    return _verify_rows(snapshot.events, signed, snapshot.unsealed)
+    return _verify_rows(snapshot.events, signed, snapshot.unsealed, snapshot.review_marks)

@@ -246,6 +246,8 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
             public_keys=pinned_keys or export.public_keys,
             cosignatures=export.cosignatures,
             cosigner_keys=export.cosigner_keys,
+            review_marks=export.review_marks,
+            exported_at=export.written_at,
         ).to_json()
     engine = create_engine(settings.database)
     try:
