@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.checkpoint import CheckpointFormatError, parse_verifier_key
 from audit.cosignature import cosigner_verifier_key, parse_cosigner_key
-from audit.identity import LogName, LogNames, load_names, names_signed_under, origin_problem
 from audit.derived import ReviewMarkRow, StoredColumns, Unusable, export_columns, id_number, imported_columns
+from audit.identity import LogName, LogNames, load_names, names_signed_under, origin_problem
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature
 from audit.verify import (

@@ -33,7 +33,6 @@ from audit.checkpoint import (
     verify,
 )
 from audit.cosignature import Cosigned, verify_cosignature
-from audit.identity import LogNames, load_names
 from audit.derived import (
     Disagreement,
     ReviewMarkRow,
@@ -45,6 +44,7 @@ from audit.derived import (
     raw_uuid,
     with_stored_columns,
 )
+from audit.identity import LogNames, load_names
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal, ReviewMark
 from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey
