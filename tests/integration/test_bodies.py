@@ -17,7 +17,7 @@ from gateway.bodies import MAX_JSON_DEPTH
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
-from tests.factories import access_token, make_client
+from tests.factories import access_token, make_client, role_for_path
 from tests.integration.test_referral_loop import Agency, agency, open_case
 from tests.integration.test_web_pages import act_as, form, ok, staff
 
@@ -68,14 +68,6 @@ async def _callers(api: httpx.AsyncClient, runtime: Runtime, centre: Agency) -> 
     return tokens
 
 
-def _caller(path: str) -> str:
-    if path.startswith("/api/v1/audit"):
-        return Role.DPO
-    if path.startswith(("/api/v1/directory/profile", "/api/v1/reports")):
-        return Role.SUPERVISOR
-    return Role.SPECIALIST
-
-
 @pytest.fixture
 async def centre(api: httpx.AsyncClient, runtime: Runtime) -> Agency:
     return await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
@@ -90,7 +82,7 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
     just_too_deep = json.dumps({"title": "t", "subjects": [{"education": _nested(MAX_JSON_DEPTH)}]}).encode()
     checked = {"integers": 0, "json": 0}
     for method, path, operation in _operations(document):
-        headers = callers[_caller(path)]
+        headers = callers[role_for_path(path)]
         url = _concrete(path)
         integers = [p for p in operation.get("parameters", []) if p["in"] == "query" and _integer(p["schema"])]
         for parameter in integers:

@@ -30,7 +30,7 @@ from gateway.settings import Settings
 from tenants.calendar import FIRST_DAY, LAST_DAY
 from tenants.models import Role, TenantKind
 from tests.conftest import BASE_URL, settings_for
-from tests.factories import access_token, make_client
+from tests.factories import access_token, make_client, role_for_path
 from tests.integration.test_referral_loop import Agency, agency, eventually
 
 # Per operation and mode (schema-conforming, not): ~42 operations x 2 x this many requests per backend.
@@ -157,15 +157,6 @@ async def _ok(request: Any) -> httpx.Response:
     return response
 
 
-def _caller(path: str) -> str:
-    """Who sends a request to `path`: the role that may use it, so requests get past 403s too."""
-    if path.startswith("/api/v1/audit"):
-        return Role.DPO
-    if path.startswith(("/api/v1/directory/profile", "/api/v1/reports")):
-        return Role.SUPERVISOR
-    return Role.SPECIALIST
-
-
 def _realised(case: Any, seeded: Seeded, data: st.DataObject) -> None:
     """Put real ids into most generated requests: path parameters, and the id members of a JSON body."""
     for name in list(case.path_parameters or {}):
@@ -219,7 +210,7 @@ def _fuzz(schema: Any, seeded: Seeded, send: Any) -> tuple[list[str], int]:
 
 
 def _fuzz_operation(operation: Any, mode: GenerationMode, seeded: Seeded, send: Any, failures: list[str]) -> int:
-    headers = {"Authorization": f"Bearer {seeded.tokens[_caller(operation.path)]}"}
+    headers = {"Authorization": f"Bearer {seeded.tokens[role_for_path(operation.path)]}"}
     label = f"{operation.method.upper()} {operation.path} ({mode})"
     sent = 0
 
