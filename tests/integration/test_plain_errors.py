@@ -15,7 +15,8 @@ import httpx
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
-from tests.integration.test_bodies import _caller, _callers, _concrete, _operations
+from tests.factories import role_for_path
+from tests.integration.test_bodies import _callers, _concrete, _operations
 from tests.integration.test_referral_loop import agency, open_case
 from tests.integration.test_web_pages import act_as, form, staff
 from tests.unit.gateway.test_validation import VALIDATOR_WORDS
@@ -38,7 +39,7 @@ async def test_the_api_explains_bad_bodies_in_sentences(api: httpx.AsyncClient, 
     for method, path, operation in _operations(document):
         if "application/json" not in operation.get("requestBody", {}).get("content", {}):
             continue
-        headers = {**callers[_caller(path)], "Content-Type": "application/json"}
+        headers = {**callers[role_for_path(path)], "Content-Type": "application/json"}
         empty = await api.request(method, _concrete(path), headers=headers)
         assert empty.status_code == 400, (method, path, empty.text)
         assert empty.json()["detail"] == "The request needs a body, and this one has none."
