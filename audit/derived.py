@@ -325,25 +325,39 @@ class SearchCheck:
         """One sealed event whose content is the one sealed at ``seq``, with what is stored beside it."""
         if not columns_agree(fields, stored):
             wrong = ", ".join(disagreeing_columns(fields, stored))
-            self._found(Disagreement.COLUMN_CHANGED, seq, f"event {fields.id} (seq {seq}): {wrong} on its row "
-                        "disagree with the sealed event")  # fmt: skip
+            self._found(
+                Disagreement.COLUMN_CHANGED,
+                seq,
+                f"event {fields.id} (seq {seq}): {wrong} on its row disagree with the sealed event",
+            )
         if _stored_subjects(stored[7]) == fields.subjects:
             missing = extra = 0
         else:
             missing, extra = subject_difference(fields.subjects, stored[7])
         if missing:
-            self._found(Disagreement.SUBJECT_DELETED, seq, f"event {fields.id} (seq {seq}) names {missing} "
-                        "subject(s) with no pseudonym row: their subject access reports leave it out")  # fmt: skip
+            self._found(
+                Disagreement.SUBJECT_DELETED,
+                seq,
+                f"event {fields.id} (seq {seq}) names {missing} "
+                "subject(s) with no pseudonym row: their subject access reports leave it out",
+            )
         if extra:
-            self._found(Disagreement.SUBJECT_INSERTED, seq, f"event {fields.id} (seq {seq}) has {extra} pseudonym "
-                        "row(s) that the sealed event does not name")  # fmt: skip
+            self._found(
+                Disagreement.SUBJECT_INSERTED,
+                seq,
+                f"event {fields.id} (seq {seq}) has {extra} pseudonym row(s) that the sealed event does not name",
+            )
         if fields.action == _REVIEW_MARK:
             self._review(seq, fields)
 
     def content_unreadable(self, seq: int, event_id: uuid.UUID) -> None:
         """A sealed content that is not an event of this schema: nothing stored beside it can be derived."""
-        self._found(Disagreement.COLUMN_CHANGED, seq, f"the content sealed at seq {seq} for event {event_id} is not "
-                    "a version-1 event: its row cannot be derived from it")  # fmt: skip
+        self._found(
+            Disagreement.COLUMN_CHANGED,
+            seq,
+            f"the content sealed at seq {seq} for event {event_id} is not "
+            "a version-1 event: its row cannot be derived from it",
+        )
 
     def _found(self, kind: Disagreement, seq: int | None, detail: str) -> None:
         self.findings.append(Finding(kind, seq, detail))
@@ -385,19 +399,31 @@ class SearchCheck:
                 self._unmarked(reviewed, latest)
             elif not _made_by(mark, latest.event):
                 where = f"seq {latest.seq}" if latest.seq is not None else "an unsealed event"
-                self._found(Disagreement.REVIEW_INSERTED, latest.seq, f"the review mark on event {reviewed} does not "
-                            f"match its review at {where} (another trail or reviewer)")  # fmt: skip
+                self._found(
+                    Disagreement.REVIEW_INSERTED,
+                    latest.seq,
+                    f"the review mark on event {reviewed} does not "
+                    f"match its review at {where} (another trail or reviewer)",
+                )
         for reviewed, mark in self.marks.items():
             if reviewed not in self._reviews and (unsealed_after is None or mark.at <= unsealed_after):
-                self._found(Disagreement.REVIEW_INSERTED, None, f"event {reviewed} has a review mark that no sealed "
-                            "review accounts for: it was taken off the review queue")  # fmt: skip
+                self._found(
+                    Disagreement.REVIEW_INSERTED,
+                    None,
+                    f"event {reviewed} has a review mark that no sealed "
+                    "review accounts for: it was taken off the review queue",
+                )
         return self.findings
 
     def _unmarked(self, reviewed: uuid.UUID, review: _Review) -> None:
         if review.seq is None:
             return  # not sealed yet: checked once it is
-        self._found(Disagreement.REVIEW_DELETED, review.seq, f"the review of event {reviewed} sealed at seq "
-                    f"{review.seq} has no review mark: the event is back in the review queue")  # fmt: skip
+        self._found(
+            Disagreement.REVIEW_DELETED,
+            review.seq,
+            f"the review of event {reviewed} sealed at seq "
+            f"{review.seq} has no review mark: the event is back in the review queue",
+        )
 
 
 def _made_by(mark: ReviewMarkRow, review: SearchFields) -> bool:

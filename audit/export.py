@@ -36,8 +36,16 @@ from audit.verify import (
     verifier_keys,
 )
 
-__all__ = ["FORMAT", "VERSION", "AuditExport", "ExportError", "ExportSummary", "export_database", "read_export",
-           "write_export"]  # fmt: skip
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "AuditExport",
+    "ExportError",
+    "ExportSummary",
+    "export_database",
+    "read_export",
+    "write_export",
+]
 
 FORMAT = "casebridge-audit-export"
 # 2 added the agencies' co-signatures, 3 the log's names and what the DPO's queries read beside each event; older
@@ -175,8 +183,17 @@ class _Writer:
         if names.current is None:
             raise ValueError("a log without a name cannot be exported")
         origins = [_Origin(origin=n.origin, from_size=n.from_size) for n in names.names]
-        self._line(_Header(format=FORMAT, version=VERSION, origin=names.current, exported_at=stamp,
-                           public_keys=list(keys), cosigner_keys=list(cosigner_keys), origins=origins))  # fmt: skip
+        self._line(
+            _Header(
+                format=FORMAT,
+                version=VERSION,
+                origin=names.current,
+                exported_at=stamp,
+                public_keys=list(keys),
+                cosigner_keys=list(cosigner_keys),
+                origins=origins,
+            )
+        )
 
     def _line(self, line: _Line) -> None:
         self._handle.write(_encode(line) + b"\n")
@@ -204,17 +221,27 @@ class _Writer:
 
     def end(self) -> tuple[int, bytes]:
         root = self._tree.root()
-        self._line(_End(events=self._tree.size, checkpoints=self._checkpoints, root=root.hex(),
-                        cosignatures=self._cosignatures))  # fmt: skip
+        self._line(
+            _End(
+                events=self._tree.size, checkpoints=self._checkpoints, root=root.hex(), cosignatures=self._cosignatures
+            )
+        )
         return self._tree.size, root
 
 
 def _columns(stored: StoredColumns, mark: ReviewMarkRow | None) -> _Columns:
     values = export_columns(stored)
-    return _Columns(**values, review_mark=None if mark is None else _ReviewMark(
-        log_tenant_id=_text(mark.log_tenant_id), reviewer_kind=mark.reviewer_kind,
-        reviewer_id=_text(mark.reviewer_id), at=_stamp(mark.at),
-    ))  # fmt: skip
+    return _Columns(
+        **values,
+        review_mark=None
+        if mark is None
+        else _ReviewMark(
+            log_tenant_id=_text(mark.log_tenant_id),
+            reviewer_kind=mark.reviewer_kind,
+            reviewer_id=_text(mark.reviewer_id),
+            at=_stamp(mark.at),
+        ),
+    )
 
 
 def _text(value: uuid.UUID | None) -> str | None:
@@ -258,8 +285,9 @@ def write_export(
     note, each co-signature, the end line."""
     marks = {mark.event_id: mark for mark in review_marks}
     with _replacing(path) as handle:
-        writer = _Writer(handle, names=LogNames.of(origin), exported_at=exported_at, keys=verifier_keys,
-                         cosigner_keys=cosigner_keys)  # fmt: skip
+        writer = _Writer(
+            handle, names=LogNames.of(origin), exported_at=exported_at, keys=verifier_keys, cosigner_keys=cosigner_keys
+        )
         for event in events:
             writer.event(event, marks.get(event.event_id))
         for note in checkpoints:
@@ -333,8 +361,15 @@ def _event(line: _Event, number: int, version: int) -> tuple[SealedEvent, Review
         raise ExportError(number, "an event line without its event cannot carry the event's stored columns")
     stored = None
     if columns is not None and version >= 3:
-        values = (columns.log_tenant_id, columns.recorded_at, columns.action, columns.outcome, columns.actor_id,
-                  columns.actor_tenant_id, columns.resource_id)  # fmt: skip
+        values = (
+            columns.log_tenant_id,
+            columns.recorded_at,
+            columns.action,
+            columns.outcome,
+            columns.actor_id,
+            columns.actor_tenant_id,
+            columns.resource_id,
+        )
         stored = imported_columns(values, columns.subjects)
     event = SealedEvent(
         seq=line.seq,

@@ -22,9 +22,20 @@ class ReportFormat(enum.StrEnum):
 MEDIA_TYPES = {ReportFormat.CSV: "text/csv; charset=utf-8", ReportFormat.PDF: "application/pdf"}
 
 COLUMNS = (
-    "event_id", "time", "actor_tenant_id", "actor_tenant_name", "actor_kind", "actor_id", "role", "action",
-    "outcome", "purpose", "legal_basis", "resource_type", "resource_id",
-)  # fmt: skip
+    "event_id",
+    "time",
+    "actor_tenant_id",
+    "actor_tenant_name",
+    "actor_kind",
+    "actor_id",
+    "role",
+    "action",
+    "outcome",
+    "purpose",
+    "legal_basis",
+    "resource_type",
+    "resource_id",
+)
 
 
 # -- CSV --------------------------------------------------------------------------------------------------------------
@@ -41,10 +52,20 @@ def report_csv(report: SubjectReport) -> bytes:
 
 def _cells(row: ReportRow) -> list[str]:
     return [
-        str(row.event_id), _time(row), _text(row.actor_tenant_id), _text(row.actor_tenant_name), row.actor_kind,
-        _text(row.actor_id), _text(row.role), row.action, row.outcome, _text(row.purpose), _text(row.legal_basis),
-        _text(row.resource_type), _text(row.resource_id),
-    ]  # fmt: skip
+        str(row.event_id),
+        _time(row),
+        _text(row.actor_tenant_id),
+        _text(row.actor_tenant_name),
+        row.actor_kind,
+        _text(row.actor_id),
+        _text(row.role),
+        row.action,
+        row.outcome,
+        _text(row.purpose),
+        _text(row.legal_basis),
+        _text(row.resource_type),
+        _text(row.resource_id),
+    ]
 
 
 def _defused(value: str) -> str:
@@ -108,5 +129,13 @@ def report_pdf_data(report: SubjectReport) -> dict[str, Any]:
 def _pdf_cells(row: ReportRow) -> list[str]:
     tenant = row.actor_tenant_name or _text(row.actor_tenant_id)
     role = f"{row.role} ({row.actor_kind})" if row.role else row.actor_kind
-    return [_time(row), tenant, _text(row.actor_id), role, row.action, row.outcome, _text(row.purpose),
-            str(row.event_id)]  # fmt: skip
+    return [
+        _time(row),
+        tenant,
+        _text(row.actor_id),
+        role,
+        row.action,
+        row.outcome,
+        _text(row.purpose),
+        str(row.event_id),
+    ]

@@ -330,9 +330,14 @@ class Sealer:
                 chain = hashlib.sha256(chain + data).digest()
                 leaves.append(leaf_hash(data))
                 seals.append(
-                    {"seq": seq, "event_id": event_id, "chain_hash": chain, "leaf_hash": leaves[-1],
-                     "sealed_at": sealed_at}
-                )  # fmt: skip
+                    {
+                        "seq": seq,
+                        "event_id": event_id,
+                        "chain_hash": chain,
+                        "leaf_hash": leaves[-1],
+                        "sealed_at": sealed_at,
+                    }
+                )
             if seals:
                 await session.execute(insert(AuditSeal), seals)
         # Committed: only now may the in-memory tree move on (a rollback would have left it ahead of the table).

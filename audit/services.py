@@ -64,10 +64,20 @@ class AuditLog:
     ) -> AuditEventRecord:
         """Add one event to ``session``: it commits (or rolls back) with the change it records."""
         record = self.event(
-            action=action, outcome=outcome, actor=actor, log_tenant_id=log_tenant_id, context=context,
-            resource_type=resource_type, resource_id=resource_id, subjects=subjects, purpose=purpose,
-            legal_basis=legal_basis, reason=reason, extra=extra, at=at,
-        )  # fmt: skip
+            action=action,
+            outcome=outcome,
+            actor=actor,
+            log_tenant_id=log_tenant_id,
+            context=context,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            subjects=subjects,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            reason=reason,
+            extra=extra,
+            at=at,
+        )
         add_rows(session, *_rows(record))
         return record
 

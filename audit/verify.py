@@ -215,8 +215,9 @@ def verify_log(
     What is stored beside each event is checked where ``events`` carry it, and the review marks when given.
     ``exported_at``: the events come from an export written then, which holds no unsealed events (nor their marks).
     """
-    notes = check_notes(checkpoints, origin=origin, public_keys=public_keys, cosignatures=cosignatures,
-                        cosigner_keys=cosigner_keys)  # fmt: skip
+    notes = check_notes(
+        checkpoints, origin=origin, public_keys=public_keys, cosignatures=cosignatures, cosigner_keys=cosigner_keys
+    )
     marks = None if review_marks is None else list(review_marks)
     scan = LogScan(notes.sizes, marks, exported_at=exported_at)
     if scan.feed(_scan_row(e) for e in events):
@@ -392,9 +393,13 @@ class LogScan:
         _finish_search(self._search, unsealed, findings, exported_at=self._exported_at, sealed_ids=self._ids)
         problems = findings.sorted()
         return VerifyResult(
-            ok=not problems, size=self.size, root=self._tree.root(), problems=problems, pending=pending,
+            ok=not problems,
+            size=self.size,
+            root=self._tree.root(),
+            problems=problems,
+            pending=pending,
             checkpoints=len(notes.valid),
-        )  # fmt: skip
+        )
 
 
 def _fields(content: bytes) -> SearchFields | None:
@@ -445,8 +450,13 @@ def _verify_rows(
     findings.other.extend(notes.problems)
     root, recomputed = _tree_roots(checked.leaves, notes.sizes)
     _check_tree(rows[-1].seq if rows else 0, recomputed, notes, findings)
-    _finish_search(search, unsealed, findings, exported_at=exported_at,
-                   sealed_ids={row.event_id.int for row in rows if row.canonical is not None})  # fmt: skip
+    _finish_search(
+        search,
+        unsealed,
+        findings,
+        exported_at=exported_at,
+        sealed_ids={row.event_id.int for row in rows if row.canonical is not None},
+    )
     problems = findings.sorted()
     return VerifyResult(
         ok=not problems, size=len(rows), root=root, problems=problems, pending=pending, checkpoints=len(notes.valid)
@@ -823,8 +833,11 @@ def _signed_checkpoint(
     size, origin = note.checkpoint.size, note.checkpoint.origin
     expected = names.at(size)
     if expected is None:
-        findings.add(ProblemKind.BAD_SIGNATURE, None,
-                     f"the checkpoint of size {size} cannot be checked: the log's name is not recorded")  # fmt: skip
+        findings.add(
+            ProblemKind.BAD_SIGNATURE,
+            None,
+            f"the checkpoint of size {size} cannot be checked: the log's name is not recorded",
+        )
         return None
     if origin != expected:
         findings.add(
@@ -936,8 +949,13 @@ async def sealed_row_chunks(session: AsyncSession) -> AsyncGenerator[Sequence[Se
     """
     connection = await session.connection()
     driver = connection.dialect.driver
-    chunks = (_asyncpg_chunks(connection) if driver == "asyncpg" else
-              _aiosqlite_chunks(connection) if driver == "aiosqlite" else _core_chunks(connection))  # fmt: skip
+    chunks = (
+        _asyncpg_chunks(connection)
+        if driver == "asyncpg"
+        else _aiosqlite_chunks(connection)
+        if driver == "aiosqlite"
+        else _core_chunks(connection)
+    )
     fetching = asyncio.ensure_future(anext(chunks, None))
     try:
         while (chunk := await fetching) is not None:
@@ -1024,18 +1042,27 @@ async def load_log(session: AsyncSession, *, now: dt.datetime, sealing_grace: dt
     connection = await session.connection()
     sealed = await connection.execute(sealed_rows_query(connection.dialect.name))
     events = [
-        SealedEvent(seq, _as_uuid(event_id), canonical, chain_hash, leaf_hash,
-                    None if canonical is None else StoredColumns(*stored))
+        SealedEvent(
+            seq,
+            _as_uuid(event_id),
+            canonical,
+            chain_hash,
+            leaf_hash,
+            None if canonical is None else StoredColumns(*stored),
+        )
         for seq, event_id, canonical, chain_hash, leaf_hash, *stored in sealed
-    ]  # fmt: skip
+    ]
     unsealed = await _unsealed(session, now=now, sealing_grace=sealing_grace)
     notes, cosigned = await _notes(session)
     return LogSnapshot(
-        events, unsealed, notes, await checkpoint_keys(session),
+        events,
+        unsealed,
+        notes,
+        await checkpoint_keys(session),
         cosignatures=[note for _, note in cosigned],
         cosigner_keys=await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned})),
         review_marks=await review_marks(session),
-    )  # fmt: skip
+    )
 
 
 def _as_uuid(event_id: object) -> uuid.UUID:
@@ -1070,8 +1097,13 @@ async def verify_database(
         names = await load_names(session) if origin is None else origin
         trusted = await checkpoint_keys(session) if public_keys is None else list(public_keys)
         agency_keys = await cosigner_public_keys(session, sorted({tenant_id for tenant_id, _ in cosigned}))
-        signed = check_notes(notes, origin=names, public_keys=trusted, cosignatures=[note for _, note in cosigned],
-                             cosigner_keys=agency_keys)  # fmt: skip
+        signed = check_notes(
+            notes,
+            origin=names,
+            public_keys=trusted,
+            cosignatures=[note for _, note in cosigned],
+            cosigner_keys=agency_keys,
+        )
         marks = await review_marks(session)
         scan = LogScan(signed.sizes, marks)
         chunks = sealed_row_chunks(session)

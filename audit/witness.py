@@ -144,18 +144,27 @@ class Witness:
         note = checkpoint.body() + "\n" + line.line()
         session.add(
             AuditCosignature(
-                cosigner_tenant_id=tenant.id, size=checkpoint.size, root=checkpoint.root, key_name=name, note=note,
+                cosigner_tenant_id=tenant.id,
+                size=checkpoint.size,
+                root=checkpoint.root,
+                key_name=name,
+                note=note,
                 created_at=now,
             )
-        )  # fmt: skip
+        )
 
     def _refused(self, session: AsyncSession, tenant: Tenant, size: int, problem: str) -> None:
         logger.error("audit checkpoint of size %d not co-signed: %s", size, problem)
         self._audit.append(
-            session, action=Action.AUDIT_CHECKPOINT_REFUSE, outcome=Outcome.ERROR,
-            actor=Actor(kind="system", id=None, tenant_id=tenant.id, role=None), log_tenant_id=tenant.id,
-            resource_type="audit_checkpoint", resource_id=str(size), reason=problem[:200],
-        )  # fmt: skip
+            session,
+            action=Action.AUDIT_CHECKPOINT_REFUSE,
+            outcome=Outcome.ERROR,
+            actor=Actor(kind="system", id=None, tenant_id=tenant.id, role=None),
+            log_tenant_id=tenant.id,
+            resource_type="audit_checkpoint",
+            resource_id=str(size),
+            reason=problem[:200],
+        )
 
 
 # pg_advisory_xact_lock key of co-signing: the first 8 bytes of SHA-256("casebridge/cosign"), as a signed integer.

@@ -72,16 +72,20 @@ async def create_case(
         data_key_wrapped=wrapped.wrapped,
     )
     needs = msgspec.to_builtins(data.needs) if data.needs else None
-    case.sealed = key.seal({"title": data.title, "summary": data.summary, "needs": needs},
-                           context=sealed_context("case", case_id))  # fmt: skip
+    case.sealed = key.seal(
+        {"title": data.title, "summary": data.summary, "needs": needs}, context=sealed_context("case", case_id)
+    )
     session.add(case)
     subjects = []
     for subject_in in data.subjects:
         subject = await _new_subject(session, deps, principal, case, subject_in)
         subjects.append(subject)
     await session.flush()
-    audit.touched(resource_type="case", resource_id=case.id,
-                  subjects=deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects]))  # fmt: skip
+    audit.touched(
+        resource_type="case",
+        resource_id=case.id,
+        subjects=deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects]),
+    )
     return await case_view(session, deps, case=case)
 
 
@@ -251,8 +255,9 @@ async def record_consent(
     )
     session.add(consent)
     await session.flush()
-    audit.touched(resource_type="consent", resource_id=consent.id, purposes=consent.purposes,
-                  categories=consent.categories)  # fmt: skip
+    audit.touched(
+        resource_type="consent", resource_id=consent.id, purposes=consent.purposes, categories=consent.categories
+    )
     return await consent_view(session, deps, consent, subject)
 
 
@@ -359,8 +364,9 @@ async def withdraw_consent(
         if str(consent.id) in referral.consent_ids:
             by_recipient.setdefault(referral.to_tenant_id, []).append(str(referral.exchange_id))
     for recipient, exchange_ids in by_recipient.items():
-        withdrawn = ConsentWithdrawn(consent_id=consent.id, referral_ids=[uuid.UUID(i) for i in sorted(exchange_ids)],
-                                     withdrawn_at=now)  # fmt: skip
+        withdrawn = ConsentWithdrawn(
+            consent_id=consent.id, referral_ids=[uuid.UUID(i) for i in sorted(exchange_ids)], withdrawn_at=now
+        )
         await enqueue(session, deps, sender=principal.tenant_id, recipient=recipient, body=withdrawn)
     await session.flush()
     return await consent_view(session, deps, consent, subject)

@@ -21,11 +21,21 @@ INK: Final = "#1a1a1a"
 
 _UNITS: Final = {"en": {"hours": "h", "days": "d"}, "ru": {"hours": "ч", "days": "дн."}}
 _WORDS: Final = {
-    "en": {"count": "referrals", "median": "median", "p90": "90th percentile", "none": "no referrals in this period",
-           "of": "of"},
-    "ru": {"count": "направлений", "median": "медиана", "p90": "90-й процентиль", "none": "нет направлений за период",
-           "of": "из"},
-}  # fmt: skip
+    "en": {
+        "count": "referrals",
+        "median": "median",
+        "p90": "90th percentile",
+        "none": "no referrals in this period",
+        "of": "of",
+    },
+    "ru": {
+        "count": "направлений",
+        "median": "медиана",
+        "p90": "90-й процентиль",
+        "none": "нет направлений за период",
+        "of": "из",
+    },
+}
 
 
 def bucket_text(bucket: Bucket, unit: str, language: Language) -> str:
@@ -54,10 +64,16 @@ def _chart(distribution: Distribution, title: str, language: Language, element_i
     ET.register_namespace("", SVG_NS)
     svg = ET.Element(
         f"{{{SVG_NS}}}svg",
-        {"width": str(WIDTH), "height": str(HEIGHT), "viewBox": f"0 0 {WIDTH} {HEIGHT}", "role": "img",
-         "aria-labelledby": f"{element_id}-title {element_id}-desc", "font-family": "sans-serif",
-         "font-size": "12"},
-    )  # fmt: skip
+        {
+            "width": str(WIDTH),
+            "height": str(HEIGHT),
+            "viewBox": f"0 0 {WIDTH} {HEIGHT}",
+            "role": "img",
+            "aria-labelledby": f"{element_id}-title {element_id}-desc",
+            "font-family": "sans-serif",
+            "font-size": "12",
+        },
+    )
     _text(svg, title, id=f"{element_id}-title", tag="title")
     _text(svg, _summary(distribution, language), id=f"{element_id}-desc", tag="desc")
     _text(svg, title, x=str(MARGIN_LEFT), y="20", fill=INK, **{"font-size": "15", "font-weight": "bold"})
@@ -79,9 +95,17 @@ def _chart(distribution: Distribution, title: str, language: Language, element_i
         bar = ET.SubElement(
             svg,
             f"{{{SVG_NS}}}rect",
-            {"class": "bar", "data-bucket": label, "data-count": str(bucket.count), "x": _n(x),
-             "y": _n(baseline - height), "width": _n(bar_width), "height": _n(height), "fill": BAR_COLOUR},
-        )  # fmt: skip
+            {
+                "class": "bar",
+                "data-bucket": label,
+                "data-count": str(bucket.count),
+                "x": _n(x),
+                "y": _n(baseline - height),
+                "width": _n(bar_width),
+                "height": _n(height),
+                "fill": BAR_COLOUR,
+            },
+        )
         _text(bar, f"{label}: {bucket.count} {words['of']} {distribution.count}", tag="title")
         centre = _n(x + bar_width / 2)
         _text(svg, str(bucket.count), x=centre, y=_n(baseline - height - 4), fill=INK, **{"text-anchor": "middle"})

@@ -75,27 +75,40 @@ async def post_message(
     key = await referral_key(session, deps, referral)
     session.add(
         ThreadMessage(
-            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message_id,
-            author_tenant_id=principal.tenant_id, at=now,
+            tenant_id=referral.tenant_id,
+            referral_id=referral.id,
+            message_id=message_id,
+            author_tenant_id=principal.tenant_id,
+            at=now,
             body_sealed=key.seal({"body": data.body}, context=sealed_context("message", message_id)),
             attachment_ids=[str(d.id) for d in documents],
         )
-    )  # fmt: skip
+    )
     attachments = []
     for document in documents:
         document.referral_id = referral.id
         name, content = await document_contents(session, deps, document)
-        attachments.append(Attachment(name=name, media_type=document.media_type, sha256=document.sha256,
-                                      content=base64.b64encode(content).decode()))  # fmt: skip
+        attachments.append(
+            Attachment(
+                name=name,
+                media_type=document.media_type,
+                sha256=document.sha256,
+                content=base64.b64encode(content).decode(),
+            )
+        )
     counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
-    message = ReferralMessage(referral_id=referral.exchange_id, message_id=message_id, at=now, body=data.body,
-                              attachments=attachments)  # fmt: skip
+    message = ReferralMessage(
+        referral_id=referral.exchange_id, message_id=message_id, at=now, body=data.body, attachments=attachments
+    )
     await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart, body=message)
     await session.flush()
     return MessageOut(
-        id=message_id, at=now, author_tenant_id=principal.tenant_id, body=data.body,
+        id=message_id,
+        at=now,
+        author_tenant_id=principal.tenant_id,
+        body=data.body,
         attachments=[_attachment(d, a.name) for d, a in zip(documents, attachments, strict=True)],
-    )  # fmt: skip
+    )
 
 
 async def _ensure_basis_holds(
@@ -115,12 +128,16 @@ async def _ensure_basis_holds(
     consents = await session.scalars(select(Consent).where(Consent.subject_id.in_(subject_ids)))
     decision = decide(
         ShareRequest(
-            subject_ids=subject_ids, categories=frozenset(categories), recipient_tenant_id=referral.to_tenant_id,
-            recipient_kind=recipient.kind if recipient else "", purpose=referral.purpose, basis=ConsentBasis(),
+            subject_ids=subject_ids,
+            categories=frozenset(categories),
+            recipient_tenant_id=referral.to_tenant_id,
+            recipient_kind=recipient.kind if recipient else "",
+            purpose=referral.purpose,
+            basis=ConsentBasis(),
         ),
         [consent_policy_view(c) for c in consents],
         deps.clock.now(),
-    )  # fmt: skip
+    )
     if isinstance(decision, Deny):
         raise ConsentRequired(
             "The consent this referral relies on no longer covers sharing with the partner; nothing was sent.",
@@ -130,8 +147,13 @@ async def _ensure_basis_holds(
 
 
 def _attachment(document: Document, name: str) -> dict[str, Any]:
-    return {"id": str(document.id), "name": name, "media_type": document.media_type, "size": document.size,
-            "sha256": document.sha256}  # fmt: skip
+    return {
+        "id": str(document.id),
+        "name": name,
+        "media_type": document.media_type,
+        "size": document.size,
+        "sha256": document.sha256,
+    }
 
 
 async def list_messages(
@@ -168,8 +190,15 @@ async def list_messages(
             if document is not None and document.data_key_wrapped is not None:
                 name, _ = await document_contents(session, deps, document)
                 documents.append(_attachment(document, name))
-        views.append(MessageOut(id=message.message_id, at=message.at, author_tenant_id=message.author_tenant_id,
-                                body=body, attachments=documents))  # fmt: skip
+        views.append(
+            MessageOut(
+                id=message.message_id,
+                at=message.at,
+                author_tenant_id=message.author_tenant_id,
+                body=body,
+                attachments=documents,
+            )
+        )
     return views
 
 
@@ -189,12 +218,15 @@ async def apply_message(
     key = await referral_key(session, deps, referral)
     session.add(
         ThreadMessage(
-            tenant_id=referral.tenant_id, referral_id=referral.id, message_id=message.message_id,
-            author_tenant_id=author, at=message.at,
+            tenant_id=referral.tenant_id,
+            referral_id=referral.id,
+            message_id=message.message_id,
+            author_tenant_id=author,
+            at=message.at,
             body_sealed=key.seal({"body": message.body}, context=sealed_context("message", message.message_id)),
             attachment_ids=[str(d.id) for d in documents],
         )
-    )  # fmt: skip
+    )
 
 
 async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> None:

@@ -82,8 +82,15 @@ def summary_data(plan: PlanOut, issuer: str, generated_at: dt.datetime) -> dict[
         f"Закрыт / Closed: {_when(plan.closed_at) if plan.closed_at else '—'}.",
         f"Задач / Tasks: {len(plan.tasks)} ({progress}). Выполнено позже срока / Finished after the deadline: {late}.",
     ]
-    header = ["№", "Задача / Task", "Ожидаемый результат / Expected result", "Исполнитель / Agency",
-              "Срок, UTC / Due, UTC", "Статус / Status", "Итог / Outcome"]  # fmt: skip
+    header = [
+        "№",
+        "Задача / Task",
+        "Ожидаемый результат / Expected result",
+        "Исполнитель / Agency",
+        "Срок, UTC / Due, UTC",
+        "Статус / Status",
+        "Итог / Outcome",
+    ]
     return {
         "title": "Итоговый отчёт по плану / Plan summary report",
         "heading": f"Итоговый отчёт по плану / Plan summary report: {plan.title}",
@@ -106,8 +113,15 @@ def _task_cells(task: PlanTaskOut) -> list[str]:
     status = f"{STATUS_NAMES.get(task.status, task.status)}, {_when(task.last_change_at)}"
     if _finished_late(task):
         status += " (позже срока / late)"
-    return [str(task.position + 1), task.title, task.expected_result, task.to_tenant_name, _when(task.complete_by),
-            status, outcome or "—"]  # fmt: skip
+    return [
+        str(task.position + 1),
+        task.title,
+        task.expected_result,
+        task.to_tenant_name,
+        _when(task.complete_by),
+        status,
+        outcome or "—",
+    ]
 
 
 def _finished_late(task: PlanTaskOut) -> bool:

@@ -166,8 +166,7 @@ async def add_tasks(
     if len(rows) + len(tasks) > MAX_TASKS:
         raise InvalidInput(f"A plan holds at most {MAX_TASKS} tasks.")
     key = await _plan_key(session, deps, plan)
-    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=tasks,
-                      first=len(rows))  # fmt: skip
+    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=tasks, first=len(rows))
     return plan
 
 
@@ -191,37 +190,59 @@ async def _send_tasks(
     for index, task in enumerate(tasks):
         position = first + index
         share = AccessScope(
-            log=audit.log, actor=audit.actor, log_tenant_id=audit.log_tenant_id,
-            action=Action.EXCHANGE_REFERRAL_SEND, context=audit.context,
-        )  # fmt: skip
+            log=audit.log,
+            actor=audit.actor,
+            log_tenant_id=audit.log_tenant_id,
+            action=Action.EXCHANGE_REFERRAL_SEND,
+            context=audit.context,
+        )
         try:
             referral, _ = await send_referral(
-                session, deps, principal=principal, audit=share, data=_referral_in(plan, task, now),
+                session,
+                deps,
+                principal=principal,
+                audit=share,
+                data=_referral_in(plan, task, now),
                 idempotency_key=None,
                 plan={"plan_id": str(plan.id), "task_title": task.title, "expected_result": task.expected_result},
-            )  # fmt: skip
+            )
         except ConsentRequired as exc:
-            audit.touched(task=index, deny_code=exc.deny.code.value, subjects=share.subjects,
-                          category=exc.deny.category.value if exc.deny.category else None)  # fmt: skip
+            audit.touched(
+                task=index,
+                deny_code=exc.deny.code.value,
+                subjects=share.subjects,
+                category=exc.deny.category.value if exc.deny.category else None,
+            )
             raise ConsentRequired(
                 f"Task {index + 1} of the request cannot be sent, so none of its tasks was sent: {exc}",
-                exc.deny, exc.subject_ref, task=index,
-            ) from None  # fmt: skip
+                exc.deny,
+                exc.subject_ref,
+                task=index,
+            ) from None
         except (InvalidInput, NotFound) as exc:
             raise type(exc)(f"Task {index + 1} of the request: {exc}") from None
         share.touched(plan=str(plan.id), task=position)
         share.write(session)
         task_id = uuid7()
-        session.add(PlanTask(
-            id=task_id, tenant_id=plan.tenant_id, plan_id=plan.id, position=position, referral_id=referral.id,
-            sealed=key.seal({"title": task.title, "expected_result": task.expected_result},
-                            context=sealed_context("plan_task", task_id)),
-        ))  # fmt: skip
+        session.add(
+            PlanTask(
+                id=task_id,
+                tenant_id=plan.tenant_id,
+                plan_id=plan.id,
+                position=position,
+                referral_id=referral.id,
+                sealed=key.seal(
+                    {"title": task.title, "expected_result": task.expected_result},
+                    context=sealed_context("plan_task", task_id),
+                ),
+            )
+        )
         audit.touched(subjects=share.subjects)
         sent.append(str(referral.exchange_id))
     statutory = any(isinstance(t.legal_basis, StatutoryBasisIn) for t in tasks)
-    audit.touched(resource_type="plan", resource_id=plan.id, referrals=sent,
-                  bases="statutory" if statutory else "consent")  # fmt: skip
+    audit.touched(
+        resource_type="plan", resource_id=plan.id, referrals=sent, bases="statutory" if statutory else "consent"
+    )
     await session.flush()
 
 
@@ -232,11 +253,19 @@ def _referral_in(plan: Plan, task: PlanTaskIn, now: dt.datetime) -> ReferralIn:
         raise InvalidInput("complete_by must be in the future.")
     respond_by = task.respond_by or min(task.complete_by, now + DEFAULT_ANSWER_WINDOW)
     return ReferralIn(
-        case_id=plan.case_id, to_tenant_id=task.to_tenant_id, kind=ReferralKind.PLAN_TASK, purpose=task.purpose,
-        problem=task.problem, requested_service=task.requested_service, urgency=task.urgency,
-        respond_by=respond_by, complete_by=task.complete_by, subject_ids=task.subject_ids,
-        categories=task.categories, legal_basis=task.legal_basis,
-    )  # fmt: skip
+        case_id=plan.case_id,
+        to_tenant_id=task.to_tenant_id,
+        kind=ReferralKind.PLAN_TASK,
+        purpose=task.purpose,
+        problem=task.problem,
+        requested_service=task.requested_service,
+        urgency=task.urgency,
+        respond_by=respond_by,
+        complete_by=task.complete_by,
+        subject_ids=task.subject_ids,
+        categories=task.categories,
+        legal_basis=task.legal_basis,
+    )
 
 
 # -- following ------------------------------------------------------------------------------------------------------
@@ -262,12 +291,16 @@ async def settle(session: AsyncSession, deps: ExchangeDeps, plan: Plan, rows: Se
     if await _close(session, deps, plan, rows):
         subjects = {uuid.UUID(s) for row in rows for s in row.referral.subject_ids}
         deps.audit.append(
-            session, action=Action.EXCHANGE_PLAN_CLOSE, outcome=Outcome.SUCCESS,
+            session,
+            action=Action.EXCHANGE_PLAN_CLOSE,
+            outcome=Outcome.SUCCESS,
             actor=Actor(kind="system", id=None, tenant_id=plan.tenant_id, role=None),
-            log_tenant_id=plan.tenant_id, resource_type="plan", resource_id=str(plan.id),
+            log_tenant_id=plan.tenant_id,
+            resource_type="plan",
+            resource_id=str(plan.id),
             subjects=deps.audit.pseudonyms(plan.tenant_id, subjects),
             extra={"automatic": True, "referrals": [str(row.referral.exchange_id) for row in rows]},
-        )  # fmt: skip
+        )
 
 
 def _all_terminal(rows: Sequence[TaskRow]) -> bool:
@@ -324,8 +357,10 @@ async def close_plan(
     rows = await task_rows(session, plan)
     open_tasks = sum(1 for row in rows if row.referral.status not in TERMINAL)
     if open_tasks:
-        raise Conflict(f"{open_tasks} task(s) of this plan are not finished yet; a plan closes when all are "
-                       "completed, failed, declined or cancelled.")  # fmt: skip
+        raise Conflict(
+            f"{open_tasks} task(s) of this plan are not finished yet; a plan closes when all are "
+            "completed, failed, declined or cancelled."
+        )
     await _close(session, deps, plan, rows)
     return plan
 
@@ -347,19 +382,30 @@ async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit
     for row in rows:
         referral = await referral_view(session, deps, row.referral)
         text = key.open(row.task.sealed, context=sealed_context("plan_task", row.task.id))
-        tasks.append(PlanTaskOut(
-            id=row.task.id, position=row.task.position, title=text["title"],
-            expected_result=text["expected_result"], referral_id=referral.id, to_tenant_id=referral.to_tenant_id,
-            to_tenant_name=names.get(referral.to_tenant_id, ""), status=referral.status,
-            respond_by=referral.respond_by, complete_by=referral.complete_by, overdue=referral.overdue,
-            legal_basis=referral.legal_basis,
-            last_change_at=referral.timeline[-1].at if referral.timeline else row.referral.created_at,
-            outcome=referral.outcome, reason=_reason(referral.status, referral.timeline),
-        ))  # fmt: skip
+        tasks.append(
+            PlanTaskOut(
+                id=row.task.id,
+                position=row.task.position,
+                title=text["title"],
+                expected_result=text["expected_result"],
+                referral_id=referral.id,
+                to_tenant_id=referral.to_tenant_id,
+                to_tenant_name=names.get(referral.to_tenant_id, ""),
+                status=referral.status,
+                respond_by=referral.respond_by,
+                complete_by=referral.complete_by,
+                overdue=referral.overdue,
+                legal_basis=referral.legal_basis,
+                last_change_at=referral.timeline[-1].at if referral.timeline else row.referral.created_at,
+                outcome=referral.outcome,
+                reason=_reason(referral.status, referral.timeline),
+            )
+        )
     if audit is not None:
         subjects = {uuid.UUID(s) for row in rows for s in row.referral.subject_ids}
-        audit.touched(subjects=deps.audit.pseudonyms(plan.tenant_id, subjects),
-                      referrals=[str(t.referral_id) for t in tasks])  # fmt: skip
+        audit.touched(
+            subjects=deps.audit.pseudonyms(plan.tenant_id, subjects), referrals=[str(t.referral_id) for t in tasks]
+        )
     return PlanOut(
         id=plan.id,
         case_id=plan.case_id,
@@ -406,8 +452,9 @@ async def list_plans(
         # Filter on the status the plan has once settled, so a plan whose last task just finished is listed as
         # closed; only the plans on the page returned are then settled in storage.
         settles = _settles_on_read()
-        query = query.where(or_(Plan.status == CLOSED, settles) if status == CLOSED else
-                            and_(Plan.status == OPEN, not_(settles)))  # fmt: skip
+        query = query.where(
+            or_(Plan.status == CLOSED, settles) if status == CLOSED else and_(Plan.status == OPEN, not_(settles))
+        )
     rows = list(await session.scalars(query.limit(limit + 1)))
     page = rows[:limit]
     now = deps.clock.now()
@@ -419,13 +466,21 @@ async def list_plans(
         subjects.update(
             deps.audit.pseudonyms(plan.tenant_id, {uuid.UUID(s) for t in tasks for s in t.referral.subject_ids})
         )
-        items.append(PlanSummary(
-            id=plan.id, case_ref=plan.case_ref, title=await plan_title(session, deps, plan),
-            period_from=plan.period_from, period_until=plan.period_until, status=plan.status,
-            created_at=plan.created_at, closed_at=plan.closed_at,
-            tasks=len(tasks), done=sum(1 for t in tasks if t.referral.status in TERMINAL),
-            overdue=sum(1 for t in tasks if is_overdue(t.referral, now)),
-        ))  # fmt: skip
+        items.append(
+            PlanSummary(
+                id=plan.id,
+                case_ref=plan.case_ref,
+                title=await plan_title(session, deps, plan),
+                period_from=plan.period_from,
+                period_until=plan.period_until,
+                status=plan.status,
+                created_at=plan.created_at,
+                closed_at=plan.closed_at,
+                tasks=len(tasks),
+                done=sum(1 for t in tasks if t.referral.status in TERMINAL),
+                overdue=sum(1 for t in tasks if is_overdue(t.referral, now)),
+            )
+        )
     # The titles name the family: the event names the subjects of every plan listed.
     audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page])
     return items, encode_cursor(page[-1].id) if len(rows) > limit else None

@@ -144,8 +144,12 @@ async def send_referral(
             if existing.request_hash != request_hash(data):
                 raise IdempotencyMismatch("This Idempotency-Key was already used with a different request body.")
             return existing, False
-    audit.touched(resource_type="case", resource_id=data.case_id, purpose=data.purpose,
-                  legal_basis="statutory" if isinstance(data.legal_basis, StatutoryBasisIn) else "consent")  # fmt: skip
+    audit.touched(
+        resource_type="case",
+        resource_id=data.case_id,
+        purpose=data.purpose,
+        legal_basis="statutory" if isinstance(data.legal_basis, StatutoryBasisIn) else "consent",
+    )
     case = await access_case(session, principal, data.case_id, for_write=True)
     subjects = await access_subjects(session, principal, case, list(dict.fromkeys(data.subject_ids)))
     pseudonyms = deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects])
@@ -192,35 +196,80 @@ async def send_referral(
     if plan is not None:
         shared["plan"] = dict(plan)
     referral = await new_copy(
-        session, deps, principal.tenant_id, exchange_id=exchange_id, side=Side.SENDER,
-        from_tenant_id=principal.tenant_id, to_tenant_id=recipient.id, case_ref=case.reference,
-        kind=data.kind.value, purpose=data.purpose, urgency=data.urgency.value,
-        respond_by=respond_by, complete_by=complete_by,
-        categories=sorted(c.value for c in decision.categories), subject_ids=[str(s.id) for s in subjects],
-        legal_basis=basis, review_required=decision.review_required, sealed={**text, **shared},
-        case_id=case.id, service_code=data.service, idempotency_key=idempotency_key, request_hash=request_hash(data),
+        session,
+        deps,
+        principal.tenant_id,
+        exchange_id=exchange_id,
+        side=Side.SENDER,
+        from_tenant_id=principal.tenant_id,
+        to_tenant_id=recipient.id,
+        case_ref=case.reference,
+        kind=data.kind.value,
+        purpose=data.purpose,
+        urgency=data.urgency.value,
+        respond_by=respond_by,
+        complete_by=complete_by,
+        categories=sorted(c.value for c in decision.categories),
+        subject_ids=[str(s.id) for s in subjects],
+        legal_basis=basis,
+        review_required=decision.review_required,
+        sealed={**text, **shared},
+        case_id=case.id,
+        service_code=data.service,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(data),
         consent_ids=sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids}),
-    )  # fmt: skip
+    )
     await add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
     # Numbered here, laid out and sent on by the letter worker after this transaction commits.
-    letter = await register_letter(session, deps, principal=principal, referral=referral, sender=sender,
-                                   addressee=recipient, shared={**text, **shared}, basis=basis,
-                                   language=data.letter_language)  # fmt: skip
+    letter = await register_letter(
+        session,
+        deps,
+        principal=principal,
+        referral=referral,
+        sender=sender,
+        addressee=recipient,
+        shared={**text, **shared},
+        basis=basis,
+        language=data.letter_language,
+    )
     await enqueue(
-        session, deps, sender=principal.tenant_id, recipient=recipient.id, exchange_id=exchange_id,
+        session,
+        deps,
+        sender=principal.tenant_id,
+        recipient=recipient.id,
+        exchange_id=exchange_id,
         body=ReferralRequested(
-            referral_id=exchange_id, kind=referral.kind, purpose=referral.purpose, urgency=referral.urgency,
-            respond_by=respond_by, complete_by=complete_by, case_ref=case.reference, categories=referral.categories,
-            legal_basis=_basis_body(basis), requested_at=now, subject_pseudonyms=list(pseudonyms),
-            problem=data.problem, requested_service=data.requested_service,
+            referral_id=exchange_id,
+            kind=referral.kind,
+            purpose=referral.purpose,
+            urgency=referral.urgency,
+            respond_by=respond_by,
+            complete_by=complete_by,
+            case_ref=case.reference,
+            categories=referral.categories,
+            legal_basis=_basis_body(basis),
+            requested_at=now,
+            subject_pseudonyms=list(pseudonyms),
+            problem=data.problem,
+            requested_service=data.requested_service,
             justification=basis.justification if isinstance(basis, StatutoryBasis) else None,
-            subjects=shared["subjects"], needs=shared.get("needs"), summary=shared.get("summary"),
-            plan=shared.get("plan"), service=data.service, letter=letter,
+            subjects=shared["subjects"],
+            needs=shared.get("needs"),
+            summary=shared.get("summary"),
+            plan=shared.get("plan"),
+            service=data.service,
+            letter=letter,
         ),
-    )  # fmt: skip
-    audit.touched(resource_type="referral", resource_id=exchange_id, recipient=str(recipient.id),
-                  categories=referral.categories, review_required=decision.review_required,
-                  letter=letter.registration_number)  # fmt: skip
+    )
+    audit.touched(
+        resource_type="referral",
+        resource_id=exchange_id,
+        recipient=str(recipient.id),
+        categories=referral.categories,
+        review_required=decision.review_required,
+        letter=letter.registration_number,
+    )
     await session.flush()
     return referral, True
 
@@ -302,10 +351,17 @@ async def new_copy(
     referral_id = uuid7()
     context = sealed_context("referral", referral_id)
     key, wrapped = await deps.datakeys.create(session, tenant_id, context)
-    basis_type = "statutory" if isinstance(legal_basis, StatutoryBasis) or (
-        isinstance(legal_basis, Mapping) and legal_basis.get("type") == "statutory") else "consent"  # fmt: skip
-    reference = legal_basis.reference if isinstance(legal_basis, StatutoryBasis) else (
-        legal_basis.get("reference") if isinstance(legal_basis, Mapping) else None)  # fmt: skip
+    basis_type = (
+        "statutory"
+        if isinstance(legal_basis, StatutoryBasis)
+        or (isinstance(legal_basis, Mapping) and legal_basis.get("type") == "statutory")
+        else "consent"
+    )
+    reference = (
+        legal_basis.reference
+        if isinstance(legal_basis, StatutoryBasis)
+        else (legal_basis.get("reference") if isinstance(legal_basis, Mapping) else None)
+    )
     referral = Referral(
         id=referral_id,
         tenant_id=tenant_id,
@@ -344,10 +400,14 @@ async def add_timeline(
         note_sealed = key.seal({"note": note}, context=sealed_context("timeline", referral.id))
     await session.execute(
         insert(TimelineEntry).values(
-            tenant_id=referral.tenant_id, referral_id=referral.id, status=status, at=at, by_tenant_id=by_tenant,
+            tenant_id=referral.tenant_id,
+            referral_id=referral.id,
+            status=status,
+            at=at,
+            by_tenant_id=by_tenant,
             note_sealed=note_sealed,
         )
-    )  # fmt: skip
+    )
 
 
 # -- both sides -------------------------------------------------------------------------------------------------
@@ -381,8 +441,13 @@ async def transition_referral(
         referral.outcome_result = data.outcome.result
     await add_timeline(session, referral, data.to, now, principal.tenant_id, note, key)
     counterpart = referral.to_tenant_id if side is Side.SENDER else referral.from_tenant_id
-    status = ReferralStatus(referral_id=referral.exchange_id, status=data.to, at=now, note=note or None,
-                            outcome=data.outcome.result if data.outcome is not None else None)  # fmt: skip
+    status = ReferralStatus(
+        referral_id=referral.exchange_id,
+        status=data.to,
+        at=now,
+        note=note or None,
+        outcome=data.outcome.result if data.outcome is not None else None,
+    )
     await enqueue(session, deps, sender=principal.tenant_id, recipient=counterpart, body=status)
     await session.flush()
     return referral
@@ -476,13 +541,20 @@ async def report_access(
         return
     actor = audit.actor
     await enqueue(
-        session, deps, sender=referral.tenant_id, recipient=referral.from_tenant_id,
+        session,
+        deps,
+        sender=referral.tenant_id,
+        recipient=referral.from_tenant_id,
         body=AccessReceipt(
-            referral_id=referral.exchange_id, action=audit.action.value, at=deps.clock.now(),
-            actor=ReceiptActor(kind=actor.kind, id=actor.id, role=actor.role), purpose=referral.purpose,
-            subjects=pseudonyms, resource=str(audit.resource_id) if audit.resource_id is not None else None,
+            referral_id=referral.exchange_id,
+            action=audit.action.value,
+            at=deps.clock.now(),
+            actor=ReceiptActor(kind=actor.kind, id=actor.id, role=actor.role),
+            purpose=referral.purpose,
+            subjects=pseudonyms,
+            resource=str(audit.resource_id) if audit.resource_id is not None else None,
         ),
-    )  # fmt: skip
+    )
 
 
 async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> list[str]:

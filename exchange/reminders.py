@@ -59,10 +59,16 @@ class Due:
         referral = self.referral
         counterpart = referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id
         return ReminderOut(
-            referral_id=referral.exchange_id, reminder=self.kind.value, side=referral.side, kind=referral.kind,
-            status=referral.status, case_ref=referral.case_ref, urgency=referral.urgency, deadline=self.deadline,
+            referral_id=referral.exchange_id,
+            reminder=self.kind.value,
+            side=referral.side,
+            kind=referral.kind,
+            status=referral.status,
+            case_ref=referral.case_ref,
+            urgency=referral.urgency,
+            deadline=self.deadline,
             counterpart_tenant_id=counterpart,
-        )  # fmt: skip
+        )
 
 
 def reminder_kind(referral: Referral, now: dt.datetime, lead: dt.timedelta) -> tuple[ReminderKind, dt.datetime] | None:
@@ -179,11 +185,21 @@ class MailText:
 
 
 _KIND_NAMES = {
-    "ru": {"referral": "направление", "petition": "ходатайство", "document_request": "межведомственный запрос",
-           "information_letter": "информационное письмо", "plan_task": "задача межведомственного плана"},
-    "en": {"referral": "referral", "petition": "petition", "document_request": "document request",
-           "information_letter": "information letter", "plan_task": "multi-agency plan task"},
-}  # fmt: skip
+    "ru": {
+        "referral": "направление",
+        "petition": "ходатайство",
+        "document_request": "межведомственный запрос",
+        "information_letter": "информационное письмо",
+        "plan_task": "задача межведомственного плана",
+    },
+    "en": {
+        "referral": "referral",
+        "petition": "petition",
+        "document_request": "document request",
+        "information_letter": "information letter",
+        "plan_task": "multi-agency plan task",
+    },
+}
 _WHAT = {
     "ru": {
         ReminderKind.RESPOND_DUE: "приближается срок ответа",
@@ -222,16 +238,32 @@ def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText
     if lang == "en":
         return MailText(
             subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
-            lines=(f"Reminder: {what}.", "", f"Referral: {referral.exchange_id}", f"Kind: {kind}",
-                   f"Deadline: {deadline}", "", f"Open it in casebridge: {link}", "",
-                   "This message was sent automatically and holds no details of the family."),
-        )  # fmt: skip
+            lines=(
+                f"Reminder: {what}.",
+                "",
+                f"Referral: {referral.exchange_id}",
+                f"Kind: {kind}",
+                f"Deadline: {deadline}",
+                "",
+                f"Open it in casebridge: {link}",
+                "",
+                "This message was sent automatically and holds no details of the family.",
+            ),
+        )
     return MailText(
         subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
-        lines=(f"Напоминание: {what}.", "", f"Направление: {referral.exchange_id}", f"Вид: {kind}",
-               f"Срок: {deadline}", "", f"Открыть в casebridge: {link}", "",
-               "Письмо отправлено автоматически и не содержит сведений о семье."),
-    )  # fmt: skip
+        lines=(
+            f"Напоминание: {what}.",
+            "",
+            f"Направление: {referral.exchange_id}",
+            f"Вид: {kind}",
+            f"Срок: {deadline}",
+            "",
+            f"Открыть в casebridge: {link}",
+            "",
+            "Письмо отправлено автоматически и не содержит сведений о семье.",
+        ),
+    )
 
 
 class ReminderMail:
@@ -323,10 +355,16 @@ class ReminderMail:
         try:
             async with platform_session(self._sessions) as session, session.begin():
                 if previous is None:
-                    session.add(ReminderSent(
-                        tenant_id=tenant_id, referral_id=item.referral.id, kind=item.kind.value, user_id=user_id,
-                        claimed_at=now, attempts=1,
-                    ))  # fmt: skip
+                    session.add(
+                        ReminderSent(
+                            tenant_id=tenant_id,
+                            referral_id=item.referral.id,
+                            kind=item.kind.value,
+                            user_id=user_id,
+                            claimed_at=now,
+                            attempts=1,
+                        )
+                    )
                     return True
                 row = await session.scalar(
                     select(ReminderSent).where(ReminderSent.id == previous.id).with_for_update(skip_locked=True)

@@ -267,13 +267,21 @@ async def referral_report(
     boxes: tuple[Box, ...] = BOXES,
 ) -> ReferralReport:
     """The report on the caller's own referrals sent and/or received in `period`."""
-    audit.touched(resource_type="report", report="referrals", boxes=list(boxes),
-                  period_from=period.start.isoformat(), period_until=period.end.isoformat())  # fmt: skip
+    audit.touched(
+        resource_type="report",
+        report="referrals",
+        boxes=list(boxes),
+        period_from=period.start.isoformat(),
+        period_until=period.end.isoformat(),
+    )
     now = deps.clock.now()
     report = ReferralReport(
-        tenant_id=principal.tenant_id, period_from=period.start, period_until=period.end,
-        time_zone=period.time_zone, generated_at=now,
-    )  # fmt: skip
+        tenant_id=principal.tenant_id,
+        period_from=period.start,
+        period_until=period.end,
+        time_zone=period.time_zone,
+        generated_at=now,
+    )
     for box in boxes:
         side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
         query = history_query(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)

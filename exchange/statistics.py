@@ -222,8 +222,9 @@ async def partner_figures(
         overall[row.to_tenant_id].append(history)
         if row.service_code:
             by_service[(row.to_tenant_id, row.service_code)].append(history)
-    result = {p: PartnerFigures(figures(overall.get(p, []), now=now, window=window, min_cell=min_cell))
-              for p in partners}  # fmt: skip
+    result = {
+        p: PartnerFigures(figures(overall.get(p, []), now=now, window=window, min_cell=min_cell)) for p in partners
+    }
     for (partner, code), items in by_service.items():
         result[partner].by_service[code] = figures(items, now=now, window=window, min_cell=min_cell)
     return result

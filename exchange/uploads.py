@@ -16,8 +16,12 @@ SIGNATURES: Final = {
 }
 TEXT: Final = "text/plain"
 ALLOWED_MEDIA_TYPES: Final = frozenset({*SIGNATURES, TEXT})
-NAMES: Final = {"application/pdf": "a PDF document", "image/png": "a PNG image", "image/jpeg": "a JPEG image",
-                TEXT: "plain text"}  # fmt: skip
+NAMES: Final = {
+    "application/pdf": "a PDF document",
+    "image/png": "a PNG image",
+    "image/jpeg": "a JPEG image",
+    TEXT: "plain text",
+}
 # Control characters plain text may hold: tab, line feed, form feed, carriage return.
 _TEXT_CONTROLS: Final = frozenset(b"\t\n\x0c\r")
 
@@ -62,12 +66,22 @@ def checked_media_type(declared: str | None, content: bytes) -> str:
     media_type, found = essence(declared), content_type_of(content)
     allowed = ", ".join(sorted(ALLOWED_MEDIA_TYPES))
     if media_type not in ALLOWED_MEDIA_TYPES:
-        raise UnsupportedDocument(f"Documents must be one of: {allowed}; this one was sent as "
-                                  f"{media_type or 'no type'}.", declared=media_type, found=found)  # fmt: skip
+        raise UnsupportedDocument(
+            f"Documents must be one of: {allowed}; this one was sent as {media_type or 'no type'}.",
+            declared=media_type,
+            found=found,
+        )
     if found is None:
-        raise UnsupportedDocument(f"The file was sent as {media_type}, but its content is none of the types "
-                                  f"casebridge takes ({allowed}).", declared=media_type, found=None)  # fmt: skip
+        raise UnsupportedDocument(
+            f"The file was sent as {media_type}, but its content is none of the types casebridge takes ({allowed}).",
+            declared=media_type,
+            found=None,
+        )
     if found != media_type:
-        raise UnsupportedDocument(f"The file was sent as {media_type}, but its content is {NAMES[found]} ({found}); "
-                                  "send it with its real type.", declared=media_type, found=found)  # fmt: skip
+        raise UnsupportedDocument(
+            f"The file was sent as {media_type}, but its content is {NAMES[found]} ({found}); "
+            "send it with its real type.",
+            declared=media_type,
+            found=found,
+        )
     return media_type

@@ -112,13 +112,17 @@ async def case_timeline(
     # The first SELECT gives the union its column types (and so how each backend's values are read back): the
     # consent's own columns, with the case's creation time and no subject for the "opened" line.
     recorded = select(
-        literal("consent").label("what"), Consent.valid_from.label("at"), Consent.subject_id.label("subject_id"),
+        literal("consent").label("what"),
+        Consent.valid_from.label("at"),
+        Consent.subject_id.label("subject_id"),
         Consent.id.label("row_id"),
-    ).where(Consent.case_id == case.id)  # fmt: skip
+    ).where(Consent.case_id == case.id)
     opened = select(
-        literal("opened"), type_coerce(Case.created_at, Consent.valid_from.type),
-        type_coerce(null(), Consent.subject_id.type), type_coerce(Case.id, Consent.id.type),
-    ).where(Case.id == case.id)  # fmt: skip
+        literal("opened"),
+        type_coerce(Case.created_at, Consent.valid_from.type),
+        type_coerce(null(), Consent.subject_id.type),
+        type_coerce(Case.id, Consent.id.type),
+    ).where(Case.id == case.id)
     withdrawn = select(literal("withdrawn"), Consent.withdrawn_at, Consent.subject_id, Consent.id).where(
         Consent.case_id == case.id, Consent.withdrawn_at.is_not(None)
     )
@@ -153,10 +157,11 @@ async def directory_page(
     page = tenants[offset : offset + limit]
     computed = await partner_figures(session, partners=[t.id for t in page], now=now)
     entries = [
-        directory_entry(t, jwks_url=jwks_url(t.id), stats=computed[t.id].overall,
-                        service_stats=computed[t.id].by_service)
+        directory_entry(
+            t, jwks_url=jwks_url(t.id), stats=computed[t.id].overall, service_stats=computed[t.id].by_service
+        )
         for t in page
-    ]  # fmt: skip
+    ]
     return entries, len(tenants) > offset + limit
 
 

@@ -89,8 +89,11 @@ async def _write(scope: Scope, events: list[tuple[AccessScope, Outcome, str | No
             for access, outcome, reason in events:
                 access.write(session, outcome=outcome, reason=reason)
     except SQLAlchemyError as exc:
-        log.warning("audit events could not be recorded (%s)", type(exc).__name__,
-                    extra={"request_id": ensure_request_id(scope)})  # fmt: skip
+        log.warning(
+            "audit events could not be recorded (%s)",
+            type(exc).__name__,
+            extra={"request_id": ensure_request_id(scope)},
+        )
         return False
     return True
 
@@ -143,8 +146,13 @@ def _route_access(scope: Scope) -> AccessScope | None:
         return None
     runtime = scope["litestar_app"].state.runtime
     request: Request[Any, Any, Any] = scope["litestar_app"].request_class(scope=scope)
-    return AccessScope(log=runtime.exchange.audit, actor=actor_of(principal), log_tenant_id=principal.tenant_id,
-                       action=action, context=request_context(request))  # fmt: skip
+    return AccessScope(
+        log=runtime.exchange.audit,
+        actor=actor_of(principal),
+        log_tenant_id=principal.tenant_id,
+        action=action,
+        context=request_context(request),
+    )
 
 
 async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:

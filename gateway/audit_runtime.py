@@ -51,9 +51,12 @@ class CheckpointWitnessing:
             notes.put_nowait(message.data.decode("utf-8", errors="replace"))  # type: ignore[attr-defined]
 
         subscription = await self._bus.js.subscribe(
-            CHECKPOINT_SUBJECT, cb=received, stream=AUDIT_STREAM, ordered_consumer=True,
+            CHECKPOINT_SUBJECT,
+            cb=received,
+            stream=AUDIT_STREAM,
+            ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST,
-        )  # fmt: skip
+        )
         try:
             while True:
                 note = await notes.get()

@@ -58,8 +58,11 @@ async def check_media_type(request: Request[Any, Any, Any]) -> None:
     sent = request.content_type[0]
     if not accepts(declared, sent):
         described = f"as {sent}" if sent else "without a Content-Type"
-        raise Problem(UNSUPPORTED_MEDIA_TYPE, f"This route takes a body of type {declared}; it was sent {described}.",
-                      extra={"accepted": [declared]})  # fmt: skip
+        raise Problem(
+            UNSUPPORTED_MEDIA_TYPE,
+            f"This route takes a body of type {declared}; it was sent {described}.",
+            extra={"accepted": [declared]},
+        )
 
 
 def json_depth(body: bytes) -> int:
@@ -91,6 +94,9 @@ class BoundedRequest(Request[Any, Any, Any]):
 
     async def json(self) -> Any:
         if json_depth(await self.body()) > MAX_JSON_DEPTH:
-            raise Problem(BAD_REQUEST, f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
-                                       "deep; casebridge takes no body that deep.")  # fmt: skip
+            raise Problem(
+                BAD_REQUEST,
+                f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                "deep; casebridge takes no body that deep.",
+            )
         return await super().json()

@@ -77,9 +77,12 @@ async def _tenant_create(context: AdminContext, args: argparse.Namespace) -> dic
             session, context.keyring, slug=args.slug, name=args.name, kind=args.kind, region=args.region
         )
         created = TenantCreated(
-            id=tenant.id, slug=tenant.slug, name=tenant.name, kind=tenant.kind,
+            id=tenant.id,
+            slug=tenant.slug,
+            name=tenant.name,
+            kind=tenant.kind,
             jwks_url=tenant_jwks_url(context.settings.server.base_url, tenant.id),
-        )  # fmt: skip
+        )
     return _plain(created)
 
 
@@ -145,11 +148,21 @@ def _user_change(action: str) -> Callable[[AdminContext, argparse.Namespace], Aw
                 await admin.set_active_by_operator(session, clock, user=user, active=action == "activate")
                 audited = Action.TENANTS_USER_REACTIVATE if action == "activate" else Action.TENANTS_USER_DEACTIVATE
             context.audit.append(
-                session, action=audited, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=tenant.id,
-                resource_type="user", resource_id=str(user.id),
-            )  # fmt: skip
-            return {"id": str(user.id), "tenant_id": str(tenant.id), "email": user.email, "active": user.active,
-                    "second_factor_enrolled": user.totp_enabled}  # fmt: skip
+                session,
+                action=audited,
+                outcome=Outcome.SUCCESS,
+                actor=_OPERATOR,
+                log_tenant_id=tenant.id,
+                resource_type="user",
+                resource_id=str(user.id),
+            )
+            return {
+                "id": str(user.id),
+                "tenant_id": str(tenant.id),
+                "email": user.email,
+                "active": user.active,
+                "second_factor_enrolled": user.totp_enabled,
+            }
 
     return run
 
@@ -160,9 +173,14 @@ async def _client_revoke(context: AdminContext, args: argparse.Namespace) -> dic
         client = await admin.client_by_id(session, tenant_id=tenant.id, client_id=args.client_id)
         admin.revoke_client_by_operator(context.clock, client=client)
         context.audit.append(
-            session, action=Action.TENANTS_CLIENT_REVOKE, outcome=Outcome.SUCCESS, actor=_OPERATOR,
-            log_tenant_id=tenant.id, resource_type="api_client", resource_id=client.client_id,
-        )  # fmt: skip
+            session,
+            action=Action.TENANTS_CLIENT_REVOKE,
+            outcome=Outcome.SUCCESS,
+            actor=_OPERATOR,
+            log_tenant_id=tenant.id,
+            resource_type="api_client",
+            resource_id=client.client_id,
+        )
         revoked_at = client.revoked_at.isoformat() if client.revoked_at else None
         return {"client_id": client.client_id, "tenant_id": str(tenant.id), "revoked_at": revoked_at}
 
@@ -171,11 +189,15 @@ async def _keys_rotate(context: AdminContext, args: argparse.Namespace) -> dict[
     async with platform_session(context.sessions) as session, session.begin():
         rotated = await services.rotate_keys(session, context.keyring, slug=args.tenant)
         context.audit.append(
-            session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
-            actor=Actor(kind="operator", id=None, tenant_id=None, role=None), log_tenant_id=rotated.tenant_id,
-            resource_type="key_ring", resource_id=str(rotated.tenant_id),
+            session,
+            action=Action.TENANTS_KEYS_ROTATE,
+            outcome=Outcome.SUCCESS,
+            actor=Actor(kind="operator", id=None, tenant_id=None, role=None),
+            log_tenant_id=rotated.tenant_id,
+            resource_type="key_ring",
+            resource_id=str(rotated.tenant_id),
             extra={"enc_kid": rotated.enc_kid, "sig_kid": rotated.sig_kid},
-        )  # fmt: skip
+        )
     return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
 
 
@@ -184,10 +206,14 @@ async def _audit_rename_origin(context: AdminContext, args: argparse.Namespace) 
     async with platform_session(context.sessions) as session, session.begin():
         previous, adopted = await identity.rename(session, args.to, at=context.clock.now())
         context.audit.append(
-            session, action=Action.AUDIT_LOG_RENAME, outcome=Outcome.SUCCESS, actor=_OPERATOR, log_tenant_id=None,
+            session,
+            action=Action.AUDIT_LOG_RENAME,
+            outcome=Outcome.SUCCESS,
+            actor=_OPERATOR,
+            log_tenant_id=None,
             resource_type="audit_log",
             extra={"from": previous.origin, "to": adopted.origin, "from_size": adopted.from_size},
-        )  # fmt: skip
+        )
     return {"origin": adopted.origin, "previous": previous.origin, "from_size": adopted.from_size}
 
 

@@ -38,9 +38,13 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         # where contending connections would poll SQLite's lock with sleeps of up to 100 ms. Nothing may open a
         # second session while holding one (see tenants.keys.PublishedKeys).
         engine = create_async_engine(
-            settings.url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60,
+            settings.url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
             module=one_hop_dbapi(),  # one hand-off to SQLite's thread per statement (gateway/sqlite_driver.py)
-        )  # fmt: skip
+        )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite_begin_immediate)
         return engine

@@ -67,10 +67,24 @@ INTERNAL = ProblemType("internal", "Something went wrong on our side", 500)
 UNAVAILABLE = ProblemType("unavailable", "The service is not ready", 503)
 
 ALL_PROBLEMS = (
-    VALIDATION, BAD_REQUEST, UNAUTHENTICATED, INVALID_TOKEN, INVALID_CLIENT, FORBIDDEN, TENANT_SUSPENDED,
-    CONSENT_REQUIRED, NOT_FOUND, METHOD_NOT_ALLOWED, IDEMPOTENCY_MISMATCH, CONFLICT, PAYLOAD_TOO_LARGE,
-    UNSUPPORTED_MEDIA_TYPE, RATE_LIMITED, INTERNAL, UNAVAILABLE,
-)  # fmt: skip
+    VALIDATION,
+    BAD_REQUEST,
+    UNAUTHENTICATED,
+    INVALID_TOKEN,
+    INVALID_CLIENT,
+    FORBIDDEN,
+    TENANT_SUSPENDED,
+    CONSENT_REQUIRED,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    IDEMPOTENCY_MISMATCH,
+    CONFLICT,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    RATE_LIMITED,
+    INTERNAL,
+    UNAVAILABLE,
+)
 
 _BY_STATUS = {p.status: p for p in reversed(ALL_PROBLEMS)}
 
@@ -99,11 +113,13 @@ class ProblemDocument(msgspec.Struct, kw_only=True):
 # Every operation in the OpenAPI document answers these as problem documents, besides what it declares itself.
 PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
     problem.status: ResponseSpec(
-        data_container=ProblemDocument, media_type=PROBLEM_MEDIA_TYPE, description=problem.title,
+        data_container=ProblemDocument,
+        media_type=PROBLEM_MEDIA_TYPE,
+        description=problem.title,
         generate_examples=False,
     )
     for problem in reversed(ALL_PROBLEMS)
-}  # fmt: skip
+}
 
 
 def document_problems(app: Litestar) -> None:
@@ -163,8 +179,12 @@ def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) 
     # and `errors` gives programs the field, a stable code and the limit.
     errors = from_litestar(exc.extra, exc.detail)
     detail = " ".join(sentence(e) for e in errors)
-    return problem_response(request, VALIDATION, detail or "The request body or parameters are not valid.",
-                            extra={"errors": [e.as_member() for e in errors]})  # fmt: skip
+    return problem_response(
+        request,
+        VALIDATION,
+        detail or "The request body or parameters are not valid.",
+        extra={"errors": [e.as_member() for e in errors]},
+    )
 
 
 def _out_of_calendar(request: Request[Any, Any, Any], exc: OutOfCalendar) -> Response[dict[str, Any]]:
@@ -223,9 +243,11 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
     # The traceback goes to the operator's log; the client gets only the request id.
     log.error("unhandled error", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
     return problem_response(
-        request, INTERNAL, "The request could not be completed. Quote the request id when reporting this.",
+        request,
+        INTERNAL,
+        "The request could not be completed. Quote the request id when reporting this.",
         status=HTTP_500_INTERNAL_SERVER_ERROR,
-    )  # fmt: skip
+    )
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -95,8 +95,14 @@ def serve(settings: Settings, *, web_processes: int) -> None:
 
     check_layout(settings, web_processes=web_processes)
     server = settings.server
-    options = {"host": server.host, "port": server.port, "log_level": "info", "proxy_headers": False,
-               "server_header": False, "log_config": uvicorn_log_config()}  # fmt: skip
+    options = {
+        "host": server.host,
+        "port": server.port,
+        "log_level": "info",
+        "proxy_headers": False,
+        "server_header": False,
+        "log_config": uvicorn_log_config(),
+    }
     with single_process_lock(settings):
         app = create_app(settings) if web_processes == 1 else None
         asyncio.run(_preflight(app.state.runtime if app is not None else build_runtime(settings, workers=())))

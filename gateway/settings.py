@@ -325,8 +325,10 @@ class MailSettings:
         if (username is None) != (password is None):
             raise SettingsError("CASEBRIDGE_SMTP_USER and CASEBRIDGE_SMTP_PASSWORD must be set together")
         if host is not None and username is not None and not starttls and not _is_loopback(host):
-            raise SettingsError("CASEBRIDGE_SMTP_STARTTLS=false would send the SMTP password in clear to a remote "
-                                "server; enable STARTTLS or use a relay on this machine")  # fmt: skip
+            raise SettingsError(
+                "CASEBRIDGE_SMTP_STARTTLS=false would send the SMTP password in clear to a remote "
+                "server; enable STARTTLS or use a relay on this machine"
+            )
         return cls(
             smtp_host=host,
             smtp_port=env.integer("CASEBRIDGE_SMTP_PORT", 587, low=1, high=65535),

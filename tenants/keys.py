@@ -117,8 +117,16 @@ class UsableKey:
 
     @classmethod
     def of(cls, row: TenantKey) -> UsableKey:
-        return cls(row.tenant_id, row.kid, row.use, row.alg, row.public_jwk, row.wrapped_private, row.retired_at,
-                   row.usable_until)  # fmt: skip
+        return cls(
+            row.tenant_id,
+            row.kid,
+            row.use,
+            row.alg,
+            row.public_jwk,
+            row.wrapped_private,
+            row.retired_at,
+            row.usable_until,
+        )
 
     def usable_at(self, now: dt.datetime) -> bool:
         return self.retired_at is None or self.usable_until is None or self.usable_until > now

@@ -31,8 +31,14 @@ class ClientKey:
     key: OKPKey
 
 
-async def make_tenant(runtime: Runtime, slug: str | None = None, *, kind: str = TenantKind.SOCIAL_CENTRE,
-                      region: str | None = "Центральный район", name: str | None = None) -> Tenant:  # fmt: skip
+async def make_tenant(
+    runtime: Runtime,
+    slug: str | None = None,
+    *,
+    kind: str = TenantKind.SOCIAL_CENTRE,
+    region: str | None = "Центральный район",
+    name: str | None = None,
+) -> Tenant:
     slug = slug or f"t-{uuid.uuid4().hex[:8]}"
     async with platform_session(runtime.sessions) as session, session.begin():
         return await services.create_tenant(
@@ -40,8 +46,14 @@ async def make_tenant(runtime: Runtime, slug: str | None = None, *, kind: str = 
         )
 
 
-async def make_user(runtime: Runtime, tenant: Tenant, *, roles: list[str] | None = None,
-                    email: str | None = None, password: str = PASSWORD) -> User:  # fmt: skip
+async def make_user(
+    runtime: Runtime,
+    tenant: Tenant,
+    *,
+    roles: list[str] | None = None,
+    email: str | None = None,
+    password: str = PASSWORD,
+) -> User:
     async with platform_session(runtime.sessions) as session, session.begin():
         user, _ = await services.create_user(
             session,
@@ -53,21 +65,32 @@ async def make_user(runtime: Runtime, tenant: Tenant, *, roles: list[str] | None
         return user
 
 
-async def make_client(runtime: Runtime, tenant: Tenant, *, scopes: list[str] | None = None,
-                      role: str = Role.SPECIALIST) -> ClientKey:  # fmt: skip
+async def make_client(
+    runtime: Runtime, tenant: Tenant, *, scopes: list[str] | None = None, role: str = Role.SPECIALIST
+) -> ClientKey:
     key = OKPKey.generate_key("Ed25519", {"kid": uuid.uuid4().hex[:8]})
     async with platform_session(runtime.sessions) as session, session.begin():
         client = await services.create_client(
-            session, tenant=tenant, name="agency system", public_jwk=key.as_dict(private=False),
-            scopes=scopes or ALL_SCOPES, role=role,
-        )  # fmt: skip
+            session,
+            tenant=tenant,
+            name="agency system",
+            public_jwk=key.as_dict(private=False),
+            scopes=scopes or ALL_SCOPES,
+            role=role,
+        )
         return ClientKey(client.client_id, tenant.id, key)
 
 
 def client_assertion(client: ClientKey, audience: str, *, alg: str = "Ed25519", **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": client.client_id, "sub": client.client_id, "aud": audience, "iat": now, "exp": now + 120,
-              "jti": uuid.uuid4().hex} | overrides  # fmt: skip
+    claims = {
+        "iss": client.client_id,
+        "sub": client.client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 120,
+        "jti": uuid.uuid4().hex,
+    } | overrides
     claims = {k: v for k, v in claims.items() if v is not None}
     header = {"alg": alg, **({"kid": client.key.kid} if client.key.kid else {})}
     return jwt.encode(header, claims, client.key, algorithms=[alg])
@@ -111,11 +134,19 @@ async def forged_envelope(
             session, runtime.exchange, sender=sender, recipient=recipient, envelope_type=envelope_type, payload=payload
         )
         envelope = OutgoingEnvelope(header.envelope_id, subject_for(recipient, envelope_type), token)
-        session.add(OutboxEnvelope(
-            tenant_id=sender, envelope_id=header.envelope_id, envelope_type=envelope_type.value,
-            recipient_tenant_id=recipient, exchange_id=exchange_id, subject=envelope.subject, token=token,
-            next_attempt_at=header.created_at, sent_at=None if relay else header.created_at,
-        ))  # fmt: skip
+        session.add(
+            OutboxEnvelope(
+                tenant_id=sender,
+                envelope_id=header.envelope_id,
+                envelope_type=envelope_type.value,
+                recipient_tenant_id=recipient,
+                exchange_id=exchange_id,
+                subject=envelope.subject,
+                token=token,
+                next_attempt_at=header.created_at,
+                sent_at=None if relay else header.created_at,
+            )
+        )
     return envelope
 
 

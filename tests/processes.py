@@ -155,8 +155,9 @@ class Gateway(Child):
         self.web_processes = web_processes
 
     async def start(self) -> None:
-        await self.spawn(CASEBRIDGE, "serve", "--port", str(self.port), "--workers", str(self.web_processes),
-                         env=self.env)  # fmt: skip
+        await self.spawn(
+            CASEBRIDGE, "serve", "--port", str(self.port), "--workers", str(self.web_processes), env=self.env
+        )
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe, asyncio.timeout(START_WITHIN_S):
             while True:
                 assert self.running, f"the gateway exited while starting\n{self.log_tail()}"

@@ -21,8 +21,17 @@ PREFIX_PATTERN: Final = re.compile(r"^[0-9A-ZА-ЯЁ]{1,12}$")
 PREFIX_LENGTH: Final = 3
 # Slugs are Latin; registers in Russian agencies are Cyrillic, so the slug is read back in Russian
 # (the reverse of the everyday transliteration: "semya" -> "СЕМ", "kdn" -> "КДН", "opeka" -> "ОПЕ").
-_DIGRAPHS: Final = (("shch", "Щ"), ("sh", "Ш"), ("ch", "Ч"), ("zh", "Ж"), ("kh", "Х"), ("ts", "Ц"),
-                    ("yu", "Ю"), ("ya", "Я"), ("yo", "Ё"))  # fmt: skip
+_DIGRAPHS: Final = (
+    ("shch", "Щ"),
+    ("sh", "Ш"),
+    ("ch", "Ч"),
+    ("zh", "Ж"),
+    ("kh", "Х"),
+    ("ts", "Ц"),
+    ("yu", "Ю"),
+    ("ya", "Я"),
+    ("yo", "Ё"),
+)
 _LETTERS: Final = dict(zip("abvgdezijklmnoprstufhcyqwx", "АБВГДЕЗИЙКЛМНОПРСТУФХЦЫКВК", strict=True))
 
 

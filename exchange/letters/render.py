@@ -147,8 +147,16 @@ class LetterRenderer(Protocol):
 
 # The subject's fields in the order the enclosure lists them; the projection decides which of them are there.
 _SUBJECT_FIELDS: Final = (
-    "role", "full_name", "birth_date", "identifiers", "address", "phone", "email", "education", "health",
-)  # fmt: skip
+    "role",
+    "full_name",
+    "birth_date",
+    "identifiers",
+    "address",
+    "phone",
+    "email",
+    "education",
+    "health",
+)
 _NEEDS_PARTS: Final = ("client", "carers", "community")
 
 
@@ -172,8 +180,10 @@ def _fact(label: str, text: str, style: str = "plain", note: str | None = None) 
 
 def _facts(content: LetterContent, t: Mapping[str, Any]) -> list[dict[str, Any]]:
     lang, plan, basis = content.language, content.plan or {}, content.legal_basis
-    facts = [_fact(t["problem"], content.problem, "prose"), _fact(t["requested_service"], content.requested_service,
-                                                                  "prose")]  # fmt: skip
+    facts = [
+        _fact(t["problem"], content.problem, "prose"),
+        _fact(t["requested_service"], content.requested_service, "prose"),
+    ]
     if plan.get("task_title"):
         facts.append(_fact(t["plan_task"], plan["task_title"], "prose"))
     if plan.get("expected_result"):
@@ -214,8 +224,9 @@ def _subject_fields(subject: Mapping[str, Any], t: Mapping[str, Any], language: 
 def _enclosure(content: LetterContent, t: Mapping[str, Any], index: int, annex: Annex) -> dict[str, Any]:
     enclosure: dict[str, Any] = {"heading": f"{t['annex']} {index}. {t['annex_names'][annex.key]}"}
     if annex.key == "subjects":
-        rows = [{"ref": str(s.get("ref", "")), "fields": _subject_fields(s, t, content.language)}
-                for s in content.subjects]  # fmt: skip
+        rows = [
+            {"ref": str(s.get("ref", "")), "fields": _subject_fields(s, t, content.language)} for s in content.subjects
+        ]
         return {**enclosure, "kind": "subjects", "columns": [t["subject_ref"], t["subject_data"]], "rows": rows}
     if annex.key == "needs":
         needs = content.needs or {}
@@ -235,8 +246,10 @@ def letter_document(content: LetterContent) -> PdfDocument:
     if content.language not in LANGUAGES or content.kind not in KINDS:
         raise ValueError("no template for this language and kind")
     lang, t = content.language, LABELS[content.language]
-    annexes = [f"{t['annex_names'][a.key]}" + (f" ({a.count} {t['count_unit']})" if a.key == "subjects" else "") + "."
-               for a in content.annexes]  # fmt: skip
+    annexes = [
+        f"{t['annex_names'][a.key]}" + (f" ({a.count} {t['count_unit']})" if a.key == "subjects" else "") + "."
+        for a in content.annexes
+    ]
     role = content.signer_role
     signer = content.signer_name
     if role:
@@ -245,18 +258,29 @@ def letter_document(content: LetterContent) -> PdfDocument:
         "lang": lang,
         "case_ref": content.case_ref,
         "sender_name": content.sender.name,
-        "registration": {"label": t["number"], "number": content.registration_number, "dated": t["dated"],
-                         "date": _format_date(content.date, lang)},
+        "registration": {
+            "label": t["number"],
+            "number": content.registration_number,
+            "dated": t["dated"],
+            "date": _format_date(content.date, lang),
+        },
         "sender": {"name": content.sender.name, "lines": _party_lines(content.sender, t)},
-        "addressee": {"label": t["to"], "name": content.addressee.name,
-                      "lines": [v for v in (content.addressee.region, content.addressee.address) if v]},
+        "addressee": {
+            "label": t["to"],
+            "name": content.addressee.name,
+            "lines": [v for v in (content.addressee.region, content.addressee.address) if v],
+        },
         "urgency": None if content.urgency == "routine" else t["urgency_names"][content.urgency],
         "facts": _facts(content, t),
         "annexes": {"label": t["annexes"], "items": annexes, "none": t["no_annexes"]},
-        "signature": {"label": t["signer"], "signer": signer, "organisation": content.sender.name,
-                      "note": t["signed_note"]},
+        "signature": {
+            "label": t["signer"],
+            "signer": signer,
+            "organisation": content.sender.name,
+            "note": t["signed_note"],
+        },
         "enclosures": [_enclosure(content, t, i, a) for i, a in enumerate(content.annexes, start=1)],
-    }  # fmt: skip
+    }
     # The letter's date as its creation time: laid out again (a retry after a crash), a letter is the same PDF.
     created = dt.datetime.combine(content.date, dt.time(), tzinfo=content.respond_by.tzinfo or dt.UTC)
     return PdfDocument(TEMPLATES, f"{lang}/{content.kind}.typ", data, created)
@@ -290,13 +314,27 @@ def _samples() -> list[PdfDocument]:
     deadline = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     party = Party(name="Жя", region="Жя", address="Жя", phone="1", email="a@b", website="c")
     sample = LetterContent(
-        language="ru", kind="petition", registration_number="Ж-2026/0001", date=deadline.date(), sender=party,
-        addressee=party, referral_id=uuid.UUID(int=0), case_ref="Жя", purpose="Жя", problem="Жя",
-        requested_service="Жя", urgency="urgent", respond_by=deadline, complete_by=deadline,
-        legal_basis={"type": "statutory", "reference": "Жя", "justification": "Жя"}, categories=("identity",),
-        signer_name="Жя", signer_role="specialist", subjects=({"ref": "Жя", "role": "child", "full_name": "Жя"},),
+        language="ru",
+        kind="petition",
+        registration_number="Ж-2026/0001",
+        date=deadline.date(),
+        sender=party,
+        addressee=party,
+        referral_id=uuid.UUID(int=0),
+        case_ref="Жя",
+        purpose="Жя",
+        problem="Жя",
+        requested_service="Жя",
+        urgency="urgent",
+        respond_by=deadline,
+        complete_by=deadline,
+        legal_basis={"type": "statutory", "reference": "Жя", "justification": "Жя"},
+        categories=("identity",),
+        signer_name="Жя",
+        signer_role="specialist",
+        subjects=({"ref": "Жя", "role": "child", "full_name": "Жя"},),
         annexes=(Annex("subjects", 1),),
-    )  # fmt: skip
+    )
     return [letter_document(sample), letter_document(dataclasses.replace(sample, language="en"))]
 
 

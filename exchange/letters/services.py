@@ -152,29 +152,52 @@ async def register_letter(
     )
     registration_number = str(number)
     content = LetterContent(
-        language=language, kind=referral.kind, registration_number=registration_number, date=local.date(),
-        sender=_party(sender), addressee=_party(addressee), referral_id=referral.exchange_id,
-        case_ref=referral.case_ref, purpose=referral.purpose, problem=str(shared.get("problem", "")),
-        requested_service=str(shared.get("requested_service", "")), urgency=referral.urgency,
+        language=language,
+        kind=referral.kind,
+        registration_number=registration_number,
+        date=local.date(),
+        sender=_party(sender),
+        addressee=_party(addressee),
+        referral_id=referral.exchange_id,
+        case_ref=referral.case_ref,
+        purpose=referral.purpose,
+        problem=str(shared.get("problem", "")),
+        requested_service=str(shared.get("requested_service", "")),
+        urgency=referral.urgency,
         respond_by=referral.respond_by.astimezone(deps.letters.zone),
         complete_by=referral.complete_by.astimezone(deps.letters.zone),
-        legal_basis=legal_basis, categories=tuple(referral.categories), signer_name=signer_name,
-        signer_role=signer_role, subjects=tuple(shared.get("subjects", [])), needs=shared.get("needs"),
-        summary=shared.get("summary"), plan=shared.get("plan"), annexes=_annexes(shared),
-    )  # fmt: skip
+        legal_basis=legal_basis,
+        categories=tuple(referral.categories),
+        signer_name=signer_name,
+        signer_role=signer_role,
+        subjects=tuple(shared.get("subjects", [])),
+        needs=shared.get("needs"),
+        summary=shared.get("summary"),
+        plan=shared.get("plan"),
+        annexes=_annexes(shared),
+    )
     letter_id = uuid7()
     key = await _referral_data_key(session, deps, referral)
     session.info[LETTER_PENDING] = True
     session.add(
         Letter(
-            id=letter_id, tenant_id=principal.tenant_id, referral_id=referral.id,
-            registration_number=registration_number, register_year=number.year, register_number=number.number,
-            language=language, status=PENDING, issued_at=now, next_attempt_at=now, attempts=0,
+            id=letter_id,
+            tenant_id=principal.tenant_id,
+            referral_id=referral.id,
+            registration_number=registration_number,
+            register_year=number.year,
+            register_number=number.number,
+            language=language,
+            status=PENDING,
+            issued_at=now,
+            next_attempt_at=now,
+            attempts=0,
             content_sealed=key.seal(content_to_json(content), context=_letter_context(letter_id)),
         )
-    )  # fmt: skip
-    return LetterNotice(v=1, registration_number=registration_number, language=language,
-                        name=_file_name(registration_number))  # fmt: skip
+    )
+    return LetterNotice(
+        v=1, registration_number=registration_number, language=language, name=_file_name(registration_number)
+    )
 
 
 # `session.info` key set when a transaction leaves a letter pending: after its commit the letter layout has work.
@@ -273,9 +296,15 @@ async def store_rendered(session: AsyncSession, deps: ExchangeDeps, letter_id: u
     letter.signing_kid, letter.verification, letter.document_id = check.kid, check.verification.value, document.id
     letter.content_sealed, letter.next_attempt_at, letter.last_error = None, None, None
     sent = LetterBody(
-        v=1, registration_number=letter.registration_number, language=letter.language, name=name, media_type=PDF,
-        sha256=digest, signature=signature, content=base64.b64encode(pdf).decode("ascii"),
-    )  # fmt: skip
+        v=1,
+        registration_number=letter.registration_number,
+        language=letter.language,
+        name=name,
+        media_type=PDF,
+        sha256=digest,
+        signature=signature,
+        content=base64.b64encode(pdf).decode("ascii"),
+    )
     await enqueue(
         session,
         deps,
@@ -315,10 +344,13 @@ async def expect_letter(session: AsyncSession, referral: Referral, notice: Lette
     number = notice.registration_number if 0 < len(notice.registration_number) <= _MAX_NUMBER else ""
     session.add(
         Letter(
-            tenant_id=referral.tenant_id, referral_id=referral.id, registration_number=number, language=language,
+            tenant_id=referral.tenant_id,
+            referral_id=referral.id,
+            registration_number=number,
+            language=language,
             status=PENDING,
         )
-    )  # fmt: skip
+    )
 
 
 def _received_pdf(member: Mapping[str, Any]) -> bytes | None:
@@ -358,8 +390,9 @@ async def accept_letter(session: AsyncSession, deps: ExchangeDeps, referral: Ref
         check = LetterCheck(Verification.INVALID, "the letter names no registration number", check.kid)
     announced = existing.registration_number if existing is not None else ""
     if announced and announced != registration_number and check.verification is Verification.VALID:
-        check = LetterCheck(Verification.INVALID, "the letter's number is not the one its referral announced",
-                            check.kid)  # fmt: skip
+        check = LetterCheck(
+            Verification.INVALID, "the letter's number is not the one its referral announced", check.kid
+        )
     if check.verification is not Verification.VALID:
         log.warning("received letter not verified: %s", check.reason)
     document_id = None
@@ -368,8 +401,11 @@ async def accept_letter(session: AsyncSession, deps: ExchangeDeps, referral: Ref
         document = await _sealed_document(session, deps, referral.tenant_id, name, PDF, pdf, referral_id=referral.id)
         document_id = document.id
     declared = member.get("sha256")
-    digest = hashlib.sha256(pdf).hexdigest() if pdf is not None else (
-        declared if isinstance(declared, str) and _SHA256_HEX.fullmatch(declared) else "")  # fmt: skip
+    digest = (
+        hashlib.sha256(pdf).hexdigest()
+        if pdf is not None
+        else (declared if isinstance(declared, str) and _SHA256_HEX.fullmatch(declared) else "")
+    )
     letter = existing or Letter(tenant_id=referral.tenant_id, referral_id=referral.id)
     letter.registration_number = registration_number or announced
     letter.language, letter.sha256, letter.signature, letter.signing_kid = language, digest, signature, check.kid

@@ -121,8 +121,11 @@ def verify_letter(
         return LetterCheck(Verification.INVALID, "the signature header is not a casebridge letter header", kid)
     if not accepted(header["alg"], signed_at=signed_at):
         until = f"{DEPRECATED_ACCEPTED_UNTIL:%Y-%m-%d}"
-        return LetterCheck(Verification.INVALID, f"letter format version {version} is not accepted for letters signed "
-                           f"from {until} on", kid)  # fmt: skip
+        return LetterCheck(
+            Verification.INVALID,
+            f"letter format version {version} is not accepted for letters signed from {until} on",
+            kid,
+        )
     public_key = signing_public_key(sender_keys, kid)
     if public_key is None:
         return LetterCheck(Verification.INVALID, "signed with a key the sender does not publish", kid)

@@ -164,6 +164,11 @@ class LetterWorker:
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, *, poll_interval: float = 1.0) -> None:
         """Render until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
         await drain_until_stopped(
-            lambda: self.render_once(stop), batch=self.batch, stop=stop, wake=wake, poll_interval=poll_interval,
-            max_backoff=self._max_backoff, what="letter worker",
-        )  # fmt: skip
+            lambda: self.render_once(stop),
+            batch=self.batch,
+            stop=stop,
+            wake=wake,
+            poll_interval=poll_interval,
+            max_backoff=self._max_backoff,
+            what="letter worker",
+        )

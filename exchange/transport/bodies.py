@@ -186,17 +186,29 @@ class ReferralLetter(Body, frozen=True):
 
 
 AnyBody = (
-    ReferralRequested | ReferralStatus | ReferralMessage | ConsentWithdrawn | AccessReceipt | Receipt | ReceiptBatch
+    ReferralRequested
+    | ReferralStatus
+    | ReferralMessage
+    | ConsentWithdrawn
+    | AccessReceipt
+    | Receipt
+    | ReceiptBatch
     | ReferralLetter
-)  # fmt: skip
+)
 # Every body a node accepts, by type and version. plan.task is reserved: plan tasks travel as referral.requested.
 BODIES: dict[tuple[EnvelopeType, int], type[Body]] = {
     (body.TYPE, body.VERSION): body
     for body in (
-        ReferralRequested, ReferralStatus, ReferralMessage, ConsentWithdrawn, AccessReceipt, Receipt, ReceiptBatch,
+        ReferralRequested,
+        ReferralStatus,
+        ReferralMessage,
+        ConsentWithdrawn,
+        AccessReceipt,
+        Receipt,
+        ReceiptBatch,
         ReferralLetter,
     )
-}  # fmt: skip
+}
 
 
 class BodyError(ValueError):
@@ -237,9 +249,7 @@ def encode_body(body: Body) -> bytes:
 
 def body_schemas() -> dict[str, Any]:
     """JSON Schema of every body this node sends and accepts, keyed `<type> v<version>` (for docs/envelope.md)."""
-    schemas, components = msgspec.json.schema_components(
-        list(BODIES.values()), ref_template="#/$defs/{name}"
-    )  # fmt: skip
+    schemas, components = msgspec.json.schema_components(list(BODIES.values()), ref_template="#/$defs/{name}")
     return {
         "$defs": components,
         "bodies": {f"{key[0].value} v{key[1]}": schema for key, schema in zip(BODIES, schemas, strict=True)},
@@ -264,10 +274,22 @@ def bodies_markdown() -> str:
     lines += [f"| `{t.value}` | {v} | {_PURPOSE[t]} |" for t, v in BODIES]
     for (envelope_type, version), body in BODIES.items():
         schema = definitions.pop(body.__name__)
-        lines += ["", f"### `{envelope_type.value}` version {version} (`{body.__name__}`)", "", "```json",
-                  json.dumps(schema, indent=2, ensure_ascii=False), "```"]  # fmt: skip
-    lines += ["", "### Shared definitions (`#/$defs/...`)", "", "```json",
-              json.dumps(definitions, indent=2, ensure_ascii=False), "```"]  # fmt: skip
+        lines += [
+            "",
+            f"### `{envelope_type.value}` version {version} (`{body.__name__}`)",
+            "",
+            "```json",
+            json.dumps(schema, indent=2, ensure_ascii=False),
+            "```",
+        ]
+    lines += [
+        "",
+        "### Shared definitions (`#/$defs/...`)",
+        "",
+        "```json",
+        json.dumps(definitions, indent=2, ensure_ascii=False),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
 
 

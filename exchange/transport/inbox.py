@@ -145,8 +145,13 @@ class Inbox:
                         )
                     settled[index] = outcome is not _Outcome.LATER
             for (recipient, sender), envelopes in applied.items():
-                await enqueue(session, self._deps, sender=recipient, recipient=sender,
-                              body=ReceiptBatch(v=2, envelopes=envelopes, applied_at=now))  # fmt: skip
+                await enqueue(
+                    session,
+                    self._deps,
+                    sender=recipient,
+                    recipient=sender,
+                    body=ReceiptBatch(v=2, envelopes=envelopes, applied_at=now),
+                )
         if session.info.get(OUTBOX_WRITTEN):
             self._on_outbox()
         return settled
@@ -162,10 +167,13 @@ class Inbox:
             async with session.begin_nested():
                 await session.execute(
                     insert(InboxEnvelope).values(
-                        tenant_id=header.recipient, envelope_id=header.envelope_id, envelope_type=header.type.value,
-                        sender_tenant_id=header.sender, applied_at=now,
+                        tenant_id=header.recipient,
+                        envelope_id=header.envelope_id,
+                        envelope_type=header.type.value,
+                        sender_tenant_id=header.sender,
+                        applied_at=now,
                     )
-                )  # fmt: skip
+                )
                 try:
                     body = decode_body(header.type, opened.payload)
                 except BodyError as exc:
@@ -225,19 +233,28 @@ class Inbox:
         header = arrival.header
         hosted = header is not None and reason != "wrong_recipient"
         self._deps.audit.append(
-            session, action=Action.EXCHANGE_ENVELOPE_PARK, outcome=Outcome.ERROR, actor=SYSTEM_ACTOR,
+            session,
+            action=Action.EXCHANGE_ENVELOPE_PARK,
+            outcome=Outcome.ERROR,
+            actor=SYSTEM_ACTOR,
             log_tenant_id=header.recipient if header is not None and hosted else None,
-            resource_type="envelope", resource_id=str(header.envelope_id) if header else None, reason=reason,
+            resource_type="envelope",
+            resource_id=str(header.envelope_id) if header else None,
+            reason=reason,
             extra={"sender": str(header.sender)} if header else {},
-        )  # fmt: skip
+        )
         await session.execute(
             insert(DeadLetter).values(
-                envelope_id=header.envelope_id if header else None, subject=arrival.subject[:128],
+                envelope_id=header.envelope_id if header else None,
+                subject=arrival.subject[:128],
                 recipient_tenant_id=header.recipient if header else None,
-                sender_tenant_id=header.sender if header else None, reason=reason, detail=detail[:255],
-                token=arrival.token, received_at=self._deps.clock.now(),
+                sender_tenant_id=header.sender if header else None,
+                reason=reason,
+                detail=detail[:255],
+                token=arrival.token,
+                received_at=self._deps.clock.now(),
             )
-        )  # fmt: skip
+        )
 
     async def _apply(self, session: AsyncSession, opened: OpenedEnvelope, body: Body) -> None:
         match body:
@@ -262,29 +279,55 @@ class Inbox:
         basis: dict[str, str] = {"type": body.legal_basis.type}
         if body.legal_basis.reference is not None:
             basis["reference"] = body.legal_basis.reference
-        sealed: dict[str, Any] = {"problem": body.problem, "requested_service": body.requested_service,
-                                  "subjects": body.subjects}  # fmt: skip
+        sealed: dict[str, Any] = {
+            "problem": body.problem,
+            "requested_service": body.requested_service,
+            "subjects": body.subjects,
+        }
         sealed |= {k: v for k, v in (("needs", body.needs), ("summary", body.summary), ("plan", body.plan)) if v}
         sealed["pseudonyms"] = list(body.subject_pseudonyms)
         referral = await new_copy(
-            session, self._deps, header.recipient, exchange_id=body.referral_id, side=Side.RECIPIENT,
-            from_tenant_id=header.sender, to_tenant_id=header.recipient, case_ref=body.case_ref,
-            kind=ReferralKind(body.kind).value, purpose=body.purpose, urgency=body.urgency,
-            respond_by=body.respond_by, complete_by=body.complete_by, categories=list(body.categories),
-            subject_ids=[], legal_basis=basis, review_required=body.legal_basis.type == "statutory",
-            sealed=sealed, service_code=body.service[:64] if body.service else None,
-        )  # fmt: skip
+            session,
+            self._deps,
+            header.recipient,
+            exchange_id=body.referral_id,
+            side=Side.RECIPIENT,
+            from_tenant_id=header.sender,
+            to_tenant_id=header.recipient,
+            case_ref=body.case_ref,
+            kind=ReferralKind(body.kind).value,
+            purpose=body.purpose,
+            urgency=body.urgency,
+            respond_by=body.respond_by,
+            complete_by=body.complete_by,
+            categories=list(body.categories),
+            subject_ids=[],
+            legal_basis=basis,
+            review_required=body.legal_basis.type == "statutory",
+            sealed=sealed,
+            service_code=body.service[:64] if body.service else None,
+        )
         await add_timeline(session, referral, REQUESTED, body.requested_at, header.sender, None, None)
         await add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
         # The letter comes in a referral.letter envelope of its own once the sender has laid it out.
         await expect_letter(session, referral, body.letter)
         self._deps.audit.append(
-            session, action=Action.EXCHANGE_REFERRAL_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
-            log_tenant_id=header.recipient, resource_type="referral", resource_id=str(body.referral_id),
-            subjects=tuple(sealed["pseudonyms"]), purpose=referral.purpose, legal_basis=referral.legal_basis,
-            extra={"sender": str(header.sender), "categories": referral.categories,
-                   **({"letter": "pending"} if body.letter is not None else {})},
-        )  # fmt: skip
+            session,
+            action=Action.EXCHANGE_REFERRAL_RECEIVE,
+            outcome=Outcome.SUCCESS,
+            actor=SYSTEM_ACTOR,
+            log_tenant_id=header.recipient,
+            resource_type="referral",
+            resource_id=str(body.referral_id),
+            subjects=tuple(sealed["pseudonyms"]),
+            purpose=referral.purpose,
+            legal_basis=referral.legal_basis,
+            extra={
+                "sender": str(header.sender),
+                "categories": referral.categories,
+                **({"letter": "pending"} if body.letter is not None else {}),
+            },
+        )
 
     async def _referral_letter(self, session: AsyncSession, header: EnvelopeHeader, body: ReferralLetter) -> None:
         """The sender's signed letter for a referral received earlier (or still on its way: retried until it is)."""
@@ -295,13 +338,22 @@ class Inbox:
         key = await referral_key(session, self._deps, referral)
         contents = key.open(referral.sealed, context=sealed_context("referral", referral.id)) if referral.sealed else {}
         self._deps.audit.append(
-            session, action=Action.EXCHANGE_LETTER_RECEIVE, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
-            log_tenant_id=header.recipient, resource_type="referral", resource_id=str(referral.exchange_id),
-            subjects=tuple(contents.get("pseudonyms", [])), purpose=referral.purpose,
+            session,
+            action=Action.EXCHANGE_LETTER_RECEIVE,
+            outcome=Outcome.SUCCESS,
+            actor=SYSTEM_ACTOR,
+            log_tenant_id=header.recipient,
+            resource_type="referral",
+            resource_id=str(referral.exchange_id),
+            subjects=tuple(contents.get("pseudonyms", [])),
+            purpose=referral.purpose,
             legal_basis=referral.legal_basis,
-            extra={"sender": str(header.sender), "letter": check.verification.value,
-                   **({"erased": True} if referral.restricted else {})},
-        )  # fmt: skip
+            extra={
+                "sender": str(header.sender),
+                "letter": check.verification.value,
+                **({"erased": True} if referral.restricted else {}),
+            },
+        )
 
     async def _counterpart_copy(
         self, session: AsyncSession, header: EnvelopeHeader, exchange_id: uuid.UUID
@@ -309,8 +361,11 @@ class Inbox:
         referral = await session.scalar(
             select(Referral).where(Referral.tenant_id == header.recipient, Referral.exchange_id == exchange_id)
         )
-        counterpart = None if referral is None else (
-            referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id)  # fmt: skip
+        counterpart = (
+            None
+            if referral is None
+            else (referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id)
+        )
         if referral is not None and counterpart != header.sender:
             raise Unapplicable("the referral with that id is not shared with the sender")
         if referral is None:
@@ -354,14 +409,22 @@ class Inbox:
         if action not in PARTNER_READ_ACTIONS:
             raise Unapplicable("an access receipt reports reads only")
         self._deps.audit.append(
-            session, action=action, outcome=Outcome.SUCCESS,
+            session,
+            action=action,
+            outcome=Outcome.SUCCESS,
             actor=Actor(kind=body.actor.kind, id=body.actor.id, tenant_id=header.sender, role=body.actor.role),
-            log_tenant_id=referral.tenant_id, resource_type="referral", resource_id=str(referral.exchange_id),
-            subjects=tuple(body.subjects), purpose=body.purpose,
-            extra={"reported_by": str(header.sender), "receipt": str(header.envelope_id),
-                   "partner_resource": body.resource},
+            log_tenant_id=referral.tenant_id,
+            resource_type="referral",
+            resource_id=str(referral.exchange_id),
+            subjects=tuple(body.subjects),
+            purpose=body.purpose,
+            extra={
+                "reported_by": str(header.sender),
+                "receipt": str(header.envelope_id),
+                "partner_resource": body.resource,
+            },
             at=body.at,
-        )  # fmt: skip
+        )
 
     async def _consent_withdrawn(self, session: AsyncSession, header: EnvelopeHeader, body: ConsentWithdrawn) -> None:
         for exchange_id in body.referral_ids:
@@ -380,10 +443,16 @@ class Inbox:
             await forget_shared_thread(session, self._deps, referral)
             await forget_letter(session, referral)
             self._deps.audit.append(
-                session, action=Action.EXCHANGE_CONSENT_WITHDRAWAL_APPLY, outcome=Outcome.SUCCESS, actor=SYSTEM_ACTOR,
-                log_tenant_id=referral.tenant_id, resource_type="referral", resource_id=str(referral.exchange_id),
-                subjects=tuple(kept.get("pseudonyms", [])), extra={"consent": str(body.consent_id)},
-            )  # fmt: skip
+                session,
+                action=Action.EXCHANGE_CONSENT_WITHDRAWAL_APPLY,
+                outcome=Outcome.SUCCESS,
+                actor=SYSTEM_ACTOR,
+                log_tenant_id=referral.tenant_id,
+                resource_type="referral",
+                resource_id=str(referral.exchange_id),
+                subjects=tuple(kept.get("pseudonyms", [])),
+                extra={"consent": str(body.consent_id)},
+            )
 
     async def _receipt(self, session: AsyncSession, header: EnvelopeHeader, body: Receipt | ReceiptBatch) -> None:
         """The partner applied envelopes this tenant sent it: mark them delivered, and referrals `received`."""

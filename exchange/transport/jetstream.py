@@ -57,9 +57,12 @@ class JetStreamPublisher:
                 # Nats-Msg-Id makes a re-publish after a crash a no-op within the stream's duplicate window; the
                 # expected stream turns a subject no stream captures into an error instead of a silent loss.
                 pending[index] = await js.publish_async(
-                    envelope.subject, envelope.token.encode("ascii"), wait_stall=self._timeout,
-                    stream=ENVELOPE_STREAM, headers={"Nats-Msg-Id": str(envelope.envelope_id)},
-                )  # fmt: skip
+                    envelope.subject,
+                    envelope.token.encode("ascii"),
+                    wait_stall=self._timeout,
+                    stream=ENVELOPE_STREAM,
+                    headers={"Nats-Msg-Id": str(envelope.envelope_id)},
+                )
             except Exception as exc:  # too large, not connected: this one is not stored, the rest may be
                 outcomes[index] = exc
         if pending:
@@ -173,8 +176,11 @@ class InboxConsumer:
             # Type, sequence and count only: the message, the subject's tenant and the envelope stay out of logs.
             logger.warning(
                 "inbox consumer %s: a batch of %d failed (%s) from stream sequence %s; retrying",
-                self.durable, len(messages), type(exc).__name__, messages[0].metadata.sequence.stream,
-            )  # fmt: skip
+                self.durable,
+                len(messages),
+                type(exc).__name__,
+                messages[0].metadata.sequence.stream,
+            )
             settled = [False] * len(messages)
         for message, done in zip(messages, settled, strict=True):
             if done:

@@ -93,9 +93,14 @@ async def enqueue(
     session.info[OUTBOX_WRITTEN] = True
     await session.execute(
         insert(OutboxEnvelope).values(
-            tenant_id=sender, envelope_id=header.envelope_id, envelope_type=body.TYPE.value,
-            recipient_tenant_id=recipient, exchange_id=exchange_id, subject=subject, token=token,
+            tenant_id=sender,
+            envelope_id=header.envelope_id,
+            envelope_type=body.TYPE.value,
+            recipient_tenant_id=recipient,
+            exchange_id=exchange_id,
+            subject=subject,
+            token=token,
             next_attempt_at=header.created_at,
         )
-    )  # fmt: skip
+    )
     return OutgoingEnvelope(header.envelope_id, subject, token)

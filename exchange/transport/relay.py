@@ -113,15 +113,25 @@ class OutboxRelay:
                     await _set(session, [other.id for other, _ in rest], next_attempt_at=now)
         if failed:
             delay = (retry_at - now).total_seconds()
-            log.warning("outbox relay: %d not stored (%s) after %d sent; retrying in %.0fs", len(failed), error,
-                        len(sent), delay)  # fmt: skip
+            log.warning(
+                "outbox relay: %d not stored (%s) after %d sent; retrying in %.0fs",
+                len(failed),
+                error,
+                len(sent),
+                delay,
+            )
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Relay until `stop` is set: drain what is due, then sleep until `wake`, `poll_interval` or `stop`."""
         await drain_until_stopped(
-            self.relay_once, batch=self.batch, stop=stop, wake=wake, poll_interval=self._poll_interval,
-            max_backoff=self._max_backoff, what="outbox relay",
-        )  # fmt: skip
+            self.relay_once,
+            batch=self.batch,
+            stop=stop,
+            wake=wake,
+            poll_interval=self._poll_interval,
+            max_backoff=self._max_backoff,
+            what="outbox relay",
+        )
 
 
 async def _set(session: AsyncSession, ids: Sequence[uuid.UUID], **values: object) -> None:

@@ -56,8 +56,9 @@ class CsrfTokens:
 
     def cookie(self, token: str) -> Cookie:
         # HttpOnly: forms carry the token in a hidden field, so no script needs to read the cookie.
-        return Cookie(key=CSRF_COOKIE, value=token, path="/", secure=self.secure_cookie, httponly=True,
-                      samesite="strict")  # fmt: skip
+        return Cookie(
+            key=CSRF_COOKIE, value=token, path="/", secure=self.secure_cookie, httponly=True, samesite="strict"
+        )
 
     def renew(self, request: Request[Any, Any, Any], session: str | None) -> Cookie:
         """A token for the session a response begins or ends: its cookie, and the token the page it shows carries."""

@@ -44,8 +44,11 @@ def enforce_scope_and_roles(connection: ASGIConnection[Any, Any, Any, Any], hand
         # A route that forgot to declare its needs is closed, not open.
         raise Problem(FORBIDDEN, "This operation is not available.")
     if not principal.has_scope(scope):
-        raise Problem(FORBIDDEN, f"The access token lacks the '{scope}' scope.",
-                      headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})  # fmt: skip
+        raise Problem(
+            FORBIDDEN,
+            f"The access token lacks the '{scope}' scope.",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )
     if not principal.has_role(*roles):
         raise Problem(FORBIDDEN, f"This operation needs one of the roles: {', '.join(roles)}.")
 

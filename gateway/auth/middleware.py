@@ -139,8 +139,11 @@ async def confirm_client(session: AsyncSession, state: dict[str, Any]) -> None:
         raise Problem(TENANT_SUSPENDED, "The organisation this client belongs to is suspended.")
     # Read with the client, so it costs no statement: a suspension ends the tokens issued before it, for good.
     if identity[1].issued_before_suspension(check.issued_at):
-        raise Problem(INVALID_TOKEN, "The token was issued before the organisation was suspended; get a new one.",
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+        raise Problem(
+            INVALID_TOKEN,
+            "The token was issued before the organisation was suspended; get a new one.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 async def confirm_client_now(runtime: Runtime, state: dict[str, Any]) -> None:

@@ -263,10 +263,14 @@ class TokenEndpoint:
         if response.status != 200:
             async with platform_session(self._sessions) as session, session.begin():
                 self._audit.append(
-                    session, action=Action.TENANTS_TOKEN_REFUSE, outcome=Outcome.DENIED,
-                    actor=_client_actor(client), log_tenant_id=client.tenant.id if client else None, context=context,
+                    session,
+                    action=Action.TENANTS_TOKEN_REFUSE,
+                    outcome=Outcome.DENIED,
+                    actor=_client_actor(client),
+                    log_tenant_id=client.tenant.id if client else None,
+                    context=context,
                     reason=str(response.body.get("error_description") or response.body.get("error"))[:200],
-                )  # fmt: skip
+                )
         return response
 
     async def _decide(
@@ -300,9 +304,14 @@ class TokenEndpoint:
                 raise RuntimeError("authlib issued a token without authenticating a client")
             # Recorded in the same transaction as the jti: no token leaves without its audit event.
             self._audit.append(
-                session, action=Action.TENANTS_TOKEN_ISSUE, outcome=Outcome.SUCCESS, actor=_client_actor(client),
-                log_tenant_id=client.tenant.id, context=self._context.get(), extra={"scope": body.get("scope")},
-            )  # fmt: skip
+                session,
+                action=Action.TENANTS_TOKEN_ISSUE,
+                outcome=Outcome.SUCCESS,
+                actor=_client_actor(client),
+                log_tenant_id=client.tenant.id,
+                context=self._context.get(),
+                extra={"scope": body.get("scope")},
+            )
             if not await self._record_jti(session, client, context.accepted_jti, context.accepted_exp):
                 return _invalid_client("The client assertion has been used before (jti)."), client
             return TokenResponse(status, body, response_headers), client

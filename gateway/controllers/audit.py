@@ -28,10 +28,12 @@ from tenants.models import Role, Scope
 
 _DPO = [Role.DPO]
 _IN_CALENDAR = {"pattern": YEARS_PATTERN}  # the accepted years (tenants/calendar.py), for OpenAPI
-Since = Annotated[dt.datetime | None, QueryParameter(description=f"Inclusive. {INSTANT_DESCRIPTION}",
-                                                     schema_extra=_IN_CALENDAR)]  # fmt: skip
-Until = Annotated[dt.datetime | None, QueryParameter(description=f"Exclusive. {INSTANT_DESCRIPTION}",
-                                                     schema_extra=_IN_CALENDAR)]  # fmt: skip
+Since = Annotated[
+    dt.datetime | None, QueryParameter(description=f"Inclusive. {INSTANT_DESCRIPTION}", schema_extra=_IN_CALENDAR)
+]
+Until = Annotated[
+    dt.datetime | None, QueryParameter(description=f"Exclusive. {INSTANT_DESCRIPTION}", schema_extra=_IN_CALENDAR)
+]
 Cursor = Annotated[str | None, QueryParameter(max_length=64)]
 # Larger than any log grows, and the largest integer every JSON reader holds exactly (RFC 8259 §6): a larger size
 # names no checkpoint, and would not fit the 64-bit columns sizes are compared with.
@@ -60,13 +62,25 @@ class AuditController(Controller):
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_PAGE)] = 100,
     ) -> EventPage:
-        criteria = queries.EventFilter(actor_id=actor, subject_id=subject_id, resource_id=resource_id, action=action,
-                                       outcome=outcome, since=since, until=until)  # fmt: skip
+        criteria = queries.EventFilter(
+            actor_id=actor,
+            subject_id=subject_id,
+            resource_id=resource_id,
+            action=action,
+            outcome=outcome,
+            since=since,
+            until=until,
+        )
         async with tenant_transaction(request) as session:
             items, next_cursor = await queries.search_events(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                criteria=criteria, cursor=cursor, limit=limit,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                criteria=criteria,
+                cursor=cursor,
+                limit=limit,
+            )
         return EventPage(items=items, next_cursor=next_cursor)
 
     @get(
@@ -84,15 +98,27 @@ class AuditController(Controller):
     ) -> Response[SubjectReport | bytes]:
         async with tenant_transaction(request) as session:
             report = await queries.subject_report(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                subject_id=subject_id, report_format=report_format, cursor=cursor, limit=limit,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                subject_id=subject_id,
+                report_format=report_format,
+                cursor=cursor,
+                limit=limit,
+            )
         if report_format is ReportFormat.JSON:
             return Response(report)
-        body = (await reports.report_pdf(report, exchange_deps(request).letters.typeset)
-                if report_format is ReportFormat.PDF else reports.report_csv(report))  # fmt: skip
-        return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=_file_headers(
-            request, report_format, limit, report.next_cursor))  # fmt: skip
+        body = (
+            await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+            if report_format is ReportFormat.PDF
+            else reports.report_csv(report)
+        )
+        return Response(
+            body,
+            media_type=reports.MEDIA_TYPES[report_format],
+            headers=_file_headers(request, report_format, limit, report.next_cursor),
+        )
 
     @get(
         "/review",
@@ -122,9 +148,13 @@ class AuditController(Controller):
     ) -> ReviewOut:
         async with tenant_transaction(request) as session:
             return await queries.mark_reviewed(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                event_id=event_id, note=data.note,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                event_id=event_id,
+                note=data.note,
+            )
 
     @get(
         "/anomalies",
@@ -134,12 +164,26 @@ class AuditController(Controller):
     async def anomalies(self, request: Request[Any, Any, Any], since: Since = None, until: Until = None) -> AnomalyPage:
         async with tenant_transaction(request) as session:
             since, until, flags = await queries.find_anomalies(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                thresholds=thresholds(runtime_of(request).settings.audit), since=since, until=until,
-            )  # fmt: skip
-        items = [AnomalyOut(rule=f.rule.value, actor_id=f.actor_id, actor_tenant_id=f.actor_tenant_id,
-                            window_start=f.window_start, window_end=f.window_end, count=f.count,
-                            event_ids=list(f.event_ids)) for f in flags]  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                thresholds=thresholds(runtime_of(request).settings.audit),
+                since=since,
+                until=until,
+            )
+        items = [
+            AnomalyOut(
+                rule=f.rule.value,
+                actor_id=f.actor_id,
+                actor_tenant_id=f.actor_tenant_id,
+                window_start=f.window_start,
+                window_end=f.window_end,
+                count=f.count,
+                event_ids=list(f.event_ids),
+            )
+            for f in flags
+        ]
         return AnomalyPage(since=since, until=until, items=items)
 
 
@@ -181,11 +225,17 @@ class TrailController(Controller):
         if checkpoint is None:
             raise NotFound("No checkpoint has been signed yet; try again in a few seconds.")
         cosigned = await cosignatures_at(runtime.sessions, checkpoint.size)
-        return {"origin": checkpoint.origin, "size": checkpoint.size, "root": _b64(checkpoint.root),
-                "note": checkpoint.note,
-                "cosignatures": [{"tenant_id": str(c.cosigner_tenant_id), "key_name": c.key_name,
-                                  "signed_at": c.created_at.isoformat()} for c in cosigned],
-                "cosigned_note": merge_signatures(checkpoint.note, [c.note for c in cosigned])}  # fmt: skip
+        return {
+            "origin": checkpoint.origin,
+            "size": checkpoint.size,
+            "root": _b64(checkpoint.root),
+            "note": checkpoint.note,
+            "cosignatures": [
+                {"tenant_id": str(c.cosigner_tenant_id), "key_name": c.key_name, "signed_at": c.created_at.isoformat()}
+                for c in cosigned
+            ],
+            "cosigned_note": merge_signatures(checkpoint.note, [c.note for c in cosigned]),
+        }
 
     @get(
         "/events/{event_id:uuid}/proof",
@@ -204,10 +254,15 @@ class TrailController(Controller):
         # Outside the request's transaction: the sealer reads in a session of its own (SQLite has one connection).
         proof = await runtime_of(request).sealer.inclusion(event_id, size)
         return {
-            "event_id": str(proof.event_id), "seq": proof.seq, "leaf_index": proof.leaf_index,
-            "leaf_hash": _b64(proof.leaf_hash), "size": proof.size, "root": _b64(proof.root),
-            "proof": [_b64(h) for h in proof.proof], "note": proof.note,
-        }  # fmt: skip
+            "event_id": str(proof.event_id),
+            "seq": proof.seq,
+            "leaf_index": proof.leaf_index,
+            "leaf_hash": _b64(proof.leaf_hash),
+            "size": proof.size,
+            "root": _b64(proof.root),
+            "proof": [_b64(h) for h in proof.proof],
+            "note": proof.note,
+        }
 
     @get(
         "/checkpoints/consistency",
@@ -224,10 +279,14 @@ class TrailController(Controller):
             audit_of(request).touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")
         proof = await runtime_of(request).sealer.consistency(old, new)
         return {
-            "old_size": proof.old_size, "new_size": proof.new_size, "old_root": _b64(proof.old_root),
-            "new_root": _b64(proof.new_root), "proof": [_b64(h) for h in proof.proof],
-            "old_note": proof.old_note, "new_note": proof.new_note,
-        }  # fmt: skip
+            "old_size": proof.old_size,
+            "new_size": proof.new_size,
+            "old_root": _b64(proof.old_root),
+            "new_root": _b64(proof.new_root),
+            "proof": [_b64(h) for h in proof.proof],
+            "old_note": proof.old_note,
+            "new_note": proof.new_note,
+        }
 
 
 def _b64(data: bytes) -> str:

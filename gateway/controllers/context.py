@@ -66,9 +66,12 @@ async def tenant_transaction(
     # that shows its form again after a refusal reads the case: that read is recorded as what it is).
     action = action or request.scope["route_handler"].opt[AUDIT]
     scope = AccessScope(
-        log=runtime.exchange.audit, actor=actor_of(principal), log_tenant_id=principal.tenant_id, action=action,
+        log=runtime.exchange.audit,
+        actor=actor_of(principal),
+        log_tenant_id=principal.tenant_id,
+        action=action,
         context=request_context(request),
-    )  # fmt: skip
+    )
     request.scope["state"]["audit_scope"] = scope
     read = request.method in READ_METHODS
     try:

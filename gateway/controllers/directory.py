@@ -44,9 +44,11 @@ class DirectoryController(Controller):
         # The directory is shared by every tenant, and the figures read every sender's copy: a platform-scoped read.
         async with platform_session(runtime.sessions) as session:
             items = await directory_with_figures(
-                session, query, now=runtime.exchange.clock.now(),
+                session,
+                query,
+                now=runtime.exchange.clock.now(),
                 jwks_url=lambda tenant_id: tenant_jwks_url(runtime.settings.server.base_url, tenant_id),
-            )  # fmt: skip
+            )
         return DirectoryPage(items=items)
 
     @put(
@@ -61,6 +63,8 @@ class DirectoryController(Controller):
         # Answer with the entry as the directory now shows it: the figures read every sender's copy (platform scope).
         async with platform_session(runtime.sessions) as session:
             return await entry_with_figures(
-                session, tenant, now=runtime.exchange.clock.now(),
+                session,
+                tenant,
+                now=runtime.exchange.clock.now(),
                 jwks_url=tenant_jwks_url(runtime.settings.server.base_url, tenant.id),
-            )  # fmt: skip
+            )

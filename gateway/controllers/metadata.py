@@ -38,8 +38,12 @@ async def authorization_server_metadata(request: Request[Any, Any, Any]) -> dict
     }
 
 
-@get("/.well-known/jwks.json", opt={PUBLIC: True}, tags=["oauth"],
-     summary="Keys that sign access tokens, then the audit log's checkpoint keys")  # fmt: skip
+@get(
+    "/.well-known/jwks.json",
+    opt={PUBLIC: True},
+    tags=["oauth"],
+    summary="Keys that sign access tokens, then the audit log's checkpoint keys",
+)
 async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with platform_session(runtime.sessions) as session:
@@ -48,8 +52,12 @@ async def gateway_jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"keys": [published_jwk(k.public_jwk) for k in keys] + checkpoint_keys}
 
 
-@get("/.well-known/tenants/{tenant_id:uuid}/jwks.json", opt={PUBLIC: True}, tags=["directory"],
-     summary="A tenant's public envelope encryption and signing keys")  # fmt: skip
+@get(
+    "/.well-known/tenants/{tenant_id:uuid}/jwks.json",
+    opt={PUBLIC: True},
+    tags=["directory"],
+    summary="A tenant's public envelope encryption and signing keys",
+)
 async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: FromPath[uuid.UUID]) -> dict[str, Any]:
     runtime: Runtime = request.app.state.runtime
     async with platform_session(runtime.sessions) as session:

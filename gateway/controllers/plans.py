@@ -33,9 +33,13 @@ class PlanController(Controller):
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             plan, created = await plans.create_plan(
-                session, deps, principal=principal_of(request), audit=audit_of(request), data=data,
+                session,
+                deps,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                data=data,
                 idempotency_key=idempotency_key,
-            )  # fmt: skip
+            )
             view = await plans.plan_view(session, deps, plan, audit_of(request))
         return Response(view, status_code=201 if created else 200)
 
@@ -50,18 +54,27 @@ class PlanController(Controller):
     ) -> PlanPage:
         async with tenant_transaction(request) as session:
             items, next_cursor = await plans.list_plans(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                status=status, case_id=case_id, cursor=cursor, limit=limit,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                status=status,
+                case_id=case_id,
+                cursor=cursor,
+                limit=limit,
+            )
         return PlanPage(items=items, next_cursor=next_cursor)
 
     @get("/{plan_id:uuid}", opt=needs(Scope.REFERRALS_READ, _PLANNERS, Action.EXCHANGE_PLAN_READ), summary="One plan")
     async def get_plan(self, request: Request[Any, Any, Any], plan_id: FromPath[uuid.UUID]) -> PlanOut:
         async with tenant_transaction(request) as session:
             return await plans.read_plan(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
                 plan_id=plan_id,
-            )  # fmt: skip
+            )
 
     @post(
         "/{plan_id:uuid}/tasks",
@@ -75,9 +88,13 @@ class PlanController(Controller):
         deps = exchange_deps(request)
         async with tenant_transaction(request) as session:
             plan = await plans.add_tasks(
-                session, deps, principal=principal_of(request), audit=audit_of(request), plan_id=plan_id,
+                session,
+                deps,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                plan_id=plan_id,
                 tasks=data.tasks,
-            )  # fmt: skip
+            )
             return await plans.plan_view(session, deps, plan, audit_of(request))
 
     @post(
@@ -107,8 +124,11 @@ class PlanController(Controller):
                 session, deps, principal=principal_of(request), audit=audit_of(request), plan_id=plan_id
             )
         body = await plan_report.summary_pdf(deps, summary)
-        return Response(body, media_type="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.pdf"'})  # fmt: skip
+        return Response(
+            body,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.pdf"'},
+        )
 
 
 class ReminderController(Controller):
@@ -120,7 +140,10 @@ class ReminderController(Controller):
         runtime = runtime_of(request)
         async with tenant_transaction(request) as session:
             items = await reminders.reminders_for(
-                session, principal=principal_of(request), audit=audit_of(request), now=runtime.clock.now(),
+                session,
+                principal=principal_of(request),
+                audit=audit_of(request),
+                now=runtime.clock.now(),
                 lead=runtime.settings.reminders.lead,
-            )  # fmt: skip
+            )
         return ReminderList(items=items)

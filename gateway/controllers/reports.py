@@ -23,14 +23,23 @@ SVG_MEDIA_TYPE = "image/svg+xml"
 # Optional here so that a missing one gets a problem naming it (parse_period), not a generic validation error.
 From = Annotated[
     str | None,
-    QueryParameter(name="from", min_length=1, max_length=40, schema_extra={"pattern": YEARS_PATTERN},
-                   description=f"first day (YYYY-MM-DD, included) or instant (RFC 3339, included), within {DAY_RANGE}"),
-]  # fmt: skip
+    QueryParameter(
+        name="from",
+        min_length=1,
+        max_length=40,
+        schema_extra={"pattern": YEARS_PATTERN},
+        description=f"first day (YYYY-MM-DD, included) or instant (RFC 3339, included), within {DAY_RANGE}",
+    ),
+]
 Until = Annotated[
     str | None,
-    QueryParameter(min_length=1, max_length=40, schema_extra={"pattern": YEARS_PATTERN},
-                   description=f"last day (YYYY-MM-DD, included) or instant (RFC 3339, excluded), within {DAY_RANGE}"),
-]  # fmt: skip
+    QueryParameter(
+        min_length=1,
+        max_length=40,
+        schema_extra={"pattern": YEARS_PATTERN},
+        description=f"last day (YYYY-MM-DD, included) or instant (RFC 3339, excluded), within {DAY_RANGE}",
+    ),
+]
 TimeZone = Annotated[str, QueryParameter(max_length=64, description="IANA time zone the dates are days of")]
 BoxParam = Annotated[Literal["outgoing", "incoming", "both"], QueryParameter(description="which referrals")]
 
@@ -72,8 +81,11 @@ class ReportController(Controller):
         if not as_csv:
             return Response(report)
         name = f"referrals-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"
-        return Response(reporting.report_csv(report), media_type=CSV_MEDIA_TYPE,
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+        return Response(
+            reporting.report_csv(report),
+            media_type=CSV_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @get(
         "/referrals/chart.svg",
@@ -104,9 +116,13 @@ class ReportController(Controller):
 async def _report(request: Request[Any, Any, Any], period: reporting.Period, boxes: tuple[Any, ...]) -> ReferralReport:
     async with tenant_transaction(request) as session:
         return await reporting.referral_report(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            period=period, boxes=boxes,
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            period=period,
+            boxes=boxes,
+        )
 
 
 def _accepts_csv(request: Request[Any, Any, Any]) -> bool:

@@ -29,5 +29,11 @@ _STATIC = create_static_files_router(
 
 # Other areas of the interface add their route lists here (their pages use gateway/web/pages.py; see docs/web.md).
 WEB_ROUTES: list[ControllerRouterHandler] = [
-    *SIGNIN_ROUTES, *CASEWORK_ROUTES, *REFERRAL_ROUTES, *DPO_ROUTES, *ADMIN_ROUTES, *REPORT_ROUTES, _STATIC
-]  # fmt: skip
+    *SIGNIN_ROUTES,
+    *CASEWORK_ROUTES,
+    *REFERRAL_ROUTES,
+    *DPO_ROUTES,
+    *ADMIN_ROUTES,
+    *REPORT_ROUTES,
+    _STATIC,
+]

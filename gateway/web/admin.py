@@ -117,9 +117,13 @@ async def users_page(request: Request[Any, Any, Any], cursor: FromQuery[str | No
             session, runtime.clock, principal=principal_of(request), offset=offset, limit=PER_PAGE
         )
     return render(
-        request, "admin_users.html", members=found.items, total=found.total, me=principal_of(request).actor_id,
+        request,
+        "admin_users.html",
+        members=found.items,
+        total=found.total,
+        me=principal_of(request).actor_id,
         **_pages(offset, found.total),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +157,31 @@ async def _form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], dict[s
 async def invite(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
     fields, many = await _form(request)
-    data = InviteForm(email=fields.get("email", ""), display_name=fields.get("display_name", ""),
-                      roles=many.get("roles", []))  # fmt: skip
+    data = InviteForm(
+        email=fields.get("email", ""), display_name=fields.get("display_name", ""), roles=many.get("roles", [])
+    )
     try:
         async with tenant_transaction(request) as session:
             invited = await admin.invite_user(
-                session, runtime.clock, principal=principal_of(request), email=data.email, roles=data.roles,
-                display_name=data.display_name, valid_for=runtime.settings.sessions.invitation_lifetime,
-            )  # fmt: skip
-            audit_of(request).touched(resource_type="user", resource_id=invited.user.id,
-                                                          roles=invited.user.roles)  # fmt: skip
+                session,
+                runtime.clock,
+                principal=principal_of(request),
+                email=data.email,
+                roles=data.roles,
+                display_name=data.display_name,
+                valid_for=runtime.settings.sessions.invitation_lifetime,
+            )
+            audit_of(request).touched(resource_type="user", resource_id=invited.user.id, roles=invited.user.roles)
     except (InvalidInput, Conflict) as exc:
         form = {"email": data.email, "display_name": data.display_name, "roles": data.roles}
-        return render(request, "admin_invite.html", status=400, roles=list(ROLE_LABELS), form=form,
-                      error=service_error(request, exc))  # fmt: skip
+        return render(
+            request,
+            "admin_invite.html",
+            status=400,
+            roles=list(ROLE_LABELS),
+            form=form,
+            error=service_error(request, exc),
+        )
     link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
     # The link is shown once, on this page only: never in a redirect, a cookie or a log.
     return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
@@ -178,8 +193,7 @@ async def user_page(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID
     async with tenant_transaction(request) as session:
         member = await admin.staff_member(session, runtime.clock, principal=principal_of(request), user_id=user_id)
         audit_of(request).touched(resource_type="user", resource_id=user_id)
-    return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS),
-                  me=principal_of(request).actor_id)  # fmt: skip
+    return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS), me=principal_of(request).actor_id)
 
 
 @post(f"{USER}/{{user_id:uuid}}/roles", **page(*_ADMIN, Action.TENANTS_USER_ROLES))
@@ -209,8 +223,14 @@ async def reset_second_factor(request: Request[Any, Any, Any], user_id: FromPath
             )
     except Conflict as exc:
         return redirect(request, back, error=service_error(request, exc))
-    return redirect(request, back, success=_("The second factor was reset. The person sets up a new one at the "
-                                             "next sign-in; their open sessions have ended."))  # fmt: skip
+    return redirect(
+        request,
+        back,
+        success=_(
+            "The second factor was reset. The person sets up a new one at the "
+            "next sign-in; their open sessions have ended."
+        ),
+    )
 
 
 def _set_active(active: bool) -> Any:
@@ -225,15 +245,19 @@ def _set_active(active: bool) -> Any:
             async with tenant_transaction(request) as session:
                 audit_of(request).touched(resource_type="user", resource_id=user_id)
                 await admin.set_active(
-                    session, runtime_of(request).clock, principal=principal_of(request), user_id=user_id,
+                    session,
+                    runtime_of(request).clock,
+                    principal=principal_of(request),
+                    user_id=user_id,
                     active=active,
-                )  # fmt: skip
+                )
         except Conflict as exc:
             return redirect(request, back, error=service_error(request, exc))
         if active:
             return redirect(request, back, success=_("The account is active again. The person can sign in."))
-        return redirect(request, back, success=_("The account was deactivated. Their sessions have ended and they "
-                                                 "cannot sign in."))  # fmt: skip
+        return redirect(
+            request, back, success=_("The account was deactivated. Their sessions have ended and they cannot sign in.")
+        )
 
     return handler
 
@@ -245,9 +269,12 @@ async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[
         async with tenant_transaction(request) as session:
             audit_of(request).touched(resource_type="user", resource_id=user_id, reissue=True)
             invited = await admin.reissue_invitation(
-                session, runtime.clock, principal=principal_of(request), user_id=user_id,
+                session,
+                runtime.clock,
+                principal=principal_of(request),
+                user_id=user_id,
                 valid_for=runtime.settings.sessions.invitation_lifetime,
-            )  # fmt: skip
+            )
     except Conflict as exc:
         return redirect(request, f"{USER}/{user_id}", error=service_error(request, exc))
     link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
@@ -262,17 +289,21 @@ async def clients_page(request: Request[Any, Any, Any], cursor: FromQuery[str | 
     offset = _offset(cursor)
     async with tenant_transaction(request) as session:
         found = await admin.list_clients(session, principal=principal_of(request), offset=offset, limit=PER_PAGE)
-    return render(request, "admin_clients.html", clients=found.items, total=found.total,
-                  **_pages(offset, found.total))  # fmt: skip
+    return render(request, "admin_clients.html", clients=found.items, total=found.total, **_pages(offset, found.total))
 
 
 def _client_form(
     request: Request[Any, Any, Any], *, status: int = 200, form: dict[str, Any] | None = None, error: str | None = None
 ) -> Response[Any]:
     return render(
-        request, "admin_client_new.html", status=status, scopes=SCOPE_LABELS, client_roles=sorted(CLIENT_ROLES),
-        form=form or {"role": Role.SPECIALIST.value, "scopes": []}, error=error,
-    )  # fmt: skip
+        request,
+        "admin_client_new.html",
+        status=status,
+        scopes=SCOPE_LABELS,
+        client_roles=sorted(CLIENT_ROLES),
+        form=form or {"role": Role.SPECIALIST.value, "scopes": []},
+        error=error,
+    )
 
 
 @get(f"{CLIENTS}/new", **page(*_ADMIN, None))
@@ -284,26 +315,42 @@ async def client_form(request: Request[Any, Any, Any]) -> Response[Any]:
 async def register_client(request: Request[Any, Any, Any]) -> Response[Any]:
     _ = translator(request)
     fields, many = await _form(request)
-    data = ClientForm(name=fields.get("name", ""), jwk=fields.get("jwk", ""), role=fields.get("role", ""),
-                      scopes=many.get("scopes", []))  # fmt: skip
+    data = ClientForm(
+        name=fields.get("name", ""),
+        jwk=fields.get("jwk", ""),
+        role=fields.get("role", ""),
+        scopes=many.get("scopes", []),
+    )
     form = {"name": data.name, "jwk": data.jwk, "role": data.role, "scopes": data.scopes}
     try:
         jwk = json.loads(data.jwk)
     except json.JSONDecodeError:
-        return _client_form(request, status=400, form=form,
-                            error=_("The public key is not valid JSON. Paste the whole JWK, from { to }."))  # fmt: skip
+        return _client_form(
+            request,
+            status=400,
+            form=form,
+            error=_("The public key is not valid JSON. Paste the whole JWK, from { to }."),
+        )
     try:
         async with tenant_transaction(request) as session:
             client = await admin.register_client(
-                session, principal=principal_of(request), name=data.name, public_jwk=jwk, scopes=data.scopes,
+                session,
+                principal=principal_of(request),
+                name=data.name,
+                public_jwk=jwk,
+                scopes=data.scopes,
                 role=data.role,
-            )  # fmt: skip
-            audit_of(request).touched(resource_type="api_client", resource_id=client.client_id,
-                                      scopes=client.scopes, role=client.role)  # fmt: skip
+            )
+            audit_of(request).touched(
+                resource_type="api_client", resource_id=client.client_id, scopes=client.scopes, role=client.role
+            )
     except InvalidInput as exc:
         return _client_form(request, status=400, form=form, error=service_error(request, exc))
-    return redirect(request, CLIENTS, success=_("The client was registered. Its client_id is %(client_id)s.",
-                                                client_id=client.client_id))  # fmt: skip
+    return redirect(
+        request,
+        CLIENTS,
+        success=_("The client was registered. Its client_id is %(client_id)s.", client_id=client.client_id),
+    )
 
 
 class ConfirmForm(msgspec.Struct):
@@ -350,8 +397,14 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
         audit_of(request).touched(
             resource_type="key_ring", resource_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid
         )
-    return redirect(request, KEYS, success=_("New keys are in use. The previous ones stay valid for partners' "
-                                             "messages in transit until their grace period ends."))  # fmt: skip
+    return redirect(
+        request,
+        KEYS,
+        success=_(
+            "New keys are in use. The previous ones stay valid for partners' "
+            "messages in transit until their grace period ends."
+        ),
+    )
 
 
 # -- the invitee's page -----------------------------------------------------------------------------------------------
@@ -384,22 +437,34 @@ async def accept_invitation(
                 session, runtime.clock, token=token, password=data.new_password, confirmation=data.confirmation
             )
             runtime.exchange.audit.append(
-                session, action=Action.TENANTS_INVITATION_ACCEPT, outcome=Outcome.SUCCESS,
+                session,
+                action=Action.TENANTS_INVITATION_ACCEPT,
+                outcome=Outcome.SUCCESS,
                 actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
-                log_tenant_id=user.tenant_id, context=request_context(request), resource_type="user",
+                log_tenant_id=user.tenant_id,
+                context=request_context(request),
+                resource_type="user",
                 resource_id=str(user.id),
-            )  # fmt: skip
+            )
             email = user.email
     except NotFound:
         return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
     except InvalidInput as exc:
         async with platform_session(runtime.sessions) as session, session.begin():
             found = await admin.open_invitation(session, runtime.clock, token=token)
-        return render(request, "admin_invitation.html", status=400, valid=found is not None,
-                      email=found[1].email if found else None,
-                      error=service_error(request, exc))  # fmt: skip
-    return redirect(request, "/login", success=_("Your password is set. Sign in with %(email)s and set up the "
-                                                 "second factor.", email=email))  # fmt: skip
+        return render(
+            request,
+            "admin_invitation.html",
+            status=400,
+            valid=found is not None,
+            email=found[1].email if found else None,
+            error=service_error(request, exc),
+        )
+    return redirect(
+        request,
+        "/login",
+        success=_("Your password is set. Sign in with %(email)s and set up the second factor.", email=email),
+    )
 
 
 ADMIN_ROUTES: list[HTTPRouteHandler] = [

@@ -95,9 +95,13 @@ async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | Non
         return back_to_first_page(request, bad)
     async with tenant_transaction(request) as session:
         items, next_cursor = await cases.list_cases(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            cursor=cursor, limit=CASES_PER_PAGE,
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            cursor=cursor,
+            limit=CASES_PER_PAGE,
+        )
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
 
@@ -122,8 +126,15 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
         }
         if birth := _text(form, f"subject-{row}-birth"):
             if _date(birth) is None:
-                return render(request, "case_new.html", status=400, rows=range(SUBJECT_ROWS), roles=list(SubjectRole),
-                              form=dict(form), error=day_error(request, FIELD_LABELS["birth_date"]))  # fmt: skip
+                return render(
+                    request,
+                    "case_new.html",
+                    status=400,
+                    rows=range(SUBJECT_ROWS),
+                    roles=list(SubjectRole),
+                    form=dict(form),
+                    error=day_error(request, FIELD_LABELS["birth_date"]),
+                )
             subject["birth_date"] = birth
         subjects.append(subject)
     body = {
@@ -134,13 +145,27 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
         "key_worker_id": str(principal_of(request).actor_id),
     }
     if not body["title"] or not subjects:
-        return render(request, "case_new.html", status=400, rows=range(SUBJECT_ROWS), roles=list(SubjectRole),
-                      form=dict(form), error=_("Give the case a title and at least one person."))  # fmt: skip
+        return render(
+            request,
+            "case_new.html",
+            status=400,
+            rows=range(SUBJECT_ROWS),
+            roles=list(SubjectRole),
+            form=dict(form),
+            error=_("Give the case a title and at least one person."),
+        )
     try:
         data = msgspec.convert(body, CaseIn)
     except msgspec.ValidationError as exc:
-        return render(request, "case_new.html", status=400, rows=range(SUBJECT_ROWS), roles=list(SubjectRole),
-                      form=dict(form), error=invalid_form_text(request, exc))  # fmt: skip
+        return render(
+            request,
+            "case_new.html",
+            status=400,
+            rows=range(SUBJECT_ROWS),
+            roles=list(SubjectRole),
+            form=dict(form),
+            error=invalid_form_text(request, exc),
+        )
     async with tenant_transaction(request) as session:
         case = await cases.create_case(
             session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=data
@@ -162,13 +187,23 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         audit = audit_of(request)
         case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
         consents, next_consent = await worklist.case_consents(
-            session, deps, principal=principal, audit=audit, case_id=case_id, after_id=consents_after,
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            case_id=case_id,
+            after_id=consents_after,
             limit=CONSENTS_PER_PAGE,
-        )  # fmt: skip
+        )
         referrals, next_referral = await worklist.case_referrals(
-            session, deps, principal=principal, audit=audit, case_id=case_id, before_id=referrals_before,
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            case_id=case_id,
+            before_id=referrals_before,
             limit=REFERRALS_PER_PAGE,
-        )  # fmt: skip
+        )
         timeline, more_events = await worklist.case_timeline(
             session, principal=principal, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
         )
@@ -182,11 +217,18 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         "timeline": (next_offset(timeline_offset, TIMELINE_PER_PAGE, more_events), timeline_offset or None),
     }
     return render(
-        request, "case.html", case=case, consents=consents, referrals=referrals,
-        subjects={s.id: s for s in case.subjects}, partners=partners,
-        key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None, timeline=timeline,
-        pages=pages, page_params=page_state(request, CASE_PAGES),
-    )  # fmt: skip
+        request,
+        "case.html",
+        case=case,
+        consents=consents,
+        referrals=referrals,
+        subjects={s.id: s for s in case.subjects},
+        partners=partners,
+        key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None,
+        timeline=timeline,
+        pages=pages,
+        page_params=page_state(request, CASE_PAGES),
+    )
 
 
 async def _tenant_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -217,14 +259,25 @@ async def _consent_form(
         partners = await search_directory(session, DirectoryQuery())
     default_until = (runtime_of(request).clock.now() + dt.timedelta(days=365)).date().isoformat()
     return render(
-        request, "consent_new.html", status=status, case=case, categories=list(Category), relations=list(Relation),
-        purposes=PURPOSES, kinds=list(TenantKind), default_until=default_until,
-        partners=[p for p in partners if p.id != principal_of(request).tenant_id], **extra,
-    )  # fmt: skip
+        request,
+        "consent_new.html",
+        status=status,
+        case=case,
+        categories=list(Category),
+        relations=list(Relation),
+        purposes=PURPOSES,
+        kinds=list(TenantKind),
+        default_until=default_until,
+        partners=[p for p in partners if p.id != principal_of(request).tenant_id],
+        **extra,
+    )
 
 
-@post("/cases/{case_id:uuid}/consents/new", **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CONSENT_CREATE),
-      request_max_body_size=8 * 1024 * 1024)  # fmt: skip
+@post(
+    "/cases/{case_id:uuid}/consents/new",
+    **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CONSENT_CREATE),
+    request_max_body_size=8 * 1024 * 1024,
+)
 async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     form = await request.form()
@@ -244,12 +297,14 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
             (not body["given_by"]["name"], _("Enter the name of the person who signed.")),
             (not body["purposes"], _("Tick at least one purpose.")),
             (not body["categories"], _("Tick at least one kind of data.")),
-            (not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
-             _("Name at least one recipient agency or kind of agency.")),
+            (
+                not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
+                _("Name at least one recipient agency or kind of agency."),
+            ),
             (not _text(form, "valid_until"), _("Enter the date until which the consent is valid.")),
         )
         if failed
-    ]  # fmt: skip
+    ]
     valid_until = _end_of_day(_text(form, "valid_until"))
     if valid_until is None and _text(form, "valid_until"):
         missing.append(day_error(request, FIELD_LABELS["valid_until"]))
@@ -268,10 +323,15 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
             if isinstance(upload, UploadFile) and upload.filename:
                 content = await upload.read()
                 document = await cases.store_document(
-                    session, deps, principal=principal, audit=audit, name=upload.filename,
-                    media_type=upload.content_type, content=content,
+                    session,
+                    deps,
+                    principal=principal,
+                    audit=audit,
+                    name=upload.filename,
+                    media_type=upload.content_type,
+                    content=content,
                     max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
-                )  # fmt: skip
+                )
                 data.evidence = Evidence(document_id=document.id)
             await cases.record_consent(session, deps, principal=principal, audit=audit, case_id=case_id, data=data)
     except InvalidInput as exc:
@@ -290,9 +350,13 @@ async def withdraw_consent(request: Request[Any, Any, Any], consent_id: FromPath
         return redirect(request, case_path, error=_("Give the reason for the withdrawal."))
     async with tenant_transaction(request) as session:
         await cases.withdraw_consent(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            consent_id=consent_id, reason=reason,
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            consent_id=consent_id,
+            reason=reason,
+        )
     return redirect(request, case_path, success=_("The consent is withdrawn. Partners holding data under it are told."))
 
 
@@ -329,10 +393,14 @@ async def _composer(
     # Public profiles and their figures from every sender's copies: a platform-scoped read, as in the API.
     async with platform_session(runtime.sessions) as session:
         partners, more_agencies = await worklist.directory_page(
-            session, query, principal=principal, now=runtime.clock.now(),
+            session,
+            query,
+            principal=principal,
+            now=runtime.clock.now(),
             jwks_url=lambda tenant_id: tenant_jwks_url(runtime.settings.server.base_url, tenant_id),
-            offset=offset, limit=AGENCIES_PER_PAGE,
-        )  # fmt: skip
+            offset=offset,
+            limit=AGENCIES_PER_PAGE,
+        )
     recipient = _uuid(chosen.get("to"))
     purpose = str(chosen["purpose"]) if chosen.get("purpose") in PURPOSES else PURPOSES[0]
     basis_type = "statutory" if chosen.get("basis") == "statutory" else "consent"
@@ -348,9 +416,16 @@ async def _composer(
             basis = StatutoryBasis(reference, "-") if basis_type == "statutory" and reference else None
             try:
                 offers = await worklist.offered_categories(
-                    session, deps, principal=principal, audit=audit, case_id=case_id, subject_ids=subject_ids,
-                    recipient_id=recipient, purpose=purpose, basis=basis,
-                )  # fmt: skip
+                    session,
+                    deps,
+                    principal=principal,
+                    audit=audit,
+                    case_id=case_id,
+                    subject_ids=subject_ids,
+                    recipient_id=recipient,
+                    purpose=purpose,
+                    basis=basis,
+                )
             except CasebridgeError:
                 recipient, offers = None, []
     now = runtime_of(request).clock.now()
@@ -361,14 +436,30 @@ async def _composer(
     kept = ("problem_filter", "district", "kind", "to", "purpose", "basis", "reference")
     agency_params = {k: str(chosen[k]) for k in kept if isinstance(chosen.get(k), str) and chosen[k]}
     return render(
-        request, "composer.html", status=status, case=case, partners=partners, chosen=chosen, recipient=recipient,
-        recipient_name=recipient_name, purpose=purpose, agency_params=agency_params,
+        request,
+        "composer.html",
+        status=status,
+        case=case,
+        partners=partners,
+        chosen=chosen,
+        recipient=recipient,
+        recipient_name=recipient_name,
+        purpose=purpose,
+        agency_params=agency_params,
         agency_pages=(next_offset(offset, AGENCIES_PER_PAGE, more_agencies), offset or None),
-        purposes=PURPOSES, basis_type=basis_type, reference=reference, statutes=STATUTORY_CATALOGUE,
-        subject_ids=subject_ids, offers=offers, kinds=list(TenantKind), referral_kinds=list(ReferralKind),
-        urgencies=list(Urgency), default_respond=(now + dt.timedelta(days=5)).date().isoformat(),
-        default_complete=(now + dt.timedelta(days=30)).date().isoformat(), **extra,
-    )  # fmt: skip
+        purposes=PURPOSES,
+        basis_type=basis_type,
+        reference=reference,
+        statutes=STATUTORY_CATALOGUE,
+        subject_ids=subject_ids,
+        offers=offers,
+        kinds=list(TenantKind),
+        referral_kinds=list(ReferralKind),
+        urgencies=list(Urgency),
+        default_respond=(now + dt.timedelta(days=5)).date().isoformat(),
+        default_complete=(now + dt.timedelta(days=30)).date().isoformat(),
+        **extra,
+    )
 
 
 def _as_list(value: Any) -> list[str]:
@@ -415,8 +506,11 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
     if refusal is None and respond_by is not None and respond_by <= runtime_of(request).clock.now():
         refusal = _("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"]))
     elif refusal is None and respond_by is not None and complete_by is not None and complete_by < respond_by:
-        refusal = _("%(field)s must not be before %(other)s.", field=_(FIELD_LABELS["complete_by"]),
-                    other=_(FIELD_LABELS["respond_by"]))  # fmt: skip
+        refusal = _(
+            "%(field)s must not be before %(other)s.",
+            field=_(FIELD_LABELS["complete_by"]),
+            other=_(FIELD_LABELS["respond_by"]),
+        )
     if basis["type"] == "statutory" and not (basis["reference"] and basis["justification"]):
         refusal = _("A statutory basis needs the legal reference and a written justification.")
     if refusal is None:
@@ -425,9 +519,13 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
             data = msgspec.convert(body, ReferralIn)
             async with tenant_transaction(request) as session:
                 referral, _created = await send_referral(
-                    session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                    data=data, idempotency_key=_text(form, "idempotency_key") or None,
-                )  # fmt: skip
+                    session,
+                    exchange_deps(request),
+                    principal=principal_of(request),
+                    audit=audit_of(request),
+                    data=data,
+                    idempotency_key=_text(form, "idempotency_key") or None,
+                )
         except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
             refusal = error_text(request, exc) if isinstance(exc, CasebridgeError) else invalid_form_text(request, exc)
     if refusal is not None:
@@ -451,17 +549,41 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         audit = audit_of(request)
         # Overdue first: the late ones are a list of their own above the rest, so no page of the rest hides one.
         overdue, next_overdue = await list_referrals(
-            session, deps, principal=principal, audit=audit, box="outgoing", status=None, overdue=True,
-            cursor=request.query_params.get("overdue") or None, limit=REFERRALS_PER_PAGE,
-        )  # fmt: skip
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            box="outgoing",
+            status=None,
+            overdue=True,
+            cursor=request.query_params.get("overdue") or None,
+            limit=REFERRALS_PER_PAGE,
+        )
         outgoing, next_outgoing = await list_referrals(
-            session, deps, principal=principal, audit=audit, box="outgoing", status=None, overdue=False,
-            cursor=request.query_params.get("outgoing") or None, limit=REFERRALS_PER_PAGE,
-        )  # fmt: skip
-        incoming, more_in = await list_referrals(session, deps, principal=principal, audit=audit, box="incoming",
-                                                 status=None, overdue=None, cursor=None, limit=10)  # fmt: skip
-        due = await reminders.reminders_for(session, principal=principal, audit=None, now=runtime.clock.now(),
-                                            lead=runtime.settings.reminders.lead)  # fmt: skip
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            box="outgoing",
+            status=None,
+            overdue=False,
+            cursor=request.query_params.get("outgoing") or None,
+            limit=REFERRALS_PER_PAGE,
+        )
+        incoming, more_in = await list_referrals(
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            box="incoming",
+            status=None,
+            overdue=None,
+            cursor=None,
+            limit=10,
+        )
+        due = await reminders.reminders_for(
+            session, principal=principal, audit=None, now=runtime.clock.now(), lead=runtime.settings.reminders.lead
+        )
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
         shown = {str(r.id) for r in [*overdue, *outgoing, *incoming]} | {str(d.referral_id) for d in shown_due}
@@ -480,9 +602,18 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             reminders_offset or None,
         ),
     }
-    return render(request, "dashboard.html", overdue=overdue, by_status=by_status, incoming=incoming,
-                  reminders=shown_due, partners=partners, more_incoming=more_in is not None, pages=pages,
-                  page_params=page_state(request, DASHBOARD_PAGES))  # fmt: skip
+    return render(
+        request,
+        "dashboard.html",
+        overdue=overdue,
+        by_status=by_status,
+        incoming=incoming,
+        reminders=shown_due,
+        partners=partners,
+        more_incoming=more_in is not None,
+        pages=pages,
+        page_params=page_state(request, DASHBOARD_PAGES),
+    )
 
 
 CASEWORK_ROUTES: list[HTTPRouteHandler] = [

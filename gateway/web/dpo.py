@@ -63,8 +63,12 @@ RULE_LABELS: Final = {
     "no_active_basis": N_("Data read with no active consent or open referral"),
     "repeated_denials": N_("Repeatedly refused"),
 }
-ACTOR_KINDS: Final = {"user": N_("Staff member"), "client": N_("Agency system"), "system": N_("casebridge itself"),
-                      "operator": N_("Platform operator")}  # fmt: skip
+ACTOR_KINDS: Final = {
+    "user": N_("Staff member"),
+    "client": N_("Agency system"),
+    "system": N_("casebridge itself"),
+    "operator": N_("Platform operator"),
+}
 
 
 def _tz(request: Request[Any, Any, Any]) -> dt.tzinfo:
@@ -115,8 +119,15 @@ async def search_page(
     cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
     _ = translator(request)
-    form = {"actor": actor or "", "subject_id": subject_id or "", "resource_id": resource_id or "",
-            "action": action or "", "outcome": outcome or "", "since": since or "", "until": until or ""}  # fmt: skip
+    form = {
+        "actor": actor or "",
+        "subject_id": subject_id or "",
+        "resource_id": resource_id or "",
+        "action": action or "",
+        "outcome": outcome or "",
+        "since": since or "",
+        "until": until or "",
+    }
     errors: dict[str, str] = {}
     criteria: dict[str, Any] = {}
     try:
@@ -149,13 +160,26 @@ async def search_page(
         if errors:
             return _search(request, form=form, errors=errors, events=[], status=400)
         events, next_cursor = await queries.search_events(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            criteria=queries.EventFilter(**criteria), cursor=cursor, limit=PER_PAGE,
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            criteria=queries.EventFilter(**criteria),
+            cursor=cursor,
+            limit=PER_PAGE,
+        )
         partners = await _actors(request, session, events)
     params = {k: v for k, v in form.items() if v}
-    return _search(request, form=form, errors={}, events=[_shown(e) for e in events], partners=partners,
-                   next_cursor=next_cursor, cursor=cursor, params=params)  # fmt: skip
+    return _search(
+        request,
+        form=form,
+        errors={},
+        events=[_shown(e) for e in events],
+        partners=partners,
+        next_cursor=next_cursor,
+        cursor=cursor,
+        params=params,
+    )
 
 
 async def _staff_by_email(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
@@ -171,9 +195,16 @@ def _search(request: Request[Any, Any, Any], *, status: int = 200, **context: An
     context.setdefault("next_cursor", None)
     context.setdefault("cursor", None)
     context.setdefault("params", {})
-    return render(request, "dpo_search.html", status=status, actions=sorted(a.value for a in Action),
-                  outcomes=OUTCOME_LABELS, kinds=ACTOR_KINDS, own=str(principal_of(request).tenant_id),
-                  **context)  # fmt: skip
+    return render(
+        request,
+        "dpo_search.html",
+        status=status,
+        actions=sorted(a.value for a in Action),
+        outcomes=OUTCOME_LABELS,
+        kinds=ACTOR_KINDS,
+        own=str(principal_of(request).tenant_id),
+        **context,
+    )
 
 
 # -- subject access report --------------------------------------------------------------------------------------------
@@ -185,27 +216,63 @@ async def subject_page(
 ) -> Response[Any]:
     _ = translator(request)
     if not subject_id:
-        return render(request, "dpo_subject.html", subject_id="", report=None, error=None, kinds=ACTOR_KINDS,
-                      outcomes=OUTCOME_LABELS)  # fmt: skip
+        return render(
+            request,
+            "dpo_subject.html",
+            subject_id="",
+            report=None,
+            error=None,
+            kinds=ACTOR_KINDS,
+            outcomes=OUTCOME_LABELS,
+        )
     try:
         wanted = uuid.UUID(subject_id.strip())
     except ValueError:
-        return render(request, "dpo_subject.html", status=400, subject_id=subject_id, report=None,
-                      error=_("A person's id looks like 0195f0e2-…: copy it from the case page."), kinds=ACTOR_KINDS,
-                      outcomes=OUTCOME_LABELS)  # fmt: skip
+        return render(
+            request,
+            "dpo_subject.html",
+            status=400,
+            subject_id=subject_id,
+            report=None,
+            error=_("A person's id looks like 0195f0e2-…: copy it from the case page."),
+            kinds=ACTOR_KINDS,
+            outcomes=OUTCOME_LABELS,
+        )
     try:
         async with tenant_transaction(request) as session:
             report = await queries.subject_report(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                subject_id=wanted,
+                report_format=ReportFormat.JSON,
+                cursor=cursor,
+                limit=REPORT_PAGE,
+            )
     except NotFound:
-        return render(request, "dpo_subject.html", status=404, subject_id=subject_id, report=None,
-                      error=_("No person with this id is in this organisation's cases."), kinds=ACTOR_KINDS,
-                      outcomes=OUTCOME_LABELS)  # fmt: skip
-    return render(request, "dpo_subject.html", subject_id=str(wanted), report=report, error=None, cursor=cursor,
-                  params={"subject_id": str(wanted)}, kinds=ACTOR_KINDS, outcomes=OUTCOME_LABELS,
-                  own=principal_of(request).tenant_id)  # fmt: skip
+        return render(
+            request,
+            "dpo_subject.html",
+            status=404,
+            subject_id=subject_id,
+            report=None,
+            error=_("No person with this id is in this organisation's cases."),
+            kinds=ACTOR_KINDS,
+            outcomes=OUTCOME_LABELS,
+        )
+    return render(
+        request,
+        "dpo_subject.html",
+        subject_id=str(wanted),
+        report=report,
+        error=None,
+        cursor=cursor,
+        params={"subject_id": str(wanted)},
+        kinds=ACTOR_KINDS,
+        outcomes=OUTCOME_LABELS,
+        own=principal_of(request).tenant_id,
+    )
 
 
 @get(
@@ -217,13 +284,25 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
     report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
     async with tenant_transaction(request) as session:
         report = await queries.subject_report(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE,
-        )  # fmt: skip
-    body = (await reports.report_pdf(report, exchange_deps(request).letters.typeset)
-            if report_format is ReportFormat.PDF else reports.report_csv(report))  # fmt: skip
-    return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers={
-        "Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'})  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            subject_id=subject_id,
+            report_format=report_format,
+            cursor=None,
+            limit=queries.MAX_REPORT_PAGE,
+        )
+    body = (
+        await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+        if report_format is ReportFormat.PDF
+        else reports.report_csv(report)
+    )
+    return Response(
+        body,
+        media_type=reports.MEDIA_TYPES[report_format],
+        headers={"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'},
+    )
 
 
 # -- review queue -----------------------------------------------------------------------------------------------------
@@ -237,9 +316,18 @@ async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | N
         )
         partners = await _actors(request, session, [i.event for i in items])
     shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
-    return render(request, "dpo_review.html", items=shown, reasons=REVIEW_REASONS, partners=partners,
-                  own=str(principal_of(request).tenant_id), kinds=ACTOR_KINDS, next_cursor=next_cursor,
-                  cursor=cursor, params={})  # fmt: skip
+    return render(
+        request,
+        "dpo_review.html",
+        items=shown,
+        reasons=REVIEW_REASONS,
+        partners=partners,
+        own=str(principal_of(request).tenant_id),
+        kinds=ACTOR_KINDS,
+        next_cursor=next_cursor,
+        cursor=cursor,
+        params={},
+    )
 
 
 class ReviewForm(msgspec.Struct):
@@ -254,9 +342,13 @@ async def mark_reviewed(
     try:
         async with tenant_transaction(request) as session:
             await queries.mark_reviewed(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                event_id=event_id, note=data.note.strip() or None,
-            )  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                event_id=event_id,
+                note=data.note.strip() or None,
+            )
     except Conflict:
         return redirect(request, REVIEW, error=_("This event was already reviewed, or it needs no review."))
     return redirect(request, REVIEW, success=_("Marked as reviewed."))
@@ -278,17 +370,44 @@ async def anomalies_page(
     try:
         async with tenant_transaction(request) as session:
             start, end, flags = await queries.find_anomalies(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-                thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end,
-            )  # fmt: skip
-            partners = {str(k): v for k, v in (await admin.organisation_names(
-                session, {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {principal_of(request).tenant_id}
-            )).items()}  # fmt: skip
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                thresholds=thresholds(runtime_of(request).settings.audit),
+                since=start,
+                until=end,
+            )
+            partners = {
+                str(k): v
+                for k, v in (
+                    await admin.organisation_names(
+                        session,
+                        {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {principal_of(request).tenant_id},
+                    )
+                ).items()
+            }
     except InvalidInput:
-        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None,
-                      error=_("Choose a window of at most 31 days, with the first day before the last."))  # fmt: skip
-    return render(request, "dpo_anomalies.html", form=form, flags=flags, since=start, until=end, rules=RULE_LABELS,
-                  partners=partners, own=principal_of(request).tenant_id, error=None)  # fmt: skip
+        return render(
+            request,
+            "dpo_anomalies.html",
+            status=400,
+            form=form,
+            flags=None,
+            error=_("Choose a window of at most 31 days, with the first day before the last."),
+        )
+    return render(
+        request,
+        "dpo_anomalies.html",
+        form=form,
+        flags=flags,
+        since=start,
+        until=end,
+        rules=RULE_LABELS,
+        partners=partners,
+        own=principal_of(request).tenant_id,
+        error=None,
+    )
 
 
 # -- verification -----------------------------------------------------------------------------------------------------
@@ -301,11 +420,14 @@ async def verification_page(request: Request[Any, Any, Any]) -> Response[Any]:
         checkpoint = await latest_checkpoint(session)
         run = await latest_verification(session)
     return render(
-        request, "dpo_verification.html", checkpoint=checkpoint, run=run,
+        request,
+        "dpo_verification.html",
+        checkpoint=checkpoint,
+        run=run,
         origin=checkpoint.note.partition("\n")[0] if checkpoint else None,  # the log's name it was signed under
         root=base64.b64encode(checkpoint.root).decode() if checkpoint else None,
         run_root=base64.b64encode(run.root).decode() if run else None,
-    )  # fmt: skip
+    )
 
 
 @post(VERIFICATION, **page(*_DPO, Action.AUDIT_LOG_VERIFY))
@@ -318,20 +440,33 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
     async with await read_only_platform_session(runtime.sessions) as session:
         last = await latest_verification(session)
     if last is not None and now - last.at < VERIFY_INTERVAL:
-        return redirect(request, VERIFICATION, error=_("The log was verified less than a minute ago; its result is "
-                                                       "shown below. Try again in a minute."))  # fmt: skip
+        return redirect(
+            request,
+            VERIFICATION,
+            error=_("The log was verified less than a minute ago; its result is shown below. Try again in a minute."),
+        )
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
     result = await verify_database(runtime.sessions, now=now)
     async with tenant_transaction(request) as session:
         record_verification(session, result, at=now, trigger=Trigger.CONSOLE)
-        audit_of(request).touched(resource_type="audit_log", ok=result.ok, size=result.size,
-                                  problems=len(result.problems))  # fmt: skip
+        audit_of(request).touched(
+            resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems)
+        )
     if result.ok:
-        return redirect(request, VERIFICATION, success=_("The log was verified and no problems were found. "
-                                                         "Events checked: %(size)s.", size=result.size))  # fmt: skip
-    return redirect(request, VERIFICATION, error=_(
-        "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
-        "details with `casebridge audit verify`.", count=len(result.problems)))  # fmt: skip
+        return redirect(
+            request,
+            VERIFICATION,
+            success=_("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size),
+        )
+    return redirect(
+        request,
+        VERIFICATION,
+        error=_(
+            "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
+            "details with `casebridge audit verify`.",
+            count=len(result.problems),
+        ),
+    )
 
 
 DPO_ROUTES: list[HTTPRouteHandler] = [

@@ -58,15 +58,18 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     _ = translator(request)
     if status == 404 or status == 405:
         title = _("Page not found")
-        message = _("There is nothing at this address, or it belongs to another organisation. Check the link, or "
-                    "go back to the start page.")  # fmt: skip
+        message = _(
+            "There is nothing at this address, or it belongs to another organisation. Check the link, or "
+            "go back to the start page."
+        )
     elif status == 403 and isinstance(exc, HTTPException) and "CSRF" in str(exc.detail):
         title = _("The form has expired")
         message = _("For your safety the form could not be accepted. Go back, reload the page and send it again.")
     elif status == 403:
         title = _("Not allowed")
-        message = _("Your role does not give access to this page. Ask your organisation's administrator if you "
-                    "need it.")  # fmt: skip
+        message = _(
+            "Your role does not give access to this page. Ask your organisation's administrator if you need it."
+        )
     elif status == 429:
         title = _("Too many requests")
         message = _("Wait a minute, then try again.")
@@ -79,8 +82,10 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     else:
         log.error("unhandled error on a page", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
         title = _("Something went wrong")
-        message = _("casebridge could not complete this. Nothing was changed. Try again in a moment; if it "
-                    "happens again, tell your administrator the reference below.")  # fmt: skip
+        message = _(
+            "casebridge could not complete this. Nothing was changed. Try again in a moment; if it "
+            "happens again, tell your administrator the reference below."
+        )
     page = render(
         request,
         "error.html",

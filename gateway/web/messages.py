@@ -74,8 +74,9 @@ def _extract(web_dir: Path) -> Iterator[tuple[str, int, str | tuple[str, ...], l
         web_dir, method_map=METHOD_MAP, options_map=OPTIONS_MAP, keywords=KEYWORDS, strip_comment_tags=True
     )
     for source in SHARED_SOURCES:
-        for lineno, message, comments, context in extract_from_file("python", source, keywords=KEYWORDS,
-                                                                    strip_comment_tags=True):  # fmt: skip
+        for lineno, message, comments, context in extract_from_file(
+            "python", source, keywords=KEYWORDS, strip_comment_tags=True
+        ):
             yield f"../{source.name}", lineno, message, comments, context
 
 

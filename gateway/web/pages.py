@@ -255,8 +255,9 @@ def error_text(request: Request[Any, Any, Any], exc: CasebridgeError) -> str:
     if isinstance(exc, OutOfCalendar):
         return invalid_field_text(request, FieldError(exc.field, "calendar", DAY_RANGE))
     if isinstance(exc, UnsupportedDocument) and exc.found is not None and exc.declared in ALLOWED_MEDIA_TYPES:
-        return _("The file's content does not match its type: choose the original file, or save it again in its "
-                 "real format.")  # fmt: skip
+        return _(
+            "The file's content does not match its type: choose the original file, or save it again in its real format."
+        )
     if isinstance(exc, UnsupportedDocument):
         return _("casebridge takes PDF documents, JPEG and PNG images and plain text: choose a file of one of these.")
     if isinstance(exc, TransitionNotAllowed):
@@ -331,8 +332,12 @@ def day_error(request: Request[Any, Any, Any], label: str | None = None) -> str:
     first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
     if label is None:
         return _("Enter a date from %(first)s to %(last)s, such as 2026-03-01.", first=first, last=last)
-    return _("%(field)s: enter a date from %(first)s to %(last)s, such as 2026-03-01.", field=_(label), first=first,
-             last=last)  # fmt: skip
+    return _(
+        "%(field)s: enter a date from %(first)s to %(last)s, such as 2026-03-01.",
+        field=_(label),
+        first=first,
+        last=last,
+    )
 
 
 # Labels shown for the service's codes; templates translate them with `_()`.

@@ -54,19 +54,37 @@ async def inbox(
         audit = audit_of(request)
         if tab == "mine":
             items, next_id = await worklist.assigned_to(
-                session, deps, principal=principal, audit=audit,
-                cursor_id=cursor_id, limit=REFERRALS_PER_PAGE,
-            )  # fmt: skip
+                session,
+                deps,
+                principal=principal,
+                audit=audit,
+                cursor_id=cursor_id,
+                limit=REFERRALS_PER_PAGE,
+            )
             next_cursor = encode_cursor(next_id) if next_id else None
         else:
             items, next_cursor = await list_referrals(
-                session, deps, principal=principal, audit=audit, box="incoming",
-                status="received" if tab == "new" else None, overdue=True if tab == "overdue" else None,
-                cursor=cursor, limit=REFERRALS_PER_PAGE,
-            )  # fmt: skip
+                session,
+                deps,
+                principal=principal,
+                audit=audit,
+                box="incoming",
+                status="received" if tab == "new" else None,
+                overdue=True if tab == "overdue" else None,
+                cursor=cursor,
+                limit=REFERRALS_PER_PAGE,
+            )
     partners = await _tenant_names(request, {r.from_tenant_id for r in items})
-    return render(request, "inbox.html", items=items, tab=tab, tabs=TABS, next_cursor=next_cursor, cursor=cursor,
-                  partners=partners)  # fmt: skip
+    return render(
+        request,
+        "inbox.html",
+        items=items,
+        tab=tab,
+        tabs=TABS,
+        next_cursor=next_cursor,
+        cursor=cursor,
+        partners=partners,
+    )
 
 
 @get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
@@ -81,8 +99,14 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
     async with tenant_transaction(request) as session:
         audit = audit_of(request)
         referral = await read_referral(session, deps, principal=principal, audit=audit, referral_id=referral_id)
-        thread = await messages.list_messages(session, deps, principal=principal, audit=audit, referral_id=referral_id,
-                                              page=(messages_offset, MESSAGES_PER_PAGE + 1))  # fmt: skip
+        thread = await messages.list_messages(
+            session,
+            deps,
+            principal=principal,
+            audit=audit,
+            referral_id=referral_id,
+            page=(messages_offset, MESSAGES_PER_PAGE + 1),
+        )
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
         colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
         assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
@@ -95,14 +119,25 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
     more_events = len(referral.timeline) > timeline_offset + TIMELINE_PER_PAGE
     pages = {
         "timeline": (next_offset(timeline_offset, TIMELINE_PER_PAGE, more_events), timeline_offset or None),
-        "messages": (next_offset(messages_offset, MESSAGES_PER_PAGE, len(thread) > MESSAGES_PER_PAGE),
-                     messages_offset or None),
-    }  # fmt: skip
+        "messages": (
+            next_offset(messages_offset, MESSAGES_PER_PAGE, len(thread) > MESSAGES_PER_PAGE),
+            messages_offset or None,
+        ),
+    }
     return render(
-        request, "referral.html", referral=referral, thread=thread[:MESSAGES_PER_PAGE], side=side.value,
-        partners=partners, actions=actions, colleagues=colleagues, assignee=assignee, timeline=timeline, pages=pages,
+        request,
+        "referral.html",
+        referral=referral,
+        thread=thread[:MESSAGES_PER_PAGE],
+        side=side.value,
+        partners=partners,
+        actions=actions,
+        colleagues=colleagues,
+        assignee=assignee,
+        timeline=timeline,
+        pages=pages,
         page_params=page_state(request, REFERRAL_PAGES),
-    )  # fmt: skip
+    )
 
 
 def _side_roles(side: Side) -> tuple[str, ...]:
@@ -137,8 +172,14 @@ async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid
     try:
         data = msgspec.convert(body, TransitionIn)
         async with tenant_transaction(request) as session:
-            await transition_referral(session, exchange_deps(request), principal=principal_of(request),
-                                      audit=audit_of(request), referral_id=referral_id, data=data)  # fmt: skip
+            await transition_referral(
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+                data=data,
+            )
     except msgspec.ValidationError:
         return redirect(request, back, error=_("This action is not known."))
     except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
@@ -156,16 +197,23 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
         return redirect(request, back, error=_("Write a message first."))
     try:
         async with tenant_transaction(request) as session:
-            await messages.post_message(session, exchange_deps(request), principal=principal_of(request),
-                                        audit=audit_of(request), referral_id=referral_id,
-                                        data=MessageIn(body=body))  # fmt: skip
+            await messages.post_message(
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
+                referral_id=referral_id,
+                data=MessageIn(body=body),
+            )
     except InvalidInput as exc:
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The message is sent to the partner."))
 
 
-@post("/referrals/{referral_id:uuid}/assign", **page(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR],
-                                                      Action.EXCHANGE_REFERRAL_ASSIGN))  # fmt: skip
+@post(
+    "/referrals/{referral_id:uuid}/assign",
+    **page(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR], Action.EXCHANGE_REFERRAL_ASSIGN),
+)
 async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     form = await request.form()
@@ -176,9 +224,13 @@ async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
         return redirect(request, back, error=_("Choose a colleague from the list."))
     async with tenant_transaction(request) as session:
         await worklist.assign_referral(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            referral_id=referral_id, assignee_id=assignee,
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            referral_id=referral_id,
+            assignee_id=assignee,
+        )
     return redirect(request, back, success=_("The referral is assigned."))
 
 
@@ -186,9 +238,12 @@ async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
 async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
     async with tenant_transaction(request) as session:
         name, media_type, content = await messages.read_document(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
             document_id=document_id,
-        )  # fmt: skip
+        )
     return Response(
         content,
         media_type=media_type,
@@ -205,13 +260,19 @@ async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
     try:
         async with tenant_transaction(request) as session:
             pdf = await reading.read_letter(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
+                session,
+                exchange_deps(request),
+                principal=principal_of(request),
+                audit=audit_of(request),
                 referral_id=referral_id,
-            )  # fmt: skip
+            )
     except Conflict:  # numbered, but its PDF is still being laid out or is on its way from the sender
         _ = translator(request)
-        return redirect(request, f"/referrals/{referral_id}",
-                        error=_("The letter is still being prepared. Try again in a few seconds."))  # fmt: skip
+        return redirect(
+            request,
+            f"/referrals/{referral_id}",
+            error=_("The letter is still being prepared. Try again in a few seconds."),
+        )
     return Response(
         pdf.content,
         media_type="application/pdf",

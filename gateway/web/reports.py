@@ -49,8 +49,11 @@ def _form(
     request: Request[Any, Any, Any], period_from: str | None, until: str | None, box: str | None
 ) -> dict[str, str]:
     default_from, default_until = _default_period(request)
-    return {"from": period_from or default_from, "until": until or default_until,
-            "box": "incoming" if box == "incoming" else "outgoing"}  # fmt: skip
+    return {
+        "from": period_from or default_from,
+        "until": until or default_until,
+        "box": "incoming" if box == "incoming" else "outgoing",
+    }
 
 
 def _period(request: Request[Any, Any, Any], form: dict[str, str]) -> reporting.Period | dict[str, str]:
@@ -89,11 +92,13 @@ async def report_page(
         measure: Markup(  # noqa: S704 - ElementTree escaped every text and attribute of the chart
             charts.distribution_svg_inline(
                 section.time_to_accept if measure == "accept" else section.time_to_complete,
-                title=_(title), language=language, element_id=f"chart-{measure}",
+                title=_(title),
+                language=language,
+                element_id=f"chart-{measure}",
             )
         )
         for measure, title in CHART_TITLES.items()
-    }  # fmt: skip
+    }
     return _render(request, form=form, errors={}, section=section, charts=figures, report=report)
 
 
@@ -109,8 +114,11 @@ async def report_csv(
     chosen: Literal["outgoing", "incoming"] = "incoming" if form["box"] == "incoming" else "outgoing"
     report = await _report(request, period, chosen)
     name = f"referrals-{chosen}-{period.start:%Y%m%d}.csv"
-    return Response(reporting.report_csv(report), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    return Response(
+        reporting.report_csv(report),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 async def _report(
@@ -118,16 +126,21 @@ async def _report(
 ) -> reporting.ReferralReport:
     async with tenant_transaction(request) as session:
         return await reporting.referral_report(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request),
-            period=period, boxes=(box,),
-        )  # fmt: skip
+            session,
+            exchange_deps(request),
+            principal=principal_of(request),
+            audit=audit_of(request),
+            period=period,
+            boxes=(box,),
+        )
 
 
 def _render(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
     context.setdefault("section", None)
     context.setdefault("charts", {})
-    return render(request, "reports.html", status=status, boxes=BOX_LABELS, open_label=OPEN_LABEL,
-                  csv_path=REPORT_CSV, **context)  # fmt: skip
+    return render(
+        request, "reports.html", status=status, boxes=BOX_LABELS, open_label=OPEN_LABEL, csv_path=REPORT_CSV, **context
+    )
 
 
 REPORT_ROUTES: Final = [report_page, report_csv]

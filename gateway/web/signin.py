@@ -196,9 +196,13 @@ async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm
             return _password_page(request, active, status=400, error="mismatch")
         try:
             refused = await change_own_password(
-                db, runtime.clock, runtime.lockout, user=active.user, current=data.current_password,
+                db,
+                runtime.clock,
+                runtime.lockout,
+                user=active.user,
+                current=data.current_password,
                 new=data.new_password,
-            )  # fmt: skip
+            )
         except InvalidInput as exc:
             return _password_page(request, active, status=400, error="rejected", detail=str(exc))
         if refused is not None:
@@ -393,10 +397,16 @@ def _audit_sign_in(
         role=sorted(user.roles)[0] if user and user.roles else None,
     )
     _runtime(request).exchange.audit.append(
-        db, action=action, outcome=outcome, actor=actor, log_tenant_id=user.tenant_id if user else None,
-        context=request_context(request), resource_type="user", resource_id=str(user.id) if user else None,
+        db,
+        action=action,
+        outcome=outcome,
+        actor=actor,
+        log_tenant_id=user.tenant_id if user else None,
+        context=request_context(request),
+        resource_type="user",
+        resource_id=str(user.id) if user else None,
         reason=reason,
-    )  # fmt: skip
+    )
 
 
 def _audit_refusal(request: Request[Any, Any, Any], db: AsyncSession, refused: SignInRefused, *, step: str) -> None:
@@ -409,8 +419,9 @@ def _audit_refusal(request: Request[Any, Any, Any], db: AsyncSession, refused: S
 def _refusal(
     request: Request[Any, Any, Any], refused: SignInRefused, *, email: str, cookies: Sequence[Cookie] = ()
 ) -> Response[Any]:
-    return _page(request, "login.html", cookies, status=400, error=refused.reason, email=email,
-                 locked_until=refused.locked_until)  # fmt: skip
+    return _page(
+        request, "login.html", cookies, status=400, error=refused.reason, email=email, locked_until=refused.locked_until
+    )
 
 
 def _password_page(
@@ -434,7 +445,7 @@ def _page(
     status: int = 200,
     **context: Any,
 ) -> Response[Any]:
-    return render(request, template, status=status, cookies=cookies, **context)  # fmt: skip
+    return render(request, template, status=status, cookies=cookies, **context)
 
 
 def _redirect(path: str, cookies: Sequence[Cookie] = ()) -> Response[Any]:

@@ -56,11 +56,13 @@ class LiveServer:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         # No NATS URL: the gateway starts its own embedded nats-server, so other tests' buses never mix with it.
-        self.settings = Settings.from_env({
-            "CASEBRIDGE_DATA_DIR": str(data_dir),
-            "CASEBRIDGE_BASE_URL": self.base_url,
-            "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "100000",
-        })  # fmt: skip
+        self.settings = Settings.from_env(
+            {
+                "CASEBRIDGE_DATA_DIR": str(data_dir),
+                "CASEBRIDGE_BASE_URL": self.base_url,
+                "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "100000",
+            }
+        )
         self.loop = asyncio.new_event_loop()
         self.server: uvicorn.Server | None = None
         self.runtime: Runtime | None = None
@@ -185,13 +187,22 @@ async def _agency(runtime: Runtime, kind: str, name: str, roles: dict[str, list[
 async def seed_agencies(runtime: Runtime) -> Agencies:
     suffix = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
     return Agencies(
-        centre=await _agency(runtime, TenantKind.SOCIAL_CENTRE, f"Центр «Семья» {suffix}",
-                             {"specialist": [Role.SPECIALIST], "dpo": [Role.DPO], "admin": [Role.TENANT_ADMIN]}),
-        partner=await _agency(runtime, TenantKind.GUARDIANSHIP_BODY, f"Отдел опеки {suffix}",
-                              {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]}),
-        third=await _agency(runtime, TenantKind.NGO, f"Фонд «Третий» {suffix}",
-                            {"specialist": [Role.SPECIALIST, Role.INTAKE]}),
-    )  # fmt: skip
+        centre=await _agency(
+            runtime,
+            TenantKind.SOCIAL_CENTRE,
+            f"Центр «Семья» {suffix}",
+            {"specialist": [Role.SPECIALIST], "dpo": [Role.DPO], "admin": [Role.TENANT_ADMIN]},
+        ),
+        partner=await _agency(
+            runtime,
+            TenantKind.GUARDIANSHIP_BODY,
+            f"Отдел опеки {suffix}",
+            {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]},
+        ),
+        third=await _agency(
+            runtime, TenantKind.NGO, f"Фонд «Третий» {suffix}", {"specialist": [Role.SPECIALIST, Role.INTAKE]}
+        ),
+    )
 
 
 @pytest.fixture

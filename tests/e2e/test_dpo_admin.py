@@ -50,23 +50,46 @@ def _api(live_server: LiveServer, tenant_id: str) -> httpx.Client:
 
 def _shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
     """A case with a child, the mother's consent, and a referral to the partner: (child's id, referral id)."""
-    case = api.post("/cases", json={"title": "Ивановы", "subjects": [
-        {"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}]})  # fmt: skip
+    case = api.post(
+        "/cases",
+        json={
+            "title": "Ивановы",
+            "subjects": [{"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}],
+        },
+    )
     assert case.status_code == 201, case.text
     child = case.json()["subjects"][0]["id"]
     now = dt.datetime.now(dt.UTC)
-    consent = api.post(f"/cases/{case.json()['id']}/consents", json={
-        "subject_id": child, "given_by": {"name": "Анна Иванова", "relation": "parent"},
-        "purposes": ["social_support"], "categories": ["identity"],
-        "recipients": {"tenants": [partner_id], "kinds": []},
-        "valid_until": (now + dt.timedelta(days=365)).isoformat()})  # fmt: skip
+    consent = api.post(
+        f"/cases/{case.json()['id']}/consents",
+        json={
+            "subject_id": child,
+            "given_by": {"name": "Анна Иванова", "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity"],
+            "recipients": {"tenants": [partner_id], "kinds": []},
+            "valid_until": (now + dt.timedelta(days=365)).isoformat(),
+        },
+    )
     assert consent.status_code == 201, consent.text
-    sent = api.post("/referrals", headers={"Idempotency-Key": uuid.uuid4().hex}, json={
-        "case_id": case.json()["id"], "to_tenant_id": partner_id, "kind": "referral", "purpose": "social_support",
-        "problem": "Нужно место в школе", "requested_service": "Консультация", "urgency": "urgent",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [child], "categories": ["identity"], "legal_basis": {"type": "consent"}})  # fmt: skip
+    sent = api.post(
+        "/referrals",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json={
+            "case_id": case.json()["id"],
+            "to_tenant_id": partner_id,
+            "kind": "referral",
+            "purpose": "social_support",
+            "problem": "Нужно место в школе",
+            "requested_service": "Консультация",
+            "urgency": "urgent",
+            "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+            "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+            "subject_ids": [child],
+            "categories": ["identity"],
+            "legal_basis": {"type": "consent"},
+        },
+    )
     assert sent.status_code == 201, sent.text
     return child, sent.json()["id"]
 
@@ -202,6 +225,9 @@ def _token(live_server: LiveServer, client: ClientKey) -> str:
 
 
 def _inbox_status(live_server: LiveServer, token: str) -> int:
-    response = httpx.get(f"{live_server.base_url}/api/v1/referrals", params={"box": "incoming"},
-                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    response = httpx.get(
+        f"{live_server.base_url}/api/v1/referrals",
+        params={"box": "incoming"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     return response.status_code

@@ -85,8 +85,14 @@ def _sealed_as_version_1(members: dict[str, Any], payload: bytes, signing_key: O
         either_name,
         registry=jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False),
     )
-    protected = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": recipient_key.kid, "typ": "cb-envelope+jwe",
-                 "cty": "JWT", **routing}  # fmt: skip
+    protected = {
+        "alg": "ECDH-ES+A256KW",
+        "enc": "A256GCM",
+        "kid": recipient_key.kid,
+        "typ": "cb-envelope+jwe",
+        "cty": "JWT",
+        **routing,
+    }
     registry = jwe.JWERegistry(algorithms=["ECDH-ES+A256KW", "A256GCM"], strict_check_header=False)
     return jwe.encrypt_compact(protected, signed, recipient_key, registry=registry)
 
@@ -109,15 +115,18 @@ async def test_a_version_1_envelope_left_in_the_outbox_at_an_upgrade_is_applied(
                 OutboxEnvelope.envelope_type == EnvelopeType.REFERRAL_REQUESTED.value,
             )
         )
-        decryption = [deps.keyring.private_jwk(k)
-                      for k in await deps.keyring.usable_tenant_keys(session, opeka.id, KeyUse.ENCRYPTION)]  # fmt: skip
+        decryption = [
+            deps.keyring.private_jwk(k)
+            for k in await deps.keyring.usable_tenant_keys(session, opeka.id, KeyUse.ENCRYPTION)
+        ]
         sender_keys = await deps.published.signing_keys(session, centre.id)
         signing = (await deps.keyring.usable_tenant_keys(session, centre.id, KeyUse.SIGNING))[0]
         encryption = await deps.published.encryption_key(session, opeka.id)
     assert token is not None
     assert encryption is not None
-    opened = open_envelope(token, recipient=opeka.id, decryption_keys=decryption, sender_keys=lambda _: sender_keys,
-                           now=deps.clock.now())  # fmt: skip
+    opened = open_envelope(
+        token, recipient=opeka.id, decryption_keys=decryption, sender_keys=lambda _: sender_keys, now=deps.clock.now()
+    )
     assert isinstance(opened, OpenedEnvelope)
     assert opened.header.version == 2
 
@@ -125,16 +134,32 @@ async def test_a_version_1_envelope_left_in_the_outbox_at_an_upgrade_is_applied(
     referral_id, envelope_id = uuid.uuid4(), uuid7()
     body = {k: v for k, v in opened.body.items() if k != "letter"} | {"referral_id": str(referral_id)}
     created_at = deps.clock.now().replace(microsecond=0)
-    members = {"cb.eid": str(envelope_id), "cb.type": EnvelopeType.REFERRAL_REQUESTED.value,
-               "cb.from": str(centre.id), "cb.to": str(opeka.id), "cb.iat": int(created_at.timestamp())}  # fmt: skip
-    old_token = _sealed_as_version_1(members, json.dumps(body, ensure_ascii=False).encode(),
-                                     deps.keyring.private_jwk(signing), OKPKey.import_key(encryption))  # fmt: skip
+    members = {
+        "cb.eid": str(envelope_id),
+        "cb.type": EnvelopeType.REFERRAL_REQUESTED.value,
+        "cb.from": str(centre.id),
+        "cb.to": str(opeka.id),
+        "cb.iat": int(created_at.timestamp()),
+    }
+    old_token = _sealed_as_version_1(
+        members,
+        json.dumps(body, ensure_ascii=False).encode(),
+        deps.keyring.private_jwk(signing),
+        OKPKey.import_key(encryption),
+    )
     async with platform_session(runtime.sessions) as session, session.begin():
-        session.add(OutboxEnvelope(
-            tenant_id=centre.id, envelope_id=envelope_id, envelope_type=EnvelopeType.REFERRAL_REQUESTED.value,
-            recipient_tenant_id=opeka.id, exchange_id=referral_id, subject=subject_for(opeka.id,
-            EnvelopeType.REFERRAL_REQUESTED), token=old_token, next_attempt_at=created_at - dt.timedelta(seconds=1),
-        ))  # fmt: skip
+        session.add(
+            OutboxEnvelope(
+                tenant_id=centre.id,
+                envelope_id=envelope_id,
+                envelope_type=EnvelopeType.REFERRAL_REQUESTED.value,
+                recipient_tenant_id=opeka.id,
+                exchange_id=referral_id,
+                subject=subject_for(opeka.id, EnvelopeType.REFERRAL_REQUESTED),
+                token=old_token,
+                next_attempt_at=created_at - dt.timedelta(seconds=1),
+            )
+        )
     runtime.wake_relay()
 
     arrived = await _detail_when(opeka, str(referral_id), lambda d: d["status"] == "received")

@@ -40,10 +40,16 @@ async def runtime(database_url: str, _schema: None, tmp_path: Path) -> AsyncIter
 def append(runtime: Runtime, session: AsyncSession, tenant_id: uuid.UUID | None = None, **extra: int) -> uuid.UUID:
     audit: AuditLog = runtime.exchange.audit
     record = audit.append(
-        session, action=Action.EXCHANGE_REFERRAL_READ, outcome=Outcome.SUCCESS, actor=ACTOR,
-        log_tenant_id=tenant_id, resource_type="referral", resource_id=str(uuid.uuid4()),
-        subjects=audit.pseudonyms(tenant_id, [uuid.uuid4(), uuid.uuid4()]) if tenant_id else (), extra=dict(extra),
-    )  # fmt: skip
+        session,
+        action=Action.EXCHANGE_REFERRAL_READ,
+        outcome=Outcome.SUCCESS,
+        actor=ACTOR,
+        log_tenant_id=tenant_id,
+        resource_type="referral",
+        resource_id=str(uuid.uuid4()),
+        subjects=audit.pseudonyms(tenant_id, [uuid.uuid4(), uuid.uuid4()]) if tenant_id else (),
+        extra=dict(extra),
+    )
     return record.id
 
 
@@ -125,9 +131,13 @@ async def test_events_of_a_session_closed_without_commit_are_dropped(runtime: Ru
 
 async def test_an_event_that_cannot_be_written_fails_the_commit_and_the_change(runtime: Runtime) -> None:
     record = AuditEventRecord(
-        id=uuid.uuid4(), time=runtime.clock.now(), log_tenant_id=None, actor=ACTOR,
-        action=Action.TENANTS_TOKEN_REFUSE, outcome=Outcome.DENIED,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        time=runtime.clock.now(),
+        log_tenant_id=None,
+        actor=ACTOR,
+        action=Action.TENANTS_TOKEN_REFUSE,
+        outcome=Outcome.DENIED,
+    )
 
     async def twice() -> None:
         async with platform_session(runtime.sessions) as session, session.begin():

@@ -148,5 +148,9 @@ async def test_token_issuance_and_refusal_are_recorded(
         ("tenants:token:refuse", "denied"),
     ]
     assert "used before" in str(log[-1]["reason"])
-    assert log[0]["actor"] == {"kind": "client", "id": centre.client.client_id, "tenant": str(centre.id),
-                               "role": "specialist"}  # fmt: skip
+    assert log[0]["actor"] == {
+        "kind": "client",
+        "id": centre.client.client_id,
+        "tenant": str(centre.id),
+        "role": "specialist",
+    }

@@ -103,10 +103,16 @@ async def test_verify_reports_a_split_view_and_a_forged_cosignature(api: httpx.A
     async with platform_session(runtime.sessions) as session, session.begin():
         for other_size in (size - 1, size + 1000):
             other_tree = notes.Checkpoint(runtime.sealer.origin, other_size, bytes(range(32)))
-            session.add(AuditCosignature(
-                cosigner_tenant_id=opeka.id, size=other_size, root=other_tree.root, key_name=name,
-                note=notes.sign(other_tree, name=name, private_key=opeka_key), created_at=runtime.clock.now(),
-            ))  # fmt: skip
+            session.add(
+                AuditCosignature(
+                    cosigner_tenant_id=opeka.id,
+                    size=other_size,
+                    root=other_tree.root,
+                    key_name=name,
+                    note=notes.sign(other_tree, name=name, private_key=opeka_key),
+                    created_at=runtime.clock.now(),
+                )
+            )
     result = await verify_database(runtime.sessions, origin=runtime.sealer.origin, now=runtime.clock.now())
     assert not result.ok
     assert {p.kind for p in result.problems} == {ProblemKind.NOT_EXTENDING, ProblemKind.TRUNCATED}
@@ -116,8 +122,9 @@ async def test_verify_reports_a_split_view_and_a_forged_cosignature(api: httpx.A
         assert forged is not None
         forged.note = notes.sign(
             notes.Checkpoint(runtime.sealer.origin, forged.size, forged.root),
-            name=notes.cosigner_name(centre.id), private_key=Ed25519PrivateKey.generate(),
-        )  # fmt: skip
+            name=notes.cosigner_name(centre.id),
+            private_key=Ed25519PrivateKey.generate(),
+        )
     result = await verify_database(runtime.sessions, origin=runtime.sealer.origin, now=runtime.clock.now())
     kinds = [p.kind for p in result.problems]
     assert ProblemKind.BAD_SIGNATURE in kinds
@@ -139,15 +146,19 @@ async def test_the_witness_refuses_a_rewritten_history(api: httpx.AsyncClient, r
     witness = Witness(runtime.sessions, runtime.keyring, runtime.clock, runtime.exchange.audit, cosigners=["opeka"])
 
     # Signed by the log's own key, but over a tree the sealed events do not make.
-    rewritten = notes.sign(notes.Checkpoint(runtime.sealer.origin, size, bytes(32)), name=runtime.sealer.origin,
-                           private_key=log_key)  # fmt: skip
+    rewritten = notes.sign(
+        notes.Checkpoint(runtime.sealer.origin, size, bytes(32)), name=runtime.sealer.origin, private_key=log_key
+    )
     [outcome] = await witness.witness(rewritten)
     assert (outcome.tenant_id, outcome.status) == (opeka.id, "refused")
     assert "two histories" in outcome.detail
 
     # A note no log key signed is refused before anything else is looked at.
-    foreign = notes.sign(notes.Checkpoint(runtime.sealer.origin, size + 1, bytes(32)), name=runtime.sealer.origin,
-                         private_key=Ed25519PrivateKey.generate())  # fmt: skip
+    foreign = notes.sign(
+        notes.Checkpoint(runtime.sealer.origin, size + 1, bytes(32)),
+        name=runtime.sealer.origin,
+        private_key=Ed25519PrivateKey.generate(),
+    )
     [outcome] = await witness.witness(foreign)
     assert outcome.status == "refused"
 
@@ -182,8 +193,14 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     export = read_export(path)
     assert len(export.cosignatures) >= 2
     assert set(export.cosigner_keys) >= {notes.cosigner_name(centre.id), notes.cosigner_name(opeka.id)}
-    clean = verify_log(export.events, export.checkpoints, origin=export.origin, public_keys=export.public_keys,
-                       cosignatures=export.cosignatures, cosigner_keys=export.cosigner_keys)  # fmt: skip
+    clean = verify_log(
+        export.events,
+        export.checkpoints,
+        origin=export.origin,
+        public_keys=export.public_keys,
+        cosignatures=export.cosignatures,
+        cosigner_keys=export.cosigner_keys,
+    )
     assert clean.ok, clean.problems
 
     lines = path.read_text().splitlines(keepends=True)
@@ -194,8 +211,14 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("".join([*lines[:index], json.dumps(edited) + "\n", *lines[index + 1 :]]))
     export = read_export(tampered)
-    result = verify_log(export.events, export.checkpoints, origin=export.origin, public_keys=export.public_keys,
-                        cosignatures=export.cosignatures, cosigner_keys=export.cosigner_keys)  # fmt: skip
+    result = verify_log(
+        export.events,
+        export.checkpoints,
+        origin=export.origin,
+        public_keys=export.public_keys,
+        cosignatures=export.cosignatures,
+        cosigner_keys=export.cosigner_keys,
+    )
     assert [p.kind for p in result.problems] == [ProblemKind.BAD_SIGNATURE]
 
     dropped = tmp_path / "dropped.jsonl"
@@ -211,18 +234,21 @@ async def test_two_nodes_seeing_the_same_checkpoint_cosign_it_once(settings: Set
         centre = await make_tenant(node, "semya", kind=TenantKind.SOCIAL_CENTRE)
         opeka = await make_tenant(node, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
         async with platform_session(node.sessions) as session, session.begin():
-            node.exchange.audit.append(session, action=Action.TENANTS_KEYS_ROTATE, outcome=Outcome.SUCCESS,
-                                       actor=Actor(kind="operator", id=None, tenant_id=None, role=None),
-                                       log_tenant_id=centre.id)  # fmt: skip
+            node.exchange.audit.append(
+                session,
+                action=Action.TENANTS_KEYS_ROTATE,
+                outcome=Outcome.SUCCESS,
+                actor=Actor(kind="operator", id=None, tenant_id=None, role=None),
+                log_tenant_id=centre.id,
+            )
         assert await node.sealer.seal_once() >= 1
         await node.sealer.checkpoint_once()
         async with platform_session(node.sessions) as session:
             note = await session.scalar(select(AuditCheckpoint.note).order_by(AuditCheckpoint.size.desc()).limit(1))
         assert note is not None
         witnesses = [
-            Witness(node.sessions, node.keyring, node.clock, node.exchange.audit, cosigners=None)
-            for _ in range(2)
-        ]  # fmt: skip
+            Witness(node.sessions, node.keyring, node.clock, node.exchange.audit, cosigners=None) for _ in range(2)
+        ]
         first, second = await asyncio.gather(*(witness.witness(note) for witness in witnesses))
         statuses = sorted(o.status for o in [*first, *second])
         assert statuses == ["cosigned", "cosigned", "seen", "seen"], (first, second)

@@ -72,15 +72,21 @@ REWRITES: dict[str, tuple[int, str, dict[str, Any]]] = {
 async def test_each_rewritten_search_column_is_named_at_its_event(node: Node, cli: Cli, tmp_path: Path) -> None:
     await sealed_log(node, cli)
     for seq, assignment, params in REWRITES.values():
-        await execute(node, f"UPDATE audit_event SET {assignment} WHERE id = :event_id",
-                      event_id=await event_at(node, seq), **params)  # fmt: skip
+        await execute(
+            node,
+            f"UPDATE audit_event SET {assignment} WHERE id = :event_id",
+            event_id=await event_at(node, seq),
+            **params,
+        )
 
     problems = await verify(cli)
     assert found(problems) == [("column_changed", seq) for seq, _, _ in REWRITES.values()]
     for column, (seq, _, _) in REWRITES.items():
         (detail,) = [p["detail"] for p in problems if p["seq"] == seq]
-        assert detail == f"event {await event_at(node, seq)} (seq {seq}): {column} on its row disagree with the " \
-                         "sealed event"  # fmt: skip
+        assert (
+            detail == f"event {await event_at(node, seq)} (seq {seq}): {column} on its row disagree with the "
+            "sealed event"
+        )
 
     # The export carries the rewritten columns, and its offline verifier names the same problems.
     export = tmp_path / "audit.jsonl"
@@ -95,19 +101,28 @@ async def test_deleted_added_and_moved_pseudonym_rows_are_named(node: Node, cli:
         node,
         "INSERT INTO audit_event_subject (id, event_id, pseudonym, created_at, updated_at) "
         "VALUES (:row_id, :event_id, 'ps_00000000000000000000000000000000', :at, :at)",
-        row_id=uuid7(), event_id=await event_at(node, 6), at=dt.datetime.now(dt.UTC),  # the platform's: no subject
-    )  # fmt: skip
+        row_id=uuid7(),
+        event_id=await event_at(node, 6),
+        at=dt.datetime.now(dt.UTC),  # the platform's: no subject
+    )
     async with platform_session(node.sessions) as session:
         row = await session.scalar(
             select(AuditEventSubject.id).where(AuditEventSubject.event_id == await event_at(node, 3))
         )
-    await execute(node, "UPDATE audit_event_subject SET event_id = :event_id WHERE id = :row_id",
-                  event_id=await event_at(node, 4), row_id=row)  # fmt: skip
+    await execute(
+        node,
+        "UPDATE audit_event_subject SET event_id = :event_id WHERE id = :row_id",
+        event_id=await event_at(node, 4),
+        row_id=row,
+    )
 
     problems = await verify(cli)
     assert found(problems) == [
-        ("subject_deleted", 2), ("subject_deleted", 3), ("subject_inserted", 4), ("subject_inserted", 6),
-    ]  # fmt: skip
+        ("subject_deleted", 2),
+        ("subject_deleted", 3),
+        ("subject_inserted", 4),
+        ("subject_inserted", 6),
+    ]
     assert all("ps_" not in p["detail"] for p in problems)  # pseudonyms stay out of what verify prints
 
     export = tmp_path / "audit.jsonl"
@@ -136,16 +151,28 @@ async def test_sqlite_values_that_queries_would_miss_are_changes(node: Node, cli
     """SQLite keeps whatever it is given: the same instant or the same id, stored in a form `=` and `<` treat
     otherwise, is a change (the report's time window and the search by actor would miss them)."""
     await sealed_log(node, cli)
-    await execute(node, "UPDATE audit_event SET recorded_at = replace(recorded_at, ' ', 'T') WHERE id = :event_id",
-                  event_id=await event_at(node, 2))  # fmt: skip
-    await execute(node, "UPDATE audit_event SET actor_id = lower(hex(actor_id)) WHERE id = :event_id",
-                  event_id=await event_at(node, 3))  # fmt: skip
-    await execute(node, "UPDATE audit_event_subject SET pseudonym = CAST(pseudonym AS BLOB) WHERE event_id = :event_id",
-                  event_id=await event_at(node, 4))  # fmt: skip
+    await execute(
+        node,
+        "UPDATE audit_event SET recorded_at = replace(recorded_at, ' ', 'T') WHERE id = :event_id",
+        event_id=await event_at(node, 2),
+    )
+    await execute(
+        node,
+        "UPDATE audit_event SET actor_id = lower(hex(actor_id)) WHERE id = :event_id",
+        event_id=await event_at(node, 3),
+    )
+    await execute(
+        node,
+        "UPDATE audit_event_subject SET pseudonym = CAST(pseudonym AS BLOB) WHERE event_id = :event_id",
+        event_id=await event_at(node, 4),
+    )
     problems = await verify(cli)
     assert found(problems) == [
-        ("column_changed", 2), ("column_changed", 3), ("subject_deleted", 4), ("subject_inserted", 4),
-    ]  # fmt: skip
+        ("column_changed", 2),
+        ("column_changed", 3),
+        ("subject_deleted", 4),
+        ("subject_inserted", 4),
+    ]
     assert "recorded_at on its row" in problems[0]["detail"]
     assert "actor_id on its row" in problems[1]["detail"]
 
@@ -168,23 +195,33 @@ async def _statutory_shares(node: Node, count: int) -> list[uuid.UUID]:
     async with tenant_session(node.sessions, TENANTS[0]) as session, session.begin():
         return [
             audit.append(
-                session, action=Action.EXCHANGE_REFERRAL_SEND, outcome=Outcome.SUCCESS,
+                session,
+                action=Action.EXCHANGE_REFERRAL_SEND,
+                outcome=Outcome.SUCCESS,
                 actor=Actor(kind="user", id=uuid.uuid4(), tenant_id=TENANTS[0], role="intake"),
-                log_tenant_id=TENANTS[0], resource_type="referral", resource_id=str(uuid.uuid4()),
+                log_tenant_id=TENANTS[0],
+                resource_type="referral",
+                resource_id=str(uuid.uuid4()),
                 legal_basis="statutory",
             ).id
             for _ in range(count)
-        ]  # fmt: skip
+        ]
 
 
 async def _review(node: Node, event_id: uuid.UUID, reviewer: Principal) -> None:
     """A DPO's review, through the same operation as the API and the console, its event written as they write it."""
     actor = Actor(kind=reviewer.actor_kind.value, id=reviewer.actor_id, tenant_id=reviewer.tenant_id, role="dpo")
-    scope = AccessScope(log=node.runtime.exchange.audit, actor=actor, log_tenant_id=reviewer.tenant_id,
-                        action=Action.AUDIT_REVIEW_MARK, context=RequestContext(None, None, None))  # fmt: skip
+    scope = AccessScope(
+        log=node.runtime.exchange.audit,
+        actor=actor,
+        log_tenant_id=reviewer.tenant_id,
+        action=Action.AUDIT_REVIEW_MARK,
+        context=RequestContext(None, None, None),
+    )
     async with tenant_session(node.sessions, reviewer.tenant_id) as session, session.begin():
-        await dpo.mark_reviewed(session, node.runtime.exchange, principal=reviewer, audit=scope, event_id=event_id,
-                                note=None)  # fmt: skip
+        await dpo.mark_reviewed(
+            session, node.runtime.exchange, principal=reviewer, audit=scope, event_id=event_id, note=None
+        )
         scope.write(session)
 
 
@@ -203,9 +240,12 @@ async def test_deleted_and_forged_review_marks_are_named(node: Node, cli: Cli, t
         node,
         "INSERT INTO audit_review_mark (id, log_tenant_id, event_id, reviewer_kind, reviewer_id, at, created_at, "
         "updated_at) VALUES (:mark_id, :tenant_id, :event_id, 'user', :reviewer_id, :at, :at, :at)",
-        mark_id=uuid7(), tenant_id=TENANTS[0], event_id=third, reviewer_id=reviewer.actor_id,
+        mark_id=uuid7(),
+        tenant_id=TENANTS[0],
+        event_id=third,
+        reviewer_id=reviewer.actor_id,
         at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
-    )  # fmt: skip
+    )
     async with platform_session(node.sessions) as session:
         review_of_first = await session.scalar(
             select(AuditSeal.seq)

@@ -24,10 +24,17 @@ from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
 from tests.integration.test_web_pages import act_as, form, staff
 
-CASE = {"title": "Семья Ивановых", "subjects": [{"ref": "child 1", "full_name": "Иванова Мария",
-                                                 "birth_date": "2015-04-12", "role": "child"}]}  # fmt: skip
-WEB_CASE = {"title": "Family Ivanov", "subject-0-name": "Masha Ivanova", "subject-0-birth": "2015-04-02",
-            "subject-0-role": "child", "subject-0-ref": "child 1"}  # fmt: skip
+CASE = {
+    "title": "Семья Ивановых",
+    "subjects": [{"ref": "child 1", "full_name": "Иванова Мария", "birth_date": "2015-04-12", "role": "child"}],
+}
+WEB_CASE = {
+    "title": "Family Ivanov",
+    "subject-0-name": "Masha Ivanova",
+    "subject-0-birth": "2015-04-02",
+    "subject-0-role": "child",
+    "subject-0-ref": "child 1",
+}
 
 
 class Injected(RuntimeError):
@@ -123,13 +130,22 @@ async def test_a_write_the_database_refuses_leaves_an_error_and_no_change(
 ) -> None:
     async with platform_session(runtime.sessions) as session, session.begin():
         if _sqlite(runtime):
-            await session.execute(text("CREATE TRIGGER refuse_cases BEFORE INSERT ON case_file "
-                                       "BEGIN SELECT RAISE(ABORT, 'refused'); END"))  # fmt: skip
+            await session.execute(
+                text("CREATE TRIGGER refuse_cases BEFORE INSERT ON case_file BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            )
         else:
-            await session.execute(text("CREATE FUNCTION refuse_cases() RETURNS trigger LANGUAGE plpgsql AS "
-                                       "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"))  # fmt: skip
-            await session.execute(text("CREATE TRIGGER refuse_cases BEFORE INSERT ON case_file "
-                                       "FOR EACH ROW EXECUTE FUNCTION refuse_cases()"))  # fmt: skip
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse_cases() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_cases BEFORE INSERT ON case_file "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_cases()"
+                )
+            )
     response = await api.post("/api/v1/cases", json=CASE, headers=centre.headers)
     assert response.status_code == 503
     assert response.json()["type"] == "/problems/unavailable"
@@ -157,11 +173,20 @@ async def test_a_route_that_fails_before_any_transaction_is_an_error(
     api: httpx.AsyncClient, runtime: Runtime, centre: Centre, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(referral_routes, "exchange_deps", fail)
-    body = {"case_id": str(uuid.uuid4()), "to_tenant_id": str(uuid.uuid4()), "kind": "referral",
-            "purpose": "social_support", "problem": "p", "requested_service": "s", "urgency": "routine",
-            "respond_by": "2030-01-01T00:00:00Z", "complete_by": "2030-02-01T00:00:00Z",
-            "subject_ids": [str(uuid.uuid4())], "categories": ["identity"],
-            "legal_basis": {"type": "consent"}}  # fmt: skip
+    body = {
+        "case_id": str(uuid.uuid4()),
+        "to_tenant_id": str(uuid.uuid4()),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": "p",
+        "requested_service": "s",
+        "urgency": "routine",
+        "respond_by": "2030-01-01T00:00:00Z",
+        "complete_by": "2030-02-01T00:00:00Z",
+        "subject_ids": [str(uuid.uuid4())],
+        "categories": ["identity"],
+        "legal_basis": {"type": "consent"},
+    }
     response = await api.post("/api/v1/referrals", json=body, headers=centre.headers)
     assert response.status_code == 500, response.text
     assert await outcomes(runtime, response) == [("exchange:referral:send", "error", "response 500")]

@@ -157,8 +157,13 @@ async def test_a_sealed_log_verifies_from_the_command_line(node: Node, cli: Cli)
     code, result, err = await cli("audit", "verify")
     assert (code, err) == (0, "")
     assert result == {
-        "ok": True, "size": EVENTS, "root": checkpoint.root.hex(), "problems": [], "pending": 0, "checkpoints": 1,
-    }  # fmt: skip
+        "ok": True,
+        "size": EVENTS,
+        "root": checkpoint.root.hex(),
+        "problems": [],
+        "pending": 0,
+        "checkpoints": 1,
+    }
 
     # Nothing new: no second checkpoint. More events: a checkpoint that extends the first.
     assert await node.sealer.checkpoint_once() is None
@@ -191,8 +196,15 @@ async def test_an_event_committed_long_after_its_id_waits_for_the_next_full_swee
     hour_ago_ms = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).timestamp() * 1000)
     late = uuid.UUID(int=(hour_ago_ms << 80) | (7 << 76) | (2 << 62) | 1)  # a UUIDv7 from an hour ago
     async with platform_session(node.sessions) as session, session.begin():
-        session.add(AuditEvent(id=late, recorded_at=dt.datetime.now(dt.UTC), action="x", outcome="success",
-                               canonical=json.dumps({"id": str(late)})))  # fmt: skip
+        session.add(
+            AuditEvent(
+                id=late,
+                recorded_at=dt.datetime.now(dt.UTC),
+                action="x",
+                outcome="success",
+                canonical=json.dumps({"id": str(late)}),
+            )
+        )
     assert await node.sealer.seal_once() == 0  # outside the late-commit window of the running term
     await node.sealer.release()
     successor = Sealer(node.sessions, node.runtime.keyring, node.runtime.clock, origin=node.sealer.origin)
@@ -247,9 +259,14 @@ async def swap_two_seals_event_ids(node: Node) -> tuple[str, list[Finding]]:
             row = rows[seq]
             await session.execute(
                 insert,
-                {"seq": seq, "event_id": rows[other].event_id, "chain_hash": row.chain_hash,
-                 "leaf_hash": row.leaf_hash, "sealed_at": row.sealed_at},
-            )  # fmt: skip
+                {
+                    "seq": seq,
+                    "event_id": rows[other].event_id,
+                    "chain_hash": row.chain_hash,
+                    "leaf_hash": row.leaf_hash,
+                    "sealed_at": row.sealed_at,
+                },
+            )
     return "sealed at seq 9", [("reordered", 3), ("reordered", 9)]
 
 
@@ -390,10 +407,16 @@ async def test_two_sealers_racing_never_duplicate_or_skip_a_seq(node: Node, data
     """Two 'processes' (own engines, own sealers) with a lease so short that leadership changes all the time."""
     engines = [_own_engine(database_url), _own_engine(database_url)]
     sealers = [
-        Sealer(make_sessionmaker(engine), node.runtime.keyring, node.runtime.clock, origin=node.sealer.origin,
-               lease_seconds=0.0, batch_size=7)
+        Sealer(
+            make_sessionmaker(engine),
+            node.runtime.keyring,
+            node.runtime.clock,
+            origin=node.sealer.origin,
+            lease_seconds=0.0,
+            batch_size=7,
+        )
         for engine in engines
-    ]  # fmt: skip
+    ]
     writing = asyncio.Event()
     writing.set()
     appended: list[uuid.UUID] = []
@@ -451,8 +474,16 @@ async def test_the_run_loop_seals_checkpoints_publishes_and_finishes_on_stop(nod
             raise failures.pop()
         published.append((subject, payload))
 
-    sealer = Sealer(node.sessions, node.runtime.keyring, node.runtime.clock, origin=node.sealer.origin,
-                    every_events=10, every_seconds=0.2, poll_seconds=0.05, publish=publish)  # fmt: skip
+    sealer = Sealer(
+        node.sessions,
+        node.runtime.keyring,
+        node.runtime.clock,
+        origin=node.sealer.origin,
+        every_events=10,
+        every_seconds=0.2,
+        poll_seconds=0.05,
+        publish=publish,
+    )
     worker = Worker(WorkerName.SEALER, sealer, grace_s=10.0)
     worker.start()
     try:
@@ -560,8 +591,11 @@ async def test_the_app_role_may_only_add_and_read_audit_rows(postgres: Throwaway
         sessions = make_sessionmaker(app)
         event_id = uuid.uuid4()
         async with platform_session(sessions) as session, session.begin():
-            session.add(AuditEvent(id=event_id, recorded_at=dt.datetime.now(dt.UTC), action="x", outcome="success",
-                                   canonical="{}"))  # fmt: skip
+            session.add(
+                AuditEvent(
+                    id=event_id, recorded_at=dt.datetime.now(dt.UTC), action="x", outcome="success", canonical="{}"
+                )
+            )
         async with platform_session(sessions) as session, session.begin():
             assert await session.scalar(select(func.count()).select_from(AuditEvent)) == 1
             await session.execute(text("UPDATE audit_sealer_lease SET holder = 'app' WHERE id = 1"))

@@ -44,20 +44,37 @@ def c2sp_verifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go verifier, built once per test session (about two seconds; the Makefile installs the toolchain)."""
     go = shutil.which("go")
     missing = (
-        "the Go toolchain (Debian's golang-go)" if go is None
+        "the Go toolchain (Debian's golang-go)"
+        if go is None
         else "golang.org/x/mod (Debian's golang-golang-x-mod-dev)"
-        if not (GOPATH / "src/golang.org/x/mod/sumdb/note").is_dir() else None
-    )  # fmt: skip
+        if not (GOPATH / "src/golang.org/x/mod/sumdb/note").is_dir()
+        else None
+    )
     if missing is not None:
         if os.environ.get("CI"):
             pytest.fail(f"{missing} is required in CI: `make test` installs it")
         pytest.skip(f"{missing} is not installed here")
     assert go is not None
     out = tmp_path_factory.mktemp("c2sp_verify")
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(out), "GOPATH": str(GOPATH), "GO111MODULE": "off",
-           "GOPROXY": "off", "GOFLAGS": "", "GOCACHE": str(out / "cache"), "CGO_ENABLED": "0"}  # fmt: skip
-    built = subprocess.run([go, "build", "-o", str(out / "c2sp_verify"), "."], cwd=VERIFIER_SOURCE, env=env,
-                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(out),
+        "GOPATH": str(GOPATH),
+        "GO111MODULE": "off",
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+        "GOCACHE": str(out / "cache"),
+        "CGO_ENABLED": "0",
+    }
+    built = subprocess.run(
+        [go, "build", "-o", str(out / "c2sp_verify"), "."],
+        cwd=VERIFIER_SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr
     return out / "c2sp_verify"
 
@@ -188,9 +205,14 @@ async def test_token_verification_never_takes_the_checkpoint_key(api: httpx.Asyn
     async with platform_session(runtime.sessions) as session:
         (key,) = await runtime.keyring.usable_platform_keys(session, PlatformKeyUse.CHECKPOINT)
     claims = access_token_claims(
-        issuer=runtime.settings.server.issuer, client_id=centre.client.client_id, tenant_id=centre.id,
-        role=Role.SPECIALIST, scope="directory:read", now=int(runtime.clock.now().timestamp()), ttl_seconds=300,
-    )  # fmt: skip
+        issuer=runtime.settings.server.issuer,
+        client_id=centre.client.client_id,
+        tenant_id=centre.id,
+        role=Role.SPECIALIST,
+        scope="directory:read",
+        now=int(runtime.clock.now().timestamp()),
+        ttl_seconds=300,
+    )
     forged = sign_access_token(claims, runtime.keyring.platform_private_jwk(key))
     response = await api.get("/api/v1/directory/tenants", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401

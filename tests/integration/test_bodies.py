@@ -28,8 +28,11 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(method.upper(), path, operation) for path, item in document["paths"].items()
-            for method, operation in item.items()]  # fmt: skip
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
 
 
 def _integer(schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -41,8 +44,11 @@ def _integer(schema: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{slug}", "validation").replace("{", "").replace("}", "") if "{" not in path else "/".join(
-        str(uuid.uuid4()) if part.startswith("{") else part for part in path.split("/"))  # fmt: skip
+    return (
+        path.replace("{slug}", "validation").replace("{", "").replace("}", "")
+        if "{" not in path
+        else "/".join(str(uuid.uuid4()) if part.startswith("{") else part for part in path.split("/"))
+    )
 
 
 def test_every_integer_parameter_has_its_bounds_in_the_document(app: Any) -> None:
@@ -96,8 +102,9 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
         if "application/json" not in operation.get("requestBody", {}).get("content", {}):
             continue
         for body in (deep, just_too_deep):
-            response = await api.request(method, url, content=body,
-                                         headers={**headers, "Content-Type": "application/json"})  # fmt: skip
+            response = await api.request(
+                method, url, content=body, headers={**headers, "Content-Type": "application/json"}
+            )
             assert response.status_code == 400, (method, path, response.text[:300])
             assert response.json()["type"] == "/problems/bad-request"
         for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
@@ -112,9 +119,16 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
     assert checked["integers"] >= 7, checked
     assert checked["json"] >= 10, checked
     # A JSON type with a suffix (RFC 6839) is still JSON, and a body as deep as allowed is read.
-    nested = await api.post("/api/v1/cases", content=json.dumps({"title": "t", "subjects": [{
-        "ref": "c", "full_name": "n", "role": "child", "education": _nested(MAX_JSON_DEPTH - 4)}]}).encode(),
-        headers={**centre.headers, "Content-Type": "application/merge-patch+json; charset=utf-8"})  # fmt: skip
+    nested = await api.post(
+        "/api/v1/cases",
+        content=json.dumps(
+            {
+                "title": "t",
+                "subjects": [{"ref": "c", "full_name": "n", "role": "child", "education": _nested(MAX_JSON_DEPTH - 4)}],
+            }
+        ).encode(),
+        headers={**centre.headers, "Content-Type": "application/merge-patch+json; charset=utf-8"},
+    )
     assert nested.status_code == 201, nested.text
 
 
@@ -158,8 +172,9 @@ async def _documents(runtime: Runtime) -> int:
 async def test_uploads_are_checked_by_their_content(
     api: httpx.AsyncClient, runtime: Runtime, centre: Agency, content: bytes, sent_as: str, found: str | None
 ) -> None:
-    response = await api.post("/api/v1/documents", headers=centre.headers,
-                              files={"file": ("scan.pdf", content, sent_as)})  # fmt: skip
+    response = await api.post(
+        "/api/v1/documents", headers=centre.headers, files={"file": ("scan.pdf", content, sent_as)}
+    )
     assert response.status_code == 415, response.text
     problem = response.json()
     assert problem["type"] == "/problems/unsupported-media-type"
@@ -170,19 +185,27 @@ async def test_uploads_are_checked_by_their_content(
 
 
 async def test_uploads_of_what_they_claim_are_kept_as_that(api: httpx.AsyncClient, centre: Agency) -> None:
-    for content, sent_as, stored in ((PDF, "application/pdf", "application/pdf"), (PNG, "image/png", "image/png"),
-                                     (JPEG, "IMAGE/JPEG", "image/jpeg"),
-                                     ("Справка\n".encode(), "text/plain; charset=utf-8", "text/plain")):  # fmt: skip
-        response = await api.post("/api/v1/documents", headers=centre.headers,
-                                  files={"file": ("document", content, sent_as)})  # fmt: skip
+    for content, sent_as, stored in (
+        (PDF, "application/pdf", "application/pdf"),
+        (PNG, "image/png", "image/png"),
+        (JPEG, "IMAGE/JPEG", "image/jpeg"),
+        ("Справка\n".encode(), "text/plain; charset=utf-8", "text/plain"),
+    ):
+        response = await api.post(
+            "/api/v1/documents", headers=centre.headers, files={"file": ("document", content, sent_as)}
+        )
         assert response.status_code == 201, response.text
         assert response.json()["media_type"] == stored
     no_file = await api.post(
         "/api/v1/documents", headers=centre.headers, files={"other": ("a", PDF, "application/pdf")}
     )
     assert no_file.status_code == 400
-    text_field = await api.post("/api/v1/documents", headers=centre.headers, data={"file": "not a file"},
-                                files={"other": ("a", PDF, "application/pdf")})  # fmt: skip
+    text_field = await api.post(
+        "/api/v1/documents",
+        headers=centre.headers,
+        data={"file": "not a file"},
+        files={"other": ("a", PDF, "application/pdf")},
+    )
     assert text_field.status_code == 400, text_field.text
 
 
@@ -196,11 +219,20 @@ async def test_a_consent_form_with_a_disguised_scan_is_refused_in_words(
         consents = int(await session.scalar(select(func.count()).select_from(Consent)) or 0)
     act_as(api, await staff(runtime, tenant, Role.SPECIALIST))
     api.headers["Accept-Language"] = "ru"
-    response = await form(api, f"/cases/{case['id']}/consents/new", {
-        "subject_id": case["subjects"][1]["id"], "given_by_name": "Иванова Ольга", "relation": "self",
-        "purposes": "social_support", "categories": "identity", "recipient_kinds": "guardianship_body",
-        "valid_until": "2030-01-01",
-    }, files={"evidence": ("consent.pdf", PNG, "application/pdf")})  # fmt: skip
+    response = await form(
+        api,
+        f"/cases/{case['id']}/consents/new",
+        {
+            "subject_id": case["subjects"][1]["id"],
+            "given_by_name": "Иванова Ольга",
+            "relation": "self",
+            "purposes": "social_support",
+            "categories": "identity",
+            "recipient_kinds": "guardianship_body",
+            "valid_until": "2030-01-01",
+        },
+        files={"evidence": ("consent.pdf", PNG, "application/pdf")},
+    )
     page = ok(await api.get(response.headers["location"]))
     assert "Содержимое файла не соответствует его типу" in page
     async with platform_session(runtime.sessions) as session:

@@ -80,9 +80,14 @@ class Route:
         return f"{self.root}.>"
 
     def consumer(
-        self, bus: Bus, handler: Recorder, *, retry_base: float = 1.0, reconnect_delay: float = 1.0,
+        self,
+        bus: Bus,
+        handler: Recorder,
+        *,
+        retry_base: float = 1.0,
+        reconnect_delay: float = 1.0,
         fetch_timeout: float = 5.0,
-    ) -> Worker:  # fmt: skip
+    ) -> Worker:
         """The inbox consumer on this route, as the inbox Worker runs it."""
         consumer = InboxConsumer(
             bus,

@@ -46,8 +46,11 @@ def test_the_openapi_document_states_the_range_of_every_date_and_time(app: Any) 
             for index, value in enumerate(schema):
                 walk(value, f"{where}[{index}]", pattern)
 
-    inputs = {name for name, schema in document["components"]["schemas"].items()
-              if schema.get("additionalProperties") is False}  # request bodies (Strict)  # fmt: skip
+    inputs = {
+        name
+        for name, schema in document["components"]["schemas"].items()
+        if schema.get("additionalProperties") is False
+    }  # request bodies (Strict)
     for name in inputs:
         walk(document["components"]["schemas"][name], name)
     for path, item in document["paths"].items():
@@ -79,8 +82,10 @@ async def _tenant(runtime: Runtime, member: Agency) -> Tenant:
 
 @pytest.fixture
 async def pair(api: httpx.AsyncClient, runtime: Runtime) -> tuple[Agency, Agency]:
-    return (await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST),
-            await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE))  # fmt: skip
+    return (
+        await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST),
+        await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE),
+    )
 
 
 async def test_api_bodies_and_parameters_refuse_the_ends_of_the_calendar(
@@ -93,18 +98,36 @@ async def test_api_bodies_and_parameters_refuse_the_ends_of_the_calendar(
     dpo = {"Authorization": f"Bearer {await access_token(centre.api, dpo_client)}"}
     counts = [await _count(runtime, m) for m in (Case, Consent, Referral)]
     soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
-    consent_body = {"subject_id": subject, "given_by": {"name": "Иванова Ольга", "relation": "parent"},
-                    "purposes": ["social_support"], "categories": ["identity"],
-                    "recipients": {"tenants": [str(opeka.id)]}, "valid_until": soon}  # fmt: skip
-    task = {"title": "Обследование", "to_tenant_id": str(opeka.id), "expected_result": "Акт", "complete_by": soon,
-            "purpose": "social_support", "problem": "p", "requested_service": "s", "subject_ids": [subject],
-            "categories": ["identity"], "legal_basis": {"type": "consent"}}  # fmt: skip
-    plan = {"case_id": case["id"], "title": "План", "period_from": "2026-01-01", "period_until": "2026-06-30",
-            "tasks": [task]}  # fmt: skip
+    consent_body = {
+        "subject_id": subject,
+        "given_by": {"name": "Иванова Ольга", "relation": "parent"},
+        "purposes": ["social_support"],
+        "categories": ["identity"],
+        "recipients": {"tenants": [str(opeka.id)]},
+        "valid_until": soon,
+    }
+    task = {
+        "title": "Обследование",
+        "to_tenant_id": str(opeka.id),
+        "expected_result": "Акт",
+        "complete_by": soon,
+        "purpose": "social_support",
+        "problem": "p",
+        "requested_service": "s",
+        "subject_ids": [subject],
+        "categories": ["identity"],
+        "legal_basis": {"type": "consent"},
+    }
+    plan = {
+        "case_id": case["id"],
+        "title": "План",
+        "period_from": "2026-01-01",
+        "period_until": "2026-06-30",
+        "tasks": [task],
+    }
     for day in DAYS:
         person = {"ref": "child 2", "full_name": "Иванов Пётр", "role": "child", "birth_date": day}
-        _refused(await centre.post("/api/v1/cases", {"title": "Семья", "subjects": [person]}),
-                 "subjects[0].birth_date")  # fmt: skip
+        _refused(await centre.post("/api/v1/cases", {"title": "Семья", "subjects": [person]}), "subjects[0].birth_date")
         for name in ("period_from", "period_until"):
             _refused(await centre.post("/api/v1/plans", {**plan, name: day}), name)
         for name in ("from", "until"):
@@ -116,10 +139,13 @@ async def test_api_bodies_and_parameters_refuse_the_ends_of_the_calendar(
         for name in ("valid_until", "valid_from"):
             _refused(await centre.post(f"/api/v1/cases/{case['id']}/consents", {**consent_body, name: instant}), name)
         for name in ("respond_by", "complete_by"):
-            _refused(await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"],
-                                                                          **{name: instant})), name)  # fmt: skip
-            _refused(await centre.post("/api/v1/plans", {**plan, "tasks": [{**task, name: instant}]}),
-                     f"tasks[0].{name}")  # fmt: skip
+            _refused(
+                await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"], **{name: instant})),
+                name,
+            )
+            _refused(
+                await centre.post("/api/v1/plans", {**plan, "tasks": [{**task, name: instant}]}), f"tasks[0].{name}"
+            )
         for name in ("since", "until"):
             for path in ("/api/v1/audit/events", "/api/v1/audit/anomalies"):
                 _refused(await centre.api.get(path, params={name: instant}, headers=dpo), name)
@@ -135,27 +161,52 @@ async def test_staff_forms_refuse_the_ends_of_the_calendar_in_the_users_language
     act_as(api, await staff(runtime, await _tenant(runtime, centre), Role.SPECIALIST))
     case_path = f"/cases/{case['id']}"
     counts = [await _count(runtime, m) for m in (Case, Consent, Referral)]
-    for language, expected in (("en", "enter a date from 1900-01-01 to 2200-12-31"),
-                               ("ru", "укажите дату от 1900-01-01 до 2200-12-31")):  # fmt: skip
+    for language, expected in (
+        ("en", "enter a date from 1900-01-01 to 2200-12-31"),
+        ("ru", "укажите дату от 1900-01-01 до 2200-12-31"),
+    ):
         api.headers["Accept-Language"] = language
         for day in ("0001-01-01", "9999-12-31", "2201-01-01"):
-            opened = await form(api, "/cases/new", {"title": "Семья", "subject-0-name": "Иванов Пётр",
-                                                    "subject-0-role": "child", "subject-0-birth": day})  # fmt: skip
+            opened = await form(
+                api,
+                "/cases/new",
+                {"title": "Семья", "subject-0-name": "Иванов Пётр", "subject-0-role": "child", "subject-0-birth": day},
+            )
             assert opened.status_code == 400
             assert expected in opened.text
-            recorded = await form(api, f"{case_path}/consents/new", {
-                "subject_id": case["subjects"][0]["id"], "given_by_name": "Иванова Ольга", "relation": "parent",
-                "purposes": "social_support", "categories": "identity", "recipient_kinds": "guardianship_body",
-                "valid_until": day,
-            })  # fmt: skip
+            recorded = await form(
+                api,
+                f"{case_path}/consents/new",
+                {
+                    "subject_id": case["subjects"][0]["id"],
+                    "given_by_name": "Иванова Ольга",
+                    "relation": "parent",
+                    "purposes": "social_support",
+                    "categories": "identity",
+                    "recipient_kinds": "guardianship_body",
+                    "valid_until": day,
+                },
+            )
             assert expected in ok(await api.get(recorded.headers["location"]))
             for name in ("respond_by", "complete_by"):
-                sent = await form(api, f"{case_path}/referrals/new", {
-                    "to": str(opeka.id), "purpose": "social_support", "basis": "consent",
-                    "subjects": case["subjects"][0]["id"], "categories": "identity", "kind": "referral",
-                    "urgency": "urgent", "problem": "p", "requested_service": "s", "respond_by": "2030-01-01",
-                    "complete_by": "2030-02-01", name: day,
-                })  # fmt: skip
+                sent = await form(
+                    api,
+                    f"{case_path}/referrals/new",
+                    {
+                        "to": str(opeka.id),
+                        "purpose": "social_support",
+                        "basis": "consent",
+                        "subjects": case["subjects"][0]["id"],
+                        "categories": "identity",
+                        "kind": "referral",
+                        "urgency": "urgent",
+                        "problem": "p",
+                        "requested_service": "s",
+                        "respond_by": "2030-01-01",
+                        "complete_by": "2030-02-01",
+                        name: day,
+                    },
+                )
                 assert sent.status_code == 400
                 assert expected in sent.text
                 assert "Traceback" not in sent.text
@@ -178,8 +229,13 @@ async def test_dates_stored_before_the_bounds_never_break_a_page(
     act_as(api, await staff(runtime, await _tenant(runtime, centre), Role.SPECIALIST))
     for language in ("ru", "en"):
         api.headers["Accept-Language"] = language
-        for path in (f"/cases/{case['id']}", f"/cases/{second['id']}", "/dashboard", "/cases",
-                     f"/cases/{case['id']}/referrals/new?to={opeka.id}"):  # fmt: skip
+        for path in (
+            f"/cases/{case['id']}",
+            f"/cases/{second['id']}",
+            "/dashboard",
+            "/cases",
+            f"/cases/{case['id']}/referrals/new?to={opeka.id}",
+        ):
             page = ok(await api.get(path))
             assert "Traceback" not in page
         assert "9999" in ok(await api.get(f"/cases/{case['id']}"))

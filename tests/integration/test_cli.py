@@ -44,29 +44,71 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
 
 
 def test_tenant_user_client_and_key_rotation(cli: Any, tmp_path: Path) -> None:
-    code, tenant, _ = cli("tenant", "create", "--slug", "semya", "--name", "Центр «Семья»", "--kind", "social_centre",
-                          "--region", "Центральный район")  # fmt: skip
+    code, tenant, _ = cli(
+        "tenant",
+        "create",
+        "--slug",
+        "semya",
+        "--name",
+        "Центр «Семья»",
+        "--kind",
+        "social_centre",
+        "--region",
+        "Центральный район",
+    )
     assert code == 0
     assert tenant["slug"] == "semya"
     assert tenant["name"] == "Центр «Семья»"
     assert tenant["jwks_url"].endswith(f"/.well-known/tenants/{tenant['id']}/jwks.json")
 
-    code, user, _ = cli("user", "create", "--tenant", "semya", "--email", "Intake@Semya.test", "--role", "intake",
-                        "--role", "supervisor")  # fmt: skip
+    code, user, _ = cli(
+        "user",
+        "create",
+        "--tenant",
+        "semya",
+        "--email",
+        "Intake@Semya.test",
+        "--role",
+        "intake",
+        "--role",
+        "supervisor",
+    )
     assert code == 0
     assert user["email"] == "intake@semya.test"
     assert user["roles"] == ["intake", "supervisor"]
     assert len(user["one_time_password"]) >= 16
 
-    code, chosen, _ = cli("user", "create", "--tenant", "semya", "--email", "dpo@semya.test", "--role", "dpo",
-                          "--password-stdin", stdin="a long enough passphrase\n")  # fmt: skip
+    code, chosen, _ = cli(
+        "user",
+        "create",
+        "--tenant",
+        "semya",
+        "--email",
+        "dpo@semya.test",
+        "--role",
+        "dpo",
+        "--password-stdin",
+        stdin="a long enough passphrase\n",
+    )
     assert code == 0
     assert "one_time_password" not in chosen
 
     jwk_file = tmp_path / "client.jwk"
     jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
-    code, client, _ = cli("client", "create", "--tenant", "semya", "--name", "МИС", "--jwk-file", str(jwk_file),
-                          "--scopes", "referrals:read referrals:write", "--role", "intake")  # fmt: skip
+    code, client, _ = cli(
+        "client",
+        "create",
+        "--tenant",
+        "semya",
+        "--name",
+        "МИС",
+        "--jwk-file",
+        str(jwk_file),
+        "--scopes",
+        "referrals:read referrals:write",
+        "--role",
+        "intake",
+    )
     assert code == 0
     assert client["tenant_id"] == tenant["id"]
     assert client["scopes"] == ["referrals:read", "referrals:write"]
@@ -133,8 +175,9 @@ def test_malformed_jwk_is_refused(cli: Any, tmp_path: Path, content: str, messag
     cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
     jwk_file = tmp_path / "bad.jwk"
     jwk_file.write_text(content)
-    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(jwk_file),
-                       "--scopes", "cases:read")  # fmt: skip
+    code, _, err = cli(
+        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(jwk_file), "--scopes", "cases:read"
+    )
     assert code == 1
     assert message in err
 
@@ -143,18 +186,30 @@ def test_private_jwk_and_bad_scopes_are_refused(cli: Any, tmp_path: Path) -> Non
     cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
     private = tmp_path / "private.jwk"
     private.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=True)))
-    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(private),
-                       "--scopes", "cases:read")  # fmt: skip
+    code, _, err = cli(
+        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(private), "--scopes", "cases:read"
+    )
     assert code == 1
     assert "private key" in err
     public = tmp_path / "public.jwk"
     public.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
-    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(public),
-                       "--scopes", "everything")  # fmt: skip
+    code, _, err = cli(
+        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(public), "--scopes", "everything"
+    )
     assert code == 1
     assert "Unknown scope" in err
-    code, _, err = cli("client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(tmp_path / "none"),
-                       "--scopes", "cases:read")  # fmt: skip
+    code, _, err = cli(
+        "client",
+        "create",
+        "--tenant",
+        "semya",
+        "--name",
+        "X",
+        "--jwk-file",
+        str(tmp_path / "none"),
+        "--scopes",
+        "cases:read",
+    )
     assert code == 1
     assert "cannot read" in err
 
@@ -214,8 +269,12 @@ def test_commands_before_migration_say_what_to_do(tmp_path: Path, monkeypatch: p
         main(["tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre"])
     assert exit_info.value.code == 1
     assert "casebridge db upgrade" in err.getvalue()
-    serve = _serve_briefly({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"),
-                            "CASEBRIDGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"})  # fmt: skip
+    serve = _serve_briefly(
+        {
+            "CASEBRIDGE_DATA_DIR": str(tmp_path / "var"),
+            "CASEBRIDGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        }
+    )
     assert serve.returncode == 1
     assert "schema is not up to date" in serve.stderr
 
@@ -226,8 +285,13 @@ def test_serve_refuses_a_different_master_key(cli: Any, tmp_path: Path, database
     other = tmp_path / "other.key"
     other.write_bytes(b"\x01" * 32)
     other.chmod(0o600)
-    serve = _serve_briefly({"CASEBRIDGE_DATA_DIR": str(tmp_path / "var"), "CASEBRIDGE_DATABASE_URL": database_url,
-                            "CASEBRIDGE_MASTER_KEY_FILE": str(other)})  # fmt: skip
+    serve = _serve_briefly(
+        {
+            "CASEBRIDGE_DATA_DIR": str(tmp_path / "var"),
+            "CASEBRIDGE_DATABASE_URL": database_url,
+            "CASEBRIDGE_MASTER_KEY_FILE": str(other),
+        }
+    )
     assert serve.returncode == 1
     assert "master key" in serve.stderr
     assert "Traceback" not in serve.stderr

@@ -73,8 +73,18 @@ def test_revoke_a_client(cli: Any, tmp_path: Path, database_url: str) -> None:  
     _tenant_with_user(cli)
     jwk_file = tmp_path / "client-public.jwk"
     jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)), encoding="utf-8")
-    code, client, _ = cli("client", "create", "--tenant", "semya", "--name", "desk", "--jwk-file", str(jwk_file),
-                          "--scopes", "referrals:read")  # fmt: skip
+    code, client, _ = cli(
+        "client",
+        "create",
+        "--tenant",
+        "semya",
+        "--name",
+        "desk",
+        "--jwk-file",
+        str(jwk_file),
+        "--scopes",
+        "referrals:read",
+    )
     assert code == 0
     assert client is not None
     code, result, _ = cli("client", "revoke", "--tenant", "semya", "--client-id", client["client_id"])

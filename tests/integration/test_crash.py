@@ -75,8 +75,15 @@ class Scenario:
 ONE_PROCESS = Scenario("one process", burst=60, kill_after=20, concurrency=4, burst_within_s=90.0)
 # Two worker processes, so that one survives the kill; a third of the burst in, so the kill finds every Worker busy;
 # 32 requests in flight keep both web processes busy, so the burst is over sooner than with a few.
-PROCESS_LAYOUT = Scenario("serve --workers 2, 2 workers", burst=300, kill_after=100, concurrency=32,
-                          burst_within_s=120.0, web_processes=2, worker_processes=2)  # fmt: skip
+PROCESS_LAYOUT = Scenario(
+    "serve --workers 2, 2 workers",
+    burst=300,
+    kill_after=100,
+    concurrency=32,
+    burst_within_s=120.0,
+    web_processes=2,
+    worker_processes=2,
+)
 
 # Long enough that only the crash cuts an attempt off: the checks count the attempts cut off, and on a busy machine
 # an answer may take more than a few seconds without anything being wrong.
@@ -159,19 +166,28 @@ class Agency:
 
 
 async def open_case(centre: Agency, recipient: uuid.UUID) -> dict[str, Any]:
-    case = await centre.post("/api/v1/cases", {
-        "title": "Семья Петровых",
-        "subjects": [{"ref": "child 1", "full_name": "Петров Иван Сергеевич", "birth_date": "2014-02-03",
-                      "role": "child"}],
-    })  # fmt: skip
+    case = await centre.post(
+        "/api/v1/cases",
+        {
+            "title": "Семья Петровых",
+            "subjects": [
+                {"ref": "child 1", "full_name": "Петров Иван Сергеевич", "birth_date": "2014-02-03", "role": "child"}
+            ],
+        },
+    )
     assert case.status_code == 201, case.text
     body: dict[str, Any] = case.json()
-    consent = await centre.post(f"/api/v1/cases/{body['id']}/consents", {
-        "subject_id": body["subjects"][0]["id"], "given_by": {"name": "Петрова Анна", "relation": "parent"},
-        "purposes": ["social_support"], "categories": ["identity", "family"],
-        "recipients": {"tenants": [str(recipient)], "kinds": []},
-        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-    })  # fmt: skip
+    consent = await centre.post(
+        f"/api/v1/cases/{body['id']}/consents",
+        {
+            "subject_id": body["subjects"][0]["id"],
+            "given_by": {"name": "Петрова Анна", "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity", "family"],
+            "recipients": {"tenants": [str(recipient)], "kinds": []},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
     assert consent.status_code == 201, consent.text
     return body
 
@@ -179,13 +195,19 @@ async def open_case(centre: Agency, recipient: uuid.UUID) -> dict[str, Any]:
 def referral_body(case: dict[str, Any], to: uuid.UUID, n: int) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
-        "case_id": case["id"], "to_tenant_id": str(to), "kind": "referral", "purpose": "social_support",
-        "problem": f"Направление {n} из серии", "requested_service": "Консультация", "urgency": "routine",
+        "case_id": case["id"],
+        "to_tenant_id": str(to),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": f"Направление {n} из серии",
+        "requested_service": "Консультация",
+        "urgency": "routine",
         "respond_by": (now + dt.timedelta(days=3)).isoformat(),
         "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity", "family"],
+        "subject_ids": [case["subjects"][0]["id"]],
+        "categories": ["identity", "family"],
         "legal_basis": {"type": "consent"},
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -519,9 +541,10 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             return last[0].delivered(scenario.burst)
 
         timings["delivery"] = await bounded_poll(
-            delivered, DELIVERY_WITHIN_S,
+            delivered,
+            DELIVERY_WITHIN_S,
             lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
-        )  # fmt: skip
+        )
 
         # Nothing the bus still holds may be applied later: wait until the inbox consumer has acked everything.
         settle_state = [""]

@@ -24,17 +24,27 @@ OPEKA_PROFILE: dict[str, Any] = {
     "contacts": {"phone": "+7 812 111-11-11", "email": "opeka@example.org"},
     "address": {"address_1": "ул. Ёлочная, 5", "city": "Санкт-Петербург", "postal_code": "190000"},
     "districts": ["Северный район"],
-    "opening_hours": [{"days": ["mo", "tu", "we", "th"], "opens_at": "09:00", "closes_at": "18:00"},
-                      {"days": ["fr"], "opens_at": "09:00", "closes_at": "16:45", "note": "сокращённый день"}],
+    "opening_hours": [
+        {"days": ["mo", "tu", "we", "th"], "opens_at": "09:00", "closes_at": "18:00"},
+        {"days": ["fr"], "opens_at": "09:00", "closes_at": "16:45", "note": "сокращённый день"},
+    ],
     "documents_required": ["паспорт заявителя"],
     "intake_rules": "Приём по предварительной записи",
     "services": [
-        {"code": "family_support", "name": "Сопровождение семьи", "problems": ["family_conflict", "child_neglect"],
-         "description": "Социальный патронат семей с детьми", "districts": ["Ёлкин район"]},
-        {"name": "Жилищные вопросы опекаемых", "problems": ["housing"],
-         "documents_required": ["свидетельство о рождении ребёнка"]},
+        {
+            "code": "family_support",
+            "name": "Сопровождение семьи",
+            "problems": ["family_conflict", "child_neglect"],
+            "description": "Социальный патронат семей с детьми",
+            "districts": ["Ёлкин район"],
+        },
+        {
+            "name": "Жилищные вопросы опекаемых",
+            "problems": ["housing"],
+            "documents_required": ["свидетельство о рождении ребёнка"],
+        },
     ],
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -47,8 +57,15 @@ class Network:
     started: dt.datetime
 
 
-async def _agency(api: httpx.AsyncClient, runtime: Runtime, slug: str, kind: str, *roles: str,
-                  region: str = "Центральный район", name: str | None = None) -> list[Agency]:  # fmt: skip
+async def _agency(
+    api: httpx.AsyncClient,
+    runtime: Runtime,
+    slug: str,
+    kind: str,
+    *roles: str,
+    region: str = "Центральный район",
+    name: str | None = None,
+) -> list[Agency]:
     tenant = await make_tenant(runtime, slug, kind=kind, region=region, name=name)
     agencies = []
     for role in roles:
@@ -81,15 +98,25 @@ async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) 
     The clock ends at S+12d.
     """
     (centre,) = await _agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST, name="Центр «Семья»")
-    opeka, opeka_admin = await _agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE,
-                                       Role.SUPERVISOR, region="Северный район", name="Отдел опеки")  # fmt: skip
+    opeka, opeka_admin = await _agency(
+        api,
+        runtime,
+        "opeka",
+        TenantKind.GUARDIANSHIP_BODY,
+        Role.INTAKE,
+        Role.SUPERVISOR,
+        region="Северный район",
+        name="Отдел опеки",
+    )
     (kdn,) = await _agency(api, runtime, "kdn", TenantKind.JUVENILE_COMMISSION, Role.INTAKE, name="КДН и ЗП")
     published = await opeka_admin.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=opeka_admin.headers)
     assert published.status_code == 200, published.text
 
     start = clock.now()
-    deadlines = {"respond_by": (start + dt.timedelta(days=3)).isoformat(),
-                 "complete_by": (start + dt.timedelta(days=10)).isoformat()}  # fmt: skip
+    deadlines = {
+        "respond_by": (start + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (start + dt.timedelta(days=10)).isoformat(),
+    }
     case_opeka, _ = await open_case(centre, opeka)
     case_kdn, _ = await open_case(centre, kdn)
     plan = {
@@ -101,8 +128,9 @@ async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) 
     }
     sent = {}
     for name, (case, partner, extra) in plan.items():
-        response = await centre.post("/api/v1/referrals", referral_body(case, partner.id, ["identity"],
-                                                                        **deadlines, **extra))  # fmt: skip
+        response = await centre.post(
+            "/api/v1/referrals", referral_body(case, partner.id, ["identity"], **deadlines, **extra)
+        )
         assert response.status_code == 201, response.text
         sent[name] = response.json()["id"]
     for name, referral_id in sent.items():
@@ -119,8 +147,9 @@ async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) 
     clock.advance(dt.timedelta(hours=4))
     await _move(opeka, sent["open"], accept, centre)
     clock.advance(dt.timedelta(hours=40))  # S+2d
-    await _move(opeka, sent["family"], {"to": "completed", "outcome": {"result": "resolved", "note": "Помощь оказана"}},
-                centre)  # fmt: skip
+    await _move(
+        opeka, sent["family"], {"to": "completed", "outcome": {"result": "resolved", "note": "Помощь оказана"}}, centre
+    )
     clock.advance(dt.timedelta(days=2))  # S+4d
     await _move(opeka, sent["slow"], accept, centre)
     clock.advance(dt.timedelta(days=4))  # S+8d
@@ -188,11 +217,20 @@ async def test_figures_come_from_the_senders_timelines(network: Network, runtime
 
 
 NO_FIGURES = {
-    "median_hours_to_accept": None, "median_days_to_complete": None, "p90_hours_to_accept": None,
-    "p90_days_to_complete": None, "acceptance_rate": None, "on_time_rate": None, "referral_count": None,
-    "answered_count": None, "accepted_count": None, "completed_count": None, "due_count": None, "window_days": 365,
+    "median_hours_to_accept": None,
+    "median_days_to_complete": None,
+    "p90_hours_to_accept": None,
+    "p90_days_to_complete": None,
+    "acceptance_rate": None,
+    "on_time_rate": None,
+    "referral_count": None,
+    "answered_count": None,
+    "accepted_count": None,
+    "completed_count": None,
+    "due_count": None,
+    "window_days": 365,
     "min_cell": MIN_CELL,
-}  # fmt: skip
+}
 
 
 async def test_partners_with_fewer_than_five_referrals_show_no_figures(network: Network) -> None:
@@ -213,9 +251,13 @@ async def test_partners_with_fewer_than_five_referrals_show_no_figures(network: 
 
 async def test_the_fifth_referral_brings_the_figures_that_rest_on_five(network: Network, clock: TravelClock) -> None:
     case, _ = await open_case(network.centre, network.opeka)
-    body = referral_body(case, network.opeka.id, ["identity"],
-                         respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
-                         complete_by=(clock.now() + dt.timedelta(days=30)).isoformat())  # fmt: skip
+    body = referral_body(
+        case,
+        network.opeka.id,
+        ["identity"],
+        respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
+        complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
+    )
     sent = await network.centre.post("/api/v1/referrals", body)
     assert sent.status_code == 201, sent.text
     fifth = sent.json()["id"]
@@ -253,9 +295,14 @@ async def test_the_window_drops_old_history(network: Network, runtime: Runtime, 
 
 async def test_a_referral_names_only_a_service_the_partner_offers(network: Network, clock: TravelClock) -> None:
     case, _ = await open_case(network.centre, network.opeka)
-    body = referral_body(case, network.opeka.id, ["identity"], service="dentistry",
-                         respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
-                         complete_by=(clock.now() + dt.timedelta(days=30)).isoformat())  # fmt: skip
+    body = referral_body(
+        case,
+        network.opeka.id,
+        ["identity"],
+        service="dentistry",
+        respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
+        complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
+    )
     refused = await network.centre.post("/api/v1/referrals", body)
     assert refused.status_code == 400, refused.text
     assert "no service with the code 'dentistry'" in refused.json()["detail"]
@@ -275,13 +322,24 @@ async def test_a_referral_names_only_a_service_the_partner_offers(network: Netwo
 @pytest.fixture
 async def searcher(api: httpx.AsyncClient, runtime: Runtime) -> Agency:
     (centre,) = await _agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST, name="Центр «Семья»")
-    (opeka,) = await _agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.SUPERVISOR,
-                             region="Северный район", name="Отдел ОПЕКИ")  # fmt: skip
-    (ngo,) = await _agency(api, runtime, "dom", TenantKind.NGO, Role.SUPERVISOR, region="Южный район",
-                           name="Фонд «Дом»")  # fmt: skip
+    (opeka,) = await _agency(
+        api,
+        runtime,
+        "opeka",
+        TenantKind.GUARDIANSHIP_BODY,
+        Role.SUPERVISOR,
+        region="Северный район",
+        name="Отдел ОПЕКИ",
+    )
+    (ngo,) = await _agency(
+        api, runtime, "dom", TenantKind.NGO, Role.SUPERVISOR, region="Южный район", name="Фонд «Дом»"
+    )
     assert (await opeka.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=opeka.headers)).is_success
-    ngo_profile = {"contacts": {}, "districts": ["Южный район"], "services": [
-        {"name": "Временное жильё для матерей с детьми", "problems": ["housing", "domestic_violence"]}]}  # fmt: skip
+    ngo_profile = {
+        "contacts": {},
+        "districts": ["Южный район"],
+        "services": [{"name": "Временное жильё для матерей с детьми", "problems": ["housing", "domestic_violence"]}],
+    }
     assert (await ngo.api.put("/api/v1/directory/profile", json=ngo_profile, headers=ngo.headers)).is_success
     return centre
 
@@ -327,8 +385,12 @@ async def test_the_entry_has_the_api_shape(searcher: Agency) -> None:
     assert entry["address"]["city"] == "Санкт-Петербург"
     assert entry["address"]["country"] == "RU"
     assert entry["districts"] == ["Северный район"]
-    assert entry["opening_hours"][1] == {"days": ["fr"], "opens_at": "09:00", "closes_at": "16:45",
-                                         "note": "сокращённый день"}  # fmt: skip
+    assert entry["opening_hours"][1] == {
+        "days": ["fr"],
+        "opens_at": "09:00",
+        "closes_at": "16:45",
+        "note": "сокращённый день",
+    }
     assert entry["documents_required"] == ["паспорт заявителя"]
     assert entry["intake_rules"] == "Приём по предварительной записи"
     family = entry["services"][0]
@@ -340,18 +402,24 @@ async def test_the_entry_has_the_api_shape(searcher: Agency) -> None:
 @pytest.mark.parametrize(
     ("change", "detail"),
     [
-        ({"services": [{"name": "A", "problems": ["housing"]}, {"name": "B", "problems": ["housing"]}]},
-         "services[1] has the code 'housing', already used by services[0]"),
+        (
+            {"services": [{"name": "A", "problems": ["housing"]}, {"name": "B", "problems": ["housing"]}]},
+            "services[1] has the code 'housing', already used by services[0]",
+        ),
         ({"services": [{"name": "A", "problems": []}]}, "services[0] needs a code or at least one problem category"),
         ({"services": [{"name": "A", "problems": ["Жильё"]}]}, "services[0].problems[0]"),
-        ({"opening_hours": [{"days": ["mo"], "opens_at": "18:00", "closes_at": "09:00"}]},
-         "opening_hours[0]: opens_at must be earlier than closes_at"),
-        ({"opening_hours": [{"days": ["monday"], "opens_at": "09:00", "closes_at": "18:00"}]},
-         "opening_hours[0].days[0]"),
+        (
+            {"opening_hours": [{"days": ["mo"], "opens_at": "18:00", "closes_at": "09:00"}]},
+            "opening_hours[0]: opens_at must be earlier than closes_at",
+        ),
+        (
+            {"opening_hours": [{"days": ["monday"], "opens_at": "09:00", "closes_at": "18:00"}]},
+            "opening_hours[0].days[0]",
+        ),
         ({"address": {"address_1": "ул. Садовая, 1", "country": "Russia"}}, "address.country"),
     ],
     ids=["duplicate-code", "no-code", "bad-problem", "hours-reversed", "bad-day", "bad-country"],
-)  # fmt: skip
+)
 async def test_bad_profiles_are_precise_problems(
     api: httpx.AsyncClient, runtime: Runtime, change: dict[str, Any], detail: str
 ) -> None:

@@ -35,8 +35,11 @@ from tests.integration.test_referral_loop import (
 from tests.pdf import fonts, pdf_text, pdfa_conformance
 
 EVENTS = "/api/v1/audit/events"
-STATUTORY = {"type": "statutory", "reference": "SK RF art. 122",
-             "justification": "Ребёнок остался без попечения родителей, орган опеки должен знать"}  # fmt: skip
+STATUTORY = {
+    "type": "statutory",
+    "reference": "SK RF art. 122",
+    "justification": "Ребёнок остался без попечения родителей, орган опеки должен знать",
+}
 
 
 async def dpo_of(agency: Agency, runtime: Runtime) -> Agency:
@@ -82,8 +85,9 @@ async def test_search_by_each_filter(agencies: tuple[Agency, Agency, Agency], ru
 
     everything = await search(dpo)
     assert {e["log_tenant"] for e in everything} == {str(centre.id)}
-    assert [(e["time"], e["id"]) for e in everything] == sorted(((e["time"], e["id"]) for e in everything),
-                                                                reverse=True)  # fmt: skip
+    assert [(e["time"], e["id"]) for e in everything] == sorted(
+        ((e["time"], e["id"]) for e in everything), reverse=True
+    )
     actions = {e["action"] for e in everything}
     assert {"exchange:case:create", "exchange:consent:create", "exchange:referral:send"} <= actions
 
@@ -127,10 +131,20 @@ async def test_search_by_each_filter(agencies: tuple[Agency, Agency, Agency], ru
             break
     assert [e["id"] for e in pages] == [e["id"] for e in everything if e["time"] < last]
 
-    for bad in ({"action": "exchange:case:steal"}, {"outcome": "maybe"}, {"since": "yesterday"},
-                {"until": "2026-13-01T00:00:00Z"}, {"since": "2026-11-01T00:00:00"}, {"limit": 501}, {"limit": 0},
-                {"cursor": "not-a-cursor"}, {"actor": "someone"}, {"since": last, "until": first},
-                {"since": "0001-01-01T00:00:00Z"}, {"until": "9999-12-31T23:59:59Z"}):  # fmt: skip
+    for bad in (
+        {"action": "exchange:case:steal"},
+        {"outcome": "maybe"},
+        {"since": "yesterday"},
+        {"until": "2026-13-01T00:00:00Z"},
+        {"since": "2026-11-01T00:00:00"},
+        {"limit": 501},
+        {"limit": 0},
+        {"cursor": "not-a-cursor"},
+        {"actor": "someone"},
+        {"since": last, "until": first},
+        {"since": "0001-01-01T00:00:00Z"},
+        {"until": "9999-12-31T23:59:59Z"},
+    ):
         response = await dpo.get(EVENTS, params=bad)
         assert response.status_code == 400, (bad, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -155,13 +169,24 @@ async def test_subject_report_as_json_csv_and_pdf(agencies: tuple[Agency, Agency
     own = [r for r in rows if r["actor_tenant_id"] == str(centre.id)]
     assert {"exchange:case:create", "exchange:referral:send"} <= {r["action"] for r in own}
     send = next(r for r in own if r["action"] == "exchange:referral:send")
-    assert send == {**send, "actor_kind": "client", "actor_id": centre.client.client_id, "role": "specialist",
-                    "outcome": "success", "purpose": "social_support", "legal_basis": "consent",
-                    "resource_type": "referral", "resource_id": referral_id,
-                    "actor_tenant_name": "Agency semya"}  # fmt: skip
+    assert send == {
+        **send,
+        "actor_kind": "client",
+        "actor_id": centre.client.client_id,
+        "role": "specialist",
+        "outcome": "success",
+        "purpose": "social_support",
+        "legal_basis": "consent",
+        "resource_type": "referral",
+        "resource_id": referral_id,
+        "actor_tenant_name": "Agency semya",
+    }
     (partner,) = [r for r in rows if r["actor_tenant_id"] == str(opeka.id)]
     assert (partner["action"], partner["role"], partner["actor_tenant_name"]) == (
-        "exchange:referral:read", "intake", "Agency opeka")  # fmt: skip
+        "exchange:referral:read",
+        "intake",
+        "Agency opeka",
+    )
     assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)
 
     # Pages follow one another by cursor; the first report's own event is now the newest row.
@@ -229,8 +254,9 @@ async def test_review_queue_lists_statutory_shares_until_marked(
     dpo = await dpo_of(centre, runtime)
     case, _ = await open_case(centre, opeka)
     consented = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"]))
-    statutory = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity", "family"],
-                                                                      legal_basis=STATUTORY))  # fmt: skip
+    statutory = await centre.post(
+        "/api/v1/referrals", referral_body(case, opeka.id, ["identity", "family"], legal_basis=STATUTORY)
+    )
     assert consented.status_code == statutory.status_code == 201, statutory.text
 
     queue = await dpo.get("/api/v1/audit/review")
@@ -239,7 +265,10 @@ async def test_review_queue_lists_statutory_shares_until_marked(
     assert item["reasons"] == ["statutory_share"]
     event = item["event"]
     assert (event["action"], event["legal_basis"], event["resource"]["id"]) == (
-        "exchange:referral:send", "statutory", statutory.json()["id"])  # fmt: skip
+        "exchange:referral:send",
+        "statutory",
+        statutory.json()["id"],
+    )
 
     # The recipient's DPO reviews the same share in its own queue, as a statutory receipt.
     opeka_dpo = await dpo_of(opeka, runtime)
@@ -258,8 +287,13 @@ async def test_review_queue_lists_statutory_shares_until_marked(
 
     marked = await dpo.post(f"/api/v1/audit/review/{event['id']}", {"note": "Основание проверено"})
     assert marked.status_code == 201, marked.text
-    assert marked.json() == {**marked.json(), "event_id": event["id"], "reviewer_kind": "client",
-                             "reviewer_id": dpo.client.client_id, "note": "Основание проверено"}  # fmt: skip
+    assert marked.json() == {
+        **marked.json(),
+        "event_id": event["id"],
+        "reviewer_kind": "client",
+        "reviewer_id": dpo.client.client_id,
+        "note": "Основание проверено",
+    }
     assert (await dpo.get("/api/v1/audit/review")).json()["items"] == []
     again = await dpo.post(f"/api/v1/audit/review/{event['id']}", {"note": "ещё раз"})
     assert again.status_code == 409
@@ -269,8 +303,10 @@ async def test_review_queue_lists_statutory_shares_until_marked(
 
     marks = await search(dpo, action="audit:review:mark")
     assert [(m["outcome"], m["resource"]["id"]) for m in marks].count(("success", event["id"])) == 1
-    assert all(m["actor"] == {"kind": "client", "id": dpo.client.client_id, "tenant": str(centre.id), "role": "dpo"}
-               for m in marks)  # fmt: skip
+    assert all(
+        m["actor"] == {"kind": "client", "id": dpo.client.client_id, "tenant": str(centre.id), "role": "dpo"}
+        for m in marks
+    )
     # The reviewer's note is kept with the mark, not written into the trail.
     assert "Основание проверено" not in json.dumps(marks, ensure_ascii=False)
 
@@ -283,8 +319,12 @@ async def test_anomaly_flags(agencies: tuple[Agency, Agency, Agency], runtime: R
     # Whatever the hour now, it is "off hours" for this test; one subject an hour is already a bulk read.
     hour = dt.datetime.now(dt.UTC).hour
     settings = runtime.settings
-    runtime.settings = dataclasses.replace(settings, audit=dataclasses.replace(
-        settings.audit, bulk_subjects_per_hour=1, off_hours=(hour, (hour + 2) % 24), timezone="UTC"))  # fmt: skip
+    runtime.settings = dataclasses.replace(
+        settings,
+        audit=dataclasses.replace(
+            settings.audit, bulk_subjects_per_hour=1, off_hours=(hour, (hour + 2) % 24), timezone="UTC"
+        ),
+    )
     try:
         # The case names the parent too, who gave no consent: reading it touches a subject with no active basis.
         read = await centre.get(f"/api/v1/cases/{case['id']}")
@@ -315,9 +355,13 @@ async def test_anomaly_flags(agencies: tuple[Agency, Agency, Agency], runtime: R
     at_opeka = (await opeka_dpo.get("/api/v1/audit/anomalies")).json()["items"]
     assert "no_active_basis" not in {f["rule"] for f in at_opeka}
 
-    for bad in ({"since": "2026-11-01T00:00:00Z", "until": "2026-12-15T00:00:00Z"},
-                {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}, {"since": "soon"},
-                {"until": "0001-01-01T00:00:00Z"}, {"since": "9999-12-31T00:00:00Z"}):  # fmt: skip
+    for bad in (
+        {"since": "2026-11-01T00:00:00Z", "until": "2026-12-15T00:00:00Z"},
+        {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"},
+        {"since": "soon"},
+        {"until": "0001-01-01T00:00:00Z"},
+        {"since": "9999-12-31T00:00:00Z"},
+    ):
         assert (await dpo.get("/api/v1/audit/anomalies", params=bad)).status_code == 400, bad
 
 
@@ -337,7 +381,11 @@ async def test_reading_the_trail_is_recorded(agencies: tuple[Agency, Agency, Age
         )
         events = [json.loads(r) for r in rows]
     assert sorted(e["action"] for e in events) == [
-        "audit:anomalies:list", "audit:events:search", "audit:review:list", "audit:subject:report"]  # fmt: skip
+        "audit:anomalies:list",
+        "audit:events:search",
+        "audit:review:list",
+        "audit:subject:report",
+    ]
     for event in events:
         assert event["outcome"] == "success"
         assert event["actor"] == {"kind": "client", "id": dpo.client.client_id, "tenant": str(centre.id), "role": "dpo"}

@@ -40,8 +40,9 @@ EXAMPLES = 6
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
 PDF = b"%PDF-1.4\n% casebridge fuzz document\n" + b"0" * 256
 # The path parameters the seeded data has real values for.
-PATH_IDS = frozenset({"case_id", "subject_id", "consent_id", "referral_id", "plan_id", "document_id", "event_id",
-                      "tenant_id", "slug"})  # fmt: skip
+PATH_IDS = frozenset(
+    {"case_id", "subject_id", "consent_id", "referral_id", "plan_id", "document_id", "event_id", "tenant_id", "slug"}
+)
 
 
 def _days() -> st.SearchStrategy[str]:
@@ -94,47 +95,111 @@ async def _seed(api: httpx.AsyncClient, runtime: Runtime) -> Seeded:
     seeded.tokens[Role.INTAKE] = opeka.headers["Authorization"].removeprefix("Bearer ")
 
     now = dt.datetime.now(dt.UTC)
-    case = (await _ok(kdn.post("/api/v1/cases", {
-        "title": "Семья Ивановых", "subjects": [
-            {"ref": "child 1", "full_name": "Иванова Мария", "birth_date": "2014-03-02", "role": "child"},
-            {"ref": "parent 1", "full_name": "Иванова Ольга", "birth_date": "1988-01-20", "role": "parent"}],
-    }))).json()  # fmt: skip
+    case = (
+        await _ok(
+            kdn.post(
+                "/api/v1/cases",
+                {
+                    "title": "Семья Ивановых",
+                    "subjects": [
+                        {"ref": "child 1", "full_name": "Иванова Мария", "birth_date": "2014-03-02", "role": "child"},
+                        {"ref": "parent 1", "full_name": "Иванова Ольга", "birth_date": "1988-01-20", "role": "parent"},
+                    ],
+                },
+            )
+        )
+    ).json()
     subjects = [s["id"] for s in case["subjects"]]
-    consent = (await _ok(kdn.post(f"/api/v1/cases/{case['id']}/consents", {
-        "subject_id": subjects[0], "given_by": {"name": "Иванова Ольга", "relation": "parent"},
-        "purposes": ["social_support", "individual_prevention"], "categories": ["identity", "family"],
-        "recipients": {"tenants": [str(opeka.id)], "kinds": []},
-        "valid_until": (now + dt.timedelta(days=300)).isoformat(),
-    }))).json()  # fmt: skip
-    deadline = {"respond_by": (now + dt.timedelta(days=3)).isoformat(),
-                "complete_by": (now + dt.timedelta(days=30)).isoformat()}  # fmt: skip
-    referral = (await _ok(kdn.post("/api/v1/referrals", {
-        "case_id": case["id"], "to_tenant_id": str(opeka.id), "kind": "referral", "purpose": "social_support",
-        "problem": "Нужна консультация", "requested_service": "Консультация", "urgency": "routine", **deadline,
-        "subject_ids": [subjects[0]], "categories": ["identity"], "legal_basis": {"type": "consent"},
-    }))).json()  # fmt: skip
-    plan = (await _ok(kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План ИПР", "period_from": now.date().isoformat(),
-        "period_until": (now + dt.timedelta(days=90)).date().isoformat(), "tasks": [{
-            "title": "Обследовать условия", "to_tenant_id": str(opeka.id), "expected_result": "Акт",
-            "purpose": "individual_prevention", "problem": "Пропуски занятий", "requested_service": "Обследование",
-            "subject_ids": [subjects[0]], "categories": ["identity"], "legal_basis": {"type": "consent"},
-            **deadline}],
-    }))).json()  # fmt: skip
-    document = (await _ok(kdn.api.post("/api/v1/documents", headers=kdn.headers,
-                                       files={"file": ("form.pdf", PDF, "application/pdf")}))).json()  # fmt: skip
+    consent = (
+        await _ok(
+            kdn.post(
+                f"/api/v1/cases/{case['id']}/consents",
+                {
+                    "subject_id": subjects[0],
+                    "given_by": {"name": "Иванова Ольга", "relation": "parent"},
+                    "purposes": ["social_support", "individual_prevention"],
+                    "categories": ["identity", "family"],
+                    "recipients": {"tenants": [str(opeka.id)], "kinds": []},
+                    "valid_until": (now + dt.timedelta(days=300)).isoformat(),
+                },
+            )
+        )
+    ).json()
+    deadline = {
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+    }
+    referral = (
+        await _ok(
+            kdn.post(
+                "/api/v1/referrals",
+                {
+                    "case_id": case["id"],
+                    "to_tenant_id": str(opeka.id),
+                    "kind": "referral",
+                    "purpose": "social_support",
+                    "problem": "Нужна консультация",
+                    "requested_service": "Консультация",
+                    "urgency": "routine",
+                    **deadline,
+                    "subject_ids": [subjects[0]],
+                    "categories": ["identity"],
+                    "legal_basis": {"type": "consent"},
+                },
+            )
+        )
+    ).json()
+    plan = (
+        await _ok(
+            kdn.post(
+                "/api/v1/plans",
+                {
+                    "case_id": case["id"],
+                    "title": "План ИПР",
+                    "period_from": now.date().isoformat(),
+                    "period_until": (now + dt.timedelta(days=90)).date().isoformat(),
+                    "tasks": [
+                        {
+                            "title": "Обследовать условия",
+                            "to_tenant_id": str(opeka.id),
+                            "expected_result": "Акт",
+                            "purpose": "individual_prevention",
+                            "problem": "Пропуски занятий",
+                            "requested_service": "Обследование",
+                            "subject_ids": [subjects[0]],
+                            "categories": ["identity"],
+                            "legal_basis": {"type": "consent"},
+                            **deadline,
+                        }
+                    ],
+                },
+            )
+        )
+    ).json()
+    document = (
+        await _ok(
+            kdn.api.post("/api/v1/documents", headers=kdn.headers, files={"file": ("form.pdf", PDF, "application/pdf")})
+        )
+    ).json()
     await _ok(kdn.post(f"/api/v1/referrals/{referral['id']}/messages", {"body": "Добрый день"}))
     dpo = {"Authorization": f"Bearer {seeded.tokens[Role.DPO]}"}
     events = (await _ok(api.get("/api/v1/audit/events", headers=dpo))).json()["items"]
     # A checkpoint, so that proofs have something to prove against.
     await eventually(lambda: _has_checkpoint(api, dpo))
     seeded.ids = {
-        "case_id": [case["id"]], "subject_id": subjects, "consent_id": [consent["id"]],
-        "referral_id": [referral["id"], *(t["referral_id"] for t in plan["tasks"])], "plan_id": [plan["id"]],
-        "document_id": [document["id"]], "event_id": [e["id"] for e in events[:3]],
-        "tenant_id": [str(kdn.id), str(opeka.id)], "to_tenant_id": [str(opeka.id)], "slug": ["validation"],
-        "subject_ids": [subjects[:1]], "actor": [e["actor"]["id"] for e in events[:1] if e["actor"]["id"]],
-    }  # fmt: skip
+        "case_id": [case["id"]],
+        "subject_id": subjects,
+        "consent_id": [consent["id"]],
+        "referral_id": [referral["id"], *(t["referral_id"] for t in plan["tasks"])],
+        "plan_id": [plan["id"]],
+        "document_id": [document["id"]],
+        "event_id": [e["id"] for e in events[:3]],
+        "tenant_id": [str(kdn.id), str(opeka.id)],
+        "to_tenant_id": [str(opeka.id)],
+        "slug": ["validation"],
+        "subject_ids": [subjects[:1]],
+        "actor": [e["actor"]["id"] for e in events[:1] if e["actor"]["id"]],
+    }
     assert set(seeded.ids) >= PATH_IDS
     return seeded
 
@@ -214,8 +279,14 @@ def _fuzz_operation(operation: Any, mode: GenerationMode, seeded: Seeded, send: 
     label = f"{operation.method.upper()} {operation.path} ({mode})"
     sent = 0
 
-    @examples(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @examples(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     def run(case: Any, data: st.DataObject) -> None:
         nonlocal sent
@@ -254,6 +325,11 @@ async def test_the_openapi_document_holds_under_fuzzing(api: httpx.AsyncClient, 
 def test_fixtures_name_real_ids_for_every_path_parameter(app: Any) -> None:
     """A new path parameter gets real ids in the fuzzing run too (or the run stops at its 404s)."""
     document = app.openapi_schema.to_schema()
-    names = {p["name"] for ops in document["paths"].values() for op in ops.values() for p in op.get("parameters", [])
-             if p["in"] == "path"}  # fmt: skip
+    names = {
+        p["name"]
+        for ops in document["paths"].values()
+        for op in ops.values()
+        for p in op.get("parameters", [])
+        if p["in"] == "path"
+    }
     assert names <= PATH_IDS, names - PATH_IDS

@@ -146,8 +146,10 @@ async def test_readiness_names_what_is_down(app: Litestar, api: httpx.AsyncClien
     ready = await api.get("/health/ready")
     every_worker = {"relay": True, "inbox": True, "sealer": True, "letters": True, "cosigner": True}
     assert ready.json() == {
-        "status": "ok", "checks": {"database": True, "bus": True, "audit_sealer": True}, "workers": every_worker,
-    }  # fmt: skip
+        "status": "ok",
+        "checks": {"database": True, "bus": True, "audit_sealer": True},
+        "workers": every_worker,
+    }
     await runtime.workers[WorkerName.LETTERS].stop()
     down = await api.get("/health/ready")
     assert down.status_code == 503

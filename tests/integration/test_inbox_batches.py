@@ -68,10 +68,14 @@ async def _state(runtime: Runtime, centre: Agency, envelope_ids: list[uuid.UUID]
         ).all()
         parked = (
             await session.execute(
-                select(DeadLetter.envelope_id, DeadLetter.reason, DeadLetter.sender_tenant_id,
-                       DeadLetter.recipient_tenant_id)
+                select(
+                    DeadLetter.envelope_id,
+                    DeadLetter.reason,
+                    DeadLetter.sender_tenant_id,
+                    DeadLetter.recipient_tenant_id,
+                )
             )
-        ).all()  # fmt: skip
+        ).all()
         receipts = (
             await session.execute(
                 select(OutboxEnvelope.recipient_tenant_id, OutboxEnvelope.token)
@@ -98,9 +102,14 @@ async def test_a_batch_applies_its_good_envelopes_parks_the_bad_one_and_receipts
 
     async def envelope(sender: Agency, body: dict[str, Any]) -> OutgoingEnvelope:
         # Recorded in the sender's outbox as sent, so its receipt finds it; the test hands it to the inbox itself.
-        return await forged_envelope(runtime, sender=sender.id, recipient=centre.id,
-                                     envelope_type=EnvelopeType.REFERRAL_STATUS, body=body,
-                                     exchange_id=uuid.UUID(body["referral_id"]))  # fmt: skip
+        return await forged_envelope(
+            runtime,
+            sender=sender.id,
+            recipient=centre.id,
+            envelope_type=EnvelopeType.REFERRAL_STATUS,
+            body=body,
+            exchange_id=uuid.UUID(body["referral_id"]),
+        )
 
     batch = [
         await envelope(opeka, _status(first, "accepted")),
@@ -122,8 +131,10 @@ async def test_a_batch_applies_its_good_envelopes_parks_the_bad_one_and_receipts
     # The good envelopes are applied, each once, the one after the bad envelope too.
     assert after["inbox"] == {e.envelope_id: 1 for e in good}
     assert {exchange_id: after["referrals"][exchange_id] for exchange_id in (first, second, third)} == {
-        first: ("accepted", None), second: ("accepted", None), third: ("accepted", None)
-    }  # fmt: skip
+        first: ("accepted", None),
+        second: ("accepted", None),
+        third: ("accepted", None),
+    }
     for exchange_id in (first, second, third):
         moves = [status for referral, status in after["timeline"] if referral == exchange_id]
         assert moves == ["requested", "received", "accepted"], (exchange_id, moves)

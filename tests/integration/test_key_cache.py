@@ -64,13 +64,18 @@ async def test_an_envelope_under_a_key_this_process_has_not_seen_is_opened_not_r
                 await services.rotate_keys(session, there.keyring, slug=slug)
         # Sealed by the other process under the new keys, at once: this process's cache is still the old one.
         async with platform_session(there.sessions) as session, session.begin():
-            sent = await enqueue(session, there.exchange, sender=centre.id, recipient=opeka.id,
-                                 body=ReferralStatus(referral_id=centre.id, status="accepted",
-                                                     at=dt.datetime.now(dt.UTC)))  # fmt: skip
+            sent = await enqueue(
+                session,
+                there.exchange,
+                sender=centre.id,
+                recipient=opeka.id,
+                body=ReferralStatus(referral_id=centre.id, status="accepted", at=dt.datetime.now(dt.UTC)),
+            )
         (settled,) = await here.inbox.receive_batch([(sent.subject, sent.token.encode())])
         assert not settled  # opened and verified: it only waits for its referral, it is not parked
-        forged = await forged_envelope(here, sender=centre.id, recipient=opeka.id,
-                                       envelope_type=ReferralStatus.TYPE, body={"referral_id": "x"})  # fmt: skip
+        forged = await forged_envelope(
+            here, sender=centre.id, recipient=opeka.id, envelope_type=ReferralStatus.TYPE, body={"referral_id": "x"}
+        )
         (parked,) = await here.inbox.receive_batch([(forged.subject, forged.token.encode())])
         assert parked
         async with platform_session(here.sessions) as session:

@@ -103,8 +103,16 @@ async def test_the_letter_travels_signed_and_both_sides_download_it(
     assert hashlib.sha256(own.content).hexdigest() == letter["sha256"]
     assert pdfa_conformance(own.content) == ("2", "B")
     text = pdf_text(own.content)
-    for expected in ("ХОДАТАЙСТВО", letter["registration_number"], "Agency semya", "Agency opeka", CHILD_NAME,
-                     "Семья нуждается в помощи органа опеки", "жильё", "Приложение 1"):  # fmt: skip
+    for expected in (
+        "ХОДАТАЙСТВО",
+        letter["registration_number"],
+        "Agency semya",
+        "Agency opeka",
+        CHILD_NAME,
+        "Семья нуждается в помощи органа опеки",
+        "жильё",
+        "Приложение 1",
+    ):
         assert expected in text, expected
     # Only what the referral shares: the address and health notes stay with the centre.
     assert "Садовая" not in text
@@ -180,26 +188,45 @@ async def _opened(runtime: Runtime, sender: Agency, recipient: Agency, referral_
             for k in await deps.keyring.usable_tenant_keys(session, recipient.id, KeyUse.ENCRYPTION)
         ]
         sender_keys = await deps.published.signing_keys(session, sender.id)
-    opened = open_envelope(token, recipient=recipient.id, decryption_keys=decryption,
-                           sender_keys=lambda _: sender_keys, now=deps.clock.now())  # fmt: skip
+    opened = open_envelope(
+        token,
+        recipient=recipient.id,
+        decryption_keys=decryption,
+        sender_keys=lambda _: sender_keys,
+        now=deps.clock.now(),
+    )
     assert isinstance(opened, OpenedEnvelope)
     return opened.body
 
 
 async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: Any) -> None:
     """Put an envelope in the sender's outbox as a sender's node would (signed with its real key), and relay it."""
-    await forged_envelope(runtime, sender=sender.id, recipient=recipient.id, envelope_type=kind, body=body,
-                          exchange_id=uuid.UUID(body["referral_id"]), relay=True)  # fmt: skip
+    await forged_envelope(
+        runtime,
+        sender=sender.id,
+        recipient=recipient.id,
+        envelope_type=kind,
+        body=body,
+        exchange_id=uuid.UUID(body["referral_id"]),
+        relay=True,
+    )
     runtime.wake_relay()
 
 
 def _signed_as_version_1(pdf: bytes, binding: LetterBinding, key: OKPKey, issued_at: dt.datetime) -> str:
     """The detached signature the release before letter format version 2 wrote: cb.v 1, "EdDSA"."""
     header = {
-        "alg": "EdDSA", "kid": key.kid, "typ": "cb-letter+jws", "cb.v": 1, "cb.hash": "sha-256",
-        "cb.reg": binding.registration_number, "cb.rid": str(binding.referral_id), "cb.from": str(binding.sender),
-        "cb.to": str(binding.recipient), "cb.iat": int(issued_at.timestamp()),
-    }  # fmt: skip
+        "alg": "EdDSA",
+        "kid": key.kid,
+        "typ": "cb-letter+jws",
+        "cb.v": 1,
+        "cb.hash": "sha-256",
+        "cb.reg": binding.registration_number,
+        "cb.rid": str(binding.referral_id),
+        "cb.from": str(binding.sender),
+        "cb.to": str(binding.recipient),
+        "cb.iat": int(issued_at.timestamp()),
+    }
     either_name = OKPKey.import_key({k: v for k, v in key.as_dict(private=True).items() if k != "alg"})
     registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)
     return str(jws.detach_content(jws.serialize_compact(header, pdf_digest(pdf), either_name, registry=registry)))
@@ -238,8 +265,12 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
         content = bytearray(pdf)
         if label == "tampered":
             content[len(content) // 2] ^= 0x01
-        letter: Any = {**sent_letter, "registration_number": signed_number, "signature": signature,
-                       "content": base64.b64encode(bytes(content)).decode()}  # fmt: skip
+        letter: Any = {
+            **sent_letter,
+            "registration_number": signed_number,
+            "signature": signature,
+            "content": base64.b64encode(bytes(content)).decode(),
+        }
         if label == "unsigned":
             del letter["signature"]
         if label == "garbled":
@@ -247,10 +278,16 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
         if label == "not-an-object":
             letter = "a letter"
         announced = {**requested["letter"], "registration_number": number}
-        await _forge(runtime, centre, opeka, EnvelopeType.REFERRAL_REQUESTED,
-                     {**requested, "referral_id": str(referral_id), "letter": announced})  # fmt: skip
-        await _forge(runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER,
-                     {"referral_id": str(referral_id), "letter": letter})  # fmt: skip
+        await _forge(
+            runtime,
+            centre,
+            opeka,
+            EnvelopeType.REFERRAL_REQUESTED,
+            {**requested, "referral_id": str(referral_id), "letter": announced},
+        )
+        await _forge(
+            runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER, {"referral_id": str(referral_id), "letter": letter}
+        )
         forged[label] = str(referral_id)
 
     untouched = await _ready(opeka, forged["untouched"])
@@ -304,8 +341,9 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     signature = sign_letter(pdf, binding, signing_key=deps.keyring.private_jwk(signing), issued_at=deps.clock.now())
     letter = {**sent_letter, "registration_number": number, "signature": signature}
 
-    await _forge(runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER,
-                 {"referral_id": str(referral_id), "letter": letter})  # fmt: skip
+    await _forge(
+        runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER, {"referral_id": str(referral_id), "letter": letter}
+    )
 
     async def tried() -> bool:
         async with platform_session(runtime.sessions) as session:
@@ -329,11 +367,21 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     assert (await opeka.get(f"/api/v1/referrals/{referral_id}")).status_code == 404
 
     announced = {**requested["letter"], "registration_number": number}
-    await _forge(runtime, centre, opeka, EnvelopeType.REFERRAL_REQUESTED,
-                 {**requested, "referral_id": str(referral_id), "letter": announced})  # fmt: skip
+    await _forge(
+        runtime,
+        centre,
+        opeka,
+        EnvelopeType.REFERRAL_REQUESTED,
+        {**requested, "referral_id": str(referral_id), "letter": announced},
+    )
     arrived = await _ready(opeka, str(referral_id))
-    assert arrived["letter"] == {"registration_number": number, "sha256": sent_letter["sha256"], "signature": "valid",
-                                 "language": "ru", "status": "ready"}  # fmt: skip
+    assert arrived["letter"] == {
+        "registration_number": number,
+        "sha256": sent_letter["sha256"],
+        "signature": "valid",
+        "language": "ru",
+        "status": "ready",
+    }
     download = await opeka.get(f"/api/v1/referrals/{referral_id}/letter.pdf")
     assert download.status_code == 200
     assert download.content == pdf
@@ -421,9 +469,10 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
 
     async with platform_session(runtime.sessions) as session:
         letter_id = await session.scalar(
-            select(Letter.id).join(Referral, Referral.id == Letter.referral_id).where(
-                Referral.exchange_id == uuid.UUID(referral_id), Referral.tenant_id == centre.id)
-        )  # fmt: skip
+            select(Letter.id)
+            .join(Referral, Referral.id == Letter.referral_id)
+            .where(Referral.exchange_id == uuid.UUID(referral_id), Referral.tenant_id == centre.id)
+        )
     assert letter_id is not None
 
     # A node claims the letter and dies in the middle of its layout.
@@ -436,8 +485,9 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
     survivor = LetterWorker(runtime.sessions, runtime.exchange)
     assert await survivor.render_once() == 0  # still claimed by the dead node
     # Two nodes lay the same letter out at once: it is stored, signed and sent once.
-    stored = await asyncio.gather(survivor.render(letter_id), LetterWorker(runtime.sessions, runtime.exchange)
-                                  .render(letter_id))  # fmt: skip
+    stored = await asyncio.gather(
+        survivor.render(letter_id), LetterWorker(runtime.sessions, runtime.exchange).render(letter_id)
+    )
     assert sorted(stored) == [False, True]
     clock.advance(CLAIM_FOR + dt.timedelta(seconds=1))  # the dead node's claim lapses: nothing is left to do
     assert await survivor.render_once() == 0
@@ -446,13 +496,17 @@ async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(
     assert ready["letter"]["signature"] == "valid"
     async with platform_session(runtime.sessions) as session:
         envelopes = await session.scalar(
-            select(func.count()).where(OutboxEnvelope.exchange_id == uuid.UUID(referral_id),
-                                       OutboxEnvelope.envelope_type == EnvelopeType.REFERRAL_LETTER.value)
-        )  # fmt: skip
+            select(func.count()).where(
+                OutboxEnvelope.exchange_id == uuid.UUID(referral_id),
+                OutboxEnvelope.envelope_type == EnvelopeType.REFERRAL_LETTER.value,
+            )
+        )
         documents = await session.scalar(
-            select(func.count()).select_from(Document).join(Referral, Referral.id == Document.referral_id)
+            select(func.count())
+            .select_from(Document)
+            .join(Referral, Referral.id == Document.referral_id)
             .where(Referral.exchange_id == uuid.UUID(referral_id), Referral.tenant_id == centre.id)
-        )  # fmt: skip
+        )
     assert (envelopes, documents) == (1, 1)
 
     letters.start()
@@ -483,9 +537,10 @@ async def test_a_batch_is_laid_out_together_and_one_failure_holds_up_no_neighbou
     async with platform_session(runtime.sessions) as session:
         letters = {
             letter.registration_number: letter
-            for letter in await session.scalars(select(Letter).where(Letter.registration_number.in_(numbers),
-                                                                     Letter.tenant_id == centre.id))
-        }  # fmt: skip
+            for letter in await session.scalars(
+                select(Letter).where(Letter.registration_number.in_(numbers), Letter.tenant_id == centre.id)
+            )
+        }
     assert {n: letters[n].status for n in numbers} == {n: "pending" if n == numbers[1] else "ready" for n in numbers}
     failed = letters[numbers[1]]
     assert (failed.attempts, failed.last_error) == (1, "LetterUnavailable")
@@ -522,9 +577,10 @@ async def test_a_letter_arriving_after_consent_was_withdrawn_is_not_kept(
     assert erased.status_code == 404  # ... but the PDF, which names the child, was never stored
     async with platform_session(runtime.sessions) as session:
         kept = await session.scalar(
-            select(Letter.document_id).join(Referral, Referral.id == Letter.referral_id)
+            select(Letter.document_id)
+            .join(Referral, Referral.id == Letter.referral_id)
             .where(Referral.exchange_id == uuid.UUID(referral_id), Referral.tenant_id == opeka.id)
-        )  # fmt: skip
+        )
     assert kept is None
     assert (await centre.get(f"/api/v1/referrals/{referral_id}/letter.pdf")).status_code == 200
 

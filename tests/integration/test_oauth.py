@@ -54,8 +54,11 @@ async def test_authlib_client_obtains_token_and_calls_api(
     assert listing.status_code == 200, listing.text
     assert [item["slug"] for item in listing.json()["items"]] == ["semya"]
 
-    decoded = jwt.decode(token["access_token"], OKPKey.import_key(
-        (await api.get("/.well-known/jwks.json")).json()["keys"][0]), algorithms=["Ed25519"])  # fmt: skip
+    decoded = jwt.decode(
+        token["access_token"],
+        OKPKey.import_key((await api.get("/.well-known/jwks.json")).json()["keys"][0]),
+        algorithms=["Ed25519"],
+    )
     assert decoded.header["alg"] == "Ed25519"
     claims = decoded.claims
     assert claims["tenant_id"] == str(tenant.id)
@@ -76,10 +79,17 @@ async def test_es256_client_key_is_accepted(api: httpx.AsyncClient, runtime: Run
     now = int(time.time())
     assertion = jwt.encode(
         {"alg": "ES256"},
-        {"iss": record.client_id, "sub": record.client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
-         "jti": uuid.uuid4().hex},
-        key, algorithms=["ES256"],
-    )  # fmt: skip
+        {
+            "iss": record.client_id,
+            "sub": record.client_id,
+            "aud": TOKEN_ENDPOINT,
+            "iat": now,
+            "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+        },
+        key,
+        algorithms=["ES256"],
+    )
     response = await api.post("/oauth/token", data=token_form(ClientKey(record.client_id, tenant.id, key), assertion))  # type: ignore[arg-type]
     assert response.status_code == 200, response.text
 
@@ -144,8 +154,14 @@ async def test_a_client_assertion_under_another_algorithm_is_refused(
 ) -> None:
     client = await make_client(runtime, await make_tenant(runtime))
     now = int(time.time())
-    claims = {"iss": client.client_id, "sub": client.client_id, "aud": TOKEN_ENDPOINT, "iat": now, "exp": now + 60,
-              "jti": uuid.uuid4().hex}  # fmt: skip
+    claims = {
+        "iss": client.client_id,
+        "sub": client.client_id,
+        "aud": TOKEN_ENDPOINT,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
     assertion = _forged({"alg": alg, "kid": client.key.kid}, claims, b"" if alg == "none" else bytes(64))
     response = await api.post("/oauth/token", data=token_form(client, assertion))
     assert response.status_code == 401, response.text
@@ -233,8 +249,13 @@ async def test_a_token_request_that_is_ambiguous_about_its_client_is_refused(
     assert "more than once" in twice.json()["detail"]
 
     async with platform_session(runtime.sessions) as session:
-        refusals = (await session.scalars(select(AuditEvent.canonical).where(
-            AuditEvent.log_tenant_id == tenant.id, AuditEvent.action == "tenants:token:refuse"))).all()  # fmt: skip
+        refusals = (
+            await session.scalars(
+                select(AuditEvent.canonical).where(
+                    AuditEvent.log_tenant_id == tenant.id, AuditEvent.action == "tenants:token:refuse"
+                )
+            )
+        ).all()
     assert len(refusals) == 3
     assert all(json.loads(event)["outcome"] == "denied" for event in refusals)
 
@@ -318,8 +339,15 @@ async def test_api_refuses_missing_malformed_and_foreign_tokens(api: httpx.Async
 
 
 def _claims(tenant_id: uuid.UUID, client_id: uuid.UUID, **overrides: object) -> dict[str, object]:
-    claims = access_token_claims(issuer=BASE_URL, client_id=str(client_id), tenant_id=tenant_id, role="specialist",
-                                 scope="directory:read", now=int(time.time()), ttl_seconds=300)  # fmt: skip
+    claims = access_token_claims(
+        issuer=BASE_URL,
+        client_id=str(client_id),
+        tenant_id=tenant_id,
+        role="specialist",
+        scope="directory:read",
+        now=int(time.time()),
+        ttl_seconds=300,
+    )
     return {**claims, **overrides}
 
 

@@ -43,8 +43,9 @@ async def test_the_api_explains_bad_bodies_in_sentences(api: httpx.AsyncClient, 
         empty = await api.request(method, _concrete(path), headers=headers)
         assert empty.status_code == 400, (method, path, empty.text)
         assert empty.json()["detail"] == "The request needs a body, and this one has none."
-        assert empty.json()["errors"] == [{"field": "", "code": "body_required",
-                                           "message": "The request needs a body, and this one has none."}]  # fmt: skip
+        assert empty.json()["errors"] == [
+            {"field": "", "code": "body_required", "message": "The request needs a body, and this one has none."}
+        ]
         for body in WRONG_BODIES:
             response = await api.request(method, _concrete(path), json=body, headers=headers)
             assert response.status_code in (400, 404), (method, path, body, response.text)  # {} may be a whole body
@@ -65,19 +66,32 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
         tenant = await session.get_one(Tenant, centre.id)
     act_as(api, await staff(runtime, tenant, Role.SPECIALIST))
     composer = f"/cases/{case['id']}/referrals/new"
-    sent = {"to": str(opeka.id), "purpose": "social_support", "basis": "consent", "kind": "referral",
-            "urgency": "urgent", "problem": "p", "requested_service": "s", "respond_by": "2030-01-01",
-            "complete_by": "2030-02-01", "subjects": case["subjects"][0]["id"]}  # fmt: skip
-    for language, expected in (("ru", "«Передаваемые данные»: выберите хотя бы одно значение."),
-                               ("en", "Data to share: choose at least one.")):  # fmt: skip
+    sent = {
+        "to": str(opeka.id),
+        "purpose": "social_support",
+        "basis": "consent",
+        "kind": "referral",
+        "urgency": "urgent",
+        "problem": "p",
+        "requested_service": "s",
+        "respond_by": "2030-01-01",
+        "complete_by": "2030-02-01",
+        "subjects": case["subjects"][0]["id"],
+    }
+    for language, expected in (
+        ("ru", "«Передаваемые данные»: выберите хотя бы одно значение."),
+        ("en", "Data to share: choose at least one."),
+    ):
         api.headers["Accept-Language"] = language
         refused = await form(api, composer, sent)  # no category ticked
         assert refused.status_code == 400
         assert expected in refused.text
-        for page in (refused.text, (await form(api, composer, {**sent, "categories": "identity",
-                                                                 "to": str(uuid.uuid4())})).text,
-                     (await form(api, composer, {**sent, "categories": "identity", "kind": "telegram"})).text,
-                     (await form(api, "/cases/new", {"title": "x" * 400, "subject-0-name": "n"})).text):  # fmt: skip
+        for page in (
+            refused.text,
+            (await form(api, composer, {**sent, "categories": "identity", "to": str(uuid.uuid4())})).text,
+            (await form(api, composer, {**sent, "categories": "identity", "kind": "telegram"})).text,
+            (await form(api, "/cases/new", {"title": "x" * 400, "subject-0-name": "n"})).text,
+        ):
             assert not VALIDATOR_WORDS.search(page.replace("`", "")), page[-3000:]
             assert "$." not in page
             assert "Expected" not in page
@@ -87,11 +101,19 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
     assert "«Ответить до»: выберите день позже сегодняшнего." in past.text
     reversed_ = await form(api, composer, {**sent, "categories": "identity", "complete_by": "2029-12-01"})
     assert "не может быть раньше даты в поле «Ответить до»" in reversed_.text
-    recorded = await form(api, f"/cases/{case['id']}/consents/new", {
-        "subject_id": case["subjects"][0]["id"], "given_by_name": "Иванова Ольга", "relation": "parent",
-        "purposes": "social_support", "categories": "identity", "recipient_kinds": "guardianship_body",
-        "valid_until": "2020-01-01",
-    })  # fmt: skip
+    recorded = await form(
+        api,
+        f"/cases/{case['id']}/consents/new",
+        {
+            "subject_id": case["subjects"][0]["id"],
+            "given_by_name": "Иванова Ольга",
+            "relation": "parent",
+            "purposes": "social_support",
+            "categories": "identity",
+            "recipient_kinds": "guardianship_body",
+            "valid_until": "2020-01-01",
+        },
+    )
     shown = await api.get(recorded.headers["location"])
     assert "выберите день позже сегодняшнего" in shown.text
     for page in (past.text, reversed_.text, shown.text):

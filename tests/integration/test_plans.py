@@ -49,31 +49,47 @@ async def planning(api: httpx.AsyncClient, runtime: Runtime) -> Planning:
 
 async def commission_case(kdn: Agency) -> dict[str, Any]:
     """A case at the commission, with the mother's consent to share with schools and clinics."""
-    case = await kdn.post("/api/v1/cases", {
-        "title": "Несовершеннолетняя Иванова М. П.",
-        "subjects": [{"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2012-04-12", "role": "child"},
-                     {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"}],
-    })  # fmt: skip
+    case = await kdn.post(
+        "/api/v1/cases",
+        {
+            "title": "Несовершеннолетняя Иванова М. П.",
+            "subjects": [
+                {"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2012-04-12", "role": "child"},
+                {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"},
+            ],
+        },
+    )
     assert case.status_code == 201, case.text
     body: dict[str, Any] = case.json()
-    consent = await kdn.post(f"/api/v1/cases/{body['id']}/consents", {
-        "subject_id": body["subjects"][0]["id"], "given_by": {"name": PARENT_NAME, "relation": "parent"},
-        "purposes": ["individual_prevention"], "categories": ["identity", "family"],
-        "recipients": {"tenants": [], "kinds": ["education", "health"]},
-        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-    })  # fmt: skip
+    consent = await kdn.post(
+        f"/api/v1/cases/{body['id']}/consents",
+        {
+            "subject_id": body["subjects"][0]["id"],
+            "given_by": {"name": PARENT_NAME, "relation": "parent"},
+            "purposes": ["individual_prevention"],
+            "categories": ["identity", "family"],
+            "recipients": {"tenants": [], "kinds": ["education", "health"]},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
     assert consent.status_code == 201, consent.text
     return body
 
 
 def task(case: dict[str, Any], to: Agency, title: str, complete_in: dt.timedelta, **extra: Any) -> dict[str, Any]:
     return {
-        "title": title, "to_tenant_id": str(to.id), "expected_result": f"Отчёт: {title.lower()}",
-        "complete_by": (dt.datetime.now(dt.UTC) + complete_in).isoformat(), "purpose": "individual_prevention",
-        "problem": "Ребёнок пропускает занятия", "requested_service": title,
-        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity", "family"],
-        "legal_basis": {"type": "consent"}, **extra,
-    }  # fmt: skip
+        "title": title,
+        "to_tenant_id": str(to.id),
+        "expected_result": f"Отчёт: {title.lower()}",
+        "complete_by": (dt.datetime.now(dt.UTC) + complete_in).isoformat(),
+        "purpose": "individual_prevention",
+        "problem": "Ребёнок пропускает занятия",
+        "requested_service": title,
+        "subject_ids": [case["subjects"][0]["id"]],
+        "categories": ["identity", "family"],
+        "legal_basis": {"type": "consent"},
+        **extra,
+    }
 
 
 STATUTORY = {
@@ -139,23 +155,36 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date()
     body = {
-        "case_id": case["id"], "title": "План ИПР на I полугодие", "period_from": today.isoformat(),
+        "case_id": case["id"],
+        "title": "План ИПР на I полугодие",
+        "period_from": today.isoformat(),
         "period_until": (today + dt.timedelta(days=180)).isoformat(),
         "tasks": [
-            task(case, school, SCHOOL_TASK, dt.timedelta(days=10), legal_basis=COORDINATING,
-                 respond_by=(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()),
+            task(
+                case,
+                school,
+                SCHOOL_TASK,
+                dt.timedelta(days=10),
+                legal_basis=COORDINATING,
+                respond_by=(dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat(),
+            ),
             task(case, clinic, CLINIC_TASK, dt.timedelta(days=20)),
         ],
-    }  # fmt: skip
+    }
     created = await kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "kdn-plan-1"})
     assert created.status_code == 201, created.text
     plan = created.json()
     assert plan["status"] == "open"
     assert plan["progress"] == {"requested": 2}
     # Tasks can be added to an open plan; this one rests on the commission's statutory duty, not on consent.
-    added = await kdn.post(f"/api/v1/plans/{plan['id']}/tasks", {"tasks": [
-        task(case, opeka, OPEKA_TASK, dt.timedelta(days=5), legal_basis=STATUTORY),
-    ]})  # fmt: skip
+    added = await kdn.post(
+        f"/api/v1/plans/{plan['id']}/tasks",
+        {
+            "tasks": [
+                task(case, opeka, OPEKA_TASK, dt.timedelta(days=5), legal_basis=STATUTORY),
+            ]
+        },
+    )
     assert added.status_code == 200, added.text
     plan = added.json()
     tasks = by_title(plan)
@@ -189,8 +218,12 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"received": 3})
 
     # The school answers and finishes at once; the guardianship body accepts; the clinic stays silent.
-    await move(school, school_id, {"to": "accepted"},
-               {"to": "completed", "outcome": {"result": "resolved", "note": "Занятия проводятся"}})  # fmt: skip
+    await move(
+        school,
+        school_id,
+        {"to": "accepted"},
+        {"to": "completed", "outcome": {"result": "resolved", "note": "Занятия проводятся"}},
+    )
     await move(opeka, opeka_id, {"to": "accepted"})
     view = await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"accepted": 1, "completed": 1, "received": 1})
     assert view["overdue"] == 0
@@ -209,12 +242,14 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     not_yet = await kdn.get(f"/api/v1/plans/{plan['id']}/report.pdf")
     assert not_yet.status_code == 409
 
-    await move(opeka, opeka_id, {"to": "in-progress"},
-               {"to": "completed", "outcome": {"result": "partially_resolved", "note": "Акт обследования"}},
-    )  # fmt: skip
+    await move(
+        opeka,
+        opeka_id,
+        {"to": "in-progress"},
+        {"to": "completed", "outcome": {"result": "partially_resolved", "note": "Акт обследования"}},
+    )
     clock.advance(dt.timedelta(days=1))
-    await move(clinic, clinic_id, {"to": "accepted"},
-               {"to": "failed", "reason": "Семья не явилась на приём"})  # fmt: skip
+    await move(clinic, clinic_id, {"to": "accepted"}, {"to": "failed", "reason": "Семья не явилась на приём"})
 
     closed = await plan_when(kdn, plan["id"], lambda p: p["status"] == "closed")
     assert closed["progress"] == {"completed": 2, "failed": 1}
@@ -225,14 +260,22 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
         stored = await session.scalar(select(Plan).where(Plan.id == uuid.UUID(plan["id"])))
         assert stored is not None
         assert stored.status == "closed"
-        shares = list(await session.scalars(
-            select(AuditEvent.canonical).where(AuditEvent.action == "exchange:referral:send",
-                                               AuditEvent.log_tenant_id == kdn.id)))  # fmt: skip
+        shares = list(
+            await session.scalars(
+                select(AuditEvent.canonical).where(
+                    AuditEvent.action == "exchange:referral:send", AuditEvent.log_tenant_id == kdn.id
+                )
+            )
+        )
     # Every task is a share of its own in the trail; the statutory ones go to the DPO's review queue.
     assert len(shares) == 3
     assert sum('"legal_basis":"statutory"' in s for s in shares) == 2
-    assert closed_rejects_tasks(await kdn.post(f"/api/v1/plans/{plan['id']}/tasks", {"tasks": [
-        task(case, school, "Ещё одна задача", dt.timedelta(days=3))]}))  # fmt: skip
+    assert closed_rejects_tasks(
+        await kdn.post(
+            f"/api/v1/plans/{plan['id']}/tasks",
+            {"tasks": [task(case, school, "Ещё одна задача", dt.timedelta(days=3))]},
+        )
+    )
 
     report = await kdn.get(f"/api/v1/plans/{plan['id']}/report.pdf")
     assert report.status_code == 200, report.text
@@ -240,8 +283,16 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
     assert pdfa_conformance(report.content) == ("2", "B")
     assert all(fonts(report.content).values())
     text = " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(report.content)).pages)
-    for expected in ("Итоговый отчёт по плану", "План ИПР на I полугодие", SCHOOL_TASK, CLINIC_TASK, OPEKA_TASK,
-                     "Agency shkola-7", "Семья не явилась", "Акт обследования"):  # fmt: skip
+    for expected in (
+        "Итоговый отчёт по плану",
+        "План ИПР на I полугодие",
+        SCHOOL_TASK,
+        CLINIC_TASK,
+        OPEKA_TASK,
+        "Agency shkola-7",
+        "Семья не явилась",
+        "Акт обследования",
+    ):
         assert expected in text, expected
 
     # casebridge closed the plan by itself: one system event says so, however often the plan was read since.
@@ -263,11 +314,19 @@ async def test_a_task_the_policy_refuses_stops_the_whole_plan(planning: Planning
     police = await agency(kdn.api, runtime, "pdn", TenantKind.POLICE_JUVENILE_UNIT, Role.INTAKE)
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    refused = await kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План ИПР", "period_from": today, "period_until": today,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10)),
-                  task(case, police, "Провести профилактическую беседу", dt.timedelta(days=10))],
-    })  # fmt: skip
+    refused = await kdn.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План ИПР",
+            "period_from": today,
+            "period_until": today,
+            "tasks": [
+                task(case, school, SCHOOL_TASK, dt.timedelta(days=10)),
+                task(case, police, "Провести профилактическую беседу", dt.timedelta(days=10)),
+            ],
+        },
+    )
     assert refused.status_code == 403, refused.text
     problem = refused.json()
     assert problem["type"].endswith("/consent-required")
@@ -293,16 +352,28 @@ async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime
     other = await agency(kdn.api, runtime, "kdn-2", TenantKind.JUVENILE_COMMISSION, Role.SPECIALIST)
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    created = await kdn.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План",
+            "period_from": today,
+            "period_until": today,
+            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert created.status_code == 201, created.text
     plan_id = created.json()["id"]
-    second = await kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План 2", "period_from": today, "period_until": today,
-        "tasks": [task(case, school, CLINIC_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    second = await kdn.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План 2",
+            "period_from": today,
+            "period_until": today,
+            "tasks": [task(case, school, CLINIC_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert second.status_code == 201, second.text
     first_page = (await kdn.get("/api/v1/plans?limit=1")).json()
     assert [p["id"] for p in first_page["items"]] == [second.json()["id"]]
@@ -322,10 +393,16 @@ async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime
     # A recipient agency's intake officer may not issue or read plans at all.
     assert (await opeka.get(f"/api/v1/plans/{plan_id}")).status_code == 403
     # A plan cannot be issued for another agency's case either.
-    foreign_case = await other.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    foreign_case = await other.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План",
+            "period_from": today,
+            "period_until": today,
+            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert foreign_case.status_code == 404
 
 
@@ -333,8 +410,13 @@ async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, 
     centre = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
     case = await commission_case(centre)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    body = {"case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
-            "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))]}  # fmt: skip
+    body = {
+        "case_id": case["id"],
+        "title": "План",
+        "period_from": today,
+        "period_until": today,
+        "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
+    }
     refused = await centre.post("/api/v1/plans", body)
     assert refused.status_code == 403
     assert refused.json()["type"].endswith("/forbidden")
@@ -353,10 +435,17 @@ async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Plann
     kdn, school = planning.kdn, planning.school
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today, "auto_close": False,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    created = await kdn.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План",
+            "period_from": today,
+            "period_until": today,
+            "auto_close": False,
+            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert created.status_code == 201, created.text
     plan = created.json()
     early = await kdn.post(f"/api/v1/plans/{plan['id']}/close", {})
@@ -381,16 +470,25 @@ async def test_only_issuers_add_tasks_to_or_close_a_plan(planning: Planning, run
     specialist = await colleague(runtime, supervisor, Role.SPECIALIST)
     case = await commission_case(supervisor)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await supervisor.post("/api/v1/plans", {
-        "case_id": case["id"], "title": "План", "period_from": today, "period_until": today, "auto_close": False,
-        "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    created = await supervisor.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": "План",
+            "period_from": today,
+            "period_until": today,
+            "auto_close": False,
+            "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert created.status_code == 201, created.text
     plan_id = created.json()["id"]
     # A plain specialist of an agency that is not a commission may read the plan, but not extend or close it.
     extra = {"tasks": [task(case, planning.clinic, CLINIC_TASK, dt.timedelta(days=10))]}
-    for refused in (await specialist.post(f"/api/v1/plans/{plan_id}/tasks", extra),
-                    await specialist.post(f"/api/v1/plans/{plan_id}/close", {})):  # fmt: skip
+    for refused in (
+        await specialist.post(f"/api/v1/plans/{plan_id}/tasks", extra),
+        await specialist.post(f"/api/v1/plans/{plan_id}/close", {}),
+    ):
         assert refused.status_code == 403, refused.text
         assert refused.json()["type"].endswith("/forbidden")
     seen = await specialist.get(f"/api/v1/plans/{plan_id}")
@@ -406,16 +504,24 @@ async def test_two_requests_with_one_idempotency_key_make_one_plan(planning: Pla
     kdn, school = planning.kdn, planning.school
     case = await commission_case(kdn)
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    body = {"case_id": case["id"], "title": "План", "period_from": today, "period_until": today,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))]}  # fmt: skip
-    same = await asyncio.gather(*(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-1"})
-                                  for _ in range(3)))  # fmt: skip
+    body = {
+        "case_id": case["id"],
+        "title": "План",
+        "period_from": today,
+        "period_until": today,
+        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+    }
+    same = await asyncio.gather(
+        *(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-1"}) for _ in range(3))
+    )
     assert sorted(r.status_code for r in same) == [200, 200, 201], [r.text for r in same]
     assert len({r.json()["id"] for r in same}) == 1
     assert all(len(r.json()["tasks"]) == 1 for r in same)
     other = {**body, "title": "Другой план"}
-    mixed = await asyncio.gather(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-2"}),
-                                 kdn.post("/api/v1/plans", other, headers={"Idempotency-Key": "race-2"}))  # fmt: skip
+    mixed = await asyncio.gather(
+        kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-2"}),
+        kdn.post("/api/v1/plans", other, headers={"Idempotency-Key": "race-2"}),
+    )
     assert sorted(r.status_code for r in mixed) == [201, 422], [r.text for r in mixed]
     async with platform_session(runtime.sessions) as session:
         stored = await session.scalar(select(func.count()).select_from(Plan).where(Plan.tenant_id == kdn.id))
@@ -428,15 +534,23 @@ async def withdrawn_plan(kdn: Agency, school: Agency, case: dict[str, Any], titl
     """A self-closing plan whose one task the commission cancelled itself: nothing comes back over the bus, so the
     plan stays stored as open until it is read."""
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await kdn.post("/api/v1/plans", {
-        "case_id": case["id"], "title": title, "period_from": today, "period_until": today,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-    })  # fmt: skip
+    created = await kdn.post(
+        "/api/v1/plans",
+        {
+            "case_id": case["id"],
+            "title": title,
+            "period_from": today,
+            "period_until": today,
+            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+        },
+    )
     assert created.status_code == 201, created.text
     plan: dict[str, Any] = created.json()
     await plan_when(kdn, plan["id"], lambda p: p["progress"] == {"received": 1})
-    cancelled = await kdn.post(f"/api/v1/referrals/{plan['tasks'][0]['referral_id']}/transition",
-                               {"to": "cancelled", "reason": "Семья переехала"})  # fmt: skip
+    cancelled = await kdn.post(
+        f"/api/v1/referrals/{plan['tasks'][0]['referral_id']}/transition",
+        {"to": "cancelled", "reason": "Семья переехала"},
+    )
     assert cancelled.status_code == 200, cancelled.text
     return str(plan["id"])
 

@@ -33,10 +33,13 @@ def _environment(tmp: Path, database_url: str, **extra: str) -> dict[str, str]:
         key_file.chmod(0o600)
     port = free_port()
     variables = {
-        "CASEBRIDGE_DATABASE_URL": database_url, "CASEBRIDGE_DATA_DIR": str(tmp / "var"),
-        "CASEBRIDGE_MASTER_KEY_FILE": str(key_file), "CASEBRIDGE_PORT": str(port),
-        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}", **extra,
-    }  # fmt: skip
+        "CASEBRIDGE_DATABASE_URL": database_url,
+        "CASEBRIDGE_DATA_DIR": str(tmp / "var"),
+        "CASEBRIDGE_MASTER_KEY_FILE": str(key_file),
+        "CASEBRIDGE_PORT": str(port),
+        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}",
+        **extra,
+    }
     return {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")} | variables
 
 
@@ -123,19 +126,30 @@ async def _seeded(env: dict[str, str]) -> AsyncIterator[Runtime]:
 def _referral(case: dict[str, Any], to: Any) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
-        "case_id": case["id"], "to_tenant_id": str(to), "kind": "referral", "purpose": "social_support",
-        "problem": "Семья нуждается в помощи", "requested_service": "Консультация", "urgency": "routine",
+        "case_id": case["id"],
+        "to_tenant_id": str(to),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": "Семья нуждается в помощи",
+        "requested_service": "Консультация",
+        "urgency": "routine",
         "respond_by": (now + dt.timedelta(days=3)).isoformat(),
         "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]], "categories": ["identity"], "legal_basis": {"type": "consent"},
-    }  # fmt: skip
+        "subject_ids": [case["subjects"][0]["id"]],
+        "categories": ["identity"],
+        "legal_basis": {"type": "consent"},
+    }
 
 
 @pytest.mark.postgres
 async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tmp_path: Path, postgres: Any) -> None:
     nats_server = NatsServer(tmp_path)
-    env = _environment(tmp_path, postgres.create_database("processes_loop"), CASEBRIDGE_NATS_URL=nats_server.url,
-                       CASEBRIDGE_IN_PROCESS_WORKERS="none")  # fmt: skip
+    env = _environment(
+        tmp_path,
+        postgres.create_database("processes_loop"),
+        CASEBRIDGE_NATS_URL=nats_server.url,
+        CASEBRIDGE_IN_PROCESS_WORKERS="none",
+    )
     gateway = Gateway(env, int(env["CASEBRIDGE_PORT"]), tmp_path / "serve.log", web_processes=2)
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
@@ -160,12 +174,18 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
             child = {"ref": "child 1", "full_name": "Петров Иван", "birth_date": "2014-02-03", "role": "child"}
             opened = await api.post("/api/v1/cases", headers=centre, json={"title": "Семья", "subjects": [child]})
             case = opened.json()
-            consent = await api.post(f"/api/v1/cases/{case['id']}/consents", headers=centre, json={
-                "subject_id": case["subjects"][0]["id"], "given_by": {"name": "Петрова Анна", "relation": "parent"},
-                "purposes": ["social_support"], "categories": ["identity"],
-                "recipients": {"tenants": [str(opeka_tenant.id)], "kinds": []},
-                "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-            })  # fmt: skip
+            consent = await api.post(
+                f"/api/v1/cases/{case['id']}/consents",
+                headers=centre,
+                json={
+                    "subject_id": case["subjects"][0]["id"],
+                    "given_by": {"name": "Петрова Анна", "relation": "parent"},
+                    "purposes": ["social_support"],
+                    "categories": ["identity"],
+                    "recipients": {"tenants": [str(opeka_tenant.id)], "kinds": []},
+                    "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+                },
+            )
             assert consent.status_code == 201, consent.text
             sent = await api.post("/api/v1/referrals", headers=centre, json=_referral(case, opeka_tenant.id))
             assert sent.status_code == 201, sent.text

@@ -58,13 +58,20 @@ async def agency(api: httpx.AsyncClient, runtime: Runtime, slug: str, kind: str,
 def referral_body(case: dict[str, Any], to: uuid.UUID, categories: list[str], **extra: Any) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     return {
-        "case_id": case["id"], "to_tenant_id": str(to), "kind": "referral", "purpose": "social_support",
-        "problem": "Семья нуждается в помощи органа опеки", "requested_service": "Консультация",
-        "urgency": "urgent", "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "case_id": case["id"],
+        "to_tenant_id": str(to),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": "Семья нуждается в помощи органа опеки",
+        "requested_service": "Консультация",
+        "urgency": "urgent",
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
         "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]], "categories": categories, "legal_basis": {"type": "consent"},
+        "subject_ids": [case["subjects"][0]["id"]],
+        "categories": categories,
+        "legal_basis": {"type": "consent"},
         **extra,
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -76,23 +83,39 @@ async def agencies(api: httpx.AsyncClient, runtime: Runtime) -> tuple[Agency, Ag
 
 
 async def open_case(centre: Agency, recipient: Agency) -> tuple[dict[str, Any], dict[str, Any]]:
-    case = await centre.post("/api/v1/cases", {
-        "title": "Семья Ивановых",
-        "subjects": [
-            {"ref": "child 1", "full_name": CHILD_NAME, "birth_date": CHILD_BIRTH, "role": "child",
-             "identifiers": {"snils": CHILD_SNILS}, "address": "ул. Садовая, 1", "health": {"notes": "астма"}},
-            {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"},
-        ],
-        "summary": "Мать одна воспитывает дочь", "needs": {"client": "жильё", "carers": "работа", "community": "школа"},
-    })  # fmt: skip
+    case = await centre.post(
+        "/api/v1/cases",
+        {
+            "title": "Семья Ивановых",
+            "subjects": [
+                {
+                    "ref": "child 1",
+                    "full_name": CHILD_NAME,
+                    "birth_date": CHILD_BIRTH,
+                    "role": "child",
+                    "identifiers": {"snils": CHILD_SNILS},
+                    "address": "ул. Садовая, 1",
+                    "health": {"notes": "астма"},
+                },
+                {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"},
+            ],
+            "summary": "Мать одна воспитывает дочь",
+            "needs": {"client": "жильё", "carers": "работа", "community": "школа"},
+        },
+    )
     assert case.status_code == 201, case.text
     body = case.json()
-    consent = await centre.post(f"/api/v1/cases/{body['id']}/consents", {
-        "subject_id": body["subjects"][0]["id"], "given_by": {"name": PARENT_NAME, "relation": "parent"},
-        "purposes": ["social_support"], "categories": ["identity", "family", "social_assessment"],
-        "recipients": {"tenants": [str(recipient.id)], "kinds": []},
-        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-    })  # fmt: skip
+    consent = await centre.post(
+        f"/api/v1/cases/{body['id']}/consents",
+        {
+            "subject_id": body["subjects"][0]["id"],
+            "given_by": {"name": PARENT_NAME, "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity", "family", "social_assessment"],
+            "recipients": {"tenants": [str(recipient.id)], "kinds": []},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
     assert consent.status_code == 201, consent.text
     return body, consent.json()
 
@@ -120,8 +143,9 @@ async def test_consent_send_receive_work_complete_and_withdraw(
     again = await centre.post("/api/v1/referrals", body, headers={"Idempotency-Key": "semya-0001"})
     assert again.status_code == 200
     assert again.json()["id"] == referral_id
-    different = await centre.post("/api/v1/referrals", {**body, "urgency": "routine"},
-                                  headers={"Idempotency-Key": "semya-0001"})  # fmt: skip
+    different = await centre.post(
+        "/api/v1/referrals", {**body, "urgency": "routine"}, headers={"Idempotency-Key": "semya-0001"}
+    )
     assert different.status_code == 422
 
     async def received() -> dict[str, Any] | None:
@@ -161,8 +185,13 @@ async def test_consent_send_receive_work_complete_and_withdraw(
 
     outcome = await eventually(lambda: sender_status("completed"))
     assert outcome["outcome"] == {"result": "resolved", "note": "Назначен опекун"}
-    assert [t["status"] for t in outcome["timeline"]] == ["requested", "received", "accepted", "in-progress",
-                                                           "completed"]  # fmt: skip
+    assert [t["status"] for t in outcome["timeline"]] == [
+        "requested",
+        "received",
+        "accepted",
+        "in-progress",
+        "completed",
+    ]
 
     # The juvenile commission cannot see the referral at all: the same answer as for an id that never existed.
     foreign = await kdn.get(f"/api/v1/referrals/{referral_id}")

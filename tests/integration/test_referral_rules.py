@@ -51,12 +51,15 @@ async def test_bad_referrals_are_refused_and_send_nothing(pair: tuple[Agency, Ag
         ({**good, "respond_by": past}, 400, "/problems/validation"),
         ({**good, "complete_by": past}, 400, "/problems/validation"),
         ({**good, "kind": "telegram"}, 400, "/problems/validation"),
-        ({**good, "legal_basis": {"type": "statutory", "reference": "120-FZ art. 9", "justification": "short"}},
-         403, "/problems/consent-required"),
+        (
+            {**good, "legal_basis": {"type": "statutory", "reference": "120-FZ art. 9", "justification": "short"}},
+            403,
+            "/problems/consent-required",
+        ),
         ({**good, "legal_basis": {"type": "hearsay"}}, 400, "/problems/validation"),
         ({**good, "categories": ["identity", "health"]}, 403, "/problems/consent-required"),
         ({**good, "to_tenant_id": str(centre.id)}, 400, "/problems/validation"),
-    ]  # fmt: skip
+    ]
     for body, status, problem in cases:
         response = await centre.post("/api/v1/referrals", body)
         assert response.status_code == status, (body, response.text)
@@ -85,8 +88,9 @@ async def test_another_tenants_ids_look_missing(pair: tuple[Agency, Agency], run
     case, consent = await open_case(centre, opeka)
     other = await agency(centre.api, runtime, "semya-2", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
     foreign = await other.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity"]))
-    missing = await other.post("/api/v1/referrals", {**referral_body(case, opeka.id, ["identity"]),
-                                                     "case_id": str(uuid.uuid4())})  # fmt: skip
+    missing = await other.post(
+        "/api/v1/referrals", {**referral_body(case, opeka.id, ["identity"]), "case_id": str(uuid.uuid4())}
+    )
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["detail"] == missing.json()["detail"]
     assert (await other.get(f"/api/v1/cases/{case['id']}")).status_code == 404
@@ -100,14 +104,22 @@ async def test_consent_rules(pair: tuple[Agency, Agency]) -> None:
     centre, opeka = pair
     case, _ = await open_case(centre, opeka)
     child = case["subjects"][0]["id"]
-    base = {"subject_id": child, "given_by": {"name": "Иванова Мария", "relation": "self"},
-            "purposes": ["social_support"], "categories": ["identity"], "recipients": {"tenants": [str(opeka.id)]},
-            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()}  # fmt: skip
+    base = {
+        "subject_id": child,
+        "given_by": {"name": "Иванова Мария", "relation": "self"},
+        "purposes": ["social_support"],
+        "categories": ["identity"],
+        "recipients": {"tenants": [str(opeka.id)]},
+        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat(),
+    }
     minor_alone = await centre.post(f"/api/v1/cases/{case['id']}/consents", base)
     assert minor_alone.status_code == 400
     assert "representative" in minor_alone.json()["detail"] or "parent" in minor_alone.json()["detail"]
-    expired = {**base, "given_by": {"name": "Иванова", "relation": "parent"},
-               "valid_until": (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()}  # fmt: skip
+    expired = {
+        **base,
+        "given_by": {"name": "Иванова", "relation": "parent"},
+        "valid_until": (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat(),
+    }
     assert (await centre.post(f"/api/v1/cases/{case['id']}/consents", expired)).status_code == 400
     nobody = {**base, "given_by": {"name": "Иванова", "relation": "parent"}, "recipients": {}}
     assert (await centre.post(f"/api/v1/cases/{case['id']}/consents", nobody)).status_code == 400
@@ -122,24 +134,28 @@ async def test_thread_with_attachments_and_own_legal_basis(pair: tuple[Agency, A
     referral_id = sent.json()["id"]
     await eventually(lambda: _visible(opeka, referral_id))
 
-    upload = await centre.api.post("/api/v1/documents", headers=centre.headers,
-                                   files={"file": ("справка.pdf", PDF, "application/pdf")})  # fmt: skip
+    upload = await centre.api.post(
+        "/api/v1/documents", headers=centre.headers, files={"file": ("справка.pdf", PDF, "application/pdf")}
+    )
     assert upload.status_code == 201, upload.text
     document = upload.json()
     assert document["sha256"] == hashlib.sha256(PDF).hexdigest()
     # The consent does not cover "documents": the attachment is refused, the text alone is fine.
-    refused = await centre.post(f"/api/v1/referrals/{referral_id}/messages",
-                                {"body": "Справка во вложении", "attachments": [document["id"]]})  # fmt: skip
+    refused = await centre.post(
+        f"/api/v1/referrals/{referral_id}/messages", {"body": "Справка во вложении", "attachments": [document["id"]]}
+    )
     assert refused.status_code == 403
     assert refused.json()["category"] == "documents"
     note = await centre.post(f"/api/v1/referrals/{referral_id}/messages", {"body": "Мать придёт во вторник"})
     assert note.status_code == 201, note.text
 
-    reply_doc = await opeka.api.post("/api/v1/documents", headers=opeka.headers,
-                                     files={"file": ("ответ.pdf", PDF, "application/pdf")})  # fmt: skip
+    reply_doc = await opeka.api.post(
+        "/api/v1/documents", headers=opeka.headers, files={"file": ("ответ.pdf", PDF, "application/pdf")}
+    )
     assert reply_doc.status_code == 201, reply_doc.text
-    reply = await opeka.post(f"/api/v1/referrals/{referral_id}/messages",
-                             {"body": "Ждём", "attachments": [reply_doc.json()["id"]]})  # fmt: skip
+    reply = await opeka.post(
+        f"/api/v1/referrals/{referral_id}/messages", {"body": "Ждём", "attachments": [reply_doc.json()["id"]]}
+    )
     assert reply.status_code == 201, reply.text
 
     async def thread(agency: Agency, size: int) -> list[dict[str, Any]] | None:
@@ -155,22 +171,36 @@ async def test_thread_with_attachments_and_own_legal_basis(pair: tuple[Agency, A
     at_opeka = await eventually(lambda: thread(opeka, 2))
     assert at_opeka[0]["body"] == "Мать придёт во вторник"
 
-    wrong_side = await centre.post(f"/api/v1/referrals/{referral_id}/legal-basis",
-                                   {"type": "statutory", "reference": "SK RF art. 122",
-                                    "justification": "Орган опеки обязан хранить сведения о ребёнке"})  # fmt: skip
+    wrong_side = await centre.post(
+        f"/api/v1/referrals/{referral_id}/legal-basis",
+        {
+            "type": "statutory",
+            "reference": "SK RF art. 122",
+            "justification": "Орган опеки обязан хранить сведения о ребёнке",
+        },
+    )
     assert wrong_side.status_code == 403
-    basis = await opeka.post(f"/api/v1/referrals/{referral_id}/legal-basis",
-                             {"type": "statutory", "reference": "SK RF art. 122",
-                              "justification": "Орган опеки обязан хранить сведения о ребёнке"})  # fmt: skip
+    basis = await opeka.post(
+        f"/api/v1/referrals/{referral_id}/legal-basis",
+        {
+            "type": "statutory",
+            "reference": "SK RF art. 122",
+            "justification": "Орган опеки обязан хранить сведения о ребёнке",
+        },
+    )
     assert basis.status_code == 200, basis.text
 
     await centre.post(f"/api/v1/consents/{consent['id']}/withdraw", {"reason": "отозвано"})
 
     async def withdrawal_applied() -> bool:
         async with platform_session(runtime.sessions) as session:
-            copy = await session.scalar(select(Referral).where(Referral.exchange_id == uuid.UUID(referral_id),
-                                                               Referral.to_tenant_id == opeka.id,
-                                                               Referral.tenant_id == opeka.id))  # fmt: skip
+            copy = await session.scalar(
+                select(Referral).where(
+                    Referral.exchange_id == uuid.UUID(referral_id),
+                    Referral.to_tenant_id == opeka.id,
+                    Referral.tenant_id == opeka.id,
+                )
+            )
             return copy is not None and copy.consent_withdrawn_at is not None
 
     await eventually(withdrawal_applied)
@@ -184,11 +214,13 @@ async def test_thread_with_attachments_and_own_legal_basis(pair: tuple[Agency, A
 async def test_oversized_and_wrong_type_documents(pair: tuple[Agency, Agency], runtime: Runtime) -> None:
     centre, _ = pair
     too_big = b"0" * (runtime.settings.exchange.max_document_bytes + 1)
-    response = await centre.api.post("/api/v1/documents", headers=centre.headers,
-                                     files={"file": ("big.pdf", too_big, "application/pdf")})  # fmt: skip
+    response = await centre.api.post(
+        "/api/v1/documents", headers=centre.headers, files={"file": ("big.pdf", too_big, "application/pdf")}
+    )
     assert response.status_code == 400
-    exe = await centre.api.post("/api/v1/documents", headers=centre.headers,
-                                files={"file": ("tool.exe", b"MZ", "application/x-msdownload")})  # fmt: skip
+    exe = await centre.api.post(
+        "/api/v1/documents", headers=centre.headers, files={"file": ("tool.exe", b"MZ", "application/x-msdownload")}
+    )
     assert exe.status_code == 415
     assert exe.json()["type"] == "/problems/unsupported-media-type"
 
@@ -247,8 +279,9 @@ async def test_an_envelope_that_overtook_its_referral_is_retried_then_parked(
     centre, opeka = pair
     body = {"referral_id": str(uuid.uuid4()), "status": "accepted", "at": dt.datetime.now(dt.UTC).isoformat()}
     # Not in the outbox: this test hands the envelope to the inbox itself.
-    early = await forged_envelope(runtime, sender=opeka.id, recipient=centre.id,
-                                  envelope_type=EnvelopeType.REFERRAL_STATUS, body=body)  # fmt: skip
+    early = await forged_envelope(
+        runtime, sender=opeka.id, recipient=centre.id, envelope_type=EnvelopeType.REFERRAL_STATUS, body=body
+    )
     with pytest.raises(NotYetApplicable):
         await runtime.inbox.receive(early.subject, early.token.encode())
     async with platform_session(runtime.sessions) as session:

@@ -80,10 +80,20 @@ async def settings(
     database_url: str, tmp_path: Path, nats_url: str, smtp_sink: tuple[Sink, int], mail_enabled: bool
 ) -> Settings:
     await _empty_bus(nats_url)
-    smtp = {"CASEBRIDGE_SMTP_HOST": "127.0.0.1", "CASEBRIDGE_SMTP_PORT": str(smtp_sink[1]),
-            "CASEBRIDGE_SMTP_FROM": "casebridge@example.org", "CASEBRIDGE_SMTP_STARTTLS": "false"}  # fmt: skip
-    settings = settings_for(database_url, tmp_path / "var", nats_url, CASEBRIDGE_REMINDER_INTERVAL_SECONDS="1",
-                            CASEBRIDGE_REMINDER_LEAD_HOURS="48", **(smtp if mail_enabled else {}))  # fmt: skip
+    smtp = {
+        "CASEBRIDGE_SMTP_HOST": "127.0.0.1",
+        "CASEBRIDGE_SMTP_PORT": str(smtp_sink[1]),
+        "CASEBRIDGE_SMTP_FROM": "casebridge@example.org",
+        "CASEBRIDGE_SMTP_STARTTLS": "false",
+    }
+    settings = settings_for(
+        database_url,
+        tmp_path / "var",
+        nats_url,
+        CASEBRIDGE_REMINDER_INTERVAL_SECONDS="1",
+        CASEBRIDGE_REMINDER_LEAD_HOURS="48",
+        **(smtp if mail_enabled else {}),
+    )
     engine = create_engine(settings.database)
     await upgrade_schema(engine)
     await engine.dispose()
@@ -103,18 +113,27 @@ async def staff(runtime: Runtime, agency_: Agency, role: str, address: str, lang
 
 
 async def sent_referral(centre: Agency, opeka: Agency, key_worker: User) -> str:
-    case = await centre.post("/api/v1/cases", {
-        "title": "Семья Ивановых", "key_worker_id": str(key_worker.id),
-        "subjects": [{"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2015-04-12", "role": "child"}],
-    })  # fmt: skip
+    case = await centre.post(
+        "/api/v1/cases",
+        {
+            "title": "Семья Ивановых",
+            "key_worker_id": str(key_worker.id),
+            "subjects": [{"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2015-04-12", "role": "child"}],
+        },
+    )
     assert case.status_code == 201, case.text
     body = case.json()
-    consent = await centre.post(f"/api/v1/cases/{body['id']}/consents", {
-        "subject_id": body["subjects"][0]["id"], "given_by": {"name": PARENT_NAME, "relation": "parent"},
-        "purposes": ["social_support"], "categories": ["identity"],
-        "recipients": {"tenants": [str(opeka.id)], "kinds": []},
-        "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-    })  # fmt: skip
+    consent = await centre.post(
+        f"/api/v1/cases/{body['id']}/consents",
+        {
+            "subject_id": body["subjects"][0]["id"],
+            "given_by": {"name": PARENT_NAME, "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity"],
+            "recipients": {"tenants": [str(opeka.id)], "kinds": []},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
     assert consent.status_code == 201, consent.text
     sent = await centre.post("/api/v1/referrals", referral_body(body, opeka.id, ["identity"]))
     assert sent.status_code == 201, sent.text
@@ -136,8 +155,9 @@ async def dashboard(agency_: Agency) -> list[tuple[str, str, str]]:
 async def of_user(runtime: Runtime, user: User, role: str) -> list[tuple[str, str]]:
     principal = Principal(user.tenant_id, ActorKind.USER, user.id, frozenset({role}), None)
     async with tenant_session(runtime.sessions, user.tenant_id) as session:
-        items = await reminders_for(session, principal=principal, audit=None, now=runtime.clock.now(),
-                                    lead=runtime.settings.reminders.lead)  # fmt: skip
+        items = await reminders_for(
+            session, principal=principal, audit=None, now=runtime.clock.now(), lead=runtime.settings.reminders.lead
+        )
     return [(str(r.referral_id), r.reminder) for r in items]
 
 
@@ -220,9 +240,12 @@ async def test_reminders_are_shown_and_emailed_once(
 
     rows = await eventually(all_recorded)
     assert sorted((r.kind, r.user_id == key_worker.id) for r in rows) == [
-        ("complete_due", False), ("complete_due", True), ("respond_due", False),
-        ("respond_overdue", False), ("respond_overdue", True),
-    ]  # fmt: skip
+        ("complete_due", False),
+        ("complete_due", True),
+        ("respond_due", False),
+        ("respond_overdue", False),
+        ("respond_overdue", True),
+    ]
     assert all(r.last_error is None and r.attempts == 1 for r in rows)
     assert await runtime.reminders.run_once() == 0
     assert len(sink.messages) == 5
@@ -300,8 +323,13 @@ async def deactivate(runtime: Runtime, user: User) -> None:
 
 def smtp_mail(runtime: Runtime, clock: TravelClock, port: int) -> ReminderMail:
     server = SmtpServer("127.0.0.1", port, "cb@example.org", starttls=False)
-    return ReminderMail(runtime.sessions, clock, SmtpMailer(server), lead=runtime.settings.reminders.lead,
-                        base_url=runtime.settings.server.base_url)  # fmt: skip
+    return ReminderMail(
+        runtime.sessions,
+        clock,
+        SmtpMailer(server),
+        lead=runtime.settings.reminders.lead,
+        base_url=runtime.settings.server.base_url,
+    )
 
 
 @pytest.mark.parametrize("mail_enabled", [False])
@@ -317,8 +345,9 @@ async def test_a_deactivated_person_s_reminders_go_to_colleagues(
     assignee = await staff(runtime, opeka, Role.SPECIALIST, "assignee@opeka.example.org", None)
     referral_id = await sent_referral(centre, opeka, key_worker)
     async with platform_session(runtime.sessions) as session, session.begin():
-        copy = await session.scalar(select(Referral).where(
-            Referral.tenant_id == opeka.id, Referral.exchange_id == uuid.UUID(referral_id)))  # fmt: skip
+        copy = await session.scalar(
+            select(Referral).where(Referral.tenant_id == opeka.id, Referral.exchange_id == uuid.UUID(referral_id))
+        )
         assert copy is not None
         copy.assignee_id = assignee.id  # as the intake page's "assign" does
     clock.advance(dt.timedelta(days=3, hours=1))  # past respond_by: overdue on both sides

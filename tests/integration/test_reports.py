@@ -57,9 +57,13 @@ async def _report(agency: Agency, **params: str) -> dict[str, Any]:
 async def later(network: Network, clock: TravelClock) -> Network:  # noqa: F811 - the fixture imported above
     """The scenario plus one more referral sent at S+12d, outside the reported period."""
     case, _ = await open_case(network.centre, network.opeka)
-    body = referral_body(case, network.opeka.id, ["identity"],
-                         respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
-                         complete_by=(clock.now() + dt.timedelta(days=30)).isoformat())  # fmt: skip
+    body = referral_body(
+        case,
+        network.opeka.id,
+        ["identity"],
+        respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
+        complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
+    )
     assert (await network.centre.post("/api/v1/referrals", body)).status_code == 201
     return network
 
@@ -70,18 +74,32 @@ async def test_sent_referrals_by_kind_partner_and_outcome(later: Network, runtim
     assert report["incoming"] is None
     sent = report["outgoing"]
     assert sent["total"] == 5  # the sixth referral was sent after the period
-    assert sent["by_kind"] == [{"key": "referral", "count": 3}, {"key": "document_request", "count": 1},
-                               {"key": "petition", "count": 1}]  # fmt: skip
-    assert sent["by_outcome"] == [{"key": "open", "count": 2}, {"key": "partially_resolved", "count": 1},
-                                  {"key": "rejected", "count": 1}, {"key": "resolved", "count": 1}]  # fmt: skip
-    assert sent["by_status"] == [{"key": "accepted", "count": 2}, {"key": "completed", "count": 2},
-                                 {"key": "rejected", "count": 1}]  # fmt: skip
+    assert sent["by_kind"] == [
+        {"key": "referral", "count": 3},
+        {"key": "document_request", "count": 1},
+        {"key": "petition", "count": 1},
+    ]
+    assert sent["by_outcome"] == [
+        {"key": "open", "count": 2},
+        {"key": "partially_resolved", "count": 1},
+        {"key": "rejected", "count": 1},
+        {"key": "resolved", "count": 1},
+    ]
+    assert sent["by_status"] == [
+        {"key": "accepted", "count": 2},
+        {"key": "completed", "count": 2},
+        {"key": "rejected", "count": 1},
+    ]
     opeka, kdn = str(later.opeka.id), str(later.kdn.id)
     assert sent["by_partner"] == [
-        {"tenant_id": opeka, "name": "Отдел опеки", "count": 4,
-         "by_outcome": {"resolved": 1, "partially_resolved": 1, "open": 2}},
+        {
+            "tenant_id": opeka,
+            "name": "Отдел опеки",
+            "count": 4,
+            "by_outcome": {"resolved": 1, "partially_resolved": 1, "open": 2},
+        },
         {"tenant_id": kdn, "name": "КДН и ЗП", "count": 1, "by_outcome": {"rejected": 1}},
-    ]  # fmt: skip
+    ]
     assert [(r["kind"], r["partner_id"], r["outcome"], r["count"]) for r in sent["breakdown"]] == [
         ("document_request", kdn, "rejected", 1),
         ("petition", opeka, "partially_resolved", 1),
@@ -93,7 +111,12 @@ async def test_sent_referrals_by_kind_partner_and_outcome(later: Network, runtim
     assert accept["median"] == pytest.approx(6.0, abs=TOLERANCE)
     assert accept["p90"] == pytest.approx(69.6, abs=TOLERANCE)
     assert [(b["lower"], b["upper"], b["count"]) for b in accept["buckets"]] == [
-        (0, 4, 1), (4, 24, 2), (24, 72, 0), (72, 168, 1), (168, None, 0)]  # fmt: skip
+        (0, 4, 1),
+        (4, 24, 2),
+        (24, 72, 0),
+        (72, 168, 1),
+        (168, None, 0),
+    ]
     complete = sent["time_to_complete"]  # 2 d and 12 d
     assert (complete["unit"], complete["count"]) == ("days", 2)
     assert complete["median"] == pytest.approx(7.0, abs=TOLERANCE)
@@ -103,8 +126,13 @@ async def test_sent_referrals_by_kind_partner_and_outcome(later: Network, runtim
     assert sent["overdue"] == {"now": 2, "answered_late": 1, "completed_late": 1}
 
     async with platform_session(runtime.sessions) as session:
-        events = list(await session.scalars(select(AuditEvent.canonical).where(
-            AuditEvent.action == "exchange:report:read", AuditEvent.log_tenant_id == later.centre.id)))  # fmt: skip
+        events = list(
+            await session.scalars(
+                select(AuditEvent.canonical).where(
+                    AuditEvent.action == "exchange:report:read", AuditEvent.log_tenant_id == later.centre.id
+                )
+            )
+        )
     assert len(events) == 1
 
 
@@ -112,7 +140,8 @@ async def test_received_referrals_are_the_partners_own_view(later: Network) -> N
     received = (await _report(later.opeka, box="incoming", **_period(later)))["incoming"]
     assert received["total"] == 4
     assert [(p["tenant_id"], p["name"], p["count"]) for p in received["by_partner"]] == [
-        (str(later.centre.id), "Центр «Семья»", 4)]  # fmt: skip
+        (str(later.centre.id), "Центр «Семья»", 4)
+    ]
     assert [b["count"] for b in received["time_to_accept"]["buckets"]] == [1, 2, 0, 1, 0]
     assert received["time_to_complete"]["median"] == pytest.approx(7.0, abs=TOLERANCE)
     assert received["overdue"] == {"now": 2, "answered_late": 1, "completed_late": 1}
@@ -165,10 +194,16 @@ async def test_chart_is_well_formed_svg_with_the_expected_bars(later: Network) -
     assert root.find(f"{{{SVG_NS}}}title").text == "Время до принятия: отправленные направления"  # type: ignore[union-attr]
     bars = root.findall(f"{{{SVG_NS}}}rect[@class='bar']")
     assert [(b.get("data-bucket"), b.get("data-count")) for b in bars] == [
-        ("0–4 ч", "1"), ("4–24 ч", "2"), ("24–72 ч", "0"), ("72–168 ч", "1"), ("≥ 168 ч", "0")]  # fmt: skip
+        ("0–4 ч", "1"),
+        ("4–24 ч", "2"),
+        ("24–72 ч", "0"),
+        ("72–168 ч", "1"),
+        ("≥ 168 ч", "0"),
+    ]
 
-    complete = await later.opeka.get(f"{REPORT}/chart.svg", params={**_period(later), "box": "incoming",
-                                                                       "measure": "complete"})  # fmt: skip
+    complete = await later.opeka.get(
+        f"{REPORT}/chart.svg", params={**_period(later), "box": "incoming", "measure": "complete"}
+    )
     bars = ET.fromstring(complete.content).findall(  # noqa: S314 - the chart casebridge itself just drew
         f"{{{SVG_NS}}}rect[@class='bar']"
     )
@@ -189,12 +224,25 @@ async def test_chart_is_well_formed_svg_with_the_expected_bars(later: Network) -
         ({"from": "2026-01-01", "until": "2026-01-02", "box": "sideways"}, "box"),
         ({"from": "2026-01-01", "until": "2026-01-02", "format": "xlsx"}, "format"),
         ({"from": "9999-12-01", "until": "9999-12-31"}, "from must lie between 1900-01-01 and 2200-12-31"),
-        ({"from": "0001-01-01", "until": "0001-01-05", "tz": "Europe/Moscow"},
-         "from must lie between 1900-01-01 and 2200-12-31"),
+        (
+            {"from": "0001-01-01", "until": "0001-01-05", "tz": "Europe/Moscow"},
+            "from must lie between 1900-01-01 and 2200-12-31",
+        ),
     ],
-    ids=["reversed", "no-such-day", "not-a-date", "naive", "too-long", "bad-zone", "missing-from", "bad-box",
-         "bad-format", "after-9999", "before-year-1"],
-)  # fmt: skip
+    ids=[
+        "reversed",
+        "no-such-day",
+        "not-a-date",
+        "naive",
+        "too-long",
+        "bad-zone",
+        "missing-from",
+        "bad-box",
+        "bad-format",
+        "after-9999",
+        "before-year-1",
+    ],
+)
 async def test_bad_periods_are_precise_problems(
     api: httpx.AsyncClient, runtime: Runtime, params: dict[str, str], detail: str
 ) -> None:
@@ -271,8 +319,10 @@ async def test_dates_at_the_edges_of_the_calendar_are_refused_on_the_pages(
     tenant = await make_tenant(runtime, "semya")
     act_as(api, await staff(runtime, tenant, Role.SUPERVISOR))
     api.headers["Accept-Language"] = "en"
-    for params, field in (({"from": "2200-12-01", "until": "2201-01-01"}, "until"),
-                          ({"from": "0001-01-01", "until": "0001-01-05"}, "from")):  # fmt: skip
+    for params, field in (
+        ({"from": "2200-12-01", "until": "2201-01-01"}, "until"),
+        ({"from": "0001-01-01", "until": "0001-01-05"}, "from"),
+    ):
         page = await api.get("/reports", params=params)
         assert page.status_code == 400, page.text[:2000]
         assert f'id="{field}-error"' in page.text  # the field is marked, with its own message
@@ -284,8 +334,11 @@ async def test_dates_at_the_edges_of_the_calendar_are_refused_on_the_pages(
         assert "Enter a date from 1900-01-01 to 2200-12-31, such as 2026-03-01." in download.text
 
     act_as(api, await staff(runtime, tenant, Role.DPO))
-    for params, field in (({"until": "9999-12-31"}, "until"), ({"since": "0001-01-01"}, "since"),
-                          ({"since": "9999-12-31", "until": "9999-12-31"}, "until")):  # fmt: skip
+    for params, field in (
+        ({"until": "9999-12-31"}, "until"),
+        ({"since": "0001-01-01"}, "since"),
+        ({"since": "9999-12-31", "until": "9999-12-31"}, "until"),
+    ):
         search = await api.get("/dpo", params=params)
         assert search.status_code == 400, search.text[:2000]
         assert f'id="{field}-error"' in search.text
@@ -300,8 +353,9 @@ async def _parked(runtime: Runtime) -> list[tuple[str, uuid.UUID | None]]:
         return [(d.reason, d.envelope_id) for d in await session.scalars(select(DeadLetter))]
 
 
-async def _hand_over(runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: dict[str, Any]
-                     ) -> uuid.UUID:  # fmt: skip
+async def _hand_over(
+    runtime: Runtime, sender: Agency, recipient: Agency, kind: EnvelopeType, body: dict[str, Any]
+) -> uuid.UUID:
     """A real signed and encrypted envelope from `sender`, handed straight to the inbox: its id."""
     envelope = await forged_envelope(runtime, sender=sender.id, recipient=recipient.id, envelope_type=kind, body=body)
     await runtime.inbox.receive(envelope.subject, envelope.token.encode())
@@ -317,12 +371,20 @@ async def test_a_partner_cannot_put_an_unknown_kind_or_outcome_into_reports(
 
     def requested(kind: str) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
-        return {"referral_id": str(uuid.uuid4()), "case_ref": "CB-2026-000001", "kind": kind,
-                "purpose": "social_support", "urgency": "urgent", "categories": ["identity"],
-                "legal_basis": {"type": "consent"}, "requested_at": now.isoformat(),
-                "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-                "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-                "problem": "Семья нуждается в помощи", "subject_pseudonyms": []}  # fmt: skip
+        return {
+            "referral_id": str(uuid.uuid4()),
+            "case_ref": "CB-2026-000001",
+            "kind": kind,
+            "purpose": "social_support",
+            "urgency": "urgent",
+            "categories": ["identity"],
+            "legal_basis": {"type": "consent"},
+            "requested_at": now.isoformat(),
+            "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+            "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+            "problem": "Семья нуждается в помощи",
+            "subject_pseudonyms": [],
+        }
 
     forged = await _hand_over(runtime, centre, opeka, EnvelopeType.REFERRAL_REQUESTED, requested("=cmd|'/c calc'!A1"))
     assert await _parked(runtime) == [("unapplicable", forged)]
@@ -347,8 +409,12 @@ async def test_a_partner_cannot_put_an_unknown_kind_or_outcome_into_reports(
     await eventually(lambda: status_is(centre, "accepted"))
 
     def completed(outcome: Any) -> dict[str, Any]:
-        return {"referral_id": referral_id, "status": "completed", "at": dt.datetime.now(dt.UTC).isoformat(),
-                "outcome": outcome}  # fmt: skip
+        return {
+            "referral_id": referral_id,
+            "status": "completed",
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "outcome": outcome,
+        }
 
     bad_outcomes = []
     for outcome in ('=HYPERLINK("http://x")', "resolved_by_magic", ["resolved"]):

@@ -39,28 +39,43 @@ async def _two_tenants(sessions: async_sessionmaker[AsyncSession]) -> tuple[Tena
     async with platform_session(sessions) as session, session.begin():
         a = await services.create_tenant(session, ring, slug="semya", name="Семья", kind="social_centre")
         b = await services.create_tenant(session, ring, slug="opeka", name="Опека", kind="guardianship_body")
-        user_a, _ = await services.create_user(session, tenant=a, email="a@semya.test", roles=["intake"],
-                                               password="a long enough passphrase")  # fmt: skip
-        user_b, _ = await services.create_user(session, tenant=b, email="b@opeka.test", roles=["intake"],
-                                               password="a long enough passphrase")  # fmt: skip
+        user_a, _ = await services.create_user(
+            session, tenant=a, email="a@semya.test", roles=["intake"], password="a long enough passphrase"
+        )
+        user_b, _ = await services.create_user(
+            session, tenant=b, email="b@opeka.test", roles=["intake"], password="a long enough passphrase"
+        )
     return a, user_a, b, user_b
 
 
 async def test_the_app_role_is_subject_to_row_level_security(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
-        superuser, bypass = (await connection.execute(
-            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"))).one()  # fmt: skip
+        superuser, bypass = (
+            await connection.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"))
+        ).one()
     assert not superuser
     assert not bypass
 
 
 async def test_every_tenant_scoped_table_has_a_forced_policy(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
-        with_tenant_id = set((await connection.execute(text(
-            "SELECT table_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND column_name = 'tenant_id'"))).scalars())  # fmt: skip
-        forced = set((await connection.execute(text(
-            "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity"))).scalars())  # fmt: skip
+        with_tenant_id = set(
+            (
+                await connection.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.columns "
+                        "WHERE table_schema = 'public' AND column_name = 'tenant_id'"
+                    )
+                )
+            ).scalars()
+        )
+        forced = set(
+            (
+                await connection.execute(
+                    text("SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity")
+                )
+            ).scalars()
+        )
     assert with_tenant_id == set(TENANT_SCOPED_TABLES) | set(EXCHANGE_TENANT_TABLES)
     assert with_tenant_id <= forced
 

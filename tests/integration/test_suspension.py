@@ -51,9 +51,15 @@ async def _cli_set_status(runtime: Runtime, tenant: Tenant, status: str) -> None
     }
     command = "suspend" if status == "suspended" else "activate"
     process = await asyncio.create_subprocess_exec(
-        CASEBRIDGE, "tenant", command, "--slug", tenant.slug, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        CASEBRIDGE,
+        "tenant",
+        command,
+        "--slug",
+        tenant.slug,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, output.decode()
 
@@ -126,9 +132,14 @@ async def test_staff_sessions_and_invitations_end_with_a_suspension(
         administrator = Principal(staff.tenant.id, ActorKind.USER, staff.user.id, frozenset({Role.TENANT_ADMIN}), None)
         async with platform_session(runtime.sessions) as session, session.begin():
             invited = await admin.invite_user(
-                session, runtime.clock, principal=administrator, email=f"new-{uuid.uuid4().hex[:6]}@example.org",
-                roles=[Role.SPECIALIST], display_name=None, valid_for=dt.timedelta(days=3),
-            )  # fmt: skip
+                session,
+                runtime.clock,
+                principal=administrator,
+                email=f"new-{uuid.uuid4().hex[:6]}@example.org",
+                roles=[Role.SPECIALIST],
+                display_name=None,
+                valid_for=dt.timedelta(days=3),
+            )
         invitation = f"/account/invitation/{invited.token}"
         assert (await api.get(invitation)).status_code == 200
 

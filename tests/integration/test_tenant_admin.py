@@ -33,9 +33,14 @@ def principal_for(user: User) -> Principal:
 async def invite(runtime: Runtime, by: User, email: str, roles: list[str] | None = None) -> admin.Invited:
     async with tenant_session(runtime.sessions, by.tenant_id) as session, session.begin():
         return await admin.invite_user(
-            session, runtime.clock, principal=principal_for(by), email=email, roles=roles or [Role.INTAKE],
-            display_name="  Анна Петрова ", valid_for=WEEK,
-        )  # fmt: skip
+            session,
+            runtime.clock,
+            principal=principal_for(by),
+            email=email,
+            roles=roles or [Role.INTAKE],
+            display_name="  Анна Петрова ",
+            valid_for=WEEK,
+        )
 
 
 async def accept(runtime: Runtime, token: str, password: str = NEW_PASSWORD, confirmation: str | None = None) -> User:
@@ -74,8 +79,9 @@ async def test_an_invitation_creates_an_account_that_only_its_link_opens(
     assert len(stored.token_hash) == 64
 
     async with tenant_session(runtime.sessions, administrator.tenant_id) as session:
-        page = await admin.list_staff(session, runtime.clock, principal=principal_for(administrator), offset=0,
-                                      limit=10)  # fmt: skip
+        page = await admin.list_staff(
+            session, runtime.clock, principal=principal_for(administrator), offset=0, limit=10
+        )
     states = {m.user.email: m.invitation for m in page.items}
     assert states == {"admin@semya.test": None, "anna@semya.test": admin.InvitationState.PENDING}
 
@@ -87,8 +93,9 @@ async def test_an_invitation_creates_an_account_that_only_its_link_opens(
     assert not user.must_change_password
     assert not user.totp_enabled  # the second factor is enrolled at the sign-in pages next
     async with platform_session(runtime.sessions) as session, session.begin():
-        signed_in = await services.sign_in(session, runtime.clock, runtime.lockout, email="anna@semya.test",
-                                           password=NEW_PASSWORD)  # fmt: skip
+        signed_in = await services.sign_in(
+            session, runtime.clock, runtime.lockout, email="anna@semya.test", password=NEW_PASSWORD
+        )
     assert isinstance(signed_in, services.SignedIn)
     assert signed_in.needs_enrolment
 
@@ -105,23 +112,27 @@ async def test_an_expired_or_replaced_link_does_not_work(
     with pytest.raises(NotFound):
         await accept(runtime, first.token)
     async with tenant_session(runtime.sessions, administrator.tenant_id) as session:
-        page = await admin.list_staff(session, runtime.clock, principal=principal_for(administrator), offset=0,
-                                      limit=10)  # fmt: skip
+        page = await admin.list_staff(
+            session, runtime.clock, principal=principal_for(administrator), offset=0, limit=10
+        )
     assert {m.user.email: m.invitation for m in page.items}["late@semya.test"] is admin.InvitationState.EXPIRED
 
     async with tenant_session(runtime.sessions, administrator.tenant_id) as session, session.begin():
-        second = await admin.reissue_invitation(session, runtime.clock, principal=principal_for(administrator),
-                                                user_id=first.user.id, valid_for=WEEK)  # fmt: skip
+        second = await admin.reissue_invitation(
+            session, runtime.clock, principal=principal_for(administrator), user_id=first.user.id, valid_for=WEEK
+        )
     async with tenant_session(runtime.sessions, administrator.tenant_id) as session, session.begin():
-        third = await admin.reissue_invitation(session, runtime.clock, principal=principal_for(administrator),
-                                               user_id=first.user.id, valid_for=WEEK)  # fmt: skip
+        third = await admin.reissue_invitation(
+            session, runtime.clock, principal=principal_for(administrator), user_id=first.user.id, valid_for=WEEK
+        )
     with pytest.raises(NotFound):
         await accept(runtime, second.token)  # replaced by the third
     await accept(runtime, third.token)
     async with tenant_session(runtime.sessions, administrator.tenant_id) as session:
         with pytest.raises(Conflict, match="already signed in"):
-            await admin.reissue_invitation(session, runtime.clock, principal=principal_for(administrator),
-                                           user_id=first.user.id, valid_for=WEEK)  # fmt: skip
+            await admin.reissue_invitation(
+                session, runtime.clock, principal=principal_for(administrator), user_id=first.user.id, valid_for=WEEK
+            )
 
 
 async def test_invitations_refuse_bad_input_and_duplicates(runtime: Runtime, centre: tuple[Tenant, User]) -> None:
@@ -161,43 +172,57 @@ async def test_only_an_administrator_of_the_same_organisation_manages_staff(
         with pytest.raises(Forbidden):
             await admin.list_staff(session, runtime.clock, principal=principal_for(specialist), offset=0, limit=10)
         with pytest.raises(Forbidden):
-            await admin.set_roles(session, principal=principal_for(specialist), user_id=administrator.id,
-                                  roles=[Role.SPECIALIST])  # fmt: skip
+            await admin.set_roles(
+                session, principal=principal_for(specialist), user_id=administrator.id, roles=[Role.SPECIALIST]
+            )
         # Another organisation's user is simply not there.
         with pytest.raises(NotFound):
-            await admin.set_roles(session, principal=principal_for(administrator), user_id=stranger.id,
-                                  roles=[Role.SPECIALIST])  # fmt: skip
+            await admin.set_roles(
+                session, principal=principal_for(administrator), user_id=stranger.id, roles=[Role.SPECIALIST]
+            )
         with pytest.raises(NotFound):
-            await admin.set_active(session, runtime.clock, principal=principal_for(administrator),
-                                   user_id=stranger.id, active=False)  # fmt: skip
+            await admin.set_active(
+                session, runtime.clock, principal=principal_for(administrator), user_id=stranger.id, active=False
+            )
         with pytest.raises(NotFound):
-            await admin.reset_second_factor(session, runtime.clock, principal=principal_for(administrator),
-                                            user_id=uuid.uuid4())  # fmt: skip
+            await admin.reset_second_factor(
+                session, runtime.clock, principal=principal_for(administrator), user_id=uuid.uuid4()
+            )
 
 
 async def test_roles_change_but_an_administrator_keeps_their_own(runtime: Runtime, centre: tuple[Tenant, User]) -> None:
     tenant, administrator = centre
     colleague = await make_user(runtime, tenant, roles=[Role.TENANT_ADMIN])
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
-        changed = await admin.set_roles(session, principal=principal_for(administrator), user_id=colleague.id,
-                                        roles=[Role.DPO, Role.SPECIALIST, Role.DPO])  # fmt: skip
+        changed = await admin.set_roles(
+            session,
+            principal=principal_for(administrator),
+            user_id=colleague.id,
+            roles=[Role.DPO, Role.SPECIALIST, Role.DPO],
+        )
         assert changed.roles == [Role.DPO, Role.SPECIALIST]
         with pytest.raises(Conflict, match="own administrator role"):
-            await admin.set_roles(session, principal=principal_for(administrator), user_id=administrator.id,
-                                  roles=[Role.DPO])  # fmt: skip
+            await admin.set_roles(
+                session, principal=principal_for(administrator), user_id=administrator.id, roles=[Role.DPO]
+            )
         with pytest.raises(InvalidInput, match="at least one role"):
             await admin.set_roles(session, principal=principal_for(administrator), user_id=colleague.id, roles=[])
         # Adding a role to oneself is fine.
-        mine = await admin.set_roles(session, principal=principal_for(administrator), user_id=administrator.id,
-                                     roles=[Role.TENANT_ADMIN, Role.DPO])  # fmt: skip
+        mine = await admin.set_roles(
+            session,
+            principal=principal_for(administrator),
+            user_id=administrator.id,
+            roles=[Role.TENANT_ADMIN, Role.DPO],
+        )
         assert mine.roles == [Role.DPO, Role.TENANT_ADMIN]
     assert (await reload(runtime, colleague.id)).roles == [Role.DPO, Role.SPECIALIST]
 
 
 async def _signed_in_session(runtime: Runtime, user: User) -> str:
     async with platform_session(runtime.sessions) as session, session.begin():
-        token, _ = await start_session(session, runtime.clock, runtime.session_policy, user=user,
-                                       second_factor_passed=True)  # fmt: skip
+        token, _ = await start_session(
+            session, runtime.clock, runtime.session_policy, user=user, second_factor_passed=True
+        )
     return token
 
 
@@ -221,11 +246,13 @@ async def test_a_second_factor_reset_forces_enrolment_and_ends_sessions(
     assert await _session_alive(runtime, token)
 
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
-        await admin.reset_second_factor(session, runtime.clock, principal=principal_for(administrator),
-                                        user_id=worker.id)  # fmt: skip
+        await admin.reset_second_factor(
+            session, runtime.clock, principal=principal_for(administrator), user_id=worker.id
+        )
         with pytest.raises(Conflict, match="own second factor"):
-            await admin.reset_second_factor(session, runtime.clock, principal=principal_for(administrator),
-                                            user_id=administrator.id)  # fmt: skip
+            await admin.reset_second_factor(
+                session, runtime.clock, principal=principal_for(administrator), user_id=administrator.id
+            )
     after = await reload(runtime, worker.id)
     assert not after.totp_enabled
     assert after.totp_secret_wrapped is None
@@ -255,18 +282,17 @@ async def test_a_deactivated_user_cannot_sign_in_until_reactivated(
             await admin.set_active(session, runtime.clock, principal=me, user_id=administrator.id, active=False)
     assert not await _session_alive(runtime, token)
     async with platform_session(runtime.sessions) as session, session.begin():
-        refused = await services.sign_in(session, runtime.clock, runtime.lockout, email=worker.email,
-                                         password=PASSWORD)  # fmt: skip
+        refused = await services.sign_in(session, runtime.clock, runtime.lockout, email=worker.email, password=PASSWORD)
     assert isinstance(refused, services.SignInRefused)
     with pytest.raises(NotFound):
         await accept(runtime, pending.token)  # deactivation withdrew the invitation too
 
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
-        await admin.set_active(session, runtime.clock, principal=principal_for(administrator), user_id=worker.id,
-                               active=True)  # fmt: skip
+        await admin.set_active(
+            session, runtime.clock, principal=principal_for(administrator), user_id=worker.id, active=True
+        )
     async with platform_session(runtime.sessions) as session, session.begin():
-        allowed = await services.sign_in(session, runtime.clock, runtime.lockout, email=worker.email,
-                                         password=PASSWORD)  # fmt: skip
+        allowed = await services.sign_in(session, runtime.clock, runtime.lockout, email=worker.email, password=PASSWORD)
     assert isinstance(allowed, services.SignedIn)
 
 
@@ -297,26 +323,35 @@ async def test_clients_are_registered_listed_and_revoked(
     me = principal_for(administrator)
     other = await make_tenant(runtime, "opeka")
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
-        client = await admin.register_client(session, principal=me, name=" Intake desk ", public_jwk=_public_jwk(),
-                                             scopes=["referrals:read", "referrals:write"],
-                                             role=Role.INTAKE)  # fmt: skip
+        client = await admin.register_client(
+            session,
+            principal=me,
+            name=" Intake desk ",
+            public_jwk=_public_jwk(),
+            scopes=["referrals:read", "referrals:write"],
+            role=Role.INTAKE,
+        )
         private = OKPKey.generate_key("Ed25519").as_dict(private=True)
         with pytest.raises(InvalidInput, match="private key"):
-            await admin.register_client(session, principal=me, name="x", public_jwk=private, scopes=["cases:read"],
-                                        role=Role.SPECIALIST)  # fmt: skip
+            await admin.register_client(
+                session, principal=me, name="x", public_jwk=private, scopes=["cases:read"], role=Role.SPECIALIST
+            )
         with pytest.raises(InvalidInput, match="Unknown role"):
-            await admin.register_client(session, principal=me, name="x", public_jwk=_public_jwk(),
-                                        scopes=["cases:read"], role=Role.TENANT_ADMIN)  # fmt: skip
+            await admin.register_client(
+                session, principal=me, name="x", public_jwk=_public_jwk(), scopes=["cases:read"], role=Role.TENANT_ADMIN
+            )
         with pytest.raises(InvalidInput, match="at least one scope"):
-            await admin.register_client(session, principal=me, name="x", public_jwk=_public_jwk(), scopes=[],
-                                        role=Role.SPECIALIST)  # fmt: skip
+            await admin.register_client(
+                session, principal=me, name="x", public_jwk=_public_jwk(), scopes=[], role=Role.SPECIALIST
+            )
     assert client.name == "Intake desk"
     assert client.role == Role.INTAKE
     assert client.tenant_id == tenant.id
 
     async with platform_session(runtime.sessions) as session, session.begin():
-        foreign = await services.create_client(session, tenant=other, name="theirs", public_jwk=_public_jwk(),
-                                               scopes=["cases:read"])  # fmt: skip
+        foreign = await services.create_client(
+            session, tenant=other, name="theirs", public_jwk=_public_jwk(), scopes=["cases:read"]
+        )
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
         page = await admin.list_clients(session, principal=me, offset=0, limit=10)
         assert [c.id for c in page.items] == [client.id]
@@ -359,8 +394,9 @@ async def test_sessions_of_other_users_survive(runtime: Runtime, centre: tuple[T
     kept = await _signed_in_session(runtime, bystander)
     await _signed_in_session(runtime, worker)
     async with tenant_session(runtime.sessions, tenant.id) as session, session.begin():
-        await admin.set_active(session, runtime.clock, principal=principal_for(administrator), user_id=worker.id,
-                               active=False)  # fmt: skip
+        await admin.set_active(
+            session, runtime.clock, principal=principal_for(administrator), user_id=worker.id, active=False
+        )
     assert await _session_alive(runtime, kept)
     async with platform_session(runtime.sessions) as session:
         ended = await session.scalars(select(StaffSession).where(StaffSession.user_id == worker.id))

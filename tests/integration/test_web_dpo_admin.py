@@ -22,8 +22,10 @@ from tenants.staff_sessions import start_session
 from tests.factories import PASSWORD, ClientKey, access_token, make_client, make_tenant, make_user
 
 SESSION = "cb_session"
-CASE = {"title": "Семья Ивановых", "subjects": [{"ref": "child 1", "full_name": "Иванова Мария",
-                                                 "birth_date": "2015-04-12", "role": "child"}]}  # fmt: skip
+CASE = {
+    "title": "Семья Ивановых",
+    "subjects": [{"ref": "child 1", "full_name": "Иванова Мария", "birth_date": "2015-04-12", "role": "child"}],
+}
 
 
 async def staff(runtime: Runtime, tenant: Tenant, *roles: str, email: str | None = None) -> tuple[User, str]:
@@ -33,8 +35,9 @@ async def staff(runtime: Runtime, tenant: Tenant, *roles: str, email: str | None
         row = await session.scalar(select(User).where(User.id == user.id))
         assert row is not None
         services.change_password(row, current=PASSWORD, new="a passphrase only this worker knows")
-        token, _ = await start_session(session, runtime.clock, runtime.session_policy, user=row,
-                                       second_factor_passed=True)  # fmt: skip
+        token, _ = await start_session(
+            session, runtime.clock, runtime.session_policy, user=row, second_factor_passed=True
+        )
     return user, token
 
 
@@ -63,9 +66,11 @@ def ok(response: httpx.Response, status: int = 200) -> str:
 
 async def events(runtime: Runtime, tenant_id: uuid.UUID, action: Action) -> list[AuditEvent]:
     async with platform_session(runtime.sessions) as session:
-        return list(await session.scalars(
-            select(AuditEvent).where(AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == action.value)
-        ))  # fmt: skip
+        return list(
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == action.value)
+            )
+        )
 
 
 @pytest.fixture
@@ -130,8 +135,12 @@ async def test_the_dpo_reads_the_trail_and_each_read_is_recorded(
     ok(await api.get("/dpo/verification"))
 
     # Reading the trail through the console is recorded exactly as through the API.
-    for action, count in ((Action.AUDIT_EVENTS_SEARCH, 4), (Action.AUDIT_SUBJECT_REPORT, 3),
-                          (Action.AUDIT_REVIEW_LIST, 1), (Action.AUDIT_CHECKPOINT_READ, 1)):  # fmt: skip
+    for action, count in (
+        (Action.AUDIT_EVENTS_SEARCH, 4),
+        (Action.AUDIT_SUBJECT_REPORT, 3),
+        (Action.AUDIT_REVIEW_LIST, 1),
+        (Action.AUDIT_CHECKPOINT_READ, 1),
+    ):
         recorded = await events(runtime, centre.id, action)
         assert len(recorded) >= count, action
         assert all(e.actor_id == dpo.id for e in recorded)
@@ -169,10 +178,15 @@ async def test_review_queue_marks_and_verification(
     dpo, session_token = await staff(runtime, centre, Role.DPO)
     async with platform_session(runtime.sessions) as session, session.begin():
         shared = runtime.exchange.audit.append(
-            session, action=Action.EXCHANGE_REFERRAL_SEND, outcome=Outcome.SUCCESS, log_tenant_id=centre.id,
+            session,
+            action=Action.EXCHANGE_REFERRAL_SEND,
+            outcome=Outcome.SUCCESS,
+            log_tenant_id=centre.id,
             actor=Actor(kind="user", id=uuid.uuid4(), tenant_id=centre.id, role="specialist"),
-            resource_type="referral", resource_id=str(uuid.uuid4()), legal_basis="statutory",
-        )  # fmt: skip
+            resource_type="referral",
+            resource_id=str(uuid.uuid4()),
+            legal_basis="statutory",
+        )
     act_as(api, session_token)
     page = ok(await api.get("/dpo/review"))
     assert "Shared under a statute, without consent" in page
@@ -222,8 +236,9 @@ async def test_an_administrator_invites_and_the_invitee_sets_a_password(
     ok(await api.get("/admin/invite"))
     bad = await post(api, "/admin/invite", {"email": "not-an-address", "roles": ["intake"]})
     assert "That is not a valid email address." in ok(bad, status=400)
-    response = await post(api, "/admin/invite", {"email": "new@semya.test", "display_name": "Anna",
-                                                 "roles": ["intake", "dpo"]})  # fmt: skip
+    response = await post(
+        api, "/admin/invite", {"email": "new@semya.test", "display_name": "Anna", "roles": ["intake", "dpo"]}
+    )
     page = ok(response)
     link = re.search(r'value="(http://localhost/account/invitation/[^"]+)"', page)
     assert link is not None
@@ -298,17 +313,32 @@ async def test_clients_are_registered_and_revoked_and_keys_rotated(
     _, admin_session = await staff(runtime, centre, Role.TENANT_ADMIN)
     act_as(api, admin_session)
     ok(await api.get("/admin/clients/new"))
-    bad = await post(api, "/admin/clients/new", {"name": "Desk", "jwk": "{not json", "role": "intake",
-                                                 "scopes": ["referrals:read"]})  # fmt: skip
+    bad = await post(
+        api, "/admin/clients/new", {"name": "Desk", "jwk": "{not json", "role": "intake", "scopes": ["referrals:read"]}
+    )
     assert "not valid JSON" in ok(bad, status=400)
     private = OKPKey.generate_key("Ed25519", {"kid": "desk"})
-    response = await post(api, "/admin/clients/new", {
-        "name": "Desk", "jwk": json.dumps(private.as_dict(private=True)), "role": "intake",
-        "scopes": ["referrals:read"]})  # fmt: skip
+    response = await post(
+        api,
+        "/admin/clients/new",
+        {
+            "name": "Desk",
+            "jwk": json.dumps(private.as_dict(private=True)),
+            "role": "intake",
+            "scopes": ["referrals:read"],
+        },
+    )
     assert "register only the public part" in ok(response, status=400)
-    response = await post(api, "/admin/clients/new", {
-        "name": "Desk", "jwk": json.dumps(private.as_dict(private=False)), "role": "intake",
-        "scopes": ["referrals:read", "directory:read"]})  # fmt: skip
+    response = await post(
+        api,
+        "/admin/clients/new",
+        {
+            "name": "Desk",
+            "jwk": json.dumps(private.as_dict(private=False)),
+            "role": "intake",
+            "scopes": ["referrals:read", "directory:read"],
+        },
+    )
     assert flash_of(response) == "/admin/clients"
     page = ok(await api.get("/admin/clients"))
     assert "The client was registered." in page

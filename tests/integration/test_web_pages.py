@@ -74,17 +74,26 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     assert location(await api.get("/")) == "/dashboard"
     ok(await api.get("/dashboard"))
     ok(await api.get("/cases/new"))
-    response = await form(api, "/cases/new", {
-        "title": "Family Ivanov", "subject-0-name": "Masha Ivanova", "subject-0-birth": "2015-04-02",
-        "subject-0-role": "child", "subject-0-ref": "child 1", "needs-client": "school support",
-    })  # fmt: skip
+    response = await form(
+        api,
+        "/cases/new",
+        {
+            "title": "Family Ivanov",
+            "subject-0-name": "Masha Ivanova",
+            "subject-0-birth": "2015-04-02",
+            "subject-0-role": "child",
+            "subject-0-ref": "child 1",
+            "needs-client": "school support",
+        },
+    )
     case_path = location(response)
     page = ok(await api.get(case_path))
     assert "The case is opened." in page
     assert "Masha Ivanova" in page
     case_id = case_path.rsplit("/", 1)[1]
-    subject_id = re.search(r'name="subject_id" required>\s*<option value="([0-9a-f-]+)"',
-                           ok(await api.get(f"{case_path}/consents/new")))  # fmt: skip
+    subject_id = re.search(
+        r'name="subject_id" required>\s*<option value="([0-9a-f-]+)"', ok(await api.get(f"{case_path}/consents/new"))
+    )
     assert subject_id is not None
 
     # The composer offers nothing before a consent, and says why.
@@ -93,11 +102,20 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     assert "No active consent of child 1 covers this" in composer
 
     until = (dt.date.today() + dt.timedelta(days=200)).isoformat()
-    response = await form(api, f"{case_path}/consents/new", {
-        "subject_id": subject_id.group(1), "given_by_name": "Anna Ivanova", "relation": "parent",
-        "purposes": "social_support", "categories": ["identity", "social_assessment"],
-        "recipient_kinds": "guardianship_body", "valid_until": until,
-    }, files={"evidence": ("consent.pdf", b"%PDF-1.4 signed form", "application/pdf")})  # fmt: skip
+    response = await form(
+        api,
+        f"{case_path}/consents/new",
+        {
+            "subject_id": subject_id.group(1),
+            "given_by_name": "Anna Ivanova",
+            "relation": "parent",
+            "purposes": "social_support",
+            "categories": ["identity", "social_assessment"],
+            "recipient_kinds": "guardianship_body",
+            "valid_until": until,
+        },
+        files={"evidence": ("consent.pdf", b"%PDF-1.4 signed form", "application/pdf")},
+    )
     assert location(response) == case_path
     page = ok(await api.get(case_path))
     assert "The consent is recorded." in page
@@ -113,20 +131,42 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     composer = ok(await api.get(f"{case_path}/referrals/new", params={"to": str(opeka.id)}))
     assert 'value="identity">' in composer
     assert 'value="health" disabled' in composer
-    response = await form(api, f"{case_path}/referrals/new", {
-        "to": str(opeka.id), "purpose": "social_support", "basis": "consent", "subjects": subject_id.group(1),
-        "categories": ["identity", "health"], "kind": "referral", "urgency": "urgent", "problem": "No school place",
-        "requested_service": "Arrange a place", "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
-    })  # fmt: skip
+    response = await form(
+        api,
+        f"{case_path}/referrals/new",
+        {
+            "to": str(opeka.id),
+            "purpose": "social_support",
+            "basis": "consent",
+            "subjects": subject_id.group(1),
+            "categories": ["identity", "health"],
+            "kind": "referral",
+            "urgency": "urgent",
+            "problem": "No school place",
+            "requested_service": "Arrange a place",
+            "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
+        },
+    )
     assert response.status_code == 400
     assert "No active consent covers sharing" in response.text
-    response = await form(api, f"{case_path}/referrals/new", {
-        "to": str(opeka.id), "purpose": "social_support", "basis": "consent", "subjects": subject_id.group(1),
-        "categories": ["identity"], "kind": "referral", "urgency": "urgent", "problem": "No school place",
-        "requested_service": "Arrange a place", "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
-    })  # fmt: skip
+    response = await form(
+        api,
+        f"{case_path}/referrals/new",
+        {
+            "to": str(opeka.id),
+            "purpose": "social_support",
+            "basis": "consent",
+            "subjects": subject_id.group(1),
+            "categories": ["identity"],
+            "kind": "referral",
+            "urgency": "urgent",
+            "problem": "No school place",
+            "requested_service": "Arrange a place",
+            "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
+        },
+    )
     referral_path = location(response)
     assert "The referral is sent." in ok(await api.get(referral_path))
 
@@ -207,8 +247,15 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
 
     # Another agency: every one of these pages answers 404, exactly like a missing id.
     act_as(api, outsider)
-    for path in (case_path, f"{case_path}/consents/new", f"{case_path}/referrals/new", referral_path,
-                 f"{referral_path}/letter.pdf", f"/referrals/{uuid.uuid4()}", f"/cases/{uuid.uuid4()}"):  # fmt: skip
+    for path in (
+        case_path,
+        f"{case_path}/consents/new",
+        f"{case_path}/referrals/new",
+        referral_path,
+        f"{referral_path}/letter.pdf",
+        f"/referrals/{uuid.uuid4()}",
+        f"/cases/{uuid.uuid4()}",
+    ):
         response = await api.get(path)
         assert response.status_code == 404, path
         assert response.headers["cache-control"] == "no-store"

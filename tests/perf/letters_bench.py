@@ -33,18 +33,32 @@ def _letter(index: int) -> LetterContent:
     """A one-page Russian petition, as a send numbers it (no enclosures), different in every letter."""
     deadline = dt.datetime(2026, 12, 1, 15, 0, tzinfo=dt.UTC).astimezone(ZONE)
     return LetterContent(
-        language="ru", kind="petition", registration_number=f"СЕМ-2026/{index:04d}", date=dt.date(2026, 11, 22),
-        sender=Party(name="Центр социальной помощи семье и детям «Семья»", region="Центральный район",
-                     address="ул. Ленина, 1", phone="+7 495 000-00-00", email="info@semya.example"),
+        language="ru",
+        kind="petition",
+        registration_number=f"СЕМ-2026/{index:04d}",
+        date=dt.date(2026, 11, 22),
+        sender=Party(
+            name="Центр социальной помощи семье и детям «Семья»",
+            region="Центральный район",
+            address="ул. Ленина, 1",
+            phone="+7 495 000-00-00",
+            email="info@semya.example",
+        ),
         addressee=Party(name="Отдел опеки и попечительства", region="Центральный район", address="ул. Мира, 5"),
-        referral_id=uuid.uuid4(), case_ref=f"C-{index}", purpose="social_support",
+        referral_id=uuid.uuid4(),
+        case_ref=f"C-{index}",
+        purpose="social_support",
         problem=f"Семья (случай {index}) нуждается в срочной помощи: мать одна воспитывает троих детей, "
-                "задолженность за жильё, старший ребёнок пропускает занятия в школе.",
+        "задолженность за жильё, старший ребёнок пропускает занятия в школе.",
         requested_service="Консультация юриста по вопросам жилья и оформления пособий",
-        urgency="urgent", respond_by=deadline, complete_by=deadline + dt.timedelta(days=30),
+        urgency="urgent",
+        respond_by=deadline,
+        complete_by=deadline + dt.timedelta(days=30),
         legal_basis={"type": "statutory", "reference": "120-ФЗ ст. 9", "justification": "Ребёнок в опасности"},
-        categories=("identity", "family"), signer_name="Петрова Анна Сергеевна", signer_role="specialist",
-    )  # fmt: skip
+        categories=("identity", "family"),
+        signer_name="Петрова Анна Сергеевна",
+        signer_role="specialist",
+    )
 
 
 def _cold_and_warm() -> tuple[float, float]:

@@ -54,9 +54,14 @@ class WrkReport:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"requests": self.requests, "rps": round(self.rps, 1), "statuses": self.statuses,
-                "socket_errors": {k: v for k, v in self.socket_errors.items() if v},
-                "latency_ms": self.latency_ms, "wrk_cpu_share_of_one_core": round(self.cpu_share, 3)}  # fmt: skip
+        return {
+            "requests": self.requests,
+            "rps": round(self.rps, 1),
+            "statuses": self.statuses,
+            "socket_errors": {k: v for k, v in self.socket_errors.items() if v},
+            "latency_ms": self.latency_ms,
+            "wrk_cpu_share_of_one_core": round(self.cpu_share, 3),
+        }
 
 
 def parse_report(stdout: str) -> WrkReport:
@@ -94,13 +99,23 @@ async def run_wrk(
 ) -> WrkReport:
     """Run wrk with one thread against `url` until `duration_s` passes or the script says it has had enough."""
     out_path, err_path = work / "wrk.out", work / "wrk.err"
-    args = [wrk_binary(), "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", f"--timeout={timeout_s:g}s",
-            "-s", str(LUA_DIR / script), url]  # fmt: skip
+    args = [
+        wrk_binary(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(LUA_DIR / script),
+        url,
+    ]
     child_env = {**os.environ, **env, "REPORT_LUA": str(LUA_DIR / "report.lua")}
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, str(out_path), flags, 0o600),
-               (os.POSIX_SPAWN_OPEN, 2, str(err_path), flags, 0o600)]  # fmt: skip
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(out_path), flags, 0o600),
+        (os.POSIX_SPAWN_OPEN, 2, str(err_path), flags, 0o600),
+    ]
     began = time.perf_counter()
     # posix_spawn and wait4 rather than subprocess: wait4 hands back the child's own resource usage.
     pid = os.posix_spawn(args[0], args, child_env, file_actions=actions)  # noqa: ASYNC221 - returns once exec'd

@@ -55,9 +55,13 @@ def start(name: str, args: list[str], env: Mapping[str, str], log_path: Path) ->
     with log_path.open("ab") as out:
         # Forked from the event loop thread, which lives as long as the benchmark: the death signal follows it.
         proc = subprocess.Popen(
-            args, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            args,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             preexec_fn=_die_with_bench,
-        )  # fmt: skip
+        )
     return Server(name, proc, log_path)
 
 
@@ -71,8 +75,10 @@ async def wait_until_up(server: Server, url: str) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
-                raise BenchError(f"{server.name} exited with status {server.proc.returncode} while starting:\n"
-                                 f"{tail(server.log_path)}")  # fmt: skip
+                raise BenchError(
+                    f"{server.name} exited with status {server.proc.returncode} while starting:\n"
+                    f"{tail(server.log_path)}"
+                )
             try:
                 if (await http.get(url)).status_code == 200:
                     return
@@ -118,8 +124,14 @@ def parse_stat(text: str) -> ProcStat:
     fields = rest.split()
     pid = int(head.split("(", 1)[0])
     # proc(5) numbers from 1: state is field 3, so fields[k] is field k + 3.
-    return ProcStat(pid=pid, ppid=int(fields[1]), utime=int(fields[11]), stime=int(fields[12]),
-                    cutime=int(fields[13]), cstime=int(fields[14]))  # fmt: skip
+    return ProcStat(
+        pid=pid,
+        ppid=int(fields[1]),
+        utime=int(fields[11]),
+        stime=int(fields[12]),
+        cutime=int(fields[13]),
+        cstime=int(fields[14]),
+    )
 
 
 def _all_stats() -> dict[int, ProcStat]:

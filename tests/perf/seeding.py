@@ -131,8 +131,10 @@ def _seed_sqlite(path: str, tenant_id: uuid.UUID, count: int, now: dt.datetime) 
 # -- PostgreSQL ---------------------------------------------------------------------------------------------------
 
 # UUIDv7 text: 12 hex digits of Unix milliseconds, version 7, 12 random bits, variant 10 (8-b), 62 random bits.
-_PG_UUID7 = ("(lpad(to_hex(g.ms), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || "
-             "to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid")  # fmt: skip
+_PG_UUID7 = (
+    "(lpad(to_hex(g.ms), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || "
+    "to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid"
+)
 _PG_VARIED = {
     "id": _PG_UUID7,
     "exchange_id": _PG_UUID7,
@@ -147,10 +149,13 @@ _PG_VARIED = {
 }
 
 
-async def _seed_postgres(cluster: ThrowawayPostgres, database: str, tenant_id: uuid.UUID, count: int,
-                         now: dt.datetime) -> None:  # fmt: skip
-    connections = [await asyncpg.connect(host=HOST, port=cluster.port, user=SUPERUSER, database=database, ssl=False)
-                   for _ in range(PG_CONNECTIONS)]  # fmt: skip
+async def _seed_postgres(
+    cluster: ThrowawayPostgres, database: str, tenant_id: uuid.UUID, count: int, now: dt.datetime
+) -> None:
+    connections = [
+        await asyncpg.connect(host=HOST, port=cluster.port, user=SUPERUSER, database=database, ssl=False)
+        for _ in range(PG_CONNECTIONS)
+    ]
     try:
         first = connections[0]
         template = await first.fetchval(
@@ -158,9 +163,13 @@ async def _seed_postgres(cluster: ThrowawayPostgres, database: str, tenant_id: u
         )
         if template is None:
             raise BenchError("no referral of the sending tenant to copy")
-        columns = [row["attname"] for row in await first.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'referral'::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum")]  # fmt: skip
+        columns = [
+            row["attname"]
+            for row in await first.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'referral'::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum"
+            )
+        ]
         values = ", ".join(_PG_VARIED.get(c, f"t.{c}") for c in columns)  # the table's own names: no quoting
         statement = (
             f"INSERT INTO referral ({', '.join(columns)}) "
@@ -169,18 +178,22 @@ async def _seed_postgres(cluster: ThrowawayPostgres, database: str, tenant_id: u
         )
         start_ms, step_ms = _span(count, now)
         bounds = [count * k // PG_CONNECTIONS for k in range(PG_CONNECTIONS + 1)]
-        await asyncio.gather(*(
-            connection.execute(statement, template, start_ms, step_ms, low, high - 1)
-            for connection, low, high in zip(connections, bounds, bounds[1:], strict=False) if high > low
-        ))  # fmt: skip
+        await asyncio.gather(
+            *(
+                connection.execute(statement, template, start_ms, step_ms, low, high - 1)
+                for connection, low, high in zip(connections, bounds, bounds[1:], strict=False)
+                if high > low
+            )
+        )
         await first.execute("ANALYZE referral")
     finally:
         for connection in connections:
             await connection.close()
 
 
-async def seed_history(*, database_url: str, cluster: ThrowawayPostgres | None, tenant_id: uuid.UUID,
-                       count: int) -> float:  # fmt: skip
+async def seed_history(
+    *, database_url: str, cluster: ThrowawayPostgres | None, tenant_id: uuid.UUID, count: int
+) -> float:
     """Add `count` sent referrals to the tenant's outgoing box; returns the seconds it took."""
     began, now = time.perf_counter(), dt.datetime.now(dt.UTC)
     url = make_url(database_url)

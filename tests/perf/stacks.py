@@ -88,11 +88,15 @@ class Stack:
 
 def server_env(work: Path, port: int, nats_url: str, database_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")} | {
-        "CASEBRIDGE_DATA_DIR": str(work / "var"), "CASEBRIDGE_HOST": "127.0.0.1", "CASEBRIDGE_PORT": str(port),
-        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}", "CASEBRIDGE_NATS_URL": nats_url,
+        "CASEBRIDGE_DATA_DIR": str(work / "var"),
+        "CASEBRIDGE_HOST": "127.0.0.1",
+        "CASEBRIDGE_PORT": str(port),
+        "CASEBRIDGE_BASE_URL": f"http://127.0.0.1:{port}",
+        "CASEBRIDGE_NATS_URL": nats_url,
         # One client sends far more than the default 600 requests/minute, and a full run outlasts a 300 s token.
-        "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000", "CASEBRIDGE_ACCESS_TOKEN_TTL": "3600",
-    }  # fmt: skip
+        "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000",
+        "CASEBRIDGE_ACCESS_TOKEN_TTL": "3600",
+    }
     return env | ({"CASEBRIDGE_DATABASE_URL": database_url} if database_url else {})
 
 
@@ -110,8 +114,10 @@ async def start_postgres_gateway(env: Mapping[str, str], work: Path) -> Gateway:
     serve = start("casebridge serve", [str(CASEBRIDGE), "serve", "--workers", "2"], web_env, work / "serve.log")
     # Ready only once the worker's sealer holds its lease, so this waits for both.
     await wait_until_up(serve, f"{env['CASEBRIDGE_BASE_URL']}/health/ready")
-    return Gateway([serve, worker], "casebridge serve --workers 2 (web processes running no Worker) and one "
-                                    "casebridge worker running every Worker")  # fmt: skip
+    return Gateway(
+        [serve, worker],
+        "casebridge serve --workers 2 (web processes running no Worker) and one casebridge worker running every Worker",
+    )
 
 
 async def migrated_settings(env: Mapping[str, str]) -> Settings:
@@ -132,9 +138,13 @@ async def seed_agency(runtime: Runtime, slug: str, kind: TenantKind, role: Role)
             session, runtime.keyring, slug=slug, name=f"Bench {slug}", kind=kind, region="Центральный район"
         )
         client = await services.create_client(
-            session, tenant=tenant, name=f"{slug} bench", public_jwk=key.as_dict(private=False),
-            scopes=[s.value for s in Scope], role=role,
-        )  # fmt: skip
+            session,
+            tenant=tenant,
+            name=f"{slug} bench",
+            public_jwk=key.as_dict(private=False),
+            scopes=[s.value for s in Scope],
+            role=role,
+        )
     return Agency(tenant.id, client.client_id, key)
 
 
@@ -168,13 +178,25 @@ async def running_stack(name: str, work: Path, log: Any) -> AsyncIterator[Stack]
         starter = start_postgres_gateway if name == "postgres" else start_embedded_gateway
         gateway = await starter(env, work)
         servers.extend(gateway.servers)
-        bare = start("bare Litestar app", [sys.executable, str(BARE_APP), "--port", str(bare_port)], env,
-                     work / "bare.log")  # fmt: skip
+        bare = start(
+            "bare Litestar app", [sys.executable, str(BARE_APP), "--port", str(bare_port)], env, work / "bare.log"
+        )
         servers.append(bare)
         await wait_until_up(bare, f"http://127.0.0.1:{bare_port}/json")
         log(f"{name}: casebridge on {env['CASEBRIDGE_BASE_URL']} ({gateway.layout}), nats-server at {nats_url}")
-        yield Stack(name, env["CASEBRIDGE_BASE_URL"], f"http://127.0.0.1:{bare_port}", env, runtime, centre, opeka,
-                    gateway, nats, work, cluster)  # fmt: skip
+        yield Stack(
+            name,
+            env["CASEBRIDGE_BASE_URL"],
+            f"http://127.0.0.1:{bare_port}",
+            env,
+            runtime,
+            centre,
+            opeka,
+            gateway,
+            nats,
+            work,
+            cluster,
+        )
     finally:
         for server in servers:
             stop(server)
@@ -217,11 +239,15 @@ async def progress(runtime: Runtime, sender: uuid.UUID, recipient: uuid.UUID) ->
         copies = select(func.count()).select_from(Referral)
         sent = await count(copies.where(Referral.tenant_id == sender, Referral.side == Side.SENDER))
         listed = await count(copies.where(Referral.tenant_id == recipient, Referral.side == Side.RECIPIENT))
-        letters = await count(select(func.count()).select_from(Letter).join(Referral, Referral.id == Letter.referral_id)
-                              .where(Referral.tenant_id == recipient, Referral.side == Side.RECIPIENT,
-                                     Letter.status == "ready"))  # fmt: skip
-        received = await count(copies.where(Referral.tenant_id == sender, Referral.side == Side.SENDER,
-                                            Referral.status == RECEIVED))  # fmt: skip
+        letters = await count(
+            select(func.count())
+            .select_from(Letter)
+            .join(Referral, Referral.id == Letter.referral_id)
+            .where(Referral.tenant_id == recipient, Referral.side == Side.RECIPIENT, Letter.status == "ready")
+        )
+        received = await count(
+            copies.where(Referral.tenant_id == sender, Referral.side == Side.SENDER, Referral.status == RECEIVED)
+        )
         applied = await count(select(func.count()).select_from(InboxEnvelope))
     return Progress(sent, listed, letters, received, applied)
 
@@ -237,11 +263,21 @@ def expect(response: httpx.Response, status: int, what: str) -> Any:
 
 async def bearer(http: httpx.AsyncClient, agency: Agency) -> dict[str, str]:
     now, endpoint = int(time.time()), f"{http.base_url}".rstrip("/") + "/oauth/token"
-    claims = {"iss": agency.client_id, "sub": agency.client_id, "aud": endpoint, "iat": now, "exp": now + 120,
-              "jti": uuid.uuid4().hex}  # fmt: skip
+    claims = {
+        "iss": agency.client_id,
+        "sub": agency.client_id,
+        "aud": endpoint,
+        "iat": now,
+        "exp": now + 120,
+        "jti": uuid.uuid4().hex,
+    }
     assertion = jwt.encode({"alg": "Ed25519", "kid": agency.key.kid}, claims, agency.key, algorithms=["Ed25519"])
-    form = {"grant_type": "client_credentials", "client_id": agency.client_id, "client_assertion": assertion,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}  # fmt: skip
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": agency.client_id,
+        "client_assertion": assertion,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    }
     token = expect(await http.post("/oauth/token", data=form), 200, "access token")["access_token"]
     return {"Authorization": f"Bearer {token}"}
 
@@ -249,23 +285,55 @@ async def bearer(http: httpx.AsyncClient, agency: Agency) -> dict[str, str]:
 async def referral_body(http: httpx.AsyncClient, headers: dict[str, str], recipient: Agency) -> dict[str, Any]:
     """Open a case with a consent to share with `recipient`; return a referral body that the policy permits."""
     now = dt.datetime.now(dt.UTC)
-    case = expect(await http.post("/api/v1/cases", headers=headers, json={
-        "title": "Семья Ивановых", "summary": "Мать одна воспитывает дочь",
-        "subjects": [{"ref": "child 1", "full_name": "Иванова Мария Петровна", "birth_date": "2015-04-12",
-                      "role": "child", "identifiers": {"snils": "112-233-445 95"}}],
-    }), 201, "create case")  # fmt: skip
+    case = expect(
+        await http.post(
+            "/api/v1/cases",
+            headers=headers,
+            json={
+                "title": "Семья Ивановых",
+                "summary": "Мать одна воспитывает дочь",
+                "subjects": [
+                    {
+                        "ref": "child 1",
+                        "full_name": "Иванова Мария Петровна",
+                        "birth_date": "2015-04-12",
+                        "role": "child",
+                        "identifiers": {"snils": "112-233-445 95"},
+                    }
+                ],
+            },
+        ),
+        201,
+        "create case",
+    )
     subject_id = case["subjects"][0]["id"]
-    expect(await http.post(f"/api/v1/cases/{case['id']}/consents", headers=headers, json={
-        "subject_id": subject_id, "given_by": {"name": "Иванова Ольга Сергеевна", "relation": "parent"},
-        "purposes": ["social_support"], "categories": ["identity", "family"],
-        "recipients": {"tenants": [str(recipient.tenant_id)], "kinds": []},
-        "valid_until": (now + dt.timedelta(days=365)).isoformat(),
-    }), 201, "record consent")  # fmt: skip
+    expect(
+        await http.post(
+            f"/api/v1/cases/{case['id']}/consents",
+            headers=headers,
+            json={
+                "subject_id": subject_id,
+                "given_by": {"name": "Иванова Ольга Сергеевна", "relation": "parent"},
+                "purposes": ["social_support"],
+                "categories": ["identity", "family"],
+                "recipients": {"tenants": [str(recipient.tenant_id)], "kinds": []},
+                "valid_until": (now + dt.timedelta(days=365)).isoformat(),
+            },
+        ),
+        201,
+        "record consent",
+    )
     return {
-        "case_id": case["id"], "to_tenant_id": str(recipient.tenant_id), "kind": "referral",
-        "purpose": "social_support", "problem": "Семья нуждается в помощи органа опеки",
-        "requested_service": "Консультация", "urgency": "urgent", "subject_ids": [subject_id],
+        "case_id": case["id"],
+        "to_tenant_id": str(recipient.tenant_id),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": "Семья нуждается в помощи органа опеки",
+        "requested_service": "Консультация",
+        "urgency": "urgent",
+        "subject_ids": [subject_id],
         "respond_by": (now + dt.timedelta(days=3)).isoformat(),
         "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "categories": ["identity", "family"], "legal_basis": {"type": "consent"},
-    }  # fmt: skip
+        "categories": ["identity", "family"],
+        "legal_basis": {"type": "consent"},
+    }

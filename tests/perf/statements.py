@@ -142,8 +142,9 @@ async def _opened_bodies(runtime: Runtime, sender: uuid.UUID, recipient: uuid.UU
                 keyring.private_jwk(k) for k in await keyring.usable_tenant_keys(session, target, KeyUse.ENCRYPTION)
             ]
             signing = await published.signing_keys(session, origin)
-            result = open_envelope(token or "", recipient=target, decryption_keys=keys,
-                                   sender_keys=lambda _: signing, now=clock.now())  # fmt: skip
+            result = open_envelope(
+                token or "", recipient=target, decryption_keys=keys, sender_keys=lambda _: signing, now=clock.now()
+            )
             if not isinstance(result, OpenedEnvelope):
                 raise BenchError(f"the benchmark could not open a {envelope_type.value} envelope: {result.detail}")
             return result.body
@@ -177,15 +178,18 @@ async def measure_statements(
         app = create_app(settings)
         runtime: Runtime = app.state.runtime
         counter = StatementCounter(runtime.engine)
-        async with running_app(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                       base_url=BASE_URL) as http:  # fmt: skip
+        async with (
+            running_app(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+        ):
             centre, opeka = await seed_agencies(runtime)
             headers = await bearer(http, centre)
             body = await referral_body(http, headers, opeka)
 
             async def send(n: int) -> str:
-                answer = await http.post("/api/v1/referrals", json=body,
-                                         headers=headers | {"Idempotency-Key": f"statements-{n}"})  # fmt: skip
+                answer = await http.post(
+                    "/api/v1/referrals", json=body, headers=headers | {"Idempotency-Key": f"statements-{n}"}
+                )
                 return str(expect(answer, 201, "send a referral")["id"])
 
             for n in range(WARM_UP_SENDS):  # the first send fills caches, and its letter starts the layout pool
@@ -213,8 +217,10 @@ async def measure_statements(
     # None rather than 0 when no task names the inbox: its statements are then among the other tasks'.
     inbox = delivery.get("inbox")
     per_envelope = _per(inbox, applied) if inbox is not None else None
-    log(f"{kind}: statements per send {_per(counts['send'], requests)}, per read {_per(counts['read'], requests)}, "
-        f"per envelope {per_envelope} ({applied} envelopes applied)")  # fmt: skip
+    log(
+        f"{kind}: statements per send {_per(counts['send'], requests)}, per read {_per(counts['read'], requests)}, "
+        f"per envelope {per_envelope} ({applied} envelopes applied)"
+    )
     return {
         "sql_per_send": _per(counts["send"], requests),
         "sql_per_read": _per(counts["read"], requests),

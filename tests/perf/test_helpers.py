@@ -47,11 +47,19 @@ def test_a_stat_line_is_read_after_the_command_name_whatever_it_holds() -> None:
 
 def test_ratios_reach_one_where_a_figure_meets_its_target_in_either_direction() -> None:
     budget = {"referrals_per_s": 500, "send_p99_ms": 50, "list_p50_ms_at_1M": 20, "cli_start_ms": 500}
-    measured = {"referrals_per_s": 250.0, "send_p99_ms": 25.0, "list_p50_ms": {"10k": 1.0, "1M": 40.0},
-                "cli_start_ms": {"help": 250.0, "tenant_create": 1000.0}}  # fmt: skip
+    measured = {
+        "referrals_per_s": 250.0,
+        "send_p99_ms": 25.0,
+        "list_p50_ms": {"10k": 1.0, "1M": 40.0},
+        "cli_start_ms": {"help": 250.0, "tenant_create": 1000.0},
+    }
 
-    assert ratios(measured, budget) == {"referrals_per_s": 0.5, "send_p99_ms": 2.0, "list_p50_ms_at_1M": 0.5,
-                                        "cli_start_ms": 0.5}  # fmt: skip
+    assert ratios(measured, budget) == {
+        "referrals_per_s": 0.5,
+        "send_p99_ms": 2.0,
+        "list_p50_ms_at_1M": 0.5,
+        "cli_start_ms": 0.5,
+    }
 
 
 def test_a_figure_not_measured_has_no_ratio() -> None:

@@ -23,14 +23,16 @@ def test_embedded_defaults(tmp_path: Path) -> None:
 
 
 def test_overrides() -> None:
-    settings = Settings.from_env({
-        "CASEBRIDGE_DATABASE_URL": "postgresql+asyncpg://cb@db/cb",
-        "CASEBRIDGE_NATS_URL": "nats://n1:4222,nats://n2:4222",
-        "CASEBRIDGE_MASTER_KEY_FILE": "/run/secrets/master.key",
-        "CASEBRIDGE_BASE_URL": "https://cb.example.org/",
-        "CASEBRIDGE_ACCESS_TOKEN_TTL": "120",
-        "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "60",
-    })  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "CASEBRIDGE_DATABASE_URL": "postgresql+asyncpg://cb@db/cb",
+            "CASEBRIDGE_NATS_URL": "nats://n1:4222,nats://n2:4222",
+            "CASEBRIDGE_MASTER_KEY_FILE": "/run/secrets/master.key",
+            "CASEBRIDGE_BASE_URL": "https://cb.example.org/",
+            "CASEBRIDGE_ACCESS_TOKEN_TTL": "120",
+            "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "60",
+        }
+    )
     assert not settings.database.is_sqlite
     assert settings.bus.nats_url == "nats://n1:4222,nats://n2:4222"
     assert not settings.paths.master_key_generated

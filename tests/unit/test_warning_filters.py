@@ -20,9 +20,14 @@ from sqlalchemy.orm import declarative_mixin
 
 # Modules of each kind the filters in pyproject.toml name, as warnings see them (Alembic loads scripts by file name).
 CASEBRIDGE_MODULES = [
-    "gateway.web.dpo", "exchange.reporting", "audit.verify", "tenants.keys", "tests.factories", "env_py",
+    "gateway.web.dpo",
+    "exchange.reporting",
+    "audit.verify",
+    "tenants.keys",
+    "tests.factories",
+    "env_py",
     "0001_tenants_py",
-]  # fmt: skip
+]
 LIBRARY_MODULES = ["advanced_alchemy.repository", "gatewayish", "tests_of_someone_else", "litestar.app"]
 
 

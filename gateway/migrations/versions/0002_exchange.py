@@ -320,9 +320,16 @@ def upgrade() -> None:
 
     if op.get_bind().dialect.name == "postgresql":
         for table in (  # as they are at this revision; later tables get their policies in their own migration
-            "case_file", "case_subject", "consent", "document", "referral",
-            "referral_timeline", "referral_message", "outbox_envelope", "inbox_envelope",
-        ):  # fmt: skip
+            "case_file",
+            "case_subject",
+            "consent",
+            "document",
+            "referral",
+            "referral_timeline",
+            "referral_message",
+            "outbox_envelope",
+            "inbox_envelope",
+        ):
             for statement in rls_policy_sql(table):
                 op.execute(statement)
 

@@ -50,13 +50,15 @@ def upgrade() -> None:
     )
     adopted: list[dict[str, object]] = []
     previous_size = 0
-    rows = op.get_bind().execute(sa.select(checkpoints.c.size, checkpoints.c.note, checkpoints.c.created_at)
-                                 .order_by(checkpoints.c.size))  # fmt: skip
+    rows = op.get_bind().execute(
+        sa.select(checkpoints.c.size, checkpoints.c.note, checkpoints.c.created_at).order_by(checkpoints.c.size)
+    )
     for size, note, created_at in rows:
         origin = note.split("\n", 1)[0]
         if _KEY_NAME.fullmatch(origin) and (not adopted or adopted[-1]["origin"] != origin):
-            adopted.append({"number": len(adopted) + 1, "origin": origin, "from_size": previous_size + 1,
-                            "adopted_at": created_at})  # fmt: skip
+            adopted.append(
+                {"number": len(adopted) + 1, "origin": origin, "from_size": previous_size + 1, "adopted_at": created_at}
+            )
         previous_size = size
     if adopted:
         op.bulk_insert(names, adopted)

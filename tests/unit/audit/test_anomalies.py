@@ -137,11 +137,13 @@ def test_one_flag_per_actor_and_night() -> None:
     bob = [event(10, at=evening, actor=BOB)]
     daytime = [event(0)]
     flags = off_hours([*late, *next_night, *bob, *daytime], OffHours(20, 8), MOSCOW)
-    assert sorted((f.actor_id.int, f.event_ids) for f in flags) == sorted([
-        (ALICE.int, tuple(e.id for e in late)),
-        (ALICE.int, tuple(e.id for e in next_night)),
-        (BOB.int, (bob[0].id,)),
-    ])  # fmt: skip
+    assert sorted((f.actor_id.int, f.event_ids) for f in flags) == sorted(
+        [
+            (ALICE.int, tuple(e.id for e in late)),
+            (ALICE.int, tuple(e.id for e in next_night)),
+            (BOB.int, (bob[0].id,)),
+        ]
+    )
     assert all(f.rule is Rule.OFF_HOURS for f in flags)
 
 

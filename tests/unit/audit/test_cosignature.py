@@ -40,8 +40,10 @@ NOTE = sign(CHECKPOINT, name=LOG_NAME, private_key=LOG_KEY)
 TIMESTAMP = 1_679_315_147  # the time of the tlog-cosignature spec's example
 # The spec's example co-signature line (https://c2sp.org/tlog-cosignature), made at TIMESTAMP by a witness whose key
 # the spec does not give: its layout and time encoding can still be checked against ours.
-SPEC_LINE = ("— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZ"
-             "qhf5nNo0xUe+mbIUBkBIfZ+qnA==")  # fmt: skip
+SPEC_LINE = (
+    "— witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZ"
+    "qhf5nNo0xUe+mbIUBkBIfZ+qnA=="
+)
 EXPECTED_LINE = (
     "— casebridge-cosigner/01965f0e-0000-7000-8000-00000000000a "
     "2PTbVQAAAABkGFDLBF3e57bMcTp5sS+gnl81mz/iZub1n7JE4crPZWtj5rah6TbWUE/i6eDivZ31SVPL4AHZAh+7wN+Q1o6+ZOXbCQ==\n"
@@ -123,8 +125,9 @@ def test_a_changed_time_body_or_key_does_not_verify() -> None:
         problem = verify_cosignature(broken, name=COSIGNER, public_key=COSIGNER_KEY.public_key())
         assert problem == CheckpointProblem("bad_signature", "the co-signature by this key does not verify")
     other_tree = cosigned.replace(f"\n{CHECKPOINT.size}\n", "\n4\n", 1)
-    assert isinstance(verify_cosignature(other_tree, name=COSIGNER, public_key=COSIGNER_KEY.public_key()),
-                      CheckpointProblem)  # fmt: skip
+    assert isinstance(
+        verify_cosignature(other_tree, name=COSIGNER, public_key=COSIGNER_KEY.public_key()), CheckpointProblem
+    )
     stranger = Ed25519PrivateKey.generate().public_key()
     for text, reason in ((cosigned, "no_signature"), ("not a note", "malformed")):
         problem = verify_cosignature(text, name=COSIGNER, public_key=stranger)

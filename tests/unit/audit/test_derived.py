@@ -55,10 +55,15 @@ def _id(n: int) -> uuid.UUID:
 def _record(n: int) -> AuditEventRecord:
     if n == REVIEW:
         return AuditEventRecord(
-            id=_id(n), time=START + dt.timedelta(seconds=n), log_tenant_id=TENANT,
-            actor=Actor(kind="user", id=DPO, tenant_id=TENANT, role="dpo"), action=Action.AUDIT_REVIEW_MARK,
-            outcome=Outcome.SUCCESS, resource_type="audit_event", resource_id=str(_id(STATUTORY[0])),
-        )  # fmt: skip
+            id=_id(n),
+            time=START + dt.timedelta(seconds=n),
+            log_tenant_id=TENANT,
+            actor=Actor(kind="user", id=DPO, tenant_id=TENANT, role="dpo"),
+            action=Action.AUDIT_REVIEW_MARK,
+            outcome=Outcome.SUCCESS,
+            resource_type="audit_event",
+            resource_id=str(_id(STATUTORY[0])),
+        )
     return AuditEventRecord(
         id=_id(n),
         # Every other event on a whole second: the schema then writes its time without a fraction.
@@ -82,10 +87,15 @@ def sqlite_form(canonical: str) -> StoredColumns:
     row = event_columns(decode_fields(canonical))
     subjects = decode_fields(canonical).subjects
     return StoredColumns(
-        _bytes(row["log_tenant_id"]), sqlite_time(row["recorded_at"]), row["action"], row["outcome"],
-        _bytes(row["actor_id"]), _bytes(row["actor_tenant_id"]), row["resource_id"],
+        _bytes(row["log_tenant_id"]),
+        sqlite_time(row["recorded_at"]),
+        row["action"],
+        row["outcome"],
+        _bytes(row["actor_id"]),
+        _bytes(row["actor_tenant_id"]),
+        row["resource_id"],
         json.dumps(subjects, separators=(",", ":")),
-    )  # fmt: skip
+    )
 
 
 def postgresql_form(canonical: str) -> StoredColumns:
@@ -93,9 +103,15 @@ def postgresql_form(canonical: str) -> StoredColumns:
     row = event_columns(decode_fields(canonical))
     subjects = decode_fields(canonical).subjects
     return StoredColumns(
-        _bytes(row["log_tenant_id"]), row["recorded_at"], row["action"], row["outcome"], _bytes(row["actor_id"]),
-        _bytes(row["actor_tenant_id"]), row["resource_id"], json.dumps(sorted(subjects)) if subjects else None,
-    )  # fmt: skip
+        _bytes(row["log_tenant_id"]),
+        row["recorded_at"],
+        row["action"],
+        row["outcome"],
+        _bytes(row["actor_id"]),
+        _bytes(row["actor_tenant_id"]),
+        row["resource_id"],
+        json.dumps(sorted(subjects)) if subjects else None,
+    )
 
 
 def _bytes(value: uuid.UUID | None) -> bytes | None:
@@ -112,9 +128,12 @@ def sealed_log(form: Callable[[str], StoredColumns]) -> list[SealedEvent]:
 
 def check(events: list[SealedEvent], marks: list[ReviewMarkRow] | None = None) -> VerifyResult:
     return verify_log(
-        events, checkpoint_notes(events, (SIZE,)), origin=ORIGIN, public_keys=[LOG_KEY.public_key()],
+        events,
+        checkpoint_notes(events, (SIZE,)),
+        origin=ORIGIN,
+        public_keys=[LOG_KEY.public_key()],
         review_marks=[MARK] if marks is None else marks,
-    )  # fmt: skip
+    )
 
 
 def findings(result: VerifyResult) -> list[tuple[ProblemKind, int | None]]:
@@ -140,19 +159,27 @@ def form(request: pytest.FixtureRequest) -> Callable[[str], StoredColumns]:
 def test_every_search_column_is_read_out_of_the_sealed_text() -> None:
     record = _record(5)
     assert event_columns(decode_fields(CANONICAL[4])) == {
-        "id": record.id, "log_tenant_id": TENANT, "recorded_at": record.time, "action": "exchange:referral:read",
-        "outcome": "success", "actor_id": record.actor.id, "actor_tenant_id": PARTNER,
+        "id": record.id,
+        "log_tenant_id": TENANT,
+        "recorded_at": record.time,
+        "action": "exchange:referral:read",
+        "outcome": "success",
+        "actor_id": record.actor.id,
+        "actor_tenant_id": PARTNER,
         "resource_id": record.resource_id,
-    }  # fmt: skip
+    }
     assert decode_fields(CANONICAL[4]).subjects == list(record.subjects)
 
 
 @pytest.mark.parametrize(
     "time",
-    [START, START + dt.timedelta(microseconds=1), dt.datetime(2026, 3, 2, 12, 0, 0, 250, tzinfo=dt.timezone(
-        dt.timedelta(hours=3)))],
+    [
+        START,
+        START + dt.timedelta(microseconds=1),
+        dt.datetime(2026, 3, 2, 12, 0, 0, 250, tzinfo=dt.timezone(dt.timedelta(hours=3))),
+    ],
     ids=["whole second", "fraction", "another offset"],
-)  # fmt: skip
+)
 def test_sqlite_time_is_what_sqlalchemy_stores(time: dt.datetime) -> None:
     column = AuditEvent.__table__.c.recorded_at.type
     stored = column.dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
@@ -286,13 +313,15 @@ def test_the_streaming_scan_and_the_full_analysis_name_the_same_disagreements(
     forged = ReviewMarkRow(_id(STATUTORY[1]), TENANT, "user", DPO, START)
     notes = checkpoint_notes(events, (SIZE,))
     streamed = check(events, marks=[forged])
-    analysed = _verify_rows(events, check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), (),
-                            [forged])  # fmt: skip
+    analysed = _verify_rows(events, check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), (), [forged])
     assert streamed == analysed
     assert findings(streamed) == [
-        (ProblemKind.COLUMN_CHANGED, 5), (ProblemKind.SUBJECT_DELETED, 5), (ProblemKind.SUBJECT_INSERTED, 6),
-        (ProblemKind.REVIEW_DELETED, REVIEW), (ProblemKind.REVIEW_INSERTED, None),
-    ]  # fmt: skip
+        (ProblemKind.COLUMN_CHANGED, 5),
+        (ProblemKind.SUBJECT_DELETED, 5),
+        (ProblemKind.SUBJECT_INSERTED, 6),
+        (ProblemKind.REVIEW_DELETED, REVIEW),
+        (ProblemKind.REVIEW_INSERTED, None),
+    ]
 
 
 def test_columns_beside_an_edited_event_are_not_checked_against_the_edit() -> None:
@@ -341,10 +370,13 @@ def test_a_forged_review_mark_is_named_with_the_event_it_hides() -> None:
 
 @pytest.mark.parametrize(
     "mark",
-    [dataclasses.replace(MARK, reviewer_id=OTHER_ID), dataclasses.replace(MARK, log_tenant_id=PARTNER),
-     dataclasses.replace(MARK, reviewer_kind="client")],
+    [
+        dataclasses.replace(MARK, reviewer_id=OTHER_ID),
+        dataclasses.replace(MARK, log_tenant_id=PARTNER),
+        dataclasses.replace(MARK, reviewer_kind="client"),
+    ],
     ids=["reviewer", "trail", "reviewer kind"],
-)  # fmt: skip
+)
 def test_a_review_mark_that_disagrees_with_its_review_is_named(mark: ReviewMarkRow) -> None:
     result = check(sealed_log(sqlite_form), marks=[mark])
     assert findings(result) == [(ProblemKind.REVIEW_INSERTED, REVIEW)]
@@ -377,17 +409,28 @@ def test_reviews_that_were_refused_need_no_mark() -> None:
 
 
 def _export(path: Path, events: list[SealedEvent], marks: list[ReviewMarkRow], at: dt.datetime) -> Path:
-    write_export(path, origin=ORIGIN, exported_at=at, verifier_keys=[], events=events,
-                 checkpoints=checkpoint_notes(events, (SIZE,)), review_marks=marks)  # fmt: skip
+    write_export(
+        path,
+        origin=ORIGIN,
+        exported_at=at,
+        verifier_keys=[],
+        events=events,
+        checkpoints=checkpoint_notes(events, (SIZE,)),
+        review_marks=marks,
+    )
     return path
 
 
 def _verify_export(path: Path) -> VerifyResult:
     export = read_export(path)
     return verify_log(
-        export.events, export.checkpoints, origin=ORIGIN, public_keys=[LOG_KEY.public_key()],
-        review_marks=export.review_marks, exported_at=export.written_at,
-    )  # fmt: skip
+        export.events,
+        export.checkpoints,
+        origin=ORIGIN,
+        public_keys=[LOG_KEY.public_key()],
+        review_marks=export.review_marks,
+        exported_at=export.written_at,
+    )
 
 
 def test_an_export_carries_what_was_stored_and_its_verifier_checks_it(
@@ -402,9 +445,11 @@ def test_an_export_carries_what_was_stored_and_its_verifier_checks_it(
     forged = ReviewMarkRow(_id(STATUTORY[1]), TENANT, "user", DPO, START)
     result = _verify_export(_export(tmp_path / "tampered.jsonl", tampered, [forged], later))
     assert findings(result) == [
-        (ProblemKind.COLUMN_CHANGED, 5), (ProblemKind.SUBJECT_DELETED, 5), (ProblemKind.REVIEW_DELETED, REVIEW),
+        (ProblemKind.COLUMN_CHANGED, 5),
+        (ProblemKind.SUBJECT_DELETED, 5),
+        (ProblemKind.REVIEW_DELETED, REVIEW),
         (ProblemKind.REVIEW_INSERTED, None),
-    ]  # fmt: skip
+    ]
 
 
 def test_an_export_names_a_value_of_the_wrong_type_without_its_content(tmp_path: Path) -> None:
@@ -432,8 +477,15 @@ def test_a_mark_made_just_before_the_export_may_wait_for_its_review(tmp_path: Pa
 
     def export_with(mark: ReviewMarkRow, name: str) -> list[tuple[ProblemKind, int | None]]:
         path = tmp_path / name
-        write_export(path, origin=ORIGIN, exported_at=at, verifier_keys=[], events=events,
-                     checkpoints=checkpoint_notes(events, (REVIEW - 1,)), review_marks=[mark])  # fmt: skip
+        write_export(
+            path,
+            origin=ORIGIN,
+            exported_at=at,
+            verifier_keys=[],
+            events=events,
+            checkpoints=checkpoint_notes(events, (REVIEW - 1,)),
+            review_marks=[mark],
+        )
         return findings(_verify_export(path))
 
     assert export_with(fresh, "fresh.jsonl") == []

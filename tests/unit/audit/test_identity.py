@@ -46,9 +46,17 @@ def test_each_size_is_covered_by_the_name_in_force_when_it_was_signed() -> None:
 
 @pytest.mark.parametrize(
     ("origin", "fine"),
-    [(NEW, True), ("host:8443/audit", True), ("", False), ("a b", False), ("a+b", False), ("a\nb", False),
-     ("x" * 256, False), (None, False)],
-)  # fmt: skip
+    [
+        (NEW, True),
+        ("host:8443/audit", True),
+        ("", False),
+        ("a b", False),
+        ("a+b", False),
+        ("a\nb", False),
+        ("x" * 256, False),
+        (None, False),
+    ],
+)
 def test_only_a_signed_note_key_name_can_name_the_log(origin: object, fine: bool) -> None:
     assert (origin_problem(origin) is None) is fine
 
@@ -66,10 +74,12 @@ def test_a_renamed_log_verifies_old_and_new_checkpoints_under_their_own_names() 
 def test_a_checkpoint_under_a_name_not_in_force_at_its_size_is_refused() -> None:
     late = [note(10, OLD), note(25, OLD), note(50, OLD)]  # signed under the old name after the rename
     result = verify_log(EVENTS, late, origin=NAMES, public_keys=[LOG_KEY.public_key()])
-    assert problems(result) == [(
-        ProblemKind.BAD_SIGNATURE,
-        f"the checkpoint of size 50 is signed as {OLD!r}, but the log was named {NEW!r} at that size",
-    )]  # fmt: skip
+    assert problems(result) == [
+        (
+            ProblemKind.BAD_SIGNATURE,
+            f"the checkpoint of size 50 is signed as {OLD!r}, but the log was named {NEW!r} at that size",
+        )
+    ]
     foreign = [note(10, "elsewhere.example/audit")]
     result = verify_log(EVENTS, foreign, origin=NAMES, public_keys=[LOG_KEY.public_key()])
     assert "is for the log 'elsewhere.example/audit'" in problems(result)[0][1]
@@ -93,18 +103,28 @@ def test_cosignatures_are_checked_under_the_name_at_their_size() -> None:
         (50, NEW, []),
         (10, NEW, ["co-signature 1 (size 10) is not for this log"]),
     ):
-        result = verify_log(EVENTS, NOTES, origin=NAMES, public_keys=[LOG_KEY.public_key()],
-                            cosignatures=[cosigned(size, origin, cosigner)], cosigner_keys=keys)  # fmt: skip
+        result = verify_log(
+            EVENTS,
+            NOTES,
+            origin=NAMES,
+            public_keys=[LOG_KEY.public_key()],
+            cosignatures=[cosigned(size, origin, cosigner)],
+            cosigner_keys=keys,
+        )
         assert [detail for _, detail in problems(result)] == found
 
 
 def test_an_export_carries_every_name_and_verifies_across_the_rename(tmp_path: Path) -> None:
     cosigner = "casebridge-cosigner/01960000-0000-7000-8000-000000000001"
     path = write_export(
-        tmp_path / "audit.jsonl", origin=NAMES, exported_at=START,
-        verifier_keys=[verifier_key(NEW, LOG_KEY.public_key())], events=EVENTS, checkpoints=NOTES,
+        tmp_path / "audit.jsonl",
+        origin=NAMES,
+        exported_at=START,
+        verifier_keys=[verifier_key(NEW, LOG_KEY.public_key())],
+        events=EVENTS,
+        checkpoints=NOTES,
         cosigner_keys=[cosigner_verifier_key(cosigner, OTHER_KEY.public_key())],
-    ).file  # fmt: skip
+    ).file
     header = json.loads(path.read_text().splitlines()[0])
     assert (header["version"], header["origin"]) == (3, NEW)
     assert header["origins"] == [{"origin": OLD, "from_size": 1}, {"origin": NEW, "from_size": 26}]
@@ -131,9 +151,13 @@ def test_an_older_export_whose_header_names_the_log_wrongly_verifies_under_the_n
 ) -> None:
     # Before version 3 the exporting command wrote the origin from its own port or base URL, which could be wrong.
     path = write_export(
-        tmp_path / "audit.jsonl", origin="127.0.0.1:9999/audit", exported_at=START,
-        verifier_keys=[verifier_key(NEW, LOG_KEY.public_key())], events=EVENTS, checkpoints=NOTES,
-    ).file  # fmt: skip
+        tmp_path / "audit.jsonl",
+        origin="127.0.0.1:9999/audit",
+        exported_at=START,
+        verifier_keys=[verifier_key(NEW, LOG_KEY.public_key())],
+        events=EVENTS,
+        checkpoints=NOTES,
+    ).file
     lines = path.read_text().splitlines(keepends=True)
     header = json.loads(lines[0])
     header["version"] = 2

@@ -25,17 +25,27 @@ def engine() -> TypstRenderer:
 
 def _row(index: int, **changes: object) -> ReportRow:
     values: dict[str, object] = {
-        "event_id": uuid.UUID(int=index), "time": NOW - dt.timedelta(minutes=index), "actor_tenant_id": uuid.uuid4(),
-        "actor_tenant_name": "Отдел опеки и попечительства", "actor_kind": "user", "actor_id": uuid.uuid4(),
-        "role": "intake", "action": "exchange:referral:read", "outcome": "success", "purpose": "social_support",
-        "legal_basis": "consent", "resource_type": "referral", "resource_id": str(uuid.uuid4()),
-    }  # fmt: skip
+        "event_id": uuid.UUID(int=index),
+        "time": NOW - dt.timedelta(minutes=index),
+        "actor_tenant_id": uuid.uuid4(),
+        "actor_tenant_name": "Отдел опеки и попечительства",
+        "actor_kind": "user",
+        "actor_id": uuid.uuid4(),
+        "role": "intake",
+        "action": "exchange:referral:read",
+        "outcome": "success",
+        "purpose": "social_support",
+        "legal_basis": "consent",
+        "resource_type": "referral",
+        "resource_id": str(uuid.uuid4()),
+    }
     return ReportRow(**{**values, **changes})  # type: ignore[arg-type]
 
 
 def _report(rows: list[ReportRow], next_cursor: str | None = None) -> SubjectReport:
-    return SubjectReport(subject_id=uuid.UUID(int=7), pseudonym="ps_test", generated_at=NOW, items=rows,
-                         next_cursor=next_cursor)  # fmt: skip
+    return SubjectReport(
+        subject_id=uuid.UUID(int=7), pseudonym="ps_test", generated_at=NOW, items=rows, next_cursor=next_cursor
+    )
 
 
 async def test_every_row_is_in_the_pdf_and_every_page_says_whose_report_it_is(engine: TypstRenderer) -> None:

@@ -109,8 +109,13 @@ def test_a_clean_log_verifies() -> None:
     assert result.root == root_hash([e.leaf_hash for e in EVENTS])
     assert result.checkpoints == len(CHECKPOINT_SIZES)
     assert result.to_json() == {
-        "ok": True, "size": SIZE, "root": result.root.hex(), "problems": [], "pending": 0, "checkpoints": 3,
-    }  # fmt: skip
+        "ok": True,
+        "size": SIZE,
+        "root": result.root.hex(),
+        "problems": [],
+        "pending": 0,
+        "checkpoints": 3,
+    }
 
 
 def test_an_empty_log_verifies() -> None:
@@ -275,8 +280,12 @@ def test_malformed_forged_or_foreign_checkpoints_are_bad_signatures(note: str, d
 
 def test_a_rewritten_history_no_longer_matches_its_checkpoint() -> None:
     """Events 30.. replaced by different ones with a fully recomputed, self-consistent chain and tree."""
-    rewritten = [*EVENTS[: at(30)], *seal([canonical_event(n + 500) for n in range(30, SIZE + 1)], first_seq=30,
-                                          previous=EVENTS[at(29)].chain_hash)]  # fmt: skip
+    rewritten = [
+        *EVENTS[: at(30)],
+        *seal(
+            [canonical_event(n + 500) for n in range(30, SIZE + 1)], first_seq=30, previous=EVENTS[at(29)].chain_hash
+        ),
+    ]
     assert check(rewritten, NOTES[:2]).ok  # the chain and tree alone cannot tell
     result = check(rewritten)
     assert kinds(result) == [(ProblemKind.NOT_EXTENDING, None)]
@@ -341,9 +350,18 @@ def _full_analysis(
         (NOTES, (UnsealedEvent(uuid.uuid4(), canonical_event(777), overdue=True),)),
         (NOTES, (UnsealedEvent(uuid.uuid4(), canonical_event(778), overdue=False),)),
     ],
-    ids=["clean", "no checkpoint", "backwards", "two roots", "truncated", "rewritten", "bad notes", "overdue",
-         "pending"],
-)  # fmt: skip
+    ids=[
+        "clean",
+        "no checkpoint",
+        "backwards",
+        "two roots",
+        "truncated",
+        "rewritten",
+        "bad notes",
+        "overdue",
+        "pending",
+    ],
+)
 def test_a_clean_log_gets_from_the_scan_what_the_full_analysis_finds(
     notes: list[str], unsealed: tuple[UnsealedEvent, ...]
 ) -> None:
@@ -378,13 +396,27 @@ def _replace(row: int, **changes: object) -> Callable[[list[SealedEvent]], list[
         lambda events: [e for e in events if e.seq != 30],
         lambda events: [*events, dataclasses.replace(events[at(3)], seq=SIZE + 1)],
         lambda events: [
-            *events[:20], dataclasses.replace(events[21], seq=21), dataclasses.replace(events[20], seq=22), *events[22:]
+            *events[:20],
+            dataclasses.replace(events[21], seq=21),
+            dataclasses.replace(events[20], seq=22),
+            *events[22:],
         ],
         lambda events: [dataclasses.replace(e, seq=e.seq + 1) for e in events],
     ],
-    ids=["content", "chain hash", "leaf hash", "event id", "row gone", "id of another", "seq 0", "deleted",
-         "sealed twice", "swapped", "renumbered"],
-)  # fmt: skip
+    ids=[
+        "content",
+        "chain hash",
+        "leaf hash",
+        "event id",
+        "row gone",
+        "id of another",
+        "seq 0",
+        "deleted",
+        "sealed twice",
+        "swapped",
+        "renumbered",
+    ],
+)
 def test_the_scan_hands_every_tampered_log_to_the_full_analysis(
     tamper: Callable[[list[SealedEvent]], list[SealedEvent]],
 ) -> None:
@@ -441,9 +473,19 @@ def test_an_export_reads_back_and_verifies(tmp_path: Path) -> None:
         (lambda lines: [*lines, lines[-1]], f"line {SIZE + 6}: nothing may follow the end line"),
         (lambda lines: [], "line 1: the file is empty"),
     ],
-    ids=["cut at a line", "cut mid-line", "broken JSON", "line removed", "version", "wrong type", "bad hex",
-         "no header", "trailing data", "empty"],
-)  # fmt: skip
+    ids=[
+        "cut at a line",
+        "cut mid-line",
+        "broken JSON",
+        "line removed",
+        "version",
+        "wrong type",
+        "bad hex",
+        "no header",
+        "trailing data",
+        "empty",
+    ],
+)
 def test_a_damaged_export_is_an_error_naming_the_line(
     tmp_path: Path, edit: Callable[[list[str]], list[str]], message: str
 ) -> None:

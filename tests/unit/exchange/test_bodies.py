@@ -42,11 +42,19 @@ def test_every_type_a_node_sends_has_a_body() -> None:
 
 def test_a_referral_round_trips_and_leaves_out_what_it_does_not_carry() -> None:
     sent = ReferralRequested(
-        referral_id=uuid.uuid4(), kind="referral", purpose="social_support", urgency="urgent", respond_by=AT,
-        complete_by=AT + dt.timedelta(days=30), case_ref="CB-1", categories=["identity"],
-        legal_basis=LegalBasisBody(type="consent"), requested_at=AT, subjects=[{"ref": "child 1"}],
+        referral_id=uuid.uuid4(),
+        kind="referral",
+        purpose="social_support",
+        urgency="urgent",
+        respond_by=AT,
+        complete_by=AT + dt.timedelta(days=30),
+        case_ref="CB-1",
+        categories=["identity"],
+        legal_basis=LegalBasisBody(type="consent"),
+        requested_at=AT,
+        subjects=[{"ref": "child 1"}],
         letter=LetterNotice(v=1, registration_number="СЕМ-2026/0001", language="ru", name="letter.pdf"),
-    )  # fmt: skip
+    )
     payload = encode_body(sent)
     wire = json.loads(payload)
     assert "summary" not in wire
@@ -61,8 +69,9 @@ def test_receipts_of_both_versions_are_read() -> None:
     assert decode_body(EnvelopeType.RECEIPT, json.dumps(single).encode()) == Receipt(
         envelope_id=envelope_id, type="referral.requested", applied_at=AT
     )
-    batch = ReceiptBatch(v=2, envelopes=[AppliedEnvelope(envelope_id=envelope_id, type="referral.letter")],
-                         applied_at=AT)  # fmt: skip
+    batch = ReceiptBatch(
+        v=2, envelopes=[AppliedEnvelope(envelope_id=envelope_id, type="referral.letter")], applied_at=AT
+    )
     assert json.loads(encode_body(batch))["v"] == 2
     assert decode_body(EnvelopeType.RECEIPT, encode_body(batch)) == batch
 
@@ -76,7 +85,7 @@ def test_receipts_of_both_versions_are_read() -> None:
         ({"envelope_id": str(uuid.uuid4()), "type": "x", "applied_at": "2026-12-01T09:30:00"}, "`$.applied_at`"),
         ({"v": "two"}, "not a JSON object with an integer v"),
     ],
-)  # fmt: skip
+)
 def test_a_body_off_its_schema_is_refused_without_echoing_its_content(body: object, problem: str) -> None:
     with pytest.raises(BodyError) as refused:
         decode_body(EnvelopeType.RECEIPT, json.dumps(body).encode())

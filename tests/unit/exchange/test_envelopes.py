@@ -452,8 +452,12 @@ def test_rotated_keys_open_during_the_grace_period_only(alice: Tenant, bob: Tena
 def test_seal_refuses_programming_errors(alice: Tenant, bob: Tenant) -> None:
     for older_or_unknown in (1, 3):  # version 1 is read during its period, never written
         with pytest.raises(ValueError, match="version"):
-            seal(header(alice, bob, version=older_or_unknown), BODY, signing_key=alice.sig[0],
-                 recipient_key=bob.enc_public)  # fmt: skip
+            seal(
+                header(alice, bob, version=older_or_unknown),
+                BODY,
+                signing_key=alice.sig[0],
+                recipient_key=bob.enc_public,
+            )
     with pytest.raises(ValueError, match="signing_key"):
         seal(header(alice, bob), BODY, signing_key=bob.enc[0], recipient_key=bob.enc_public)
     with pytest.raises(ValueError, match="recipient_key"):
@@ -497,8 +501,10 @@ def test_a_version_1_envelope_opens_when_made_within_the_period(bob: Tenant) -> 
     assert (opened.header.version, opened.body) == (1, BODY)
     # Published as this release publishes a key of that age (no "alg"), it verifies the same.
     with_no_alg = [{k: v for k, v in jwk.items() if k != "alg"} for jwk in directory(earlier.id)]
-    assert isinstance(open_as(bob, craft(version_1(h), signer=earlier.sig[0], to=bob.enc_public),
-                              lambda _: with_no_alg), OpenedEnvelope)  # fmt: skip
+    assert isinstance(
+        open_as(bob, craft(version_1(h), signer=earlier.sig[0], to=bob.enc_public), lambda _: with_no_alg),
+        OpenedEnvelope,
+    )
 
 
 @reads_version_1
@@ -508,8 +514,13 @@ def test_version_1_is_refused_for_envelopes_made_from_the_end_of_the_period_on(
     last = DEPRECATED_ACCEPTED_UNTIL - dt.timedelta(seconds=1)
     for created_at, opens in [(last, True), (DEPRECATED_ACCEPTED_UNTIL, False)]:
         token = craft(version_1(header(alice, bob, created_at=created_at)), signer=alice.sig[0], to=bob.enc_public)
-        result = open_envelope(token, recipient=bob.id, decryption_keys=bob.enc, sender_keys=directory,
-                               now=created_at + dt.timedelta(minutes=1))  # fmt: skip
+        result = open_envelope(
+            token,
+            recipient=bob.id,
+            decryption_keys=bob.enc,
+            sender_keys=directory,
+            now=created_at + dt.timedelta(minutes=1),
+        )
         assert isinstance(result, OpenedEnvelope) is opens
         assert (peek_header(token) is not None) is opens
     assert isinstance(result, RejectedEnvelope)
@@ -518,8 +529,13 @@ def test_version_1_is_refused_for_envelopes_made_from_the_end_of_the_period_on(
     # Version 2 has no end.
     h = header(alice, bob, created_at=DEPRECATED_ACCEPTED_UNTIL)
     token = seal(h, BODY, signing_key=alice.sig[0], recipient_key=bob.enc_public)
-    opened = open_envelope(token, recipient=bob.id, decryption_keys=bob.enc, sender_keys=directory,
-                           now=DEPRECATED_ACCEPTED_UNTIL + dt.timedelta(minutes=1))  # fmt: skip
+    opened = open_envelope(
+        token,
+        recipient=bob.id,
+        decryption_keys=bob.enc,
+        sender_keys=directory,
+        now=DEPRECATED_ACCEPTED_UNTIL + dt.timedelta(minutes=1),
+    )
     assert isinstance(opened, OpenedEnvelope)
 
 

@@ -43,18 +43,41 @@ CHILD = "Иванова Мария Петровна"
 def _content(language: str, kind: str = "petition", **changes: object) -> LetterContent:
     deadline = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.UTC).astimezone(MOSCOW)
     content = LetterContent(
-        language=language, kind=kind, registration_number="СЕМ-2026/0042", date=dt.date(2026, 11, 22),
-        sender=Party(name="Центр «Семья»", region="Центральный район", address="ул. Ленина, 1",
-                     phone="+7 495 000-00-00", email="info@semya.example"),
-        addressee=Party(name="Отдел опеки и попечительства"), referral_id=uuid.uuid4(), case_ref="C-7",
-        purpose="social_support", problem="Семья нуждается в срочной помощи", requested_service="Консультация юриста",
-        urgency="urgent", respond_by=deadline, complete_by=deadline + dt.timedelta(days=30),
+        language=language,
+        kind=kind,
+        registration_number="СЕМ-2026/0042",
+        date=dt.date(2026, 11, 22),
+        sender=Party(
+            name="Центр «Семья»",
+            region="Центральный район",
+            address="ул. Ленина, 1",
+            phone="+7 495 000-00-00",
+            email="info@semya.example",
+        ),
+        addressee=Party(name="Отдел опеки и попечительства"),
+        referral_id=uuid.uuid4(),
+        case_ref="C-7",
+        purpose="social_support",
+        problem="Семья нуждается в срочной помощи",
+        requested_service="Консультация юриста",
+        urgency="urgent",
+        respond_by=deadline,
+        complete_by=deadline + dt.timedelta(days=30),
         legal_basis={"type": "statutory", "reference": "120-FZ art. 9", "justification": "Ребёнок в опасности"},
-        categories=("identity", "family"), signer_name="Петрова Анна", signer_role="specialist",
-        subjects=({"ref": "child 1", "role": "child", "full_name": CHILD, "birth_date": "2015-04-12",
-                   "identifiers": {"snils": "112-233-445 95"}},),
+        categories=("identity", "family"),
+        signer_name="Петрова Анна",
+        signer_role="specialist",
+        subjects=(
+            {
+                "ref": "child 1",
+                "role": "child",
+                "full_name": CHILD,
+                "birth_date": "2015-04-12",
+                "identifiers": {"snils": "112-233-445 95"},
+            },
+        ),
         annexes=(Annex("subjects", 1),),
-    )  # fmt: skip
+    )
     return LetterContent(**{**{f: getattr(content, f) for f in content.__slots__}, **changes})  # type: ignore[arg-type]
 
 
@@ -67,10 +90,25 @@ def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer()
     pdf = _pdf(_content("ru"))
     assert pdf.startswith(b"%PDF-")
     text = pdf_text(pdf)
-    for expected in ("ХОДАТАЙСТВО", "СЕМ-2026/0042", "22.11.2026", "Центр «Семья»", "ул. Ленина, 1",
-                     "Отдел опеки и попечительства", "Семья нуждается в срочной помощи", "Консультация юриста",
-                     "СРОЧНО", "01.12.2026 21:00 (MSK)", "120-FZ art. 9", "Ребёнок в опасности", CHILD, "12.04.2015",
-                     "СНИЛС 112-233-445 95", "Специалист — Петрова Анна", "Приложение 1"):  # fmt: skip
+    for expected in (
+        "ХОДАТАЙСТВО",
+        "СЕМ-2026/0042",
+        "22.11.2026",
+        "Центр «Семья»",
+        "ул. Ленина, 1",
+        "Отдел опеки и попечительства",
+        "Семья нуждается в срочной помощи",
+        "Консультация юриста",
+        "СРОЧНО",
+        "01.12.2026 21:00 (MSK)",
+        "120-FZ art. 9",
+        "Ребёнок в опасности",
+        CHILD,
+        "12.04.2015",
+        "СНИЛС 112-233-445 95",
+        "Специалист — Петрова Анна",
+        "Приложение 1",
+    ):
         assert expected in text, expected
 
 
@@ -161,12 +199,17 @@ def test_an_english_letter_is_in_english() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_has_a_template_in_both_languages(language: str, kind: str) -> None:
     titles = {
-        ("ru", "referral"): "НАПРАВЛЕНИЕ", ("ru", "petition"): "ХОДАТАЙСТВО",
-        ("ru", "document_request"): "МЕЖВЕДОМСТВЕННЫЙ ЗАПРОС", ("ru", "information_letter"): "ИНФОРМАЦИОННОЕ ПИСЬМО",
-        ("ru", "plan_task"): "ПОРУЧЕНИЕ", ("en", "referral"): "REFERRAL", ("en", "petition"): "PETITION",
-        ("en", "document_request"): "REQUEST FOR DOCUMENTS", ("en", "information_letter"): "INFORMATION LETTER",
+        ("ru", "referral"): "НАПРАВЛЕНИЕ",
+        ("ru", "petition"): "ХОДАТАЙСТВО",
+        ("ru", "document_request"): "МЕЖВЕДОМСТВЕННЫЙ ЗАПРОС",
+        ("ru", "information_letter"): "ИНФОРМАЦИОННОЕ ПИСЬМО",
+        ("ru", "plan_task"): "ПОРУЧЕНИЕ",
+        ("en", "referral"): "REFERRAL",
+        ("en", "petition"): "PETITION",
+        ("en", "document_request"): "REQUEST FOR DOCUMENTS",
+        ("en", "information_letter"): "INFORMATION LETTER",
         ("en", "plan_task"): "TASK UNDER THE INDIVIDUAL PREVENTION PLAN",
-    }  # fmt: skip
+    }
     plan = (
         {"task_title": "Обследовать условия жизни", "expected_result": "Акт обследования"}
         if kind == "plan_task"
@@ -180,12 +223,23 @@ def test_every_kind_has_a_template_in_both_languages(language: str, kind: str) -
 
 
 def test_every_enclosure_is_laid_out() -> None:
-    content = _content("ru", needs={"client": "жильё", "carers": "бабушка рядом"}, summary="Семья переехала в мае.",
-                       categories=("identity", "social_assessment", "case_notes"),
-                       annexes=(Annex("subjects", 1), Annex("needs"), Annex("summary")))  # fmt: skip
+    content = _content(
+        "ru",
+        needs={"client": "жильё", "carers": "бабушка рядом"},
+        summary="Семья переехала в мае.",
+        categories=("identity", "social_assessment", "case_notes"),
+        annexes=(Annex("subjects", 1), Annex("needs"), Annex("summary")),
+    )
     text = pdf_text(_pdf(content))
-    for expected in ("Приложение 2. Оценка потребностей", "потребности клиента", "жильё", "ресурсы семьи",
-                     "бабушка рядом", "Приложение 3. Краткое содержание случая", "Семья переехала в мае."):  # fmt: skip
+    for expected in (
+        "Приложение 2. Оценка потребностей",
+        "потребности клиента",
+        "жильё",
+        "ресурсы семьи",
+        "бабушка рядом",
+        "Приложение 3. Краткое содержание случая",
+        "Семья переехала в мае.",
+    ):
         assert expected in text, expected
     assert "ресурсы окружения" not in text  # a part the assessment left empty is not printed
 
@@ -201,8 +255,10 @@ def test_the_letter_says_nothing_the_projection_does_not_carry() -> None:
 def test_text_is_printed_as_written_never_read_as_markup() -> None:
     # typst markup and code in what a user typed: if any of it were evaluated, the layout would fail (panic, an
     # import outside the templates), change (the page colour) or lose characters (emphasis, maths, labels).
-    typed = ('] #set page(fill: red) #import "/letter.typ": data #panic("boom") $x^2$ @ref <label> *жирный* '
-             '_курсив_ `код` \\ // не комментарий #{1 + 1} <b>жирный</b> & <script>x</script>')  # fmt: skip
+    typed = (
+        '] #set page(fill: red) #import "/letter.typ": data #panic("boom") $x^2$ @ref <label> *жирный* '
+        "_курсив_ `код` \\ // не комментарий #{1 + 1} <b>жирный</b> & <script>x</script>"
+    )
     content = _content("ru", problem=typed, requested_service='#eval("1")', case_ref="]#set text(size: 1pt)[")
     text = " ".join(pdf_text(_pdf(content)).split())  # as one line: a long text wraps where the page ends
     assert typed in text
@@ -212,8 +268,12 @@ def test_text_is_printed_as_written_never_read_as_markup() -> None:
 
 def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter() -> None:
     """A pending letter keeps its content as JSON; the worker lays out exactly what the send numbered."""
-    content = _content("ru", needs={"client": "жильё"}, plan={"title": "Обследовать", "expected_result": "Акт"},
-                       annexes=(Annex("subjects", 1), Annex("needs")))  # fmt: skip
+    content = _content(
+        "ru",
+        needs={"client": "жильё"},
+        plan={"title": "Обследовать", "expected_result": "Акт"},
+        annexes=(Annex("subjects", 1), Annex("needs")),
+    )
     stored = json.loads(json.dumps(content_to_json(content)))  # as it is sealed and opened again
     assert stored["zone"] == "Europe/Moscow"
     restored = content_from_json(stored)
@@ -261,10 +321,18 @@ def _published(key: OKPKey, alg: str | None = "Ed25519") -> list[dict[str, objec
 def _version_1_letter(key: OKPKey, issued_at: dt.datetime, **changes: object) -> str:
     """A letter as the release before format version 2 signed it: cb.v 1, "EdDSA"."""
     header = {
-        "alg": "EdDSA", "kid": key.kid, "typ": "cb-letter+jws", "cb.v": 1, "cb.hash": "sha-256",
-        "cb.reg": BINDING.registration_number, "cb.rid": str(REFERRAL), "cb.from": str(SENDER),
-        "cb.to": str(RECIPIENT), "cb.iat": int(issued_at.timestamp()), **changes,
-    }  # fmt: skip
+        "alg": "EdDSA",
+        "kid": key.kid,
+        "typ": "cb-letter+jws",
+        "cb.v": 1,
+        "cb.hash": "sha-256",
+        "cb.reg": BINDING.registration_number,
+        "cb.rid": str(REFERRAL),
+        "cb.from": str(SENDER),
+        "cb.to": str(RECIPIENT),
+        "cb.iat": int(issued_at.timestamp()),
+        **changes,
+    }
     registry = jws.JWSRegistry(algorithms=["EdDSA", "Ed25519"], strict_check_header=False)
     token = jws.serialize_compact(header, pdf_digest(PDF_BYTES), key, registry=registry)
     return str(jws.detach_content(token))
@@ -358,8 +426,9 @@ def test_missing_and_malformed_signatures(key: OKPKey) -> None:
     assert verify_letter(PDF_BYTES, None, BINDING, _published(key)).verification is Verification.MISSING
     assert verify_letter(PDF_BYTES, "", BINDING, _published(key)).verification is Verification.MISSING
     registry = jws.JWSRegistry(algorithms=["Ed25519"])
-    attached = jws.serialize_compact({"alg": "Ed25519", "kid": "sig-test"}, pdf_digest(PDF_BYTES), key,
-                                     registry=registry)  # fmt: skip
+    attached = jws.serialize_compact(
+        {"alg": "Ed25519", "kid": "sig-test"}, pdf_digest(PDF_BYTES), key, registry=registry
+    )
     for bad in ("not a jws", "a.b.c", attached, "..", "é..é"):
         assert verify_letter(PDF_BYTES, bad, BINDING, _published(key)).verification is Verification.INVALID
     signature = sign_letter(PDF_BYTES, BINDING, signing_key=key, issued_at=NOW)

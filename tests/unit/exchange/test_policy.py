@@ -277,8 +277,9 @@ def test_health_needs_a_consent_that_names_it() -> None:
     # No catalogued duty to report extends to medical data.
     for reference in STATUTORY_CATALOGUE:
         basis = StatutoryBasis(reference, JUSTIFICATION)
-        shared = request(Category.HEALTH, recipient_kind="guardianship_body", basis=basis,
-                         sender_kind="juvenile_commission")  # fmt: skip
+        shared = request(
+            Category.HEALTH, recipient_kind="guardianship_body", basis=basis, sender_kind="juvenile_commission"
+        )
         decision = decide(shared, [], NOW)
         assert isinstance(decision, Deny)
         assert (decision.code, decision.category) == (DenyCode.STATUTE_DOES_NOT_COVER, Category.HEALTH)
@@ -705,8 +706,13 @@ ART_11 = "120-FZ art. 11"
 @pytest.mark.parametrize("recipient_kind", ["education", "health", "social_centre", "guardianship_body"])
 def test_a_commission_assigns_plan_tasks_on_its_coordinating_duty(recipient_kind: str) -> None:
     basis = StatutoryBasis(ART_11, JUSTIFICATION)
-    shared = request(Category.IDENTITY, Category.EDUCATION, recipient_kind=recipient_kind, basis=basis,
-                     sender_kind="juvenile_commission")  # fmt: skip
+    shared = request(
+        Category.IDENTITY,
+        Category.EDUCATION,
+        recipient_kind=recipient_kind,
+        basis=basis,
+        sender_kind="juvenile_commission",
+    )
     decision = decide(shared, [], NOW)
     assert isinstance(decision, Permit)
     assert decision.review_required

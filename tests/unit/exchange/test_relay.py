@@ -153,9 +153,12 @@ async def test_a_pass_takes_at_most_batch_envelopes(
 
 
 async def test_envelopes_not_yet_due_are_skipped_until_they_are(
-    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    relay: OutboxRelay,
+    bus: MemoryPublisher,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
     clock: FixedClock,
-) -> None:  # fmt: skip
+) -> None:
     later = await add_envelopes(sessions, tenant, 1, due=NOW + dt.timedelta(seconds=30))
     now = await add_envelopes(sessions, tenant, 1, created=NOW)
 
@@ -201,9 +204,12 @@ async def test_one_failing_envelope_does_not_hold_back_the_others(
 
 
 async def test_backoff_doubles_up_to_the_cap_and_recovery_sends_everything(
-    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    relay: OutboxRelay,
+    bus: MemoryPublisher,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
     clock: FixedClock,
-) -> None:  # fmt: skip
+) -> None:
     (row,) = await add_envelopes(sessions, tenant, 1)
     bus.down = True
     delays = []
@@ -223,17 +229,18 @@ async def test_backoff_doubles_up_to_the_cap_and_recovery_sends_everything(
     assert (after.attempts, after.sent_at, after.last_error) == (7, clock.now(), "BusDown")
 
 
-@pytest.mark.parametrize(
-    ("attempts", "seconds"), [(1, 2), (2, 4), (5, 32), (6, 60), (7, 60), (10_000, 60)]
-)  # fmt: skip
+@pytest.mark.parametrize(("attempts", "seconds"), [(1, 2), (2, 4), (5, 32), (6, 60), (7, 60), (10_000, 60)])
 def test_retry_delay(attempts: int, seconds: int) -> None:
     assert retry_delay(attempts, dt.timedelta(seconds=60)) == dt.timedelta(seconds=seconds)
 
 
 async def test_claimed_envelopes_are_invisible_to_another_relay(
-    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+    relay: OutboxRelay,
+    bus: MemoryPublisher,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
     clock: FixedClock,
-) -> None:  # fmt: skip
+) -> None:
     """A relay that crashed after claiming: its envelopes wait out the claim, then go out (deduplicated by id)."""
 
     class Crash(BaseException):

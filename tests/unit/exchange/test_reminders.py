@@ -18,10 +18,18 @@ SECOND = dt.timedelta(seconds=1)
 
 def referral(status: str, side: Side) -> Referral:
     return Referral(
-        id=uuid.uuid4(), exchange_id=uuid.uuid4(), side=side.value, status=status, kind="plan_task",
-        respond_by=RESPOND_BY, complete_by=COMPLETE_BY, case_ref="C-2027-00AB12CD34", urgency="routine",
-        from_tenant_id=uuid.uuid4(), to_tenant_id=uuid.uuid4(),
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        exchange_id=uuid.uuid4(),
+        side=side.value,
+        status=status,
+        kind="plan_task",
+        respond_by=RESPOND_BY,
+        complete_by=COMPLETE_BY,
+        case_ref="C-2027-00AB12CD34",
+        urgency="routine",
+        from_tenant_id=uuid.uuid4(),
+        to_tenant_id=uuid.uuid4(),
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,10 +60,12 @@ def test_reminder_kind(status: str, side: Side, now: dt.datetime, expected: obje
 
 @pytest.mark.parametrize(
     ("language", "words"),
-    [("ru", ("Напоминание", "срок ответа истёк", "задача межведомственного плана", "10.03.2027 12:00 UTC")),
-     ("en", ("Reminder", "the answer is overdue", "multi-agency plan task", "10.03.2027 12:00 UTC")),
-     (None, ("Напоминание",))],
-)  # fmt: skip
+    [
+        ("ru", ("Напоминание", "срок ответа истёк", "задача межведомственного плана", "10.03.2027 12:00 UTC")),
+        ("en", ("Reminder", "the answer is overdue", "multi-agency plan task", "10.03.2027 12:00 UTC")),
+        (None, ("Напоминание",)),
+    ],
+)
 def test_reminder_email_names_the_referral_and_the_deadline_only(language: str | None, words: tuple[str]) -> None:
     item = referral("received", Side.RECIPIENT)
     text = reminder_email(
@@ -79,8 +89,11 @@ def test_a_kind_that_is_not_known_never_reaches_the_email(language: str, kind: s
     # On the receiving side the kind came from a partner's envelope: only the fixed word for it is written.
     item = referral("received", Side.RECIPIENT)
     item.kind = kind
-    text = reminder_email(Due(item, ReminderKind.RESPOND_DUE, RESPOND_BY, frozenset()), language=language,
-                          base_url="https://cb.example.org/")  # fmt: skip
+    text = reminder_email(
+        Due(item, ReminderKind.RESPOND_DUE, RESPOND_BY, frozenset()),
+        language=language,
+        base_url="https://cb.example.org/",
+    )
     generic = "referral" if language == "en" else "направление"
     assert f"({generic}, 10.03.2027 12:00 UTC)" in text.subject
     assert "\r" not in text.subject

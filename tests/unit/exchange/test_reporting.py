@@ -140,8 +140,12 @@ def test_the_chart_is_well_formed_svg_with_one_bar_per_bucket() -> None:
     assert root.find(f"{{{SVG_NS}}}title").text == "Время до принятия <отправленные> & «все»"  # type: ignore[union-attr]
     bars = root.findall(f"{{{SVG_NS}}}rect[@class='bar']")
     assert [(b.get("data-bucket"), b.get("data-count")) for b in bars] == [
-        ("0–4 ч", "2"), ("4–24 ч", "1"), ("24–72 ч", "0"), ("72–168 ч", "1"), ("≥ 168 ч", "0"),
-    ]  # fmt: skip
+        ("0–4 ч", "2"),
+        ("4–24 ч", "1"),
+        ("24–72 ч", "0"),
+        ("72–168 ч", "1"),
+        ("≥ 168 ч", "0"),
+    ]
     heights = [float(b.get("height", "nan")) for b in bars]
     # The tallest bucket fills the plot; the others are in proportion; an empty bucket draws nothing.
     assert heights[0] == pytest.approx(2 * heights[1])
@@ -160,21 +164,36 @@ def test_an_empty_chart_says_so() -> None:
 def _section(rows: list[BreakdownRow]) -> BoxReport:
     hours = distribution([], ACCEPT_BUCKETS_HOURS, "hours")
     days = distribution([], COMPLETE_BUCKETS_DAYS, "days")
-    return BoxReport(total=sum(r.count for r in rows), by_kind=[], by_status=[], by_outcome=[], by_partner=[],
-                     breakdown=rows, time_to_accept=hours, time_to_complete=days,
-                     overdue=Overdue(now=0, answered_late=0, completed_late=0))  # fmt: skip
+    return BoxReport(
+        total=sum(r.count for r in rows),
+        by_kind=[],
+        by_status=[],
+        by_outcome=[],
+        by_partner=[],
+        breakdown=rows,
+        time_to_accept=hours,
+        time_to_complete=days,
+        overdue=Overdue(now=0, answered_late=0, completed_late=0),
+    )
 
 
 def test_every_text_cell_of_the_csv_is_defused() -> None:
     # kind and outcome come from partners' envelopes, the name from their profile: any may look like a formula.
     partner = uuid.uuid4()
-    hostile = BreakdownRow(kind="=HYPERLINK(\"http://x\")", partner_id=partner, partner_name="+7 812",
-                           outcome="@SUM(A1)", count=2)  # fmt: skip
+    hostile = BreakdownRow(
+        kind='=HYPERLINK("http://x")', partner_id=partner, partner_name="+7 812", outcome="@SUM(A1)", count=2
+    )
     tabbed = BreakdownRow(kind="\tcmd", partner_id=partner, partner_name="-Фонд", outcome="\r=1", count=1)
     plain = BreakdownRow(kind="referral", partner_id=partner, partner_name="Отдел опеки", outcome="resolved", count=3)
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    report = ReferralReport(tenant_id=uuid.uuid4(), period_from=now, period_until=now + dt.timedelta(days=1),
-                            time_zone="UTC", generated_at=now, outgoing=_section([hostile, tabbed, plain]))  # fmt: skip
+    report = ReferralReport(
+        tenant_id=uuid.uuid4(),
+        period_from=now,
+        period_until=now + dt.timedelta(days=1),
+        time_zone="UTC",
+        generated_at=now,
+        outgoing=_section([hostile, tabbed, plain]),
+    )
     rows = list(csv.reader(io.StringIO(report_csv(report).decode("utf-8"))))
     referrals = [row for row in rows if row[1] == "referrals"]
     assert [(r[2], r[4], r[5], r[7]) for r in referrals] == [

@@ -130,9 +130,17 @@ def test_a_partner_that_only_rejects() -> None:
         ({"rejected": H}, False, False),
         ({}, False, False),
     ],
-    ids=["at-deadline", "just-after", "cancelled-in-time", "cancelled-late", "open-late", "open-at-deadline",
-         "rejected", "unanswered"],
-)  # fmt: skip
+    ids=[
+        "at-deadline",
+        "just-after",
+        "cancelled-in-time",
+        "cancelled-late",
+        "open-late",
+        "open-at-deadline",
+        "rejected",
+        "unanswered",
+    ],
+)
 def test_on_time_boundaries(milestones: dict[str, dt.timedelta], due: bool, on_time: bool) -> None:
     item = history(**milestones)
     assert item.completion_due(NOW) is due

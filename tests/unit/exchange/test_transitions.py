@@ -43,11 +43,18 @@ def _referral(status: str) -> Referral:
 @pytest.mark.parametrize(
     ("status", "days_later", "overdue"),
     [
-        ("requested", 0, False), ("requested", 2, True), ("received", 2, True), ("accepted", 2, False),
-        ("in-progress", 11, True), ("on-hold", 11, True), ("completed", 30, False), ("cancelled", 30, False),
-        ("rejected", 30, False), ("failed", 30, False),
+        ("requested", 0, False),
+        ("requested", 2, True),
+        ("received", 2, True),
+        ("accepted", 2, False),
+        ("in-progress", 11, True),
+        ("on-hold", 11, True),
+        ("completed", 30, False),
+        ("cancelled", 30, False),
+        ("rejected", 30, False),
+        ("failed", 30, False),
     ],
-)  # fmt: skip
+)
 def test_overdue_is_derived_from_deadlines_and_status(status: str, days_later: int, overdue: bool) -> None:
     now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(days=days_later)
     assert is_overdue(_referral(status), now) is overdue

@@ -32,8 +32,15 @@ with open(modules_file, "w", encoding="utf-8") as out:
 # What serving needs and administering does not: the ASGI server, the templates, the bus, the PDF libraries.
 SERVICE_ONLY = ("uvicorn", "jinja2", "nats", "weasyprint", "reportlab")
 # casebridge's own web layer and background workers, which gateway.app builds.
-WEB_LAYER = ("gateway.app", "gateway.runtime", "gateway.controllers", "gateway.web", "gateway.auth", "gateway.bus",
-             "exchange")  # fmt: skip
+WEB_LAYER = (
+    "gateway.app",
+    "gateway.runtime",
+    "gateway.controllers",
+    "gateway.web",
+    "gateway.auth",
+    "gateway.bus",
+    "exchange",
+)
 
 
 def _loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
@@ -49,8 +56,9 @@ def environment(tmp_path: Path) -> dict[str, str]:
 def _run(environment: dict[str, str], tmp_path: Path, *argv: str, stdin: str = "") -> list[str]:
     modules_file = tmp_path / "modules.json"
     command = [sys.executable, "-c", _RUN_AND_LIST_MODULES, str(modules_file), *argv]
-    finished = subprocess.run(command, env=environment, input=stdin, capture_output=True, text=True, timeout=120,
-                              check=False)  # fmt: skip
+    finished = subprocess.run(
+        command, env=environment, input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
     report = json.loads(modules_file.read_text(encoding="utf-8"))
     assert report["code"] == 0, finished.stderr
     return list(report["modules"])

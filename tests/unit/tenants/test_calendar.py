@@ -20,19 +20,51 @@ from tenants.schemas import Strict
 NOW = dt.datetime.now(dt.UTC)
 SOON = (NOW + dt.timedelta(days=10)).isoformat()
 ID = str(uuid.uuid4())
-TASK = {"title": "t", "to_tenant_id": ID, "expected_result": "r", "complete_by": SOON, "purpose": "p", "problem": "p",
-        "requested_service": "s", "subject_ids": [ID], "categories": ["identity"],
-        "legal_basis": {"type": "consent"}}  # fmt: skip
+TASK = {
+    "title": "t",
+    "to_tenant_id": ID,
+    "expected_result": "r",
+    "complete_by": SOON,
+    "purpose": "p",
+    "problem": "p",
+    "requested_service": "s",
+    "subject_ids": [ID],
+    "categories": ["identity"],
+    "legal_basis": {"type": "consent"},
+}
 BODIES: dict[type[Strict], dict[str, Any]] = {
     CaseIn: {"title": "t", "subjects": [{"ref": "c", "full_name": "n", "role": "child", "birth_date": "2015-01-01"}]},
-    ConsentIn: {"subject_id": ID, "given_by": {"name": "n", "relation": "parent"}, "purposes": ["p"],
-                "categories": ["identity"], "recipients": {"kinds": ["ngo"]}, "valid_until": SOON, "valid_from": SOON},
-    ReferralIn: {"case_id": ID, "to_tenant_id": ID, "kind": "referral", "purpose": "p", "problem": "p",
-                 "requested_service": "s", "urgency": "routine", "respond_by": SOON, "complete_by": SOON,
-                 "subject_ids": [ID], "categories": ["identity"], "legal_basis": {"type": "consent"}},
-    PlanIn: {"case_id": ID, "title": "t", "period_from": "2026-01-01", "period_until": "2026-06-30",
-             "tasks": [{**TASK, "respond_by": SOON}]},
-}  # fmt: skip
+    ConsentIn: {
+        "subject_id": ID,
+        "given_by": {"name": "n", "relation": "parent"},
+        "purposes": ["p"],
+        "categories": ["identity"],
+        "recipients": {"kinds": ["ngo"]},
+        "valid_until": SOON,
+        "valid_from": SOON,
+    },
+    ReferralIn: {
+        "case_id": ID,
+        "to_tenant_id": ID,
+        "kind": "referral",
+        "purpose": "p",
+        "problem": "p",
+        "requested_service": "s",
+        "urgency": "routine",
+        "respond_by": SOON,
+        "complete_by": SOON,
+        "subject_ids": [ID],
+        "categories": ["identity"],
+        "legal_basis": {"type": "consent"},
+    },
+    PlanIn: {
+        "case_id": ID,
+        "title": "t",
+        "period_from": "2026-01-01",
+        "period_until": "2026-06-30",
+        "tasks": [{**TASK, "respond_by": SOON}],
+    },
+}
 # Every date or time a request body takes, by the body it comes in and its path there.
 FIELDS = [
     (CaseIn, ("subjects", 0, "birth_date"), "date"),
@@ -47,15 +79,26 @@ FIELDS = [
 ]
 OUTSIDE = {
     "date": ["0001-01-01", "9999-12-31", "1899-12-31", "2201-01-01"],
-    "instant": ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59+14:00",
-                "9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59Z", "1900-01-01T13:59:00+14:00",
-                "2201-01-01T00:00:00Z", "2200-12-31T23:00:00-14:00"],
-}  # fmt: skip
+    "instant": [
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T00:00:00-14:00",
+        "9999-12-31T23:59:59+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "1899-12-31T23:59:59Z",
+        "1900-01-01T13:59:00+14:00",
+        "2201-01-01T00:00:00Z",
+        "2200-12-31T23:00:00-14:00",
+    ],
+}
 INSIDE = {
     "date": ["1900-01-01", "2200-12-31"],
-    "instant": ["1900-01-01T00:00:00Z", "1900-01-01T14:00:00+14:00", "2200-12-31T23:59:59.999999Z",
-                "2200-12-31T09:59:59-14:00"],
-}  # fmt: skip
+    "instant": [
+        "1900-01-01T00:00:00Z",
+        "1900-01-01T14:00:00+14:00",
+        "2200-12-31T23:59:59.999999Z",
+        "2200-12-31T09:59:59-14:00",
+    ],
+}
 
 
 def _with(body: dict[str, Any], path: tuple[str | int, ...], value: str) -> dict[str, Any]:
@@ -101,8 +144,10 @@ def test_the_table_names_every_date_field_of_every_request_body() -> None:
     bodies = {v for m in modules for v in vars(m).values() if isinstance(v, type) and issubclass(v, Strict)}
     declared = {(struct.__name__, name) for struct in bodies for name in _date_fields(struct)}
     nested = {"subjects": "SubjectIn", "tasks": "PlanTaskIn"}
-    tabled = {(nested.get(str(path[0]), schema.__name__) if len(path) > 1 else schema.__name__, str(path[-1]))
-              for schema, path, _ in FIELDS}  # fmt: skip
+    tabled = {
+        (nested.get(str(path[0]), schema.__name__) if len(path) > 1 else schema.__name__, str(path[-1]))
+        for schema, path, _ in FIELDS
+    }
     assert declared == tabled
 
 

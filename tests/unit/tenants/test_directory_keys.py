@@ -31,21 +31,31 @@ def test_the_migration_imports_nothing_from_the_application() -> None:
 
 
 PROFILES: list[tuple[str, str, str | None, dict[str, Any]]] = [
-    ("Отдел ОПЕКИ", "opeka", "Северный  район", {
-        "address": {"address_1": "ул. Ёлочная, 5", "city": "Санкт-Петербург", "postal_code": "190000", "x": None},
-        "districts": ["Северный район", "ЁЛКИН | район"],
-        "services": [
-            {"code": "family_support", "name": "Сопровождение семьи", "problems": ["family_conflict", "child_neglect"],
-             "description": "Социальный ПАТРОНАТ", "districts": ["Ёлкин район"]},
-            {"name": "Жильё", "problems": ["housing"]},
-            "not a service",
-            {"name": None, "code": "", "problems": []},
-        ],
-    }),
+    (
+        "Отдел ОПЕКИ",
+        "opeka",
+        "Северный  район",
+        {
+            "address": {"address_1": "ул. Ёлочная, 5", "city": "Санкт-Петербург", "postal_code": "190000", "x": None},
+            "districts": ["Северный район", "ЁЛКИН | район"],
+            "services": [
+                {
+                    "code": "family_support",
+                    "name": "Сопровождение семьи",
+                    "problems": ["family_conflict", "child_neglect"],
+                    "description": "Социальный ПАТРОНАТ",
+                    "districts": ["Ёлкин район"],
+                },
+                {"name": "Жильё", "problems": ["housing"]},
+                "not a service",
+                {"name": None, "code": "", "problems": []},
+            ],
+        },
+    ),
     ("Фонд «Дом»", "dom", None, {}),
     ("Straße", "strasse", "", {"services": [{"name": "ΣΊΣΥΦΟΣ", "districts": ["İstanbul"]}]}),
     ("Центр", "centr", "Южный", {"address": {}, "districts": [], "services": []}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "slug", "region", "profile"), PROFILES, ids=["full", "empty", "unicode", "bare"])
