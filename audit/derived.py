@@ -1,6 +1,6 @@
 """What the DPO's queries read beside each sealed event: derived from the event when written, checked against it.
 
-The search (exchange/dpo.py, the API and the web console), the subject access report, the review queue and the
+The search (exchange/reports/dpo.py, the API and the web console), the subject access report, the review queue and the
 anomaly rules filter, order and group on columns and rows stored next to the canonical event, not on the sealed
 text itself. Each of them is a function of the sealed event, and ``audit verify`` recomputes it:
 

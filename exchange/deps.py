@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audit.services import AuditLog
-from exchange.datakeys import DataKeys
+from exchange.cases.datakeys import DataKeys
+from exchange.cases.policy import AgeRules
 from exchange.letters.render import LetterRenderer
-from exchange.policy import AgeRules
 from tenants.clock import Clock
 from tenants.keys import KeyRing, PublishedKeys
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from exchange.policy import Deny
+from exchange.cases.policy import Deny
 from tenants.errors import CasebridgeError, Conflict
 
 

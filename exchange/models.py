@@ -10,7 +10,7 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exchange.datakeys import WrappedKey
+from exchange.cases.datakeys import WrappedKey
 from tenants.models import Base, TenantScoped
 
 

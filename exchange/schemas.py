@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from exchange.cases.policy import Category, Relation
 from exchange.models import ReferralKind, SubjectRole, Urgency
-from exchange.policy import Category, Relation
 from tenants.models import TenantKind
 from tenants.schemas import Day, Instant, Strict
 

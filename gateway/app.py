@@ -20,13 +20,13 @@ from audit.sealer import STOP_GRACE_S as SEALER_GRACE_S
 from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
 from audit.witness import Witness
-from exchange.datakeys import DataKeys
+from exchange.cases.datakeys import DataKeys
+from exchange.cases.policy import AgeRules
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
 from exchange.letters.worker import LetterWorker
-from exchange.mail import SmtpMailer, SmtpServer
-from exchange.policy import AgeRules
-from exchange.reminders import ReminderMail
+from exchange.plans.mail import SmtpMailer, SmtpServer
+from exchange.plans.reminders import ReminderMail
 from exchange.transport.inbox import Inbox
 from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
 from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher

@@ -23,9 +23,9 @@ from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from exchange.cases.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from exchange.errors import ConsentRequired, IdempotencyMismatch
 from exchange.letters.render import LetterUnavailable
-from exchange.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from gateway.request_id import ensure_request_id
 from gateway.validation import FieldError, from_litestar, sentence
 from tenants.calendar import DAY_RANGE, OutOfCalendar

@@ -10,7 +10,7 @@ from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
 from exchange.letters.services import LETTER_PENDING
-from exchange.reminders import ReminderMail
+from exchange.plans.reminders import ReminderMail
 from exchange.transport.envelopes import MAX_TOKEN_BYTES
 from exchange.transport.inbox import Inbox
 from exchange.transport.outbox import OUTBOX_WRITTEN

@@ -17,8 +17,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from exchange.cases import _sealed_document
-from exchange.datakeys import DataKey
+from exchange.cases.datakeys import DataKey
+from exchange.cases.policy import LegalBasis, StatutoryBasis
+from exchange.cases.services import _sealed_document
 from exchange.deps import ExchangeDeps
 from exchange.letters.numbering import next_registration_number
 from exchange.letters.render import (
@@ -33,7 +34,6 @@ from exchange.letters.render import (
 )
 from exchange.letters.signing import LetterBinding, LetterCheck, Verification, sign_letter, verify_letter
 from exchange.models import Document, Letter, Referral, sealed_context
-from exchange.policy import LegalBasis, StatutoryBasis
 from exchange.schemas import LetterOut
 from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
 from exchange.transport.outbox import enqueue

@@ -61,7 +61,7 @@ class ReferralRequested(Body, frozen=True):
     problem: str = ""
     requested_service: str = ""
     justification: str | None = None
-    # Each subject as the permitted categories release it (exchange.cases.SUBJECT_FIELDS): at least its ref.
+    # Each subject as the permitted categories release it (exchange.cases.services.SUBJECT_FIELDS): at least its ref.
     subjects: list[dict[str, Any]] = []
     needs: dict[str, Any] | None = None
     summary: str | None = None

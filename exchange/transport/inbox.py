@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from audit.events import Action, Actor, Outcome
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import accept_letter, expect_letter, forget_letter
-from exchange.messages import apply_message, forget_shared_thread
 from exchange.models import OutcomeResult, Referral, ReferralKind, Side, sealed_context
-from exchange.plans import settle_plan_of
-from exchange.referrals import (
+from exchange.plans.services import settle_plan_of
+from exchange.referrals.services import (
     ALL_STATUSES,
     RECEIVED,
     REQUESTED,
@@ -29,6 +28,7 @@ from exchange.referrals import (
     new_copy,
     referral_key,
 )
+from exchange.referrals.threads import apply_message, forget_shared_thread
 from exchange.transport.bodies import (
     AccessReceipt,
     AppliedEnvelope,

@@ -18,7 +18,7 @@ from audit.events import Action, Outcome
 from audit.reports import ReportFormat
 from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
 from audit.witness import cosignatures_at
-from exchange import dpo as queries
+from exchange.reports import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.settings import AuditSettings

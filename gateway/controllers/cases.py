@@ -12,7 +12,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from audit.events import Action
-from exchange import cases, messages
+from exchange.cases import services as cases
+from exchange.referrals import threads as messages
 from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction

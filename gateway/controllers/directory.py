@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, put
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from audit.events import Action
-from exchange.statistics import directory_with_figures, entry_with_figures
+from exchange.reports.statistics import directory_with_figures, entry_with_figures
 from gateway.auth.guards import needs
 from gateway.controllers.context import principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url

@@ -9,7 +9,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from audit.events import Action
-from exchange import plan_report, plans, reminders
+from exchange.plans import reminders
+from exchange.plans import report as plan_report
+from exchange.plans import services as plans
 from exchange.schemas import PlanIn, PlanOut, PlanPage, PlanTasksIn, ReminderList
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction

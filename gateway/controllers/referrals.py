@@ -10,8 +10,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from audit.events import Action
-from exchange import messages, referrals
 from exchange.letters import reading
+from exchange.referrals import services as referrals
+from exchange.referrals import threads as messages
 from exchange.schemas import (
     MessageIn,
     MessageOut,

@@ -8,8 +8,9 @@ from litestar import Controller, Request, Response, get
 from litestar.params import QueryParameter
 
 from audit.events import Action
-from exchange import charts, reporting
-from exchange.reporting import BOXES, ReferralReport
+from exchange.reports import charts
+from exchange.reports import services as reporting
+from exchange.reports.services import BOXES, ReferralReport
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from tenants.calendar import DAY_RANGE, YEARS_PATTERN

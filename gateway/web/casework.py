@@ -13,12 +13,14 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
-from exchange import cases, reminders, worklist
-from exchange.cases import encode_cursor
+from exchange.cases import services as cases
+from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
+from exchange.cases.services import encode_cursor
 from exchange.errors import ConsentRequired
 from exchange.models import ReferralKind, SubjectRole, Urgency
-from exchange.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
-from exchange.referrals import list_referrals, send_referral
+from exchange.plans import reminders
+from exchange.referrals import worklist
+from exchange.referrals.services import list_referrals, send_referral
 from exchange.schemas import CaseIn, ConsentIn, Evidence, ReferralIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
@@ -502,7 +504,8 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
     deadlines = {name: _end_of_day(_text(form, name)) for name in ("respond_by", "complete_by")}
     refusal = next((day_error(request, FIELD_LABELS[n]) for n, day in deadlines.items() if day is None), None)
     respond_by, complete_by = deadlines["respond_by"], deadlines["complete_by"]
-    # The service's own refusals of these (exchange/referrals.py) are for API clients: the form says them in words.
+    # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
+    # in words.
     if refusal is None and respond_by is not None and respond_by <= runtime_of(request).clock.now():
         refusal = _("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"]))
     elif refusal is None and respond_by is not None and complete_by is not None and complete_by < respond_by:

@@ -1,6 +1,6 @@
 """The data-protection officer's console: audit search, subject access reports, review queue, anomalies, verification.
 
-The pages call the same services as the audit API (`exchange.dpo`, `audit.reports`) and declare the same audit
+The pages call the same services as the audit API (`exchange.reports.dpo`, `audit.reports`) and declare the same audit
 actions, so reading the trail here is recorded exactly as reading it through the API is.
 """
 
@@ -23,7 +23,7 @@ from audit.events import Action, Outcome
 from audit.reports import ReportFormat
 from audit.verifications import Trigger, latest_checkpoint, latest_verification, record_verification
 from audit.verify import verify_database
-from exchange import dpo as queries
+from exchange.reports import dpo as queries
 from gateway.controllers.audit import thresholds
 from gateway.controllers.context import (
     audit_of,

@@ -20,8 +20,8 @@ from litestar.datastructures import CacheControlHeader, Cookie, ResponseHeader
 from litestar.response import Redirect, Template
 
 from audit.events import Action
+from exchange.cases.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from exchange.errors import ConsentRequired, TransitionNotAllowed
-from exchange.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
 from gateway.auth.guards import PUBLIC, needs
 from gateway.auth.middleware import STAFF_STATE, StaffIdentity
 from gateway.runtime import Runtime

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response
 
-from exchange.cases import decode_cursor
+from exchange.cases.services import decode_cursor
 from gateway.web.pages import redirect, translator
 from tenants.errors import InvalidInput
 

@@ -12,11 +12,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
-from exchange import messages, worklist
-from exchange.cases import encode_cursor
+from exchange.cases.services import encode_cursor
 from exchange.letters import reading
 from exchange.models import Side
-from exchange.referrals import TRANSITIONS, list_referrals, read_referral, transition_referral
+from exchange.referrals import threads as messages
+from exchange.referrals import worklist
+from exchange.referrals.services import TRANSITIONS, list_referrals, read_referral, transition_referral
 from exchange.schemas import MessageIn, TransitionIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from gateway.web.casework import _tenant_names, _text
@@ -141,13 +142,13 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
 
 
 def _side_roles(side: Side) -> tuple[str, ...]:
-    from exchange.access import REFERRAL_ACTORS
+    from exchange.cases.access import REFERRAL_ACTORS
 
     return tuple(REFERRAL_ACTORS[side])
 
 
 async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
-    from exchange.access import access_referral
+    from exchange.cases.access import access_referral
 
     return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
 

@@ -15,7 +15,8 @@ from litestar.params import QueryParameter
 from markupsafe import Markup
 
 from audit.events import Action
-from exchange import charts, reporting
+from exchange.reports import charts
+from exchange.reports import services as reporting
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.web.i18n import N_, language_of
 from gateway.web.pages import day_error, page, render, translator

@@ -20,7 +20,7 @@ from uuid_utils.compat import uuid7
 from audit.events import Action, Actor, Outcome
 from audit.models import AuditEvent, AuditEventSubject, AuditSeal
 from audit.services import AccessScope, RequestContext
-from exchange import dpo
+from exchange.reports import dpo
 from tenants.models import Role
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from audit.models import AuditEvent
-from exchange import cases
+from exchange.cases import services as cases
 from exchange.models import Case
 from gateway.controllers import referrals as referral_routes
 from gateway.runtime import Runtime

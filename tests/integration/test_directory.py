@@ -11,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from exchange.statistics import MIN_CELL, PartnerFigures, partner_figures
+from exchange.reports.statistics import MIN_CELL, PartnerFigures, partner_figures
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session

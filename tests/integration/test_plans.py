@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
-from exchange import plans
 from exchange.models import Plan, Referral
+from exchange.plans import services as plans
 from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind

@@ -18,9 +18,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from exchange.mail import SmtpMailer, SmtpServer
 from exchange.models import Referral, ReminderSent
-from exchange.reminders import ReminderMail, reminders_for
+from exchange.plans.mail import SmtpMailer, SmtpServer
+from exchange.plans.reminders import ReminderMail, reminders_for
 from gateway.app import build_runtime
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEvent
-from exchange.charts import SVG_NS
 from exchange.models import Referral
+from exchange.reports.charts import SVG_NS
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime

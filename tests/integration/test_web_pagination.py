@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action
 from audit.services import AccessScope, RequestContext
-from exchange import cases, messages
-from exchange.referrals import send_referral
+from exchange.cases import services as cases
+from exchange.referrals import threads as messages
+from exchange.referrals.services import send_referral
 from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn
 from gateway.controllers.context import actor_of
 from gateway.runtime import Runtime

@@ -1,7 +1,8 @@
 """The audit figures of `make bench`: append rate, seal rate, `audit verify` rate and the subject access report.
 
 ``measure_audit`` runs against one database (a fresh SQLite file, or the PostgreSQL database it is given, migrated
-here) through the same services the gateway uses: AuditLog, Sealer, verify_database, exchange.dpo.subject_report.
+here) through the same services the gateway uses: AuditLog, Sealer, verify_database,
+exchange.reports.dpo.subject_report.
 Appends are one event per transaction, as requests write them: on SQLite from one session at a time (one writer
 process, as casebridge runs there); on PostgreSQL from several processes with several sessions each, as a
 multi-process deployment writes them. Nothing here asserts on time.
@@ -39,7 +40,8 @@ from audit.models import AuditEvent
 from audit.sealer import Sealer
 from audit.services import AccessScope, AuditLog, RequestContext
 from audit.verify import verify_database
-from exchange import cases, dpo
+from exchange.cases import services as cases
+from exchange.reports import dpo
 from exchange.schemas import CaseIn, SubjectIn, SubjectRole
 from gateway.app import build_runtime
 from gateway.db import create_engine, ensure_data_dir, upgrade_schema

@@ -28,7 +28,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from exchange.models import Letter, Referral, Side
-from exchange.referrals import RECEIVED
+from exchange.referrals.services import RECEIVED
 from exchange.transport.models import InboxEnvelope
 from gateway.app import build_runtime
 from gateway.bus import EmbeddedNats

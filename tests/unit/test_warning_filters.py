@@ -21,7 +21,7 @@ from sqlalchemy.orm import declarative_mixin
 # Modules of each kind the filters in pyproject.toml name, as warnings see them (Alembic loads scripts by file name).
 CASEBRIDGE_MODULES = [
     "gateway.web.dpo",
-    "exchange.reporting",
+    "exchange.reports.services",
     "audit.verify",
     "tenants.keys",
     "tests.factories",
@@ -66,7 +66,7 @@ def test_a_deprecated_call_from_a_library_is_shown_not_raised(module: str) -> No
     assert [(w.category, str(w.message)) for w in shown] == [(DeprecationWarning, "api() is deprecated, use new_api()")]
 
 
-@pytest.mark.parametrize("module", ["exchange.reporting", "tests.unit.test_warning_filters"])
+@pytest.mark.parametrize("module", ["exchange.reports.services", "tests.unit.test_warning_filters"])
 def test_sqlalchemy_deprecations_are_pinned_on_their_casebridge_caller(module: str) -> None:
     """SQLAlchemy walks out of its own frames to name the caller: Result.tuples(), retired in 2.1, fails the suite."""
     with pytest.raises(SADeprecationWarning, match=r"Result\.tuples\(\) method is deprecated"):

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from exchange.mail import MailError, MemoryMailer, SmtpMailer, SmtpServer
+from exchange.plans.mail import MailError, MemoryMailer, SmtpMailer, SmtpServer
 
 
 def message() -> EmailMessage:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.policy import (
+from exchange.cases.policy import (
     SPECIAL_CATEGORIES,
     STATUTORY_CATALOGUE,
     AgeRules,

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from exchange.models import Referral, Side
-from exchange.reminders import Due, ReminderKind, reminder_email, reminder_kind
+from exchange.plans.reminders import Due, ReminderKind, reminder_email, reminder_kind
 
 RESPOND_BY = dt.datetime(2027, 3, 10, 12, 0, tzinfo=dt.UTC)
 COMPLETE_BY = dt.datetime(2027, 4, 10, 12, 0, tzinfo=dt.UTC)

@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from exchange.charts import SVG_NS, distribution_svg
 from exchange.models import OutcomeResult
-from exchange.reporting import (
+from exchange.reports.charts import SVG_NS, distribution_svg
+from exchange.reports.services import (
     ACCEPT_BUCKETS_HOURS,
     COMPLETE_BUCKETS_DAYS,
     BoxReport,

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from exchange.statistics import MIN_CELL, ReferralHistory, figures, percentile
+from exchange.reports.statistics import MIN_CELL, ReferralHistory, figures, percentile
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=59)

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.services import AccessScope
 from exchange.deps import ExchangeDeps
 from exchange.models import Referral, Side
-from exchange.referrals import COMPLETED, REQUESTED, TERMINAL, is_overdue
-from exchange.statistics import (
+from exchange.referrals.services import COMPLETED, REQUESTED, TERMINAL, is_overdue
+from exchange.reports.statistics import (
     DAY,
     ReferralHistory,
     days_to_complete,

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.access import access_document, access_referral
-from exchange.cases import _sealed_document, consent_policy_view, document_contents
+from exchange.cases.access import access_document, access_referral
+from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
+from exchange.cases.services import _sealed_document, consent_policy_view, document_contents
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
 from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
-from exchange.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.referrals import referral_key, referral_pseudonyms, report_access
+from exchange.referrals.services import referral_key, referral_pseudonyms, report_access
 from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.transport.bodies import Attachment, ReferralMessage
 from exchange.transport.outbox import enqueue

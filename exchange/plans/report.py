@@ -11,9 +11,9 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
-from exchange.access import access_plan
+from exchange.cases.access import access_plan
 from exchange.deps import ExchangeDeps
-from exchange.plans import CLOSED, issuer_name, plan_view
+from exchange.plans.services import CLOSED, issuer_name, plan_view
 from exchange.schemas import PlanOut, PlanTaskOut
 from tenants.errors import Conflict
 from tenants.principal import Principal

@@ -19,13 +19,13 @@ from uuid_utils.compat import uuid7
 
 from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
-from exchange.access import access_case, access_plan
-from exchange.cases import decode_cursor, encode_cursor
-from exchange.datakeys import DataKey
+from exchange.cases.access import access_case, access_plan
+from exchange.cases.datakeys import DataKey
+from exchange.cases.services import decode_cursor, encode_cursor
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
 from exchange.models import Plan, PlanTask, Referral, ReferralKind, Side, TimelineEntry, sealed_context
-from exchange.referrals import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
+from exchange.referrals.services import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
 from exchange.schemas import (
     PlanIn,
     PlanOut,

@@ -42,7 +42,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exchange.models import Referral, Side, TimelineEntry
-from exchange.referrals import ACCEPTED, CANCELLED, COMPLETED, FAILED, REJECTED, REQUESTED
+from exchange.referrals.services import ACCEPTED, CANCELLED, COMPLETED, FAILED, REJECTED, REQUESTED
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.models import Tenant
 from tenants.schemas import DirectoryEntry, DirectoryStats

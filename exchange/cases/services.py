@@ -15,15 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.access import access_case, access_consent, access_document, access_subjects
-from exchange.datakeys import DataKey
+from exchange.cases.access import access_case, access_consent, access_document, access_subjects
+from exchange.cases.datakeys import DataKey
+from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
+from exchange.cases.uploads import checked_media_type
 from exchange.deps import ExchangeDeps
 from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
-from exchange.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
 from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
-from exchange.uploads import checked_media_type
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
 from tenants.principal import Principal

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.access import access_case, access_referral, access_subjects
-from exchange.cases import (
+from exchange.cases.access import access_case, access_referral, access_subjects
+from exchange.cases.datakeys import DataKey
+from exchange.cases.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
+from exchange.cases.services import (
     SUBJECT_FIELDS,
     active_recipient,
     case_contents,
@@ -24,12 +26,10 @@ from exchange.cases import (
     encode_cursor,
     subject_fields,
 )
-from exchange.datakeys import DataKey
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
 from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
-from exchange.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
 from exchange.schemas import (
     ReferralIn,
     ReferralOut,

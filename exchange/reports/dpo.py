@@ -25,10 +25,10 @@ from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
 from audit.services import AccessScope
+from exchange.cases.policy import ConsentStatus
 from exchange.deps import ExchangeDeps
 from exchange.models import Consent, Referral, Side, Subject
-from exchange.policy import ConsentStatus
-from exchange.referrals import TERMINAL
+from exchange.referrals.services import TERMINAL
 from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Tenant

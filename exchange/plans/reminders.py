@@ -18,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.services import AccessScope
-from exchange.mail import Mailer, MailError
 from exchange.models import Case, Referral, ReferralKind, ReminderSent, Side
-from exchange.referrals import AWAITING_ANSWER, IN_HAND
+from exchange.plans.mail import Mailer, MailError
+from exchange.referrals.services import AWAITING_ANSWER, IN_HAND
 from exchange.schemas import ReminderOut
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
@@ -75,7 +75,7 @@ def reminder_kind(referral: Referral, now: dt.datetime, lead: dt.timedelta) -> t
     """What is due on this side's copy: the recipient answers by respond_by; both sides watch complete_by.
 
     "Due" runs from `lead` before a deadline up to and including the deadline itself; after it, "overdue" (the
-    same rule as `exchange.referrals.is_overdue`).
+    same rule as `exchange.referrals.services.is_overdue`).
     """
     if referral.status in AWAITING_ANSWER:
         if now > referral.respond_by:

@@ -1,0 +1,1 @@
+"""Referrals: sending, the status machine, each side's copy, threads and the worklist."""

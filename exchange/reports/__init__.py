@@ -1,0 +1,1 @@
+"""Reports: referral reporting, directory statistics, charts and the DPO's queries."""
