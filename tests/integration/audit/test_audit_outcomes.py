@@ -22,7 +22,7 @@ from gateway.web import casework
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
-from tests.integration.gateway.web.test_web_pages import act_as, form, staff
+from tests.integration.helpers.web import act_as, form, staff
 
 CASE = {
     "title": "Семья Ивановых",

@@ -37,7 +37,7 @@ from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.export import read_export, write_export
 from audit.models import AuditEvent
 from audit.verify import ProblemKind, SealedEvent, VerifyResult, _verify_rows, check_notes, verify_log
-from tests.unit.audit.test_verify import LOG_KEY, ORIGIN, checkpoint_notes, seal
+from tests.unit.audit.sealed_logs import LOG_KEY, ORIGIN, checkpoint_notes, seal
 
 TENANT = uuid.UUID("01960000-0000-7000-8000-000000000001")
 PARTNER = uuid.UUID("01960000-0000-7000-8000-000000000002")

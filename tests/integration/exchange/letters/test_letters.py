@@ -34,14 +34,9 @@ from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
 from tests.factories import forged_envelope, make_tenant
-from tests.integration.exchange.referrals.test_referral_loop import (
-    CHILD_NAME,
-    Agency,
-    eventually,
-    open_case,
-    referral_body,
-)
+from tests.integration.helpers.agencies import CHILD_NAME, Agency, open_case, referral_body
 from tests.pdf import pdf_text, pdfa_conformance
+from tests.polling import eventually
 
 # Letter format version 1 names its signature "EdDSA" (deprecated by RFC 9864); the tests of it read it on purpose.
 reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")

@@ -32,14 +32,8 @@ from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tests.conftest import TravelClock, _empty_bus, settings_for
 from tests.factories import make_user
-from tests.integration.exchange.referrals.test_referral_loop import (
-    CHILD_NAME,
-    PARENT_NAME,
-    Agency,
-    agency,
-    eventually,
-    referral_body,
-)
+from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, referral_body
+from tests.polling import eventually
 
 
 class Sink:

@@ -35,8 +35,8 @@ from tenants.principal import ActorKind, Principal
 from tenants.staff_sessions import start_session
 from tests.conftest import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
-from tests.integration.exchange.referrals.test_referral_loop import eventually
-from tests.integration.gateway.web.test_web_pages import act_as, ok
+from tests.integration.helpers.web import act_as, ok
+from tests.polling import eventually
 
 Client = httpx.AsyncClient
 SEEDING = RequestContext(request_id="pagination-test", source=None, user_agent=None)
