@@ -390,10 +390,11 @@ async def test_the_run_loop_seals_checkpoints_publishes_and_finishes_on_stop(nod
     worker.start()
     try:
         await append_events(node, 12)
-        for _ in range(200):
-            if published and parse_note(published[-1][1].decode()).checkpoint.size == 12:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: published and parse_note(published[-1][1].decode()).checkpoint.size == 12,
+            within=10.0,
+            what="the run loop to publish the checkpoint of the first 12 events",
+        )
         assert sealer.status().healthy
         assert sealer.status().leader
         await append_events(node, 3)  # sealed and checkpointed by stop(), at the latest

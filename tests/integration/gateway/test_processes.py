@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -21,6 +20,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tests.factories import access_token, make_client, make_tenant
+from tests.polling import eventually
 from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, children_of, free_port
 
 WITHIN_S = 60.0
@@ -45,15 +45,6 @@ def _environment(tmp: Path, database_url: str, **extra: str) -> dict[str, str]:
 
 def _casebridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CASEBRIDGE, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-async def _eventually(check: Any, within_s: float = WITHIN_S) -> Any:
-    async with asyncio.timeout(within_s):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.1)
 
 
 def test_sqlite_refuses_a_second_process_and_says_to_use_postgresql(tmp_path: Path) -> None:
@@ -201,7 +192,7 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
                     and theirs.json()["letter"]["status"] == "ready"
                 )
 
-            await _eventually(delivered)
+            await eventually(delivered, within=WITHIN_S)
 
             # Revoked from another process (the command line): its tokens stop working at once in every web
             # process, on routes that read in a transaction and on those that do not.
@@ -222,16 +213,16 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
             async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, limits=fresh) as probe:
                 answered = [(await probe.get("/health/live")).status_code for _ in range(20)]
             assert answered == [200] * 20
-            await _eventually(lambda: _replaced(gateway, web))
+            await eventually(lambda: _replaced(gateway, web), within=WITHIN_S)
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as api:
-            await _eventually(lambda: _ready(api))
+            await eventually(lambda: _ready(api), within=WITHIN_S)
         assert await worker.stop() == 0
         assert "worker stopping" in worker.log_file.read_text()
         # The supervisor killed outright takes its web processes with it: nothing serves on without it.
         web = gateway.web_pids()
         await gateway.kill()
         try:
-            await _eventually(lambda: _all_gone(web), within_s=30)
+            await eventually(lambda: _all_gone(web), within=30)
         except TimeoutError:
             raise AssertionError(f"{[(pid, _state(pid), children_of(pid)) for pid in web]}") from None
     finally:

@@ -28,7 +28,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
 from tests.pg import ThrowawayPostgres
+from tests.polling import eventually
 from tests.processes import CASEBRIDGE, START_WITHIN_S, Gateway, NatsServer, WorkerProcess, free_port
 
 INBOX_DURABLE = "casebridge-inbox"  # exchange.transport.jetstream.InboxConsumer's default
@@ -98,6 +99,7 @@ DELIVERY_WITHIN_S = 150.0
 # Until the inbox consumer has nothing pending and nothing unacked: a lost ack costs another ACK_WAIT_S.
 SETTLE_WITHIN_S = 45.0
 TEST_WITHIN_S = 300.0  # everything above, end to end
+POLL_S = 0.25  # each check reads several tables or asks the processes: not more often than this
 
 
 @dataclass
@@ -353,13 +355,10 @@ async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
     )
 
 
-async def bounded_poll(check: Callable[[], Awaitable[bool]], within_s: float, what: Callable[[], str]) -> float:
-    """Poll `check` until it holds; return the seconds it took, or fail saying `what()` after `within_s`."""
+async def timed(wait: Awaitable[object]) -> float:
+    """The seconds `wait` took: the test reports how long each step of the recovery took."""
     started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > within_s:
-            pytest.fail(f"not within {within_s:g}s: {what()}")
-        await asyncio.sleep(0.25)
+    await wait
     return time.monotonic() - started
 
 
@@ -444,8 +443,13 @@ async def crash(victim: str, cb: Node, burst: Burst, timings: dict[str, float]) 
             async def replaced() -> bool:
                 return cb.gateway.replaced(crashed.killed_pid)
 
-            timings["web_replaced"] = await bounded_poll(
-                replaced, START_WITHIN_S, lambda: f"the dead web process was not replaced\n{cb.diagnosis()}"
+            timings["web_replaced"] = await timed(
+                eventually(
+                    replaced,
+                    within=START_WITHIN_S,
+                    every=POLL_S,
+                    what=lambda: f"the dead web process was not replaced\n{cb.diagnosis()}",
+                )
             )
         case "worker":  # the leader of the sealer, so its lease must change hands too; nobody starts it again
             leader = await sealer_leader(cb.runtime)
@@ -540,10 +544,13 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             last[:] = [await tally(runtime, centre_id, opeka_id)]
             return last[0].delivered(scenario.burst)
 
-        timings["delivery"] = await bounded_poll(
-            delivered,
-            DELIVERY_WITHIN_S,
-            lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
+        timings["delivery"] = await timed(
+            eventually(
+                delivered,
+                within=DELIVERY_WITHIN_S,
+                every=POLL_S,
+                what=lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
+            )
         )
 
         # Nothing the bus still holds may be applied later: wait until the inbox consumer has acked everything.
@@ -553,8 +560,13 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             done, settle_state[0] = await consumer_settled(nats_server.url)
             return done
 
-        timings["settle"] = await bounded_poll(
-            settled, SETTLE_WITHIN_S, lambda: f"inbox consumer not settled: {settle_state[0]}\n{cb.diagnosis()}"
+        timings["settle"] = await timed(
+            eventually(
+                settled,
+                within=SETTLE_WITHIN_S,
+                every=POLL_S,
+                what=lambda: f"inbox consumer not settled: {settle_state[0]}\n{cb.diagnosis()}",
+            )
         )
         sealing = [""]
 
@@ -562,12 +574,22 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             done, sealing[0] = await audit_sealed(runtime)
             return done
 
-        timings["sealed"] = await bounded_poll(
-            sealed, SETTLE_WITHIN_S, lambda: f"audit events left unsealed: {sealing[0]}\n{cb.diagnosis()}"
+        timings["sealed"] = await timed(
+            eventually(
+                sealed,
+                within=SETTLE_WITHIN_S,
+                every=POLL_S,
+                what=lambda: f"audit events left unsealed: {sealing[0]}\n{cb.diagnosis()}",
+            )
         )
         # Every process is back in service by itself: bus reconnected, a sealer leading, every Worker up.
-        timings["ready"] = await bounded_poll(
-            lambda: ready(gateway), START_WITHIN_S, lambda: f"the node is not ready\n{cb.diagnosis()}"
+        timings["ready"] = await timed(
+            eventually(
+                lambda: ready(gateway),
+                within=START_WITHIN_S,
+                every=POLL_S,
+                what=lambda: f"the node is not ready\n{cb.diagnosis()}",
+            )
         )
         if victim == "worker":
             assert await sealer_leader(runtime) in [worker.pid for worker in crashed.survivors]
