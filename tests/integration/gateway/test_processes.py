@@ -221,10 +221,13 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
         # The supervisor killed outright takes its web processes with it: nothing serves on without it.
         web = gateway.web_pids()
         await gateway.kill()
-        try:
-            await eventually(lambda: _all_gone(web), within=30)
-        except TimeoutError:
-            raise AssertionError(f"{[(pid, _state(pid), children_of(pid)) for pid in web]}") from None
+        await eventually(
+            lambda: _all_gone(web),
+            within=30,
+            what=lambda: (
+                f"the web processes to die with the supervisor: {[(p, _state(p), children_of(p)) for p in web]}"
+            ),
+        )
     finally:
         await gateway.kill()
         await worker.kill()
