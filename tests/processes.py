@@ -210,4 +210,6 @@ class WorkerProcess(Child):
             assert self.running, f"the worker exited while starting\n{self.log_tail()}"
             return "worker running" in self.log_file.read_bytes()[offset:].decode(errors="replace")
 
-        await eventually(running, within=START_WITHIN_S, what=lambda: f"the worker to run\n{self.log_tail()}")
+        await eventually(
+            running, within=START_WITHIN_S, every=0.1, what=lambda: f"the worker to run\n{self.log_tail()}"
+        )

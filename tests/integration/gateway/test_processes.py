@@ -20,6 +20,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tests.factories import access_token, make_client, make_tenant
+from tests.integration.helpers.agencies import referral_body
 from tests.polling import eventually
 from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, children_of, free_port
 
@@ -114,24 +115,6 @@ async def _seeded(env: dict[str, str]) -> AsyncIterator[Runtime]:
         await runtime.engine.dispose()
 
 
-def _referral(case: dict[str, Any], to: Any) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "case_id": case["id"],
-        "to_tenant_id": str(to),
-        "kind": "referral",
-        "purpose": "social_support",
-        "problem": "Семья нуждается в помощи",
-        "requested_service": "Консультация",
-        "urgency": "routine",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]],
-        "categories": ["identity"],
-        "legal_basis": {"type": "consent"},
-    }
-
-
 @pytest.mark.postgres
 async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tmp_path: Path, postgres: Any) -> None:
     nats_server = NatsServer(tmp_path)
@@ -178,7 +161,13 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
                 },
             )
             assert consent.status_code == 201, consent.text
-            sent = await api.post("/api/v1/referrals", headers=centre, json=_referral(case, opeka_tenant.id))
+            sent = await api.post(
+                "/api/v1/referrals",
+                headers=centre,
+                json=referral_body(
+                    case, opeka_tenant.id, ["identity"], problem="Семья нуждается в помощи", urgency="routine"
+                ),
+            )
             assert sent.status_code == 201, sent.text
             referral_id = sent.json()["id"]
 
@@ -192,7 +181,7 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
                     and theirs.json()["letter"]["status"] == "ready"
                 )
 
-            await eventually(delivered, within=WITHIN_S)
+            await eventually(delivered, within=WITHIN_S, every=0.1)
 
             # Revoked from another process (the command line): its tokens stop working at once in every web
             # process, on routes that read in a transaction and on those that do not.
@@ -213,9 +202,9 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
             async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, limits=fresh) as probe:
                 answered = [(await probe.get("/health/live")).status_code for _ in range(20)]
             assert answered == [200] * 20
-            await eventually(lambda: _replaced(gateway, web), within=WITHIN_S)
+            await eventually(lambda: _replaced(gateway, web), within=WITHIN_S, every=0.1)
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as api:
-            await eventually(lambda: _ready(api), within=WITHIN_S)
+            await eventually(lambda: _ready(api), within=WITHIN_S, every=0.1)
         assert await worker.stop() == 0
         assert "worker stopping" in worker.log_file.read_text()
         # The supervisor killed outright takes its web processes with it: nothing serves on without it.
@@ -224,6 +213,7 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
         await eventually(
             lambda: _all_gone(web),
             within=30,
+            every=0.1,
             what=lambda: (
                 f"the web processes to die with the supervisor: {[(p, _state(p), children_of(p)) for p in web]}"
             ),

@@ -28,7 +28,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
+from tests.integration.helpers.agencies import referral_body
 from tests.pg import ThrowawayPostgres
 from tests.polling import eventually
 from tests.processes import CASEBRIDGE, START_WITHIN_S, Gateway, NatsServer, WorkerProcess, free_port
@@ -194,24 +195,6 @@ async def open_case(centre: Agency, recipient: uuid.UUID) -> dict[str, Any]:
     return body
 
 
-def referral_body(case: dict[str, Any], to: uuid.UUID, n: int) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "case_id": case["id"],
-        "to_tenant_id": str(to),
-        "kind": "referral",
-        "purpose": "social_support",
-        "problem": f"Направление {n} из серии",
-        "requested_service": "Консультация",
-        "urgency": "routine",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]],
-        "categories": ["identity", "family"],
-        "legal_basis": {"type": "consent"},
-    }
-
-
 @dataclass
 class Burst:
     """What the sending agency's system saw: the referral id per Idempotency-Key, and how each was answered."""
@@ -233,7 +216,9 @@ async def send_burst(centre: Agency, case: dict[str, Any], to: uuid.UUID, burst:
     async def worker() -> None:
         while not queue.empty():
             n = queue.get_nowait()
-            body = referral_body(case, to, n)
+            body = referral_body(
+                case, to, ["identity", "family"], problem=f"Направление {n} из серии", urgency="routine"
+            )
             while True:
                 try:
                     response = await centre.post("/api/v1/referrals", body, **{"Idempotency-Key": f"crash-{n:04d}"})
@@ -355,10 +340,11 @@ async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
     )
 
 
-async def timed(wait: Awaitable[object]) -> float:
-    """The seconds `wait` took: the test reports how long each step of the recovery took."""
+async def timed(check: Callable[[], Awaitable[bool]], within: float, what: Callable[[], str]) -> float:
+    """Wait for `check` as tests.polling.eventually does, every POLL_S; return the seconds it took (the test reports
+    how long each step of the recovery took)."""
     started = time.monotonic()
-    await wait
+    await eventually(check, within=within, every=POLL_S, what=what)
     return time.monotonic() - started
 
 
@@ -444,12 +430,7 @@ async def crash(victim: str, cb: Node, burst: Burst, timings: dict[str, float]) 
                 return cb.gateway.replaced(crashed.killed_pid)
 
             timings["web_replaced"] = await timed(
-                eventually(
-                    replaced,
-                    within=START_WITHIN_S,
-                    every=POLL_S,
-                    what=lambda: f"the dead web process was not replaced\n{cb.diagnosis()}",
-                )
+                replaced, START_WITHIN_S, lambda: f"the dead web process was not replaced\n{cb.diagnosis()}"
             )
         case "worker":  # the leader of the sealer, so its lease must change hands too; nobody starts it again
             leader = await sealer_leader(cb.runtime)
@@ -545,12 +526,9 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             return last[0].delivered(scenario.burst)
 
         timings["delivery"] = await timed(
-            eventually(
-                delivered,
-                within=DELIVERY_WITHIN_S,
-                every=POLL_S,
-                what=lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
-            )
+            delivered,
+            DELIVERY_WITHIN_S,
+            lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
         )
 
         # Nothing the bus still holds may be applied later: wait until the inbox consumer has acked everything.
@@ -561,12 +539,7 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             return done
 
         timings["settle"] = await timed(
-            eventually(
-                settled,
-                within=SETTLE_WITHIN_S,
-                every=POLL_S,
-                what=lambda: f"inbox consumer not settled: {settle_state[0]}\n{cb.diagnosis()}",
-            )
+            settled, SETTLE_WITHIN_S, lambda: f"inbox consumer not settled: {settle_state[0]}\n{cb.diagnosis()}"
         )
         sealing = [""]
 
@@ -575,21 +548,11 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             return done
 
         timings["sealed"] = await timed(
-            eventually(
-                sealed,
-                within=SETTLE_WITHIN_S,
-                every=POLL_S,
-                what=lambda: f"audit events left unsealed: {sealing[0]}\n{cb.diagnosis()}",
-            )
+            sealed, SETTLE_WITHIN_S, lambda: f"audit events left unsealed: {sealing[0]}\n{cb.diagnosis()}"
         )
         # Every process is back in service by itself: bus reconnected, a sealer leading, every Worker up.
         timings["ready"] = await timed(
-            eventually(
-                lambda: ready(gateway),
-                within=START_WITHIN_S,
-                every=POLL_S,
-                what=lambda: f"the node is not ready\n{cb.diagnosis()}",
-            )
+            lambda: ready(gateway), START_WITHIN_S, lambda: f"the node is not ready\n{cb.diagnosis()}"
         )
         if victim == "worker":
             assert await sealer_leader(runtime) in [worker.pid for worker in crashed.survivors]
