@@ -170,7 +170,9 @@ class Gateway(Child):
                         return True
                 return False
 
-            await eventually(serving, within=START_WITHIN_S, what=lambda: f"the gateway to be ready\n{self.log_tail()}")
+            await eventually(
+                serving, within=START_WITHIN_S, every=0.1, what=lambda: f"the gateway to be ready\n{self.log_tail()}"
+            )
 
     def _all_web_processes_up(self) -> bool:
         return self.web_processes == 1 or len(self.web_pids()) == self.web_processes
