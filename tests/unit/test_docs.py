@@ -42,6 +42,12 @@ def test_configuration_page_is_what_the_settings_generate() -> None:
     )
 
 
+@pytest.mark.parametrize(("page", "most_bytes"), [("README.md", 10_000), ("docs/architecture.md", 15_000)])
+def test_the_entry_pages_stay_short_enough_to_read(page: str, most_bytes: int) -> None:
+    """The README and the architecture map point to the focused pages; they do not grow back into manuals."""
+    assert len((ROOT / page).read_bytes()) <= most_bytes
+
+
 def test_settings_docs_leave_defaults_to_the_code() -> None:
     """Each default is written once, in the call that reads the variable; a field doc that restates it drifts."""
     restated = [
