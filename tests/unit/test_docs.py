@@ -12,7 +12,7 @@ from gateway import settings_doc
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
-_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _CODE = re.compile(r"`([^`\n]+)`")
 # A backticked name is taken for a repository path when it starts with a top-level folder or names a top-level file.
 _TOP = r"(?:audit|tenants|exchange|gateway|tests|docs|deploy|\.ci)"
@@ -77,7 +77,9 @@ def _targets(page: Path) -> list[tuple[str, Path]]:
     """(as written, resolved) for every link and backticked repository path of one page."""
     text = _prose(page.read_text(encoding="utf-8"))
     found = []
-    for target in _LINK.findall(text):
+    for label, target in _LINK.findall(text):
+        if _REPO_PATH.match(label):  # a link that reads as a path must name one, whatever it points to
+            found.append((label, (ROOT / label).resolve()))
         if _EXTERNAL.match(target):
             continue
         path = target.split("#", 1)[0]
@@ -115,7 +117,7 @@ def _anchors(page: Path) -> set[str]:
 def test_every_link_to_a_page_section_finds_its_heading(page: Path) -> None:
     text = _prose(page.read_text(encoding="utf-8"))
     broken = []
-    for target in _LINK.findall(text):
+    for _, target in _LINK.findall(text):
         path, sep, anchor = target.partition("#")
         if not sep or _EXTERNAL.match(path) or not (path == "" or path.endswith(".md")):
             continue
