@@ -124,10 +124,10 @@ def test_every_link_to_a_page_section_finds_its_heading(page: Path) -> None:
         linked = (page.parent / path).resolve() if path else page
         if linked.is_file() and anchor not in _anchors(linked):
             broken.append(target)
-    assert broken == [], f"{page.relative_to(ROOT)} links to sections that are not there"
+    assert broken == [], f"{page.relative_to(ROOT)} links to sections that are not there: {', '.join(broken)}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_path_a_doc_names_is_in_the_repository(page: Path) -> None:
     missing = [written for written, path in _targets(page) if not (path.is_relative_to(ROOT) and path.exists())]
-    assert missing == [], f"{page.relative_to(ROOT)} names paths that are not in the repository"
+    assert missing == [], f"{page.relative_to(ROOT)} names paths not in the repository: {', '.join(missing)}"
