@@ -4,6 +4,7 @@ with two partners, from which the directory's figures and the reports are comput
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from tenants.models import Role, TenantKind
 from tests.conftest import TravelClock
 from tests.integration.helpers.agencies import Agency, agency_clients, open_case, referral_body, status_is
 from tests.polling import eventually
+
+TOLERANCE = 0.01  # the least tolerance, in hours or days (see Network.tolerance)
 
 OPEKA_PROFILE: dict[str, Any] = {
     "contacts": {"phone": "+7 812 111-11-11", "email": "opeka@example.org"},
@@ -52,6 +55,15 @@ class Network:
     opeka_admin: Agency
     sent: dict[str, str]  # scenario name -> referral id
     started: dt.datetime
+    real_started: float  # time.monotonic() when the first step began
+
+    def tolerance(self) -> float:
+        """How far a figure may be off, in hours or days: the real time the steps took, on top of the travelled time.
+
+        Every duration the figures are made of lies between the first step and now, so its real part is at most the
+        real time since the network was built (a few seconds, more on a loaded machine).
+        """
+        return max(TOLERANCE, (time.monotonic() - self.real_started) / 3600)
 
 
 async def move(agency: Agency, referral_id: str, body: dict[str, Any], sender: Agency) -> None:
@@ -89,7 +101,7 @@ async def referral_network(api: httpx.AsyncClient, runtime: Runtime, clock: Trav
     published = await opeka_admin.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=opeka_admin.headers)
     assert published.status_code == 200, published.text
 
-    start = clock.now()
+    start, real_started = clock.now(), time.monotonic()
     deadlines = {
         "respond_by": (start + dt.timedelta(days=3)).isoformat(),
         "complete_by": (start + dt.timedelta(days=10)).isoformat(),
@@ -133,4 +145,4 @@ async def referral_network(api: httpx.AsyncClient, runtime: Runtime, clock: Trav
     clock.advance(dt.timedelta(days=4))  # S+12d
     partly = {"to": "completed", "outcome": {"result": "partially_resolved", "note": "Частично"}}
     await move(opeka, sent["housing"], partly, centre)
-    return Network(centre, opeka, kdn, opeka_admin, sent, start)
+    return Network(centre, opeka, kdn, opeka_admin, sent, start, real_started)
