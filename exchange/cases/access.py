@@ -7,7 +7,9 @@ import uuid
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exchange.models import Case, Consent, Document, Plan, Referral, Side, Subject
+from exchange.cases.models import Case, Consent, Document, Subject
+from exchange.plans.models import Plan
+from exchange.referrals.models import Referral, Side
 from tenants.errors import Forbidden, NotFound
 from tenants.models import Role
 from tenants.principal import Principal

@@ -16,12 +16,13 @@ from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
+from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.cases.uploads import checked_media_type
 from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
-from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
+from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
 from tenants.errors import InvalidInput, NotFound

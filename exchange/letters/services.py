@@ -17,10 +17,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Document
 from exchange.cases.policy import LegalBasis, StatutoryBasis
 from exchange.cases.services import _sealed_document
 from exchange.deps import ExchangeDeps
+from exchange.letters.models import Letter
 from exchange.letters.numbering import next_registration_number
 from exchange.letters.render import (
     LANGUAGES,
@@ -32,9 +34,9 @@ from exchange.letters.render import (
     content_from_json,
     content_to_json,
 )
+from exchange.letters.schemas import LetterOut
 from exchange.letters.signing import LetterBinding, LetterCheck, Verification, sign_letter, verify_letter
-from exchange.models import Document, Letter, Referral, sealed_context
-from exchange.schemas import LetterOut
+from exchange.referrals.models import Referral
 from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
 from exchange.transport.outbox import enqueue
 from tenants.models import ApiClient, KeyUse, Role, Tenant, User

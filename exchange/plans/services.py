@@ -20,22 +20,15 @@ from uuid_utils.compat import uuid7
 from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_plan
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.cases.services import decode_cursor, encode_cursor
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
-from exchange.models import Plan, PlanTask, Referral, ReferralKind, Side, TimelineEntry, sealed_context
+from exchange.plans.models import Plan, PlanTask
+from exchange.plans.schemas import PlanIn, PlanOut, PlanSummary, PlanTaskIn, PlanTaskOut
+from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
+from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
 from exchange.referrals.services import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
-from exchange.schemas import (
-    PlanIn,
-    PlanOut,
-    PlanSummary,
-    PlanTaskIn,
-    PlanTaskOut,
-    ReferralIn,
-    StatutoryBasisIn,
-    TimelineOut,
-)
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
 from tenants.principal import Principal

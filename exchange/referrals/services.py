@@ -15,8 +15,10 @@ from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_referral, access_subjects
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
+from exchange.cases.schemas import SubjectOut
 from exchange.cases.services import (
     SUBJECT_FIELDS,
     active_recipient,
@@ -29,13 +31,12 @@ from exchange.cases.services import (
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
-from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
-from exchange.schemas import (
+from exchange.referrals.models import Referral, Side, TimelineEntry
+from exchange.referrals.schemas import (
     ReferralIn,
     ReferralOut,
     ReferralSummary,
     StatutoryBasisIn,
-    SubjectOut,
     TimelineOut,
     TransitionIn,
 )

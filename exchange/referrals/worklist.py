@@ -14,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_referral
+from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
+from exchange.cases.schemas import ConsentOut
 from exchange.cases.services import active_recipient, consent_policy_view, consent_view
 from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Referral, Side, Subject
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.schemas import ReferralSummary
 from exchange.referrals.services import is_overdue, referral_pseudonyms, sender_kind
 from exchange.reports.statistics import partner_figures
-from exchange.schemas import ConsentOut, ReferralSummary
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Role, User

@@ -25,9 +25,10 @@ from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
 from audit.services import AccessScope
+from exchange.cases.models import Consent, Subject
 from exchange.cases.policy import ConsentStatus
 from exchange.deps import ExchangeDeps
-from exchange.models import Consent, Referral, Side, Subject
+from exchange.referrals.models import Referral, Side
 from exchange.referrals.services import TERMINAL
 from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound

@@ -41,7 +41,7 @@ from typing import Any, Final
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exchange.models import Referral, Side, TimelineEntry
+from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.referrals.services import ACCEPTED, CANCELLED, COMPLETED, FAILED, REJECTED, REQUESTED
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.models import Tenant

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.events import Action, Actor, Outcome
+from exchange.cases.datakeys import sealed_context
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import accept_letter, expect_letter, forget_letter
-from exchange.models import OutcomeResult, Referral, ReferralKind, Side, sealed_context
 from exchange.plans.services import settle_plan_of
+from exchange.referrals.models import OutcomeResult, Referral, ReferralKind, Side
 from exchange.referrals.services import (
     ALL_STATUSES,
     RECEIVED,

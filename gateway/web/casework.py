@@ -14,14 +14,16 @@ from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
 from exchange.cases import services as cases
+from exchange.cases.models import SubjectRole
 from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
+from exchange.cases.schemas import CaseIn, ConsentIn, Evidence
 from exchange.cases.services import encode_cursor
 from exchange.errors import ConsentRequired
-from exchange.models import ReferralKind, SubjectRole, Urgency
 from exchange.plans import reminders
 from exchange.referrals import worklist
+from exchange.referrals.models import ReferralKind, Urgency
+from exchange.referrals.schemas import ReferralIn
 from exchange.referrals.services import list_referrals, send_referral
-from exchange.schemas import CaseIn, ConsentIn, Evidence, ReferralIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.pages import (

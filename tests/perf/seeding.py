@@ -26,7 +26,7 @@ import asyncpg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
-from exchange.models import Referral
+from exchange.referrals.models import Referral
 from exchange.referrals.services import ACCEPTED, COMPLETED, IN_PROGRESS, ON_HOLD, RECEIVED, REJECTED
 from tests.perf.processes import BenchError
 from tests.pg import HOST, SUPERUSER, ThrowawayPostgres

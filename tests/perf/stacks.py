@@ -27,7 +27,8 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
-from exchange.models import Letter, Referral, Side
+from exchange.letters.models import Letter
+from exchange.referrals.models import Referral, Side
 from exchange.referrals.services import RECEIVED
 from exchange.transport.models import InboxEnvelope
 from gateway.app import build_runtime

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from exchange.models import Referral, Side
+from exchange.referrals.models import Referral, Side
 from exchange.referrals.services import ALL_STATUSES, SYSTEM, TERMINAL, allowed, is_overdue
 
 SIDES = (Side.SENDER, Side.RECIPIENT, SYSTEM)
