@@ -23,7 +23,7 @@ from exchange.plans.mail import Mailer, MailError
 from exchange.plans.models import ReminderSent
 from exchange.plans.schemas import ReminderOut
 from exchange.referrals.models import Referral, ReferralKind, Side
-from exchange.referrals.services import AWAITING_ANSWER, IN_HAND
+from exchange.referrals.status import AWAITING_ANSWER, IN_HAND
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.persistence import platform_session

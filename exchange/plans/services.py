@@ -28,7 +28,8 @@ from exchange.plans.models import Plan, PlanTask
 from exchange.plans.schemas import PlanIn, PlanOut, PlanSummary, PlanTaskIn, PlanTaskOut
 from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
 from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
-from exchange.referrals.services import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
+from exchange.referrals.services import is_overdue, referral_view, send_referral
+from exchange.referrals.status import TERMINAL, Status
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
 from tenants.principal import Principal
@@ -417,7 +418,7 @@ async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit
 
 
 def _reason(status: str, timeline: Sequence[TimelineOut]) -> str | None:
-    if status not in (REJECTED, FAILED, CANCELLED):
+    if status not in (Status.REJECTED, Status.FAILED, Status.CANCELLED):
         return None
     return next((t.note for t in reversed(timeline) if t.status == status and t.note), None)
 

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
@@ -40,6 +40,7 @@ from exchange.referrals.schemas import (
     TimelineOut,
     TransitionIn,
 )
+from exchange.referrals.status import AWAITING_ANSWER, IN_HAND, Status, allowed
 from exchange.transport.bodies import (
     AccessReceipt,
     LegalBasisBody,
@@ -51,52 +52,6 @@ from exchange.transport.outbox import enqueue
 from tenants.access import access_own_tenant
 from tenants.errors import InvalidInput
 from tenants.principal import Principal
-
-# FHIR Task codes as used by closed-loop referrals (HL7 Gravity SDOH).
-DRAFT, REQUESTED, RECEIVED = "draft", "requested", "received"
-ACCEPTED, REJECTED, IN_PROGRESS, ON_HOLD = "accepted", "rejected", "in-progress", "on-hold"
-COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-TERMINAL: Final = frozenset({REJECTED, COMPLETED, FAILED, CANCELLED})
-SYSTEM: Final = "system"
-
-# Who may move a referral from one status to another: the whole status machine in one table.
-TRANSITIONS: Final[Mapping[tuple[str, str], str]] = {
-    (DRAFT, REQUESTED): Side.SENDER,
-    (REQUESTED, RECEIVED): SYSTEM,  # set when the recipient's node has applied the envelope
-    (RECEIVED, ACCEPTED): Side.RECIPIENT,
-    (RECEIVED, REJECTED): Side.RECIPIENT,
-    (ACCEPTED, IN_PROGRESS): Side.RECIPIENT,
-    (ACCEPTED, ON_HOLD): Side.RECIPIENT,
-    (ACCEPTED, COMPLETED): Side.RECIPIENT,
-    (ACCEPTED, FAILED): Side.RECIPIENT,
-    (IN_PROGRESS, ON_HOLD): Side.RECIPIENT,
-    (IN_PROGRESS, COMPLETED): Side.RECIPIENT,
-    (IN_PROGRESS, FAILED): Side.RECIPIENT,
-    (ON_HOLD, IN_PROGRESS): Side.RECIPIENT,
-    (ON_HOLD, COMPLETED): Side.RECIPIENT,
-    (ON_HOLD, FAILED): Side.RECIPIENT,
-    **{(status, CANCELLED): Side.SENDER for status in (DRAFT, REQUESTED, RECEIVED, ACCEPTED, IN_PROGRESS, ON_HOLD)},
-}
-ALL_STATUSES: Final = (
-    DRAFT,
-    REQUESTED,
-    RECEIVED,
-    ACCEPTED,
-    REJECTED,
-    IN_PROGRESS,
-    ON_HOLD,
-    COMPLETED,
-    FAILED,
-    CANCELLED,
-)
-
-
-def allowed(current: str, target: str, side: str) -> bool:
-    return TRANSITIONS.get((current, target)) == side
-
-
-AWAITING_ANSWER: Final = (DRAFT, REQUESTED, RECEIVED)
-IN_HAND: Final = (ACCEPTED, IN_PROGRESS, ON_HOLD)
 
 
 def is_overdue(referral: Referral, now: dt.datetime) -> bool:
@@ -221,7 +176,7 @@ async def send_referral(
         request_hash=request_hash(data),
         consent_ids=sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids}),
     )
-    await add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
+    await add_timeline(session, referral, Status.REQUESTED, now, principal.tenant_id, None, None)
     # Numbered here, laid out and sent on by the letter worker after this transaction commits.
     letter = await register_letter(
         session,
@@ -368,7 +323,7 @@ async def new_copy(
         tenant_id=tenant_id,
         exchange_id=exchange_id,
         side=side.value,
-        status=RECEIVED if side is Side.RECIPIENT else REQUESTED,
+        status=Status.RECEIVED if side is Side.RECIPIENT else Status.REQUESTED,
         legal_basis=basis_type,
         statutory_reference=reference,
         kek_kid=wrapped.kek_kid,
@@ -430,9 +385,10 @@ async def transition_referral(
     current = referral.status
     if not allowed(current, data.to, side):
         raise TransitionNotAllowed(f"The {side.value} cannot move this referral from '{current}' to '{data.to}'.")
-    if data.to == COMPLETED and data.outcome is None:
+    target = Status(data.to)
+    if target is Status.COMPLETED and data.outcome is None:
         raise InvalidInput("Completing a referral needs an outcome (result and note).")
-    if data.to == REJECTED and not (data.reason or "").strip():
+    if target is Status.REJECTED and not (data.reason or "").strip():
         raise InvalidInput("Declining a referral needs a reason.")
     now = deps.clock.now()
     note = data.outcome.note if data.outcome else data.reason
@@ -486,7 +442,7 @@ async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Ref
         basis["reference"] = referral.statutory_reference
     outcome = None
     if referral.outcome_result:
-        outcome_note = next((t.note for t in reversed(timeline) if t.status == COMPLETED and t.note), "")
+        outcome_note = next((t.note for t in reversed(timeline) if t.status == Status.COMPLETED and t.note), "")
         outcome = {"result": referral.outcome_result, "note": outcome_note or ""}
     return ReferralOut(
         id=referral.exchange_id,
@@ -588,7 +544,7 @@ async def list_referrals(
         .order_by(Referral.id.desc())
     )
     if status:
-        if status not in ALL_STATUSES:
+        if status not in set(Status):
             raise InvalidInput(f"Unknown status {status!r}.")
         query = query.where(Referral.status == status)
     now = deps.clock.now()

@@ -29,7 +29,7 @@ from exchange.cases.models import Consent, Subject
 from exchange.cases.policy import ConsentStatus
 from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
-from exchange.referrals.services import TERMINAL
+from exchange.referrals.status import TERMINAL
 from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Tenant

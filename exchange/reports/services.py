@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.services import AccessScope
 from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
-from exchange.referrals.services import COMPLETED, REQUESTED, TERMINAL, is_overdue
+from exchange.referrals.services import is_overdue
+from exchange.referrals.status import TERMINAL, Status
 from exchange.reports.schemas import (
     BoxReport,
     BreakdownRow,
@@ -124,8 +125,8 @@ def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool)
 
 def outcome_of(status: str, result: str | None) -> str:
     """The outcome a report counts: the recorded result of a completed referral, a final status, or still open."""
-    if status == COMPLETED:
-        return result or COMPLETED
+    if status == Status.COMPLETED:
+        return result or Status.COMPLETED
     return status if status in TERMINAL else OPEN
 
 
@@ -246,7 +247,7 @@ async def _tenant_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid
 
 
 def _requested_between(period: Period) -> Any:
-    requested = first_reached(REQUESTED)
+    requested = first_reached(Status.REQUESTED)
     return (requested >= period.start) & (requested < period.end)
 
 

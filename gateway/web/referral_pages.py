@@ -18,7 +18,8 @@ from exchange.referrals import threads as messages
 from exchange.referrals import worklist
 from exchange.referrals.models import Side
 from exchange.referrals.schemas import MessageIn, TransitionIn
-from exchange.referrals.services import TRANSITIONS, list_referrals, read_referral, transition_referral
+from exchange.referrals.services import list_referrals, read_referral, transition_referral
+from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from gateway.web.casework import _tenant_names, _text
 from gateway.web.pages import error_text, page, redirect, render, translator
