@@ -394,12 +394,12 @@ async def store_document(
     media_type = checked_media_type(media_type, content)
     if not name.strip() or len(name) > 255:
         raise InvalidInput("The document needs a file name of at most 255 characters.")
-    document = await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+    document = await new_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
     audit.touched(resource_type="document", resource_id=document.id, size=document.size)
     return document
 
 
-async def _sealed_document(
+async def new_document(
     session: AsyncSession,
     deps: ExchangeDeps,
     tenant_id: uuid.UUID,
@@ -409,6 +409,7 @@ async def _sealed_document(
     *,
     referral_id: uuid.UUID | None = None,
 ) -> Document:
+    """A document of `tenant_id` sealed under a data key of its own: an upload, an attachment received, a letter."""
     document_id = uuid7()
     context = sealed_context("document", document_id)
     key, wrapped = await deps.datakeys.create(session, tenant_id, context)

@@ -16,7 +16,7 @@ from exchange.cases.access import access_document, access_referral
 from exchange.cases.datakeys import sealed_context
 from exchange.cases.models import Consent, Document
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.cases.services import _sealed_document, consent_policy_view, document_contents
+from exchange.cases.services import consent_policy_view, document_contents, new_document
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
 from exchange.referrals.models import Referral, Side, ThreadMessage
@@ -213,7 +213,7 @@ async def apply_message(
         content = base64.b64decode(attachment.content, validate=True)
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ValueError("an attachment does not match its digest")
-        document = await _sealed_document(
+        document = await new_document(
             session, deps, referral.tenant_id, attachment.name, attachment.media_type, content, referral_id=referral.id
         )
         documents.append(document)
