@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import uuid
@@ -27,6 +26,7 @@ from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 # Fields of a subject and the category that releases each to a recipient (API.md, "Data categories").
@@ -164,17 +164,6 @@ async def read_case(
     return view
 
 
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("The cursor is not one this server issued.") from exc
-
-
 async def list_cases(
     session: AsyncSession,
     deps: ExchangeDeps,
@@ -185,19 +174,17 @@ async def list_cases(
     limit: int,
 ) -> tuple[list[CaseSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
-    query = select(Case).where(Case.tenant_id == principal.tenant_id).order_by(Case.id.desc()).limit(limit + 1)
-    if cursor:
-        query = query.where(Case.id < decode_cursor(cursor))
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    query = select(Case).where(Case.tenant_id == principal.tenant_id)
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Case.id, after, newest_first=True), limit)
     items = []
-    for case in page:
+    for case in page.rows:
         contents = await case_contents(session, deps, case)
         items.append(
             CaseSummary(id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at)
         )
-    audit.touched(resource_type="case", cases=[str(c.id) for c in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="case", cases=[str(c.id) for c in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 # -- consents ---------------------------------------------------------------------------------------------------

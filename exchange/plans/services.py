@@ -21,7 +21,6 @@ from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_plan
 from exchange.cases.datakeys import DataKey, sealed_context
-from exchange.cases.services import decode_cursor, encode_cursor
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
 from exchange.plans.models import Plan, PlanTask
@@ -32,6 +31,7 @@ from exchange.referrals.services import is_overdue, referral_view, send_referral
 from exchange.referrals.status import TERMINAL, Status
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 OPEN, CLOSED = "open", "closed"
@@ -437,11 +437,9 @@ async def list_plans(
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
     if status not in (None, OPEN, CLOSED):
         raise InvalidInput("status is 'open' or 'closed'.")
-    query = select(Plan).where(Plan.tenant_id == principal.tenant_id).order_by(Plan.id.desc())
+    query = select(Plan).where(Plan.tenant_id == principal.tenant_id)
     if case_id is not None:
         query = query.where(Plan.case_id == case_id)
-    if cursor:
-        query = query.where(Plan.id < decode_cursor(cursor))
     if status is not None:
         # Filter on the status the plan has once settled, so a plan whose last task just finished is listed as
         # closed; only the plans on the page returned are then settled in storage.
@@ -449,12 +447,12 @@ async def list_plans(
         query = query.where(
             or_(Plan.status == CLOSED, settles) if status == CLOSED else and_(Plan.status == OPEN, not_(settles))
         )
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Plan.id, after, newest_first=True), limit)
     now = deps.clock.now()
     items = []
     subjects: set[str] = set()
-    for plan in page:
+    for plan in page.rows:
         tasks = await task_rows(session, plan)
         await settle(session, deps, plan, tasks)
         subjects.update(
@@ -476,8 +474,8 @@ async def list_plans(
             )
         )
     # The titles name the family: the event names the subjects of every plan listed.
-    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 def _settles_on_read() -> ColumnElement[bool]:

@@ -24,8 +24,6 @@ from exchange.cases.services import (
     active_recipient,
     case_contents,
     consent_policy_view,
-    decode_cursor,
-    encode_cursor,
     subject_fields,
 )
 from exchange.deps import ExchangeDeps
@@ -51,6 +49,7 @@ from exchange.transport.bodies import (
 from exchange.transport.outbox import enqueue
 from tenants.access import access_own_tenant
 from tenants.errors import InvalidInput
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 
@@ -538,11 +537,7 @@ async def list_referrals(
     limit: int,
 ) -> tuple[list[ReferralSummary], str | None]:
     side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
-    query = (
-        select(Referral)
-        .where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
-        .order_by(Referral.id.desc())
-    )
+    query = select(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
     if status:
         if status not in set(Status):
             raise InvalidInput(f"Unknown status {status!r}.")
@@ -554,13 +549,11 @@ async def list_referrals(
             and_(Referral.status.in_(IN_HAND), Referral.complete_by < now),
         )
         query = query.where(late if overdue else not_(late))
-    if cursor:
-        query = query.where(Referral.id < decode_cursor(cursor))
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
-    items = [_summary(r, is_overdue(r, now)) for r in page]
-    audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Referral.id, after, newest_first=True), limit)
+    items = [_summary(r, is_overdue(r, now)) for r in page.rows]
+    audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 def _summary(referral: Referral, late: bool) -> ReferralSummary:

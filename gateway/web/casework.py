@@ -17,7 +17,6 @@ from exchange.cases import services as cases
 from exchange.cases.models import SubjectRole
 from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
 from exchange.cases.schemas import CaseIn, ConsentIn, Evidence
-from exchange.cases.services import encode_cursor
 from exchange.errors import ConsentRequired
 from exchange.plans import reminders
 from exchange.referrals import worklist
@@ -55,6 +54,7 @@ from tenants.calendar import in_calendar
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
+from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
 
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]

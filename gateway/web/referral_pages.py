@@ -12,7 +12,6 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
-from exchange.cases.services import encode_cursor
 from exchange.letters import reading
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
@@ -36,6 +35,7 @@ from gateway.web.paging import (
 )
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
+from tenants.pagination import encode_cursor
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "all")
