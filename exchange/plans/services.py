@@ -19,16 +19,18 @@ from uuid_utils.compat import uuid7
 
 from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_plan
+from exchange.cases.access import access_case
 from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
+from exchange.plans.access import access_plan
 from exchange.plans.models import Plan, PlanTask
 from exchange.plans.schemas import PlanIn, PlanOut, PlanSummary, PlanTaskIn, PlanTaskOut
 from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
 from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
 from exchange.referrals.services import is_overdue, referral_view, send_referral
 from exchange.referrals.status import TERMINAL, Status
+from tenants.access import access_tenant
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
@@ -52,8 +54,8 @@ def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
 
 async def _require_issuer(session: AsyncSession, principal: Principal) -> None:
     """Issuing, extending and closing a plan are one authority: whoever may not issue plans may not change them."""
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
-    if tenant is None or not may_issue_plans(principal, tenant.kind):
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
+    if not may_issue_plans(principal, tenant.kind):
         raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
 
 

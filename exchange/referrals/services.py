@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_referral, access_subjects
+from exchange.cases.access import access_case, access_subjects
 from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.cases.models import Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
@@ -29,6 +29,7 @@ from exchange.cases.services import (
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
+from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.referrals.schemas import (
     ReferralIn,
@@ -47,7 +48,7 @@ from exchange.transport.bodies import (
     ReferralStatus,
 )
 from exchange.transport.outbox import enqueue
-from tenants.access import access_own_tenant
+from tenants.access import access_tenant
 from tenants.errors import InvalidInput
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
@@ -71,7 +72,7 @@ def request_hash(data: ReferralIn) -> str:
 
 async def sender_kind(session: AsyncSession, principal: Principal) -> str:
     """The acting agency's kind: some statutory provisions empower only certain kinds of sender."""
-    return (await access_own_tenant(session, principal, for_write=False)).kind
+    return (await access_tenant(session, principal, principal.tenant_id, for_write=False)).kind
 
 
 async def send_referral(
@@ -110,7 +111,7 @@ async def send_referral(
     pseudonyms = deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects])
     audit.touched(subjects=pseudonyms)
     recipient = await active_recipient(session, data.to_tenant_id)
-    sender = await access_own_tenant(session, principal, for_write=False)
+    sender = await access_tenant(session, principal, principal.tenant_id, for_write=False)
     if recipient.id == principal.tenant_id:
         raise InvalidInput("A referral goes to another agency, not to one's own.")
     if data.service is not None:

@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.cases.access import access_document, access_referral
+from exchange.cases.access import access_document
 from exchange.cases.datakeys import sealed_context
 from exchange.cases.models import Consent, Document
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
 from exchange.cases.services import consent_policy_view, document_contents, new_document
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
+from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side, ThreadMessage
 from exchange.referrals.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.referrals.services import referral_key, referral_pseudonyms, report_access

@@ -13,12 +13,13 @@ from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_referral
+from exchange.cases.access import access_case
 from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
 from exchange.cases.schemas import ConsentOut
 from exchange.cases.services import active_recipient, consent_policy_view, consent_view
 from exchange.deps import ExchangeDeps
+from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.schemas import ReferralSummary
 from exchange.referrals.services import is_overdue, referral_pseudonyms, sender_kind

@@ -19,17 +19,19 @@ from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit import anomalies
+from audit.access import access_event
 from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
 from audit.services import AccessScope
-from exchange.cases.models import Consent, Subject
+from exchange.cases.access import access_subject
+from exchange.cases.models import Consent
 from exchange.cases.policy import ConsentStatus
 from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.status import TERMINAL
 from tenants.calendar import check_calendar
-from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.errors import Conflict, InvalidInput
 from tenants.models import Tenant
 from tenants.pagination import (
     Page,
@@ -152,11 +154,7 @@ async def subject_report(
     """
     check_limit(limit, MAX_REPORT_PAGE)
     audit.touched(resource_type="subject", format=str(report_format))
-    owned = await session.scalar(
-        select(Subject.id).where(Subject.id == subject_id, Subject.tenant_id == principal.tenant_id)
-    )
-    if owned is None:
-        raise NotFound("No such subject in this organisation's cases.")
+    await access_subject(session, principal, subject_id, for_write=False)
     (pseudonym,) = deps.audit.pseudonyms(principal.tenant_id, [subject_id])
     audit.touched(subjects=[pseudonym])
     query = (
@@ -263,12 +261,8 @@ async def mark_reviewed(
 ) -> ReviewOut:
     # The note stays out of the trail: a reviewer may write a name in it. The event names only what was reviewed.
     audit.touched(resource_type="audit_event", resource_id=event_id)
-    canonical = await session.scalar(
-        select(AuditEvent.canonical).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
-    )
-    if canonical is None:
-        raise NotFound("No such event in this organisation's audit trail.")
-    if not review_reasons(json.loads(canonical)):
+    event = await access_event(session, principal, event_id, for_write=True)
+    if not review_reasons(json.loads(event.canonical)):
         raise Conflict("This event is not in the review queue: only statutory shares and break-glass uses are.")
     if await session.scalar(select(ReviewMark.id).where(ReviewMark.event_id == event_id)) is not None:
         raise Conflict("This event has already been reviewed.")
@@ -426,13 +420,3 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-async def access_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> AuditEvent:
-    """An event of the caller's own trail; any other id answers as missing."""
-    event = await session.scalar(
-        select(AuditEvent).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
-    )
-    if event is None:
-        raise NotFound("No such audit event.")
-    return event

@@ -143,13 +143,13 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
 
 
 def _side_roles(side: Side) -> tuple[str, ...]:
-    from exchange.cases.access import REFERRAL_ACTORS
+    from exchange.referrals.access import REFERRAL_ACTORS
 
     return tuple(REFERRAL_ACTORS[side])
 
 
 async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
-    from exchange.cases.access import access_referral
+    from exchange.referrals.access import access_referral
 
     return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
 
