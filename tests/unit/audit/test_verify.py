@@ -25,9 +25,9 @@ from audit.verify import (
     SealedEvent,
     UnsealedEvent,
     VerifyResult,
-    _verify_rows,
     check_notes,
     verify_log,
+    verify_rows,
 )
 
 ORIGIN = "casebridge.test/audit"
@@ -334,7 +334,7 @@ def _full_analysis(
     events: list[SealedEvent], notes: list[str], unsealed: tuple[UnsealedEvent, ...] = ()
 ) -> VerifyResult:
     signed = check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()])
-    return _verify_rows(events, signed, unsealed)
+    return verify_rows(events, signed, unsealed)
 
 
 @pytest.mark.parametrize(
