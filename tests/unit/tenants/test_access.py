@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from tenants.access import RowAccess, written_by
 from tenants.errors import Forbidden, NotFound
 from tenants.models import Role
 from tenants.principal import ActorKind, Principal
+from tests.unit.tenants.tables import Note
 
 REPO = Path(__file__).resolve().parents[3]
 ACCESS_MODULES = sorted(p for package in ("tenants", "audit", "exchange") for p in (REPO / package).rglob("access.py"))
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class Note(_Base):
-    __tablename__ = "note"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column()
-    text: Mapped[str] = mapped_column(String(16))
 
 
 access_note = RowAccess(
@@ -48,16 +34,6 @@ def _principal(tenant_id: uuid.UUID, *roles: Role) -> Principal:
     return Principal(
         tenant_id=tenant_id, actor_kind=ActorKind.USER, actor_id=uuid7(), roles=frozenset(roles), scopes=frozenset()
     )
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[AsyncSession]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as connection:
-        await connection.run_sync(_Base.metadata.create_all)
-    async with async_sessionmaker(engine)() as session:
-        yield session
-    await engine.dispose()
 
 
 async def test_a_foreign_id_answers_exactly_as_a_missing_one(session: AsyncSession) -> None:

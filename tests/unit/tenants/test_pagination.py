@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import DateTime, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from tenants.errors import InvalidInput
@@ -28,19 +26,9 @@ from tenants.pagination import (
     rows_page,
     scalars_page,
 )
+from tests.unit.tenants.tables import Row
 
 AT = dt.datetime(2026, 11, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class Row(_Base):
-    __tablename__ = "row"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 def _b64(raw: bytes) -> str:
@@ -105,16 +93,6 @@ def test_a_limit_outside_the_bounds_is_refused(limit: int, most: int) -> None:
     with pytest.raises(InvalidInput, match=f"limit must be between 1 and {most}."):
         check_limit(limit, most)
     check_limit(most, most)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[AsyncSession]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as connection:
-        await connection.run_sync(_Base.metadata.create_all)
-    async with async_sessionmaker(engine)() as session:
-        yield session
-    await engine.dispose()
 
 
 async def _all_pages(session: AsyncSession, limit: int, *, newest_first: bool) -> list[list[uuid.UUID]]:
