@@ -86,7 +86,9 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
     document = (await api.get("/schema/openapi.json")).json()
     deep = b"[" * 100_000 + b"]" * 100_000
     just_too_deep = json.dumps({"title": "t", "subjects": [{"education": _nested(MAX_JSON_DEPTH)}]}).encode()
-    checked = {"integers": 0, "json": 0}
+    nul_in_text = json.dumps({"title": "t", "subjects": [{"ref": "child\u00001", "full_name": "n"}]}).encode()
+    nul_in_a_name = json.dumps({"title": "t", "subjects": [{"health": {"a\u0000": 1}}]}).encode()
+    checked = {"integers": 0, "json": 0, "strings": 0}
     for method, path, operation in _operations(document):
         headers = callers[role_for_path(path)]
         url = _concrete(path)
@@ -99,9 +101,16 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
                 assert response.status_code == 400, (method, path, parameter["name"], response.text)
                 assert response.json()["errors"][0]["field"] == parameter["name"]
             checked["integers"] += 1
+        strings = [p for p in operation.get("parameters", []) if p["in"] == "query" and _string(p["schema"])]
+        for parameter in strings:
+            # A NUL character in a query (PostgreSQL stores no text with one): refused before any handler runs.
+            response = await api.request(method, f"{url}?{parameter['name']}=a%00b", headers=headers)
+            assert response.status_code == 400, (method, path, parameter["name"], response.text)
+            assert response.json()["type"] == "/problems/bad-request"
+            checked["strings"] += 1
         if "application/json" not in operation.get("requestBody", {}).get("content", {}):
             continue
-        for body in (deep, just_too_deep):
+        for body in (deep, just_too_deep, nul_in_text, nul_in_a_name):
             response = await api.request(
                 method, url, content=body, headers={**headers, "Content-Type": "application/json"}
             )
@@ -118,6 +127,14 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
         checked["json"] += 1
     assert checked["integers"] >= 7, checked
     assert checked["json"] >= 10, checked
+    assert checked["strings"] >= 5, checked
+    # A literal backslash followed by "u0000" is ordinary text.
+    literal = await api.post(
+        "/api/v1/cases",
+        json={"title": "t \\u0000", "subjects": [{"ref": "c", "full_name": "n", "role": "child"}]},
+        headers=centre.headers,
+    )
+    assert literal.status_code == 201, literal.text
     # A JSON type with a suffix (RFC 6839) is still JSON, and a body as deep as allowed is read.
     nested = await api.post(
         "/api/v1/cases",
@@ -130,6 +147,10 @@ async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_ever
         headers={**centre.headers, "Content-Type": "application/merge-patch+json; charset=utf-8"},
     )
     assert nested.status_code == 201, nested.text
+
+
+def _string(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" or any(s.get("type") == "string" for s in schema.get("oneOf", []))
 
 
 def _nested(depth: int) -> Any:
@@ -234,6 +255,16 @@ async def test_a_consent_form_with_a_disguised_scan_is_refused_in_words(
         files={"evidence": ("consent.pdf", PNG, "application/pdf")},
     )
     page = ok(await api.get(response.headers["location"]))
+    for fields in ({"given_by_name": "Иванова\x00Ольга"}, {"relation": "self\x00"}):
+        # A NUL character in a text field, beside a file or in a plain form: refused, nothing stored.
+        refused = await form(
+            api,
+            f"/cases/{case['id']}/consents/new",
+            {"subject_id": case["subjects"][1]["id"], "purposes": "social_support", **fields},
+            **({"files": {"evidence": ("consent.pdf", PDF, "application/pdf")}} if "relation" in fields else {}),
+        )
+        assert refused.status_code == 400, refused.text[:500]
+        assert "Traceback" not in refused.text
     assert "Содержимое файла не соответствует его типу" in page
     async with platform_session(runtime.sessions) as session:
         assert int(await session.scalar(select(func.count()).select_from(Consent)) or 0) == consents
