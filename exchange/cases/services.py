@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import uuid
@@ -16,16 +15,18 @@ from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
+from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.cases.uploads import checked_media_type
 from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
-from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
+from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 # Fields of a subject and the category that releases each to a recipient (API.md, "Data categories").
@@ -163,17 +164,6 @@ async def read_case(
     return view
 
 
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("The cursor is not one this server issued.") from exc
-
-
 async def list_cases(
     session: AsyncSession,
     deps: ExchangeDeps,
@@ -184,19 +174,17 @@ async def list_cases(
     limit: int,
 ) -> tuple[list[CaseSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
-    query = select(Case).where(Case.tenant_id == principal.tenant_id).order_by(Case.id.desc()).limit(limit + 1)
-    if cursor:
-        query = query.where(Case.id < decode_cursor(cursor))
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    query = select(Case).where(Case.tenant_id == principal.tenant_id)
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Case.id, after, newest_first=True), limit)
     items = []
-    for case in page:
+    for case in page.rows:
         contents = await case_contents(session, deps, case)
         items.append(
             CaseSummary(id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at)
         )
-    audit.touched(resource_type="case", cases=[str(c.id) for c in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="case", cases=[str(c.id) for c in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 # -- consents ---------------------------------------------------------------------------------------------------
@@ -393,12 +381,12 @@ async def store_document(
     media_type = checked_media_type(media_type, content)
     if not name.strip() or len(name) > 255:
         raise InvalidInput("The document needs a file name of at most 255 characters.")
-    document = await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+    document = await new_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
     audit.touched(resource_type="document", resource_id=document.id, size=document.size)
     return document
 
 
-async def _sealed_document(
+async def new_document(
     session: AsyncSession,
     deps: ExchangeDeps,
     tenant_id: uuid.UUID,
@@ -408,6 +396,7 @@ async def _sealed_document(
     *,
     referral_id: uuid.UUID | None = None,
 ) -> Document:
+    """A document of `tenant_id` sealed under a data key of its own: an upload, an attachment received, a letter."""
     document_id = uuid7()
     context = sealed_context("document", document_id)
     key, wrapped = await deps.datakeys.create(session, tenant_id, context)

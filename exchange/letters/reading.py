@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
-from exchange.cases.access import access_referral
+from exchange.cases.models import Document
 from exchange.cases.services import document_contents
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import PENDING, letter_of
-from exchange.models import Document
+from exchange.referrals.access import access_referral
 from exchange.referrals.services import referral_pseudonyms, report_access
 from tenants.errors import Conflict, NotFound
 from tenants.principal import Principal

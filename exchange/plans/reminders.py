@@ -18,10 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.services import AccessScope
-from exchange.models import Case, Referral, ReferralKind, ReminderSent, Side
+from exchange.cases.models import Case
 from exchange.plans.mail import Mailer, MailError
-from exchange.referrals.services import AWAITING_ANSWER, IN_HAND
-from exchange.schemas import ReminderOut
+from exchange.plans.models import ReminderSent
+from exchange.plans.schemas import ReminderOut
+from exchange.referrals.models import Referral, ReferralKind, Side
+from exchange.referrals.status import AWAITING_ANSWER, IN_HAND
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.persistence import platform_session

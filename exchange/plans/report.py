@@ -11,10 +11,10 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
-from exchange.cases.access import access_plan
 from exchange.deps import ExchangeDeps
+from exchange.plans.access import access_plan
+from exchange.plans.schemas import PlanOut, PlanTaskOut
 from exchange.plans.services import CLOSED, issuer_name, plan_view
-from exchange.schemas import PlanOut, PlanTaskOut
 from tenants.errors import Conflict
 from tenants.principal import Principal
 

@@ -19,25 +19,21 @@ from uuid_utils.compat import uuid7
 
 from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_plan
-from exchange.cases.datakeys import DataKey
-from exchange.cases.services import decode_cursor, encode_cursor
+from exchange.cases.access import access_case
+from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
-from exchange.models import Plan, PlanTask, Referral, ReferralKind, Side, TimelineEntry, sealed_context
-from exchange.referrals.services import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
-from exchange.schemas import (
-    PlanIn,
-    PlanOut,
-    PlanSummary,
-    PlanTaskIn,
-    PlanTaskOut,
-    ReferralIn,
-    StatutoryBasisIn,
-    TimelineOut,
-)
+from exchange.plans.access import access_plan
+from exchange.plans.models import Plan, PlanTask
+from exchange.plans.schemas import PlanIn, PlanOut, PlanSummary, PlanTaskIn, PlanTaskOut
+from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
+from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
+from exchange.referrals.services import is_overdue, referral_view, send_referral
+from exchange.referrals.status import TERMINAL, Status
+from tenants.access import access_tenant
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 OPEN, CLOSED = "open", "closed"
@@ -58,8 +54,8 @@ def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
 
 async def _require_issuer(session: AsyncSession, principal: Principal) -> None:
     """Issuing, extending and closing a plan are one authority: whoever may not issue plans may not change them."""
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
-    if tenant is None or not may_issue_plans(principal, tenant.kind):
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
+    if not may_issue_plans(principal, tenant.kind):
         raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
 
 
@@ -424,7 +420,7 @@ async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit
 
 
 def _reason(status: str, timeline: Sequence[TimelineOut]) -> str | None:
-    if status not in (REJECTED, FAILED, CANCELLED):
+    if status not in (Status.REJECTED, Status.FAILED, Status.CANCELLED):
         return None
     return next((t.note for t in reversed(timeline) if t.status == status and t.note), None)
 
@@ -443,11 +439,9 @@ async def list_plans(
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
     if status not in (None, OPEN, CLOSED):
         raise InvalidInput("status is 'open' or 'closed'.")
-    query = select(Plan).where(Plan.tenant_id == principal.tenant_id).order_by(Plan.id.desc())
+    query = select(Plan).where(Plan.tenant_id == principal.tenant_id)
     if case_id is not None:
         query = query.where(Plan.case_id == case_id)
-    if cursor:
-        query = query.where(Plan.id < decode_cursor(cursor))
     if status is not None:
         # Filter on the status the plan has once settled, so a plan whose last task just finished is listed as
         # closed; only the plans on the page returned are then settled in storage.
@@ -455,12 +449,12 @@ async def list_plans(
         query = query.where(
             or_(Plan.status == CLOSED, settles) if status == CLOSED else and_(Plan.status == OPEN, not_(settles))
         )
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Plan.id, after, newest_first=True), limit)
     now = deps.clock.now()
     items = []
     subjects: set[str] = set()
-    for plan in page:
+    for plan in page.rows:
         tasks = await task_rows(session, plan)
         await settle(session, deps, plan, tasks)
         subjects.update(
@@ -482,8 +476,8 @@ async def list_plans(
             )
         )
     # The titles name the family: the event names the subjects of every plan listed.
-    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 def _settles_on_read() -> ColumnElement[bool]:

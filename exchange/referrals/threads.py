@@ -12,14 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from audit.services import AccessScope
-from exchange.cases.access import access_document, access_referral
+from exchange.cases.access import access_document
+from exchange.cases.datakeys import sealed_context
+from exchange.cases.models import Consent, Document
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.cases.services import _sealed_document, consent_policy_view, document_contents
+from exchange.cases.services import consent_policy_view, document_contents, new_document
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
-from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
+from exchange.referrals.access import access_referral
+from exchange.referrals.models import Referral, Side, ThreadMessage
+from exchange.referrals.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.referrals.services import referral_key, referral_pseudonyms, report_access
-from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.transport.bodies import Attachment, ReferralMessage
 from exchange.transport.outbox import enqueue
 from tenants.errors import Forbidden, InvalidInput, NotFound
@@ -211,7 +214,7 @@ async def apply_message(
         content = base64.b64decode(attachment.content, validate=True)
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ValueError("an attachment does not match its digest")
-        document = await _sealed_document(
+        document = await new_document(
             session, deps, referral.tenant_id, attachment.name, attachment.media_type, content, referral_id=referral.id
         )
         documents.append(document)

@@ -13,17 +13,21 @@ from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_referral
+from exchange.cases.access import access_case
+from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
+from exchange.cases.schemas import ConsentOut
 from exchange.cases.services import active_recipient, consent_policy_view, consent_view
 from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Referral, Side, Subject
+from exchange.referrals.access import access_referral
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.schemas import ReferralSummary
 from exchange.referrals.services import is_overdue, referral_pseudonyms, sender_kind
 from exchange.reports.statistics import partner_figures
-from exchange.schemas import ConsentOut, ReferralSummary
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Role, User
+from tenants.pagination import by_id, rows_page, scalars_page
 from tenants.principal import Principal
 from tenants.schemas import DirectoryEntry
 
@@ -55,20 +59,14 @@ async def case_referrals(
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """One page of the referrals sent about one of the caller's cases, newest first; then the next page's row id."""
     case = await access_case(session, principal, case_id, for_write=False)
-    query = (
-        select(Referral)
-        .where(Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER)
-        .order_by(Referral.id.desc())
-        .limit(limit + 1)
+    query = select(Referral).where(
+        Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER
     )
-    if before_id is not None:
-        query = query.where(Referral.id < before_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    page = await scalars_page(session, by_id(query, Referral.id, before_id, newest_first=True), limit)
     now = deps.clock.now()
-    items = [summary_of(r, now) for r in page]
+    items = [summary_of(r, now) for r in page.rows]
     audit.touched(referrals=[str(r.id) for r in items])
-    return items, page[-1].id if len(rows) > limit else None
+    return items, page.last.id if page.last else None
 
 
 async def case_consents(
@@ -86,13 +84,10 @@ async def case_consents(
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
     audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, subjects))
-    query = select(Consent).where(Consent.case_id == case.id).order_by(Consent.id).limit(limit + 1)
-    if after_id is not None:
-        query = query.where(Consent.id > after_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
-    items = [await consent_view(session, deps, c, subjects[c.subject_id]) for c in page]
-    return items, page[-1].id if len(rows) > limit else None
+    query = select(Consent).where(Consent.case_id == case.id)
+    page = await scalars_page(session, by_id(query, Consent.id, after_id, newest_first=False), limit)
+    items = [await consent_view(session, deps, c, subjects[c.subject_id]) for c in page.rows]
+    return items, page.last.id if page.last else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +122,13 @@ async def case_timeline(
         Consent.case_id == case.id, Consent.withdrawn_at.is_not(None)
     )
     events = union_all(recorded, opened, withdrawn).subquery()
-    rows = (
-        await session.execute(
-            select(events.c.what, events.c.at, events.c.subject_id)
-            .order_by(events.c.at, events.c.row_id, events.c.what)
-            .offset(offset)
-            .limit(limit + 1)
-        )
-    ).all()
-    return [CaseEvent(str(what), at, subject_id) for what, at, subject_id in rows[:limit]], len(rows) > limit
+    query = (
+        select(events.c.what, events.c.at, events.c.subject_id)
+        .order_by(events.c.at, events.c.row_id, events.c.what)
+        .offset(offset)
+    )
+    page = await rows_page(session, query, limit)
+    return [CaseEvent(str(what), at, subject_id) for what, at, subject_id in page.rows], page.more
 
 
 async def directory_page(
@@ -175,23 +168,15 @@ async def assigned_to(
     limit: int,
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """Incoming referrals assigned to the caller, newest first; the second value is the next page's row id."""
-    query = (
-        select(Referral)
-        .where(
-            Referral.tenant_id == principal.tenant_id,
-            Referral.side == Side.RECIPIENT,
-            Referral.assignee_id == principal.actor_id,
-        )
-        .order_by(Referral.id.desc())
-        .limit(limit + 1)
+    query = select(Referral).where(
+        Referral.tenant_id == principal.tenant_id,
+        Referral.side == Side.RECIPIENT,
+        Referral.assignee_id == principal.actor_id,
     )
-    if cursor_id is not None:
-        query = query.where(Referral.id < cursor_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    page = await scalars_page(session, by_id(query, Referral.id, cursor_id, newest_first=True), limit)
     now = deps.clock.now()
-    audit.touched(resource_type="referral", box="assigned", referrals=[str(r.exchange_id) for r in page])
-    return [summary_of(r, now) for r in page], page[-1].id if len(rows) > limit else None
+    audit.touched(resource_type="referral", box="assigned", referrals=[str(r.exchange_id) for r in page.rows])
+    return [summary_of(r, now) for r in page.rows], page.last.id if page.last else None
 
 
 async def assign_referral(

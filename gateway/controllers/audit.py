@@ -12,6 +12,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from audit import reports
+from audit.access import access_event
 from audit.anomalies import OffHours, Thresholds
 from audit.checkpoint import merge_signatures
 from audit.events import Action, Outcome
@@ -250,7 +251,7 @@ class TrailController(Controller):
     ) -> dict[str, Any]:
         async with tenant_transaction(request) as session:
             audit_of(request).touched(resource_type="audit_event", resource_id=event_id)
-            await queries.access_event(session, principal=principal_of(request), event_id=event_id)
+            await access_event(session, principal_of(request), event_id, for_write=False)
         # Outside the request's transaction: the sealer reads in a session of its own (SQLite has one connection).
         proof = await runtime_of(request).sealer.inclusion(event_id, size)
         return {

@@ -13,8 +13,17 @@ from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from audit.events import Action
 from exchange.cases import services as cases
+from exchange.cases.schemas import (
+    CaseIn,
+    CaseOut,
+    CasePage,
+    ConsentIn,
+    ConsentOut,
+    ConsentPage,
+    DocumentOut,
+    WithdrawIn,
+)
 from exchange.referrals import threads as messages
-from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from tenants.errors import InvalidInput

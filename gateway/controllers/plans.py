@@ -12,7 +12,7 @@ from audit.events import Action
 from exchange.plans import reminders
 from exchange.plans import report as plan_report
 from exchange.plans import services as plans
-from exchange.schemas import PlanIn, PlanOut, PlanPage, PlanTasksIn, ReminderList
+from exchange.plans.schemas import PlanIn, PlanOut, PlanPage, PlanTasksIn, ReminderList
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from tenants.models import Role, Scope

@@ -13,7 +13,7 @@ from audit.events import Action
 from exchange.letters import reading
 from exchange.referrals import services as referrals
 from exchange.referrals import threads as messages
-from exchange.schemas import (
+from exchange.referrals.schemas import (
     MessageIn,
     MessageOut,
     MessagePage,

@@ -10,7 +10,8 @@ from litestar.params import QueryParameter
 from audit.events import Action
 from exchange.reports import charts
 from exchange.reports import services as reporting
-from exchange.reports.services import BOXES, ReferralReport
+from exchange.reports.schemas import ReferralReport
+from exchange.reports.services import BOXES
 from gateway.auth.guards import needs
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from tenants.calendar import DAY_RANGE, YEARS_PATTERN

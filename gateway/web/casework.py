@@ -14,14 +14,15 @@ from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
 from exchange.cases import services as cases
+from exchange.cases.models import SubjectRole
 from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
-from exchange.cases.services import encode_cursor
+from exchange.cases.schemas import CaseIn, ConsentIn, Evidence
 from exchange.errors import ConsentRequired
-from exchange.models import ReferralKind, SubjectRole, Urgency
 from exchange.plans import reminders
 from exchange.referrals import worklist
+from exchange.referrals.models import ReferralKind, Urgency
+from exchange.referrals.schemas import ReferralIn
 from exchange.referrals.services import list_referrals, send_referral
-from exchange.schemas import CaseIn, ConsentIn, Evidence, ReferralIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.pages import (
@@ -53,6 +54,7 @@ from tenants.calendar import in_calendar
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
+from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
 
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
@@ -67,7 +69,8 @@ def _form_list(form: Any, name: str) -> list[str]:
     return [str(v) for v in form.getall(name, []) if str(v).strip()]
 
 
-def _text(form: Any, name: str) -> str:
+def form_text(form: Any, name: str) -> str:
+    """A form field's text without surrounding blanks; empty when the field is missing or not text."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
 
@@ -118,15 +121,16 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
     form = await request.form()
     subjects = []
     for row in range(SUBJECT_ROWS):
-        name = _text(form, f"subject-{row}-name")
+        name = form_text(form, f"subject-{row}-name")
         if not name:
             continue
         subject: dict[str, Any] = {
-            "ref": _text(form, f"subject-{row}-ref") or f"{_text(form, f'subject-{row}-role') or 'person'} {row + 1}",
+            "ref": form_text(form, f"subject-{row}-ref")
+            or f"{form_text(form, f'subject-{row}-role') or 'person'} {row + 1}",
             "full_name": name,
-            "role": _text(form, f"subject-{row}-role") or "other",
+            "role": form_text(form, f"subject-{row}-role") or "other",
         }
-        if birth := _text(form, f"subject-{row}-birth"):
+        if birth := form_text(form, f"subject-{row}-birth"):
             if _date(birth) is None:
                 return render(
                     request,
@@ -140,10 +144,10 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
             subject["birth_date"] = birth
         subjects.append(subject)
     body = {
-        "title": _text(form, "title"),
+        "title": form_text(form, "title"),
         "subjects": subjects,
-        "summary": _text(form, "summary") or None,
-        "needs": {k: _text(form, f"needs-{k}") for k in ("client", "carers", "community")},
+        "summary": form_text(form, "summary") or None,
+        "needs": {k: form_text(form, f"needs-{k}") for k in ("client", "carers", "community")},
         "key_worker_id": str(principal_of(request).actor_id),
     }
     if not body["title"] or not subjects:
@@ -212,7 +216,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         workers = await worklist.staff_names(
             session, principal=principal, user_ids=[case.key_worker_id] if case.key_worker_id else []
         )
-    partners = await _tenant_names(request, {r.to_tenant_id for r in referrals})
+    partners = await partner_names(request, {r.to_tenant_id for r in referrals})
     pages = {
         "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
         "referrals": (encode_cursor(next_referral) if next_referral else None, request.query_params.get("referrals")),
@@ -233,7 +237,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
     )
 
 
-async def _tenant_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     """Partner agencies' public names from the directory (no tenant data: public profiles)."""
     if not ids:
         return {}
@@ -285,8 +289,8 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
     form = await request.form()
     deps, principal = exchange_deps(request), principal_of(request)
     body: dict[str, Any] = {
-        "subject_id": _text(form, "subject_id"),
-        "given_by": {"name": _text(form, "given_by_name"), "relation": _text(form, "relation")},
+        "subject_id": form_text(form, "subject_id"),
+        "given_by": {"name": form_text(form, "given_by_name"), "relation": form_text(form, "relation")},
         "purposes": _form_list(form, "purposes"),
         "categories": _form_list(form, "categories"),
         "recipients": {"tenants": _form_list(form, "recipient_tenants"), "kinds": _form_list(form, "recipient_kinds")},
@@ -303,12 +307,12 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
                 not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
                 _("Name at least one recipient agency or kind of agency."),
             ),
-            (not _text(form, "valid_until"), _("Enter the date until which the consent is valid.")),
+            (not form_text(form, "valid_until"), _("Enter the date until which the consent is valid.")),
         )
         if failed
     ]
-    valid_until = _end_of_day(_text(form, "valid_until"))
-    if valid_until is None and _text(form, "valid_until"):
+    valid_until = _end_of_day(form_text(form, "valid_until"))
+    if valid_until is None and form_text(form, "valid_until"):
         missing.append(day_error(request, FIELD_LABELS["valid_until"]))
     elif valid_until is not None and valid_until <= runtime_of(request).clock.now():
         missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
@@ -346,8 +350,8 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
 async def withdraw_consent(request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     form = await request.form()
-    reason = _text(form, "reason")
-    case_path = f"/cases/{_text(form, 'case_id')}" if _text(form, "case_id") else "/cases"
+    reason = form_text(form, "reason")
+    case_path = f"/cases/{form_text(form, 'case_id')}" if form_text(form, "case_id") else "/cases"
     if not reason:
         return redirect(request, case_path, error=_("Give the reason for the withdrawal."))
     async with tenant_transaction(request) as session:
@@ -433,7 +437,7 @@ async def _composer(
     now = runtime_of(request).clock.now()
     recipient_name = next((t.name for t in partners if t.id == recipient), None)
     if recipient is not None and recipient_name is None:  # chosen on another page of the directory
-        recipient_name = (await _tenant_names(request, {recipient})).get(recipient)
+        recipient_name = (await partner_names(request, {recipient})).get(recipient)
     # Turning the directory's page keeps the filters and what is already chosen (not the people ticked: all again).
     kept = ("problem_filter", "district", "kind", "to", "purpose", "basis", "reference")
     agency_params = {k: str(chosen[k]) for k in kept if isinstance(chosen.get(k), str) and chosen[k]}
@@ -482,26 +486,26 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
     _ = translator(request)
     form = await request.form()
     basis: dict[str, Any] = {"type": "consent"}
-    if _text(form, "basis") == "statutory":
+    if form_text(form, "basis") == "statutory":
         basis = {
             "type": "statutory",
-            "reference": _text(form, "reference"),
-            "justification": _text(form, "justification"),
+            "reference": form_text(form, "reference"),
+            "justification": form_text(form, "justification"),
         }
     body: dict[str, Any] = {
         "case_id": str(case_id),
-        "to_tenant_id": _text(form, "to"),
-        "kind": _text(form, "kind") or "referral",
-        "purpose": _text(form, "purpose"),
-        "problem": _text(form, "problem"),
-        "requested_service": _text(form, "requested_service"),
-        "urgency": _text(form, "urgency") or "routine",
+        "to_tenant_id": form_text(form, "to"),
+        "kind": form_text(form, "kind") or "referral",
+        "purpose": form_text(form, "purpose"),
+        "problem": form_text(form, "problem"),
+        "requested_service": form_text(form, "requested_service"),
+        "urgency": form_text(form, "urgency") or "routine",
         "subject_ids": _form_list(form, "subjects"),
         "categories": _form_list(form, "categories"),
         "legal_basis": basis,
     }
     chosen = {key: (form.getall(key) if key == "subjects" else form.get(key)) for key in form if key != "_csrf_token"}
-    deadlines = {name: _end_of_day(_text(form, name)) for name in ("respond_by", "complete_by")}
+    deadlines = {name: _end_of_day(form_text(form, name)) for name in ("respond_by", "complete_by")}
     refusal = next((day_error(request, FIELD_LABELS[n]) for n, day in deadlines.items() if day is None), None)
     respond_by, complete_by = deadlines["respond_by"], deadlines["complete_by"]
     # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
@@ -527,7 +531,7 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
                     principal=principal_of(request),
                     audit=audit_of(request),
                     data=data,
-                    idempotency_key=_text(form, "idempotency_key") or None,
+                    idempotency_key=form_text(form, "idempotency_key") or None,
                 )
         except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
             refusal = error_text(request, exc) if isinstance(exc, CasebridgeError) else invalid_form_text(request, exc)
@@ -594,7 +598,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
         by_status.setdefault(item.status, []).append(item)
-    partners = await _tenant_names(
+    partners = await partner_names(
         request, {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in incoming}
     )
     pages = {

@@ -12,15 +12,15 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
-from exchange.cases.services import encode_cursor
 from exchange.letters import reading
-from exchange.models import Side
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
-from exchange.referrals.services import TRANSITIONS, list_referrals, read_referral, transition_referral
-from exchange.schemas import MessageIn, TransitionIn
+from exchange.referrals.models import Side
+from exchange.referrals.schemas import MessageIn, TransitionIn
+from exchange.referrals.services import list_referrals, read_referral, transition_referral
+from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
-from gateway.web.casework import _tenant_names, _text
+from gateway.web.casework import form_text, partner_names
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
     MESSAGES_PER_PAGE,
@@ -35,6 +35,7 @@ from gateway.web.paging import (
 )
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
+from tenants.pagination import encode_cursor
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "all")
@@ -75,7 +76,7 @@ async def inbox(
                 cursor=cursor,
                 limit=REFERRALS_PER_PAGE,
             )
-    partners = await _tenant_names(request, {r.from_tenant_id for r in items})
+    partners = await partner_names(request, {r.from_tenant_id for r in items})
     return render(
         request,
         "inbox.html",
@@ -111,7 +112,7 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
         colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
         assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
-    partners = await _tenant_names(request, {referral.from_tenant_id, referral.to_tenant_id})
+    partners = await partner_names(request, {referral.from_tenant_id, referral.to_tenant_id})
     may_act = principal.has_role(*_side_roles(side))
     actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
     actions = actions if may_act else []
@@ -142,13 +143,13 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
 
 
 def _side_roles(side: Side) -> tuple[str, ...]:
-    from exchange.cases.access import REFERRAL_ACTORS
+    from exchange.referrals.access import REFERRAL_ACTORS
 
     return tuple(REFERRAL_ACTORS[side])
 
 
 async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
-    from exchange.cases.access import access_referral
+    from exchange.referrals.access import access_referral
 
     return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
 
@@ -160,11 +161,11 @@ async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uui
 async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     form = await request.form()
-    body: dict[str, Any] = {"to": _text(form, "to")}
-    if reason := _text(form, "reason"):
+    body: dict[str, Any] = {"to": form_text(form, "to")}
+    if reason := form_text(form, "reason"):
         body["reason"] = reason
-    if result := _text(form, "outcome"):
-        body["outcome"] = {"result": result, "note": _text(form, "note")}
+    if result := form_text(form, "outcome"):
+        body["outcome"] = {"result": result, "note": form_text(form, "note")}
     back = f"/referrals/{referral_id}"
     if body["to"] == "rejected" and not reason:
         return redirect(request, back, error=_("Give the reason for declining."))
@@ -193,7 +194,7 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
     _ = translator(request)
     form = await request.form()
     back = f"/referrals/{referral_id}"
-    body = _text(form, "body")
+    body = form_text(form, "body")
     if not body:
         return redirect(request, back, error=_("Write a message first."))
     try:
@@ -220,7 +221,7 @@ async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
     form = await request.form()
     back = f"/referrals/{referral_id}"
     try:
-        assignee = uuid.UUID(_text(form, "assignee")) if _text(form, "assignee") else None
+        assignee = uuid.UUID(form_text(form, "assignee")) if form_text(form, "assignee") else None
     except ValueError:
         return redirect(request, back, error=_("Choose a colleague from the list."))
     async with tenant_transaction(request) as session:

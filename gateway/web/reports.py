@@ -17,6 +17,7 @@ from markupsafe import Markup
 from audit.events import Action
 from exchange.reports import charts
 from exchange.reports import services as reporting
+from exchange.reports.schemas import ReferralReport
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
 from gateway.web.i18n import N_, language_of
 from gateway.web.pages import day_error, page, render, translator
@@ -124,7 +125,7 @@ async def report_csv(
 
 async def _report(
     request: Request[Any, Any, Any], period: reporting.Period, box: Literal["outgoing", "incoming"]
-) -> reporting.ReferralReport:
+) -> ReferralReport:
     async with tenant_transaction(request) as session:
         return await reporting.referral_report(
             session,

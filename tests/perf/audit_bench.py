@@ -41,8 +41,9 @@ from audit.sealer import Sealer
 from audit.services import AccessScope, AuditLog, RequestContext
 from audit.verify import verify_database
 from exchange.cases import services as cases
+from exchange.cases.models import SubjectRole
+from exchange.cases.schemas import CaseIn, SubjectIn
 from exchange.reports import dpo
-from exchange.schemas import CaseIn, SubjectIn, SubjectRole
 from gateway.app import build_runtime
 from gateway.db import create_engine, ensure_data_dir, upgrade_schema
 from gateway.runtime import Runtime

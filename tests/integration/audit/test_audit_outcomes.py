@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from audit.models import AuditEvent
 from exchange.cases import services as cases
-from exchange.models import Case
+from exchange.cases.models import Case
 from gateway.controllers import referrals as referral_routes
 from gateway.runtime import Runtime
 from gateway.web import casework

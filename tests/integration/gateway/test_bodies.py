@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from exchange.models import Consent, Document
+from exchange.cases.models import Consent, Document
 from gateway.bodies import MAX_JSON_DEPTH
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from exchange.models import Case, Consent, Referral
+from exchange.cases.models import Case, Consent
+from exchange.referrals.models import Referral
 from gateway.runtime import Runtime
 from tenants.calendar import YEARS_PATTERN
 from tenants.models import Role, Tenant, TenantKind

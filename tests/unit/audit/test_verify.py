@@ -22,9 +22,9 @@ from audit.verify import (
     SealedEvent,
     UnsealedEvent,
     VerifyResult,
-    _verify_rows,
     check_notes,
     verify_log,
+    verify_rows,
 )
 from tests.unit.audit.sealed_logs import (
     CHECKPOINT_SIZES,
@@ -299,7 +299,7 @@ def _full_analysis(
     events: list[SealedEvent], notes: list[str], unsealed: tuple[UnsealedEvent, ...] = ()
 ) -> VerifyResult:
     signed = check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()])
-    return _verify_rows(events, signed, unsealed)
+    return verify_rows(events, signed, unsealed)
 
 
 @pytest.mark.parametrize(

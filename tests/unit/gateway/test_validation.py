@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange.schemas import CaseIn, ConsentIn, ReferralIn
+from exchange.cases.schemas import CaseIn, ConsentIn
+from exchange.referrals.schemas import ReferralIn
 from gateway.validation import FieldError, field_error, from_litestar, sentence
 from gateway.web.i18n import gettext_for
 from tenants.schemas import ProfileUpdate

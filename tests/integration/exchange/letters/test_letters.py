@@ -20,11 +20,13 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
+from exchange.cases.models import Document
+from exchange.letters.models import Letter, LetterSequence
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
 from exchange.letters.signing import LetterBinding, pdf_digest, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
-from exchange.models import Document, Letter, LetterSequence, Referral
+from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
 from exchange.transport.jetstream import INBOX_DURABLE
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
-from exchange.models import Plan, Referral
 from exchange.plans import services as plans
+from exchange.plans.models import Plan
+from exchange.referrals.models import Referral
 from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind

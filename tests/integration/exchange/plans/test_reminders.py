@@ -18,9 +18,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from exchange.models import Referral, ReminderSent
 from exchange.plans.mail import SmtpMailer, SmtpServer
+from exchange.plans.models import ReminderSent
 from exchange.plans.reminders import ReminderMail, reminders_for
+from exchange.referrals.models import Referral
 from gateway.app import build_runtime
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime

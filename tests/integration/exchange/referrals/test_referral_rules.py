@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from exchange.models import Referral
+from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.inbox import NotYetApplicable
 from exchange.transport.models import DeadLetter

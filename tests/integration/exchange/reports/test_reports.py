@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEvent
-from exchange.models import Referral
+from exchange.referrals.models import Referral
 from exchange.reports.charts import SVG_NS
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter

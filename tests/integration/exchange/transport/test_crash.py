@@ -40,7 +40,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from audit.models import LEASE_ROW_ID, AuditEvent, AuditSeal, AuditSealerLease
-from exchange.models import Letter, Referral, Side, TimelineEntry
+from exchange.letters.models import Letter
+from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.app import build_runtime

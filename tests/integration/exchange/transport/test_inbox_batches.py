@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from exchange.models import Referral, TimelineEntry
+from exchange.referrals.models import Referral, TimelineEntry
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from exchange.transport.outbox import OutgoingEnvelope

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.events import Action
 from audit.services import AccessScope, RequestContext
 from exchange.cases import services as cases
+from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.referrals import threads as messages
+from exchange.referrals.schemas import MessageIn, ReferralIn
 from exchange.referrals.services import send_referral
-from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn
 from gateway.controllers.context import actor_of
 from gateway.runtime import Runtime
 from gateway.web import casework, paging, referral_pages
