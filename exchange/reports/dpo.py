@@ -24,15 +24,14 @@ from audit import anomalies
 from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
-from audit.services import AccessScope
 from exchange.cases.policy import ConsentStatus
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.models import Consent, Referral, Side, Subject
 from exchange.referrals.services import TERMINAL
 from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Tenant
-from tenants.principal import Principal
 
 MAX_PAGE = 500
 # A subject access report is cut into pages of at most this many rows, each with a cursor to the next.
@@ -70,15 +69,9 @@ class EventFilter:
 
 
 async def search_events(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    criteria: EventFilter,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, criteria: EventFilter, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     _check_page(limit, MAX_PAGE)
     _check_window(criteria.since, criteria.until)
     query = select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical).where(
@@ -129,21 +122,14 @@ def _filter_record(criteria: EventFilter) -> dict[str, str | None]:
 
 
 async def subject_report(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    subject_id: uuid.UUID,
-    report_format: str,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, subject_id: uuid.UUID, report_format: str, cursor: str | None, limit: int
 ) -> SubjectReport:
     """Every access to one of the caller's subjects recorded in its trail, newest first, one page at a time.
 
     Index-driven: the pseudonym index gives the event ids, the primary key the events, so the cost follows the
     subject's own events, not the size of the log.
     """
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     _check_page(limit, MAX_REPORT_PAGE)
     audit.touched(resource_type="subject", format=str(report_format))
     owned = await session.scalar(
@@ -216,10 +202,9 @@ def review_reasons(event: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-async def review_queue(
-    session: AsyncSession, *, principal: Principal, audit: AccessScope, cursor: str | None, limit: int
-) -> tuple[list[ReviewItem], str | None]:
+async def review_queue(ctx: Context, *, cursor: str | None, limit: int) -> tuple[list[ReviewItem], str | None]:
     """Events in the caller's trail that need a DPO's review and have none yet, newest first."""
+    session, principal, audit = ctx.session, ctx.principal, ctx.audit
     _check_page(limit, MAX_PAGE)
     candidates = or_(
         (AuditEvent.action.in_(_SHARE_ACTIONS) & AuditEvent.canonical.contains(_STATUTORY_FRAGMENT, autoescape=True)),
@@ -246,16 +231,8 @@ async def review_queue(
     return items, _next_cursor(rows, limit)
 
 
-async def mark_reviewed(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    event_id: uuid.UUID,
-    note: str | None,
-) -> ReviewOut:
-    # The note stays out of the trail: a reviewer may write a name in it. The event names only what was reviewed.
+async def mark_reviewed(ctx: Context, *, event_id: uuid.UUID, note: str | None) -> ReviewOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="audit_event", resource_id=event_id)
     canonical = await session.scalar(
         select(AuditEvent.canonical).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
@@ -285,16 +262,10 @@ async def mark_reviewed(
 
 
 async def find_anomalies(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    thresholds: anomalies.Thresholds,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
+    ctx: Context, *, thresholds: anomalies.Thresholds, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime, list[anomalies.Flag]]:
     """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours)."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     now = deps.clock.now()
     _check_window(since, until)
     until = until or now
@@ -452,8 +423,9 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def access_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> AuditEvent:
+async def access_event(ctx: Context, *, event_id: uuid.UUID) -> AuditEvent:
     """An event of the caller's own trail; any other id answers as missing."""
+    session, principal = ctx.session, ctx.principal
     event = await session.scalar(
         select(AuditEvent).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
     )
