@@ -12,12 +12,12 @@ CHROMIUM := /usr/bin/chromium
 # `make bench` drives reads and sends with wrk, a C load generator that does not compete with the server as a Python
 # client on the same cores would.
 WRK := /usr/bin/wrk
-# The witnessing test (tests/integration/test_audit_witnessing.py) checks the audit log with an implementation casebridge
+# The witnessing test (tests/integration/audit/test_audit_witnessing.py) checks the audit log with an implementation casebridge
 # did not write, Go's golang.org/x/mod/sumdb/note and tlog, built offline from Debian's packages.
 GO := /usr/bin/go
 GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
-.PHONY: run test lint format messages
+.PHONY: run test lint format messages docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,3 +80,7 @@ bench: $(STAMP) $(WRK)
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
 messages: $(STAMP)
 	$(BIN)/python -m gateway.web.messages
+
+# Write docs/configuration.md from the settings dataclasses in gateway/settings.py (tests/unit/test_docs.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m gateway.settings_doc

@@ -38,7 +38,7 @@ from gateway.auth.guards import GUARDS
 from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bodies import BoundedRequest, StrictBodySchemas, check_media_type
+from gateway.bodies import BoundedRequest, StrictBodySchemas, check_request
 from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
@@ -226,7 +226,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[lifespan],
         request_class=BoundedRequest,
         plugins=[StrictBodySchemas()],
-        before_request=check_media_type,
+        before_request=check_request,
         before_send=[add_request_id],
         state=_state(runtime, csrf),
         exception_handlers=for_browsers(EXCEPTION_HANDLERS),
