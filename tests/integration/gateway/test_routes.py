@@ -13,7 +13,7 @@ from litestar.routes import HTTPRoute
 
 from audit.events import Action
 from gateway.app import OPENAPI_PATH
-from gateway.auth.guards import AUDIT, PUBLIC, ROLES, SCOPE
+from gateway.auth.guards import AUDIT, GUARDS, PUBLIC, ROLES, SCOPE
 from gateway.runtime import Runtime
 from tenants.models import Base, Role, Scope
 
@@ -48,6 +48,9 @@ def test_every_route_declares_access(app: Litestar) -> None:
                 continue
             if opt.get(SCOPE) not in set(Scope) or not opt.get(ROLES) or not set(opt[ROLES]) <= set(Role):
                 undeclared.append(f"{route.path}: no scope/roles declared")
+            # The guards are registered on the routers (gateway.app): a route mounted beside them would be open.
+            if not set(GUARDS) <= {guard for layer in handler.ownership_layers for guard in layer.guards or ()}:
+                undeclared.append(f"{route.path}: declares its needs but is not under a guarded router")
     assert undeclared == []
 
 
