@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.services import AccessScope
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
 from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
 from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.cases.uploads import checked_media_type
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
@@ -46,9 +46,8 @@ SUBJECT_FIELDS: dict[str, Category] = {
 # -- cases ------------------------------------------------------------------------------------------------------
 
 
-async def create_case(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, data: CaseIn
-) -> CaseOut:
+async def create_case(ctx: Context, *, data: CaseIn) -> CaseOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if data.key_worker_id is not None:
         worker = await session.scalar(
             select(User.id).where(User.id == data.key_worker_id, User.tenant_id == principal.tenant_id)
@@ -154,9 +153,8 @@ async def case_view(session: AsyncSession, deps: ExchangeDeps, *, case: Case) ->
     )
 
 
-async def read_case(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
-) -> CaseOut:
+async def read_case(ctx: Context, *, case_id: uuid.UUID) -> CaseOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     view = await case_view(session, deps, case=case)
@@ -164,16 +162,9 @@ async def read_case(
     return view
 
 
-async def list_cases(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[CaseSummary], str | None]:
+async def list_cases(ctx: Context, *, cursor: str | None, limit: int) -> tuple[list[CaseSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     query = select(Case).where(Case.tenant_id == principal.tenant_id)
     after = decode_cursor(cursor) if cursor else None
     page = await scalars_page(session, by_id(query, Case.id, after, newest_first=True), limit)
@@ -190,15 +181,8 @@ async def list_cases(
 # -- consents ---------------------------------------------------------------------------------------------------
 
 
-async def record_consent(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    data: ConsentIn,
-) -> ConsentOut:
+async def record_consent(ctx: Context, *, case_id: uuid.UUID, data: ConsentIn) -> ConsentOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=True)
     (subject,) = await access_subjects(session, principal, case, [data.subject_id])
@@ -308,9 +292,8 @@ def consent_policy_view(consent: Consent) -> ConsentView:
     )
 
 
-async def list_consents(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
-) -> list[ConsentOut]:
+async def list_consents(ctx: Context, *, case_id: uuid.UUID) -> list[ConsentOut]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
@@ -319,16 +302,9 @@ async def list_consents(
     return [await consent_view(session, deps, c, subjects[c.subject_id]) for c in consents]
 
 
-async def withdraw_consent(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    consent_id: uuid.UUID,
-    reason: str,
-) -> ConsentOut:
+async def withdraw_consent(ctx: Context, *, consent_id: uuid.UUID, reason: str) -> ConsentOut:
     """Withdraw at once: no new share relies on it from now on, and every recipient that holds data under it is told."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="consent", resource_id=consent_id)
     consent = await access_consent(session, principal, consent_id, for_write=True)
     audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, [consent.subject_id]))
@@ -363,17 +339,8 @@ async def withdraw_consent(
 # -- documents --------------------------------------------------------------------------------------------------
 
 
-async def store_document(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    name: str,
-    media_type: str,
-    content: bytes,
-    max_bytes: int,
-) -> Document:
+async def store_document(ctx: Context, *, name: str, media_type: str, content: bytes, max_bytes: int) -> Document:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if not content:
         raise InvalidInput("The document is empty.")
     if len(content) > max_bytes:

@@ -13,7 +13,6 @@ from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.services import AccessScope
 from exchange.cases.access import access_case, access_subjects
 from exchange.cases.datakeys import DataKey, sealed_context
 from exchange.cases.models import Consent, Subject
@@ -26,6 +25,7 @@ from exchange.cases.services import (
     consent_policy_view,
     subject_fields,
 )
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
@@ -76,19 +76,13 @@ async def sender_kind(session: AsyncSession, principal: Principal) -> str:
 
 
 async def send_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    data: ReferralIn,
-    idempotency_key: str | None,
-    plan: Mapping[str, str] | None = None,
+    ctx: Context, *, data: ReferralIn, idempotency_key: str | None, plan: Mapping[str, str] | None = None
 ) -> tuple[Referral, bool]:
     """Send a referral if the policy permits every category for every subject; returns (referral, created).
 
     `plan` (task title, expected result, plan id) travels with a plan_task referral, sealed like its text.
     """
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if idempotency_key is not None:
         await _hold_idempotency_key(session, principal.tenant_id, idempotency_key)
         existing = await session.scalar(
@@ -369,15 +363,8 @@ async def add_timeline(
 # -- both sides -------------------------------------------------------------------------------------------------
 
 
-async def transition_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    data: TransitionIn,
-) -> Referral:
+async def transition_referral(ctx: Context, *, referral_id: uuid.UUID, data: TransitionIn) -> Referral:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id, to=data.to)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
@@ -418,7 +405,8 @@ _TIMELINE = (
 )
 
 
-async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> ReferralOut:
+async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
+    session, deps = ctx.session, ctx.deps
     now = deps.clock.now()
     contents: dict[str, Any] = {}
     key: DataKey | None = None
@@ -478,22 +466,20 @@ def _recipient_subject_id(referral: Referral, ref: str) -> uuid.UUID:
     return uuid.uuid5(referral.exchange_id, ref)
 
 
-async def read_referral(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
-) -> ReferralOut:
+async def read_referral(ctx: Context, *, referral_id: uuid.UUID) -> ReferralOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     pseudonyms = await referral_pseudonyms(session, deps, referral)
     audit.touched(subjects=pseudonyms, purpose=referral.purpose, legal_basis=referral.legal_basis, side=referral.side)
-    view = await referral_view(session, deps, referral)
-    await report_access(session, deps, referral, audit, pseudonyms)
+    view = await referral_view(ctx, referral)
+    await report_access(ctx, referral, pseudonyms)
     return view
 
 
-async def report_access(
-    session: AsyncSession, deps: ExchangeDeps, referral: Referral, audit: AccessScope, pseudonyms: list[str]
-) -> None:
+async def report_access(ctx: Context, referral: Referral, pseudonyms: list[str]) -> None:
     """Tell the sharing agency who at this agency opened what it shared (an access.receipt for its audit trail)."""
+    session, deps, audit = ctx.session, ctx.deps, ctx.audit
     if referral.side != Side.RECIPIENT or referral.restricted:
         return
     actor = audit.actor
@@ -526,17 +512,9 @@ async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referra
 
 
 async def list_referrals(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    box: str,
-    status: str | None,
-    overdue: bool | None,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, box: str, status: str | None, overdue: bool | None, cursor: str | None, limit: int
 ) -> tuple[list[ReferralSummary], str | None]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
     query = select(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
     if status:

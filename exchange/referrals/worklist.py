@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.services import AccessScope
 from exchange.cases.access import access_case
 from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
 from exchange.cases.schemas import ConsentOut
 from exchange.cases.services import active_recipient, consent_policy_view, consent_view
-from exchange.deps import ExchangeDeps
+from exchange.context import Context
 from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.schemas import ReferralSummary
@@ -48,16 +47,10 @@ def summary_of(referral: Referral, now: dt.datetime) -> ReferralSummary:
 
 
 async def case_referrals(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    before_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, case_id: uuid.UUID, before_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """One page of the referrals sent about one of the caller's cases, newest first; then the next page's row id."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     case = await access_case(session, principal, case_id, for_write=False)
     query = select(Referral).where(
         Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER
@@ -70,16 +63,10 @@ async def case_referrals(
 
 
 async def case_consents(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    after_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, case_id: uuid.UUID, after_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ConsentOut], uuid.UUID | None]:
     """One page of a case's consents in the order they were recorded; then the next page's row id."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
@@ -99,10 +86,9 @@ class CaseEvent:
     subject_id: uuid.UUID | None
 
 
-async def case_timeline(
-    session: AsyncSession, *, principal: Principal, case_id: uuid.UUID, offset: int, limit: int
-) -> tuple[list[CaseEvent], bool]:
+async def case_timeline(ctx: Context, *, case_id: uuid.UUID, offset: int, limit: int) -> tuple[list[CaseEvent], bool]:
     """One page of a case's timeline, oldest first, and whether more follow. Reads no sealed field."""
+    session, principal = ctx.session, ctx.principal
     case = await access_case(session, principal, case_id, for_write=False)
     # The first SELECT gives the union its column types (and so how each backend's values are read back): the
     # consent's own columns, with the case's creation time and no subject for the "opened" line.
@@ -159,15 +145,10 @@ async def directory_page(
 
 
 async def assigned_to(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    cursor_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, cursor_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """Incoming referrals assigned to the caller, newest first; the second value is the next page's row id."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     query = select(Referral).where(
         Referral.tenant_id == principal.tenant_id,
         Referral.side == Side.RECIPIENT,
@@ -179,16 +160,9 @@ async def assigned_to(
     return [summary_of(r, now) for r in page.rows], page.last.id if page.last else None
 
 
-async def assign_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    assignee_id: uuid.UUID | None,
-) -> Referral:
+async def assign_referral(ctx: Context, *, referral_id: uuid.UUID, assignee_id: uuid.UUID | None) -> Referral:
     """Give an incoming referral to a worker of the recipient agency (None: nobody). The sender is not told."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id, assignee=str(assignee_id) if assignee_id else None)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     if referral.side != Side.RECIPIENT:
@@ -205,8 +179,9 @@ async def assign_referral(
     return referral
 
 
-async def assignable_staff(session: AsyncSession, *, principal: Principal) -> list[User]:
+async def assignable_staff(ctx: Context) -> list[User]:
     """The caller's colleagues who can work on incoming referrals, by email."""
+    session, principal = ctx.session, ctx.principal
     users = await session.scalars(
         select(User).where(User.tenant_id == principal.tenant_id, User.active.is_(True)).order_by(User.email)
     )
@@ -214,10 +189,9 @@ async def assignable_staff(session: AsyncSession, *, principal: Principal) -> li
     return [u for u in users if any(role in u.roles for role in workers)]
 
 
-async def staff_names(
-    session: AsyncSession, *, principal: Principal, user_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, str]:
+async def staff_names(ctx: Context, *, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """How the caller's colleagues are shown: their display name, else their email."""
+    session, principal = ctx.session, ctx.principal
     if not user_ids:
         return {}
     users = await session.scalars(select(User).where(User.tenant_id == principal.tenant_id, User.id.in_(user_ids)))
@@ -235,11 +209,8 @@ class CategoryOffer:
 
 
 async def offered_categories(
-    session: AsyncSession,
-    deps: ExchangeDeps,
+    ctx: Context,
     *,
-    principal: Principal,
-    audit: AccessScope,
     case_id: uuid.UUID,
     subject_ids: list[uuid.UUID],
     recipient_id: uuid.UUID,
@@ -247,6 +218,7 @@ async def offered_categories(
     basis: LegalBasis | None = None,
 ) -> list[CategoryOffer]:
     """Each category on its own through the sharing policy, exactly as a send would decide it."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = list(
         await session.scalars(select(Subject).where(Subject.case_id == case.id, Subject.id.in_(subject_ids)))

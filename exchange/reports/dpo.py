@@ -23,10 +23,10 @@ from audit.access import access_event
 from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
-from audit.services import AccessScope
 from exchange.cases.access import access_subject
 from exchange.cases.models import Consent
 from exchange.cases.policy import ConsentStatus
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.status import TERMINAL
@@ -41,7 +41,6 @@ from tenants.pagination import (
     newest_first_by_time,
     rows_page,
 )
-from tenants.principal import Principal
 
 Ts = TypeVarTuple("Ts")
 
@@ -79,15 +78,9 @@ class EventFilter:
 
 
 async def search_events(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    criteria: EventFilter,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, criteria: EventFilter, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     check_limit(limit, MAX_PAGE)
     _check_window(criteria.since, criteria.until)
     query = select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical).where(
@@ -137,21 +130,14 @@ def _filter_record(criteria: EventFilter) -> dict[str, str | None]:
 
 
 async def subject_report(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    subject_id: uuid.UUID,
-    report_format: str,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, subject_id: uuid.UUID, report_format: str, cursor: str | None, limit: int
 ) -> SubjectReport:
     """Every access to one of the caller's subjects recorded in its trail, newest first, one page at a time.
 
     Index-driven: the pseudonym index gives the event ids, the primary key the events, so the cost follows the
     subject's own events, not the size of the log.
     """
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     check_limit(limit, MAX_REPORT_PAGE)
     audit.touched(resource_type="subject", format=str(report_format))
     await access_subject(session, principal, subject_id, for_write=False)
@@ -220,10 +206,9 @@ def review_reasons(event: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-async def review_queue(
-    session: AsyncSession, *, principal: Principal, audit: AccessScope, cursor: str | None, limit: int
-) -> tuple[list[ReviewItem], str | None]:
+async def review_queue(ctx: Context, *, cursor: str | None, limit: int) -> tuple[list[ReviewItem], str | None]:
     """Events in the caller's trail that need a DPO's review and have none yet, newest first."""
+    session, principal, audit = ctx.session, ctx.principal, ctx.audit
     check_limit(limit, MAX_PAGE)
     candidates = or_(
         (AuditEvent.action.in_(_SHARE_ACTIONS) & AuditEvent.canonical.contains(_STATUTORY_FRAGMENT, autoescape=True)),
@@ -250,16 +235,8 @@ async def review_queue(
     return items, _next_cursor(page)
 
 
-async def mark_reviewed(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    event_id: uuid.UUID,
-    note: str | None,
-) -> ReviewOut:
-    # The note stays out of the trail: a reviewer may write a name in it. The event names only what was reviewed.
+async def mark_reviewed(ctx: Context, *, event_id: uuid.UUID, note: str | None) -> ReviewOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="audit_event", resource_id=event_id)
     event = await access_event(session, principal, event_id, for_write=True)
     if not review_reasons(json.loads(event.canonical)):
@@ -285,16 +262,10 @@ async def mark_reviewed(
 
 
 async def find_anomalies(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    thresholds: anomalies.Thresholds,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
+    ctx: Context, *, thresholds: anomalies.Thresholds, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime, list[anomalies.Flag]]:
     """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours)."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     now = deps.clock.now()
     _check_window(since, until)
     until = until or now

@@ -23,8 +23,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.services import AccessScope
-from exchange.deps import ExchangeDeps
+from exchange.context import Context
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.services import is_overdue
 from exchange.referrals.status import TERMINAL, Status
@@ -51,7 +50,6 @@ from exchange.reports.statistics import (
 from tenants.calendar import check_calendar
 from tenants.errors import InvalidInput
 from tenants.models import Tenant
-from tenants.principal import Principal
 
 # A report covers at most a year (a leap year's 366 days): enough for an annual report, and it bounds the work.
 MAX_PERIOD_DAYS: Final = 366
@@ -202,16 +200,9 @@ def _counts(counter: Counter[str]) -> list[Count]:
     return [Count(key=k, count=n) for k, n in sorted(counter.items(), key=lambda i: (-i[1], i[0]))]
 
 
-async def referral_report(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    period: Period,
-    boxes: tuple[Box, ...] = BOXES,
-) -> ReferralReport:
+async def referral_report(ctx: Context, *, period: Period, boxes: tuple[Box, ...] = BOXES) -> ReferralReport:
     """The report on the caller's own referrals sent and/or received in `period`."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(
         resource_type="report",
         report="referrals",

@@ -23,7 +23,7 @@ from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Urgency
 from exchange.referrals.schemas import ReferralIn
 from exchange.referrals.services import list_referrals, send_referral
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.pages import (
     FIELD_LABELS,
@@ -98,15 +98,8 @@ async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | Non
         cursor_param(request, "cursor")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    async with tenant_transaction(request) as session:
-        items, next_cursor = await cases.list_cases(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            cursor=cursor,
-            limit=CASES_PER_PAGE,
-        )
+    async with open_context(request) as ctx:
+        items, next_cursor = await cases.list_cases(ctx, cursor=cursor, limit=CASES_PER_PAGE)
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
 
@@ -172,50 +165,32 @@ async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
             form=dict(form),
             error=invalid_form_text(request, exc),
         )
-    async with tenant_transaction(request) as session:
-        case = await cases.create_case(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=data
-        )
+    async with open_context(request) as ctx:
+        case = await cases.create_case(ctx, data=data)
     return redirect(request, f"/cases/{case.id}", success=_("The case is opened."))
 
 
 @get("/cases/{case_id:uuid}", **page(Scope.CASES_READ, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The case with three lists, each paged on its own: consents, referrals (cursors) and the timeline (offset)."""
-    deps, principal = exchange_deps(request), principal_of(request)
     try:
         consents_after = cursor_param(request, "consents")
         referrals_before = cursor_param(request, "referrals")
         timeline_offset = offset_param(request, "timeline")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=CASE_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
-        case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
+    async with open_context(request) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
         consents, next_consent = await worklist.case_consents(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            case_id=case_id,
-            after_id=consents_after,
-            limit=CONSENTS_PER_PAGE,
+            ctx, case_id=case_id, after_id=consents_after, limit=CONSENTS_PER_PAGE
         )
         referrals, next_referral = await worklist.case_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            case_id=case_id,
-            before_id=referrals_before,
-            limit=REFERRALS_PER_PAGE,
+            ctx, case_id=case_id, before_id=referrals_before, limit=REFERRALS_PER_PAGE
         )
         timeline, more_events = await worklist.case_timeline(
-            session, principal=principal, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
+            ctx, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
         )
-        workers = await worklist.staff_names(
-            session, principal=principal, user_ids=[case.key_worker_id] if case.key_worker_id else []
-        )
+        workers = await worklist.staff_names(ctx, user_ids=[case.key_worker_id] if case.key_worker_id else [])
     partners = await partner_names(request, {r.to_tenant_id for r in referrals})
     pages = {
         "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
@@ -251,10 +226,8 @@ async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) ->
 
 @get("/cases/{case_id:uuid}/consents/new", **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def consent_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        case = await cases.read_case(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), case_id=case_id
-        )
+    async with open_context(request) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
     return await _consent_form(request, case)
 
 
@@ -287,7 +260,6 @@ async def _consent_form(
 async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     _ = translator(request)
     form = await request.form()
-    deps, principal = exchange_deps(request), principal_of(request)
     body: dict[str, Any] = {
         "subject_id": form_text(form, "subject_id"),
         "given_by": {"name": form_text(form, "given_by_name"), "relation": form_text(form, "relation")},
@@ -324,22 +296,18 @@ async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid
     except msgspec.ValidationError as exc:
         return redirect(request, back, error=invalid_form_text(request, exc))
     try:
-        async with tenant_transaction(request) as session:
-            audit = audit_of(request)
+        async with open_context(request) as ctx:
             if isinstance(upload, UploadFile) and upload.filename:
                 content = await upload.read()
                 document = await cases.store_document(
-                    session,
-                    deps,
-                    principal=principal,
-                    audit=audit,
+                    ctx,
                     name=upload.filename,
                     media_type=upload.content_type,
                     content=content,
                     max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
                 )
                 data.evidence = Evidence(document_id=document.id)
-            await cases.record_consent(session, deps, principal=principal, audit=audit, case_id=case_id, data=data)
+            await cases.record_consent(ctx, case_id=case_id, data=data)
     except InvalidInput as exc:
         # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
         return redirect(request, back, error=error_text(request, exc))
@@ -354,15 +322,8 @@ async def withdraw_consent(request: Request[Any, Any, Any], consent_id: FromPath
     case_path = f"/cases/{form_text(form, 'case_id')}" if form_text(form, "case_id") else "/cases"
     if not reason:
         return redirect(request, case_path, error=_("Give the reason for the withdrawal."))
-    async with tenant_transaction(request) as session:
-        await cases.withdraw_consent(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            consent_id=consent_id,
-            reason=reason,
-        )
+    async with open_context(request) as ctx:
+        await cases.withdraw_consent(ctx, consent_id=consent_id, reason=reason)
     return redirect(request, case_path, success=_("The consent is withdrawn. Partners holding data under it are told."))
 
 
@@ -387,7 +348,7 @@ async def _composer(
     action: Action | None = None,
     **extra: Any,
 ) -> Response[Any]:
-    deps, principal = exchange_deps(request), principal_of(request)
+    principal = principal_of(request)
     query = DirectoryQuery(
         kind=chosen.get("kind") if chosen.get("kind") in set(TenantKind) else None,
         problem=(chosen.get("problem_filter") or "").strip() or None,
@@ -411,9 +372,8 @@ async def _composer(
     purpose = str(chosen["purpose"]) if chosen.get("purpose") in PURPOSES else PURPOSES[0]
     basis_type = "statutory" if chosen.get("basis") == "statutory" else "consent"
     reference = chosen.get("reference") if chosen.get("reference") in STATUTORY_CATALOGUE else None
-    async with tenant_transaction(request, action=action) as session:
-        audit = audit_of(request)
-        case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
+    async with open_context(request, action=action) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
         subject_ids = [s for s in (_uuid(v) for v in _as_list(chosen.get("subjects"))) if s] or [
             s.id for s in case.subjects
         ]
@@ -422,15 +382,7 @@ async def _composer(
             basis = StatutoryBasis(reference, "-") if basis_type == "statutory" and reference else None
             try:
                 offers = await worklist.offered_categories(
-                    session,
-                    deps,
-                    principal=principal,
-                    audit=audit,
-                    case_id=case_id,
-                    subject_ids=subject_ids,
-                    recipient_id=recipient,
-                    purpose=purpose,
-                    basis=basis,
+                    ctx, case_id=case_id, subject_ids=subject_ids, recipient_id=recipient, purpose=purpose, basis=basis
                 )
             except CasebridgeError:
                 recipient, offers = None, []
@@ -524,14 +476,9 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
         try:
             body.update({name: day.isoformat() for name, day in deadlines.items() if day is not None})
             data = msgspec.convert(body, ReferralIn)
-            async with tenant_transaction(request) as session:
+            async with open_context(request) as ctx:
                 referral, _created = await send_referral(
-                    session,
-                    exchange_deps(request),
-                    principal=principal_of(request),
-                    audit=audit_of(request),
-                    data=data,
-                    idempotency_key=form_text(form, "idempotency_key") or None,
+                    ctx, data=data, idempotency_key=form_text(form, "idempotency_key") or None
                 )
         except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
             refusal = error_text(request, exc) if isinstance(exc, CasebridgeError) else invalid_form_text(request, exc)
@@ -545,21 +492,17 @@ async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) ->
 async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
     """Deadlines, then my overdue referrals, then the rest by status, each list paged on its own; incoming: the newest
     few, with the inbox for the rest."""
-    deps, principal, runtime = exchange_deps(request), principal_of(request), runtime_of(request)
+    runtime = runtime_of(request)
     try:
         cursor_param(request, "overdue")
         cursor_param(request, "outgoing")
         reminders_offset = offset_param(request, "reminders")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=DASHBOARD_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
+    async with open_context(request) as ctx:
         # Overdue first: the late ones are a list of their own above the rest, so no page of the rest hides one.
         overdue, next_overdue = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
+            ctx,
             box="outgoing",
             status=None,
             overdue=True,
@@ -567,34 +510,19 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             limit=REFERRALS_PER_PAGE,
         )
         outgoing, next_outgoing = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
+            ctx,
             box="outgoing",
             status=None,
             overdue=False,
             cursor=request.query_params.get("outgoing") or None,
             limit=REFERRALS_PER_PAGE,
         )
-        incoming, more_in = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            box="incoming",
-            status=None,
-            overdue=None,
-            cursor=None,
-            limit=10,
-        )
-        due = await reminders.reminders_for(
-            session, principal=principal, audit=None, now=runtime.clock.now(), lead=runtime.settings.reminders.lead
-        )
+        incoming, more_in = await list_referrals(ctx, box="incoming", status=None, overdue=None, cursor=None, limit=10)
+        due = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
         shown = {str(r.id) for r in [*overdue, *outgoing, *incoming]} | {str(d.referral_id) for d in shown_due}
-        audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
+        ctx.audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
         by_status.setdefault(item.status, []).append(item)

@@ -25,13 +25,7 @@ from audit.verifications import Trigger, latest_checkpoint, latest_verification,
 from audit.verify import verify_database
 from exchange.reports import dpo as queries
 from gateway.controllers.audit import thresholds
-from gateway.controllers.context import (
-    audit_of,
-    exchange_deps,
-    principal_of,
-    runtime_of,
-    tenant_transaction,
-)
+from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
@@ -148,27 +142,21 @@ async def search_page(
         errors["until"] = _("The last day must not be before the first.")
     if errors:
         return _search(request, form=form, errors=errors, events=[], status=400)
-    async with tenant_transaction(request) as session:
+    async with open_context(request) as ctx:
         if actor and actor.strip():
             try:
                 criteria["actor_id"] = _uuid(actor)
             except ValueError:
-                found = await _staff_by_email(session, request, actor)
+                found = await _staff_by_email(ctx.session, request, actor)
                 if found is None:
                     errors["actor"] = _("No one in this organisation has this email address or id.")
                 criteria["actor_id"] = found
         if errors:
             return _search(request, form=form, errors=errors, events=[], status=400)
         events, next_cursor = await queries.search_events(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            criteria=queries.EventFilter(**criteria),
-            cursor=cursor,
-            limit=PER_PAGE,
+            ctx, criteria=queries.EventFilter(**criteria), cursor=cursor, limit=PER_PAGE
         )
-        partners = await _actors(request, session, events)
+        partners = await _actors(request, ctx.session, events)
     params = {k: v for k, v in form.items() if v}
     return _search(
         request,
@@ -239,16 +227,9 @@ async def subject_page(
             outcomes=OUTCOME_LABELS,
         )
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             report = await queries.subject_report(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                subject_id=wanted,
-                report_format=ReportFormat.JSON,
-                cursor=cursor,
-                limit=REPORT_PAGE,
+                ctx, subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE
             )
     except NotFound:
         return render(
@@ -282,19 +263,12 @@ async def subject_page(
 async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The whole report as a file, made by the same renderers as `GET /api/v1/audit/subjects/{id}/report`."""
     report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
-    async with tenant_transaction(request) as session:
+    async with open_context(request) as ctx:
         report = await queries.subject_report(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            subject_id=subject_id,
-            report_format=report_format,
-            cursor=None,
-            limit=queries.MAX_REPORT_PAGE,
+            ctx, subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE
         )
     body = (
-        await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+        await reports.report_pdf(report, ctx.deps.letters.typeset)
         if report_format is ReportFormat.PDF
         else reports.report_csv(report)
     )
@@ -310,11 +284,9 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
 
 @get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
 async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        items, next_cursor = await queries.review_queue(
-            session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=PER_PAGE
-        )
-        partners = await _actors(request, session, [i.event for i in items])
+    async with open_context(request) as ctx:
+        items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=PER_PAGE)
+        partners = await _actors(request, ctx.session, [i.event for i in items])
     shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
     return render(
         request,
@@ -340,15 +312,8 @@ async def mark_reviewed(
 ) -> Response[Any]:
     _ = translator(request)
     try:
-        async with tenant_transaction(request) as session:
-            await queries.mark_reviewed(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                event_id=event_id,
-                note=data.note.strip() or None,
-            )
+        async with open_context(request) as ctx:
+            await queries.mark_reviewed(ctx, event_id=event_id, note=data.note.strip() or None)
     except Conflict:
         return redirect(request, REVIEW, error=_("This event was already reviewed, or it needs no review."))
     return redirect(request, REVIEW, success=_("Marked as reviewed."))
@@ -368,22 +333,16 @@ async def anomalies_page(
     except ValueError:
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=day_error(request))
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             start, end, flags = await queries.find_anomalies(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                thresholds=thresholds(runtime_of(request).settings.audit),
-                since=start,
-                until=end,
+                ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end
             )
             partners = {
                 str(k): v
                 for k, v in (
                     await admin.organisation_names(
-                        session,
-                        {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {principal_of(request).tenant_id},
+                        ctx.session,
+                        {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {ctx.principal.tenant_id},
                     )
                 ).items()
             }
@@ -415,10 +374,10 @@ async def anomalies_page(
 
 @get(VERIFICATION, **page(*_DPO, Action.AUDIT_CHECKPOINT_READ))
 async def verification_page(request: Request[Any, Any, Any]) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        audit_of(request).touched(resource_type="audit_checkpoint")
-        checkpoint = await latest_checkpoint(session)
-        run = await latest_verification(session)
+    async with open_context(request) as ctx:
+        ctx.audit.touched(resource_type="audit_checkpoint")
+        checkpoint = await latest_checkpoint(ctx.session)
+        run = await latest_verification(ctx.session)
     return render(
         request,
         "dpo_verification.html",
@@ -447,11 +406,9 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
         )
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
     result = await verify_database(runtime.sessions, now=now)
-    async with tenant_transaction(request) as session:
-        record_verification(session, result, at=now, trigger=Trigger.CONSOLE)
-        audit_of(request).touched(
-            resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems)
-        )
+    async with open_context(request) as ctx:
+        record_verification(ctx.session, result, at=now, trigger=Trigger.CONSOLE)
+        ctx.audit.touched(resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems))
     if result.ok:
         return redirect(
             request,

@@ -19,7 +19,7 @@ from exchange.referrals.models import Side
 from exchange.referrals.schemas import MessageIn, TransitionIn
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
+from gateway.controllers.context import open_context, principal_of
 from gateway.web.casework import form_text, partner_names
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
@@ -47,29 +47,17 @@ async def inbox(
     request: Request[Any, Any, Any], tab: FromQuery[str] = "new", cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
     tab = tab if tab in TABS else "new"
-    deps, principal = exchange_deps(request), principal_of(request)
     try:
         cursor_id = cursor_param(request, "cursor")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
+    async with open_context(request) as ctx:
         if tab == "mine":
-            items, next_id = await worklist.assigned_to(
-                session,
-                deps,
-                principal=principal,
-                audit=audit,
-                cursor_id=cursor_id,
-                limit=REFERRALS_PER_PAGE,
-            )
+            items, next_id = await worklist.assigned_to(ctx, cursor_id=cursor_id, limit=REFERRALS_PER_PAGE)
             next_cursor = encode_cursor(next_id) if next_id else None
         else:
             items, next_cursor = await list_referrals(
-                session,
-                deps,
-                principal=principal,
-                audit=audit,
+                ctx,
                 box="incoming",
                 status="received" if tab == "new" else None,
                 overdue=True if tab == "overdue" else None,
@@ -92,26 +80,20 @@ async def inbox(
 @get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
 async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The referral; its timeline (oldest first) and its thread (newest first) are paged on their own, by offset."""
-    deps, principal = exchange_deps(request), principal_of(request)
+    principal = principal_of(request)
     try:
         timeline_offset = offset_param(request, "timeline")
         messages_offset = offset_param(request, "messages")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=REFERRAL_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
-        referral = await read_referral(session, deps, principal=principal, audit=audit, referral_id=referral_id)
+    async with open_context(request) as ctx:
+        referral = await read_referral(ctx, referral_id=referral_id)
         thread = await messages.list_messages(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            referral_id=referral_id,
-            page=(messages_offset, MESSAGES_PER_PAGE + 1),
+            ctx, referral_id=referral_id, page=(messages_offset, MESSAGES_PER_PAGE + 1)
         )
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
-        colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
-        assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
+        colleagues = await worklist.assignable_staff(ctx) if side is Side.RECIPIENT else []
+        assignee = await _assignee(ctx.session, principal, referral_id) if side is Side.RECIPIENT else None
     partners = await partner_names(request, {referral.from_tenant_id, referral.to_tenant_id})
     may_act = principal.has_role(*_side_roles(side))
     actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
@@ -173,15 +155,8 @@ async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid
         return redirect(request, back, error=_("Choose the outcome for the family."))
     try:
         data = msgspec.convert(body, TransitionIn)
-        async with tenant_transaction(request) as session:
-            await transition_referral(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=data,
-            )
+        async with open_context(request) as ctx:
+            await transition_referral(ctx, referral_id=referral_id, data=data)
     except msgspec.ValidationError:
         return redirect(request, back, error=_("This action is not known."))
     except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
@@ -198,15 +173,8 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
     if not body:
         return redirect(request, back, error=_("Write a message first."))
     try:
-        async with tenant_transaction(request) as session:
-            await messages.post_message(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=MessageIn(body=body),
-            )
+        async with open_context(request) as ctx:
+            await messages.post_message(ctx, referral_id=referral_id, data=MessageIn(body=body))
     except InvalidInput as exc:
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The message is sent to the partner."))
@@ -224,28 +192,15 @@ async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
         assignee = uuid.UUID(form_text(form, "assignee")) if form_text(form, "assignee") else None
     except ValueError:
         return redirect(request, back, error=_("Choose a colleague from the list."))
-    async with tenant_transaction(request) as session:
-        await worklist.assign_referral(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            referral_id=referral_id,
-            assignee_id=assignee,
-        )
+    async with open_context(request) as ctx:
+        await worklist.assign_referral(ctx, referral_id=referral_id, assignee_id=assignee)
     return redirect(request, back, success=_("The referral is assigned."))
 
 
 @get("/documents/{document_id:uuid}", **page(Scope.CASES_READ, _ACTORS, Action.EXCHANGE_DOCUMENT_READ))
 async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
-    async with tenant_transaction(request) as session:
-        name, media_type, content = await messages.read_document(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            document_id=document_id,
-        )
+    async with open_context(request) as ctx:
+        name, media_type, content = await messages.read_document(ctx, document_id=document_id)
     return Response(
         content,
         media_type=media_type,
@@ -260,14 +215,8 @@ async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.U
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
 async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     try:
-        async with tenant_transaction(request) as session:
-            pdf = await reading.read_letter(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-            )
+        async with open_context(request) as ctx:
+            pdf = await reading.read_letter(ctx, referral_id=referral_id)
     except Conflict:  # numbered, but its PDF is still being laid out or is on its way from the sender
         _ = translator(request)
         return redirect(

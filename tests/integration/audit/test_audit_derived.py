@@ -19,6 +19,7 @@ from uuid_utils.compat import uuid7
 from audit.events import Action, Actor, Outcome
 from audit.models import AuditEvent, AuditEventSubject, AuditSeal
 from audit.services import AccessScope, RequestContext
+from exchange.context import Context
 from exchange.reports import dpo
 from tenants.models import Role
 from tenants.persistence import platform_session, tenant_session
@@ -218,9 +219,7 @@ async def _review(node: Node, event_id: uuid.UUID, reviewer: Principal) -> None:
         context=RequestContext(None, None, None),
     )
     async with tenant_session(node.sessions, reviewer.tenant_id) as session, session.begin():
-        await dpo.mark_reviewed(
-            session, node.runtime.exchange, principal=reviewer, audit=scope, event_id=event_id, note=None
-        )
+        await dpo.mark_reviewed(Context(session, node.runtime.exchange, reviewer, scope), event_id=event_id, note=None)
         scope.write(session)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from audit.models import AuditEvent
 from exchange.cases import services as cases
 from exchange.cases.models import Case
-from gateway.controllers import referrals as referral_routes
+from gateway.controllers import context
 from gateway.runtime import Runtime
 from gateway.web import casework
 from tenants.models import Role, Tenant, TenantKind
@@ -172,7 +172,7 @@ async def test_a_write_saved_before_its_response_failed_records_both(
 async def test_a_route_that_fails_before_any_transaction_is_an_error(
     api: httpx.AsyncClient, runtime: Runtime, centre: Centre, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(referral_routes, "exchange_deps", fail)
+    monkeypatch.setattr(context, "runtime_of", fail)
     body = {
         "case_id": str(uuid.uuid4()),
         "to_tenant_id": str(uuid.uuid4()),

@@ -15,7 +15,7 @@ from litestar.routes import HTTPRoute
 
 from audit.events import Action
 from gateway.app import OPENAPI_PATH
-from gateway.auth.guards import AUDIT, PUBLIC, ROLES, SCOPE
+from gateway.auth.guards import AUDIT, GUARDS, PUBLIC, ROLES, SCOPE
 from gateway.runtime import Runtime
 from tenants.models import Base, Role, Scope
 
@@ -50,6 +50,9 @@ def test_every_route_declares_access(app: Litestar) -> None:
                 continue
             if opt.get(SCOPE) not in set(Scope) or not opt.get(ROLES) or not set(opt[ROLES]) <= set(Role):
                 undeclared.append(f"{route.path}: no scope/roles declared")
+            # The guards are registered on the routers (gateway.app): a route mounted beside them would be open.
+            if not set(GUARDS) <= {guard for layer in handler.ownership_layers for guard in layer.guards or ()}:
+                undeclared.append(f"{route.path}: declares its needs but is not under a guarded router")
     assert undeclared == []
 
 
@@ -235,9 +238,10 @@ def test_the_layering_check_finds_each_kind_of_fault(tmp_path: Path) -> None:
 
 
 def test_every_api_route_that_reads_tenant_data_confirms_its_client_in_its_transaction(app: Litestar) -> None:
-    """A bearer token's client is confirmed (not revoked, tenant active) inside `tenant_transaction` for routes that
-    record an audit action, and before the handler for every other route (gateway.app._guard_api_routes): so every
-    API handler with an audit action must open its tenant transaction, directly or through a helper of its module."""
+    """A bearer token's client is confirmed (not revoked, tenant active) inside the request's context for routes that
+    record an audit action, and before the handler for every other route (gateway.auth.guards.confirm_client_first):
+    so every API handler with an audit action must receive its context (`ctx`) or open it, directly or through a
+    helper of its module."""
     for route in app.routes:
         if not route.path.startswith("/api/"):
             continue
@@ -247,7 +251,8 @@ def test_every_api_route_that_reads_tenant_data_confirms_its_client_in_its_trans
             module = inspect.getsource(inspect.getmodule(handler.fn))  # type: ignore[arg-type]
             source = inspect.getsource(handler.fn)
             helpers = [name for name in re.findall(r"await (_\w+)\(", source) if f"def {name}(" in module]
-            opened = "tenant_transaction(" in source or any(
-                "tenant_transaction(" in module.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0] for name in helpers
+            injected = "ctx" in inspect.signature(handler.fn).parameters and "ctx" in handler.resolve_dependencies()
+            opened = "open_context(" in source or any(
+                "open_context(" in module.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0] for name in helpers
             )
-            assert opened, f"{route.path} {sorted(handler.http_methods)} reads data without tenant_transaction"
+            assert injected or opened, f"{route.path} {sorted(handler.http_methods)} reads data without its context"

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from babel.dates import format_datetime
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Router, get
 
-from gateway.auth.guards import ROLES, SCOPE
+from gateway.auth.guards import GUARDS, ROLES, SCOPE
 from gateway.runtime import Runtime
 from tenants import services
 from tenants.models import Role, Scope, User
@@ -333,7 +333,7 @@ async def test_a_pending_session_is_no_principal(
     def whoami(request: Request[Any, Any, Any]) -> dict[str, str]:
         return {"actor": str(request.scope["auth"].actor_id)}
 
-    app.register(whoami)
+    app.register(Router("/", route_handlers=[whoami], guards=GUARDS))  # mounted as the staff pages are
     staff = await enrolled_staff(runtime, clock)
     redirected(await submit_password(api, staff.user.email, staff.password), "/login/second-factor")
 
