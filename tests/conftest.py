@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import os
 import shutil
 import uuid
@@ -12,17 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import nats
-import nats.js.errors
 import pytest
 from litestar import Litestar
 from sqlalchemy.engine import make_url
 
 from gateway.app import create_app
-from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, EmbeddedNats
+from gateway.bus import EmbeddedNats
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import DatabaseSettings, Settings
+from tests.environment import BASE_URL, TravelClock, empty_bus, settings_for
 from tests.pg import ThrowawayPostgres, postgres_available
 
 
@@ -32,21 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/"))
 
 
-BASE_URL = "http://localhost"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-class TravelClock:
-    """The real time plus an offset that tests move forward (sessions, lockouts, key grace)."""
-
-    def __init__(self) -> None:
-        self.offset = dt.timedelta()
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.offset += delta
 
 
 @pytest.fixture(scope="session")
@@ -112,34 +95,6 @@ def _from_template(database_url: str, backend: str, request: pytest.FixtureReque
     cluster.recreate_database(make_url(database_url).database or "", template=template_name)
 
 
-def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extra: str) -> Settings:
-    env = {
-        "CASEBRIDGE_DATA_DIR": str(data_dir),
-        "CASEBRIDGE_DATABASE_URL": database_url,
-        "CASEBRIDGE_BASE_URL": BASE_URL,
-        **({"CASEBRIDGE_NATS_URL": nats_url} if nats_url else {}),
-        # Letters in a thread of the test's own process: a worker process per test app would cost more than most
-        # tests. The process pool has tests of its own (tests/unit/exchange/test_letters.py) and serves the e2e run.
-        "CASEBRIDGE_PDF_PROCESSES": "0",
-        **extra,
-    }
-    return Settings.from_env(env)
-
-
-async def _empty_bus(nats_url: str) -> None:
-    """Tests share one nats-server: start each with empty streams and no inbox consumer, as a fresh node would."""
-    client = await nats.connect(nats_url)
-    try:
-        js = client.jetstream()
-        for stream in (ENVELOPE_STREAM, AUDIT_STREAM):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.purge_stream(stream)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_consumer(ENVELOPE_STREAM, "casebridge-inbox")
-    finally:
-        await client.close()
-
-
 @pytest.fixture
 def _schema(database_url: str, backend: str, request: pytest.FixtureRequest) -> None:
     _from_template(database_url, backend, request)
@@ -148,7 +103,7 @@ def _schema(database_url: str, backend: str, request: pytest.FixtureRequest) -> 
 @pytest.fixture
 async def settings(database_url: str, _schema: None, tmp_path: Path, nats_url: str) -> Settings:
     """Settings for the test's database (at the newest schema), data directory and nats-server."""
-    await _empty_bus(nats_url)
+    await empty_bus(nats_url)
     return settings_for(database_url, tmp_path / "var", nats_url)
 
 

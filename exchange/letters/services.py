@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.datakeys import sealed_context
 from exchange.cases.models import Document
 from exchange.cases.policy import LegalBasis, StatutoryBasis
 from exchange.cases.services import new_document
@@ -36,6 +36,7 @@ from exchange.letters.render import (
 )
 from exchange.letters.schemas import LetterOut
 from exchange.letters.signing import LetterBinding, LetterCheck, Verification, sign_letter, verify_letter
+from exchange.referrals.keys import referral_key
 from exchange.referrals.models import Referral
 from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
 from exchange.transport.outbox import enqueue
@@ -110,12 +111,6 @@ def _letter_context(letter_id: uuid.UUID) -> str:
     return sealed_context("letter", letter_id)
 
 
-async def _referral_data_key(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> DataKey:
-    return await deps.datakeys.open(
-        session, referral.tenant_id, sealed_context("referral", referral.id), referral.wrapped_key
-    )
-
-
 async def register_letter(
     session: AsyncSession,
     deps: ExchangeDeps,
@@ -179,7 +174,7 @@ async def register_letter(
         annexes=_annexes(shared),
     )
     letter_id = uuid7()
-    key = await _referral_data_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     session.info[LETTER_PENDING] = True
     session.add(
         Letter(
@@ -253,7 +248,7 @@ async def pending_content(session: AsyncSession, deps: ExchangeDeps, letter_id: 
     letter, referral = row
     if letter.status != PENDING or letter.content_sealed is None:
         return None
-    key = await _referral_data_key(session, deps, referral)
+    key = await referral_key(session, deps, referral)
     data = key.open(letter.content_sealed, context=_letter_context(letter.id))
     return PendingLetter(letter.id, letter.tenant_id, content_from_json(data))
 

@@ -30,6 +30,7 @@ from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
 from exchange.referrals.access import access_referral
+from exchange.referrals.keys import referral_key
 from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.referrals.schemas import (
     ReferralIn,
@@ -328,11 +329,6 @@ async def new_copy(
     session.add(referral)
     await session.flush()
     return referral
-
-
-async def referral_key(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> DataKey:
-    context = sealed_context("referral", referral.id)
-    return await deps.datakeys.open(session, referral.tenant_id, context, referral.wrapped_key)
 
 
 async def add_timeline(

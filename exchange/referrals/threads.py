@@ -20,9 +20,10 @@ from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
 from exchange.referrals.access import access_referral
+from exchange.referrals.keys import referral_key
 from exchange.referrals.models import Referral, Side, ThreadMessage
 from exchange.referrals.schemas import MessageIn, MessageOut, StatutoryBasisIn
-from exchange.referrals.services import referral_key, referral_pseudonyms, report_access
+from exchange.referrals.services import referral_pseudonyms, report_access
 from exchange.transport.bodies import Attachment, ReferralMessage
 from exchange.transport.outbox import enqueue
 from tenants.errors import Forbidden, InvalidInput, NotFound

@@ -19,8 +19,9 @@ from exchange.cases.datakeys import sealed_context
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import accept_letter, expect_letter, forget_letter
 from exchange.plans.services import settle_plan_of
+from exchange.referrals.keys import referral_key
 from exchange.referrals.models import OutcomeResult, Referral, ReferralKind, Side
-from exchange.referrals.services import add_timeline, new_copy, referral_key
+from exchange.referrals.services import add_timeline, new_copy
 from exchange.referrals.status import Status, allowed
 from exchange.referrals.threads import apply_message, forget_shared_thread
 from exchange.transport.bodies import (

@@ -2,114 +2,23 @@
 
 Fixtures for any page's tests: `live_server` (its `base_url`, and `run(coro)` to call services in the server's own
 event loop), `agencies` (three freshly seeded agencies with signed-up staff: password and TOTP secret known),
-`browser`, `new_page(locale)` (a page in a context of its own, so each person has their own cookies),
-`sign_in(page, account)`, `axe_check(page)` and `screenshot(page, name)`.
+`browser`, `new_page(locale)` (a page in a context of its own, so each person has their own cookies). The steps the
+tests take with them (`sign_in`, `axe_check`, `screenshot`, `eventually`) are in tests/e2e/browser.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import datetime as dt
-import os
-import re
-import socket
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
-import uvicorn
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from gateway.app import create_app
-from gateway.db import create_engine, ensure_data_dir, upgrade_schema
-from gateway.runtime import Runtime
-from gateway.settings import Settings
-from tenants import services
-from tenants.credentials import totp_code
-from tenants.models import Role, Tenant, TenantKind, User
-from tenants.persistence import platform_session
-from tests.factories import PASSWORD, make_tenant, make_user
-
-CHROMIUM = Path(os.environ.get("CASEBRIDGE_E2E_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(__file__).parent / "artifacts"
-STAFF_PASSWORD = "a passphrase for the browser tests"
-T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class LiveServer:
-    """The gateway served by uvicorn in a thread with its own event loop, on a free loopback port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        # No NATS URL: the gateway starts its own embedded nats-server, so other tests' buses never mix with it.
-        self.settings = Settings.from_env(
-            {
-                "CASEBRIDGE_DATA_DIR": str(data_dir),
-                "CASEBRIDGE_BASE_URL": self.base_url,
-                "CASEBRIDGE_RATE_LIMIT_PER_MINUTE": "100000",
-            }
-        )
-        self.loop = asyncio.new_event_loop()
-        self.server: uvicorn.Server | None = None
-        self.runtime: Runtime | None = None
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="e2e-gateway", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the test thread by start()
-            self.failure = exc
-
-    async def _serve(self) -> None:
-        ensure_data_dir(self.settings.paths)
-        engine = create_engine(self.settings.database)
-        await upgrade_schema(engine)
-        await engine.dispose()
-        app = create_app(self.settings)
-        self.runtime = app.state.runtime
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        )
-        await self.server.serve()
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.failure is not None or not self.thread.is_alive():
-                raise RuntimeError("the gateway did not start") from self.failure
-            try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the gateway was not ready within 90 s")
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` in the server's event loop (its database connections belong to that loop)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        self.thread.join(timeout=60)
+from tests.e2e.browser import (
+    CHROMIUM,
+    Agencies,
+    LiveServer,
+    seed_agencies,
+)
 
 
 @pytest.fixture(scope="session")
@@ -120,99 +29,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server.stop()
 
 
-# -- seeded agencies ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StaffAccount:
-    email: str
-    password: str
-    secret: bytes
-    roles: list[str]
-    last_step: list[int] = field(default_factory=list)
-
-    def code(self) -> str:
-        """The current TOTP code; waits for the next time step when this one was already used (RFC 6238 §5.2)."""
-        step = int(time.time()) // 30
-        if self.last_step and self.last_step[-1] >= step:
-            time.sleep(30 - time.time() % 30 + 0.5)
-            step = int(time.time()) // 30
-        self.last_step.append(step)
-        return totp_code(self.secret, time.time())
-
-
-@dataclass
-class Agency:
-    id: str
-    name: str
-    kind: str
-    staff: dict[str, StaffAccount]
-
-
-@dataclass
-class Agencies:
-    centre: Agency
-    partner: Agency
-    third: Agency
-
-
-async def _enrolled(runtime: Runtime, tenant: Tenant, roles: list[str]) -> StaffAccount:
-    """A member of staff with their own password and an authenticator, made through the real services."""
-    user = await make_user(runtime, tenant, roles=roles)
-    async with platform_session(runtime.sessions) as session, session.begin():
-        user = await session.get_one(User, user.id)
-        enrolment = services.begin_totp_enrolment(runtime.master_key, user=user, issuer="casebridge")
-        secret = base64.b32decode(enrolment.secret_text + "=" * (-len(enrolment.secret_text) % 8))
-        codes = None
-        for _ in range(3):  # on a busy machine the step may turn between making the code and checking it
-            # The previous step's code (accepted for clock drift), so a sign-in may use the current one at once.
-            used_at = time.time() - 30
-            codes = await services.confirm_totp_enrolment(
-                session, runtime.master_key, runtime.clock, user=user, code=totp_code(secret, used_at)
-            )
-            if codes is not None:
-                break
-        assert codes is not None
-        services.change_password(user, current=PASSWORD, new=STAFF_PASSWORD)
-        email = user.email
-    return StaffAccount(email, STAFF_PASSWORD, secret, roles, last_step=[int(used_at) // 30])
-
-
-async def _agency(runtime: Runtime, kind: str, name: str, roles: dict[str, list[str]]) -> Agency:
-    tenant = await make_tenant(runtime, kind=kind, name=name)
-    staff = {label: await _enrolled(runtime, tenant, r) for label, r in roles.items()}
-    return Agency(str(tenant.id), tenant.name, kind, staff)
-
-
-async def seed_agencies(runtime: Runtime) -> Agencies:
-    suffix = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
-    return Agencies(
-        centre=await _agency(
-            runtime,
-            TenantKind.SOCIAL_CENTRE,
-            f"Центр «Семья» {suffix}",
-            {"specialist": [Role.SPECIALIST], "dpo": [Role.DPO], "admin": [Role.TENANT_ADMIN]},
-        ),
-        partner=await _agency(
-            runtime,
-            TenantKind.GUARDIANSHIP_BODY,
-            f"Отдел опеки {suffix}",
-            {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]},
-        ),
-        third=await _agency(
-            runtime, TenantKind.NGO, f"Фонд «Третий» {suffix}", {"specialist": [Role.SPECIALIST, Role.INTAKE]}
-        ),
-    )
-
-
 @pytest.fixture
 def agencies(live_server: LiveServer) -> Agencies:
     """Three fresh agencies: a social centre, a guardianship body (the partner) and an unrelated NGO."""
     assert live_server.runtime is not None
     return live_server.run(seed_agencies(live_server.runtime))
-
-
-# -- the browser -------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -244,48 +65,3 @@ def new_page(browser: Browser, live_server: LiveServer) -> Iterator[Callable[[st
     yield make
     for context in contexts:
         context.close()
-
-
-def sign_in(page: Page, account: StaffAccount) -> None:
-    """Password, then the TOTP code: the real sign-in pages."""
-    page.goto("/login")
-    page.fill("#email", account.email)
-    page.fill("#password", account.password)
-    page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(re.compile(r"/login/second-factor$"))
-    page.fill("#code", account.code())
-    page.click("form[action='/login/second-factor'] button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
-_AXE = Axe()
-
-
-def axe_check(page: Page) -> None:
-    """axe-core (bundled by axe-playwright-python from the npm package) finds no serious or critical violation."""
-    result = _AXE.run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in result.response["violations"]
-        if v.get("impact") in ("serious", "critical")
-    ]
-    assert bad == [], f"{page.url}: {bad}"
-
-
-def screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{re.sub(r'[^a-z0-9_-]+', '-', name.lower())}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def eventually(page: Page, path: str, text: str, *, within: float = 30.0) -> None:
-    """Reload `path` until `text` shows: the partner's node applies envelopes from the bus in the background."""
-    deadline = time.monotonic() + within
-    while True:
-        page.goto(path)
-        if text in page.content():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} did not appear at {path} within {within} s")
-        time.sleep(0.5)

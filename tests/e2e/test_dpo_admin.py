@@ -19,7 +19,7 @@ from sqlalchemy import select
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
-from tests.e2e.conftest import Agencies, LiveServer, axe_check, eventually, screenshot, sign_in
+from tests.e2e.browser import Agencies, LiveServer, axe_check, eventually, screenshot, sign_in
 from tests.factories import ClientKey, client_assertion, make_client, token_form
 
 

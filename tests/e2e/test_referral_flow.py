@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.conftest import Agencies, axe_check, eventually, screenshot, sign_in
+from tests.e2e.browser import Agencies, axe_check, eventually, screenshot, sign_in
 
 # What each page must say, in the language of the run.
 TEXTS = {

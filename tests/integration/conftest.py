@@ -8,7 +8,7 @@ import pytest
 
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.integration.helpers.agencies import Agency, agency
 from tests.integration.helpers.directory import Network, referral_network
 

@@ -26,16 +26,22 @@ def _imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
             module = ".".join([*base, *([node.module] if node.module else [])])
             found.append((node.lineno, module))
             # `from tests.x import test_y` imports the module test_y itself.
-            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names if alias.name.startswith("test_")]
+            found += [
+                (node.lineno, f"{module}.{alias.name}")
+                for alias in node.names
+                if alias.name.startswith("test_") or alias.name == "conftest"
+            ]
     return found
 
 
 def imports_of_test_modules(root: Path) -> list[str]:
-    """`file:line: module` for each import, anywhere under root/tests, of a test module (a module named test_*)."""
+    """`file:line: module` for each import, anywhere under root/tests, of a test module (a module named test_*) or of a
+    conftest.py (pytest loads those itself; what tests share beside fixtures lives in helper modules)."""
     wrong = []
     for path in sorted((root / "tests").rglob("*.py")):
         for line, module in _imported_modules(path, root):
-            if module.startswith("tests.") and module.rsplit(".", 1)[-1].startswith("test_"):
+            name = module.rsplit(".", 1)[-1]
+            if module.startswith("tests.") and (name.startswith("test_") or name == "conftest"):
                 wrong.append(f"{path.relative_to(root)}:{line}: {module}")
     return wrong
 
@@ -73,6 +79,7 @@ def test_the_layout_checks_find_what_they_look_for(tmp_path: Path) -> None:
         ),
         "tests/integration/gateway/conftest.py": "from .web import test_pages\n",
         "tests/integration/helpers/web.py": "import tests.unit.test_settings\n",
+        "tests/integration/helpers/clock.py": "from tests.conftest import TravelClock\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +88,7 @@ def test_the_layout_checks_find_what_they_look_for(tmp_path: Path) -> None:
     assert imports_of_test_modules(tmp_path) == [
         "tests/integration/gateway/conftest.py:1: tests.integration.gateway.web.test_pages",
         "tests/integration/gateway/test_forms.py:2: tests.integration.gateway.web.test_pages",
+        "tests/integration/helpers/clock.py:1: tests.conftest",
         "tests/integration/helpers/web.py:1: tests.unit.test_settings",
     ]
     assert integration_tests_outside_their_area(tmp_path) == [

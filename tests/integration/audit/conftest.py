@@ -16,7 +16,7 @@ from gateway.app import build_runtime
 from gateway.cli import main
 from gateway.db import upgrade_schema
 from gateway.settings import Settings
-from tests.conftest import BASE_URL, settings_for
+from tests.environment import BASE_URL, settings_for
 from tests.integration.audit.sealing import Cli, Node
 
 

@@ -25,7 +25,7 @@ from gateway.runtime import Runtime
 from tenants import services
 from tenants.models import Tenant, TenantKind
 from tenants.persistence import platform_session, tenant_session
-from tests.conftest import settings_for
+from tests.environment import settings_for
 
 ACTOR = Actor(kind="user", id=uuid.UUID("01960000-0000-7000-8000-0000000000a1"), tenant_id=None, role="intake")
 

@@ -31,7 +31,7 @@ from gateway.runtime import Runtime
 from gateway.settings import DatabaseSettings
 from gateway.workers import Worker, WorkerName
 from tenants.persistence import make_sessionmaker, platform_session
-from tests.conftest import BASE_URL
+from tests.environment import BASE_URL
 from tests.integration.audit.sealing import (
     Cli,
     Finding,

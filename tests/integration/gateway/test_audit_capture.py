@@ -11,7 +11,7 @@ from audit.models import AuditEvent
 from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
-from tests.conftest import BASE_URL
+from tests.environment import BASE_URL
 from tests.factories import client_assertion, token_form
 from tests.integration.helpers.agencies import (
     CHILD_BIRTH,

@@ -29,7 +29,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.calendar import FIRST_DAY, LAST_DAY
 from tenants.models import Role, TenantKind
-from tests.conftest import BASE_URL, settings_for
+from tests.environment import BASE_URL, settings_for
 from tests.factories import access_token, make_client, role_for_path
 from tests.integration.helpers.agencies import Agency, agency
 from tests.polling import eventually
@@ -71,9 +71,9 @@ schemathesis.openapi.format("date-time", _instants())
 @pytest.fixture
 async def settings(database_url: str, _schema: None, tmp_path: Path, nats_url: str) -> Settings:
     """The suite's settings with a rate limit no fuzzing run reaches (429s would hide every other answer)."""
-    from tests.conftest import _empty_bus
+    from tests.environment import empty_bus
 
-    await _empty_bus(nats_url)
+    await empty_bus(nats_url)
     return settings_for(database_url, tmp_path / "var", nats_url, CASEBRIDGE_RATE_LIMIT_PER_MINUTE="1000000")
 
 

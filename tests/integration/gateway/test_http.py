@@ -16,7 +16,7 @@ from gateway.workers import WorkerName
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.services import set_tenant_status
-from tests.conftest import BASE_URL, settings_for
+from tests.environment import BASE_URL, settings_for
 from tests.factories import access_token, make_client, make_tenant
 
 PROFILE = {

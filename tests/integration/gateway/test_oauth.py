@@ -25,7 +25,7 @@ from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.models import PlatformKeyUse, Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.services import set_tenant_status
-from tests.conftest import BASE_URL
+from tests.environment import BASE_URL
 from tests.factories import ClientKey, access_token, client_assertion, make_client, make_tenant, token_form
 
 TOKEN_ENDPOINT = f"{BASE_URL}/oauth/token"

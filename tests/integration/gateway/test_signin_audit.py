@@ -12,7 +12,7 @@ from sqlalchemy import select
 from audit.models import AuditEvent
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import make_tenant, make_user
 from tests.integration.helpers.web import Client, enrolled_staff, signed_in, submit_code, submit_password
 

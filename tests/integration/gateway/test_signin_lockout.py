@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from gateway.runtime import Runtime
 from tenants.models import User
 from tenants.persistence import platform_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
 from tests.integration.helpers.web import (
     SESSION,

@@ -12,7 +12,7 @@ import httpx
 
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.integration.helpers.agencies import Agency, agency_clients, open_case, referral_body, status_is
 from tests.polling import eventually
 

@@ -16,7 +16,7 @@ from tenants.credentials import totp_code
 from tenants.models import Tenant, User
 from tenants.persistence import platform_session
 from tenants.staff_sessions import start_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
 
 Client = httpx.AsyncClient  # the `api` fixture: a browser-like client with a cookie jar

@@ -15,7 +15,7 @@ from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.schemas import DirectoryStats
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.integration.helpers.agencies import Agency, agency_clients, open_case, referral_body, status_is
 from tests.integration.helpers.directory import OPEKA_PROFILE, Network, move
 from tests.polling import eventually

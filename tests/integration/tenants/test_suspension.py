@@ -18,7 +18,7 @@ from tenants import admin, services
 from tenants.models import Role, StaffSession, Tenant
 from tenants.persistence import platform_session
 from tenants.principal import ActorKind, Principal
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import ClientKey, access_token, make_client, make_tenant
 from tests.integration.helpers.web import (
     Client,

@@ -17,7 +17,7 @@ from tenants.models import ApiClient, Invitation, KeyUse, Role, StaffSession, Te
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tenants.staff_sessions import find_session, start_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
 
 WEEK = dt.timedelta(days=7)

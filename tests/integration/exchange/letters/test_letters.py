@@ -36,7 +36,7 @@ from gateway.workers import WorkerName
 from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import forged_envelope, make_tenant
 from tests.integration.helpers.agencies import CHILD_NAME, Agency, open_case, referral_body
 from tests.pdf import pdf_text, pdfa_conformance

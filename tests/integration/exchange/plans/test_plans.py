@@ -22,7 +22,7 @@ from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session, tenant_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import access_token, make_client
 from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency
 from tests.pdf import fonts, pdfa_conformance

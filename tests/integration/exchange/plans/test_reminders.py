@@ -35,7 +35,7 @@ from tenants.admin import set_active_by_operator
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
-from tests.conftest import TravelClock, _empty_bus, settings_for
+from tests.environment import TravelClock, empty_bus, settings_for
 from tests.factories import make_user
 from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, referral_body
 from tests.polling import eventually
@@ -78,7 +78,7 @@ def mail_enabled() -> bool:
 async def settings(
     database_url: str, tmp_path: Path, nats_url: str, smtp_sink: tuple[Sink, int], mail_enabled: bool
 ) -> Settings:
-    await _empty_bus(nats_url)
+    await empty_bus(nats_url)
     smtp = {
         "CASEBRIDGE_SMTP_HOST": "127.0.0.1",
         "CASEBRIDGE_SMTP_PORT": str(smtp_sink[1]),

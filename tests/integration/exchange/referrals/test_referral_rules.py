@@ -19,7 +19,7 @@ from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import forged_envelope
 from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
 from tests.polling import eventually

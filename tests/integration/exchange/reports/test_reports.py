@@ -23,7 +23,7 @@ from exchange.transport.models import DeadLetter
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import access_token, forged_envelope, make_client
 from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
 from tests.integration.helpers.directory import Network

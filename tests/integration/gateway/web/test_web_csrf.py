@@ -12,7 +12,7 @@ from litestar.routes import HTTPRoute
 
 from gateway.auth.csrf import CSRF_COOKIE, EXEMPT_PREFIXES, SAFE_METHODS
 from gateway.runtime import Runtime
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.integration.helpers.web import (
     SESSION,
     Client,

@@ -34,7 +34,7 @@ from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tenants.staff_sessions import start_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
 from tests.integration.helpers.web import act_as, ok
 from tests.polling import eventually

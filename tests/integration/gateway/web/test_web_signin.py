@@ -18,7 +18,7 @@ from gateway.runtime import Runtime
 from tenants import services
 from tenants.models import Role, Scope, User
 from tenants.persistence import platform_session
-from tests.conftest import TravelClock
+from tests.environment import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
 from tests.integration.helpers.web import (
     NEW_PASSWORD,

@@ -1,0 +1,58 @@
+"""What every test's service runs on: its settings, a clock tests move forward, and the shared nats-server's streams
+emptied between tests. Fixtures in tests/conftest.py build on these; tests that make a service of their own use them
+directly."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from pathlib import Path
+
+import nats
+import nats.js.errors
+
+from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM
+from gateway.settings import Settings
+
+BASE_URL = "http://localhost"
+
+
+class TravelClock:
+    """The real time plus an offset that tests move forward (sessions, lockouts, key grace)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.offset += delta
+
+
+def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extra: str) -> Settings:
+    env = {
+        "CASEBRIDGE_DATA_DIR": str(data_dir),
+        "CASEBRIDGE_DATABASE_URL": database_url,
+        "CASEBRIDGE_BASE_URL": BASE_URL,
+        **({"CASEBRIDGE_NATS_URL": nats_url} if nats_url else {}),
+        # Letters in a thread of the test's own process: a worker process per test app would cost more than most
+        # tests. The process pool has tests of its own (tests/unit/exchange/test_letters.py) and serves the e2e run.
+        "CASEBRIDGE_PDF_PROCESSES": "0",
+        **extra,
+    }
+    return Settings.from_env(env)
+
+
+async def empty_bus(nats_url: str) -> None:
+    """Tests share one nats-server: start each with empty streams and no inbox consumer, as a fresh node would."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        for stream in (ENVELOPE_STREAM, AUDIT_STREAM):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.purge_stream(stream)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(ENVELOPE_STREAM, "casebridge-inbox")
+    finally:
+        await client.close()
