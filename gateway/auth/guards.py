@@ -8,6 +8,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.auth.middleware import AUTH_PROBLEM_STATE
 from gateway.problems import FORBIDDEN, UNAUTHENTICATED, Problem
 from tenants.principal import Principal
 
@@ -25,7 +26,7 @@ def needs(scope: str, roles: Sequence[str], audit: str | None) -> dict[str, Any]
 
 def require_principal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if not isinstance(connection.scope.get("auth"), Principal):
-        problem = connection.scope.get("state", {}).get("auth_problem")
+        problem = connection.scope.get("state", {}).get(AUTH_PROBLEM_STATE)
         if isinstance(problem, Problem):
             raise problem
         raise Problem(
