@@ -32,10 +32,13 @@ _BRACKET = re.compile(rb"[\[\]{}]")
 
 def accepts(declared: str, sent: str) -> bool:
     """Whether a body sent as `sent` (the Content-Type without parameters) is what a route declaring `declared`
-    takes; JSON routes also take the structured `+json` types (RFC 6839), such as application/merge-patch+json."""
+    takes; JSON routes also take the structured `+json` types (RFC 6839), such as application/merge-patch+json, and a
+    page's form with a file also takes the same form URL-encoded (as sent with no file)."""
     sent = sent.strip().lower()
     if declared == JSON:
         return sent == JSON or (sent.startswith("application/") and sent.endswith("+json"))
+    if declared == RequestEncodingType.MULTI_PART:
+        return sent in (RequestEncodingType.MULTI_PART, RequestEncodingType.URL_ENCODED)
     return sent == declared
 
 
@@ -63,6 +66,9 @@ async def check_media_type(request: Request[Any, Any, Any]) -> None:
             f"This route takes a body of type {declared}; it was sent {described}.",
             extra={"accepted": [declared]},
         )
+    if declared == RequestEncodingType.MULTI_PART and sent == RequestEncodingType.URL_ENCODED:
+        # Litestar's multipart reader takes a form already read (from the request's state) as it is: read it so.
+        await request.form()
 
 
 def json_depth(body: bytes) -> int:

@@ -12,11 +12,9 @@ import uuid
 import zoneinfo
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import FromPath, FromQuery
 
 from audit import reports
 from audit.events import Action, Outcome
@@ -32,6 +30,7 @@ from gateway.controllers.context import (
     runtime_of,
     tenant_transaction,
 )
+from gateway.web.forms import FORM, ReviewForm
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
@@ -49,7 +48,6 @@ VERIFICATION: Final = "/dpo/verification"
 PER_PAGE: Final = 50
 REPORT_PAGE: Final = 100
 VERIFY_INTERVAL: Final = dt.timedelta(minutes=1)
-_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 OUTCOME_LABELS: Final = {"success": N_("Succeeded"), "denied": N_("Refused"), "error": N_("Failed")}
 REVIEW_REASONS: Final = {
@@ -330,13 +328,9 @@ async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | N
     )
 
 
-class ReviewForm(msgspec.Struct):
-    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
-
-
 @post(f"{REVIEW}/{{event_id:uuid}}", **page(*_DPO, Action.AUDIT_REVIEW_MARK))
 async def mark_reviewed(
-    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: Annotated[ReviewForm, _FORM]
+    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: Annotated[ReviewForm, FORM]
 ) -> Response[Any]:
     _ = translator(request)
     try:

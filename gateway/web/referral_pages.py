@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
@@ -18,9 +17,9 @@ from exchange.models import Side
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
 from exchange.referrals.services import TRANSITIONS, list_referrals, read_referral, transition_referral
-from exchange.schemas import MessageIn, TransitionIn
 from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
-from gateway.web.casework import _tenant_names, _text
+from gateway.web.casework import _tenant_names
+from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
     MESSAGES_PER_PAGE,
@@ -157,21 +156,14 @@ async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uui
     "/referrals/{referral_id:uuid}/transition",
     **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_TRANSITION),
 )
-async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    body: dict[str, Any] = {"to": _text(form, "to")}
-    if reason := _text(form, "reason"):
-        body["reason"] = reason
-    if result := _text(form, "outcome"):
-        body["outcome"] = {"result": result, "note": _text(form, "note")}
-    back = f"/referrals/{referral_id}"
-    if body["to"] == "rejected" and not reason:
-        return redirect(request, back, error=_("Give the reason for declining."))
-    if body["to"] in ("completed", "failed") and not result:
-        return redirect(request, back, error=_("Choose the outcome for the family."))
+async def transition(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[TransitionForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    body = data.transition_in(request)
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
     try:
-        data = msgspec.convert(body, TransitionIn)
         async with tenant_transaction(request) as session:
             await transition_referral(
                 session,
@@ -179,23 +171,21 @@ async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid
                 principal=principal_of(request),
                 audit=audit_of(request),
                 referral_id=referral_id,
-                data=data,
+                data=body,
             )
-    except msgspec.ValidationError:
-        return redirect(request, back, error=_("This action is not known."))
     except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The referral's status is updated."))
 
 
 @post("/referrals/{referral_id:uuid}/messages", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE))
-async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    back = f"/referrals/{referral_id}"
-    body = _text(form, "body")
-    if not body:
-        return redirect(request, back, error=_("Write a message first."))
+async def post_message(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    body = data.message_in(request)
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
     try:
         async with tenant_transaction(request) as session:
             await messages.post_message(
@@ -204,7 +194,7 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
                 principal=principal_of(request),
                 audit=audit_of(request),
                 referral_id=referral_id,
-                data=MessageIn(body=body),
+                data=body,
             )
     except InvalidInput as exc:
         return redirect(request, back, error=error_text(request, exc))
@@ -215,14 +205,13 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
     "/referrals/{referral_id:uuid}/assign",
     **page(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR], Action.EXCHANGE_REFERRAL_ASSIGN),
 )
-async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    back = f"/referrals/{referral_id}"
-    try:
-        assignee = uuid.UUID(_text(form, "assignee")) if _text(form, "assignee") else None
-    except ValueError:
-        return redirect(request, back, error=_("Choose a colleague from the list."))
+async def assign(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[AssignmentForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    assignee = data.assignee_id(request)
+    if isinstance(assignee, Refusal):
+        return redirect(request, back, error=assignee.text)
     async with tenant_transaction(request) as session:
         await worklist.assign_referral(
             session,
