@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
 from gateway.controllers.context import audit_of, principal_of, request_context, runtime_of, tenant_transaction
@@ -20,7 +21,7 @@ from gateway.web.i18n import N_
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
 from tenants import admin
 from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
-from tenants.models import CLIENT_ROLES, Role, Scope
+from tenants.models import CLIENT_ROLES, Role, Scope, User
 from tenants.persistence import platform_session
 
 # Staff sessions carry no scopes, so a page's scope only documents what an API client would need for the same
@@ -356,53 +357,49 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
 
 @get(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
 async def invitation_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
-    runtime = runtime_of(request)
-    async with platform_session(runtime.sessions) as session, session.begin():
-        found = await admin.open_invitation(session, runtime.clock, token=token)
-    if found is None:
-        return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
-    return render(request, "admin_invitation.html", valid=True, email=found[1].email, error=None)
+    return await _invitation_page(request, token)
 
 
 @post(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
 async def accept_invitation(
     request: Request[Any, Any, Any], token: FromPath[str], data: Annotated[AcceptForm, FORM]
 ) -> Response[Any]:
-    runtime = runtime_of(request)
-    _ = translator(request)
+    runtime, _ = runtime_of(request), translator(request)
     try:
         async with platform_session(runtime.sessions) as session, session.begin():
             user = await admin.accept_invitation(
                 session, runtime.clock, token=token, password=data.new_password, confirmation=data.confirmation
             )
-            runtime.exchange.audit.append(
-                session,
-                action=Action.TENANTS_INVITATION_ACCEPT,
-                outcome=Outcome.SUCCESS,
-                actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
-                log_tenant_id=user.tenant_id,
-                context=request_context(request),
-                resource_type="user",
-                resource_id=str(user.id),
-            )
-            email = user.email
+            _audit_acceptance(request, session, user)
     except NotFound:
         return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
     except InvalidInput as exc:
-        async with platform_session(runtime.sessions) as session, session.begin():
-            found = await admin.open_invitation(session, runtime.clock, token=token)
-        return render(
-            request,
-            "admin_invitation.html",
-            status=400,
-            valid=found is not None,
-            email=found[1].email if found else None,
-            error=service_error(request, exc),
-        )
-    return redirect(
-        request,
-        "/login",
-        success=_("Your password is set. Sign in with %(email)s and set up the second factor.", email=email),
+        return await _invitation_page(request, token, error=service_error(request, exc))
+    success = _("Your password is set. Sign in with %(email)s and set up the second factor.", email=user.email)
+    return redirect(request, "/login", success=success)
+
+
+async def _invitation_page(request: Request[Any, Any, Any], token: str, *, error: str | None = None) -> Response[Any]:
+    """The invitee's form (404 for a link that is not valid any more), or the form again with why it was refused."""
+    runtime = runtime_of(request)
+    async with platform_session(runtime.sessions) as session, session.begin():
+        found = await admin.open_invitation(session, runtime.clock, token=token)
+    status = 400 if error is not None else 200 if found is not None else 404
+    email = found[1].email if found is not None else None
+    return render(request, "admin_invitation.html", status=status, valid=found is not None, email=email, error=error)
+
+
+def _audit_acceptance(request: Request[Any, Any, Any], session: AsyncSession, user: User) -> None:
+    """The acceptance, in the invitee's organisation's trail: no principal signed in yet to record it for them."""
+    runtime_of(request).exchange.audit.append(
+        session,
+        action=Action.TENANTS_INVITATION_ACCEPT,
+        outcome=Outcome.SUCCESS,
+        actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
+        log_tenant_id=user.tenant_id,
+        context=request_context(request),
+        resource_type="user",
+        resource_id=str(user.id),
     )
 
 

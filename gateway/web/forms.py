@@ -14,20 +14,23 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 
+from audit.events import Action, Outcome
 from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn, TransitionIn
 from gateway.web.pages import FIELD_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import in_calendar
 
 FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
 UPLOAD: Final = Body(media_type=RequestEncodingType.MULTI_PART)
+
+Schema = TypeVar("Schema")
 
 # A group of checkboxes: one ticked box arrives as a string, several as a list (Litestar's URL-encoded parser).
 Ticked = str | list[str]
@@ -53,6 +56,14 @@ class Refusal:
 def ticked(value: Ticked) -> list[str]:
     """The boxes of a group that were ticked (a blank value is no box)."""
     return [v for v in ([value] if isinstance(value, str) else value) if v.strip()]
+
+
+def _converted(request: Request[Any, Any, Any], body: dict[str, Any], schema: type[Schema]) -> Schema | Refusal:
+    """The form's fields as the service's schema, or what the schema refused in the form's words."""
+    try:
+        return msgspec.convert(body, schema)
+    except msgspec.ValidationError as exc:
+        return Refusal(invalid_form_text(request, exc))
 
 
 def _date(value: str) -> dt.date | None:
@@ -151,10 +162,7 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
             "needs": {k: form[f"needs-{k}"] for k in ("client", "carers", "community")},
             "key_worker_id": str(key_worker_id),
         }
-        try:
-            return msgspec.convert(body, CaseIn)
-        except msgspec.ValidationError as exc:
-            return Refusal(invalid_form_text(request, exc))
+        return _converted(request, body, CaseIn)
 
 
 class ConsentForm(msgspec.Struct, kw_only=True):
@@ -206,10 +214,7 @@ class ConsentForm(msgspec.Struct, kw_only=True):
         if missing or valid_until is None:
             return Refusal(" ".join(missing))
         body["valid_until"] = valid_until.isoformat()
-        try:
-            return msgspec.convert(body, ConsentIn)
-        except msgspec.ValidationError as exc:
-            return Refusal(invalid_form_text(request, exc))
+        return _converted(request, body, ConsentIn)
 
 
 class WithdrawalForm(msgspec.Struct, kw_only=True):
@@ -285,10 +290,7 @@ class ReferralForm(msgspec.Struct, kw_only=True):
             "respond_by": respond_by.isoformat(),
             "complete_by": complete_by.isoformat(),
         }
-        try:
-            return msgspec.convert(body, ReferralIn)
-        except msgspec.ValidationError as exc:
-            return Refusal(invalid_form_text(request, exc))
+        return _converted(request, body, ReferralIn)
 
 
 # -- a referral's page (gateway/web/referral_pages.py) -----------------------------------------------------------
@@ -378,6 +380,78 @@ class ConfirmForm(msgspec.Struct):
 class AcceptForm(msgspec.Struct):
     new_password: _Long = ""
     confirmation: _Long = ""
+
+
+class AuditSearchForm(msgspec.Struct, kw_only=True):
+    """The audit console's search: a GET form, so its fields are query parameters (`audit_search` reads them)."""
+
+    actor: str = ""  # a colleague's email address or an actor's id
+    subject_id: str = ""
+    resource_id: str = ""
+    action: str = ""
+    outcome: str = ""
+    since: str = ""
+    until: str = ""
+
+    def shown(self) -> dict[str, str]:
+        fields: dict[str, str] = msgspec.to_builtins(self)
+        return fields
+
+    def criteria(self, request: Request[Any, Any, Any], zone: dt.tzinfo) -> tuple[dict[str, Any], dict[str, str]]:
+        """The search's criteria but its actor (looked up by the page), and the errors to show next to the fields."""
+        _ = translator(request)
+        errors: dict[str, str] = {}
+        criteria: dict[str, Any] = {}
+        try:
+            criteria["subject_id"] = uuid.UUID(self.subject_id.strip()) if self.subject_id.strip() else None
+        except ValueError:
+            errors["subject_id"] = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
+        if len(self.resource_id.strip()) > 64:
+            errors["resource_id"] = _("That is too long for a record's id.")
+        criteria["resource_id"] = self.resource_id.strip() or None
+        criteria["action"] = Action(self.action) if self.action in set(Action) else None
+        criteria["outcome"] = Outcome(self.outcome) if self.outcome in set(Outcome) else None
+        for name, text, end in (("since", self.since, False), ("until", self.until, True)):
+            try:
+                criteria[name] = local_day(text, zone, end=end)
+            except ValueError:
+                errors[name] = day_error(request)
+        if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
+            errors["until"] = _("The last day must not be before the first.")
+        return criteria, errors
+
+
+def audit_search(
+    actor: FromQuery[str | None] = None,
+    subject_id: FromQuery[str | None] = None,
+    resource_id: FromQuery[str | None] = None,
+    action: FromQuery[str | None] = None,
+    outcome: FromQuery[str | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
+) -> AuditSearchForm:
+    """The audit search form from the query string (a dependency: Litestar reads each argument's query parameter)."""
+    return AuditSearchForm(
+        actor=actor or "",
+        subject_id=subject_id or "",
+        resource_id=resource_id or "",
+        action=action or "",
+        outcome=outcome or "",
+        since=since or "",
+        until=until or "",
+    )
+
+
+def local_day(text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.datetime | None:
+    """A date from a date field as the start of that day (or of the next, for an inclusive end) in local time."""
+    if not text:
+        return None
+    day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
+    if not in_calendar(day):  # outside tenants/calendar.py's range some days have no UTC instant, or no next day
+        raise ValueError(f"{text!r} is out of range")
+    if end:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(), tzinfo=zone)
 
 
 class ReviewForm(msgspec.Struct):

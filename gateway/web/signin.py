@@ -166,24 +166,8 @@ async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm
         active = await _active_session(request, db)
         if active is None or not active.record.second_factor_passed:
             return _redirect(_next_step(active))
-        if data.new_password != data.confirmation:
-            return _password_page(request, active, status=400, error="mismatch")
-        try:
-            refused = await change_own_password(
-                db,
-                runtime.clock,
-                runtime.lockout,
-                user=active.user,
-                current=data.current_password,
-                new=data.new_password,
-            )
-        except InvalidInput as exc:
-            return _password_page(request, active, status=400, error="rejected", detail=str(exc))
-        if refused is not None:
-            _audit_refusal(request, db, refused, step="password-change")
-            if refused.reason == "locked":
-                return _password_page(request, active, status=400, error="locked", locked_until=refused.locked_until)
-            return _password_page(request, active, status=400, error="rejected", detail=WRONG_CURRENT_PASSWORD)
+        if (refused := await _change_password(request, db, active, data)) is not None:
+            return _password_page(request, active, status=400, **refused)
         # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookies = await _begin_session(request, db, active.user, second_factor_passed=True)
@@ -391,6 +375,27 @@ def _refusal(
     return _page(
         request, "login.html", cookies, status=400, error=refused.reason, email=email, locked_until=refused.locked_until
     )
+
+
+async def _change_password(
+    request: Request[Any, Any, Any], db: AsyncSession, active: ActiveSession, data: PasswordForm
+) -> dict[str, Any] | None:
+    """Change the password; None when it is changed, else the context of the password page shown again."""
+    if data.new_password != data.confirmation:
+        return {"error": "mismatch"}
+    runtime = _runtime(request)
+    try:
+        refused = await change_own_password(
+            db, runtime.clock, runtime.lockout, user=active.user, current=data.current_password, new=data.new_password
+        )
+    except InvalidInput as exc:
+        return {"error": "rejected", "detail": str(exc)}
+    if refused is None:
+        return None
+    _audit_refusal(request, db, refused, step="password-change")
+    if refused.reason == "locked":
+        return {"error": "locked", "locked_until": refused.locked_until}
+    return {"error": "rejected", "detail": WRONG_CURRENT_PASSWORD}
 
 
 def _password_page(
