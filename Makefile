@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 # `make bench` drives reads and sends with wrk, a C load generator that does not compete with the server as a Python
 # client on the same cores would.
 WRK := /usr/bin/wrk
-# The witnessing test (tests/integration/test_audit_witnessing.py) checks the audit log with an implementation casebridge
+# The witnessing test (tests/integration/audit/test_audit_witnessing.py) checks the audit log with an implementation casebridge
 # did not write, Go's golang.org/x/mod/sumdb/note and tlog, built offline from Debian's packages.
 GO := /usr/bin/go
 GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note

@@ -38,7 +38,7 @@ from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
 from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
-from gateway.bodies import BoundedRequest, StrictBodySchemas, check_media_type
+from gateway.bodies import BoundedRequest, StrictBodySchemas, check_request
 from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
@@ -231,7 +231,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[lifespan],
         request_class=BoundedRequest,
         plugins=[StrictBodySchemas(), PROBLEM_DETAILS, BrowserErrorPages()],
-        before_request=check_media_type,
+        before_request=check_request,
         before_send=[add_request_id],
         state=_state(runtime, csrf),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,8 +1,9 @@
-"""What a request body must be before a handler reads it: of the media type its route takes, and JSON nested no deeper
-than MAX_JSON_DEPTH (its size is bounded by CASEBRIDGE_MAX_BODY_BYTES before it is read at all).
+"""What a request must be before a handler reads it: a body of the media type its route takes, JSON nested no deeper
+than MAX_JSON_DEPTH (its size is bounded by CASEBRIDGE_MAX_BODY_BYTES before it is read at all), and no NUL character
+(U+0000) in its text, which PostgreSQL cannot store and no person types.
 
-`check_media_type` runs before every handler (the app's `before_request`); `BoundedRequest` is the app's request
-class, whose JSON decoder refuses deep nesting before msgspec recurses into it.
+`check_request` runs before every handler (the app's `before_request`); `BoundedRequest` is the app's request class,
+whose JSON and form decoders refuse deep nesting and NUL characters before a handler sees them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ MAX_JSON_DEPTH: Final = 32
 JSON: Final = "application/json"
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
+# A JSON escape of U+0000: `\u0000` after an even number of other backslashes (`\\u0000` is a backslash and "u0000").
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+NUL_REFUSED: Final = (
+    "The request holds a NUL character (U+0000); casebridge stores no text with one. Remove it and send again."
+)
 
 
 def accepts(declared: str, sent: str) -> bool:
@@ -53,6 +59,13 @@ def declared_media_type(handler: HTTPRouteHandler) -> str | None:
     return media_type.value if isinstance(media_type, RequestEncodingType) else media_type
 
 
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """400 for a NUL character in the path or query; 415 for a body of another media type than the route takes."""
+    if b"%00" in request.scope["query_string"] or "\x00" in request.scope["path"]:
+        raise Problem(BAD_REQUEST, NUL_REFUSED)
+    await check_media_type(request)
+
+
 async def check_media_type(request: Request[Any, Any, Any]) -> None:
     """415 for a body of another media type than the route takes, or for one sent without a Content-Type."""
     declared = declared_media_type(request.route_handler)
@@ -66,9 +79,15 @@ async def check_media_type(request: Request[Any, Any, Any]) -> None:
             f"This route takes a body of type {declared}; it was sent {described}.",
             extra={"accepted": [declared]},
         )
-    if declared == RequestEncodingType.MULTI_PART and sent == RequestEncodingType.URL_ENCODED:
-        # Litestar's multipart reader takes a form already read (from the request's state) as it is: read it so.
+    if declared in (RequestEncodingType.URL_ENCODED, RequestEncodingType.MULTI_PART):
+        # Read here, by BoundedRequest, which refuses a NUL in a field: Litestar's readers then take the form as read
+        # (from the request's state), which is also how a form sent with no file reaches a multipart route.
         await request.form()
+
+
+def holds_nul(json_body: bytes) -> bool:
+    """Whether a JSON text holds U+0000 in a string or a member name (a raw NUL byte is not JSON at all)."""
+    return b"\\u0000" in json_body and _NUL_ESCAPE.search(json_body) is not None
 
 
 def json_depth(body: bytes) -> int:
@@ -96,13 +115,24 @@ class StrictBodySchemas(StructSchemaPlugin):
 
 
 class BoundedRequest(Request[Any, Any, Any]):
-    """Litestar's request, with a JSON decoder that refuses bodies nested deeper than MAX_JSON_DEPTH (400)."""
+    """Litestar's request, with decoders that refuse JSON nested deeper than MAX_JSON_DEPTH and text holding a NUL
+    character (400)."""
 
     async def json(self) -> Any:
-        if json_depth(await self.body()) > MAX_JSON_DEPTH:
+        body = await self.body()
+        if json_depth(body) > MAX_JSON_DEPTH:
             raise Problem(
                 BAD_REQUEST,
                 f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
                 "deep; casebridge takes no body that deep.",
             )
+        if holds_nul(body):
+            raise Problem(BAD_REQUEST, NUL_REFUSED)
         return await super().json()
+
+    async def form(self) -> Any:
+        form = await super().form()
+        # Uploaded files may hold any byte; the text fields beside them (and every URL-encoded field) may not.
+        if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
+            raise Problem(BAD_REQUEST, NUL_REFUSED)
+        return form

@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from tests.integration.test_audit_seal import cli, node, node_settings  # noqa: F401 - shared by the audit tests
-from tests.integration.test_referral_loop import agencies  # noqa: F401 - re-exported as a shared fixture
+from tests.integration.audit.test_audit_seal import cli, node, node_settings  # noqa: F401 - shared by the audit tests
+from tests.integration.exchange.referrals.test_referral_loop import agencies  # noqa: F401 - re-exported as a shared fixture

@@ -71,7 +71,7 @@ def test_a_cosignature_line_is_key_id_then_timestamp_then_signature() -> None:
     assert line.signature[:8] == TIMESTAMP.to_bytes(8, "big")
     COSIGNER_KEY.public_key().verify(line.signature[8:], signed_message(CHECKPOINT.body(), TIMESTAMP))
     # Ed25519 is deterministic: the line is fixed byte for byte (an independent verifier, Go's note package, checks
-    # ones the witness makes in tests/integration/test_audit_witnessing.py).
+    # ones the witness makes in tests/integration/audit/test_audit_witnessing.py).
     assert line.line() == EXPECTED_LINE
     blob = base64.b64decode(line.line().split(" ")[2])
     spec_blob = base64.b64decode(SPEC_LINE.split(" ")[2])

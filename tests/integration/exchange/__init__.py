@@ -1,0 +1,1 @@
+"""The exchange's areas end to end."""

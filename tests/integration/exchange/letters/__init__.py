@@ -1,0 +1,1 @@
+"""Letters, typeset and verified."""

@@ -1,0 +1,1 @@
+"""Multi-agency plans and reminders."""

@@ -1,0 +1,1 @@
+"""Reports and the DPO's queries."""

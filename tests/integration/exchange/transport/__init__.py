@@ -1,0 +1,1 @@
+"""Envelopes over the real NATS JetStream."""

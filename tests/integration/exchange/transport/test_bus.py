@@ -1,0 +1,226 @@
+"""The bus runtime against a real nats-server: streams, deduplication, external servers, no orphaned processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, Bus, BusError, EmbeddedNats
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # A zombie has exited; it only waits for a parent (maybe a container's PID 1 that never reaps) to collect it.
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
+def _servers_using(store_dir: Path) -> list[int]:
+    """Live nats-server processes started with this store directory."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv[0].endswith(b"nats-server") and str(store_dir).encode() in argv and _alive(int(proc.name)):
+                pids.append(int(proc.name))
+    return pids
+
+
+async def _gone(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def _assert_streams(bus: Bus) -> None:
+    envelopes = await bus.js.stream_info(ENVELOPE_STREAM)
+    audit = await bus.js.stream_info(AUDIT_STREAM)
+    assert envelopes.config.subjects == ["cb.v1.>"]
+    assert audit.config.subjects == ["cb.audit.>"]
+    for info in (envelopes, audit):
+        assert info.config.storage == "file"
+        assert info.config.retention == "limits"
+        assert info.config.num_replicas == 1
+        assert info.config.duplicate_window == 120.0
+        assert info.config.max_age == 30 * 24 * 3600.0
+
+
+def test_properties_refuse_use_before_start(tmp_path: Path) -> None:
+    bus = Bus(None, tmp_path / "nats", 1)
+    for name in ("nc", "js", "url"):
+        with pytest.raises(RuntimeError, match="not started"):
+            getattr(bus, name)
+
+
+@pytest.mark.asyncio
+async def test_embedded_bus_serves_streams_deduplicates_and_stops(tmp_path: Path) -> None:
+    bus = Bus(None, tmp_path / "nats", 1)
+    await bus.start()
+    try:
+        assert bus.embedded is not None
+        pid = bus.embedded.pid
+        assert pid is not None
+        assert _alive(pid)
+        assert bus.url.startswith("nats://127.0.0.1:")
+        assert await bus.is_ready()
+        await _assert_streams(bus)
+
+        subject = f"cb.v1.{uuid.uuid4()}.receipt"
+        headers = {"Nats-Msg-Id": str(uuid.uuid4())}
+        first = await bus.js.publish(subject, b"envelope", headers=headers)
+        again = await bus.js.publish(subject, b"envelope", headers=headers)
+        assert first.stream == ENVELOPE_STREAM
+        assert not first.duplicate
+        assert again.duplicate
+        assert again.seq == first.seq
+        assert (await bus.js.stream_info(ENVELOPE_STREAM)).state.messages == 1
+
+        checkpoint = await bus.js.publish("cb.audit.checkpoint", b"checkpoint")
+        assert checkpoint.stream == AUDIT_STREAM
+    finally:
+        await bus.stop()
+
+    assert await _gone(pid)
+    assert not await bus.is_ready()
+    assert bus.embedded is None
+    await bus.stop()  # idempotent
+
+
+@pytest.mark.asyncio
+async def test_embedded_store_survives_a_restart(tmp_path: Path) -> None:
+    bus = Bus(None, tmp_path / "nats", 1)
+    await bus.start()
+    try:
+        await bus.js.publish(f"cb.v1.{uuid.uuid4()}.receipt", b"envelope")
+    finally:
+        await bus.stop()
+
+    bus = Bus(None, tmp_path / "nats", 1)
+    await bus.start()
+    try:
+        assert (await bus.js.stream_info(ENVELOPE_STREAM)).state.messages == 1
+    finally:
+        await bus.stop()
+
+
+@pytest.mark.asyncio
+async def test_bus_uses_an_external_server_without_starting_one(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "external")
+    url = await server.start()
+    unused_store = tmp_path / "unused"
+    try:
+        bus = Bus(url, unused_store, 1)
+        await bus.start()
+        try:
+            assert bus.embedded is None
+            assert bus.url == url
+            assert await bus.is_ready()
+            await _assert_streams(bus)
+
+            # A second gateway replica starting against the same streams is a no-op, not an error.
+            replica = Bus(url, unused_store, 1)
+            await replica.start()
+            await replica.stop()
+            await _assert_streams(bus)
+        finally:
+            await bus.stop()
+
+        assert server.pid is not None
+        assert _alive(server.pid), "stopping a bus must leave an external server running"
+    finally:
+        await server.stop()
+    assert not unused_store.exists()
+
+
+@pytest.mark.asyncio
+async def test_server_that_cannot_start_fails_clearly_and_leaves_nothing(tmp_path: Path) -> None:
+    store_dir = tmp_path / "not-a-directory"
+    store_dir.write_text("")
+    bus = Bus(None, store_dir, 1)
+
+    with pytest.raises(BusError, match="nats-server exited") as failure:
+        await bus.start()
+
+    assert "not a directory" in str(failure.value), "the server's own reason belongs in the error"
+    assert _servers_using(store_dir) == []
+    assert not await bus.is_ready()
+    await bus.stop()
+
+
+@pytest.mark.asyncio
+async def test_unreachable_external_server_fails_within_the_deadline(tmp_path: Path) -> None:
+    bus = Bus("nats://someone:secret@127.0.0.1:1", tmp_path / "nats", 1, connect_timeout=1.0)
+
+    started = time.monotonic()
+    with pytest.raises(BusError, match="did not accept a connection") as failure:
+        await bus.start()
+
+    assert time.monotonic() - started < 5.0
+    assert "secret" not in str(failure.value)
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from gateway.bus import EmbeddedNats
+
+async def main() -> None:
+    server = EmbeddedNats(Path(sys.argv[1]))
+    await server.start()
+    print(server.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.asyncio
+async def test_embedded_server_dies_with_a_gateway_killed_hard(tmp_path: Path) -> None:
+    store_dir = tmp_path / "nats"
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        str(store_dir),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    server_pid: int | None = None
+    try:
+        assert gateway.stdout is not None
+        line = await asyncio.wait_for(gateway.stdout.readline(), 20.0)
+        assert line.strip().isdigit(), f"child did not report a pid: {line!r}"
+        server_pid = int(line)
+        assert _alive(server_pid)
+
+        gateway.kill()
+        await asyncio.wait_for(gateway.wait(), 5.0)
+
+        assert await _gone(server_pid), "nats-server outlived the gateway that started it"
+    finally:
+        if gateway.returncode is None:
+            gateway.kill()
+            await gateway.wait()
+        for pid in _servers_using(store_dir):
+            os.kill(pid, signal.SIGKILL)

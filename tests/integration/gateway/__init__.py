@@ -1,0 +1,1 @@
+"""The HTTP surface, the CLI and the process model."""

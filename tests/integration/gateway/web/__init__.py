@@ -1,0 +1,1 @@
+"""The staff pages, in a real browser session's requests."""

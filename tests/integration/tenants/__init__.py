@@ -1,0 +1,1 @@
+"""Tenants, keys, the directory and row-level security against a real database."""
