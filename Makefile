@@ -17,7 +17,7 @@ WRK := /usr/bin/wrk
 GO := /usr/bin/go
 GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
-.PHONY: run test lint format messages
+.PHONY: run test lint format messages docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,3 +80,7 @@ bench: $(STAMP) $(WRK)
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
 messages: $(STAMP)
 	$(BIN)/python -m gateway.web.messages
+
+# Write docs/configuration.md from the settings dataclasses in gateway/settings.py (tests/unit/test_docs.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m gateway.settings_doc

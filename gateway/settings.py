@@ -22,9 +22,11 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PathSettings:
     data_dir: Path
-    """CASEBRIDGE_DATA_DIR: where the embedded database, NATS store and master key live (default ./var)."""
+    """CASEBRIDGE_DATA_DIR: directory of the embedded database, the embedded NATS store and the default master key,
+    relative to the working directory unless absolute."""
     master_key_file: Path
-    """CASEBRIDGE_MASTER_KEY_FILE: 32 random bytes wrapping every private key (default DATA_DIR/master.key)."""
+    """CASEBRIDGE_MASTER_KEY_FILE: the file of 32 random bytes that wraps every private key, readable by its owner
+    only; unset, DATA_DIR/master.key, which casebridge creates on first start (a file named here must exist)."""
     master_key_generated: bool
     """True when the master key file is the embedded default, which casebridge may create on first start."""
 
@@ -32,9 +34,10 @@ class PathSettings:
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
     url: str
-    """CASEBRIDGE_DATABASE_URL: SQLAlchemy async URL (default sqlite+aiosqlite:///DATA_DIR/casebridge.db)."""
+    """CASEBRIDGE_DATABASE_URL: SQLAlchemy async URL; for PostgreSQL postgresql+asyncpg://USER:PASSWORD@HOST/DB."""
     pool_size: int
-    """CASEBRIDGE_DB_POOL_SIZE: connections kept per gateway process on PostgreSQL (default 10)."""
+    """CASEBRIDGE_DB_POOL_SIZE: PostgreSQL connections kept by each web or worker process; the pool is fixed, so
+    under a burst requests wait for a connection rather than open more."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -44,23 +47,26 @@ class DatabaseSettings:
 @dataclass(frozen=True, slots=True)
 class BusSettings:
     nats_url: str | None
-    """CASEBRIDGE_NATS_URL: an external NATS server; unset starts the embedded nats-server."""
+    """CASEBRIDGE_NATS_URL: external NATS server(s), comma-separated (nats:// or tls://, optionally with
+    user:password@); unset, casebridge starts an embedded nats-server as a child process."""
     store_dir: Path
     """JetStream store of the embedded server: DATA_DIR/nats."""
     stream_replicas: int
-    """CASEBRIDGE_NATS_REPLICAS: JetStream replicas for the app's streams (1 embedded, 3 in a cluster)."""
+    """CASEBRIDGE_NATS_REPLICAS: JetStream replicas of casebridge's streams; 3 with a 3-node cluster."""
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str
-    """CASEBRIDGE_HOST: address `casebridge serve` listens on (default 127.0.0.1)."""
+    """CASEBRIDGE_HOST: address `casebridge serve` listens on (`--host` overrides it)."""
     port: int
-    """CASEBRIDGE_PORT: port `casebridge serve` listens on (default 8000)."""
+    """CASEBRIDGE_PORT: port `casebridge serve` listens on (`--port` overrides it)."""
     base_url: str
-    """CASEBRIDGE_BASE_URL: public URL of this node; the OAuth issuer (default http://HOST:PORT)."""
+    """CASEBRIDGE_BASE_URL: public URL of this node: the OAuth issuer and the base of the token endpoint and the
+    JWKS URLs; https:// unless the host is localhost or a loopback address."""
     max_body_bytes: int
-    """CASEBRIDGE_MAX_BODY_BYTES: largest request body accepted (default 1 MiB)."""
+    """CASEBRIDGE_MAX_BODY_BYTES: largest request body accepted; a larger one gets 413 (document uploads have
+    their own limit, CASEBRIDGE_MAX_DOCUMENT_BYTES)."""
 
     @property
     def issuer(self) -> str:
@@ -78,43 +84,48 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class TokenSettings:
     access_token_ttl: dt.timedelta
-    """CASEBRIDGE_ACCESS_TOKEN_TTL: seconds an access token lives (default 300)."""
+    """CASEBRIDGE_ACCESS_TOKEN_TTL: seconds an access token lives."""
     assertion_max_age: dt.timedelta
-    """CASEBRIDGE_ASSERTION_MAX_AGE: longest exp - now accepted for a client assertion (default 3600)."""
+    """CASEBRIDGE_ASSERTION_MAX_AGE: how far ahead a client assertion's exp may be, in seconds."""
     clock_skew: dt.timedelta
-    """CASEBRIDGE_CLOCK_SKEW: leeway for exp/iat checks (default 60 seconds)."""
+    """CASEBRIDGE_CLOCK_SKEW: leeway in seconds when checking exp and iat of assertions and tokens."""
     key_grace: dt.timedelta
-    """CASEBRIDGE_KEY_GRACE_DAYS: how long rotated keys stay usable for verification/decryption (default 30)."""
+    """CASEBRIDGE_KEY_GRACE_DAYS: days a rotated encryption or signing key stays usable for decryption and
+    verification."""
 
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     lifetime: dt.timedelta
-    """CASEBRIDGE_SESSION_HOURS: absolute lifetime of a staff session (default 10 hours, one working day)."""
+    """CASEBRIDGE_SESSION_HOURS: absolute lifetime of a staff session in hours (the default is one working day)."""
     idle: dt.timedelta
-    """CASEBRIDGE_SESSION_IDLE_MINUTES: a session unused this long ends (default 30)."""
+    """CASEBRIDGE_SESSION_IDLE_MINUTES: a staff session unused for this many minutes ends."""
     pending: dt.timedelta
-    """CASEBRIDGE_SIGNIN_MINUTES: time allowed from the password to the second factor or enrolment (default 15)."""
+    """CASEBRIDGE_SIGNIN_MINUTES: minutes allowed from a correct password to the second factor or its enrolment;
+    the session's lifetime starts only after the second factor."""
     lockout_failures: int
-    """CASEBRIDGE_LOCKOUT_FAILURES: failed sign-ins in a row that lock an account (default 5)."""
+    """CASEBRIDGE_LOCKOUT_FAILURES: failed passwords or second-factor codes in a row that lock an account."""
     lockout_duration: dt.timedelta
-    """CASEBRIDGE_LOCKOUT_MINUTES: how long a locked account stays locked (default 15)."""
-    invitation_lifetime: dt.timedelta = dt.timedelta(hours=72)
-    """CASEBRIDGE_INVITATION_HOURS: how long an invitation link from the tenant administrator works (default 72)."""
+    """CASEBRIDGE_LOCKOUT_MINUTES: how long a locked account stays locked, in minutes."""
+    invitation_lifetime: dt.timedelta
+    """CASEBRIDGE_INVITATION_HOURS: how long an invitation link from the tenant administrator works, in hours."""
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     requests_per_minute: int
-    """CASEBRIDGE_RATE_LIMIT_PER_MINUTE: requests per minute per client, or per address when anonymous (default 600)."""
+    """CASEBRIDGE_RATE_LIMIT_PER_MINUTE: requests per minute per API client or staff user, or per client address
+    when anonymous; the health probes and /schema are exempt."""
 
 
 @dataclass(frozen=True, slots=True)
 class ExchangeSettings:
     self_consent_age: int
-    """CASEBRIDGE_SELF_CONSENT_AGE: age from which subjects consent for themselves, not a representative (18)."""
+    """CASEBRIDGE_SELF_CONSENT_AGE: age from which a person consents for themselves; below it a parent, guardian or
+    representative consents, from it the person or their guardian or representative, no longer a parent."""
     max_document_bytes: int
-    """CASEBRIDGE_MAX_DOCUMENT_BYTES: largest document (signed consent form, attachment) accepted (default 2 MiB)."""
+    """CASEBRIDGE_MAX_DOCUMENT_BYTES: largest document (signed consent form, attachment) POST /api/v1/documents
+    accepts; a larger one gets 400."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,17 +270,18 @@ def _cosigners(value: str) -> tuple[str, ...] | None:
 class AuditSettings:
     bulk_subjects_per_hour: int
     """CASEBRIDGE_AUDIT_BULK_SUBJECTS_PER_HOUR: distinct subjects one actor may read within an hour before the DPO's
-    anomaly list flags a bulk read (default 50)."""
+    anomaly list flags a bulk read."""
     off_hours: tuple[int, int]
     """CASEBRIDGE_AUDIT_OFF_HOURS: local hours "FROM-TO" in which reads of subject data are flagged; FROM > TO wraps
-    past midnight (default "20-08"; "0-0" turns the rule off)."""
+    past midnight; "0-0" turns the rule off."""
     timezone: str
-    """CASEBRIDGE_AUDIT_TIMEZONE: IANA time zone of the off-hours window (default Europe/Moscow)."""
+    """CASEBRIDGE_AUDIT_TIMEZONE: IANA time zone of the off-hours window."""
     denials_per_hour: int
-    """CASEBRIDGE_AUDIT_DENIALS_PER_HOUR: refusals of one actor within an hour before they are flagged (default 10)."""
+    """CASEBRIDGE_AUDIT_DENIALS_PER_HOUR: refusals of one actor within an hour before the anomaly list flags them."""
     cosigners: tuple[str, ...] | None
     """CASEBRIDGE_AUDIT_COSIGNERS: the agencies (slugs, comma-separated) whose node this is, which co-sign each audit
-    checkpoint they see on the bus; "*" (default) for every active agency, "none" to co-sign nothing here."""
+    checkpoint they see on the bus after checking it extends the last one they co-signed; "*" for every active
+    agency, "none" to co-sign nothing here."""
 
     @classmethod
     def from_env(cls, env: _Env) -> AuditSettings:
@@ -297,17 +309,20 @@ def _hour_range(raw: str) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class MailSettings:
     smtp_host: str | None
-    """CASEBRIDGE_SMTP_HOST: the mail server reminder emails go through; unset, no email is sent."""
+    """CASEBRIDGE_SMTP_HOST: the mail server deadline reminder emails go through; unset, no email is sent (reminders
+    still show in GET /api/v1/reminders)."""
     smtp_port: int
-    """CASEBRIDGE_SMTP_PORT: its port (default 587, SMTP submission)."""
+    """CASEBRIDGE_SMTP_PORT: the mail server's port (the default is SMTP submission)."""
     sender: str | None
     """CASEBRIDGE_SMTP_FROM: the From address of reminder emails; required with CASEBRIDGE_SMTP_HOST."""
     username: str | None
-    """CASEBRIDGE_SMTP_USER: the account to log in with; unset, no login."""
-    password: str | None = field(default=None, repr=False)
-    """CASEBRIDGE_SMTP_PASSWORD: that account's password (no default)."""
-    starttls: bool = True
-    """CASEBRIDGE_SMTP_STARTTLS: upgrade the connection with STARTTLS before anything else (default true)."""
+    """CASEBRIDGE_SMTP_USER: the account to log in with; set it and CASEBRIDGE_SMTP_PASSWORD both or neither; unset,
+    no login."""
+    password: str | None = field(repr=False)
+    """CASEBRIDGE_SMTP_PASSWORD: that account's password."""
+    starttls: bool
+    """CASEBRIDGE_SMTP_STARTTLS: upgrade the connection with STARTTLS before anything else; false is refused with a
+    password unless the server is on loopback."""
 
     @property
     def enabled(self) -> bool:
@@ -342,9 +357,10 @@ class MailSettings:
 @dataclass(frozen=True, slots=True)
 class ReminderSettings:
     lead: dt.timedelta
-    """CASEBRIDGE_REMINDER_LEAD_HOURS: how long before respond_by / complete_by a reminder appears (default 48)."""
+    """CASEBRIDGE_REMINDER_LEAD_HOURS: hours before respond_by or complete_by from which a reminder appears and is
+    emailed."""
     interval: dt.timedelta
-    """CASEBRIDGE_REMINDER_INTERVAL_SECONDS: how often the gateway looks for reminders to email (default 300)."""
+    """CASEBRIDGE_REMINDER_INTERVAL_SECONDS: seconds between the reminders Worker's looks for reminders to email."""
 
     @classmethod
     def from_env(cls, env: _Env) -> ReminderSettings:
@@ -379,12 +395,11 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class LetterSettings:
     timezone: str
-    """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year
-    (default Europe/Moscow)."""
+    """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year."""
     pdf_processes: int
-    """CASEBRIDGE_PDF_PROCESSES: worker processes, beside the gateway's own, that lay out every PDF (letters,
-    subject access reports, plan summaries; default one per CPU core; 0 lays them out in a thread of the gateway
-    process, one at a time, competing with requests for the interpreter)."""
+    """CASEBRIDGE_PDF_PROCESSES: processes, beside each casebridge process that needs them, that lay out every PDF
+    (letters, subject access reports, plan summaries); 0 lays them out in a thread of the casebridge process itself,
+    one at a time, competing with requests for the interpreter."""
 
     @classmethod
     def from_env(cls, env: _Env) -> LetterSettings:
@@ -400,9 +415,9 @@ class LetterSettings:
 @dataclass(frozen=True, slots=True)
 class ProcessSettings:
     in_process_workers: tuple[WorkerName, ...]
-    """CASEBRIDGE_IN_PROCESS_WORKERS: the Workers each `casebridge serve` process runs beside HTTP: "all" (default:
-    the embedded layout, everything in one process), "none" when `casebridge worker` processes do the background
-    work, or names separated by commas (relay, inbox, sealer, letters, reminders, cosigner)."""
+    """CASEBRIDGE_IN_PROCESS_WORKERS: the Workers each `casebridge serve` process runs beside HTTP: "all" (the
+    embedded layout, everything in one process), "none" when `casebridge worker` processes do the background work,
+    or names separated by commas (relay, inbox, sealer, letters, reminders, cosigner)."""
 
     @classmethod
     def from_env(cls, env: _Env) -> ProcessSettings:

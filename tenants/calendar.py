@@ -3,7 +3,7 @@
 Dates of birth, deadlines, consent validity, report periods and audit windows all lie between 1900-01-01 and
 2200-12-31; an instant must fall on one of those days in UTC, whatever offset it was written with. Inside this range
 every conversion casebridge makes (to any time zone, to the next day, to a database timestamp) is defined, so a value
-that was accepted can always be shown later. docs/architecture.md ("Dates and times") says so to API clients.
+that was accepted can always be shown later. docs/api.md ("HTTP conventions") says so to API clients.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Small cells are suppressed (`MIN_CELL`): a figure resting on fewer than five ref
 is null, so that no figure is one referral's own time and a partner's listing does not tick from 0 to 1 to 2 when
 some agency refers a family to it (which, for a clinic or a rehabilitation service, would itself be sensitive).
 
-Definitions (docs/architecture.md, "Directory figures"):
+Definitions (docs/exchange.md, "The partner directory"):
 
 - history: the sender copies addressed to the partner whose `requested` entry lies in the window (default 365 days);
 - time to accept: `requested` → first `accepted`, in hours; time to complete: `requested` → first `completed`, in
