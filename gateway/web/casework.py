@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,10 +30,12 @@ from gateway.web.forms import (
     SUBJECT_ROWS,
     UPLOAD,
     CaseForm,
+    ComposerChoice,
     ConsentForm,
     ReferralForm,
     Refusal,
     WithdrawalForm,
+    composer_choice,
 )
 from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
 from gateway.web.paging import (
@@ -277,13 +280,19 @@ async def withdraw_consent(
 # -- referral composer -------------------------------------------------------------------------------------------
 
 
-@get("/cases/{case_id:uuid}/referrals/new", **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ))
-async def composer(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
+@get(
+    "/cases/{case_id:uuid}/referrals/new",
+    **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ),
+    dependencies={"choice": Provide(composer_choice, sync_to_thread=False)},
+)
+async def composer(
+    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], choice: NamedDependency[ComposerChoice]
+) -> Response[Any]:
     try:
         offset_param(request, "agencies")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    return await _composer(request, case_id, dict(request.query_params))
+    return await _composer(request, case_id, choice.chosen())
 
 
 async def _composer(

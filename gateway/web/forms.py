@@ -226,6 +226,46 @@ class WithdrawalForm(msgspec.Struct, kw_only=True):
         return f"/cases/{self.case_id.strip()}" if self.case_id.strip() else "/cases"
 
 
+class ComposerChoice(msgspec.Struct, kw_only=True):
+    """The composer's first form, a GET: the directory's filters, then the recipient, purpose, basis and people."""
+
+    problem_filter: str = ""
+    district: str = ""
+    kind: str = ""  # of agency, to filter the directory by
+    to: str = ""
+    purpose: str = ""
+    basis: str = ""
+    reference: str = ""
+    subjects: list[str] = []  # every person ticked: the query repeats the parameter
+
+    def chosen(self) -> dict[str, Any]:
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return fields
+
+
+def composer_choice(
+    problem_filter: FromQuery[str | None] = None,
+    district: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
+    to: FromQuery[str | None] = None,
+    purpose: FromQuery[str | None] = None,
+    basis: FromQuery[str | None] = None,
+    reference: FromQuery[str | None] = None,
+    subjects: FromQuery[list[str] | None] = None,
+) -> ComposerChoice:
+    """The composer's choice from the query string (a dependency: Litestar reads each argument's query parameter)."""
+    return ComposerChoice(
+        problem_filter=problem_filter or "",
+        district=district or "",
+        kind=kind or "",
+        to=to or "",
+        purpose=purpose or "",
+        basis=basis or "",
+        reference=reference or "",
+        subjects=subjects or [],
+    )
+
+
 class ReferralForm(msgspec.Struct, kw_only=True):
     """The composer's second form: the referral itself, with the directory filters and choices it carries along."""
 
