@@ -358,11 +358,8 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
     async with await read_only_platform_session(runtime.sessions) as session:
         last = await latest_verification(session)
     if last is not None and now - last.at < VERIFY_INTERVAL:
-        return redirect(
-            request,
-            VERIFICATION,
-            error=_("The log was verified less than a minute ago; its result is shown below. Try again in a minute."),
-        )
+        recent = _("The log was verified less than a minute ago; its result is shown below. Try again in a minute.")
+        return redirect(request, VERIFICATION, error=recent)
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
     result = await verify_database(runtime.sessions, now=now)
     async with tenant_transaction(request) as session:
@@ -371,20 +368,14 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
             resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems)
         )
     if result.ok:
-        return redirect(
-            request,
-            VERIFICATION,
-            success=_("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size),
-        )
-    return redirect(
-        request,
-        VERIFICATION,
-        error=_(
-            "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
-            "details with `casebridge audit verify`.",
-            count=len(result.problems),
-        ),
+        verified = _("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size)
+        return redirect(request, VERIFICATION, success=verified)
+    failed = _(
+        "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
+        "details with `casebridge audit verify`.",
+        count=len(result.problems),
     )
+    return redirect(request, VERIFICATION, error=failed)
 
 
 DPO_ROUTES: list[HTTPRouteHandler] = [

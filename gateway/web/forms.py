@@ -1,9 +1,10 @@
 """The staff pages' forms: each one a typed body as the browser posts it, beside its conversion to what a service takes.
 
 A handler receives its form as `data: Annotated[SomeForm, FORM]` (URL-encoded) or `UPLOAD` (multipart, for the forms
-with a file). Fields are strings with defaults, so a form with a field left empty or out still arrives and is
-answered in the page's own words: the conversions check it and return the exchange schema, or a `Refusal` the page
-shows. Litestar refuses only a body no form of these pages sends (a field repeated that is not a checkbox group), and
+with a file); the GET forms (the composer's choice, the audit search) come through a dependency reading the query.
+Fields are strings with defaults, so a form with a field left empty or out still arrives and is answered in the
+page's own words: the conversions check it and return the exchange schema, or a `Refusal` the page shows. Litestar
+refuses only a body no page sends (a field repeated that is not a checkbox group, or longer than its bound), and
 gateway/web/errors.py shows that as a page, never as the validator's words. The CSRF field is checked before a
 handler runs (gateway/auth/csrf.py) and is no member of any form.
 """

@@ -234,15 +234,7 @@ async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.U
             audit=audit_of(request),
             document_id=document_id,
         )
-    return Response(
-        content,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return _attachment(content, media_type, name)
 
 
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
@@ -263,11 +255,16 @@ async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
             f"/referrals/{referral_id}",
             error=_("The letter is still being prepared. Try again in a few seconds."),
         )
+    return _attachment(pdf.content, "application/pdf", pdf.name)
+
+
+def _attachment(content: bytes, media_type: str, name: str) -> Response[bytes]:
+    """A file to save, under its own name; never cached, and never sniffed as anything but its type."""
     return Response(
-        pdf.content,
-        media_type="application/pdf",
+        content,
+        media_type=media_type,
         headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(pdf.name)}",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         },
