@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +35,7 @@ from gateway.web.forms import (
     ReferralForm,
     Refusal,
     WithdrawalForm,
-    composer_choice,
+    from_query,
 )
 from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
 from gateway.web.paging import (
@@ -283,7 +283,7 @@ async def withdraw_consent(
 @get(
     "/cases/{case_id:uuid}/referrals/new",
     **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ),
-    dependencies={"choice": Provide(composer_choice, sync_to_thread=False)},
+    dependencies={"choice": from_query(ComposerChoice)},
 )
 async def composer(
     request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], choice: NamedDependency[ComposerChoice]

@@ -13,7 +13,7 @@ import zoneinfo
 from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
@@ -31,7 +31,7 @@ from gateway.controllers.context import (
     runtime_of,
     tenant_transaction,
 )
-from gateway.web.forms import FORM, AuditSearchForm, ReviewForm, audit_search, local_day
+from gateway.web.forms import FORM, AuditSearchForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
@@ -95,7 +95,7 @@ async def _partners(request: Request[Any, Any, Any], session: Any, tenants: set[
 @get(
     SEARCH,
     **page(*_DPO, Action.AUDIT_EVENTS_SEARCH),
-    dependencies={"search": Provide(audit_search, sync_to_thread=False)},
+    dependencies={"search": from_query(AuditSearchForm)},
 )
 async def search_page(
     request: Request[Any, Any, Any], search: NamedDependency[AuditSearchForm], cursor: FromQuery[str | None] = None

@@ -15,13 +15,14 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar, get_origin
 
 import msgspec
 from litestar import Request
 from litestar.datastructures import UploadFile
+from litestar.di import Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import Body
 
 from audit.events import Action, Outcome
 from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn, TransitionIn
@@ -32,6 +33,7 @@ FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
 UPLOAD: Final = Body(media_type=RequestEncodingType.MULTI_PART)
 
 Schema = TypeVar("Schema")
+GetForm = TypeVar("GetForm", bound=msgspec.Struct)
 
 # A group of checkboxes: one ticked box arrives as a string, several as a list (Litestar's URL-encoded parser).
 Ticked = str | list[str]
@@ -57,6 +59,19 @@ class Refusal:
 def ticked(value: Ticked) -> list[str]:
     """The boxes of a group that were ticked (a blank value is no box)."""
     return [v for v in ([value] if isinstance(value, str) else value) if v.strip()]
+
+
+def from_query(form: type[GetForm]) -> Provide:
+    """A GET form as a dependency of its page: each field from its query parameter (every repeat, for a list field)."""
+    names = {field.encode_name for field in msgspec.structs.fields(form)}
+    many = {field.encode_name for field in msgspec.structs.fields(form) if get_origin(field.type) is list}
+
+    def read(request: Request[Any, Any, Any]) -> GetForm:
+        query = request.query_params
+        fields = {name: query.getall(name) if name in many else query.get(name) for name in query if name in names}
+        return msgspec.convert(fields, form)
+
+    return Provide(read, sync_to_thread=False)
 
 
 def _converted(request: Request[Any, Any, Any], body: dict[str, Any], schema: type[Schema]) -> Schema | Refusal:
@@ -244,29 +259,6 @@ class ComposerChoice(msgspec.Struct, kw_only=True):
         return fields
 
 
-def composer_choice(
-    problem_filter: FromQuery[str | None] = None,
-    district: FromQuery[str | None] = None,
-    kind: FromQuery[str | None] = None,
-    to: FromQuery[str | None] = None,
-    purpose: FromQuery[str | None] = None,
-    basis: FromQuery[str | None] = None,
-    reference: FromQuery[str | None] = None,
-    subjects: FromQuery[list[str] | None] = None,
-) -> ComposerChoice:
-    """The composer's choice from the query string (a dependency: Litestar reads each argument's query parameter)."""
-    return ComposerChoice(
-        problem_filter=problem_filter or "",
-        district=district or "",
-        kind=kind or "",
-        to=to or "",
-        purpose=purpose or "",
-        basis=basis or "",
-        reference=reference or "",
-        subjects=subjects or [],
-    )
-
-
 class ReferralForm(msgspec.Struct, kw_only=True):
     """The composer's second form: the referral itself, with the directory filters and choices it carries along."""
 
@@ -424,7 +416,7 @@ class AcceptForm(msgspec.Struct):
 
 
 class AuditSearchForm(msgspec.Struct, kw_only=True):
-    """The audit console's search: a GET form, so its fields are query parameters (`audit_search` reads them)."""
+    """The audit console's search: a GET form, so its fields are query parameters."""
 
     actor: str = ""  # a colleague's email address or an actor's id
     subject_id: str = ""
@@ -460,27 +452,6 @@ class AuditSearchForm(msgspec.Struct, kw_only=True):
         if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
             errors["until"] = _("The last day must not be before the first.")
         return criteria, errors
-
-
-def audit_search(
-    actor: FromQuery[str | None] = None,
-    subject_id: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    since: FromQuery[str | None] = None,
-    until: FromQuery[str | None] = None,
-) -> AuditSearchForm:
-    """The audit search form from the query string (a dependency: Litestar reads each argument's query parameter)."""
-    return AuditSearchForm(
-        actor=actor or "",
-        subject_id=subject_id or "",
-        resource_id=resource_id or "",
-        action=action or "",
-        outcome=outcome or "",
-        since=since or "",
-        until=until or "",
-    )
 
 
 def local_day(text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.datetime | None:
