@@ -78,7 +78,7 @@ class AuditLog:
             extra=extra,
             at=at,
         )
-        add_rows(session, *_rows(record))
+        add_rows(session, *event_rows(record))
         return record
 
     def event(
@@ -123,7 +123,7 @@ class AuditLog:
     async def append_many(session: AsyncSession, records: Sequence[AuditEventRecord]) -> None:
         """Insert many events built by ``event`` now, in two statements (imports and the benchmark's fill)."""
         if records:
-            rows = [_rows(record) for record in records]
+            rows = [event_rows(record) for record in records]
             await insert_rows(session, [event for event, _ in rows], [row for _, subjects in rows for row in subjects])
 
 
@@ -181,7 +181,7 @@ class AccessScope:
         )
 
 
-def _rows(record: AuditEventRecord) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def event_rows(record: AuditEventRecord) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The event's row and its pseudonym rows, every searched value taken from the canonical text that is sealed
     (audit/derived.py), so that `audit verify` recomputes exactly what was written."""
     canonical = canonical_json(record.to_json())

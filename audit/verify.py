@@ -222,7 +222,7 @@ def verify_log(
     scan = LogScan(notes.sizes, marks, exported_at=exported_at)
     if scan.feed(_scan_row(e) for e in events):
         return scan.result(notes, unsealed)
-    return _verify_rows(events, notes, unsealed, marks, exported_at=exported_at)
+    return verify_rows(events, notes, unsealed, marks, exported_at=exported_at)
 
 
 def _scan_row(event: SealedEvent) -> tuple[Any, ...]:
@@ -432,7 +432,7 @@ def _finish_search(
     findings.other.extend(Problem(ProblemKind(f.kind.value), f.seq, f.detail) for f in found)
 
 
-def _verify_rows(
+def verify_rows(
     events: Sequence[SealedEvent],
     notes: SignedNotes,
     unsealed: Sequence[UnsealedEvent],
@@ -1116,4 +1116,4 @@ async def verify_database(
         if scan.clean:
             return scan.result(signed, await _unsealed(session, now=now, sealing_grace=sealing_grace))
         snapshot = await load_log(session, now=now, sealing_grace=sealing_grace)
-    return _verify_rows(snapshot.events, signed, snapshot.unsealed, snapshot.review_marks)
+    return verify_rows(snapshot.events, signed, snapshot.unsealed, snapshot.review_marks)

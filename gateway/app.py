@@ -8,7 +8,7 @@ import zoneinfo
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -34,8 +34,8 @@ from exchange.transport.relay import OutboxRelay
 from gateway.audit_capture import AuditOutcomes
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.csrf import CsrfTokens, SessionBoundCsrf
-from gateway.auth.guards import API_GUARDS, AUDIT, PUBLIC
-from gateway.auth.middleware import PrincipalMiddleware, confirm_client_now, session_cookie_name
+from gateway.auth.guards import GUARDS
+from gateway.auth.middleware import PrincipalMiddleware, session_cookie_name
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bodies import BoundedRequest, StrictBodySchemas, check_request
@@ -43,6 +43,7 @@ from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
+from gateway.controllers.context import CONTEXT, CONTEXT_PROBLEMS
 from gateway.controllers.directory import DirectoryController
 from gateway.controllers.plans import PlanController, ReminderController
 from gateway.controllers.referrals import ReferralController
@@ -211,17 +212,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             witnessing.audit_log,
             witnessing.checkpoint,
             oauth.token,
-            DirectoryController,
-            CaseController,
-            ReferralController,
-            ReportController,
-            PlanController,
-            ReminderController,
-            AuditController,
-            TrailController,
-            *WEB_ROUTES,
+            _api(),
+            # Staff pages: guarded like the API (sign-in pages are public); each opens its context where its work
+            # starts (gateway/web/pages.py).
+            Router("/", route_handlers=WEB_ROUTES, guards=GUARDS),
         ],
-        guards=[_guard_api_routes],
         middleware=[
             PrincipalMiddleware,
             rate_limit_config(settings.rate_limits.requests_per_minute).middleware,
@@ -264,6 +259,26 @@ def app_from_environment() -> Litestar:
     return create_app(Settings.from_env())
 
 
+def _api() -> Router:
+    """The API (API.md: Resources): every route guarded, and handed its request context as `ctx`."""
+    return Router(
+        "/api/v1",
+        route_handlers=[
+            DirectoryController,
+            CaseController,
+            ReferralController,
+            ReportController,
+            PlanController,
+            ReminderController,
+            AuditController,
+            TrailController,
+        ],
+        guards=GUARDS,
+        dependencies=CONTEXT,
+        exception_handlers=CONTEXT_PROBLEMS,
+    )
+
+
 def _publisher(bus: Bus) -> Publish:
     """Signed checkpoints go to the CB_AUDIT stream, where outside witnesses can keep copies."""
 
@@ -282,17 +297,3 @@ def _state(runtime: Runtime, csrf: CsrfTokens) -> State:
 def _derived_secret(runtime: Runtime, purpose: str) -> str:
     """A per-deployment secret for `purpose`, derived from the master key so no secret lives in code."""
     return hashlib.sha256(runtime.master_key.derive(f"casebridge/{purpose}/v1")).hexdigest()
-
-
-async def _guard_api_routes(connection: Any, handler: Any) -> None:
-    """Apply the API guards to every route that is not declared public.
-
-    A route that records an audit action reads tenant data only in `tenant_transaction`, which confirms the access
-    token's client first; any other route has it confirmed here, before its handler runs.
-    """
-    if handler.opt.get(PUBLIC) or connection.scope["path"].startswith(OPENAPI_PATH):
-        return
-    for guard in API_GUARDS:
-        guard(connection, handler)
-    if handler.opt.get(AUDIT) is None:
-        await confirm_client_now(connection.app.state.runtime, connection.scope.setdefault("state", {}))

@@ -1,7 +1,8 @@
 """Each request's audit events carry the outcome the request really had, `error` included.
 
-A route's work runs in `tenant_transaction` (gateway.controllers.context), which notes here what became of each of
-its transactions; `AuditOutcomes` completes the record when the response starts, before any of its body is sent:
+A route's work runs in its request context (`open_context` in gateway.controllers.context), which notes here
+what became of each of its transactions; `AuditOutcomes` completes the record when the response starts, before any
+of its body is sent:
 
 - a write (any method but GET, HEAD and OPTIONS) commits its event with the change. Should the response still end
   in a 5xx, an `error` event is added beside it;

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants import credentials, services
-from tenants.access import access_client, access_own_tenant, access_user
+from tenants.access import access_client, access_tenant, access_user
 from tenants.clock import Clock
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.keys import KeyRing, RotatedKeys
@@ -144,7 +144,7 @@ async def invite_user(
     valid_for: dt.timedelta,
 ) -> Invited:
     """Create an account that nobody can sign in to until the invitee opens the link and chooses a password."""
-    tenant = await access_own_tenant(session, principal, for_write=False)
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
     _require_admin(principal)
     name = (display_name or "").strip() or None
     if name is not None and len(name) > 255:
@@ -343,7 +343,7 @@ async def list_clients(
 async def register_client(
     session: AsyncSession, *, principal: Principal, name: str, public_jwk: Any, scopes: Sequence[str], role: str
 ) -> ApiClient:
-    tenant = await access_own_tenant(session, principal, for_write=False)
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
     _require_admin(principal)
     if len(name) > 255:
         raise InvalidInput("The name may be at most 255 characters long.")
@@ -411,6 +411,6 @@ async def list_keys(session: AsyncSession, clock: Clock, *, principal: Principal
 
 
 async def rotate_keys(session: AsyncSession, keyring: KeyRing, *, principal: Principal) -> RotatedKeys:
-    tenant = await access_own_tenant(session, principal, for_write=False)
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
     _require_admin(principal)
     return await keyring.rotate_tenant_keys(session, tenant.id)

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenants.access import access_own_tenant
+from tenants.access import access_tenant
 from tenants.errors import InvalidInput
 from tenants.models import Tenant, TenantStatus, fold
 from tenants.principal import Principal
@@ -30,7 +30,7 @@ class DirectoryQuery:
 
 async def update_profile(session: AsyncSession, *, principal: Principal, profile: ProfileUpdate) -> Tenant:
     """Replace the acting tenant's directory profile whole (contacts, address, hours, districts and services)."""
-    tenant = await access_own_tenant(session, principal, for_write=True)
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=True)
     services = [_with_code(i, s) for i, s in enumerate(msgspec.to_builtins(profile.services))]
     seen: dict[str, int] = {}
     for index, service in enumerate(services):

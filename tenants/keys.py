@@ -87,7 +87,8 @@ def _okp_private_bytes(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
     )
 
 
-def _public_jwk(key: Ed25519PrivateKey | X25519PrivateKey, *, kid: str, alg: str, use: str) -> dict[str, Any]:
+def public_jwk_of(key: Ed25519PrivateKey | X25519PrivateKey, *, kid: str, alg: str, use: str) -> dict[str, Any]:
+    """The public half of `key` as a JWK naming its key id, algorithm and use."""
     jwk = OKPKey.import_key(key.public_key()).as_dict(private=False)
     return {**jwk, "kid": kid, "alg": alg, "use": use}
 
@@ -99,7 +100,7 @@ def _generate(use: KeyUse) -> tuple[bytes, dict[str, Any] | None, str]:
         return AESGCM.generate_key(bit_length=256), None, kid
     private = X25519PrivateKey.generate() if use is KeyUse.ENCRYPTION else Ed25519PrivateKey.generate()
     jose_use = "enc" if use is KeyUse.ENCRYPTION else "sig"
-    return _okp_private_bytes(private), _public_jwk(private, kid=kid, alg=alg, use=jose_use), kid
+    return _okp_private_bytes(private), public_jwk_of(private, kid=kid, alg=alg, use=jose_use), kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +351,7 @@ class KeyRing:
             kid=kid,
             use=use.value,
             alg=SIGNATURE_ALG,
-            public_jwk=_public_jwk(private, kid=kid, alg=SIGNATURE_ALG, use="sig"),
+            public_jwk=public_jwk_of(private, kid=kid, alg=SIGNATURE_ALG, use="sig"),
             wrapped_private=self._master.wrap(
                 _okp_private_bytes(private), context=platform_key_context(kid, use.value)
             ),

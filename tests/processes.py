@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from gateway.bus import answers_nats, nats_server_binary
+from tests.polling import eventually
 
 CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
 START_WITHIN_S = 60.0  # a gateway or nats-server that is not serving by then has failed to start
@@ -138,10 +139,12 @@ class NatsServer(Child):
         config.write_text(f"max_payload: {MAX_PAYLOAD_BYTES}\n", encoding="utf-8")
         argv = ["-c", str(config), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         await self.spawn(str(nats_server_binary()), *argv)
-        async with asyncio.timeout(START_WITHIN_S):
-            while not await answers_nats(self.port):
-                assert self.running, f"nats-server exited while starting\n{self.log_tail()}"
-                await asyncio.sleep(0.05)
+
+        async def answers() -> bool:
+            assert self.running, f"nats-server exited while starting\n{self.log_tail()}"
+            return await answers_nats(self.port)
+
+        await eventually(answers, within=START_WITHIN_S, what=lambda: f"nats-server to answer\n{self.log_tail()}")
 
 
 class Gateway(Child):
@@ -158,13 +161,18 @@ class Gateway(Child):
         await self.spawn(
             CASEBRIDGE, "serve", "--port", str(self.port), "--workers", str(self.web_processes), env=self.env
         )
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe, asyncio.timeout(START_WITHIN_S):
-            while True:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as probe:
+
+            async def serving() -> bool:
                 assert self.running, f"the gateway exited while starting\n{self.log_tail()}"
                 with contextlib.suppress(httpx.TransportError):
                     if (await probe.get("/health/ready")).status_code == 200 and self._all_web_processes_up():
-                        return
-                await asyncio.sleep(0.1)
+                        return True
+                return False
+
+            await eventually(
+                serving, within=START_WITHIN_S, every=0.1, what=lambda: f"the gateway to be ready\n{self.log_tail()}"
+            )
 
     def _all_web_processes_up(self) -> bool:
         return self.web_processes == 1 or len(self.web_pids()) == self.web_processes
@@ -199,7 +207,11 @@ class WorkerProcess(Child):
     async def start(self) -> None:
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         await self.spawn(CASEBRIDGE, "worker", *(["--only", self.only] if self.only else []), env=self.env)
-        async with asyncio.timeout(START_WITHIN_S):
-            while "worker running" not in self.log_file.read_bytes()[offset:].decode(errors="replace"):
-                assert self.running, f"the worker exited while starting\n{self.log_tail()}"
-                await asyncio.sleep(0.1)
+
+        def running() -> bool:
+            assert self.running, f"the worker exited while starting\n{self.log_tail()}"
+            return "worker running" in self.log_file.read_bytes()[offset:].decode(errors="replace")
+
+        await eventually(
+            running, within=START_WITHIN_S, every=0.1, what=lambda: f"the worker to run\n{self.log_tail()}"
+        )

@@ -83,3 +83,8 @@ class DataKeys:
         except InvalidTag as exc:
             raise KeyUnavailable("the data key does not unwrap with its KEK") from exc
         return DataKey(key)
+
+
+def sealed_context(kind: str, record_id: uuid.UUID) -> str:
+    """What a record's sealed fields are bound to (its kind and id): sealed data opens only as the record it was."""
+    return f"casebridge/{kind}/v1/{record_id}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import uuid
@@ -14,18 +13,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.services import AccessScope
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
+from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
 from exchange.cases.uploads import checked_media_type
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Document, Referral, Side, Subject, sealed_context
-from exchange.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
+from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 # Fields of a subject and the category that releases each to a recipient (API.md, "Data categories").
@@ -45,9 +46,8 @@ SUBJECT_FIELDS: dict[str, Category] = {
 # -- cases ------------------------------------------------------------------------------------------------------
 
 
-async def create_case(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, data: CaseIn
-) -> CaseOut:
+async def create_case(ctx: Context, *, data: CaseIn) -> CaseOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if data.key_worker_id is not None:
         worker = await session.scalar(
             select(User.id).where(User.id == data.key_worker_id, User.tenant_id == principal.tenant_id)
@@ -153,9 +153,8 @@ async def case_view(session: AsyncSession, deps: ExchangeDeps, *, case: Case) ->
     )
 
 
-async def read_case(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
-) -> CaseOut:
+async def read_case(ctx: Context, *, case_id: uuid.UUID) -> CaseOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     view = await case_view(session, deps, case=case)
@@ -163,54 +162,27 @@ async def read_case(
     return view
 
 
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("The cursor is not one this server issued.") from exc
-
-
-async def list_cases(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[CaseSummary], str | None]:
+async def list_cases(ctx: Context, *, cursor: str | None, limit: int) -> tuple[list[CaseSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
-    query = select(Case).where(Case.tenant_id == principal.tenant_id).order_by(Case.id.desc()).limit(limit + 1)
-    if cursor:
-        query = query.where(Case.id < decode_cursor(cursor))
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    query = select(Case).where(Case.tenant_id == principal.tenant_id)
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Case.id, after, newest_first=True), limit)
     items = []
-    for case in page:
+    for case in page.rows:
         contents = await case_contents(session, deps, case)
         items.append(
             CaseSummary(id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at)
         )
-    audit.touched(resource_type="case", cases=[str(c.id) for c in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="case", cases=[str(c.id) for c in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 # -- consents ---------------------------------------------------------------------------------------------------
 
 
-async def record_consent(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    data: ConsentIn,
-) -> ConsentOut:
+async def record_consent(ctx: Context, *, case_id: uuid.UUID, data: ConsentIn) -> ConsentOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=True)
     (subject,) = await access_subjects(session, principal, case, [data.subject_id])
@@ -320,9 +292,8 @@ def consent_policy_view(consent: Consent) -> ConsentView:
     )
 
 
-async def list_consents(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, case_id: uuid.UUID
-) -> list[ConsentOut]:
+async def list_consents(ctx: Context, *, case_id: uuid.UUID) -> list[ConsentOut]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
@@ -331,16 +302,9 @@ async def list_consents(
     return [await consent_view(session, deps, c, subjects[c.subject_id]) for c in consents]
 
 
-async def withdraw_consent(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    consent_id: uuid.UUID,
-    reason: str,
-) -> ConsentOut:
+async def withdraw_consent(ctx: Context, *, consent_id: uuid.UUID, reason: str) -> ConsentOut:
     """Withdraw at once: no new share relies on it from now on, and every recipient that holds data under it is told."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="consent", resource_id=consent_id)
     consent = await access_consent(session, principal, consent_id, for_write=True)
     audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, [consent.subject_id]))
@@ -375,17 +339,8 @@ async def withdraw_consent(
 # -- documents --------------------------------------------------------------------------------------------------
 
 
-async def store_document(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    name: str,
-    media_type: str,
-    content: bytes,
-    max_bytes: int,
-) -> Document:
+async def store_document(ctx: Context, *, name: str, media_type: str, content: bytes, max_bytes: int) -> Document:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if not content:
         raise InvalidInput("The document is empty.")
     if len(content) > max_bytes:
@@ -393,12 +348,12 @@ async def store_document(
     media_type = checked_media_type(media_type, content)
     if not name.strip() or len(name) > 255:
         raise InvalidInput("The document needs a file name of at most 255 characters.")
-    document = await _sealed_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
+    document = await new_document(session, deps, principal.tenant_id, name.strip(), media_type, content)
     audit.touched(resource_type="document", resource_id=document.id, size=document.size)
     return document
 
 
-async def _sealed_document(
+async def new_document(
     session: AsyncSession,
     deps: ExchangeDeps,
     tenant_id: uuid.UUID,
@@ -408,6 +363,7 @@ async def _sealed_document(
     *,
     referral_id: uuid.UUID | None = None,
 ) -> Document:
+    """A document of `tenant_id` sealed under a data key of its own: an upload, an attachment received, a letter."""
     document_id = uuid7()
     context = sealed_context("document", document_id)
     key, wrapped = await deps.datakeys.create(session, tenant_id, context)

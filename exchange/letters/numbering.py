@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from exchange.models import LetterPrefix, LetterSequence
+from exchange.letters.models import LetterPrefix, LetterSequence
 from tenants.clock import Clock
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Tenant

@@ -6,17 +6,14 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.services import AccessScope
-from exchange.cases.access import access_referral
+from exchange.cases.models import Document
 from exchange.cases.services import document_contents
-from exchange.deps import ExchangeDeps
+from exchange.context import Context
 from exchange.letters.services import PENDING, letter_of
-from exchange.models import Document
+from exchange.referrals.access import access_referral
 from exchange.referrals.services import referral_pseudonyms, report_access
 from tenants.errors import Conflict, NotFound
-from tenants.principal import Principal
 
 
 class LetterMissing(NotFound):
@@ -36,10 +33,9 @@ class LetterFile:
     signature: str  # valid | invalid | missing
 
 
-async def read_letter(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
-) -> LetterFile:
+async def read_letter(ctx: Context, *, referral_id: uuid.UUID) -> LetterFile:
     """The letter's PDF for the sender or the recipient; a partner's read is reported back to the sender."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     pseudonyms = await referral_pseudonyms(session, deps, referral)
@@ -64,5 +60,5 @@ async def read_letter(
             "or it arrived unreadable."
         )
     name, content = await document_contents(session, deps, document)
-    await report_access(session, deps, referral, audit, pseudonyms)
+    await report_access(ctx, referral, pseudonyms)
     return LetterFile(name, content, letter.sha256, letter.registration_number, letter.verification or "missing")

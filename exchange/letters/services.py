@@ -17,10 +17,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from exchange.cases.datakeys import DataKey
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Document
 from exchange.cases.policy import LegalBasis, StatutoryBasis
-from exchange.cases.services import _sealed_document
+from exchange.cases.services import new_document
 from exchange.deps import ExchangeDeps
+from exchange.letters.models import Letter
 from exchange.letters.numbering import next_registration_number
 from exchange.letters.render import (
     LANGUAGES,
@@ -32,9 +34,9 @@ from exchange.letters.render import (
     content_from_json,
     content_to_json,
 )
+from exchange.letters.schemas import LetterOut
 from exchange.letters.signing import LetterBinding, LetterCheck, Verification, sign_letter, verify_letter
-from exchange.models import Document, Letter, Referral, sealed_context
-from exchange.schemas import LetterOut
+from exchange.referrals.models import Referral
 from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
 from exchange.transport.outbox import enqueue
 from tenants.models import ApiClient, KeyUse, Role, Tenant, User
@@ -290,7 +292,7 @@ async def store_rendered(session: AsyncSession, deps: ExchangeDeps, letter_id: u
     if check.verification is not Verification.VALID:
         raise LetterUnavailable("The letter could not be signed with this agency's published key.")
     name = _file_name(letter.registration_number)
-    document = await _sealed_document(session, deps, letter.tenant_id, name, PDF, pdf, referral_id=referral.id)
+    document = await new_document(session, deps, letter.tenant_id, name, PDF, pdf, referral_id=referral.id)
     digest = hashlib.sha256(pdf).hexdigest()
     letter.status, letter.sha256, letter.signature = READY, digest, signature
     letter.signing_kid, letter.verification, letter.document_id = check.kid, check.verification.value, document.id
@@ -398,7 +400,7 @@ async def accept_letter(session: AsyncSession, deps: ExchangeDeps, referral: Ref
     document_id = None
     if pdf is not None and not referral.restricted:
         name = _file_name(registration_number) if registration_number else "letter.pdf"
-        document = await _sealed_document(session, deps, referral.tenant_id, name, PDF, pdf, referral_id=referral.id)
+        document = await new_document(session, deps, referral.tenant_id, name, PDF, pdf, referral_id=referral.id)
         document_id = document.id
     declared = member.get("sha256")
     digest = (

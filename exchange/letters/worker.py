@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exchange.deps import ExchangeDeps
+from exchange.letters.models import Letter
 from exchange.letters.services import (
     PENDING,
     PendingLetter,
@@ -30,7 +31,6 @@ from exchange.letters.services import (
     pending_content,
     store_rendered,
 )
-from exchange.models import Letter
 from exchange.transport.relay import drain_until_stopped, retry_delay
 from tenants.persistence import platform_session, read_only_platform_session
 

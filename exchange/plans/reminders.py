@@ -17,15 +17,17 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from audit.services import AccessScope
-from exchange.models import Case, Referral, ReferralKind, ReminderSent, Side
+from exchange.cases.models import Case
+from exchange.context import Context
 from exchange.plans.mail import Mailer, MailError
-from exchange.referrals.services import AWAITING_ANSWER, IN_HAND
-from exchange.schemas import ReminderOut
+from exchange.plans.models import ReminderSent
+from exchange.plans.schemas import ReminderOut
+from exchange.referrals.models import Referral, ReferralKind, Side
+from exchange.referrals.status import AWAITING_ANSWER, IN_HAND
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.persistence import platform_session
-from tenants.principal import ActorKind, Principal
+from tenants.principal import ActorKind
 
 log = logging.getLogger("casebridge.exchange")
 
@@ -148,19 +150,13 @@ def _case_owner(case: Case | None) -> Iterable[uuid.UUID]:
     return (case.created_by_id,) if case.created_by_kind == ActorKind.USER else ()
 
 
-async def reminders_for(
-    session: AsyncSession,
-    *,
-    principal: Principal,
-    audit: AccessScope | None,
-    now: dt.datetime,
-    lead: dt.timedelta,
-) -> list[ReminderOut]:
+async def reminders_for(ctx: Context, *, now: dt.datetime, lead: dt.timedelta) -> list[ReminderOut]:
     """The caller's reminders: a person sees those they are responsible for, a supervisor all of the agency's.
 
     An agency system (API client) acts for the agency as a whole: it sees the reminders of the side its role
     works on (intake: incoming referrals; specialist: outgoing).
     """
+    session, principal, audit = ctx.session, ctx.principal, ctx.audit
     due = await due_reminders(session, tenant_id=principal.tenant_id, now=now, lead=lead)
     if principal.has_role(Role.SUPERVISOR):
         mine = due
@@ -170,8 +166,7 @@ async def reminders_for(
         sides = {Side.RECIPIENT.value} if principal.has_role(Role.INTAKE) else set()
         sides |= {Side.SENDER.value} if principal.has_role(Role.SPECIALIST) else set()
         mine = [d for d in due if d.referral.side in sides]
-    if audit is not None:
-        audit.touched(resource_type="referral", referrals=[str(d.referral.exchange_id) for d in mine])
+    audit.touched(resource_type="referral", referrals=[str(d.referral.exchange_id) for d in mine])
     return [d.view() for d in mine]
 
 

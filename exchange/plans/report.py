@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from audit.services import AccessScope
-from exchange.cases.access import access_plan
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
+from exchange.plans.access import access_plan
+from exchange.plans.schemas import PlanOut, PlanTaskOut
 from exchange.plans.services import CLOSED, issuer_name, plan_view
-from exchange.schemas import PlanOut, PlanTaskOut
 from tenants.errors import Conflict
-from tenants.principal import Principal
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 STATUS_NAMES = {
@@ -47,18 +44,12 @@ class PlanSummary:
     generated_at: dt.datetime
 
 
-async def plan_summary(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    plan_id: uuid.UUID,
-) -> PlanSummary:
+async def plan_summary(ctx: Context, *, plan_id: uuid.UUID) -> PlanSummary:
     """The closed plan's summary: every task with its agency, deadlines, final status and outcome."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="plan", resource_id=plan_id)
     plan = await access_plan(session, principal, plan_id, for_write=False)
-    view = await plan_view(session, deps, plan, audit)
+    view = await plan_view(ctx, plan)
     if view.status != CLOSED:
         raise Conflict("The summary report is made once the plan is closed, when every task has a final status.")
     issuer = await issuer_name(session, plan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -19,25 +20,22 @@ from uuid_utils.compat import uuid7
 
 from audit.events import Action, Actor, Outcome
 from audit.services import AccessScope
-from exchange.cases.access import access_case, access_plan
-from exchange.cases.datakeys import DataKey
-from exchange.cases.services import decode_cursor, encode_cursor
+from exchange.cases.access import access_case
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch
-from exchange.models import Plan, PlanTask, Referral, ReferralKind, Side, TimelineEntry, sealed_context
-from exchange.referrals.services import CANCELLED, FAILED, REJECTED, TERMINAL, is_overdue, referral_view, send_referral
-from exchange.schemas import (
-    PlanIn,
-    PlanOut,
-    PlanSummary,
-    PlanTaskIn,
-    PlanTaskOut,
-    ReferralIn,
-    StatutoryBasisIn,
-    TimelineOut,
-)
+from exchange.plans.access import access_plan
+from exchange.plans.models import Plan, PlanTask
+from exchange.plans.schemas import PlanIn, PlanOut, PlanSummary, PlanTaskIn, PlanTaskOut
+from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
+from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
+from exchange.referrals.services import is_overdue, referral_view, send_referral
+from exchange.referrals.status import TERMINAL, Status
+from tenants.access import access_tenant
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 OPEN, CLOSED = "open", "closed"
@@ -58,8 +56,8 @@ def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
 
 async def _require_issuer(session: AsyncSession, principal: Principal) -> None:
     """Issuing, extending and closing a plan are one authority: whoever may not issue plans may not change them."""
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
-    if tenant is None or not may_issue_plans(principal, tenant.kind):
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
+    if not may_issue_plans(principal, tenant.kind):
         raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
 
 
@@ -78,16 +76,9 @@ def request_hash(data: PlanIn) -> str:
     return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
 
 
-async def create_plan(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    data: PlanIn,
-    idempotency_key: str | None,
-) -> tuple[Plan, bool]:
+async def create_plan(ctx: Context, *, data: PlanIn, idempotency_key: str | None) -> tuple[Plan, bool]:
     """Create a plan and send every task as a referral, all in the caller's transaction: all or nothing."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if idempotency_key is not None:
         existing = await _by_idempotency_key(session, principal, idempotency_key)
         if existing is not None:
@@ -128,7 +119,7 @@ async def create_plan(
             raise
         return _replay(existing, data, audit), False
     audit.touched(resource_type="plan", resource_id=plan.id)
-    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=data.tasks, first=0)
+    await _send_tasks(ctx, plan=plan, key=key, tasks=data.tasks, first=0)
     return plan, True
 
 
@@ -146,16 +137,9 @@ def _replay(existing: Plan, data: PlanIn, audit: AccessScope) -> Plan:
     return existing
 
 
-async def add_tasks(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    plan_id: uuid.UUID,
-    tasks: Sequence[PlanTaskIn],
-) -> Plan:
+async def add_tasks(ctx: Context, *, plan_id: uuid.UUID, tasks: Sequence[PlanTaskIn]) -> Plan:
     """Send more tasks of an open plan, all or nothing."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="plan", resource_id=plan_id)
     await _require_issuer(session, principal)
     plan = await access_plan(session, principal, plan_id, for_write=True)
@@ -166,25 +150,16 @@ async def add_tasks(
     if len(rows) + len(tasks) > MAX_TASKS:
         raise InvalidInput(f"A plan holds at most {MAX_TASKS} tasks.")
     key = await _plan_key(session, deps, plan)
-    await _send_tasks(session, deps, principal=principal, audit=audit, plan=plan, key=key, tasks=tasks, first=len(rows))
+    await _send_tasks(ctx, plan=plan, key=key, tasks=tasks, first=len(rows))
     return plan
 
 
-async def _send_tasks(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    plan: Plan,
-    key: DataKey,
-    tasks: Sequence[PlanTaskIn],
-    first: int,
-) -> None:
+async def _send_tasks(ctx: Context, *, plan: Plan, key: DataKey, tasks: Sequence[PlanTaskIn], first: int) -> None:
     """Each task goes through the ordinary send path and is recorded as a share of its own (DPO review included).
 
     A refusal of any task raises, so the caller's transaction rolls back every task sent before it.
     """
+    session, deps, audit = ctx.session, ctx.deps, ctx.audit
     now = deps.clock.now()
     sent: list[str] = []
     for index, task in enumerate(tasks):
@@ -198,10 +173,7 @@ async def _send_tasks(
         )
         try:
             referral, _ = await send_referral(
-                session,
-                deps,
-                principal=principal,
-                audit=share,
+                dataclasses.replace(ctx, audit=share),
                 data=_referral_in(plan, task, now),
                 idempotency_key=None,
                 plan={"plan_id": str(plan.id), "task_title": task.title, "expected_result": task.expected_result},
@@ -345,10 +317,9 @@ async def settle_plan_of(session: AsyncSession, deps: ExchangeDeps, referral: Re
         await settle(session, deps, plan, await task_rows(session, plan))
 
 
-async def close_plan(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, plan_id: uuid.UUID
-) -> Plan:
+async def close_plan(ctx: Context, *, plan_id: uuid.UUID) -> Plan:
     """Close a plan on request: only once every task has a terminal status."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="plan", resource_id=plan_id)
     await _require_issuer(session, principal)
     plan = await access_plan(session, principal, plan_id, for_write=True)
@@ -365,22 +336,22 @@ async def close_plan(
     return plan
 
 
-async def read_plan(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, plan_id: uuid.UUID
-) -> PlanOut:
+async def read_plan(ctx: Context, *, plan_id: uuid.UUID) -> PlanOut:
+    session, principal, audit = ctx.session, ctx.principal, ctx.audit
     audit.touched(resource_type="plan", resource_id=plan_id)
     plan = await access_plan(session, principal, plan_id, for_write=False)
-    return await plan_view(session, deps, plan, audit)
+    return await plan_view(ctx, plan)
 
 
-async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit: AccessScope | None) -> PlanOut:
+async def plan_view(ctx: Context, plan: Plan) -> PlanOut:
+    session, deps, audit = ctx.session, ctx.deps, ctx.audit
     rows = await task_rows(session, plan)
     await settle(session, deps, plan, rows)
     key = await _plan_key(session, deps, plan)
     names = await _tenant_names(session, [row.referral.to_tenant_id for row in rows])
     tasks = []
     for row in rows:
-        referral = await referral_view(session, deps, row.referral)
+        referral = await referral_view(ctx, row.referral)
         text = key.open(row.task.sealed, context=sealed_context("plan_task", row.task.id))
         tasks.append(
             PlanTaskOut(
@@ -424,30 +395,21 @@ async def plan_view(session: AsyncSession, deps: ExchangeDeps, plan: Plan, audit
 
 
 def _reason(status: str, timeline: Sequence[TimelineOut]) -> str | None:
-    if status not in (REJECTED, FAILED, CANCELLED):
+    if status not in (Status.REJECTED, Status.FAILED, Status.CANCELLED):
         return None
     return next((t.note for t in reversed(timeline) if t.status == status and t.note), None)
 
 
 async def list_plans(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    status: str | None,
-    case_id: uuid.UUID | None,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, status: str | None, case_id: uuid.UUID | None, cursor: str | None, limit: int
 ) -> tuple[list[PlanSummary], str | None]:
     """Newest first; UUIDv7 ids sort by creation time, so the last id is the cursor."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if status not in (None, OPEN, CLOSED):
         raise InvalidInput("status is 'open' or 'closed'.")
-    query = select(Plan).where(Plan.tenant_id == principal.tenant_id).order_by(Plan.id.desc())
+    query = select(Plan).where(Plan.tenant_id == principal.tenant_id)
     if case_id is not None:
         query = query.where(Plan.case_id == case_id)
-    if cursor:
-        query = query.where(Plan.id < decode_cursor(cursor))
     if status is not None:
         # Filter on the status the plan has once settled, so a plan whose last task just finished is listed as
         # closed; only the plans on the page returned are then settled in storage.
@@ -455,12 +417,12 @@ async def list_plans(
         query = query.where(
             or_(Plan.status == CLOSED, settles) if status == CLOSED else and_(Plan.status == OPEN, not_(settles))
         )
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Plan.id, after, newest_first=True), limit)
     now = deps.clock.now()
     items = []
     subjects: set[str] = set()
-    for plan in page:
+    for plan in page.rows:
         tasks = await task_rows(session, plan)
         await settle(session, deps, plan, tasks)
         subjects.update(
@@ -482,8 +444,8 @@ async def list_plans(
             )
         )
     # The titles name the family: the event names the subjects of every plan listed.
-    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    audit.touched(resource_type="plan", subjects=subjects, plans=[str(p.id) for p in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 def _settles_on_read() -> ColumnElement[bool]:

@@ -6,39 +6,40 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.services import AccessScope
-from exchange.cases.access import access_case, access_referral, access_subjects
-from exchange.cases.datakeys import DataKey
+from exchange.cases.access import access_case, access_subjects
+from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.models import Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
+from exchange.cases.schemas import SubjectOut
 from exchange.cases.services import (
     SUBJECT_FIELDS,
     active_recipient,
     case_contents,
     consent_policy_view,
-    decode_cursor,
-    encode_cursor,
     subject_fields,
 )
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotAllowed
 from exchange.letters.services import letter_summary, register_letter
-from exchange.models import Consent, Referral, Side, Subject, TimelineEntry, sealed_context
-from exchange.schemas import (
+from exchange.referrals.access import access_referral
+from exchange.referrals.models import Referral, Side, TimelineEntry
+from exchange.referrals.schemas import (
     ReferralIn,
     ReferralOut,
     ReferralSummary,
     StatutoryBasisIn,
-    SubjectOut,
     TimelineOut,
     TransitionIn,
 )
+from exchange.referrals.status import AWAITING_ANSWER, IN_HAND, Status, allowed
 from exchange.transport.bodies import (
     AccessReceipt,
     LegalBasisBody,
@@ -47,55 +48,10 @@ from exchange.transport.bodies import (
     ReferralStatus,
 )
 from exchange.transport.outbox import enqueue
-from tenants.access import access_own_tenant
+from tenants.access import access_tenant
 from tenants.errors import InvalidInput
+from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
-
-# FHIR Task codes as used by closed-loop referrals (HL7 Gravity SDOH).
-DRAFT, REQUESTED, RECEIVED = "draft", "requested", "received"
-ACCEPTED, REJECTED, IN_PROGRESS, ON_HOLD = "accepted", "rejected", "in-progress", "on-hold"
-COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-TERMINAL: Final = frozenset({REJECTED, COMPLETED, FAILED, CANCELLED})
-SYSTEM: Final = "system"
-
-# Who may move a referral from one status to another: the whole status machine in one table.
-TRANSITIONS: Final[Mapping[tuple[str, str], str]] = {
-    (DRAFT, REQUESTED): Side.SENDER,
-    (REQUESTED, RECEIVED): SYSTEM,  # set when the recipient's node has applied the envelope
-    (RECEIVED, ACCEPTED): Side.RECIPIENT,
-    (RECEIVED, REJECTED): Side.RECIPIENT,
-    (ACCEPTED, IN_PROGRESS): Side.RECIPIENT,
-    (ACCEPTED, ON_HOLD): Side.RECIPIENT,
-    (ACCEPTED, COMPLETED): Side.RECIPIENT,
-    (ACCEPTED, FAILED): Side.RECIPIENT,
-    (IN_PROGRESS, ON_HOLD): Side.RECIPIENT,
-    (IN_PROGRESS, COMPLETED): Side.RECIPIENT,
-    (IN_PROGRESS, FAILED): Side.RECIPIENT,
-    (ON_HOLD, IN_PROGRESS): Side.RECIPIENT,
-    (ON_HOLD, COMPLETED): Side.RECIPIENT,
-    (ON_HOLD, FAILED): Side.RECIPIENT,
-    **{(status, CANCELLED): Side.SENDER for status in (DRAFT, REQUESTED, RECEIVED, ACCEPTED, IN_PROGRESS, ON_HOLD)},
-}
-ALL_STATUSES: Final = (
-    DRAFT,
-    REQUESTED,
-    RECEIVED,
-    ACCEPTED,
-    REJECTED,
-    IN_PROGRESS,
-    ON_HOLD,
-    COMPLETED,
-    FAILED,
-    CANCELLED,
-)
-
-
-def allowed(current: str, target: str, side: str) -> bool:
-    return TRANSITIONS.get((current, target)) == side
-
-
-AWAITING_ANSWER: Final = (DRAFT, REQUESTED, RECEIVED)
-IN_HAND: Final = (ACCEPTED, IN_PROGRESS, ON_HOLD)
 
 
 def is_overdue(referral: Referral, now: dt.datetime) -> bool:
@@ -116,23 +72,17 @@ def request_hash(data: ReferralIn) -> str:
 
 async def sender_kind(session: AsyncSession, principal: Principal) -> str:
     """The acting agency's kind: some statutory provisions empower only certain kinds of sender."""
-    return (await access_own_tenant(session, principal, for_write=False)).kind
+    return (await access_tenant(session, principal, principal.tenant_id, for_write=False)).kind
 
 
 async def send_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    data: ReferralIn,
-    idempotency_key: str | None,
-    plan: Mapping[str, str] | None = None,
+    ctx: Context, *, data: ReferralIn, idempotency_key: str | None, plan: Mapping[str, str] | None = None
 ) -> tuple[Referral, bool]:
     """Send a referral if the policy permits every category for every subject; returns (referral, created).
 
     `plan` (task title, expected result, plan id) travels with a plan_task referral, sealed like its text.
     """
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if idempotency_key is not None:
         await _hold_idempotency_key(session, principal.tenant_id, idempotency_key)
         existing = await session.scalar(
@@ -155,7 +105,7 @@ async def send_referral(
     pseudonyms = deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects])
     audit.touched(subjects=pseudonyms)
     recipient = await active_recipient(session, data.to_tenant_id)
-    sender = await access_own_tenant(session, principal, for_write=False)
+    sender = await access_tenant(session, principal, principal.tenant_id, for_write=False)
     if recipient.id == principal.tenant_id:
         raise InvalidInput("A referral goes to another agency, not to one's own.")
     if data.service is not None:
@@ -220,7 +170,7 @@ async def send_referral(
         request_hash=request_hash(data),
         consent_ids=sorted({str(c) for ids in decision.consents_by_subject.values() for c in ids}),
     )
-    await add_timeline(session, referral, REQUESTED, now, principal.tenant_id, None, None)
+    await add_timeline(session, referral, Status.REQUESTED, now, principal.tenant_id, None, None)
     # Numbered here, laid out and sent on by the letter worker after this transaction commits.
     letter = await register_letter(
         session,
@@ -367,7 +317,7 @@ async def new_copy(
         tenant_id=tenant_id,
         exchange_id=exchange_id,
         side=side.value,
-        status=RECEIVED if side is Side.RECIPIENT else REQUESTED,
+        status=Status.RECEIVED if side is Side.RECIPIENT else Status.REQUESTED,
         legal_basis=basis_type,
         statutory_reference=reference,
         kek_kid=wrapped.kek_kid,
@@ -413,15 +363,8 @@ async def add_timeline(
 # -- both sides -------------------------------------------------------------------------------------------------
 
 
-async def transition_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    data: TransitionIn,
-) -> Referral:
+async def transition_referral(ctx: Context, *, referral_id: uuid.UUID, data: TransitionIn) -> Referral:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id, to=data.to)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
@@ -429,9 +372,10 @@ async def transition_referral(
     current = referral.status
     if not allowed(current, data.to, side):
         raise TransitionNotAllowed(f"The {side.value} cannot move this referral from '{current}' to '{data.to}'.")
-    if data.to == COMPLETED and data.outcome is None:
+    target = Status(data.to)
+    if target is Status.COMPLETED and data.outcome is None:
         raise InvalidInput("Completing a referral needs an outcome (result and note).")
-    if data.to == REJECTED and not (data.reason or "").strip():
+    if target is Status.REJECTED and not (data.reason or "").strip():
         raise InvalidInput("Declining a referral needs a reason.")
     now = deps.clock.now()
     note = data.outcome.note if data.outcome else data.reason
@@ -461,7 +405,8 @@ _TIMELINE = (
 )
 
 
-async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Referral) -> ReferralOut:
+async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
+    session, deps = ctx.session, ctx.deps
     now = deps.clock.now()
     contents: dict[str, Any] = {}
     key: DataKey | None = None
@@ -485,7 +430,7 @@ async def referral_view(session: AsyncSession, deps: ExchangeDeps, referral: Ref
         basis["reference"] = referral.statutory_reference
     outcome = None
     if referral.outcome_result:
-        outcome_note = next((t.note for t in reversed(timeline) if t.status == COMPLETED and t.note), "")
+        outcome_note = next((t.note for t in reversed(timeline) if t.status == Status.COMPLETED and t.note), "")
         outcome = {"result": referral.outcome_result, "note": outcome_note or ""}
     return ReferralOut(
         id=referral.exchange_id,
@@ -521,22 +466,20 @@ def _recipient_subject_id(referral: Referral, ref: str) -> uuid.UUID:
     return uuid.uuid5(referral.exchange_id, ref)
 
 
-async def read_referral(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, referral_id: uuid.UUID
-) -> ReferralOut:
+async def read_referral(ctx: Context, *, referral_id: uuid.UUID) -> ReferralOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     pseudonyms = await referral_pseudonyms(session, deps, referral)
     audit.touched(subjects=pseudonyms, purpose=referral.purpose, legal_basis=referral.legal_basis, side=referral.side)
-    view = await referral_view(session, deps, referral)
-    await report_access(session, deps, referral, audit, pseudonyms)
+    view = await referral_view(ctx, referral)
+    await report_access(ctx, referral, pseudonyms)
     return view
 
 
-async def report_access(
-    session: AsyncSession, deps: ExchangeDeps, referral: Referral, audit: AccessScope, pseudonyms: list[str]
-) -> None:
+async def report_access(ctx: Context, referral: Referral, pseudonyms: list[str]) -> None:
     """Tell the sharing agency who at this agency opened what it shared (an access.receipt for its audit trail)."""
+    session, deps, audit = ctx.session, ctx.deps, ctx.audit
     if referral.side != Side.RECIPIENT or referral.restricted:
         return
     actor = audit.actor
@@ -569,25 +512,13 @@ async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referra
 
 
 async def list_referrals(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    box: str,
-    status: str | None,
-    overdue: bool | None,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, box: str, status: str | None, overdue: bool | None, cursor: str | None, limit: int
 ) -> tuple[list[ReferralSummary], str | None]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
-    query = (
-        select(Referral)
-        .where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
-        .order_by(Referral.id.desc())
-    )
+    query = select(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
     if status:
-        if status not in ALL_STATUSES:
+        if status not in set(Status):
             raise InvalidInput(f"Unknown status {status!r}.")
         query = query.where(Referral.status == status)
     now = deps.clock.now()
@@ -597,13 +528,11 @@ async def list_referrals(
             and_(Referral.status.in_(IN_HAND), Referral.complete_by < now),
         )
         query = query.where(late if overdue else not_(late))
-    if cursor:
-        query = query.where(Referral.id < decode_cursor(cursor))
-    rows = list(await session.scalars(query.limit(limit + 1)))
-    page = rows[:limit]
-    items = [_summary(r, is_overdue(r, now)) for r in page]
-    audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page])
-    return items, encode_cursor(page[-1].id) if len(rows) > limit else None
+    after = decode_cursor(cursor) if cursor else None
+    page = await scalars_page(session, by_id(query, Referral.id, after, newest_first=True), limit)
+    items = [_summary(r, is_overdue(r, now)) for r in page.rows]
+    audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page.rows])
+    return items, encode_cursor(page.last.id) if page.last else None
 
 
 def _summary(referral: Referral, late: bool) -> ReferralSummary:

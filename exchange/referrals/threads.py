@@ -11,28 +11,29 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from audit.services import AccessScope
-from exchange.cases.access import access_document, access_referral
+from exchange.cases.access import access_document
+from exchange.cases.datakeys import sealed_context
+from exchange.cases.models import Consent, Document
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, ShareRequest, decide
-from exchange.cases.services import _sealed_document, consent_policy_view, document_contents
+from exchange.cases.services import consent_policy_view, document_contents, new_document
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.errors import ConsentRequired
-from exchange.models import Consent, Document, Referral, Side, ThreadMessage, sealed_context
+from exchange.referrals.access import access_referral
+from exchange.referrals.models import Referral, Side, ThreadMessage
+from exchange.referrals.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.referrals.services import referral_key, referral_pseudonyms, report_access
-from exchange.schemas import MessageIn, MessageOut, StatutoryBasisIn
 from exchange.transport.bodies import Attachment, ReferralMessage
 from exchange.transport.outbox import enqueue
 from tenants.errors import Forbidden, InvalidInput, NotFound
 from tenants.models import Tenant
-from tenants.principal import Principal
 
 # Attachments travel inside the envelope; together they must leave room under the envelope body limit.
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
 
 
-async def read_document(
-    session: AsyncSession, deps: ExchangeDeps, *, principal: Principal, audit: AccessScope, document_id: uuid.UUID
-) -> tuple[str, str, bytes]:
+async def read_document(ctx: Context, *, document_id: uuid.UUID) -> tuple[str, str, bytes]:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="document", resource_id=document_id)
     document = await access_document(session, principal, document_id, for_write=False)
     if document.data_key_wrapped is None:
@@ -45,19 +46,12 @@ async def read_document(
         if referral is not None:
             pseudonyms = await referral_pseudonyms(session, deps, referral)
             audit.touched(subjects=pseudonyms, referral=str(referral.exchange_id))
-            await report_access(session, deps, referral, audit, pseudonyms)
+            await report_access(ctx, referral, pseudonyms)
     return name, document.media_type, content
 
 
-async def post_message(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    data: MessageIn,
-) -> MessageOut:
+async def post_message(ctx: Context, *, referral_id: uuid.UUID, data: MessageIn) -> MessageOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     audit.touched(
@@ -157,15 +151,10 @@ def _attachment(document: Document, name: str) -> dict[str, Any]:
 
 
 async def list_messages(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    page: tuple[int, int] | None = None,
+    ctx: Context, *, referral_id: uuid.UUID, page: tuple[int, int] | None = None
 ) -> list[MessageOut]:
     """The thread, oldest first; with `page` (offset, limit), that slice of it newest first (the staff page)."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id)
     referral = await access_referral(session, principal, referral_id, for_write=False)
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
@@ -211,7 +200,7 @@ async def apply_message(
         content = base64.b64decode(attachment.content, validate=True)
         if hashlib.sha256(content).hexdigest() != attachment.sha256:
             raise ValueError("an attachment does not match its digest")
-        document = await _sealed_document(
+        document = await new_document(
             session, deps, referral.tenant_id, attachment.name, attachment.media_type, content, referral_id=referral.id
         )
         documents.append(document)
@@ -247,16 +236,9 @@ async def forget_shared_thread(session: AsyncSession, deps: ExchangeDeps, referr
                 document.sealed = None
 
 
-async def record_own_basis(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    data: StatutoryBasisIn,
-) -> Referral:
+async def record_own_basis(ctx: Context, *, referral_id: uuid.UUID, data: StatutoryBasisIn) -> Referral:
     """The recipient's own legal basis for keeping what it received, should the family withdraw consent."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id, legal_basis="statutory", reference=data.reference)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     if referral.side != Side.RECIPIENT:

@@ -12,18 +12,21 @@ from dataclasses import dataclass
 from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.services import AccessScope
-from exchange.cases.access import access_case, access_referral
+from exchange.cases.access import access_case
+from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
+from exchange.cases.schemas import ConsentOut
 from exchange.cases.services import active_recipient, consent_policy_view, consent_view
-from exchange.deps import ExchangeDeps
-from exchange.models import Case, Consent, Referral, Side, Subject
+from exchange.context import Context
+from exchange.referrals.access import access_referral
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.schemas import ReferralSummary
 from exchange.referrals.services import is_overdue, referral_pseudonyms, sender_kind
 from exchange.reports.statistics import partner_figures
-from exchange.schemas import ConsentOut, ReferralSummary
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.errors import InvalidInput, NotFound
 from tenants.models import Role, User
+from tenants.pagination import by_id, rows_page, scalars_page
 from tenants.principal import Principal
 from tenants.schemas import DirectoryEntry
 
@@ -44,55 +47,34 @@ def summary_of(referral: Referral, now: dt.datetime) -> ReferralSummary:
 
 
 async def case_referrals(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    before_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, case_id: uuid.UUID, before_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """One page of the referrals sent about one of the caller's cases, newest first; then the next page's row id."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     case = await access_case(session, principal, case_id, for_write=False)
-    query = (
-        select(Referral)
-        .where(Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER)
-        .order_by(Referral.id.desc())
-        .limit(limit + 1)
+    query = select(Referral).where(
+        Referral.tenant_id == principal.tenant_id, Referral.case_id == case.id, Referral.side == Side.SENDER
     )
-    if before_id is not None:
-        query = query.where(Referral.id < before_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    page = await scalars_page(session, by_id(query, Referral.id, before_id, newest_first=True), limit)
     now = deps.clock.now()
-    items = [summary_of(r, now) for r in page]
+    items = [summary_of(r, now) for r in page.rows]
     audit.touched(referrals=[str(r.id) for r in items])
-    return items, page[-1].id if len(rows) > limit else None
+    return items, page.last.id if page.last else None
 
 
 async def case_consents(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    case_id: uuid.UUID,
-    after_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, case_id: uuid.UUID, after_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ConsentOut], uuid.UUID | None]:
     """One page of a case's consents in the order they were recorded; then the next page's row id."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="case", resource_id=case_id)
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = {s.id: s for s in await session.scalars(select(Subject).where(Subject.case_id == case.id))}
     audit.touched(subjects=deps.audit.pseudonyms(principal.tenant_id, subjects))
-    query = select(Consent).where(Consent.case_id == case.id).order_by(Consent.id).limit(limit + 1)
-    if after_id is not None:
-        query = query.where(Consent.id > after_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
-    items = [await consent_view(session, deps, c, subjects[c.subject_id]) for c in page]
-    return items, page[-1].id if len(rows) > limit else None
+    query = select(Consent).where(Consent.case_id == case.id)
+    page = await scalars_page(session, by_id(query, Consent.id, after_id, newest_first=False), limit)
+    items = [await consent_view(session, deps, c, subjects[c.subject_id]) for c in page.rows]
+    return items, page.last.id if page.last else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +86,9 @@ class CaseEvent:
     subject_id: uuid.UUID | None
 
 
-async def case_timeline(
-    session: AsyncSession, *, principal: Principal, case_id: uuid.UUID, offset: int, limit: int
-) -> tuple[list[CaseEvent], bool]:
+async def case_timeline(ctx: Context, *, case_id: uuid.UUID, offset: int, limit: int) -> tuple[list[CaseEvent], bool]:
     """One page of a case's timeline, oldest first, and whether more follow. Reads no sealed field."""
+    session, principal = ctx.session, ctx.principal
     case = await access_case(session, principal, case_id, for_write=False)
     # The first SELECT gives the union its column types (and so how each backend's values are read back): the
     # consent's own columns, with the case's creation time and no subject for the "opened" line.
@@ -127,15 +108,13 @@ async def case_timeline(
         Consent.case_id == case.id, Consent.withdrawn_at.is_not(None)
     )
     events = union_all(recorded, opened, withdrawn).subquery()
-    rows = (
-        await session.execute(
-            select(events.c.what, events.c.at, events.c.subject_id)
-            .order_by(events.c.at, events.c.row_id, events.c.what)
-            .offset(offset)
-            .limit(limit + 1)
-        )
-    ).all()
-    return [CaseEvent(str(what), at, subject_id) for what, at, subject_id in rows[:limit]], len(rows) > limit
+    query = (
+        select(events.c.what, events.c.at, events.c.subject_id)
+        .order_by(events.c.at, events.c.row_id, events.c.what)
+        .offset(offset)
+    )
+    page = await rows_page(session, query, limit)
+    return [CaseEvent(str(what), at, subject_id) for what, at, subject_id in page.rows], page.more
 
 
 async def directory_page(
@@ -166,44 +145,24 @@ async def directory_page(
 
 
 async def assigned_to(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    cursor_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, cursor_id: uuid.UUID | None, limit: int
 ) -> tuple[list[ReferralSummary], uuid.UUID | None]:
     """Incoming referrals assigned to the caller, newest first; the second value is the next page's row id."""
-    query = (
-        select(Referral)
-        .where(
-            Referral.tenant_id == principal.tenant_id,
-            Referral.side == Side.RECIPIENT,
-            Referral.assignee_id == principal.actor_id,
-        )
-        .order_by(Referral.id.desc())
-        .limit(limit + 1)
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    query = select(Referral).where(
+        Referral.tenant_id == principal.tenant_id,
+        Referral.side == Side.RECIPIENT,
+        Referral.assignee_id == principal.actor_id,
     )
-    if cursor_id is not None:
-        query = query.where(Referral.id < cursor_id)
-    rows = list(await session.scalars(query))
-    page = rows[:limit]
+    page = await scalars_page(session, by_id(query, Referral.id, cursor_id, newest_first=True), limit)
     now = deps.clock.now()
-    audit.touched(resource_type="referral", box="assigned", referrals=[str(r.exchange_id) for r in page])
-    return [summary_of(r, now) for r in page], page[-1].id if len(rows) > limit else None
+    audit.touched(resource_type="referral", box="assigned", referrals=[str(r.exchange_id) for r in page.rows])
+    return [summary_of(r, now) for r in page.rows], page.last.id if page.last else None
 
 
-async def assign_referral(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    referral_id: uuid.UUID,
-    assignee_id: uuid.UUID | None,
-) -> Referral:
+async def assign_referral(ctx: Context, *, referral_id: uuid.UUID, assignee_id: uuid.UUID | None) -> Referral:
     """Give an incoming referral to a worker of the recipient agency (None: nobody). The sender is not told."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="referral", resource_id=referral_id, assignee=str(assignee_id) if assignee_id else None)
     referral = await access_referral(session, principal, referral_id, for_write=True)
     if referral.side != Side.RECIPIENT:
@@ -220,8 +179,9 @@ async def assign_referral(
     return referral
 
 
-async def assignable_staff(session: AsyncSession, *, principal: Principal) -> list[User]:
+async def assignable_staff(ctx: Context) -> list[User]:
     """The caller's colleagues who can work on incoming referrals, by email."""
+    session, principal = ctx.session, ctx.principal
     users = await session.scalars(
         select(User).where(User.tenant_id == principal.tenant_id, User.active.is_(True)).order_by(User.email)
     )
@@ -229,10 +189,9 @@ async def assignable_staff(session: AsyncSession, *, principal: Principal) -> li
     return [u for u in users if any(role in u.roles for role in workers)]
 
 
-async def staff_names(
-    session: AsyncSession, *, principal: Principal, user_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, str]:
+async def staff_names(ctx: Context, *, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """How the caller's colleagues are shown: their display name, else their email."""
+    session, principal = ctx.session, ctx.principal
     if not user_ids:
         return {}
     users = await session.scalars(select(User).where(User.tenant_id == principal.tenant_id, User.id.in_(user_ids)))
@@ -250,11 +209,8 @@ class CategoryOffer:
 
 
 async def offered_categories(
-    session: AsyncSession,
-    deps: ExchangeDeps,
+    ctx: Context,
     *,
-    principal: Principal,
-    audit: AccessScope,
     case_id: uuid.UUID,
     subject_ids: list[uuid.UUID],
     recipient_id: uuid.UUID,
@@ -262,6 +218,7 @@ async def offered_categories(
     basis: LegalBasis | None = None,
 ) -> list[CategoryOffer]:
     """Each category on its own through the sharing policy, exactly as a send would decide it."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     case = await access_case(session, principal, case_id, for_write=False)
     subjects = list(
         await session.scalars(select(Subject).where(Subject.case_id == case.id, Subject.id.in_(subject_ids)))

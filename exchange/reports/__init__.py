@@ -1,1 +1,1 @@
-"""Reports: referral reporting, directory statistics, charts and the DPO's queries."""
+"""Reports: referral reporting, directory statistics, charts and the DPO's queries, over the other areas' tables."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Final, Literal
 
-from exchange.reports.services import Bucket, Distribution
+from exchange.reports.schemas import Bucket, Distribution
 
 Language = Literal["en", "ru"]
 SVG_NS: Final = "http://www.w3.org/2000/svg"

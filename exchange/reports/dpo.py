@@ -8,31 +8,41 @@ in the exchange because it reads the exchange's subjects, consents and referrals
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-import struct
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit import anomalies
+from audit.access import access_event
 from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
-from audit.services import AccessScope
+from exchange.cases.access import access_subject
+from exchange.cases.models import Consent
 from exchange.cases.policy import ConsentStatus
+from exchange.context import Context
 from exchange.deps import ExchangeDeps
-from exchange.models import Consent, Referral, Side, Subject
-from exchange.referrals.services import TERMINAL
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.status import TERMINAL
 from tenants.calendar import check_calendar
-from tenants.errors import Conflict, InvalidInput, NotFound
+from tenants.errors import Conflict, InvalidInput
 from tenants.models import Tenant
-from tenants.principal import Principal
+from tenants.pagination import (
+    Page,
+    check_limit,
+    decode_time_cursor,
+    encode_time_cursor,
+    newest_first_by_time,
+    rows_page,
+)
+
+Ts = TypeVarTuple("Ts")
 
 MAX_PAGE = 500
 # A subject access report is cut into pages of at most this many rows, each with a cursor to the next.
@@ -49,8 +59,6 @@ _SHARE_ACTIONS = (Action.EXCHANGE_REFERRAL_SEND.value, Action.EXCHANGE_REFERRAL_
 # parsed event is checked again before it is listed.
 _STATUTORY_FRAGMENT = '"legal_basis":"statutory"'
 _BREAK_GLASS_FRAGMENT = '"break_glass":'
-
-_CURSOR = struct.Struct(">q16s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +78,10 @@ class EventFilter:
 
 
 async def search_events(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    criteria: EventFilter,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, criteria: EventFilter, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    _check_page(limit, MAX_PAGE)
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    check_limit(limit, MAX_PAGE)
     _check_window(criteria.since, criteria.until)
     query = select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical).where(
         AuditEvent.log_tenant_id == principal.tenant_id
@@ -102,16 +104,15 @@ async def search_events(
         query = query.where(AuditEvent.recorded_at >= criteria.since)
     if criteria.until is not None:
         query = query.where(AuditEvent.recorded_at < criteria.until)
-    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
-    page = rows[:limit]
+    page = await rows_page(session, _newest_first(query, cursor), limit)
     # The filters go into the trail; a subject only as its pseudonym, so the search shows in that person's report.
     audit.touched(
         resource_type="audit_event",
         subjects=[pseudonym] if pseudonym else [],
         filters={k: v for k, v in _filter_record(criteria).items() if v is not None},
-        returned=len(page),
+        returned=len(page.rows),
     )
-    return [json.loads(r.canonical) for r in page], _next_cursor(rows, limit)
+    return [json.loads(r.canonical) for r in page.rows], _next_cursor(page)
 
 
 def _filter_record(criteria: EventFilter) -> dict[str, str | None]:
@@ -129,28 +130,17 @@ def _filter_record(criteria: EventFilter) -> dict[str, str | None]:
 
 
 async def subject_report(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    subject_id: uuid.UUID,
-    report_format: str,
-    cursor: str | None,
-    limit: int,
+    ctx: Context, *, subject_id: uuid.UUID, report_format: str, cursor: str | None, limit: int
 ) -> SubjectReport:
     """Every access to one of the caller's subjects recorded in its trail, newest first, one page at a time.
 
     Index-driven: the pseudonym index gives the event ids, the primary key the events, so the cost follows the
     subject's own events, not the size of the log.
     """
-    _check_page(limit, MAX_REPORT_PAGE)
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    check_limit(limit, MAX_REPORT_PAGE)
     audit.touched(resource_type="subject", format=str(report_format))
-    owned = await session.scalar(
-        select(Subject.id).where(Subject.id == subject_id, Subject.tenant_id == principal.tenant_id)
-    )
-    if owned is None:
-        raise NotFound("No such subject in this organisation's cases.")
+    await access_subject(session, principal, subject_id, for_write=False)
     (pseudonym,) = deps.audit.pseudonyms(principal.tenant_id, [subject_id])
     audit.touched(subjects=[pseudonym])
     query = (
@@ -158,8 +148,8 @@ async def subject_report(
         .join(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id)
         .where(AuditEventSubject.pseudonym == pseudonym, AuditEvent.log_tenant_id == principal.tenant_id)
     )
-    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
-    events = [json.loads(r.canonical) for r in rows[:limit]]
+    page = await rows_page(session, _newest_first(query, cursor), limit)
+    events = [json.loads(r.canonical) for r in page.rows]
     names = await _tenant_names(session, {e["actor"]["tenant"] for e in events if e["actor"]["tenant"]})
     audit.touched(returned=len(events))
     return SubjectReport(
@@ -167,7 +157,7 @@ async def subject_report(
         pseudonym=pseudonym,
         generated_at=deps.clock.now(),
         items=[_report_row(e, names) for e in events],
-        next_cursor=_next_cursor(rows, limit),
+        next_cursor=_next_cursor(page),
     )
 
 
@@ -216,11 +206,10 @@ def review_reasons(event: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-async def review_queue(
-    session: AsyncSession, *, principal: Principal, audit: AccessScope, cursor: str | None, limit: int
-) -> tuple[list[ReviewItem], str | None]:
+async def review_queue(ctx: Context, *, cursor: str | None, limit: int) -> tuple[list[ReviewItem], str | None]:
     """Events in the caller's trail that need a DPO's review and have none yet, newest first."""
-    _check_page(limit, MAX_PAGE)
+    session, principal, audit = ctx.session, ctx.principal, ctx.audit
+    check_limit(limit, MAX_PAGE)
     candidates = or_(
         (AuditEvent.action.in_(_SHARE_ACTIONS) & AuditEvent.canonical.contains(_STATUTORY_FRAGMENT, autoescape=True)),
         AuditEvent.action == Action.EXCHANGE_REFERRAL_BASIS.value,
@@ -236,33 +225,21 @@ async def review_queue(
             candidates,
         )
     )
-    rows = (await session.execute(query.where(*_after(cursor)).order_by(*NEWEST_FIRST).limit(limit + 1))).all()
+    page = await rows_page(session, _newest_first(query, cursor), limit)
     items = []
-    for row in rows[:limit]:
+    for row in page.rows:
         event = json.loads(row.canonical)
         if reasons := review_reasons(event):
             items.append(ReviewItem(reasons=reasons, event=event))
     audit.touched(resource_type="audit_event", returned=len(items))
-    return items, _next_cursor(rows, limit)
+    return items, _next_cursor(page)
 
 
-async def mark_reviewed(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    event_id: uuid.UUID,
-    note: str | None,
-) -> ReviewOut:
-    # The note stays out of the trail: a reviewer may write a name in it. The event names only what was reviewed.
+async def mark_reviewed(ctx: Context, *, event_id: uuid.UUID, note: str | None) -> ReviewOut:
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(resource_type="audit_event", resource_id=event_id)
-    canonical = await session.scalar(
-        select(AuditEvent.canonical).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
-    )
-    if canonical is None:
-        raise NotFound("No such event in this organisation's audit trail.")
-    if not review_reasons(json.loads(canonical)):
+    event = await access_event(session, principal, event_id, for_write=True)
+    if not review_reasons(json.loads(event.canonical)):
         raise Conflict("This event is not in the review queue: only statutory shares and break-glass uses are.")
     if await session.scalar(select(ReviewMark.id).where(ReviewMark.event_id == event_id)) is not None:
         raise Conflict("This event has already been reviewed.")
@@ -285,16 +262,10 @@ async def mark_reviewed(
 
 
 async def find_anomalies(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    thresholds: anomalies.Thresholds,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
+    ctx: Context, *, thresholds: anomalies.Thresholds, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime, list[anomalies.Flag]]:
     """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours)."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     now = deps.clock.now()
     _check_window(since, until)
     until = until or now
@@ -398,44 +369,14 @@ async def _covered_pseudonyms(
 # -- pages and cursors ------------------------------------------------------------------------------------------------
 
 
-NEWEST_FIRST = (AuditEvent.recorded_at.desc(), AuditEvent.id.desc())
+def _newest_first(query: Select[*Ts], cursor: str | None) -> Select[*Ts]:
+    """`query` newest first by (recorded_at, id), from the event after `cursor` on."""
+    after = decode_time_cursor(cursor) if cursor else None
+    return newest_first_by_time(query, AuditEvent.recorded_at, AuditEvent.id, after)
 
 
-def _after(cursor: str | None) -> list[ColumnElement[bool]]:
-    """Conditions for the rows after `cursor` in NEWEST_FIRST order."""
-    if not cursor:
-        return []
-    at, last_id = decode_cursor(cursor)
-    # The first condition alone can use the (log_tenant_id, recorded_at) index; the second breaks ties.
-    return [AuditEvent.recorded_at <= at, or_(AuditEvent.recorded_at < at, AuditEvent.id < last_id)]
-
-
-def _next_cursor(rows: Sequence[Any], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor(last.recorded_at, last.id)
-
-
-def encode_cursor(at: dt.datetime, event_id: uuid.UUID) -> str:
-    micros = (at - _EPOCH) // dt.timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(_CURSOR.pack(micros, event_id.bytes)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        micros, raw_id = _CURSOR.unpack(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return _EPOCH + dt.timedelta(microseconds=micros), uuid.UUID(bytes=raw_id)
-    except (ValueError, TypeError, OverflowError, struct.error) as exc:
-        raise InvalidInput("The cursor is not one this server issued.") from exc
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _check_page(limit: int, most: int) -> None:
-    if not 1 <= limit <= most:
-        raise InvalidInput(f"limit must be between 1 and {most}.")
+def _next_cursor(page: Page[Row[*tuple[Any, ...]]]) -> str | None:
+    return encode_time_cursor(page.last.recorded_at, page.last.id) if page.last else None
 
 
 def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
@@ -450,13 +391,3 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-async def access_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> AuditEvent:
-    """An event of the caller's own trail; any other id answers as missing."""
-    event = await session.scalar(
-        select(AuditEvent).where(AuditEvent.id == event_id, AuditEvent.log_tenant_id == principal.tenant_id)
-    )
-    if event is None:
-        raise NotFound("No such audit event.")
-    return event

@@ -3,7 +3,7 @@ completion took, and what ran late — as JSON, CSV and the figures the SVG char
 
 A report reads only the caller's own copies (sent: the sender's copies; received: the recipient's copies), in a
 transaction scoped to the caller's tenant, and returns aggregates: no case, subject, note or referral id.
-Its wire shapes live here rather than in `exchange/schemas.py` because nothing else uses them.
+Its wire shapes are in `exchange/reports/schemas.py`.
 
 A referral belongs to the period in which it was sent (its `requested` timeline entry), whatever happened later;
 the figures about what happened later are as of the moment the report is made.
@@ -20,14 +20,23 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.services import AccessScope
-from exchange.deps import ExchangeDeps
-from exchange.models import Referral, Side
-from exchange.referrals.services import COMPLETED, REQUESTED, TERMINAL, is_overdue
+from exchange.context import Context
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.services import is_overdue
+from exchange.referrals.status import TERMINAL, Status
+from exchange.reports.schemas import (
+    BoxReport,
+    BreakdownRow,
+    Bucket,
+    Count,
+    Distribution,
+    Overdue,
+    PartnerCount,
+    ReferralReport,
+)
 from exchange.reports.statistics import (
     DAY,
     ReferralHistory,
@@ -41,7 +50,6 @@ from exchange.reports.statistics import (
 from tenants.calendar import check_calendar
 from tenants.errors import InvalidInput
 from tenants.models import Tenant
-from tenants.principal import Principal
 
 # A report covers at most a year (a leap year's 366 days): enough for an annual report, and it bounds the work.
 MAX_PERIOD_DAYS: Final = 366
@@ -110,78 +118,13 @@ def _instant(name: str, text: str, zone: zoneinfo.ZoneInfo, *, end_of_day: bool)
     return value.astimezone(dt.UTC)
 
 
-# -- wire shapes ------------------------------------------------------------------------------------------------------
-
-
-class Count(msgspec.Struct, kw_only=True):
-    key: str
-    count: int
-
-
-class PartnerCount(msgspec.Struct, kw_only=True):
-    tenant_id: uuid.UUID
-    name: str
-    count: int
-    by_outcome: dict[str, int]
-
-
-class BreakdownRow(msgspec.Struct, kw_only=True):
-    kind: str
-    partner_id: uuid.UUID
-    partner_name: str
-    outcome: str
-    count: int
-
-
-class Bucket(msgspec.Struct, kw_only=True):
-    lower: float
-    upper: float | None
-    count: int
-
-
-class Distribution(msgspec.Struct, kw_only=True):
-    unit: Literal["hours", "days"]
-    count: int
-    median: float | None
-    p90: float | None
-    buckets: list[Bucket]
-
-
-class Overdue(msgspec.Struct, kw_only=True):
-    now: int  # still open and past respond_by (awaiting an answer) or complete_by (in hand)
-    answered_late: int  # accepted or rejected after respond_by
-    completed_late: int  # completed after complete_by
-
-
-class BoxReport(msgspec.Struct, kw_only=True):
-    total: int
-    by_kind: list[Count]
-    by_status: list[Count]
-    by_outcome: list[Count]
-    by_partner: list[PartnerCount]
-    breakdown: list[BreakdownRow]
-    time_to_accept: Distribution
-    time_to_complete: Distribution
-    overdue: Overdue
-
-
-class ReferralReport(msgspec.Struct, kw_only=True):
-    tenant_id: uuid.UUID
-    period_from: dt.datetime = msgspec.field(name="from")
-    period_until: dt.datetime = msgspec.field(name="until")
-    time_zone: str
-    generated_at: dt.datetime
-    outgoing: BoxReport | None = None
-    incoming: BoxReport | None = None
-
-
 # -- computing --------------------------------------------------------------------------------------------------------
 
 
 def outcome_of(status: str, result: str | None) -> str:
     """The outcome a report counts: the recorded result of a completed referral, a final status, or still open."""
-    if status == COMPLETED:
-        return result or COMPLETED
+    if status == Status.COMPLETED:
+        return result or Status.COMPLETED
     return status if status in TERMINAL else OPEN
 
 
@@ -257,16 +200,9 @@ def _counts(counter: Counter[str]) -> list[Count]:
     return [Count(key=k, count=n) for k, n in sorted(counter.items(), key=lambda i: (-i[1], i[0]))]
 
 
-async def referral_report(
-    session: AsyncSession,
-    deps: ExchangeDeps,
-    *,
-    principal: Principal,
-    audit: AccessScope,
-    period: Period,
-    boxes: tuple[Box, ...] = BOXES,
-) -> ReferralReport:
+async def referral_report(ctx: Context, *, period: Period, boxes: tuple[Box, ...] = BOXES) -> ReferralReport:
     """The report on the caller's own referrals sent and/or received in `period`."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     audit.touched(
         resource_type="report",
         report="referrals",
@@ -302,7 +238,7 @@ async def _tenant_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid
 
 
 def _requested_between(period: Period) -> Any:
-    requested = first_reached(REQUESTED)
+    requested = first_reached(Status.REQUESTED)
     return (requested >= period.start) & (requested < period.end)
 
 

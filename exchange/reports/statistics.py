@@ -41,8 +41,8 @@ from typing import Any, Final
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exchange.models import Referral, Side, TimelineEntry
-from exchange.referrals.services import ACCEPTED, CANCELLED, COMPLETED, FAILED, REJECTED, REQUESTED
+from exchange.referrals.models import Referral, Side, TimelineEntry
+from exchange.referrals.status import Status
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.models import Tenant
 from tenants.schemas import DirectoryEntry, DirectoryStats
@@ -167,7 +167,14 @@ def first_reached(status: str) -> Any:
     return func.min(case((TimelineEntry.status == status, TimelineEntry.at), else_=None))
 
 
-MILESTONES: Final = (REQUESTED, ACCEPTED, REJECTED, COMPLETED, FAILED, CANCELLED)
+MILESTONES: Final = (
+    Status.REQUESTED,
+    Status.ACCEPTED,
+    Status.REJECTED,
+    Status.COMPLETED,
+    Status.FAILED,
+    Status.CANCELLED,
+)
 
 
 def history_query(*columns: Any) -> Any:
@@ -178,20 +185,20 @@ def history_query(*columns: Any) -> Any:
         .where(TimelineEntry.tenant_id == Referral.tenant_id, TimelineEntry.status.in_(MILESTONES))
         # Grouping by the primary key lets PostgreSQL accept the copy's other columns (functional dependency).
         .group_by(Referral.id)
-        .having(first_reached(REQUESTED).is_not(None))
+        .having(first_reached(Status.REQUESTED).is_not(None))
     )
 
 
 def history_of(row: Any, complete_by: dt.datetime) -> ReferralHistory:
     mapping = row._mapping
     return ReferralHistory(
-        requested_at=mapping[REQUESTED],
+        requested_at=mapping[Status.REQUESTED],
         complete_by=complete_by,
-        accepted_at=mapping[ACCEPTED],
-        rejected_at=mapping[REJECTED],
-        completed_at=mapping[COMPLETED],
-        failed_at=mapping[FAILED],
-        cancelled_at=mapping[CANCELLED],
+        accepted_at=mapping[Status.ACCEPTED],
+        rejected_at=mapping[Status.REJECTED],
+        completed_at=mapping[Status.COMPLETED],
+        failed_at=mapping[Status.FAILED],
+        cancelled_at=mapping[Status.CANCELLED],
     )
 
 
@@ -213,7 +220,7 @@ async def partner_figures(
     query = (
         history_query(Referral.id, Referral.to_tenant_id, Referral.service_code, Referral.complete_by)
         .where(Referral.side == Side.SENDER.value, Referral.to_tenant_id.in_(list(partners)))
-        .having(first_reached(REQUESTED) >= since, first_reached(REQUESTED) <= now)
+        .having(first_reached(Status.REQUESTED) >= since, first_reached(Status.REQUESTED) <= now)
     )
     overall: dict[uuid.UUID, list[ReferralHistory]] = defaultdict(list)
     by_service: dict[tuple[uuid.UUID, str], list[ReferralHistory]] = defaultdict(list)

@@ -15,19 +15,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.events import Action, Actor, Outcome
+from exchange.cases.datakeys import sealed_context
 from exchange.deps import ExchangeDeps
 from exchange.letters.services import accept_letter, expect_letter, forget_letter
-from exchange.models import OutcomeResult, Referral, ReferralKind, Side, sealed_context
 from exchange.plans.services import settle_plan_of
-from exchange.referrals.services import (
-    ALL_STATUSES,
-    RECEIVED,
-    REQUESTED,
-    add_timeline,
-    allowed,
-    new_copy,
-    referral_key,
-)
+from exchange.referrals.models import OutcomeResult, Referral, ReferralKind, Side
+from exchange.referrals.services import add_timeline, new_copy, referral_key
+from exchange.referrals.status import Status, allowed
 from exchange.referrals.threads import apply_message, forget_shared_thread
 from exchange.transport.bodies import (
     AccessReceipt,
@@ -307,8 +301,8 @@ class Inbox:
             sealed=sealed,
             service_code=body.service[:64] if body.service else None,
         )
-        await add_timeline(session, referral, REQUESTED, body.requested_at, header.sender, None, None)
-        await add_timeline(session, referral, RECEIVED, self._deps.clock.now(), header.recipient, None, None)
+        await add_timeline(session, referral, Status.REQUESTED, body.requested_at, header.sender, None, None)
+        await add_timeline(session, referral, Status.RECEIVED, self._deps.clock.now(), header.recipient, None, None)
         # The letter comes in a referral.letter envelope of its own once the sender has laid it out.
         await expect_letter(session, referral, body.letter)
         self._deps.audit.append(
@@ -378,8 +372,10 @@ class Inbox:
         target = body.status
         their_side = Side.RECIPIENT if referral.side == Side.SENDER else Side.SENDER
         # The receipt that marks "received" may arrive after the recipient's first answer: treat it as received.
-        current = RECEIVED if referral.status == REQUESTED and their_side is Side.RECIPIENT else referral.status
-        if not any(allowed(source, target, their_side) for source in ALL_STATUSES):
+        current = (
+            Status.RECEIVED if referral.status == Status.REQUESTED and their_side is Side.RECIPIENT else referral.status
+        )
+        if not any(allowed(source, target, their_side) for source in Status):
             raise Unapplicable(f"a {their_side.value} never moves a referral to that status")
         if not allowed(current, target, their_side):
             # A later move overtook an earlier one (accepted after in-progress): wait for the one in between.
@@ -483,9 +479,9 @@ class Inbox:
                 Referral.side == Side.SENDER.value,
             )
         ):
-            if referral.status == REQUESTED:
-                referral.status = RECEIVED
-                await add_timeline(session, referral, RECEIVED, body.applied_at, header.sender, None, None)
+            if referral.status == Status.REQUESTED:
+                referral.status = Status.RECEIVED
+                await add_timeline(session, referral, Status.RECEIVED, body.applied_at, header.sender, None, None)
 
 
 class _Outcome(enum.Enum):

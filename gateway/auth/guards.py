@@ -8,7 +8,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.auth.middleware import AUTH_PROBLEM_STATE
+from gateway.auth.middleware import AUTH_PROBLEM_STATE, confirm_client_now
 from gateway.problems import FORBIDDEN, UNAUTHENTICATED, Problem
 from tenants.principal import Principal
 
@@ -24,7 +24,9 @@ def needs(scope: str, roles: Sequence[str], audit: str | None) -> dict[str, Any]
     return {SCOPE: scope, ROLES: roles, AUDIT: audit}
 
 
-def require_principal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_principal(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if handler.opt.get(PUBLIC):
+        return
     if not isinstance(connection.scope.get("auth"), Principal):
         problem = connection.scope.get("state", {}).get(AUTH_PROBLEM_STATE)
         if isinstance(problem, Problem):
@@ -37,6 +39,8 @@ def require_principal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
 
 def enforce_scope_and_roles(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if handler.opt.get(PUBLIC):
+        return
     principal = connection.scope["auth"]
     assert isinstance(principal, Principal)  # require_principal runs first
     scope = handler.opt.get(SCOPE)
@@ -54,4 +58,12 @@ def enforce_scope_and_roles(connection: ASGIConnection[Any, Any, Any, Any], hand
         raise Problem(FORBIDDEN, f"This operation needs one of the roles: {', '.join(roles)}.")
 
 
-API_GUARDS = [require_principal, enforce_scope_and_roles]
+async def confirm_client_first(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Confirm the access token's client before a route that records no audit action runs; a route that records
+    one confirms it in its own transaction (gateway.controllers.context.open_context)."""
+    if not handler.opt.get(PUBLIC) and handler.opt.get(AUDIT) is None:
+        await confirm_client_now(connection.app.state.runtime, connection.scope.setdefault("state", {}))
+
+
+# The guards of every router (gateway.app): a route not declared public needs a principal with its scope and roles.
+GUARDS = [require_principal, enforce_scope_and_roles, confirm_client_first]

@@ -115,7 +115,7 @@ async def confirm_client(session: AsyncSession, state: dict[str, Any]) -> None:
     """Refuse the request unless its access token's client still exists, is not revoked and its tenant is active
     and has not been suspended since the token was issued.
 
-    Run once per request, in the request's transaction (gateway.controllers.context.tenant_transaction) or, for a
+    Run once per request, in the request's transaction (gateway.controllers.context.open_context) or, for a
     route that has none, on a session of its own (`confirm_client_now`); nothing else is done before it.
     """
     check = state.pop(CLIENT_CHECK_STATE, None)

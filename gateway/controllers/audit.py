@@ -9,18 +9,21 @@ import zoneinfo
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from audit import reports
+from audit.access import access_event
 from audit.anomalies import OffHours, Thresholds
 from audit.checkpoint import merge_signatures
 from audit.events import Action, Outcome
 from audit.reports import ReportFormat
 from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
 from audit.witness import cosignatures_at
+from exchange.context import Context
 from exchange.reports import dpo as queries
 from gateway.auth.guards import needs
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, runtime_of
 from gateway.settings import AuditSettings
 from tenants.calendar import INSTANT_DESCRIPTION, YEARS_PATTERN
 from tenants.errors import NotFound
@@ -41,7 +44,7 @@ MAX_TREE_SIZE = 2**53 - 1
 
 
 class AuditController(Controller):
-    path = "/api/v1/audit"
+    path = "/audit"
     tags = ("audit",)
 
     @get(
@@ -51,7 +54,7 @@ class AuditController(Controller):
     )
     async def search(
         self,
-        request: Request[Any, Any, Any],
+        ctx: NamedDependency[Context],
         actor: Annotated[uuid.UUID | None, QueryParameter()] = None,
         subject_id: Annotated[uuid.UUID | None, QueryParameter()] = None,
         resource_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
@@ -71,16 +74,7 @@ class AuditController(Controller):
             since=since,
             until=until,
         )
-        async with tenant_transaction(request) as session:
-            items, next_cursor = await queries.search_events(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                criteria=criteria,
-                cursor=cursor,
-                limit=limit,
-            )
+        items, next_cursor = await queries.search_events(ctx, criteria=criteria, cursor=cursor, limit=limit)
         return EventPage(items=items, next_cursor=next_cursor)
 
     @get(
@@ -96,21 +90,15 @@ class AuditController(Controller):
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_REPORT_PAGE)] = queries.MAX_REPORT_PAGE,
     ) -> Response[SubjectReport | bytes]:
-        async with tenant_transaction(request) as session:
+        # Opened here, not injected: a PDF or CSV is laid out after the read commits, holding no transaction.
+        async with open_context(request) as ctx:
             report = await queries.subject_report(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                subject_id=subject_id,
-                report_format=report_format,
-                cursor=cursor,
-                limit=limit,
+                ctx, subject_id=subject_id, report_format=report_format, cursor=cursor, limit=limit
             )
         if report_format is ReportFormat.JSON:
             return Response(report)
         body = (
-            await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+            await reports.report_pdf(report, ctx.deps.letters.typeset)
             if report_format is ReportFormat.PDF
             else reports.report_csv(report)
         )
@@ -127,14 +115,11 @@ class AuditController(Controller):
     )
     async def review_queue(
         self,
-        request: Request[Any, Any, Any],
+        ctx: NamedDependency[Context],
         cursor: Cursor = None,
         limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_PAGE)] = 100,
     ) -> ReviewPage:
-        async with tenant_transaction(request) as session:
-            items, next_cursor = await queries.review_queue(
-                session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=limit
-            )
+        items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=limit)
         return ReviewPage(items=items, next_cursor=next_cursor)
 
     @post(
@@ -144,34 +129,21 @@ class AuditController(Controller):
         summary="Mark one event of the review queue as reviewed",
     )
     async def mark_reviewed(
-        self, request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
+        self, ctx: NamedDependency[Context], event_id: FromPath[uuid.UUID], data: JSONBody[ReviewIn]
     ) -> ReviewOut:
-        async with tenant_transaction(request) as session:
-            return await queries.mark_reviewed(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                event_id=event_id,
-                note=data.note,
-            )
+        return await queries.mark_reviewed(ctx, event_id=event_id, note=data.note)
 
     @get(
         "/anomalies",
         opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_ANOMALIES_LIST),
         summary="Bulk reads, off-hours reads, reads with no active basis, repeated denials",
     )
-    async def anomalies(self, request: Request[Any, Any, Any], since: Since = None, until: Until = None) -> AnomalyPage:
-        async with tenant_transaction(request) as session:
-            since, until, flags = await queries.find_anomalies(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                thresholds=thresholds(runtime_of(request).settings.audit),
-                since=since,
-                until=until,
-            )
+    async def anomalies(
+        self, request: Request[Any, Any, Any], ctx: NamedDependency[Context], since: Since = None, until: Until = None
+    ) -> AnomalyPage:
+        since, until, flags = await queries.find_anomalies(
+            ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=since, until=until
+        )
         items = [
             AnomalyOut(
                 rule=f.rule.value,
@@ -209,7 +181,7 @@ def _file_headers(
 class TrailController(Controller):
     """Signed checkpoints and inclusion proofs: what lets a DPO show that an event is in the log everyone sees."""
 
-    path = "/api/v1/audit"
+    path = "/audit"
     tags = ("audit",)
 
     @get(
@@ -218,8 +190,10 @@ class TrailController(Controller):
         summary="The newest signed checkpoint of the audit log",
     )
     async def latest_checkpoint(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        async with tenant_transaction(request):
-            pass  # the read is recorded first; the sealer then reads in a session of its own
+        # The trail's routes open their context themselves: the sealer reads in a session of its own, after the
+        # request's transaction has ended (SQLite has one connection).
+        async with open_context(request):
+            pass  # the read is recorded first
         runtime = runtime_of(request)
         checkpoint = await runtime.sealer.latest_checkpoint()
         if checkpoint is None:
@@ -248,9 +222,9 @@ class TrailController(Controller):
         event_id: FromPath[uuid.UUID],
         size: Annotated[int | None, QueryParameter(ge=1, le=MAX_TREE_SIZE)] = None,
     ) -> dict[str, Any]:
-        async with tenant_transaction(request) as session:
-            audit_of(request).touched(resource_type="audit_event", resource_id=event_id)
-            await queries.access_event(session, principal=principal_of(request), event_id=event_id)
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="audit_event", resource_id=event_id)
+            await access_event(ctx.session, ctx.principal, event_id, for_write=False)
         # Outside the request's transaction: the sealer reads in a session of its own (SQLite has one connection).
         proof = await runtime_of(request).sealer.inclusion(event_id, size)
         return {
@@ -275,8 +249,8 @@ class TrailController(Controller):
         old: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the older checkpoint")],
         new: Annotated[int, QueryParameter(ge=1, le=MAX_TREE_SIZE, description="size of the newer checkpoint")],
     ) -> dict[str, Any]:
-        async with tenant_transaction(request):
-            audit_of(request).touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="audit_checkpoint", resource_id=f"{old}..{new}")
         proof = await runtime_of(request).sealer.consistency(old, new)
         return {
             "old_size": proof.old_size,

@@ -8,15 +8,26 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from audit.events import Action
 from exchange.cases import services as cases
+from exchange.cases.schemas import (
+    CaseIn,
+    CaseOut,
+    CasePage,
+    ConsentIn,
+    ConsentOut,
+    ConsentPage,
+    DocumentOut,
+    WithdrawIn,
+)
+from exchange.context import Context
 from exchange.referrals import threads as messages
-from exchange.schemas import CaseIn, CaseOut, CasePage, ConsentIn, ConsentOut, ConsentPage, DocumentOut, WithdrawIn
 from gateway.auth.guards import needs
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, runtime_of
 from tenants.errors import InvalidInput
 from tenants.models import Role, Scope
 
@@ -26,7 +37,7 @@ _DOCUMENT_WRITERS = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 
 
 class CaseController(Controller):
-    path = "/api/v1"
+    path = "/"
     tags = ("cases",)
 
     @post(
@@ -34,11 +45,8 @@ class CaseController(Controller):
         opt=needs(Scope.CASES_WRITE, _WRITERS, Action.EXCHANGE_CASE_CREATE),
         summary="Open a case with its subjects",
     )
-    async def create_case(self, request: Request[Any, Any, Any], data: JSONBody[CaseIn]) -> CaseOut:
-        async with tenant_transaction(request) as session:
-            return await cases.create_case(
-                session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=data
-            )
+    async def create_case(self, ctx: NamedDependency[Context], data: JSONBody[CaseIn]) -> CaseOut:
+        return await cases.create_case(ctx, data=data)
 
     @get(
         "/cases",
@@ -47,19 +55,11 @@ class CaseController(Controller):
     )
     async def list_cases(
         self,
-        request: Request[Any, Any, Any],
+        ctx: NamedDependency[Context],
         cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> CasePage:
-        async with tenant_transaction(request) as session:
-            items, next_cursor = await cases.list_cases(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                cursor=cursor,
-                limit=limit,
-            )
+        items, next_cursor = await cases.list_cases(ctx, cursor=cursor, limit=limit)
         return CasePage(items=items, next_cursor=next_cursor)
 
     @get(
@@ -67,15 +67,8 @@ class CaseController(Controller):
         opt=needs(Scope.CASES_READ, _READERS, Action.EXCHANGE_CASE_READ),
         summary="One case",
     )
-    async def get_case(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> CaseOut:
-        async with tenant_transaction(request) as session:
-            return await cases.read_case(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                case_id=case_id,
-            )
+    async def get_case(self, ctx: NamedDependency[Context], case_id: FromPath[uuid.UUID]) -> CaseOut:
+        return await cases.read_case(ctx, case_id=case_id)
 
     @post(
         "/cases/{case_id:uuid}/consents",
@@ -83,32 +76,17 @@ class CaseController(Controller):
         summary="Record a consent",
     )
     async def record_consent(
-        self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: JSONBody[ConsentIn]
+        self, ctx: NamedDependency[Context], case_id: FromPath[uuid.UUID], data: JSONBody[ConsentIn]
     ) -> ConsentOut:
-        async with tenant_transaction(request) as session:
-            return await cases.record_consent(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                case_id=case_id,
-                data=data,
-            )
+        return await cases.record_consent(ctx, case_id=case_id, data=data)
 
     @get(
         "/cases/{case_id:uuid}/consents",
         opt=needs(Scope.CASES_READ, _READERS, Action.EXCHANGE_CONSENT_LIST),
         summary="A case's consents",
     )
-    async def list_consents(self, request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> ConsentPage:
-        async with tenant_transaction(request) as session:
-            items = await cases.list_consents(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                case_id=case_id,
-            )
+    async def list_consents(self, ctx: NamedDependency[Context], case_id: FromPath[uuid.UUID]) -> ConsentPage:
+        items = await cases.list_consents(ctx, case_id=case_id)
         return ConsentPage(items=items)
 
     @post(
@@ -118,17 +96,9 @@ class CaseController(Controller):
         summary="Withdraw a consent",
     )
     async def withdraw(
-        self, request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID], data: JSONBody[WithdrawIn]
+        self, ctx: NamedDependency[Context], consent_id: FromPath[uuid.UUID], data: JSONBody[WithdrawIn]
     ) -> ConsentOut:
-        async with tenant_transaction(request) as session:
-            return await cases.withdraw_consent(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                consent_id=consent_id,
-                reason=data.reason,
-            )
+        return await cases.withdraw_consent(ctx, consent_id=consent_id, reason=data.reason)
 
     @post(
         "/documents",
@@ -145,12 +115,10 @@ class CaseController(Controller):
         if not isinstance(upload, UploadFile):
             raise InvalidInput("Send the document as the multipart field 'file', a file with its name and type.")
         content = await upload.read()
-        async with tenant_transaction(request) as session:
+        # Opened here, not injected: a request without a file is refused before any data is read, recording nothing.
+        async with open_context(request) as ctx:
             document = await cases.store_document(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
+                ctx,
                 name=upload.filename,
                 media_type=upload.content_type,
                 content=content,
@@ -169,15 +137,8 @@ class CaseController(Controller):
         opt=needs(Scope.CASES_READ, _DOCUMENT_WRITERS, Action.EXCHANGE_DOCUMENT_READ),
         summary="Download a document",
     )
-    async def download(self, request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
-        async with tenant_transaction(request) as session:
-            name, media_type, content = await messages.read_document(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                document_id=document_id,
-            )
+    async def download(self, ctx: NamedDependency[Context], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
+        name, media_type, content = await messages.read_document(ctx, document_id=document_id)
         return Response(
             content,
             media_type=media_type,

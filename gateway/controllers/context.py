@@ -1,19 +1,24 @@
-"""What every data handler needs: the acting principal, a transaction scoped to its tenant, and its audit scope."""
+"""Each request's context: the acting principal, a transaction scoped to its tenant, and its audit scope.
+
+An API route receives it as `ctx`, injected by the API router (`CONTEXT`); a staff page opens it where its work
+starts (`open_context`), since a page shows its form again or lays itself out only after that work has committed.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Final
 
-from litestar import Request
+from litestar import Request, Response
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Outcome
 from audit.services import AccessScope
-from exchange.deps import ExchangeDeps
+from exchange.context import Context
 from exchange.errors import ConsentRequired
 from gateway.audit_capture import NOT_RECORDED, READ_METHODS, record_apart, request_audit
 
@@ -36,23 +41,12 @@ def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
     principal = request.scope["auth"]
-    assert isinstance(principal, Principal)  # the API guards admit no request without one
+    assert isinstance(principal, Principal)  # the guards admit no request without one
     return principal
 
 
-def exchange_deps(request: Request[Any, Any, Any]) -> ExchangeDeps:
-    return runtime_of(request).exchange
-
-
-def audit_of(request: Request[Any, Any, Any]) -> AccessScope:
-    scope: AccessScope = request.scope["state"]["audit_scope"]
-    return scope
-
-
 @contextlib.asynccontextmanager
-async def tenant_transaction(
-    request: Request[Any, Any, Any], *, action: Action | None = None
-) -> AsyncIterator[AsyncSession]:
+async def open_context(request: Request[Any, Any, Any], *, action: Action | None = None) -> AsyncIterator[Context]:
     """One transaction confined (also by PostgreSQL row-level security) to the caller's tenant.
 
     A write's audit event is written inside it, so it commits with the change. A read's event is written when the
@@ -64,20 +58,18 @@ async def tenant_transaction(
     principal = principal_of(request)
     # `action` overrides the route's declared action for a second, different operation in the same request (a page
     # that shows its form again after a refusal reads the case: that read is recorded as what it is).
-    action = action or request.scope["route_handler"].opt[AUDIT]
     scope = AccessScope(
         log=runtime.exchange.audit,
         actor=actor_of(principal),
         log_tenant_id=principal.tenant_id,
-        action=action,
+        action=action or request.scope["route_handler"].opt[AUDIT],
         context=request_context(request),
     )
-    request.scope["state"]["audit_scope"] = scope
     read = request.method in READ_METHODS
     try:
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
             await confirm_client(session, request.scope["state"])
-            yield session
+            yield Context(session=session, deps=runtime.exchange, principal=principal, audit=scope)
             if not read:
                 scope.write(session)
         runtime.wake_after(session)
@@ -102,3 +94,31 @@ async def tenant_transaction(
         raise
     audit = request_audit(request.scope)
     (audit.reads if read else audit.written).append(scope)
+
+
+async def provide_context(request: Request[Any, Any, Any]) -> AsyncGenerator[Context, None]:
+    """The route's context for the whole of its handler, as `open_context` describes.
+
+    Litestar (2.x, litestar/routes/http.py) resolves this before the handler runs and finishes it when the handler
+    has returned and its response is built, before any of it is sent: so the commit, and the audit record of a
+    read, come before the data leaves. An exception from the handler is thrown in at the `yield`
+    (litestar/_kwargs/cleanup.py), so it rolls the work back and is recorded as if raised inside `open_context`.
+    """
+    async with open_context(request) as ctx:
+        yield ctx
+
+
+def _cleanup_problem(request: Request[Any, Any, Any], exc: ExceptionGroup[Exception]) -> Response[Any]:
+    """Answer the exception the context's cleanup raised in place of the handler's (the 503 of an unrecordable
+    request): Litestar hands it on wrapped in an ExceptionGroup, which is answered as its one exception would be."""
+    inner = exc.exceptions[0] if len(exc.exceptions) == 1 else exc
+    handlers = request.route_handler.resolve_exception_handlers()
+    # The app answers every Exception (gateway.problems.EXCEPTION_HANDLERS); the most specific handler wins.
+    handler = next(handlers[cls] for cls in type(inner).__mro__[1 if inner is exc else 0 :] if cls in handlers)
+    response: Response[Any] = handler(request, inner)
+    return response
+
+
+# The router-level registration of the context: a handler names `ctx: NamedDependency[Context]` to receive it.
+CONTEXT: Final = {"ctx": Provide(provide_context)}
+CONTEXT_PROBLEMS: Final[ExceptionHandlersMap] = {ExceptionGroup: _cleanup_problem}

@@ -10,7 +10,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from audit.events import Action
 from exchange.reports.statistics import directory_with_figures, entry_with_figures
 from gateway.auth.guards import needs
-from gateway.controllers.context import principal_of, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, runtime_of
 from gateway.controllers.metadata import tenant_jwks_url
 from tenants.directory import DirectoryQuery, update_profile
 from tenants.models import Role, Scope, TenantKind
@@ -21,7 +21,7 @@ _ANY_STAFF = [r.value for r in Role]
 
 
 class DirectoryController(Controller):
-    path = "/api/v1/directory"
+    path = "/directory"
     tags = ("directory",)
 
     # The directory holds what agencies publish about themselves and aggregate figures computed from referral
@@ -58,8 +58,9 @@ class DirectoryController(Controller):
     )
     async def put_profile(self, request: Request[Any, Any, Any], data: JSONBody[ProfileUpdate]) -> DirectoryEntry:
         runtime = runtime_of(request)
-        async with tenant_transaction(request) as session:
-            tenant = await update_profile(session, principal=principal_of(request), profile=data)
+        # Opened here, not injected: the directory entry is read after the change commits, in a platform session.
+        async with open_context(request) as ctx:
+            tenant = await update_profile(ctx.session, principal=ctx.principal, profile=data)
         # Answer with the entry as the directory now shows it: the figures read every sender's copy (platform scope).
         async with platform_session(runtime.sessions) as session:
             return await entry_with_figures(

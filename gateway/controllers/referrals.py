@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from audit.events import Action
+from exchange.context import Context
 from exchange.letters import reading
 from exchange.referrals import services as referrals
 from exchange.referrals import threads as messages
-from exchange.schemas import (
+from exchange.referrals.schemas import (
     MessageIn,
     MessageOut,
     MessagePage,
@@ -24,7 +26,6 @@ from exchange.schemas import (
     TransitionIn,
 )
 from gateway.auth.guards import needs
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
 from tenants.models import Role, Scope
 
 _SENDERS = [Role.SPECIALIST, Role.SUPERVISOR]
@@ -32,7 +33,7 @@ _ACTORS = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 
 
 class ReferralController(Controller):
-    path = "/api/v1/referrals"
+    path = "/referrals"
     tags = ("referrals",)
 
     @post(
@@ -42,21 +43,12 @@ class ReferralController(Controller):
     )
     async def send(
         self,
-        request: Request[Any, Any, Any],
+        ctx: NamedDependency[Context],
         data: JSONBody[ReferralIn],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255)] = None,
     ) -> Response[ReferralOut]:
-        deps = exchange_deps(request)
-        async with tenant_transaction(request) as session:
-            referral, created = await referrals.send_referral(
-                session,
-                deps,
-                principal=principal_of(request),
-                audit=audit_of(request),
-                data=data,
-                idempotency_key=idempotency_key,
-            )
-            view = await referrals.referral_view(session, deps, referral)
+        referral, created = await referrals.send_referral(ctx, data=data, idempotency_key=idempotency_key)
+        view = await referrals.referral_view(ctx, referral)
         return Response(view, status_code=201 if created else 200)
 
     @get(
@@ -66,25 +58,16 @@ class ReferralController(Controller):
     )
     async def list_referrals(
         self,
-        request: Request[Any, Any, Any],
+        ctx: NamedDependency[Context],
         box: Annotated[Literal["outgoing", "incoming"], QueryParameter()] = "outgoing",
         status: Annotated[str | None, QueryParameter(max_length=16)] = None,
         overdue: Annotated[bool | None, QueryParameter()] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> ReferralPage:
-        async with tenant_transaction(request) as session:
-            items, next_cursor = await referrals.list_referrals(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                box=box,
-                status=status,
-                overdue=overdue,
-                cursor=cursor,
-                limit=limit,
-            )
+        items, next_cursor = await referrals.list_referrals(
+            ctx, box=box, status=status, overdue=overdue, cursor=cursor, limit=limit
+        )
         return ReferralPage(items=items, next_cursor=next_cursor)
 
     @get(
@@ -92,15 +75,8 @@ class ReferralController(Controller):
         opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ),
         summary="One referral",
     )
-    async def get_referral(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> ReferralOut:
-        async with tenant_transaction(request) as session:
-            return await referrals.read_referral(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-            )
+    async def get_referral(self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID]) -> ReferralOut:
+        return await referrals.read_referral(ctx, referral_id=referral_id)
 
     @get(
         "/{referral_id:uuid}/letter.pdf",
@@ -108,15 +84,8 @@ class ReferralController(Controller):
         summary="The referral's signed letter as PDF",
         media_type="application/pdf",
     )
-    async def get_letter(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[bytes]:
-        async with tenant_transaction(request) as session:
-            letter = await reading.read_letter(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-            )
+    async def get_letter(self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID]) -> Response[bytes]:
+        letter = await reading.read_letter(ctx, referral_id=referral_id)
         return Response(
             letter.content,
             media_type="application/pdf",
@@ -134,19 +103,10 @@ class ReferralController(Controller):
         summary="Move a referral to another status",
     )
     async def transition(
-        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[TransitionIn]
+        self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID], data: JSONBody[TransitionIn]
     ) -> ReferralOut:
-        deps = exchange_deps(request)
-        async with tenant_transaction(request) as session:
-            referral = await referrals.transition_referral(
-                session,
-                deps,
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=data,
-            )
-            return await referrals.referral_view(session, deps, referral)
+        referral = await referrals.transition_referral(ctx, referral_id=referral_id, data=data)
+        return await referrals.referral_view(ctx, referral)
 
     @post(
         "/{referral_id:uuid}/messages",
@@ -154,32 +114,17 @@ class ReferralController(Controller):
         summary="Write to the partner in the referral's thread",
     )
     async def post_message(
-        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[MessageIn]
+        self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID], data: JSONBody[MessageIn]
     ) -> MessageOut:
-        async with tenant_transaction(request) as session:
-            return await messages.post_message(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=data,
-            )
+        return await messages.post_message(ctx, referral_id=referral_id, data=data)
 
     @get(
         "/{referral_id:uuid}/messages",
         opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_MESSAGE_LIST),
         summary="The referral's thread",
     )
-    async def list_messages(self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> MessagePage:
-        async with tenant_transaction(request) as session:
-            items = await messages.list_messages(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-            )
+    async def list_messages(self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID]) -> MessagePage:
+        items = await messages.list_messages(ctx, referral_id=referral_id)
         return MessagePage(items=items)
 
     @post(
@@ -189,16 +134,7 @@ class ReferralController(Controller):
         summary="Record the recipient's own legal basis for keeping the shared data",
     )
     async def record_basis(
-        self, request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: JSONBody[StatutoryBasisIn]
+        self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID], data: JSONBody[StatutoryBasisIn]
     ) -> ReferralOut:
-        deps = exchange_deps(request)
-        async with tenant_transaction(request) as session:
-            referral = await messages.record_own_basis(
-                session,
-                deps,
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=data,
-            )
-            return await referrals.referral_view(session, deps, referral)
+        referral = await messages.record_own_basis(ctx, referral_id=referral_id, data=data)
+        return await referrals.referral_view(ctx, referral)

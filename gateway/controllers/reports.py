@@ -10,9 +10,10 @@ from litestar.params import QueryParameter
 from audit.events import Action
 from exchange.reports import charts
 from exchange.reports import services as reporting
-from exchange.reports.services import BOXES, ReferralReport
+from exchange.reports.schemas import ReferralReport
+from exchange.reports.services import BOXES
 from gateway.auth.guards import needs
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
+from gateway.controllers.context import open_context
 from tenants.calendar import DAY_RANGE, YEARS_PATTERN
 from tenants.models import Role, Scope
 
@@ -59,7 +60,7 @@ _BOX_TITLES = {
 
 
 class ReportController(Controller):
-    path = "/api/v1/reports"
+    path = "/reports"
     tags = ("reports",)
 
     @get(
@@ -115,15 +116,9 @@ class ReportController(Controller):
 
 
 async def _report(request: Request[Any, Any, Any], period: reporting.Period, boxes: tuple[Any, ...]) -> ReferralReport:
-    async with tenant_transaction(request) as session:
-        return await reporting.referral_report(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            period=period,
-            boxes=boxes,
-        )
+    # Opened here, not injected: a period refused before any data is read (parse_period) records nothing.
+    async with open_context(request) as ctx:
+        return await reporting.referral_report(ctx, period=period, boxes=boxes)
 
 
 def _accepts_csv(request: Request[Any, Any, Any]) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import audit.models  # noqa: F401 - registers the audit tables on the shared metadata
-import exchange.models
-import exchange.transport.models  # noqa: F401 - registers the transport tables on the shared metadata
+import audit.models  # noqa: F401 - registers the tables on the shared metadata
+import exchange.cases.models
+import exchange.letters.models
+import exchange.plans.models
+import exchange.referrals.models
+import exchange.transport.models  # noqa: F401 - registers the tables on the shared metadata
 from tenants.models import Base
 
 target_metadata = Base.metadata

@@ -1,6 +1,6 @@
 """The tenant administrator's pages: staff (invite, roles, second factor, deactivation), API clients, key rotation.
 
-Every page calls one service of `tenants.admin` inside `tenant_transaction`, which records the route's audit event.
+Every page calls one service of `tenants.admin` inside `open_context`, which records the route's audit event.
 The invitee's page (`/account/invitation/...`) is public: the link is the only credential its holder has.
 """
 
@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
-from gateway.controllers.context import audit_of, principal_of, request_context, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, principal_of, request_context, runtime_of
 from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
 from gateway.web.i18n import N_
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
@@ -106,9 +106,9 @@ def _pages(offset: int, total: int) -> dict[str, Any]:
 async def users_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     runtime = runtime_of(request)
     offset = _offset(cursor)
-    async with tenant_transaction(request) as session:
+    async with open_context(request) as ctx:
         found = await admin.list_staff(
-            session, runtime.clock, principal=principal_of(request), offset=offset, limit=PER_PAGE
+            ctx.session, runtime.clock, principal=ctx.principal, offset=offset, limit=PER_PAGE
         )
     return render(
         request,
@@ -129,17 +129,17 @@ async def invite_page(request: Request[Any, Any, Any]) -> Response[Any]:
 async def invite(request: Request[Any, Any, Any], data: Annotated[InvitationForm, FORM]) -> Response[Any]:
     runtime = runtime_of(request)
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             invited = await admin.invite_user(
-                session,
+                ctx.session,
                 runtime.clock,
-                principal=principal_of(request),
+                principal=ctx.principal,
                 email=data.email,
                 roles=ticked(data.roles),
                 display_name=data.display_name,
                 valid_for=runtime.settings.sessions.invitation_lifetime,
             )
-            audit_of(request).touched(resource_type="user", resource_id=invited.user.id, roles=invited.user.roles)
+            ctx.audit.touched(resource_type="user", resource_id=invited.user.id, roles=invited.user.roles)
     except (InvalidInput, Conflict) as exc:
         error = service_error(request, exc)
         return render(request, "admin_invite.html", status=400, roles=list(ROLE_LABELS), form=data.shown(), error=error)
@@ -151,9 +151,9 @@ async def invite(request: Request[Any, Any, Any], data: Annotated[InvitationForm
 @get(f"{USER}/{{user_id:uuid}}", **page(*_ADMIN, Action.TENANTS_USER_READ))
 async def user_page(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     runtime = runtime_of(request)
-    async with tenant_transaction(request) as session:
-        member = await admin.staff_member(session, runtime.clock, principal=principal_of(request), user_id=user_id)
-        audit_of(request).touched(resource_type="user", resource_id=user_id)
+    async with open_context(request) as ctx:
+        member = await admin.staff_member(ctx.session, runtime.clock, principal=ctx.principal, user_id=user_id)
+        ctx.audit.touched(resource_type="user", resource_id=user_id)
     return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS), me=principal_of(request).actor_id)
 
 
@@ -163,12 +163,12 @@ async def change_roles(
 ) -> Response[Any]:
     _, back = translator(request), f"{USER}/{user_id}"
     try:
-        async with tenant_transaction(request) as session:
-            audit_of(request).touched(resource_type="user", resource_id=user_id)
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="user", resource_id=user_id)
             user = await admin.set_roles(
-                session, principal=principal_of(request), user_id=user_id, roles=ticked(data.roles)
+                ctx.session, principal=ctx.principal, user_id=user_id, roles=ticked(data.roles)
             )
-            audit_of(request).touched(roles=user.roles)
+            ctx.audit.touched(roles=user.roles)
     except (InvalidInput, Conflict) as exc:
         return redirect(request, back, error=service_error(request, exc))
     return redirect(request, back, success=_("The roles were saved."))
@@ -179,10 +179,10 @@ async def reset_second_factor(request: Request[Any, Any, Any], user_id: FromPath
     _ = translator(request)
     back = f"{USER}/{user_id}"
     try:
-        async with tenant_transaction(request) as session:
-            audit_of(request).touched(resource_type="user", resource_id=user_id)
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="user", resource_id=user_id)
             await admin.reset_second_factor(
-                session, runtime_of(request).clock, principal=principal_of(request), user_id=user_id
+                ctx.session, runtime_of(request).clock, principal=ctx.principal, user_id=user_id
             )
     except Conflict as exc:
         return redirect(request, back, error=service_error(request, exc))
@@ -205,12 +205,12 @@ def _set_active(active: bool) -> Any:
         _ = translator(request)
         back = f"{USER}/{user_id}"
         try:
-            async with tenant_transaction(request) as session:
-                audit_of(request).touched(resource_type="user", resource_id=user_id)
+            async with open_context(request) as ctx:
+                ctx.audit.touched(resource_type="user", resource_id=user_id)
                 await admin.set_active(
-                    session,
+                    ctx.session,
                     runtime_of(request).clock,
-                    principal=principal_of(request),
+                    principal=ctx.principal,
                     user_id=user_id,
                     active=active,
                 )
@@ -229,12 +229,12 @@ def _set_active(active: bool) -> Any:
 async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
     runtime = runtime_of(request)
     try:
-        async with tenant_transaction(request) as session:
-            audit_of(request).touched(resource_type="user", resource_id=user_id, reissue=True)
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="user", resource_id=user_id, reissue=True)
             invited = await admin.reissue_invitation(
-                session,
+                ctx.session,
                 runtime.clock,
-                principal=principal_of(request),
+                principal=ctx.principal,
                 user_id=user_id,
                 valid_for=runtime.settings.sessions.invitation_lifetime,
             )
@@ -250,8 +250,8 @@ async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[
 @get(CLIENTS, **page(*_ADMIN, Action.TENANTS_CLIENT_LIST))
 async def clients_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     offset = _offset(cursor)
-    async with tenant_transaction(request) as session:
-        found = await admin.list_clients(session, principal=principal_of(request), offset=offset, limit=PER_PAGE)
+    async with open_context(request) as ctx:
+        found = await admin.list_clients(ctx.session, principal=ctx.principal, offset=offset, limit=PER_PAGE)
     return render(request, "admin_clients.html", clients=found.items, total=found.total, **_pages(offset, found.total))
 
 
@@ -281,16 +281,16 @@ async def register_client(request: Request[Any, Any, Any], data: Annotated[Clien
     if isinstance(jwk, Refusal):
         return _client_form(request, status=400, form=data.shown(), error=jwk.text)
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             client = await admin.register_client(
-                session,
-                principal=principal_of(request),
+                ctx.session,
+                principal=ctx.principal,
                 name=data.name,
                 public_jwk=jwk,
                 scopes=ticked(data.scopes),
                 role=data.role,
             )
-            audit_of(request).touched(
+            ctx.audit.touched(
                 resource_type="api_client", resource_id=client.client_id, scopes=client.scopes, role=client.role
             )
     except InvalidInput as exc:
@@ -310,10 +310,10 @@ async def revoke_client(
     if data.confirm != "yes":
         return redirect(request, CLIENTS, error=_("Tick the box to confirm that the client should be revoked."))
     try:
-        async with tenant_transaction(request) as session:
-            audit_of(request).touched(resource_type="api_client", resource_id=client_id)
+        async with open_context(request) as ctx:
+            ctx.audit.touched(resource_type="api_client", resource_id=client_id)
             await admin.revoke_client(
-                session, runtime_of(request).clock, principal=principal_of(request), client_id=client_id
+                ctx.session, runtime_of(request).clock, principal=ctx.principal, client_id=client_id
             )
     except Conflict as exc:
         return redirect(request, CLIENTS, error=service_error(request, exc))
@@ -326,8 +326,8 @@ async def revoke_client(
 @get(KEYS, **page(*_ADMIN, Action.TENANTS_KEYS_READ))
 async def keys_page(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
-    async with tenant_transaction(request) as session:
-        keys = await admin.list_keys(session, runtime.clock, principal=principal_of(request))
+    async with open_context(request) as ctx:
+        keys = await admin.list_keys(ctx.session, runtime.clock, principal=ctx.principal)
     grace = runtime.settings.tokens.key_grace.days
     return render(request, "admin_keys.html", keys=keys, uses=KEY_USE_LABELS, grace_days=grace)
 
@@ -337,9 +337,9 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
     _ = translator(request)
     if data.confirm != "yes":
         return redirect(request, KEYS, error=_("Tick the box to confirm the rotation; nothing was changed."))
-    async with tenant_transaction(request) as session:
-        rotated = await admin.rotate_keys(session, runtime_of(request).keyring, principal=principal_of(request))
-        audit_of(request).touched(
+    async with open_context(request) as ctx:
+        rotated = await admin.rotate_keys(ctx.session, runtime_of(request).keyring, principal=ctx.principal)
+        ctx.audit.touched(
             resource_type="key_ring", resource_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid
         )
     return redirect(

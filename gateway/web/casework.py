@@ -11,19 +11,19 @@ from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action
 from exchange.cases import services as cases
+from exchange.cases.models import SubjectRole
 from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
-from exchange.cases.services import encode_cursor
+from exchange.cases.schemas import Evidence
+from exchange.context import Context
 from exchange.errors import ConsentRequired
-from exchange.models import ReferralKind, SubjectRole, Urgency
 from exchange.plans import reminders
 from exchange.referrals import worklist
+from exchange.referrals.models import ReferralKind, Urgency
 from exchange.referrals.services import list_referrals, send_referral
-from exchange.schemas import Evidence
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.forms import (
     FORM,
@@ -55,6 +55,7 @@ from gateway.web.paging import (
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
+from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
 
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
@@ -73,15 +74,8 @@ async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | Non
         cursor_param(request, "cursor")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    async with tenant_transaction(request) as session:
-        items, next_cursor = await cases.list_cases(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            cursor=cursor,
-            limit=CASES_PER_PAGE,
-        )
+    async with open_context(request) as ctx:
+        items, next_cursor = await cases.list_cases(ctx, cursor=cursor, limit=CASES_PER_PAGE)
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
 
@@ -103,10 +97,8 @@ async def create_case(request: Request[Any, Any, Any], data: Annotated[CaseForm,
             form=data.fields(),
             error=body.text,
         )
-    async with tenant_transaction(request) as session:
-        case = await cases.create_case(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), data=body
-        )
+    async with open_context(request) as ctx:
+        case = await cases.create_case(ctx, data=body)
     _ = translator(request)
     return redirect(request, f"/cases/{case.id}", success=_("The case is opened."))
 
@@ -114,41 +106,25 @@ async def create_case(request: Request[Any, Any, Any], data: Annotated[CaseForm,
 @get("/cases/{case_id:uuid}", **page(Scope.CASES_READ, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The case with three lists, each paged on its own: consents, referrals (cursors) and the timeline (offset)."""
-    deps, principal = exchange_deps(request), principal_of(request)
     try:
         consents_after = cursor_param(request, "consents")
         referrals_before = cursor_param(request, "referrals")
         timeline_offset = offset_param(request, "timeline")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=CASE_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
-        case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
+    async with open_context(request) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
         consents, next_consent = await worklist.case_consents(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            case_id=case_id,
-            after_id=consents_after,
-            limit=CONSENTS_PER_PAGE,
+            ctx, case_id=case_id, after_id=consents_after, limit=CONSENTS_PER_PAGE
         )
         referrals, next_referral = await worklist.case_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            case_id=case_id,
-            before_id=referrals_before,
-            limit=REFERRALS_PER_PAGE,
+            ctx, case_id=case_id, before_id=referrals_before, limit=REFERRALS_PER_PAGE
         )
         timeline, more_events = await worklist.case_timeline(
-            session, principal=principal, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
+            ctx, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
         )
-        workers = await worklist.staff_names(
-            session, principal=principal, user_ids=[case.key_worker_id] if case.key_worker_id else []
-        )
-    partners = await _tenant_names(request, {r.to_tenant_id for r in referrals})
+        workers = await worklist.staff_names(ctx, user_ids=[case.key_worker_id] if case.key_worker_id else [])
+    partners = await partner_names(request, {r.to_tenant_id for r in referrals})
     pages = {
         "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
         "referrals": (encode_cursor(next_referral) if next_referral else None, request.query_params.get("referrals")),
@@ -169,7 +145,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
     )
 
 
-async def _tenant_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     """Partner agencies' public names from the directory (no tenant data: public profiles)."""
     if not ids:
         return {}
@@ -183,10 +159,8 @@ async def _tenant_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) ->
 
 @get("/cases/{case_id:uuid}/consents/new", **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ))
 async def consent_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        case = await cases.read_case(
-            session, exchange_deps(request), principal=principal_of(request), audit=audit_of(request), case_id=case_id
-        )
+    async with open_context(request) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
     return await _consent_form(request, case)
 
 
@@ -224,30 +198,20 @@ async def record_consent(
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             if data.upload is not None:
-                body.evidence = Evidence(document_id=await _store_evidence(request, session, data.upload))
-            await cases.record_consent(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                case_id=case_id,
-                data=body,
-            )
+                body.evidence = Evidence(document_id=await _store_evidence(request, ctx, data.upload))
+            await cases.record_consent(ctx, case_id=case_id, data=body)
     except InvalidInput as exc:
         # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, f"/cases/{case_id}", success=_("The consent is recorded."))
 
 
-async def _store_evidence(request: Request[Any, Any, Any], session: AsyncSession, upload: UploadFile) -> uuid.UUID:
+async def _store_evidence(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
     """The signed consent form's scan, stored as a document of the case in the consent's transaction."""
     document = await cases.store_document(
-        session,
-        exchange_deps(request),
-        principal=principal_of(request),
-        audit=audit_of(request),
+        ctx,
         name=upload.filename,
         media_type=upload.content_type,
         content=await upload.read(),
@@ -263,15 +227,8 @@ async def withdraw_consent(
     _ = translator(request)
     if not data.reason.strip():
         return redirect(request, data.case_path, error=_("Give the reason for the withdrawal."))
-    async with tenant_transaction(request) as session:
-        await cases.withdraw_consent(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            consent_id=consent_id,
-            reason=data.reason.strip(),
-        )
+    async with open_context(request) as ctx:
+        await cases.withdraw_consent(ctx, consent_id=consent_id, reason=data.reason.strip())
     return redirect(
         request, data.case_path, success=_("The consent is withdrawn. Partners holding data under it are told.")
     )
@@ -304,7 +261,7 @@ async def _composer(
     action: Action | None = None,
     **extra: Any,
 ) -> Response[Any]:
-    deps, principal = exchange_deps(request), principal_of(request)
+    principal = principal_of(request)
     query = DirectoryQuery(
         kind=chosen.get("kind") if chosen.get("kind") in set(TenantKind) else None,
         problem=(chosen.get("problem_filter") or "").strip() or None,
@@ -328,9 +285,8 @@ async def _composer(
     purpose = str(chosen["purpose"]) if chosen.get("purpose") in PURPOSES else PURPOSES[0]
     basis_type = "statutory" if chosen.get("basis") == "statutory" else "consent"
     reference = chosen.get("reference") if chosen.get("reference") in STATUTORY_CATALOGUE else None
-    async with tenant_transaction(request, action=action) as session:
-        audit = audit_of(request)
-        case = await cases.read_case(session, deps, principal=principal, audit=audit, case_id=case_id)
+    async with open_context(request, action=action) as ctx:
+        case = await cases.read_case(ctx, case_id=case_id)
         subject_ids = [s for s in (_uuid(v) for v in _as_list(chosen.get("subjects"))) if s] or [
             s.id for s in case.subjects
         ]
@@ -339,22 +295,14 @@ async def _composer(
             basis = StatutoryBasis(reference, "-") if basis_type == "statutory" and reference else None
             try:
                 offers = await worklist.offered_categories(
-                    session,
-                    deps,
-                    principal=principal,
-                    audit=audit,
-                    case_id=case_id,
-                    subject_ids=subject_ids,
-                    recipient_id=recipient,
-                    purpose=purpose,
-                    basis=basis,
+                    ctx, case_id=case_id, subject_ids=subject_ids, recipient_id=recipient, purpose=purpose, basis=basis
                 )
             except CasebridgeError:
                 recipient, offers = None, []
     now = runtime_of(request).clock.now()
     recipient_name = next((t.name for t in partners if t.id == recipient), None)
     if recipient is not None and recipient_name is None:  # chosen on another page of the directory
-        recipient_name = (await _tenant_names(request, {recipient})).get(recipient)
+        recipient_name = (await partner_names(request, {recipient})).get(recipient)
     # Turning the directory's page keeps the filters and what is already chosen (not the people ticked: all again).
     kept = ("problem_filter", "district", "kind", "to", "purpose", "basis", "reference")
     agency_params = {k: str(chosen[k]) for k in kept if isinstance(chosen.get(k), str) and chosen[k]}
@@ -407,14 +355,9 @@ async def send(
     if isinstance(body, Refusal):
         return await _refused_send(request, case_id, data, body)
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             referral, _created = await send_referral(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                data=body,
-                idempotency_key=data.idempotency_key.strip() or None,
+                ctx, data=body, idempotency_key=data.idempotency_key.strip() or None
             )
     except (InvalidInput, ConsentRequired) as exc:
         return await _refused_send(request, case_id, data, Refusal(error_text(request, exc)))
@@ -434,21 +377,17 @@ async def _refused_send(
 async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
     """Deadlines, then my overdue referrals, then the rest by status, each list paged on its own; incoming: the newest
     few, with the inbox for the rest."""
-    deps, principal, runtime = exchange_deps(request), principal_of(request), runtime_of(request)
+    runtime = runtime_of(request)
     try:
         cursor_param(request, "overdue")
         cursor_param(request, "outgoing")
         reminders_offset = offset_param(request, "reminders")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=DASHBOARD_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
+    async with open_context(request) as ctx:
         # Overdue first: the late ones are a list of their own above the rest, so no page of the rest hides one.
         overdue, next_overdue = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
+            ctx,
             box="outgoing",
             status=None,
             overdue=True,
@@ -456,38 +395,23 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             limit=REFERRALS_PER_PAGE,
         )
         outgoing, next_outgoing = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
+            ctx,
             box="outgoing",
             status=None,
             overdue=False,
             cursor=request.query_params.get("outgoing") or None,
             limit=REFERRALS_PER_PAGE,
         )
-        incoming, more_in = await list_referrals(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            box="incoming",
-            status=None,
-            overdue=None,
-            cursor=None,
-            limit=10,
-        )
-        due = await reminders.reminders_for(
-            session, principal=principal, audit=None, now=runtime.clock.now(), lead=runtime.settings.reminders.lead
-        )
+        incoming, more_in = await list_referrals(ctx, box="incoming", status=None, overdue=None, cursor=None, limit=10)
+        due = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
         shown = {str(r.id) for r in [*overdue, *outgoing, *incoming]} | {str(d.referral_id) for d in shown_due}
-        audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
+        ctx.audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
         by_status.setdefault(item.status, []).append(item)
-    partners = await _tenant_names(
+    partners = await partner_names(
         request, {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in incoming}
     )
     pages = {

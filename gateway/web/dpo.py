@@ -24,13 +24,7 @@ from audit.verifications import Trigger, latest_checkpoint, latest_verification,
 from audit.verify import verify_database
 from exchange.reports import dpo as queries
 from gateway.controllers.audit import thresholds
-from gateway.controllers.context import (
-    audit_of,
-    exchange_deps,
-    principal_of,
-    runtime_of,
-    tenant_transaction,
-)
+from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.web.forms import FORM, AuditSearchForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
@@ -103,22 +97,16 @@ async def search_page(
     criteria, errors = search.criteria(request, _tz(request))
     if errors:
         return _search(request, form=search.shown(), errors=errors, events=[], status=400)
-    async with tenant_transaction(request) as session:
-        actor_id = await _actor_id(session, request, search.actor) if search.actor.strip() else None
+    async with open_context(request) as ctx:
+        actor_id = await _actor_id(ctx.session, request, search.actor) if search.actor.strip() else None
         if search.actor.strip() and actor_id is None:
             _ = translator(request)
             errors["actor"] = _("No one in this organisation has this email address or id.")
             return _search(request, form=search.shown(), errors=errors, events=[], status=400)
         events, next_cursor = await queries.search_events(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            criteria=queries.EventFilter(**criteria, actor_id=actor_id),
-            cursor=cursor,
-            limit=PER_PAGE,
+            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=PER_PAGE
         )
-        partners = await _actors(request, session, events)
+        partners = await _actors(request, ctx.session, events)
     params = {k: v for k, v in search.shown().items() if v}
     return _search(
         request,
@@ -181,16 +169,9 @@ async def subject_page(
         error = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
         return _subject_page(request, status=400, subject_id=subject_id, error=error)
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             report = await queries.subject_report(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                subject_id=wanted,
-                report_format=ReportFormat.JSON,
-                cursor=cursor,
-                limit=REPORT_PAGE,
+                ctx, subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE
             )
     except NotFound:
         error = _("No person with this id is in this organisation's cases.")
@@ -218,19 +199,12 @@ def _subject_page(request: Request[Any, Any, Any], *, status: int = 200, **conte
 async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The whole report as a file, made by the same renderers as `GET /api/v1/audit/subjects/{id}/report`."""
     report_format = ReportFormat.PDF if request.url.path.endswith(".pdf") else ReportFormat.CSV
-    async with tenant_transaction(request) as session:
+    async with open_context(request) as ctx:
         report = await queries.subject_report(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            subject_id=subject_id,
-            report_format=report_format,
-            cursor=None,
-            limit=queries.MAX_REPORT_PAGE,
+            ctx, subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE
         )
     body = (
-        await reports.report_pdf(report, exchange_deps(request).letters.typeset)
+        await reports.report_pdf(report, ctx.deps.letters.typeset)
         if report_format is ReportFormat.PDF
         else reports.report_csv(report)
     )
@@ -246,11 +220,9 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
 
 @get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
 async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        items, next_cursor = await queries.review_queue(
-            session, principal=principal_of(request), audit=audit_of(request), cursor=cursor, limit=PER_PAGE
-        )
-        partners = await _actors(request, session, [i.event for i in items])
+    async with open_context(request) as ctx:
+        items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=PER_PAGE)
+        partners = await _actors(request, ctx.session, [i.event for i in items])
     shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
     return render(
         request,
@@ -272,15 +244,8 @@ async def mark_reviewed(
 ) -> Response[Any]:
     _ = translator(request)
     try:
-        async with tenant_transaction(request) as session:
-            await queries.mark_reviewed(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                event_id=event_id,
-                note=data.note.strip() or None,
-            )
+        async with open_context(request) as ctx:
+            await queries.mark_reviewed(ctx, event_id=event_id, note=data.note.strip() or None)
     except Conflict:
         return redirect(request, REVIEW, error=_("This event was already reviewed, or it needs no review."))
     return redirect(request, REVIEW, success=_("Marked as reviewed."))
@@ -300,17 +265,11 @@ async def anomalies_page(
     except ValueError:
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=day_error(request))
     try:
-        async with tenant_transaction(request) as session:
+        async with open_context(request) as ctx:
             start, end, flags = await queries.find_anomalies(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                thresholds=thresholds(runtime_of(request).settings.audit),
-                since=start,
-                until=end,
+                ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end
             )
-            partners = await _partners(request, session, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
+            partners = await _partners(request, ctx.session, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
     except InvalidInput:
         error = _("Choose a window of at most 31 days, with the first day before the last.")
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=error)
@@ -333,10 +292,10 @@ async def anomalies_page(
 
 @get(VERIFICATION, **page(*_DPO, Action.AUDIT_CHECKPOINT_READ))
 async def verification_page(request: Request[Any, Any, Any]) -> Response[Any]:
-    async with tenant_transaction(request) as session:
-        audit_of(request).touched(resource_type="audit_checkpoint")
-        checkpoint = await latest_checkpoint(session)
-        run = await latest_verification(session)
+    async with open_context(request) as ctx:
+        ctx.audit.touched(resource_type="audit_checkpoint")
+        checkpoint = await latest_checkpoint(ctx.session)
+        run = await latest_verification(ctx.session)
     return render(
         request,
         "dpo_verification.html",
@@ -362,11 +321,9 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
         return redirect(request, VERIFICATION, error=recent)
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
     result = await verify_database(runtime.sessions, now=now)
-    async with tenant_transaction(request) as session:
-        record_verification(session, result, at=now, trigger=Trigger.CONSOLE)
-        audit_of(request).touched(
-            resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems)
-        )
+    async with open_context(request) as ctx:
+        record_verification(ctx.session, result, at=now, trigger=Trigger.CONSOLE)
+        ctx.audit.touched(resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems))
     if result.ok:
         verified = _("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size)
         return redirect(request, VERIFICATION, success=verified)

@@ -25,7 +25,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
 from audit.events import Action, Outcome
-from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn, TransitionIn
+from exchange.cases.schemas import CaseIn, ConsentIn
+from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
 from gateway.web.pages import FIELD_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import in_calendar
 

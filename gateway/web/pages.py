@@ -1,7 +1,7 @@
 """What every staff page shares: route options, the layout's context, flash messages, redirects and form errors.
 
 A page touching tenant data is declared like an API route, `opt=needs(scope, roles, audit_action)` (through
-`page(...)`), runs its work in `tenant_transaction` and calls the same exchange services as the API.
+`page(...)`), runs its work in `open_context` and calls the same exchange services as the API.
 """
 
 from __future__ import annotations

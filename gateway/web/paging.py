@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response
 
-from exchange.cases.services import decode_cursor
 from gateway.web.pages import redirect, translator
 from tenants.errors import InvalidInput
+from tenants.pagination import decode_cursor
 
 # Rows per page; small enough to read on a 1366x768 screen without losing the page's headings.
 CASES_PER_PAGE: Final = 20

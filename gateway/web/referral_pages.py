@@ -11,14 +11,14 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
-from exchange.cases.services import encode_cursor
 from exchange.letters import reading
-from exchange.models import Side
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
-from exchange.referrals.services import TRANSITIONS, list_referrals, read_referral, transition_referral
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, tenant_transaction
-from gateway.web.casework import _tenant_names
+from exchange.referrals.models import Side
+from exchange.referrals.services import list_referrals, read_referral, transition_referral
+from exchange.referrals.status import TRANSITIONS
+from gateway.controllers.context import open_context, principal_of
+from gateway.web.casework import partner_names
 from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
@@ -34,6 +34,7 @@ from gateway.web.paging import (
 )
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
+from tenants.pagination import encode_cursor
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "all")
@@ -45,36 +46,24 @@ async def inbox(
     request: Request[Any, Any, Any], tab: FromQuery[str] = "new", cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
     tab = tab if tab in TABS else "new"
-    deps, principal = exchange_deps(request), principal_of(request)
     try:
         cursor_id = cursor_param(request, "cursor")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
+    async with open_context(request) as ctx:
         if tab == "mine":
-            items, next_id = await worklist.assigned_to(
-                session,
-                deps,
-                principal=principal,
-                audit=audit,
-                cursor_id=cursor_id,
-                limit=REFERRALS_PER_PAGE,
-            )
+            items, next_id = await worklist.assigned_to(ctx, cursor_id=cursor_id, limit=REFERRALS_PER_PAGE)
             next_cursor = encode_cursor(next_id) if next_id else None
         else:
             items, next_cursor = await list_referrals(
-                session,
-                deps,
-                principal=principal,
-                audit=audit,
+                ctx,
                 box="incoming",
                 status="received" if tab == "new" else None,
                 overdue=True if tab == "overdue" else None,
                 cursor=cursor,
                 limit=REFERRALS_PER_PAGE,
             )
-    partners = await _tenant_names(request, {r.from_tenant_id for r in items})
+    partners = await partner_names(request, {r.from_tenant_id for r in items})
     return render(
         request,
         "inbox.html",
@@ -90,27 +79,21 @@ async def inbox(
 @get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
 async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     """The referral; its timeline (oldest first) and its thread (newest first) are paged on their own, by offset."""
-    deps, principal = exchange_deps(request), principal_of(request)
+    principal = principal_of(request)
     try:
         timeline_offset = offset_param(request, "timeline")
         messages_offset = offset_param(request, "messages")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=REFERRAL_PAGES)
-    async with tenant_transaction(request) as session:
-        audit = audit_of(request)
-        referral = await read_referral(session, deps, principal=principal, audit=audit, referral_id=referral_id)
+    async with open_context(request) as ctx:
+        referral = await read_referral(ctx, referral_id=referral_id)
         thread = await messages.list_messages(
-            session,
-            deps,
-            principal=principal,
-            audit=audit,
-            referral_id=referral_id,
-            page=(messages_offset, MESSAGES_PER_PAGE + 1),
+            ctx, referral_id=referral_id, page=(messages_offset, MESSAGES_PER_PAGE + 1)
         )
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
-        colleagues = await worklist.assignable_staff(session, principal=principal) if side is Side.RECIPIENT else []
-        assignee = await _assignee(session, principal, referral_id) if side is Side.RECIPIENT else None
-    partners = await _tenant_names(request, {referral.from_tenant_id, referral.to_tenant_id})
+        colleagues = await worklist.assignable_staff(ctx) if side is Side.RECIPIENT else []
+        assignee = await _assignee(ctx.session, principal, referral_id) if side is Side.RECIPIENT else None
+    partners = await partner_names(request, {referral.from_tenant_id, referral.to_tenant_id})
     may_act = principal.has_role(*_side_roles(side))
     actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
     actions = actions if may_act else []
@@ -141,13 +124,13 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
 
 
 def _side_roles(side: Side) -> tuple[str, ...]:
-    from exchange.cases.access import REFERRAL_ACTORS
+    from exchange.referrals.access import REFERRAL_ACTORS
 
     return tuple(REFERRAL_ACTORS[side])
 
 
 async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
-    from exchange.cases.access import access_referral
+    from exchange.referrals.access import access_referral
 
     return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
 
@@ -164,15 +147,8 @@ async def transition(
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)
     try:
-        async with tenant_transaction(request) as session:
-            await transition_referral(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=body,
-            )
+        async with open_context(request) as ctx:
+            await transition_referral(ctx, referral_id=referral_id, data=body)
     except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The referral's status is updated."))
@@ -187,15 +163,8 @@ async def post_message(
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)
     try:
-        async with tenant_transaction(request) as session:
-            await messages.post_message(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-                data=body,
-            )
+        async with open_context(request) as ctx:
+            await messages.post_message(ctx, referral_id=referral_id, data=body)
     except InvalidInput as exc:
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The message is sent to the partner."))
@@ -212,42 +181,23 @@ async def assign(
     assignee = data.assignee_id(request)
     if isinstance(assignee, Refusal):
         return redirect(request, back, error=assignee.text)
-    async with tenant_transaction(request) as session:
-        await worklist.assign_referral(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            referral_id=referral_id,
-            assignee_id=assignee,
-        )
+    async with open_context(request) as ctx:
+        await worklist.assign_referral(ctx, referral_id=referral_id, assignee_id=assignee)
     return redirect(request, back, success=_("The referral is assigned."))
 
 
 @get("/documents/{document_id:uuid}", **page(Scope.CASES_READ, _ACTORS, Action.EXCHANGE_DOCUMENT_READ))
 async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
-    async with tenant_transaction(request) as session:
-        name, media_type, content = await messages.read_document(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            document_id=document_id,
-        )
+    async with open_context(request) as ctx:
+        name, media_type, content = await messages.read_document(ctx, document_id=document_id)
     return _attachment(content, media_type, name)
 
 
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
 async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
     try:
-        async with tenant_transaction(request) as session:
-            pdf = await reading.read_letter(
-                session,
-                exchange_deps(request),
-                principal=principal_of(request),
-                audit=audit_of(request),
-                referral_id=referral_id,
-            )
+        async with open_context(request) as ctx:
+            pdf = await reading.read_letter(ctx, referral_id=referral_id)
     except Conflict:  # numbered, but its PDF is still being laid out or is on its way from the sender
         _ = translator(request)
         return redirect(

@@ -17,7 +17,8 @@ from markupsafe import Markup
 from audit.events import Action
 from exchange.reports import charts
 from exchange.reports import services as reporting
-from gateway.controllers.context import audit_of, exchange_deps, principal_of, runtime_of, tenant_transaction
+from exchange.reports.schemas import ReferralReport
+from gateway.controllers.context import open_context, runtime_of
 from gateway.web.i18n import N_, language_of
 from gateway.web.pages import day_error, page, render, translator
 from tenants.calendar import OutOfCalendar
@@ -124,16 +125,9 @@ async def report_csv(
 
 async def _report(
     request: Request[Any, Any, Any], period: reporting.Period, box: Literal["outgoing", "incoming"]
-) -> reporting.ReferralReport:
-    async with tenant_transaction(request) as session:
-        return await reporting.referral_report(
-            session,
-            exchange_deps(request),
-            principal=principal_of(request),
-            audit=audit_of(request),
-            period=period,
-            boxes=(box,),
-        )
+) -> ReferralReport:
+    async with open_context(request) as ctx:
+        return await reporting.referral_report(ctx, period=period, boxes=(box,))
 
 
 def _render(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:

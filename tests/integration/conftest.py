@@ -1,6 +1,35 @@
-"""Fixtures shared by the exchange's integration tests."""
+"""Fixtures shared by the integration tests of every area: three agencies, English pages and the directory's
+scenario. The helpers they are built from are in tests/integration/helpers/."""
 
 from __future__ import annotations
 
-from tests.integration.audit.test_audit_seal import cli, node, node_settings  # noqa: F401 - shared by the audit tests
-from tests.integration.exchange.referrals.test_referral_loop import agencies  # noqa: F401 - re-exported as a shared fixture
+import httpx
+import pytest
+
+from gateway.runtime import Runtime
+from tenants.models import Role, TenantKind
+from tests.conftest import TravelClock
+from tests.integration.helpers.agencies import Agency, agency
+from tests.integration.helpers.directory import Network, referral_network
+
+
+@pytest.fixture
+async def agencies(api: httpx.AsyncClient, runtime: Runtime) -> tuple[Agency, Agency, Agency]:
+    """A social centre's specialist, and the intake of a guardianship body and of a juvenile commission."""
+    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    kdn = await agency(api, runtime, "kdn", TenantKind.JUVENILE_COMMISSION, Role.INTAKE)
+    return centre, opeka, kdn
+
+
+@pytest.fixture
+def english(api: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The `api` client as a browser set to English: tests that read the English texts use it."""
+    api.headers["Accept-Language"] = "en"
+    return api
+
+
+@pytest.fixture
+async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) -> Network:
+    """The directory's scenario (tests/integration/helpers/directory.py): a centre's history with two partners."""
+    return await referral_network(api, runtime, clock)

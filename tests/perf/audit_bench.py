@@ -41,8 +41,10 @@ from audit.sealer import Sealer
 from audit.services import AccessScope, AuditLog, RequestContext
 from audit.verify import verify_database
 from exchange.cases import services as cases
+from exchange.cases.models import SubjectRole
+from exchange.cases.schemas import CaseIn, SubjectIn
+from exchange.context import Context
 from exchange.reports import dpo
-from exchange.schemas import CaseIn, SubjectIn, SubjectRole
 from gateway.app import build_runtime
 from gateway.db import create_engine, ensure_data_dir, upgrade_schema
 from gateway.runtime import Runtime
@@ -140,13 +142,8 @@ async def _measure(
 
     child_in = SubjectIn(ref="child 1", full_name="Бенч Ребёнок", role=SubjectRole.CHILD)
     async with tenant_session(runtime.sessions, centre.id) as session, session.begin():
-        case = await cases.create_case(
-            session,
-            runtime.exchange,
-            principal=specialist,
-            audit=_scope(runtime, actor, centre.id),
-            data=CaseIn(title="bench", subjects=[child_in]),
-        )
+        ctx = Context(session, runtime.exchange, specialist, _scope(runtime, actor, centre.id))
+        case = await cases.create_case(ctx, data=CaseIn(title="bench", subjects=[child_in]))
     child = case.subjects[0].id
     (child_pseudonym,) = audit.pseudonyms(centre.id, [child])
     others = audit.pseudonyms(centre.id, [uuid.uuid4() for _ in range(SUBJECTS)])
@@ -208,15 +205,9 @@ async def _measure(
                 centre.id,
                 Action.AUDIT_SUBJECT_REPORT,
             )
+            ctx = Context(session, runtime.exchange, dpo_principal, scope)
             report = await dpo.subject_report(
-                session,
-                runtime.exchange,
-                principal=dpo_principal,
-                audit=scope,
-                subject_id=child,
-                report_format="json",
-                cursor=None,
-                limit=dpo.MAX_REPORT_PAGE,
+                ctx, subject_id=child, report_format="json", cursor=None, limit=dpo.MAX_REPORT_PAGE
             )
             scope.write(session)  # the report's own audit event, stored before the answer leaves, as in the API
         report_ms.append((time.perf_counter() - started) * 1000)

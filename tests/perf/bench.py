@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from exchange.models import Letter, Referral, Side
+from exchange.letters.models import Letter
+from exchange.referrals.models import Referral, Side
 from tenants.persistence import read_only_platform_session
 from tests.perf.audit_bench import measure_audit
 from tests.perf.crypto_floor import ReferralBodies, measure_crypto_floor

@@ -26,14 +26,20 @@ import asyncpg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 
-from exchange.models import Referral
-from exchange.referrals.services import ACCEPTED, COMPLETED, IN_PROGRESS, ON_HOLD, RECEIVED, REJECTED
+from exchange.referrals.models import Referral
+from exchange.referrals.status import Status
 from tests.perf.processes import BenchError
 from tests.pg import HOST, SUPERUSER, ThrowawayPostgres
 
 HISTORY = dt.timedelta(days=730)
 # The history a busy agency's outgoing box holds: mostly finished, some still in hand.
-STATUS_MIX = (COMPLETED,) * 5 + (IN_PROGRESS, ACCEPTED, ON_HOLD, RECEIVED, REJECTED)
+STATUS_MIX = (Status.COMPLETED,) * 5 + (
+    Status.IN_PROGRESS,
+    Status.ACCEPTED,
+    Status.ON_HOLD,
+    Status.RECEIVED,
+    Status.REJECTED,
+)
 RESPOND_DAYS, COMPLETE_DAYS = 3, 30
 PG_CONNECTIONS = 2  # one INSERT per core: the server makes the rows, so each insert is CPU-bound there
 # Rows per SQLite transaction: the gateway's own writers (the sealer, the Workers) wait for at most one of them,
@@ -47,7 +53,7 @@ def _status_sql(n: str) -> str:
 
 
 def _outcome_sql(n: str) -> str:
-    return f"CASE WHEN {n} % {len(STATUS_MIX)} < {STATUS_MIX.count(COMPLETED)} THEN 'resolved' END"
+    return f"CASE WHEN {n} % {len(STATUS_MIX)} < {STATUS_MIX.count(Status.COMPLETED)} THEN 'resolved' END"
 
 
 def _span(count: int, now: dt.datetime) -> tuple[int, float]:

@@ -27,8 +27,9 @@ from joserfc import jwt
 from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
-from exchange.models import Letter, Referral, Side
-from exchange.referrals.services import RECEIVED
+from exchange.letters.models import Letter
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.status import Status
 from exchange.transport.models import InboxEnvelope
 from gateway.app import build_runtime
 from gateway.bus import EmbeddedNats
@@ -246,7 +247,7 @@ async def progress(runtime: Runtime, sender: uuid.UUID, recipient: uuid.UUID) ->
             .where(Referral.tenant_id == recipient, Referral.side == Side.RECIPIENT, Letter.status == "ready")
         )
         received = await count(
-            copies.where(Referral.tenant_id == sender, Referral.side == Side.SENDER, Referral.status == RECEIVED)
+            copies.where(Referral.tenant_id == sender, Referral.side == Side.SENDER, Referral.status == Status.RECEIVED)
         )
         applied = await count(select(func.count()).select_from(InboxEnvelope))
     return Progress(sent, listed, letters, received, applied)

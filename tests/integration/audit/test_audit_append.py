@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.models import AuditEvent, AuditEventSubject
 from audit.pending import add_rows, pending_events
-from audit.services import AuditLog, _rows
+from audit.services import AuditLog, event_rows
 from gateway.app import build_runtime
 from gateway.runtime import Runtime
 from tenants import services
@@ -142,8 +142,8 @@ async def test_an_event_that_cannot_be_written_fails_the_commit_and_the_change(r
     async def twice() -> None:
         async with platform_session(runtime.sessions) as session, session.begin():
             await new_tenant(session, runtime, "semya")
-            add_rows(session, _rows(record)[0], [])
-            add_rows(session, _rows(record)[0], [])  # the same id twice: the insert fails
+            add_rows(session, event_rows(record)[0], [])
+            add_rows(session, event_rows(record)[0], [])  # the same id twice: the insert fails
 
     with pytest.raises(IntegrityError):
         await twice()

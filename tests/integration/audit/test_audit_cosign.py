@@ -29,8 +29,8 @@ from gateway.workers import WorkerName
 from tenants.models import KeyUse, PlatformKeyUse, PublishedKey, Role, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import make_tenant
-from tests.integration.audit.test_audit_proofs import _dpo_of
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually, open_case
+from tests.integration.helpers.agencies import Agency, agency, dpo_of, open_case
+from tests.polling import eventually
 
 
 async def _agency_keys(runtime: Runtime, tenant_id: uuid.UUID) -> list[Ed25519PublicKey]:
@@ -65,7 +65,7 @@ async def _two_agencies(api: httpx.AsyncClient, runtime: Runtime) -> tuple[Agenc
     centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
     opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
     await open_case(centre, opeka)
-    return centre, opeka, await _dpo_of(api, runtime, centre)
+    return centre, opeka, await dpo_of(api, runtime, centre)
 
 
 async def test_every_agency_cosigns_the_checkpoint_it_sees(api: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -13,30 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from advanced_alchemy.types import GUID, DateTimeUTC
-from sqlalchemy import BindParameter, bindparam, select, text
+from sqlalchemy import select
 from uuid_utils.compat import uuid7
 
 from audit.events import Action, Actor, Outcome
 from audit.models import AuditEvent, AuditEventSubject, AuditSeal
 from audit.services import AccessScope, RequestContext
+from exchange.context import Context
 from exchange.reports import dpo
 from tenants.models import Role
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
-from tests.integration.audit.test_audit_seal import TENANTS, Cli, Node, append_events, event_at, seal_everything
+from tests.integration.audit.sealing import (
+    TENANTS,
+    Cli,
+    Finding,
+    Node,
+    append_events,
+    event_at,
+    execute,
+    seal_everything,
+)
 
 EVENTS = 30
 OTHER = uuid.UUID("01960000-0000-7000-8000-0000000000ff")
-Finding = tuple[str, int | None]
-
-
-async def execute(node: Node, sql: str, **params: Any) -> None:
-    """Run ``sql`` as the database's owner would; parameters ending in ``id`` are UUIDs, ``at`` a time."""
-    binds: list[BindParameter[Any]] = [bindparam(name, type_=GUID()) for name in params if name.endswith("id")]
-    binds += [bindparam(name, type_=DateTimeUTC(timezone=True)) for name in params if name == "at"]
-    async with platform_session(node.sessions) as session, session.begin():
-        await session.execute(text(sql).bindparams(*binds), params)
 
 
 async def verify(cli: Cli, *argv: str) -> list[dict[str, Any]]:
@@ -219,9 +219,7 @@ async def _review(node: Node, event_id: uuid.UUID, reviewer: Principal) -> None:
         context=RequestContext(None, None, None),
     )
     async with tenant_session(node.sessions, reviewer.tenant_id) as session, session.begin():
-        await dpo.mark_reviewed(
-            session, node.runtime.exchange, principal=reviewer, audit=scope, event_id=event_id, note=None
-        )
+        await dpo.mark_reviewed(Context(session, node.runtime.exchange, reviewer, scope), event_id=event_id, note=None)
         scope.write(session)
 
 

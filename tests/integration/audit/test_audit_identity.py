@@ -23,40 +23,32 @@ from gateway.db import alembic_config, upgrade_schema
 from tenants.models import TenantKind
 from tenants.persistence import platform_session
 from tests.factories import make_tenant
-from tests.integration.audit.test_audit_seal import (  # noqa: F401 - fixtures shared with the sealing tests
-    Cli,
-    Node,
-    append_events,
-    cli,
-    node,
-    node_settings,
-    seal_everything,
-)
+from tests.integration.audit.sealing import Cli, Node, append_events, seal_everything
 
 SERVER_ORIGIN = "localhost/audit"  # tests.conftest.BASE_URL's host, as the node's sealer names a new log
 PUBLIC_ORIGIN = "casebridge.example/audit"
 
 
-async def _verifications(node: Node) -> int:  # noqa: F811 - the fixture's value
+async def _verifications(node: Node) -> int:
     async with platform_session(node.sessions) as session:
         return len(list(await session.scalars(select(AuditVerification))))
 
 
-async def _origins(node: Node) -> list[str]:  # noqa: F811
+async def _origins(node: Node) -> list[str]:
     async with platform_session(node.sessions) as session:
         notes = await session.scalars(select(AuditCheckpoint.note).order_by(AuditCheckpoint.size))
         return [parse_note(note).checkpoint.origin for note in notes]
 
 
-async def _log_key(node: Node, origin: str) -> str:  # noqa: F811
+async def _log_key(node: Node, origin: str) -> str:
     async with platform_session(node.sessions) as session:
         (key,) = await checkpoint_keys(session)
     return verifier_key(origin, key)
 
 
 async def test_a_command_with_another_port_or_url_verifies_and_exports_the_log_under_its_own_name(
-    node: Node,  # noqa: F811
-    cli: Cli,  # noqa: F811
+    node: Node,
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -87,8 +79,8 @@ async def test_a_command_with_another_port_or_url_verifies_and_exports_the_log_u
 
 
 async def test_a_command_that_cannot_be_right_fails_before_checking_and_records_nothing(
-    node: Node,  # noqa: F811
-    cli: Cli,  # noqa: F811
+    node: Node,
+    cli: Cli,
     tmp_path: Path,
 ) -> None:
     # A database with no audit trail at all (migrated, but no server ever ran on it): not the server's database.
@@ -116,8 +108,8 @@ async def test_a_command_that_cannot_be_right_fails_before_checking_and_records_
 
 
 async def test_renaming_the_log_is_audited_and_keeps_every_checkpoint_verifiable(
-    node: Node,  # noqa: F811
-    cli: Cli,  # noqa: F811
+    node: Node,
+    cli: Cli,
     tmp_path: Path,
 ) -> None:
     await make_tenant(node.runtime, "opeka", kind=TenantKind.GUARDIANSHIP_BODY)
@@ -165,7 +157,7 @@ async def test_renaming_the_log_is_audited_and_keeps_every_checkpoint_verifiable
             assert code == 0, result
 
 
-async def test_an_upgrade_adopts_the_names_existing_checkpoints_were_signed_under(node: Node) -> None:  # noqa: F811
+async def test_an_upgrade_adopts_the_names_existing_checkpoints_were_signed_under(node: Node) -> None:
     await append_events(node, 6)
     assert await seal_everything(node.sealer) is not None
     async with platform_session(node.sessions) as session, session.begin():

@@ -15,14 +15,14 @@ from sqlalchemy import select, text
 
 from audit.models import AuditEvent
 from exchange.cases import services as cases
-from exchange.models import Case
-from gateway.controllers import referrals as referral_routes
+from exchange.cases.models import Case
+from gateway.controllers import context
 from gateway.runtime import Runtime
 from gateway.web import casework
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
-from tests.integration.gateway.web.test_web_pages import act_as, form, staff
+from tests.integration.helpers.web import act_as, form, staff
 
 CASE = {
     "title": "Семья Ивановых",
@@ -172,7 +172,7 @@ async def test_a_write_saved_before_its_response_failed_records_both(
 async def test_a_route_that_fails_before_any_transaction_is_an_error(
     api: httpx.AsyncClient, runtime: Runtime, centre: Centre, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(referral_routes, "exchange_deps", fail)
+    monkeypatch.setattr(context, "runtime_of", fail)
     body = {
         "case_id": str(uuid.uuid4()),
         "to_tenant_id": str(uuid.uuid4()),

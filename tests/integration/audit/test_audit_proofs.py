@@ -15,11 +15,10 @@ from audit import checkpoint as notes
 from audit.merkle import verify_consistency, verify_inclusion
 from audit.models import AuditEvent
 from gateway.runtime import Runtime
-from tenants import services
 from tenants.models import PlatformKeyUse, Role, TenantKind
 from tenants.persistence import platform_session
-from tests.factories import access_token, make_client
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually, open_case
+from tests.integration.helpers.agencies import agency, dpo_of, open_case
+from tests.polling import eventually
 
 
 async def _checkpoint_key(runtime: Runtime) -> Ed25519PublicKey:
@@ -44,7 +43,7 @@ async def test_checkpoint_and_inclusion_proof(api: httpx.AsyncClient, runtime: R
     foreign = await dpo.get(f"/api/v1/audit/events/{event.id}/proof")
     assert foreign.status_code == 404
 
-    centre_dpo = await _dpo_of(api, runtime, centre)
+    centre_dpo = await dpo_of(api, runtime, centre)
 
     async def proof() -> dict[str, object] | None:
         response = await centre_dpo.get(f"/api/v1/audit/events/{event.id}/proof")
@@ -69,7 +68,7 @@ async def test_consistency_proof_between_two_checkpoints(api: httpx.AsyncClient,
     centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
     opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
     await open_case(centre, opeka)
-    centre_dpo = await _dpo_of(api, runtime, centre)
+    centre_dpo = await dpo_of(api, runtime, centre)
 
     async def signed_after(size: int) -> notes.Checkpoint | None:
         response = await centre_dpo.get("/api/v1/audit/checkpoints/latest")
@@ -109,12 +108,3 @@ async def test_consistency_proof_between_two_checkpoints(api: httpx.AsyncClient,
     for params in ({"old": "0", "new": "1"}, {"old": "x", "new": "1"}, {"new": "1"}):
         malformed = await centre_dpo.get("/api/v1/audit/checkpoints/consistency", params=params)
         assert malformed.status_code == 400, params
-
-
-async def _dpo_of(api: httpx.AsyncClient, runtime: Runtime, owner: Agency) -> Agency:
-
-    async with platform_session(runtime.sessions) as session:
-        tenant = await services.tenant_by_slug(session, "semya")
-    client = await make_client(runtime, tenant, scopes=["audit:read"], role=Role.DPO)
-    assert client.tenant_id == owner.id
-    return Agency(api, client, await access_token(api, client))

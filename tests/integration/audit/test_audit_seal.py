@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg  # type: ignore[import-untyped] # asyncpg ships no type information
 import pytest
@@ -22,126 +19,34 @@ from advanced_alchemy.types import GUID
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.checkpoint import parse_note
-from audit.events import Action, Actor, Outcome
 from audit.merkle import verify_consistency, verify_inclusion
 from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
 from audit.sealer import ProofUnavailable, Sealer, SealIntegrityError, log_origin
-from audit.services import AuditLog
 from audit.verify import verify_database
-from gateway.app import build_runtime
-from gateway.cli import main
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
-from gateway.settings import DatabaseSettings, Settings
+from gateway.settings import DatabaseSettings
 from gateway.workers import Worker, WorkerName
 from tenants.persistence import make_sessionmaker, platform_session
-from tests.conftest import BASE_URL, settings_for
-from tests.integration.exchange.referrals.test_referral_loop import Agency, eventually, open_case, referral_body
+from tests.conftest import BASE_URL
+from tests.integration.audit.sealing import (
+    Cli,
+    Finding,
+    Node,
+    append_events,
+    event_at,
+    execute,
+    seal_everything,
+)
+from tests.integration.helpers.agencies import Agency, open_case, referral_body
 from tests.pg import HOST, SUPERUSER, ThrowawayPostgres
-
-Cli = Callable[..., Awaitable[tuple[int, dict[str, Any] | None, str]]]
+from tests.polling import eventually
 
 EVENTS = 30
 SEALED_AT = AuditSeal.__table__.c.sealed_at.type
-TENANTS = (uuid.UUID("01960000-0000-7000-8000-00000000000a"), uuid.UUID("01960000-0000-7000-8000-00000000000b"))
-
-
-@dataclass
-class Node:
-    """One gateway's collaborators without the HTTP app or the bus: enough to append, seal and verify."""
-
-    runtime: Runtime
-    sealer: Sealer
-
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        return self.runtime.sessions
-
-
-@pytest.fixture
-def node_settings(database_url: str, tmp_path: Path) -> Settings:
-    return settings_for(database_url, tmp_path / "var", None)
-
-
-@pytest.fixture
-async def node(node_settings: Settings) -> AsyncIterator[Node]:
-    runtime = build_runtime(node_settings)
-    await upgrade_schema(runtime.engine)
-    sealer = Sealer(runtime.sessions, runtime.keyring, runtime.clock, origin=log_origin(node_settings.server.base_url))
-    yield Node(runtime, sealer)
-    await runtime.engine.dispose()
-
-
-@pytest.fixture
-def cli(node_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """`casebridge` in-process, on a thread of its own (it runs its own event loop), with the node's settings."""
-    monkeypatch.setenv("CASEBRIDGE_DATA_DIR", str(node_settings.paths.data_dir))
-    monkeypatch.setenv("CASEBRIDGE_DATABASE_URL", node_settings.database.url)
-    monkeypatch.setenv("CASEBRIDGE_BASE_URL", BASE_URL)
-    monkeypatch.delenv("CASEBRIDGE_NATS_URL", raising=False)  # verify and export must not need the bus
-    monkeypatch.delenv("CASEBRIDGE_MASTER_KEY_FILE", raising=False)
-
-    async def run(*argv: str) -> tuple[int, dict[str, Any] | None, str]:
-        out, err = io.StringIO(), io.StringIO()
-        monkeypatch.setattr("sys.stdout", out)
-        monkeypatch.setattr("sys.stderr", err)
-
-        def call() -> int:
-            try:
-                main(list(argv))
-            except SystemExit as exc:
-                return int(exc.code or 0)
-            return 0
-
-        code = await asyncio.to_thread(call)
-        printed = out.getvalue().strip()
-        return code, json.loads(printed) if printed else None, err.getvalue()
-
-    return run
-
-
-async def append_events(node: Node, count: int, *, at: dt.datetime | None = None) -> list[uuid.UUID]:
-    audit: AuditLog = node.runtime.exchange.audit
-    ids = []
-    async with platform_session(node.sessions) as session, session.begin():
-        for n in range(count):
-            tenant = TENANTS[n % 2] if n % 5 else None  # every fifth one is the platform's own
-            record = audit.append(
-                session,
-                action=Action.EXCHANGE_REFERRAL_READ if tenant else Action.TENANTS_TOKEN_REFUSE,
-                outcome=Outcome.SUCCESS if tenant else Outcome.DENIED,
-                actor=Actor(kind="user", id=uuid.uuid4(), tenant_id=tenant, role="intake"),
-                log_tenant_id=tenant,
-                subjects=audit.pseudonyms(tenant, [uuid.uuid4()]) if tenant else (),
-                purpose="social_support",
-                reason="Проверка" if n % 3 == 0 else None,
-                extra={"n": n},
-                at=at,
-            )
-            ids.append(record.id)
-    return ids
-
-
-async def seal_everything(sealer: Sealer) -> str | None:
-    while await sealer.seal_once():
-        pass
-    return await sealer.checkpoint_once()
-
-
-async def execute(node: Node, sql: str, **params: Any) -> None:
-    statement = text(sql).bindparams(*(bindparam(name, type_=GUID()) for name in params if name.endswith("id")))
-    async with platform_session(node.sessions) as session, session.begin():
-        await session.execute(statement, params)
-
-
-async def event_at(node: Node, seq: int) -> uuid.UUID:
-    async with platform_session(node.sessions) as session:
-        event_id = await session.scalar(select(AuditSeal.event_id).where(AuditSeal.seq == seq))
-    assert event_id is not None
-    return event_id
 
 
 # -- sealing and verifying -------------------------------------------------------------------------------------------
@@ -209,9 +114,6 @@ async def test_an_event_committed_long_after_its_id_waits_for_the_next_full_swee
     await node.sealer.release()
     successor = Sealer(node.sessions, node.runtime.keyring, node.runtime.clock, origin=node.sealer.origin)
     assert await successor.seal_once() == 1  # a new term starts with a sweep over every event
-
-
-Finding = tuple[str, int | None]  # (problem kind, seq) as `audit verify` prints them
 
 
 async def change_a_canonical_text(node: Node) -> tuple[str, list[Finding]]:
@@ -488,10 +390,11 @@ async def test_the_run_loop_seals_checkpoints_publishes_and_finishes_on_stop(nod
     worker.start()
     try:
         await append_events(node, 12)
-        for _ in range(200):
-            if published and parse_note(published[-1][1].decode()).checkpoint.size == 12:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: published and parse_note(published[-1][1].decode()).checkpoint.size == 12,
+            within=10.0,
+            what="the run loop to publish the checkpoint of the first 12 events",
+        )
         assert sealer.status().healthy
         assert sealer.status().leader
         await append_events(node, 3)  # sealed and checkpointed by stop(), at the latest

@@ -31,8 +31,8 @@ from gateway.settings import Settings
 from gateway.workers import WorkerName
 from tenants.models import PlatformKeyUse, Role, TenantKind
 from tenants.persistence import platform_session
-from tests.integration.audit.test_audit_proofs import _dpo_of
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually, open_case
+from tests.integration.helpers.agencies import Agency, agency, dpo_of, open_case
+from tests.polling import eventually
 
 VERIFIER_SOURCE = Path(__file__).parent / "c2sp_verify"
 # Debian's golang-golang-x-mod-dev installs golang.org/x/mod here; GOPATH mode builds against it with no network.
@@ -112,7 +112,7 @@ async def test_the_log_is_public_and_go_verifies_its_checkpoint_proofs_and_expor
     api: httpx.AsyncClient, runtime: Runtime, tmp_path: Path, c2sp_verifier: Path
 ) -> None:
     centre, opeka, first, second = await _two_cosigned_checkpoints(api, runtime)
-    dpo = await _dpo_of(api, runtime, centre)
+    dpo = await dpo_of(api, runtime, centre)
 
     # No credentials: what a witness or any outsider sees.
     log = await api.get("/.well-known/audit-log")

@@ -13,16 +13,16 @@ from gateway.runtime import Runtime
 from tenants.persistence import platform_session
 from tests.conftest import BASE_URL
 from tests.factories import client_assertion, token_form
-from tests.integration.exchange.referrals.test_referral_loop import (
+from tests.integration.helpers.agencies import (
     CHILD_BIRTH,
     CHILD_NAME,
     CHILD_SNILS,
     PARENT_NAME,
     Agency,
-    eventually,
     open_case,
     referral_body,
 )
+from tests.polling import eventually
 
 
 async def _events(runtime: Runtime, tenant_id: uuid.UUID | None = None) -> list[dict[str, object]]:

@@ -5,34 +5,26 @@ uploads whose content is what they were sent as."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from exchange.models import Consent, Document
+from exchange.cases.models import Consent, Document
 from gateway.bodies import MAX_JSON_DEPTH
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
-from tests.factories import access_token, make_client, role_for_path
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, open_case
-from tests.integration.gateway.web.test_web_pages import act_as, form, ok, staff
+from tests.factories import role_for_path
+from tests.integration.helpers.agencies import Agency, agency, open_case
+from tests.integration.helpers.operations import concrete, operations, role_headers
+from tests.integration.helpers.web import act_as, form, ok, staff
 
 MAX_INT64 = 2**63 - 1
 PDF = b"%PDF-1.7\n% casebridge test document\n" + b"0" * 64
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-
-
-def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (method.upper(), path, operation)
-        for path, item in document["paths"].items()
-        for method, operation in item.items()
-    ]
 
 
 def _integer(schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -43,17 +35,9 @@ def _integer(schema: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _concrete(path: str) -> str:
-    return (
-        path.replace("{slug}", "validation").replace("{", "").replace("}", "")
-        if "{" not in path
-        else "/".join(str(uuid.uuid4()) if part.startswith("{") else part for part in path.split("/"))
-    )
-
-
 def test_every_integer_parameter_has_its_bounds_in_the_document(app: Any) -> None:
     unbounded = []
-    for method, path, operation in _operations(app.openapi_schema.to_schema()):
+    for method, path, operation in operations(app.openapi_schema.to_schema()):
         for parameter in operation.get("parameters", []):
             schema = _integer(parameter["schema"])
             if schema is None:
@@ -61,17 +45,6 @@ def test_every_integer_parameter_has_its_bounds_in_the_document(app: Any) -> Non
             if not (schema.get("minimum", -(2**63)) >= -(2**63) and schema.get("maximum", 2**64) <= MAX_INT64):
                 unbounded.append(f"{method} {path} {parameter['name']}")
     assert unbounded == []
-
-
-async def _callers(api: httpx.AsyncClient, runtime: Runtime, centre: Agency) -> dict[str, dict[str, str]]:
-    async with platform_session(runtime.sessions) as session:
-        tenant = await session.get_one(Tenant, centre.id)
-    tokens = {Role.SPECIALIST: centre.headers}
-    for role in (Role.DPO, Role.SUPERVISOR):
-        tokens[role] = {
-            "Authorization": f"Bearer {await access_token(api, await make_client(runtime, tenant, role=role))}"
-        }
-    return tokens
 
 
 @pytest.fixture
@@ -82,16 +55,16 @@ async def centre(api: httpx.AsyncClient, runtime: Runtime) -> Agency:
 async def test_huge_integers_deep_json_and_other_media_types_are_refused_on_every_operation(
     api: httpx.AsyncClient, runtime: Runtime, centre: Agency
 ) -> None:
-    callers = await _callers(api, runtime, centre)
+    callers = await role_headers(api, runtime, centre)
     document = (await api.get("/schema/openapi.json")).json()
     deep = b"[" * 100_000 + b"]" * 100_000
     just_too_deep = json.dumps({"title": "t", "subjects": [{"education": _nested(MAX_JSON_DEPTH)}]}).encode()
     nul_in_text = json.dumps({"title": "t", "subjects": [{"ref": "child\u00001", "full_name": "n"}]}).encode()
     nul_in_a_name = json.dumps({"title": "t", "subjects": [{"health": {"a\u0000": 1}}]}).encode()
     checked = {"integers": 0, "json": 0, "strings": 0}
-    for method, path, operation in _operations(document):
+    for method, path, operation in operations(document):
         headers = callers[role_for_path(path)]
-        url = _concrete(path)
+        url = concrete(path)
         integers = [p for p in operation.get("parameters", []) if p["in"] == "query" and _integer(p["schema"])]
         for parameter in integers:
             others = {p["name"]: "1" for p in integers if p["required"]}

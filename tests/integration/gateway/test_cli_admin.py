@@ -15,7 +15,6 @@ from gateway.db import create_engine
 from gateway.settings import DatabaseSettings
 from tenants.models import ApiClient, User
 from tenants.persistence import make_sessionmaker, platform_session
-from tests.integration.gateway.test_cli import cli  # noqa: F401 - the command-line fixture, shared
 
 
 def _rows(database_url: str, query: Any) -> list[Any]:
@@ -32,12 +31,12 @@ async def _read(database_url: str, query: Any) -> list[Any]:
         await engine.dispose()
 
 
-def _tenant_with_user(cli: Any) -> None:  # noqa: F811 - the fixture's value
+def _tenant_with_user(cli: Any) -> None:
     assert cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")[0] == 0
     assert cli("user", "create", "--tenant", "semya", "--email", "intake@semya.test", "--role", "intake")[0] == 0
 
 
-def test_deactivate_activate_and_reset_a_user(cli: Any, database_url: str) -> None:  # noqa: F811
+def test_deactivate_activate_and_reset_a_user(cli: Any, database_url: str) -> None:
     _tenant_with_user(cli)
     code, result, _ = cli("user", "deactivate", "--tenant", "semya", "--email", "Intake@Semya.test")
     assert code == 0
@@ -69,7 +68,7 @@ def test_deactivate_activate_and_reset_a_user(cli: Any, database_url: str) -> No
     assert actions == ["tenants:user:deactivate", "tenants:user:reactivate", "tenants:user:second-factor-reset"]
 
 
-def test_revoke_a_client(cli: Any, tmp_path: Path, database_url: str) -> None:  # noqa: F811
+def test_revoke_a_client(cli: Any, tmp_path: Path, database_url: str) -> None:
     _tenant_with_user(cli)
     jwk_file = tmp_path / "client-public.jwk"
     jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)), encoding="utf-8")
@@ -106,7 +105,7 @@ def test_revoke_a_client(cli: Any, tmp_path: Path, database_url: str) -> None:  
     assert stored.revoked_at is not None
 
 
-def test_each_verification_of_the_live_log_is_recorded(cli: Any, database_url: str) -> None:  # noqa: F811
+def test_each_verification_of_the_live_log_is_recorded(cli: Any, database_url: str) -> None:
     _tenant_with_user(cli)
     assert cli("user", "deactivate", "--tenant", "semya", "--email", "intake@semya.test")[0] == 0  # one event
     code, result, _ = cli("audit", "verify")

@@ -31,7 +31,8 @@ from tenants.calendar import FIRST_DAY, LAST_DAY
 from tenants.models import Role, TenantKind
 from tests.conftest import BASE_URL, settings_for
 from tests.factories import access_token, make_client, role_for_path
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually
+from tests.integration.helpers.agencies import Agency, agency
+from tests.polling import eventually
 
 # Per operation and mode (schema-conforming, not): ~42 operations x 2 x this many requests per backend.
 EXAMPLES = 6

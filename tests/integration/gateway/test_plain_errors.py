@@ -16,10 +16,10 @@ from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import role_for_path
-from tests.integration.exchange.referrals.test_referral_loop import agency, open_case
-from tests.integration.gateway.test_bodies import _callers, _concrete, _operations
-from tests.integration.gateway.web.test_web_pages import act_as, form, staff
-from tests.unit.gateway.test_validation import VALIDATOR_WORDS
+from tests.integration.helpers.agencies import agency, open_case
+from tests.integration.helpers.operations import concrete, operations, role_headers
+from tests.integration.helpers.web import act_as, form, staff
+from tests.validator_words import VALIDATOR_WORDS
 
 WRONG_BODIES: list[Any] = [{}, [], "text", 12, {"unknown": 1}, {"title": 5, "to": 5, "reason": 7, "body": 3}]
 
@@ -33,21 +33,21 @@ def _plain(problem: dict[str, Any]) -> None:
 
 async def test_the_api_explains_bad_bodies_in_sentences(api: httpx.AsyncClient, runtime: Runtime) -> None:
     centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    callers = await _callers(api, runtime, centre)
+    callers = await role_headers(api, runtime, centre)
     document = (await api.get("/schema/openapi.json")).json()
     checked = 0
-    for method, path, operation in _operations(document):
+    for method, path, operation in operations(document):
         if "application/json" not in operation.get("requestBody", {}).get("content", {}):
             continue
         headers = {**callers[role_for_path(path)], "Content-Type": "application/json"}
-        empty = await api.request(method, _concrete(path), headers=headers)
+        empty = await api.request(method, concrete(path), headers=headers)
         assert empty.status_code == 400, (method, path, empty.text)
         assert empty.json()["detail"] == "The request needs a body, and this one has none."
         assert empty.json()["errors"] == [
             {"field": "", "code": "body_required", "message": "The request needs a body, and this one has none."}
         ]
         for body in WRONG_BODIES:
-            response = await api.request(method, _concrete(path), json=body, headers=headers)
+            response = await api.request(method, concrete(path), json=body, headers=headers)
             assert response.status_code in (400, 404), (method, path, body, response.text)  # {} may be a whole body
             _plain(response.json())
         checked += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -21,6 +20,8 @@ from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tests.factories import access_token, make_client, make_tenant
+from tests.integration.helpers.agencies import referral_body
+from tests.polling import eventually
 from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, children_of, free_port
 
 WITHIN_S = 60.0
@@ -45,15 +46,6 @@ def _environment(tmp: Path, database_url: str, **extra: str) -> dict[str, str]:
 
 def _casebridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CASEBRIDGE, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-async def _eventually(check: Any, within_s: float = WITHIN_S) -> Any:
-    async with asyncio.timeout(within_s):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.1)
 
 
 def test_sqlite_refuses_a_second_process_and_says_to_use_postgresql(tmp_path: Path) -> None:
@@ -123,24 +115,6 @@ async def _seeded(env: dict[str, str]) -> AsyncIterator[Runtime]:
         await runtime.engine.dispose()
 
 
-def _referral(case: dict[str, Any], to: Any) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "case_id": case["id"],
-        "to_tenant_id": str(to),
-        "kind": "referral",
-        "purpose": "social_support",
-        "problem": "Семья нуждается в помощи",
-        "requested_service": "Консультация",
-        "urgency": "routine",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]],
-        "categories": ["identity"],
-        "legal_basis": {"type": "consent"},
-    }
-
-
 @pytest.mark.postgres
 async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tmp_path: Path, postgres: Any) -> None:
     nats_server = NatsServer(tmp_path)
@@ -187,7 +161,13 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
                 },
             )
             assert consent.status_code == 201, consent.text
-            sent = await api.post("/api/v1/referrals", headers=centre, json=_referral(case, opeka_tenant.id))
+            sent = await api.post(
+                "/api/v1/referrals",
+                headers=centre,
+                json=referral_body(
+                    case, opeka_tenant.id, ["identity"], problem="Семья нуждается в помощи", urgency="routine"
+                ),
+            )
             assert sent.status_code == 201, sent.text
             referral_id = sent.json()["id"]
 
@@ -201,7 +181,7 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
                     and theirs.json()["letter"]["status"] == "ready"
                 )
 
-            await _eventually(delivered)
+            await eventually(delivered, within=WITHIN_S, every=0.1)
 
             # Revoked from another process (the command line): its tokens stop working at once in every web
             # process, on routes that read in a transaction and on those that do not.
@@ -222,18 +202,22 @@ async def test_two_web_processes_and_a_worker_process_carry_the_referral_loop(tm
             async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10, limits=fresh) as probe:
                 answered = [(await probe.get("/health/live")).status_code for _ in range(20)]
             assert answered == [200] * 20
-            await _eventually(lambda: _replaced(gateway, web))
+            await eventually(lambda: _replaced(gateway, web), within=WITHIN_S, every=0.1)
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as api:
-            await _eventually(lambda: _ready(api))
+            await eventually(lambda: _ready(api), within=WITHIN_S, every=0.1)
         assert await worker.stop() == 0
         assert "worker stopping" in worker.log_file.read_text()
         # The supervisor killed outright takes its web processes with it: nothing serves on without it.
         web = gateway.web_pids()
         await gateway.kill()
-        try:
-            await _eventually(lambda: _all_gone(web), within_s=30)
-        except TimeoutError:
-            raise AssertionError(f"{[(pid, _state(pid), children_of(pid)) for pid in web]}") from None
+        await eventually(
+            lambda: _all_gone(web),
+            within=30,
+            every=0.1,
+            what=lambda: (
+                f"the web processes to die with the supervisor: {[(p, _state(p), children_of(p)) for p in web]}"
+            ),
+        )
     finally:
         await gateway.kill()
         await worker.kill()

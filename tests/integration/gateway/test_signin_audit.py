@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEvent
@@ -13,14 +14,9 @@ from gateway.runtime import Runtime
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import make_tenant, make_user
-from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _english: these helpers read the English pages
-    Client,
-    _english,
-    enrolled_staff,
-    signed_in,
-    submit_code,
-    submit_password,
-)
+from tests.integration.helpers.web import Client, enrolled_staff, signed_in, submit_code, submit_password
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests read the English pages
 
 SIGN_IN = "tenants:session:sign-in"
 FAILED = "tenants:session:sign-in-failed"

@@ -12,6 +12,7 @@ import re
 import uuid
 
 import httpx
+import pytest
 from litestar import Litestar
 from sqlalchemy import select
 
@@ -21,10 +22,9 @@ from tenants.models import User
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
-from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _english: these helpers read the English pages
+from tests.integration.helpers.web import (
     SESSION,
     Client,
-    _english,
     current_code,
     enrolled_staff,
     page,
@@ -34,6 +34,8 @@ from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _eng
     submit_password,
     with_csrf,
 )
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests read the English pages
 
 WRONG = "not the password at all"
 FAILED = "tenants:session:sign-in-failed"

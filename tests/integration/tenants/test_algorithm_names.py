@@ -21,7 +21,8 @@ from exchange.transport.outbox import subject_for
 from gateway.runtime import Runtime
 from tenants.models import KeyUse, PublishedKey, TenantKey
 from tenants.persistence import platform_session
-from tests.integration.exchange.referrals.test_referral_loop import Agency, eventually, open_case, referral_body
+from tests.integration.helpers.agencies import Agency, open_case, referral_body
+from tests.polling import eventually
 
 # Format version 1 names its signatures "EdDSA" (deprecated by RFC 9864); these tests read it on purpose.
 reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")

@@ -15,14 +15,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from exchange.models import Case, Consent, Referral
+from exchange.cases.models import Case, Consent
+from exchange.referrals.models import Referral
 from gateway.runtime import Runtime
 from tenants.calendar import YEARS_PATTERN
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, open_case, referral_body
-from tests.integration.gateway.web.test_web_pages import act_as, form, ok, staff
+from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
+from tests.integration.helpers.web import act_as, form, ok, staff
 
 # Year 1 east of UTC has no UTC instant at all, year 9999 west of it neither; the others are just outside the range.
 INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59Z", "2201-01-01T00:00:00Z"]

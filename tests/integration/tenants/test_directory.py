@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,164 +16,15 @@ from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tenants.schemas import DirectoryStats
 from tests.conftest import TravelClock
-from tests.factories import access_token, make_client, make_tenant
-from tests.integration.exchange.referrals.test_referral_loop import Agency, eventually, open_case, referral_body
-
-OPEKA_PROFILE: dict[str, Any] = {
-    "contacts": {"phone": "+7 812 111-11-11", "email": "opeka@example.org"},
-    "address": {"address_1": "ул. Ёлочная, 5", "city": "Санкт-Петербург", "postal_code": "190000"},
-    "districts": ["Северный район"],
-    "opening_hours": [
-        {"days": ["mo", "tu", "we", "th"], "opens_at": "09:00", "closes_at": "18:00"},
-        {"days": ["fr"], "opens_at": "09:00", "closes_at": "16:45", "note": "сокращённый день"},
-    ],
-    "documents_required": ["паспорт заявителя"],
-    "intake_rules": "Приём по предварительной записи",
-    "services": [
-        {
-            "code": "family_support",
-            "name": "Сопровождение семьи",
-            "problems": ["family_conflict", "child_neglect"],
-            "description": "Социальный патронат семей с детьми",
-            "districts": ["Ёлкин район"],
-        },
-        {
-            "name": "Жилищные вопросы опекаемых",
-            "problems": ["housing"],
-            "documents_required": ["свидетельство о рождении ребёнка"],
-        },
-    ],
-}
-
-
-@dataclass
-class Network:
-    centre: Agency
-    opeka: Agency
-    kdn: Agency
-    opeka_admin: Agency
-    sent: dict[str, str]  # scenario name -> referral id
-    started: dt.datetime
-    real_started: float  # time.monotonic() when the first step began
-
-    def tolerance(self) -> float:
-        """How far a figure may be off, in hours or days: the real time the steps took, on top of the travelled time.
-
-        Every duration the figures are made of lies between the first step and now, so its real part is at most the
-        real time since the network was built (a few seconds, more on a loaded machine).
-        """
-        return max(TOLERANCE, (time.monotonic() - self.real_started) / 3600)
-
-
-async def _agency(
-    api: httpx.AsyncClient,
-    runtime: Runtime,
-    slug: str,
-    kind: str,
-    *roles: str,
-    region: str = "Центральный район",
-    name: str | None = None,
-) -> list[Agency]:
-    tenant = await make_tenant(runtime, slug, kind=kind, region=region, name=name)
-    agencies = []
-    for role in roles:
-        client = await make_client(runtime, tenant, role=role)
-        agencies.append(Agency(api, client, await access_token(api, client)))
-    return agencies
-
-
-async def _status(agency: Agency, referral_id: str, status: str) -> bool:
-    response = await agency.get(f"/api/v1/referrals/{referral_id}")
-    return response.status_code == 200 and response.json()["status"] == status
-
-
-async def _move(agency: Agency, referral_id: str, body: dict[str, Any], sender: Agency) -> None:
-    moved = await agency.post(f"/api/v1/referrals/{referral_id}/transition", body)
-    assert moved.status_code == 200, moved.text
-    await eventually(lambda: _status(sender, referral_id, body["to"]))  # the sender's copy has heard of it
-
-
-@pytest.fixture
-async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) -> Network:
-    """A social centre's referral history with two partners, made through the API while the clock moves on.
-
-    Relative to the moment S they are sent (respond_by S+3d, complete_by S+10d):
-      family  -> opeka, service family_support: accepted S+2h, completed S+2d (resolved)       on time
-      housing -> opeka, petition, service housing: accepted S+4h, completed S+12d (partially)  late
-      open    -> opeka: accepted S+8h, still in hand at S+12d                                  due, overdue
-      slow    -> opeka: accepted S+4d (after respond_by), still in hand at S+12d              due, overdue
-      refused -> kdn, document_request: rejected S+4h
-    The clock ends at S+12d.
-    """
-    (centre,) = await _agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST, name="Центр «Семья»")
-    opeka, opeka_admin = await _agency(
-        api,
-        runtime,
-        "opeka",
-        TenantKind.GUARDIANSHIP_BODY,
-        Role.INTAKE,
-        Role.SUPERVISOR,
-        region="Северный район",
-        name="Отдел опеки",
-    )
-    (kdn,) = await _agency(api, runtime, "kdn", TenantKind.JUVENILE_COMMISSION, Role.INTAKE, name="КДН и ЗП")
-    published = await opeka_admin.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=opeka_admin.headers)
-    assert published.status_code == 200, published.text
-
-    start, real_started = clock.now(), time.monotonic()
-    deadlines = {
-        "respond_by": (start + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (start + dt.timedelta(days=10)).isoformat(),
-    }
-    case_opeka, _ = await open_case(centre, opeka)
-    case_kdn, _ = await open_case(centre, kdn)
-    plan = {
-        "family": (case_opeka, opeka, {"service": "family_support"}),
-        "housing": (case_opeka, opeka, {"service": "housing", "kind": "petition"}),
-        "open": (case_opeka, opeka, {}),
-        "slow": (case_opeka, opeka, {}),
-        "refused": (case_kdn, kdn, {"kind": "document_request"}),
-    }
-    sent = {}
-    for name, (case, partner, extra) in plan.items():
-        response = await centre.post(
-            "/api/v1/referrals", referral_body(case, partner.id, ["identity"], **deadlines, **extra)
-        )
-        assert response.status_code == 201, response.text
-        sent[name] = response.json()["id"]
-    for name, referral_id in sent.items():
-        partner = plan[name][1]
-        await eventually(lambda: _status(partner, referral_id, "received"))  # noqa: B023 - awaited at once
-        await eventually(lambda: _status(centre, referral_id, "received"))  # noqa: B023 - awaited at once
-
-    accept = {"to": "accepted"}
-    clock.advance(dt.timedelta(hours=2))
-    await _move(opeka, sent["family"], accept, centre)
-    clock.advance(dt.timedelta(hours=2))
-    await _move(opeka, sent["housing"], accept, centre)
-    await _move(kdn, sent["refused"], {"to": "rejected", "reason": "Не наша компетенция"}, centre)
-    clock.advance(dt.timedelta(hours=4))
-    await _move(opeka, sent["open"], accept, centre)
-    clock.advance(dt.timedelta(hours=40))  # S+2d
-    await _move(
-        opeka, sent["family"], {"to": "completed", "outcome": {"result": "resolved", "note": "Помощь оказана"}}, centre
-    )
-    clock.advance(dt.timedelta(days=2))  # S+4d
-    await _move(opeka, sent["slow"], accept, centre)
-    clock.advance(dt.timedelta(days=4))  # S+8d
-    clock.advance(dt.timedelta(days=4))  # S+12d
-    partly = {"to": "completed", "outcome": {"result": "partially_resolved", "note": "Частично"}}
-    await _move(opeka, sent["housing"], partly, centre)
-    return Network(centre, opeka, kdn, opeka_admin, sent, start, real_started)
+from tests.integration.helpers.agencies import Agency, agency_clients, open_case, referral_body, status_is
+from tests.integration.helpers.directory import OPEKA_PROFILE, Network, move
+from tests.polling import eventually
 
 
 async def _directory(agency: Agency, **params: str) -> dict[str, dict[str, Any]]:
     response = await agency.get("/api/v1/directory/tenants", params=params)
     assert response.status_code == 200, response.text
     return {item["slug"]: item for item in response.json()["items"]}
-
-
-TOLERANCE = 0.01  # the least tolerance, in hours or days (see Network.tolerance)
 
 
 async def _computed(runtime: Runtime, clock: TravelClock, *agencies: Agency) -> dict[uuid.UUID, PartnerFigures]:
@@ -271,10 +120,10 @@ async def test_the_fifth_referral_brings_the_figures_that_rest_on_five(network: 
     sent = await network.centre.post("/api/v1/referrals", body)
     assert sent.status_code == 201, sent.text
     fifth = sent.json()["id"]
-    await eventually(lambda: _status(network.opeka, fifth, "received"))
-    await eventually(lambda: _status(network.centre, fifth, "received"))
+    await eventually(lambda: status_is(network.opeka, fifth, "received"))
+    await eventually(lambda: status_is(network.centre, fifth, "received"))
     clock.advance(dt.timedelta(hours=10))
-    await _move(network.opeka, fifth, {"to": "accepted"}, network.centre)
+    await move(network.opeka, fifth, {"to": "accepted"}, network.centre)
 
     opeka = (await _directory(network.kdn))["opeka"]["stats"]
     # Hours to accept: 2, 4, 8, 10, 96 -> median 8; p90 at rank 3.6: 10 + 0.6 * (96 - 10).
@@ -320,7 +169,7 @@ async def test_a_referral_names_only_a_service_the_partner_offers(network: Netwo
     sent = await network.centre.post("/api/v1/referrals", {**body, "service": "housing"})
     assert sent.status_code == 201, sent.text
     assert sent.json()["service"] == "housing"
-    received = await eventually(lambda: _status(network.opeka, sent.json()["id"], "received"))
+    received = await eventually(lambda: status_is(network.opeka, sent.json()["id"], "received"))
     assert received
     copy = await network.opeka.get(f"/api/v1/referrals/{sent.json()['id']}")
     assert copy.json()["service"] == "housing"
@@ -331,8 +180,10 @@ async def test_a_referral_names_only_a_service_the_partner_offers(network: Netwo
 
 @pytest.fixture
 async def searcher(api: httpx.AsyncClient, runtime: Runtime) -> Agency:
-    (centre,) = await _agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST, name="Центр «Семья»")
-    (opeka,) = await _agency(
+    (centre,) = await agency_clients(
+        api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST, name="Центр «Семья»"
+    )
+    (opeka,) = await agency_clients(
         api,
         runtime,
         "opeka",
@@ -341,7 +192,7 @@ async def searcher(api: httpx.AsyncClient, runtime: Runtime) -> Agency:
         region="Северный район",
         name="Отдел ОПЕКИ",
     )
-    (ngo,) = await _agency(
+    (ngo,) = await agency_clients(
         api, runtime, "dom", TenantKind.NGO, Role.SUPERVISOR, region="Южный район", name="Фонд «Дом»"
     )
     assert (await opeka.api.put("/api/v1/directory/profile", json=OPEKA_PROFILE, headers=opeka.headers)).is_success
@@ -433,7 +284,7 @@ async def test_the_entry_has_the_api_shape(searcher: Agency) -> None:
 async def test_bad_profiles_are_precise_problems(
     api: httpx.AsyncClient, runtime: Runtime, change: dict[str, Any], detail: str
 ) -> None:
-    (admin,) = await _agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.SUPERVISOR)
+    (admin,) = await agency_clients(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.SUPERVISOR)
     response = await api.put("/api/v1/directory/profile", json={**OPEKA_PROFILE, **change}, headers=admin.headers)
     assert response.status_code == 400, response.text
     assert response.json()["type"] == "/problems/validation"

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from exchange.models import EXCHANGE_TENANT_TABLES
+from exchange import EXCHANGE_TENANT_TABLES
 from gateway.db import create_engine, upgrade_schema
 from gateway.settings import DatabaseSettings
 from tenants import services

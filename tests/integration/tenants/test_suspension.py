@@ -9,6 +9,7 @@ import os
 import uuid
 
 import httpx
+import pytest
 from litestar import Litestar
 from sqlalchemy import select
 
@@ -19,10 +20,8 @@ from tenants.persistence import platform_session
 from tenants.principal import ActorKind, Principal
 from tests.conftest import TravelClock
 from tests.factories import ClientKey, access_token, make_client, make_tenant
-from tests.integration.exchange.referrals.test_referral_loop import eventually
-from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _english: these helpers read the English pages
+from tests.integration.helpers.web import (
     Client,
-    _english,
     enrolled_staff,
     page,
     redirected,
@@ -31,7 +30,10 @@ from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _eng
     use_session,
 )
 from tests.perf.statements import REQUEST, StatementCounter
+from tests.polling import eventually
 from tests.processes import CASEBRIDGE
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests read the English pages
 
 DIRECTORY = "/api/v1/directory/tenants"
 

@@ -36,8 +36,8 @@ from audit.derived import (
 from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.export import read_export, write_export
 from audit.models import AuditEvent
-from audit.verify import ProblemKind, SealedEvent, VerifyResult, _verify_rows, check_notes, verify_log
-from tests.unit.audit.test_verify import LOG_KEY, ORIGIN, checkpoint_notes, seal
+from audit.verify import ProblemKind, SealedEvent, VerifyResult, check_notes, verify_log, verify_rows
+from tests.unit.audit.sealed_logs import LOG_KEY, ORIGIN, checkpoint_notes, seal
 
 TENANT = uuid.UUID("01960000-0000-7000-8000-000000000001")
 PARTNER = uuid.UUID("01960000-0000-7000-8000-000000000002")
@@ -313,7 +313,7 @@ def test_the_streaming_scan_and_the_full_analysis_name_the_same_disagreements(
     forged = ReviewMarkRow(_id(STATUTORY[1]), TENANT, "user", DPO, START)
     notes = checkpoint_notes(events, (SIZE,))
     streamed = check(events, marks=[forged])
-    analysed = _verify_rows(events, check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), (), [forged])
+    analysed = verify_rows(events, check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()]), (), [forged])
     assert streamed == analysed
     assert findings(streamed) == [
         (ProblemKind.COLUMN_CHANGED, 5),

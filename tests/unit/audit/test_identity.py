@@ -13,7 +13,7 @@ from audit.export import read_export, write_export
 from audit.identity import LogName, LogNames, origin_problem
 from audit.merkle import root_hash
 from audit.verify import ProblemKind, verify_log
-from tests.unit.audit.test_verify import EVENTS, LOG_KEY, OTHER_KEY, START
+from tests.unit.audit.sealed_logs import EVENTS, LOG_KEY, OTHER_KEY, START
 
 OLD, NEW = "127.0.0.1:8000/audit", "casebridge.example/audit"
 # Renamed after the checkpoint of size 25: the one of size 50 is the first under the new name.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import uuid
@@ -11,13 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.checkpoint import Checkpoint, cosign, sign, verifier_key
-from audit.events import Action, Actor, AuditEventRecord, Outcome
 from audit.export import ExportError, read_export, write_export
-from audit.merkle import EMPTY_ROOT, leaf_hash, root_hash
+from audit.merkle import EMPTY_ROOT, root_hash
 from audit.verify import (
     ZERO_HASH,
     LogScan,
@@ -25,55 +22,23 @@ from audit.verify import (
     SealedEvent,
     UnsealedEvent,
     VerifyResult,
-    _verify_rows,
     check_notes,
     verify_log,
+    verify_rows,
+)
+from tests.unit.audit.sealed_logs import (
+    CHECKPOINT_SIZES,
+    EVENTS,
+    LOG_KEY,
+    ORIGIN,
+    OTHER_KEY,
+    SIZE,
+    START,
+    canonical_event,
+    checkpoint_notes,
+    seal,
 )
 
-ORIGIN = "casebridge.test/audit"
-LOG_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
-SIZE = 50
-CHECKPOINT_SIZES = (10, 25, SIZE)
-START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-TENANT = uuid.UUID("01960000-0000-7000-8000-000000000001")
-
-
-def canonical_event(n: int) -> str:
-    record = AuditEventRecord(
-        id=uuid.UUID(int=(0x0196 << 112) | (7 << 76) | (2 << 62) | n),
-        time=START + dt.timedelta(seconds=n),
-        log_tenant_id=TENANT,
-        actor=Actor(kind="user", id=uuid.UUID(int=n + 1000), tenant_id=TENANT, role="specialist"),
-        action=Action.EXCHANGE_REFERRAL_READ,
-        outcome=Outcome.SUCCESS,
-        resource_type="referral",
-        resource_id=str(uuid.UUID(int=n + 2000)),
-        subjects=(f"ps_{n:032x}",),
-        purpose="social_support",
-        extra={"n": n, "note": "Семья"},
-    )
-    return rfc8785.dumps(record.to_json()).decode()
-
-
-def seal(canonicals: list[str], *, first_seq: int = 1, previous: bytes = ZERO_HASH) -> list[SealedEvent]:
-    """Seal the given contents the way the sealer does."""
-    sealed = []
-    chain = previous
-    for offset, text in enumerate(canonicals):
-        data = text.encode()
-        chain = hashlib.sha256(chain + data).digest()
-        event_id = uuid.UUID(json.loads(text)["id"])
-        sealed.append(SealedEvent(first_seq + offset, event_id, text, chain, leaf_hash(data)))
-    return sealed
-
-
-def checkpoint_notes(events: list[SealedEvent], sizes: tuple[int, ...] = CHECKPOINT_SIZES) -> list[str]:
-    leaves = [e.leaf_hash for e in events]
-    return [sign(Checkpoint(ORIGIN, s, root_hash(leaves[:s])), name=ORIGIN, private_key=LOG_KEY) for s in sizes]
-
-
-EVENTS = seal([canonical_event(n) for n in range(1, SIZE + 1)])
 NOTES = checkpoint_notes(EVENTS)
 
 
@@ -334,7 +299,7 @@ def _full_analysis(
     events: list[SealedEvent], notes: list[str], unsealed: tuple[UnsealedEvent, ...] = ()
 ) -> VerifyResult:
     signed = check_notes(notes, origin=ORIGIN, public_keys=[LOG_KEY.public_key()])
-    return _verify_rows(events, signed, unsealed)
+    return verify_rows(events, signed, unsealed)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from gateway.settings import DatabaseSettings
 from tenants.clock import FixedClock
 from tenants.models import Tenant
 from tenants.persistence import make_sessionmaker, platform_session
+from tests.polling import eventually
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 RECIPIENT = uuid.UUID("0190f2c4-0000-7000-8000-000000000001")
@@ -115,12 +116,6 @@ async def add_envelopes(
 async def stored(sessions: async_sessionmaker[AsyncSession]) -> dict[str, OutboxEnvelope]:
     async with platform_session(sessions) as session:
         return {str(row.envelope_id): row for row in await session.scalars(select(OutboxEnvelope))}
-
-
-async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():  # noqa: ASYNC110 - the conditions are plain values other tasks change, not events
-            await asyncio.sleep(0.01)
 
 
 def ids(rows: list[OutboxEnvelope]) -> list[str]:
@@ -268,14 +263,14 @@ async def test_run_drains_then_sleeps_until_woken_and_stops(
     stop, wake = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(relay.run(stop, wake))
     try:
-        await until(lambda: len(bus.published) == 25)
+        await eventually(lambda: len(bus.published) == 25)
         assert bus.ids == ids(rows)
 
         late = await add_envelopes(sessions, tenant, 1, created=NOW)
         await asyncio.sleep(0.2)
         assert len(bus.published) == 25, "between wakes the relay waits for its poll interval"
         wake.set()
-        await until(lambda: len(bus.published) == 26)
+        await eventually(lambda: len(bus.published) == 26)
         assert bus.ids[-1] == ids(late)[0]
     finally:
         stop.set()
@@ -294,7 +289,7 @@ async def test_run_survives_a_broken_database(
     try:
         # No schema yet: every pass fails, and the relay must keep going rather than die.
         with caplog.at_level(logging.WARNING, logger="casebridge.exchange"):
-            await until(lambda: caplog.text.count("outbox relay pass failed (OperationalError)") >= 2)
+            await eventually(lambda: caplog.text.count("outbox relay pass failed (OperationalError)") >= 2)
         assert not task.done()
 
         await upgrade_schema(engine)
@@ -303,7 +298,7 @@ async def test_run_survives_a_broken_database(
             session.add(tenant)
         rows = await add_envelopes(sessions, tenant, 2)
         wake.set()  # cuts the 30-second poll short, if a pass already found the new schema still empty
-        await until(lambda: len(bus.published) == 2)
+        await eventually(lambda: len(bus.published) == 2)
         assert bus.ids == ids(rows)
     finally:
         stop.set()

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from exchange.models import Referral, Side
 from exchange.plans.reminders import Due, ReminderKind, reminder_email, reminder_kind
+from exchange.referrals.models import Referral, Side
 
 RESPOND_BY = dt.datetime(2027, 3, 10, 12, 0, tzinfo=dt.UTC)
 COMPLETE_BY = dt.datetime(2027, 4, 10, 12, 0, tzinfo=dt.UTC)

@@ -11,22 +11,19 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from exchange.models import OutcomeResult
+from exchange.referrals.models import OutcomeResult
+from exchange.referrals.schemas import Outcome
 from exchange.reports.charts import SVG_NS, distribution_svg
+from exchange.reports.schemas import BoxReport, BreakdownRow, Overdue, ReferralReport
 from exchange.reports.services import (
     ACCEPT_BUCKETS_HOURS,
     COMPLETE_BUCKETS_DAYS,
-    BoxReport,
-    BreakdownRow,
-    Overdue,
-    ReferralReport,
     bucket_label,
     distribution,
     outcome_of,
     parse_period,
     report_csv,
 )
-from exchange.schemas import Outcome
 from tenants.calendar import OutOfCalendar
 from tenants.errors import InvalidInput
 

@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
-from exchange.models import Referral, Side
-from exchange.referrals.services import ALL_STATUSES, SYSTEM, TERMINAL, allowed, is_overdue
+from exchange.referrals.models import Referral, Side
+from exchange.referrals.services import is_overdue
+from exchange.referrals.status import SYSTEM, TERMINAL, Status, allowed
 
 SIDES = (Side.SENDER, Side.RECIPIENT, SYSTEM)
 
@@ -25,14 +26,29 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize(("current", "target", "side"), list(itertools.product(ALL_STATUSES, ALL_STATUSES, SIDES)))
+def test_statuses_keep_the_values_stored_and_sent() -> None:
+    assert [s.value for s in Status] == [
+        "draft",
+        "requested",
+        "received",
+        "accepted",
+        "rejected",
+        "in-progress",
+        "on-hold",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+
+
+@pytest.mark.parametrize(("current", "target", "side"), list(itertools.product(Status, Status, SIDES)))
 def test_every_transition_for_every_side(current: str, target: str, side: str) -> None:
     assert allowed(current, target, side) == (EXPECTED.get((current, target)) == side)
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL))
 def test_nothing_leaves_a_terminal_status(terminal: str) -> None:
-    assert not any(allowed(terminal, target, side) for target in ALL_STATUSES for side in SIDES)
+    assert not any(allowed(terminal, target, side) for target in Status for side in SIDES)
 
 
 def _referral(status: str) -> Referral:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from gateway.workers import Worker, WorkerName, Workers
+from tests.polling import eventually
 
 
 class Job:
@@ -37,20 +37,12 @@ class Job:
         self.log.append(f"stop {self.name}")
 
 
-async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    async with asyncio.timeout(within_s):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-
-
 async def test_workers_start_in_order_stop_in_reverse_and_may_start_again() -> None:
     log: list[str] = []
     jobs = [Job(name.value, log) for name in (WorkerName.RELAY, WorkerName.INBOX, WorkerName.SEALER)]
     workers = Workers(Worker(WorkerName(job.name), job, grace_s=1.0) for job in jobs)
     workers.start()
-    await until(lambda: len(log) == 3)
+    await eventually(lambda: len(log) == 3)
     assert log == ["start relay", "start inbox", "start sealer"]
     assert workers.status() == {"relay": True, "inbox": True, "sealer": True}
 
@@ -60,7 +52,7 @@ async def test_workers_start_in_order_stop_in_reverse_and_may_start_again() -> N
     await workers.stop()  # stopping twice is harmless
 
     workers[WorkerName.INBOX].start()
-    await until(lambda: log[-1] == "start inbox")
+    await eventually(lambda: log[-1] == "start inbox")
     assert workers.status()["inbox"]
     await workers.stop()
 
@@ -71,7 +63,7 @@ async def test_a_failing_job_is_started_again_without_anyone_doing_anything(capl
     worker = Worker(WorkerName.RELAY, job, grace_s=1.0)
     worker.start()
     try:
-        await until(lambda: job.runs == 2)
+        await eventually(lambda: job.runs == 2)
         assert worker.restarts == 1
         assert worker.ready
         assert "the relay worker failed (RuntimeError); starting it again" in caplog.text
@@ -84,7 +76,7 @@ async def test_a_job_that_ignores_stop_is_cancelled_after_its_grace_period(caplo
     log: list[str] = []
     worker = Worker(WorkerName.LETTERS, Job("letters", log, stubborn=True), grace_s=0.1)
     worker.start()
-    await until(lambda: log == ["start letters"])
+    await eventually(lambda: log == ["start letters"])
     async with asyncio.timeout(2):
         await worker.stop()
     assert not worker.running
@@ -98,7 +90,7 @@ async def test_readiness_includes_the_jobs_own_health() -> None:
     assert not worker.ready  # not started
     worker.start()
     try:
-        await until(lambda: worker.running)
+        await eventually(lambda: worker.running)
         assert worker.ready
         healthy = False
         assert not worker.ready

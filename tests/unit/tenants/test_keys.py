@@ -197,8 +197,8 @@ async def test_the_gateway_signing_key_follows_the_same_names(session: AsyncSess
 
 
 def test_ed25519_private_bytes_are_not_in_the_public_jwk() -> None:
-    from tenants.keys import _public_jwk
+    from tenants.keys import public_jwk_of
 
     private = Ed25519PrivateKey.generate()
-    jwk = _public_jwk(private, kid="k", alg="Ed25519", use="sig")
+    jwk = public_jwk_of(private, kid="k", alg="Ed25519", use="sig")
     assert set(jwk) == {"kty", "crv", "x", "kid", "alg", "use"}

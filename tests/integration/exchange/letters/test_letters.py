@@ -20,13 +20,17 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
+from exchange.cases.models import Document
+from exchange.letters.models import Letter, LetterSequence
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
 from exchange.letters.signing import LetterBinding, pdf_digest, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
-from exchange.models import Document, Letter, LetterSequence, Referral
+from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
+from exchange.transport.jetstream import INBOX_DURABLE
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
+from gateway.bus import ENVELOPE_STREAM
 from gateway.runtime import Runtime
 from gateway.workers import WorkerName
 from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
@@ -34,14 +38,9 @@ from tenants.models import KeyUse
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
 from tests.factories import forged_envelope, make_tenant
-from tests.integration.exchange.referrals.test_referral_loop import (
-    CHILD_NAME,
-    Agency,
-    eventually,
-    open_case,
-    referral_body,
-)
+from tests.integration.helpers.agencies import CHILD_NAME, Agency, open_case, referral_body
 from tests.pdf import pdf_text, pdfa_conformance
+from tests.polling import eventually
 
 # Letter format version 1 names its signature "EdDSA" (deprecated by RFC 9864); the tests of it read it on purpose.
 reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
@@ -356,7 +355,15 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
         return sent_at is not None
 
     await eventually(tried)
-    await asyncio.sleep(0.5)  # the inbox has seen it by now: it waits for its referral, it is not parked
+
+    async def handed_back() -> bool:
+        # The inbox has handled the early letter and asked the bus to bring it again later: a parked envelope would be
+        # acknowledged, never redelivered. Every earlier envelope of this test was applied (the original's letter is
+        # ready at the recipient), so the one redelivered is the early letter.
+        info = await runtime.bus.js.consumer_info(ENVELOPE_STREAM, INBOX_DURABLE)
+        return info.num_redelivered >= 1
+
+    await eventually(handed_back)
     async with platform_session(runtime.sessions) as session:
         assert await session.scalar(select(func.count()).select_from(DeadLetter)) == 0
         letters_applied = select(func.count()).where(

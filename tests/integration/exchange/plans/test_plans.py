@@ -15,16 +15,18 @@ import pytest
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
-from exchange.models import Plan, Referral
 from exchange.plans import services as plans
+from exchange.plans.models import Plan
+from exchange.referrals.models import Referral
 from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session, tenant_session
 from tests.conftest import TravelClock
 from tests.factories import access_token, make_client
-from tests.integration.exchange.referrals.test_referral_loop import CHILD_NAME, PARENT_NAME, Agency, agency, eventually
+from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency
 from tests.pdf import fonts, pdfa_conformance
+from tests.polling import eventually
 
 SCHOOL_TASK = "Организовать индивидуальные занятия с ребёнком"
 CLINIC_TASK = "Провести медицинское обследование"

@@ -18,10 +18,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from exchange.models import Referral, ReminderSent
+from audit.events import Action
+from audit.services import AccessScope, RequestContext
+from exchange.context import Context
 from exchange.plans.mail import SmtpMailer, SmtpServer
+from exchange.plans.models import ReminderSent
 from exchange.plans.reminders import ReminderMail, reminders_for
+from exchange.referrals.models import Referral
 from gateway.app import build_runtime
+from gateway.audit_capture import actor_of
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -32,14 +37,8 @@ from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tests.conftest import TravelClock, _empty_bus, settings_for
 from tests.factories import make_user
-from tests.integration.exchange.referrals.test_referral_loop import (
-    CHILD_NAME,
-    PARENT_NAME,
-    Agency,
-    agency,
-    eventually,
-    referral_body,
-)
+from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, referral_body
+from tests.polling import eventually
 
 
 class Sink:
@@ -154,10 +153,17 @@ async def dashboard(agency_: Agency) -> list[tuple[str, str, str]]:
 
 async def of_user(runtime: Runtime, user: User, role: str) -> list[tuple[str, str]]:
     principal = Principal(user.tenant_id, ActorKind.USER, user.id, frozenset({role}), None)
+    # The reminders route's read, its event left unwritten: only what the person sees is compared.
+    scope = AccessScope(
+        log=runtime.exchange.audit,
+        actor=actor_of(principal),
+        log_tenant_id=user.tenant_id,
+        action=Action.EXCHANGE_REMINDER_LIST,
+        context=RequestContext(None, None, None),
+    )
     async with tenant_session(runtime.sessions, user.tenant_id) as session:
-        items = await reminders_for(
-            session, principal=principal, audit=None, now=runtime.clock.now(), lead=runtime.settings.reminders.lead
-        )
+        ctx = Context(session, runtime.exchange, principal, scope)
+        items = await reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
     return [(str(r.referral_id), r.reminder) for r in items]
 
 

@@ -2,122 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import nats.js.errors
-import pytest
 
 from gateway.bus import ENVELOPE_STREAM
 from gateway.runtime import Runtime
-from tenants.models import Role, TenantKind
-from tests.factories import ClientKey, access_token, make_client, make_tenant
-
-CHILD_NAME = "Иванова Мария Петровна"
-CHILD_BIRTH = "2015-04-12"
-CHILD_SNILS = "112-233-445 95"
-PARENT_NAME = "Иванова Ольга Сергеевна"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 15.0) -> Any:
-    """Poll until `check` returns a truthy value; delivery over the bus is asynchronous."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-class Agency:
-    def __init__(self, api: httpx.AsyncClient, client: ClientKey, token: str) -> None:
-        self.api, self.client, self.id = api, client, client.tenant_id
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def get(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.api.get(path, headers=self.headers, **kw)
-
-    async def post(self, path: str, body: Any, **kw: Any) -> httpx.Response:
-        headers = {**self.headers, **kw.pop("headers", {})}
-        return await self.api.post(path, json=body, headers=headers, **kw)
-
-
-async def agency(api: httpx.AsyncClient, runtime: Runtime, slug: str, kind: str, role: str) -> Agency:
-    tenant = await make_tenant(runtime, slug, kind=kind)
-    client = await make_client(runtime, tenant, role=role)
-    return Agency(api, client, await access_token(api, client))
-
-
-def referral_body(case: dict[str, Any], to: uuid.UUID, categories: list[str], **extra: Any) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "case_id": case["id"],
-        "to_tenant_id": str(to),
-        "kind": "referral",
-        "purpose": "social_support",
-        "problem": "Семья нуждается в помощи органа опеки",
-        "requested_service": "Консультация",
-        "urgency": "urgent",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]],
-        "categories": categories,
-        "legal_basis": {"type": "consent"},
-        **extra,
-    }
-
-
-@pytest.fixture
-async def agencies(api: httpx.AsyncClient, runtime: Runtime) -> tuple[Agency, Agency, Agency]:
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
-    kdn = await agency(api, runtime, "kdn", TenantKind.JUVENILE_COMMISSION, Role.INTAKE)
-    return centre, opeka, kdn
-
-
-async def open_case(centre: Agency, recipient: Agency) -> tuple[dict[str, Any], dict[str, Any]]:
-    case = await centre.post(
-        "/api/v1/cases",
-        {
-            "title": "Семья Ивановых",
-            "subjects": [
-                {
-                    "ref": "child 1",
-                    "full_name": CHILD_NAME,
-                    "birth_date": CHILD_BIRTH,
-                    "role": "child",
-                    "identifiers": {"snils": CHILD_SNILS},
-                    "address": "ул. Садовая, 1",
-                    "health": {"notes": "астма"},
-                },
-                {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"},
-            ],
-            "summary": "Мать одна воспитывает дочь",
-            "needs": {"client": "жильё", "carers": "работа", "community": "школа"},
-        },
-    )
-    assert case.status_code == 201, case.text
-    body = case.json()
-    consent = await centre.post(
-        f"/api/v1/cases/{body['id']}/consents",
-        {
-            "subject_id": body["subjects"][0]["id"],
-            "given_by": {"name": PARENT_NAME, "relation": "parent"},
-            "purposes": ["social_support"],
-            "categories": ["identity", "family", "social_assessment"],
-            "recipients": {"tenants": [str(recipient.id)], "kinds": []},
-            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-        },
-    )
-    assert consent.status_code == 201, consent.text
-    return body, consent.json()
+from tests.integration.helpers.agencies import (
+    CHILD_BIRTH,
+    CHILD_NAME,
+    CHILD_SNILS,
+    PARENT_NAME,
+    Agency,
+    open_case,
+    referral_body,
+    status_is,
+)
+from tests.polling import eventually
 
 
 async def test_consent_send_receive_work_complete_and_withdraw(
@@ -230,7 +133,7 @@ async def test_no_personal_data_on_the_bus(agencies: tuple[Agency, Agency, Agenc
     sent = await centre.post("/api/v1/referrals", referral_body(case, opeka.id, ["identity", "family"]))
     assert sent.status_code == 201
     referral_id = sent.json()["id"]
-    await eventually(lambda: _status_is(centre, referral_id, "received"))  # the receipt has travelled back
+    await eventually(lambda: status_is(centre, referral_id, "received"))  # the receipt has travelled back
 
     js = runtime.bus.js
     info = await js.stream_info(ENVELOPE_STREAM)
@@ -255,8 +158,3 @@ async def test_no_personal_data_on_the_bus(agencies: tuple[Agency, Agency, Agenc
             for value in forbidden:
                 assert value not in text, f"personal data on the bus in {message.subject}"
     assert seen >= 2  # the referral and its receipt
-
-
-async def _status_is(agency: Agency, referral_id: str, status: str) -> bool:
-    response = await agency.get(f"/api/v1/referrals/{referral_id}")
-    return response.status_code == 200 and response.json()["status"] == status

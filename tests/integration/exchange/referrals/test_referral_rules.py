@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from exchange.models import Referral
+from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.inbox import NotYetApplicable
 from exchange.transport.models import DeadLetter
@@ -21,7 +21,8 @@ from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import forged_envelope
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually, open_case, referral_body
+from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
+from tests.polling import eventually
 
 PDF = b"%PDF-1.4\n% casebridge test document\n" + b"0" * 2048
 

@@ -22,17 +22,17 @@ from gateway.runtime import Runtime
 from tenants.models import Role, Scope, Tenant
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client
-from tests.integration.exchange.referrals.test_referral_loop import (
+from tests.integration.helpers.agencies import (
     CHILD_BIRTH,
     CHILD_NAME,
     CHILD_SNILS,
     PARENT_NAME,
     Agency,
-    eventually,
     open_case,
     referral_body,
 )
 from tests.pdf import fonts, pdf_text, pdfa_conformance
+from tests.polling import eventually
 
 EVENTS = "/api/v1/audit/events"
 STATUTORY = {

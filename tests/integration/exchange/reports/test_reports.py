@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from audit.models import AuditEvent
-from exchange.models import Referral
+from exchange.referrals.models import Referral
 from exchange.reports.charts import SVG_NS
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter
@@ -25,8 +25,9 @@ from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import access_token, forged_envelope, make_client
-from tests.integration.exchange.referrals.test_referral_loop import Agency, agency, eventually, open_case, referral_body
-from tests.integration.tenants.test_directory import Network, network  # noqa: F401 - `network` is the shared scenario fixture
+from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
+from tests.integration.helpers.directory import Network
+from tests.polling import eventually
 
 TOLERANCE = 0.01  # the API's real seconds between the scenario's steps, on top of the travelled time
 REPORT = "/api/v1/reports/referrals"
@@ -54,7 +55,7 @@ async def _report(agency: Agency, **params: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def later(network: Network, clock: TravelClock) -> Network:  # noqa: F811 - the fixture imported above
+async def later(network: Network, clock: TravelClock) -> Network:
     """The scenario plus one more referral sent at S+12d, outside the reported period."""
     case, _ = await open_case(network.centre, network.opeka)
     body = referral_body(
@@ -280,7 +281,7 @@ async def test_the_report_page_shows_the_figures_and_charts(
     later: Network, api: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     from tenants.services import tenant_by_slug
-    from tests.integration.gateway.web.test_web_pages import act_as, ok, staff
+    from tests.integration.helpers.web import act_as, ok, staff
 
     async with platform_session(runtime.sessions) as session:
         centre = await tenant_by_slug(session, "semya")
@@ -314,7 +315,7 @@ async def test_dates_at_the_edges_of_the_calendar_are_refused_on_the_pages(
     api: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     from tests.factories import make_tenant
-    from tests.integration.gateway.web.test_web_pages import act_as, staff
+    from tests.integration.helpers.web import act_as, staff
 
     tenant = await make_tenant(runtime, "semya")
     act_as(api, await staff(runtime, tenant, Role.SUPERVISOR))

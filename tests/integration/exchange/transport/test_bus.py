@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM, Bus, BusError, EmbeddedNats
+from tests.polling import eventually
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
 
@@ -41,15 +42,6 @@ def _servers_using(store_dir: Path) -> list[int]:
             if argv[0].endswith(b"nats-server") and str(store_dir).encode() in argv and _alive(int(proc.name)):
                 pids.append(int(proc.name))
     return pids
-
-
-async def _gone(pid: int, within_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def _assert_streams(bus: Bus) -> None:
@@ -100,7 +92,7 @@ async def test_embedded_bus_serves_streams_deduplicates_and_stops(tmp_path: Path
     finally:
         await bus.stop()
 
-    assert await _gone(pid)
+    await eventually(lambda: not _alive(pid), within=5.0, what="the embedded nats-server to exit")
     assert not await bus.is_ready()
     assert bus.embedded is None
     await bus.stop()  # idempotent
@@ -217,7 +209,9 @@ async def test_embedded_server_dies_with_a_gateway_killed_hard(tmp_path: Path) -
         gateway.kill()
         await asyncio.wait_for(gateway.wait(), 5.0)
 
-        assert await _gone(server_pid), "nats-server outlived the gateway that started it"
+        await eventually(
+            lambda: not _alive(server_pid), within=5.0, what="nats-server outlived the gateway that started it"
+        )
     finally:
         if gateway.returncode is None:
             gateway.kill()

@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import nats.errors
@@ -28,6 +28,7 @@ from gateway.workers import Worker, WorkerName, Workers
 from tenants.clock import SystemClock
 from tenants.models import Tenant
 from tenants.persistence import make_sessionmaker, platform_session
+from tests.polling import eventually
 
 WITHIN_S = 10.0
 
@@ -108,15 +109,6 @@ async def publish(publisher: JetStreamPublisher, subject: str, token: bytes, *, 
         raise failure
 
 
-async def until(condition: Callable[[], bool] | Callable[[], Awaitable[bool]], within_s: float = WITHIN_S) -> None:
-    async with asyncio.timeout(within_s):
-        while True:
-            result = condition()
-            if result if isinstance(result, bool) else await result:
-                return
-            await asyncio.sleep(0.02)
-
-
 async def settled(bus: Bus, durable: str) -> bool:
     """Everything the consumer was given is acked and nothing is waiting for it."""
     info = await bus.js.consumer_info(ENVELOPE_STREAM, durable)
@@ -149,8 +141,8 @@ async def test_every_published_envelope_reaches_the_handler_in_order(bus: Bus, r
     try:
         for token in tokens[10:]:
             await publish(publisher, route.subject, token, envelope_id=str(uuid7()))
-        await until(lambda: len(handler.applied) == len(tokens))
-        await until(lambda: settled(bus, route.durable))
+        await eventually(lambda: len(handler.applied) == len(tokens))
+        await eventually(lambda: settled(bus, route.durable))
     finally:
         await consumer.stop()
 
@@ -169,7 +161,7 @@ async def test_the_same_envelope_id_published_twice_is_delivered_once(bus: Bus, 
     consumer = route.consumer(bus, handler)
     consumer.start()
     try:
-        await until(lambda: b"marker" in handler.tokens)
+        await eventually(lambda: b"marker" in handler.tokens)
     finally:
         await consumer.stop()
 
@@ -185,8 +177,8 @@ async def test_a_failed_envelope_is_redelivered_then_acked_and_logged_without_co
     try:
         with caplog.at_level(logging.WARNING, logger="exchange.transport.jetstream"):
             await publish(publisher, route.subject, b"secret-envelope", envelope_id=str(uuid7()))
-            await until(lambda: len(handler.applied) == 1)
-        await until(lambda: settled(bus, route.durable))
+            await eventually(lambda: len(handler.applied) == 1)
+        await eventually(lambda: settled(bus, route.durable))
     finally:
         await consumer.stop()
 
@@ -205,8 +197,8 @@ async def test_a_restarted_consumer_resumes_where_the_durable_left_off(bus: Bus,
     try:
         for n in range(3):
             await publish(publisher, route.subject, f"before-{n}".encode(), envelope_id=str(uuid7()))
-        await until(lambda: len(first.applied) == 3)
-        await until(lambda: settled(bus, route.durable))
+        await eventually(lambda: len(first.applied) == 3)
+        await eventually(lambda: settled(bus, route.durable))
     finally:
         started = time.monotonic()
         await consumer.stop()
@@ -218,8 +210,8 @@ async def test_a_restarted_consumer_resumes_where_the_durable_left_off(bus: Bus,
     consumer.start()
     try:
         await publish(publisher, route.subject, b"after", envelope_id=str(uuid7()))
-        await until(lambda: len(second.applied) == 4)
-        await until(lambda: settled(bus, route.durable))
+        await eventually(lambda: len(second.applied) == 4)
+        await eventually(lambda: settled(bus, route.durable))
     finally:
         await consumer.stop()
 
@@ -235,8 +227,8 @@ async def test_the_consumer_hands_over_batches_and_redelivers_only_what_was_not_
     consumer = route.consumer(bus, handler, retry_base=0.1)
     consumer.start()
     try:
-        await until(lambda: b"overtook" in handler.tokens)
-        await until(lambda: settled(bus, route.durable))
+        await eventually(lambda: b"overtook" in handler.tokens)
+        await eventually(lambda: settled(bus, route.durable))
     finally:
         await consumer.stop()
 
@@ -256,7 +248,7 @@ async def test_a_batch_with_an_envelope_the_bus_refuses_stores_the_others(bus: B
     consumer = route.consumer(bus, handler)
     consumer.start()
     try:
-        await until(lambda: len(handler.applied) == 3)
+        await eventually(lambda: len(handler.applied) == 3)
     finally:
         await consumer.stop()
     assert handler.tokens == [b"envelope-0", b"envelope-1", b"envelope-2"]
@@ -278,13 +270,15 @@ class StandaloneNats:
         self._proc = await asyncio.create_subprocess_exec(
             nats_server_binary(), *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        async with asyncio.timeout(WITHIN_S):
-            while True:
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                    writer.close()
-                    return
-                await asyncio.sleep(0.05)
+
+        async def answers() -> bool:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return True
+            return False
+
+        await eventually(answers, within=WITHIN_S, what="the standalone nats-server to accept connections")
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -310,8 +304,8 @@ async def test_nats_outage_fails_publishes_and_the_consumer_carries_on_after_a_r
         consumer.start()
         try:
             await publish(publisher, route.subject, b"before", envelope_id=str(uuid7()))
-            await until(lambda: handler.tokens == [b"before"])
-            await until(lambda: settled(bus, route.durable))
+            await eventually(lambda: handler.tokens == [b"before"])
+            await eventually(lambda: settled(bus, route.durable))
 
             await server.stop()
             retried = str(uuid7())
@@ -323,10 +317,10 @@ async def test_nats_outage_fails_publishes_and_the_consumer_carries_on_after_a_r
             await server.start()
             # The relay re-publishes what failed, under the same id. The failed attempt may also have reached the
             # server from the client's reconnect buffer: either way the handler sees the envelope once.
-            await until(lambda: bus.nc.is_connected)
+            await eventually(lambda: bus.nc.is_connected)
             await publish(publisher, route.subject, b"during", envelope_id=retried)
             await publish(publisher, route.subject, b"after", envelope_id=str(uuid7()))
-            await until(lambda: b"after" in handler.tokens)
+            await eventually(lambda: b"after" in handler.tokens)
         finally:
             await consumer.stop()
         assert handler.tokens == [b"before", b"during", b"after"]
@@ -368,7 +362,7 @@ async def test_workers_relay_outbox_rows_to_the_inbox_handler_and_mark_them_sent
             session.add_all(rows)
         # Well inside the 30-second poll: only the wake can have sent them this soon.
         workers.wake(WorkerName.RELAY)
-        await until(lambda: len(handler.applied) == 3, within_s=5.0)
+        await eventually(lambda: len(handler.applied) == 3, within=5.0)
 
         assert handler.tokens == [b"envelope-0", b"envelope-1", b"envelope-2"]
 
@@ -377,7 +371,7 @@ async def test_workers_relay_outbox_rows_to_the_inbox_handler_and_mark_them_sent
                 unsent = await session.scalars(select(OutboxEnvelope.id).where(OutboxEnvelope.sent_at.is_(None)))
                 return not unsent.all()
 
-        await until(all_sent)
+        await eventually(all_sent)
     finally:
         await workers.stop()
         await workers.stop()  # idempotent

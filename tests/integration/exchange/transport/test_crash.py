@@ -40,7 +40,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from audit.models import LEASE_ROW_ID, AuditEvent, AuditSeal, AuditSealerLease
-from exchange.models import Letter, Referral, Side, TimelineEntry
+from exchange.letters.models import Letter
+from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.app import build_runtime
@@ -50,7 +51,9 @@ from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
+from tests.integration.helpers.agencies import referral_body
 from tests.pg import ThrowawayPostgres
+from tests.polling import eventually
 from tests.processes import CASEBRIDGE, START_WITHIN_S, Gateway, NatsServer, WorkerProcess, free_port
 
 INBOX_DURABLE = "casebridge-inbox"  # exchange.transport.jetstream.InboxConsumer's default
@@ -98,6 +101,7 @@ DELIVERY_WITHIN_S = 150.0
 # Until the inbox consumer has nothing pending and nothing unacked: a lost ack costs another ACK_WAIT_S.
 SETTLE_WITHIN_S = 45.0
 TEST_WITHIN_S = 300.0  # everything above, end to end
+POLL_S = 0.25  # each check reads several tables or asks the processes: not more often than this
 
 
 @dataclass
@@ -192,24 +196,6 @@ async def open_case(centre: Agency, recipient: uuid.UUID) -> dict[str, Any]:
     return body
 
 
-def referral_body(case: dict[str, Any], to: uuid.UUID, n: int) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "case_id": case["id"],
-        "to_tenant_id": str(to),
-        "kind": "referral",
-        "purpose": "social_support",
-        "problem": f"Направление {n} из серии",
-        "requested_service": "Консультация",
-        "urgency": "routine",
-        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-        "subject_ids": [case["subjects"][0]["id"]],
-        "categories": ["identity", "family"],
-        "legal_basis": {"type": "consent"},
-    }
-
-
 @dataclass
 class Burst:
     """What the sending agency's system saw: the referral id per Idempotency-Key, and how each was answered."""
@@ -231,7 +217,9 @@ async def send_burst(centre: Agency, case: dict[str, Any], to: uuid.UUID, burst:
     async def worker() -> None:
         while not queue.empty():
             n = queue.get_nowait()
-            body = referral_body(case, to, n)
+            body = referral_body(
+                case, to, ["identity", "family"], problem=f"Направление {n} из серии", urgency="routine"
+            )
             while True:
                 try:
                     response = await centre.post("/api/v1/referrals", body, **{"Idempotency-Key": f"crash-{n:04d}"})
@@ -353,13 +341,11 @@ async def tally(runtime: Runtime, centre: uuid.UUID, opeka: uuid.UUID) -> Tally:
     )
 
 
-async def bounded_poll(check: Callable[[], Awaitable[bool]], within_s: float, what: Callable[[], str]) -> float:
-    """Poll `check` until it holds; return the seconds it took, or fail saying `what()` after `within_s`."""
+async def timed(check: Callable[[], Awaitable[bool]], within: float, what: Callable[[], str]) -> float:
+    """Wait for `check` as tests.polling.eventually does, every POLL_S; return the seconds it took (the test reports
+    how long each step of the recovery took)."""
     started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > within_s:
-            pytest.fail(f"not within {within_s:g}s: {what()}")
-        await asyncio.sleep(0.25)
+    await eventually(check, within=within, every=POLL_S, what=what)
     return time.monotonic() - started
 
 
@@ -444,7 +430,7 @@ async def crash(victim: str, cb: Node, burst: Burst, timings: dict[str, float]) 
             async def replaced() -> bool:
                 return cb.gateway.replaced(crashed.killed_pid)
 
-            timings["web_replaced"] = await bounded_poll(
+            timings["web_replaced"] = await timed(
                 replaced, START_WITHIN_S, lambda: f"the dead web process was not replaced\n{cb.diagnosis()}"
             )
         case "worker":  # the leader of the sealer, so its lease must change hands too; nobody starts it again
@@ -540,7 +526,7 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             last[:] = [await tally(runtime, centre_id, opeka_id)]
             return last[0].delivered(scenario.burst)
 
-        timings["delivery"] = await bounded_poll(
+        timings["delivery"] = await timed(
             delivered,
             DELIVERY_WITHIN_S,
             lambda: f"referrals not all delivered: {last[0].summary() if last else '-'}\n{cb.diagnosis()}",
@@ -553,7 +539,7 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             done, settle_state[0] = await consumer_settled(nats_server.url)
             return done
 
-        timings["settle"] = await bounded_poll(
+        timings["settle"] = await timed(
             settled, SETTLE_WITHIN_S, lambda: f"inbox consumer not settled: {settle_state[0]}\n{cb.diagnosis()}"
         )
         sealing = [""]
@@ -562,11 +548,11 @@ async def crash_mid_burst(scenario: Scenario, victim: str, database_url: str, tm
             done, sealing[0] = await audit_sealed(runtime)
             return done
 
-        timings["sealed"] = await bounded_poll(
+        timings["sealed"] = await timed(
             sealed, SETTLE_WITHIN_S, lambda: f"audit events left unsealed: {sealing[0]}\n{cb.diagnosis()}"
         )
         # Every process is back in service by itself: bus reconnected, a sealer leading, every Worker up.
-        timings["ready"] = await bounded_poll(
+        timings["ready"] = await timed(
             lambda: ready(gateway), START_WITHIN_S, lambda: f"the node is not ready\n{cb.diagnosis()}"
         )
         if victim == "worker":

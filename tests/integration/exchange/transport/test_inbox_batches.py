@@ -13,14 +13,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from exchange.models import Referral, TimelineEntry
+from exchange.referrals.models import Referral, TimelineEntry
 from exchange.transport.envelopes import EnvelopeType
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from exchange.transport.outbox import OutgoingEnvelope
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
 from tests.factories import forged_envelope, opened_envelope
-from tests.integration.exchange.referrals.test_referral_loop import Agency, eventually, open_case, referral_body
+from tests.integration.helpers.agencies import Agency, open_case, referral_body
+from tests.polling import eventually
 
 
 async def _sent_and_received(centre: Agency, recipient: Agency) -> uuid.UUID:

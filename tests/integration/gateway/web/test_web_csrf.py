@@ -13,11 +13,10 @@ from litestar.routes import HTTPRoute
 from gateway.auth.csrf import CSRF_COOKIE, EXEMPT_PREFIXES, SAFE_METHODS
 from gateway.runtime import Runtime
 from tests.conftest import TravelClock
-from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _english: these helpers read the English pages
+from tests.integration.helpers.web import (
     SESSION,
     Client,
     Staff,
-    _english,
     enrolled_staff,
     page,
     redirected,
@@ -25,6 +24,8 @@ from tests.integration.gateway.web.test_web_signin import (  # noqa: F401 - _eng
     submit_password,
     with_csrf,
 )
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests read the English pages
 
 
 @pytest.fixture

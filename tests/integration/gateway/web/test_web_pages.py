@@ -7,58 +7,24 @@ import re
 import uuid
 
 import httpx
-import pytest
 
 from gateway.runtime import Runtime
-from tenants import services
-from tenants.models import Role, Tenant, TenantKind, User
-from tenants.persistence import platform_session
-from tenants.staff_sessions import start_session
-from tests.factories import PASSWORD, make_tenant, make_user
-from tests.integration.exchange.referrals.test_referral_loop import eventually
-
-Client = httpx.AsyncClient
-SESSION = "cb_session"
-
-
-async def staff(runtime: Runtime, tenant: Tenant, *roles: str) -> str:
-    """A signed-in member of staff (password changed, second factor passed) made by the real services: the token."""
-    user = await make_user(runtime, tenant, roles=list(roles))
-    async with platform_session(runtime.sessions) as session, session.begin():
-        user = await session.get_one(User, user.id)
-        services.change_password(user, current=PASSWORD, new="a passphrase only the worker knows")
-        token, _record = await start_session(
-            session, runtime.clock, runtime.session_policy, user=user, second_factor_passed=True
-        )
-    return token
-
-
-def act_as(api: Client, token: str) -> None:
-    api.cookies.delete(SESSION)
-    api.cookies.set(SESSION, token)
-
-
-async def form(api: Client, path: str, fields: dict[str, object], **kw: object) -> httpx.Response:
-    await api.get("/login")  # as a browser loads the form first: its token belongs to the session now in use
-    data = {**fields, "_csrf_token": api.cookies["cb_csrf"]}
-    return await api.post(path, data=data, **kw)  # type: ignore[arg-type]
+from tenants.models import Role, TenantKind
+from tests.factories import make_tenant
+from tests.integration.helpers.web import (
+    SESSION,
+    Client,
+    act_as,
+    form,
+    ok,
+    staff,
+)
+from tests.polling import eventually
 
 
 def location(response: httpx.Response) -> str:
     assert response.status_code == 303, response.text[:2000]
     return response.headers["location"]
-
-
-def ok(response: httpx.Response) -> str:
-    assert response.status_code == 200, response.text[:3000]
-    assert "Traceback" not in response.text
-    return response.text
-
-
-@pytest.fixture
-def english(api: Client) -> Client:
-    api.headers["Accept-Language"] = "en"
-    return api
 
 
 async def test_specialist_and_intake_flow_with_isolation(english: Client, runtime: Runtime) -> None:

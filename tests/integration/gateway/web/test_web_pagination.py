@@ -17,14 +17,15 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action
 from audit.services import AccessScope, RequestContext
 from exchange.cases import services as cases
+from exchange.cases.schemas import CaseIn, ConsentIn
+from exchange.context import Context
 from exchange.referrals import threads as messages
+from exchange.referrals.schemas import MessageIn, ReferralIn
 from exchange.referrals.services import send_referral
-from exchange.schemas import CaseIn, ConsentIn, MessageIn, ReferralIn
 from gateway.controllers.context import actor_of
 from gateway.runtime import Runtime
 from gateway.web import casework, paging, referral_pages
@@ -35,8 +36,8 @@ from tenants.principal import ActorKind, Principal
 from tenants.staff_sessions import start_session
 from tests.conftest import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
-from tests.integration.exchange.referrals.test_referral_loop import eventually
-from tests.integration.gateway.web.test_web_pages import act_as, ok
+from tests.integration.helpers.web import act_as, ok
+from tests.polling import eventually
 
 Client = httpx.AsyncClient
 SEEDING = RequestContext(request_id="pagination-test", source=None, user_agent=None)
@@ -76,7 +77,7 @@ class Seeder:
         )
 
     @asynccontextmanager
-    async def acting(self, action: Action) -> AsyncIterator[tuple[AsyncSession, AccessScope]]:
+    async def acting(self, action: Action) -> AsyncIterator[Context]:
         scope = AccessScope(
             log=self.runtime.exchange.audit,
             actor=actor_of(self.principal),
@@ -85,7 +86,7 @@ class Seeder:
             context=SEEDING,
         )
         async with tenant_session(self.runtime.sessions, self.principal.tenant_id) as session, session.begin():
-            yield session, scope
+            yield Context(session, self.runtime.exchange, self.principal, scope)
             scope.write(session)
 
     async def case(self) -> Any:
@@ -93,10 +94,8 @@ class Seeder:
             "title": "Family Petrov",
             "subjects": [{"ref": "child 1", "full_name": "Petya Petrov", "role": "child", "birth_date": "2016-03-01"}],
         }
-        async with self.acting(Action.EXCHANGE_CASE_CREATE) as (session, audit):
-            return await cases.create_case(
-                session, self.runtime.exchange, principal=self.principal, audit=audit, data=_convert(data, CaseIn)
-            )
+        async with self.acting(Action.EXCHANGE_CASE_CREATE) as ctx:
+            return await cases.create_case(ctx, data=_convert(data, CaseIn))
 
     async def consent(self, case: Any, recipient: uuid.UUID, category: str) -> Any:
         data = {
@@ -107,26 +106,12 @@ class Seeder:
             "recipients": {"tenants": [str(recipient)], "kinds": []},
             "valid_until": (self.runtime.clock.now() + dt.timedelta(days=300)).isoformat(),
         }
-        async with self.acting(Action.EXCHANGE_CONSENT_CREATE) as (session, audit):
-            return await cases.record_consent(
-                session,
-                self.runtime.exchange,
-                principal=self.principal,
-                audit=audit,
-                case_id=case.id,
-                data=_convert(data, ConsentIn),
-            )
+        async with self.acting(Action.EXCHANGE_CONSENT_CREATE) as ctx:
+            return await cases.record_consent(ctx, case_id=case.id, data=_convert(data, ConsentIn))
 
     async def withdraw(self, consent: Any) -> None:
-        async with self.acting(Action.EXCHANGE_CONSENT_WITHDRAW) as (session, audit):
-            await cases.withdraw_consent(
-                session,
-                self.runtime.exchange,
-                principal=self.principal,
-                audit=audit,
-                consent_id=consent.id,
-                reason="The family asked",
-            )
+        async with self.acting(Action.EXCHANGE_CONSENT_WITHDRAW) as ctx:
+            await cases.withdraw_consent(ctx, consent_id=consent.id, reason="The family asked")
 
     async def referral(self, case: Any, recipient: uuid.UUID, answer_in: dt.timedelta) -> uuid.UUID:
         now = self.runtime.clock.now()
@@ -144,29 +129,15 @@ class Seeder:
             "categories": ["identity"],
             "legal_basis": {"type": "consent"},
         }
-        async with self.acting(Action.EXCHANGE_REFERRAL_SEND) as (session, audit):
-            referral, _created = await send_referral(
-                session,
-                self.runtime.exchange,
-                principal=self.principal,
-                audit=audit,
-                data=_convert(data, ReferralIn),
-                idempotency_key=None,
-            )
+        async with self.acting(Action.EXCHANGE_REFERRAL_SEND) as ctx:
+            referral, _created = await send_referral(ctx, data=_convert(data, ReferralIn), idempotency_key=None)
             exchange_id: uuid.UUID = referral.exchange_id
         self.runtime.wake_relay()
         return exchange_id
 
     async def message(self, referral_id: uuid.UUID, body: str) -> None:
-        async with self.acting(Action.EXCHANGE_MESSAGE_CREATE) as (session, audit):
-            await messages.post_message(
-                session,
-                self.runtime.exchange,
-                principal=self.principal,
-                audit=audit,
-                referral_id=referral_id,
-                data=MessageIn(body=body),
-            )
+        async with self.acting(Action.EXCHANGE_MESSAGE_CREATE) as ctx:
+            await messages.post_message(ctx, referral_id=referral_id, data=MessageIn(body=body))
         self.runtime.wake_relay()
 
 

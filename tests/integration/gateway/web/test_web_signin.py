@@ -3,177 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import re
-from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from babel.dates import format_datetime
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Router, get
 
-from gateway.auth.guards import ROLES, SCOPE
+from gateway.auth.guards import GUARDS, ROLES, SCOPE
 from gateway.runtime import Runtime
 from tenants import services
-from tenants.credentials import totp_code
-from tenants.models import Role, Scope, Tenant, User
+from tenants.models import Role, Scope, User
 from tenants.persistence import platform_session
 from tests.conftest import TravelClock
 from tests.factories import PASSWORD, make_tenant, make_user
+from tests.integration.helpers.web import (
+    NEW_PASSWORD,
+    SESSION,
+    Client,
+    current_code,
+    enrolled_staff,
+    page,
+    redirected,
+    secret_from,
+    session_cookie,
+    signed_in,
+    submit_code,
+    submit_password,
+    use_session,
+    with_csrf,
+)
 
-Client = httpx.AsyncClient  # the `api` fixture: a browser-like client with a cookie jar
+pytestmark = pytest.mark.usefixtures("english")  # these tests read the English texts; test_web_pages.py the Russian
 
-SESSION = "cb_session"  # the base URL in the tests is http, so no __Host- prefix
-NEW_PASSWORD = "a brand new passphrase for the web"
 DIRECTORY = "/api/v1/directory/tenants"
-
-
-# -- helpers -----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _english(api: Client) -> None:
-    """These tests read the English texts; tests/integration/gateway/web/test_web_pages.py covers the Russian ones."""
-    api.headers["Accept-Language"] = "en"
-
-
-class _PageChecker(HTMLParser):
-    """Collects what the accessibility checks need: the lang, headings, inputs, labels and alerts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lang: str | None = None
-        self.h1 = 0
-        self.inputs: list[dict[str, str | None]] = []
-        self.labelled: set[str] = set()
-        self.alerts = 0
-        self.csrf_token: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "html":
-            self.lang = attributes.get("lang")
-        elif tag == "h1":
-            self.h1 += 1
-        elif tag == "label" and attributes.get("for"):
-            self.labelled.add(str(attributes["for"]))
-        elif tag == "input":
-            if attributes.get("type") == "hidden":
-                if attributes.get("name") == "_csrf_token":
-                    self.csrf_token = attributes.get("value")
-            else:
-                self.inputs.append(attributes)
-        if attributes.get("role") == "alert":
-            self.alerts += 1
-
-
-def page(response: httpx.Response, *, status: int = 200, alert: bool = False) -> _PageChecker:
-    """Check what every page must be (status, no caching, accessible basics) and return what was found."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-    checker = _PageChecker()
-    checker.feed(response.text)
-    assert checker.lang == "en"
-    assert checker.h1 == 1
-    for field in checker.inputs:
-        assert field.get("id") in checker.labelled, f"input {field.get('name')} has no label"
-        assert field.get("autocomplete"), f"input {field.get('name')} has no autocomplete"
-    assert checker.alerts == (1 if alert else 0)
-    if "<form" in response.text:
-        assert checker.csrf_token, "a form without the CSRF token"
-    assert "Traceback" not in response.text
-    return checker
-
-
-def redirected(response: httpx.Response, to: str) -> None:
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == to
-    assert response.headers["cache-control"] == "no-store"
-
-
-def with_csrf(api: Client, **fields: str) -> dict[str, str]:
-    """The form fields plus the CSRF token, which is the value of the cookie a GET has set."""
-    return {**fields, "_csrf_token": api.cookies["cb_csrf"]}
-
-
-def session_cookie(response: httpx.Response) -> dict[str, str]:
-    """The attributes of the session cookie the response sets, lower-cased, with the value under 'value'."""
-    for header in response.headers.get_list("set-cookie"):
-        name, _, rest = header.partition("=")
-        if name == SESSION:
-            value, *attributes = (part.strip() for part in rest.split(";"))
-            found = {"value": value}
-            for attribute in attributes:
-                key, _, attribute_value = attribute.partition("=")
-                found[key.lower()] = attribute_value
-            return found
-    raise AssertionError(f"no {SESSION} cookie was set")
-
-
-def use_session(api: Client, token: str) -> None:
-    """Make the browser present `token`, as a stolen or remembered cookie would be presented."""
-    # The jar files cookies under the domain it derived from the host (e.g. "localhost.local"); reuse it.
-    domain = next(cookie.domain for cookie in api.cookies.jar if cookie.name == "cb_csrf")
-    api.cookies.delete(SESSION)
-    api.cookies.set(SESSION, token, domain=domain)
-
-
-async def submit_password(api: Client, email: str, password: str = PASSWORD) -> httpx.Response:
-    page(await api.get("/login"))
-    return await api.post("/login", data=with_csrf(api, email=email, password=password))
-
-
-async def submit_code(api: Client, code: str) -> httpx.Response:
-    return await api.post("/login/second-factor", data=with_csrf(api, code=code))
-
-
-def secret_from(secret_text: str) -> bytes:
-    return base64.b32decode(secret_text + "=" * (-len(secret_text) % 8))
-
-
-def current_code(secret: bytes, clock: TravelClock) -> str:
-    return totp_code(secret, clock.now().timestamp())
-
-
-@dataclass
-class Staff:
-    user: User
-    tenant: Tenant
-    secret: bytes
-    recovery_codes: list[str]
-    password: str = NEW_PASSWORD
-
-
-async def enrolled_staff(runtime: Runtime, clock: TravelClock) -> Staff:
-    """A user who has set up TOTP and chosen their own password, made through the real services."""
-    tenant = await make_tenant(runtime)
-    user = await make_user(runtime, tenant)
-    async with platform_session(runtime.sessions) as session, session.begin():
-        user = await session.get_one(User, user.id)
-        enrolment = services.begin_totp_enrolment(runtime.master_key, user=user, issuer="casebridge")
-        secret = secret_from(enrolment.secret_text)
-        codes = await services.confirm_totp_enrolment(
-            session, runtime.master_key, runtime.clock, user=user, code=current_code(secret, clock)
-        )
-        assert codes is not None
-        services.change_password(user, current=PASSWORD, new=NEW_PASSWORD)
-    # The enrolment used this time step's code; a code is never accepted twice, so move on to the next step.
-    clock.advance(dt.timedelta(seconds=30))
-    return Staff(user, tenant, secret, codes)
-
-
-async def signed_in(api: Client, staff: Staff, clock: TravelClock) -> str:
-    """Sign `staff` in through the pages; returns the session token."""
-    redirected(await submit_password(api, staff.user.email, staff.password), "/login/second-factor")
-    response = await submit_code(api, current_code(staff.secret, clock))
-    redirected(response, "/")
-    clock.advance(dt.timedelta(seconds=30))
-    return session_cookie(response)["value"]
 
 
 # -- the first sign-in, from the one-time password to the start page ---------------------------------------------
@@ -467,7 +333,7 @@ async def test_a_pending_session_is_no_principal(
     def whoami(request: Request[Any, Any, Any]) -> dict[str, str]:
         return {"actor": str(request.scope["auth"].actor_id)}
 
-    app.register(whoami)
+    app.register(Router("/", route_handlers=[whoami], guards=GUARDS))  # mounted as the staff pages are
     staff = await enrolled_staff(runtime, clock)
     redirected(await submit_password(api, staff.user.email, staff.password), "/login/second-factor")
 

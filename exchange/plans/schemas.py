@@ -1,0 +1,119 @@
+"""Wire shapes of the plans area (API.md: Plans, Reminders); unknown fields are refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+from exchange.cases.policy import Category
+from exchange.cases.schemas import Purpose, ShortText, Text
+from exchange.referrals.models import Urgency
+from exchange.referrals.schemas import ConsentBasisIn, StatutoryBasisIn
+from tenants.schemas import Day, Instant, Strict
+
+
+class PlanTaskIn(Strict, kw_only=True):
+    """One task of a plan, addressed to one agency; it is sent as a referral of kind plan_task."""
+
+    title: ShortText
+    to_tenant_id: uuid.UUID
+    expected_result: Text
+    complete_by: Instant
+    respond_by: Instant | None = None
+    purpose: Purpose
+    problem: Text
+    requested_service: Text
+    urgency: Urgency = Urgency.ROUTINE
+    subject_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=20)]
+    categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
+    legal_basis: ConsentBasisIn | StatutoryBasisIn
+
+
+PlanTasks = Annotated[list[PlanTaskIn], msgspec.Meta(min_length=1, max_length=50)]
+
+
+class PlanIn(Strict, kw_only=True):
+    case_id: uuid.UUID
+    title: ShortText
+    period_from: Day
+    period_until: Day
+    tasks: PlanTasks
+    auto_close: bool = True
+
+
+class PlanTasksIn(Strict, kw_only=True):
+    tasks: PlanTasks
+
+
+class PlanTaskOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: uuid.UUID
+    position: int
+    title: str
+    expected_result: str
+    referral_id: uuid.UUID
+    to_tenant_id: uuid.UUID
+    to_tenant_name: str
+    status: str
+    respond_by: dt.datetime
+    complete_by: dt.datetime
+    overdue: bool
+    legal_basis: dict[str, str]
+    last_change_at: dt.datetime
+    outcome: dict[str, str] | None = None
+    reason: str | None = None  # why a task was declined, failed or cancelled
+
+
+class PlanOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    case_id: uuid.UUID
+    case_ref: str
+    title: str
+    period_from: dt.date
+    period_until: dt.date
+    status: str
+    auto_close: bool
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    progress: dict[str, int]
+    overdue: int
+    tasks: list[PlanTaskOut]
+
+
+class PlanSummary(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    case_ref: str
+    title: str
+    period_from: dt.date
+    period_until: dt.date
+    status: str
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    tasks: int
+    done: int
+    overdue: int
+
+
+class PlanPage(msgspec.Struct, kw_only=True):
+    items: list[PlanSummary]
+    next_cursor: str | None
+
+
+class ReminderOut(msgspec.Struct, kw_only=True):
+    """A deadline that needs someone's attention; ids and dates only, never the family's data."""
+
+    referral_id: uuid.UUID
+    reminder: Literal["respond_due", "respond_overdue", "complete_due", "complete_overdue"]
+    side: str
+    kind: str
+    status: str
+    case_ref: str
+    urgency: str
+    deadline: dt.datetime
+    counterpart_tenant_id: uuid.UUID
+
+
+class ReminderList(msgspec.Struct, kw_only=True):
+    items: list[ReminderOut]

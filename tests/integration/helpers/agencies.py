@@ -1,0 +1,137 @@
+"""Agencies that call the API as their programs do (a tenant, an API client, its bearer token), and the case and
+referral every exchange test starts from: a family with a child and a parent, consented for one recipient."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+
+from gateway.runtime import Runtime
+from tenants import services
+from tenants.models import Role
+from tenants.persistence import platform_session
+from tests.factories import ClientKey, access_token, make_client, make_tenant
+
+CHILD_NAME = "Иванова Мария Петровна"
+CHILD_BIRTH = "2015-04-12"
+CHILD_SNILS = "112-233-445 95"
+PARENT_NAME = "Иванова Ольга Сергеевна"
+
+
+class Agency:
+    """One API client of a tenant, with its bearer token on every request."""
+
+    def __init__(self, api: httpx.AsyncClient, client: ClientKey, token: str) -> None:
+        self.api, self.client, self.id = api, client, client.tenant_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.api.get(path, headers=self.headers, **kw)
+
+    async def post(self, path: str, body: Any, **kw: Any) -> httpx.Response:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return await self.api.post(path, json=body, headers=headers, **kw)
+
+
+async def agency(api: httpx.AsyncClient, runtime: Runtime, slug: str, kind: str, role: str) -> Agency:
+    """A new tenant of `kind` with one API client in `role`."""
+    tenant = await make_tenant(runtime, slug, kind=kind)
+    client = await make_client(runtime, tenant, role=role)
+    return Agency(api, client, await access_token(api, client))
+
+
+async def agency_clients(
+    api: httpx.AsyncClient,
+    runtime: Runtime,
+    slug: str,
+    kind: str,
+    *roles: str,
+    region: str = "Центральный район",
+    name: str | None = None,
+) -> list[Agency]:
+    """A new tenant of `kind` in `region` with one API client for each of `roles`, in that order."""
+    tenant = await make_tenant(runtime, slug, kind=kind, region=region, name=name)
+    agencies = []
+    for role in roles:
+        client = await make_client(runtime, tenant, role=role)
+        agencies.append(Agency(api, client, await access_token(api, client)))
+    return agencies
+
+
+async def dpo_of(api: httpx.AsyncClient, runtime: Runtime, owner: Agency) -> Agency:
+    """The data protection officer's client of `owner` (the tenant with the slug "semya"), allowed to read the audit
+    log."""
+    async with platform_session(runtime.sessions) as session:
+        tenant = await services.tenant_by_slug(session, "semya")
+    client = await make_client(runtime, tenant, scopes=["audit:read"], role=Role.DPO)
+    assert client.tenant_id == owner.id
+    return Agency(api, client, await access_token(api, client))
+
+
+def referral_body(case: dict[str, Any], to: uuid.UUID, categories: list[str], **extra: Any) -> dict[str, Any]:
+    """The request body that refers the first subject of `case` to the tenant `to`, sharing `categories`."""
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "case_id": case["id"],
+        "to_tenant_id": str(to),
+        "kind": "referral",
+        "purpose": "social_support",
+        "problem": "Семья нуждается в помощи органа опеки",
+        "requested_service": "Консультация",
+        "urgency": "urgent",
+        "respond_by": (now + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (now + dt.timedelta(days=30)).isoformat(),
+        "subject_ids": [case["subjects"][0]["id"]],
+        "categories": categories,
+        "legal_basis": {"type": "consent"},
+        **extra,
+    }
+
+
+async def open_case(centre: Agency, recipient: Agency) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A case of `centre` for the Ivanov family and the parent's consent to share the child's data with
+    `recipient`: both as the API returned them."""
+    case = await centre.post(
+        "/api/v1/cases",
+        {
+            "title": "Семья Ивановых",
+            "subjects": [
+                {
+                    "ref": "child 1",
+                    "full_name": CHILD_NAME,
+                    "birth_date": CHILD_BIRTH,
+                    "role": "child",
+                    "identifiers": {"snils": CHILD_SNILS},
+                    "address": "ул. Садовая, 1",
+                    "health": {"notes": "астма"},
+                },
+                {"ref": "parent 1", "full_name": PARENT_NAME, "birth_date": "1988-01-20", "role": "parent"},
+            ],
+            "summary": "Мать одна воспитывает дочь",
+            "needs": {"client": "жильё", "carers": "работа", "community": "школа"},
+        },
+    )
+    assert case.status_code == 201, case.text
+    body = case.json()
+    consent = await centre.post(
+        f"/api/v1/cases/{body['id']}/consents",
+        {
+            "subject_id": body["subjects"][0]["id"],
+            "given_by": {"name": PARENT_NAME, "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity", "family", "social_assessment"],
+            "recipients": {"tenants": [str(recipient.id)], "kinds": []},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
+    assert consent.status_code == 201, consent.text
+    return body, consent.json()
+
+
+async def status_is(agency: Agency, referral_id: str, status: str) -> bool:
+    """Whether `agency`'s copy of the referral exists and has `status`."""
+    response = await agency.get(f"/api/v1/referrals/{referral_id}")
+    return response.status_code == 200 and response.json()["status"] == status

@@ -1,0 +1,59 @@
+"""The one way a test waits for something that happens in the background: poll it, within a bound.
+
+Delivery over the bus, the relay, the sealer and child processes all act asynchronously; a test polls what it can
+observe until it holds, and fails after a bounded time with a message naming what it waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+WITHIN_S = 15.0  # long enough for the slowest delivery on a loaded two-core machine, short enough to fail promptly
+EVERY_S = 0.05
+
+
+async def eventually(
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    *,
+    within: float = WITHIN_S,
+    every: float = EVERY_S,
+    what: str | Callable[[], str] | None = None,
+) -> Any:
+    """Call `check` (plain or async) every `every` seconds until it returns something truthy, and return that.
+
+    After `within` seconds (a check still running is cancelled) fail with an AssertionError naming what was awaited:
+    `what` (a text, or a function that describes the state at that moment), else the check's name or, for a lambda,
+    its source line. An exception raised by the check ends the wait at once: a check may assert what must hold
+    meanwhile (say, that a child process is still running).
+    """
+    timeout = asyncio.timeout(within)
+    try:
+        async with timeout:
+            while True:
+                result = check()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return result
+                await asyncio.sleep(every)
+    except TimeoutError:
+        if not timeout.expired():
+            raise  # the check's own timeout, not the wait's
+        raise AssertionError(f"not within {within:g} s: {_awaited(check, what)}") from None
+
+
+def _awaited(check: Callable[[], Any], what: str | Callable[[], str] | None) -> str:
+    if isinstance(what, str):
+        return what
+    if what is not None:
+        return what()
+    name = getattr(check, "__qualname__", repr(check))
+    if "<lambda>" not in name:
+        return name
+    try:
+        return inspect.getsource(check).strip()
+    except (OSError, TypeError):
+        return name
