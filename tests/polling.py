@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,6 +44,25 @@ async def eventually(
         if not timeout.expired():
             raise  # the check's own timeout, not the wait's
         raise AssertionError(f"not within {within:g} s: {_awaited(check, what)}") from None
+
+
+def eventually_blocking(
+    check: Callable[[], Any],
+    *,
+    within: float = WITHIN_S,
+    every: float = EVERY_S,
+    what: str | Callable[[], str] | None = None,
+) -> Any:
+    """`eventually` for a test that cannot await (sync Playwright, a test driving child processes): the same bound,
+    the same failure message. A plain call cannot be cancelled, so a check still running at the bound ends first."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {within:g} s: {_awaited(check, what)}")
+        time.sleep(every)
 
 
 def _awaited(check: Callable[[], Any], what: str | Callable[[], str] | None) -> str:

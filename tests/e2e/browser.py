@@ -31,6 +31,7 @@ from tenants.credentials import totp_code
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session
 from tests.factories import PASSWORD, make_tenant, make_user
+from tests.polling import eventually_blocking
 
 CHROMIUM = Path(os.environ.get("CASEBRIDGE_E2E_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -85,17 +86,16 @@ class LiveServer:
 
     def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.failure is not None or not self.thread.is_alive():
                 raise RuntimeError("the gateway did not start") from self.failure
             try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200:
-                    return
+                return httpx.get(f"{self.base_url}/health/ready", timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the gateway was not ready within 90 s")
+                return False
+
+        eventually_blocking(ready, within=90, every=0.2, what="the browser tests' gateway answering /health/ready")
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` in the server's event loop (its database connections belong to that loop)."""
@@ -222,13 +222,11 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def eventually(page: Page, path: str, text: str, *, within: float = 30.0) -> None:
+def reload_until(page: Page, path: str, text: str, *, within: float = 30.0) -> None:
     """Reload `path` until `text` shows: the partner's node applies envelopes from the bus in the background."""
-    deadline = time.monotonic() + within
-    while True:
+
+    def shows() -> bool:
         page.goto(path)
-        if text in page.content():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} did not appear at {path} within {within} s")
-        time.sleep(0.5)
+        return text in page.content()
+
+    eventually_blocking(shows, within=within, every=0.5, what=f"{text!r} at {path}")

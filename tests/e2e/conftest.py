@@ -3,7 +3,7 @@
 Fixtures for any page's tests: `live_server` (its `base_url`, and `run(coro)` to call services in the server's own
 event loop), `agencies` (three freshly seeded agencies with signed-up staff: password and TOTP secret known),
 `browser`, `new_page(locale)` (a page in a context of its own, so each person has their own cookies). The steps the
-tests take with them (`sign_in`, `axe_check`, `screenshot`, `eventually`) are in tests/e2e/browser.py.
+tests take with them (`sign_in`, `axe_check`, `screenshot`, `reload_until`) are in tests/e2e/browser.py.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
-from tests.e2e.browser import Agencies, LiveServer, axe_check, eventually, screenshot, sign_in
+from tests.e2e.browser import Agencies, LiveServer, axe_check, reload_until, screenshot, sign_in
 from tests.factories import ClientKey, client_assertion, make_client, token_form
 
 
@@ -103,7 +103,7 @@ def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
     # The partner's intake officer opens the referral: a read of the centre's family's data.
     intake = new_page("en")
     sign_in(intake, agencies.partner.staff["intake"])
-    eventually(intake, "/inbox", f"/referrals/{referral_id}")
+    reload_until(intake, "/inbox", f"/referrals/{referral_id}")
     intake.goto(f"/referrals/{referral_id}")
     assert intake.locator("h1").count() == 1
 

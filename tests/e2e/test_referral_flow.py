@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.browser import Agencies, axe_check, eventually, screenshot, sign_in
+from tests.e2e.browser import Agencies, axe_check, reload_until, screenshot, sign_in
 
 # What each page must say, in the language of the run.
 TEXTS = {
@@ -120,7 +120,7 @@ def test_consent_referral_outcome_and_isolation(
     # The partner's intake officer: inbox, accept, complete with an outcome.
     sign_in(intake, agencies.partner.staff["intake"])
     assert intake.url.endswith("/inbox")
-    eventually(intake, "/inbox", referral_path)
+    reload_until(intake, "/inbox", referral_path)
     assert say["inbox"] in intake.locator("h1").inner_text()
     check(intake, "inbox", language)
     intake.click(f"a[href='{referral_path}']")
@@ -136,7 +136,7 @@ def test_consent_referral_outcome_and_isolation(
     check(intake, "referral-completed", language)
 
     # The specialist sees the outcome once the status envelope has arrived.
-    eventually(specialist, referral_path, "Место в школе № 5 найдено")
+    reload_until(specialist, referral_path, "Место в школе № 5 найдено")
     assert say["resolved"] in specialist.locator(".outcome").inner_text()
     check(specialist, "referral-outcome", language)
 

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.polling import eventually_blocking
 
 CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
 
@@ -47,18 +48,15 @@ def test_serve_is_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         [CASEBRIDGE, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 60
-        ready = None
-        while time.monotonic() < deadline and server.poll() is None:
+
+        def ready() -> bool:
+            assert server.poll() is None, "casebridge serve exited before it was ready"
             try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
-                if ready.status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        assert ready is not None
-        assert ready.status_code == 200, ready.text
+                return False
+
+        eventually_blocking(ready, within=60, every=0.2, what="casebridge serve answering /health/ready with 200")
         metadata = httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-authorization-server", timeout=5).json()
         assert metadata["issuer"] == f"http://127.0.0.1:{port}"
         children = _descendants(server.pid)
@@ -69,10 +67,12 @@ def test_serve_is_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         stderr = server.stderr.read().decode() if server.stderr else ""
         assert server.returncode == 0, stderr
         assert f"sign in at http://127.0.0.1:{port}/login" in stderr
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(_gone(pid) for pid in children):
-            time.sleep(0.1)
-        assert all(_gone(pid) for pid in children), "a child process outlived the server"
+        eventually_blocking(
+            lambda: all(_gone(pid) for pid in children),
+            within=10,
+            every=0.1,
+            what="a child process outlived the server",
+        )
         assert (tmp_path / "var" / "nats").is_dir()
     finally:
         if server.poll() is None:
