@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from joserfc import jws
-from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
@@ -24,7 +22,7 @@ from exchange.cases.models import Document
 from exchange.letters.models import Letter, LetterSequence
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
-from exchange.letters.signing import LetterBinding, pdf_digest, sign_letter
+from exchange.letters.signing import LetterBinding, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
 from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
@@ -39,6 +37,7 @@ from tenants.persistence import platform_session, tenant_session
 from tests.environment import TravelClock
 from tests.factories import forged_envelope, make_tenant
 from tests.integration.helpers.agencies import CHILD_NAME, Agency, open_case, referral_body
+from tests.letters import version_1_signature
 from tests.pdf import pdf_text, pdfa_conformance
 from tests.polling import eventually
 
@@ -212,25 +211,6 @@ async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: Enve
     runtime.wake_relay()
 
 
-def _signed_as_version_1(pdf: bytes, binding: LetterBinding, key: OKPKey, issued_at: dt.datetime) -> str:
-    """The detached signature the release before letter format version 2 wrote: cb.v 1, "EdDSA"."""
-    header = {
-        "alg": "EdDSA",
-        "kid": key.kid,
-        "typ": "cb-letter+jws",
-        "cb.v": 1,
-        "cb.hash": "sha-256",
-        "cb.reg": binding.registration_number,
-        "cb.rid": str(binding.referral_id),
-        "cb.from": str(binding.sender),
-        "cb.to": str(binding.recipient),
-        "cb.iat": int(issued_at.timestamp()),
-    }
-    either_name = OKPKey.import_key({k: v for k, v in key.as_dict(private=True).items() if k != "alg"})
-    registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)
-    return str(jws.detach_content(jws.serialize_compact(header, pdf_digest(pdf), either_name, registry=registry)))
-
-
 @reads_version_1
 async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
@@ -260,7 +240,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
         signature = sign_letter(pdf, binding, signing_key=key, issued_at=deps.clock.now())
         if label.startswith("v1"):  # from a node of the release before letter format version 2
             signed_at = DEPRECATED_ACCEPTED_UNTIL if label == "v1-late" else deps.clock.now()
-            signature = _signed_as_version_1(pdf, binding, key, signed_at)
+            signature = version_1_signature(pdf, binding, key, signed_at)
         content = bytearray(pdf)
         if label == "tampered":
             content[len(content) // 2] ^= 0x01
@@ -394,11 +374,11 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     assert download.content == pdf
 
 
-class _CrashingRenderer:
-    """A layout that never finishes: the node dies while laying the letter out."""
+class _LayoutInTheWay:
+    """The real renderer, with a test's own layout step in front of it; all else goes straight through."""
 
     def __init__(self, inner: LetterRenderer) -> None:
-        self.inner, self.started = inner, asyncio.Event()
+        self.inner = inner
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -410,34 +390,32 @@ class _CrashingRenderer:
 
     def warm_up(self) -> None:
         self.inner.warm_up()
+
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        return await self.inner.typeset(root, template, data, created)
+
+
+class _CrashingRenderer(_LayoutInTheWay):
+    """A layout that never finishes: the node dies while laying the letter out."""
+
+    def __init__(self, inner: LetterRenderer) -> None:
+        super().__init__(inner)
+        self.started = asyncio.Event()
 
     async def render(self, content: LetterContent) -> bytes:
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
-        return await self.inner.typeset(root, template, data, created)
 
-
-class _BatchRenderer:
+class _BatchRenderer(_LayoutInTheWay):
     """The real layout, held until `together` letters are being laid out at once; one letter's layout fails."""
 
     def __init__(self, inner: LetterRenderer, *, together: int, failing: str) -> None:
-        self.inner, self.together, self.failing = inner, together, failing
+        super().__init__(inner)
+        self.together, self.failing = together, failing
         self.in_layout, self.most_at_once = 0, 0
         self._all_in = asyncio.Event()
-
-    @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return self.inner.zone
-
-    @property
-    def unavailable(self) -> LetterUnavailable | None:
-        return None
-
-    def warm_up(self) -> None:
-        self.inner.warm_up()
 
     async def render(self, content: LetterContent) -> bytes:
         self.in_layout += 1
@@ -451,9 +429,6 @@ class _BatchRenderer:
             return await self.inner.render(content)
         finally:
             self.in_layout -= 1
-
-    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
-        return await self.inner.typeset(root, template, data, created)
 
 
 async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(

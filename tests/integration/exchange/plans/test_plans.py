@@ -433,11 +433,10 @@ async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, 
     assert "period_until" in invalid.json()["detail"]
 
 
-async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning, runtime: Runtime) -> None:
-    kdn, school = planning.kdn, planning.school
-    case = await commission_case(kdn)
+async def issue_plan_closed_on_request(issuer: Agency, case: dict[str, Any], to: Agency) -> httpx.Response:
+    """`issuer` issues a plan for today with one task for `to`, that closes only when someone closes it."""
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await kdn.post(
+    return await issuer.post(
         "/api/v1/plans",
         {
             "case_id": case["id"],
@@ -445,9 +444,15 @@ async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Plann
             "period_from": today,
             "period_until": today,
             "auto_close": False,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
+            "tasks": [task(case, to, SCHOOL_TASK, dt.timedelta(days=10))],
         },
     )
+
+
+async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning, runtime: Runtime) -> None:
+    kdn, school = planning.kdn, planning.school
+    case = await commission_case(kdn)
+    created = await issue_plan_closed_on_request(kdn, case, school)
     assert created.status_code == 201, created.text
     plan = created.json()
     early = await kdn.post(f"/api/v1/plans/{plan['id']}/close", {})
@@ -471,18 +476,7 @@ async def test_only_issuers_add_tasks_to_or_close_a_plan(planning: Planning, run
     supervisor = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SUPERVISOR)
     specialist = await colleague(runtime, supervisor, Role.SPECIALIST)
     case = await commission_case(supervisor)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await supervisor.post(
-        "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План",
-            "period_from": today,
-            "period_until": today,
-            "auto_close": False,
-            "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
-    )
+    created = await issue_plan_closed_on_request(supervisor, case, planning.school)
     assert created.status_code == 201, created.text
     plan_id = created.json()["id"]
     # A plain specialist of an agency that is not a commission may read the plan, but not extend or close it.
