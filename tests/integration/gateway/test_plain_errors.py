@@ -18,7 +18,7 @@ from tenants.persistence import platform_session
 from tests.factories import role_for_path
 from tests.integration.helpers.agencies import agency, open_case
 from tests.integration.helpers.operations import concrete, operations, role_headers
-from tests.integration.helpers.web import act_as, form, staff
+from tests.integration.helpers.web import act_as, consent_fields, form, staff
 from tests.validator_words import VALIDATOR_WORDS
 
 WRONG_BODIES: list[Any] = [{}, [], "text", 12, {"unknown": 1}, {"title": 5, "to": 5, "reason": 7, "body": 3}]
@@ -104,15 +104,7 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
     recorded = await form(
         api,
         f"/cases/{case['id']}/consents/new",
-        {
-            "subject_id": case["subjects"][0]["id"],
-            "given_by_name": "Иванова Ольга",
-            "relation": "parent",
-            "purposes": "social_support",
-            "categories": "identity",
-            "recipient_kinds": "guardianship_body",
-            "valid_until": "2020-01-01",
-        },
+        consent_fields(case, "2020-01-01"),
     )
     shown = await api.get(recorded.headers["location"])
     assert "выберите день позже сегодняшнего" in shown.text
