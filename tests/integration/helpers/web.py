@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -64,6 +65,22 @@ def consent_fields(
         "categories": "identity",
         "recipient_kinds": "guardianship_body",
         "valid_until": valid_until,
+    }
+
+
+def referral_fields(case: dict[str, Any], to: uuid.UUID) -> dict[str, object]:
+    """The referral composer's form for the case's first subject, due in 2030, with no category ticked yet."""
+    return {
+        "to": str(to),
+        "purpose": "social_support",
+        "basis": "consent",
+        "kind": "referral",
+        "urgency": "urgent",
+        "problem": "p",
+        "requested_service": "s",
+        "respond_by": "2030-01-01",
+        "complete_by": "2030-02-01",
+        "subjects": case["subjects"][0]["id"],
     }
 
 

@@ -169,6 +169,17 @@ async def test_the_letter_travels_signed_and_both_sides_download_it(
     assert (await centre.get(f"/api/v1/referrals/{referral_id}/letter.pdf")).status_code == 200
 
 
+async def _delivered_with_letter(
+    runtime: Runtime, centre: Agency, opeka: Agency
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A referral the centre sent with its letter, once the letter is ready on the recipient's side: the recipient's
+    detail of it, and the body of the referral's own envelope as the recipient opens it."""
+    case, _ = await open_case(centre, opeka)
+    original = await _ready(opeka, (await _send(centre, case, opeka))["id"])
+    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    return original, requested
+
+
 async def _opened(runtime: Runtime, sender: Agency, recipient: Agency, referral_id: str, kind: EnvelopeType) -> Any:
     """The body of the envelope of `kind` the sender's outbox holds for a referral, opened as its recipient would."""
     deps = runtime.exchange
@@ -217,10 +228,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
 ) -> None:
     """A sender's node that alters one byte of a signed PDF: the recipient's check catches it."""
     centre, opeka, _ = agencies
-    case, _ = await open_case(centre, opeka)
-    original = await _send(centre, case, opeka)
-    original = await _ready(opeka, original["id"])
-    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    original, requested = await _delivered_with_letter(runtime, centre, opeka)
     # The referral's own envelope announces the letter and carries no PDF; the letter follows in its own envelope.
     assert set(requested["letter"]) == {"v", "registration_number", "language", "name"}
     sent_letter = (await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_LETTER))["letter"]
@@ -305,10 +313,7 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
 ) -> None:
     centre, opeka, _ = agencies
-    case, _ = await open_case(centre, opeka)
-    original = await _send(centre, case, opeka)
-    await _ready(opeka, original["id"])
-    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    original, requested = await _delivered_with_letter(runtime, centre, opeka)
     sent_letter = (await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_LETTER))["letter"]
     pdf = base64.b64decode(sent_letter["content"])
     deps = runtime.exchange
