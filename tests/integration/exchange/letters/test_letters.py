@@ -222,6 +222,20 @@ async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: Enve
     runtime.wake_relay()
 
 
+async def _forge_referral(
+    runtime: Runtime, centre: Agency, opeka: Agency, requested: dict[str, Any], referral_id: uuid.UUID, number: str
+) -> None:
+    """The centre's node sends `requested` again as a new referral, announcing a letter registered as `number`."""
+    announced = {**requested["letter"], "registration_number": number}
+    await _forge(
+        runtime,
+        centre,
+        opeka,
+        EnvelopeType.REFERRAL_REQUESTED,
+        {**requested, "referral_id": str(referral_id), "letter": announced},
+    )
+
+
 @reads_version_1
 async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
@@ -264,14 +278,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
             letter["content"] = "not base64 at all!"
         if label == "not-an-object":
             letter = "a letter"
-        announced = {**requested["letter"], "registration_number": number}
-        await _forge(
-            runtime,
-            centre,
-            opeka,
-            EnvelopeType.REFERRAL_REQUESTED,
-            {**requested, "referral_id": str(referral_id), "letter": announced},
-        )
+        await _forge_referral(runtime, centre, opeka, requested, referral_id, number)
         await _forge(
             runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER, {"referral_id": str(referral_id), "letter": letter}
         )
@@ -358,14 +365,7 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
         assert await session.scalar(letters_applied) == 1
     assert (await opeka.get(f"/api/v1/referrals/{referral_id}")).status_code == 404
 
-    announced = {**requested["letter"], "registration_number": number}
-    await _forge(
-        runtime,
-        centre,
-        opeka,
-        EnvelopeType.REFERRAL_REQUESTED,
-        {**requested, "referral_id": str(referral_id), "letter": announced},
-    )
+    await _forge_referral(runtime, centre, opeka, requested, referral_id, number)
     arrived = await _ready(opeka, str(referral_id))
     assert arrived["letter"] == {
         "registration_number": number,
