@@ -51,13 +51,13 @@ from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
 from gateway.letter_runtime import LetterLayout
-from gateway.problems import EXCEPTION_HANDLERS, document_problems
+from gateway.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS, document_problems
 from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
 from gateway.settings import MailSettings, Settings
 from gateway.web import TEMPLATE_DIR, WEB_ROUTES
-from gateway.web.errors import for_browsers
+from gateway.web.errors import BrowserErrorPages
 from gateway.web.i18n import configure_templates
 from gateway.workers import Worker, WorkerName, Workers
 from tenants.clock import Clock, SystemClock
@@ -225,11 +225,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         request_class=BoundedRequest,
-        plugins=[StrictBodySchemas()],
+        plugins=[StrictBodySchemas(), PROBLEM_DETAILS, BrowserErrorPages()],
         before_request=check_request,
         before_send=[add_request_id],
         state=_state(runtime, csrf),
-        exception_handlers=for_browsers(EXCEPTION_HANDLERS),
+        exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.server.max_body_bytes,
         template_config=TemplateConfig(
             directory=TEMPLATE_DIR, engine=JinjaTemplateEngine, engine_callback=configure_templates

@@ -23,6 +23,7 @@ from typing import Any, Final
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -161,5 +162,6 @@ async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     app = scope["litestar_app"]
     request: Request[Any, Any, Any] = app.request_class(scope=scope, receive=receive)
     problem = Problem(UNAVAILABLE, NOT_RECORDED)
-    response = app.exception_handlers[Problem](request, problem)
+    # The problem-details plugin answers every Problem (a ProblemDetailsException), for pages through their error page.
+    response = app.exception_handlers[ProblemDetailsException](request, problem)
     await response.to_asgi_response(app=None, request=request)(scope, receive, send)

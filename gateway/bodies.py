@@ -38,10 +38,13 @@ NUL_REFUSED: Final = (
 
 def accepts(declared: str, sent: str) -> bool:
     """Whether a body sent as `sent` (the Content-Type without parameters) is what a route declaring `declared`
-    takes; JSON routes also take the structured `+json` types (RFC 6839), such as application/merge-patch+json."""
+    takes; JSON routes also take the structured `+json` types (RFC 6839), such as application/merge-patch+json, and a
+    page's form with a file also takes the same form URL-encoded (as sent with no file)."""
     sent = sent.strip().lower()
     if declared == JSON:
         return sent == JSON or (sent.startswith("application/") and sent.endswith("+json"))
+    if declared == RequestEncodingType.MULTI_PART:
+        return sent in (RequestEncodingType.MULTI_PART, RequestEncodingType.URL_ENCODED)
     return sent == declared
 
 
@@ -76,6 +79,10 @@ async def check_media_type(request: Request[Any, Any, Any]) -> None:
             f"This route takes a body of type {declared}; it was sent {described}.",
             extra={"accepted": [declared]},
         )
+    if declared in (RequestEncodingType.URL_ENCODED, RequestEncodingType.MULTI_PART):
+        # Read here, by BoundedRequest, which refuses a NUL in a field: Litestar's readers then take the form as read
+        # (from the request's state), which is also how a form sent with no file reaches a multipart route.
+        await request.form()
 
 
 def holds_nul(json_body: bytes) -> bool:

@@ -19,8 +19,8 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.routes import HTTPRoute
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
 from exchange.cases.uploads import ALLOWED_MEDIA_TYPES, UnsupportedDocument
@@ -133,20 +133,43 @@ def document_problems(app: Litestar) -> None:
                 handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
 
 
-class Problem(HTTPException):
-    """Raise from a handler or guard to answer with a specific problem type."""
+class Problem(ProblemDetailsException):
+    """Raise from a handler or guard to answer with a specific problem type.
+
+    The document's members and their order are casebridge's (API.md): `type`, `title`, `status`, `detail`,
+    `instance` (the request's path, known only when answering) and `request_id`, then any of the type's own members.
+    """
 
     def __init__(
         self,
         problem: ProblemType,
         detail: str,
         *,
+        status: int | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(detail=detail, status_code=problem.status, headers=headers)
+        super().__init__(
+            detail=detail,
+            status_code=status or problem.status,
+            headers=headers,
+            extra=extra or {},
+            type_=problem.uri,
+            title=problem.title,
+        )
         self.problem = problem
-        self.members = extra or {}
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        body: dict[str, Any] = {
+            "type": self.type_,
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.detail,
+            "instance": request.url.path,
+            "request_id": ensure_request_id(request.scope),
+        }
+        body.update(self.extra if isinstance(self.extra, dict) else {})
+        return Response(body, status_code=self.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers)
 
 
 def problem_response(
@@ -158,41 +181,28 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "type": problem.uri,
-        "title": problem.title,
-        "status": status or problem.status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
-    body["request_id"] = ensure_request_id(request.scope)
-    body.update(extra or {})
-    return Response(body, status_code=status or problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    """The problem document of a route that answers with one rather than raising (the OAuth token endpoint)."""
+    return Problem(problem, detail, status=status, headers=headers, extra=extra).to_response(request)
 
 
-def _from_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
-    return problem_response(request, exc.problem, exc.detail, headers=exc.headers, extra=exc.members)
-
-
-def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def _from_validation(exc: ValidationException) -> Problem:
     # The validator's own words stay inside: each failure becomes a sentence naming its field (gateway/validation.py),
     # and `errors` gives programs the field, a stable code and the limit.
     errors = from_litestar(exc.extra, exc.detail)
     detail = " ".join(sentence(e) for e in errors)
-    return problem_response(
-        request,
+    return Problem(
         VALIDATION,
         detail or "The request body or parameters are not valid.",
         extra={"errors": [e.as_member() for e in errors]},
     )
 
 
-def _out_of_calendar(request: Request[Any, Any, Any], exc: OutOfCalendar) -> Response[dict[str, Any]]:
+def _out_of_calendar(exc: OutOfCalendar) -> Problem:
     error = FieldError(exc.field, "calendar", DAY_RANGE)
-    return problem_response(request, VALIDATION, sentence(error), extra={"errors": [error.as_member()]})
+    return Problem(VALIDATION, sentence(error), extra={"errors": [error.as_member()]})
 
 
-def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _from_http(exc: HTTPException) -> Problem:
     problem = _BY_STATUS.get(exc.status_code, BAD_REQUEST if exc.status_code < 500 else INTERNAL)
     headers = dict(exc.headers or {})
     if isinstance(exc, TooManyRequestsException):
@@ -210,17 +220,17 @@ def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         detail = "The request could not be completed. Quote the request id when reporting this."
     else:
         detail = exc.detail or problem.title
-    return problem_response(request, problem, detail, status=exc.status_code, headers=headers)
+    return Problem(problem, detail, status=exc.status_code, headers=headers)
 
 
-def _domain(problem: ProblemType) -> Callable[[Request[Any, Any, Any], Exception], Response[dict[str, Any]]]:
-    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-        return problem_response(request, problem, str(exc))
+def _domain(problem: ProblemType) -> Callable[[Exception], Problem]:
+    def convert(exc: Exception) -> Problem:
+        return Problem(problem, str(exc))
 
-    return handle
+    return convert
 
 
-def _consent_required(request: Request[Any, Any, Any], exc: ConsentRequired) -> Response[dict[str, Any]]:
+def _consent_required(exc: ConsentRequired) -> Problem:
     deny = exc.deny
     members = {
         "code": deny.code.value,
@@ -229,42 +239,43 @@ def _consent_required(request: Request[Any, Any, Any], exc: ConsentRequired) -> 
         "category": deny.category.value if deny.category else None,
         "task": exc.task,
     }
-    return problem_response(
-        request, CONSENT_REQUIRED, str(exc), extra={k: v for k, v in members.items() if v is not None}
-    )
+    return Problem(CONSENT_REQUIRED, str(exc), extra={k: v for k, v in members.items() if v is not None})
 
 
-def _unsupported_document(request: Request[Any, Any, Any], exc: UnsupportedDocument) -> Response[dict[str, Any]]:
+def _unsupported_document(exc: UnsupportedDocument) -> Problem:
     members = {"declared": exc.declared, "found": exc.found, "accepted": sorted(ALLOWED_MEDIA_TYPES)}
-    return problem_response(request, UNSUPPORTED_MEDIA_TYPE, str(exc), extra=members)
+    return Problem(UNSUPPORTED_MEDIA_TYPE, str(exc), extra=members)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    # The traceback goes to the operator's log; the client gets only the request id.
+    # Not a conversion of the problem-details plugin: those see only the exception, and the traceback must reach the
+    # operator's log together with the request id the client is given.
     log.error("unhandled error", exc_info=exc, extra={"request_id": ensure_request_id(request.scope)})
     return problem_response(
-        request,
-        INTERNAL,
-        "The request could not be completed. Quote the request id when reporting this.",
-        status=HTTP_500_INTERNAL_SERVER_ERROR,
+        request, INTERNAL, "The request could not be completed. Quote the request id when reporting this."
     )
 
 
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    Problem: _from_problem,
-    ValidationException: _from_validation,
-    NotAuthorizedException: _from_http,
-    PermissionDeniedException: _from_http,
-    HTTPException: _from_http,
-    ConsentRequired: _consent_required,
-    OutOfCalendar: _out_of_calendar,
-    UnsupportedDocument: _unsupported_document,
-    IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
-    LetterUnavailable: _domain(UNAVAILABLE),
-    NotFound: _domain(NOT_FOUND),
-    Conflict: _domain(CONFLICT),
-    InvalidInput: _domain(VALIDATION),
-    NotAuthenticated: _domain(UNAUTHENTICATED),
-    Forbidden: _domain(FORBIDDEN),
-    Exception: _internal,
-}
+# Every exception that reaches a client as a problem document, and the Problem it becomes.
+PROBLEM_DETAILS = ProblemDetailsPlugin(
+    ProblemDetailsConfig(
+        exception_to_problem_detail_map={
+            ValidationException: _from_validation,
+            NotAuthorizedException: _from_http,
+            PermissionDeniedException: _from_http,
+            HTTPException: _from_http,
+            ConsentRequired: _consent_required,
+            OutOfCalendar: _out_of_calendar,
+            UnsupportedDocument: _unsupported_document,
+            IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
+            LetterUnavailable: _domain(UNAVAILABLE),
+            NotFound: _domain(NOT_FOUND),
+            Conflict: _domain(CONFLICT),
+            InvalidInput: _domain(VALIDATION),
+            NotAuthenticated: _domain(UNAUTHENTICATED),
+            Forbidden: _domain(FORBIDDEN),
+        }
+    )
+)
+# Anything else is a fault of casebridge's (`Problem` itself is the plugin's own ProblemDetailsException).
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: _internal}

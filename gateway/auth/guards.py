@@ -8,7 +8,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.auth.middleware import confirm_client_now
+from gateway.auth.middleware import AUTH_PROBLEM_STATE, confirm_client_now
 from gateway.problems import FORBIDDEN, UNAUTHENTICATED, Problem
 from tenants.principal import Principal
 
@@ -28,7 +28,7 @@ def require_principal(connection: ASGIConnection[Any, Any, Any, Any], handler: B
     if handler.opt.get(PUBLIC):
         return
     if not isinstance(connection.scope.get("auth"), Principal):
-        problem = connection.scope.get("state", {}).get("auth_problem")
+        problem = connection.scope.get("state", {}).get(AUTH_PROBLEM_STATE)
         if isinstance(problem, Problem):
             raise problem
         raise Problem(

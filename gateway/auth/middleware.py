@@ -7,8 +7,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import ASGIApp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.tokens import InvalidAccessToken
@@ -26,6 +28,7 @@ STAFF_STATE = "staff"  # key in the scope state holding the signed-in StaffIdent
 SESSION_ENDED_STATE = "session_ended"  # set when the session cookie names a session that has ended
 # Set for a bearer token whose client and tenant are still to be confirmed in the database (`confirm_client`).
 CLIENT_CHECK_STATE = "client_check"
+AUTH_PROBLEM_STATE = "auth_problem"  # the Problem a rejected credential raised, for the guards to answer with
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,56 +50,42 @@ class StaffIdentity:
     language: str | None
 
 
-class PrincipalMiddleware:
+class PrincipalMiddleware(AbstractAuthenticationMiddleware):
     """Resolve a bearer token or a staff session cookie to a Principal; guards decide what it may do.
 
-    A missing or rejected credential leaves no principal and records why, so a guarded route can say precisely
-    what was wrong while public routes still work.
+    A missing or rejected credential leaves no principal and records why (`AUTH_PROBLEM_STATE`), so a guarded route
+    can say precisely what was wrong while public routes (`opt={PUBLIC: True}`) still work: nothing is refused here.
+    Every HTTP request is resolved, public pages included, because their layout shows who is signed in.
     """
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        super().__init__(app, scopes={ScopeType.HTTP}, exclude_http_methods=())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            runtime: Runtime = scope["litestar_app"].state.runtime
-            principal: Principal | None = None
-            problem: Problem | None = None
-            headers = dict(scope["headers"])
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
-            try:
-                if authorization:
-                    state = scope.setdefault("state", {})
-                    principal = await _from_bearer(runtime, authorization, state)
-                    if not scope["path"].startswith("/api/"):
-                        # Only the API's routes are known to confirm the client before reading data.
-                        await confirm_client_now(runtime, state)
-                # Cookies never authenticate the API: its routes are exempt from CSRF checks, so a session
-                # cookie there would let any web page act as the signed-in user.
-                elif not scope["path"].startswith("/api/") and (
-                    cookie := _cookie(headers.get(b"cookie", b"").decode("latin-1"), runtime)
-                ):
-                    principal = await _from_session(runtime, cookie, scope.setdefault("state", {}))
-            except Problem as exc:
-                problem = exc
-            scope["auth"] = principal
-            scope["user"] = principal
-            scope.setdefault("state", {})["auth_problem"] = problem
-        await self.app(scope, receive, send)
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        runtime: Runtime = connection.app.state.runtime
+        state = connection.scope.setdefault("state", {})
+        principal: Principal | None = None
+        problem: Problem | None = None
+        api = connection.scope["path"].startswith("/api/")
+        try:
+            if authorization := connection.headers.get("authorization", ""):
+                principal = await _from_bearer(runtime, authorization, state)
+                if not api:
+                    # Only the API's routes are known to confirm the client before reading data.
+                    await confirm_client_now(runtime, state)
+            # Cookies never authenticate the API: its routes are exempt from CSRF checks, so a session
+            # cookie there would let any web page act as the signed-in user.
+            elif not api and (cookie := connection.cookies.get(session_cookie_name(runtime))):
+                principal = await _from_session(runtime, cookie, state)
+        except Problem as exc:
+            problem = exc
+        state[AUTH_PROBLEM_STATE] = problem
+        return AuthenticationResult(user=principal, auth=principal)
 
 
 def session_cookie_name(runtime: Runtime) -> str:
     # The __Host- prefix pins the cookie to this origin and path /, but browsers accept it only over HTTPS.
     return f"__Host-{SESSION_COOKIE}" if runtime.settings.server.secure_cookies else SESSION_COOKIE
-
-
-def _cookie(header: str, runtime: Runtime) -> str | None:
-    name = session_cookie_name(runtime)
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name and value:
-            return value
-    return None
 
 
 async def _from_bearer(runtime: Runtime, authorization: str, state: dict[str, Any]) -> Principal:

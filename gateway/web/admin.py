@@ -6,24 +6,22 @@ The invitee's page (`/account/invitation/...`) is public: the link is the only c
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import FromPath, FromQuery
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
 from gateway.controllers.context import open_context, principal_of, request_context, runtime_of
+from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
 from gateway.web.i18n import N_
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
 from tenants import admin
 from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
-from tenants.models import CLIENT_ROLES, Role, Scope
+from tenants.models import CLIENT_ROLES, Role, Scope, User
 from tenants.persistence import platform_session
 
 # Staff sessions carry no scopes, so a page's scope only documents what an API client would need for the same
@@ -35,10 +33,6 @@ USER: Final = "/admin/users"
 CLIENTS: Final = "/admin/clients"
 KEYS: Final = "/admin/keys"
 INVITATION: Final = "/account/invitation"
-_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
-
-_Text = Annotated[str, msgspec.Meta(max_length=320)]
-_Long = Annotated[str, msgspec.Meta(max_length=8192)]
 
 # The services' refusals that the pages can meet, so the catalogue translates them word for word.
 SERVICE_MESSAGES: Final = (
@@ -126,40 +120,14 @@ async def users_page(request: Request[Any, Any, Any], cursor: FromQuery[str | No
     )
 
 
-@dataclass(frozen=True, slots=True)
-class InviteForm:
-    email: str
-    display_name: str
-    roles: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientForm:
-    name: str
-    jwk: str
-    role: str
-    scopes: list[str]
-
-
 @get(f"{USERS}/invite", **page(*_ADMIN, None))
 async def invite_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return render(request, "admin_invite.html", roles=list(ROLE_LABELS), form={}, error=None)
 
 
-async def _form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """A form's single fields and its repeated ones (checkbox groups arrive as one value or several)."""
-    form = await request.form()
-    single = {key: str(form.get(key, "")) for key in form if key != "_csrf_token"}
-    return single, {key: [str(v) for v in form.getall(key, [])] for key in form if key != "_csrf_token"}
-
-
 @post(f"{USERS}/invite", **page(*_ADMIN, Action.TENANTS_USER_INVITE))
-async def invite(request: Request[Any, Any, Any]) -> Response[Any]:
+async def invite(request: Request[Any, Any, Any], data: Annotated[InvitationForm, FORM]) -> Response[Any]:
     runtime = runtime_of(request)
-    fields, many = await _form(request)
-    data = InviteForm(
-        email=fields.get("email", ""), display_name=fields.get("display_name", ""), roles=many.get("roles", [])
-    )
     try:
         async with open_context(request) as ctx:
             invited = await admin.invite_user(
@@ -167,21 +135,14 @@ async def invite(request: Request[Any, Any, Any]) -> Response[Any]:
                 runtime.clock,
                 principal=ctx.principal,
                 email=data.email,
-                roles=data.roles,
+                roles=ticked(data.roles),
                 display_name=data.display_name,
                 valid_for=runtime.settings.sessions.invitation_lifetime,
             )
             ctx.audit.touched(resource_type="user", resource_id=invited.user.id, roles=invited.user.roles)
     except (InvalidInput, Conflict) as exc:
-        form = {"email": data.email, "display_name": data.display_name, "roles": data.roles}
-        return render(
-            request,
-            "admin_invite.html",
-            status=400,
-            roles=list(ROLE_LABELS),
-            form=form,
-            error=service_error(request, exc),
-        )
+        error = service_error(request, exc)
+        return render(request, "admin_invite.html", status=400, roles=list(ROLE_LABELS), form=data.shown(), error=error)
     link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
     # The link is shown once, on this page only: never in a redirect, a cookie or a log.
     return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
@@ -197,14 +158,16 @@ async def user_page(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID
 
 
 @post(f"{USER}/{{user_id:uuid}}/roles", **page(*_ADMIN, Action.TENANTS_USER_ROLES))
-async def change_roles(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    roles = (await _form(request))[1].get("roles", [])
-    back = f"{USER}/{user_id}"
+async def change_roles(
+    request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID], data: Annotated[RolesForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"{USER}/{user_id}"
     try:
         async with open_context(request) as ctx:
             ctx.audit.touched(resource_type="user", resource_id=user_id)
-            user = await admin.set_roles(ctx.session, principal=ctx.principal, user_id=user_id, roles=roles)
+            user = await admin.set_roles(
+                ctx.session, principal=ctx.principal, user_id=user_id, roles=ticked(data.roles)
+            )
             ctx.audit.touched(roles=user.roles)
     except (InvalidInput, Conflict) as exc:
         return redirect(request, back, error=service_error(request, exc))
@@ -312,25 +275,11 @@ async def client_form(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(f"{CLIENTS}/new", **page(*_ADMIN, Action.TENANTS_CLIENT_REGISTER))
-async def register_client(request: Request[Any, Any, Any]) -> Response[Any]:
+async def register_client(request: Request[Any, Any, Any], data: Annotated[ClientForm, FORM]) -> Response[Any]:
     _ = translator(request)
-    fields, many = await _form(request)
-    data = ClientForm(
-        name=fields.get("name", ""),
-        jwk=fields.get("jwk", ""),
-        role=fields.get("role", ""),
-        scopes=many.get("scopes", []),
-    )
-    form = {"name": data.name, "jwk": data.jwk, "role": data.role, "scopes": data.scopes}
-    try:
-        jwk = json.loads(data.jwk)
-    except json.JSONDecodeError:
-        return _client_form(
-            request,
-            status=400,
-            form=form,
-            error=_("The public key is not valid JSON. Paste the whole JWK, from { to }."),
-        )
+    jwk = data.public_jwk(request)
+    if isinstance(jwk, Refusal):
+        return _client_form(request, status=400, form=data.shown(), error=jwk.text)
     try:
         async with open_context(request) as ctx:
             client = await admin.register_client(
@@ -338,14 +287,14 @@ async def register_client(request: Request[Any, Any, Any]) -> Response[Any]:
                 principal=ctx.principal,
                 name=data.name,
                 public_jwk=jwk,
-                scopes=data.scopes,
+                scopes=ticked(data.scopes),
                 role=data.role,
             )
             ctx.audit.touched(
                 resource_type="api_client", resource_id=client.client_id, scopes=client.scopes, role=client.role
             )
     except InvalidInput as exc:
-        return _client_form(request, status=400, form=form, error=service_error(request, exc))
+        return _client_form(request, status=400, form=data.shown(), error=service_error(request, exc))
     return redirect(
         request,
         CLIENTS,
@@ -353,13 +302,9 @@ async def register_client(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-class ConfirmForm(msgspec.Struct):
-    confirm: _Text = ""
-
-
 @post(f"{CLIENTS}/{{client_id:uuid}}/revoke", **page(*_ADMIN, Action.TENANTS_CLIENT_REVOKE))
 async def revoke_client(
-    request: Request[Any, Any, Any], client_id: FromPath[uuid.UUID], data: Annotated[ConfirmForm, _FORM]
+    request: Request[Any, Any, Any], client_id: FromPath[uuid.UUID], data: Annotated[ConfirmForm, FORM]
 ) -> Response[Any]:
     _ = translator(request)
     if data.confirm != "yes":
@@ -388,7 +333,7 @@ async def keys_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(f"{KEYS}/rotate", **page(*_ADMIN, Action.TENANTS_KEYS_ROTATE))
-async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmForm, _FORM]) -> Response[Any]:
+async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmForm, FORM]) -> Response[Any]:
     _ = translator(request)
     if data.confirm != "yes":
         return redirect(request, KEYS, error=_("Tick the box to confirm the rotation; nothing was changed."))
@@ -412,58 +357,49 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
 
 @get(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
 async def invitation_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
-    runtime = runtime_of(request)
-    async with platform_session(runtime.sessions) as session, session.begin():
-        found = await admin.open_invitation(session, runtime.clock, token=token)
-    if found is None:
-        return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
-    return render(request, "admin_invitation.html", valid=True, email=found[1].email, error=None)
-
-
-class AcceptForm(msgspec.Struct):
-    new_password: _Long = ""
-    confirmation: _Long = ""
+    return await _invitation_page(request, token)
 
 
 @post(f"{INVITATION}/{{token:str}}", **PUBLIC_PAGE)
 async def accept_invitation(
-    request: Request[Any, Any, Any], token: FromPath[str], data: Annotated[AcceptForm, _FORM]
+    request: Request[Any, Any, Any], token: FromPath[str], data: Annotated[AcceptForm, FORM]
 ) -> Response[Any]:
-    runtime = runtime_of(request)
-    _ = translator(request)
+    runtime, _ = runtime_of(request), translator(request)
     try:
         async with platform_session(runtime.sessions) as session, session.begin():
             user = await admin.accept_invitation(
                 session, runtime.clock, token=token, password=data.new_password, confirmation=data.confirmation
             )
-            runtime.exchange.audit.append(
-                session,
-                action=Action.TENANTS_INVITATION_ACCEPT,
-                outcome=Outcome.SUCCESS,
-                actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
-                log_tenant_id=user.tenant_id,
-                context=request_context(request),
-                resource_type="user",
-                resource_id=str(user.id),
-            )
-            email = user.email
+            _audit_acceptance(request, session, user)
     except NotFound:
         return render(request, "admin_invitation.html", status=404, valid=False, email=None, error=None)
     except InvalidInput as exc:
-        async with platform_session(runtime.sessions) as session, session.begin():
-            found = await admin.open_invitation(session, runtime.clock, token=token)
-        return render(
-            request,
-            "admin_invitation.html",
-            status=400,
-            valid=found is not None,
-            email=found[1].email if found else None,
-            error=service_error(request, exc),
-        )
-    return redirect(
-        request,
-        "/login",
-        success=_("Your password is set. Sign in with %(email)s and set up the second factor.", email=email),
+        return await _invitation_page(request, token, error=service_error(request, exc))
+    success = _("Your password is set. Sign in with %(email)s and set up the second factor.", email=user.email)
+    return redirect(request, "/login", success=success)
+
+
+async def _invitation_page(request: Request[Any, Any, Any], token: str, *, error: str | None = None) -> Response[Any]:
+    """The invitee's form (404 for a link that is not valid any more), or the form again with why it was refused."""
+    runtime = runtime_of(request)
+    async with platform_session(runtime.sessions) as session, session.begin():
+        found = await admin.open_invitation(session, runtime.clock, token=token)
+    status = 400 if error is not None else 200 if found is not None else 404
+    email = found[1].email if found is not None else None
+    return render(request, "admin_invitation.html", status=status, valid=found is not None, email=email, error=error)
+
+
+def _audit_acceptance(request: Request[Any, Any, Any], session: AsyncSession, user: User) -> None:
+    """The acceptance, in the invitee's organisation's trail: no principal signed in yet to record it for them."""
+    runtime_of(request).exchange.audit.append(
+        session,
+        action=Action.TENANTS_INVITATION_ACCEPT,
+        outcome=Outcome.SUCCESS,
+        actor=Actor(kind="user", id=user.id, tenant_id=user.tenant_id, role=sorted(user.roles)[0]),
+        log_tenant_id=user.tenant_id,
+        context=request_context(request),
+        resource_type="user",
+        resource_id=str(user.id),
     )
 
 

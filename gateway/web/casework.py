@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
@@ -16,26 +16,28 @@ from audit.events import Action
 from exchange.cases import services as cases
 from exchange.cases.models import SubjectRole
 from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, StatutoryBasis
-from exchange.cases.schemas import CaseIn, ConsentIn, Evidence
+from exchange.cases.schemas import Evidence
+from exchange.context import Context
 from exchange.errors import ConsentRequired
 from exchange.plans import reminders
 from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Urgency
-from exchange.referrals.schemas import ReferralIn
 from exchange.referrals.services import list_referrals, send_referral
 from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.controllers.metadata import tenant_jwks_url
-from gateway.web.pages import (
-    FIELD_LABELS,
-    LABELS,
-    day_error,
-    error_text,
-    invalid_form_text,
-    page,
-    redirect,
-    render,
-    translator,
+from gateway.web.forms import (
+    FORM,
+    SUBJECT_ROWS,
+    UPLOAD,
+    CaseForm,
+    ComposerChoice,
+    ConsentForm,
+    ReferralForm,
+    Refusal,
+    WithdrawalForm,
+    from_query,
 )
+from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
 from gateway.web.paging import (
     AGENCIES_PER_PAGE,
     CASES_PER_PAGE,
@@ -50,7 +52,6 @@ from gateway.web.paging import (
     offset_param,
     page_state,
 )
-from tenants.calendar import in_calendar
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
@@ -61,32 +62,7 @@ _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
 # The query parameter of each list's page on the case page and on the dashboard.
 CASE_PAGES: Final = ("consents", "referrals", "timeline")
 DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders")
-SUBJECT_ROWS: Final = 3
 PURPOSES: Final = tuple(LABELS["purposes"])
-
-
-def _form_list(form: Any, name: str) -> list[str]:
-    return [str(v) for v in form.getall(name, []) if str(v).strip()]
-
-
-def form_text(form: Any, name: str) -> str:
-    """A form field's text without surrounding blanks; empty when the field is missing or not text."""
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _date(value: str) -> dt.date | None:
-    """The day a date field holds, or None for anything else, a day outside the accepted calendar included."""
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        return None
-    return day if in_calendar(day) else None
-
-
-def _end_of_day(value: str) -> dt.datetime | None:
-    day = _date(value)
-    return None if day is None else dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
 
 
 # -- case list and case page -------------------------------------------------------------------------------------
@@ -109,64 +85,21 @@ async def new_case_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.EXCHANGE_CASE_CREATE))
-async def create_case(request: Request[Any, Any, Any]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    subjects = []
-    for row in range(SUBJECT_ROWS):
-        name = form_text(form, f"subject-{row}-name")
-        if not name:
-            continue
-        subject: dict[str, Any] = {
-            "ref": form_text(form, f"subject-{row}-ref")
-            or f"{form_text(form, f'subject-{row}-role') or 'person'} {row + 1}",
-            "full_name": name,
-            "role": form_text(form, f"subject-{row}-role") or "other",
-        }
-        if birth := form_text(form, f"subject-{row}-birth"):
-            if _date(birth) is None:
-                return render(
-                    request,
-                    "case_new.html",
-                    status=400,
-                    rows=range(SUBJECT_ROWS),
-                    roles=list(SubjectRole),
-                    form=dict(form),
-                    error=day_error(request, FIELD_LABELS["birth_date"]),
-                )
-            subject["birth_date"] = birth
-        subjects.append(subject)
-    body = {
-        "title": form_text(form, "title"),
-        "subjects": subjects,
-        "summary": form_text(form, "summary") or None,
-        "needs": {k: form_text(form, f"needs-{k}") for k in ("client", "carers", "community")},
-        "key_worker_id": str(principal_of(request).actor_id),
-    }
-    if not body["title"] or not subjects:
+async def create_case(request: Request[Any, Any, Any], data: Annotated[CaseForm, FORM]) -> Response[Any]:
+    body = data.case_in(request, key_worker_id=principal_of(request).actor_id)
+    if isinstance(body, Refusal):
         return render(
             request,
             "case_new.html",
             status=400,
             rows=range(SUBJECT_ROWS),
             roles=list(SubjectRole),
-            form=dict(form),
-            error=_("Give the case a title and at least one person."),
-        )
-    try:
-        data = msgspec.convert(body, CaseIn)
-    except msgspec.ValidationError as exc:
-        return render(
-            request,
-            "case_new.html",
-            status=400,
-            rows=range(SUBJECT_ROWS),
-            roles=list(SubjectRole),
-            form=dict(form),
-            error=invalid_form_text(request, exc),
+            form=data.fields(),
+            error=body.text,
         )
     async with open_context(request) as ctx:
-        case = await cases.create_case(ctx, data=data)
+        case = await cases.create_case(ctx, data=body)
+    _ = translator(request)
     return redirect(request, f"/cases/{case.id}", success=_("The case is opened."))
 
 
@@ -257,86 +190,66 @@ async def _consent_form(
     **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CONSENT_CREATE),
     request_max_body_size=8 * 1024 * 1024,
 )
-async def record_consent(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    body: dict[str, Any] = {
-        "subject_id": form_text(form, "subject_id"),
-        "given_by": {"name": form_text(form, "given_by_name"), "relation": form_text(form, "relation")},
-        "purposes": _form_list(form, "purposes"),
-        "categories": _form_list(form, "categories"),
-        "recipients": {"tenants": _form_list(form, "recipient_tenants"), "kinds": _form_list(form, "recipient_kinds")},
-    }
-    upload = form.get("evidence")
-    back = f"/cases/{case_id}/consents/new"
-    missing = [
-        text
-        for failed, text in (
-            (not body["given_by"]["name"], _("Enter the name of the person who signed.")),
-            (not body["purposes"], _("Tick at least one purpose.")),
-            (not body["categories"], _("Tick at least one kind of data.")),
-            (
-                not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
-                _("Name at least one recipient agency or kind of agency."),
-            ),
-            (not form_text(form, "valid_until"), _("Enter the date until which the consent is valid.")),
-        )
-        if failed
-    ]
-    valid_until = _end_of_day(form_text(form, "valid_until"))
-    if valid_until is None and form_text(form, "valid_until"):
-        missing.append(day_error(request, FIELD_LABELS["valid_until"]))
-    elif valid_until is not None and valid_until <= runtime_of(request).clock.now():
-        missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
-    if missing or valid_until is None:
-        return redirect(request, back, error=" ".join(missing))
-    body["valid_until"] = valid_until.isoformat()
-    try:
-        data = msgspec.convert(body, ConsentIn)
-    except msgspec.ValidationError as exc:
-        return redirect(request, back, error=invalid_form_text(request, exc))
+async def record_consent(
+    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: Annotated[ConsentForm, UPLOAD]
+) -> Response[Any]:
+    _, back = translator(request), f"/cases/{case_id}/consents/new"
+    body = data.consent_in(request, now=runtime_of(request).clock.now())
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
     try:
         async with open_context(request) as ctx:
-            if isinstance(upload, UploadFile) and upload.filename:
-                content = await upload.read()
-                document = await cases.store_document(
-                    ctx,
-                    name=upload.filename,
-                    media_type=upload.content_type,
-                    content=content,
-                    max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
-                )
-                data.evidence = Evidence(document_id=document.id)
-            await cases.record_consent(ctx, case_id=case_id, data=data)
+            if data.upload is not None:
+                body.evidence = Evidence(document_id=await _store_evidence(request, ctx, data.upload))
+            await cases.record_consent(ctx, case_id=case_id, data=body)
     except InvalidInput as exc:
         # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, f"/cases/{case_id}", success=_("The consent is recorded."))
 
 
+async def _store_evidence(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
+    """The signed consent form's scan, stored as a document of the case in the consent's transaction."""
+    document = await cases.store_document(
+        ctx,
+        name=upload.filename,
+        media_type=upload.content_type,
+        content=await upload.read(),
+        max_bytes=runtime_of(request).settings.exchange.max_document_bytes,
+    )
+    return document.id
+
+
 @post("/consents/{consent_id:uuid}/withdraw", **page(Scope.CONSENTS_WRITE, _WORKERS, Action.EXCHANGE_CONSENT_WITHDRAW))
-async def withdraw_consent(request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID]) -> Response[Any]:
+async def withdraw_consent(
+    request: Request[Any, Any, Any], consent_id: FromPath[uuid.UUID], data: Annotated[WithdrawalForm, FORM]
+) -> Response[Any]:
     _ = translator(request)
-    form = await request.form()
-    reason = form_text(form, "reason")
-    case_path = f"/cases/{form_text(form, 'case_id')}" if form_text(form, "case_id") else "/cases"
-    if not reason:
-        return redirect(request, case_path, error=_("Give the reason for the withdrawal."))
+    if not data.reason.strip():
+        return redirect(request, data.case_path, error=_("Give the reason for the withdrawal."))
     async with open_context(request) as ctx:
-        await cases.withdraw_consent(ctx, consent_id=consent_id, reason=reason)
-    return redirect(request, case_path, success=_("The consent is withdrawn. Partners holding data under it are told."))
+        await cases.withdraw_consent(ctx, consent_id=consent_id, reason=data.reason.strip())
+    return redirect(
+        request, data.case_path, success=_("The consent is withdrawn. Partners holding data under it are told.")
+    )
 
 
 # -- referral composer -------------------------------------------------------------------------------------------
 
 
-@get("/cases/{case_id:uuid}/referrals/new", **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ))
-async def composer(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
+@get(
+    "/cases/{case_id:uuid}/referrals/new",
+    **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_CASE_READ),
+    dependencies={"choice": from_query(ComposerChoice)},
+)
+async def composer(
+    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], choice: NamedDependency[ComposerChoice]
+) -> Response[Any]:
     try:
         offset_param(request, "agencies")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    return await _composer(request, case_id, dict(request.query_params))
+    return await _composer(request, case_id, choice.chosen())
 
 
 async def _composer(
@@ -434,58 +347,30 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 
 @post("/cases/{case_id:uuid}/referrals/new", **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_REFERRAL_SEND))
-async def send(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
+async def send(
+    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: Annotated[ReferralForm, FORM]
+) -> Response[Any]:
     _ = translator(request)
-    form = await request.form()
-    basis: dict[str, Any] = {"type": "consent"}
-    if form_text(form, "basis") == "statutory":
-        basis = {
-            "type": "statutory",
-            "reference": form_text(form, "reference"),
-            "justification": form_text(form, "justification"),
-        }
-    body: dict[str, Any] = {
-        "case_id": str(case_id),
-        "to_tenant_id": form_text(form, "to"),
-        "kind": form_text(form, "kind") or "referral",
-        "purpose": form_text(form, "purpose"),
-        "problem": form_text(form, "problem"),
-        "requested_service": form_text(form, "requested_service"),
-        "urgency": form_text(form, "urgency") or "routine",
-        "subject_ids": _form_list(form, "subjects"),
-        "categories": _form_list(form, "categories"),
-        "legal_basis": basis,
-    }
-    chosen = {key: (form.getall(key) if key == "subjects" else form.get(key)) for key in form if key != "_csrf_token"}
-    deadlines = {name: _end_of_day(form_text(form, name)) for name in ("respond_by", "complete_by")}
-    refusal = next((day_error(request, FIELD_LABELS[n]) for n, day in deadlines.items() if day is None), None)
-    respond_by, complete_by = deadlines["respond_by"], deadlines["complete_by"]
-    # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
-    # in words.
-    if refusal is None and respond_by is not None and respond_by <= runtime_of(request).clock.now():
-        refusal = _("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"]))
-    elif refusal is None and respond_by is not None and complete_by is not None and complete_by < respond_by:
-        refusal = _(
-            "%(field)s must not be before %(other)s.",
-            field=_(FIELD_LABELS["complete_by"]),
-            other=_(FIELD_LABELS["respond_by"]),
-        )
-    if basis["type"] == "statutory" and not (basis["reference"] and basis["justification"]):
-        refusal = _("A statutory basis needs the legal reference and a written justification.")
-    if refusal is None:
-        try:
-            body.update({name: day.isoformat() for name, day in deadlines.items() if day is not None})
-            data = msgspec.convert(body, ReferralIn)
-            async with open_context(request) as ctx:
-                referral, _created = await send_referral(
-                    ctx, data=data, idempotency_key=form_text(form, "idempotency_key") or None
-                )
-        except (msgspec.ValidationError, InvalidInput, ConsentRequired) as exc:
-            refusal = error_text(request, exc) if isinstance(exc, CasebridgeError) else invalid_form_text(request, exc)
-    if refusal is not None:
-        # A refused send is in the audit trail already; showing the form again is a read of the case.
-        return await _composer(request, case_id, chosen, status=400, error=refusal, action=Action.EXCHANGE_CASE_READ)
+    body = data.referral_in(request, case_id=case_id, now=runtime_of(request).clock.now())
+    if isinstance(body, Refusal):
+        return await _refused_send(request, case_id, data, body)
+    try:
+        async with open_context(request) as ctx:
+            referral, _created = await send_referral(
+                ctx, data=body, idempotency_key=data.idempotency_key.strip() or None
+            )
+    except (InvalidInput, ConsentRequired) as exc:
+        return await _refused_send(request, case_id, data, Refusal(error_text(request, exc)))
     return redirect(request, f"/referrals/{referral.exchange_id}", success=_("The referral is sent."))
+
+
+async def _refused_send(
+    request: Request[Any, Any, Any], case_id: uuid.UUID, data: ReferralForm, refusal: Refusal
+) -> Response[Any]:
+    # A refused send is in the audit trail already; showing the form again is a read of the case.
+    return await _composer(
+        request, case_id, data.chosen(), status=400, error=refusal.text, action=Action.EXCHANGE_CASE_READ
+    )
 
 
 @get("/dashboard", **page(Scope.REFERRALS_READ, _WORKERS, Action.EXCHANGE_REFERRAL_LIST))

@@ -12,24 +12,23 @@ import uuid
 import zoneinfo
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
-from litestar.enums import RequestEncodingType
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body, FromPath, FromQuery
+from litestar.params import FromPath, FromQuery
 
 from audit import reports
-from audit.events import Action, Outcome
+from audit.events import Action
 from audit.reports import ReportFormat
 from audit.verifications import Trigger, latest_checkpoint, latest_verification, record_verification
 from audit.verify import verify_database
 from exchange.reports import dpo as queries
 from gateway.controllers.audit import thresholds
 from gateway.controllers.context import open_context, principal_of, runtime_of
+from gateway.web.forms import FORM, AuditSearchForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
-from tenants.calendar import in_calendar
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Role, Scope
 from tenants.persistence import read_only_platform_session
@@ -43,7 +42,6 @@ VERIFICATION: Final = "/dpo/verification"
 PER_PAGE: Final = 50
 REPORT_PAGE: Final = 100
 VERIFY_INTERVAL: Final = dt.timedelta(minutes=1)
-_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 OUTCOME_LABELS: Final = {"success": N_("Succeeded"), "denied": N_("Refused"), "error": N_("Failed")}
 REVIEW_REASONS: Final = {
@@ -69,22 +67,6 @@ def _tz(request: Request[Any, Any, Any]) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
 
 
-def _day(request: Request[Any, Any, Any], text: str | None, *, end: bool) -> dt.datetime | None:
-    """A date from a date field as the start of that day (or of the next, for an inclusive end) in local time."""
-    if not text:
-        return None
-    day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
-    if not in_calendar(day):  # outside tenants/calendar.py's range some days have no UTC instant, or no next day
-        raise ValueError(f"{text!r} is out of range")
-    if end:
-        day += dt.timedelta(days=1)
-    return dt.datetime.combine(day, dt.time(), tzinfo=_tz(request))
-
-
-def _uuid(text: str | None) -> uuid.UUID | None:
-    return uuid.UUID(text.strip()) if text and text.strip() else None
-
-
 def _shown(event: dict[str, Any]) -> dict[str, Any]:
     """An event as the templates show it: its time as a datetime, for the user's time zone and language."""
     return {**event, "at": dt.datetime.fromisoformat(event["time"])}
@@ -92,75 +74,43 @@ def _shown(event: dict[str, Any]) -> dict[str, Any]:
 
 async def _actors(request: Request[Any, Any, Any], session: Any, events: list[dict[str, Any]]) -> dict[str, str]:
     """Partner organisations' names for the events' actors; the caller's own actors are shown as themselves."""
-    own = principal_of(request).tenant_id
-    partners = {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]} - {own}
-    return {str(k): v for k, v in (await admin.organisation_names(session, partners)).items()}
+    return await _partners(request, session, {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]})
+
+
+async def _partners(request: Request[Any, Any, Any], session: Any, tenants: set[uuid.UUID]) -> dict[str, str]:
+    """Partner organisations' names by id; the caller's own organisation is shown as itself, so it is left out."""
+    names = await admin.organisation_names(session, tenants - {principal_of(request).tenant_id})
+    return {str(k): v for k, v in names.items()}
 
 
 # -- search -----------------------------------------------------------------------------------------------------------
 
 
-@get(SEARCH, **page(*_DPO, Action.AUDIT_EVENTS_SEARCH))
+@get(
+    SEARCH,
+    **page(*_DPO, Action.AUDIT_EVENTS_SEARCH),
+    dependencies={"search": from_query(AuditSearchForm)},
+)
 async def search_page(
-    request: Request[Any, Any, Any],
-    actor: FromQuery[str | None] = None,
-    subject_id: FromQuery[str | None] = None,
-    resource_id: FromQuery[str | None] = None,
-    action: FromQuery[str | None] = None,
-    outcome: FromQuery[str | None] = None,
-    since: FromQuery[str | None] = None,
-    until: FromQuery[str | None] = None,
-    cursor: FromQuery[str | None] = None,
+    request: Request[Any, Any, Any], search: NamedDependency[AuditSearchForm], cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
-    _ = translator(request)
-    form = {
-        "actor": actor or "",
-        "subject_id": subject_id or "",
-        "resource_id": resource_id or "",
-        "action": action or "",
-        "outcome": outcome or "",
-        "since": since or "",
-        "until": until or "",
-    }
-    errors: dict[str, str] = {}
-    criteria: dict[str, Any] = {}
-    try:
-        criteria["subject_id"] = _uuid(subject_id)
-    except ValueError:
-        errors["subject_id"] = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
-    if resource_id and len(resource_id.strip()) > 64:
-        errors["resource_id"] = _("That is too long for a record's id.")
-    criteria["resource_id"] = (resource_id or "").strip() or None
-    criteria["action"] = Action(action) if action in set(Action) else None
-    criteria["outcome"] = Outcome(outcome) if outcome in set(Outcome) else None
-    for name, text, end in (("since", since, False), ("until", until, True)):
-        try:
-            criteria[name] = _day(request, text, end=end)
-        except ValueError:
-            errors[name] = day_error(request)
-    if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
-        errors["until"] = _("The last day must not be before the first.")
+    criteria, errors = search.criteria(request, _tz(request))
     if errors:
-        return _search(request, form=form, errors=errors, events=[], status=400)
+        return _search(request, form=search.shown(), errors=errors, events=[], status=400)
     async with open_context(request) as ctx:
-        if actor and actor.strip():
-            try:
-                criteria["actor_id"] = _uuid(actor)
-            except ValueError:
-                found = await _staff_by_email(ctx.session, request, actor)
-                if found is None:
-                    errors["actor"] = _("No one in this organisation has this email address or id.")
-                criteria["actor_id"] = found
-        if errors:
-            return _search(request, form=form, errors=errors, events=[], status=400)
+        actor_id = await _actor_id(ctx.session, request, search.actor) if search.actor.strip() else None
+        if search.actor.strip() and actor_id is None:
+            _ = translator(request)
+            errors["actor"] = _("No one in this organisation has this email address or id.")
+            return _search(request, form=search.shown(), errors=errors, events=[], status=400)
         events, next_cursor = await queries.search_events(
-            ctx, criteria=queries.EventFilter(**criteria), cursor=cursor, limit=PER_PAGE
+            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=PER_PAGE
         )
         partners = await _actors(request, ctx.session, events)
-    params = {k: v for k, v in form.items() if v}
+    params = {k: v for k, v in search.shown().items() if v}
     return _search(
         request,
-        form=form,
+        form=search.shown(),
         errors={},
         events=[_shown(e) for e in events],
         partners=partners,
@@ -168,6 +118,14 @@ async def search_page(
         cursor=cursor,
         params=params,
     )
+
+
+async def _actor_id(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+    """The actor the search names: by id, or a colleague by email address (None: no one)."""
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return await _staff_by_email(session, request, text)
 
 
 async def _staff_by_email(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
@@ -204,56 +162,34 @@ async def subject_page(
 ) -> Response[Any]:
     _ = translator(request)
     if not subject_id:
-        return render(
-            request,
-            "dpo_subject.html",
-            subject_id="",
-            report=None,
-            error=None,
-            kinds=ACTOR_KINDS,
-            outcomes=OUTCOME_LABELS,
-        )
+        return _subject_page(request, subject_id="")
     try:
         wanted = uuid.UUID(subject_id.strip())
     except ValueError:
-        return render(
-            request,
-            "dpo_subject.html",
-            status=400,
-            subject_id=subject_id,
-            report=None,
-            error=_("A person's id looks like 0195f0e2-…: copy it from the case page."),
-            kinds=ACTOR_KINDS,
-            outcomes=OUTCOME_LABELS,
-        )
+        error = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
+        return _subject_page(request, status=400, subject_id=subject_id, error=error)
     try:
         async with open_context(request) as ctx:
             report = await queries.subject_report(
                 ctx, subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE
             )
     except NotFound:
-        return render(
-            request,
-            "dpo_subject.html",
-            status=404,
-            subject_id=subject_id,
-            report=None,
-            error=_("No person with this id is in this organisation's cases."),
-            kinds=ACTOR_KINDS,
-            outcomes=OUTCOME_LABELS,
-        )
-    return render(
+        error = _("No person with this id is in this organisation's cases.")
+        return _subject_page(request, status=404, subject_id=subject_id, error=error)
+    return _subject_page(
         request,
-        "dpo_subject.html",
         subject_id=str(wanted),
         report=report,
-        error=None,
         cursor=cursor,
         params={"subject_id": str(wanted)},
-        kinds=ACTOR_KINDS,
-        outcomes=OUTCOME_LABELS,
         own=principal_of(request).tenant_id,
     )
+
+
+def _subject_page(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
+    context.setdefault("report", None)
+    context.setdefault("error", None)
+    return render(request, "dpo_subject.html", status=status, kinds=ACTOR_KINDS, outcomes=OUTCOME_LABELS, **context)
 
 
 @get(
@@ -302,13 +238,9 @@ async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | N
     )
 
 
-class ReviewForm(msgspec.Struct):
-    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
-
-
 @post(f"{REVIEW}/{{event_id:uuid}}", **page(*_DPO, Action.AUDIT_REVIEW_MARK))
 async def mark_reviewed(
-    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: Annotated[ReviewForm, _FORM]
+    request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID], data: Annotated[ReviewForm, FORM]
 ) -> Response[Any]:
     _ = translator(request)
     try:
@@ -329,7 +261,7 @@ async def anomalies_page(
     _ = translator(request)
     form = {"since": since or "", "until": until or ""}
     try:
-        start, end = _day(request, since, end=False), _day(request, until, end=True)
+        start, end = local_day(since, _tz(request), end=False), local_day(until, _tz(request), end=True)
     except ValueError:
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=day_error(request))
     try:
@@ -337,24 +269,10 @@ async def anomalies_page(
             start, end, flags = await queries.find_anomalies(
                 ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end
             )
-            partners = {
-                str(k): v
-                for k, v in (
-                    await admin.organisation_names(
-                        ctx.session,
-                        {f.actor_tenant_id for f in flags if f.actor_tenant_id} - {ctx.principal.tenant_id},
-                    )
-                ).items()
-            }
+            partners = await _partners(request, ctx.session, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
     except InvalidInput:
-        return render(
-            request,
-            "dpo_anomalies.html",
-            status=400,
-            form=form,
-            flags=None,
-            error=_("Choose a window of at most 31 days, with the first day before the last."),
-        )
+        error = _("Choose a window of at most 31 days, with the first day before the last.")
+        return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=error)
     return render(
         request,
         "dpo_anomalies.html",
@@ -399,31 +317,22 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
     async with await read_only_platform_session(runtime.sessions) as session:
         last = await latest_verification(session)
     if last is not None and now - last.at < VERIFY_INTERVAL:
-        return redirect(
-            request,
-            VERIFICATION,
-            error=_("The log was verified less than a minute ago; its result is shown below. Try again in a minute."),
-        )
+        recent = _("The log was verified less than a minute ago; its result is shown below. Try again in a minute.")
+        return redirect(request, VERIFICATION, error=recent)
     # Outside the request's transaction: verification reads one snapshot in a session of its own.
     result = await verify_database(runtime.sessions, now=now)
     async with open_context(request) as ctx:
         record_verification(ctx.session, result, at=now, trigger=Trigger.CONSOLE)
         ctx.audit.touched(resource_type="audit_log", ok=result.ok, size=result.size, problems=len(result.problems))
     if result.ok:
-        return redirect(
-            request,
-            VERIFICATION,
-            success=_("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size),
-        )
-    return redirect(
-        request,
-        VERIFICATION,
-        error=_(
-            "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
-            "details with `casebridge audit verify`.",
-            count=len(result.problems),
-        ),
+        verified = _("The log was verified and no problems were found. Events checked: %(size)s.", size=result.size)
+        return redirect(request, VERIFICATION, success=verified)
+    failed = _(
+        "The log failed verification. Problems found: %(count)s. Tell the platform operator at once; they see the "
+        "details with `casebridge audit verify`.",
+        count=len(result.problems),
     )
+    return redirect(request, VERIFICATION, error=failed)
 
 
 DPO_ROUTES: list[HTTPRouteHandler] = [

@@ -1,7 +1,7 @@
 """Errors on staff pages: a page in the user's language (or the sign-in page), never a problem document or trace.
 
-`for_browsers(handlers)` wraps the API's exception handlers: requests for pages get HTML, everything under the API
-prefixes keeps its RFC 9457 problem documents unchanged.
+`BrowserErrorPages` wraps every exception handler of the app, the problem-details plugin's included: requests for pages
+get HTML, everything under the API prefixes keeps its RFC 9457 problem documents unchanged.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from litestar import Request, Response
+from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins import InitPlugin
 from litestar.types import ExceptionHandlersMap
 
 from exchange.errors import ConsentRequired, IdempotencyMismatch
@@ -117,3 +119,11 @@ def _for_browsers(api_handler: Handler) -> Handler:
 
 def for_browsers(handlers: ExceptionHandlersMap) -> ExceptionHandlersMap:
     return {key: _for_browsers(handler) for key, handler in handlers.items()}
+
+
+class BrowserErrorPages(InitPlugin):
+    """Listed after the problem-details plugin, so the handlers it installs are wrapped too."""
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.exception_handlers = for_browsers(app_config.exception_handlers)
+        return app_config

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
@@ -16,11 +15,11 @@ from exchange.letters import reading
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
 from exchange.referrals.models import Side
-from exchange.referrals.schemas import MessageIn, TransitionIn
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import open_context, principal_of
-from gateway.web.casework import form_text, partner_names
+from gateway.web.casework import partner_names
+from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
     MESSAGES_PER_PAGE,
@@ -140,41 +139,32 @@ async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uui
     "/referrals/{referral_id:uuid}/transition",
     **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_TRANSITION),
 )
-async def transition(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    body: dict[str, Any] = {"to": form_text(form, "to")}
-    if reason := form_text(form, "reason"):
-        body["reason"] = reason
-    if result := form_text(form, "outcome"):
-        body["outcome"] = {"result": result, "note": form_text(form, "note")}
-    back = f"/referrals/{referral_id}"
-    if body["to"] == "rejected" and not reason:
-        return redirect(request, back, error=_("Give the reason for declining."))
-    if body["to"] in ("completed", "failed") and not result:
-        return redirect(request, back, error=_("Choose the outcome for the family."))
+async def transition(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[TransitionForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    body = data.transition_in(request)
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
     try:
-        data = msgspec.convert(body, TransitionIn)
         async with open_context(request) as ctx:
-            await transition_referral(ctx, referral_id=referral_id, data=data)
-    except msgspec.ValidationError:
-        return redirect(request, back, error=_("This action is not known."))
+            await transition_referral(ctx, referral_id=referral_id, data=body)
     except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The referral's status is updated."))
 
 
 @post("/referrals/{referral_id:uuid}/messages", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE))
-async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    back = f"/referrals/{referral_id}"
-    body = form_text(form, "body")
-    if not body:
-        return redirect(request, back, error=_("Write a message first."))
+async def post_message(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    body = data.message_in(request)
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
     try:
         async with open_context(request) as ctx:
-            await messages.post_message(ctx, referral_id=referral_id, data=MessageIn(body=body))
+            await messages.post_message(ctx, referral_id=referral_id, data=body)
     except InvalidInput as exc:
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The message is sent to the partner."))
@@ -184,14 +174,13 @@ async def post_message(request: Request[Any, Any, Any], referral_id: FromPath[uu
     "/referrals/{referral_id:uuid}/assign",
     **page(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR], Action.EXCHANGE_REFERRAL_ASSIGN),
 )
-async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
-    _ = translator(request)
-    form = await request.form()
-    back = f"/referrals/{referral_id}"
-    try:
-        assignee = uuid.UUID(form_text(form, "assignee")) if form_text(form, "assignee") else None
-    except ValueError:
-        return redirect(request, back, error=_("Choose a colleague from the list."))
+async def assign(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[AssignmentForm, FORM]
+) -> Response[Any]:
+    _, back = translator(request), f"/referrals/{referral_id}"
+    assignee = data.assignee_id(request)
+    if isinstance(assignee, Refusal):
+        return redirect(request, back, error=assignee.text)
     async with open_context(request) as ctx:
         await worklist.assign_referral(ctx, referral_id=referral_id, assignee_id=assignee)
     return redirect(request, back, success=_("The referral is assigned."))
@@ -201,15 +190,7 @@ async def assign(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
 async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
     async with open_context(request) as ctx:
         name, media_type, content = await messages.read_document(ctx, document_id=document_id)
-    return Response(
-        content,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return _attachment(content, media_type, name)
 
 
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
@@ -224,11 +205,16 @@ async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
             f"/referrals/{referral_id}",
             error=_("The letter is still being prepared. Try again in a few seconds."),
         )
+    return _attachment(pdf.content, "application/pdf", pdf.name)
+
+
+def _attachment(content: bytes, media_type: str, name: str) -> Response[bytes]:
+    """A file to save, under its own name; never cached, and never sniffed as anything but its type."""
     return Response(
-        pdf.content,
-        media_type="application/pdf",
+        content,
+        media_type=media_type,
         headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(pdf.name)}",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         },

@@ -6,12 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +16,7 @@ from audit.events import Action, Actor, Outcome
 from gateway.auth.csrf import CsrfTokens
 from gateway.controllers.context import request_context
 from gateway.runtime import Runtime
+from gateway.web.forms import FORM, CodeForm, LanguageForm, LoginForm, PasswordForm
 from gateway.web.i18n import LANGUAGES, use_language
 from gateway.web.pages import PUBLIC_PAGE, language_cookie, local_path, redirect, render, start_page, translator
 from tenants.credentials import MIN_PASSWORD_LENGTH
@@ -57,30 +55,6 @@ LANGUAGE: Final = "/account/language"
 # The issuer label authenticator apps show next to the account (RFC 6238 key URI `issuer`).
 TOTP_ISSUER: Final = "casebridge"
 
-# Generous upper bounds: they stop a form from feeding megabytes to argon2, and no real input comes near them.
-_Email = Annotated[str, msgspec.Meta(max_length=320)]
-_Secret = Annotated[str, msgspec.Meta(max_length=1024)]
-_Code = Annotated[str, msgspec.Meta(max_length=64)]
-
-
-class LoginForm(msgspec.Struct):
-    email: _Email = ""
-    password: _Secret = ""
-
-
-class CodeForm(msgspec.Struct):
-    code: _Code = ""
-
-
-class PasswordForm(msgspec.Struct):
-    current_password: _Secret = ""
-    new_password: _Secret = ""
-    confirmation: _Secret = ""
-
-
-_FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
-
-
 # Every page: open to the API guards (each handler checks the session itself), kept out of caches and the OpenAPI
 # document, and never framed.
 PAGE: Final = PUBLIC_PAGE
@@ -99,7 +73,7 @@ async def login_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(LOGIN, **PAGE)
-async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, _FORM]) -> Response[Any]:
+async def login(request: Request[Any, Any, Any], data: Annotated[LoginForm, FORM]) -> Response[Any]:
     runtime = _runtime(request)
     async with _transaction(request) as db:
         result = await sign_in(db, runtime.clock, runtime.lockout, email=data.email, password=data.password)
@@ -122,7 +96,7 @@ async def second_factor_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(SECOND_FACTOR, **PAGE)
-async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM]) -> Response[Any]:
+async def second_factor(request: Request[Any, Any, Any], data: Annotated[CodeForm, FORM]) -> Response[Any]:
     runtime = _runtime(request)
     async with _transaction(request) as db:
         active = await _active_session(request, db)
@@ -156,7 +130,7 @@ async def enrolment_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(ENROL, **PAGE)
-async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, _FORM]) -> Response[Any]:
+async def enrol(request: Request[Any, Any, Any], data: Annotated[CodeForm, FORM]) -> Response[Any]:
     runtime = _runtime(request)
     async with _transaction(request) as db:
         active = await _active_session(request, db)
@@ -186,30 +160,14 @@ async def password_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post(PASSWORD, **PAGE)
-async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm, _FORM]) -> Response[Any]:
+async def password(request: Request[Any, Any, Any], data: Annotated[PasswordForm, FORM]) -> Response[Any]:
     runtime = _runtime(request)
     async with _transaction(request) as db:
         active = await _active_session(request, db)
         if active is None or not active.record.second_factor_passed:
             return _redirect(_next_step(active))
-        if data.new_password != data.confirmation:
-            return _password_page(request, active, status=400, error="mismatch")
-        try:
-            refused = await change_own_password(
-                db,
-                runtime.clock,
-                runtime.lockout,
-                user=active.user,
-                current=data.current_password,
-                new=data.new_password,
-            )
-        except InvalidInput as exc:
-            return _password_page(request, active, status=400, error="rejected", detail=str(exc))
-        if refused is not None:
-            _audit_refusal(request, db, refused, step="password-change")
-            if refused.reason == "locked":
-                return _password_page(request, active, status=400, error="locked", locked_until=refused.locked_until)
-            return _password_page(request, active, status=400, error="rejected", detail=WRONG_CURRENT_PASSWORD)
+        if (refused := await _change_password(request, db, active, data)) is not None:
+            return _password_page(request, active, status=400, **refused)
         # Changing the password is how someone shuts out whoever learnt the old one: every other session ends.
         await end_all_sessions(db, runtime.clock, user=active.user)
         cookies = await _begin_session(request, db, active.user, second_factor_passed=True)
@@ -258,13 +216,8 @@ def _account_page(request: Request[Any, Any, Any], active: ActiveSession) -> Res
     )
 
 
-class LanguageForm(msgspec.Struct):
-    language: Annotated[str, msgspec.Meta(max_length=8)] = ""
-    next: Annotated[str, msgspec.Meta(max_length=2000)] = "/"
-
-
 @post(LANGUAGE, **PAGE)
-async def choose_language(request: Request[Any, Any, Any], data: Annotated[LanguageForm, _FORM]) -> Response[Any]:
+async def choose_language(request: Request[Any, Any, Any], data: Annotated[LanguageForm, FORM]) -> Response[Any]:
     """The switcher on every page: saved on the account when signed in, and in a cookie for the sign-in pages."""
     next_page = local_path(data.next)
     if data.language not in LANGUAGES:
@@ -422,6 +375,27 @@ def _refusal(
     return _page(
         request, "login.html", cookies, status=400, error=refused.reason, email=email, locked_until=refused.locked_until
     )
+
+
+async def _change_password(
+    request: Request[Any, Any, Any], db: AsyncSession, active: ActiveSession, data: PasswordForm
+) -> dict[str, Any] | None:
+    """Change the password; None when it is changed, else the context of the password page shown again."""
+    if data.new_password != data.confirmation:
+        return {"error": "mismatch"}
+    runtime = _runtime(request)
+    try:
+        refused = await change_own_password(
+            db, runtime.clock, runtime.lockout, user=active.user, current=data.current_password, new=data.new_password
+        )
+    except InvalidInput as exc:
+        return {"error": "rejected", "detail": str(exc)}
+    if refused is None:
+        return None
+    _audit_refusal(request, db, refused, step="password-change")
+    if refused.reason == "locked":
+        return {"error": "locked", "locked_until": refused.locked_until}
+    return {"error": "rejected", "detail": WRONG_CURRENT_PASSWORD}
 
 
 def _password_page(

@@ -112,17 +112,18 @@ LAYERS = {
     "exchange": {"audit", "tenants"},
     "gateway": {"exchange", "audit", "tenants"},
 }
-# The exchange's areas (and its two shared modules) with the others each may import, through public names only.
+# The exchange's areas (and its three shared modules) with the others each may import, through public names only.
 # The transport carries every area's envelopes, so its inbox applies them through the areas' services. An arrow
 # added here is a new seam between areas: draw it on purpose.
 EXCHANGE_AREAS = {
+    "context": {"deps"},  # one request's session, principal, audit scope and collaborators
     "deps": {"cases", "letters"},  # the collaborators: data keys, age rules, the letter renderer
     "errors": {"cases"},  # a refusal carries the sharing policy's decision
-    "cases": {"deps", "referrals", "transport"},  # a withdrawal is announced to the referrals' recipients
-    "letters": {"cases", "deps", "referrals", "transport"},
-    "referrals": {"cases", "deps", "errors", "letters", "reports", "transport"},
-    "plans": {"cases", "deps", "errors", "referrals"},
-    "reports": {"cases", "deps", "referrals"},
+    "cases": {"context", "deps", "referrals", "transport"},  # a withdrawal is announced to the referrals' recipients
+    "letters": {"cases", "context", "deps", "referrals", "transport"},
+    "referrals": {"cases", "context", "deps", "errors", "letters", "reports", "transport"},
+    "plans": {"cases", "context", "deps", "errors", "referrals"},
+    "reports": {"cases", "context", "deps", "referrals"},
     "transport": {"cases", "deps", "letters", "plans", "referrals"},
 }
 

@@ -250,3 +250,18 @@ async def test_signed_out_visitors_are_sent_to_sign_in_and_errors_are_pages(api:
     forbidden = await api.get("/cases", headers={"Accept-Language": "en"})
     assert forbidden.status_code == 403
     assert "Not allowed" in forbidden.text
+
+
+async def test_the_composer_keeps_every_person_ticked(english: Client, runtime: Runtime) -> None:
+    """Its first form is a GET with one `subjects` parameter per person ticked: all of them are kept, not the first."""
+    api = english
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya")
+    act_as(api, await staff(runtime, centre, Role.SPECIALIST))
+    people = {"subject-0-name": "Masha Ivanova", "subject-1-name": "Anna Ivanova", "subject-2-name": "Oleg Ivanov"}
+    case_path = location(await form(api, "/cases/new", {"title": "Family Ivanov", **people}))
+    page = ok(await api.get(f"{case_path}/referrals/new"))
+    ids = re.findall(r'id="subj-([0-9a-f-]+)" name="subjects"', page)
+    assert len(ids) == 3
+    ticked = ok(await api.get(f"{case_path}/referrals/new", params={"subjects": ids[:2]}))
+    checked = re.findall(r'id="subj-([0-9a-f-]+)" name="subjects" value="[0-9a-f-]+" checked', ticked)
+    assert checked == ids[:2]

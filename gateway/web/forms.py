@@ -1,0 +1,471 @@
+"""The staff pages' forms: each one a typed body as the browser posts it, beside its conversion to what a service takes.
+
+A handler receives its form as `data: Annotated[SomeForm, FORM]` (URL-encoded) or `UPLOAD` (multipart, for the forms
+with a file); the GET forms (the composer's choice, the audit search) come through a dependency reading the query.
+Fields are strings with defaults, so a form with a field left empty or out still arrives and is answered in the
+page's own words: the conversions check it and return the exchange schema, or a `Refusal` the page shows. Litestar
+refuses only a body no page sends (a field repeated that is not a checkbox group, or longer than its bound), and
+gateway/web/errors.py shows that as a page, never as the validator's words. The CSRF field is checked before a
+handler runs (gateway/auth/csrf.py) and is no member of any form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, TypeVar, get_origin
+
+import msgspec
+from litestar import Request
+from litestar.datastructures import UploadFile
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+
+from audit.events import Action, Outcome
+from exchange.cases.schemas import CaseIn, ConsentIn
+from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
+from gateway.web.pages import FIELD_LABELS, day_error, invalid_form_text, translator
+from tenants.calendar import in_calendar
+
+FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
+UPLOAD: Final = Body(media_type=RequestEncodingType.MULTI_PART)
+
+Schema = TypeVar("Schema")
+GetForm = TypeVar("GetForm", bound=msgspec.Struct)
+
+# A group of checkboxes: one ticked box arrives as a string, several as a list (Litestar's URL-encoded parser).
+Ticked = str | list[str]
+
+# People a new case can name on its form (`subject-<row>-name`, ...).
+SUBJECT_ROWS: Final = 3
+
+# Generous upper bounds: they stop a form from feeding megabytes to argon2, and no real input comes near them.
+_Email = Annotated[str, msgspec.Meta(max_length=320)]
+_Secret = Annotated[str, msgspec.Meta(max_length=1024)]
+_Code = Annotated[str, msgspec.Meta(max_length=64)]
+_Text = Annotated[str, msgspec.Meta(max_length=320)]
+_Long = Annotated[str, msgspec.Meta(max_length=8192)]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a form is not sent on to its service, in the user's language."""
+
+    text: str
+
+
+def ticked(value: Ticked) -> list[str]:
+    """The boxes of a group that were ticked (a blank value is no box)."""
+    return [v for v in ([value] if isinstance(value, str) else value) if v.strip()]
+
+
+def from_query(form: type[GetForm]) -> Provide:
+    """A GET form as a dependency of its page: each field from its query parameter (every repeat, for a list field)."""
+    names = {field.encode_name for field in msgspec.structs.fields(form)}
+    many = {field.encode_name for field in msgspec.structs.fields(form) if get_origin(field.type) is list}
+
+    def read(request: Request[Any, Any, Any]) -> GetForm:
+        query = request.query_params
+        fields = {name: query.getall(name) if name in many else query.get(name) for name in query if name in names}
+        return msgspec.convert(fields, form)
+
+    return Provide(read, sync_to_thread=False)
+
+
+def _converted(request: Request[Any, Any, Any], body: dict[str, Any], schema: type[Schema]) -> Schema | Refusal:
+    """The form's fields as the service's schema, or what the schema refused in the form's words."""
+    try:
+        return msgspec.convert(body, schema)
+    except msgspec.ValidationError as exc:
+        return Refusal(invalid_form_text(request, exc))
+
+
+def _date(value: str) -> dt.date | None:
+    """The day a date field holds, or None for anything else, a day outside the accepted calendar included."""
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if in_calendar(day) else None
+
+
+def _end_of_day(value: str) -> dt.datetime | None:
+    day = _date(value)
+    return None if day is None else dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+# -- signing in (gateway/web/signin.py) --------------------------------------------------------------------------
+
+
+class LoginForm(msgspec.Struct):
+    email: _Email = ""
+    password: _Secret = ""
+
+
+class CodeForm(msgspec.Struct):
+    code: _Code = ""
+
+
+class PasswordForm(msgspec.Struct):
+    current_password: _Secret = ""
+    new_password: _Secret = ""
+    confirmation: _Secret = ""
+
+
+class LanguageForm(msgspec.Struct):
+    language: Annotated[str, msgspec.Meta(max_length=8)] = ""
+    next: Annotated[str, msgspec.Meta(max_length=2000)] = "/"
+
+
+# -- casework (gateway/web/casework.py) --------------------------------------------------------------------------
+
+
+class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
+    """A new case: its title, up to SUBJECT_ROWS people, the needs assessment and notes."""
+
+    title: str = ""
+    summary: str = ""
+    needs_client: str = ""
+    needs_carers: str = ""
+    needs_community: str = ""
+    subject_0_name: str = ""
+    subject_0_ref: str = ""
+    subject_0_role: str = ""
+    subject_0_birth: str = ""
+    subject_1_name: str = ""
+    subject_1_ref: str = ""
+    subject_1_role: str = ""
+    subject_1_birth: str = ""
+    subject_2_name: str = ""
+    subject_2_ref: str = ""
+    subject_2_role: str = ""
+    subject_2_birth: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The fields under their names on the form, stripped: what the form shows again when it is refused."""
+        return {name: value.strip() for name, value in msgspec.to_builtins(self).items()}
+
+    def case_in(self, request: Request[Any, Any, Any], *, key_worker_id: uuid.UUID) -> CaseIn | Refusal:
+        _ = translator(request)
+        form = self.fields()
+        subjects = []
+        for row in range(SUBJECT_ROWS):
+            if not (name := form[f"subject-{row}-name"]):
+                continue
+            role = form[f"subject-{row}-role"]
+            subject = {"ref": form[f"subject-{row}-ref"] or f"{role or 'person'} {row + 1}", "full_name": name}
+            subject["role"] = role or "other"
+            if birth := form[f"subject-{row}-birth"]:
+                if _date(birth) is None:
+                    return Refusal(day_error(request, FIELD_LABELS["birth_date"]))
+                subject["birth_date"] = birth
+            subjects.append(subject)
+        if not form["title"] or not subjects:
+            return Refusal(_("Give the case a title and at least one person."))
+        body = {
+            "title": form["title"],
+            "subjects": subjects,
+            "summary": form["summary"] or None,
+            "needs": {k: form[f"needs-{k}"] for k in ("client", "carers", "community")},
+            "key_worker_id": str(key_worker_id),
+        }
+        return _converted(request, body, CaseIn)
+
+
+class ConsentForm(msgspec.Struct, kw_only=True):
+    """A consent as the family signed it, with the signed form's scan (`evidence`) if one is attached."""
+
+    subject_id: str = ""
+    given_by_name: str = ""
+    relation: str = ""
+    purposes: Ticked = ""
+    categories: Ticked = ""
+    recipient_tenants: Ticked = ""
+    recipient_kinds: Ticked = ""
+    valid_until: str = ""
+    evidence: UploadFile | None = None
+
+    @property
+    def upload(self) -> UploadFile | None:
+        return self.evidence if self.evidence is not None and self.evidence.filename else None
+
+    def consent_in(self, request: Request[Any, Any, Any], *, now: dt.datetime) -> ConsentIn | Refusal:
+        _ = translator(request)
+        body: dict[str, Any] = {
+            "subject_id": self.subject_id.strip(),
+            "given_by": {"name": self.given_by_name.strip(), "relation": self.relation.strip()},
+            "purposes": ticked(self.purposes),
+            "categories": ticked(self.categories),
+            "recipients": {"tenants": ticked(self.recipient_tenants), "kinds": ticked(self.recipient_kinds)},
+        }
+        until = self.valid_until.strip()
+        missing = [
+            text
+            for failed, text in (
+                (not body["given_by"]["name"], _("Enter the name of the person who signed.")),
+                (not body["purposes"], _("Tick at least one purpose.")),
+                (not body["categories"], _("Tick at least one kind of data.")),
+                (
+                    not (body["recipients"]["tenants"] or body["recipients"]["kinds"]),
+                    _("Name at least one recipient agency or kind of agency."),
+                ),
+                (not until, _("Enter the date until which the consent is valid.")),
+            )
+            if failed
+        ]
+        valid_until = _end_of_day(until)
+        if valid_until is None and until:
+            missing.append(day_error(request, FIELD_LABELS["valid_until"]))
+        elif valid_until is not None and valid_until <= now:
+            missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
+        if missing or valid_until is None:
+            return Refusal(" ".join(missing))
+        body["valid_until"] = valid_until.isoformat()
+        return _converted(request, body, ConsentIn)
+
+
+class WithdrawalForm(msgspec.Struct, kw_only=True):
+    reason: str = ""
+    case_id: str = ""  # the case page the form is on, to go back to
+
+    @property
+    def case_path(self) -> str:
+        return f"/cases/{self.case_id.strip()}" if self.case_id.strip() else "/cases"
+
+
+class ComposerChoice(msgspec.Struct, kw_only=True):
+    """The composer's first form, a GET: the directory's filters, then the recipient, purpose, basis and people."""
+
+    problem_filter: str = ""
+    district: str = ""
+    kind: str = ""  # of agency, to filter the directory by
+    to: str = ""
+    purpose: str = ""
+    basis: str = ""
+    reference: str = ""
+    subjects: list[str] = []  # every person ticked: the query repeats the parameter
+
+    def chosen(self) -> dict[str, Any]:
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return fields
+
+
+class ReferralForm(msgspec.Struct, kw_only=True):
+    """The composer's second form: the referral itself, with the directory filters and choices it carries along."""
+
+    to: str = ""
+    kind: str = ""
+    purpose: str = ""
+    problem: str = ""
+    requested_service: str = ""
+    urgency: str = ""
+    subjects: Ticked = ""
+    categories: Ticked = ""
+    basis: str = ""
+    reference: str = ""
+    justification: str = ""
+    respond_by: str = ""
+    complete_by: str = ""
+    idempotency_key: str = ""
+    problem_filter: str = ""
+    district: str = ""
+
+    def chosen(self) -> dict[str, Any]:
+        """What the composer shows again when the send is refused: everything as it was posted."""
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return fields
+
+    def referral_in(
+        self, request: Request[Any, Any, Any], *, case_id: uuid.UUID, now: dt.datetime
+    ) -> ReferralIn | Refusal:
+        _ = translator(request)
+        reference, justification = self.reference.strip(), self.justification.strip()
+        basis: dict[str, Any] = {"type": "consent"}
+        if self.basis.strip() == "statutory":
+            basis = {"type": "statutory", "reference": reference, "justification": justification}
+            if not (reference and justification):
+                return Refusal(_("A statutory basis needs the legal reference and a written justification."))
+        respond_by, complete_by = _end_of_day(self.respond_by.strip()), _end_of_day(self.complete_by.strip())
+        if respond_by is None or complete_by is None:
+            return Refusal(day_error(request, FIELD_LABELS["respond_by" if respond_by is None else "complete_by"]))
+        # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
+        # in words.
+        if respond_by <= now:
+            return Refusal(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"])))
+        if complete_by < respond_by:
+            return Refusal(
+                _(
+                    "%(field)s must not be before %(other)s.",
+                    field=_(FIELD_LABELS["complete_by"]),
+                    other=_(FIELD_LABELS["respond_by"]),
+                )
+            )
+        body: dict[str, Any] = {
+            "case_id": str(case_id),
+            "to_tenant_id": self.to.strip(),
+            "kind": self.kind.strip() or "referral",
+            "purpose": self.purpose.strip(),
+            "problem": self.problem.strip(),
+            "requested_service": self.requested_service.strip(),
+            "urgency": self.urgency.strip() or "routine",
+            "subject_ids": ticked(self.subjects),
+            "categories": ticked(self.categories),
+            "legal_basis": basis,
+            "respond_by": respond_by.isoformat(),
+            "complete_by": complete_by.isoformat(),
+        }
+        return _converted(request, body, ReferralIn)
+
+
+# -- a referral's page (gateway/web/referral_pages.py) -----------------------------------------------------------
+
+
+class TransitionForm(msgspec.Struct, kw_only=True):
+    to: str = ""
+    reason: str = ""
+    outcome: str = ""  # the result for the family, when the referral is completed or failed
+    note: str = ""
+
+    def transition_in(self, request: Request[Any, Any, Any]) -> TransitionIn | Refusal:
+        _ = translator(request)
+        to, reason, result = self.to.strip(), self.reason.strip(), self.outcome.strip()
+        if to == "rejected" and not reason:
+            return Refusal(_("Give the reason for declining."))
+        if to in ("completed", "failed") and not result:
+            return Refusal(_("Choose the outcome for the family."))
+        body: dict[str, Any] = {"to": to}
+        if reason:
+            body["reason"] = reason
+        if result:
+            body["outcome"] = {"result": result, "note": self.note.strip()}
+        try:
+            return msgspec.convert(body, TransitionIn)
+        except msgspec.ValidationError:
+            return Refusal(_("This action is not known."))
+
+
+class MessageForm(msgspec.Struct, kw_only=True):
+    body: str = ""
+
+    def message_in(self, request: Request[Any, Any, Any]) -> MessageIn | Refusal:
+        _ = translator(request)
+        return MessageIn(body=self.body.strip()) if self.body.strip() else Refusal(_("Write a message first."))
+
+
+class AssignmentForm(msgspec.Struct, kw_only=True):
+    assignee: str = ""  # a colleague's user id; empty to take the referral off everyone's list
+
+    def assignee_id(self, request: Request[Any, Any, Any]) -> uuid.UUID | Refusal | None:
+        _ = translator(request)
+        chosen = _uuid(self.assignee.strip())
+        return Refusal(_("Choose a colleague from the list.")) if chosen is None and self.assignee.strip() else chosen
+
+
+# -- the administrator's and the DPO's pages (gateway/web/admin.py, dpo.py) ---------------------------------------
+
+
+class InvitationForm(msgspec.Struct, kw_only=True):
+    email: str = ""
+    display_name: str = ""
+    roles: Ticked = ""
+
+    def shown(self) -> dict[str, Any]:
+        return {"email": self.email, "display_name": self.display_name, "roles": ticked(self.roles)}
+
+
+class RolesForm(msgspec.Struct, kw_only=True):
+    roles: Ticked = ""
+
+
+class ClientForm(msgspec.Struct, kw_only=True):
+    """A new API client: its name, public key (a JWK as JSON), role and scopes."""
+
+    name: str = ""
+    jwk: str = ""
+    role: str = ""
+    scopes: Ticked = ""
+
+    def shown(self) -> dict[str, Any]:
+        return {"name": self.name, "jwk": self.jwk, "role": self.role, "scopes": ticked(self.scopes)}
+
+    def public_jwk(self, request: Request[Any, Any, Any]) -> Any:
+        """The key as JSON (the service checks it is a public JWK), or a Refusal when it is not JSON at all."""
+        _ = translator(request)
+        try:
+            return json.loads(self.jwk)
+        except json.JSONDecodeError:
+            return Refusal(_("The public key is not valid JSON. Paste the whole JWK, from { to }."))
+
+
+class ConfirmForm(msgspec.Struct):
+    confirm: _Text = ""
+
+
+class AcceptForm(msgspec.Struct):
+    new_password: _Long = ""
+    confirmation: _Long = ""
+
+
+class AuditSearchForm(msgspec.Struct, kw_only=True):
+    """The audit console's search: a GET form, so its fields are query parameters."""
+
+    actor: str = ""  # a colleague's email address or an actor's id
+    subject_id: str = ""
+    resource_id: str = ""
+    action: str = ""
+    outcome: str = ""
+    since: str = ""
+    until: str = ""
+
+    def shown(self) -> dict[str, str]:
+        fields: dict[str, str] = msgspec.to_builtins(self)
+        return fields
+
+    def criteria(self, request: Request[Any, Any, Any], zone: dt.tzinfo) -> tuple[dict[str, Any], dict[str, str]]:
+        """The search's criteria but its actor (looked up by the page), and the errors to show next to the fields."""
+        _ = translator(request)
+        errors: dict[str, str] = {}
+        criteria: dict[str, Any] = {}
+        try:
+            criteria["subject_id"] = uuid.UUID(self.subject_id.strip()) if self.subject_id.strip() else None
+        except ValueError:
+            errors["subject_id"] = _("A person's id looks like 0195f0e2-…: copy it from the case page.")
+        if len(self.resource_id.strip()) > 64:
+            errors["resource_id"] = _("That is too long for a record's id.")
+        criteria["resource_id"] = self.resource_id.strip() or None
+        criteria["action"] = Action(self.action) if self.action in set(Action) else None
+        criteria["outcome"] = Outcome(self.outcome) if self.outcome in set(Outcome) else None
+        for name, text, end in (("since", self.since, False), ("until", self.until, True)):
+            try:
+                criteria[name] = local_day(text, zone, end=end)
+            except ValueError:
+                errors[name] = day_error(request)
+        if not errors and criteria["since"] and criteria["until"] and criteria["since"] >= criteria["until"]:
+            errors["until"] = _("The last day must not be before the first.")
+        return criteria, errors
+
+
+def local_day(text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.datetime | None:
+    """A date from a date field as the start of that day (or of the next, for an inclusive end) in local time."""
+    if not text:
+        return None
+    day = dt.date.fromisoformat(text)  # ValueError is the caller's field error
+    if not in_calendar(day):  # outside tenants/calendar.py's range some days have no UTC instant, or no next day
+        raise ValueError(f"{text!r} is out of range")
+    if end:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(), tzinfo=zone)
+
+
+class ReviewForm(msgspec.Struct):
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
