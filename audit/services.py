@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
@@ -23,6 +23,24 @@ class RequestContext:
     request_id: str | None
     source: str | None
     user_agent: str | None
+
+
+class EventFields(TypedDict, total=False):
+    """What the one who records an event says about it; the log adds its id and, unless ``at`` is given, its time."""
+
+    action: Required[Action]
+    outcome: Required[Outcome]
+    actor: Required[Actor]
+    log_tenant_id: Required[uuid.UUID | None]
+    context: RequestContext | None
+    resource_type: str | None
+    resource_id: str | None
+    subjects: tuple[str, ...]
+    purpose: str | None
+    legal_basis: str | None
+    reason: str | None
+    extra: dict[str, Any] | None
+    at: dt.datetime | None
 
 
 class AuditLog:
@@ -44,80 +62,33 @@ class AuditLog:
         key = self._key(owner_tenant_id)
         return tuple(sorted({pseudonym(key, s) for s in subject_ids}))
 
-    def append(
-        self,
-        session: AsyncSession,
-        *,
-        action: Action,
-        outcome: Outcome,
-        actor: Actor,
-        log_tenant_id: uuid.UUID | None,
-        context: RequestContext | None = None,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        subjects: tuple[str, ...] = (),
-        purpose: str | None = None,
-        legal_basis: str | None = None,
-        reason: str | None = None,
-        extra: dict[str, Any] | None = None,
-        at: dt.datetime | None = None,
-    ) -> AuditEventRecord:
+    def append(self, session: AsyncSession, **fields: Unpack[EventFields]) -> AuditEventRecord:
         """Add one event to ``session``: it commits (or rolls back) with the change it records."""
-        record = self.event(
-            action=action,
-            outcome=outcome,
-            actor=actor,
-            log_tenant_id=log_tenant_id,
-            context=context,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            subjects=subjects,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            reason=reason,
-            extra=extra,
-            at=at,
-        )
+        record = self.event(**fields)
         add_rows(session, *event_rows(record))
         return record
 
-    def event(
-        self,
-        *,
-        action: Action,
-        outcome: Outcome,
-        actor: Actor,
-        log_tenant_id: uuid.UUID | None,
-        context: RequestContext | None = None,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        subjects: tuple[str, ...] = (),
-        purpose: str | None = None,
-        legal_basis: str | None = None,
-        reason: str | None = None,
-        extra: dict[str, Any] | None = None,
-        at: dt.datetime | None = None,
-    ) -> AuditEventRecord:
+    def event(self, **fields: Unpack[EventFields]) -> AuditEventRecord:
         """The event as it would be written, with its id and time; not yet in any session."""
-        record = AuditEventRecord(
+        context = fields.get("context")
+        return AuditEventRecord(
             id=uuid7(),
-            time=at or self._clock.now(),
-            log_tenant_id=log_tenant_id,
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            subjects=subjects,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            reason=reason,
+            time=fields.get("at") or self._clock.now(),
+            log_tenant_id=fields["log_tenant_id"],
+            actor=fields["actor"],
+            action=fields["action"],
+            outcome=fields["outcome"],
+            resource_type=fields.get("resource_type"),
+            resource_id=fields.get("resource_id"),
+            subjects=fields.get("subjects", ()),
+            purpose=fields.get("purpose"),
+            legal_basis=fields.get("legal_basis"),
+            reason=fields.get("reason"),
             request_id=context.request_id if context else None,
             source=context.source if context else None,
             user_agent=context.user_agent if context else None,
-            extra=extra or {},
+            extra=fields.get("extra") or {},
         )
-        return record
 
     @staticmethod
     async def append_many(session: AsyncSession, records: Sequence[AuditEventRecord]) -> None:

@@ -978,12 +978,18 @@ async def _core_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[S
         await result.close()
 
 
-async def _aiosqlite_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
-    # sqlite3's own tuples, a chunk per hand-off to SQLite's thread: SQLAlchemy's rows over them cost as much again.
+async def _driver_in_snapshot(connection: AsyncConnection) -> Any:
+    """The driver's own connection, its transaction begun: a statement or cursor on it reads the session's snapshot."""
     if not connection.in_transaction():
-        await connection.execute(select(1))  # the statement must run in the session's (snapshot) transaction
+        await connection.execute(select(1))
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
+    return driver
+
+
+async def _aiosqlite_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
+    # sqlite3's own tuples, a chunk per hand-off to SQLite's thread: SQLAlchemy's rows over them cost as much again.
+    driver = await _driver_in_snapshot(connection)
     query = sealed_rows_query(connection.dialect.name)
     cursor = await driver.execute(str(query.compile(dialect=connection.dialect)))
     try:
@@ -995,10 +1001,7 @@ async def _aiosqlite_chunks(connection: AsyncConnection) -> AsyncGenerator[Seque
 
 async def _asyncpg_chunks(connection: AsyncConnection) -> AsyncGenerator[Sequence[Sequence[Any]]]:
     # asyncpg's own records unpack as rows do, and cost half as much CPU to read as SQLAlchemy's rows over them.
-    if not connection.in_transaction():
-        await connection.execute(select(1))  # the cursor must live in the session's (snapshot) transaction
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
+    driver = await _driver_in_snapshot(connection)
     # One pass over every row: compiling it (the plan's cost puts it over PostgreSQL's JIT threshold) costs about a
     # second and saves nothing.
     await driver.execute("SET LOCAL jit = off")

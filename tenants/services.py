@@ -7,7 +7,7 @@ import functools
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,14 +139,19 @@ def normalise_email(email: str) -> str:
     return email
 
 
+def _known_names(names: Sequence[str], known: Set[str], *, holder: str, kind: str, expected: str) -> list[str]:
+    """`names` sorted, once each, if there is at least one and each is `known`; else the reason, for a person."""
+    if not names:
+        raise InvalidInput(f"A {holder} needs at least one {kind}.")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInput(f"Unknown {kind} {unknown[0]!r}; expected {expected}.")
+    return sorted(set(names))
+
+
 def _checked_roles(roles: Sequence[str], allowed: frozenset[str] | None = None) -> list[str]:
     known = allowed or frozenset(Role)
-    if not roles:
-        raise InvalidInput("A user needs at least one role.")
-    unknown = [r for r in roles if r not in known]
-    if unknown:
-        raise InvalidInput(f"Unknown role {unknown[0]!r}; expected one of: {', '.join(sorted(known))}.")
-    return sorted(set(roles))
+    return _known_names(roles, known, holder="user", kind="role", expected=f"one of: {', '.join(sorted(known))}")
 
 
 async def create_user(
@@ -206,13 +211,8 @@ def validate_public_jwk(jwk: Any) -> dict[str, Any]:
 
 
 def _checked_scopes(scopes: Sequence[str]) -> list[str]:
-    if not scopes:
-        raise InvalidInput("A client needs at least one scope.")
     known = {s.value for s in Scope}
-    unknown = [s for s in scopes if s not in known]
-    if unknown:
-        raise InvalidInput(f"Unknown scope {unknown[0]!r}; expected some of: {' '.join(sorted(known))}.")
-    return sorted(set(scopes))
+    return _known_names(scopes, known, holder="client", kind="scope", expected=f"some of: {' '.join(sorted(known))}")
 
 
 async def create_client(

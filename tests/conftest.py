@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
@@ -19,7 +18,7 @@ from gateway.bus import EmbeddedNats
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import DatabaseSettings, Settings
-from tests.environment import BASE_URL, TravelClock, empty_bus, settings_for
+from tests.environment import BASE_URL, TravelClock, empty_bus, running_app, settings_for
 from tests.pg import ThrowawayPostgres, postgres_available
 
 
@@ -120,27 +119,11 @@ def app(settings: Settings, clock: TravelClock) -> Litestar:
 @pytest.fixture
 async def api(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app, running in the test's own event loop (asyncpg connections are loop-bound)."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def hold_lifespan() -> None:
-        # One task owns the lifespan from start to shutdown: anyio cancel scopes may not cross tasks,
-        # and pytest runs a fixture's setup and teardown in different tasks.
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    holder = asyncio.create_task(hold_lifespan())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({holder, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if holder.done():
-        waiter.cancel()
-        holder.result()  # re-raises the startup failure
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client:
-            yield client
-    finally:
-        stop.set()
-        await holder
+    async with (
+        running_app(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client,
+    ):
+        yield client
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ directly."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import nats.js.errors
+from litestar import Litestar
 
 from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM
 from gateway.settings import Settings
@@ -56,3 +59,28 @@ async def empty_bus(nats_url: str) -> None:
             await js.delete_consumer(ENVELOPE_STREAM, "casebridge-inbox")
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: Litestar) -> AsyncIterator[None]:
+    """The app's lifespan, started before the block and shut down after it; a startup failure is raised here."""
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        # One task owns the lifespan from start to shutdown: anyio cancel scopes may not cross tasks,
+        # and pytest runs a fixture's setup and teardown in different tasks.
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    holder = asyncio.create_task(hold(), name="app-lifespan")
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({holder, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if holder.done():
+        waiter.cancel()
+        holder.result()  # re-raises the startup failure
+    try:
+        yield
+    finally:
+        stopping.set()
+        await holder

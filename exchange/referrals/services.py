@@ -526,12 +526,13 @@ async def list_referrals(
         query = query.where(late if overdue else not_(late))
     after = decode_cursor(cursor) if cursor else None
     page = await scalars_page(session, by_id(query, Referral.id, after, newest_first=True), limit)
-    items = [_summary(r, is_overdue(r, now)) for r in page.rows]
+    items = [referral_summary(r, now) for r in page.rows]
     audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page.rows])
     return items, encode_cursor(page.last.id) if page.last else None
 
 
-def _summary(referral: Referral, late: bool) -> ReferralSummary:
+def referral_summary(referral: Referral, now: dt.datetime) -> ReferralSummary:
+    """A referral as a row of a list: its parties, urgency, deadlines and whether it is overdue at ``now``."""
     return ReferralSummary(
         id=referral.exchange_id,
         kind=referral.kind,
@@ -542,5 +543,5 @@ def _summary(referral: Referral, late: bool) -> ReferralSummary:
         urgency=referral.urgency,
         respond_by=referral.respond_by,
         complete_by=referral.complete_by,
-        overdue=late,
+        overdue=is_overdue(referral, now),
     )

@@ -21,7 +21,7 @@ from exchange.context import Context
 from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.schemas import ReferralSummary
-from exchange.referrals.services import is_overdue, referral_pseudonyms, sender_kind
+from exchange.referrals.services import referral_pseudonyms, referral_summary, sender_kind
 from exchange.reports.statistics import partner_figures
 from tenants.directory import DirectoryQuery, directory_entry, search_directory
 from tenants.errors import InvalidInput, NotFound
@@ -29,21 +29,6 @@ from tenants.models import Role, User
 from tenants.pagination import by_id, rows_page, scalars_page
 from tenants.principal import Principal
 from tenants.schemas import DirectoryEntry
-
-
-def summary_of(referral: Referral, now: dt.datetime) -> ReferralSummary:
-    return ReferralSummary(
-        id=referral.exchange_id,
-        kind=referral.kind,
-        status=referral.status,
-        from_tenant_id=referral.from_tenant_id,
-        to_tenant_id=referral.to_tenant_id,
-        case_ref=referral.case_ref,
-        urgency=referral.urgency,
-        respond_by=referral.respond_by,
-        complete_by=referral.complete_by,
-        overdue=is_overdue(referral, now),
-    )
 
 
 async def case_referrals(
@@ -57,7 +42,7 @@ async def case_referrals(
     )
     page = await scalars_page(session, by_id(query, Referral.id, before_id, newest_first=True), limit)
     now = deps.clock.now()
-    items = [summary_of(r, now) for r in page.rows]
+    items = [referral_summary(r, now) for r in page.rows]
     audit.touched(referrals=[str(r.id) for r in items])
     return items, page.last.id if page.last else None
 
@@ -157,7 +142,7 @@ async def assigned_to(
     page = await scalars_page(session, by_id(query, Referral.id, cursor_id, newest_first=True), limit)
     now = deps.clock.now()
     audit.touched(resource_type="referral", box="assigned", referrals=[str(r.exchange_id) for r in page.rows])
-    return [summary_of(r, now) for r in page.rows], page.last.id if page.last else None
+    return [referral_summary(r, now) for r in page.rows], page.last.id if page.last else None
 
 
 async def assign_referral(ctx: Context, *, referral_id: uuid.UUID, assignee_id: uuid.UUID | None) -> Referral:

@@ -19,12 +19,11 @@ import contextlib
 import contextvars
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from litestar import Litestar
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,6 +34,7 @@ from gateway.bus import EmbeddedNats
 from gateway.runtime import Runtime
 from tenants.models import KeyUse
 from tenants.persistence import platform_session
+from tests.environment import running_app
 from tests.perf.crypto_floor import ReferralBodies
 from tests.perf.processes import BenchError
 from tests.perf.stacks import (
@@ -88,29 +88,6 @@ def request(label: str) -> Iterator[None]:
         yield
     finally:
         REQUEST.reset(token)
-
-
-@contextlib.asynccontextmanager
-async def running_app(app: Litestar) -> AsyncIterator[None]:
-    """The app's lifespan held by one task from start to shutdown, as the tests' `api` fixture holds it."""
-    started, stopping = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        async with app.lifespan():
-            started.set()
-            await stopping.wait()
-
-    holder = asyncio.create_task(hold(), name="bench-lifespan")
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({holder, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if holder.done():
-        waiter.cancel()
-        holder.result()  # re-raises the startup failure
-    try:
-        yield
-    finally:
-        stopping.set()
-        await holder
 
 
 async def _settled(runtime: Runtime, sender: uuid.UUID, recipient: uuid.UUID, limit_s: float) -> Progress:

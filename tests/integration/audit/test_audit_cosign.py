@@ -18,9 +18,9 @@ from sqlalchemy import select
 from audit import checkpoint as notes
 from audit.cosignature import Cosigned, verify_cosignature
 from audit.events import Action, Actor, Outcome
-from audit.export import ExportError, export_database, read_export
+from audit.export import AuditExport, ExportError, export_database, read_export
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
-from audit.verify import ProblemKind, verify_database, verify_log
+from audit.verify import ProblemKind, VerifyResult, verify_database, verify_log
 from audit.witness import Witness
 from gateway.app import build_runtime
 from gateway.runtime import Runtime
@@ -180,6 +180,18 @@ async def test_the_witness_refuses_a_rewritten_history(api: httpx.AsyncClient, r
     assert dt.datetime.fromisoformat(refusals[0]["time"])
 
 
+def verify_with_cosignatures(export: AuditExport) -> VerifyResult:
+    """The exported log verified with the keys and the cosignatures it carries."""
+    return verify_log(
+        export.events,
+        export.checkpoints,
+        origin=export.origin,
+        public_keys=export.public_keys,
+        cosignatures=export.cosignatures,
+        cosigner_keys=export.cosigner_keys,
+    )
+
+
 async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     api: httpx.AsyncClient, runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -193,14 +205,7 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     export = read_export(path)
     assert len(export.cosignatures) >= 2
     assert set(export.cosigner_keys) >= {notes.cosigner_name(centre.id), notes.cosigner_name(opeka.id)}
-    clean = verify_log(
-        export.events,
-        export.checkpoints,
-        origin=export.origin,
-        public_keys=export.public_keys,
-        cosignatures=export.cosignatures,
-        cosigner_keys=export.cosigner_keys,
-    )
+    clean = verify_with_cosignatures(export)
     assert clean.ok, clean.problems
 
     lines = path.read_text().splitlines(keepends=True)
@@ -211,14 +216,7 @@ async def test_the_export_carries_the_cosignatures_and_verifies_offline(
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("".join([*lines[:index], json.dumps(edited) + "\n", *lines[index + 1 :]]))
     export = read_export(tampered)
-    result = verify_log(
-        export.events,
-        export.checkpoints,
-        origin=export.origin,
-        public_keys=export.public_keys,
-        cosignatures=export.cosignatures,
-        cosigner_keys=export.cosigner_keys,
-    )
+    result = verify_with_cosignatures(export)
     assert [p.kind for p in result.problems] == [ProblemKind.BAD_SIGNATURE]
 
     dropped = tmp_path / "dropped.jsonl"

@@ -14,10 +14,8 @@ from tenants.persistence import platform_session
 from tests.environment import BASE_URL
 from tests.factories import client_assertion, token_form
 from tests.integration.helpers.agencies import (
-    CHILD_BIRTH,
     CHILD_NAME,
-    CHILD_SNILS,
-    PARENT_NAME,
+    PERSONAL_DATA,
     Agency,
     open_case,
     referral_body,
@@ -68,7 +66,7 @@ async def test_reads_writes_and_refusals_are_recorded_with_pseudonyms(
     assert refused["subjects"] == []
 
     everything = json.dumps(await _events(runtime), ensure_ascii=False)
-    for personal in (CHILD_NAME, "Иванова", CHILD_BIRTH, CHILD_SNILS, PARENT_NAME):
+    for personal in PERSONAL_DATA:
         assert personal not in everything
 
 

@@ -19,7 +19,7 @@ from tenants.persistence import platform_session
 from tests.factories import role_for_path
 from tests.integration.helpers.agencies import Agency, agency, open_case
 from tests.integration.helpers.operations import concrete, operations, role_headers
-from tests.integration.helpers.web import act_as, form, ok, staff
+from tests.integration.helpers.web import act_as, consent_fields, form, ok, staff
 
 MAX_INT64 = 2**63 - 1
 PDF = b"%PDF-1.7\n% casebridge test document\n" + b"0" * 64
@@ -216,15 +216,7 @@ async def test_a_consent_form_with_a_disguised_scan_is_refused_in_words(
     response = await form(
         api,
         f"/cases/{case['id']}/consents/new",
-        {
-            "subject_id": case["subjects"][1]["id"],
-            "given_by_name": "Иванова Ольга",
-            "relation": "self",
-            "purposes": "social_support",
-            "categories": "identity",
-            "recipient_kinds": "guardianship_body",
-            "valid_until": "2030-01-01",
-        },
+        consent_fields(case, "2030-01-01", subject=1, relation="self"),
         files={"evidence": ("consent.pdf", PNG, "application/pdf")},
     )
     page = ok(await api.get(response.headers["location"]))

@@ -15,6 +15,7 @@ import pytest
 from joserfc.jwk import OKPKey
 
 from gateway.cli import main
+from tests.integration.helpers.cli import create_client, public_jwk_file
 
 
 def test_tenant_user_client_and_key_rotation(cli: Any, tmp_path: Path) -> None:
@@ -67,22 +68,8 @@ def test_tenant_user_client_and_key_rotation(cli: Any, tmp_path: Path) -> None:
     assert code == 0
     assert "one_time_password" not in chosen
 
-    jwk_file = tmp_path / "client.jwk"
-    jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
-    code, client, _ = cli(
-        "client",
-        "create",
-        "--tenant",
-        "semya",
-        "--name",
-        "МИС",
-        "--jwk-file",
-        str(jwk_file),
-        "--scopes",
-        "referrals:read referrals:write",
-        "--role",
-        "intake",
-    )
+    jwk_file = public_jwk_file(tmp_path / "client.jwk")
+    code, client, _ = create_client(cli, jwk_file, name="МИС", scopes="referrals:read referrals:write", role="intake")
     assert code == 0
     assert client["tenant_id"] == tenant["id"]
     assert client["scopes"] == ["referrals:read", "referrals:write"]
@@ -149,9 +136,7 @@ def test_malformed_jwk_is_refused(cli: Any, tmp_path: Path, content: str, messag
     cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
     jwk_file = tmp_path / "bad.jwk"
     jwk_file.write_text(content)
-    code, _, err = cli(
-        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(jwk_file), "--scopes", "cases:read"
-    )
+    code, _, err = create_client(cli, jwk_file, scopes="cases:read")
     assert code == 1
     assert message in err
 
@@ -160,30 +145,14 @@ def test_private_jwk_and_bad_scopes_are_refused(cli: Any, tmp_path: Path) -> Non
     cli("tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
     private = tmp_path / "private.jwk"
     private.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=True)))
-    code, _, err = cli(
-        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(private), "--scopes", "cases:read"
-    )
+    code, _, err = create_client(cli, private, scopes="cases:read")
     assert code == 1
     assert "private key" in err
-    public = tmp_path / "public.jwk"
-    public.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)))
-    code, _, err = cli(
-        "client", "create", "--tenant", "semya", "--name", "X", "--jwk-file", str(public), "--scopes", "everything"
-    )
+    public = public_jwk_file(tmp_path / "public.jwk")
+    code, _, err = create_client(cli, public, scopes="everything")
     assert code == 1
     assert "Unknown scope" in err
-    code, _, err = cli(
-        "client",
-        "create",
-        "--tenant",
-        "semya",
-        "--name",
-        "X",
-        "--jwk-file",
-        str(tmp_path / "none"),
-        "--scopes",
-        "cases:read",
-    )
+    code, _, err = create_client(cli, tmp_path / "none", scopes="cases:read")
     assert code == 1
     assert "cannot read" in err
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
-from joserfc.jwk import OKPKey
 from sqlalchemy import select
 
 from audit.models import AuditEvent, AuditVerification
@@ -15,6 +13,7 @@ from gateway.db import create_engine
 from gateway.settings import DatabaseSettings
 from tenants.models import ApiClient, User
 from tenants.persistence import make_sessionmaker, platform_session
+from tests.integration.helpers.cli import create_client, public_jwk_file
 
 
 def _rows(database_url: str, query: Any) -> list[Any]:
@@ -70,20 +69,8 @@ def test_deactivate_activate_and_reset_a_user(cli: Any, database_url: str) -> No
 
 def test_revoke_a_client(cli: Any, tmp_path: Path, database_url: str) -> None:
     _tenant_with_user(cli)
-    jwk_file = tmp_path / "client-public.jwk"
-    jwk_file.write_text(json.dumps(OKPKey.generate_key("Ed25519").as_dict(private=False)), encoding="utf-8")
-    code, client, _ = cli(
-        "client",
-        "create",
-        "--tenant",
-        "semya",
-        "--name",
-        "desk",
-        "--jwk-file",
-        str(jwk_file),
-        "--scopes",
-        "referrals:read",
-    )
+    jwk_file = public_jwk_file(tmp_path / "client-public.jwk")
+    code, client, _ = create_client(cli, jwk_file, name="desk", scopes="referrals:read")
     assert code == 0
     assert client is not None
     code, result, _ = cli("client", "revoke", "--tenant", "semya", "--client-id", client["client_id"])

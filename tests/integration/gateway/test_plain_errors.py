@@ -18,7 +18,7 @@ from tenants.persistence import platform_session
 from tests.factories import role_for_path
 from tests.integration.helpers.agencies import agency, open_case
 from tests.integration.helpers.operations import concrete, operations, role_headers
-from tests.integration.helpers.web import act_as, form, staff
+from tests.integration.helpers.web import act_as, consent_fields, form, referral_fields, staff
 from tests.validator_words import VALIDATOR_WORDS
 
 WRONG_BODIES: list[Any] = [{}, [], "text", 12, {"unknown": 1}, {"title": 5, "to": 5, "reason": 7, "body": 3}]
@@ -66,18 +66,7 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
         tenant = await session.get_one(Tenant, centre.id)
     act_as(api, await staff(runtime, tenant, Role.SPECIALIST))
     composer = f"/cases/{case['id']}/referrals/new"
-    sent = {
-        "to": str(opeka.id),
-        "purpose": "social_support",
-        "basis": "consent",
-        "kind": "referral",
-        "urgency": "urgent",
-        "problem": "p",
-        "requested_service": "s",
-        "respond_by": "2030-01-01",
-        "complete_by": "2030-02-01",
-        "subjects": case["subjects"][0]["id"],
-    }
+    sent = referral_fields(case, opeka.id)
     for language, expected in (
         ("ru", "«Передаваемые данные»: выберите хотя бы одно значение."),
         ("en", "Data to share: choose at least one."),
@@ -104,15 +93,7 @@ async def test_the_staff_forms_explain_what_to_fix_in_russian_and_english(
     recorded = await form(
         api,
         f"/cases/{case['id']}/consents/new",
-        {
-            "subject_id": case["subjects"][0]["id"],
-            "given_by_name": "Иванова Ольга",
-            "relation": "parent",
-            "purposes": "social_support",
-            "categories": "identity",
-            "recipient_kinds": "guardianship_body",
-            "valid_until": "2020-01-01",
-        },
+        consent_fields(case, "2020-01-01"),
     )
     shown = await api.get(recorded.headers["location"])
     assert "выберите день позже сегодняшнего" in shown.text

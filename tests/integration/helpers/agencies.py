@@ -19,6 +19,8 @@ CHILD_NAME = "Иванова Мария Петровна"
 CHILD_BIRTH = "2015-04-12"
 CHILD_SNILS = "112-233-445 95"
 PARENT_NAME = "Иванова Ольга Сергеевна"
+# The family's personal data, to look for where none may appear (logs, audit events, reports, the bus).
+PERSONAL_DATA = (CHILD_NAME, "Иванова", CHILD_BIRTH, CHILD_SNILS, PARENT_NAME)
 
 
 class Agency:
@@ -91,6 +93,24 @@ def referral_body(case: dict[str, Any], to: uuid.UUID, categories: list[str], **
     }
 
 
+async def parent_consents(
+    centre: Agency, case: dict[str, Any], recipient: Agency, categories: list[str]
+) -> httpx.Response:
+    """The parent consents, for a year, to `centre` sharing these categories of the case's first subject with
+    `recipient` for social support; the API's answer."""
+    return await centre.post(
+        f"/api/v1/cases/{case['id']}/consents",
+        {
+            "subject_id": case["subjects"][0]["id"],
+            "given_by": {"name": PARENT_NAME, "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": categories,
+            "recipients": {"tenants": [str(recipient.id)], "kinds": []},
+            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+        },
+    )
+
+
 async def open_case(centre: Agency, recipient: Agency) -> tuple[dict[str, Any], dict[str, Any]]:
     """A case of `centre` for the Ivanov family and the parent's consent to share the child's data with
     `recipient`: both as the API returned them."""
@@ -116,17 +136,7 @@ async def open_case(centre: Agency, recipient: Agency) -> tuple[dict[str, Any], 
     )
     assert case.status_code == 201, case.text
     body = case.json()
-    consent = await centre.post(
-        f"/api/v1/cases/{body['id']}/consents",
-        {
-            "subject_id": body["subjects"][0]["id"],
-            "given_by": {"name": PARENT_NAME, "relation": "parent"},
-            "purposes": ["social_support"],
-            "categories": ["identity", "family", "social_assessment"],
-            "recipients": {"tenants": [str(recipient.id)], "kinds": []},
-            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-        },
-    )
+    consent = await parent_consents(centre, body, recipient, ["identity", "family", "social_assessment"])
     assert consent.status_code == 201, consent.text
     return body, consent.json()
 

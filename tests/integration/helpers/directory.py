@@ -65,6 +65,18 @@ class Network:
         """
         return max(TOLERANCE, (time.monotonic() - self.real_started) / 3600)
 
+    async def send_another(self, clock: TravelClock) -> httpx.Response:
+        """The centre sends the guardianship body one more referral about a new case, due in 3 and 30 days from now."""
+        case, _ = await open_case(self.centre, self.opeka)
+        body = referral_body(
+            case,
+            self.opeka.id,
+            ["identity"],
+            respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
+            complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
+        )
+        return await self.centre.post("/api/v1/referrals", body)
+
 
 async def move(agency: Agency, referral_id: str, body: dict[str, Any], sender: Agency) -> None:
     """`agency` moves its referral as `body` says; returns once the sender's copy has heard of it."""

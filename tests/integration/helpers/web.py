@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Any
 
 import httpx
 
@@ -48,6 +50,38 @@ async def form(api: Client, path: str, fields: dict[str, object], **kw: object) 
     await api.get("/login")  # as a browser loads the form first: its token belongs to the session now in use
     data = {**fields, "_csrf_token": api.cookies["cb_csrf"]}
     return await api.post(path, data=data, **kw)  # type: ignore[arg-type]
+
+
+def consent_fields(
+    case: dict[str, Any], valid_until: str, *, subject: int = 0, relation: str = "parent"
+) -> dict[str, object]:
+    """The consent page's form: a case's subject (the child, by default) consents, through Ольга Иванова, to sharing
+    identity data with any guardianship body for social support."""
+    return {
+        "subject_id": case["subjects"][subject]["id"],
+        "given_by_name": "Иванова Ольга",
+        "relation": relation,
+        "purposes": "social_support",
+        "categories": "identity",
+        "recipient_kinds": "guardianship_body",
+        "valid_until": valid_until,
+    }
+
+
+def referral_fields(case: dict[str, Any], to: uuid.UUID) -> dict[str, object]:
+    """The referral composer's form for the case's first subject, due in 2030, with no category ticked yet."""
+    return {
+        "to": str(to),
+        "purpose": "social_support",
+        "basis": "consent",
+        "kind": "referral",
+        "urgency": "urgent",
+        "problem": "p",
+        "requested_service": "s",
+        "respond_by": "2030-01-01",
+        "complete_by": "2030-02-01",
+        "subjects": case["subjects"][0]["id"],
+    }
 
 
 def ok(response: httpx.Response) -> str:

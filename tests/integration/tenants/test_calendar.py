@@ -23,7 +23,7 @@ from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client
 from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
-from tests.integration.helpers.web import act_as, form, ok, staff
+from tests.integration.helpers.web import act_as, consent_fields, form, ok, referral_fields, staff
 
 # Year 1 east of UTC has no UTC instant at all, year 9999 west of it neither; the others are just outside the range.
 INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1899-12-31T23:59:59Z", "2201-01-01T00:00:00Z"]
@@ -178,35 +178,14 @@ async def test_staff_forms_refuse_the_ends_of_the_calendar_in_the_users_language
             recorded = await form(
                 api,
                 f"{case_path}/consents/new",
-                {
-                    "subject_id": case["subjects"][0]["id"],
-                    "given_by_name": "Иванова Ольга",
-                    "relation": "parent",
-                    "purposes": "social_support",
-                    "categories": "identity",
-                    "recipient_kinds": "guardianship_body",
-                    "valid_until": day,
-                },
+                consent_fields(case, day),
             )
             assert expected in ok(await api.get(recorded.headers["location"]))
             for name in ("respond_by", "complete_by"):
                 sent = await form(
                     api,
                     f"{case_path}/referrals/new",
-                    {
-                        "to": str(opeka.id),
-                        "purpose": "social_support",
-                        "basis": "consent",
-                        "subjects": case["subjects"][0]["id"],
-                        "categories": "identity",
-                        "kind": "referral",
-                        "urgency": "urgent",
-                        "problem": "p",
-                        "requested_service": "s",
-                        "respond_by": "2030-01-01",
-                        "complete_by": "2030-02-01",
-                        name: day,
-                    },
+                    {**referral_fields(case, opeka.id), "categories": "identity", name: day},
                 )
                 assert sent.status_code == 400
                 assert expected in sent.text

@@ -109,15 +109,7 @@ async def test_partners_with_fewer_than_five_referrals_show_no_figures(network: 
 
 
 async def test_the_fifth_referral_brings_the_figures_that_rest_on_five(network: Network, clock: TravelClock) -> None:
-    case, _ = await open_case(network.centre, network.opeka)
-    body = referral_body(
-        case,
-        network.opeka.id,
-        ["identity"],
-        respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
-        complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
-    )
-    sent = await network.centre.post("/api/v1/referrals", body)
+    sent = await network.send_another(clock)
     assert sent.status_code == 201, sent.text
     fifth = sent.json()["id"]
     await eventually(lambda: status_is(network.opeka, fifth, "received"))

@@ -408,14 +408,17 @@ def test_reviews_that_were_refused_need_no_mark() -> None:
 # -- the export -----------------------------------------------------------------------------------------------------
 
 
-def _export(path: Path, events: list[SealedEvent], marks: list[ReviewMarkRow], at: dt.datetime) -> Path:
+def _export(
+    path: Path, events: list[SealedEvent], marks: list[ReviewMarkRow], at: dt.datetime, *, checkpoint_at: int = SIZE
+) -> Path:
+    """An export of `events` with one checkpoint, at `checkpoint_at` events, and these review marks."""
     write_export(
         path,
         origin=ORIGIN,
         exported_at=at,
         verifier_keys=[],
         events=events,
-        checkpoints=checkpoint_notes(events, (SIZE,)),
+        checkpoints=checkpoint_notes(events, (checkpoint_at,)),
         review_marks=marks,
     )
     return path
@@ -476,17 +479,7 @@ def test_a_mark_made_just_before_the_export_may_wait_for_its_review(tmp_path: Pa
     at = fresh.at + dt.timedelta(seconds=20)
 
     def export_with(mark: ReviewMarkRow, name: str) -> list[tuple[ProblemKind, int | None]]:
-        path = tmp_path / name
-        write_export(
-            path,
-            origin=ORIGIN,
-            exported_at=at,
-            verifier_keys=[],
-            events=events,
-            checkpoints=checkpoint_notes(events, (REVIEW - 1,)),
-            review_marks=[mark],
-        )
-        return findings(_verify_export(path))
+        return findings(_verify_export(_export(tmp_path / name, events, [mark], at, checkpoint_at=REVIEW - 1)))
 
     assert export_with(fresh, "fresh.jsonl") == []
     assert export_with(MARK, "old.jsonl") == [(ProblemKind.REVIEW_INSERTED, None)]

@@ -31,6 +31,7 @@ from exchange.letters.signing import LetterBinding, Verification, pdf_digest, si
 from exchange.letters.typesetting import typeset
 from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.errors import InvalidInput
+from tests.letters import version_1_signature
 from tests.pdf import fonts, pdf_text, pdfa_conformance
 
 # Letter format version 1 names its signature "EdDSA", which RFC 9864 deprecates; its tests read it on purpose.
@@ -319,23 +320,7 @@ def _published(key: OKPKey, alg: str | None = "Ed25519") -> list[dict[str, objec
 
 
 def _version_1_letter(key: OKPKey, issued_at: dt.datetime, **changes: object) -> str:
-    """A letter as the release before format version 2 signed it: cb.v 1, "EdDSA"."""
-    header = {
-        "alg": "EdDSA",
-        "kid": key.kid,
-        "typ": "cb-letter+jws",
-        "cb.v": 1,
-        "cb.hash": "sha-256",
-        "cb.reg": BINDING.registration_number,
-        "cb.rid": str(REFERRAL),
-        "cb.from": str(SENDER),
-        "cb.to": str(RECIPIENT),
-        "cb.iat": int(issued_at.timestamp()),
-        **changes,
-    }
-    registry = jws.JWSRegistry(algorithms=["EdDSA", "Ed25519"], strict_check_header=False)
-    token = jws.serialize_compact(header, pdf_digest(PDF_BYTES), key, registry=registry)
-    return str(jws.detach_content(token))
+    return version_1_signature(PDF_BYTES, BINDING, key, issued_at, **changes)
 
 
 def test_a_signed_letter_verifies_and_its_signature_is_detached(key: OKPKey) -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from exchange.reports.statistics import MIN_CELL, ReferralHistory, figures, percentile
+from exchange.reports.statistics import MIN_CELL, PartnerFigures, ReferralHistory, figures, percentile
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=59)
@@ -67,17 +67,22 @@ def test_the_same_history_under_the_threshold_hides_only_the_small_cells() -> No
     assert (stats.window_days, stats.min_cell) == (365, 5)
 
 
-@pytest.mark.parametrize("referrals", [1, 2, 3, 4])
-def test_a_partner_with_fewer_than_five_referrals_shows_no_figures(referrals: int) -> None:
-    # Each one answered, accepted, completed and due: every figure would otherwise have something to rest on.
-    items = [history(accepted=(n + 1) * H, completed=(n + 2) * D) for n in range(referrals)]
-    stats = figures(items, now=NOW, window=WINDOW)
+def assert_no_rates_or_durations(stats: PartnerFigures) -> None:
+    """None of the figures computed from the referrals' durations is shown."""
     assert stats.median_hours_to_accept is None
     assert stats.median_days_to_complete is None
     assert stats.p90_hours_to_accept is None
     assert stats.p90_days_to_complete is None
     assert stats.acceptance_rate is None
     assert stats.on_time_rate is None
+
+
+@pytest.mark.parametrize("referrals", [1, 2, 3, 4])
+def test_a_partner_with_fewer_than_five_referrals_shows_no_figures(referrals: int) -> None:
+    # Each one answered, accepted, completed and due: every figure would otherwise have something to rest on.
+    items = [history(accepted=(n + 1) * H, completed=(n + 2) * D) for n in range(referrals)]
+    stats = figures(items, now=NOW, window=WINDOW)
+    assert_no_rates_or_durations(stats)
     counts = (stats.referral_count, stats.answered_count, stats.accepted_count, stats.completed_count, stats.due_count)
     assert counts == (None, None, None, None, None)
     assert (stats.window_days, stats.min_cell) == (365, MIN_CELL)
@@ -100,12 +105,7 @@ def test_a_partner_without_history_has_only_nulls() -> None:
 
 def test_without_a_threshold_no_history_has_nulls_and_zero_counts() -> None:
     stats = figures([], now=NOW, window=WINDOW, min_cell=0)
-    assert stats.median_hours_to_accept is None
-    assert stats.median_days_to_complete is None
-    assert stats.p90_hours_to_accept is None
-    assert stats.p90_days_to_complete is None
-    assert stats.acceptance_rate is None
-    assert stats.on_time_rate is None
+    assert_no_rates_or_durations(stats)
     assert (stats.referral_count, stats.answered_count, stats.accepted_count, stats.completed_count) == (0, 0, 0, 0)
 
 

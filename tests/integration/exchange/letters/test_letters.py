@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from joserfc import jws
-from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 
 from audit.models import AuditEvent
@@ -24,7 +22,7 @@ from exchange.cases.models import Document
 from exchange.letters.models import Letter, LetterSequence
 from exchange.letters.numbering import next_registration_number, set_registration_prefix
 from exchange.letters.render import LetterContent, LetterRenderer, LetterUnavailable
-from exchange.letters.signing import LetterBinding, pdf_digest, sign_letter
+from exchange.letters.signing import LetterBinding, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
 from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
@@ -39,6 +37,7 @@ from tenants.persistence import platform_session, tenant_session
 from tests.environment import TravelClock
 from tests.factories import forged_envelope, make_tenant
 from tests.integration.helpers.agencies import CHILD_NAME, Agency, open_case, referral_body
+from tests.letters import version_1_signature
 from tests.pdf import pdf_text, pdfa_conformance
 from tests.polling import eventually
 
@@ -170,6 +169,17 @@ async def test_the_letter_travels_signed_and_both_sides_download_it(
     assert (await centre.get(f"/api/v1/referrals/{referral_id}/letter.pdf")).status_code == 200
 
 
+async def _delivered_with_letter(
+    runtime: Runtime, centre: Agency, opeka: Agency
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A referral the centre sent with its letter, once the letter is ready on the recipient's side: the recipient's
+    detail of it, and the body of the referral's own envelope as the recipient opens it."""
+    case, _ = await open_case(centre, opeka)
+    original = await _ready(opeka, (await _send(centre, case, opeka))["id"])
+    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    return original, requested
+
+
 async def _opened(runtime: Runtime, sender: Agency, recipient: Agency, referral_id: str, kind: EnvelopeType) -> Any:
     """The body of the envelope of `kind` the sender's outbox holds for a referral, opened as its recipient would."""
     deps = runtime.exchange
@@ -212,23 +222,18 @@ async def _forge(runtime: Runtime, sender: Agency, recipient: Agency, kind: Enve
     runtime.wake_relay()
 
 
-def _signed_as_version_1(pdf: bytes, binding: LetterBinding, key: OKPKey, issued_at: dt.datetime) -> str:
-    """The detached signature the release before letter format version 2 wrote: cb.v 1, "EdDSA"."""
-    header = {
-        "alg": "EdDSA",
-        "kid": key.kid,
-        "typ": "cb-letter+jws",
-        "cb.v": 1,
-        "cb.hash": "sha-256",
-        "cb.reg": binding.registration_number,
-        "cb.rid": str(binding.referral_id),
-        "cb.from": str(binding.sender),
-        "cb.to": str(binding.recipient),
-        "cb.iat": int(issued_at.timestamp()),
-    }
-    either_name = OKPKey.import_key({k: v for k, v in key.as_dict(private=True).items() if k != "alg"})
-    registry = jws.JWSRegistry(algorithms=["EdDSA"], strict_check_header=False)
-    return str(jws.detach_content(jws.serialize_compact(header, pdf_digest(pdf), either_name, registry=registry)))
+async def _forge_referral(
+    runtime: Runtime, centre: Agency, opeka: Agency, requested: dict[str, Any], referral_id: uuid.UUID, number: str
+) -> None:
+    """The centre's node sends `requested` again as a new referral, announcing a letter registered as `number`."""
+    announced = {**requested["letter"], "registration_number": number}
+    await _forge(
+        runtime,
+        centre,
+        opeka,
+        EnvelopeType.REFERRAL_REQUESTED,
+        {**requested, "referral_id": str(referral_id), "letter": announced},
+    )
 
 
 @reads_version_1
@@ -237,10 +242,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
 ) -> None:
     """A sender's node that alters one byte of a signed PDF: the recipient's check catches it."""
     centre, opeka, _ = agencies
-    case, _ = await open_case(centre, opeka)
-    original = await _send(centre, case, opeka)
-    original = await _ready(opeka, original["id"])
-    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    original, requested = await _delivered_with_letter(runtime, centre, opeka)
     # The referral's own envelope announces the letter and carries no PDF; the letter follows in its own envelope.
     assert set(requested["letter"]) == {"v", "registration_number", "language", "name"}
     sent_letter = (await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_LETTER))["letter"]
@@ -260,7 +262,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
         signature = sign_letter(pdf, binding, signing_key=key, issued_at=deps.clock.now())
         if label.startswith("v1"):  # from a node of the release before letter format version 2
             signed_at = DEPRECATED_ACCEPTED_UNTIL if label == "v1-late" else deps.clock.now()
-            signature = _signed_as_version_1(pdf, binding, key, signed_at)
+            signature = version_1_signature(pdf, binding, key, signed_at)
         content = bytearray(pdf)
         if label == "tampered":
             content[len(content) // 2] ^= 0x01
@@ -276,14 +278,7 @@ async def test_a_tampered_letter_is_shown_invalid_to_the_recipient(
             letter["content"] = "not base64 at all!"
         if label == "not-an-object":
             letter = "a letter"
-        announced = {**requested["letter"], "registration_number": number}
-        await _forge(
-            runtime,
-            centre,
-            opeka,
-            EnvelopeType.REFERRAL_REQUESTED,
-            {**requested, "referral_id": str(referral_id), "letter": announced},
-        )
+        await _forge_referral(runtime, centre, opeka, requested, referral_id, number)
         await _forge(
             runtime, centre, opeka, EnvelopeType.REFERRAL_LETTER, {"referral_id": str(referral_id), "letter": letter}
         )
@@ -325,10 +320,7 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     agencies: tuple[Agency, Agency, Agency], runtime: Runtime
 ) -> None:
     centre, opeka, _ = agencies
-    case, _ = await open_case(centre, opeka)
-    original = await _send(centre, case, opeka)
-    await _ready(opeka, original["id"])
-    requested = await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_REQUESTED)
+    original, requested = await _delivered_with_letter(runtime, centre, opeka)
     sent_letter = (await _opened(runtime, centre, opeka, original["id"], EnvelopeType.REFERRAL_LETTER))["letter"]
     pdf = base64.b64decode(sent_letter["content"])
     deps = runtime.exchange
@@ -373,14 +365,7 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
         assert await session.scalar(letters_applied) == 1
     assert (await opeka.get(f"/api/v1/referrals/{referral_id}")).status_code == 404
 
-    announced = {**requested["letter"], "registration_number": number}
-    await _forge(
-        runtime,
-        centre,
-        opeka,
-        EnvelopeType.REFERRAL_REQUESTED,
-        {**requested, "referral_id": str(referral_id), "letter": announced},
-    )
+    await _forge_referral(runtime, centre, opeka, requested, referral_id, number)
     arrived = await _ready(opeka, str(referral_id))
     assert arrived["letter"] == {
         "registration_number": number,
@@ -394,11 +379,11 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
     assert download.content == pdf
 
 
-class _CrashingRenderer:
-    """A layout that never finishes: the node dies while laying the letter out."""
+class _LayoutInTheWay:
+    """The real renderer, with a test's own layout step in front of it; all else goes straight through."""
 
     def __init__(self, inner: LetterRenderer) -> None:
-        self.inner, self.started = inner, asyncio.Event()
+        self.inner = inner
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -410,34 +395,32 @@ class _CrashingRenderer:
 
     def warm_up(self) -> None:
         self.inner.warm_up()
+
+    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
+        return await self.inner.typeset(root, template, data, created)
+
+
+class _CrashingRenderer(_LayoutInTheWay):
+    """A layout that never finishes: the node dies while laying the letter out."""
+
+    def __init__(self, inner: LetterRenderer) -> None:
+        super().__init__(inner)
+        self.started = asyncio.Event()
 
     async def render(self, content: LetterContent) -> bytes:
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
-        return await self.inner.typeset(root, template, data, created)
 
-
-class _BatchRenderer:
+class _BatchRenderer(_LayoutInTheWay):
     """The real layout, held until `together` letters are being laid out at once; one letter's layout fails."""
 
     def __init__(self, inner: LetterRenderer, *, together: int, failing: str) -> None:
-        self.inner, self.together, self.failing = inner, together, failing
+        super().__init__(inner)
+        self.together, self.failing = together, failing
         self.in_layout, self.most_at_once = 0, 0
         self._all_in = asyncio.Event()
-
-    @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return self.inner.zone
-
-    @property
-    def unavailable(self) -> LetterUnavailable | None:
-        return None
-
-    def warm_up(self) -> None:
-        self.inner.warm_up()
 
     async def render(self, content: LetterContent) -> bytes:
         self.in_layout += 1
@@ -451,9 +434,6 @@ class _BatchRenderer:
             return await self.inner.render(content)
         finally:
             self.in_layout -= 1
-
-    async def typeset(self, root: Path, template: str, data: Mapping[str, Any], created: dt.datetime) -> bytes:
-        return await self.inner.typeset(root, template, data, created)
 
 
 async def test_a_restarted_worker_lays_out_a_pending_letter_exactly_once(

@@ -78,6 +78,19 @@ async def commission_case(kdn: Agency) -> dict[str, Any]:
     return body
 
 
+def plan_for_today(case: dict[str, Any], *tasks: dict[str, Any], title: str = "План", **extra: Any) -> dict[str, Any]:
+    """A plan for `case` whose period is today, with these tasks."""
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    return {
+        "case_id": case["id"],
+        "title": title,
+        "period_from": today,
+        "period_until": today,
+        **extra,
+        "tasks": list(tasks),
+    }
+
+
 def task(case: dict[str, Any], to: Agency, title: str, complete_in: dt.timedelta, **extra: Any) -> dict[str, Any]:
     return {
         "title": title,
@@ -315,19 +328,14 @@ async def test_a_task_the_policy_refuses_stops_the_whole_plan(planning: Planning
     kdn, school = planning.kdn, planning.school
     police = await agency(kdn.api, runtime, "pdn", TenantKind.POLICE_JUVENILE_UNIT, Role.INTAKE)
     case = await commission_case(kdn)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
     refused = await kdn.post(
         "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План ИПР",
-            "period_from": today,
-            "period_until": today,
-            "tasks": [
-                task(case, school, SCHOOL_TASK, dt.timedelta(days=10)),
-                task(case, police, "Провести профилактическую беседу", dt.timedelta(days=10)),
-            ],
-        },
+        plan_for_today(
+            case,
+            task(case, school, SCHOOL_TASK, dt.timedelta(days=10)),
+            task(case, police, "Провести профилактическую беседу", dt.timedelta(days=10)),
+            title="План ИПР",
+        ),
     )
     assert refused.status_code == 403, refused.text
     problem = refused.json()
@@ -353,28 +361,15 @@ async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime
     kdn, school, opeka = planning.kdn, planning.school, planning.opeka
     other = await agency(kdn.api, runtime, "kdn-2", TenantKind.JUVENILE_COMMISSION, Role.SPECIALIST)
     case = await commission_case(kdn)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
     created = await kdn.post(
         "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План",
-            "period_from": today,
-            "period_until": today,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
+        plan_for_today(case, task(case, school, SCHOOL_TASK, dt.timedelta(days=10))),
     )
     assert created.status_code == 201, created.text
     plan_id = created.json()["id"]
     second = await kdn.post(
         "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План 2",
-            "period_from": today,
-            "period_until": today,
-            "tasks": [task(case, school, CLINIC_TASK, dt.timedelta(days=10))],
-        },
+        plan_for_today(case, task(case, school, CLINIC_TASK, dt.timedelta(days=10)), title="План 2"),
     )
     assert second.status_code == 201, second.text
     first_page = (await kdn.get("/api/v1/plans?limit=1")).json()
@@ -397,13 +392,7 @@ async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime
     # A plan cannot be issued for another agency's case either.
     foreign_case = await other.post(
         "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План",
-            "period_from": today,
-            "period_until": today,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
+        plan_for_today(case, task(case, school, SCHOOL_TASK, dt.timedelta(days=10))),
     )
     assert foreign_case.status_code == 404
 
@@ -411,14 +400,7 @@ async def test_plans_of_other_agencies_are_not_found(planning: Planning, runtime
 async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, runtime: Runtime) -> None:
     centre = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
     case = await commission_case(centre)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    body = {
-        "case_id": case["id"],
-        "title": "План",
-        "period_from": today,
-        "period_until": today,
-        "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
-    }
+    body = plan_for_today(case, task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10)))
     refused = await centre.post("/api/v1/plans", body)
     assert refused.status_code == 403
     assert refused.json()["type"].endswith("/forbidden")
@@ -433,21 +415,18 @@ async def test_only_commissions_and_supervisors_issue_plans(planning: Planning, 
     assert "period_until" in invalid.json()["detail"]
 
 
+async def issue_plan_closed_on_request(issuer: Agency, case: dict[str, Any], to: Agency) -> httpx.Response:
+    """`issuer` issues a plan for today with one task for `to`, that closes only when someone closes it."""
+    return await issuer.post(
+        "/api/v1/plans",
+        plan_for_today(case, task(case, to, SCHOOL_TASK, dt.timedelta(days=10)), auto_close=False),
+    )
+
+
 async def test_a_plan_that_closes_on_request_waits_for_its_tasks(planning: Planning, runtime: Runtime) -> None:
     kdn, school = planning.kdn, planning.school
     case = await commission_case(kdn)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await kdn.post(
-        "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План",
-            "period_from": today,
-            "period_until": today,
-            "auto_close": False,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
-    )
+    created = await issue_plan_closed_on_request(kdn, case, school)
     assert created.status_code == 201, created.text
     plan = created.json()
     early = await kdn.post(f"/api/v1/plans/{plan['id']}/close", {})
@@ -471,18 +450,7 @@ async def test_only_issuers_add_tasks_to_or_close_a_plan(planning: Planning, run
     supervisor = await agency(planning.kdn.api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SUPERVISOR)
     specialist = await colleague(runtime, supervisor, Role.SPECIALIST)
     case = await commission_case(supervisor)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    created = await supervisor.post(
-        "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": "План",
-            "period_from": today,
-            "period_until": today,
-            "auto_close": False,
-            "tasks": [task(case, planning.school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
-    )
+    created = await issue_plan_closed_on_request(supervisor, case, planning.school)
     assert created.status_code == 201, created.text
     plan_id = created.json()["id"]
     # A plain specialist of an agency that is not a commission may read the plan, but not extend or close it.
@@ -505,14 +473,7 @@ async def test_only_issuers_add_tasks_to_or_close_a_plan(planning: Planning, run
 async def test_two_requests_with_one_idempotency_key_make_one_plan(planning: Planning, runtime: Runtime) -> None:
     kdn, school = planning.kdn, planning.school
     case = await commission_case(kdn)
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    body = {
-        "case_id": case["id"],
-        "title": "План",
-        "period_from": today,
-        "period_until": today,
-        "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-    }
+    body = plan_for_today(case, task(case, school, SCHOOL_TASK, dt.timedelta(days=10)))
     same = await asyncio.gather(
         *(kdn.post("/api/v1/plans", body, headers={"Idempotency-Key": "race-1"}) for _ in range(3))
     )
@@ -535,16 +496,9 @@ async def test_two_requests_with_one_idempotency_key_make_one_plan(planning: Pla
 async def withdrawn_plan(kdn: Agency, school: Agency, case: dict[str, Any], title: str) -> str:
     """A self-closing plan whose one task the commission cancelled itself: nothing comes back over the bus, so the
     plan stays stored as open until it is read."""
-    today = dt.datetime.now(dt.UTC).date().isoformat()
     created = await kdn.post(
         "/api/v1/plans",
-        {
-            "case_id": case["id"],
-            "title": title,
-            "period_from": today,
-            "period_until": today,
-            "tasks": [task(case, school, SCHOOL_TASK, dt.timedelta(days=10))],
-        },
+        plan_for_today(case, task(case, school, SCHOOL_TASK, dt.timedelta(days=10)), title=title),
     )
     assert created.status_code == 201, created.text
     plan: dict[str, Any] = created.json()

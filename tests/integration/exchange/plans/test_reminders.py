@@ -37,7 +37,7 @@ from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tests.environment import TravelClock, empty_bus, settings_for
 from tests.factories import make_user
-from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, referral_body
+from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, parent_consents, referral_body
 from tests.polling import eventually
 
 
@@ -99,6 +99,24 @@ async def settings(
     return settings
 
 
+async def centre_and_opeka(api: Any, runtime: Runtime) -> tuple[Agency, Agency]:
+    """A social centre's specialist and a guardianship body's intake officer, each of their own agency."""
+    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
+    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    return centre, opeka
+
+
+def smtp_mail(runtime: Runtime, clock: TravelClock, port: int) -> ReminderMail:
+    server = SmtpServer("127.0.0.1", port, "cb@example.org", starttls=False)
+    return ReminderMail(
+        runtime.sessions,
+        clock,
+        SmtpMailer(server),
+        lead=runtime.settings.reminders.lead,
+        base_url=runtime.settings.server.base_url,
+    )
+
+
 async def staff(runtime: Runtime, agency_: Agency, role: str, address: str, language: str | None) -> User:
     async with platform_session(runtime.sessions) as session:
         tenant = await session.scalar(select(Tenant).where(Tenant.id == agency_.id))
@@ -122,17 +140,7 @@ async def sent_referral(centre: Agency, opeka: Agency, key_worker: User) -> str:
     )
     assert case.status_code == 201, case.text
     body = case.json()
-    consent = await centre.post(
-        f"/api/v1/cases/{body['id']}/consents",
-        {
-            "subject_id": body["subjects"][0]["id"],
-            "given_by": {"name": PARENT_NAME, "relation": "parent"},
-            "purposes": ["social_support"],
-            "categories": ["identity"],
-            "recipients": {"tenants": [str(opeka.id)], "kinds": []},
-            "valid_until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
-        },
-    )
+    consent = await parent_consents(centre, body, opeka, ["identity"])
     assert consent.status_code == 201, consent.text
     sent = await centre.post("/api/v1/referrals", referral_body(body, opeka.id, ["identity"]))
     assert sent.status_code == 201, sent.text
@@ -177,8 +185,7 @@ async def test_reminders_are_shown_and_emailed_once(
     api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
 ) -> None:
     sink = smtp_sink[0]
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", "en")
     referral_id = await sent_referral(centre, opeka, key_worker)  # respond_by in 3 days, complete_by in 30
@@ -261,8 +268,7 @@ async def test_reminders_are_shown_and_emailed_once(
 async def test_without_smtp_reminders_are_shown_but_not_mailed(
     api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
 ) -> None:
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
     referral_id = await sent_referral(centre, opeka, key_worker)
@@ -286,8 +292,7 @@ async def test_a_refused_email_is_retried_later_and_then_sent_once(
     api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
 ) -> None:
     sink, port = smtp_sink
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
     await sent_referral(centre, opeka, key_worker)
@@ -295,13 +300,7 @@ async def test_a_refused_email_is_retried_later_and_then_sent_once(
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    lead, base_url = runtime.settings.reminders.lead, runtime.settings.server.base_url
-
-    def mail_via(smtp_port: int) -> ReminderMail:
-        server = SmtpServer("127.0.0.1", smtp_port, "cb@example.org", starttls=False)
-        return ReminderMail(runtime.sessions, clock, SmtpMailer(server), lead=lead, base_url=base_url)
-
-    down, up = mail_via(closed), mail_via(port)
+    down, up = smtp_mail(runtime, clock, closed), smtp_mail(runtime, clock, port)
     assert await down.run_once() == 0
     async with platform_session(runtime.sessions) as session:
         (row,) = list(await session.scalars(select(ReminderSent)))
@@ -327,24 +326,12 @@ async def deactivate(runtime: Runtime, user: User) -> None:
         await set_active_by_operator(session, runtime.clock, user=row, active=False)
 
 
-def smtp_mail(runtime: Runtime, clock: TravelClock, port: int) -> ReminderMail:
-    server = SmtpServer("127.0.0.1", port, "cb@example.org", starttls=False)
-    return ReminderMail(
-        runtime.sessions,
-        clock,
-        SmtpMailer(server),
-        lead=runtime.settings.reminders.lead,
-        base_url=runtime.settings.server.base_url,
-    )
-
-
 @pytest.mark.parametrize("mail_enabled", [False])
 async def test_a_deactivated_person_s_reminders_go_to_colleagues(
     api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
 ) -> None:
     sink, port = smtp_sink
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     colleague = await staff(runtime, centre, Role.SPECIALIST, "colleague@semya.example.org", None)
     intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
@@ -383,8 +370,7 @@ async def test_a_message_that_cannot_be_built_is_recorded_and_the_rest_still_go(
     api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     sink, port = smtp_sink
-    centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
-    opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
+    centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     broken = await staff(runtime, opeka, Role.INTAKE, "broken@opeka.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)

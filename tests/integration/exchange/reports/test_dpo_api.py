@@ -23,10 +23,7 @@ from tenants.models import Role, Scope, Tenant
 from tenants.persistence import platform_session
 from tests.factories import access_token, make_client
 from tests.integration.helpers.agencies import (
-    CHILD_BIRTH,
-    CHILD_NAME,
-    CHILD_SNILS,
-    PARENT_NAME,
+    PERSONAL_DATA,
     Agency,
     open_case,
     referral_body,
@@ -213,7 +210,7 @@ async def test_subject_report_as_json_csv_and_pdf(agencies: tuple[Agency, Agency
     assert second_row.status_code == 200
     assert list(csv.reader(io.StringIO(second_row.text)))[1] == table[1]  # the newest before the CSV's own read
 
-    for personal in (CHILD_NAME, "Иванова", CHILD_BIRTH, CHILD_SNILS, PARENT_NAME):
+    for personal in PERSONAL_DATA:
         assert personal not in response.text
         assert personal not in as_csv.text
 
@@ -243,7 +240,7 @@ async def test_subject_report_as_json_csv_and_pdf(agencies: tuple[Agency, Agency
     assert "Отчёт о доступе" in text
     assert "Agency opeka" in text
     assert child in text
-    for personal in (CHILD_NAME, "Иванова", CHILD_BIRTH, CHILD_SNILS, PARENT_NAME):
+    for personal in PERSONAL_DATA:
         assert personal not in text
 
 

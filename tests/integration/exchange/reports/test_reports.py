@@ -57,15 +57,7 @@ async def _report(agency: Agency, **params: str) -> dict[str, Any]:
 @pytest.fixture
 async def later(network: Network, clock: TravelClock) -> Network:
     """The scenario plus one more referral sent at S+12d, outside the reported period."""
-    case, _ = await open_case(network.centre, network.opeka)
-    body = referral_body(
-        case,
-        network.opeka.id,
-        ["identity"],
-        respond_by=(clock.now() + dt.timedelta(days=3)).isoformat(),
-        complete_by=(clock.now() + dt.timedelta(days=30)).isoformat(),
-    )
-    assert (await network.centre.post("/api/v1/referrals", body)).status_code == 201
+    assert (await network.send_another(clock)).status_code == 201
     return network
 
 

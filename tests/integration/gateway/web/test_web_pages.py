@@ -97,42 +97,22 @@ async def test_specialist_and_intake_flow_with_isolation(english: Client, runtim
     composer = ok(await api.get(f"{case_path}/referrals/new", params={"to": str(opeka.id)}))
     assert 'value="identity">' in composer
     assert 'value="health" disabled' in composer
-    response = await form(
-        api,
-        f"{case_path}/referrals/new",
-        {
-            "to": str(opeka.id),
-            "purpose": "social_support",
-            "basis": "consent",
-            "subjects": subject_id.group(1),
-            "categories": ["identity", "health"],
-            "kind": "referral",
-            "urgency": "urgent",
-            "problem": "No school place",
-            "requested_service": "Arrange a place",
-            "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-            "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
-        },
-    )
+    referral = {
+        "to": str(opeka.id),
+        "purpose": "social_support",
+        "basis": "consent",
+        "subjects": subject_id.group(1),
+        "kind": "referral",
+        "urgency": "urgent",
+        "problem": "No school place",
+        "requested_service": "Arrange a place",
+        "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+        "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
+    }
+    response = await form(api, f"{case_path}/referrals/new", {**referral, "categories": ["identity", "health"]})
     assert response.status_code == 400
     assert "No active consent covers sharing" in response.text
-    response = await form(
-        api,
-        f"{case_path}/referrals/new",
-        {
-            "to": str(opeka.id),
-            "purpose": "social_support",
-            "basis": "consent",
-            "subjects": subject_id.group(1),
-            "categories": ["identity"],
-            "kind": "referral",
-            "urgency": "urgent",
-            "problem": "No school place",
-            "requested_service": "Arrange a place",
-            "respond_by": (dt.date.today() + dt.timedelta(days=3)).isoformat(),
-            "complete_by": (dt.date.today() + dt.timedelta(days=20)).isoformat(),
-        },
-    )
+    response = await form(api, f"{case_path}/referrals/new", {**referral, "categories": ["identity"]})
     referral_path = location(response)
     assert "The referral is sent." in ok(await api.get(referral_path))
 
