@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from tenants.models import Role, TenantKind
 from tests.factories import access_token, make_client, make_tenant
 from tests.integration.helpers.agencies import referral_body
-from tests.polling import eventually
+from tests.polling import eventually, eventually_blocking
 from tests.processes import CASEBRIDGE, Gateway, NatsServer, WorkerProcess, children_of, free_port
 
 WITHIN_S = 60.0
@@ -59,12 +59,14 @@ def test_sqlite_refuses_a_second_process_and_says_to_use_postgresql(tmp_path: Pa
     server = subprocess.Popen([CASEBRIDGE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base_url = env["CASEBRIDGE_BASE_URL"]
-        for _ in range(600):
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                    break
+
+        def ready() -> bool:
             assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            subprocess.run(["sleep", "0.1"], check=True)
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200
+            return False
+
+        eventually_blocking(ready, within=60, every=0.1, what="casebridge serve on SQLite answering /health/ready")
         for second in (["serve", "--port", str(free_port())], ["worker"], ["worker", "--only", "relay"]):
             refused = _casebridge(env, *second)
             assert refused.returncode != 0, second
