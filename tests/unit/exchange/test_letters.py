@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 import uuid
 import zoneinfo
 
@@ -33,6 +32,7 @@ from tenants.algorithms import DEPRECATED_ACCEPTED_UNTIL
 from tenants.errors import InvalidInput
 from tests.letters import version_1_signature
 from tests.pdf import fonts, pdf_text, pdfa_conformance
+from tests.polling import eventually_blocking
 
 # Letter format version 1 names its signature "EdDSA", which RFC 9864 deprecates; its tests read it on purpose.
 reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
@@ -155,11 +155,13 @@ def test_the_pool_ends_with_the_process_that_made_it() -> None:
         finally:
             gateway.kill()  # leaving the block closes the pipe and reaps the process
     for pid in pool:
-        for _ in range(600):  # polled, not timed: each process is given up to a minute to notice
-            if not _alive(pid):
-                break
-            time.sleep(0.1)
-        assert not _alive(pid), f"pool process {pid} outlived its gateway"
+        # Polled, not timed: each process is given up to a minute to notice.
+        eventually_blocking(
+            lambda: not _alive(pid),  # noqa: B023 - polled at once, for this pid
+            within=60,
+            every=0.1,
+            what=f"pool process {pid} ending with its gateway",
+        )
 
 
 def _alive(pid: int) -> bool:
