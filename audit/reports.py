@@ -110,6 +110,11 @@ async def report_pdf(report: SubjectReport, typeset: Typeset) -> bytes:
     return await typeset(TEMPLATES, "subject_report.typ", report_pdf_data(report), report.generated_at)
 
 
+async def report_file(report: SubjectReport, report_format: ReportFormat, typeset: Typeset) -> bytes:
+    """The report as the file `report_format` names (PDF or CSV), with its media type in MEDIA_TYPES."""
+    return await report_pdf(report, typeset) if report_format is ReportFormat.PDF else report_csv(report)
+
+
 def report_pdf_data(report: SubjectReport) -> dict[str, Any]:
     rows = report.items or []
     generated = f"Сформирован / Generated: {report.generated_at:%Y-%m-%d %H:%M:%SZ}   Записей / Rows: {len(rows)}"

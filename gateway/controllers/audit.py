@@ -97,11 +97,7 @@ class AuditController(Controller):
             )
         if report_format is ReportFormat.JSON:
             return Response(report)
-        body = (
-            await reports.report_pdf(report, ctx.deps.letters.typeset)
-            if report_format is ReportFormat.PDF
-            else reports.report_csv(report)
-        )
+        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
         return Response(
             body,
             media_type=reports.MEDIA_TYPES[report_format],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -28,6 +27,7 @@ from exchange.context import Context
 from exchange.referrals import threads as messages
 from gateway.auth.guards import needs
 from gateway.controllers.context import open_context, runtime_of
+from gateway.files import attachment
 from tenants.errors import InvalidInput
 from tenants.models import Role, Scope
 
@@ -139,12 +139,4 @@ class CaseController(Controller):
     )
     async def download(self, ctx: NamedDependency[Context], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
         name, media_type, content = await messages.read_document(ctx, document_id=document_id)
-        return Response(
-            content,
-            media_type=media_type,
-            headers={
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-                "Cache-Control": "no-store",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        return attachment(content, media_type, name)

@@ -203,11 +203,7 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
         report = await queries.subject_report(
             ctx, subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE
         )
-    body = (
-        await reports.report_pdf(report, ctx.deps.letters.typeset)
-        if report_format is ReportFormat.PDF
-        else reports.report_csv(report)
-    )
+    body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
     return Response(
         body,
         media_type=reports.MEDIA_TYPES[report_format],

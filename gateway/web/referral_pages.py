@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any, Final
-from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
@@ -18,6 +17,7 @@ from exchange.referrals.models import Side
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import open_context, principal_of
+from gateway.files import attachment
 from gateway.web.casework import partner_names
 from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
@@ -190,7 +190,7 @@ async def assign(
 async def document(request: Request[Any, Any, Any], document_id: FromPath[uuid.UUID]) -> Response[bytes]:
     async with open_context(request) as ctx:
         name, media_type, content = await messages.read_document(ctx, document_id=document_id)
-    return _attachment(content, media_type, name)
+    return attachment(content, media_type, name)
 
 
 @get("/referrals/{referral_id:uuid}/letter.pdf", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_LETTER_READ))
@@ -205,20 +205,7 @@ async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
             f"/referrals/{referral_id}",
             error=_("The letter is still being prepared. Try again in a few seconds."),
         )
-    return _attachment(pdf.content, "application/pdf", pdf.name)
-
-
-def _attachment(content: bytes, media_type: str, name: str) -> Response[bytes]:
-    """A file to save, under its own name; never cached, and never sniffed as anything but its type."""
-    return Response(
-        content,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return attachment(pdf.content, "application/pdf", pdf.name)
 
 
 REFERRAL_ROUTES: list[HTTPRouteHandler] = [inbox, referral_page, transition, post_message, assign, document, letter]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from litestar import Request, Response, get
@@ -77,17 +78,36 @@ def _period(request: Request[Any, Any, Any], form: dict[str, str]) -> reporting.
         return {"until": _("The last day must not be before the first, and a report covers at most a year.")}
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What a report page or its CSV link asks for: the form as shown, its period and which box."""
+
+    form: dict[str, str]
+    period: reporting.Period
+    box: Literal["outgoing", "incoming"]
+
+
+def _asked(
+    request: Request[Any, Any, Any], period_from: str | None, until: str | None, box: str | None
+) -> _Asked | Response[Any]:
+    """The report asked for, or the form shown again with its fields marked (400)."""
+    form = _form(request, period_from, until, box)
+    period = _period(request, form)
+    if isinstance(period, dict):
+        return _render(request, form=form, errors=period, status=400)
+    return _Asked(form, period, "incoming" if form["box"] == "incoming" else "outgoing")
+
+
 @get(REPORTS, **page(*_READERS, Action.EXCHANGE_REPORT_READ))
 async def report_page(
     request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
 ) -> Response[Any]:
     _ = translator(request)
-    form = _form(request, period_from, until, box)
-    period = _period(request, form)
-    if isinstance(period, dict):
-        return _render(request, form=form, errors=period, status=400)
-    chosen: Literal["outgoing", "incoming"] = "incoming" if form["box"] == "incoming" else "outgoing"
-    report = await _report(request, period, chosen)
+    asked = _asked(request, period_from, until, box)
+    if isinstance(asked, Response):
+        return asked
+    form, chosen = asked.form, asked.box
+    report = await _report(request, asked.period, chosen)
     section = getattr(report, chosen)
     language: charts.Language = "ru" if language_of(request) == "ru" else "en"
     figures = {
@@ -108,14 +128,12 @@ async def report_page(
 async def report_csv(
     request: Request[Any, Any, Any], period_from: From = None, until: Until = None, box: BoxField = None
 ) -> Response[Any]:
-    form = _form(request, period_from, until, box)
-    period = _period(request, form)
-    if isinstance(period, dict):
-        # A download link with a bad period: the report's form with the field marked, rather than a file.
-        return _render(request, form=form, errors=period, status=400)
-    chosen: Literal["outgoing", "incoming"] = "incoming" if form["box"] == "incoming" else "outgoing"
-    report = await _report(request, period, chosen)
-    name = f"referrals-{chosen}-{period.start:%Y%m%d}.csv"
+    # A download link with a bad period gets the report's form with the field marked, rather than a file.
+    asked = _asked(request, period_from, until, box)
+    if isinstance(asked, Response):
+        return asked
+    report = await _report(request, asked.period, asked.box)
+    name = f"referrals-{asked.box}-{asked.period.start:%Y%m%d}.csv"
     return Response(
         reporting.report_csv(report),
         media_type="text/csv",
