@@ -164,6 +164,11 @@ async def assign_referral(ctx: Context, *, referral_id: uuid.UUID, assignee_id: 
     return referral
 
 
+async def assignee_of(ctx: Context, *, referral_id: uuid.UUID) -> uuid.UUID | None:
+    """Who in the caller's organisation the referral copy is assigned to, if anyone."""
+    return (await access_referral(ctx.session, ctx.principal, referral_id, for_write=False)).assignee_id
+
+
 async def assignable_staff(ctx: Context) -> list[User]:
     """The caller's colleagues who can work on incoming referrals, by email."""
     session, principal = ctx.session, ctx.principal

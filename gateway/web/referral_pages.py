@@ -92,7 +92,7 @@ async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[u
         )
         side = Side.SENDER if referral.from_tenant_id == principal.tenant_id else Side.RECIPIENT
         colleagues = await worklist.assignable_staff(ctx) if side is Side.RECIPIENT else []
-        assignee = await _assignee(ctx.session, principal, referral_id) if side is Side.RECIPIENT else None
+        assignee = await worklist.assignee_of(ctx, referral_id=referral_id) if side is Side.RECIPIENT else None
     partners = await partner_names(request, {referral.from_tenant_id, referral.to_tenant_id})
     may_act = principal.has_role(*_side_roles(side))
     actions = sorted(t for (current, t), who in TRANSITIONS.items() if current == referral.status and who == side)
@@ -127,12 +127,6 @@ def _side_roles(side: Side) -> tuple[str, ...]:
     from exchange.referrals.access import REFERRAL_ACTORS
 
     return tuple(REFERRAL_ACTORS[side])
-
-
-async def _assignee(session: Any, principal: Any, referral_id: uuid.UUID) -> uuid.UUID | None:
-    from exchange.referrals.access import access_referral
-
-    return (await access_referral(session, principal, referral_id, for_write=False)).assignee_id
 
 
 @post(
