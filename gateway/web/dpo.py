@@ -16,6 +16,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit import reports
 from audit.events import Action
@@ -72,12 +73,14 @@ def _shown(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "at": dt.datetime.fromisoformat(event["time"])}
 
 
-async def _actors(request: Request[Any, Any, Any], session: Any, events: list[dict[str, Any]]) -> dict[str, str]:
+async def _actors(
+    request: Request[Any, Any, Any], session: AsyncSession, events: list[dict[str, Any]]
+) -> dict[str, str]:
     """Partner organisations' names for the events' actors; the caller's own actors are shown as themselves."""
     return await _partners(request, session, {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]})
 
 
-async def _partners(request: Request[Any, Any, Any], session: Any, tenants: set[uuid.UUID]) -> dict[str, str]:
+async def _partners(request: Request[Any, Any, Any], session: AsyncSession, tenants: set[uuid.UUID]) -> dict[str, str]:
     """Partner organisations' names by id; the caller's own organisation is shown as itself, so it is left out."""
     names = await admin.organisation_names(session, tenants - {principal_of(request).tenant_id})
     return {str(k): v for k, v in names.items()}
@@ -120,7 +123,7 @@ async def search_page(
     )
 
 
-async def _actor_id(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+async def _actor_id(session: AsyncSession, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
     """The actor the search names: by id, or a colleague by email address (None: no one)."""
     try:
         return uuid.UUID(text.strip())
@@ -128,7 +131,7 @@ async def _actor_id(session: Any, request: Request[Any, Any, Any], text: str) ->
         return await _staff_by_email(session, request, text)
 
 
-async def _staff_by_email(session: Any, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+async def _staff_by_email(session: AsyncSession, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
     try:
         user = await admin.user_by_email(session, tenant_id=principal_of(request).tenant_id, email=text)
     except (NotFound, InvalidInput):
