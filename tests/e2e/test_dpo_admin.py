@@ -24,6 +24,7 @@ from tests.factories import ClientKey, client_assertion, make_client, token_form
 
 
 def check(page: Page, name: str) -> None:
+    page.wait_for_load_state()  # a click that navigates returns once the new page starts, not once it has loaded
     assert page.locator("html").get_attribute("lang") == "en"
     assert "Traceback" not in page.content()
     axe_check(page)

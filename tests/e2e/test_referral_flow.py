@@ -9,7 +9,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import Agencies, axe_check, reload_until, screenshot, sign_in
 
@@ -43,6 +43,7 @@ TEXTS = {
 
 
 def check(page: Page, name: str, language: str) -> None:
+    page.wait_for_load_state()  # a click that navigates returns once the new page starts, not once it has loaded
     assert page.locator("html").get_attribute("lang") == language
     assert "Traceback" not in page.content()
     axe_check(page)
@@ -124,7 +125,7 @@ def test_consent_referral_outcome_and_isolation(
     assert say["inbox"] in intake.locator("h1").inner_text()
     check(intake, "inbox", language)
     intake.click(f"a[href='{referral_path}']")
-    assert "Мария Иванова" in intake.content()
+    expect(intake.locator("main")).to_contain_text("Мария Иванова")
     check(intake, "referral-received", language)
     intake.click("form:has(input[value=accepted]) button[type=submit]")
     assert say["updated"] in intake.locator(".flash").inner_text()
