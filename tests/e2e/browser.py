@@ -222,6 +222,15 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
+def check_page(page: Page, name: str, language: str) -> None:
+    """The page is in `language`, shows no traceback, passes the axe check, and is saved as a screenshot."""
+    page.wait_for_load_state()  # a click that navigates returns once the new page starts, not once it has loaded
+    assert page.locator("html").get_attribute("lang") == language
+    assert "Traceback" not in page.content()
+    axe_check(page)
+    screenshot(page, f"{language}-{name}")
+
+
 def reload_until(page: Page, path: str, text: str, *, within: float = 30.0) -> None:
     """Reload `path` until `text` shows: the partner's node applies envelopes from the bus in the background."""
 

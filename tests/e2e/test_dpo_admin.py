@@ -19,16 +19,8 @@ from sqlalchemy import select
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
-from tests.e2e.browser import Agencies, LiveServer, axe_check, reload_until, screenshot, sign_in
+from tests.e2e.browser import Agencies, LiveServer, check_page, reload_until, sign_in
 from tests.factories import ClientKey, client_assertion, make_client, token_form
-
-
-def check(page: Page, name: str) -> None:
-    page.wait_for_load_state()  # a click that navigates returns once the new page starts, not once it has loaded
-    assert page.locator("html").get_attribute("lang") == "en"
-    assert "Traceback" not in page.content()
-    axe_check(page)
-    screenshot(page, f"en-{name}")
 
 
 def _api(live_server: LiveServer, tenant_id: str) -> httpx.Client:
@@ -111,9 +103,9 @@ def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
     dpo = new_page("en")
     sign_in(dpo, agencies.centre.staff["dpo"])
     dpo.goto("/dpo")
-    check(dpo, "dpo-search")
+    check_page(dpo, "dpo-search", "en")
     dpo.click("nav.tabs a[href='/dpo/subjects']")
-    check(dpo, "dpo-subject-form")
+    check_page(dpo, "dpo-subject-form", "en")
     # The partner's read reaches the centre's trail as an access receipt over the bus: look until it is there.
     for _ in range(60):
         dpo.fill("#subject_id", child)
@@ -125,7 +117,7 @@ def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
     assert "exchange:referral:read" in row.inner_text()
     assert "Intake officer" in row.inner_text()
     assert "Мария" not in dpo.content()  # the report names no one
-    check(dpo, "dpo-subject-report")
+    check_page(dpo, "dpo-subject-report", "en")
 
     with dpo.expect_download() as pdf_download:
         dpo.click("a[href$='/report.pdf']")
@@ -140,11 +132,11 @@ def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
 
     for path, name in (("/dpo/review", "dpo-review"), ("/dpo/anomalies", "dpo-anomalies")):
         dpo.goto(path)
-        check(dpo, name)
+        check_page(dpo, name, "en")
     dpo.goto("/dpo/verification")
     dpo.click("form[action='/dpo/verification'] button[type=submit]")
     assert "no problems were found" in dpo.locator(".flash").inner_text()
-    check(dpo, "dpo-verification")
+    check_page(dpo, "dpo-verification", "en")
 
     # A user of a third agency without the DPO role cannot open the console.
     outsider = new_page("en")
@@ -159,25 +151,25 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     admin = new_page("en")
     sign_in(admin, agencies.centre.staff["admin"])
     admin.goto("/admin")
-    check(admin, "admin-staff")
+    check_page(admin, "admin-staff", "en")
 
     email = f"new-{uuid.uuid4().hex[:8]}@semya.example"
     admin.click("main a[href='/admin/invite']")
-    check(admin, "admin-invite")
+    check_page(admin, "admin-invite", "en")
     admin.fill("#email", email)
     admin.fill("#display_name", "Анна Петрова")
     admin.check("#role-intake")
     admin.click("form[action='/admin/invite'] button[type=submit]")
     link = admin.input_value("#invitation-link")
     assert link.startswith(f"{live_server.base_url}/account/invitation/")
-    check(admin, "admin-invited")
+    check_page(admin, "admin-invited", "en")
     admin.click("a:has-text('Back to the account')")
     assert "Invited, not yet accepted" in admin.locator("main").inner_text()
-    check(admin, "admin-user")
+    check_page(admin, "admin-user", "en")
 
     invitee = new_page("en")
     invitee.goto(link)
-    check(invitee, "invitation")
+    check_page(invitee, "invitation", "en")
     invitee.fill("#new_password", "the newcomer's own passphrase")
     invitee.fill("#confirmation", "the newcomer's own passphrase")
     invitee.click("main form button[type=submit]")
@@ -191,7 +183,7 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     # An API client registered with its public key, then revoked.
     key = OKPKey.generate_key("Ed25519", {"kid": "e2e-desk"})
     admin.goto("/admin/clients/new")
-    check(admin, "admin-client-new")
+    check_page(admin, "admin-client-new", "en")
     admin.fill("#name", "Intake desk")
     admin.fill("#jwk", json.dumps(key.as_dict(private=False)))
     admin.select_option("#role", "intake")
@@ -200,7 +192,7 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     assert "The client was registered." in admin.locator(".flash").inner_text()
     client_id = re.search(r"client_id is ([0-9a-f-]{36})", admin.locator(".flash").inner_text())
     assert client_id is not None
-    check(admin, "admin-clients")
+    check_page(admin, "admin-clients", "en")
     token = _token(live_server, ClientKey(client_id.group(1), uuid.UUID(agencies.centre.id), key))
     assert _inbox_status(live_server, token) == 200
 
@@ -211,7 +203,7 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     assert _inbox_status(live_server, token) == 401  # its token stopped working at once
 
     admin.goto("/admin/keys")
-    check(admin, "admin-keys")
+    check_page(admin, "admin-keys", "en")
     admin.check("#confirm")
     admin.click("form[action='/admin/keys/rotate'] button[type=submit]")
     assert "New keys are in use." in admin.locator(".flash").inner_text()

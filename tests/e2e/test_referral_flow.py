@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Agencies, axe_check, reload_until, screenshot, sign_in
+from tests.e2e.browser import Agencies, check_page, reload_until, sign_in
 
 # What each page must say, in the language of the run.
 TEXTS = {
@@ -42,14 +42,6 @@ TEXTS = {
 }
 
 
-def check(page: Page, name: str, language: str) -> None:
-    page.wait_for_load_state()  # a click that navigates returns once the new page starts, not once it has loaded
-    assert page.locator("html").get_attribute("lang") == language
-    assert "Traceback" not in page.content()
-    axe_check(page)
-    screenshot(page, f"{language}-{name}")
-
-
 @pytest.mark.parametrize("language", ["en", "ru"])
 def test_consent_referral_outcome_and_isolation(
     language: str, agencies: Agencies, new_page: Callable[[str], Page]
@@ -59,15 +51,15 @@ def test_consent_referral_outcome_and_isolation(
 
     # The sign-in page, then the specialist's dashboard.
     specialist.goto("/login")
-    check(specialist, "sign-in", language)
+    check_page(specialist, "sign-in", language)
     sign_in(specialist, agencies.centre.staff["specialist"])
     assert specialist.url.endswith("/dashboard")
     assert say["dashboard"] in specialist.locator("h1").inner_text()
-    check(specialist, "dashboard", language)
+    check_page(specialist, "dashboard", language)
 
     # A case for a child.
     specialist.click("main a[href='/cases/new']")
-    check(specialist, "case-new", language)
+    check_page(specialist, "case-new", language)
     specialist.fill("#title", "Ивановы: школа")
     specialist.fill("#subject-0-name", "Мария Иванова")
     specialist.fill("#subject-0-birth", "2015-04-02")
@@ -77,7 +69,7 @@ def test_consent_referral_outcome_and_isolation(
     specialist.click("form[action='/cases/new'] button[type=submit]")
     assert say["case_opened"] in specialist.locator(".flash").inner_text()
     case_path = urlparse(specialist.url).path
-    check(specialist, "case", language)
+    check_page(specialist, "case", language)
 
     # Without a consent the composer shows why nothing can be ticked.
     specialist.click(f"a[href='{case_path}/referrals/new']")
@@ -88,7 +80,7 @@ def test_consent_referral_outcome_and_isolation(
 
     # The parent's consent, with the signed form uploaded.
     specialist.goto(f"{case_path}/consents/new")
-    check(specialist, "consent-form", language)
+    check_page(specialist, "consent-form", language)
     specialist.fill("#given_by_name", "Анна Иванова")
     specialist.select_option("#relation", "parent")
     specialist.check("#category-identity")
@@ -106,7 +98,7 @@ def test_consent_referral_outcome_and_isolation(
     specialist.click("form[method=get]:has(#purpose-choice) button[type=submit]")
     assert specialist.locator("#cat-identity").is_enabled()
     assert specialist.locator("#cat-health").is_disabled()
-    check(specialist, "composer", language)
+    check_page(specialist, "composer", language)
     specialist.check("#cat-identity")
     specialist.check("#cat-social_assessment")
     specialist.select_option("#urgency", "urgent")
@@ -116,17 +108,17 @@ def test_consent_referral_outcome_and_isolation(
     specialist.click("form[method=post]:has(#problem) button[type=submit]")
     assert say["sent"] in specialist.locator(".flash").inner_text()
     referral_path = urlparse(specialist.url).path
-    check(specialist, "referral-sent", language)
+    check_page(specialist, "referral-sent", language)
 
     # The partner's intake officer: inbox, accept, complete with an outcome.
     sign_in(intake, agencies.partner.staff["intake"])
     assert intake.url.endswith("/inbox")
     reload_until(intake, "/inbox", referral_path)
     assert say["inbox"] in intake.locator("h1").inner_text()
-    check(intake, "inbox", language)
+    check_page(intake, "inbox", language)
     intake.click(f"a[href='{referral_path}']")
     expect(intake.locator("main")).to_contain_text("Мария Иванова")
-    check(intake, "referral-received", language)
+    check_page(intake, "referral-received", language)
     intake.click("form:has(input[value=accepted]) button[type=submit]")
     assert say["updated"] in intake.locator(".flash").inner_text()
     intake.select_option("#to-final", "completed")
@@ -134,12 +126,12 @@ def test_consent_referral_outcome_and_isolation(
     intake.fill("#note", "Место в школе № 5 найдено")
     intake.click("form.outcome-form button[type=submit]")
     assert say["updated"] in intake.locator(".flash").inner_text()
-    check(intake, "referral-completed", language)
+    check_page(intake, "referral-completed", language)
 
     # The specialist sees the outcome once the status envelope has arrived.
     reload_until(specialist, referral_path, "Место в школе № 5 найдено")
     assert say["resolved"] in specialist.locator(".outcome").inner_text()
-    check(specialist, "referral-outcome", language)
+    check_page(specialist, "referral-outcome", language)
 
     # A user of a third agency: every page of this case and referral is a 404, as if it did not exist.
     sign_in(outsider, agencies.third.staff["specialist"])
@@ -148,7 +140,7 @@ def test_consent_referral_outcome_and_isolation(
         assert response is not None
         assert response.status == 404, path
         assert say["not_found"] in outsider.locator("h1").inner_text()
-    check(outsider, "not-found", language)
+    check_page(outsider, "not-found", language)
 
     # Signing out ends the session.
     specialist.click("form.sign-out button[type=submit]")
