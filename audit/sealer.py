@@ -167,6 +167,27 @@ async def sealer_lease_held(sessions: async_sessionmaker[AsyncSession], now: dt.
     return expires_at is not None and expires_at > now
 
 
+async def unsealed(session: AsyncSession) -> tuple[int, dt.datetime | None]:
+    """Events not sealed yet, and when the oldest of them was recorded, for the operator's sealer-lag gauges.
+
+    Counted, as the sealer's rounds look, among events from LATE_COMMIT_WINDOW_S before the newest sealed one on (a
+    primary-key range rather than an anti-join over the whole log); an event that committed later than that shows
+    only once the sealer's periodic full sweep has sealed it.
+    """
+    newest = await session.scalar(select(AuditSeal.event_id).order_by(AuditSeal.seq.desc()).limit(1))
+    query = (
+        select(func.count(), func.min(AuditEvent.recorded_at))
+        .select_from(AuditEvent)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+    )
+    floor = None if newest is None else _late_commit_floor(newest, LATE_COMMIT_WINDOW_S)
+    if floor is not None:
+        query = query.where(AuditEvent.id >= floor)
+    count, oldest = (await session.execute(query)).one()
+    return int(count), oldest
+
+
 class Sealer:
     """Seals audit events into the hash chain and Merkle tree and signs checkpoints, as leader of the lease."""
 

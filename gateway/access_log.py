@@ -1,40 +1,71 @@
-"""uvicorn's access log without what must not be written to logs: query strings and the secret of invitation links.
+"""One access line and one metrics observation per HTTP request, named by the route's template, never its path.
 
-Query strings carry search terms (a DPO may search for a colleague's address, a directory search may name a
-district and a problem), and an invitation link's last path segment is the only credential of a pending account.
+A path carries ids (a referral's, a case's) and the secret of an invitation link, and a query string carries search
+terms (a DPO may search for a colleague's address): neither is logged nor counted. The route template
+(`/api/v1/referrals/{referral_id}`) says what was asked for; the request id ties the line to the caller's report.
+
+RequestObserver wraps the application's whole ASGI handler, outside routing, so requests for paths that match no
+route (counted as `unmatched`) and 405s are seen too. Litestar's PrometheusMiddleware runs inside routing, as every
+Litestar middleware does, and would miss those.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import re
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Final
 
-_INVITATION = re.compile(r"^(/account/invitation/)[^/?#]+")
+from litestar.enums import ScopeType
 
+from gateway.logs import REQUEST_ID
+from gateway.request_id import ensure_request_id
 
-def redact(path: str) -> str:
-    """The request path as it may be logged."""
-    path = path.split("?", 1)[0]
-    return _INVITATION.sub(r"\1<redacted>", path)
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from gateway.metrics import HttpMetrics
 
-class RedactedAccessLog(logging.Filter):
-    """Rewrites uvicorn's access-log record, whose arguments are (client, method, path with query, version, status)."""
+log = logging.getLogger("casebridge.access")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], redact(args[2]), args[3], args[4])
-        return True
+UNMATCHED: Final = "unmatched"
+# Methods are counted by name only when standard, so a caller cannot add label values at will.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging configuration with the access log passed through RedactedAccessLog."""
-    from uvicorn.config import LOGGING_CONFIG
+class RequestObserver:
+    """Times each HTTP request to its last byte, counts it in `metrics` and writes its access line."""
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact"] = {"()": RedactedAccessLog}
-    config["handlers"]["access"]["filters"] = ["redact"]
-    return config
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        context = REQUEST_ID.set(ensure_request_id(scope))
+        started = time.perf_counter()
+        status = 500  # what the client gets if the application fails before answering (the server answers 500)
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            seconds = time.perf_counter() - started
+            route = str(scope.get("path_template") or UNMATCHED)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.observe(method, route, status, seconds)
+            log.info(
+                "%s %s %d %.1f ms",
+                method,
+                route,
+                status,
+                seconds * 1000,
+                extra={"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 1)},
+            )
+            REQUEST_ID.reset(context)

@@ -31,6 +31,7 @@ from exchange.transport.inbox import Inbox
 from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
 from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
 from exchange.transport.relay import OutboxRelay
+from gateway.access_log import RequestObserver
 from gateway.audit_capture import AuditOutcomes
 from gateway.audit_runtime import CheckpointWitnessing
 from gateway.auth.csrf import CsrfTokens, SessionBoundCsrf
@@ -40,7 +41,7 @@ from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bodies import BoundedRequest, StrictBodySchemas, check_request
 from gateway.bus import AUDIT_STREAM, Bus
-from gateway.controllers import health, metadata, oauth, witnessing
+from gateway.controllers import health, metadata, metrics, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
 from gateway.controllers.context import CONTEXT, CONTEXT_PROBLEMS
@@ -51,6 +52,7 @@ from gateway.controllers.reports import ReportController
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
 from gateway.letter_runtime import LetterLayout
+from gateway.metrics import add_standard_gauges
 from gateway.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS, document_problems
 from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
@@ -145,6 +147,7 @@ def build_runtime(
         ),
     )
     runtime.workers = _workers(runtime, settings.processes.in_process_workers if workers is None else workers)
+    add_standard_gauges(runtime)
     return runtime
 
 
@@ -205,6 +208,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             health.live,
             health.ready,
+            metrics.metrics,
             metadata.authorization_server_metadata,
             metadata.gateway_jwks,
             metadata.tenant_jwks,
@@ -246,8 +250,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             security=[{"bearer": []}],
         ),
         debug=False,
+        # The process's logging is gateway/logs.py's (set up by `serve` and `worker`); Litestar's own configuration
+        # would replace its handlers, and unexpected errors are logged by gateway/problems.py with the request id.
+        logging_config=None,
     )
     document_problems(app)
+    # Outside routing, so that requests no route matches are counted and logged too (gateway/access_log.py).
+    app.asgi_handler = RequestObserver(app.asgi_handler, runtime.http_metrics)
     return app
 
 

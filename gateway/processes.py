@@ -90,8 +90,9 @@ def serve(settings: Settings, *, web_processes: int) -> None:
     """Serve HTTP until SIGINT or SIGTERM: in this process, or in `web_processes` processes sharing one socket."""
     import uvicorn
 
-    from gateway.access_log import uvicorn_log_config
     from gateway.app import build_runtime, create_app
+    from gateway.logs import log_config
+    from gateway.metrics import MULTIPROCESS_DIR, fresh_multiprocess_dir
 
     check_layout(settings, web_processes=web_processes)
     server = settings.server
@@ -101,7 +102,8 @@ def serve(settings: Settings, *, web_processes: int) -> None:
         "log_level": "info",
         "proxy_headers": False,
         "server_header": False,
-        "log_config": uvicorn_log_config(),
+        "log_config": log_config(settings.operations.log_format),
+        "access_log": False,  # gateway/access_log.py writes one line per request, with the route template
     }
     with single_process_lock(settings):
         app = create_app(settings) if web_processes == 1 else None
@@ -117,6 +119,8 @@ def serve(settings: Settings, *, web_processes: int) -> None:
         # that dies), so the settings this process resolved must be in the environment they inherit.
         os.environ.update(_environment_of(settings))
         os.environ[SUPERVISOR_PID] = str(os.getpid())
+        # Set before the web processes start and import prometheus-client: they count into files there.
+        os.environ[MULTIPROCESS_DIR] = str(fresh_multiprocess_dir(settings))
         uvicorn.run(
             "gateway.app:app_from_environment",
             factory=True,
@@ -128,8 +132,10 @@ def serve(settings: Settings, *, web_processes: int) -> None:
 def run_worker(settings: Settings, only: Sequence[WorkerName] | None) -> None:
     """Run Workers (all, or `only` these) without HTTP until SIGINT or SIGTERM, then stop them within their grace."""
     from gateway.app import build_runtime
+    from gateway.logs import configure_logging
 
     check_layout(settings, worker_process=True)
+    configure_logging(settings.operations.log_format)
     names = tuple(WorkerName) if only is None else tuple(only)
     with single_process_lock(settings):
         runtime = build_runtime(settings, workers=names)

@@ -21,6 +21,6 @@ def rate_limit_identifier(request: Request[Any, Any, Any]) -> str:
 def rate_limit_config(requests_per_minute: int) -> RateLimitConfig:
     return RateLimitConfig(
         rate_limit=("minute", requests_per_minute),
-        exclude=["/health/", "/schema"],
+        exclude=["/health/", "/schema", "/metrics"],
         identifier_for_request=rate_limit_identifier,
     )

@@ -17,6 +17,7 @@ from exchange.transport.outbox import OUTBOX_WRITTEN
 from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus, BusError
+from gateway.metrics import Gauges, HttpMetrics
 from gateway.settings import Settings
 from gateway.workers import WorkerName, Workers
 from tenants.clock import Clock
@@ -46,6 +47,9 @@ class Runtime:
     reminders: ReminderMail
     # The Workers this process runs (gateway.app._workers); none until build_runtime sets them.
     workers: Workers = field(default_factory=lambda: Workers(()))
+    # What GET /metrics reports: this process's requests, and the gauges read when it is scraped (gateway.metrics).
+    http_metrics: HttpMetrics = field(default_factory=HttpMetrics)
+    gauges: Gauges = field(default_factory=Gauges)
 
     async def start(self) -> None:
         """Keys, then the bus, then the Workers in order."""

@@ -143,6 +143,7 @@ class Settings:
     reminders: ReminderSettings = field(default_factory=lambda: ReminderSettings.from_env(_Env({})))
     letters: LetterSettings = field(default_factory=lambda: LetterSettings.from_env(_Env({})))
     processes: ProcessSettings = field(default_factory=lambda: ProcessSettings.from_env(_Env({})))
+    operations: OperationsSettings = field(default_factory=lambda: OperationsSettings.from_env(_Env({})))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -210,6 +211,7 @@ class Settings:
             reminders=ReminderSettings.from_env(env),
             letters=LetterSettings.from_env(env),
             processes=ProcessSettings.from_env(env),
+            operations=OperationsSettings.from_env(env),
         )
 
 
@@ -442,3 +444,26 @@ def worker_names(raw: str) -> tuple[WorkerName, ...]:
         known = ", ".join(w.value for w in WorkerName)
         raise ValueError(f'expected "all", "none" or names from {known}; got {raw.strip()!r}')
     return tuple(w for w in WorkerName if w.value in asked)
+
+
+LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class OperationsSettings:
+    log_format: str
+    """CASEBRIDGE_LOG_FORMAT: "json" writes one JSON object per log line (for the journal and log collectors);
+    "text" writes plain lines for reading in a terminal during development."""
+    metrics_token: str | None = field(repr=False)
+    """CASEBRIDGE_METRICS_TOKEN: the bearer token GET /metrics requires, at least 16 characters; unset, /metrics
+    answers only clients that connect from loopback and came through no proxy."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> OperationsSettings:
+        log_format = env.text("CASEBRIDGE_LOG_FORMAT", "json").casefold()
+        if log_format not in LOG_FORMATS:
+            raise SettingsError(f'CASEBRIDGE_LOG_FORMAT must be "json" or "text", got {log_format!r}')
+        token = env.optional("CASEBRIDGE_METRICS_TOKEN")
+        if token is not None and len(token) < 16:
+            raise SettingsError("CASEBRIDGE_METRICS_TOKEN must be at least 16 characters long")
+        return cls(log_format=log_format, metrics_token=token)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -453,3 +453,11 @@ async def forget_letter(session: AsyncSession, referral: Referral) -> None:
         document.data_key_wrapped = None
         document.content = b""
         document.sealed = None
+
+
+async def waiting_layout(session: AsyncSession) -> int:
+    """Sent letters numbered and pending, whose PDF the letter worker has not stored yet (claimed ones included)."""
+    count = await session.scalar(
+        select(func.count()).select_from(Letter).where(Letter.status == PENDING, Letter.content_sealed.is_not(None))
+    )
+    return int(count or 0)

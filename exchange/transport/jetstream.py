@@ -11,6 +11,7 @@ from typing import Protocol
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import NotFoundError
 
 from exchange.transport.outbox import OutgoingEnvelope
 
@@ -192,3 +193,13 @@ class InboxConsumer:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def inbox_lag(bus: JetStream, *, durable: str = INBOX_DURABLE) -> tuple[int, int] | None:
+    """The shared inbox consumer's lag: envelopes on the stream not yet handed to any inbox, and those handed out but
+    not acknowledged yet (being applied, or to come again). None while no inbox has created the consumer."""
+    try:
+        info = await bus.js.consumer_info(ENVELOPE_STREAM, durable)
+    except NotFoundError:
+        return None
+    return int(info.num_pending or 0), int(info.num_ack_pending or 0)

@@ -32,6 +32,7 @@ PUBLIC_PREFIXES = (
     "/account/",
     "/static",
     "/audit/checkpoint",
+    "/metrics",  # the metrics token, or loopback only (gateway/controllers/metrics.py)
 )
 
 
