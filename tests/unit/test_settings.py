@@ -20,6 +20,8 @@ def test_embedded_defaults(tmp_path: Path) -> None:
     assert settings.server.issuer == "http://127.0.0.1:8000"
     assert not settings.server.secure_cookies
     assert settings.tokens.access_token_ttl == dt.timedelta(minutes=5)
+    assert settings.operations.log_format == "json"
+    assert settings.operations.metrics_token is None
 
 
 def test_overrides() -> None:
@@ -50,6 +52,8 @@ def test_overrides() -> None:
         ({"CASEBRIDGE_BASE_URL": "ftp://x"}, "http:// or https://"),
         ({"CASEBRIDGE_BASE_URL": "http://cb.example.org"}, "must use https://"),
         ({"CASEBRIDGE_ACCESS_TOKEN_TTL": "5"}, "between 30"),
+        ({"CASEBRIDGE_LOG_FORMAT": "xml"}, 'CASEBRIDGE_LOG_FORMAT must be "json" or "text"'),
+        ({"CASEBRIDGE_METRICS_TOKEN": "short"}, "CASEBRIDGE_METRICS_TOKEN must be at least 16 characters"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
