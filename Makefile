@@ -14,6 +14,8 @@ CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
 # The witnessing test (tests/integration/audit/test_audit_witnessing.py) checks the audit log with an implementation casebridge
 # did not write, Go's golang.org/x/mod/sumdb/note and tlog, built offline from Debian's packages.
+# The chaos tests (tests/integration/deploy) put Debian's HAProxy in front of deploy/local-cluster's gateway nodes.
+HAPROXY := /usr/sbin/haproxy
 GO := /usr/bin/go
 GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
@@ -39,6 +41,13 @@ $(WRK):
 		echo "casebridge: install the wrk package for the benchmark (tests/perf)" >&2; \
 	fi
 
+$(HAPROXY):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; \
+	else \
+		echo "casebridge: install the haproxy package for the local cluster (deploy/local-cluster)" >&2; \
+	fi
+
 $(GO):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; \
@@ -59,7 +68,7 @@ run: $(STAMP)
 	exec $(BIN)/casebridge serve
 
 # Four workers on two cores: most tests wait on the bus, the sealer or the browser, not on the CPU.
-test: $(STAMP) $(CHROMIUM) $(GO) $(GO_X_MOD)
+test: $(STAMP) $(CHROMIUM) $(HAPROXY) $(GO) $(GO_X_MOD)
 	$(BIN)/pytest -n 4
 
 lint: $(STAMP)
@@ -74,8 +83,8 @@ format: $(STAMP)
 # `make bench QUICK=1` is the everyday mode (under three minutes); the last stdout line is the JSON report
 # (docs/performance.md says how to read it).
 .PHONY: bench
-bench: $(STAMP) $(WRK)
-	$(BIN)/python -m tests.perf.bench $(if $(filter-out 0,$(QUICK)),--quick)
+bench: $(STAMP) $(WRK) $(if $(filter-out 0,$(CLUSTER)),$(HAPROXY))
+	$(BIN)/python -m tests.perf.bench $(if $(filter-out 0,$(QUICK)),--quick) $(if $(filter-out 0,$(CLUSTER)),--cluster)
 
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
 messages: $(STAMP)

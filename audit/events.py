@@ -78,6 +78,7 @@ class Action(enum.StrEnum):
     AUDIT_CHECKPOINT_REFUSE = "audit:checkpoint:refuse"
     EXCHANGE_LETTER_RECEIVE = "exchange:letter:receive"
     AUDIT_LOG_RENAME = "audit:log:rename"
+    TENANTS_PEER_KEYS_ACCEPT = "tenants:peer-keys:accept"
 
 
 class Outcome(enum.StrEnum):

@@ -141,6 +141,24 @@ class AuditCosignature(DefaultBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
+class AuditWitnessState(DefaultBase):
+    """The latest checkpoint of another node's audit log that an agency hosted here co-signed (audit/peer_witness.py).
+
+    One row per log origin and co-signing agency, replaced as the log grows: tlog-witness keeps only the latest. The
+    note is the checkpoint as the log signed it, kept as evidence should the log later show another history.
+    """
+
+    __tablename__ = "audit_witness_state"
+    __table_args__ = (CheckConstraint(f"length(root) = {HASH_SIZE}", name="root_size"),)
+
+    log_origin: Mapped[str] = mapped_column(Text, primary_key=True)
+    cosigner_tenant_id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True)
+    size: Mapped[int] = mapped_column(_POSITION)
+    root: Mapped[bytes] = mapped_column(LargeBinary(HASH_SIZE))
+    note: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
 # Migration 0005 grants from this tuple, so it stays as 0005 knew it; later tables get the same grants in their own
 # migration (0012: audit_cosignature, 0014: audit_log_name).
 APPEND_ONLY_TABLES = ("audit_event", "audit_event_subject", "audit_seal", "audit_checkpoint")

@@ -19,7 +19,8 @@ class ReportFormat(enum.StrEnum):
     PDF = "pdf"
 
 
-MEDIA_TYPES = {ReportFormat.CSV: "text/csv; charset=utf-8", ReportFormat.PDF: "application/pdf"}
+# Litestar adds "; charset=utf-8" to a text type itself: naming it here too would send it twice.
+MEDIA_TYPES = {ReportFormat.CSV: "text/csv", ReportFormat.PDF: "application/pdf"}
 
 COLUMNS = (
     "event_id",

@@ -47,7 +47,7 @@ from audit.derived import (
 from audit.identity import LogNames, load_names
 from audit.merkle import HASH_SIZE, MerkleAccumulator
 from audit.models import AuditCheckpoint, AuditCosignature, AuditEvent, AuditSeal, ReviewMark
-from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey
+from tenants.models import KeyUse, PeerKey, PlatformKey, PlatformKeyUse, PublishedKey
 from tenants.persistence import READ_ONLY_OPTION, platform_session
 
 __all__ = [
@@ -907,17 +907,21 @@ def verifier_keys(origin: str, public_keys: Iterable[Ed25519PublicKey]) -> list[
 async def cosigner_public_keys(
     session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
 ) -> dict[str, list[Ed25519PublicKey]]:
-    """Every Ed25519 key each co-signing agency ever published (retired ones too: they signed older co-signatures)."""
-    rows = await session.execute(
-        select(PublishedKey.owner_tenant_id, PublishedKey.public_jwk).where(
-            PublishedKey.owner_tenant_id.in_(tenant_ids), PublishedKey.use == KeyUse.SIGNING.value
-        )
+    """Every Ed25519 key each co-signing agency ever published (retired ones too: they signed older co-signatures):
+    an agency hosted here publishes its own; a peer's agency's are those fetched from its node and accepted (no
+    longer listed ones too, for the same reason)."""
+    own = select(PublishedKey.owner_tenant_id, PublishedKey.public_jwk).where(
+        PublishedKey.owner_tenant_id.in_(tenant_ids), PublishedKey.use == KeyUse.SIGNING.value
+    )
+    peers = select(PeerKey.owner_tenant_id, PeerKey.public_jwk).where(
+        PeerKey.owner_tenant_id.in_(tenant_ids), PeerKey.use == KeyUse.SIGNING.value, PeerKey.accepted_at.is_not(None)
     )
     keys: dict[str, list[Ed25519PublicKey]] = {}
-    for tenant_id, jwk in rows:
-        public = OKPKey.import_key(jwk).get_op_key("verify")
-        if isinstance(public, Ed25519PublicKey):
-            keys.setdefault(cosigner_name(tenant_id), []).append(public)
+    for query in (own, peers):
+        for tenant_id, jwk in await session.execute(query):
+            public = OKPKey.import_key(jwk).get_op_key("verify")
+            if isinstance(public, Ed25519PublicKey):
+                keys.setdefault(cosigner_name(tenant_id), []).append(public)
     return keys
 
 

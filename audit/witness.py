@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +34,7 @@ from tenants.keys import KeyRing
 from tenants.models import KeyUse, Tenant, TenantStatus
 from tenants.persistence import platform_session
 
-__all__ = ["CosignOutcome", "Witness", "cosignatures_at"]
+__all__ = ["CosignOutcome", "Witness", "cosignatures_at", "hosted_agencies", "one_at_a_time"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class Witness:
     async def witness(self, note_text: str) -> list[CosignOutcome]:
         """Check one published checkpoint note and co-sign it for every hosted agency that has not yet."""
         async with platform_session(self._sessions) as session, session.begin():
-            await _one_witness_at_a_time(session)
+            await one_at_a_time(session, _COSIGN_LOCK)
             checkpoint = await self._log_signed(session, note_text)
-            tenants = await self._hosted(session)
+            tenants = await hosted_agencies(session, self._cosigners)
             if checkpoint is None:
                 for tenant in tenants:
                     self._refused(session, tenant, 0, "the checkpoint is not signed by the log's key")
@@ -114,12 +114,6 @@ class Witness:
             if isinstance(verified, notes.Checkpoint):
                 return verified
         return None
-
-    async def _hosted(self, session: AsyncSession) -> list[Tenant]:
-        query = select(Tenant).where(Tenant.status == TenantStatus.ACTIVE).order_by(Tenant.slug)
-        if self._cosigners is not None:
-            query = query.where(Tenant.slug.in_(self._cosigners))
-        return list(await session.scalars(query))
 
     async def _already(self, session: AsyncSession, tenant: Tenant, checkpoint: notes.Checkpoint) -> CosignOutcome:
         same = await session.scalar(
@@ -171,11 +165,22 @@ class Witness:
 _COSIGN_LOCK = int.from_bytes(hashlib.sha256(b"casebridge/cosign").digest()[:8], "big", signed=True)
 
 
-async def _one_witness_at_a_time(session: AsyncSession) -> None:
-    """Every process that co-signs for an agency sees each checkpoint: one at a time, so the later one finds it
-    co-signed already instead of co-signing it twice (SQLite's write lock, taken at BEGIN, already serialises)."""
+async def one_at_a_time(session: AsyncSession, lock: int) -> None:
+    """Every process that co-signs for an agency sees each checkpoint: one at a time (per ``lock``), so the later one
+    finds it co-signed already instead of co-signing it twice (SQLite's write lock, taken at BEGIN, already
+    serialises)."""
     if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(_COSIGN_LOCK)))
+        await session.execute(select(func.pg_advisory_xact_lock(lock)))
+
+
+async def hosted_agencies(session: AsyncSession, cosigners: Collection[str] | None) -> list[Tenant]:
+    """The active agencies whose node this is and that co-sign checkpoints here (``cosigners``: their slugs; None:
+    every active agency)."""
+    # A peer node's agency (Tenant.peer) co-signs on its own node, never here.
+    query = select(Tenant).where(Tenant.status == TenantStatus.ACTIVE, Tenant.peer.is_(None)).order_by(Tenant.slug)
+    if cosigners is not None:
+        query = query.where(Tenant.slug.in_(cosigners))
+    return list(await session.scalars(query))
 
 
 def _inconsistency(leaves: Sequence[bytes], checkpoint: notes.Checkpoint, last: AuditCosignature | None) -> str | None:

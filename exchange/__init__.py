@@ -1,6 +1,7 @@
 """Cases, consents, referrals and the encrypted envelopes that carry them between tenants."""
 
-# Every exchange table that holds one tenant's rows: row-level security guards each (tests/integration/test_rls.py).
+# Every exchange table that holds one tenant's rows: row-level security guards each
+# (tests/integration/tenants/test_rls.py).
 EXCHANGE_TENANT_TABLES = (
     "case_file",
     "case_subject",

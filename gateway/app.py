@@ -16,6 +16,8 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from audit.events import pseudonym_key
+from audit.peer_cosign import Submitter
+from audit.peer_witness import WitnessService
 from audit.sealer import STOP_GRACE_S as SEALER_GRACE_S
 from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
@@ -29,7 +31,7 @@ from exchange.plans.mail import SmtpMailer, SmtpServer
 from exchange.plans.reminders import ReminderMail
 from exchange.transport.inbox import Inbox
 from exchange.transport.jetstream import STOP_GRACE_S as INBOX_GRACE_S
-from exchange.transport.jetstream import InboxConsumer, JetStreamPublisher
+from exchange.transport.jetstream import JetStreamPublisher, TenantInboxes
 from exchange.transport.relay import OutboxRelay
 from gateway.access_log import RequestObserver
 from gateway.audit_capture import AuditOutcomes
@@ -53,12 +55,14 @@ from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.letter_runtime import STOP_GRACE_S as LETTERS_GRACE_S
 from gateway.letter_runtime import LetterLayout
 from gateway.metrics import add_standard_gauges
+from gateway.peer_witnessing import PeerClients
+from gateway.peering import PeerRefresh
 from gateway.problems import EXCEPTION_HANDLERS, PROBLEM_DETAILS, document_problems
 from gateway.ratelimit import rate_limit_config
 from gateway.request_id import add_request_id
 from gateway.runtime import Runtime
 from gateway.settings import MailSettings, Settings
-from gateway.web import TEMPLATE_DIR, WEB_ROUTES
+from gateway.web import TEMPLATE_DIR, WEB_ROUTES, schema_viewers
 from gateway.web.errors import BrowserErrorPages
 from gateway.web.i18n import configure_templates
 from gateway.workers import Worker, WorkerName, Workers
@@ -66,14 +70,17 @@ from tenants.clock import Clock, SystemClock
 from tenants.keys import KeyRing, PublishedKeys
 from tenants.models import PlatformKeyUse
 from tenants.persistence import make_sessionmaker, platform_session
+from tenants.pinning import pinned_client
 from tenants.services import LockoutPolicy
 from tenants.staff_sessions import SessionPolicy
 
 RELAY, INBOX, SEALER = WorkerName.RELAY, WorkerName.INBOX, WorkerName.SEALER
 LETTERS, REMINDERS, COSIGNER = WorkerName.LETTERS, WorkerName.REMINDERS, WorkerName.COSIGNER
+PEERS = WorkerName.PEERS
 # A relay pass being cut short is safe (unmarked envelopes are published again and deduplicated); a reminder being
 # handed to the mail server is let finish, so its row records it as sent; a co-signature rolls back whole.
 RELAY_GRACE_S, REMINDERS_GRACE_S, COSIGNER_GRACE_S = 5.0, 10.0, 2.0
+PEERS_GRACE_S = 5.0  # a refresh rolls back whole; a release is the inbox's, idempotent by envelope id
 
 API_VERSION = "1.0.0"
 OPENAPI_PATH = "/schema"
@@ -109,6 +116,7 @@ def build_runtime(
         nats_url=settings.bus.nats_url,
         store_dir=settings.bus.store_dir,
         stream_replicas=settings.bus.stream_replicas,
+        hub_api=settings.bus.hub_api,
     )
     origin = log_origin(settings.server.base_url)
     runtime = Runtime(
@@ -146,18 +154,34 @@ def build_runtime(
             every=settings.reminders.interval,
         ),
     )
+    if settings.peers.peers:
+        runtime.peer_clients = PeerClients(settings.peers.peers, pinned_client)
+        runtime.peer_witness = WitnessService(
+            sessions, keyring, clock, exchange.audit, runtime.peer_clients.logs(), cosigners=settings.audit.cosigners
+        )
     runtime.workers = _workers(runtime, settings.processes.in_process_workers if workers is None else workers)
     add_standard_gauges(runtime)
     return runtime
 
 
 def _workers(runtime: Runtime, names: Collection[WorkerName]) -> Workers:
-    """The Workers this process runs, in start order. Reminders and co-signing run only where they are set up."""
+    """The Workers this process runs, in start order. Reminders and co-signing run only where they are set up: the
+    co-signer where agencies here co-sign or peers' witnesses are to be asked."""
     settings, sessions, bus = runtime.settings, runtime.sessions, runtime.bus
     cosigners = settings.audit.cosigners
     jobs: dict[WorkerName, Worker] = {
         RELAY: Worker(RELAY, OutboxRelay(sessions, JetStreamPublisher(bus), runtime.clock), grace_s=RELAY_GRACE_S),
-        INBOX: Worker(INBOX, InboxConsumer(bus, runtime.inbox.receive_batch), grace_s=INBOX_GRACE_S),
+        INBOX: Worker(
+            INBOX,
+            TenantInboxes(
+                bus,
+                runtime.inbox.receive_batch,
+                runtime.consumed_tenants,
+                prepared=settings.bus.leaf_tenants,
+                create=bus.owns_envelope_stream,
+            ),
+            grace_s=INBOX_GRACE_S,
+        ),
         SEALER: Worker(SEALER, runtime.sealer, grace_s=SEALER_GRACE_S, healthy=lambda: runtime.sealer.status().healthy),
         LETTERS: Worker(
             LETTERS,
@@ -167,9 +191,25 @@ def _workers(runtime: Runtime, names: Collection[WorkerName]) -> Workers:
     }
     if runtime.reminders.enabled:
         jobs[REMINDERS] = Worker(REMINDERS, runtime.reminders, grace_s=REMINDERS_GRACE_S)
-    if cosigners != ():
-        witness = Witness(sessions, runtime.keyring, runtime.clock, runtime.exchange.audit, cosigners=cosigners)
-        jobs[COSIGNER] = Worker(COSIGNER, CheckpointWitnessing(bus, witness), grace_s=COSIGNER_GRACE_S)
+    if settings.peers.peers:
+        job = PeerRefresh(
+            sessions,
+            runtime.clock,
+            settings.peers.peers,
+            published=runtime.exchange.published,
+            receive_batch=runtime.inbox.receive_batch,
+            every_s=settings.peers.refresh_interval.total_seconds(),
+        )
+        jobs[PEERS] = Worker(PEERS, job, grace_s=PEERS_GRACE_S)
+    peers = runtime.peer_clients
+    if cosigners != () or peers is not None:
+        witness = (
+            Witness(sessions, runtime.keyring, runtime.clock, runtime.exchange.audit, cosigners=cosigners)
+            if cosigners != ()
+            else None
+        )
+        submitter = None if peers is None else Submitter(sessions, runtime.clock, peers.witnesses())
+        jobs[COSIGNER] = Worker(COSIGNER, CheckpointWitnessing(bus, witness, submitter), grace_s=COSIGNER_GRACE_S)
     return Workers((jobs[name] for name in names if name in jobs), remote_wake=bus.wake_elsewhere)
 
 
@@ -212,9 +252,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             metadata.authorization_server_metadata,
             metadata.gateway_jwks,
             metadata.tenant_jwks,
+            metadata.node_description,
             metadata.problem_type,
             witnessing.audit_log,
             witnessing.checkpoint,
+            witnessing.add_checkpoint,
             oauth.token,
             _api(),
             # Staff pages: guarded like the API (sign-in pages are public); each opens its context where its work
@@ -242,6 +284,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             title="casebridge",
             version=API_VERSION,
             path=OPENAPI_PATH,
+            render_plugins=schema_viewers(),
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 CLIENT_NAME = "casebridge-gateway"
 AUDIT_STREAM = "CB_AUDIT"
-AUDIT_SUBJECTS = "cb.audit.>"
+AUDIT_SUBJECTS = ("cb.audit.>",)
 # Core NATS (no stream): "there may be work for Worker <name>", from a web process to the process that runs it.
 WAKE_SUBJECT_PREFIX = "cb.internal.wake"
 
@@ -59,7 +59,7 @@ class BusError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class _Stream:
     name: str
-    subjects: str
+    subjects: tuple[str, ...]
     description: str
 
 
@@ -196,11 +196,14 @@ class Bus:
         store_dir: Path,
         stream_replicas: int,
         *,
+        hub_api: str | None = None,
         connect_timeout: float = 15.0,
     ) -> None:
         self._nats_url = nats_url
         self._store_dir = store_dir
         self._stream_replicas = stream_replicas
+        self._hub_api = hub_api
+        self._envelope_js: JetStreamContext | None = None
         self._connect_timeout = connect_timeout
         self._embedded: EmbeddedNats | None = None
         self._nc: NatsClient | None = None
@@ -219,6 +222,19 @@ class Bus:
         if self._js is None:
             raise RuntimeError("bus is not started; call Bus.start() first")
         return self._js
+
+    @property
+    def envelope_js(self) -> JetStreamContext:
+        """The envelope stream's JetStream API: this account's own, or on an agency's node the hub's, imported under
+        the prefix `hub_api` (deploy/nats/hub.conf)."""
+        if self._envelope_js is None:
+            raise RuntimeError("bus is not started; call Bus.start() first")
+        return self._envelope_js
+
+    @property
+    def owns_envelope_stream(self) -> bool:
+        """False on an agency's node: the hub owns the stream and its consumers, the node only uses its own."""
+        return self._hub_api is None
 
     @property
     def url(self) -> str:
@@ -242,8 +258,10 @@ class Bus:
                 self._url = self._nats_url
             self._nc = await _connect(self._url, self._connect_timeout)
             self._js = self._nc.jetstream()
+            self._envelope_js = self._js if self._hub_api is None else self._nc.jetstream(prefix=self._hub_api)
             for stream in _STREAMS:
-                await self._ensure_stream(stream)
+                if stream.name != ENVELOPE_STREAM or self.owns_envelope_stream:
+                    await self._ensure_stream(stream)
         except BaseException:
             await self.stop()
             raise
@@ -252,7 +270,7 @@ class Bus:
         config = StreamConfig(
             name=stream.name,
             description=stream.description,
-            subjects=[stream.subjects],
+            subjects=list(stream.subjects),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=self._stream_replicas,
@@ -306,7 +324,7 @@ class Bus:
 
     async def stop(self) -> None:
         """Drain the client, then stop the embedded server. Safe after a failed start and more than once."""
-        nc, self._nc, self._js, self._url = self._nc, None, None, None
+        nc, self._nc, self._js, self._envelope_js, self._url = self._nc, None, None, None, None
         embedded, self._embedded = self._embedded, None
         try:
             if nc is not None and nc.is_connected:

@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker = commands.add_parser("worker", help="run background Workers in a process of their own (no HTTP)")
     worker.add_argument(
-        "--only", metavar="NAMES", help="comma-separated: relay,inbox,sealer,letters,reminders,cosigner (default all)"
+        "--only",
+        metavar="NAMES",
+        help="comma-separated: relay,inbox,sealer,letters,reminders,cosigner,peers (default all)",
     )
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
@@ -164,6 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     rename.add_argument("--to", required=True, metavar="ORIGIN", help="the new origin, e.g. casebridge.example/audit")
 
+    peers = commands.add_parser("peers", help="other casebridge nodes (CASEBRIDGE_PEERS)").add_subparsers(
+        dest="action", required=True
+    )
+    peers.add_parser("status", help="each configured peer's state, and the envelopes held for them")
+    refresh = peers.add_parser("refresh", help="fetch the peers' agencies and keys now (all, or one)")
+    refresh.add_argument("name", nargs="?", metavar="NAME", help="a peer's name in the peers file")
+    accept = peers.add_parser(
+        "accept-keys", help="accept a peer's new keys after checking the change with its operator"
+    )
+    accept.add_argument("name", metavar="NAME", help="the peer's name in the peers file")
+    pin = peers.add_parser("pin", help="print the pin of a TLS certificate, for a peer's entry in the peers file")
+    pin.add_argument("--cert", required=True, type=Path, metavar="FILE", help="the certificate, PEM or DER")
+
     demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
     seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
     seed.add_argument("--if-empty", action="store_true", help="do nothing (and succeed) when tenants exist")
@@ -211,12 +226,29 @@ async def _run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             return {"upgraded": True, "database": engine.url.render_as_string(hide_password=True)}
         finally:
             await engine.dispose()
+    if (args.command, args.action) == ("peers", "pin"):
+        return _certificate_pin(args.cert)
     if args.command == "audit" and args.action != "rename-origin":
         # Neither the bus nor the master key: verifying needs only public keys, and an export only the database.
         return await _audit(settings, args)
     from gateway import cli_admin
 
     return await cli_admin.run(settings, args)
+
+
+def _certificate_pin(path: Path) -> dict[str, Any]:
+    """The pin of a certificate file and the line that puts it in a [[peer]] table."""
+    from tenants.pinning import spki_pin
+
+    try:
+        certificate = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read the certificate file {path}: {exc.strerror}") from exc
+    try:
+        pin = spki_pin(certificate)
+    except ValueError:
+        raise CliError(f"{path} is not an X.509 certificate (PEM or DER)") from None
+    return {"pin": pin, "line": f'pin = "{pin}"'}
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tenants import admin, services
 from tenants.clock import Clock, SystemClock
 from tenants.keys import KeyRing
 from tenants.models import Role, Scope, Tenant, TenantKind
+from tenants.peers import Peer
 from tenants.persistence import make_sessionmaker, platform_session
 from tenants.schemas import ClientCreated, KeysRotated, TenantCreated, UserCreated
 
@@ -201,6 +202,57 @@ async def _keys_rotate(context: AdminContext, args: argparse.Namespace) -> dict[
     return _plain(KeysRotated(tenant_id=rotated.tenant_id, enc_kid=rotated.enc_kid, sig_kid=rotated.sig_kid))
 
 
+def _configured_peer(context: AdminContext, name: str) -> Peer:
+    peer = context.settings.peers.named(name)
+    if peer is None:
+        raise CliError(f"no peer named {name!r} in the peers file (CASEBRIDGE_PEERS)")
+    return peer
+
+
+# gateway.peering reads held envelopes (the exchange area) and tenants.peer_keys loads the HTTP client, which no
+# other admin command needs: both are imported where they are used.
+
+
+async def _peers_status(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    from gateway.peering import peers_report
+
+    return await peers_report(context.sessions, context.settings.peers.peers)
+
+
+async def _peers_refresh(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    """Fetch now; envelopes held for a peer are applied by the peers Worker of the running service at its next round."""
+    from gateway.peering import peers_report
+    from gateway.peering import refresh as refresh_one
+
+    peers = [_configured_peer(context, args.name)] if args.name else list(context.settings.peers.peers)
+    if not peers:
+        raise CliError("no peers are configured (CASEBRIDGE_PEERS)")
+    for peer in peers:
+        await refresh_one(context.sessions, context.clock, peer)
+    return await peers_report(context.sessions, context.settings.peers.peers)
+
+
+async def _peers_accept_keys(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    from tenants.peer_keys import accept_keys
+
+    peer = _configured_peer(context, args.name)
+    async with platform_session(context.sessions) as session, session.begin():
+        kids = await accept_keys(session, peer.name, now=context.clock.now())
+        if not kids:
+            raise CliError(f"the peer {peer.name!r} lists no key waiting to be accepted")
+        context.audit.append(
+            session,
+            action=Action.TENANTS_PEER_KEYS_ACCEPT,
+            outcome=Outcome.SUCCESS,
+            actor=_OPERATOR,
+            log_tenant_id=None,
+            resource_type="peer",
+            resource_id=peer.name,
+            extra={"kids": kids},
+        )
+    return {"peer": peer.name, "accepted": kids}
+
+
 async def _audit_rename_origin(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
     """docs/audit.md, "Renaming the log": the next checkpoint is signed under the new name; older ones keep theirs."""
     async with platform_session(context.sessions) as session, session.begin():
@@ -293,5 +345,8 @@ _HANDLERS: dict[tuple[str, str], Callable[[AdminContext, argparse.Namespace], Aw
     ("user", "activate"): _user_change("activate"),
     ("user", "reset-second-factor"): _user_change("reset-second-factor"),
     ("keys", "rotate"): _keys_rotate,
+    ("peers", "status"): _peers_status,
+    ("peers", "refresh"): _peers_refresh,
+    ("peers", "accept-keys"): _peers_accept_keys,
     ("demo", "seed"): _demo_seed,
 }

@@ -31,7 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.sealer import unsealed
 from exchange.letters.services import waiting_layout
 from exchange.transport.backlog import parked_by_reason, unsent
+from exchange.transport.held import held_by_reason
 from exchange.transport.jetstream import inbox_lag
+from tenants.peer_keys import PeerState, peer_states
 from tenants.persistence import read_only_platform_session
 
 if TYPE_CHECKING:
@@ -193,14 +195,14 @@ def add_standard_gauges(runtime: Runtime) -> None:
         )
 
     async def inbox() -> list[Reading]:
-        lag = await inbox_lag(bus)
-        if lag is None:  # no inbox has created the consumer yet: nothing to report rather than a made-up zero
+        lag = await inbox_lag(bus, await runtime.consumed_tenants())
+        if lag is None:  # no inbox has created a consumer yet: nothing to report rather than a made-up zero
             return []
         pending, unacknowledged = lag
         return [
             Reading(
                 "casebridge_inbox_pending_envelopes",
-                "Envelopes on the stream not yet handed to an inbox (the shared inbox consumer's backlog)",
+                "Envelopes on the stream not yet handed to an inbox (the backlog of this node's tenants' consumers)",
                 pending,
             ),
             Reading(
@@ -229,12 +231,36 @@ def add_standard_gauges(runtime: Runtime) -> None:
         what = "Sent letters waiting for their PDF to be laid out"
         return [Reading("casebridge_letters_waiting_layout", what, await read(waiting_layout))]
 
+    async def peers() -> list[Reading]:
+        configured = {peer.name for peer in runtime.settings.peers.peers}
+        nodes = await read(peer_states)
+        states = [nodes[name].state if name in nodes else PeerState.NEW.value for name in configured]
+        held = await read(held_by_reason)
+        return [
+            *(
+                Reading(
+                    "casebridge_peers", "Configured peer nodes, by state", states.count(s.value), {"state": s.value}
+                )
+                for s in PeerState
+            ),
+            *(
+                Reading(
+                    "casebridge_held_envelopes",
+                    "Envelopes from peer nodes' agencies waiting for trusted keys, by reason",
+                    count,
+                    {"reason": reason},
+                )
+                for reason, count in sorted(held.items())
+            ),
+        ]
+
     for name, source in (
         ("outbox", outbox),
         ("inbox", inbox),
         ("parked", parked),
         ("sealer", sealer),
         ("letters", letters),
+        ("peers", peers),
     ):
         runtime.gauges.add(name, source)
 

@@ -29,7 +29,7 @@ from exchange.letters.render import LetterUnavailable
 from gateway.request_id import ensure_request_id
 from gateway.validation import FieldError, from_litestar, sentence
 from tenants.calendar import DAY_RANGE, OutOfCalendar
-from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound, PartnerKeysUnavailable
 
 log = logging.getLogger("casebridge.gateway")
 
@@ -62,9 +62,13 @@ CONFLICT = ProblemType("conflict", "The request conflicts with the current state
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", "The request body is too large", 413)
 UNSUPPORTED_MEDIA_TYPE = ProblemType("unsupported-media-type", "Unsupported content type", 415)
 IDEMPOTENCY_MISMATCH = ProblemType("idempotency-mismatch", "Idempotency-Key reused with a different body", 422)
+INCONSISTENT_CHECKPOINT = ProblemType(
+    "inconsistent-checkpoint", "The checkpoint does not extend the tree co-signed before", 422
+)
 RATE_LIMITED = ProblemType("rate-limited", "Too many requests", 429)
 INTERNAL = ProblemType("internal", "Something went wrong on our side", 500)
 UNAVAILABLE = ProblemType("unavailable", "The service is not ready", 503)
+PARTNER_KEYS_UNAVAILABLE = ProblemType("partner-keys-unavailable", "The partner's keys are not available yet", 503)
 
 ALL_PROBLEMS = (
     VALIDATION,
@@ -78,12 +82,14 @@ ALL_PROBLEMS = (
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     IDEMPOTENCY_MISMATCH,
+    INCONSISTENT_CHECKPOINT,
     CONFLICT,
     PAYLOAD_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
     RATE_LIMITED,
     INTERNAL,
     UNAVAILABLE,
+    PARTNER_KEYS_UNAVAILABLE,
 )
 
 _BY_STATUS = {p.status: p for p in reversed(ALL_PROBLEMS)}
@@ -269,6 +275,7 @@ PROBLEM_DETAILS = ProblemDetailsPlugin(
             UnsupportedDocument: _unsupported_document,
             IdempotencyMismatch: _domain(IDEMPOTENCY_MISMATCH),
             LetterUnavailable: _domain(UNAVAILABLE),
+            PartnerKeysUnavailable: _domain(PARTNER_KEYS_UNAVAILABLE),
             NotFound: _domain(NOT_FOUND),
             Conflict: _domain(CONFLICT),
             InvalidInput: _domain(VALIDATION),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from audit.peer_witness import WitnessService
 from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
@@ -18,11 +21,13 @@ from gateway.auth.oauth import TokenEndpoint
 from gateway.auth.tokens import AccessTokenVerifier
 from gateway.bus import Bus, BusError
 from gateway.metrics import Gauges, HttpMetrics
+from gateway.peer_witnessing import PeerClients
 from gateway.settings import Settings
 from gateway.workers import WorkerName, Workers
 from tenants.clock import Clock
 from tenants.keys import KeyRing, MasterKey
-from tenants.services import LockoutPolicy
+from tenants.persistence import read_only_platform_session
+from tenants.services import LockoutPolicy, hosted_tenant_ids
 from tenants.staff_sessions import SessionPolicy
 
 
@@ -45,6 +50,10 @@ class Runtime:
     inbox: Inbox
     sealer: Sealer
     reminders: ReminderMail
+    # Answers peers' add-checkpoint requests (POST /witness/add-checkpoint); None when no peers are configured.
+    peer_witness: WitnessService | None = None
+    # The pinned connections to the configured peers, shared by the witness and the checkpoint submitter.
+    peer_clients: PeerClients | None = None
     # The Workers this process runs (gateway.app._workers); none until build_runtime sets them.
     workers: Workers = field(default_factory=lambda: Workers(()))
     # What GET /metrics reports: this process's requests, and the gauges read when it is scraped (gateway.metrics).
@@ -68,7 +77,19 @@ class Runtime:
         finally:
             if isinstance(self.exchange.letters, TypstRenderer):
                 self.exchange.letters.close()
+            if self.peer_clients is not None:
+                await self.peer_clients.aclose()
             await self.engine.dispose()
+
+    async def consumed_tenants(self) -> Collection[uuid.UUID]:
+        """The tenants whose envelopes this node's inbox consumes: those configured, else every tenant its database
+        hosts (not a peer's directory rows) but the ones agencies' own nodes host (CASEBRIDGE_NATS_HOSTED_TENANTS,
+        _LEAF_TENANTS)."""
+        bus = self.settings.bus
+        if bus.hosted_tenants is not None:
+            return bus.hosted_tenants
+        async with await read_only_platform_session(self.sessions) as session:
+            return await hosted_tenant_ids(session) - set(bus.leaf_tenants)
 
     def wake_relay(self) -> None:
         """Nudge the outbox relay and the letter layout after a commit that may have added envelopes or letters."""

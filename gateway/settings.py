@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import re
+import tomllib
+import uuid
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.workers import WorkerName
+from tenants.peers import Peer, is_loopback, pin_problem, url_problem
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,21 @@ class BusSettings:
     """JetStream store of the embedded server: DATA_DIR/nats."""
     stream_replicas: int
     """CASEBRIDGE_NATS_REPLICAS: JetStream replicas of casebridge's streams; 3 with a 3-node cluster."""
+    hosted_tenants: tuple[uuid.UUID, ...] | None = None
+    """CASEBRIDGE_NATS_HOSTED_TENANTS: the tenant ids (comma-separated) whose envelopes this node's inbox consumes,
+    one durable consumer each; unset, every tenant in this node's database. Set it on an agency's own node."""
+    leaf_tenants: tuple[uuid.UUID, ...] = ()
+    """CASEBRIDGE_NATS_LEAF_TENANTS: on the hub, the tenant ids (comma-separated) hosted by agencies' own nodes: the
+    hub creates their inbox consumers on its stream and never consumes them."""
+    hub_api: str | None = None
+    """CASEBRIDGE_NATS_HUB_API: on an agency's own node, the prefix under which its NATS account imports the hub's
+    JetStream API (hub.$JS.API with deploy/nats/hub.conf); unset, this node owns the envelope stream."""
+
+    def __post_init__(self) -> None:
+        if self.hub_api is not None and self.leaf_tenants:
+            raise SettingsError(
+                "CASEBRIDGE_NATS_LEAF_TENANTS is for the hub and CASEBRIDGE_NATS_HUB_API for an agency's node; set one"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +161,7 @@ class Settings:
     letters: LetterSettings = field(default_factory=lambda: LetterSettings.from_env(_Env({})))
     processes: ProcessSettings = field(default_factory=lambda: ProcessSettings.from_env(_Env({})))
     operations: OperationsSettings = field(default_factory=lambda: OperationsSettings.from_env(_Env({})))
+    peers: PeerSettings = field(default_factory=lambda: PeerSettings.from_env(_Env({})))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +186,12 @@ class Settings:
                 nats_url=env.optional("CASEBRIDGE_NATS_URL"),
                 store_dir=data_dir / "nats",
                 stream_replicas=env.integer("CASEBRIDGE_NATS_REPLICAS", 1, low=1, high=5),
+                hosted_tenants=_tenant_ids(
+                    "CASEBRIDGE_NATS_HOSTED_TENANTS", env.optional("CASEBRIDGE_NATS_HOSTED_TENANTS")
+                ),
+                leaf_tenants=_tenant_ids("CASEBRIDGE_NATS_LEAF_TENANTS", env.optional("CASEBRIDGE_NATS_LEAF_TENANTS"))
+                or (),
+                hub_api=env.optional("CASEBRIDGE_NATS_HUB_API"),
             ),
             server=ServerSettings(
                 host=host,
@@ -212,6 +236,7 @@ class Settings:
             letters=LetterSettings.from_env(env),
             processes=ProcessSettings.from_env(env),
             operations=OperationsSettings.from_env(env),
+            peers=PeerSettings.from_env(env),
         )
 
 
@@ -220,13 +245,8 @@ def _check_base_url(base_url: str) -> None:
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise SettingsError("CASEBRIDGE_BASE_URL must be an http:// or https:// URL")
-    if parts.scheme == "http" and parts.hostname != "localhost":
-        try:
-            loopback = ipaddress.ip_address(parts.hostname).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise SettingsError("CASEBRIDGE_BASE_URL must use https:// unless the node is reached on localhost")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise SettingsError("CASEBRIDGE_BASE_URL must use https:// unless the node is reached on localhost")
 
 
 class _Env:
@@ -251,6 +271,16 @@ class _Env:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+
+def _tenant_ids(name: str, raw: str | None) -> tuple[uuid.UUID, ...] | None:
+    """Tenant ids separated by commas (variable `name`); None when unset."""
+    if raw is None:
+        return None
+    try:
+        return tuple(uuid.UUID(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be tenant ids separated by commas, got {raw!r}") from None
 
 
 def _cosigners(value: str) -> tuple[str, ...] | None:
@@ -282,8 +312,8 @@ class AuditSettings:
     """CASEBRIDGE_AUDIT_DENIALS_PER_HOUR: refusals of one actor within an hour before the anomaly list flags them."""
     cosigners: tuple[str, ...] | None
     """CASEBRIDGE_AUDIT_COSIGNERS: the agencies (slugs, comma-separated) whose node this is, which co-sign each audit
-    checkpoint they see on the bus after checking it extends the last one they co-signed; "*" for every active
-    agency, "none" to co-sign nothing here."""
+    checkpoint they see on the bus after checking it extends the last one they co-signed, and each checkpoint a peer
+    node sends to POST /witness/add-checkpoint; "*" for every active agency, "none" to co-sign nothing here."""
 
     @classmethod
     def from_env(cls, env: _Env) -> AuditSettings:
@@ -341,7 +371,7 @@ class MailSettings:
             raise SettingsError("CASEBRIDGE_SMTP_FROM must be an email address when CASEBRIDGE_SMTP_HOST is set")
         if (username is None) != (password is None):
             raise SettingsError("CASEBRIDGE_SMTP_USER and CASEBRIDGE_SMTP_PASSWORD must be set together")
-        if host is not None and username is not None and not starttls and not _is_loopback(host):
+        if host is not None and username is not None and not starttls and not is_loopback(host):
             raise SettingsError(
                 "CASEBRIDGE_SMTP_STARTTLS=false would send the SMTP password in clear to a remote "
                 "server; enable STARTTLS or use a relay on this machine"
@@ -385,15 +415,6 @@ def _flag(env: _Env, name: str, *, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass(frozen=True, slots=True)
 class LetterSettings:
     timezone: str
@@ -419,7 +440,7 @@ class ProcessSettings:
     in_process_workers: tuple[WorkerName, ...]
     """CASEBRIDGE_IN_PROCESS_WORKERS: the Workers each `casebridge serve` process runs beside HTTP: "all" (the
     embedded layout, everything in one process), "none" when `casebridge worker` processes do the background work,
-    or names separated by commas (relay, inbox, sealer, letters, reminders, cosigner)."""
+    or names separated by commas (relay, inbox, sealer, letters, reminders, cosigner, peers)."""
 
     @classmethod
     def from_env(cls, env: _Env) -> ProcessSettings:
@@ -467,3 +488,88 @@ class OperationsSettings:
         if token is not None and len(token) < 16:
             raise SettingsError("CASEBRIDGE_METRICS_TOKEN must be at least 16 characters long")
         return cls(log_format=log_format, metrics_token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    file: Path | None
+    """CASEBRIDGE_PEERS: a TOML file naming the other casebridge nodes whose agencies this node exchanges with, one
+    `[[peer]]` table each with `name` (the operator's name for the node), `url` (its base URL: https://, or http://
+    only for a peer on this machine) and `pin` (`sha256/` and the base64 SHA-256 of its TLS certificate's
+    SubjectPublicKeyInfo, as `casebridge peers pin --cert FILE` prints it; required for https); unset, no peers."""
+    peers: tuple[Peer, ...]
+    """The peers the file names, in its order."""
+    refresh_interval: dt.timedelta = dt.timedelta(minutes=5)
+    """CASEBRIDGE_PEER_REFRESH_SECONDS: seconds between the peers Worker's fetches of each peer's agencies and keys
+    (and releases of envelopes held for them)."""
+
+    def named(self, name: str) -> Peer | None:
+        return next((peer for peer in self.peers if peer.name == name), None)
+
+    @classmethod
+    def from_env(cls, env: _Env) -> PeerSettings:
+        raw = env.optional("CASEBRIDGE_PEERS")
+        interval = dt.timedelta(seconds=env.integer("CASEBRIDGE_PEER_REFRESH_SECONDS", 300, low=1, high=24 * 3600))
+        if raw is None:
+            return cls(file=None, peers=(), refresh_interval=interval)
+        path = Path(raw).resolve()
+        try:
+            with path.open("rb") as file:
+                document = tomllib.load(file)
+        except OSError as exc:
+            raise SettingsError(
+                f"CASEBRIDGE_PEERS: cannot read {path} ({exc.strerror or type(exc).__name__})"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"CASEBRIDGE_PEERS: {path} is not valid TOML ({exc})") from None
+        return cls(file=path, peers=peers_of(document, source=f"CASEBRIDGE_PEERS ({path})"), refresh_interval=interval)
+
+
+_PEER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_PEER_KEYS = frozenset({"name", "url", "pin"})
+
+
+def peers_of(document: Mapping[str, object], *, source: str) -> tuple[Peer, ...]:
+    """The `[[peer]]` tables of a parsed peers file; SettingsError names the table and the problem."""
+    unknown = sorted(set(document) - {"peer"})
+    if unknown:
+        raise SettingsError(f"{source}: unknown top-level key {unknown[0]!r}; the file holds [[peer]] tables only")
+    tables = document.get("peer", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise SettingsError(f"{source}: peer must be an array of tables, written [[peer]]")
+    peers: list[Peer] = []
+    for number, table in enumerate(tables, start=1):
+        peer = _peer(table, where=f"{source}: [[peer]] number {number}")
+        if any(p.name == peer.name for p in peers):
+            raise SettingsError(f"{source}: the peer name {peer.name!r} is used twice")
+        if any(p.url == peer.url for p in peers):
+            raise SettingsError(f"{source}: peers {peer.name!r} and another have the same url")
+        peers.append(peer)
+    return tuple(peers)
+
+
+def _peer(table: Mapping[str, object], *, where: str) -> Peer:
+    unknown = sorted(set(table) - _PEER_KEYS)
+    if unknown:
+        raise SettingsError(f"{where}: unknown key {unknown[0]!r} (expected name, url and pin)")
+    name, url, pin = table.get("name"), table.get("url"), table.get("pin")
+    if not isinstance(name, str) or not _PEER_NAME.fullmatch(name):
+        raise SettingsError(f"{where}: name must be 1-63 lower-case letters, digits and hyphens")
+    where = f"{where} ({name})"
+    if not isinstance(url, str):
+        raise SettingsError(f"{where}: url is required, a string")
+    url = url.rstrip("/")
+    problem = url_problem(url)
+    if problem is not None:
+        raise SettingsError(f"{where}: {problem}")
+    if pin is not None and not isinstance(pin, str):
+        raise SettingsError(f"{where}: pin must be a string")
+    if url.startswith("https://"):
+        if pin is None:
+            raise SettingsError(f'{where}: an https peer needs a pin ("casebridge peers pin --cert FILE" prints it)')
+        problem = pin_problem(pin)
+        if problem is not None:
+            raise SettingsError(f"{where}: {problem}")
+    elif pin is not None:
+        raise SettingsError(f"{where}: a pin applies to https only; this peer's url is plain http")
+    return Peer(name=name, url=url, pin=pin)

@@ -22,6 +22,7 @@ class WorkerName(StrEnum):
     LETTERS = "letters"
     REMINDERS = "reminders"
     COSIGNER = "cosigner"
+    PEERS = "peers"
 
 
 class Job(Protocol):

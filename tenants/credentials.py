@@ -15,7 +15,22 @@ from cryptography.hazmat.primitives.twofactor import InvalidToken
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 # OWASP's argon2id baseline (m=19 MiB, t=2, p=1) raised to 64 MiB / t=3, argon2-cffi's RFC 9106 low-memory profile.
-_hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+STAFF_PASSWORDS = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+
+
+@dataclass(slots=True)
+class _Hashing:
+    hasher: PasswordHasher
+
+
+_hashing = _Hashing(STAFF_PASSWORDS)
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Hash new passwords with `hasher` in this process from now on. Only the test suite calls it (tests/conftest.py),
+    with a cheap argon2id profile: a hash names its own parameters, so hashes of either profile verify."""
+    _hashing.hasher = hasher
+
 
 MIN_PASSWORD_LENGTH = 12
 TOTP_DIGITS = 6
@@ -24,12 +39,12 @@ RECOVERY_CODE_COUNT = 10
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hashing.hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        return _hashing.hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -29,3 +29,8 @@ class Forbidden(CasebridgeError):
 
 class KeyUnavailable(CasebridgeError):
     """Key material cannot be unwrapped: a wrong master key or a damaged record."""
+
+
+class PartnerKeysUnavailable(KeyUnavailable):
+    """The partner's public envelope key is not known here (its node's keys were never fetched, or not accepted):
+    nothing can be sealed for it until they are."""

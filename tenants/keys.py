@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenants.algorithms import SIGNATURE_ALG, current_name, published_jwk
 from tenants.clock import Clock
 from tenants.errors import KeyUnavailable
-from tenants.models import KeyUse, PlatformKey, PlatformKeyUse, PublishedKey, TenantKey
+from tenants.models import KeyUse, PeerKey, PlatformKey, PlatformKeyUse, PublishedKey, TenantKey
 
 MASTER_KEY_BYTES = 32
 _WRAP_VERSION = b"\x01"
@@ -149,7 +149,7 @@ class KeyCache:
 
     def __init__(self) -> None:
         self._rows: dict[tuple[Any, ...], Any] = {}
-        self._epoch: tuple[int, dt.datetime | None] | None = None
+        self._epoch: tuple[Any, ...] | None = None
         self._checked_at = -KEY_CACHE_CHECK_S
 
     async def get(self, session: AsyncSession, key: tuple[Any, ...], load: Any) -> Any:
@@ -168,8 +168,19 @@ class KeyCache:
         self._checked_at = -KEY_CACHE_CHECK_S
 
     async def _check(self, session: AsyncSession) -> None:
-        row = (await session.execute(select(func.count(), func.max(PublishedKey.created_at)))).one()
-        epoch = (int(row[0]), row[1])
+        # A refresh of a peer's keys adds or updates peer_key rows (tenants.peer_keys): their count and newest change.
+        epoch = tuple(
+            (
+                await session.execute(
+                    select(
+                        select(func.count()).select_from(PublishedKey).scalar_subquery(),
+                        select(func.max(PublishedKey.created_at)).scalar_subquery(),
+                        select(func.count()).select_from(PeerKey).scalar_subquery(),
+                        select(func.max(PeerKey.updated_at)).scalar_subquery(),
+                    )
+                )
+            ).one()
+        )
         if epoch != self._epoch:
             self._rows.clear()
             self._epoch = epoch
@@ -397,7 +408,22 @@ class PublishedKeys:
                 .where(PublishedKey.owner_tenant_id == tenant_id, PublishedKey.use == use.value)
                 .order_by(PublishedKey.retired_at.is_not(None), PublishedKey.created_at.desc())
             )
-            return tuple(_Published(row.public_jwk, row.retired_at, row.usable_until) for row in rows)
+            local = tuple(_Published(row.public_jwk, row.retired_at, row.usable_until) for row in rows)
+            if local:
+                return local
+            # A peer node's agency: only keys fetched over the pinned connection and accepted (tenants.peer_keys),
+            # the newest first, as the peer lists its active key first.
+            fetched = await session.scalars(
+                select(PeerKey.public_jwk)
+                .where(
+                    PeerKey.owner_tenant_id == tenant_id,
+                    PeerKey.use == use.value,
+                    PeerKey.accepted_at.is_not(None),
+                    PeerKey.withdrawn_at.is_(None),
+                )
+                .order_by(PeerKey.created_at.desc())
+            )
+            return tuple(_Published(jwk, None, None) for jwk in fetched)
 
         keys: tuple[_Published, ...] = await self._cache.get(session, ("published", tenant_id, use), load)
         now = self._clock.now()

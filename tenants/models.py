@@ -82,6 +82,9 @@ class Tenant(Base):
     # "|code|code|" and "|district|district|" (folded): exact-term filters as LIKE '%|term|%' on either database.
     problem_keys: Mapped[str] = mapped_column(Text, default="")
     district_keys: Mapped[str] = mapped_column(Text, default="")
+    # The configured peer node (its name in CASEBRIDGE_PEERS) that hosts this agency; None: hosted here. A peer's
+    # agency is a directory entry only: no keys of its own here, no staff, no audit log, nothing signed for it.
+    peer: Mapped[str | None] = mapped_column(String(63), index=True, default=None)
 
     def refresh_search_keys(self) -> None:
         keys = directory_keys(self.name, self.slug, self.region, self.service_profile or {})
@@ -90,6 +93,10 @@ class Tenant(Base):
     @property
     def is_active(self) -> bool:
         return self.status == TenantStatus.ACTIVE
+
+    @property
+    def is_hosted_here(self) -> bool:
+        return self.peer is None
 
     def issued_before_suspension(self, moment: dt.datetime) -> bool:
         """Whether a credential issued at `moment` (wall-clock time) predates the tenant's last suspension."""
@@ -188,6 +195,42 @@ class PlatformKey(Base):
     wrapped_private: Mapped[bytes] = mapped_column(LargeBinary)
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     usable_until: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class PeerNode(Base):
+    """What this node last learnt of a configured peer node, and whether its envelopes may be applied now."""
+
+    __tablename__ = "peer_node"
+
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    # tenants.peer_keys.PeerState; the reason of the last refresh that failed is one of PeerProblem.
+    state: Mapped[str] = mapped_column(String(24))
+    problem: Mapped[str | None] = mapped_column(String(32), default=None)
+    node_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Slugs of the peer's agencies that a local agency already has: not added to the directory (docs/operations.md).
+    slug_collisions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    checked_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    fetched_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class PeerKey(Base):
+    """A public envelope key of a peer's agency, as fetched over the pinned connection from its JWKS URL.
+
+    Only accepted keys seal or verify envelopes. The first fetch after a peer is configured accepts what it finds
+    (trust on configuration); a key first seen later waits for `casebridge peers accept-keys`.
+    """
+
+    __tablename__ = "peer_key"
+    __table_args__ = (UniqueConstraint("owner_tenant_id", "kid"),)
+
+    peer: Mapped[str] = mapped_column(String(63), index=True)
+    owner_tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id", ondelete="RESTRICT"), index=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    use: Mapped[str] = mapped_column(String(8))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # The peer no longer lists the key: it verifies nothing more.
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
 class StaffSession(TenantScoped, Base):

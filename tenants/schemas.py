@@ -180,3 +180,24 @@ class KeysRotated(msgspec.Struct, kw_only=True):
     tenant_id: uuid.UUID
     enc_kid: str
     sig_kid: str
+
+
+class NodeAgency(msgspec.Struct, kw_only=True):
+    """An agency a node hosts, as its node describes it to peers: directory data only, nothing about people."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    kind: str
+    region: str | None = None
+    service_profile: dict[str, Any] = msgspec.field(default_factory=dict)
+    jwks_url: str
+
+
+class NodeDescription(msgspec.Struct, kw_only=True):
+    """GET /.well-known/casebridge-node: the node, its audit log's name and the agencies it hosts (version 1)."""
+
+    v: int = 1
+    name: str
+    audit_origin: str | None
+    tenants: list[NodeAgency]

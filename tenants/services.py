@@ -91,8 +91,26 @@ async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
     return tenant
 
 
+async def hosted_tenants(session: AsyncSession) -> list[Tenant]:
+    """The active agencies this node hosts (not its peers' agencies), by slug."""
+    return list(
+        await session.scalars(
+            select(Tenant)
+            .where(Tenant.peer.is_(None), Tenant.status == TenantStatus.ACTIVE.value)
+            .order_by(Tenant.slug)
+        )
+    )
+
+
 async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
-    return await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is not None
+    """Whether this node hosts the tenant (a peer node's agency is published by its own node, not here)."""
+    query = select(Tenant.id).where(Tenant.id == tenant_id, Tenant.peer.is_(None))
+    return await session.scalar(query) is not None
+
+
+async def hosted_tenant_ids(session: AsyncSession) -> set[uuid.UUID]:
+    """Every tenant this node hosts: not the directory rows of agencies hosted on a peer node."""
+    return set(await session.scalars(select(Tenant.id).where(Tenant.peer.is_(None))))
 
 
 async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) -> Tenant:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from litestar import Litestar
 from sqlalchemy.engine import make_url
 
@@ -18,6 +19,7 @@ from gateway.bus import EmbeddedNats
 from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import DatabaseSettings, Settings
+from tenants import credentials
 from tests.environment import BASE_URL, TravelClock, empty_bus, running_app, settings_for
 from tests.pg import ThrowawayPostgres, postgres_available
 
@@ -26,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread while the
     session's browser is open, and no asyncio test can run after that."""
     items.sort(key=lambda item: item.nodeid.startswith("tests/e2e/"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> None:
+    """argon2id with 1 MiB and one pass for the suite's passwords, which guard nothing: the staff profile spends a
+    quarter of a second of CPU per hash and per sign-in, a quarter of a web test's time. Processes a test starts
+    (`casebridge serve`, the CLI) keep the staff profile; tests/unit/tenants/test_credentials.py checks that profile."""
+    credentials.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -14,6 +14,7 @@ import nats
 import nats.js.errors
 from litestar import Litestar
 
+from exchange.transport.jetstream import INBOX_DURABLE_PREFIX
 from gateway.bus import AUDIT_STREAM, ENVELOPE_STREAM
 from gateway.settings import Settings
 
@@ -48,7 +49,7 @@ def settings_for(database_url: str, data_dir: Path, nats_url: str | None, **extr
 
 
 async def empty_bus(nats_url: str) -> None:
-    """Tests share one nats-server: start each with empty streams and no inbox consumer, as a fresh node would."""
+    """Tests share one nats-server: start each with empty streams and no inbox consumers, as a fresh node would."""
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
@@ -56,7 +57,9 @@ async def empty_bus(nats_url: str) -> None:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.purge_stream(stream)
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.delete_consumer(ENVELOPE_STREAM, "casebridge-inbox")
+            for consumer in await js.consumers_info(ENVELOPE_STREAM):
+                if consumer.name.startswith(INBOX_DURABLE_PREFIX):
+                    await js.delete_consumer(ENVELOPE_STREAM, consumer.name)
     finally:
         await client.close()
 

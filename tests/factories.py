@@ -133,7 +133,7 @@ async def forged_envelope(
         header, token = await sealed_envelope(
             session, runtime.exchange, sender=sender, recipient=recipient, envelope_type=envelope_type, payload=payload
         )
-        envelope = OutgoingEnvelope(header.envelope_id, subject_for(recipient, envelope_type), token)
+        envelope = OutgoingEnvelope(header.envelope_id, subject_for(recipient, sender, envelope_type), token)
         session.add(
             OutboxEnvelope(
                 tenant_id=sender,

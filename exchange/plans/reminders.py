@@ -306,7 +306,8 @@ class ReminderMail:
         if self._mailer is None:
             return 0
         async with platform_session(self._sessions) as session:
-            tenants = list(await session.scalars(select(Tenant.id).where(Tenant.status == TenantStatus.ACTIVE)))
+            hosted = (Tenant.status == TenantStatus.ACTIVE, Tenant.peer.is_(None))  # a peer's agencies: their node's
+            tenants = list(await session.scalars(select(Tenant.id).where(*hosted)))
         sent = 0
         for tenant_id in tenants:
             try:

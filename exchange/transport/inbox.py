@@ -47,10 +47,12 @@ from exchange.transport.envelopes import (
     open_envelope,
     peek_header,
 )
+from exchange.transport.held import HoldReason, hold, hold_reason
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
-from exchange.transport.outbox import OUTBOX_WRITTEN, enqueue
+from exchange.transport.outbox import OUTBOX_WRITTEN, enqueue, subject_names
 from tenants.keys import KeyRing
 from tenants.models import KeyUse, Tenant
+from tenants.peer_keys import peer_of_tenants, peer_states
 from tenants.persistence import platform_session
 
 log = logging.getLogger("casebridge.exchange")
@@ -119,9 +121,17 @@ class Inbox:
             seen = await _already_seen(session, ids)
             hosted = set(
                 await session.scalars(
-                    select(Tenant.id).where(Tenant.id.in_({a.header.recipient for a in arrivals if a.header}))
+                    select(Tenant.id).where(
+                        Tenant.id.in_({a.header.recipient for a in arrivals if a.header}), Tenant.peer.is_(None)
+                    )
                 )
             )
+            # Senders on peer nodes: their envelopes are opened only while their node's keys are trusted.
+            senders = {a.header.sender for a in arrivals if a.header}
+            peer_of = await peer_of_tenants(session, senders)
+            states = {name: node.state for name, node in (await peer_states(session)).items()} if peer_of else {}
+            # A sender in no directory row may be an agency of a peer not fetched yet: its envelope waits, unopened.
+            strangers = senders - set(await session.scalars(select(Tenant.id).where(Tenant.id.in_(senders))))
             applied: dict[tuple[uuid.UUID, uuid.UUID], list[AppliedEnvelope]] = {}
             for index, arrival in enumerate(arrivals):
                 header = arrival.header
@@ -131,9 +141,17 @@ class Inbox:
                     continue  # applied (or parked) before: a redelivery
                 elif header.recipient not in hosted:
                     await self._park(session, arrival, "wrong_recipient", "the recipient is not hosted here")
+                elif not subject_names(arrival.subject, header.recipient, header.sender):
+                    # NATS lets an agency's node publish only with its own tenant as the subject's sender; the
+                    # header must say the same, or that permission would prove nothing.
+                    await self._park(session, arrival, "wrong_subject", "the subject names other tenants")
+                elif header.sender in peer_of and (reason := hold_reason(states.get(peer_of[header.sender]))):
+                    seen.add(header.envelope_id)
+                    await self._hold(session, arrival, header, reason, now)
                 else:
                     seen.add(header.envelope_id)  # the same envelope twice in one batch is applied once
-                    outcome = await self._apply_one(session, arrival, header, now)
+                    from_peer = header.sender in peer_of or header.sender in strangers
+                    outcome = await self._apply_one(session, arrival, header, now, from_peer=from_peer)
                     if outcome is _Outcome.APPLIED and header.type is not EnvelopeType.RECEIPT:
                         applied.setdefault((header.recipient, header.sender), []).append(
                             AppliedEnvelope(envelope_id=header.envelope_id, type=header.type.value)
@@ -152,9 +170,13 @@ class Inbox:
         return settled
 
     async def _apply_one(
-        self, session: AsyncSession, arrival: _Arrival, header: EnvelopeHeader, now: dt.datetime
+        self, session: AsyncSession, arrival: _Arrival, header: EnvelopeHeader, now: dt.datetime, *, from_peer: bool
     ) -> _Outcome:
         opened = await self._open(session, arrival.token, header)
+        if isinstance(opened, RejectedEnvelope) and from_peer and opened.reason is RejectReason.UNKNOWN_SENDER_KEY:
+            # Signed with a key the peer's node has not listed to us (yet): its next refresh may bring it.
+            await self._hold(session, arrival, header, HoldReason.UNKNOWN_SENDER_KEY, now)
+            return _Outcome.HELD
         if isinstance(opened, RejectedEnvelope):
             await self._park(session, arrival, opened.reason.value, opened.detail)
             return _Outcome.PARKED
@@ -220,6 +242,20 @@ class Inbox:
             decryption_keys=decryption,
             sender_keys=lambda tenant: sender_jwks if tenant == sender else [],
             now=self._deps.clock.now(),
+        )
+
+    async def _hold(
+        self, session: AsyncSession, arrival: _Arrival, header: EnvelopeHeader, reason: HoldReason, now: dt.datetime
+    ) -> None:
+        await hold(
+            session,
+            envelope_id=header.envelope_id,
+            subject=arrival.subject,
+            sender=header.sender,
+            recipient=header.recipient,
+            token=arrival.token,
+            reason=reason,
+            now=now,
         )
 
     async def _park(self, session: AsyncSession, arrival: _Arrival, reason: str, detail: str) -> None:
@@ -489,6 +525,7 @@ class _Outcome(enum.Enum):
     APPLIED = enum.auto()
     APPLIED_ELSEWHERE = enum.auto()
     PARKED = enum.auto()
+    HELD = enum.auto()
     LATER = enum.auto()
 
 

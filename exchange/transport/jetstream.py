@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
 from nats.aio.msg import Msg
@@ -18,8 +19,10 @@ from exchange.transport.outbox import OutgoingEnvelope
 logger = logging.getLogger(__name__)
 
 ENVELOPE_STREAM = "CB_ENVELOPES"
-ENVELOPE_SUBJECTS = "cb.v1.>"
-INBOX_DURABLE = "casebridge-inbox"
+# cb.v1.<recipient>.<type> is the layout before the sender joined the subject: the stream keeps taking it so that
+# envelopes published before an upgrade reach their inbox consumers (the relay sends old outbox rows on cb.v2).
+ENVELOPE_SUBJECTS = ("cb.v2.>", "cb.v1.>")
+INBOX_DURABLE_PREFIX = "casebridge-inbox-"
 
 InboxBatchHandler = Callable[[Sequence[tuple[str, bytes]]], Awaitable[list[bool]]]
 """Applies a batch of envelopes (`Inbox.receive_batch`): for each, True when it is settled (applied, already seen
@@ -35,11 +38,28 @@ STOP_GRACE_S = 5.0
 PUBLISH_TIMEOUT_S = 5.0
 
 
+def inbox_durable(tenant: uuid.UUID) -> str:
+    """The durable consumer holding the envelopes addressed to `tenant`: one per tenant, so that NATS can give an
+    agency's own node its tenant's consumer and nothing else (deploy/nats/hub.conf)."""
+    return f"{INBOX_DURABLE_PREFIX}{tenant}"
+
+
+def inbox_filter(tenant: uuid.UUID) -> tuple[str, ...]:
+    """The subjects of the envelopes addressed to `tenant` (`cb.v2.<recipient>.<sender>.<type>`, and the older
+    `cb.v1.<recipient>.<type>`)."""
+    return f"cb.v2.{tenant}.>", f"cb.v1.{tenant}.>"
+
+
 class JetStream(Protocol):
-    """Whatever holds the process's JetStream context (the gateway's Bus)."""
+    """Whatever holds the process's JetStream contexts (the gateway's Bus)."""
 
     @property
     def js(self) -> JetStreamContext: ...
+
+    @property
+    def envelope_js(self) -> JetStreamContext:
+        """The JetStream API of the envelope stream: `js` on the hub, the hub's imported API on an agency's node."""
+        ...
 
 
 class JetStreamPublisher:
@@ -84,6 +104,8 @@ class InboxConsumer:
     redelivery, and the inbox's idempotency by envelope id makes that harmless. A message the handler could not
     settle comes again after an exponential delay; `max_deliver` is unlimited because an envelope must never be
     dropped by the bus. Every replica uses the same durable, so JetStream shares the messages out between them.
+    With `create` false it binds to a durable someone else made (an agency's node may not create consumers on the
+    hub's stream).
     """
 
     def __init__(
@@ -91,9 +113,10 @@ class InboxConsumer:
         bus: JetStream,
         handler: InboxBatchHandler,
         *,
-        durable: str = INBOX_DURABLE,
+        durable: str,
+        filter_subjects: tuple[str, ...],
+        create: bool = True,
         batch: int = 100,
-        filter_subject: str = ENVELOPE_SUBJECTS,
         fetch_timeout: float = FETCH_TIMEOUT_S,
         retry_base: float = 1.0,
         retry_max: float = 60.0,
@@ -103,7 +126,8 @@ class InboxConsumer:
         self._handler = handler
         self.durable = durable
         self._batch = batch
-        self._filter_subject = filter_subject
+        self._filter_subjects = filter_subjects
+        self._create = create
         self._fetch_timeout = fetch_timeout
         self._retry_base = retry_base
         self._retry_max = retry_max
@@ -131,18 +155,10 @@ class InboxConsumer:
                     await subscription.unsubscribe()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_S,
-            max_deliver=-1,
-            filter_subject=self._filter_subject,
-        )
-        # Create-or-update, so a changed setting here reaches a consumer that already exists on the server.
-        await self._bus.js.add_consumer(ENVELOPE_STREAM, config)
-        return await self._bus.js.pull_subscribe_bind(durable=self.durable, stream=ENVELOPE_STREAM)
+        js = self._bus.envelope_js
+        if self._create:
+            await ensure_inbox_consumer(js, self.durable, self._filter_subjects)
+        return await js.pull_subscribe_bind(durable=self.durable, stream=ENVELOPE_STREAM)
 
     async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
@@ -195,11 +211,103 @@ class InboxConsumer:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
 
-async def inbox_lag(bus: JetStream, *, durable: str = INBOX_DURABLE) -> tuple[int, int] | None:
-    """The shared inbox consumer's lag: envelopes on the stream not yet handed to any inbox, and those handed out but
-    not acknowledged yet (being applied, or to come again). None while no inbox has created the consumer."""
-    try:
-        info = await bus.js.consumer_info(ENVELOPE_STREAM, durable)
-    except NotFoundError:
-        return None
-    return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+async def ensure_inbox_consumer(js: JetStreamContext, durable: str, filter_subjects: tuple[str, ...]) -> None:
+    """Create the durable, or update it to these settings when it exists already."""
+    config = ConsumerConfig(
+        durable_name=durable,
+        name=durable,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ACK_WAIT_S,
+        max_deliver=-1,
+        filter_subjects=list(filter_subjects),
+    )
+    await js.add_consumer(ENVELOPE_STREAM, config)
+
+
+class TenantInboxes:
+    """The inbox Worker's job: one InboxConsumer per tenant whose envelopes this node consumes.
+
+    `consumed()` names those tenants; it is asked again every `refresh_s`, so a tenant added while the node runs
+    gets its consumer then (its envelopes wait in the stream meanwhile: the consumer starts from the first one).
+    `prepared` are tenants hosted elsewhere (an agency's own node) whose consumers this node creates on the
+    stream it owns and never reads. With `create` false (an agency's node) the consumers are bound, not created.
+    """
+
+    def __init__(
+        self,
+        bus: JetStream,
+        handler: InboxBatchHandler,
+        consumed: Callable[[], Awaitable[Collection[uuid.UUID]]],
+        *,
+        prepared: Collection[uuid.UUID] = (),
+        create: bool = True,
+        refresh_s: float = 2.0,
+        reconnect_delay: float = 1.0,
+    ) -> None:
+        self._bus = bus
+        self._handler = handler
+        self._consumed = consumed
+        self._prepared = frozenset(prepared)
+        self._create = create
+        self._refresh_s = refresh_s
+        self._reconnect_delay = reconnect_delay
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        unprepared = set(self._prepared)
+        try:
+            while not stop.is_set():
+                unprepared = await self._prepare(unprepared)
+                try:
+                    tenants = set(await self._consumed()) - self._prepared
+                except Exception as exc:  # the database is away: keep the consumers we have, ask again later
+                    logger.warning("inbox cannot list the tenants it consumes (%s)", type(exc).__name__)
+                    tenants = set(running)
+                for tenant in tenants - running.keys():
+                    consumer = InboxConsumer(
+                        self._bus,
+                        self._handler,
+                        durable=inbox_durable(tenant),
+                        filter_subjects=inbox_filter(tenant),
+                        create=self._create,
+                        reconnect_delay=self._reconnect_delay,
+                    )
+                    running[tenant] = asyncio.create_task(consumer.run(stop, wake), name=f"inbox:{consumer.durable}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._refresh_s)
+        except BaseException:
+            for task in running.values():  # cancelled after the grace period: so are the consumers
+                task.cancel()
+            raise
+        finally:
+            # Once stop is set each consumer finishes the batch it holds and returns.
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+    async def _prepare(self, tenants: set[uuid.UUID]) -> set[uuid.UUID]:
+        """Create the consumers of tenants hosted elsewhere; those the bus refused now come again next round."""
+        left: set[uuid.UUID] = set()
+        for tenant in tenants:
+            try:
+                await ensure_inbox_consumer(self._bus.envelope_js, inbox_durable(tenant), inbox_filter(tenant))
+            except Exception as exc:
+                logger.warning("inbox consumer for a tenant hosted elsewhere not created (%s)", type(exc).__name__)
+                left.add(tenant)
+        return left
+
+
+async def inbox_lag(bus: JetStream, tenants: Collection[uuid.UUID]) -> tuple[int, int] | None:
+    """The lag of these tenants' inbox consumers, summed: envelopes on the stream not yet handed to an inbox, and
+    those handed out but not acknowledged yet (being applied, or to come again). None while none of the consumers
+    exists yet."""
+    pending = unacknowledged = 0
+    found = False
+    for tenant in tenants:
+        try:
+            info = await bus.envelope_js.consumer_info(ENVELOPE_STREAM, inbox_durable(tenant))
+        except NotFoundError:
+            continue
+        found = True
+        pending += int(info.num_pending or 0)
+        unacknowledged += int(info.num_ack_pending or 0)
+    return (pending, unacknowledged) if found else None

@@ -1,4 +1,4 @@
-"""The transport's tables: the outbox, the record of applied envelopes, and the envelopes parked as dead letters."""
+"""The transport's tables: the outbox, applied envelopes, envelopes held for a peer's keys, dead letters."""
 
 from __future__ import annotations
 
@@ -53,5 +53,21 @@ class DeadLetter(Base):
     sender_tenant_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(255))
+    token: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class HeldEnvelope(Base):
+    """An envelope from a peer node's agency that waits, unopened, until the peer's keys are fetched or accepted;
+    then it is applied (exactly once, like any envelope) and the row goes."""
+
+    __tablename__ = "held_envelope"
+
+    envelope_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    recipient_tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    sender_tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    # exchange.transport.held.HoldReason
+    reason: Mapped[str] = mapped_column(String(32))
     token: Mapped[str] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))

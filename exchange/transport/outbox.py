@@ -16,17 +16,44 @@ from exchange.deps import ExchangeDeps
 from exchange.transport.bodies import Body, encode_body
 from exchange.transport.envelopes import EnvelopeHeader, EnvelopeType, seal
 from exchange.transport.models import OutboxEnvelope
-from tenants.errors import KeyUnavailable
+from tenants.errors import KeyUnavailable, PartnerKeysUnavailable
 from tenants.models import KeyUse
 
-SUBJECT_PREFIX = "cb.v1"
+SUBJECT_PREFIX = "cb.v2"
 # `session.info` key set when a transaction adds outbox rows: after its commit the relay has work.
 OUTBOX_WRITTEN = "casebridge.outbox_written"
 
 
-def subject_for(recipient: uuid.UUID, envelope_type: EnvelopeType) -> str:
-    """`cb.v1.<recipient-tenant-id>.<type>`: routing needs nothing but ids and the type."""
-    return f"{SUBJECT_PREFIX}.{recipient}.{envelope_type.value}"
+def subject_for(recipient: uuid.UUID, sender: uuid.UUID, envelope_type: EnvelopeType) -> str:
+    """`cb.v2.<recipient-tenant-id>.<sender-tenant-id>.<type>`: routing needs nothing but ids and the type, and the
+    sender in the subject lets NATS permissions hold an agency's own node to sending as its own tenant only."""
+    return f"{SUBJECT_PREFIX}.{recipient}.{sender}.{envelope_type.value}"
+
+
+def subject_names(subject: str, recipient: uuid.UUID, sender: uuid.UUID) -> bool:
+    """Whether `subject` is the envelope subject of `recipient` and `sender`. A `cb.v1.<recipient>.<type>` subject
+    (published before the sender joined the subject) names the recipient only: NATS lets no agency's own node
+    publish one (deploy/nats/hub.conf), so only the hub's gateways can have put it on the stream."""
+    parts = subject.split(".")
+    try:
+        if len(parts) >= 5 and parts[:2] == ["cb", "v2"]:
+            return (uuid.UUID(parts[2]), uuid.UUID(parts[3])) == (recipient, sender)
+        if len(parts) >= 4 and parts[:2] == ["cb", "v1"]:
+            return uuid.UUID(parts[2]) == recipient
+    except ValueError:
+        pass
+    return False
+
+
+def current_subject(subject: str, sender: uuid.UUID) -> str:
+    """The subject to publish a stored outbox row on: rows written before the sender joined the subject
+    (`cb.v1.<recipient>.<type>`, left unsent at an upgrade) are sent on the `cb.v2` layout the stream and the
+    inboxes take."""
+    prefix, _, rest = subject.partition(".v1.")
+    if prefix != "cb" or not rest:
+        return subject
+    recipient, _, envelope_type = rest.partition(".")
+    return f"{SUBJECT_PREFIX}.{recipient}.{sender}.{envelope_type}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +84,14 @@ async def sealed_envelope(
     """A new envelope carrying `payload` (a JSON object) from `sender` to `recipient`: its header and token."""
     signing = await deps.keyring.usable_tenant_keys(session, sender, KeyUse.SIGNING)
     encryption = await deps.published.encryption_key(session, recipient)
-    if not signing or signing[0].retired_at is not None or encryption is None:
-        raise KeyUnavailable("the sender or the recipient has no active envelope key")
+    if encryption is None:
+        # A partner on a peer node whose keys have not been fetched or accepted: the whole change rolls back.
+        raise PartnerKeysUnavailable(
+            "The partner agency's keys are not available on this node yet, so nothing was sent. Try again later; "
+            "if this persists, ask the operator to check the partner's node (casebridge peers status)."
+        )
+    if not signing or signing[0].retired_at is not None:
+        raise KeyUnavailable("the sender has no active envelope key")
     now = deps.clock.now().replace(microsecond=0)
     header = EnvelopeHeader(
         envelope_id=uuid7(), type=envelope_type, sender=sender, recipient=recipient, created_at=now.astimezone(dt.UTC)
@@ -89,7 +122,7 @@ async def enqueue(
     header, token = await sealed_envelope(
         session, deps, sender=sender, recipient=recipient, envelope_type=body.TYPE, payload=encode_body(body)
     )
-    subject = subject_for(recipient, body.TYPE)
+    subject = subject_for(recipient, sender, body.TYPE)
     session.info[OUTBOX_WRITTEN] = True
     await session.execute(
         insert(OutboxEnvelope).values(

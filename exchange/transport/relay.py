@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exchange.transport.models import OutboxEnvelope
-from exchange.transport.outbox import OutgoingEnvelope, Publisher
+from exchange.transport.outbox import OutgoingEnvelope, Publisher, current_subject
 from tenants.clock import Clock
 from tenants.persistence import platform_session
 
@@ -71,7 +71,7 @@ class OutboxRelay:
         if not due:
             return 0
         outcomes = await self._publisher.publish_batch(
-            [OutgoingEnvelope(row.envelope_id, row.subject, row.token) for row in due]
+            [OutgoingEnvelope(row.envelope_id, current_subject(row.subject, row.tenant_id), row.token) for row in due]
         )
         sent = [row.id for row, failure in zip(due, outcomes, strict=True) if failure is None]
         failed = [(row, failure) for row, failure in zip(due, outcomes, strict=True) if failure is not None]

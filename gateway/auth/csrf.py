@@ -30,8 +30,9 @@ CSRF_COOKIE: Final = "cb_csrf"
 FORM_FIELD: Final = "_csrf_token"  # the hidden field Litestar's `csrf_input` renders
 HEADER: Final = "x-csrftoken"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-# Paths served to programs, which authenticate with bearer tokens and never with the session cookie.
-EXEMPT_PREFIXES: Final = ("/api/", "/oauth/", "/.well-known/", "/health/", "/problems/")
+# Paths served to programs, which authenticate with bearer tokens (or, the witness, not at all) and never with the
+# session cookie.
+EXEMPT_PREFIXES: Final = ("/api/", "/oauth/", "/.well-known/", "/health/", "/problems/", "/witness/")
 FAILED: Final = "CSRF token verification failed"  # gateway.web.errors shows it as an expired form
 
 _NONCE_HEX: Final = 64

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from audit.sealer import sealer_lease_held
 from gateway.auth.guards import PUBLIC
+from gateway.peering import peers_report
 from gateway.runtime import Runtime
 from gateway.workers import WorkerName
 
@@ -27,7 +28,8 @@ async def live() -> dict[str, str]:
     responses={503: ResponseSpec(dict[str, Any], description="What is down", generate_examples=False)},
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """503 names what is down: `database`, `bus`, `audit_sealer`, or `worker:<name>` for a Worker of this process."""
+    """503 names what is down: `database`, `bus`, `audit_sealer`, or `worker:<name>` for a Worker of this process.
+    With peers configured, `peers` gives each one's state and the envelopes held for them, by reason."""
     runtime: Runtime = request.app.state.runtime
     workers = runtime.workers.status()
     database = await _database_ok(runtime)
@@ -42,6 +44,10 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     down = sorted(name for name, ok in checks.items() if not ok)
     down += [f"worker:{name}" for name, ok in workers.items() if not ok]
     body = {"status": "unavailable" if down else "ok", "checks": checks, "workers": workers}
+    if runtime.settings.peers.peers and database:
+        # Shown, never a reason to be unready: a peer that cannot be reached holds its own envelopes only, and local
+        # exchange goes on (docs/operations.md, "Joining an agency's node").
+        body["peers"] = await peers_report(runtime.sessions, runtime.settings.peers.peers)
     if down:
         return Response({**body, "down": down}, status_code=503, media_type="application/json")
     return Response(body, status_code=200)

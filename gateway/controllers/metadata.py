@@ -1,14 +1,17 @@
-"""Public metadata: OAuth server metadata (RFC 8414), the gateway's and each tenant's JWKS, problem types."""
+"""Public metadata: OAuth server metadata (RFC 8414), the gateway's and each tenant's JWKS, the node's description
+for its peers, problem types."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
+from audit.identity import load_names
 from audit.publication import checkpoint_jwks
 from gateway.auth.guards import PUBLIC
 from gateway.auth.oauth import ASSERTION_ALGORITHMS, AUTH_METHOD
@@ -19,7 +22,8 @@ from gateway.urls import tenant_jwks_url as tenant_jwks_url  # re-exported: the 
 from tenants.algorithms import published_jwk
 from tenants.models import PlatformKeyUse, Scope
 from tenants.persistence import platform_session
-from tenants.services import tenant_exists
+from tenants.schemas import NodeAgency, NodeDescription
+from tenants.services import hosted_tenants, tenant_exists
 
 
 @get("/.well-known/oauth-authorization-server", opt={PUBLIC: True}, tags=["oauth"])
@@ -64,6 +68,33 @@ async def tenant_jwks(request: Request[Any, Any, Any], tenant_id: FromPath[uuid.
         if not await tenant_exists(session, tenant_id):
             raise NotFoundException()
         return await runtime.keyring.public_jwks(session, tenant_id)
+
+
+@get(
+    "/.well-known/casebridge-node",
+    opt={PUBLIC: True},
+    tags=["directory"],
+    summary="This node, its audit log's name, and the agencies it hosts with their JWKS URLs (for peer nodes)",
+)
+async def node_description(request: Request[Any, Any, Any]) -> NodeDescription:
+    runtime: Runtime = request.app.state.runtime
+    base_url = runtime.settings.server.base_url
+    async with platform_session(runtime.sessions) as session:
+        origin = (await load_names(session)).current
+        tenants = await hosted_tenants(session)
+    agencies = [
+        NodeAgency(
+            id=t.id,
+            slug=t.slug,
+            name=t.name,
+            kind=t.kind,
+            region=t.region,
+            service_profile=t.service_profile or {},
+            jwks_url=tenant_jwks_url(base_url, t.id),
+        )
+        for t in tenants
+    ]
+    return NodeDescription(name=urlsplit(base_url).netloc, audit_origin=origin, tenants=agencies)
 
 
 @get("/problems/{slug:str}", opt={PUBLIC: True}, tags=["problems"], summary="What a problem type means")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
@@ -19,6 +19,7 @@ from gateway.controllers.context import open_context, principal_of, request_cont
 from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
 from gateway.web.i18n import N_
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
+from gateway.web.paging import BadPageLink, back_to_first_page, next_offset, offset_param
 from tenants import admin
 from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
 from tenants.models import CLIENT_ROLES, Role, Scope, User
@@ -87,14 +88,10 @@ def service_error(request: Request[Any, Any, Any], exc: CasebridgeError) -> str:
     return translated if str(exc) in SERVICE_MESSAGES else error_text(request, exc)
 
 
-def _offset(cursor: str | None) -> int:
-    return int(cursor) if cursor and cursor.isdigit() and len(cursor) < 10 else 0
-
-
 def _pages(offset: int, total: int) -> dict[str, Any]:
     """The shared pager's cursors: here simply the offset of the next page and of this one."""
     return {
-        "next_cursor": str(offset + PER_PAGE) if offset + PER_PAGE < total else None,
+        "next_cursor": next_offset(offset, PER_PAGE, offset + PER_PAGE < total),
         "cursor": str(offset) if offset else None,
     }
 
@@ -103,9 +100,12 @@ def _pages(offset: int, total: int) -> dict[str, Any]:
 
 
 @get(USERS, **page(*_ADMIN, Action.TENANTS_USER_LIST))
-async def users_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
+async def users_page(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = runtime_of(request)
-    offset = _offset(cursor)
+    try:
+        offset = offset_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with open_context(request) as ctx:
         found = await admin.list_staff(
             ctx.session, runtime.clock, principal=ctx.principal, offset=offset, limit=PER_PAGE
@@ -248,8 +248,11 @@ async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[
 
 
 @get(CLIENTS, **page(*_ADMIN, Action.TENANTS_CLIENT_LIST))
-async def clients_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
-    offset = _offset(cursor)
+async def clients_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    try:
+        offset = offset_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with open_context(request) as ctx:
         found = await admin.list_clients(ctx.session, principal=ctx.principal, offset=offset, limit=PER_PAGE)
     return render(request, "admin_clients.html", clients=found.items, total=found.total, **_pages(offset, found.total))

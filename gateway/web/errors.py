@@ -25,7 +25,17 @@ from tenants.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, 
 log = logging.getLogger("casebridge.gateway")
 
 # Paths served to programs; everything else is a page for people.
-NOT_PAGES: Final = ("/api/", "/oauth/", "/.well-known/", "/health/", "/problems/", "/schema", "/static/", "/metrics")
+NOT_PAGES: Final = (
+    "/api/",
+    "/oauth/",
+    "/.well-known/",
+    "/health/",
+    "/problems/",
+    "/schema",
+    "/static/",
+    "/metrics",
+    "/witness/",
+)
 LOGIN: Final = "/login"
 
 

@@ -27,7 +27,7 @@ from litestar.params import Body
 from audit.events import Action, Outcome
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
-from gateway.web.pages import FIELD_LABELS, day_error, invalid_form_text, translator
+from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import in_calendar
 
 FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -163,7 +163,11 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
             if not (name := form[f"subject-{row}-name"]):
                 continue
             role = form[f"subject-{row}-role"]
-            subject = {"ref": form[f"subject-{row}-ref"] or f"{role or 'person'} {row + 1}", "full_name": name}
+            # The default reference is in the page's language ("ребёнок 1"), as the pages show it afterwards.
+            default_ref = (
+                f"{_(SUBJECT_ROLE_LABELS.get(role, 'Person') if role != 'other' else 'Person').lower()} {row + 1}"
+            )
+            subject = {"ref": form[f"subject-{row}-ref"] or default_ref, "full_name": name}
             subject["role"] = role or "other"
             if birth := form[f"subject-{row}-birth"]:
                 if _date(birth) is None:

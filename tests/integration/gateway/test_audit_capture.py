@@ -86,7 +86,7 @@ async def test_reads_fail_closed_when_the_audit_trail_cannot_be_written(
 async def test_parked_envelopes_are_audited(agencies: tuple[Agency, Agency, Agency], runtime: Runtime) -> None:
     _, opeka, _ = agencies
     await runtime.bus.js.publish(
-        f"cb.v1.{opeka.id}.referral.requested", b"forged", headers={"Nats-Msg-Id": str(uuid.uuid4())}
+        f"cb.v2.{opeka.id}.{uuid.uuid4()}.referral.requested", b"forged", headers={"Nats-Msg-Id": str(uuid.uuid4())}
     )
 
     async def parked() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -175,6 +176,34 @@ async def test_openapi_and_oauth_metadata(api: httpx.AsyncClient) -> None:
     jwks = (await api.get("/.well-known/jwks.json")).json()
     assert [k["alg"] for k in jwks["keys"] if not k["kid"].startswith("checkpoint-")] == ["Ed25519"]
     assert all("d" not in k for k in jwks["keys"])
+
+
+async def test_the_api_reference_loads_only_what_the_gateway_serves(api: httpx.AsyncClient) -> None:
+    viewer = await api.get("/schema")
+    assert viewer.status_code == 200
+    assert viewer.headers["content-type"].startswith("text/html")
+    # Every script and stylesheet the page names is a path on this gateway: nothing from another host.
+    referenced = re.findall(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""", viewer.text)
+    assert sorted(referenced) == [
+        "/static/favicon.svg",
+        "/static/swagger-ui/swagger-ui-bundle.js",
+        "/static/swagger-ui/swagger-ui-standalone-preset.js",
+        "/static/swagger-ui/swagger-ui.css",
+    ]
+    assert "://" not in viewer.text.split("<script type='text/javascript'>")[0]
+    for path in referenced:
+        asset = await api.get(path)
+        assert asset.status_code == 200, path
+        kind = asset.headers["content-type"].split(";")[0]
+        expected = {"css": "text/css", "js": "text/javascript", "svg": "image/svg+xml"}[path.rsplit(".", 1)[1]]
+        assert kind == expected, path
+        assert path.endswith(".svg") or len(asset.content) > 100_000  # the whole dist file, not a stub
+    licence = await api.get("/static/swagger-ui/LICENSE")
+    assert licence.status_code == 200
+    assert "Apache License" in licence.text
+    # The description the viewer shows stays where clients fetch it.
+    assert (await api.get("/schema/openapi.json")).json()["info"]["title"] == "casebridge"
+    assert (await api.get("/schema/openapi.yaml")).status_code == 200
 
 
 async def test_unknown_tenant_jwks_is_not_found(api: httpx.AsyncClient) -> None:

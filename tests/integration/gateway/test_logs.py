@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,7 +94,9 @@ async def test_a_whole_referral_loop_logs_request_ids_and_no_personal_data(
         assert refused.status_code == 400
         assert (await api.get(f"/no/such/page?name={PERSONAL_DATA[0]}")).status_code == 404
         # Something for a Worker to log outside any request: the inbox parks what is no envelope.
-        await runtime.bus.js.publish(f"cb.v1.{opeka.id}.referral", b"not an envelope", stream=ENVELOPE_STREAM)
+        await runtime.bus.js.publish(
+            f"cb.v2.{opeka.id}.{uuid.uuid4()}.referral", b"not an envelope", stream=ENVELOPE_STREAM
+        )
         await eventually(lambda: "envelope parked: malformed" in log.getvalue())
 
     lines = [json.loads(line) for line in log.getvalue().splitlines()]

@@ -19,7 +19,7 @@ import pytest
 from litestar import Litestar
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.transport.jetstream import JetStreamPublisher
+from exchange.transport.jetstream import JetStreamPublisher, inbox_durable
 from exchange.transport.relay import OutboxRelay
 from gateway.app import create_app
 from gateway.bus import ENVELOPE_STREAM
@@ -106,8 +106,8 @@ async def test_gauges_show_the_outbox_the_inbox_parked_envelopes_the_sealer_and_
 ) -> None:
     centre, opeka, _ = agencies
     inbox = runtime.workers[WorkerName.INBOX]
-    # The inbox creates the shared consumer, then stops: envelopes wait on the stream for it.
-    await eventually(lambda: _has(scrape(api), "casebridge_inbox_pending_envelopes"))
+    # The inbox creates the recipient's consumer, then stops: envelopes wait on the stream for it.
+    await eventually(lambda: _consumer_exists(runtime, opeka.id))
     await inbox.stop()
     samples = await scrape(api)
     assert value(samples, "casebridge_inbox_pending_envelopes") == 0
@@ -132,7 +132,9 @@ async def test_gauges_show_the_outbox_the_inbox_parked_envelopes_the_sealer_and_
     assert await OutboxRelay(runtime.sessions, JetStreamPublisher(runtime.bus), runtime.clock).relay_once() == 1
     client = await nats.connect(nats_url)
     try:
-        await client.jetstream().publish(f"cb.v1.{opeka.id}.referral", b"not an envelope", stream=ENVELOPE_STREAM)
+        await client.jetstream().publish(
+            f"cb.v2.{opeka.id}.{centre.id}.referral", b"not an envelope", stream=ENVELOPE_STREAM
+        )
     finally:
         await client.close()
     samples = await scrape(api)
@@ -152,6 +154,14 @@ async def test_gauges_show_the_outbox_the_inbox_parked_envelopes_the_sealer_and_
     assert value(samples, "casebridge_audit_unsealed_events") == 0
     assert value(samples, "casebridge_audit_oldest_unsealed_age_seconds") == 0
     assert value(samples, "casebridge_letters_waiting_layout") == 1  # no letters Worker here
+
+
+async def _consumer_exists(runtime: Runtime, tenant: uuid.UUID) -> bool:
+    try:
+        await runtime.bus.js.consumer_info(ENVELOPE_STREAM, inbox_durable(tenant))
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
 
 
 async def _has(scraping: Any, name: str) -> bool:

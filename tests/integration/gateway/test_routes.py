@@ -21,7 +21,7 @@ from tenants.models import Base, Role, Scope
 
 REPO = Path(__file__).resolve().parents[3]
 # Routes anyone may call: probes, OAuth and key metadata, the token endpoint, problem descriptions, sign-in pages,
-# the audit log's latest checkpoint.
+# the audit log's latest checkpoint, the witness endpoint peers send their checkpoints to.
 PUBLIC_PREFIXES = (
     "/health/",
     "/.well-known/",
@@ -31,8 +31,10 @@ PUBLIC_PREFIXES = (
     "/logout",
     "/account/",
     "/static",
+    "/favicon.ico",
     "/audit/checkpoint",
     "/metrics",  # the metrics token, or loopback only (gateway/controllers/metrics.py)
+    "/witness/add-checkpoint",  # a peer's signed checkpoint, checked against its pinned key (audit/peer_witness.py)
 )
 
 

@@ -156,7 +156,7 @@ async def test_a_version_1_envelope_left_in_the_outbox_at_an_upgrade_is_applied(
                 envelope_type=EnvelopeType.REFERRAL_REQUESTED.value,
                 recipient_tenant_id=opeka.id,
                 exchange_id=referral_id,
-                subject=subject_for(opeka.id, EnvelopeType.REFERRAL_REQUESTED),
+                subject=subject_for(opeka.id, centre.id, EnvelopeType.REFERRAL_REQUESTED),
                 token=old_token,
                 next_attempt_at=created_at - dt.timedelta(seconds=1),
             )

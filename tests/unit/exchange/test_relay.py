@@ -93,6 +93,7 @@ async def add_envelopes(
     *,
     created: dt.datetime = NOW - dt.timedelta(minutes=5),
     due: dt.datetime = NOW,
+    subject: str = f"cb.v2.{RECIPIENT}.{{sender}}.receipt",
 ) -> list[OutboxEnvelope]:
     """`count` outbox rows created one second apart, inserted newest first so only created_at can order them."""
     rows = [
@@ -101,7 +102,7 @@ async def add_envelopes(
             envelope_id=uuid7(),
             envelope_type="receipt",
             recipient_tenant_id=RECIPIENT,
-            subject=f"cb.v1.{RECIPIENT}.receipt",
+            subject=subject.format(sender=tenant.id),
             token=f"header.key.iv.ciphertext-{n}.tag",
             next_attempt_at=due,
             created_at=created + dt.timedelta(seconds=n),
@@ -130,11 +131,23 @@ async def test_publishes_in_commit_order_with_envelope_ids_and_marks_sent(
     assert await relay.relay_once() == 3
 
     assert bus.ids == ids(rows)
-    assert bus.published[0] == (f"cb.v1.{RECIPIENT}.receipt", b"header.key.iv.ciphertext-0.tag", ids(rows)[0])
+    subject = f"cb.v2.{RECIPIENT}.{tenant.id}.receipt"
+    assert bus.published[0] == (subject, b"header.key.iv.ciphertext-0.tag", ids(rows)[0])
     after = await stored(sessions)
     assert all(row.sent_at == NOW and row.attempts == 0 and row.last_error is None for row in after.values())
     assert await relay.relay_once() == 0, "a sent envelope is never published again"
     assert len(bus.published) == 3
+
+
+async def test_a_row_left_with_a_version_1_subject_is_sent_on_the_current_layout(
+    relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    # Written before the sender joined the subject and still unsent at the upgrade.
+    (row,) = await add_envelopes(sessions, tenant, 1, subject=f"cb.v1.{RECIPIENT}.receipt")
+
+    assert await relay.relay_once() == 1
+
+    assert bus.published == [(f"cb.v2.{RECIPIENT}.{tenant.id}.receipt", row.token.encode(), str(row.envelope_id))]
 
 
 async def test_a_pass_takes_at_most_batch_envelopes(

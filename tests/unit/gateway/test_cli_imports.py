@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -47,10 +48,31 @@ def _loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
     return sorted({m for m in modules for p in packages if m == p or m.startswith(p + ".")})
 
 
+def _environment(data_dir: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")}
+    return clean | {"CASEBRIDGE_DATA_DIR": str(data_dir)}  # the embedded SQLite database
+
+
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")}
-    return clean | {"CASEBRIDGE_DATA_DIR": str(tmp_path / "var")}  # the embedded SQLite database
+    return _environment(tmp_path / "var")
+
+
+@pytest.fixture(scope="module")
+def _set_up(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory as `db upgrade` and `tenant create` left it, made once by the command line itself."""
+    tmp_path = tmp_path_factory.mktemp("set-up")
+    environment = _environment(tmp_path / "var")
+    _run(environment, tmp_path, "db", "upgrade")
+    _run(environment, tmp_path, "tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
+    return tmp_path / "var"
+
+
+@pytest.fixture
+def set_up(_set_up: Path, environment: dict[str, str]) -> dict[str, str]:
+    """`environment` on a copy of that data directory (database and master key): migrated, with the tenant semya."""
+    shutil.copytree(_set_up, environment["CASEBRIDGE_DATA_DIR"])
+    return environment
 
 
 def _run(environment: dict[str, str], tmp_path: Path, *argv: str, stdin: str = "") -> list[str]:
@@ -77,17 +99,14 @@ def test_help_loads_no_framework(environment: dict[str, str], tmp_path: Path) ->
         ("user", "create", "--tenant", "semya", "--email", "dpo@semya.test", "--role", "dpo", "--password-stdin"),
     ],
 )
-def test_admin_commands_load_no_web_layer(environment: dict[str, str], tmp_path: Path, argv: tuple[str, ...]) -> None:
-    _run(environment, tmp_path, "db", "upgrade")
-    _run(environment, tmp_path, "tenant", "create", "--slug", "semya", "--name", "Семья", "--kind", "social_centre")
-    modules = _run(environment, tmp_path, *argv, stdin="a long enough passphrase\n")
+def test_admin_commands_load_no_web_layer(set_up: dict[str, str], tmp_path: Path, argv: tuple[str, ...]) -> None:
+    modules = _run(set_up, tmp_path, *argv, stdin="a long enough passphrase\n")
     # Not even Litestar, which advanced_alchemy (the tables' base classes) would load for its DTO types.
     assert _loaded(modules, ("litestar", "alembic", *SERVICE_ONLY, *WEB_LAYER)) == []
 
 
-def test_an_up_to_date_database_is_not_migrated_again(environment: dict[str, str], tmp_path: Path) -> None:
-    _run(environment, tmp_path, "db", "upgrade")
-    modules = _run(environment, tmp_path, "db", "upgrade")
+def test_an_up_to_date_database_is_not_migrated_again(set_up: dict[str, str], tmp_path: Path) -> None:
+    modules = _run(set_up, tmp_path, "db", "upgrade")
     assert _loaded(modules, ("exchange", *SERVICE_ONLY)) == []  # the tables are defined only to migrate them
 
 

@@ -15,6 +15,14 @@ def test_password_hash_is_argon2id_and_verifies() -> None:
     assert not credentials.verify_password("not a hash", "anything")
 
 
+def test_staff_passwords_use_the_rfc_9106_low_memory_profile_and_either_profile_verifies() -> None:
+    hashed = credentials.STAFF_PASSWORDS.hash("a long enough passphrase")
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=1$")
+    # The suite hashes with a cheaper profile (tests/conftest.py); a hash carries its parameters, so both verify.
+    assert credentials.verify_password(hashed, "a long enough passphrase")
+    assert not credentials.verify_password(hashed, "a long enough passphrasE")
+
+
 def test_password_rules() -> None:
     assert credentials.password_problem("short") is not None
     assert credentials.password_problem("aaaaaaaaaaaaaaaa") is not None

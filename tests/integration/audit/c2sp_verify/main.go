@@ -1,5 +1,5 @@
 // Command c2sp_verify checks casebridge's published audit log with Go's golang.org/x/mod/sumdb/note and tlog, an
-// implementation casebridge did not write (tests/integration/test_audit_witnessing.py builds and runs it).
+// implementation casebridge did not write (tests/integration/audit/test_audit_witnessing.py builds and runs it).
 //
 // It reads, from the directory given as its only argument: log.json (GET /.well-known/audit-log), checkpoint.txt
 // (GET /audit/checkpoint), inclusion.json and consistency.json (the proofs' HTTP responses) and export.jsonl (the

@@ -26,7 +26,7 @@ from exchange.letters.signing import LetterBinding, sign_letter
 from exchange.letters.worker import CLAIM_FOR, LetterWorker
 from exchange.referrals.models import Referral
 from exchange.transport.envelopes import EnvelopeType, OpenedEnvelope, open_envelope
-from exchange.transport.jetstream import INBOX_DURABLE
+from exchange.transport.jetstream import inbox_durable
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.bus import ENVELOPE_STREAM
 from gateway.runtime import Runtime
@@ -352,7 +352,7 @@ async def test_a_letter_that_overtakes_its_referral_is_applied_once_the_referral
         # The inbox has handled the early letter and asked the bus to bring it again later: a parked envelope would be
         # acknowledged, never redelivered. Every earlier envelope of this test was applied (the original's letter is
         # ready at the recipient), so the one redelivered is the early letter.
-        info = await runtime.bus.js.consumer_info(ENVELOPE_STREAM, INBOX_DURABLE)
+        info = await runtime.bus.js.consumer_info(ENVELOPE_STREAM, inbox_durable(opeka.id))
         return info.num_redelivered >= 1
 
     await eventually(handed_back)

@@ -230,7 +230,7 @@ async def test_oversized_and_wrong_type_documents(pair: tuple[Agency, Agency], r
 
 async def test_a_forged_envelope_is_parked_and_never_applied(pair: tuple[Agency, Agency], runtime: Runtime) -> None:
     _, opeka = pair
-    subject = f"cb.v1.{opeka.id}.referral.requested"
+    subject = f"cb.v2.{opeka.id}.{uuid.uuid4()}.referral.requested"
     await runtime.bus.js.publish(subject, b"not.a.real.jwe.token", headers={"Nats-Msg-Id": str(uuid.uuid4())})
 
     async def parked() -> bool:

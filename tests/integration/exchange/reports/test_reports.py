@@ -294,7 +294,7 @@ async def test_the_report_page_shows_the_figures_and_charts(
 
     download = await api.get("/reports/referrals.csv", params={"from": day, "until": day, "box": "outgoing"})
     assert download.status_code == 200
-    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["content-type"] == "text/csv; charset=utf-8"
     assert "outgoing,total,,,,,,5" in download.text
 
     refused = await api.get("/reports", params={"from": day, "until": "2020-01-01"})

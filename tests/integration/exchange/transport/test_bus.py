@@ -47,7 +47,7 @@ def _servers_using(store_dir: Path) -> list[int]:
 async def _assert_streams(bus: Bus) -> None:
     envelopes = await bus.js.stream_info(ENVELOPE_STREAM)
     audit = await bus.js.stream_info(AUDIT_STREAM)
-    assert envelopes.config.subjects == ["cb.v1.>"]
+    assert envelopes.config.subjects == ["cb.v2.>", "cb.v1.>"]
     assert audit.config.subjects == ["cb.audit.>"]
     for info in (envelopes, audit):
         assert info.config.storage == "file"
@@ -77,7 +77,7 @@ async def test_embedded_bus_serves_streams_deduplicates_and_stops(tmp_path: Path
         assert await bus.is_ready()
         await _assert_streams(bus)
 
-        subject = f"cb.v1.{uuid.uuid4()}.receipt"
+        subject = f"cb.v2.{uuid.uuid4()}.{uuid.uuid4()}.receipt"
         headers = {"Nats-Msg-Id": str(uuid.uuid4())}
         first = await bus.js.publish(subject, b"envelope", headers=headers)
         again = await bus.js.publish(subject, b"envelope", headers=headers)
@@ -103,7 +103,7 @@ async def test_embedded_store_survives_a_restart(tmp_path: Path) -> None:
     bus = Bus(None, tmp_path / "nats", 1)
     await bus.start()
     try:
-        await bus.js.publish(f"cb.v1.{uuid.uuid4()}.receipt", b"envelope")
+        await bus.js.publish(f"cb.v2.{uuid.uuid4()}.{uuid.uuid4()}.receipt", b"envelope")
     finally:
         await bus.stop()
 

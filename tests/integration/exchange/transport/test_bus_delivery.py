@@ -69,7 +69,7 @@ class Route:
     """A subject tree and durable name of one test's own, so tests sharing the session's server never meet."""
 
     def __init__(self) -> None:
-        self.root = f"cb.v1.{uuid.uuid4()}"
+        self.root = f"cb.v2.{uuid.uuid4()}.{uuid.uuid4()}"
         self.durable = f"test-{uuid.uuid4().hex}"
 
     @property
@@ -94,7 +94,7 @@ class Route:
             bus,
             handler,
             durable=self.durable,
-            filter_subject=self.filter,
+            filter_subjects=(self.filter,),
             retry_base=retry_base,
             reconnect_delay=reconnect_delay,
             fetch_timeout=fetch_timeout,
@@ -337,7 +337,7 @@ async def test_workers_relay_outbox_rows_to_the_inbox_handler_and_mark_them_sent
     sessions = make_sessionmaker(engine)
     handler = Recorder()
     relay = OutboxRelay(sessions, JetStreamPublisher(bus), SystemClock(), poll_interval=30.0)
-    consumer = InboxConsumer(bus, handler, durable=route.durable, filter_subject=route.filter)
+    consumer = InboxConsumer(bus, handler, durable=route.durable, filter_subjects=(route.filter,))
     workers = Workers([Worker(WorkerName.RELAY, relay, grace_s=5.0), Worker(WorkerName.INBOX, consumer, grace_s=5.0)])
     try:
         workers.start()

@@ -43,6 +43,7 @@ from audit.models import LEASE_ROW_ID, AuditEvent, AuditSeal, AuditSealerLease
 from exchange.letters.models import Letter
 from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.transport.envelopes import EnvelopeType
+from exchange.transport.jetstream import INBOX_DURABLE_PREFIX
 from exchange.transport.models import DeadLetter, InboxEnvelope, OutboxEnvelope
 from gateway.app import build_runtime
 from gateway.bus import ENVELOPE_STREAM
@@ -55,8 +56,6 @@ from tests.integration.helpers.agencies import referral_body
 from tests.pg import ThrowawayPostgres
 from tests.polling import eventually
 from tests.processes import CASEBRIDGE, START_WITHIN_S, Gateway, NatsServer, WorkerProcess, free_port
-
-INBOX_DURABLE = "casebridge-inbox"  # exchange.transport.jetstream.InboxConsumer's default
 
 
 @dataclass(frozen=True)
@@ -350,17 +349,20 @@ async def timed(check: Callable[[], Awaitable[bool]], within: float, what: Calla
 
 
 async def consumer_settled(nats_url: str) -> tuple[bool, str]:
-    """The gateway's inbox consumer has nothing left to deliver and nothing unacked; and the stream's size."""
+    """The gateway's inbox consumers have nothing left to deliver and nothing unacked; and the stream's size."""
     nc = await nats.connect(nats_url, allow_reconnect=False, connect_timeout=2)
     try:
         js = nc.jetstream()
-        info = await js.consumer_info(ENVELOPE_STREAM, INBOX_DURABLE)
+        inboxes = [c for c in await js.consumers_info(ENVELOPE_STREAM) if c.name.startswith(INBOX_DURABLE_PREFIX)]
+        pending = sum(c.num_pending or 0 for c in inboxes)
+        ack_pending = sum(c.num_ack_pending or 0 for c in inboxes)
+        redelivered = sum(c.num_redelivered or 0 for c in inboxes)
         stream = await js.stream_info(ENVELOPE_STREAM)
         state = (
-            f"pending={info.num_pending} ack_pending={info.num_ack_pending} redelivered={info.num_redelivered} "
+            f"consumers={len(inboxes)} pending={pending} ack_pending={ack_pending} redelivered={redelivered} "
             f"stream_messages={stream.state.messages}"
         )
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0), state
+        return bool(inboxes and pending == 0 and ack_pending == 0), state
     finally:
         await nc.close()
 

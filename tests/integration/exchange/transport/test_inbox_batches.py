@@ -170,3 +170,38 @@ async def test_a_batch_applies_its_good_envelopes_parks_the_bad_one_and_receipts
         return done if len(done) >= len(good) else None
 
     assert await eventually(delivered) == {e.envelope_id for e in good}
+
+
+async def test_an_envelope_on_a_subject_naming_other_tenants_is_parked(
+    agencies: tuple[Agency, Agency, Agency], runtime: Runtime
+) -> None:
+    # NATS lets an agency's own node publish only subjects naming its tenant as the sender (deploy/nats/hub.conf);
+    # the inbox holds the envelope's header to its subject, so a node cannot send as another agency by the header.
+    centre, opeka, kdn = agencies
+    first, second = await _sent_and_received(centre, opeka), await _sent_and_received(centre, opeka)
+
+    async def envelope(referral_id: uuid.UUID) -> OutgoingEnvelope:
+        return await forged_envelope(
+            runtime,
+            sender=opeka.id,
+            recipient=centre.id,
+            envelope_type=EnvelopeType.REFERRAL_STATUS,
+            body=_status(referral_id, "accepted"),
+            exchange_id=referral_id,
+        )
+
+    wrong, old_layout = await envelope(first), await envelope(second)
+    messages = [
+        # Published by kdn's node under its own name, with opeka's envelope inside.
+        (f"cb.v2.{centre.id}.{kdn.id}.referral.status", wrong.token.encode()),
+        # Published before the sender joined the subject (cb.v1.<recipient>.<type>), by a hub gateway.
+        (f"cb.v1.{centre.id}.referral.status", old_layout.token.encode()),
+    ]
+
+    assert await runtime.inbox.receive_batch(messages) == [True, True]
+
+    state = await _state(runtime, centre, [wrong.envelope_id, old_layout.envelope_id])
+    assert state["parked"] == [(wrong.envelope_id, "wrong_subject", opeka.id, centre.id)]
+    assert state["inbox"] == {old_layout.envelope_id: 1}
+    assert state["referrals"][first] == ("received", None)
+    assert state["referrals"][second] == ("accepted", None)

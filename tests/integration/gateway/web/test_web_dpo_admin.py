@@ -126,7 +126,7 @@ async def test_the_dpo_reads_the_trail_and_each_read_is_recorded(
     assert pdf.content.startswith(b"%PDF")
     csv = await api.get(f"/dpo/subjects/{subject_id}/report.csv")
     assert csv.status_code == 200
-    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.headers["content-type"] == "text/csv; charset=utf-8"  # the charset once
     assert "exchange:case:create" in csv.text
     assert 'filename="subject-access-report.csv"' in csv.headers["content-disposition"]
     ok(await api.get("/dpo/review"))
@@ -273,6 +273,11 @@ async def test_an_administrator_manages_staff_within_the_organisation(
     act_as(api, admin_session)
     page = ok(await api.get(f"/admin/users/{worker.id}"))
     assert worker.email in page
+    for listing in ("/admin", "/admin/clients"):  # a page link no pager made goes back to the first page
+        for cursor in ("-1", "abc", "99999999999999999999"):
+            response = await api.get(listing, params={"cursor": cursor})
+            assert (response.status_code, response.headers["location"]) == (303, listing), cursor
+    assert "That page link is not valid, so the first page is shown." in ok(await api.get("/admin"))
 
     await post(api, f"/admin/users/{worker.id}/roles", {"roles": ["intake", "supervisor"]})
     assert "The roles were saved." in ok(await api.get(f"/admin/users/{worker.id}"))

@@ -226,6 +226,19 @@ async def test_pages_speak_russian_by_default_and_the_switcher_saves_the_setting
     assert location(await form(api, "/account/language", {"language": "ru", "next": "//evil.example/"})) == "/"
 
 
+async def test_a_person_added_without_a_reference_is_named_by_role_in_the_pages_language(
+    api: Client, runtime: Runtime
+) -> None:
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Центр")
+    act_as(api, await staff(runtime, centre, Role.SPECIALIST))
+    fields = {"title": "Ивановы", "subject-0-name": "Мария Иванова", "subject-0-role": "child", "needs-client": "школа"}
+    fields |= {"subject-1-name": "Анна Иванова", "subject-1-role": "parent"}
+    page = ok(await api.get(location(await form(api, "/cases/new", fields))))
+    assert "ребёнок 1" in page
+    assert "родитель 2" in page
+    assert "child 1" not in page
+
+
 async def test_the_switcher_works_before_signing_in(api: Client) -> None:
     assert '<html lang="ru">' in ok(await api.get("/login"))
     assert location(await form(api, "/account/language", {"language": "en", "next": "/login"})) == "/login"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from litestar import Litestar, Request, Router, get
 
 from gateway.auth.guards import GUARDS, ROLES, SCOPE
 from gateway.runtime import Runtime
+from gateway.web.signin import setup_qr_svg
 from tenants import services
 from tenants.models import Role, Scope, User
 from tenants.persistence import platform_session
@@ -71,6 +73,16 @@ async def test_first_sign_in_enrols_totp_and_forces_a_new_password(
     secret_text = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrolment.text)
     assert secret_text is not None
     assert f"secret={secret_text.group(1)}" in enrolment.text  # the otpauth:// URI is shown as text too
+    # Beside the key, the same URI as a QR code: SVG written into the page, nothing loaded for it and no script.
+    qr_code = re.search(
+        r'<div class="totp-qr" id="totp-qr" role="img" aria-label="[^"]+">(<svg .*?</svg>)</div>', enrolment.text, re.S
+    )
+    assert qr_code is not None
+    uri = html.unescape(re.search(r'id="totp-uri">([^<]+)<', enrolment.text).group(1))  # type: ignore[union-attr]
+    assert uri.startswith("otpauth://totp/casebridge:")
+    assert qr_code.group(1) == setup_qr_svg(uri)
+    assert "<script" not in enrolment.text
+    assert "<img" not in enrolment.text
     secret = secret_from(secret_text.group(1))
     # Reloading shows the same pending secret rather than replacing the one the user may have typed in.
     assert secret_text.group(1) in (await api.get("/account/second-factor/enrol")).text
@@ -380,3 +392,10 @@ async def test_the_sign_in_page_sends_a_signed_in_user_home(api: Client, runtime
     await signed_in(api, staff, clock)
     redirected(await api.get("/login"), "/")
     assert (await api.get("/static/casebridge.css")).status_code == 200
+    # The icon every page links, and the one browsers ask for unprompted: no 404 in any page's log.
+    page_html = (await api.get("/account/profile")).text
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page_html
+    svg, ico = await api.get("/static/favicon.svg"), await api.get("/favicon.ico")
+    assert (svg.status_code, svg.headers["content-type"]) == (200, "image/svg+xml")
+    assert (ico.status_code, ico.headers["content-type"]) == (200, "image/x-icon")
+    assert ico.content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
