@@ -29,7 +29,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import asyncpg
+
+from tests.polling import eventually_blocking
 
 __all__ = [
     "APP_DATABASE",
@@ -531,9 +532,7 @@ class ThrowawayPostgres:
         if pid is not None and process_alive(pid) and _looks_like_postgres(pid):
             # pg_ctl failed or timed out; backends notice postmaster death on their own and exit.
             os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while process_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            eventually_blocking(lambda: not process_alive(pid), within=10, what=f"postmaster {pid} gone after SIGKILL")
 
     def _execute_as_superuser(self, *statements: str) -> None:
         port = self.port

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy import select
@@ -30,6 +31,18 @@ RECIPIENT = uuid.UUID("0190f2c4-0000-7000-8000-000000000001")
 
 class BusDown(ConnectionError):
     """What the in-memory bus raises; the message stands in for server text that must not reach the database."""
+
+
+class WatchedEvent(asyncio.Event):
+    """An Event that tells when someone starts waiting on it: the relay is asleep once it waits for a wake."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaited = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.awaited.set()
+        return await super().wait()
 
 
 class MemoryPublisher:
@@ -273,15 +286,16 @@ async def test_run_drains_then_sleeps_until_woken_and_stops(
     relay: OutboxRelay, bus: MemoryPublisher, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
 ) -> None:
     rows = await add_envelopes(sessions, tenant, 25)  # more than one batch of 10
-    stop, wake = asyncio.Event(), asyncio.Event()
+    stop, wake = asyncio.Event(), WatchedEvent()
     task = asyncio.create_task(relay.run(stop, wake))
     try:
         await eventually(lambda: len(bus.published) == 25)
         assert bus.ids == ids(rows)
+        await eventually(wake.awaited.is_set, what="the relay asleep after its drain")
 
         late = await add_envelopes(sessions, tenant, 1, created=NOW)
-        await asyncio.sleep(0.2)
         assert len(bus.published) == 25, "between wakes the relay waits for its poll interval"
+        assert not task.done()
         wake.set()
         await eventually(lambda: len(bus.published) == 26)
         assert bus.ids[-1] == ids(late)[0]
