@@ -30,8 +30,8 @@ with open(modules_file, "w", encoding="utf-8") as out:
     json.dump({"code": code, "modules": sorted(k for k, v in sys.modules.items() if v is not None)}, out)
 """
 
-# What serving needs and administering does not: the ASGI server, the templates, the bus, the PDF libraries.
-SERVICE_ONLY = ("uvicorn", "jinja2", "nats", "weasyprint", "reportlab")
+# What serving needs and administering does not: the ASGI server, the templates, the bus, the PDF typesetter.
+SERVICE_ONLY = ("uvicorn", "jinja2", "nats", "typst")
 # casebridge's own web layer and background workers, which gateway.app builds.
 WEB_LAYER = (
     "gateway.app",
