@@ -4,10 +4,12 @@ The rules (DESIGN.md "Audit", DPO features), each over one tenant's own trail:
 
 - `bulk_reads`: one actor read more than `bulk_subjects_per_hour` distinct subjects within one hour.
 - `off_hours`: one actor read subject data inside the off-hours window, in local time of the configured timezone.
-- `no_active_basis`: a successful `exchange:case:read` or `exchange:referral:read` touched a subject that nothing
-  active covers in this tenant: no consent in status `active` (and not past `valid_until`) for one of its own
-  subjects, and no open referral it received (not rejected, cancelled, completed or failed, and not restricted by a
-  consent withdrawal). The caller works out the covered pseudonyms; the rule only compares.
+- `no_active_basis`: a successful `exchange:case:read` or `exchange:referral:read` returned data of a subject for
+  which no basis was in force at the moment of the read, for the reader and for each data category it returned.
+  The caller works out the bases as `Cover`s from the history it keeps (exchange/reports/basis.py: the case's own
+  workers, consents with their validity and withdrawal, referrals from receipt to their final status); the rule
+  only compares times, readers and categories. A read that returned no subject data (a restricted copy) has nothing
+  to judge; one whose event records the reader's own legal basis (a partner's access receipt) is covered by it.
 - `repeated_denials`: one actor was refused (`denied`) more than `denials_per_hour` times within one hour.
 
 "Within one hour" means a run of events whose first and last are less than 60 minutes apart; overlapping runs that
@@ -21,7 +23,7 @@ import datetime as dt
 import enum
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from audit.events import Action, Outcome
@@ -54,7 +56,10 @@ class Rule(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class EventSummary:
-    """What the rules need of one event: no purpose, no resource, and pseudonyms only to count distinct subjects."""
+    """What the rules need of one event: no purpose, and pseudonyms only to count subjects and match their bases.
+
+    `resource_id` is for the caller, which looks up the bases of what was read; the rules never group on it.
+    """
 
     id: uuid.UUID
     time: dt.datetime  # timezone-aware
@@ -63,10 +68,49 @@ class EventSummary:
     actor_id: uuid.UUID | None
     actor_tenant_id: uuid.UUID | None = None
     subjects: frozenset[str] = frozenset()
+    resource_id: str | None = None
+    actor_role: str | None = None
+    # The data categories the read returned, as its event records them; None: whatever the resource holds (a case
+    # read, or a read recorded before events named their categories). Empty: no subject data at all.
+    categories: frozenset[str] | None = None
+    # A legal basis of the reader's own that the event records for this read (the reference, not personal data).
+    reader_basis: str | None = None
 
     @property
     def reads_subject_data(self) -> bool:
-        return self.action in READ_ACTIONS and self.outcome == Outcome.SUCCESS and bool(self.subjects)
+        return (
+            self.action in READ_ACTIONS
+            and self.outcome == Outcome.SUCCESS
+            and bool(self.subjects)
+            and self.categories != frozenset()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """One basis for reading one subject's data: whose reads it covers, which categories, and over [start, end).
+
+    `tenant_id` is the readers' agency; `actors` and `roles` narrow it further (None: anyone there). `categories`
+    None covers every category; `start` and `end` None are open (in force from the first, still in force).
+    """
+
+    subject: str
+    tenant_id: uuid.UUID
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    actors: frozenset[uuid.UUID] | None = None
+    roles: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
+
+    def covers_reader(self, event: EventSummary) -> bool:
+        """Whether this basis was in force for this reader at the moment of the event."""
+        return (
+            event.actor_tenant_id == self.tenant_id
+            and (self.actors is None or event.actor_id in self.actors)
+            and (self.roles is None or event.actor_role in self.roles)
+            and (self.start is None or self.start <= event.time)
+            and (self.end is None or event.time < self.end)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +163,13 @@ class Flag:
     event_ids: tuple[uuid.UUID, ...]
 
 
-def detect(events: Iterable[EventSummary], thresholds: Thresholds, covered: Collection[str]) -> list[Flag]:
-    """Every rule over `events`; `covered` holds the pseudonyms with an active consent or open referral."""
+def detect(events: Iterable[EventSummary], thresholds: Thresholds, covers: Iterable[Cover]) -> list[Flag]:
+    """Every rule over `events`; `covers` are the bases in force over time for the subjects the events read."""
     events = sorted(events, key=lambda e: (e.time, e.id))
     flags = [
         *bulk_reads(events, thresholds.bulk_subjects_per_hour),
         *off_hours(events, thresholds.off_hours, thresholds.timezone),
-        *no_active_basis(events, covered),
+        *no_active_basis(events, covers),
         *repeated_denials(events, thresholds.denials_per_hour),
     ]
     return sorted(flags, key=lambda f: (f.window_start, f.rule, str(f.actor_id)))
@@ -159,16 +203,36 @@ def off_hours(events: Iterable[EventSummary], window: OffHours, timezone: dt.tzi
     return [_flag(Rule.OFF_HOURS, actor, run, len(run)) for (actor, _), run in nights.items()]
 
 
-def no_active_basis(events: Iterable[EventSummary], covered: Collection[str]) -> list[Flag]:
-    """One flag per actor, listing its case and referral reads that touched a subject nothing active covers."""
-    uncovered = (
-        e
-        for e in events
-        if e.action in BASIS_CHECKED_ACTIONS
-        and e.outcome == Outcome.SUCCESS
-        and any(s not in covered for s in e.subjects)
-    )
+def no_active_basis(events: Iterable[EventSummary], covers: Iterable[Cover]) -> list[Flag]:
+    """One flag per actor, listing its case and referral reads that returned data no basis covered at the time."""
+    by_subject: dict[str, list[Cover]] = defaultdict(list)
+    for cover in covers:
+        by_subject[cover.subject].append(cover)
+    unjudged = (e for e in events if e.action in BASIS_CHECKED_ACTIONS and e.reads_subject_data)
+    uncovered = (e for e in unjudged if lacks_basis(e, by_subject))
     return [_flag(Rule.NO_ACTIVE_BASIS, actor, run, len(run)) for actor, run in _by_actor(uncovered).items()]
+
+
+def lacks_basis(event: EventSummary, covers: Mapping[str, Sequence[Cover]]) -> bool:
+    """Whether some subject the read returned had, at the moment of the read, no basis for this reader for one of
+    the categories returned. Several bases may share the categories between them (a statute for some, a consent for
+    the rest); a read of every category (`categories` None) needs one basis that covers every category."""
+    if event.reader_basis or event.categories == frozenset():
+        return False
+    for subject in event.subjects:
+        needed = None if event.categories is None else set(event.categories)
+        for cover in covers.get(subject, ()):
+            if not cover.covers_reader(event):
+                continue
+            if cover.categories is None:
+                needed = set()
+            elif needed is not None:
+                needed -= cover.categories
+            if needed == set():
+                break
+        else:
+            return True
+    return False
 
 
 def _by_actor(events: Iterable[EventSummary]) -> dict[uuid.UUID, list[EventSummary]]:

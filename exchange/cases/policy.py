@@ -101,6 +101,20 @@ class ConsentView:
         # brought up to date by a background job, and the policy must not depend on it having run.
         return self.status is ConsentStatus.ACTIVE and not self.is_withdrawn(now) and self.is_within_validity(now)
 
+    def period_in_force(self) -> tuple[dt.datetime, dt.datetime | None] | None:
+        """When the consent was (or is) in force, whatever its status today: [valid_from, the first of valid_until
+        and its withdrawal); end None while neither has come. None when it never was, or when its record cannot say
+        until when (withdrawn or expired without the time of it)."""
+        ends = [t for t in (self.valid_until, self.withdrawn_at) if t is not None]
+        if self.status is ConsentStatus.WITHDRAWN and self.withdrawn_at is None:
+            return None
+        if self.status is ConsentStatus.EXPIRED and not ends:
+            return None
+        end = min(ends) if ends else None
+        if end is not None and end <= self.valid_from:
+            return None
+        return self.valid_from, end
+
     def scope_covers(
         self,
         subject_id: uuid.UUID,

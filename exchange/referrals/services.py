@@ -468,6 +468,8 @@ async def read_referral(ctx: Context, *, referral_id: uuid.UUID) -> ReferralOut:
     referral = await access_referral(session, principal, referral_id, for_write=False)
     pseudonyms = await referral_pseudonyms(session, deps, referral)
     audit.touched(subjects=pseudonyms, purpose=referral.purpose, legal_basis=referral.legal_basis, side=referral.side)
+    # What the read returns of those people: a restricted copy keeps their refs only (the anomaly rules judge this).
+    audit.touched(categories=[] if referral.restricted else sorted(referral.categories))
     view = await referral_view(ctx, referral)
     await report_access(ctx, referral, pseudonyms)
     return view
@@ -492,6 +494,7 @@ async def report_access(ctx: Context, referral: Referral, pseudonyms: list[str])
             purpose=referral.purpose,
             subjects=pseudonyms,
             resource=str(audit.resource_id) if audit.resource_id is not None else None,
+            own_basis=referral.recipient_basis_reference,
         ),
     )
 

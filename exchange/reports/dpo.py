@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVarTuple
 
+import msgspec
 from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,12 +25,8 @@ from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
 from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
 from exchange.cases.access import access_subject
-from exchange.cases.models import Consent
-from exchange.cases.policy import ConsentStatus
 from exchange.context import Context
-from exchange.deps import ExchangeDeps
-from exchange.referrals.models import Referral, Side
-from exchange.referrals.status import TERMINAL
+from exchange.reports.basis import read_bases
 from tenants.calendar import check_calendar
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Tenant
@@ -264,7 +261,8 @@ async def mark_reviewed(ctx: Context, *, event_id: uuid.UUID, note: str | None) 
 async def find_anomalies(
     ctx: Context, *, thresholds: anomalies.Thresholds, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime, list[anomalies.Flag]]:
-    """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours)."""
+    """The anomaly rules over the caller's trail in [since, until) (default: the last 24 hours); each read is judged
+    against the bases in force when it was made (exchange/reports/basis.py)."""
     session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     now = deps.clock.now()
     _check_window(since, until)
@@ -274,15 +272,31 @@ async def find_anomalies(
         raise InvalidInput(f"Look at most {MAX_ANOMALY_SPAN.days} days at a time.")
     audit.touched(resource_type="audit_event", since=since.isoformat(), until=until.isoformat())
     events = await _summaries(session, principal.tenant_id, since, until)
-    covered = await _covered_pseudonyms(session, deps, principal.tenant_id, now)
-    flags = anomalies.detect(events, thresholds, covered)
+    events, covers = await read_bases(session, deps, principal.tenant_id, events)
+    flags = anomalies.detect(events, thresholds, covers)
     audit.touched(flags=len(flags))
     return since, until, flags
+
+
+class _SealedActor(msgspec.Struct):
+    role: str | None = None
+
+
+class _SealedRead(msgspec.Struct):
+    """What the basis rule reads of a sealed read event beyond its columns: the reader's role, and `extra`."""
+
+    actor: _SealedActor
+    extra: dict[str, Any] = {}
 
 
 async def _summaries(
     session: AsyncSession, tenant_id: uuid.UUID, since: dt.datetime, until: dt.datetime
 ) -> list[anomalies.EventSummary]:
+    in_window = (
+        AuditEvent.log_tenant_id == tenant_id,
+        AuditEvent.recorded_at >= since,
+        AuditEvent.recorded_at < until,
+    )
     query = (
         select(
             AuditEvent.id,
@@ -291,13 +305,12 @@ async def _summaries(
             AuditEvent.outcome,
             AuditEvent.actor_id,
             AuditEvent.actor_tenant_id,
+            AuditEvent.resource_id,
             AuditEventSubject.pseudonym,
         )
         .outerjoin(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id)
         .where(
-            AuditEvent.log_tenant_id == tenant_id,
-            AuditEvent.recorded_at >= since,
-            AuditEvent.recorded_at < until,
+            *in_window,
             or_(AuditEvent.action.in_(anomalies.READ_ACTIONS), AuditEvent.outcome == Outcome.DENIED.value),
         )
         .limit(MAX_ANOMALY_ROWS + 1)
@@ -311,59 +324,36 @@ async def _summaries(
         first.setdefault(row.id, row)
         if row.pseudonym is not None:
             subjects.setdefault(row.id, set()).add(row.pseudonym)
-    return [
-        anomalies.EventSummary(
-            id=r.id,
-            time=r.recorded_at,
-            action=r.action,
-            outcome=r.outcome,
-            actor_id=r.actor_id,
-            actor_tenant_id=r.actor_tenant_id,
-            subjects=frozenset(subjects.get(r.id, ())),
+    # The sealed text only of the reads the basis rule judges, once each (not once per subject row).
+    sealed = {
+        event_id: msgspec.json.decode(canonical, type=_SealedRead)
+        for event_id, canonical in await session.execute(
+            select(AuditEvent.id, AuditEvent.canonical).where(
+                *in_window,
+                AuditEvent.action.in_(anomalies.BASIS_CHECKED_ACTIONS),
+                AuditEvent.outcome == Outcome.SUCCESS.value,
+            )
         )
-        for r in first.values()
-    ]
+    }
+    return [_summary(r, subjects.get(r.id, set()), sealed.get(r.id)) for r in first.values()]
 
 
-async def _covered_pseudonyms(
-    session: AsyncSession, deps: ExchangeDeps, tenant_id: uuid.UUID, now: dt.datetime
-) -> set[str]:
-    """Pseudonyms an active basis covers in this tenant: its own subjects' active consents, and referrals it
-    received that are still open and not restricted by a withdrawal (those name subjects by the sender's pseudonyms,
-    as recorded on their `receive` events)."""
-    consented = await session.scalars(
-        select(Consent.subject_id).where(
-            Consent.tenant_id == tenant_id,
-            Consent.status == ConsentStatus.ACTIVE.value,
-            Consent.valid_from <= now,
-            or_(Consent.valid_until.is_(None), Consent.valid_until > now),
-        )
+def _summary(row: Any, subjects: set[str], sealed: _SealedRead | None) -> anomalies.EventSummary:
+    categories = sealed.extra.get("categories") if sealed else None
+    own_basis = sealed.extra.get("own_basis") if sealed else None
+    return anomalies.EventSummary(
+        id=row.id,
+        time=row.recorded_at,
+        action=row.action,
+        outcome=row.outcome,
+        actor_id=row.actor_id,
+        actor_tenant_id=row.actor_tenant_id,
+        subjects=frozenset(subjects),
+        resource_id=row.resource_id,
+        actor_role=sealed.actor.role if sealed else None,
+        categories=frozenset(map(str, categories)) if isinstance(categories, list) else None,
+        reader_basis=own_basis if isinstance(own_basis, str) and own_basis else None,
     )
-    covered = set(deps.audit.pseudonyms(tenant_id, consented))
-    open_referrals = [
-        str(r)
-        for r in await session.scalars(
-            select(Referral.exchange_id).where(
-                Referral.tenant_id == tenant_id,
-                Referral.side == Side.RECIPIENT.value,
-                Referral.restricted.is_(False),
-                Referral.status.not_in(TERMINAL),
-            )
-        )
-    ]
-    for chunk in _chunks(open_referrals, 500):
-        covered.update(
-            await session.scalars(
-                select(AuditEventSubject.pseudonym)
-                .join(AuditEvent, AuditEvent.id == AuditEventSubject.event_id)
-                .where(
-                    AuditEvent.log_tenant_id == tenant_id,
-                    AuditEvent.action == Action.EXCHANGE_REFERRAL_RECEIVE.value,
-                    AuditEvent.resource_id.in_(chunk),
-                )
-            )
-        )
-    return covered
 
 
 # -- pages and cursors ------------------------------------------------------------------------------------------------
@@ -387,7 +377,3 @@ def _check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
         check_calendar(name, value)
     if since is not None and until is not None and since >= until:
         raise InvalidInput("'since' must be earlier than 'until'.")
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

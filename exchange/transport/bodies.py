@@ -129,6 +129,9 @@ class AccessReceipt(Body, frozen=True):
     purpose: str | None = None
     subjects: list[str] = []
     resource: str | None = None
+    # The recipient's own legal basis for the data (its reference), when it has recorded one: the sender's trail
+    # then shows the read as made under it, also after the family withdrew consent.
+    own_basis: str | None = None
 
 
 class Receipt(Body, frozen=True):

@@ -455,6 +455,9 @@ class Inbox:
                 "reported_by": str(header.sender),
                 "receipt": str(header.envelope_id),
                 "partner_resource": body.resource,
+                # What the partner's read of the referral returned: what was shared with it (docs/audit.md).
+                **({"categories": sorted(referral.categories)} if action is Action.EXCHANGE_REFERRAL_READ else {}),
+                **({"own_basis": body.own_basis} if body.own_basis else {}),
             },
             at=body.at,
         )

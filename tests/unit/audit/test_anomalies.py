@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import uuid
@@ -10,12 +11,14 @@ import zoneinfo
 import pytest
 
 from audit.anomalies import (
+    Cover,
     EventSummary,
     OffHours,
     Rule,
     Thresholds,
     bulk_reads,
     detect,
+    lacks_basis,
     no_active_basis,
     off_hours,
     repeated_denials,
@@ -169,6 +172,25 @@ def test_off_hours_window() -> None:
 
 # -- no active basis --------------------------------------------------------------------------------------------------
 
+OWN = PARTNER  # the events' actors belong to this agency (see `event`)
+GIVEN, WITHDRAWN = NOON + dt.timedelta(minutes=10), NOON + dt.timedelta(minutes=30)
+
+
+def consented(subject: str = "ps_a") -> Cover:
+    """A basis for anyone of the agency, in force from GIVEN until WITHDRAWN."""
+    return Cover(subject, OWN, start=GIVEN, end=WITHDRAWN)
+
+
+def test_consent_given_read_withdrawn_read_flags_only_the_later_read() -> None:
+    before = event(5, action="exchange:referral:read")  # before the consent was given
+    during = [event(10), event(29, action="exchange:referral:read")]  # from GIVEN, up to just before WITHDRAWN
+    after = [event(30), event(45)]  # withdrawal is at once: its own minute is already after
+    (flag,) = no_active_basis([before, *during, *after], [consented()])
+    assert flag.rule is Rule.NO_ACTIVE_BASIS
+    assert flag.actor_id == ALICE
+    assert flag.event_ids == (before.id, *(e.id for e in after))
+    assert flag.count == 3
+
 
 def test_case_and_referral_reads_of_uncovered_subjects_are_flagged_per_actor() -> None:
     uncovered = [
@@ -181,16 +203,70 @@ def test_case_and_referral_reads_of_uncovered_subjects_are_flagged_per_actor() -
         event(3, action="exchange:referral:read", outcome="denied", subjects=("ps_gone",)),
         event(4, action="exchange:case:read", subjects=()),
     ]
-    (flag,) = no_active_basis([*uncovered, *covered, *other], {"ps_ok"})
-    assert flag.rule is Rule.NO_ACTIVE_BASIS
-    assert flag.actor_id == ALICE
-    assert flag.count == 2
-    assert flag.event_ids == tuple(e.id for e in uncovered)
+    bob = [event(6, actor=BOB, subjects=("ps_gone",))]
+    flags = no_active_basis([*uncovered, *covered, *other, *bob], [Cover("ps_ok", OWN)])
+    assert [(f.actor_id, f.event_ids) for f in flags] == [
+        (ALICE, tuple(e.id for e in uncovered)),
+        (BOB, (bob[0].id,)),
+    ]
 
 
-def test_all_covered_means_no_flag() -> None:
-    events = [event(i, action="exchange:referral:read", subjects=("ps_a", "ps_b")) for i in range(3)]
-    assert no_active_basis(events, frozenset({"ps_a", "ps_b"})) == []
+def test_a_read_is_judged_only_for_the_people_it_returned() -> None:
+    """The child's consent covers reads of the child; the parent's lack of one counts only where the parent was read."""
+    child_only = event(0, action="exchange:referral:read", subjects=("ps_child",))
+    whole_case = event(1, subjects=("ps_child", "ps_parent"))
+    (flag,) = no_active_basis([child_only, whole_case], [Cover("ps_child", OWN)])
+    assert flag.event_ids == (whole_case.id,)
+
+
+@pytest.mark.parametrize(
+    ("cover", "why"),
+    [
+        (Cover("ps_a", uuid.UUID(int=7)), "a basis of another agency"),
+        (Cover("ps_a", OWN, actors=frozenset({BOB})), "the case's own worker is someone else"),
+        (Cover("ps_a", OWN, roles=frozenset({"supervisor"})), "a basis for supervisors only"),
+        (Cover("ps_a", OWN, end=NOON), "ended exactly at the read"),
+        (Cover("ps_a", OWN, start=NOON + dt.timedelta(seconds=1)), "begun a second after the read"),
+        (Cover("ps_b", OWN), "a basis for someone else"),
+    ],
+)
+def test_a_basis_covers_only_its_readers_and_its_time(cover: Cover, why: str) -> None:
+    read = event(0)
+    assert lacks_basis(read, {c.subject: [c] for c in [cover]}), why
+
+
+@pytest.mark.parametrize(
+    ("cover", "role"),
+    [
+        (Cover("ps_a", OWN), None),
+        (Cover("ps_a", OWN, actors=frozenset({ALICE, BOB})), None),
+        (Cover("ps_a", OWN, roles=frozenset({"supervisor"})), "supervisor"),
+        (Cover("ps_a", OWN, start=NOON, end=NOON + dt.timedelta(seconds=1)), None),
+    ],
+)
+def test_a_basis_in_force_for_the_reader_covers_the_read(cover: Cover, role: str | None) -> None:
+    read = dataclasses.replace(event(0), actor_role=role)
+    assert not lacks_basis(read, {"ps_a": [cover]})
+
+
+def test_every_category_returned_needs_a_basis_and_several_may_share_them() -> None:
+    read = dataclasses.replace(event(0, action="exchange:referral:read"), categories=frozenset({"identity", "health"}))
+    identity = Cover("ps_a", OWN, categories=frozenset({"identity"}))
+    health = Cover("ps_a", OWN, categories=frozenset({"health", "family"}))
+    assert lacks_basis(read, {"ps_a": [identity]})
+    assert not lacks_basis(read, {"ps_a": [identity, health]})
+    assert not lacks_basis(read, {"ps_a": [Cover("ps_a", OWN)]})
+    # A read of everything the resource holds needs a basis for everything.
+    whole = event(1)
+    assert lacks_basis(whole, {"ps_a": [identity, health]})
+    assert not lacks_basis(whole, {"ps_a": [identity, Cover("ps_a", OWN)]})
+
+
+def test_a_read_that_returned_no_personal_data_or_records_the_readers_own_basis_is_not_judged() -> None:
+    restricted = dataclasses.replace(event(0, action="exchange:referral:read"), categories=frozenset())
+    own_basis = dataclasses.replace(event(1, action="exchange:referral:read"), reader_basis="SK RF art. 122")
+    assert no_active_basis([restricted, own_basis], []) == []
+    assert not restricted.reads_subject_data  # nor does it count as a read of subject data for the other rules
 
 
 # -- all rules together -----------------------------------------------------------------------------------------------
@@ -205,7 +281,7 @@ def test_detect_runs_every_rule_and_names_no_subject() -> None:
         event(0, outcome="denied", actor=BOB),
         event(1, outcome="denied", actor=BOB),
     ]
-    flags = detect(events, thresholds, covered={f"ps_{ALICE.int}_{i}" for i in range(3)})
+    flags = detect(events, thresholds, [Cover(f"ps_{ALICE.int}_{i}", PARTNER) for i in range(3)])
     assert {f.rule for f in flags} == set(Rule)
     assert [f.window_start for f in flags] == sorted(f.window_start for f in flags)
     assert "ps_" not in repr(flags)

@@ -382,6 +382,61 @@ def test_permitted_categories_is_the_union_of_in_force_covering_consents() -> No
     assert permitted_categories(CHILD, [], **scope) == frozenset()
 
 
+# Each row: a consent's record today, and the period it was in force (None: never, as far as the record can say).
+PERIODS: list[tuple[str, dict[str, Any], tuple[dt.datetime, dt.datetime | None] | None]] = [
+    ("active", {}, (NOW - 24 * HOUR, NOW + 24 * HOUR)),
+    ("active, open-ended", {"valid_until": None}, (NOW - 24 * HOUR, None)),
+    ("withdrawn", {"status": ConsentStatus.WITHDRAWN, "withdrawn_at": NOW}, (NOW - 24 * HOUR, NOW)),
+    (
+        "withdrawn, open-ended",
+        {"status": ConsentStatus.WITHDRAWN, "withdrawn_at": NOW, "valid_until": None},
+        (NOW - 24 * HOUR, NOW),
+    ),
+    (
+        "withdrawal after expiry",
+        {"status": ConsentStatus.WITHDRAWN, "withdrawn_at": NOW + 48 * HOUR},
+        (NOW - 24 * HOUR, NOW + 24 * HOUR),
+    ),
+    ("withdrawn before it started", {"status": ConsentStatus.WITHDRAWN, "withdrawn_at": NOW - 48 * HOUR}, None),
+    ("withdrawn status, no time", {"status": ConsentStatus.WITHDRAWN}, None),
+    ("expired", {"status": ConsentStatus.EXPIRED}, (NOW - 24 * HOUR, NOW + 24 * HOUR)),
+    ("expired, no end recorded", {"status": ConsentStatus.EXPIRED, "valid_until": None}, None),
+    ("not yet valid", {"valid_from": NOW + HOUR}, (NOW + HOUR, NOW + 24 * HOUR)),
+]
+
+
+@pytest.mark.parametrize(("state", "overrides", "period"), PERIODS, ids=[row[0] for row in PERIODS])
+def test_the_period_a_consent_was_in_force(
+    state: str, overrides: dict[str, Any], period: tuple[dt.datetime, dt.datetime | None] | None
+) -> None:
+    assert consent(**overrides).period_in_force() == period, state
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    valid_from=st.integers(-48, 48),
+    until=st.none() | st.integers(-48, 48),
+    withdrawn=st.none() | st.integers(-48, 48),
+    at=st.integers(-60, 60),
+)
+def test_a_consent_was_in_force_at_a_moment_exactly_when_the_policy_would_have_said_so_then(
+    valid_from: int, until: int | None, withdrawn: int | None, at: int
+) -> None:
+    """The period of a consent, judged today, agrees with `in_force` asked at each moment while the row was still
+    active, and stays the same once its status says withdrawn: history does not change with the status."""
+    active = consent(
+        valid_from=NOW + valid_from * HOUR,
+        valid_until=None if until is None else NOW + until * HOUR,
+        withdrawn_at=None if withdrawn is None else NOW + withdrawn * HOUR,
+    )
+    moment = NOW + at * HOUR
+    period = active.period_in_force()
+    inside = period is not None and period[0] <= moment and (period[1] is None or moment < period[1])
+    assert inside is active.in_force(moment)
+    if withdrawn is not None:
+        assert dataclasses.replace(active, status=ConsentStatus.WITHDRAWN).period_in_force() == period
+
+
 def test_unknown_categories_and_naive_times_are_refused_as_errors() -> None:
     with pytest.raises(ValueError, match="not a valid Category"):
         request(categories=frozenset({"genome"}))
