@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from gateway.runtime import Runtime
 from tenants import services
-from tenants.models import Role
+from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
 from tests.factories import ClientKey, access_token, make_client, make_tenant
 
@@ -71,6 +72,17 @@ async def dpo_of(api: httpx.AsyncClient, runtime: Runtime, owner: Agency) -> Age
     client = await make_client(runtime, tenant, scopes=["audit:read"], role=Role.DPO)
     assert client.tenant_id == owner.id
     return Agency(api, client, await access_token(api, client))
+
+
+async def colleague(
+    agency: Agency, runtime: Runtime, role: str = Role.SPECIALIST, scopes: list[str] | None = None
+) -> Agency:
+    """Another API client of `agency`'s tenant, in `role` (every scope unless `scopes` says otherwise)."""
+    async with platform_session(runtime.sessions) as session:
+        tenant = await session.scalar(select(Tenant).where(Tenant.id == agency.id))
+    assert tenant is not None
+    client = await make_client(runtime, tenant, role=role, scopes=scopes)
+    return Agency(agency.api, client, await access_token(agency.api, client))
 
 
 def referral_body(case: dict[str, Any], to: uuid.UUID, categories: list[str], **extra: Any) -> dict[str, Any]:

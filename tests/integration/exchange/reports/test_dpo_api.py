@@ -19,12 +19,12 @@ from sqlalchemy import select
 from audit.models import AuditEvent
 from audit.reports import COLUMNS
 from gateway.runtime import Runtime
-from tenants.models import Role, Scope, Tenant
+from tenants.models import Role, Scope
 from tenants.persistence import platform_session
-from tests.factories import access_token, make_client
 from tests.integration.helpers.agencies import (
     PERSONAL_DATA,
     Agency,
+    colleague,
     open_case,
     referral_body,
 )
@@ -41,11 +41,7 @@ STATUTORY = {
 
 async def dpo_of(agency: Agency, runtime: Runtime) -> Agency:
     """A data-protection officer's system at the same agency: role dpo, scope audit:read only."""
-    async with platform_session(runtime.sessions) as session:
-        tenant = await session.scalar(select(Tenant).where(Tenant.id == agency.id))
-    assert tenant is not None
-    client = await make_client(runtime, tenant, role=Role.DPO, scopes=[Scope.AUDIT_READ])
-    return Agency(agency.api, client, await access_token(agency.api, client))
+    return await colleague(agency, runtime, Role.DPO, [Scope.AUDIT_READ])
 
 
 async def search(dpo: Agency, **params: Any) -> list[dict[str, Any]]:
@@ -322,10 +318,12 @@ async def test_anomaly_flags(agencies: tuple[Agency, Agency, Agency], runtime: R
             settings.audit, bulk_subjects_per_hour=1, off_hours=(hour, (hour + 2) % 24), timezone="UTC"
         ),
     )
+    other_system = await colleague(centre, runtime)
     try:
-        # The case names the parent too, who gave no consent: reading it touches a subject with no active basis.
-        read = await centre.get(f"/api/v1/cases/{case['id']}")
-        assert read.status_code == 200
+        # The case's creator holds it on the centre's own basis; another of the centre's systems needs the family's
+        # consent, and the case names the parent too, who gave none.
+        assert (await centre.get(f"/api/v1/cases/{case['id']}")).status_code == 200
+        assert (await other_system.get(f"/api/v1/cases/{case['id']}")).status_code == 200
         for _ in range(11):
             assert (await centre.get(f"/api/v1/cases/{uuid.uuid4()}")).status_code == 404
         response = await dpo.get("/api/v1/audit/anomalies")
@@ -335,11 +333,12 @@ async def test_anomaly_flags(agencies: tuple[Agency, Agency, Agency], runtime: R
     assert "ps_" not in response.text
     flags = response.json()["items"]
     mine = {f["rule"]: f for f in flags if f["actor_id"] == centre.client.client_id}
-    assert set(mine) == {"bulk_reads", "off_hours", "no_active_basis", "repeated_denials"}
+    assert set(mine) == {"bulk_reads", "off_hours", "repeated_denials"}
     assert mine["repeated_denials"]["count"] == 11
     assert len(mine["repeated_denials"]["event_ids"]) == 11
-    (case_read,) = await search(dpo, action="exchange:case:read", outcome="success")
-    assert mine["no_active_basis"]["event_ids"] == [case_read["id"]]
+    (colleague_read,) = await search(dpo, action="exchange:case:read", actor=other_system.client.client_id)
+    (unfounded,) = [f for f in flags if f["rule"] == "no_active_basis"]
+    assert (unfounded["actor_id"], unfounded["event_ids"]) == (other_system.client.client_id, [colleague_read["id"]])
     flag = mine["bulk_reads"]
     assert flag["window_start"] <= flag["window_end"]
     assert flag["actor_tenant_id"] == str(centre.id)
