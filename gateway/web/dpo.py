@@ -53,7 +53,7 @@ REVIEW_REASONS: Final = {
 RULE_LABELS: Final = {
     "bulk_reads": N_("Many people's data read within an hour"),
     "off_hours": N_("Data read outside working hours"),
-    "no_active_basis": N_("Data read with no active consent or open referral"),
+    "no_active_basis": N_("Data read with no basis at the time"),
     "repeated_denials": N_("Repeatedly refused"),
 }
 ACTOR_KINDS: Final = {
