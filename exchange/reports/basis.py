@@ -183,7 +183,7 @@ async def read_bases(
         covers += sent_referral_covers(copy, (c for s in subjects for c in consents.get(s, ())))
     exchange_ids = [str(r.exchange_id) for r in received]
     pseudonyms = await _received_pseudonyms(session, tenant_id, exchange_ids)
-    own_basis = await _own_basis_times(session, tenant_id, exchange_ids)
+    own_basis = await _first_event_times(session, tenant_id, Action.EXCHANGE_REFERRAL_BASIS, exchange_ids)
     for referral in received:
         key = str(referral.exchange_id)
         covers += received_referral_covers(
@@ -196,16 +196,28 @@ async def read_bases(
                 own_basis_at=own_basis.get(key),
             )
         )
-    shared = {str(r.exchange_id): frozenset(r.categories) for r in referrals}
-    return [_with_categories(e, shared) for e in events], covers
+    restricted = await _first_event_times(
+        session,
+        tenant_id,
+        Action.EXCHANGE_CONSENT_WITHDRAWAL_APPLY,
+        [str(r.exchange_id) for r in received if r.restricted],
+    )
+    shared = {str(r.exchange_id): (frozenset(r.categories), restricted.get(str(r.exchange_id))) for r in referrals}
+    return [with_returned_categories(e, shared) for e in events], covers
 
 
-def _with_categories(event: EventSummary, shared: Mapping[str, frozenset[str]]) -> EventSummary:
-    """A referral read recorded before events named their categories returned what the referral carries."""
+def with_returned_categories(
+    event: EventSummary, shared: Mapping[str, tuple[frozenset[str], dt.datetime | None]]
+) -> EventSummary:
+    """A referral read recorded before events named their categories returned what the referral carries, or nothing
+    once its copy was restricted (from when the inbox applied the withdrawal, which the trail records)."""
     if event.categories is not None or event.action != Action.EXCHANGE_REFERRAL_READ:
         return event
-    categories = shared.get(event.resource_id or "")
-    return event if categories is None else dataclasses.replace(event, categories=categories)
+    if (found := shared.get(event.resource_id or "")) is None:
+        return event
+    categories, restricted_at = found
+    returned = frozenset() if restricted_at is not None and restricted_at <= event.time else categories
+    return dataclasses.replace(event, categories=returned)
 
 
 def _pseudonym(deps: ExchangeDeps, tenant_id: uuid.UUID, subject_id: uuid.UUID) -> str:
@@ -316,18 +328,18 @@ async def _received_pseudonyms(
     return found
 
 
-async def _own_basis_times(
-    session: AsyncSession, tenant_id: uuid.UUID, exchange_ids: list[str]
+async def _first_event_times(
+    session: AsyncSession, tenant_id: uuid.UUID, action: Action, resource_ids: list[str]
 ) -> dict[str, dt.datetime]:
-    """When the recipient first recorded a legal basis of its own for each referral (its trail says; the copy only
-    says that it has one)."""
+    """When `action` first succeeded on each resource in the trail: a recipient recording its own legal basis for a
+    referral, the inbox restricting a copy after a withdrawal (the copy says only that it happened)."""
     found: dict[str, dt.datetime] = {}
-    for chunk in _chunks(exchange_ids):
+    for chunk in _chunks(resource_ids):
         rows = await session.execute(
             select(AuditEvent.resource_id, func.min(AuditEvent.recorded_at))
             .where(
                 AuditEvent.log_tenant_id == tenant_id,
-                AuditEvent.action == Action.EXCHANGE_REFERRAL_BASIS.value,
+                AuditEvent.action == action.value,
                 AuditEvent.outcome == Outcome.SUCCESS.value,
                 AuditEvent.resource_id.in_(chunk),
             )

@@ -20,6 +20,7 @@ from exchange.reports.basis import (
     own_case_covers,
     received_referral_covers,
     sent_referral_covers,
+    with_returned_categories,
 )
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -190,3 +191,26 @@ def test_the_recipients_own_basis_covers_from_when_it_was_recorded_beyond_withdr
     )
     for hours in (0.5, 1.5, 2.5, 24 * 30):
         assert not flagged(read(hours, INTAKE, OPEKA, CHILD, categories=SHARED), covers), hours
+
+
+# -- reads recorded before events named their categories --------------------------------------------------------------
+
+
+def test_an_older_referral_read_returned_what_the_referral_carries_until_its_copy_was_restricted() -> None:
+    referral = str(uuid.UUID(int=500))
+    restricted_at = T0 + 2 * HOUR
+    shared = {referral: (SHARED, restricted_at)}
+
+    def older(hours: float) -> EventSummary:
+        event = read(hours, INTAKE, OPEKA, CHILD)
+        return dataclasses.replace(event, action="exchange:referral:read", resource_id=referral)
+
+    assert with_returned_categories(older(1), shared).categories == SHARED
+    assert with_returned_categories(older(2), shared).categories == frozenset()
+    assert with_returned_categories(older(1), {referral: (SHARED, None)}).categories == SHARED
+    recorded = dataclasses.replace(older(3), categories=SHARED)  # what the event says wins
+    assert with_returned_categories(recorded, shared) is recorded
+    case_read = read(3, KEY_WORKER, CENTRE, CHILD)
+    assert with_returned_categories(case_read, shared) is case_read
+    unknown = dataclasses.replace(older(1), resource_id=str(uuid.UUID(int=501)))
+    assert with_returned_categories(unknown, shared) is unknown
