@@ -205,3 +205,41 @@ async def test_an_envelope_on_a_subject_naming_other_tenants_is_parked(
     assert state["inbox"] == {old_layout.envelope_id: 1}
     assert state["referrals"][first] == ("received", None)
     assert state["referrals"][second] == ("accepted", None)
+
+
+async def test_a_single_receipt_of_the_first_version_still_marks_its_envelope_delivered(
+    agencies: tuple[Agency, Agency, Agency], runtime: Runtime
+) -> None:
+    """A node that has not moved to batched receipts answers each envelope with a receipt of version 1."""
+    centre, opeka, _ = agencies
+    referral_id = await _sent_and_received(centre, opeka)
+    sent = await forged_envelope(
+        runtime,
+        sender=centre.id,
+        recipient=opeka.id,
+        envelope_type=EnvelopeType.REFERRAL_STATUS,
+        body=_status(referral_id, "closed"),
+        exchange_id=referral_id,
+    )
+    applied_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    receipt = await forged_envelope(
+        runtime,
+        sender=opeka.id,
+        recipient=centre.id,
+        envelope_type=EnvelopeType.RECEIPT,
+        body={
+            "envelope_id": str(sent.envelope_id),
+            "type": EnvelopeType.REFERRAL_STATUS.value,
+            "applied_at": applied_at.isoformat(),
+        },
+    )
+
+    assert await runtime.inbox.receive_batch([(receipt.subject, receipt.token.encode())]) == [True]
+
+    async with platform_session(runtime.sessions) as session:
+        delivered_at = await session.scalar(
+            select(OutboxEnvelope.delivered_at).where(OutboxEnvelope.envelope_id == sent.envelope_id)
+        )
+    assert delivered_at is not None
+    assert delivered_at.replace(tzinfo=dt.UTC) == applied_at
+    assert (await _state(runtime, centre, [receipt.envelope_id]))["inbox"] == {receipt.envelope_id: 1}
