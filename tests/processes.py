@@ -33,13 +33,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _dies_with_us() -> Callable[[], None]:
-    """A preexec_fn: SIGKILL the child when the test process dies."""
+def dies_with_us(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A preexec_fn: send the child `sig` when the thread that starts it dies (the test process, the benchmark)."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork
     parent = os.getpid()
 
     def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
+        if prctl(_PR_SET_PDEATHSIG, int(sig)) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:
             os._exit(1)
@@ -91,7 +91,7 @@ class Child:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_dies_with_us(),
+                preexec_fn=dies_with_us(),
             )
 
     @property

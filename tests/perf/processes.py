@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.processes import dies_with_us
 
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
@@ -23,23 +22,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 class BenchError(RuntimeError):
     """Something the benchmark needs did not come up; the message says what and shows its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-# Resolved before any fork: a child must not dlopen between fork and exec (see gateway.bus for the same technique).
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _die_with_bench() -> None:
-    """preexec_fn: Linux sends the child SIGTERM when the benchmark dies, so even a killed run leaves no server."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 @dataclass(frozen=True)
@@ -60,7 +42,7 @@ def start(name: str, args: list[str], env: Mapping[str, str], log_path: Path) ->
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_bench,
+            preexec_fn=dies_with_us(signal.SIGTERM),  # so even a killed run leaves no server
         )
     return Server(name, proc, log_path)
 

@@ -44,8 +44,9 @@ from tenants import services
 from tenants.models import Role, Scope, TenantKind
 from tenants.persistence import platform_session, read_only_platform_session
 from tests.local_cluster import env_file, local_cluster
-from tests.perf.processes import BenchError, Server, free_port, start, stop, wait_until_up
+from tests.perf.processes import BenchError, Server, start, stop, wait_until_up
 from tests.pg import ThrowawayPostgres
+from tests.processes import free_port
 
 CASEBRIDGE = Path(sys.executable).parent / "casebridge"
 BARE_APP = Path(__file__).with_name("bare_app.py")

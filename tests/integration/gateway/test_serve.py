@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +11,9 @@ from pathlib import Path
 import httpx
 
 from tests.polling import eventually_blocking
+from tests.processes import free_port
 
 CASEBRIDGE = str(Path(sys.executable).parent / "casebridge")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _descendants(pid: int) -> set[int]:
@@ -43,7 +37,7 @@ def test_serve_is_ready_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBRIDGE_")}
     env["CASEBRIDGE_DATA_DIR"] = str(tmp_path / "var")
     subprocess.run([CASEBRIDGE, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [CASEBRIDGE, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
