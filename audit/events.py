@@ -79,6 +79,7 @@ class Action(enum.StrEnum):
     EXCHANGE_LETTER_RECEIVE = "exchange:letter:receive"
     AUDIT_LOG_RENAME = "audit:log:rename"
     TENANTS_PEER_KEYS_ACCEPT = "tenants:peer-keys:accept"
+    AUDIT_SUBJECT_LOOKUP = "audit:subject:lookup"
 
 
 class Outcome(enum.StrEnum):

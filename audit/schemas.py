@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from tenants.schemas import Strict
+from tenants.schemas import Day, Strict
 
 
 class EventPage(msgspec.Struct, kw_only=True):
@@ -41,6 +41,22 @@ class SubjectReport(msgspec.Struct, kw_only=True):
     generated_at: dt.datetime
     items: list[ReportRow]
     next_cursor: str | None
+    # Every record of the person the report covers (one per case they appear in), oldest first, with its pseudonym:
+    # a report by id covers that one; a lookup by name every record of the person found. `subject_id` is the first.
+    subject_ids: list[uuid.UUID] = msgspec.field(default_factory=list)
+    pseudonyms: list[str] = msgspec.field(default_factory=list)
+
+
+class SubjectLookupIn(Strict, kw_only=True):
+    """A person named by their details, to open their report: sent in the body, never in an address."""
+
+    full_name: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    birth_date: Day
+    # 11 digits, with or without the usual hyphens and space (112-233-445 95)
+    snils: Annotated[str, msgspec.Meta(min_length=11, max_length=14, pattern=r"^[0-9 -]+$")] | None = None
+    format: Literal["json", "csv", "pdf"] = "json"
+    cursor: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None  # rows a page; None: the largest page
 
 
 class ReviewItem(msgspec.Struct, kw_only=True):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from audit.services import AuditLog
 from exchange.cases.datakeys import DataKeys
+from exchange.cases.lookup import PersonIndex
 from exchange.cases.policy import AgeRules
 from exchange.letters.render import LetterRenderer
 from tenants.clock import Clock
@@ -21,3 +22,4 @@ class ExchangeDeps:
     age_rules: AgeRules
     audit: AuditLog
     letters: LetterRenderer
+    persons: PersonIndex

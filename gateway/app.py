@@ -23,6 +23,7 @@ from audit.sealer import Publish, Sealer, log_origin
 from audit.services import AuditLog
 from audit.witness import Witness
 from exchange.cases.datakeys import DataKeys
+from exchange.cases.lookup import PersonIndex, lookup_key_purpose
 from exchange.cases.policy import AgeRules
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
@@ -106,6 +107,7 @@ def build_runtime(
         letters=TypstRenderer(
             zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.pdf_processes
         ),
+        persons=PersonIndex(lambda tenant_id: master_key.derive(lookup_key_purpose(tenant_id))),
     )
 
     async def token_keys() -> list[dict[str, Any]]:

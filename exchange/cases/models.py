@@ -7,7 +7,7 @@ import enum
 import uuid
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.cases.datakeys import WrappedKey
@@ -48,12 +48,18 @@ class Case(SealedRecord, TenantScoped, Base):
 
 class Subject(SealedRecord, TenantScoped, Base):
     __tablename__ = "case_subject"
-    __table_args__ = (UniqueConstraint("case_id", "ref"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "ref"),
+        Index("ix_case_subject_name_lookup", "tenant_id", "name_lookup"),
+    )
 
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_file.id", ondelete="CASCADE"), index=True)
     ref: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
     erased_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Keyed digests a DPO finds the person by (exchange/cases/lookup.py); never the name or SNILS themselves.
+    name_lookup: Mapped[str | None] = mapped_column(String(64), default=None)
+    snils_lookup: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Consent(TenantScoped, Base):

@@ -107,6 +107,7 @@ async def _new_subject(
         data_key_wrapped=wrapped.wrapped,
         sealed=key.seal(fields, context=sealed_context("subject", subject_id)),
     )
+    deps.persons.index(subject, fields)
     session.add(subject)
     return subject
 

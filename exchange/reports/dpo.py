@@ -23,12 +23,13 @@ from audit import anomalies
 from audit.access import access_event
 from audit.events import Action, Outcome
 from audit.models import AuditEvent, AuditEventSubject, ReviewMark
-from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectReport
+from audit.schemas import ReportRow, ReviewItem, ReviewOut, SubjectLookupIn, SubjectReport
 from exchange.cases.access import access_subject
+from exchange.cases.lookup import NoMatch, SeveralPeople, find_person
 from exchange.context import Context
 from exchange.reports.basis import read_bases
 from tenants.calendar import check_calendar
-from tenants.errors import Conflict, InvalidInput
+from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Tenant
 from tenants.pagination import (
     Page,
@@ -134,27 +135,65 @@ async def subject_report(
     Index-driven: the pseudonym index gives the event ids, the primary key the events, so the cost follows the
     subject's own events, not the size of the log.
     """
-    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     check_limit(limit, MAX_REPORT_PAGE)
-    audit.touched(resource_type="subject", format=str(report_format))
-    await access_subject(session, principal, subject_id, for_write=False)
-    (pseudonym,) = deps.audit.pseudonyms(principal.tenant_id, [subject_id])
-    audit.touched(subjects=[pseudonym])
-    query = (
-        select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical)
-        .join(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id)
-        .where(AuditEventSubject.pseudonym == pseudonym, AuditEvent.log_tenant_id == principal.tenant_id)
+    ctx.audit.touched(resource_type="subject", format=str(report_format))
+    await access_subject(ctx.session, ctx.principal, subject_id, for_write=False)
+    return await _report(ctx, (subject_id,), cursor=cursor, limit=limit)
+
+
+async def lookup_report(ctx: Context, *, person: SubjectLookupIn) -> SubjectReport:
+    """The report of the caller's own person with exactly these details (exchange/cases/lookup.py), every record of
+    theirs together; a lookup that finds no one, or cannot tell two people apart, says so and names no one."""
+    limit = MAX_REPORT_PAGE if person.limit is None else person.limit
+    check_limit(limit, MAX_REPORT_PAGE)
+    # What was asked stays out of the trail: only whether a SNILS was given, and what came of it.
+    ctx.audit.touched(resource_type="subject", format=person.format, snils_given=person.snils is not None)
+    match = await find_person(
+        ctx.session,
+        ctx.deps.persons,
+        ctx.principal,
+        full_name=person.full_name,
+        birth_date=person.birth_date,
+        snils=person.snils,
     )
+    ctx.audit.touched(match=match.result)
+    if isinstance(match, NoMatch):
+        raise NotFound(
+            "No person with this full name and birth date (and SNILS, when given) is in this organisation's cases. "
+            "Check the spelling and the date."
+        )
+    if isinstance(match, SeveralPeople):
+        raise Conflict("More than one person has this full name and birth date: add the person's SNILS.")
+    return await _report(ctx, match.subject_ids, cursor=person.cursor, limit=limit)
+
+
+async def _report(ctx: Context, subject_ids: tuple[uuid.UUID, ...], *, cursor: str | None, limit: int) -> SubjectReport:
+    """One page of the report over the records `subject_ids` (already reached by an access check), newest first."""
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    pseudonyms = [deps.audit.pseudonyms(principal.tenant_id, [s])[0] for s in subject_ids]
+    audit.touched(subjects=sorted(pseudonyms))
+    query = select(AuditEvent.id, AuditEvent.recorded_at, AuditEvent.canonical).where(
+        AuditEvent.log_tenant_id == principal.tenant_id
+    )
+    if len(pseudonyms) == 1:
+        query = query.join(AuditEventSubject, AuditEventSubject.event_id == AuditEvent.id).where(
+            AuditEventSubject.pseudonym == pseudonyms[0]
+        )
+    else:  # an event touching two records of the person is listed once
+        touching = select(AuditEventSubject.event_id).where(AuditEventSubject.pseudonym.in_(pseudonyms))
+        query = query.where(AuditEvent.id.in_(touching))
     page = await rows_page(session, _newest_first(query, cursor), limit)
     events = [json.loads(r.canonical) for r in page.rows]
     names = await _tenant_names(session, {e["actor"]["tenant"] for e in events if e["actor"]["tenant"]})
     audit.touched(returned=len(events))
     return SubjectReport(
-        subject_id=subject_id,
-        pseudonym=pseudonym,
+        subject_id=subject_ids[0],
+        pseudonym=pseudonyms[0],
         generated_at=deps.clock.now(),
         items=[_report_row(e, names) for e in events],
         next_cursor=_next_cursor(page),
+        subject_ids=list(subject_ids),
+        pseudonyms=pseudonyms,
     )
 
 

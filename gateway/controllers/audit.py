@@ -18,7 +18,16 @@ from audit.anomalies import OffHours, Thresholds
 from audit.checkpoint import merge_signatures
 from audit.events import Action, Outcome
 from audit.reports import ReportFormat
-from audit.schemas import AnomalyOut, AnomalyPage, EventPage, ReviewIn, ReviewOut, ReviewPage, SubjectReport
+from audit.schemas import (
+    AnomalyOut,
+    AnomalyPage,
+    EventPage,
+    ReviewIn,
+    ReviewOut,
+    ReviewPage,
+    SubjectLookupIn,
+    SubjectReport,
+)
 from audit.witness import cosignatures_at
 from exchange.context import Context
 from exchange.reports import dpo as queries
@@ -104,6 +113,30 @@ class AuditController(Controller):
             headers=_file_headers(request, report_format, limit, report.next_cursor),
         )
 
+    @post(
+        "/subjects/lookup",
+        opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_SUBJECT_LOOKUP),
+        status_code=200,
+        summary="Find one of the organisation's people by full name and birth date (and SNILS), and open their report",
+        description=(
+            "The person's details travel in the body only. Exactly one person must match: 404 when no one does, "
+            "409 when people with different SNILS share the name and birth date (then add `snils`). The answer is "
+            "the subject access report, as `GET /audit/subjects/{subject_id}/report` gives it, over every record of "
+            "the person; `cursor` asks for the next page."
+        ),
+    )
+    async def lookup(
+        self, request: Request[Any, Any, Any], data: JSONBody[SubjectLookupIn]
+    ) -> Response[SubjectReport | bytes]:
+        # Opened here, not injected: a PDF or CSV is laid out after the lookup commits, holding no transaction.
+        async with open_context(request) as ctx:
+            report = await queries.lookup_report(ctx, person=data)
+        report_format = ReportFormat(data.format)
+        if report_format is ReportFormat.JSON:
+            return Response(report)
+        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
+        return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=_attachment(report_format))
+
     @get(
         "/review",
         opt=needs(Scope.AUDIT_READ, _DPO, Action.AUDIT_REVIEW_LIST),
@@ -167,11 +200,15 @@ def thresholds(settings: AuditSettings) -> Thresholds:
 def _file_headers(
     request: Request[Any, Any, Any], report_format: ReportFormat, limit: int, next_cursor: str | None
 ) -> dict[str, str]:
-    headers = {"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'}
+    headers = _attachment(report_format)
     if next_cursor:
         query = f"format={report_format.value}&limit={limit}&cursor={next_cursor}"
         headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'  # RFC 8288: the next page of the report
     return headers
+
+
+def _attachment(report_format: ReportFormat) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'}
 
 
 class TrailController(Controller):
