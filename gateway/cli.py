@@ -179,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     pin = peers.add_parser("pin", help="print the pin of a TLS certificate, for a peer's entry in the peers file")
     pin.add_argument("--cert", required=True, type=Path, metavar="FILE", help="the certificate, PEM or DER")
 
+    subjects = commands.add_parser("subjects", help="the people in the agencies' cases").add_subparsers(
+        dest="action", required=True
+    )
+    subjects.add_parser("index", help="fill the digests a DPO finds people by, for subjects recorded before them")
+
     demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
     seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
     seed.add_argument("--if-empty", action="store_true", help="do nothing (and succeed) when tenants exist")

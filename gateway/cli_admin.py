@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from audit import identity
 from audit.events import Action, Actor, Outcome, pseudonym_key
 from audit.services import AuditLog
+from exchange.cases.lookup import PersonIndex, lookup_key_purpose
 from gateway.cli import CliError
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.settings import Settings
@@ -46,6 +47,7 @@ class AdminContext:
     clock: Clock
     keyring: KeyRing
     audit: AuditLog
+    persons: PersonIndex
 
 
 def build_admin_context(settings: Settings) -> AdminContext:
@@ -61,6 +63,7 @@ def build_admin_context(settings: Settings) -> AdminContext:
         clock=clock,
         keyring=KeyRing(master_key, clock, grace=settings.tokens.key_grace),
         audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
+        persons=PersonIndex(lambda tenant_id: master_key.derive(lookup_key_purpose(tenant_id))),
     )
 
 
@@ -269,6 +272,27 @@ async def _audit_rename_origin(context: AdminContext, args: argparse.Namespace) 
     return {"origin": adopted.origin, "previous": previous.origin, "from_size": adopted.from_size}
 
 
+# Subjects indexed per transaction: each needs its data key opened; short transactions keep writers waiting little.
+_INDEX_BATCH = 500
+
+
+async def _subjects_index(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    """docs/operations.md, "Finding people by name": fill the lookup digests of subjects recorded before them."""
+    # The cases area's operations load the rest of the exchange, which no other admin command needs.
+    from exchange.cases.datakeys import DataKeys
+    from exchange.cases.services import index_subjects
+
+    seen = indexed = 0
+    after = None
+    datakeys = DataKeys(context.keyring)
+    while True:
+        async with platform_session(context.sessions) as session, session.begin():
+            batch = await index_subjects(session, datakeys, context.persons, after=after, limit=_INDEX_BATCH)
+        seen, indexed, after = seen + batch.seen, indexed + batch.indexed, batch.last_id
+        if batch.seen < _INDEX_BATCH:
+            return {"subjects": seen, "indexed": indexed, "without_digest": seen - indexed}
+
+
 _DEMO_TENANTS = (
     ("semya", "Центр социальной помощи семье и детям «Семья»", TenantKind.SOCIAL_CENTRE),
     ("opeka", "Отдел опеки и попечительства", TenantKind.GUARDIANSHIP_BODY),
@@ -349,4 +373,5 @@ _HANDLERS: dict[tuple[str, str], Callable[[AdminContext, argparse.Namespace], Aw
     ("peers", "refresh"): _peers_refresh,
     ("peers", "accept-keys"): _peers_accept_keys,
     ("demo", "seed"): _demo_seed,
+    ("subjects", "index"): _subjects_index,
 }

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
-from exchange.cases.datakeys import DataKey, sealed_context
+from exchange.cases.datakeys import DataKey, DataKeys, sealed_context
+from exchange.cases.lookup import PersonIndex
 from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
 from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
@@ -113,18 +115,53 @@ async def _new_subject(
 
 
 async def subject_key(session: AsyncSession, deps: ExchangeDeps, subject: Subject) -> DataKey:
-    return await deps.datakeys.open(
-        session, subject.tenant_id, sealed_context("subject", subject.id), subject.wrapped_key
-    )
+    return await _subject_key(session, deps.datakeys, subject)
+
+
+async def _subject_key(session: AsyncSession, datakeys: DataKeys, subject: Subject) -> DataKey:
+    return await datakeys.open(session, subject.tenant_id, sealed_context("subject", subject.id), subject.wrapped_key)
 
 
 async def subject_fields(session: AsyncSession, deps: ExchangeDeps, subject: Subject) -> dict[str, Any]:
     """All sealed fields of a subject plus its role; empty (but for the role) once the subject was erased."""
+    return await _opened_fields(session, deps.datakeys, subject)
+
+
+async def _opened_fields(session: AsyncSession, datakeys: DataKeys, subject: Subject) -> dict[str, Any]:
     if subject.sealed is None or subject.data_key_wrapped is None:
         return {"role": subject.role}
-    key = await subject_key(session, deps, subject)
+    key = await _subject_key(session, datakeys, subject)
     fields: dict[str, Any] = key.open(subject.sealed, context=sealed_context("subject", subject.id))
     return {**fields, "role": subject.role}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedBatch:
+    seen: int
+    indexed: int  # with a name-and-birth-date digest; the others lack a birth date or were erased
+    last_id: uuid.UUID | None
+
+
+async def index_subjects(
+    session: AsyncSession, datakeys: DataKeys, persons: PersonIndex, *, after: uuid.UUID | None, limit: int
+) -> IndexedBatch:
+    """(Re)compute the lookup digests of up to `limit` subjects of every tenant, in id order after `after`.
+
+    For rows recorded before the digests existed (`casebridge subjects index`); rows already indexed get the same
+    digests again. The caller's session must see every tenant (the platform's scope).
+    """
+    query = select(Subject).order_by(Subject.id).limit(limit)
+    if after is not None:
+        query = query.where(Subject.id > after)
+    subjects = list(await session.scalars(query))
+    indexed = 0
+    for subject in subjects:
+        if subject.erased_at is not None or subject.sealed is None:
+            subject.name_lookup = subject.snils_lookup = None
+            continue
+        persons.index(subject, await _opened_fields(session, datakeys, subject))
+        indexed += subject.name_lookup is not None
+    return IndexedBatch(len(subjects), indexed, subjects[-1].id if subjects else None)
 
 
 async def case_contents(session: AsyncSession, deps: ExchangeDeps, case: Case) -> dict[str, Any]:

@@ -135,7 +135,7 @@ class AuditController(Controller):
         if report_format is ReportFormat.JSON:
             return Response(report)
         body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
-        return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=_attachment(report_format))
+        return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=attachment(report_format))
 
     @get(
         "/review",
@@ -200,14 +200,14 @@ def thresholds(settings: AuditSettings) -> Thresholds:
 def _file_headers(
     request: Request[Any, Any, Any], report_format: ReportFormat, limit: int, next_cursor: str | None
 ) -> dict[str, str]:
-    headers = _attachment(report_format)
+    headers = attachment(report_format)
     if next_cursor:
         query = f"format={report_format.value}&limit={limit}&cursor={next_cursor}"
         headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'  # RFC 8288: the next page of the report
     return headers
 
 
-def _attachment(report_format: ReportFormat) -> dict[str, str]:
+def attachment(report_format: ReportFormat) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'}
 
 

@@ -21,12 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit import reports
 from audit.events import Action
 from audit.reports import ReportFormat
+from audit.schemas import SubjectReport
 from audit.verifications import Trigger, latest_checkpoint, latest_verification, record_verification
 from audit.verify import verify_database
 from exchange.reports import dpo as queries
-from gateway.controllers.audit import thresholds
+from gateway.controllers.audit import attachment, thresholds
 from gateway.controllers.context import open_context, principal_of, runtime_of
-from gateway.web.forms import FORM, AuditSearchForm, ReviewForm, from_query, local_day
+from gateway.web.forms import FORM, AuditSearchForm, PersonLookupForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
@@ -37,6 +38,7 @@ from tenants.persistence import read_only_platform_session
 _DPO: Final = (Scope.AUDIT_READ, [Role.DPO])
 SEARCH: Final = "/dpo"
 SUBJECTS: Final = "/dpo/subjects"
+LOOKUP: Final = "/dpo/subjects/lookup"
 REVIEW: Final = "/dpo/review"
 ANOMALIES: Final = "/dpo/anomalies"
 VERIFICATION: Final = "/dpo/verification"
@@ -189,10 +191,50 @@ async def subject_page(
     )
 
 
+@post(LOOKUP, **page(*_DPO, Action.AUDIT_SUBJECT_LOOKUP))
+async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[PersonLookupForm, FORM]) -> Response[Any]:
+    """The report of the person the form names; the details travel in the form's body, never in the address."""
+    _ = translator(request)
+    person, errors = data.lookup(request, page_rows=REPORT_PAGE)
+    shown: dict[str, Any] = {"lookup": data.shown(), "subject_id": ""}
+    if person is None:
+        return _subject_page(request, status=400, lookup_errors=errors, **shown)
+    try:
+        async with open_context(request) as ctx:
+            report = await queries.lookup_report(ctx, person=person)
+    except NotFound:
+        error = _(
+            "No one in this organisation's cases has this full name and birth date (and SNILS, if you gave one). "
+            "Check the spelling and the date: only an exact match is found."
+        )
+        return _subject_page(request, status=404, lookup_error=error, **shown)
+    except Conflict:
+        error = _(
+            "More than one person in this organisation's cases has this full name and birth date. Add their SNILS."
+        )
+        return _subject_page(request, status=409, lookup_error=error, **shown)
+    except InvalidInput:
+        return redirect(request, SUBJECTS, error=_("This page of the report is no longer available. Search again."))
+    if person.format != "json":
+        return await _report_file(report, ReportFormat(person.format), ctx.deps.letters.typeset)
+    return _subject_page(
+        request, report=report, found=True, cursor=person.cursor, own=principal_of(request).tenant_id, **shown
+    )
+
+
 def _subject_page(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
     context.setdefault("report", None)
     context.setdefault("error", None)
+    context.setdefault("found", False)
+    context.setdefault("lookup", {"full_name": "", "birth_date": "", "snils": ""})
+    context.setdefault("lookup_errors", {})
+    context.setdefault("lookup_error", None)
     return render(request, "dpo_subject.html", status=status, kinds=ACTOR_KINDS, outcomes=OUTCOME_LABELS, **context)
+
+
+async def _report_file(report: SubjectReport, report_format: ReportFormat, typeset: reports.Typeset) -> Response[Any]:
+    body = await reports.report_file(report, report_format, typeset)
+    return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=attachment(report_format))
 
 
 @get(
@@ -206,12 +248,7 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
         report = await queries.subject_report(
             ctx, subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE
         )
-    body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
-    return Response(
-        body,
-        media_type=reports.MEDIA_TYPES[report_format],
-        headers={"Content-Disposition": f'attachment; filename="subject-access-report.{report_format.value}"'},
-    )
+    return await _report_file(report, report_format, ctx.deps.letters.typeset)
 
 
 # -- review queue -----------------------------------------------------------------------------------------------------
@@ -337,6 +374,7 @@ async def verify_now(request: Request[Any, Any, Any]) -> Response[Any]:
 DPO_ROUTES: list[HTTPRouteHandler] = [
     search_page,
     subject_page,
+    subject_lookup,
     subject_download,
     review_page,
     mark_reviewed,

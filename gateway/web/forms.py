@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, TypeVar, get_origin
+from typing import Annotated, Any, Final, Literal, TypeVar, get_origin
 
 import msgspec
 from litestar import Request
@@ -25,10 +25,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
 from audit.events import Action, Outcome
+from audit.schemas import SubjectLookupIn
+from exchange.cases.lookup import snils_digits
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import in_calendar
+from tenants.errors import InvalidInput
 
 FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
 UPLOAD: Final = Body(media_type=RequestEncodingType.MULTI_PART)
@@ -473,3 +476,50 @@ def local_day(text: str | None, zone: dt.tzinfo, *, end: bool) -> dt.datetime | 
 
 class ReviewForm(msgspec.Struct):
     note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+_REPORT_FORMATS: Final[dict[str, Literal["json", "csv", "pdf"]]] = {"json": "json", "csv": "csv", "pdf": "pdf"}
+
+
+class PersonLookupForm(msgspec.Struct):
+    """The DPO's "find a person" form: the person's details, and which page or file of their report is wanted (the
+    button pressed sends `format`, the "next page" button `cursor`)."""
+
+    full_name: _Text = ""
+    birth_date: _Code = ""
+    snils: _Code = ""
+    format: _Code = "json"
+    cursor: _Code = ""
+
+    def lookup(
+        self, request: Request[Any, Any, Any], *, page_rows: int
+    ) -> tuple[SubjectLookupIn | None, dict[str, str]]:
+        """The lookup the form asks for, or the message of each field that holds nothing usable."""
+        _ = translator(request)
+        errors: dict[str, str] = {}
+        if not self.full_name.strip():
+            errors["full_name"] = _("Enter the person's full name, as it is written in their case.")
+        birth_date = _date(self.birth_date.strip())
+        if birth_date is None:
+            errors["birth_date"] = day_error(request)
+        snils = None
+        if self.snils.strip():
+            try:
+                snils = snils_digits(self.snils)
+            except InvalidInput:
+                errors["snils"] = _("A SNILS has 11 digits, such as 112-233-445 95.")
+        if errors or birth_date is None:
+            return None, errors
+        report_format = _REPORT_FORMATS.get(self.format, "json")
+        return SubjectLookupIn(
+            full_name=self.full_name,
+            birth_date=birth_date,
+            snils=snils,
+            format=report_format,
+            cursor=self.cursor or None,
+            limit=page_rows if report_format == "json" else None,
+        ), errors
+
+    def shown(self) -> dict[str, str]:
+        """What the form shows again: what was typed (the page answers only the DPO who typed it, and is not cached)."""
+        return {"full_name": self.full_name, "birth_date": self.birth_date, "snils": self.snils}
