@@ -52,7 +52,7 @@ class SubjectLookupIn(Strict, kw_only=True):
 
     full_name: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     birth_date: Day
-    # 11 digits, with or without the usual hyphens and space (112-233-445 95)
+    # 11 digits, with or without the usual hyphens and space (123-456-789 01)
     snils: Annotated[str, msgspec.Meta(min_length=11, max_length=14, pattern=r"^[0-9 -]+$")] | None = None
     format: Literal["json", "csv", "pdf"] = "json"
     cursor: Annotated[str, msgspec.Meta(max_length=64)] | None = None

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -45,7 +45,7 @@ def snils_digits(snils: str) -> str:
     """A SNILS's 11 digits, written with or without its hyphens and space; anything else is refused."""
     digits = _SNILS_SEPARATORS.sub("", snils)
     if len(digits) != SNILS_DIGITS or not digits.isascii() or not digits.isdigit():
-        raise InvalidInput("A SNILS has 11 digits, e.g. 112-233-445 95.")
+        raise InvalidInput("A SNILS has 11 digits, e.g. 123-456-789 01.")
     return digits
 
 
@@ -162,17 +162,11 @@ async def find_person(
     wanted = index.digests(principal.tenant_id, full_name=full_name, birth_date=birth_date, snils=snils)
     if wanted.name_birth is None:
         return NoMatch()
-    rows: Sequence[tuple[uuid.UUID, str | None]] = (
-        (
-            await session.execute(
-                select(Subject.id, Subject.snils_lookup).where(
-                    Subject.tenant_id == principal.tenant_id,
-                    Subject.name_lookup == wanted.name_birth,
-                    Subject.erased_at.is_(None),
-                )
-            )
+    rows = await session.execute(
+        select(Subject.id, Subject.snils_lookup).where(
+            Subject.tenant_id == principal.tenant_id,
+            Subject.name_lookup == wanted.name_birth,
+            Subject.erased_at.is_(None),
         )
-        .tuples()
-        .all()
     )
     return choose((Candidate(subject_id, digest) for subject_id, digest in rows), wanted.snils)

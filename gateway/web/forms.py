@@ -507,7 +507,7 @@ class PersonLookupForm(msgspec.Struct):
             try:
                 snils = snils_digits(self.snils)
             except InvalidInput:
-                errors["snils"] = _("A SNILS has 11 digits, such as 112-233-445 95.")
+                errors["snils"] = _("A SNILS has 11 digits, such as 123-456-789 01.")
         if errors or birth_date is None:
             return None, errors
         report_format = _REPORT_FORMATS.get(self.format, "json")

@@ -4,11 +4,8 @@ fetched or changed without notice, and are applied exactly once when they can be
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
-import io
-import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -28,7 +25,6 @@ from exchange.transport.envelopes import EnvelopeHeader, EnvelopeType, seal
 from exchange.transport.models import HeldEnvelope, InboxEnvelope, OutboxEnvelope
 from exchange.transport.outbox import subject_for
 from gateway.app import create_app
-from gateway.cli import main
 from gateway.peering import PeerRefresh
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -38,6 +34,7 @@ from tenants.persistence import platform_session
 from tenants.services import create_tenant
 from tests.environment import running_app, settings_for
 from tests.integration.helpers.agencies import Agency, agency, open_case, referral_body
+from tests.integration.helpers.cli import cli_beside
 from tests.integration.helpers.nodes import Certificate, peers_file, served, throwaway_certificate
 from tests.processes import free_port
 
@@ -146,29 +143,10 @@ async def _counts(runtime: Runtime) -> tuple[int, int, int]:
         )
 
 
-async def _cli(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, dict[str, Any] | None, str]:
-    """`casebridge ...` in a thread of this process (it runs its own event loop), on this node's database and peers
-    file, beside the running app."""
-    settings = runtime.settings
-    monkeypatch.setenv("CASEBRIDGE_DATA_DIR", str(settings.paths.data_dir))
-    monkeypatch.setenv("CASEBRIDGE_DATABASE_URL", settings.database.url)
-    monkeypatch.setenv("CASEBRIDGE_PEERS", str(settings.peers.file))
-    out, err = io.StringIO(), io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
-    try:
-        await asyncio.to_thread(main, list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    text = out.getvalue().strip()
-    return code, json.loads(text) if text else None, err.getvalue()
-
-
 async def test_envelopes_wait_for_trusted_keys_and_apply_once(
     api: httpx.AsyncClient, runtime: Runtime, east: East, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli = functools.partial(_cli, runtime, monkeypatch)
+    cli = functools.partial(cli_beside, runtime, monkeypatch)
     async with platform_session(runtime.sessions) as session, session.begin():
         local = await create_tenant(
             session, runtime.keyring, slug="opeka", name="Opeka", kind=TenantKind.GUARDIANSHIP_BODY

@@ -11,7 +11,6 @@ import httpx
 from sqlalchemy import select
 
 from gateway.runtime import Runtime
-from tenants import services
 from tenants.models import Role, Tenant
 from tenants.persistence import platform_session
 from tests.factories import ClientKey, access_token, make_client, make_tenant
@@ -65,12 +64,10 @@ async def agency_clients(
 
 
 async def dpo_of(api: httpx.AsyncClient, runtime: Runtime, owner: Agency) -> Agency:
-    """The data protection officer's client of `owner` (the tenant with the slug "semya"), allowed to read the audit
-    log."""
+    """The data protection officer's client of `owner`'s tenant, allowed to read the audit log."""
     async with platform_session(runtime.sessions) as session:
-        tenant = await services.tenant_by_slug(session, "semya")
+        tenant = await session.get_one(Tenant, owner.id)
     client = await make_client(runtime, tenant, scopes=["audit:read"], role=Role.DPO)
-    assert client.tenant_id == owner.id
     return Agency(api, client, await access_token(api, client))
 
 
