@@ -191,7 +191,7 @@ async def subject_page(
     )
 
 
-@post(LOOKUP, **page(*_DPO, Action.AUDIT_SUBJECT_LOOKUP))
+@post(LOOKUP, **page(*_DPO, Action.AUDIT_SUBJECT_LOOKUP), status_code=200)
 async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[PersonLookupForm, FORM]) -> Response[Any]:
     """The report of the person the form names; the details travel in the form's body, never in the address."""
     _ = translator(request)

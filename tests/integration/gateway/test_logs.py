@@ -16,7 +16,17 @@ import httpx
 from gateway.bus import ENVELOPE_STREAM
 from gateway.logs import JsonLines, RequestContext, log_config
 from gateway.runtime import Runtime
-from tests.integration.helpers.agencies import PERSONAL_DATA, Agency, open_case, referral_body, status_is
+from tests.integration.helpers.agencies import (
+    CHILD_BIRTH,
+    CHILD_NAME,
+    CHILD_SNILS,
+    PERSONAL_DATA,
+    Agency,
+    dpo_of,
+    open_case,
+    referral_body,
+    status_is,
+)
 from tests.polling import eventually
 
 # The free text of the loop below and of open_case, beside the family's names, birth dates and SNILS.
@@ -93,6 +103,14 @@ async def test_a_whole_referral_loop_logs_request_ids_and_no_personal_data(
         refused = await centre.post("/api/v1/cases", {"title": PERSONAL_DATA[0], "subjects": "not a list"})
         assert refused.status_code == 400
         assert (await api.get(f"/no/such/page?name={PERSONAL_DATA[0]}")).status_code == 404
+        # A DPO's lookup of the child by her details, found and not found, and with a malformed SNILS.
+        dpo = await dpo_of(api, runtime, centre)
+        for details, status in (
+            ({"full_name": CHILD_NAME, "birth_date": CHILD_BIRTH, "snils": CHILD_SNILS}, 200),
+            ({"full_name": CHILD_NAME, "birth_date": "2015-04-13"}, 404),
+            ({"full_name": CHILD_NAME, "birth_date": CHILD_BIRTH, "snils": CHILD_SNILS[:-1]}, 400),
+        ):
+            assert (await dpo.post("/api/v1/audit/subjects/lookup", details)).status_code == status
         # Something for a Worker to log outside any request: the inbox parks what is no envelope.
         await runtime.bus.js.publish(
             f"cb.v2.{opeka.id}.{uuid.uuid4()}.referral", b"not an envelope", stream=ENVELOPE_STREAM
