@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 import uvicorn
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page
+from sqlalchemy import select
 
 from gateway.app import create_app
 from gateway.db import create_engine, ensure_data_dir, upgrade_schema
@@ -30,7 +32,7 @@ from tenants import services
 from tenants.credentials import totp_code
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session
-from tests.factories import PASSWORD, make_tenant, make_user
+from tests.factories import PASSWORD, ClientKey, client_assertion, make_client, make_tenant, make_user, token_form
 from tests.polling import eventually_blocking
 
 CHROMIUM = Path(os.environ.get("CASEBRIDGE_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -181,12 +183,30 @@ async def seed_agencies(runtime: Runtime) -> Agencies:
             runtime,
             TenantKind.GUARDIANSHIP_BODY,
             f"Отдел опеки {suffix}",
-            {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]},
+            {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST], "dpo": [Role.DPO]},
         ),
         third=await _agency(
             runtime, TenantKind.NGO, f"Фонд «Третий» {suffix}", {"specialist": [Role.SPECIALIST, Role.INTAKE]}
         ),
     )
+
+
+def case_system(live_server: LiveServer, tenant_id: str) -> httpx.Client:
+    """An HTTP client of an agency's case system (a real API client with a token from /oauth/token)."""
+
+    async def register() -> ClientKey:
+        runtime: Runtime = live_server.runtime  # type: ignore[assignment]  # started by the fixture
+        async with platform_session(runtime.sessions) as session:
+            tenant = await session.scalar(select(Tenant).where(Tenant.id == uuid.UUID(tenant_id)))
+        assert tenant is not None
+        return await make_client(runtime, tenant, role=Role.SPECIALIST)
+
+    client = live_server.run(register())
+    endpoint = f"{live_server.base_url}/oauth/token"
+    token = httpx.post(endpoint, data=token_form(client, client_assertion(client, endpoint))).json()["access_token"]
+    return httpx.Client(
+        base_url=f"{live_server.base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )  # sending renders the signed letter, which takes seconds on a busy machine
 
 
 def sign_in(page: Page, account: StaffAccount) -> None:

@@ -18,31 +18,9 @@ import zxingcpp
 from joserfc.jwk import OKPKey
 from PIL import Image
 from playwright.sync_api import Page, Route
-from sqlalchemy import select
 
-from gateway.runtime import Runtime
-from tenants.models import Role, Tenant
-from tenants.persistence import platform_session
-from tests.e2e.browser import Agencies, LiveServer, check_page, reload_until, screenshot, sign_in
-from tests.factories import ClientKey, client_assertion, make_client, token_form
-
-
-def _api(live_server: LiveServer, tenant_id: str) -> httpx.Client:
-    """An HTTP client of the centre's case system (a real API client with a token from /oauth/token)."""
-
-    async def register() -> ClientKey:
-        runtime: Runtime = live_server.runtime  # type: ignore[assignment]  # started by the fixture
-        async with platform_session(runtime.sessions) as session:
-            tenant = await session.scalar(select(Tenant).where(Tenant.id == uuid.UUID(tenant_id)))
-        assert tenant is not None
-        return await make_client(runtime, tenant, role=Role.SPECIALIST)
-
-    client = live_server.run(register())
-    endpoint = f"{live_server.base_url}/oauth/token"
-    token = httpx.post(endpoint, data=token_form(client, client_assertion(client, endpoint))).json()["access_token"]
-    return httpx.Client(
-        base_url=f"{live_server.base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
-    )  # sending renders the signed letter, which takes seconds on a busy machine
+from tests.e2e.browser import Agencies, LiveServer, case_system, check_page, reload_until, screenshot, sign_in
+from tests.factories import ClientKey, client_assertion, token_form
 
 
 def _shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
@@ -94,7 +72,7 @@ def _shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
 def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
     agencies: Agencies, live_server: LiveServer, new_page: Callable[[str], Page]
 ) -> None:
-    with _api(live_server, agencies.centre.id) as api:
+    with case_system(live_server, agencies.centre.id) as api:
         child, referral_id = _shared_referral(api, agencies.partner.id)
 
     # The partner's intake officer opens the referral: a read of the centre's family's data.
