@@ -80,6 +80,7 @@ class Action(enum.StrEnum):
     AUDIT_LOG_RENAME = "audit:log:rename"
     TENANTS_PEER_KEYS_ACCEPT = "tenants:peer-keys:accept"
     AUDIT_SUBJECT_LOOKUP = "audit:subject:lookup"
+    EXCHANGE_SUBJECTS_INDEX = "exchange:subjects:index"
 
 
 class Outcome(enum.StrEnum):

@@ -288,7 +288,20 @@ async def _subjects_index(context: AdminContext, args: argparse.Namespace) -> di
     while True:
         async with platform_session(context.sessions) as session, session.begin():
             batch = await index_subjects(session, datakeys, context.persons, after=after, limit=_INDEX_BATCH)
-        seen, indexed, after = seen + batch.seen, indexed + batch.indexed, batch.last_id
+            # Indexing opens each subject's sealed details: each tenant's trail records it, with counts only.
+            for tenant_id, (tenant_seen, tenant_indexed) in batch.by_tenant.items():
+                context.audit.append(
+                    session,
+                    action=Action.EXCHANGE_SUBJECTS_INDEX,
+                    outcome=Outcome.SUCCESS,
+                    actor=_OPERATOR,
+                    log_tenant_id=tenant_id,
+                    resource_type="subject",
+                    extra={"subjects": tenant_seen, "indexed": tenant_indexed},
+                )
+        seen += batch.seen
+        indexed += sum(i for _, i in batch.by_tenant.values())
+        after = batch.last_id
         if batch.seen < _INDEX_BATCH:
             return {"subjects": seen, "indexed": indexed, "without_digest": seen - indexed}
 

@@ -137,8 +137,10 @@ async def _opened_fields(session: AsyncSession, datakeys: DataKeys, subject: Sub
 
 @dataclass(frozen=True, slots=True)
 class IndexedBatch:
+    # Per tenant: (subjects seen, subjects with a name-and-birth-date digest; the others lack a birth date or were
+    # erased).
+    by_tenant: dict[uuid.UUID, tuple[int, int]]
     seen: int
-    indexed: int  # with a name-and-birth-date digest; the others lack a birth date or were erased
     last_id: uuid.UUID | None
 
 
@@ -154,14 +156,15 @@ async def index_subjects(
     if after is not None:
         query = query.where(Subject.id > after)
     subjects = list(await session.scalars(query))
-    indexed = 0
+    counts: dict[uuid.UUID, tuple[int, int]] = {}
     for subject in subjects:
         if subject.erased_at is not None or subject.sealed is None:
             subject.name_lookup = subject.snils_lookup = None
-            continue
-        persons.index(subject, await _opened_fields(session, datakeys, subject))
-        indexed += subject.name_lookup is not None
-    return IndexedBatch(len(subjects), indexed, subjects[-1].id if subjects else None)
+        else:
+            persons.index(subject, await _opened_fields(session, datakeys, subject))
+        seen, indexed = counts.get(subject.tenant_id, (0, 0))
+        counts[subject.tenant_id] = (seen + 1, indexed + (subject.name_lookup is not None))
+    return IndexedBatch(counts, len(subjects), subjects[-1].id if subjects else None)
 
 
 async def case_contents(session: AsyncSession, deps: ExchangeDeps, case: Case) -> dict[str, Any]:

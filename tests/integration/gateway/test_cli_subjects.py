@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from audit.models import AuditEvent
 from exchange.cases.models import Subject
 from gateway.runtime import Runtime
 from tenants.persistence import platform_session
@@ -57,3 +59,14 @@ async def test_older_subjects_are_found_once_the_index_command_has_run(
     assert found.status_code == 200, found.text
     assert found.json()["subject_ids"] == [child_id]
     assert await cli("subjects", "index") == (0, counts, "")  # running it again changes nothing
+
+    # Each run is in the centre's trail, by the operator, with counts and nothing about anyone.
+    async with platform_session(runtime.sessions) as session:
+        recorded = list(
+            await session.scalars(select(AuditEvent.canonical).where(AuditEvent.action == "exchange:subjects:index"))
+        )
+    events = [json.loads(text) for text in recorded]
+    assert [(e["log_tenant"], e["actor"]["kind"], e["extra"]) for e in events] == [
+        (str(centre.id), "operator", {"subjects": 2, "indexed": 1})
+    ] * 2
+    assert all(e["subjects"] == [] for e in events)
