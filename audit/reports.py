@@ -123,13 +123,19 @@ def report_pdf_data(report: SubjectReport) -> dict[str, Any]:
         generated += "   Продолжение — по курсору / continued: next_cursor"
     return {
         "title": _TITLE,
-        "subject": f"Субъект / Subject: {report.subject_id}   Псевдоним / Pseudonym: {report.pseudonym}",
+        "subject": _subject_line(report),
         "generated": generated,
         "page": "Стр. / Page",
         "empty": "Обращений не найдено / No accesses recorded",
         "columns": [{"ru": ru, "en": en, "width": width, "mono": mono} for ru, en, width, mono in _PDF_COLUMNS],
         "rows": [_pdf_cells(row) for row in rows],
     }
+
+
+def _subject_line(report: SubjectReport) -> str:
+    # A report found by name covers every record of the person (one per case): each id with its pseudonym.
+    records = list(zip(report.subject_ids, report.pseudonyms, strict=True)) or [(report.subject_id, report.pseudonym)]
+    return "   ".join(f"Субъект / Subject: {s}   Псевдоним / Pseudonym: {p}" for s, p in records)
 
 
 def _pdf_cells(row: ReportRow) -> list[str]:

@@ -28,6 +28,7 @@ from tests.integration.helpers.agencies import (
     open_case,
     referral_body,
 )
+from tests.pdf import pdf_text
 from tests.polling import eventually
 
 LOOKUP = "/api/v1/audit/subjects/lookup"
@@ -156,6 +157,10 @@ async def test_no_match_and_several_people_answer_without_naming_anyone(
     # A SNILS her records do not hold contradicts none of them.
     with_snils = await dpo.post(LOOKUP, person("Семина Алена Игоревна", "2012-09-01", snils="333-333-333 33"))
     assert with_snils.json()["subject_ids"] == sorted([alena, alena_again])
+    as_pdf = await dpo.post(LOOKUP, person("Семина Алена Игоревна", "2012-09-01", format="pdf"))
+    printed = pdf_text(as_pdf.content)
+    assert alena in printed
+    assert alena_again in printed
 
     missing = []
     for details in (
@@ -173,6 +178,7 @@ async def test_no_match_and_several_people_answer_without_naming_anyone(
     several = await dpo.post(LOOKUP, person("Петров Иван", "2014-02-02"))
     assert several.status_code == 409, several.text
     assert "add the person's SNILS" in several.json()["detail"]
+    assert several.json()["type"].endswith("/conflict")
     for answer in (*missing, several.json()):
         assert "Петров" not in json.dumps(answer, ensure_ascii=False)
         assert not {"items", "subject_ids"} & set(answer)
