@@ -23,14 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from audit import identity
 from audit.events import Action, Actor, Outcome, pseudonym_key
 from audit.services import AuditLog
-from exchange.cases.lookup import PersonIndex, lookup_key_purpose
 from gateway.cli import CliError
 from gateway.db import create_engine, ensure_data_dir, load_master_key
 from gateway.settings import Settings
 from gateway.urls import tenant_jwks_url
 from tenants import admin, services
 from tenants.clock import Clock, SystemClock
-from tenants.keys import KeyRing
+from tenants.keys import KeyRing, MasterKey
 from tenants.models import Role, Scope, Tenant, TenantKind
 from tenants.peers import Peer
 from tenants.persistence import make_sessionmaker, platform_session
@@ -47,7 +46,7 @@ class AdminContext:
     clock: Clock
     keyring: KeyRing
     audit: AuditLog
-    persons: PersonIndex
+    master_key: MasterKey
 
 
 def build_admin_context(settings: Settings) -> AdminContext:
@@ -63,7 +62,7 @@ def build_admin_context(settings: Settings) -> AdminContext:
         clock=clock,
         keyring=KeyRing(master_key, clock, grace=settings.tokens.key_grace),
         audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
-        persons=PersonIndex(lambda tenant_id: master_key.derive(lookup_key_purpose(tenant_id))),
+        master_key=master_key,
     )
 
 
@@ -280,14 +279,16 @@ async def _subjects_index(context: AdminContext, args: argparse.Namespace) -> di
     """docs/operations.md, "Finding people by name": fill the lookup digests of subjects recorded before them."""
     # The cases area's operations load the rest of the exchange, which no other admin command needs.
     from exchange.cases.datakeys import DataKeys
+    from exchange.cases.lookup import PersonIndex, lookup_key_purpose
     from exchange.cases.services import index_subjects
 
     seen = indexed = 0
     after = None
     datakeys = DataKeys(context.keyring)
+    persons = PersonIndex(lambda tenant_id: context.master_key.derive(lookup_key_purpose(tenant_id)))
     while True:
         async with platform_session(context.sessions) as session, session.begin():
-            batch = await index_subjects(session, datakeys, context.persons, after=after, limit=_INDEX_BATCH)
+            batch = await index_subjects(session, datakeys, persons, after=after, limit=_INDEX_BATCH)
             # Indexing opens each subject's sealed details: each tenant's trail records it, with counts only.
             for tenant_id, (tenant_seen, tenant_indexed) in batch.by_tenant.items():
                 context.audit.append(

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from audit.schemas import SubjectLookupIn
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.plans.schemas import PlanIn
 from exchange.referrals.schemas import ReferralIn
@@ -61,6 +62,7 @@ BODIES: dict[type[Strict], dict[str, Any]] = {
         "categories": ["identity"],
         "legal_basis": {"type": "consent"},
     },
+    SubjectLookupIn: {"full_name": "n", "birth_date": "2015-01-01"},
     PlanIn: {
         "case_id": ID,
         "title": "t",
@@ -80,6 +82,7 @@ FIELDS = [
     (PlanIn, ("period_until",), "date"),
     (PlanIn, ("tasks", 0, "complete_by"), "instant"),
     (PlanIn, ("tasks", 0, "respond_by"), "instant"),
+    (SubjectLookupIn, ("birth_date",), "date"),
 ]
 OUTSIDE = {
     "date": ["0001-01-01", "9999-12-31", "1899-12-31", "2201-01-01"],
