@@ -543,7 +543,9 @@ class Cluster:
         return {
             "url": self.url,
             "database_url": self.database_url,
-            "nats": [{"url": url, "pid": s.pid} for url, s in zip(self.nats_urls, self.nats, strict=True)],
+            "nats": [
+                {"name": s.name, "url": url, "pid": s.pid} for url, s in zip(self.nats_urls, self.nats, strict=True)
+            ],
             "nodes": [{"name": n.name, "url": n.url, "pids": n.pids()} for n in self.nodes],
             "env_file": str(self.dir / "casebridge.env"),
             "postgres_pid": self.postgres.pid if self.postgres else None,
@@ -600,7 +602,9 @@ class Cluster:
             store.mkdir(parents=True, exist_ok=True)
             env = self._base_env() | routes
             env |= {
-                "NATS_SERVER_NAME": f"cb-{name}",
+                # The supervisor's name for the node is also its server name: the one JetStream's stream info
+                # gives for a leader or replica, and `status` for the process that runs it.
+                "NATS_SERVER_NAME": name,
                 "NATS_HOST": HOST,
                 "NATS_PORT": str(client_ports[i]),
                 "NATS_CLUSTER_PORT": str(route_ports[i]),

@@ -1,12 +1,16 @@
 """Chaos on the local cluster (deploy/local-cluster): processes die mid-burst, and the exchange loses nothing.
 
 One cluster for the module: 3 NATS nodes, PostgreSQL, two gateway nodes (`serve --workers 2` and a `worker` each)
-and HAProxy. Each scenario sends a burst of referrals through HAProxy, as an agency's system does (a retry after a
-failed request carries the same Idempotency-Key), and SIGKILLs something once a third of them are answered. The
-cluster's supervisor starts a killed process again after its unit's RestartSec, as systemd's Restart=always does;
-the test itself never restarts anything. Then every referral answered 201 (or 200 for a repeat) must be in the
-recipient's incoming list exactly once and receipted on the sender's side, and the audit log's next checkpoint must
-extend the last one (a consistency proof between them verifies).
+and HAProxy; `up` and `down` are held to the JSON API.md gives them, and `down` must leave no process behind. Each
+scenario sends a burst of referrals through HAProxy, as an agency's system does (a retry after a failed request
+carries the same Idempotency-Key), and SIGKILLs something once a third of them are answered: the envelope stream's
+leader among the NATS nodes, a gateway node, the sealer leader, a worker process. The cluster's supervisor starts a
+killed process again after its unit's RestartSec, as systemd's Restart=always does; the test itself never restarts
+anything (it only holds a NATS node down, as `systemctl stop` would, until another has taken over its streams). Then
+every referral answered 201 (or 200 for a repeat) must be in the recipient's incoming list exactly once and
+receipted on the sender's side, and the audit log's next checkpoint must extend the last one (a consistency proof
+between them verifies). With one NATS node down no send may be refused; the new sealer's first seal must come
+within the dead leader's lease and a poll, by the database's own timestamps.
 """
 
 from __future__ import annotations
@@ -14,25 +18,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
+import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import nats
+import nats.errors
 import pytest
+from nats.js import JetStreamContext
+from nats.js.api import ClusterInfo
 from sqlalchemy import func, select, text
 
 from audit.merkle import verify_consistency
+from audit.models import LEASE_ROW_ID, AuditSeal, AuditSealerLease
+from audit.sealer import FOLLOWER_POLL_S
+from deploy.local_cluster import start_time
 from exchange.referrals.models import Referral, Side
 from exchange.referrals.status import Status
+from exchange.transport.jetstream import ENVELOPE_STREAM
 from exchange.transport.models import OutboxEnvelope
 from gateway.app import build_runtime
+from gateway.bus import AUDIT_STREAM
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
@@ -51,12 +67,24 @@ RETRY_S = 0.5
 LEASE_S = 10.0  # the sealer's lease (audit/sealer.py)
 SETTLE_WITHIN_S = 150.0  # a backlog drains within the relay's longest pause (60 s) once the bus is back
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
+REPLICAS = 3  # every stream on every NATS node (CASEBRIDGE_NATS_REPLICAS in the cluster's environment)
+STREAMS = (ENVELOPE_STREAM, AUDIT_STREAM)
+# A JetStream API request gets this long; one made while the cluster elects a leader may time out and is asked again.
+JS_REQUEST_S = 2.0
+# Electing a stream leader among the two NATS nodes left takes a few of Raft's randomised election timeouts; a node
+# started again catches up its replicas within about as long.
+FAILOVER_WITHIN_S = 60.0
+# The new sealer's first seal comes at most a follower's poll (FOLLOWER_POLL_S) after the dead leader's lease
+# expired, plus this: the round takes its lease and selects the unsealed events before it stamps sealed_at, and its
+# wakes are scheduled by an event loop on two cores that the burst keeps busy. Measured there: 0.1 s past the poll.
+SEAL_TAKEOVER_SLACK_S = 3.0
 
 
 @dataclass
 class Cluster:
     dir: Path
     info: dict[str, Any]
+    env: dict[str, str]  # the environment file `up` wrote, as an admin command reads it
     runtime: Runtime
     centre: Agency
     opeka: Agency
@@ -64,11 +92,79 @@ class Cluster:
     case: dict[str, Any]
     sent: set[str] = field(default_factory=set)  # every referral answered 201 or 200, over all scenarios
     checkpoint: tuple[int, bytes] | None = None  # size and root of the newest checkpoint checked so far
+    # Every process `up` or `status` named, with its kernel start time (a later process may get the same id).
+    processes: dict[int, str] = field(default_factory=dict)
 
     async def status(self) -> dict[str, Any]:
         code, out, err = await local_cluster("status", self.dir)
         assert code == 0, err
-        return dict(json.loads(out))
+        status = dict(json.loads(out))
+        self.processes |= _started(_pids(status))
+        return status
+
+
+def _pids(info: dict[str, Any]) -> list[int]:
+    """Every process id in what `up` or `status` printed."""
+    pids = [node["pid"] for node in info["nats"]] + [pid for node in info["nodes"] for pid in node["pids"]]
+    return pids + [info[key] for key in ("postgres_pid", "haproxy_pid") if info.get(key)]
+
+
+def _started(pids: list[int]) -> dict[int, str]:
+    return {pid: started for pid in pids if (started := start_time(pid)) is not None}
+
+
+def _casebridge_command(pid: int) -> str | None:
+    """`serve` or `worker` for a casebridge process (`casebridge serve --workers 2`), else None."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")
+    except OSError:
+        return None
+    found = [argv[i + 1].decode() for i, arg in enumerate(argv[:-1]) if arg.endswith(b"casebridge")]
+    return found[0] if found else None
+
+
+def _up_as_api_md_says(info: dict[str, Any]) -> None:
+    """`up`'s object (API.md, "Local cluster"): HAProxy's and the database's URLs, 3 NATS nodes with url and pid, 2
+    gateway nodes with name, url and pids (web and worker), everything on loopback and running."""
+    assert {"url", "database_url", "nats", "nodes"} <= set(info), sorted(info)
+    urls = [info["url"], info["database_url"]] + [node["url"] for node in info["nats"] + info["nodes"]]
+    assert {urlsplit(url).hostname for url in urls} == {"127.0.0.1"}, urls
+    assert urlsplit(info["url"]).scheme == "http"
+    assert urlsplit(info["database_url"]).scheme == "postgresql+asyncpg"
+    assert len(info["nats"]) == 3, info["nats"]
+    assert all({"url", "pid"} <= set(node) and urlsplit(node["url"]).scheme == "tls" for node in info["nats"])
+    assert len(info["nodes"]) == 2, info["nodes"]
+    assert all({"name", "url", "pids"} <= set(node) for node in info["nodes"])
+    assert len({node["name"] for node in info["nodes"]}) == 2
+    for node in info["nodes"]:
+        commands = sorted(filter(None, map(_casebridge_command, node["pids"])))
+        assert commands == ["serve", "worker"], (node["name"], commands)
+    pids = _pids(info)
+    assert len(set(pids)) == len(pids), "two entries name one process"
+    assert set(_started(pids)) == set(pids), "`up` named a process that is not running"
+
+
+def _gone(pid: int, started: str) -> bool:
+    """Whether the process that had `pid` at `started` has ended (its id may since have gone to another)."""
+    return start_time(pid) != started or _dead(pid)
+
+
+async def _down_stops_everything(cluster: Cluster) -> None:
+    """`down` prints {"stopped": [...]} naming every process `up` started, and none of them is left running."""
+    with contextlib.suppress(AssertionError):  # a cluster that died on its own has no status; `down` still answers
+        await cluster.status()
+    code, out, err = await local_cluster("down", cluster.dir)
+    assert code == 0, f"local-cluster down failed: {err}"
+    stopped = json.loads(out)
+    assert set(stopped) == {"stopped"}, stopped
+    expected = {node["name"] for node in cluster.info["nats"]} | {"haproxy", "postgres"}
+    expected |= {f"{node['name']} {unit}" for node in cluster.info["nodes"] for unit in ("web", "worker")}
+    assert sorted(stopped["stopped"]) == sorted(expected)
+
+    def left() -> list[int]:
+        return [pid for pid, started in cluster.processes.items() if not _gone(pid, started)]
+
+    await eventually(lambda: not left(), within=30.0, what=lambda: f"processes still running after down: {left()}")
 
 
 @pytest.fixture(scope="module")
@@ -78,26 +174,61 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     assert code == 0, f"local-cluster up failed: {err}"
     info = json.loads(out)
     runtime: Runtime | None = None
+    running: Cluster | None = None
     try:
-        env = env_file(Path(info["env_file"])) | {"CASEBRIDGE_DATA_DIR": str(directory / "test")}
-        runtime = build_runtime(Settings.from_env(env), workers=())
+        processes = _started(_pids(info))
+        _up_as_api_md_says(info)
+        env = env_file(Path(info["env_file"]))
+        runtime = build_runtime(Settings.from_env(env | {"CASEBRIDGE_DATA_DIR": str(directory / "test")}), workers=())
         async with httpx.AsyncClient(base_url=info["url"], timeout=30.0) as api:
             centre = await agency(api, runtime, "semya", TenantKind.SOCIAL_CENTRE, Role.SPECIALIST)
             opeka = await agency(api, runtime, "opeka", TenantKind.GUARDIANSHIP_BODY, Role.INTAKE)
             dpo = await dpo_of(api, runtime, centre)
             case, _ = await open_case(centre, opeka)
-            yield Cluster(directory, info, runtime, centre, opeka, dpo, case)
+            running = Cluster(directory, info, env, runtime, centre, opeka, dpo, case, processes=processes)
+            yield running
     finally:
         if runtime is not None:
             await runtime.engine.dispose()
-        code, out, err = await local_cluster("down", directory)
-        assert code == 0, f"local-cluster down failed: {err}"
+        if running is not None:
+            await _down_stops_everything(running)
+        else:
+            code, out, err = await local_cluster("down", directory)
+            assert code == 0, f"local-cluster down failed: {err}"
 
 
 # -- the burst and what must hold after it ---------------------------------------------------------------------------
 
 
-async def _send(cluster: Cluster, body: dict[str, Any]) -> str:
+@dataclass
+class Burst:
+    """One burst's referrals, and how often a send had to be retried: answered 5xx (by HAProxy, or by a gateway whose
+    database or bus was away) or cut off (HAProxy closing the connection to a node that died, or a timeout)."""
+
+    ids: list[str] = field(default_factory=list)
+    refused: int = 0
+    cut_off: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)  # 5xx status -> how many
+    errors: dict[str, int] = field(default_factory=dict)  # transport error type -> how many
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.ids)} of {BURST} referrals answered; retried after {self.refused} answers 5xx "
+            f"{self.statuses} and {self.cut_off} requests cut off {self.errors}"
+        )
+
+
+@contextlib.contextmanager
+def _reported(burst: Burst) -> Iterator[None]:
+    """Whatever fails while a burst is sent or checked says how that burst's sends were answered."""
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(f"the burst: {burst}")
+        raise
+
+
+async def _send(cluster: Cluster, body: dict[str, Any], burst: Burst) -> str:
     """One referral, sent until it is answered 201 (or 200: a repeat found the first attempt committed)."""
     key = uuid.uuid4().hex
     last = "no answer"
@@ -106,35 +237,38 @@ async def _send(cluster: Cluster, body: dict[str, Any]) -> str:
             response = await cluster.centre.post("/api/v1/referrals", body, headers={"Idempotency-Key": key})
         except httpx.TransportError as exc:  # HAProxy cut the connection to a node that died
             last = type(exc).__name__
+            burst.cut_off += 1
+            burst.errors[last] = burst.errors.get(last, 0) + 1
         else:
             if response.status_code in (200, 201):
                 return str(response.json()["id"])
             # 502/503 from HAProxy or a gateway whose database or bus is away; anything else is a real refusal.
             assert response.status_code >= 500, response.text
             last = str(response.status_code)
+            burst.refused += 1
+            burst.statuses[response.status_code] = burst.statuses.get(response.status_code, 0) + 1
         await asyncio.sleep(RETRY_S)
     raise AssertionError(f"a referral was refused {ATTEMPTS} times; the last answer: {last}")
 
 
-async def _burst(cluster: Cluster, fault: Callable[[], Coroutine[Any, Any, None]] | None) -> list[str]:
+async def _burst(cluster: Cluster, burst: Burst, fault: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
     body = referral_body(cluster.case, cluster.opeka.id, ["identity", "family"])
-    remaining, answered = list(range(BURST)), []
+    remaining = list(range(BURST))
     struck: asyncio.Task[None] | None = None
 
     async def sender() -> None:
         nonlocal struck
         while remaining:
             remaining.pop()
-            answered.append(await _send(cluster, body))
-            if len(answered) == FAULT_AFTER and fault is not None:
+            burst.ids.append(await _send(cluster, body, burst))
+            if len(burst.ids) == FAULT_AFTER and fault is not None:
                 struck = asyncio.create_task(fault())
 
     await asyncio.gather(*(sender() for _ in range(SENDERS)))
     if struck is not None:
         await struck
-    assert len(set(answered)) == BURST, "two sends were answered with one referral"
-    cluster.sent.update(answered)
-    return answered
+    assert len(set(burst.ids)) == BURST, "two sends were answered with one referral"
+    cluster.sent.update(burst.ids)
 
 
 async def _counts(cluster: Cluster, ids: list[str]) -> tuple[int, int]:
@@ -229,6 +363,43 @@ async def _lease(cluster: Cluster) -> tuple[str, int]:
     return holder, int(holder.split(":")[1]) if holder.count(":") == 2 else 0
 
 
+@dataclass(frozen=True)
+class LeaseLeft:
+    """The lease a dead sealer left, and how far it had sealed, read from one snapshot of the database."""
+
+    holder: str
+    expires_at: dt.datetime
+    sealed: int  # the highest seq sealed
+
+
+async def _lease_left(cluster: Cluster) -> LeaseLeft:
+    async with await read_only_platform_session(cluster.runtime.sessions) as session:
+        lease = (
+            await session.execute(
+                select(AuditSealerLease.holder, AuditSealerLease.expires_at).where(AuditSealerLease.id == LEASE_ROW_ID)
+            )
+        ).one()
+        sealed = await session.scalar(select(func.max(AuditSeal.seq)))
+    return LeaseLeft(lease.holder, lease.expires_at, int(sealed or 0))
+
+
+async def _first_seal_after(cluster: Cluster, seq: int) -> dt.datetime:
+    async with await read_only_platform_session(cluster.runtime.sessions) as session:
+        sealed_at = await session.scalar(
+            select(AuditSeal.sealed_at).where(AuditSeal.seq > seq).order_by(AuditSeal.seq).limit(1)
+        )
+    assert sealed_at is not None, f"nothing was sealed after seq {seq}"
+    return sealed_at
+
+
+def _dead(pid: int) -> bool:
+    """Whether `pid` has stopped running: gone, or a zombie (then it can commit nothing more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def _kill(*pids: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # exited meanwhile: a web process following its supervisor
@@ -252,43 +423,123 @@ async def _all_running(cluster: Cluster) -> None:
     await eventually(running, within=120.0, every=0.5, what="every process running and ready again")
 
 
-async def _scenario(cluster: Cluster, fault: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+async def _scenario(
+    cluster: Cluster, fault: Callable[[], Coroutine[Any, Any, None]] | None, *, retries_allowed: bool
+) -> None:
+    """A burst with `fault` striking mid-way, then what must hold after it. Without `retries_allowed` every send must
+    be answered at its first attempt; with it (a node that dies takes its requests with it) they are counted and
+    reported with anything that fails."""
     await _baseline_checkpoint(cluster)
-    ids = await _burst(cluster, fault)
-    await _delivered_exactly_once(cluster, ids)
-    await _checkpoint_extends_the_last(cluster)
-    await _all_running(cluster)
+    burst = Burst()
+    with _reported(burst):
+        await _burst(cluster, burst, fault)
+        if not retries_allowed:
+            assert (burst.refused, burst.cut_off) == (0, 0), "a send was refused or cut off"
+        await _delivered_exactly_once(cluster, burst.ids)
+        await _checkpoint_extends_the_last(cluster)
+        await _all_running(cluster)
+
+
+# -- the NATS cluster, asked directly --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _jetstream(cluster: Cluster) -> AsyncIterator[JetStreamContext]:
+    """JetStream through the cluster's NATS URL (all three nodes), trusting its CA as the gateways do."""
+    tls = ssl.create_default_context(cafile=cluster.env["SSL_CERT_FILE"])
+    servers = cluster.env["CASEBRIDGE_NATS_URL"].split(",")
+    nc = await nats.connect(servers, tls=tls, connect_timeout=5, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    try:
+        yield nc.jetstream(timeout=JS_REQUEST_S)
+    finally:
+        await nc.close()
+
+
+async def _stream_cluster(js: JetStreamContext, stream: str) -> ClusterInfo | None:
+    """The stream's leader and replicas, or None while it has no leader (or the request finds no node to answer)."""
+    try:
+        info = await js.stream_info(stream)
+    except nats.errors.Error:  # timeouts, no responders, JetStream's 503 while it elects
+        return None
+    assert info.config.num_replicas == REPLICAS, f"{stream} has {info.config.num_replicas} replicas"
+    return info.cluster if info.cluster is not None and info.cluster.leader else None
+
+
+async def _replicated_on_every_node(cluster: Cluster) -> None:
+    """Each stream has REPLICAS replicas: a leader and the two other NATS nodes as replicas, caught up."""
+    names = {node["name"] for node in cluster.info["nats"]}
+    async with _jetstream(cluster) as js:
+        for stream in STREAMS:
+
+            async def caught_up(stream: str = stream) -> ClusterInfo | None:
+                found = await _stream_cluster(js, stream)
+                return found if found is not None and all(p.current for p in found.replicas or []) else None
+
+            found = await eventually(caught_up, within=FAILOVER_WITHIN_S, what=f"{stream} led and caught up")
+            replicas = [peer.name for peer in found.replicas or []]
+            assert len(replicas) == REPLICAS - 1, (stream, found.leader, replicas)
+            assert {found.leader, *replicas} == names, (stream, found.leader, replicas)
 
 
 # -- the scenarios, run in order by the one test at the end, on the one cluster ---------------------------------------
 
 
-async def _a_nats_node_killed_mid_burst(cluster: Cluster) -> None:
-    async def fault() -> None:
-        _kill((await cluster.status())["nats"][0]["pid"])
+async def _the_envelope_stream_leader_killed_mid_burst(cluster: Cluster) -> None:
+    """The node leading CB_ENVELOPES dies, so the other two must elect a leader while sends go on; none is refused."""
+    held = cluster.dir / "held"
+    held.mkdir(exist_ok=True)
 
-    await _scenario(cluster, fault)
+    async def fault() -> None:
+        async with _jetstream(cluster) as js:
+            leader = await eventually(lambda: _stream_cluster(js, ENVELOPE_STREAM), what="CB_ENVELOPES led")
+            node = next(node for node in (await cluster.status())["nats"] if node["name"] == leader.leader)
+            # Held down until another node leads: started again at once, it could win the election back itself.
+            (held / node["name"]).touch()
+            try:
+                _kill(node["pid"])
+
+                async def elected() -> ClusterInfo | None:
+                    found = await _stream_cluster(js, ENVELOPE_STREAM)
+                    return found if found is not None and found.leader != node["name"] else None
+
+                await eventually(elected, within=FAILOVER_WITHIN_S, what=f"a leader of CB_ENVELOPES after {node}")
+            finally:
+                (held / node["name"]).unlink()
+
+    await _scenario(cluster, fault, retries_allowed=False)
+    await _replicated_on_every_node(cluster)
 
 
 async def _a_gateway_node_killed_mid_burst(cluster: Cluster) -> None:
     async def fault() -> None:
         _kill(*(await cluster.status())["nodes"][0]["pids"])
 
-    await _scenario(cluster, fault)
+    await _scenario(cluster, fault, retries_allowed=True)
 
 
 async def _the_sealer_leader_killed_mid_burst(cluster: Cluster) -> None:
-    killed: list[str] = []
+    """Another sealer takes over once the dead one's lease expires: its first seal is stamped no later than a
+    follower's poll after the expiry the lease row held when the leader died (both times from the database)."""
+    left: list[LeaseLeft] = []
 
     async def fault() -> None:
         holder, pid = await _lease(cluster)
         assert pid in [p for node in (await cluster.status())["nodes"] for p in node["pids"]], holder
         _kill(pid)
-        killed.append(holder)
+        await eventually(lambda: _dead(pid), within=10.0, what=f"the sealer leader (pid {pid}) dead")
+        left.append(await _lease_left(cluster))
+        assert left[0].holder == holder, "the lease changed hands before it expired"
 
-    await _scenario(cluster, fault)
+    await _scenario(cluster, fault, retries_allowed=True)
     holder, _ = await _lease(cluster)
-    assert holder != killed[0], "the killed sealer still holds the lease"
+    assert holder != left[0].holder, "the killed sealer still holds the lease"
+    resumed = await _first_seal_after(cluster, left[0].sealed)
+    after_expiry_s = (resumed - left[0].expires_at).total_seconds()
+    assert after_expiry_s >= 0, f"seq {left[0].sealed + 1} was sealed {-after_expiry_s:.1f} s inside another's lease"
+    bound_s = FOLLOWER_POLL_S + SEAL_TAKEOVER_SLACK_S
+    assert after_expiry_s <= bound_s, (
+        f"sealing resumed {after_expiry_s:.1f} s after the lease expired (bound {bound_s})"
+    )
 
 
 async def _a_worker_process_killed_mid_burst(cluster: Cluster) -> None:
@@ -298,16 +549,9 @@ async def _a_worker_process_killed_mid_burst(cluster: Cluster) -> None:
         # The worker that does not lead the sealer: its relay and inbox are what this scenario takes away.
         workers = [node["pids"] for node in status["nodes"]]
         target = next((pids for pids in workers if leader not in pids), workers[1])
-        _kill(*[pid for pid in target if _is_worker(pid)])
+        _kill(*[pid for pid in target if _casebridge_command(pid) == "worker"])
 
-    await _scenario(cluster, fault)
-
-
-def _is_worker(pid: int) -> bool:
-    try:
-        return b"casebridge\x00worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    await _scenario(cluster, fault, retries_allowed=True)
 
 
 async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Cluster) -> None:
@@ -319,19 +563,21 @@ async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Clu
         (held / name).touch()  # the supervisor leaves a held service stopped (systemctl stop)
     for node in status["nats"]:
         os.kill(node["pid"], signal.SIGTERM)
-    try:
-        ids = await _burst(cluster, None)
-        async with await read_only_platform_session(cluster.runtime.sessions) as session:
-            waiting = await session.scalar(
-                select(func.count()).select_from(OutboxEnvelope).where(OutboxEnvelope.sent_at.is_(None))
-            )
-        assert (waiting or 0) >= BURST, "the sends did not wait in the outbox"
-    finally:
-        for name in NATS_NODES:
-            (held / name).unlink()
-    await _delivered_exactly_once(cluster, ids)
-    await _checkpoint_extends_the_last(cluster)
-    await _all_running(cluster)
+    burst = Burst()
+    with _reported(burst):
+        try:
+            await _burst(cluster, burst, None)
+            async with await read_only_platform_session(cluster.runtime.sessions) as session:
+                waiting = await session.scalar(
+                    select(func.count()).select_from(OutboxEnvelope).where(OutboxEnvelope.sent_at.is_(None))
+                )
+            assert (waiting or 0) >= BURST, "the sends did not wait in the outbox"
+        finally:
+            for name in NATS_NODES:
+                (held / name).unlink()
+        await _delivered_exactly_once(cluster, burst.ids)
+        await _checkpoint_extends_the_last(cluster)
+        await _all_running(cluster)
 
 
 async def _the_gateways_connect_as_the_least_privileged_role(cluster: Cluster) -> None:
@@ -357,7 +603,8 @@ async def test_the_cluster_loses_nothing_when_its_processes_die(cluster: Cluster
     """Every scenario, in order, in one test: pytest-xdist hands the tests of a module to any of its workers, and each
     worker would start a cluster of its own (with pytest 9, xdist's loadgroup no longer keeps a group together)."""
     await _the_gateways_connect_as_the_least_privileged_role(cluster)
-    await _a_nats_node_killed_mid_burst(cluster)
+    await _replicated_on_every_node(cluster)
+    await _the_envelope_stream_leader_killed_mid_burst(cluster)
     await _a_gateway_node_killed_mid_burst(cluster)
     await _the_sealer_leader_killed_mid_burst(cluster)
     await _a_worker_process_killed_mid_burst(cluster)
