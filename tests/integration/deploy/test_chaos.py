@@ -66,7 +66,6 @@ ATTEMPTS = 120  # per referral; a pause of RETRY_S between them, so a minute of 
 RETRY_S = 0.5
 LEASE_S = 10.0  # the sealer's lease (audit/sealer.py)
 SETTLE_WITHIN_S = 150.0  # a backlog drains within the relay's longest pause (60 s) once the bus is back
-NATS_NODES = ("nats-1", "nats-2", "nats-3")
 REPLICAS = 3  # every stream on every NATS node (CASEBRIDGE_NATS_REPLICAS in the cluster's environment)
 STREAMS = (ENVELOPE_STREAM, AUDIT_STREAM)
 # A JetStream API request gets this long; one made while the cluster elects a leader may time out and is asked again.
@@ -133,6 +132,7 @@ def _up_as_api_md_says(info: dict[str, Any]) -> None:
     assert urlsplit(info["database_url"]).scheme == "postgresql+asyncpg"
     assert len(info["nats"]) == 3, info["nats"]
     assert all({"url", "pid"} <= set(node) and urlsplit(node["url"]).scheme == "tls" for node in info["nats"])
+    assert len({node["name"] for node in info["nats"]}) == 3  # beyond API.md: the server name JetStream gives
     assert len(info["nodes"]) == 2, info["nodes"]
     assert all({"name", "url", "pids"} <= set(node) for node in info["nodes"])
     assert len({node["name"] for node in info["nodes"]}) == 2
@@ -492,19 +492,20 @@ async def _the_envelope_stream_leader_killed_mid_burst(cluster: Cluster) -> None
     async def fault() -> None:
         async with _jetstream(cluster) as js:
             leader = await eventually(lambda: _stream_cluster(js, ENVELOPE_STREAM), what="CB_ENVELOPES led")
-            node = next(node for node in (await cluster.status())["nats"] if node["name"] == leader.leader)
-            # Held down until another node leads: started again at once, it could win the election back itself.
-            (held / node["name"]).touch()
+            name = leader.leader
+            pid = next(node["pid"] for node in (await cluster.status())["nats"] if node["name"] == name)
+            # Held down until another node leads: started again after its pause, it could win the election back.
+            (held / name).touch()
             try:
-                _kill(node["pid"])
+                _kill(pid)
 
                 async def elected() -> ClusterInfo | None:
                     found = await _stream_cluster(js, ENVELOPE_STREAM)
-                    return found if found is not None and found.leader != node["name"] else None
+                    return found if found is not None and found.leader != name else None
 
-                await eventually(elected, within=FAILOVER_WITHIN_S, what=f"a leader of CB_ENVELOPES after {node}")
+                await eventually(elected, within=FAILOVER_WITHIN_S, what=f"CB_ENVELOPES led by another than {name}")
             finally:
-                (held / node["name"]).unlink()
+                (held / name).unlink()
 
     await _scenario(cluster, fault, retries_allowed=False)
     await _replicated_on_every_node(cluster)
@@ -559,7 +560,8 @@ async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Clu
     held = cluster.dir / "held"
     held.mkdir(exist_ok=True)
     status = await cluster.status()
-    for name in NATS_NODES:
+    names = [node["name"] for node in status["nats"]]
+    for name in names:
         (held / name).touch()  # the supervisor leaves a held service stopped (systemctl stop)
     for node in status["nats"]:
         os.kill(node["pid"], signal.SIGTERM)
@@ -573,7 +575,7 @@ async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Clu
                 )
             assert (waiting or 0) >= BURST, "the sends did not wait in the outbox"
         finally:
-            for name in NATS_NODES:
+            for name in names:
                 (held / name).unlink()
         await _delivered_exactly_once(cluster, burst.ids)
         await _checkpoint_extends_the_last(cluster)
