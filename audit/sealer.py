@@ -73,6 +73,9 @@ FULL_SWEEP_EVERY_S = 3600.0
 # Back-off ceiling after failures, and how often a process that is not the leader asks for the lease.
 MAX_BACKOFF_S = 30.0
 FOLLOWER_POLL_S = 2.0
+# A lease that lapsed less than this long ago counts as held for readiness: a follower takes it over within one
+# FOLLOWER_POLL_S, and the load balancer must not take every node out for the hand-over (one missed poll allowed).
+TAKEOVER_WITHIN_S = 2 * FOLLOWER_POLL_S
 # After stop is asked the loop gets this long to seal, checkpoint and release the lease before it is cancelled.
 STOP_GRACE_S = 10.0
 
@@ -159,12 +162,13 @@ def _late_commit_floor(newest_sealed: uuid.UUID, window_s: float) -> uuid.UUID |
 
 
 async def sealer_lease_held(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> bool:
-    """Whether some process holds a live sealing lease (for readiness where the sealer runs elsewhere)."""
+    """Whether some process holds a live sealing lease, or is taking over one that lapsed within
+    TAKEOVER_WITHIN_S (for readiness where the sealer runs elsewhere)."""
     async with await snapshot_session(sessions) as session:
         expires_at = await session.scalar(
             select(AuditSealerLease.expires_at).where(AuditSealerLease.id == LEASE_ROW_ID)
         )
-    return expires_at is not None and expires_at > now
+    return expires_at is not None and expires_at > now - dt.timedelta(seconds=TAKEOVER_WITHIN_S)
 
 
 async def unsealed(session: AsyncSession) -> tuple[int, dt.datetime | None]:

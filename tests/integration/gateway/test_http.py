@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from audit.models import LEASE_ROW_ID, AuditSealerLease
+from audit.sealer import TAKEOVER_WITHIN_S
 from gateway.app import create_app
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -162,6 +165,29 @@ async def test_readiness_names_what_is_down(app: Litestar, api: httpx.AsyncClien
     down = await api.get("/health/ready")
     assert down.status_code == 503
     assert down.json()["down"] == ["bus"]
+
+
+@pytest.mark.parametrize(
+    ("lapsed_s", "sealer_up"),
+    [(-10.0, True), (TAKEOVER_WITHIN_S / 2, True), (TAKEOVER_WITHIN_S + 5, False)],
+)
+async def test_readiness_where_the_sealer_runs_elsewhere_follows_its_lease(
+    database_url: str, tmp_path: Path, nats_url: str, settings: Settings, lapsed_s: float, sealer_up: bool
+) -> None:
+    """A web process without the sealer is ready while some process holds the lease or is taking over one that just
+    lapsed; once nobody has taken it over, it is not."""
+    web_only = settings_for(database_url, tmp_path / "var", nats_url, CASEBRIDGE_IN_PROCESS_WORKERS="none")
+    app = create_app(web_only)
+    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as api:
+        runtime: Runtime = app.state.runtime
+        expires_at = runtime.clock.now() - dt.timedelta(seconds=lapsed_s)
+        async with platform_session(runtime.sessions) as session, session.begin():
+            await session.merge(AuditSealerLease(id=LEASE_ROW_ID, holder="a worker elsewhere", expires_at=expires_at))
+        ready = await api.get("/health/ready")
+    assert ready.json()["checks"]["audit_sealer"] is sealer_up
+    assert ready.status_code == (200 if sealer_up else 503)
+    if not sealer_up:
+        assert ready.json()["down"] == ["audit_sealer"]
 
 
 async def test_openapi_and_oauth_metadata(api: httpx.AsyncClient) -> None:
