@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import zoneinfo
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -104,9 +103,7 @@ def build_runtime(
         clock=clock,
         age_rules=AgeRules(self_consent_age=settings.exchange.self_consent_age),
         audit=AuditLog(clock, lambda tenant_id: pseudonym_key(master_key, tenant_id)),
-        letters=TypstRenderer(
-            zone=zoneinfo.ZoneInfo(settings.letters.timezone), processes=settings.letters.pdf_processes
-        ),
+        letters=TypstRenderer(processes=settings.letters.pdf_processes),
         persons=PersonIndex(lambda tenant_id: master_key.derive(lookup_key_purpose(tenant_id))),
     )
 

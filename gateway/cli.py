@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.settings import Settings, SettingsError
+from tenants.calendar import DEFAULT_TIME_ZONE
 from tenants.errors import CasebridgeError
 from tenants.vocabulary import Role, Scope, TenantKind
 
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     create_tenant.add_argument("--name", required=True)
     create_tenant.add_argument("--kind", required=True, help=", ".join(k.value for k in TenantKind))
     create_tenant.add_argument("--region")
+    zone_help = f"IANA time zone of the agency's days and deadlines (default {DEFAULT_TIME_ZONE})"
+    create_tenant.add_argument("--time-zone", default=DEFAULT_TIME_ZONE, metavar="ZONE", help=zone_help)
+    update_tenant = tenant.add_parser("update", help="change an organisation's settings")
+    update_tenant.add_argument("--slug", required=True)
+    update_tenant.add_argument("--time-zone", required=True, metavar="ZONE", help=zone_help)
     for action in ("suspend", "activate"):
         status = tenant.add_parser(action, help=f"{action} an organisation")
         status.add_argument("--slug", required=True)

@@ -77,7 +77,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 async def _tenant_create(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
     async with platform_session(context.sessions) as session, session.begin():
         tenant = await services.create_tenant(
-            session, context.keyring, slug=args.slug, name=args.name, kind=args.kind, region=args.region
+            session,
+            context.keyring,
+            slug=args.slug,
+            name=args.name,
+            kind=args.kind,
+            region=args.region,
+            time_zone=args.time_zone,
         )
         created = TenantCreated(
             id=tenant.id,
@@ -87,6 +93,12 @@ async def _tenant_create(context: AdminContext, args: argparse.Namespace) -> dic
             jwks_url=tenant_jwks_url(context.settings.server.base_url, tenant.id),
         )
     return _plain(created)
+
+
+async def _tenant_update(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
+    async with platform_session(context.sessions) as session, session.begin():
+        tenant = await services.set_tenant_time_zone(session, slug=args.slug, time_zone=args.time_zone)
+        return {"id": str(tenant.id), "slug": tenant.slug, "time_zone": tenant.time_zone}
 
 
 def _tenant_status(status: str) -> Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]:
@@ -374,6 +386,7 @@ def _plain(value: msgspec.Struct) -> dict[str, Any]:
 _HANDLERS: dict[tuple[str, str], Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
     ("tenant", "create"): _tenant_create,
     ("audit", "rename-origin"): _audit_rename_origin,
+    ("tenant", "update"): _tenant_update,
     ("tenant", "suspend"): _tenant_status("suspended"),
     ("tenant", "activate"): _tenant_status("active"),
     ("user", "create"): _user_create,

@@ -417,8 +417,6 @@ def _flag(env: _Env, name: str, *, default: bool) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LetterSettings:
-    timezone: str
-    """CASEBRIDGE_LETTER_TIMEZONE: IANA time zone of referral letters' dates, deadlines and registration year."""
     pdf_processes: int
     """CASEBRIDGE_PDF_PROCESSES: processes, beside each casebridge process that needs them, that lay out every PDF
     (letters, subject access reports, plan summaries); 0 lays them out in a thread of the casebridge process itself,
@@ -426,13 +424,8 @@ class LetterSettings:
 
     @classmethod
     def from_env(cls, env: _Env) -> LetterSettings:
-        timezone = env.text("CASEBRIDGE_LETTER_TIMEZONE", "Europe/Moscow")
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(f"CASEBRIDGE_LETTER_TIMEZONE must be an IANA time zone, got {timezone!r}") from None
         processes = env.integer("CASEBRIDGE_PDF_PROCESSES", os.cpu_count() or 1, low=0, high=256)
-        return cls(timezone=timezone, pdf_processes=processes)
+        return cls(pdf_processes=processes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tenants.calendar import DAY_RANGE, FIRST_DAY, LAST_DAY, OUT_OF_CALENDAR
+from tenants.calendar import DAY_RANGE, FIRST_DAY, LAST_DAY, NOT_A_DAY, OUT_OF_CALENDAR
 
 
 def N_(message: str) -> str:  # noqa: N802 - the gettext marker the catalogue extraction looks for
@@ -103,6 +103,8 @@ def field_error(message: str, key: str = "") -> FieldError:
     path = _join(_field_of(key), (match["path"] or "").lstrip(".") if match else "")
     if text.startswith(OUT_OF_CALENDAR):
         return FieldError(_join(path, text.partition("`")[2].rstrip("`")), "calendar", DAY_RANGE)
+    if text.startswith(NOT_A_DAY):
+        return FieldError(_join(path, text.partition("`")[2].rstrip("`")), "format")
     for pattern, code in _RULES:
         found = pattern.match(text)
         if found is None:
@@ -136,7 +138,7 @@ def from_litestar(extra: Any, detail: str = "") -> list[FieldError]:
         if not isinstance(item, dict):
             continue
         key, message = str(item.get("key", "")), str(item.get("message", ""))
-        if key == "data" and not message.startswith(("Expected", "Object", "Invalid", OUT_OF_CALENDAR)):
+        if key == "data" and not message.startswith(("Expected", "Object", "Invalid", OUT_OF_CALENDAR, NOT_A_DAY)):
             # No body at all: Litestar found the handler's `data` missing and says so in words of its own.
             errors.append(FieldError("", "body_required"))
             continue

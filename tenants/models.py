@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 # The names the tables store live in tenants.vocabulary, which the command line's help loads without SQLAlchemy;
 # importing them from here stays valid.
+from tenants.calendar import DEFAULT_TIME_ZONE
 from tenants.vocabulary import CLIENT_ROLES as CLIENT_ROLES
 from tenants.vocabulary import KeyUse as KeyUse
 from tenants.vocabulary import PlatformKeyUse as PlatformKeyUse
@@ -85,6 +86,9 @@ class Tenant(Base):
     # The configured peer node (its name in CASEBRIDGE_PEERS) that hosts this agency; None: hosted here. A peer's
     # agency is a directory entry only: no keys of its own here, no staff, no audit log, nothing signed for it.
     peer: Mapped[str | None] = mapped_column(String(63), index=True, default=None)
+    # IANA name (tenants.calendar.time_zone): the agency's days: when a deadline picked as a day ends, what "today"
+    # is for its default deadlines, and the local time its pages and letters show.
+    time_zone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIME_ZONE)
 
     def refresh_search_keys(self) -> None:
         keys = directory_keys(self.name, self.slug, self.region, self.service_profile or {})

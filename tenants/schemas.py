@@ -4,26 +4,55 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from tenants.calendar import DAY_DESCRIPTION, INSTANT_DESCRIPTION, OUT_OF_CALENDAR, YEARS_PATTERN, in_calendar
+from tenants.calendar import (
+    DAY_DESCRIPTION,
+    DEADLINE_DESCRIPTION,
+    DEADLINE_PATTERN,
+    INSTANT_DESCRIPTION,
+    NOT_A_DAY,
+    OUT_OF_CALENDAR,
+    YEARS_PATTERN,
+    in_calendar,
+    read_deadline,
+)
 
 # A date or an instant of a request body, described in OpenAPI with the range Strict enforces (tenants/calendar.py).
 # Litestar reads the `extra` member of extra_json_schema as additional schema keywords.
 _IN_CALENDAR = {"extra": {"pattern": YEARS_PATTERN}}
 Day = Annotated[dt.date, msgspec.Meta(description=DAY_DESCRIPTION, extra_json_schema=_IN_CALENDAR)]
 Instant = Annotated[dt.datetime, msgspec.Meta(description=INSTANT_DESCRIPTION, extra_json_schema=_IN_CALENDAR)]
+# A deadline (tenants.calendar.deadline): a day, or a time standing for its day. One string, since msgspec decodes no
+# union of a date and a time; a Strict body names its deadline fields in DEADLINES so that they are checked as days.
+DeadlineIn = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=DEADLINE_PATTERN,
+        description=DEADLINE_DESCRIPTION,
+        examples=["2026-12-31"],
+        extra_json_schema={"extra": {"anyOf": [{"format": "date"}, {"format": "date-time"}]}},
+    ),
+]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every request body: an unknown field is an error, not silently dropped, and so is any date or time
     outside the calendar casebridge accepts, whatever field it is in (tenants/calendar.py)."""
 
+    # The fields that hold a DeadlineIn: each must be a real day (or time) of the calendar.
+    DEADLINES: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
             value = getattr(self, name)
+            if name in self.DEADLINES and isinstance(value, str):
+                try:
+                    value = read_deadline(value)
+                except ValueError:
+                    raise ValueError(f"{NOT_A_DAY} `{name}`") from None
             if isinstance(value, dt.date) and not in_calendar(value):
                 # msgspec reports a ValueError here as a ValidationError at this struct's path.
                 raise ValueError(f"{OUT_OF_CALENDAR} `{name}`")

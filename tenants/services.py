@@ -16,7 +16,8 @@ from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenants import credentials
+from tenants import calendar, credentials
+from tenants.calendar import DEFAULT_TIME_ZONE
 from tenants.clock import Clock
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.keys import KeyRing, MasterKey, RotatedKeys
@@ -57,7 +58,9 @@ async def create_tenant(
     region: str | None = None,
     contacts: dict[str, Any] | None = None,
     service_profile: dict[str, Any] | None = None,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> Tenant:
+    calendar.time_zone(time_zone)  # UnknownTimeZone names the zone that is not one
     if not _SLUG.match(slug):
         raise InvalidInput(
             "The slug must be 1–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen."
@@ -76,6 +79,7 @@ async def create_tenant(
         region=region,
         contacts=contacts or {},
         service_profile=service_profile or {},
+        time_zone=time_zone,
     )
     tenant.refresh_search_keys()
     session.add(tenant)
@@ -139,6 +143,14 @@ async def set_tenant_status(session: AsyncSession, *, slug: str, status: str) ->
             .values(withdrawn_at=now)
         )
     tenant.status = status
+    return tenant
+
+
+async def set_tenant_time_zone(session: AsyncSession, *, slug: str, time_zone: str) -> Tenant:
+    """Move an agency to another IANA time zone. Deadlines already set keep their day and the moment it ends."""
+    calendar.time_zone(time_zone)
+    tenant = await tenant_by_slug(session, slug)
+    tenant.time_zone = time_zone
     return tenant
 
 

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 from exchange.letters.labels import LABELS
 from exchange.letters.typesetting import LayoutFailed, PdfDocument, typeset
+from tenants.calendar import format_day
 from tenants.errors import CasebridgeError
 
 log = logging.getLogger("casebridge.exchange")
@@ -74,8 +75,8 @@ class LetterContent:
     problem: str
     requested_service: str
     urgency: str
-    respond_by: dt.datetime  # local time of the letter's zone
-    complete_by: dt.datetime
+    respond_by: dt.date  # the deadlines' days, as the sender picked them
+    complete_by: dt.date
     legal_basis: Mapping[str, str]
     categories: tuple[str, ...]
     signer_name: str
@@ -91,23 +92,28 @@ def content_to_json(content: LetterContent) -> dict[str, Any]:
     """The content as JSON, kept (sealed) with a pending letter so it is laid out exactly as it was numbered."""
     data = dataclasses.asdict(content)
     data["referral_id"] = str(content.referral_id)
-    data["date"] = content.date.isoformat()
-    zone = content.respond_by.tzinfo
-    data["zone"] = zone.key if isinstance(zone, zoneinfo.ZoneInfo) else "UTC"
-    data["respond_by"] = content.respond_by.astimezone(dt.UTC).isoformat()
-    data["complete_by"] = content.complete_by.astimezone(dt.UTC).isoformat()
+    for name in ("date", "respond_by", "complete_by"):
+        data[name] = getattr(content, name).isoformat()
     return data
 
 
+def _day(data: Mapping[str, Any], name: str) -> dt.date:
+    """A day of the content; a letter numbered before deadlines were days kept each deadline as an instant and the
+    `zone` it was to be shown in, and is laid out with that instant's day there, as it would have been."""
+    text = str(data[name])
+    if "zone" not in data or len(text) == 10:
+        return dt.date.fromisoformat(text)
+    return dt.datetime.fromisoformat(text).astimezone(zoneinfo.ZoneInfo(str(data["zone"]))).date()
+
+
 def content_from_json(data: Mapping[str, Any]) -> LetterContent:
-    """The inverse of `content_to_json`; deadlines come back in the zone they were written in."""
-    zone = zoneinfo.ZoneInfo(str(data["zone"]))
+    """The inverse of `content_to_json`."""
     values = {k: v for k, v in data.items() if k != "zone"}
     values.update(
         referral_id=uuid.UUID(str(data["referral_id"])),
-        date=dt.date.fromisoformat(str(data["date"])),
-        respond_by=dt.datetime.fromisoformat(str(data["respond_by"])).astimezone(zone),
-        complete_by=dt.datetime.fromisoformat(str(data["complete_by"])).astimezone(zone),
+        date=_day(data, "date"),
+        respond_by=_day(data, "respond_by"),
+        complete_by=_day(data, "complete_by"),
         sender=Party(**data["sender"]),
         addressee=Party(**data["addressee"]),
         categories=tuple(data["categories"]),
@@ -118,11 +124,7 @@ def content_from_json(data: Mapping[str, Any]) -> LetterContent:
 
 
 class LetterRenderer(Protocol):
-    """Lays out letters, and through the same engine every other PDF casebridge makes; `zone` is the local time
-    of the letters' dates and deadlines."""
-
-    @property
-    def zone(self) -> zoneinfo.ZoneInfo: ...
+    """Lays out letters, and through the same engine every other PDF casebridge makes."""
 
     @property
     def unavailable(self) -> LetterUnavailable | None:
@@ -160,18 +162,10 @@ _SUBJECT_FIELDS: Final = (
 _NEEDS_PARTS: Final = ("client", "carers", "community")
 
 
-def _format_datetime(value: dt.datetime, language: str) -> str:
-    zone = value.strftime("%Z")
-    if language == "ru":
-        return f"{value:%d.%m.%Y %H:%M} ({zone})"
-    return f"{value:%d %B %Y, %H:%M} ({zone})"
-
-
 def _format_date(value: dt.date | str | None, language: str) -> str:
     if value is None or value == "":
         return ""
-    parsed = dt.date.fromisoformat(value) if isinstance(value, str) else value
-    return f"{parsed:%d.%m.%Y}" if language == "ru" else f"{parsed:%d %B %Y}"
+    return format_day(dt.date.fromisoformat(value) if isinstance(value, str) else value, language)
 
 
 def _fact(label: str, text: str, style: str = "plain", note: str | None = None) -> dict[str, Any]:
@@ -192,8 +186,8 @@ def _facts(content: LetterContent, t: Mapping[str, Any]) -> list[dict[str, Any]]
     justification = f"{t['justification']}: {basis['justification']}" if basis.get("justification") else None
     facts += [
         _fact(t["urgency"], t["urgency_names"][content.urgency]),
-        _fact(t["respond_by"], _format_datetime(content.respond_by, lang)),
-        _fact(t["complete_by"], _format_datetime(content.complete_by, lang)),
+        _fact(t["respond_by"], format_day(content.respond_by, lang)),
+        _fact(t["complete_by"], format_day(content.complete_by, lang)),
         _fact(t["purpose"], content.purpose),
         _fact(t["legal_basis"], basis_text, note=justification),
         _fact(t["categories"], "; ".join(t["category_names"].get(c, c) for c in content.categories)),
@@ -282,7 +276,7 @@ def letter_document(content: LetterContent) -> PdfDocument:
         "enclosures": [_enclosure(content, t, i, a) for i, a in enumerate(content.annexes, start=1)],
     }
     # The letter's date as its creation time: laid out again (a retry after a crash), a letter is the same PDF.
-    created = dt.datetime.combine(content.date, dt.time(), tzinfo=content.respond_by.tzinfo or dt.UTC)
+    created = dt.datetime.combine(content.date, dt.time(), tzinfo=dt.UTC)
     return PdfDocument(TEMPLATES, f"{lang}/{content.kind}.typ", data, created)
 
 
@@ -311,13 +305,13 @@ def _warm() -> None:
 
 def _samples() -> list[PdfDocument]:
     """A letter in each language touching every face and element the templates use (bold, monospace, the table)."""
-    deadline = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    deadline = dt.date(2026, 1, 1)
     party = Party(name="Жя", region="Жя", address="Жя", phone="1", email="a@b", website="c")
     sample = LetterContent(
         language="ru",
         kind="petition",
         registration_number="Ж-2026/0001",
-        date=deadline.date(),
+        date=deadline,
         sender=party,
         addressee=party,
         referral_id=uuid.UUID(int=0),
@@ -347,18 +341,13 @@ class TypstRenderer:
     of the calling process, one at a time, for tools and tests.
     """
 
-    def __init__(self, *, zone: zoneinfo.ZoneInfo, processes: int | None = None) -> None:
+    def __init__(self, *, processes: int | None = None) -> None:
         processes = (os.cpu_count() or 1) if processes is None else processes
         if processes < 0:
             raise ValueError("processes must not be negative")
-        self._zone = zone
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._failure: LetterUnavailable | None = None
-
-    @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return self._zone
 
     @property
     def processes(self) -> int:

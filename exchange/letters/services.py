@@ -40,6 +40,7 @@ from exchange.referrals.keys import referral_key
 from exchange.referrals.models import Referral
 from exchange.transport.bodies import LetterBody, LetterNotice, ReferralLetter
 from exchange.transport.outbox import enqueue
+from tenants.calendar import time_zone, today_in
 from tenants.models import ApiClient, KeyUse, Role, Tenant, User
 from tenants.principal import ActorKind, Principal
 
@@ -135,7 +136,8 @@ async def register_letter(
     if deps.letters.unavailable is not None:
         raise deps.letters.unavailable
     now = deps.clock.now()
-    local = now.astimezone(deps.letters.zone)
+    # The letter's date and registration year are the sending agency's today.
+    today = today_in(time_zone(sender.time_zone), now)
     signer_name, signer_role = await _signer(session, principal)
     signing = await deps.keyring.usable_tenant_keys(session, principal.tenant_id, KeyUse.SIGNING)
     if not signing or signing[0].retired_at is not None:
@@ -145,14 +147,14 @@ async def register_letter(
         legal_basis = {"type": "statutory", "reference": basis.reference, "justification": basis.justification}
     # Taken last: from here to commit, concurrent senders of this tenant wait for the counter (no layout in between).
     number = await next_registration_number(
-        session, deps.clock, tenant_id=principal.tenant_id, year=local.year, slug=sender.slug
+        session, deps.clock, tenant_id=principal.tenant_id, year=today.year, slug=sender.slug
     )
     registration_number = str(number)
     content = LetterContent(
         language=language,
         kind=referral.kind,
         registration_number=registration_number,
-        date=local.date(),
+        date=today,
         sender=_party(sender),
         addressee=_party(addressee),
         referral_id=referral.exchange_id,
@@ -161,8 +163,8 @@ async def register_letter(
         problem=str(shared.get("problem", "")),
         requested_service=str(shared.get("requested_service", "")),
         urgency=referral.urgency,
-        respond_by=referral.respond_by.astimezone(deps.letters.zone),
-        complete_by=referral.complete_by.astimezone(deps.letters.zone),
+        respond_by=referral.respond_by_date,
+        complete_by=referral.complete_by_date,
         legal_basis=legal_basis,
         categories=tuple(referral.categories),
         signer_name=signer_name,

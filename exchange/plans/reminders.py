@@ -24,6 +24,7 @@ from exchange.plans.models import ReminderSent
 from exchange.plans.schemas import ReminderOut
 from exchange.referrals.models import Referral, ReferralKind, Side
 from exchange.referrals.status import AWAITING_ANSWER, IN_HAND
+from tenants.calendar import format_day
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.persistence import platform_session
@@ -57,6 +58,12 @@ class Due:
     deadline: dt.datetime
     users: frozenset[uuid.UUID]
 
+    @property
+    def deadline_date(self) -> dt.date:
+        """The deadline's day, as its sender picked it: what a person is told."""
+        answering = self.kind in (ReminderKind.RESPOND_DUE, ReminderKind.RESPOND_OVERDUE)
+        return self.referral.respond_by_date if answering else self.referral.complete_by_date
+
     def view(self) -> ReminderOut:
         referral = self.referral
         counterpart = referral.to_tenant_id if referral.side == Side.SENDER else referral.from_tenant_id
@@ -69,6 +76,7 @@ class Due:
             case_ref=referral.case_ref,
             urgency=referral.urgency,
             deadline=self.deadline,
+            deadline_date=self.deadline_date,
             counterpart_tenant_id=counterpart,
         )
 
@@ -228,7 +236,7 @@ def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText
     referral = due.referral
     kind = _kind_name(referral.kind, lang)
     what = _WHAT[lang][due.kind]
-    deadline = due.deadline.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M UTC")
+    deadline = format_day(due.deadline_date, lang)
     link = base_url.rstrip("/") + REFERRAL_PAGE.format(id=referral.exchange_id)
     if lang == "en":
         return MailText(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -12,7 +13,9 @@ from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.plans.access import access_plan
 from exchange.plans.schemas import PlanOut, PlanTaskOut
-from exchange.plans.services import CLOSED, issuer_name, plan_view
+from exchange.plans.services import CLOSED, plan_view
+from tenants.access import access_tenant
+from tenants.calendar import format_day, format_moment, time_zone
 from tenants.errors import Conflict
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -52,9 +55,9 @@ async def plan_summary(ctx: Context, *, plan_id: uuid.UUID) -> PlanSummary:
     view = await plan_view(ctx, plan)
     if view.status != CLOSED:
         raise Conflict("The summary report is made once the plan is closed, when every task has a final status.")
-    issuer = await issuer_name(session, plan)
+    issuer = await access_tenant(session, principal, plan.tenant_id, for_write=False)
     generated_at = deps.clock.now()
-    return PlanSummary(summary_data(view, issuer, generated_at), generated_at)
+    return PlanSummary(summary_data(view, issuer.name, time_zone(issuer.time_zone), generated_at), generated_at)
 
 
 async def summary_pdf(deps: ExchangeDeps, summary: PlanSummary) -> bytes:
@@ -62,15 +65,20 @@ async def summary_pdf(deps: ExchangeDeps, summary: PlanSummary) -> bytes:
     return await deps.letters.typeset(TEMPLATES, "plan_summary.typ", summary.data, summary.generated_at)
 
 
-def summary_data(plan: PlanOut, issuer: str, generated_at: dt.datetime) -> dict[str, Any]:
-    """What the summary prints, every value a ready string."""
+def summary_data(plan: PlanOut, issuer: str, zone: dt.tzinfo, generated_at: dt.datetime) -> dict[str, Any]:
+    """What the summary prints, every value a ready string: days as the issuer's pages show them (the summary is in
+    both languages, its dates in the Russian form), times in the issuer's time zone."""
+
+    def when(value: dt.datetime) -> str:
+        return format_moment(value, zone, "ru")
+
     progress = ", ".join(f"{STATUS_NAMES.get(status, status)}: {count}" for status, count in plan.progress.items())
     late = sum(1 for t in plan.tasks if _finished_late(t))
     lines = [
         f"Организация / Issued by: {issuer}. Дело / Case: {plan.case_ref}.",
-        f"Период / Period: {plan.period_from:%d.%m.%Y} – {plan.period_until:%d.%m.%Y}. "
-        f"Создан / Created: {_when(plan.created_at)}. "
-        f"Закрыт / Closed: {_when(plan.closed_at) if plan.closed_at else '—'}.",
+        f"Период / Period: {format_day(plan.period_from, 'ru')} – {format_day(plan.period_until, 'ru')}. "
+        f"Создан / Created: {when(plan.created_at)}. "
+        f"Закрыт / Closed: {when(plan.closed_at) if plan.closed_at else '—'}.",
         f"Задач / Tasks: {len(plan.tasks)} ({progress}). Выполнено позже срока / Finished after the deadline: {late}.",
     ]
     header = [
@@ -78,7 +86,7 @@ def summary_data(plan: PlanOut, issuer: str, generated_at: dt.datetime) -> dict[
         "Задача / Task",
         "Ожидаемый результат / Expected result",
         "Исполнитель / Agency",
-        "Срок, UTC / Due, UTC",
+        "Срок / Due",
         "Статус / Status",
         "Итог / Outcome",
     ]
@@ -88,12 +96,12 @@ def summary_data(plan: PlanOut, issuer: str, generated_at: dt.datetime) -> dict[
         "issuer": issuer,
         "lines": lines,
         "header": header,
-        "tasks": [_task_cells(task) for task in plan.tasks],
-        "generated": f"Сформирован / Generated: {_when(generated_at)} UTC, casebridge.",
+        "tasks": [_task_cells(task, when) for task in plan.tasks],
+        "generated": f"Сформирован / Generated: {when(generated_at)} ({zone}), casebridge.",
     }
 
 
-def _task_cells(task: PlanTaskOut) -> list[str]:
+def _task_cells(task: PlanTaskOut, when: Callable[[dt.datetime], str]) -> list[str]:
     outcome = ""
     if task.outcome:
         outcome = OUTCOME_NAMES.get(task.outcome["result"], task.outcome["result"])
@@ -101,7 +109,7 @@ def _task_cells(task: PlanTaskOut) -> list[str]:
             outcome += f": {task.outcome['note']}"
     elif task.reason:
         outcome = task.reason
-    status = f"{STATUS_NAMES.get(task.status, task.status)}, {_when(task.last_change_at)}"
+    status = f"{STATUS_NAMES.get(task.status, task.status)}, {when(task.last_change_at)}"
     if _finished_late(task):
         status += " (позже срока / late)"
     return [
@@ -109,7 +117,7 @@ def _task_cells(task: PlanTaskOut) -> list[str]:
         task.title,
         task.expected_result,
         task.to_tenant_name,
-        _when(task.complete_by),
+        format_day(task.complete_by_date, "ru"),
         status,
         outcome or "—",
     ]
@@ -117,7 +125,3 @@ def _task_cells(task: PlanTaskOut) -> list[str]:
 
 def _finished_late(task: PlanTaskOut) -> bool:
     return task.status in ("completed", "failed") and task.last_change_at > task.complete_by
-
-
-def _when(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M")

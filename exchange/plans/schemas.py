@@ -11,18 +11,20 @@ import msgspec
 from exchange.cases.policy import Category
 from exchange.cases.schemas import Purpose, ShortText, Text
 from exchange.referrals.models import Urgency
-from exchange.referrals.schemas import ConsentBasisIn, StatutoryBasisIn
-from tenants.schemas import Day, Instant, Strict
+from exchange.referrals.schemas import ConsentBasisIn, Deadline, DeadlineDay, StatutoryBasisIn
+from tenants.schemas import Day, DeadlineIn, Strict
 
 
 class PlanTaskIn(Strict, kw_only=True):
     """One task of a plan, addressed to one agency; it is sent as a referral of kind plan_task."""
 
+    DEADLINES = ("complete_by", "respond_by")
+
     title: ShortText
     to_tenant_id: uuid.UUID
     expected_result: Text
-    complete_by: Instant
-    respond_by: Instant | None = None
+    complete_by: DeadlineIn
+    respond_by: DeadlineIn | None = None
     purpose: Purpose
     problem: Text
     requested_service: Text
@@ -57,8 +59,10 @@ class PlanTaskOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     to_tenant_id: uuid.UUID
     to_tenant_name: str
     status: str
-    respond_by: dt.datetime
-    complete_by: dt.datetime
+    respond_by: Deadline
+    complete_by: Deadline
+    respond_by_date: DeadlineDay
+    complete_by_date: DeadlineDay
     overdue: bool
     legal_basis: dict[str, str]
     last_change_at: dt.datetime
@@ -111,7 +115,8 @@ class ReminderOut(msgspec.Struct, kw_only=True):
     status: str
     case_ref: str
     urgency: str
-    deadline: dt.datetime
+    deadline: Deadline
+    deadline_date: DeadlineDay
     counterpart_tenant_id: uuid.UUID
 
 

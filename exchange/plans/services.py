@@ -33,6 +33,7 @@ from exchange.referrals.schemas import ReferralIn, StatutoryBasisIn, TimelineOut
 from exchange.referrals.services import is_overdue, referral_view, send_referral
 from exchange.referrals.status import TERMINAL, Status
 from tenants.access import access_tenant
+from tenants.calendar import deadline, time_zone, today_in
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.models import Role, Tenant, TenantKind
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
@@ -161,6 +162,8 @@ async def _send_tasks(ctx: Context, *, plan: Plan, key: DataKey, tasks: Sequence
     """
     session, deps, audit = ctx.session, ctx.deps, ctx.audit
     now = deps.clock.now()
+    issuer = await access_tenant(session, ctx.principal, ctx.principal.tenant_id, for_write=False)
+    zone = time_zone(issuer.time_zone)
     sent: list[str] = []
     for index, task in enumerate(tasks):
         position = first + index
@@ -174,7 +177,7 @@ async def _send_tasks(ctx: Context, *, plan: Plan, key: DataKey, tasks: Sequence
         try:
             referral, _ = await send_referral(
                 dataclasses.replace(ctx, audit=share),
-                data=_referral_in(plan, task, now),
+                data=_referral_in(plan, task, zone, now),
                 idempotency_key=None,
                 plan={"plan_id": str(plan.id), "task_title": task.title, "expected_result": task.expected_result},
             )
@@ -218,12 +221,13 @@ async def _send_tasks(ctx: Context, *, plan: Plan, key: DataKey, tasks: Sequence
     await session.flush()
 
 
-def _referral_in(plan: Plan, task: PlanTaskIn, now: dt.datetime) -> ReferralIn:
-    if task.complete_by.tzinfo is None:
-        raise InvalidInput("Deadlines must carry a time zone (RFC 3339, e.g. 2027-01-31T12:00:00Z).")
-    if task.complete_by <= now:
-        raise InvalidInput("complete_by must be in the future.")
-    respond_by = task.respond_by or min(task.complete_by, now + DEFAULT_ANSWER_WINDOW)
+def _referral_in(plan: Plan, task: PlanTaskIn, zone: dt.tzinfo, now: dt.datetime) -> ReferralIn:
+    """The task's referral; its deadlines are days in the issuing agency's time zone (tenants.calendar.deadline)."""
+    complete_by = deadline(task.complete_by, zone)
+    if complete_by.at <= now:
+        raise InvalidInput("complete_by must be today or a later day (in the agency's time zone).")
+    default_answer = today_in(zone, now) + DEFAULT_ANSWER_WINDOW
+    respond_by = task.respond_by or min(complete_by.day, default_answer).isoformat()
     return ReferralIn(
         case_id=plan.case_id,
         to_tenant_id=task.to_tenant_id,
@@ -233,7 +237,7 @@ def _referral_in(plan: Plan, task: PlanTaskIn, now: dt.datetime) -> ReferralIn:
         requested_service=task.requested_service,
         urgency=task.urgency,
         respond_by=respond_by,
-        complete_by=task.complete_by,
+        complete_by=complete_by.day.isoformat(),
         subject_ids=task.subject_ids,
         categories=task.categories,
         legal_basis=task.legal_basis,
@@ -365,6 +369,8 @@ async def plan_view(ctx: Context, plan: Plan) -> PlanOut:
                 status=referral.status,
                 respond_by=referral.respond_by,
                 complete_by=referral.complete_by,
+                respond_by_date=referral.respond_by_date,
+                complete_by_date=referral.complete_by_date,
                 overdue=referral.overdue,
                 legal_basis=referral.legal_basis,
                 last_change_at=referral.timeline[-1].at if referral.timeline else row.referral.created_at,

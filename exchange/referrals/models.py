@@ -7,7 +7,7 @@ import enum
 import uuid
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exchange.cases.models import SealedRecord
@@ -64,8 +64,13 @@ class Referral(SealedRecord, TenantScoped, Base):
     purpose: Mapped[str] = mapped_column(String(64))
     urgency: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
+    # Each deadline twice (tenants.calendar.Deadline): the day everyone is shown, picked at the sender, and the end
+    # of that day in the sender's time zone, which overdue checks and filters compare with. The recipient gets both
+    # in the envelope: it may not know the sender's zone, and must not show the day shifted into its own.
     respond_by: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     complete_by: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    respond_by_date: Mapped[dt.date] = mapped_column(Date)
+    complete_by_date: Mapped[dt.date] = mapped_column(Date)
     categories: Mapped[list[str]] = mapped_column(JSON)
     subject_ids: Mapped[list[str]] = mapped_column(JSON)  # the sender's subject ids
     consent_ids: Mapped[list[str]] = mapped_column(JSON, default=list)

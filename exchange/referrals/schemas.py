@@ -12,7 +12,17 @@ from exchange.cases.policy import Category
 from exchange.cases.schemas import Purpose, ShortText, SubjectOut, Text
 from exchange.letters.schemas import LetterOut
 from exchange.referrals.models import ReferralKind, Urgency
-from tenants.schemas import Instant, Strict
+from tenants.schemas import DeadlineIn, Strict
+
+# A deadline as the API shows it: the instant it is overdue after (RFC 3339 UTC), and the day to show for it.
+Deadline = Annotated[
+    dt.datetime,
+    msgspec.Meta(description="The end of the deadline's day in the sender's time zone: overdue after this instant."),
+]
+DeadlineDay = Annotated[
+    dt.date,
+    msgspec.Meta(description="The deadline's day, as the sender picked it: show this day, not the instant's date."),
+]
 
 
 class ConsentBasisIn(Strict, kw_only=True, tag="consent", tag_field="type"):
@@ -25,6 +35,8 @@ class StatutoryBasisIn(Strict, kw_only=True, tag="statutory", tag_field="type"):
 
 
 class ReferralIn(Strict, kw_only=True):
+    DEADLINES = ("respond_by", "complete_by")
+
     case_id: uuid.UUID
     to_tenant_id: uuid.UUID
     kind: ReferralKind
@@ -32,8 +44,8 @@ class ReferralIn(Strict, kw_only=True):
     problem: Text
     requested_service: Text
     urgency: Urgency
-    respond_by: Instant
-    complete_by: Instant
+    respond_by: DeadlineIn
+    complete_by: DeadlineIn
     subject_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=20)]
     categories: Annotated[list[Category], msgspec.Meta(min_length=1, max_length=8)]
     legal_basis: ConsentBasisIn | StatutoryBasisIn
@@ -72,8 +84,10 @@ class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     problem: str
     requested_service: str
     urgency: str
-    respond_by: dt.datetime
-    complete_by: dt.datetime
+    respond_by: Deadline
+    complete_by: Deadline
+    respond_by_date: DeadlineDay
+    complete_by_date: DeadlineDay
     overdue: bool
     categories: list[str]
     legal_basis: dict[str, str]
@@ -97,8 +111,10 @@ class ReferralSummary(msgspec.Struct, kw_only=True):
     to_tenant_id: uuid.UUID
     case_ref: str
     urgency: str
-    respond_by: dt.datetime
-    complete_by: dt.datetime
+    respond_by: Deadline
+    complete_by: Deadline
+    respond_by_date: DeadlineDay
+    complete_by_date: DeadlineDay
     overdue: bool
 
 

@@ -50,6 +50,7 @@ from exchange.transport.bodies import (
 )
 from exchange.transport.outbox import enqueue
 from tenants.access import access_tenant
+from tenants.calendar import deadline, time_zone
 from tenants.errors import InvalidInput
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
@@ -112,10 +113,11 @@ async def send_referral(
     if data.service is not None:
         _check_service(recipient.service_profile or {}, data.service)
     now = deps.clock.now()
-    respond_by, complete_by = _aware(data.respond_by), _aware(data.complete_by)
-    if respond_by <= now:
-        raise InvalidInput("respond_by must be in the future.")
-    if complete_by < respond_by:
+    zone = time_zone(sender.time_zone)
+    respond_by, complete_by = deadline(data.respond_by, zone), deadline(data.complete_by, zone)
+    if respond_by.at <= now:
+        raise InvalidInput("respond_by must be today or a later day (in the agency's time zone).")
+    if complete_by.day < respond_by.day:
         raise InvalidInput("complete_by must not be before respond_by.")
     basis: LegalBasis = (
         StatutoryBasis(data.legal_basis.reference, data.legal_basis.justification)
@@ -158,8 +160,10 @@ async def send_referral(
         kind=data.kind.value,
         purpose=data.purpose,
         urgency=data.urgency.value,
-        respond_by=respond_by,
-        complete_by=complete_by,
+        respond_by=respond_by.at,
+        complete_by=complete_by.at,
+        respond_by_date=respond_by.day,
+        complete_by_date=complete_by.day,
         categories=sorted(c.value for c in decision.categories),
         subject_ids=[str(s.id) for s in subjects],
         legal_basis=basis,
@@ -195,8 +199,8 @@ async def send_referral(
             kind=referral.kind,
             purpose=referral.purpose,
             urgency=referral.urgency,
-            respond_by=respond_by,
-            complete_by=complete_by,
+            respond_by=respond_by.at,
+            complete_by=complete_by.at,
             case_ref=case.reference,
             categories=referral.categories,
             legal_basis=_basis_body(basis),
@@ -211,6 +215,8 @@ async def send_referral(
             plan=shared.get("plan"),
             service=data.service,
             letter=letter,
+            respond_by_date=respond_by.day,
+            complete_by_date=complete_by.day,
         ),
     )
     audit.touched(
@@ -246,12 +252,6 @@ def _check_service(profile: Mapping[str, Any], code: str) -> None:
     if code not in codes:
         offered = ", ".join(c for c in codes if c) or "none"
         raise InvalidInput(f"The recipient offers no service with the code {code!r} (its services: {offered}).")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise InvalidInput("Deadlines must carry a time zone (RFC 3339, e.g. 2027-01-31T12:00:00Z).")
-    return value.astimezone(dt.UTC)
 
 
 def _basis_body(basis: LegalBasis) -> LegalBasisBody:
@@ -441,6 +441,8 @@ async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
         urgency=referral.urgency,
         respond_by=referral.respond_by,
         complete_by=referral.complete_by,
+        respond_by_date=referral.respond_by_date,
+        complete_by_date=referral.complete_by_date,
         overdue=is_overdue(referral, now),
         categories=referral.categories,
         legal_basis=basis,
@@ -546,5 +548,7 @@ def referral_summary(referral: Referral, now: dt.datetime) -> ReferralSummary:
         urgency=referral.urgency,
         respond_by=referral.respond_by,
         complete_by=referral.complete_by,
+        respond_by_date=referral.respond_by_date,
+        complete_by_date=referral.complete_by_date,
         overdue=is_overdue(referral, now),
     )

@@ -68,6 +68,11 @@ class ReferralRequested(Body, frozen=True):
     plan: dict[str, str] | None = None
     service: str | None = None
     letter: LetterNotice | None = None
+    # The deadlines' days as the sender picked them (respond_by and complete_by are the ends of those days in the
+    # sender's time zone). A referral from an older node has none: its days are then its instants' UTC dates, which
+    # is how those nodes stored a day picked in their pages.
+    respond_by_date: dt.date | None = None
+    complete_by_date: dt.date | None = None
 
 
 class ReferralStatus(Body, frozen=True):

@@ -331,6 +331,8 @@ class Inbox:
             urgency=body.urgency,
             respond_by=body.respond_by,
             complete_by=body.complete_by,
+            respond_by_date=body.respond_by_date or body.respond_by.astimezone(dt.UTC).date(),
+            complete_by_date=body.complete_by_date or body.complete_by.astimezone(dt.UTC).date(),
             categories=list(body.categories),
             subject_ids=[],
             legal_basis=basis,

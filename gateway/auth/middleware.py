@@ -48,6 +48,7 @@ class StaffIdentity:
     display_name: str | None
     tenant_name: str
     language: str | None
+    time_zone: str  # the agency's (tenants.calendar.time_zone): the pages' days and times
 
 
 class PrincipalMiddleware(AbstractAuthenticationMiddleware):
@@ -158,6 +159,7 @@ async def _from_session(runtime: Runtime, token: str, state: dict[str, Any]) -> 
         display_name=active.user.display_name,
         tenant_name=active.tenant.name,
         language=active.user.language,
+        time_zone=active.tenant.time_zone,
     )
     return Principal(
         tenant_id=active.tenant.id,

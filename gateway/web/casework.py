@@ -37,6 +37,7 @@ from gateway.web.forms import (
     WithdrawalForm,
     from_query,
 )
+from gateway.web.i18n import agency_zone
 from gateway.web.pages import LABELS, error_text, page, redirect, render, translator
 from gateway.web.paging import (
     AGENCIES_PER_PAGE,
@@ -52,6 +53,7 @@ from gateway.web.paging import (
     offset_param,
     page_state,
 )
+from tenants.calendar import today_in
 from tenants.directory import DirectoryQuery, search_directory
 from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
@@ -169,7 +171,8 @@ async def _consent_form(
 ) -> Response[Any]:
     async with platform_session(runtime_of(request).sessions) as session:
         partners = await search_directory(session, DirectoryQuery())
-    default_until = (runtime_of(request).clock.now() + dt.timedelta(days=365)).date().isoformat()
+    today = today_in(agency_zone(request), runtime_of(request).clock.now())
+    default_until = (today + dt.timedelta(days=365)).isoformat()
     return render(
         request,
         "consent_new.html",
@@ -299,7 +302,8 @@ async def _composer(
                 )
             except CasebridgeError:
                 recipient, offers = None, []
-    now = runtime_of(request).clock.now()
+    # Days of the agency's calendar: near midnight its today is not UTC's.
+    today = today_in(agency_zone(request), runtime_of(request).clock.now())
     recipient_name = next((t.name for t in partners if t.id == recipient), None)
     if recipient is not None and recipient_name is None:  # chosen on another page of the directory
         recipient_name = (await partner_names(request, {recipient})).get(recipient)
@@ -327,8 +331,8 @@ async def _composer(
         kinds=list(TenantKind),
         referral_kinds=list(ReferralKind),
         urgencies=list(Urgency),
-        default_respond=(now + dt.timedelta(days=5)).date().isoformat(),
-        default_complete=(now + dt.timedelta(days=30)).date().isoformat(),
+        default_respond=(today + dt.timedelta(days=5)).isoformat(),
+        default_complete=(today + dt.timedelta(days=30)).isoformat(),
         **extra,
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-import zoneinfo
 from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
@@ -28,7 +27,7 @@ from exchange.reports import dpo as queries
 from gateway.controllers.audit import attachment, thresholds
 from gateway.controllers.context import open_context, principal_of, runtime_of
 from gateway.web.forms import FORM, AuditSearchForm, PersonLookupForm, ReviewForm, from_query, local_day
-from gateway.web.i18n import N_
+from gateway.web.i18n import N_, agency_zone
 from gateway.web.pages import day_error, page, redirect, render, translator
 from tenants import admin
 from tenants.errors import Conflict, InvalidInput, NotFound
@@ -66,10 +65,6 @@ ACTOR_KINDS: Final = {
 }
 
 
-def _tz(request: Request[Any, Any, Any]) -> dt.tzinfo:
-    return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
-
-
 def _shown(event: dict[str, Any]) -> dict[str, Any]:
     """An event as the templates show it: its time as a datetime, for the user's time zone and language."""
     return {**event, "at": dt.datetime.fromisoformat(event["time"])}
@@ -99,7 +94,7 @@ async def _partners(request: Request[Any, Any, Any], session: AsyncSession, tena
 async def search_page(
     request: Request[Any, Any, Any], search: NamedDependency[AuditSearchForm], cursor: FromQuery[str | None] = None
 ) -> Response[Any]:
-    criteria, errors = search.criteria(request, _tz(request))
+    criteria, errors = search.criteria(request, agency_zone(request))
     if errors:
         return _search(request, form=search.shown(), errors=errors, events=[], status=400)
     async with open_context(request) as ctx:
@@ -297,7 +292,8 @@ async def anomalies_page(
     _ = translator(request)
     form = {"since": since or "", "until": until or ""}
     try:
-        start, end = local_day(since, _tz(request), end=False), local_day(until, _tz(request), end=True)
+        zone = agency_zone(request)
+        start, end = local_day(since, zone, end=False), local_day(until, zone, end=True)
     except ValueError:
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=day_error(request))
     try:

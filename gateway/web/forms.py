@@ -29,8 +29,9 @@ from audit.schemas import SubjectLookupIn
 from exchange.cases.lookup import snils_digits
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
+from gateway.web.i18n import agency_zone
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
-from tenants.calendar import in_calendar
+from tenants.calendar import Deadline, in_calendar
 from tenants.errors import InvalidInput
 
 FORM: Final = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -95,9 +96,10 @@ def _date(value: str) -> dt.date | None:
     return day if in_calendar(day) else None
 
 
-def _end_of_day(value: str) -> dt.datetime | None:
+def _end_of_day(value: str, zone: dt.tzinfo) -> Deadline | None:
+    """A date field's day as a deadline of the agency whose time zone is `zone` (tenants.calendar.deadline)."""
     day = _date(value)
-    return None if day is None else dt.datetime.combine(day, dt.time(23, 59), tzinfo=dt.UTC)
+    return None if day is None else Deadline.on(day, zone)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -230,14 +232,14 @@ class ConsentForm(msgspec.Struct, kw_only=True):
             )
             if failed
         ]
-        valid_until = _end_of_day(until)
+        valid_until = _end_of_day(until, agency_zone(request))
         if valid_until is None and until:
             missing.append(day_error(request, FIELD_LABELS["valid_until"]))
-        elif valid_until is not None and valid_until <= now:
+        elif valid_until is not None and valid_until.at <= now:
             missing.append(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["valid_until"])))
         if missing or valid_until is None:
             return Refusal(" ".join(missing))
-        body["valid_until"] = valid_until.isoformat()
+        body["valid_until"] = valid_until.at.isoformat()
         return _converted(request, body, ConsentIn)
 
 
@@ -302,14 +304,18 @@ class ReferralForm(msgspec.Struct, kw_only=True):
             basis = {"type": "statutory", "reference": reference, "justification": justification}
             if not (reference and justification):
                 return Refusal(_("A statutory basis needs the legal reference and a written justification."))
-        respond_by, complete_by = _end_of_day(self.respond_by.strip()), _end_of_day(self.complete_by.strip())
+        zone = agency_zone(request)
+        respond_by, complete_by = (
+            _end_of_day(self.respond_by.strip(), zone),
+            _end_of_day(self.complete_by.strip(), zone),
+        )
         if respond_by is None or complete_by is None:
             return Refusal(day_error(request, FIELD_LABELS["respond_by" if respond_by is None else "complete_by"]))
         # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
         # in words.
-        if respond_by <= now:
+        if respond_by.at <= now:
             return Refusal(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"])))
-        if complete_by < respond_by:
+        if complete_by.day < respond_by.day:
             return Refusal(
                 _(
                     "%(field)s must not be before %(other)s.",
@@ -328,8 +334,8 @@ class ReferralForm(msgspec.Struct, kw_only=True):
             "subject_ids": ticked(self.subjects),
             "categories": ticked(self.categories),
             "legal_basis": basis,
-            "respond_by": respond_by.isoformat(),
-            "complete_by": complete_by.isoformat(),
+            "respond_by": respond_by.day.isoformat(),
+            "complete_by": complete_by.day.isoformat(),
         }
         return _converted(request, body, ReferralIn)
 

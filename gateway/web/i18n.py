@@ -16,7 +16,6 @@ from typing import Any, Final
 
 import jinja2
 from babel import Locale
-from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -24,7 +23,7 @@ from babel.support import NullTranslations, Translations
 from jinja2 import pass_context
 
 from gateway.auth.middleware import STAFF_STATE, StaffIdentity
-from tenants.calendar import FIRST_DAY, LAST_DAY
+from tenants.calendar import DEFAULT_TIME_ZONE, FIRST_DAY, LAST_DAY, format_day, format_moment, time_zone
 
 LOCALE_DIR: Final = Path(__file__).parent / "locale"
 LANGUAGES: Final = ("ru", "en")
@@ -142,19 +141,18 @@ def _ngettext(context: Any, singular: str, plural: str, count: int) -> str:
     return translations(_context_language(context)).ngettext(singular, plural, count)
 
 
+def agency_zone(request: Any) -> zoneinfo.ZoneInfo:
+    """The signed-in person's agency's time zone (read with the session); a public page's is the default one."""
+    staff = request.scope.get("state", {}).get(STAFF_STATE) if request is not None else None
+    return time_zone(staff.time_zone if isinstance(staff, StaffIdentity) else DEFAULT_TIME_ZONE)
+
+
 def _timezone(context: Any) -> dt.tzinfo:
-    request = context.get("request")
-    name = request.app.state.runtime.settings.audit.timezone if request is not None else "UTC"
-    return _zone(name)
-
-
-@functools.cache
-def _zone(name: str) -> dt.tzinfo:
-    return zoneinfo.ZoneInfo(name)
+    return agency_zone(context.get("request"))
 
 
 def _in_zone(value: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
-    """`value` in the deployment's zone; a time stored before the calendar was bounded (tenants/calendar.py) may have
+    """`value` in the agency's zone; a time stored before the calendar was bounded (tenants/calendar.py) may have
     no local time there (the very ends of year 1 and 9999): it is then shown as it is, in UTC, rather than failing."""
     aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     try:
@@ -164,26 +162,24 @@ def _in_zone(value: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
 
 
 @pass_context
-def format_date(context: Any, value: dt.date | dt.datetime | None, format: str = "medium") -> str:
-    if value is None:
+def format_date(context: Any, value: dt.date | dt.datetime | str | None) -> str:
+    """A day as every page writes it (tenants.calendar.format_day); an instant as its day in the agency's zone."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
     if isinstance(value, dt.datetime):
         value = _in_zone(value, _timezone(context)).date()
-    try:
-        return babel_dates.format_date(value, format=format, locale=_context_language(context))
-    except (OverflowError, ValueError):
-        return value.isoformat()
+    return format_day(value, _context_language(context))
 
 
 @pass_context
-def format_datetime(context: Any, value: dt.datetime | None, format: str = "medium") -> str:
+def format_datetime(context: Any, value: dt.datetime | None) -> str:
+    """An instant as its day and time in the agency's zone (tenants.calendar.format_moment)."""
     if value is None:
         return ""
-    local = _in_zone(value, _timezone(context))
-    try:
-        return babel_dates.format_datetime(local, format=format, locale=_context_language(context))
-    except (OverflowError, ValueError):
-        return local.isoformat(timespec="minutes")
+    local = _in_zone(value, _timezone(context))  # in UTC when the zone has no local time for it
+    return format_moment(local, local.tzinfo or dt.UTC, _context_language(context))
 
 
 @pass_context

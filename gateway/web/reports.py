@@ -7,7 +7,6 @@ inline SVG (no script, nothing loaded), and the CSV download is a page route bec
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -20,9 +19,9 @@ from exchange.reports import charts
 from exchange.reports import services as reporting
 from exchange.reports.schemas import ReferralReport
 from gateway.controllers.context import open_context, runtime_of
-from gateway.web.i18n import N_, language_of
+from gateway.web.i18n import N_, agency_zone, language_of
 from gateway.web.pages import day_error, page, render, translator
-from tenants.calendar import OutOfCalendar
+from tenants.calendar import OutOfCalendar, today_in
 from tenants.errors import InvalidInput
 from tenants.models import Role, Scope
 
@@ -40,12 +39,8 @@ BoxField = Annotated[str | None, QueryParameter(max_length=16)]
 
 def _default_period(request: Request[Any, Any, Any]) -> tuple[str, str]:
     """From the first day of this month to today, in the organisation's time zone."""
-    today = runtime_of(request).exchange.clock.now().astimezone(_zone(request)).date()
+    today = today_in(agency_zone(request), runtime_of(request).exchange.clock.now())
     return today.replace(day=1).isoformat(), today.isoformat()
-
-
-def _zone(request: Request[Any, Any, Any]) -> dt.tzinfo:
-    return zoneinfo.ZoneInfo(runtime_of(request).settings.audit.timezone)
 
 
 def _form(
@@ -71,7 +66,7 @@ def _period(request: Request[Any, Any, Any], form: dict[str, str]) -> reporting.
     if errors:
         return errors
     try:
-        return reporting.parse_period(form["from"], form["until"], runtime_of(request).settings.audit.timezone)
+        return reporting.parse_period(form["from"], form["until"], agency_zone(request).key)
     except OutOfCalendar as exc:
         return {exc.field: day_error(request)}
     except InvalidInput:

@@ -85,7 +85,7 @@ async def _through_the_pool(count: int, within_s: float) -> dict[str, float]:
     published = [{**key.as_dict(private=False), "use": "sig", "alg": "Ed25519"}]
     sender, recipient = uuid.uuid4(), uuid.uuid4()
     issued_at = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
-    renderer = TypstRenderer(zone=ZONE)  # one process per core, as a node runs it
+    renderer = TypstRenderer()  # one process per core, as a node runs it
     letters = [_letter(index) for index in range(1, count + 1)]
     sizes: list[int] = []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
-import zoneinfo
 
 import pytest
 from pypdf import PdfReader
@@ -20,7 +19,7 @@ NOW = dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def engine() -> TypstRenderer:
-    return TypstRenderer(zone=zoneinfo.ZoneInfo("Europe/Moscow"), processes=0)
+    return TypstRenderer(processes=0)
 
 
 def _row(index: int, **changes: object) -> ReportRow:

@@ -122,7 +122,7 @@ def test_a_letter_is_pdf_a_2b_with_every_font_embedded() -> None:
 
 
 async def test_letters_laid_out_in_worker_processes_are_the_same_pdf() -> None:
-    in_processes = TypstRenderer(zone=MOSCOW, processes=2)
+    in_processes = TypstRenderer(processes=2)
     contents = [_content("ru"), _content("en", kind="referral"), _content("ru", kind="plan_task")]
     try:
         in_processes.warm_up()
@@ -142,7 +142,7 @@ def test_the_pool_ends_with_the_process_that_made_it() -> None:
     script = (
         "import multiprocessing, time, zoneinfo\n"
         "from exchange.letters.render import TypstRenderer\n"
-        "renderer = TypstRenderer(zone=zoneinfo.ZoneInfo('Europe/Moscow'), processes=2)\n"
+        "renderer = TypstRenderer(processes=2)\n"
         "renderer.warm_up()\n"
         "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
         "time.sleep(600)\n"
@@ -173,7 +173,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_a_renderer_without_processes_lays_out_in_a_thread() -> None:
-    in_thread = TypstRenderer(zone=MOSCOW, processes=0)
+    in_thread = TypstRenderer(processes=0)
     in_thread.warm_up()
     content = _content("ru")
     assert await in_thread.render(content) == _pdf(content)
