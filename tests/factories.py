@@ -17,6 +17,7 @@ from exchange.transport.models import OutboxEnvelope
 from exchange.transport.outbox import OutgoingEnvelope, sealed_envelope, subject_for
 from gateway.runtime import Runtime
 from tenants import services
+from tenants.calendar import DEFAULT_TIME_ZONE
 from tenants.models import KeyUse, Role, Scope, Tenant, TenantKind, User
 from tenants.persistence import platform_session
 
@@ -38,11 +39,18 @@ async def make_tenant(
     kind: str = TenantKind.SOCIAL_CENTRE,
     region: str | None = "Центральный район",
     name: str | None = None,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> Tenant:
     slug = slug or f"t-{uuid.uuid4().hex[:8]}"
     async with platform_session(runtime.sessions) as session, session.begin():
         return await services.create_tenant(
-            session, runtime.keyring, slug=slug, name=name or f"Agency {slug}", kind=kind, region=region
+            session,
+            runtime.keyring,
+            slug=slug,
+            name=name or f"Agency {slug}",
+            kind=kind,
+            region=region,
+            time_zone=time_zone,
         )
 
 

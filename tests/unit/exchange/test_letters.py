@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import uuid
-import zoneinfo
 
 import pytest
 from joserfc import jws
@@ -37,12 +36,11 @@ from tests.polling import eventually_blocking
 # Letter format version 1 names its signature "EdDSA", which RFC 9864 deprecates; its tests read it on purpose.
 reads_version_1 = pytest.mark.filterwarnings("ignore:EdDSA is deprecated:joserfc.errors.SecurityWarning")
 
-MOSCOW = zoneinfo.ZoneInfo("Europe/Moscow")
 CHILD = "Иванова Мария Петровна"
 
 
 def _content(language: str, kind: str = "petition", **changes: object) -> LetterContent:
-    deadline = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.UTC).astimezone(MOSCOW)
+    deadline = dt.date(2026, 12, 31)
     content = LetterContent(
         language=language,
         kind=kind,
@@ -101,7 +99,7 @@ def test_a_russian_petition_carries_its_number_addressee_body_annex_and_signer()
         "Семья нуждается в срочной помощи",
         "Консультация юриста",
         "СРОЧНО",
-        "01.12.2026 21:00 (MSK)",
+        "31.12.2026",  # the deadline's day as the sender picked it: no time, no zone, no next day
         "120-FZ art. 9",
         "Ребёнок в опасности",
         CHILD,
@@ -140,7 +138,7 @@ async def test_letters_laid_out_in_worker_processes_are_the_same_pdf() -> None:
 def test_the_pool_ends_with_the_process_that_made_it() -> None:
     """A gateway killed outright (SIGKILL, OOM) shuts no pool down: its layout processes must end by themselves."""
     script = (
-        "import multiprocessing, time, zoneinfo\n"
+        "import multiprocessing, time\n"
         "from exchange.letters.render import TypstRenderer\n"
         "renderer = TypstRenderer(processes=2)\n"
         "renderer.warm_up()\n"
@@ -184,9 +182,11 @@ def test_an_english_letter_is_in_english() -> None:
     expected_lines = (
         "INTER-AGENCY REQUEST FOR DOCUMENTS",
         "No. СЕМ-2026/0042",
-        "22 November 2026",
+        "22 Nov 2026",
         "To:",
         "Please respond by",
+        "31 Dec 2026",
+        "30 Jan 2027",
         "statutory duty",
         "Enclosure 1",
         CHILD,
@@ -278,13 +278,24 @@ def test_pending_content_survives_its_round_trip_and_lays_out_the_same_letter() 
         annexes=(Annex("subjects", 1), Annex("needs")),
     )
     stored = json.loads(json.dumps(content_to_json(content)))  # as it is sealed and opened again
-    assert stored["zone"] == "Europe/Moscow"
+    assert (stored["respond_by"], stored["complete_by"]) == ("2026-12-31", "2027-01-30")
     restored = content_from_json(stored)
     assert restored == content
-    assert restored.respond_by.tzname() == "MSK"  # the letter shows the zone's name, not a bare offset
     first, second = _pdf(content), _pdf(restored)
     assert first == second  # laid out twice (a retry after a crash), the letter is the same PDF
-    assert "(MSK)" in pdf_text(second)
+    assert "31.12.2026" in pdf_text(second)
+
+
+def test_a_letter_numbered_before_deadlines_were_days_shows_its_deadlines_day_in_its_zone() -> None:
+    """Pending content of an earlier release kept each deadline as an instant and the zone it was to be shown in."""
+    stored = json.loads(json.dumps(content_to_json(_content("ru"))))
+    stored |= {
+        "zone": "Europe/Moscow",
+        "respond_by": "2026-12-31T20:59:00+00:00",
+        "complete_by": "2027-01-30T21:30:00Z",
+    }
+    restored = content_from_json(stored)
+    assert (restored.respond_by, restored.complete_by) == (dt.date(2026, 12, 31), dt.date(2027, 1, 31))
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,17 @@ async def sent_referral(centre: Agency, opeka: Agency, key_worker: User) -> str:
     return referral_id
 
 
+async def deadline_of(agency_: Agency, referral_id: str, name: str) -> dt.datetime:
+    """The instant a referral's deadline ends: the end of its day in the sender's time zone (tenants.calendar)."""
+    response = await agency_.get(f"/api/v1/referrals/{referral_id}")
+    assert response.status_code == 200, response.text
+    return dt.datetime.fromisoformat(response.json()[name])
+
+
+def travel_to(clock: TravelClock, moment: dt.datetime) -> None:
+    clock.advance(moment - clock.now())
+
+
 async def dashboard(agency_: Agency) -> list[tuple[str, str, str]]:
     response = await agency_.get("/api/v1/reminders")
     assert response.status_code == 200, response.text
@@ -189,6 +200,8 @@ async def test_reminders_are_shown_and_emailed_once(
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", "en")
     referral_id = await sent_referral(centre, opeka, key_worker)  # respond_by in 3 days, complete_by in 30
+    respond_by = await deadline_of(centre, referral_id, "respond_by")
+    complete_by = await deadline_of(centre, referral_id, "complete_by")
 
     # Before the lead time: nothing on anyone's dashboard, nothing mailed.
     assert await dashboard(opeka) == []
@@ -196,7 +209,7 @@ async def test_reminders_are_shown_and_emailed_once(
     assert await runtime.reminders.run_once() == 0
 
     # 47 hours before respond_by: the recipient's intake officer must answer soon; the sender waits.
-    clock.advance(dt.timedelta(days=1, hours=1))
+    travel_to(clock, respond_by - dt.timedelta(hours=47))
     assert await dashboard(opeka) == [(referral_id, "respond_due", "recipient")]
     assert await of_user(runtime, intake, Role.INTAKE) == [(referral_id, "respond_due")]
     assert await dashboard(centre) == []
@@ -223,7 +236,7 @@ async def test_reminders_are_shown_and_emailed_once(
     assert len(sink.messages) == 1
 
     # After respond_by: overdue for the intake officer and, on the sending side, for the case's key worker.
-    clock.advance(dt.timedelta(days=2))
+    travel_to(clock, respond_by + dt.timedelta(hours=1))
     assert await dashboard(opeka) == [(referral_id, "respond_overdue", "recipient")]
     assert await dashboard(centre) == [(referral_id, "respond_overdue", "sender")]
     assert await of_user(runtime, key_worker, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
@@ -241,7 +254,7 @@ async def test_reminders_are_shown_and_emailed_once(
         return bool((await centre.get(f"/api/v1/referrals/{referral_id}")).json()["status"] == "accepted")
 
     await eventually(sender_sees_accepted)
-    clock.advance(dt.timedelta(days=25, hours=1))
+    travel_to(clock, complete_by - dt.timedelta(hours=47))
     assert await dashboard(opeka) == [(referral_id, "complete_due", "recipient")]
     assert await dashboard(centre) == [(referral_id, "complete_due", "sender")]
     await eventually(lambda: _count(sink, 5))
@@ -272,7 +285,7 @@ async def test_without_smtp_reminders_are_shown_but_not_mailed(
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
     referral_id = await sent_referral(centre, opeka, key_worker)
-    clock.advance(dt.timedelta(days=4))
+    travel_to(clock, await deadline_of(centre, referral_id, "respond_by") + dt.timedelta(hours=1))
     assert await dashboard(opeka) == [(referral_id, "respond_overdue", "recipient")]
     assert not runtime.reminders.enabled
     assert WorkerName.REMINDERS not in runtime.workers
@@ -295,8 +308,8 @@ async def test_a_refused_email_is_retried_later_and_then_sent_once(
     centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
-    await sent_referral(centre, opeka, key_worker)
-    clock.advance(dt.timedelta(days=2))
+    referral_id = await sent_referral(centre, opeka, key_worker)
+    travel_to(clock, await deadline_of(centre, referral_id, "respond_by") - dt.timedelta(hours=47))
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
@@ -343,7 +356,8 @@ async def test_a_deactivated_person_s_reminders_go_to_colleagues(
         )
         assert copy is not None
         copy.assignee_id = assignee.id  # as the intake page's "assign" does
-    clock.advance(dt.timedelta(days=3, hours=1))  # past respond_by: overdue on both sides
+    # Past respond_by: overdue on both sides.
+    travel_to(clock, await deadline_of(centre, referral_id, "respond_by") + dt.timedelta(hours=1))
     assert await of_user(runtime, assignee, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
     assert await of_user(runtime, intake, Role.INTAKE) == []
     assert await of_user(runtime, key_worker, Role.SPECIALIST) == [(referral_id, "respond_overdue")]
@@ -374,14 +388,14 @@ async def test_a_message_that_cannot_be_built_is_recorded_and_the_rest_still_go(
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     broken = await staff(runtime, opeka, Role.INTAKE, "broken@opeka.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
-    await sent_referral(centre, opeka, key_worker)
+    referral_id = await sent_referral(centre, opeka, key_worker)
     # An address stored before it was checked: an email header refuses it (ValueError, not a MailError).
     bad_address = "broken@opeka.example.org\r\nBcc: someone@example.org"
     async with platform_session(runtime.sessions) as session, session.begin():
         row = await session.scalar(select(User).where(User.id == broken.id))
         assert row is not None
         row.email = bad_address
-    clock.advance(dt.timedelta(days=3, hours=1))
+    travel_to(clock, await deadline_of(centre, referral_id, "respond_by") + dt.timedelta(hours=1))
     mail = smtp_mail(runtime, clock, port)
     with caplog.at_level(logging.WARNING):
         assert await mail.run_once() == 2
