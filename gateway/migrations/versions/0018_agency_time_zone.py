@@ -27,6 +27,7 @@ depends_on: str | Sequence[str] | None = None
 # Written out rather than imported: a migration keeps meaning what it meant when it was written.
 _ZONE = "Europe/Moscow"
 _BATCH = 1000
+_PLACEHOLDER = "1970-01-01"
 
 
 def _end_of_day(day: dt.date, zone: dt.tzinfo) -> dt.datetime:
@@ -37,9 +38,11 @@ def _end_of_day(day: dt.date, zone: dt.tzinfo) -> dt.datetime:
 def upgrade() -> None:
     with op.batch_alter_table("tenant") as batch:
         batch.add_column(sa.Column("time_zone", sa.String(length=64), nullable=False, server_default=_ZONE))
+    # SQLite adds a NOT NULL column only with a default (and altering it afterwards would copy the table, which its
+    # foreign keys forbid once rows refer to it): every row gets its real day below, and every insert sets both.
     with op.batch_alter_table("referral") as batch:
-        batch.add_column(sa.Column("respond_by_date", sa.Date(), nullable=True))
-        batch.add_column(sa.Column("complete_by_date", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("respond_by_date", sa.Date(), nullable=False, server_default=_PLACEHOLDER))
+        batch.add_column(sa.Column("complete_by_date", sa.Date(), nullable=False, server_default=_PLACEHOLDER))
     referral = sa.table(
         "referral",
         sa.column("id", GUID(length=16)),
@@ -49,6 +52,8 @@ def upgrade() -> None:
         sa.column("complete_by_date", sa.Date()),
     )
     connection, zone = op.get_bind(), zoneinfo.ZoneInfo(_ZONE)
+    if connection.dialect.name == "postgresql":  # row-level security hides every tenant's referrals without a scope
+        op.execute("SELECT set_config('app.tenant_id', '*', true)")
     rows = connection.execute(sa.select(referral.c.id, referral.c.respond_by, referral.c.complete_by)).all()
     change = (
         referral.update()
@@ -77,14 +82,10 @@ def upgrade() -> None:
                 }
             )
         connection.execute(change, values)
-    with op.batch_alter_table("referral") as batch:
-        batch.alter_column("respond_by_date", existing_type=sa.Date(), nullable=False)
-        batch.alter_column("complete_by_date", existing_type=sa.Date(), nullable=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("referral") as batch:
-        batch.drop_column("complete_by_date")
-        batch.drop_column("respond_by_date")
-    with op.batch_alter_table("tenant") as batch:
-        batch.drop_column("time_zone")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later): a batch would copy tables other rows refer to.
+    op.drop_column("referral", "complete_by_date")
+    op.drop_column("referral", "respond_by_date")
+    op.drop_column("tenant", "time_zone")
