@@ -101,6 +101,12 @@ def test_master_key_file_is_created_owner_only(cli: Any, tmp_path: Path) -> None
         (("user", "create", "--tenant", "semya", "--email", "not-an-email", "--role", "intake"), "valid email"),
         (("user", "create", "--tenant", "semya", "--email", "a@b.test", "--role", "admin"), "Unknown role 'admin'"),
         (("keys", "rotate", "--tenant", "nowhere"), "No tenant"),
+        (
+            ("tenant", "create", "--slug", "x2", "--name", "X", "--kind", "ngo", "--time-zone", "Moscow"),
+            "Unknown time zone 'Moscow'",
+        ),
+        (("tenant", "update", "--slug", "semya", "--time-zone", "Europe/Mordor"), "Unknown time zone 'Europe/Mordor'"),
+        (("tenant", "update", "--slug", "nowhere", "--time-zone", "Asia/Vladivostok"), "No tenant"),
     ],
 )
 def test_bad_input_fails_clearly(cli: Any, argv: tuple[str, ...], message: str) -> None:
@@ -110,6 +116,26 @@ def test_bad_input_fails_clearly(cli: Any, argv: tuple[str, ...], message: str) 
     assert result is None
     assert err.startswith("casebridge: error: ")
     assert message in err
+
+
+def test_an_agency_keeps_its_days_in_the_time_zone_it_is_given(cli: Any) -> None:
+    code, created, _ = cli(
+        "tenant",
+        "create",
+        "--slug",
+        "kdn",
+        "--name",
+        "КДН",
+        "--kind",
+        "juvenile_commission",
+        "--time-zone",
+        "Asia/Vladivostok",
+    )
+    assert code == 0
+    assert set(created) == {"id", "slug", "name", "kind", "jwks_url"}  # API.md: the time zone is not part of it
+    code, moved, _ = cli("tenant", "update", "--slug", "kdn", "--time-zone", "Europe/Kaliningrad")
+    assert code == 0
+    assert moved == {"id": created["id"], "slug": "kdn", "time_zone": "Europe/Kaliningrad"}
 
 
 def test_duplicates_are_refused_and_change_nothing(cli: Any) -> None:
