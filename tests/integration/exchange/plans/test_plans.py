@@ -20,6 +20,7 @@ from exchange.plans.models import Plan
 from exchange.referrals.models import Referral
 from exchange.transport.models import OutboxEnvelope
 from gateway.runtime import Runtime
+from tenants.calendar import format_day
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session, tenant_session
 from tests.environment import TravelClock
@@ -307,8 +308,11 @@ async def test_a_plan_for_three_agencies_is_followed_to_its_close(
         "Agency shkola-7",
         "Семья не явилась",
         "Акт обследования",
+        # Each task's deadline as the day the commission gave it, as its pages show it in Russian.
+        *(format_day(dt.date.fromisoformat(t["complete_by_date"]), "ru") for t in closed["tasks"]),
     ):
         assert expected in text, expected
+    assert "UTC" not in text  # times are the commission's own, in its time zone
 
     # casebridge closed the plan by itself: one system event says so, however often the plan was read since.
     (closing,) = await events(runtime, kdn.id, "exchange:plan:close")
