@@ -166,8 +166,11 @@ def format_date(context: Any, value: dt.date | dt.datetime | str | None) -> str:
     """A day as every page writes it (tenants.calendar.format_day); an instant as its day in the agency's zone."""
     if value is None or value == "":
         return ""
-    if isinstance(value, str):
-        value = dt.date.fromisoformat(value)
+    if isinstance(value, str):  # a birth date as a partner's envelope wrote it: shown as it is unless it is a day
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, dt.datetime):
         value = _in_zone(value, _timezone(context)).date()
     return format_day(value, _context_language(context))

@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import httpx
 import uvicorn
@@ -249,6 +250,39 @@ def check_page(page: Page, name: str, language: str) -> None:
     assert "Traceback" not in page.content()
     axe_check(page)
     screenshot(page, f"{language}-{name}")
+
+
+def fill_case(page: Page) -> str:
+    """On the new-case page: a case for a child, Мария Иванова, submitted; the new case's path."""
+    page.fill("#title", "Ивановы: школа")
+    page.fill("#subject-0-name", "Мария Иванова")
+    page.fill("#subject-0-birth", "2015-04-02")
+    page.select_option("#subject-0-role", "child")
+    page.fill("#subject-0-ref", "child 1")
+    page.fill("#needs-client", "Нужна помощь с устройством в школу")
+    page.click("form[action='/cases/new'] button[type=submit]")
+    return urlparse(page.url).path
+
+
+def fill_consent(page: Page) -> None:
+    """On a case's consent page: the parent consents to identity and assessment data going to guardianship bodies,
+    with the signed form uploaded; submitted."""
+    page.fill("#given_by_name", "Анна Иванова")
+    page.select_option("#relation", "parent")
+    page.check("#category-identity")
+    page.check("#category-social_assessment")
+    page.check("#kind-guardianship_body")
+    page.set_input_files(
+        "#evidence", files=[{"name": "consent.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 signed"}]
+    )
+    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+
+
+def choose_partner(page: Page, case_path: str, partner_id: str) -> None:
+    """The composer of the case, with the partner chosen from the directory."""
+    page.goto(f"{case_path}/referrals/new")
+    page.check(f"#to-{partner_id}")
+    page.click("form[method=get]:has(#purpose-choice) button[type=submit]")
 
 
 def reload_until(page: Page, path: str, text: str, *, within: float = 30.0) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Agencies, check_page, reload_until, sign_in
+from tests.e2e.browser import Agencies, check_page, choose_partner, fill_case, fill_consent, reload_until, sign_in
 
 # What each page must say, in the language of the run.
 TEXTS = {
@@ -60,18 +60,11 @@ def test_consent_referral_outcome_and_isolation(
     # A case for a child.
     specialist.click("main a[href='/cases/new']")
     check_page(specialist, "case-new", language)
-    specialist.fill("#title", "Ивановы: школа")
-    specialist.fill("#subject-0-name", "Мария Иванова")
-    specialist.fill("#subject-0-birth", "2015-04-02")
-    specialist.select_option("#subject-0-role", "child")
-    specialist.fill("#subject-0-ref", "child 1")
-    specialist.fill("#needs-client", "Нужна помощь с устройством в школу")
-    specialist.click("form[action='/cases/new'] button[type=submit]")
+    case_path = fill_case(specialist)
     assert say["case_opened"] in specialist.locator(".flash").inner_text()
-    case_path = urlparse(specialist.url).path
     check_page(specialist, "case", language)
 
-    # Without a consent the composer shows why nothing can be ticked.
+    # Without a consent the composer (linked from the case) shows why nothing can be ticked.
     specialist.click(f"a[href='{case_path}/referrals/new']")
     specialist.check(f"#to-{agencies.partner.id}")
     specialist.click("form[method=get]:has(#purpose-choice) button[type=submit]")
@@ -81,21 +74,11 @@ def test_consent_referral_outcome_and_isolation(
     # The parent's consent, with the signed form uploaded.
     specialist.goto(f"{case_path}/consents/new")
     check_page(specialist, "consent-form", language)
-    specialist.fill("#given_by_name", "Анна Иванова")
-    specialist.select_option("#relation", "parent")
-    specialist.check("#category-identity")
-    specialist.check("#category-social_assessment")
-    specialist.check("#kind-guardianship_body")
-    specialist.set_input_files(
-        "#evidence", files=[{"name": "consent.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 signed"}]
-    )
-    specialist.click("form[enctype='multipart/form-data'] button[type=submit]")
+    fill_consent(specialist)
     assert say["consent_recorded"] in specialist.locator(".flash").inner_text()
 
     # The composer: the partner from the directory, only consented categories may be ticked.
-    specialist.goto(f"{case_path}/referrals/new")
-    specialist.check(f"#to-{agencies.partner.id}")
-    specialist.click("form[method=get]:has(#purpose-choice) button[type=submit]")
+    choose_partner(specialist, case_path, agencies.partner.id)
     assert specialist.locator("#cat-identity").is_enabled()
     assert specialist.locator("#cat-health").is_disabled()
     check_page(specialist, "composer", language)
