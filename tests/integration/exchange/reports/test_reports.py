@@ -278,7 +278,7 @@ async def test_the_report_page_shows_the_figures_and_charts(
     async with platform_session(runtime.sessions) as session:
         centre = await tenant_by_slug(session, "semya")
     act_as(api, await staff(runtime, centre, Role.SUPERVISOR))
-    zone = zoneinfo.ZoneInfo(runtime.settings.audit.timezone)
+    zone = zoneinfo.ZoneInfo(centre.time_zone)  # the page's days are the agency's
     day = later.started.astimezone(zone).date().isoformat()
     api.headers["Accept-Language"] = "ru"
     page = ok(await api.get("/reports", params={"from": day, "until": day, "box": "outgoing"}))
