@@ -478,10 +478,6 @@ async def plan_title(session: AsyncSession, deps: ExchangeDeps, plan: Plan, key:
     return str(key.open(plan.sealed, context=sealed_context("plan", plan.id))["title"])
 
 
-async def issuer_name(session: AsyncSession, plan: Plan) -> str:
-    return (await _tenant_names(session, [plan.tenant_id])).get(plan.tenant_id, "")
-
-
 async def _plan_key(session: AsyncSession, deps: ExchangeDeps, plan: Plan) -> DataKey:
     return await deps.datakeys.open(session, plan.tenant_id, sealed_context("plan", plan.id), plan.wrapped_key)
 

@@ -168,9 +168,10 @@ def format_date(context: Any, value: dt.date | dt.datetime | str | None) -> str:
         return ""
     if isinstance(value, str):  # a birth date as a partner's envelope wrote it: shown as it is unless it is a day
         try:
-            value = dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError:
             return value
+        return format_day(day, _context_language(context))
     if isinstance(value, dt.datetime):
         value = _in_zone(value, _timezone(context)).date()
     return format_day(value, _context_language(context))
