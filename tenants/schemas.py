@@ -33,7 +33,9 @@ DeadlineIn = Annotated[
         pattern=DEADLINE_PATTERN,
         description=DEADLINE_DESCRIPTION,
         examples=["2026-12-31"],
-        extra_json_schema={"extra": {"anyOf": [{"format": "date"}, {"format": "date-time"}]}},
+        extra_json_schema={
+            "extra": {"anyOf": [{"format": kind, "pattern": YEARS_PATTERN} for kind in ("date", "date-time")]}
+        },
     ),
 ]
 
