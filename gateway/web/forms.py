@@ -96,7 +96,7 @@ def _date(value: str) -> dt.date | None:
     return day if in_calendar(day) else None
 
 
-def _end_of_day(value: str, zone: dt.tzinfo) -> Deadline | None:
+def _day_deadline(value: str, zone: dt.tzinfo) -> Deadline | None:
     """A date field's day as a deadline of the agency whose time zone is `zone` (tenants.calendar.deadline)."""
     day = _date(value)
     return None if day is None else Deadline.on(day, zone)
@@ -232,7 +232,7 @@ class ConsentForm(msgspec.Struct, kw_only=True):
             )
             if failed
         ]
-        valid_until = _end_of_day(until, agency_zone(request))
+        valid_until = _day_deadline(until, agency_zone(request))
         if valid_until is None and until:
             missing.append(day_error(request, FIELD_LABELS["valid_until"]))
         elif valid_until is not None and valid_until.at <= now:
@@ -306,8 +306,8 @@ class ReferralForm(msgspec.Struct, kw_only=True):
                 return Refusal(_("A statutory basis needs the legal reference and a written justification."))
         zone = agency_zone(request)
         respond_by, complete_by = (
-            _end_of_day(self.respond_by.strip(), zone),
-            _end_of_day(self.complete_by.strip(), zone),
+            _day_deadline(self.respond_by.strip(), zone),
+            _day_deadline(self.complete_by.strip(), zone),
         )
         if respond_by is None or complete_by is None:
             return Refusal(day_error(request, FIELD_LABELS["respond_by" if respond_by is None else "complete_by"]))
