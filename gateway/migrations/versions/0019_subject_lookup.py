@@ -1,7 +1,7 @@
 """subjects' keyed lookup digests, by which a DPO finds a person from their name and birth date (and SNILS)
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-03 18:30:00.000000
 
 The digests need the master key, which migrations never read: rows recorded before this revision stay without them
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | None = "0017"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
