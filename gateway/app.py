@@ -46,7 +46,7 @@ from gateway.bus import AUDIT_STREAM, Bus
 from gateway.controllers import health, metadata, metrics, oauth, witnessing
 from gateway.controllers.audit import AuditController, TrailController
 from gateway.controllers.cases import CaseController
-from gateway.controllers.context import CONTEXT, CONTEXT_PROBLEMS
+from gateway.controllers.context import CONTEXT, CONTEXT_PROBLEMS, PRINCIPAL
 from gateway.controllers.directory import DirectoryController
 from gateway.controllers.plans import PlanController, ReminderController
 from gateway.controllers.referrals import ReferralController
@@ -260,7 +260,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             _api(),
             # Staff pages: guarded like the API (sign-in pages are public); each opens its context where its work
             # starts (gateway/web/pages.py).
-            Router("/", route_handlers=WEB_ROUTES, guards=GUARDS),
+            Router("/", route_handlers=WEB_ROUTES, guards=GUARDS, dependencies=PRINCIPAL),
         ],
         middleware=[
             PrincipalMiddleware,

@@ -121,4 +121,7 @@ def _cleanup_problem(request: Request[Any, Any, Any], exc: ExceptionGroup[Except
 
 # The router-level registration of the context: a handler names `ctx: NamedDependency[Context]` to receive it.
 CONTEXT: Final = {"ctx": Provide(provide_context)}
+# The staff pages' router offers who is signed in: a page names `principal: NamedDependency[Principal]` to receive it
+# (its transaction it opens itself, with open_context).
+PRINCIPAL: Final = {"principal": Provide(principal_of, sync_to_thread=False)}
 CONTEXT_PROBLEMS: Final[ExceptionHandlersMap] = {ExceptionGroup: _cleanup_problem}

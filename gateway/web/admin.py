@@ -15,7 +15,7 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
-from gateway.controllers.context import open_context, principal_of, request_context, runtime_of
+from gateway.controllers.context import open_context, request_context, runtime_of
 from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
 from gateway.web.i18n import N_
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
@@ -115,7 +115,7 @@ async def users_page(request: Request[Any, Any, Any]) -> Response[Any]:
         "admin_users.html",
         members=found.items,
         total=found.total,
-        me=principal_of(request).actor_id,
+        me=ctx.principal.actor_id,
         **_pages(offset, found.total),
     )
 
@@ -154,7 +154,7 @@ async def user_page(request: Request[Any, Any, Any], user_id: FromPath[uuid.UUID
     async with open_context(request) as ctx:
         member = await admin.staff_member(ctx.session, runtime.clock, principal=ctx.principal, user_id=user_id)
         ctx.audit.touched(resource_type="user", resource_id=user_id)
-    return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS), me=principal_of(request).actor_id)
+    return render(request, "admin_user.html", member=member, roles=list(ROLE_LABELS), me=ctx.principal.actor_id)
 
 
 @post(f"{USER}/{{user_id:uuid}}/roles", **page(*_ADMIN, Action.TENANTS_USER_ROLES))

@@ -23,7 +23,7 @@ from exchange.plans import reminders
 from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Urgency
 from exchange.referrals.services import list_referrals, send_referral
-from gateway.controllers.context import open_context, principal_of, runtime_of
+from gateway.controllers.context import open_context, runtime_of
 from gateway.controllers.metadata import tenant_jwks_url
 from gateway.web.forms import (
     FORM,
@@ -59,6 +59,7 @@ from tenants.errors import CasebridgeError, InvalidInput
 from tenants.models import Role, Scope, TenantKind
 from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
+from tenants.principal import Principal
 
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
 # The query parameter of each list's page on the case page and on the dashboard.
@@ -87,8 +88,10 @@ async def new_case_page(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.EXCHANGE_CASE_CREATE))
-async def create_case(request: Request[Any, Any, Any], data: Annotated[CaseForm, FORM]) -> Response[Any]:
-    body = data.case_in(request, key_worker_id=principal_of(request).actor_id)
+async def create_case(
+    request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: Annotated[CaseForm, FORM]
+) -> Response[Any]:
+    body = data.case_in(request, key_worker_id=principal.actor_id)
     if isinstance(body, Refusal):
         return render(
             request,
@@ -163,11 +166,11 @@ async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) ->
 async def consent_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     async with open_context(request) as ctx:
         case = await cases.read_case(ctx, case_id=case_id)
-    return await _consent_form(request, case)
+    return await _consent_form(request, ctx.principal, case)
 
 
 async def _consent_form(
-    request: Request[Any, Any, Any], case: Any, *, status: int = 200, **extra: Any
+    request: Request[Any, Any, Any], principal: Principal, case: Any, *, status: int = 200, **extra: Any
 ) -> Response[Any]:
     async with platform_session(runtime_of(request).sessions) as session:
         partners = await search_directory(session, DirectoryQuery())
@@ -183,7 +186,7 @@ async def _consent_form(
         purposes=PURPOSES,
         kinds=list(TenantKind),
         default_until=default_until,
-        partners=[p for p in partners if p.id != principal_of(request).tenant_id],
+        partners=[p for p in partners if p.id != principal.tenant_id],
         **extra,
     )
 
@@ -246,17 +249,21 @@ async def withdraw_consent(
     dependencies={"choice": from_query(ComposerChoice)},
 )
 async def composer(
-    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], choice: NamedDependency[ComposerChoice]
+    request: Request[Any, Any, Any],
+    principal: NamedDependency[Principal],
+    case_id: FromPath[uuid.UUID],
+    choice: NamedDependency[ComposerChoice],
 ) -> Response[Any]:
     try:
         offset_param(request, "agencies")
     except BadPageLink as bad:
         return back_to_first_page(request, bad)
-    return await _composer(request, case_id, choice.chosen())
+    return await _composer(request, principal, case_id, choice.chosen())
 
 
 async def _composer(
     request: Request[Any, Any, Any],
+    principal: Principal,
     case_id: uuid.UUID,
     chosen: dict[str, Any],
     *,
@@ -264,7 +271,6 @@ async def _composer(
     action: Action | None = None,
     **extra: Any,
 ) -> Response[Any]:
-    principal = principal_of(request)
     query = DirectoryQuery(
         kind=chosen.get("kind") if chosen.get("kind") in set(TenantKind) else None,
         problem=(chosen.get("problem_filter") or "").strip() or None,
@@ -352,28 +358,31 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 @post("/cases/{case_id:uuid}/referrals/new", **page(Scope.REFERRALS_WRITE, _WORKERS, Action.EXCHANGE_REFERRAL_SEND))
 async def send(
-    request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: Annotated[ReferralForm, FORM]
+    request: Request[Any, Any, Any],
+    principal: NamedDependency[Principal],
+    case_id: FromPath[uuid.UUID],
+    data: Annotated[ReferralForm, FORM],
 ) -> Response[Any]:
     _ = translator(request)
     body = data.referral_in(request, case_id=case_id, now=runtime_of(request).clock.now())
     if isinstance(body, Refusal):
-        return await _refused_send(request, case_id, data, body)
+        return await _refused_send(request, principal, case_id, data, body)
     try:
         async with open_context(request) as ctx:
             referral, _created = await send_referral(
                 ctx, data=body, idempotency_key=data.idempotency_key.strip() or None
             )
     except (InvalidInput, ConsentRequired) as exc:
-        return await _refused_send(request, case_id, data, Refusal(error_text(request, exc)))
+        return await _refused_send(request, principal, case_id, data, Refusal(error_text(request, exc)))
     return redirect(request, f"/referrals/{referral.exchange_id}", success=_("The referral is sent."))
 
 
 async def _refused_send(
-    request: Request[Any, Any, Any], case_id: uuid.UUID, data: ReferralForm, refusal: Refusal
+    request: Request[Any, Any, Any], principal: Principal, case_id: uuid.UUID, data: ReferralForm, refusal: Refusal
 ) -> Response[Any]:
     # A refused send is in the audit trail already; showing the form again is a read of the case.
     return await _composer(
-        request, case_id, data.chosen(), status=400, error=refusal.text, action=Action.EXCHANGE_CASE_READ
+        request, principal, case_id, data.chosen(), status=400, error=refusal.text, action=Action.EXCHANGE_CASE_READ
     )
 
 

@@ -15,7 +15,6 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit import reports
 from audit.events import Action
@@ -23,9 +22,10 @@ from audit.reports import ReportFormat
 from audit.schemas import SubjectReport
 from audit.verifications import Trigger, latest_checkpoint, latest_verification, record_verification
 from audit.verify import verify_database
+from exchange.context import Context
 from exchange.reports import dpo as queries
 from gateway.controllers.audit import attachment, thresholds
-from gateway.controllers.context import open_context, principal_of, runtime_of
+from gateway.controllers.context import open_context, runtime_of
 from gateway.web.forms import FORM, AuditSearchForm, PersonLookupForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_, agency_zone
 from gateway.web.pages import day_error, page, redirect, render, translator
@@ -33,6 +33,7 @@ from tenants import admin
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Role, Scope
 from tenants.persistence import read_only_platform_session
+from tenants.principal import Principal
 
 _DPO: Final = (Scope.AUDIT_READ, [Role.DPO])
 SEARCH: Final = "/dpo"
@@ -70,16 +71,14 @@ def _shown(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "at": dt.datetime.fromisoformat(event["time"])}
 
 
-async def _actors(
-    request: Request[Any, Any, Any], session: AsyncSession, events: list[dict[str, Any]]
-) -> dict[str, str]:
+async def _actors(ctx: Context, events: list[dict[str, Any]]) -> dict[str, str]:
     """Partner organisations' names for the events' actors; the caller's own actors are shown as themselves."""
-    return await _partners(request, session, {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]})
+    return await _partners(ctx, {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]})
 
 
-async def _partners(request: Request[Any, Any, Any], session: AsyncSession, tenants: set[uuid.UUID]) -> dict[str, str]:
+async def _partners(ctx: Context, tenants: set[uuid.UUID]) -> dict[str, str]:
     """Partner organisations' names by id; the caller's own organisation is shown as itself, so it is left out."""
-    names = await admin.organisation_names(session, tenants - {principal_of(request).tenant_id})
+    names = await admin.organisation_names(ctx.session, tenants - {ctx.principal.tenant_id})
     return {str(k): v for k, v in names.items()}
 
 
@@ -92,24 +91,28 @@ async def _partners(request: Request[Any, Any, Any], session: AsyncSession, tena
     dependencies={"search": from_query(AuditSearchForm)},
 )
 async def search_page(
-    request: Request[Any, Any, Any], search: NamedDependency[AuditSearchForm], cursor: FromQuery[str | None] = None
+    request: Request[Any, Any, Any],
+    principal: NamedDependency[Principal],
+    search: NamedDependency[AuditSearchForm],
+    cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
     criteria, errors = search.criteria(request, agency_zone(request))
     if errors:
-        return _search(request, form=search.shown(), errors=errors, events=[], status=400)
+        return _search(request, principal, form=search.shown(), errors=errors, events=[], status=400)
     async with open_context(request) as ctx:
-        actor_id = await _actor_id(ctx.session, request, search.actor) if search.actor.strip() else None
+        actor_id = await _actor_id(ctx, search.actor) if search.actor.strip() else None
         if search.actor.strip() and actor_id is None:
             _ = translator(request)
             errors["actor"] = _("No one in this organisation has this email address or id.")
-            return _search(request, form=search.shown(), errors=errors, events=[], status=400)
+            return _search(request, principal, form=search.shown(), errors=errors, events=[], status=400)
         events, next_cursor = await queries.search_events(
             ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=PER_PAGE
         )
-        partners = await _actors(request, ctx.session, events)
+        partners = await _actors(ctx, events)
     params = {k: v for k, v in search.shown().items() if v}
     return _search(
         request,
+        principal,
         form=search.shown(),
         errors={},
         events=[_shown(e) for e in events],
@@ -120,23 +123,25 @@ async def search_page(
     )
 
 
-async def _actor_id(session: AsyncSession, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+async def _actor_id(ctx: Context, text: str) -> uuid.UUID | None:
     """The actor the search names: by id, or a colleague by email address (None: no one)."""
     try:
         return uuid.UUID(text.strip())
     except ValueError:
-        return await _staff_by_email(session, request, text)
+        return await _staff_by_email(ctx, text)
 
 
-async def _staff_by_email(session: AsyncSession, request: Request[Any, Any, Any], text: str) -> uuid.UUID | None:
+async def _staff_by_email(ctx: Context, text: str) -> uuid.UUID | None:
     try:
-        user = await admin.user_by_email(session, tenant_id=principal_of(request).tenant_id, email=text)
+        user = await admin.user_by_email(ctx.session, tenant_id=ctx.principal.tenant_id, email=text)
     except (NotFound, InvalidInput):
         return None
     return user.id
 
 
-def _search(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
+def _search(
+    request: Request[Any, Any, Any], principal: Principal, *, status: int = 200, **context: Any
+) -> Response[Any]:
     context.setdefault("partners", {})
     context.setdefault("next_cursor", None)
     context.setdefault("cursor", None)
@@ -148,7 +153,7 @@ def _search(request: Request[Any, Any, Any], *, status: int = 200, **context: An
         actions=sorted(a.value for a in Action),
         outcomes=OUTCOME_LABELS,
         kinds=ACTOR_KINDS,
-        own=str(principal_of(request).tenant_id),
+        own=str(principal.tenant_id),
         **context,
     )
 
@@ -182,7 +187,7 @@ async def subject_page(
         report=report,
         cursor=cursor,
         params={"subject_id": str(wanted)},
-        own=principal_of(request).tenant_id,
+        own=ctx.principal.tenant_id,
     )
 
 
@@ -212,9 +217,7 @@ async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[Person
         return redirect(request, SUBJECTS, error=_("This page of the report is no longer available. Search again."))
     if person.format != "json":
         return await _report_file(report, ReportFormat(person.format), ctx.deps.letters.typeset)
-    return _subject_page(
-        request, report=report, found=True, cursor=person.cursor, own=principal_of(request).tenant_id, **shown
-    )
+    return _subject_page(request, report=report, found=True, cursor=person.cursor, own=ctx.principal.tenant_id, **shown)
 
 
 def _subject_page(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
@@ -253,7 +256,7 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
 async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
     async with open_context(request) as ctx:
         items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=PER_PAGE)
-        partners = await _actors(request, ctx.session, [i.event for i in items])
+        partners = await _actors(ctx, [i.event for i in items])
     shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
     return render(
         request,
@@ -261,7 +264,7 @@ async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | N
         items=shown,
         reasons=REVIEW_REASONS,
         partners=partners,
-        own=str(principal_of(request).tenant_id),
+        own=str(ctx.principal.tenant_id),
         kinds=ACTOR_KINDS,
         next_cursor=next_cursor,
         cursor=cursor,
@@ -301,7 +304,7 @@ async def anomalies_page(
             start, end, flags = await queries.find_anomalies(
                 ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end
             )
-            partners = await _partners(request, ctx.session, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
+            partners = await _partners(ctx, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
     except InvalidInput:
         error = _("Choose a window of at most 31 days, with the first day before the last.")
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=error)
@@ -314,7 +317,7 @@ async def anomalies_page(
         until=end,
         rules=RULE_LABELS,
         partners=partners,
-        own=principal_of(request).tenant_id,
+        own=ctx.principal.tenant_id,
         error=None,
     )
 

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
@@ -16,7 +17,7 @@ from exchange.referrals import worklist
 from exchange.referrals.models import Side
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
-from gateway.controllers.context import open_context, principal_of
+from gateway.controllers.context import open_context
 from gateway.files import attachment
 from gateway.web.casework import partner_names
 from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
@@ -35,6 +36,7 @@ from gateway.web.paging import (
 from tenants.errors import Conflict, InvalidInput
 from tenants.models import Role, Scope
 from tenants.pagination import encode_cursor
+from tenants.principal import Principal
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "all")
@@ -77,9 +79,10 @@ async def inbox(
 
 
 @get("/referrals/{referral_id:uuid}", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_READ))
-async def referral_page(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID]) -> Response[Any]:
+async def referral_page(
+    request: Request[Any, Any, Any], principal: NamedDependency[Principal], referral_id: FromPath[uuid.UUID]
+) -> Response[Any]:
     """The referral; its timeline (oldest first) and its thread (newest first) are paged on their own, by offset."""
-    principal = principal_of(request)
     try:
         timeline_offset = offset_param(request, "timeline")
         messages_offset = offset_param(request, "messages")
