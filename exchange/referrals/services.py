@@ -429,21 +429,10 @@ async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
         outcome_note = next((t.note for t in reversed(timeline) if t.status == Status.COMPLETED and t.note), "")
         outcome = {"result": referral.outcome_result, "note": outcome_note or ""}
     return ReferralOut(
-        id=referral.exchange_id,
-        kind=referral.kind,
-        status=referral.status,
-        from_tenant_id=referral.from_tenant_id,
-        to_tenant_id=referral.to_tenant_id,
-        case_ref=referral.case_ref,
+        **_summary_fields(referral, now),
         purpose=referral.purpose,
         problem=contents.get("problem", ""),
         requested_service=contents.get("requested_service", ""),
-        urgency=referral.urgency,
-        respond_by=referral.respond_by,
-        complete_by=referral.complete_by,
-        respond_by_date=referral.respond_by_date,
-        complete_by_date=referral.complete_by_date,
-        overdue=is_overdue(referral, now),
         categories=referral.categories,
         legal_basis=basis,
         subjects=subjects,
@@ -538,17 +527,22 @@ async def list_referrals(
 
 def referral_summary(referral: Referral, now: dt.datetime) -> ReferralSummary:
     """A referral as a row of a list: its parties, urgency, deadlines and whether it is overdue at ``now``."""
-    return ReferralSummary(
-        id=referral.exchange_id,
-        kind=referral.kind,
-        status=referral.status,
-        from_tenant_id=referral.from_tenant_id,
-        to_tenant_id=referral.to_tenant_id,
-        case_ref=referral.case_ref,
-        urgency=referral.urgency,
-        respond_by=referral.respond_by,
-        complete_by=referral.complete_by,
-        respond_by_date=referral.respond_by_date,
-        complete_by_date=referral.complete_by_date,
-        overdue=is_overdue(referral, now),
-    )
+    return ReferralSummary(**_summary_fields(referral, now))
+
+
+def _summary_fields(referral: Referral, now: dt.datetime) -> dict[str, Any]:
+    """What a list row shows of a referral, which the whole referral shows too (ReferralSummary's fields)."""
+    return {
+        "id": referral.exchange_id,
+        "kind": referral.kind,
+        "status": referral.status,
+        "from_tenant_id": referral.from_tenant_id,
+        "to_tenant_id": referral.to_tenant_id,
+        "case_ref": referral.case_ref,
+        "urgency": referral.urgency,
+        "respond_by": referral.respond_by,
+        "complete_by": referral.complete_by,
+        "respond_by_date": referral.respond_by_date,
+        "complete_by_date": referral.complete_by_date,
+        "overdue": is_overdue(referral, now),
+    }
