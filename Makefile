@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What serving needs (`make run`, deploy/local-cluster), and beside it the development tools (tests, lint, docs).
 STAMP := $(VENV)/.installed-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 # Every PDF (letters, reports) is laid out by the typst wheel with the fonts it ships: no system package is needed.
 
 # The browser tests (tests/e2e) drive Debian's Chromium; Playwright never downloads a browser of its own.
@@ -24,8 +26,12 @@ GO_X_MOD := /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -62,34 +68,35 @@ $(GO_X_MOD):
 		echo "casebridge: install the golang-golang-x-mod-dev package for the witnessing test (tests/integration)" >&2; \
 	fi
 
+# `make run JSON=1` prints the demo accounts as the seed's JSON instead of a table.
 run: $(STAMP)
 	$(BIN)/casebridge db upgrade
-	$(BIN)/casebridge demo seed --if-empty
+	$(BIN)/casebridge demo seed --if-empty $(if $(filter-out 0,$(JSON)),,--table)
 	exec $(BIN)/casebridge serve
 
 # Four workers on two cores: most tests wait on the bus, the sealer or the browser, not on the CPU.
-test: $(STAMP) $(CHROMIUM) $(HAPROXY) $(GO) $(GO_X_MOD)
+test: $(DEV_STAMP) $(CHROMIUM) $(HAPROXY) $(GO) $(GO_X_MOD)
 	$(BIN)/pytest -n 4
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 # `make bench QUICK=1` is the everyday mode (under three minutes); the last stdout line is the JSON report
 # (docs/performance.md says how to read it).
 .PHONY: bench
-bench: $(STAMP) $(WRK) $(if $(filter-out 0,$(CLUSTER)),$(HAPROXY))
+bench: $(DEV_STAMP) $(WRK) $(if $(filter-out 0,$(CLUSTER)),$(HAPROXY))
 	$(BIN)/python -m tests.perf.bench $(if $(filter-out 0,$(QUICK)),--quick) $(if $(filter-out 0,$(CLUSTER)),--cluster)
 
 # Extract the web pages' strings into the gateway/web/locale catalogues (docs/web.md: how to add strings).
-messages: $(STAMP)
+messages: $(DEV_STAMP)
 	$(BIN)/python -m gateway.web.messages
 
 # Write docs/configuration.md from the settings dataclasses in gateway/settings.py (tests/unit/test_docs.py checks it).
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	$(BIN)/python -m gateway.settings_doc

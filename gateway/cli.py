@@ -56,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(_database_problem(exc))
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
-    sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+    if getattr(args, "table", False):
+        from gateway.demo_table import demo_table
+
+        sys.stdout.write(demo_table(result))
+    else:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
     if result.get("ok") is False:  # `audit verify` found problems: the report is on stdout, the verdict is the code
         raise SystemExit(1)
 
@@ -193,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="demonstration data").add_subparsers(dest="action", required=True)
     seed = demo.add_parser("seed", help="create three demo agencies with staff and API clients")
     seed.add_argument("--if-empty", action="store_true", help="do nothing (and succeed) when tenants exist")
+    seed.add_argument(
+        "--table", action="store_true", help="print the accounts as a table for a person to read, instead of JSON"
+    )
     return parser
 
 

@@ -205,6 +205,38 @@ def test_demo_seed_prints_passwords_once_and_refuses_a_second_run(cli: Any, tmp_
     assert "empty database" in err
 
 
+def test_demo_seed_as_a_table_shows_every_account_with_its_password_once(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `make run` prints: the sign-in address, then per agency its staff with their one-time passwords."""
+
+    def table(*argv: str) -> str:
+        out = io.StringIO()
+        monkeypatch.setattr("sys.stdout", out)
+        main(["demo", "seed", *argv, "--table"])
+        return out.getvalue()
+
+    shown = table()
+    assert shown.startswith("casebridge demo data. Sign in at http://")
+    assert "/login\n" in shown.splitlines(keepends=True)[0]
+    passwords = {}
+    for slug in ("semya", "opeka", "kdn"):
+        for role in ("specialist", "intake", "dpo", "tenant_admin"):
+            email = f"{role.replace('_', '-')}@{slug}.demo"
+            (row,) = [line.split() for line in shown.splitlines() if line.split()[:1] == [email]]
+            assert row[1] == role
+            assert len(row[2]) >= 16
+            passwords[email] = row[2]
+        assert f"{slug}-client.jwk" in shown
+    assert len(set(passwords.values())) == 12
+    assert shown.count("API client ") == 3
+    assert not shown.lstrip().startswith("{")
+
+    again = table("--if-empty")
+    assert "exist already" in again
+    assert not any(password in again for password in passwords.values())
+
+
 def test_usage_errors_exit_2(cli: Any) -> None:
     code, _, err = cli("tenant", "create", "--slug", "x")
     assert code == 2
