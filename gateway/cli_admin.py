@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,29 @@ async def _client_create(context: AdminContext, args: argparse.Namespace) -> dic
 _OPERATOR = Actor(kind="operator", id=None, tenant_id=None, role=None)
 
 
+def _operator_did(
+    context: AdminContext,
+    session: AsyncSession,
+    action: Action,
+    *,
+    log_tenant_id: uuid.UUID | None,
+    resource_type: str,
+    resource_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """What an operator's command did, in the trail of the tenant it touched (None: the platform's own)."""
+    context.audit.append(
+        session,
+        action=action,
+        outcome=Outcome.SUCCESS,
+        actor=_OPERATOR,
+        log_tenant_id=log_tenant_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        extra=extra,
+    )
+
+
 def _user_change(action: str) -> Callable[[AdminContext, argparse.Namespace], Awaitable[dict[str, Any]]]:
     async def run(context: AdminContext, args: argparse.Namespace) -> dict[str, Any]:
         clock = context.clock
@@ -162,11 +186,10 @@ def _user_change(action: str) -> Callable[[AdminContext, argparse.Namespace], Aw
             else:
                 await admin.set_active_by_operator(session, clock, user=user, active=action == "activate")
                 audited = Action.TENANTS_USER_REACTIVATE if action == "activate" else Action.TENANTS_USER_DEACTIVATE
-            context.audit.append(
+            _operator_did(
+                context,
                 session,
-                action=audited,
-                outcome=Outcome.SUCCESS,
-                actor=_OPERATOR,
+                audited,
                 log_tenant_id=tenant.id,
                 resource_type="user",
                 resource_id=str(user.id),
@@ -187,11 +210,10 @@ async def _client_revoke(context: AdminContext, args: argparse.Namespace) -> dic
         tenant = await services.tenant_by_slug(session, args.tenant)
         client = await admin.client_by_id(session, tenant_id=tenant.id, client_id=args.client_id)
         admin.revoke_client_by_operator(context.clock, client=client)
-        context.audit.append(
+        _operator_did(
+            context,
             session,
-            action=Action.TENANTS_CLIENT_REVOKE,
-            outcome=Outcome.SUCCESS,
-            actor=_OPERATOR,
+            Action.TENANTS_CLIENT_REVOKE,
             log_tenant_id=tenant.id,
             resource_type="api_client",
             resource_id=client.client_id,
@@ -254,11 +276,10 @@ async def _peers_accept_keys(context: AdminContext, args: argparse.Namespace) ->
         kids = await accept_keys(session, peer.name, now=context.clock.now())
         if not kids:
             raise CliError(f"the peer {peer.name!r} lists no key waiting to be accepted")
-        context.audit.append(
+        _operator_did(
+            context,
             session,
-            action=Action.TENANTS_PEER_KEYS_ACCEPT,
-            outcome=Outcome.SUCCESS,
-            actor=_OPERATOR,
+            Action.TENANTS_PEER_KEYS_ACCEPT,
             log_tenant_id=None,
             resource_type="peer",
             resource_id=peer.name,
@@ -271,11 +292,10 @@ async def _audit_rename_origin(context: AdminContext, args: argparse.Namespace) 
     """docs/audit.md, "Renaming the log": the next checkpoint is signed under the new name; older ones keep theirs."""
     async with platform_session(context.sessions) as session, session.begin():
         previous, adopted = await identity.rename(session, args.to, at=context.clock.now())
-        context.audit.append(
+        _operator_did(
+            context,
             session,
-            action=Action.AUDIT_LOG_RENAME,
-            outcome=Outcome.SUCCESS,
-            actor=_OPERATOR,
+            Action.AUDIT_LOG_RENAME,
             log_tenant_id=None,
             resource_type="audit_log",
             extra={"from": previous.origin, "to": adopted.origin, "from_size": adopted.from_size},
@@ -303,11 +323,10 @@ async def _subjects_index(context: AdminContext, args: argparse.Namespace) -> di
             batch = await index_subjects(session, datakeys, persons, after=after, limit=_INDEX_BATCH)
             # Indexing opens each subject's sealed details: each tenant's trail records it, with counts only.
             for tenant_id, (tenant_seen, tenant_indexed) in batch.by_tenant.items():
-                context.audit.append(
+                _operator_did(
+                    context,
                     session,
-                    action=Action.EXCHANGE_SUBJECTS_INDEX,
-                    outcome=Outcome.SUCCESS,
-                    actor=_OPERATOR,
+                    Action.EXCHANGE_SUBJECTS_INDEX,
                     log_tenant_id=tenant_id,
                     resource_type="subject",
                     extra={"subjects": tenant_seen, "indexed": tenant_indexed},
