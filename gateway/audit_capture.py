@@ -4,9 +4,10 @@ A route's work runs in its request context (`open_context` in gateway.controller
 what became of each of its transactions; `AuditOutcomes` completes the record when the response starts, before any
 of its body is sent:
 
-- a write (any method but GET, HEAD and OPTIONS) commits its event with the change. Should the response still end
-  in a 5xx, an `error` event is added beside it;
-- a read's event waits for the response's status: `success`, or `error` for a 5xx (a page that could not be shown
+- a write (any method but GET, HEAD and OPTIONS) commits its event with the change, and so does an API route's
+  read, whose answer is built before its transaction ends. Should the response still end in a 5xx, an `error`
+  event is added beside it;
+- a page's read waits for the response's status: `success`, or `error` for a 5xx (a page that could not be shown
   after its data was read). It is written in a transaction of its own before the data leaves; if it cannot be
   written, a 503 goes out instead and nothing read leaves (fail closed);
 - a refusal or a fault rolls the work back and is recorded at once in a transaction of its own (`denied`, `error`);
@@ -46,7 +47,7 @@ NOT_RECORDED: Final = "The request could not be recorded, so nothing was done or
 class RequestAudit:
     """What one request's transactions left to record."""
 
-    reads: list[AccessScope] = field(default_factory=list)  # committed reads, their events waiting for the status
+    reads: list[AccessScope] = field(default_factory=list)  # a page's committed reads, awaiting the status
     written: list[AccessScope] = field(default_factory=list)  # events committed with their change
     settled: bool = False  # an event (or the attempt at one) made apart: a refusal or a fault
 

@@ -39,11 +39,12 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         # second session while holding one (see tenants.keys.PublishedKeys).
         engine = create_async_engine(
             settings.url,
-            connect_args={"timeout": 30},
+            # Both aiosqlite's thread and the event loop run statements, one at a time (gateway/sqlite_driver.py).
+            connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=1,
             max_overflow=0,
             pool_timeout=60,
-            module=one_hop_dbapi(),  # one hand-off to SQLite's thread per statement (gateway/sqlite_driver.py)
+            module=one_hop_dbapi(),  # at most one hand-off to SQLite's thread per statement (gateway/sqlite_driver.py)
         )
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", sqlite_begin_immediate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import time
 import uuid
@@ -19,6 +20,9 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 media type, not a secr
 TOKEN_ALGORITHMS = [SIGNATURE_ALG]  # what tokens are signed with (the server metadata lists it)
 # A verifier that meets an unknown `kid` reloads keys at most this often (a rotation in another process).
 _RELOAD_INTERVAL_S = 10.0
+# Tokens whose signature was checked, kept so that a client's next calls skip parsing and verifying it again: a
+# client holds one token for its lifetime, so a few thousand cover every client a process serves at once.
+VERIFIED_TOKENS_KEPT = 4096
 
 
 class InvalidAccessToken(Exception):
@@ -72,7 +76,13 @@ def sign_access_token(claims: dict[str, Any], key: OKPKey) -> str:
 
 
 class AccessTokenVerifier:
-    """Checks signature, type, issuer, audience and times of access tokens against the gateway's public keys."""
+    """Checks signature, type, issuer, audience and times of access tokens against the gateway's public keys.
+
+    A token that passed is remembered (the most recent `VERIFIED_TOKENS_KEPT`) with the key that signed it: the same
+    token again is accepted without its signature being checked again while that key is still among the keys
+    loaded and the token has not expired. Whether its client is still registered and unrevoked is no part of this:
+    that is confirmed on every request, in its transaction (gateway.auth.middleware.confirm_client).
+    """
 
     def __init__(
         self, *, issuer: str, leeway_seconds: int, load_keys: Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -83,6 +93,7 @@ class AccessTokenVerifier:
         self._keys = KeySet([])
         self._kids: set[str] = set()
         self._loaded_at = 0.0
+        self._verified: collections.OrderedDict[str, tuple[str, AccessClaims]] = collections.OrderedDict()
 
     async def refresh(self) -> None:
         jwks = await self._load_keys()
@@ -90,7 +101,29 @@ class AccessTokenVerifier:
         self._kids = {str(k["kid"]) for k in jwks}
         self._loaded_at = time.monotonic()
 
+    def remembers(self, token: str) -> bool:
+        """Whether `token` is among the tokens verified and remembered (see the class's docstring)."""
+        return token in self._verified
+
+    @property
+    def remembered(self) -> int:
+        return len(self._verified)
+
     async def verify(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            kid, claims = known
+            if kid in self._kids and time.time() <= claims.expires_at + self._leeway:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims, kid = await self._verify(token)
+        self._verified[token] = (kid, claims)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> tuple[AccessClaims, str]:
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError) as exc:
@@ -131,7 +164,7 @@ class AccessTokenVerifier:
                 jti=str(claims["jti"]),
                 issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
-            )
+            ), str(kid)
         except (KeyError, ValueError) as exc:
             raise InvalidAccessToken("The access token lacks casebridge claims.") from exc
 

@@ -46,13 +46,18 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
 
 
 @contextlib.asynccontextmanager
-async def open_context(request: Request[Any, Any, Any], *, action: Action | None = None) -> AsyncIterator[Context]:
+async def open_context(
+    request: Request[Any, Any, Any], *, action: Action | None = None, answered: bool = False
+) -> AsyncIterator[Context]:
     """One transaction confined (also by PostgreSQL row-level security) to the caller's tenant.
 
-    A write's audit event is written inside it, so it commits with the change. A read's event is written when the
-    response starts, with the outcome the request had, before any data leaves (gateway.audit_capture): if it
-    cannot be written, nothing is returned. A refusal (not found, forbidden, no consent) or a fault rolls the work
-    back and is recorded in a transaction of its own, as `denied` or `error`.
+    A write's audit event is written inside it, so it commits with the change. So is a read's when the caller says
+    the answer is already built once the work returns (`answered`, an API route: see `provide_context`): its
+    outcome is then known, and the read costs one transaction. Otherwise (a page, laid out after its work has
+    committed) a read's event is written when the response starts, with the outcome the request had, before any
+    data leaves (gateway.audit_capture). Either way, if it cannot be written, nothing is returned. A refusal (not
+    found, forbidden, no consent) or a fault rolls the work back and is recorded in a transaction of its own, as
+    `denied` or `error`.
     """
     runtime = runtime_of(request)
     principal = principal_of(request)
@@ -65,12 +70,12 @@ async def open_context(request: Request[Any, Any, Any], *, action: Action | None
         action=action or request.scope["route_handler"].opt[AUDIT],
         context=request_context(request),
     )
-    read = request.method in READ_METHODS
+    waits_for_status = request.method in READ_METHODS and not answered
     try:
         async with tenant_session(runtime.sessions, principal.tenant_id) as session, session.begin():
             await confirm_client(session, request.scope["state"])
             yield Context(session=session, deps=runtime.exchange, principal=principal, audit=scope)
-            if not read:
+            if not waits_for_status:
                 scope.write(session)
         runtime.wake_after(session)
     except SQLAlchemyError as exc:
@@ -93,18 +98,19 @@ async def open_context(request: Request[Any, Any, Any], *, action: Action | None
         await record_apart(request.scope, scope, Outcome.ERROR, type(exc).__name__)
         raise
     audit = request_audit(request.scope)
-    (audit.reads if read else audit.written).append(scope)
+    (audit.reads if waits_for_status else audit.written).append(scope)
 
 
 async def provide_context(request: Request[Any, Any, Any]) -> AsyncGenerator[Context, None]:
     """The route's context for the whole of its handler, as `open_context` describes.
 
     Litestar (2.x, litestar/routes/http.py) resolves this before the handler runs and finishes it when the handler
-    has returned and its response is built, before any of it is sent: so the commit, and the audit record of a
-    read, come before the data leaves. An exception from the handler is thrown in at the `yield`
-    (litestar/_kwargs/cleanup.py), so it rolls the work back and is recorded as if raised inside `open_context`.
+    has returned and its response is built, before any of it is sent: so the commit, and with it the audit record
+    of a read (`answered`: the handler's outcome is known by then), come before the data leaves. An exception from
+    the handler is thrown in at the `yield` (litestar/_kwargs/cleanup.py), so it rolls the work back and is
+    recorded as if raised inside `open_context`.
     """
-    async with open_context(request) as ctx:
+    async with open_context(request, answered=True) as ctx:
         yield ctx
 
 
