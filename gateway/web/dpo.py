@@ -106,7 +106,9 @@ async def search_page(
         events, next_cursor = await queries.search_events(
             ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=SEARCH_PAGE
         )
-        named = await dpo_words.named(ctx, [e["actor"] for e in events])
+        # The actor searched for is named too (when they are the organisation's own), even on a page without events.
+        wanted = [{"id": actor_id, "tenant": ctx.principal.tenant_id}] if actor_id else []
+        named = await dpo_words.named(ctx, [*wanted, *(e["actor"] for e in events)])
     zone = agency_zone(request)
     return _search(
         request,
@@ -115,6 +117,7 @@ async def search_page(
         errors={},
         days=dpo_words.by_day(dpo_words.shown(e, zone) for e in events),
         named=named,
+        searched=str(actor_id) if actor_id else None,
         next_cursor=next_cursor,
         cursor=cursor,
         params={k: v for k, v in search.shown().items() if v},
@@ -148,6 +151,7 @@ def _search(
     context.setdefault("next_cursor", None)
     context.setdefault("cursor", None)
     context.setdefault("params", {})
+    context.setdefault("searched", None)
     return render(
         request,
         "dpo_search.html",

@@ -26,6 +26,7 @@ TEXTS = {
         "listed": "The list of cases was viewed",
         "failed": "A sign-in was refused",
         "signed_in": "A member of staff signed in",
+        "only": "Only what this member of staff or system did",
         "intake": "Intake officer",
         "system": "Agency system",
         "refused": "Refused",
@@ -37,6 +38,7 @@ TEXTS = {
         "listed": "Просмотрен список дел",
         "failed": "Во входе отказано",
         "signed_in": "Сотрудник вошёл в систему",
+        "only": "Только действия этого сотрудника или системы",
         "intake": "Специалист по приёму",
         "system": "Информационная система",
         "refused": "Отказано",
@@ -132,8 +134,18 @@ def test_the_dpo_reads_the_trail_in_words(
     assert centre.staff["admin"].email in row.inner_text()
     assert words["refused"] in row.inner_text()
     check_page(dpo, "dpo-search-refused", language)
-    row = _search(dpo, words["signed_in"]).filter(has_text=centre.staff["specialist"].display_name).first
-    assert centre.staff["specialist"].email in row.inner_text()
+    colleague = centre.staff["specialist"]
+    row = _search(dpo, words["signed_in"]).filter(has_text=colleague.display_name).first
+    assert colleague.email in row.inner_text()
+
+    # A colleague's name leads to everything they did, and the page says whose events these are.
+    row.get_by_role("link", name=colleague.display_name).click()
+    dpo.wait_for_url(re.compile(r"actor="))
+    assert colleague.display_name in dpo.locator("p", has_text=words["only"]).inner_text()
+    theirs = dpo.locator("table.events tbody tr[id^='event-']").all_inner_texts()
+    assert len(theirs) >= 2  # signing in, and the list of referrals their dashboard showed
+    assert all(colleague.display_name in text for text in theirs)
+    check_page(dpo, "dpo-search-colleague", language)
 
 
 def _search(page: Page, sentence: str) -> Locator:
