@@ -233,6 +233,34 @@ async def test_review_queue_marks_and_verification(
     assert verified.actor_id == dpo.id
 
 
+async def test_anomalies_name_the_colleague_and_only_the_partner_organisation(
+    english: httpx.AsyncClient, runtime: Runtime, centre: Tenant, opeka: Tenant
+) -> None:
+    _, token = await staff(runtime, centre, Role.DPO)
+    colleague = await make_user(runtime, centre, email="anna@semya.test", display_name="Анна Петрова")
+    stranger = await make_user(runtime, opeka, email="ivan@opeka.test", display_name="Иван Сидоров")
+    async with platform_session(runtime.sessions) as session, session.begin():
+        for actor in (colleague, stranger):
+            for _ in range(15):  # more refusals within the hour than CASEBRIDGE_AUDIT_DENIALS_PER_HOUR allows
+                runtime.exchange.audit.append(
+                    session,
+                    action=Action.EXCHANGE_CASE_READ,
+                    outcome=Outcome.DENIED,
+                    log_tenant_id=centre.id,
+                    actor=Actor(kind="user", id=actor.id, tenant_id=actor.tenant_id, role="specialist"),
+                )
+    act_as(english, token)
+    page = ok(await english.get("/dpo/anomalies"))
+    assert page.count("Repeatedly refused") == 2
+    assert "Анна Петрова" in page
+    assert "anna@semya.test" in page
+    assert "Opeka" in page  # the partner by organisation: its staff are not named
+    assert "Иван Сидоров" not in page
+    assert "ivan@opeka.test" not in page
+    assert str(colleague.id) not in page.replace(f"/dpo?actor={colleague.id}", "")  # the id only in the link
+    assert str(stranger.id) not in page
+
+
 # -- administration ---------------------------------------------------------------------------------------------------
 
 
