@@ -30,6 +30,7 @@ from gateway.web import dpo_words
 from gateway.web.forms import FORM, AuditSearchForm, PersonLookupForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_, agency_zone
 from gateway.web.pages import day_error, page, redirect, render, translator
+from gateway.web.paging import AUDIT_EVENTS_PER_PAGE, BadPageLink, back_to_first_page, time_cursor_param
 from tenants import admin
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Role, Scope
@@ -44,8 +45,6 @@ REVIEW: Final = "/dpo/review"
 ANOMALIES: Final = "/dpo/anomalies"
 VERIFICATION: Final = "/dpo/verification"
 PER_PAGE: Final = 50
-# Events per page of the search: with one line each, a page and its day headings fit two screens at 1366x768.
-SEARCH_PAGE: Final = 25
 REPORT_PAGE: Final = 100
 VERIFY_INTERVAL: Final = dt.timedelta(minutes=1)
 
@@ -92,8 +91,11 @@ async def search_page(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
     search: NamedDependency[AuditSearchForm],
-    cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
+    try:
+        cursor = time_cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     criteria, errors = search.criteria(request, agency_zone(request))
     if errors:
         return _search(request, principal, form=search.shown(), errors=errors, days=[], status=400)
@@ -104,7 +106,7 @@ async def search_page(
             errors["actor"] = _("No one in this organisation has this email address or id.")
             return _search(request, principal, form=search.shown(), errors=errors, days=[], status=400)
         events, next_cursor = await queries.search_events(
-            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=SEARCH_PAGE
+            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=AUDIT_EVENTS_PER_PAGE
         )
         # The actor searched for is named too (when they are the organisation's own), even on a page without events.
         wanted = [{"id": actor_id, "tenant": ctx.principal.tenant_id}] if actor_id else []
@@ -270,7 +272,11 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
 
 
 @get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
-async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
+async def review_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    try:
+        cursor = time_cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with open_context(request) as ctx:
         items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=PER_PAGE)
         named = await dpo_words.named(ctx, [i.event["actor"] for i in items])

@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Locator, Page
 
 from audit.events import Action
-from gateway.web.dpo import SEARCH_PAGE
 from gateway.web.dpo_words import ACTION_GROUPS
+from gateway.web.paging import AUDIT_EVENTS_PER_PAGE
 from tests.e2e.browser import Agencies, LiveServer, case_system, check_page, reload_until, shared_referral, sign_in
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -96,7 +96,7 @@ def test_the_dpo_reads_the_trail_in_words(
     assert centre.staff["dpo"].email in shown
     assert dpo.locator("table.events th[scope=rowgroup]").count() >= 1  # by day
     rows = _rows(dpo)
-    assert len(rows) == SEARCH_PAGE
+    assert len(rows) == AUDIT_EVENTS_PER_PAGE
     height = dpo.evaluate("document.documentElement.scrollHeight")
     assert height < COMPACT_PX, f"a page of events is {height} px tall"
     assert partner.staff["intake"].display_name not in dpo.content()  # a partner's staff are never named
