@@ -27,7 +27,7 @@ from tenants.access import access_client, access_tenant, access_user
 from tenants.clock import Clock
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.keys import KeyRing, RotatedKeys
-from tenants.models import ApiClient, Invitation, Role, Tenant, TenantKey, User
+from tenants.models import ApiClient, Invitation, Role, TenantKey, User
 from tenants.principal import Principal
 from tenants.staff_sessions import end_all_sessions
 
@@ -299,14 +299,6 @@ async def set_active_by_operator(session: AsyncSession, clock: Clock, *, user: U
         user.failed_logins = 0
         user.locked_until = None
     return user
-
-
-async def organisation_names(session: AsyncSession, tenant_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Names of organisations, as the public directory shows them (to say which partner an audit event names)."""
-    if not tenant_ids:
-        return {}
-    rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids)))
-    return {row.id: row.name for row in rows}
 
 
 async def user_by_email(session: AsyncSession, *, tenant_id: uuid.UUID, email: str) -> User:

@@ -61,6 +61,7 @@ async def make_user(
     roles: list[str] | None = None,
     email: str | None = None,
     password: str = PASSWORD,
+    display_name: str | None = None,
 ) -> User:
     async with platform_session(runtime.sessions) as session, session.begin():
         user, _ = await services.create_user(
@@ -69,6 +70,7 @@ async def make_user(
             email=email or f"u{uuid.uuid4().hex[:8]}@example.org",
             roles=roles or [Role.SPECIALIST],
             password=password,
+            display_name=display_name,
         )
         return user
 

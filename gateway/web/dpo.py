@@ -26,9 +26,11 @@ from exchange.context import Context
 from exchange.reports import dpo as queries
 from gateway.controllers.audit import attachment, thresholds
 from gateway.controllers.context import open_context, runtime_of
+from gateway.web import dpo_words
 from gateway.web.forms import FORM, AuditSearchForm, PersonLookupForm, ReviewForm, from_query, local_day
 from gateway.web.i18n import N_, agency_zone
 from gateway.web.pages import day_error, page, redirect, render, translator
+from gateway.web.paging import AUDIT_EVENTS_PER_PAGE, BadPageLink, back_to_first_page, time_cursor_param
 from tenants import admin
 from tenants.errors import Conflict, InvalidInput, NotFound
 from tenants.models import Role, Scope
@@ -66,20 +68,15 @@ ACTOR_KINDS: Final = {
 }
 
 
-def _shown(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as the templates show it: its time as a datetime, for the user's time zone and language."""
-    return {**event, "at": dt.datetime.fromisoformat(event["time"])}
-
-
-async def _actors(ctx: Context, events: list[dict[str, Any]]) -> dict[str, str]:
-    """Partner organisations' names for the events' actors; the caller's own actors are shown as themselves."""
-    return await _partners(ctx, {uuid.UUID(e["actor"]["tenant"]) for e in events if e["actor"]["tenant"]})
-
-
-async def _partners(ctx: Context, tenants: set[uuid.UUID]) -> dict[str, str]:
-    """Partner organisations' names by id; the caller's own organisation is shown as itself, so it is left out."""
-    names = await admin.organisation_names(ctx.session, tenants - {ctx.principal.tenant_id})
-    return {str(k): v for k, v in names.items()}
+def _words(named: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What `dpo_words.html` needs beside the page's own context: the sentences, labels and names it shows."""
+    return {
+        "sentences": dpo_words.SENTENCES,
+        "bases": dpo_words.BASIS_LABELS,
+        "kinds": ACTOR_KINDS,
+        "outcomes": OUTCOME_LABELS,
+        **(named or {"colleagues": {}, "systems": {}, "partners": {}}),
+    }
 
 
 # -- search -----------------------------------------------------------------------------------------------------------
@@ -94,32 +91,38 @@ async def search_page(
     request: Request[Any, Any, Any],
     principal: NamedDependency[Principal],
     search: NamedDependency[AuditSearchForm],
-    cursor: FromQuery[str | None] = None,
 ) -> Response[Any]:
+    try:
+        cursor = time_cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     criteria, errors = search.criteria(request, agency_zone(request))
     if errors:
-        return _search(request, principal, form=search.shown(), errors=errors, events=[], status=400)
+        return _search(request, principal, form=search.shown(), errors=errors, days=[], status=400)
     async with open_context(request) as ctx:
         actor_id = await _actor_id(ctx, search.actor) if search.actor.strip() else None
         if search.actor.strip() and actor_id is None:
             _ = translator(request)
             errors["actor"] = _("No one in this organisation has this email address or id.")
-            return _search(request, principal, form=search.shown(), errors=errors, events=[], status=400)
+            return _search(request, principal, form=search.shown(), errors=errors, days=[], status=400)
         events, next_cursor = await queries.search_events(
-            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=PER_PAGE
+            ctx, criteria=queries.EventFilter(**criteria, actor_id=actor_id), cursor=cursor, limit=AUDIT_EVENTS_PER_PAGE
         )
-        partners = await _actors(ctx, events)
-    params = {k: v for k, v in search.shown().items() if v}
+        # The actor searched for is named too (when they are the organisation's own), even on a page without events.
+        wanted = [{"id": actor_id, "tenant": ctx.principal.tenant_id}] if actor_id else []
+        named = await dpo_words.named(ctx, [*wanted, *(e["actor"] for e in events)])
+    zone = agency_zone(request)
     return _search(
         request,
         principal,
         form=search.shown(),
         errors={},
-        events=[_shown(e) for e in events],
-        partners=partners,
+        days=dpo_words.by_day(dpo_words.shown(e, zone) for e in events),
+        named=named,
+        searched=str(actor_id) if actor_id else None,
         next_cursor=next_cursor,
         cursor=cursor,
-        params=params,
+        params={k: v for k, v in search.shown().items() if v},
     )
 
 
@@ -140,20 +143,24 @@ async def _staff_by_email(ctx: Context, text: str) -> uuid.UUID | None:
 
 
 def _search(
-    request: Request[Any, Any, Any], principal: Principal, *, status: int = 200, **context: Any
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    *,
+    status: int = 200,
+    named: dict[str, Any] | None = None,
+    **context: Any,
 ) -> Response[Any]:
-    context.setdefault("partners", {})
     context.setdefault("next_cursor", None)
     context.setdefault("cursor", None)
     context.setdefault("params", {})
+    context.setdefault("searched", None)
     return render(
         request,
         "dpo_search.html",
         status=status,
-        actions=sorted(a.value for a in Action),
-        outcomes=OUTCOME_LABELS,
-        kinds=ACTOR_KINDS,
+        actions=dpo_words.action_filter(),
         own=str(principal.tenant_id),
+        **_words(named),
         **context,
     )
 
@@ -178,6 +185,7 @@ async def subject_page(
             report = await queries.subject_report(
                 ctx, subject_id=wanted, report_format=ReportFormat.JSON, cursor=cursor, limit=REPORT_PAGE
             )
+            named = await _report_actors(ctx, report)
     except NotFound:
         error = _("No person with this id is in this organisation's cases.")
         return _subject_page(request, status=404, subject_id=subject_id, error=error)
@@ -187,7 +195,8 @@ async def subject_page(
         report=report,
         cursor=cursor,
         params={"subject_id": str(wanted)},
-        own=ctx.principal.tenant_id,
+        own=str(ctx.principal.tenant_id),
+        named=named,
     )
 
 
@@ -202,6 +211,7 @@ async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[Person
     try:
         async with open_context(request) as ctx:
             report = await queries.lookup_report(ctx, person=person)
+            named = await _report_actors(ctx, report)
     except NotFound:
         error = _(
             "No one in this organisation's cases has this full name and birth date (and SNILS, if you gave one). "
@@ -217,17 +227,26 @@ async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[Person
         return redirect(request, SUBJECTS, error=_("This page of the report is no longer available. Search again."))
     if person.format != "json":
         return await _report_file(report, ReportFormat(person.format), ctx.deps.letters.typeset)
-    return _subject_page(request, report=report, found=True, cursor=person.cursor, own=ctx.principal.tenant_id, **shown)
+    own = str(ctx.principal.tenant_id)
+    return _subject_page(request, report=report, found=True, cursor=person.cursor, own=own, named=named, **shown)
 
 
-def _subject_page(request: Request[Any, Any, Any], *, status: int = 200, **context: Any) -> Response[Any]:
+async def _report_actors(ctx: Context, report: SubjectReport) -> dict[str, Any]:
+    actors = [{"kind": r.actor_kind, "id": r.actor_id, "tenant": r.actor_tenant_id} for r in report.items]
+    return await dpo_words.named(ctx, actors)
+
+
+def _subject_page(
+    request: Request[Any, Any, Any], *, status: int = 200, named: dict[str, Any] | None = None, **context: Any
+) -> Response[Any]:
     context.setdefault("report", None)
     context.setdefault("error", None)
     context.setdefault("found", False)
     context.setdefault("lookup", {"full_name": "", "birth_date": "", "snils": ""})
     context.setdefault("lookup_errors", {})
     context.setdefault("lookup_error", None)
-    return render(request, "dpo_subject.html", status=status, kinds=ACTOR_KINDS, outcomes=OUTCOME_LABELS, **context)
+    context.setdefault("own", "")
+    return render(request, "dpo_subject.html", status=status, **_words(named), **context)
 
 
 async def _report_file(report: SubjectReport, report_format: ReportFormat, typeset: reports.Typeset) -> Response[Any]:
@@ -253,19 +272,23 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
 
 
 @get(REVIEW, **page(*_DPO, Action.AUDIT_REVIEW_LIST))
-async def review_page(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Response[Any]:
+async def review_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    try:
+        cursor = time_cursor_param(request, "cursor")
+    except BadPageLink as bad:
+        return back_to_first_page(request, bad)
     async with open_context(request) as ctx:
         items, next_cursor = await queries.review_queue(ctx, cursor=cursor, limit=PER_PAGE)
-        partners = await _actors(ctx, [i.event for i in items])
-    shown = [{"reasons": i.reasons, "event": _shown(i.event)} for i in items]
+        named = await dpo_words.named(ctx, [i.event["actor"] for i in items])
+    zone = agency_zone(request)
+    shown = [{"reasons": i.reasons, "event": dpo_words.shown(i.event, zone)} for i in items]
     return render(
         request,
         "dpo_review.html",
         items=shown,
         reasons=REVIEW_REASONS,
-        partners=partners,
         own=str(ctx.principal.tenant_id),
-        kinds=ACTOR_KINDS,
+        **_words(named),
         next_cursor=next_cursor,
         cursor=cursor,
         params={},
@@ -304,7 +327,7 @@ async def anomalies_page(
             start, end, flags = await queries.find_anomalies(
                 ctx, thresholds=thresholds(runtime_of(request).settings.audit), since=start, until=end
             )
-            partners = await _partners(ctx, {f.actor_tenant_id for f in flags if f.actor_tenant_id})
+            named = await dpo_words.named(ctx, [{"id": f.actor_id, "tenant": f.actor_tenant_id} for f in flags])
     except InvalidInput:
         error = _("Choose a window of at most 31 days, with the first day before the last.")
         return render(request, "dpo_anomalies.html", status=400, form=form, flags=None, error=error)
@@ -316,8 +339,8 @@ async def anomalies_page(
         since=start,
         until=end,
         rules=RULE_LABELS,
-        partners=partners,
-        own=ctx.principal.tenant_id,
+        own=str(ctx.principal.tenant_id),
+        **_words(named),
         error=None,
     )
 

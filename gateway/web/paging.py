@@ -1,8 +1,9 @@
 """Page parameters of the staff pages' lists: cursors and offsets read safely; a bad page link goes back to page one.
 
 Every list on a page is cut into pages on the server and shown with the `pager` macro (`_macros.html`). Lists kept in
-the order of their ids (cases, referrals, consents) page by cursor, like the API; lists with an order of their own
-(the directory by name, a timeline by date, reminders by deadline) page by offset.
+the order of their ids (cases, referrals, consents) page by cursor, like the API, and so do the audit trail's events,
+whose cursor is the last event's time and id; lists with an order of their own (the directory by name, a timeline by
+date, reminders by deadline) page by offset.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from litestar import Request, Response
 
 from gateway.web.pages import redirect, translator
 from tenants.errors import InvalidInput
-from tenants.pagination import decode_cursor
+from tenants.pagination import decode_cursor, decode_time_cursor
 
 # Rows per page; small enough to read on a 1366x768 screen without losing the page's headings.
 CASES_PER_PAGE: Final = 20
@@ -26,6 +27,8 @@ TIMELINE_PER_PAGE: Final = 20
 MESSAGES_PER_PAGE: Final = 20
 AGENCIES_PER_PAGE: Final = 25
 REMINDERS_PER_PAGE: Final = 10
+# One line an event under its day's heading: a page of the DPO's search fits about two screens.
+AUDIT_EVENTS_PER_PAGE: Final = 25
 # An offset past this is not a page anybody reached by following links.
 MAX_OFFSET: Final = 100_000
 
@@ -47,6 +50,18 @@ def cursor_param(request: Request[Any, Any, Any], name: str) -> uuid.UUID | None
         return decode_cursor(value)
     except InvalidInput:
         raise BadPageLink(name) from None
+
+
+def time_cursor_param(request: Request[Any, Any, Any], name: str) -> str | None:
+    """A cursor parameter of a list in time order (the audit trail's events), checked and passed on as it is."""
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        decode_time_cursor(value)
+    except InvalidInput:
+        raise BadPageLink(name) from None
+    return str(value)
 
 
 def offset_param(request: Request[Any, Any, Any], name: str) -> int:

@@ -34,6 +34,7 @@ from tenants.credentials import totp_code
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session
 from tests.factories import PASSWORD, ClientKey, client_assertion, make_client, make_tenant, make_user, token_form
+from tests.integration.helpers.agencies import referral_body
 from tests.polling import eventually_blocking
 
 CHROMIUM = Path(os.environ.get("CASEBRIDGE_E2E_CHROMIUM", "/usr/bin/chromium"))
@@ -116,6 +117,7 @@ class StaffAccount:
     password: str
     secret: bytes
     roles: list[str]
+    display_name: str
     last_step: list[int] = field(default_factory=list)
 
     def code(self) -> str:
@@ -143,9 +145,9 @@ class Agencies:
     third: Agency
 
 
-async def _enrolled(runtime: Runtime, tenant: Tenant, roles: list[str]) -> StaffAccount:
+async def _enrolled(runtime: Runtime, tenant: Tenant, roles: list[str], display_name: str) -> StaffAccount:
     """A member of staff with their own password and an authenticator, made through the real services."""
-    user = await make_user(runtime, tenant, roles=roles)
+    user = await make_user(runtime, tenant, roles=roles, display_name=display_name)
     async with platform_session(runtime.sessions) as session, session.begin():
         user = await session.get_one(User, user.id)
         enrolment = services.begin_totp_enrolment(runtime.master_key, user=user, issuer="casebridge")
@@ -162,13 +164,14 @@ async def _enrolled(runtime: Runtime, tenant: Tenant, roles: list[str]) -> Staff
         assert codes is not None
         services.change_password(user, current=PASSWORD, new=STAFF_PASSWORD)
         email = user.email
-    return StaffAccount(email, STAFF_PASSWORD, secret, roles, last_step=[int(used_at) // 30])
+    return StaffAccount(email, STAFF_PASSWORD, secret, roles, display_name, last_step=[int(used_at) // 30])
 
 
-async def _agency(runtime: Runtime, kind: str, name: str, roles: dict[str, list[str]]) -> Agency:
+async def _agency(runtime: Runtime, kind: str, name: str, staff: dict[str, tuple[list[str], str]]) -> Agency:
+    """An agency whose staff are given as {label: (roles, display name)}."""
     tenant = await make_tenant(runtime, kind=kind, name=name)
-    staff = {label: await _enrolled(runtime, tenant, r) for label, r in roles.items()}
-    return Agency(str(tenant.id), tenant.name, kind, staff)
+    accounts = {label: await _enrolled(runtime, tenant, roles, shown) for label, (roles, shown) in staff.items()}
+    return Agency(str(tenant.id), tenant.name, kind, accounts)
 
 
 async def seed_agencies(runtime: Runtime) -> Agencies:
@@ -178,16 +181,27 @@ async def seed_agencies(runtime: Runtime) -> Agencies:
             runtime,
             TenantKind.SOCIAL_CENTRE,
             f"Центр «Семья» {suffix}",
-            {"specialist": [Role.SPECIALIST], "dpo": [Role.DPO], "admin": [Role.TENANT_ADMIN]},
+            {
+                "specialist": ([Role.SPECIALIST], "Анна Петрова"),
+                "dpo": ([Role.DPO], "Ольга Смирнова"),
+                "admin": ([Role.TENANT_ADMIN], "Пётр Орлов"),
+            },
         ),
         partner=await _agency(
             runtime,
             TenantKind.GUARDIANSHIP_BODY,
             f"Отдел опеки {suffix}",
-            {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST], "dpo": [Role.DPO]},
+            {
+                "intake": ([Role.INTAKE], "Иван Сидоров"),
+                "specialist": ([Role.SPECIALIST], "Мария Кузнецова"),
+                "dpo": ([Role.DPO], "Елена Волкова"),
+            },
         ),
         third=await _agency(
-            runtime, TenantKind.NGO, f"Фонд «Третий» {suffix}", {"specialist": [Role.SPECIALIST, Role.INTAKE]}
+            runtime,
+            TenantKind.NGO,
+            f"Фонд «Третий» {suffix}",
+            {"specialist": ([Role.SPECIALIST, Role.INTAKE], "Сергей Зайцев")},
         ),
     )
 
@@ -208,6 +222,40 @@ def case_system(live_server: LiveServer, tenant_id: str) -> httpx.Client:
     return httpx.Client(
         base_url=f"{live_server.base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
     )  # sending renders the signed letter, which takes seconds on a busy machine
+
+
+def shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
+    """Through an agency's case system: a case with a child, the mother's consent, and a referral to the partner:
+    (child's id, referral id)."""
+    case = api.post(
+        "/cases",
+        json={
+            "title": "Ивановы",
+            "subjects": [{"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}],
+        },
+    )
+    assert case.status_code == 201, case.text
+    child = case.json()["subjects"][0]["id"]
+    now = dt.datetime.now(dt.UTC)
+    consent = api.post(
+        f"/cases/{case.json()['id']}/consents",
+        json={
+            "subject_id": child,
+            "given_by": {"name": "Анна Иванова", "relation": "parent"},
+            "purposes": ["social_support"],
+            "categories": ["identity"],
+            "recipients": {"tenants": [partner_id], "kinds": []},
+            "valid_until": (now + dt.timedelta(days=365)).isoformat(),
+        },
+    )
+    assert consent.status_code == 201, consent.text
+    sent = api.post(
+        "/referrals",
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        json=referral_body(case.json(), uuid.UUID(partner_id), ["identity"]),
+    )
+    assert sent.status_code == 201, sent.text
+    return child, sent.json()["id"]
 
 
 def sign_in(page: Page, account: StaffAccount) -> None:

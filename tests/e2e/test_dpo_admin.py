@@ -5,7 +5,6 @@ is saved as a screenshot."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import re
@@ -19,61 +18,24 @@ from joserfc.jwk import OKPKey
 from PIL import Image
 from playwright.sync_api import Page, Route
 
-from tests.e2e.browser import Agencies, LiveServer, case_system, check_page, reload_until, screenshot, sign_in
+from tests.e2e.browser import (
+    Agencies,
+    LiveServer,
+    case_system,
+    check_page,
+    reload_until,
+    screenshot,
+    shared_referral,
+    sign_in,
+)
 from tests.factories import ClientKey, client_assertion, token_form
-
-
-def _shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
-    """A case with a child, the mother's consent, and a referral to the partner: (child's id, referral id)."""
-    case = api.post(
-        "/cases",
-        json={
-            "title": "Ивановы",
-            "subjects": [{"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}],
-        },
-    )
-    assert case.status_code == 201, case.text
-    child = case.json()["subjects"][0]["id"]
-    now = dt.datetime.now(dt.UTC)
-    consent = api.post(
-        f"/cases/{case.json()['id']}/consents",
-        json={
-            "subject_id": child,
-            "given_by": {"name": "Анна Иванова", "relation": "parent"},
-            "purposes": ["social_support"],
-            "categories": ["identity"],
-            "recipients": {"tenants": [partner_id], "kinds": []},
-            "valid_until": (now + dt.timedelta(days=365)).isoformat(),
-        },
-    )
-    assert consent.status_code == 201, consent.text
-    sent = api.post(
-        "/referrals",
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-        json={
-            "case_id": case.json()["id"],
-            "to_tenant_id": partner_id,
-            "kind": "referral",
-            "purpose": "social_support",
-            "problem": "Нужно место в школе",
-            "requested_service": "Консультация",
-            "urgency": "urgent",
-            "respond_by": (now + dt.timedelta(days=3)).isoformat(),
-            "complete_by": (now + dt.timedelta(days=30)).isoformat(),
-            "subject_ids": [child],
-            "categories": ["identity"],
-            "legal_basis": {"type": "consent"},
-        },
-    )
-    assert sent.status_code == 201, sent.text
-    return child, sent.json()["id"]
 
 
 def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
     agencies: Agencies, live_server: LiveServer, new_page: Callable[[str], Page]
 ) -> None:
     with case_system(live_server, agencies.centre.id) as api:
-        child, referral_id = _shared_referral(api, agencies.partner.id)
+        child, referral_id = shared_referral(api, agencies.partner.id)
 
     # The partner's intake officer opens the referral: a read of the centre's family's data.
     intake = new_page("en")
@@ -96,8 +58,12 @@ def test_the_dpo_finds_the_partners_read_and_downloads_the_report(
             break
         dpo.wait_for_timeout(500)
     row = dpo.locator("tr", has_text=agencies.partner.name)
+    assert "A referral was viewed" in row.inner_text()  # the action in words, its code behind them
+    assert "exchange:referral:read" not in row.inner_text()
+    row.locator("summary").click()
     assert "exchange:referral:read" in row.inner_text()
     assert "Intake officer" in row.inner_text()
+    assert agencies.partner.staff["intake"].display_name not in dpo.content()  # a partner's staff stay unnamed
     assert "Мария" not in dpo.content()  # the report names no one
     check_page(dpo, "dpo-subject-report", "en")
 

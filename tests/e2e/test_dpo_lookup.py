@@ -11,10 +11,11 @@ from playwright.sync_api import Page
 
 from tests.e2e.browser import Agencies, LiveServer, case_system, check_page, sign_in
 
-# The heading of the form and the answer to a search that matches no one, in each language.
+# The heading of the form, the answer to a search that matches no one and the words for opening a case, in each
+# language.
 TEXTS = {
-    "en": ("Find a person", "only an exact match is found"),
-    "ru": ("Найти человека", "находится только точное совпадение"),
+    "en": ("Find a person", "only an exact match is found", "A new case was opened"),
+    "ru": ("Найти человека", "находится только точное совпадение", "Заведено новое дело"),
 }
 
 
@@ -22,7 +23,7 @@ TEXTS = {
 def test_the_dpo_finds_a_person_by_name_and_birth_date(
     agencies: Agencies, live_server: LiveServer, new_page: Callable[[str], Page], language: str
 ) -> None:
-    heading, no_match = TEXTS[language]
+    heading, no_match, case_opened = TEXTS[language]
     with case_system(live_server, agencies.centre.id) as api:
         child = {
             "ref": "child 1",
@@ -46,7 +47,8 @@ def test_the_dpo_finds_a_person_by_name_and_birth_date(
     dpo.click("form#lookup button[type=submit]:not([name])")
     dpo.wait_for_url("**/dpo/subjects/lookup")
     table = dpo.locator("table").inner_text()
-    assert "exchange:case:create" in table
+    assert case_opened in table
+    assert "exchange:case:create" in dpo.locator("table").inner_html()  # the code, one click away
     assert "Алёна" not in dpo.content()  # the report names no one; the form shows only what was typed
     assert dpo.input_value("#full_name") == "СЕМИНА  алена игоревна"
     check_page(dpo, "dpo-lookup-report", language)

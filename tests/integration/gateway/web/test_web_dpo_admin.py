@@ -106,6 +106,9 @@ async def test_the_dpo_reads_the_trail_and_each_read_is_recorded(
 
     page = ok(await api.get("/dpo"))
     assert "<code>exchange:case:create</code>" in page
+    assert "A new case was opened" in page
+    assert ">agency system</a>" in page  # the organisation's own system by its name, the link searches for it
+    assert f'<a href="/dpo?actor={client.client_id}"' in page
     assert "Иванова" not in page  # the trail holds pseudonyms, never names
     page = ok(await api.get("/dpo", params={"subject_id": subject_id, "action": "exchange:case:create"}))
     assert page.count("<code>exchange:case:create</code>") == 1
@@ -114,6 +117,9 @@ async def test_the_dpo_reads_the_trail_and_each_read_is_recorded(
     assert "Enter a date from 1900-01-01 to 2200-12-31, such as 2026-03-01." in page
     page = ok(await api.get("/dpo", params={"actor": "dpo@semya.test"}))  # one's own searches show up
     assert "<code>audit:events:search</code>" in page
+    assert "The audit trail was searched" in page
+    assert f'<a href="/dpo?actor={dpo.id}"' in page
+    assert ">dpo@semya.test</a>" in page  # no name was given: the email address names the account
     page = ok(await api.get("/dpo", params={"actor": "nobody@semya.test"}), status=400)
     assert "No one in this organisation has this email address" in page
 
@@ -176,13 +182,14 @@ async def test_review_queue_marks_and_verification(
 ) -> None:
     api = english
     dpo, session_token = await staff(runtime, centre, Role.DPO)
+    no_longer_on_record = uuid.uuid4()
     async with platform_session(runtime.sessions) as session, session.begin():
         shared = runtime.exchange.audit.append(
             session,
             action=Action.EXCHANGE_REFERRAL_SEND,
             outcome=Outcome.SUCCESS,
             log_tenant_id=centre.id,
-            actor=Actor(kind="user", id=uuid.uuid4(), tenant_id=centre.id, role="specialist"),
+            actor=Actor(kind="user", id=no_longer_on_record, tenant_id=centre.id, role="specialist"),
             resource_type="referral",
             resource_id=str(uuid.uuid4()),
             legal_basis="statutory",
@@ -191,6 +198,9 @@ async def test_review_queue_marks_and_verification(
     page = ok(await api.get("/dpo/review"))
     assert "Shared under a statute, without consent" in page
     assert f'action="/dpo/review/{shared.id}"' in page
+    assert "A referral was sent" in page
+    assert "A removed account" in page  # an id no account of the organisation has: named plainly, never shown
+    assert str(no_longer_on_record) not in page
 
     _, other_dpo = await staff(runtime, opeka, Role.DPO)
     act_as(api, other_dpo)
@@ -221,6 +231,34 @@ async def test_review_queue_marks_and_verification(
     assert run.trigger == "console"
     (verified,) = await events(runtime, centre.id, Action.AUDIT_LOG_VERIFY)
     assert verified.actor_id == dpo.id
+
+
+async def test_anomalies_name_the_colleague_and_only_the_partner_organisation(
+    english: httpx.AsyncClient, runtime: Runtime, centre: Tenant, opeka: Tenant
+) -> None:
+    _, token = await staff(runtime, centre, Role.DPO)
+    colleague = await make_user(runtime, centre, email="anna@semya.test", display_name="Анна Петрова")
+    stranger = await make_user(runtime, opeka, email="ivan@opeka.test", display_name="Иван Сидоров")
+    async with platform_session(runtime.sessions) as session, session.begin():
+        for actor in (colleague, stranger):
+            for _ in range(15):  # more refusals within the hour than CASEBRIDGE_AUDIT_DENIALS_PER_HOUR allows
+                runtime.exchange.audit.append(
+                    session,
+                    action=Action.EXCHANGE_CASE_READ,
+                    outcome=Outcome.DENIED,
+                    log_tenant_id=centre.id,
+                    actor=Actor(kind="user", id=actor.id, tenant_id=actor.tenant_id, role="specialist"),
+                )
+    act_as(english, token)
+    page = ok(await english.get("/dpo/anomalies"))
+    assert page.count("Repeatedly refused") == 2
+    assert "Анна Петрова" in page
+    assert "anna@semya.test" in page
+    assert "Opeka" in page  # the partner by organisation: its staff are not named
+    assert "Иван Сидоров" not in page
+    assert "ivan@opeka.test" not in page
+    assert str(colleague.id) not in page.replace(f"/dpo?actor={colleague.id}", "")  # the id only in the link
+    assert str(stranger.id) not in page
 
 
 # -- administration ---------------------------------------------------------------------------------------------------

@@ -318,12 +318,15 @@ async def test_referral_page_pages_its_thread_and_timeline(
         ("{case}", "consents=abc&referrals=%20"),
         ("{case}/referrals/new", "agencies=1e9&district=North"),
         ("{case}/referrals/new", "agencies=１２"),  # full-width digits are not an offset
+        ("/dpo", "action=exchange%3Acase%3Acreate&cursor=not-a-cursor"),
+        ("/dpo", "cursor=AAAA"),  # decodes, but is no (time, id) pair
+        ("/dpo/review", "cursor=@@@@"),
     ],
 )
 async def test_bad_page_links_go_back_to_the_first_page(api: Client, runtime: Runtime, path: str, query: str) -> None:
     api.headers["Accept-Language"] = "ru"
     centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya")
-    worker, token = await seeder(runtime, centre, Role.SPECIALIST, Role.INTAKE)
+    worker, token = await seeder(runtime, centre, Role.SPECIALIST, Role.INTAKE, Role.DPO)
     act_as(api, token)
     case = await worker.case()
     target = path.format(case=f"/cases/{case.id}")
@@ -337,7 +340,8 @@ async def test_bad_page_links_go_back_to_the_first_page(api: Client, runtime: Ru
     page = ok(await api.get(back))
     assert "Эта ссылка на страницу недействительна, поэтому показана первая страница." in page
     # The rest of the page's state is kept.
-    assert kept == {k: v for k, v in {"tab": "all", "district": "North"}.items() if f"{k}=" in query}
+    shown = {"tab": "all", "district": "North", "action": "exchange:case:create"}
+    assert kept == {k: v for k, v in shown.items() if f"{k}=" in query}
 
 
 async def test_a_page_past_the_end_is_empty_with_a_way_back(english: Client, runtime: Runtime) -> None:
