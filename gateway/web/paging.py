@@ -26,6 +26,7 @@ TIMELINE_PER_PAGE: Final = 20
 MESSAGES_PER_PAGE: Final = 20
 AGENCIES_PER_PAGE: Final = 25
 REMINDERS_PER_PAGE: Final = 10
+PLANS_PER_PAGE: Final = 20
 # An offset past this is not a page anybody reached by following links.
 MAX_OFFSET: Final = 100_000
 
