@@ -9,9 +9,13 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from exchange.referrals.models import Referral
 from gateway.runtime import Runtime
+from tenants.calendar import Deadline, format_day, time_zone
 from tenants.models import Role, Tenant, TenantKind
+from tenants.persistence import platform_session
 from tests.environment import TravelClock
 from tests.factories import make_tenant
 from tests.integration.helpers.web import Client, act_as, form, ok, staff
@@ -78,7 +82,8 @@ def task_links(page: str) -> list[str]:
 async def agencies(runtime: Runtime) -> dict[str, Tenant]:
     return {
         "kdn": await make_tenant(runtime, kind=TenantKind.JUVENILE_COMMISSION, name="KDN Central"),
-        "school": await make_tenant(runtime, kind=TenantKind.EDUCATION, name="School 7"),
+        # Seven hours east of the commission (Moscow): a day picked stays that day there too.
+        "school": await make_tenant(runtime, kind=TenantKind.EDUCATION, name="School 7", time_zone="Asia/Vladivostok"),
         "opeka": await make_tenant(runtime, kind=TenantKind.GUARDIANSHIP_BODY, name="Opeka North"),
         "centre": await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya"),
     }
@@ -130,6 +135,14 @@ async def test_a_plan_issued_followed_reported_closed_and_printed(
     assert "Visit the family" in plan_page
     assert "Opeka North" in plan_page
     school_task, opeka_task = task_links(plan_page)
+    # The day picked is the deadline's day for both agencies: it ends at midnight in Moscow, where the commission is.
+    due = dt.date.today() + dt.timedelta(days=30)
+    assert format_day(due, "en") in plan_page
+    async with platform_session(runtime.sessions) as session:
+        stored = await session.scalars(
+            select(Referral.complete_by).where(Referral.exchange_id == uuid.UUID(school_task.rsplit("/", 1)[1]))
+        )
+        assert set(stored.all()) == {Deadline.on(due, time_zone("Europe/Moscow")).at}
     assert plan_path in ok(await api.get("/dashboard"))
     assert plan_path in ok(await api.get("/plans"))
     assert plan_path in ok(await api.get("/plans", params={"case_id": case_path.rsplit("/", 1)[1], "tab": "all"}))
@@ -145,6 +158,8 @@ async def test_a_plan_issued_followed_reported_closed_and_printed(
     task_page = ok(await api.get(school_task))
     assert "Task of a multi-agency plan" in task_page
     assert "A report on attendance" in task_page
+    assert format_day(due, "en") in task_page
+    assert format_day(due + dt.timedelta(days=1), "en") not in task_page
     await form(api, f"{school_task}/transition", {"to": "accepted"})
     await form(api, f"{school_task}/transition", {"to": "completed", "outcome": "resolved", "note": "Goes to school"})
     act_as(api, school_specialist)
