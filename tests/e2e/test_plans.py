@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Callable
 from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
-from tenants.calendar import format_day, time_zone, today_in
-from tests.e2e.browser import Planning, check_page, fill_case, reload_until, sign_in, tab_to
+from exchange.referrals.models import Referral
+from tenants.calendar import Deadline, format_day, time_zone, today_in
+from tenants.persistence import platform_session
+from tests.e2e.browser import LiveServer, Planning, check_page, fill_case, reload_until, sign_in, tab_to
 
 JUSTIFICATION = "Постановление КДН об индивидуальной профилактической работе, пункт 3"
 TEXTS = {
@@ -27,6 +31,9 @@ TEXTS = {
         "summary": "Download the summary report (PDF)",
         "tasks_for_us": "Tasks of other agencies' plans",
         "plan_tasks_tab": "Plan tasks",
+        "one_overdue": "1 task overdue",
+        "tasks_sent": "The tasks are sent.",
+        "closed": "The plan is closed. Its summary report can be downloaded.",
     },
     "ru": {
         "form": "Составить межведомственный план",
@@ -37,6 +44,9 @@ TEXTS = {
         "summary": "Скачать итоговый отчёт (PDF)",
         "tasks_for_us": "Задачи из планов других организаций",
         "plan_tasks_tab": "Задачи планов",
+        "one_overdue": "1 задача просрочена",
+        "tasks_sent": "Задачи отправлены.",
+        "closed": "План закрыт. Итоговый отчёт можно скачать.",
     },
 }
 
@@ -136,6 +146,78 @@ def test_a_commission_issues_a_plan_and_follows_each_agencys_report(
     assert pdf.status == 200
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.body().startswith(b"%PDF")
+
+
+async def _answer_day_passed(live_server: LiveServer, referral_path: str) -> None:
+    """The commission's copy of a task as it stands once its answer day is over: yesterday's day, ended."""
+    assert live_server.runtime is not None
+    yesterday = _commission_today() - dt.timedelta(days=1)
+    async with platform_session(live_server.runtime.sessions) as session, session.begin():
+        await session.execute(
+            update(Referral)
+            .where(Referral.exchange_id == uuid.UUID(referral_path.rsplit("/", 1)[1]), Referral.side == "sender")
+            .values(respond_by=Deadline.on(yesterday, time_zone("Europe/Moscow")).at, respond_by_date=yesterday)
+        )
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_overdue_tasks_more_tasks_and_closing_by_hand(
+    language: str, planning: Planning, live_server: LiveServer, new_page: Callable[[str], Page]
+) -> None:
+    say = TEXTS[language]
+    commission = new_page(language)
+    sign_in(commission, planning.commission.staff["specialist"])
+    commission.goto("/cases/new")
+    case_path = fill_case(commission)
+    commission.goto(f"{case_path}/plans/new")
+    commission.fill("#title", "План ИПР: второй")
+    commission.uncheck("#auto-close")
+    commission.fill("#problem", "Пропуски занятий")
+    commission.check("#cat-identity")
+    commission.fill("#justification", JUSTIFICATION)
+    commission.select_option("#task-0-to", planning.school.id)
+    commission.fill("#task-0-title", "Занятия с педагогом")
+    commission.fill("#task-0-expected", "Справка")
+    commission.click("form[action$='/plans/new'] button[type=submit]")
+    plan_path = urlparse(commission.url).path
+
+    # The school has not answered by its day: the plan says so above its tasks, and so does the dashboard.
+    school_task = commission.locator("#task-1 a").first.get_attribute("href") or ""
+    live_server.run(_answer_day_passed(live_server, school_task))
+    commission.goto(plan_path)
+    assert say["one_overdue"] in commission.locator(".status-line").inner_text()
+    expect(commission.locator("#task-1")).to_have_class("overdue")
+    check_page(commission, "plan-overdue", language)
+    commission.goto("/dashboard")
+    expect(commission.locator(f"tr.overdue a[href='{plan_path}']")).to_be_visible()
+
+    # A task for the guardianship body is added to the open plan.
+    commission.goto(plan_path)
+    commission.click(f"a[href='{plan_path}/tasks/new']")
+    check_page(commission, "plan-add-tasks", language)
+    commission.check("#cat-identity")
+    commission.fill("#problem", "Пропуски занятий")
+    commission.fill("#justification", JUSTIFICATION)
+    commission.select_option("#task-0-to", planning.opeka.id)
+    commission.fill("#task-0-title", "Посетить семью")
+    commission.fill("#task-0-expected", "Акт")
+    commission.click("form[action$='/tasks/new'] button[type=submit]")
+    assert say["tasks_sent"] in commission.locator(".flash").inner_text()
+    assert planning.opeka.name in commission.locator("table.plan-tasks").inner_text()
+
+    # The commission withdraws both tasks; the plan, which does not close by itself, is then closed by hand.
+    for row in (1, 2):
+        commission.goto(plan_path)
+        commission.click(f"#task-{row} a")
+        commission.fill("#cancel-reason", "Семья переехала")
+        commission.click("form:has(#cancel-reason) button[type=submit]")
+    commission.goto(plan_path)
+    commission.click(f"form[action='{plan_path}/close'] button[type=submit]")
+    assert say["closed"] in commission.locator(".flash").inner_text()
+    assert "Семья переехала" in commission.locator("table.plan-tasks").inner_text()
+    check_page(commission, "plan-closed-by-hand", language)
+    commission.goto("/plans?tab=closed")
+    expect(commission.locator(f"a[href='{plan_path}']")).to_be_visible()
 
 
 def _arrow_to(page: Page, selector: str, value: str, *, within: int = 300) -> None:
