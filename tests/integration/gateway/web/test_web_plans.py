@@ -178,6 +178,7 @@ async def test_a_plan_issued_followed_reported_closed_and_printed(
         return text if "Download the summary report (PDF)" in text else None
 
     page = await eventually(closed)
+    assert f'href="{plan_path}"' in ok(await api.get(school_task))  # the commission's copy of a task leads back
     assert "Goes to school" in page
     assert "Not our district" in page
     report = await api.get(f"{plan_path}/report.pdf")
