@@ -4,6 +4,7 @@ the plan closes and prints; refusals in words, overdue tasks, and who may see an
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import uuid
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from exchange.referrals.models import Referral
 from gateway.runtime import Runtime
+from gateway.web import plan_pages
 from tenants.calendar import Deadline, format_day, time_zone
 from tenants.models import Role, Tenant, TenantKind
 from tenants.persistence import platform_session
@@ -236,3 +238,28 @@ async def test_overdue_tasks_closing_by_hand_and_who_may_see_a_plan(
     )
     assert f'href="{own_case}/plans/new"' not in ok(await api.get(own_case))
     assert (await api.get(f"{own_case}/plans/new")).status_code == 403
+
+
+async def test_the_list_of_plans_pages_and_keeps_its_tab(
+    english: Client, runtime: Runtime, agencies: dict[str, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_pages, "PLANS_PER_PAGE", 1)
+    api = english
+    act_as(api, await staff(runtime, agencies["kdn"], Role.SPECIALIST))
+    case_path, child = await open_case(api)
+    made = [
+        location(await form(api, f"{case_path}/plans/new", plan_fields(child, (agencies["opeka"], title, "A report"))))
+        for title in ("First visit", "Second visit")
+    ]
+    first = ok(await api.get("/plans", params={"tab": "open"}))
+    assert made[1] in first
+    assert made[0] not in first
+    next_link = re.search(r'<a href="\?([^"]+)" rel="next">', first)
+    assert next_link is not None
+    assert "tab=open" in html.unescape(next_link.group(1))
+    second = ok(await api.get(f"/plans?{html.unescape(next_link.group(1))}"))
+    assert made[0] in second
+    assert made[1] not in second
+    response = await api.get("/plans", params={"tab": "open", "cursor": "not-a-cursor"})
+    assert location(response) == "/plans?tab=open"
+    assert "That page link is not valid, so the first page is shown." in ok(await api.get(location(response)))
