@@ -195,7 +195,8 @@ async def _is_commission(ctx: Context) -> bool:
 
 
 def _first_offer(request: Request[Any, Any, Any], subject_ids: list[str], *, commission: bool) -> dict[str, Any]:
-    """An empty form's values: today's period, every person of the case, and a commission's coordinating duty."""
+    """An empty form's values: today's period, every person of the case, and for a commission its statutory purpose
+    and coordinating duty."""
     today = today_in(agency_zone(request), runtime_of(request).clock.now())
     offer: dict[str, Any] = {
         "period-from": today.isoformat(),
@@ -203,6 +204,7 @@ def _first_offer(request: Request[Any, Any, Any], subject_ids: list[str], *, com
         "auto-close": "on",
         "subjects": subject_ids,
         "categories": [],
+        "purpose": "child_protection" if commission else "",
         "basis": "statutory" if commission else "consent",
         "reference": COMMISSION_BASIS if commission else "",
     }
