@@ -55,10 +55,15 @@ def may_issue_plans(principal: Principal, tenant_kind: str) -> bool:
     return tenant_kind in ISSUER_KINDS and principal.has_role(Role.SPECIALIST)
 
 
+async def issues_plans(session: AsyncSession, principal: Principal) -> bool:
+    """Whether the caller may issue plans, and so extend and close them (the pages offer only what it may do)."""
+    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
+    return may_issue_plans(principal, tenant.kind)
+
+
 async def _require_issuer(session: AsyncSession, principal: Principal) -> None:
     """Issuing, extending and closing a plan are one authority: whoever may not issue plans may not change them."""
-    tenant = await access_tenant(session, principal, principal.tenant_id, for_write=False)
-    if not may_issue_plans(principal, tenant.kind):
+    if not await issues_plans(session, principal):
         raise Forbidden("Multi-agency plans are issued by a juvenile commission's specialists or by a supervisor.")
 
 

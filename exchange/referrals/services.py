@@ -31,7 +31,7 @@ from exchange.errors import ConsentRequired, IdempotencyMismatch, TransitionNotA
 from exchange.letters.services import letter_summary, register_letter
 from exchange.referrals.access import access_referral
 from exchange.referrals.keys import referral_key
-from exchange.referrals.models import Referral, Side, TimelineEntry
+from exchange.referrals.models import Referral, ReferralKind, Side, TimelineEntry
 from exchange.referrals.schemas import (
     ReferralIn,
     ReferralOut,
@@ -502,11 +502,21 @@ async def referral_pseudonyms(session: AsyncSession, deps: ExchangeDeps, referra
 
 
 async def list_referrals(
-    ctx: Context, *, box: str, status: str | None, overdue: bool | None, cursor: str | None, limit: int
+    ctx: Context,
+    *,
+    box: str,
+    status: str | None,
+    overdue: bool | None,
+    cursor: str | None,
+    limit: int,
+    kind: ReferralKind | None = None,
 ) -> tuple[list[ReferralSummary], str | None]:
+    """One page of a box, newest first; `kind` keeps one kind only (the pages' list of plan tasks given to us)."""
     session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
     query = select(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
+    if kind is not None:
+        query = query.where(Referral.kind == kind.value)
     if status:
         if status not in set(Status):
             raise InvalidInput(f"Unknown status {status!r}.")

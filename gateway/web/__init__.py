@@ -15,6 +15,7 @@ from gateway.auth.guards import PUBLIC
 from gateway.web.admin import ADMIN_ROUTES
 from gateway.web.casework import CASEWORK_ROUTES
 from gateway.web.dpo import DPO_ROUTES
+from gateway.web.plan_pages import PLAN_ROUTES
 from gateway.web.referral_pages import REFERRAL_ROUTES
 from gateway.web.reports import REPORT_ROUTES
 from gateway.web.signin import SIGNIN_ROUTES
@@ -65,6 +66,7 @@ WEB_ROUTES: list[ControllerRouterHandler] = [
     *SIGNIN_ROUTES,
     *CASEWORK_ROUTES,
     *REFERRAL_ROUTES,
+    *PLAN_ROUTES,
     *DPO_ROUTES,
     *ADMIN_ROUTES,
     *REPORT_ROUTES,

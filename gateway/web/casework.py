@@ -20,6 +20,7 @@ from exchange.cases.schemas import Evidence
 from exchange.context import Context
 from exchange.errors import ConsentRequired
 from exchange.plans import reminders
+from exchange.plans import services as plans
 from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Urgency
 from exchange.referrals.services import list_referrals, send_referral
@@ -66,6 +67,8 @@ _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
 CASE_PAGES: Final = ("consents", "referrals", "timeline")
 DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders")
 PURPOSES: Final = tuple(LABELS["purposes"])
+# The newest few of the dashboard's plans and plan tasks; the list of plans and the inbox show the rest.
+PLANS_ON_DASHBOARD: Final = 5
 
 
 # -- case list and case page -------------------------------------------------------------------------------------
@@ -129,6 +132,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
             ctx, case_id=case_id, offset=timeline_offset, limit=TIMELINE_PER_PAGE
         )
         workers = await worklist.staff_names(ctx, user_ids=[case.key_worker_id] if case.key_worker_id else [])
+        issuer = await plans.issues_plans(ctx.session, ctx.principal)
     partners = await partner_names(request, {r.to_tenant_id for r in referrals})
     pages = {
         "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
@@ -144,6 +148,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         subjects={s.id: s for s in case.subjects},
         partners=partners,
         key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None,
+        issuer=issuer,
         timeline=timeline,
         pages=pages,
         page_params=page_state(request, CASE_PAGES),
@@ -416,16 +421,32 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             limit=REFERRALS_PER_PAGE,
         )
         incoming, more_in = await list_referrals(ctx, box="incoming", status=None, overdue=None, cursor=None, limit=10)
+        # Multi-agency plans: the open ones this agency issued, and the tasks other agencies' plans gave it.
+        open_plans, more_plans = await plans.list_plans(
+            ctx, status=plans.OPEN, case_id=None, cursor=None, limit=PLANS_ON_DASHBOARD
+        )
+        issuer = await plans.issues_plans(ctx.session, ctx.principal)
+        tasks_for_us, more_tasks = await list_referrals(
+            ctx,
+            box="incoming",
+            status=None,
+            overdue=None,
+            cursor=None,
+            limit=PLANS_ON_DASHBOARD,
+            kind=ReferralKind.PLAN_TASK,
+        )
         due = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
-        shown = {str(r.id) for r in [*overdue, *outgoing, *incoming]} | {str(d.referral_id) for d in shown_due}
+        shown = {str(r.id) for r in [*overdue, *outgoing, *incoming, *tasks_for_us]}
+        shown |= {str(d.referral_id) for d in shown_due}
         ctx.audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
         by_status.setdefault(item.status, []).append(item)
     partners = await partner_names(
-        request, {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in incoming}
+        request,
+        {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in [*incoming, *tasks_for_us]},
     )
     pages = {
         "overdue": (next_overdue, request.query_params.get("overdue")),
@@ -444,6 +465,11 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         reminders=shown_due,
         partners=partners,
         more_incoming=more_in is not None,
+        open_plans=open_plans,
+        more_plans=more_plans is not None,
+        issuer=issuer,
+        tasks_for_us=tasks_for_us,
+        more_tasks=more_tasks is not None,
         pages=pages,
         page_params=page_state(request, DASHBOARD_PAGES),
     )

@@ -28,6 +28,7 @@ from audit.events import Action, Outcome
 from audit.schemas import SubjectLookupIn
 from exchange.cases.lookup import snils_digits
 from exchange.cases.schemas import CaseIn, ConsentIn
+from exchange.plans.schemas import PlanIn, PlanTasksIn
 from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
 from gateway.web.i18n import agency_zone
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
@@ -107,6 +108,45 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value) if value else None
     except ValueError:
         return None
+
+
+def _legal_basis(
+    request: Request[Any, Any, Any], basis: str, reference: str, justification: str
+) -> dict[str, Any] | Refusal:
+    """The legal basis a form names: the family's consent, or a duty under the law with its reference and why."""
+    _ = translator(request)
+    if basis.strip() != "statutory":
+        return {"type": "consent"}
+    if not (reference.strip() and justification.strip()):
+        return Refusal(_("A statutory basis needs the legal reference and a written justification."))
+    return {"type": "statutory", "reference": reference.strip(), "justification": justification.strip()}
+
+
+def _deadlines(
+    request: Request[Any, Any, Any], respond_by: str, complete_by: str, *, now: dt.datetime, answer_optional: bool
+) -> tuple[Deadline | None, Deadline] | Refusal:
+    """The "answer by" and "complete by" fields as days of the agency (None for an answer day left empty where the
+    service picks one). The service's own refusals of these (exchange/referrals/services.py, exchange/plans/) are for
+    API clients: the form says them in words."""
+    _ = translator(request)
+    zone = agency_zone(request)
+    given = respond_by.strip()
+    answer = _day_deadline(given, zone) if given else None
+    complete = _day_deadline(complete_by.strip(), zone)
+    if complete is None or (answer is None and (given or not answer_optional)):
+        return Refusal(day_error(request, FIELD_LABELS["complete_by" if complete is None else "respond_by"]))
+    first, field = (answer, "respond_by") if answer is not None else (complete, "complete_by")
+    if first.at <= now:
+        return Refusal(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS[field])))
+    if answer is not None and complete.day < answer.day:
+        return Refusal(
+            _(
+                "%(field)s must not be before %(other)s.",
+                field=_(FIELD_LABELS["complete_by"]),
+                other=_(FIELD_LABELS["respond_by"]),
+            )
+        )
+    return answer, complete
 
 
 # -- signing in (gateway/web/signin.py) --------------------------------------------------------------------------
@@ -269,23 +309,29 @@ class ComposerChoice(msgspec.Struct, kw_only=True):
         return fields
 
 
-class ReferralForm(msgspec.Struct, kw_only=True):
-    """The composer's second form: the referral itself, with the directory filters and choices it carries along."""
+class SharingFields(msgspec.Struct, kw_only=True):
+    """What a form that sends a family's data names, a referral's or a plan's: why, about whom, which data, on what
+    legal basis (the basis's fields are read by `_legal_basis`)."""
 
-    to: str = ""
-    kind: str = ""
     purpose: str = ""
     problem: str = ""
-    requested_service: str = ""
     urgency: str = ""
     subjects: Ticked = ""
     categories: Ticked = ""
     basis: str = ""
     reference: str = ""
     justification: str = ""
+    idempotency_key: str = ""
+
+
+class ReferralForm(SharingFields, kw_only=True):
+    """The composer's second form: the referral itself, with the directory filters and choices it carries along."""
+
+    to: str = ""
+    kind: str = ""
+    requested_service: str = ""
     respond_by: str = ""
     complete_by: str = ""
-    idempotency_key: str = ""
     problem_filter: str = ""
     district: str = ""
 
@@ -297,32 +343,14 @@ class ReferralForm(msgspec.Struct, kw_only=True):
     def referral_in(
         self, request: Request[Any, Any, Any], *, case_id: uuid.UUID, now: dt.datetime
     ) -> ReferralIn | Refusal:
-        _ = translator(request)
-        reference, justification = self.reference.strip(), self.justification.strip()
-        basis: dict[str, Any] = {"type": "consent"}
-        if self.basis.strip() == "statutory":
-            basis = {"type": "statutory", "reference": reference, "justification": justification}
-            if not (reference and justification):
-                return Refusal(_("A statutory basis needs the legal reference and a written justification."))
-        zone = agency_zone(request)
-        respond_by, complete_by = (
-            _day_deadline(self.respond_by.strip(), zone),
-            _day_deadline(self.complete_by.strip(), zone),
-        )
-        if respond_by is None or complete_by is None:
-            return Refusal(day_error(request, FIELD_LABELS["respond_by" if respond_by is None else "complete_by"]))
-        # The service's own refusals of these (exchange/referrals/services.py) are for API clients: the form says them
-        # in words.
-        if respond_by.at <= now:
-            return Refusal(_("%(field)s: choose a day after today.", field=_(FIELD_LABELS["respond_by"])))
-        if complete_by.day < respond_by.day:
-            return Refusal(
-                _(
-                    "%(field)s must not be before %(other)s.",
-                    field=_(FIELD_LABELS["complete_by"]),
-                    other=_(FIELD_LABELS["respond_by"]),
-                )
-            )
+        basis = _legal_basis(request, self.basis, self.reference, self.justification)
+        if isinstance(basis, Refusal):
+            return basis
+        deadlines = _deadlines(request, self.respond_by, self.complete_by, now=now, answer_optional=False)
+        if isinstance(deadlines, Refusal):
+            return deadlines
+        respond_by, complete_by = deadlines
+        assert respond_by is not None  # not optional here
         body: dict[str, Any] = {
             "case_id": str(case_id),
             "to_tenant_id": self.to.strip(),
@@ -338,6 +366,133 @@ class ReferralForm(msgspec.Struct, kw_only=True):
             "complete_by": complete_by.day.isoformat(),
         }
         return _converted(request, body, ReferralIn)
+
+
+# -- multi-agency plans (gateway/web/plan_pages.py) --------------------------------------------------------------
+
+# Tasks a plan's form holds (`task-<row>-to`, ...); an open plan takes more through its "add tasks" form.
+TASK_ROWS: Final = 4
+
+
+class PlanForm(SharingFields, kw_only=True, rename="kebab"):
+    """A plan, or more tasks for one: up to TASK_ROWS tasks, each to one agency with its own deadlines, and what all
+    of them share (purpose, the situation, about whom, the data sent and its legal basis). The plan's own fields
+    (title, period, closing by itself) are left out by the form that adds tasks."""
+
+    title: str = ""
+    period_from: str = ""
+    period_until: str = ""
+    auto_close: str = ""  # a checkbox: "on" when ticked
+    task_0_to: str = ""
+    task_0_title: str = ""
+    task_0_expected: str = ""
+    task_0_complete_by: str = ""
+    task_0_respond_by: str = ""
+    task_1_to: str = ""
+    task_1_title: str = ""
+    task_1_expected: str = ""
+    task_1_complete_by: str = ""
+    task_1_respond_by: str = ""
+    task_2_to: str = ""
+    task_2_title: str = ""
+    task_2_expected: str = ""
+    task_2_complete_by: str = ""
+    task_2_respond_by: str = ""
+    task_3_to: str = ""
+    task_3_title: str = ""
+    task_3_expected: str = ""
+    task_3_complete_by: str = ""
+    task_3_respond_by: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        """What the form shows again when it is refused: everything as it was posted, by the fields' names."""
+        shown: dict[str, Any] = msgspec.to_builtins(self)
+        shown["subjects"], shown["categories"] = ticked(self.subjects), ticked(self.categories)
+        return shown
+
+    def plan_in(self, request: Request[Any, Any, Any], *, case_id: uuid.UUID, now: dt.datetime) -> PlanIn | Refusal:
+        _ = translator(request)
+        title = self.title.strip()
+        period_from, period_until = _date(self.period_from.strip()), _date(self.period_until.strip())
+        if not title:
+            return Refusal(_("Give the plan a title."))
+        if period_from is None or period_until is None:
+            return Refusal(day_error(request, FIELD_LABELS["period_from" if period_from is None else "period_until"]))
+        if period_until < period_from:
+            return Refusal(
+                _(
+                    "%(field)s must not be before %(other)s.",
+                    field=_(FIELD_LABELS["period_until"]),
+                    other=_(FIELD_LABELS["period_from"]),
+                )
+            )
+        tasks = self._tasks(request, now=now)
+        if isinstance(tasks, Refusal):
+            return tasks
+        body = {
+            "case_id": str(case_id),
+            "title": title,
+            "period_from": period_from.isoformat(),
+            "period_until": period_until.isoformat(),
+            "auto_close": bool(self.auto_close.strip()),
+            "tasks": tasks,
+        }
+        return _converted(request, body, PlanIn)
+
+    def tasks_in(self, request: Request[Any, Any, Any], *, now: dt.datetime) -> PlanTasksIn | Refusal:
+        tasks = self._tasks(request, now=now)
+        return tasks if isinstance(tasks, Refusal) else _converted(request, {"tasks": tasks}, PlanTasksIn)
+
+    def _tasks(self, request: Request[Any, Any, Any], *, now: dt.datetime) -> list[dict[str, Any]] | Refusal:
+        """The rows filled in as the API's tasks, each with what they all share; a row left blank is no task."""
+        _ = translator(request)
+        basis = _legal_basis(request, self.basis, self.reference, self.justification)
+        if isinstance(basis, Refusal):
+            return basis
+        if not self.problem.strip():
+            return Refusal(_("Describe the situation the plan is to address."))
+        if not ticked(self.categories):
+            return Refusal(_("Tick at least one kind of data."))
+        form: dict[str, str] = msgspec.to_builtins(self)
+        tasks = []
+        for row in range(TASK_ROWS):
+            cells = {name: form[f"task-{row}-{name}"].strip() for name in TASK_CELLS}
+            if not (cells["to"] or cells["title"] or cells["expected"]):
+                continue
+            number = row + 1
+            if _uuid(cells["to"]) is None:
+                return Refusal(_("Task %(number)d: choose the agency.", number=number))
+            if not (cells["title"] and cells["expected"]):
+                return Refusal(_("Task %(number)d: say what is to be done and the result expected.", number=number))
+            deadlines = _deadlines(request, cells["respond-by"], cells["complete-by"], now=now, answer_optional=True)
+            if isinstance(deadlines, Refusal):
+                return Refusal(_("Task %(number)d: %(reason)s", number=number, reason=deadlines.text))
+            respond_by, complete_by = deadlines
+            task: dict[str, Any] = {
+                "title": cells["title"],
+                "to_tenant_id": cells["to"],
+                "expected_result": cells["expected"],
+                "complete_by": complete_by.day.isoformat(),
+                "purpose": self.purpose.strip(),
+                "problem": self.problem.strip(),
+                # What the agency is asked to do is the task itself; its letter says it under that heading.
+                "requested_service": cells["title"],
+                "urgency": self.urgency.strip() or "routine",
+                "subject_ids": ticked(self.subjects),
+                "categories": ticked(self.categories),
+                "legal_basis": basis,
+            }
+            if respond_by is not None:
+                task["respond_by"] = respond_by.day.isoformat()
+            tasks.append(task)
+        if not tasks:
+            return Refusal(
+                _("Fill in at least one task: the agency, what is to be done, the result expected and its day.")
+            )
+        return tasks
+
+
+TASK_CELLS: Final = ("to", "title", "expected", "complete-by", "respond-by")
 
 
 # -- a referral's page (gateway/web/referral_pages.py) -----------------------------------------------------------

@@ -2,7 +2,8 @@
 
 `python -m gateway.web.messages` (or `make messages`) adds new strings to the catalogues with an empty translation
 and drops strings no page uses any more; translations already made are kept. Strings of the DPO and
-administration pages (files named `dpo*` or `admin*`) go to `admin.po`, all others to `messages.po`.
+administration pages (files named `dpo*` or `admin*`) go to `admin.po`, of the reports page to `reports.po`, of the
+plan pages (`plan*`) to `plans.po`, all others to `messages.po`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DEFAULT_DOMAIN: Final = "messages"
 # Sources outside the web folder whose sentences the pages show too (validation failures: the API's English words).
 SHARED_SOURCES: Final = (WEB_DIR.parent / "validation.py",)
 # Catalogue of the strings in files whose name starts with a prefix here.
-DOMAINS_BY_PREFIX: Final = {"dpo": "admin", "admin": "admin", "reports": "reports"}
+DOMAINS_BY_PREFIX: Final = {"dpo": "admin", "admin": "admin", "reports": "reports", "plan": "plans"}
 
 
 MessageId = str | tuple[str, ...]

@@ -307,6 +307,9 @@ FIELD_LABELS: Final = {
     "reason": N_("Reason for declining"),
     "note": N_("Note"),
     "result": N_("Outcome for the family"),
+    "period_from": N_("Plan from"),
+    "period_until": N_("Plan until"),
+    "expected_result": N_("Result expected"),
 }
 
 

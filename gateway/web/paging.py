@@ -27,6 +27,7 @@ TIMELINE_PER_PAGE: Final = 20
 MESSAGES_PER_PAGE: Final = 20
 AGENCIES_PER_PAGE: Final = 25
 REMINDERS_PER_PAGE: Final = 10
+PLANS_PER_PAGE: Final = 20
 # One line an event under its day's heading: a page of the DPO's search fits about two screens.
 AUDIT_EVENTS_PER_PAGE: Final = 25
 # An offset past this is not a page anybody reached by following links.

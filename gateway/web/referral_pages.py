@@ -14,7 +14,7 @@ from audit.events import Action
 from exchange.letters import reading
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
-from exchange.referrals.models import Side
+from exchange.referrals.models import ReferralKind, Side
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import open_context
@@ -39,7 +39,7 @@ from tenants.pagination import encode_cursor
 from tenants.principal import Principal
 
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
-TABS: Final = ("new", "overdue", "mine", "all")
+TABS: Final = ("new", "overdue", "mine", "plans", "all")
 REFERRAL_PAGES: Final = ("timeline", "messages")
 
 
@@ -64,6 +64,7 @@ async def inbox(
                 overdue=True if tab == "overdue" else None,
                 cursor=cursor,
                 limit=REFERRALS_PER_PAGE,
+                kind=ReferralKind.PLAN_TASK if tab == "plans" else None,
             )
     partners = await partner_names(request, {r.from_tenant_id for r in items})
     return render(

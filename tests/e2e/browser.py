@@ -206,6 +206,38 @@ async def seed_agencies(runtime: Runtime) -> Agencies:
     )
 
 
+@dataclass
+class Planning:
+    """A juvenile commission that issues plans, and two agencies its plans give tasks to."""
+
+    commission: Agency
+    school: Agency
+    opeka: Agency
+
+
+async def seed_planning(runtime: Runtime) -> Planning:
+    suffix = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
+    agencies = {
+        "commission": (TenantKind.JUVENILE_COMMISSION, "КДН Центрального района", {"specialist": [Role.SPECIALIST]}),
+        "school": (TenantKind.EDUCATION, "Школа № 7", {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]}),
+        "opeka": (TenantKind.GUARDIANSHIP_BODY, "Опека Севера", {"intake": [Role.INTAKE]}),
+    }
+    seeded = {
+        key: await _agency(runtime, kind, f"{name} {suffix}", roles) for key, (kind, name, roles) in agencies.items()
+    }
+    return Planning(**seeded)
+
+
+def tab_to(page: Page, selector: str, *, within: int = 120) -> None:
+    """Press Tab until the element `selector` has the focus, as a person with a keyboard moves through a page; fails
+    when it cannot be reached in `within` presses."""
+    for _ in range(within):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement !== null && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reached with the Tab key on {page.url}")
+
+
 def case_system(live_server: LiveServer, tenant_id: str) -> httpx.Client:
     """An HTTP client of an agency's case system (a real API client with a token from /oauth/token)."""
 

@@ -2,8 +2,9 @@
 
 Fixtures for any page's tests: `live_server` (its `base_url`, and `run(coro)` to call services in the server's own
 event loop), `agencies` (three freshly seeded agencies with signed-up staff: password and TOTP secret known),
+`planning` (a juvenile commission and two agencies for its plans, staffed the same way),
 `browser`, `new_page(locale)` (a page in a context of its own, so each person has their own cookies). The steps the
-tests take with them (`sign_in`, `axe_check`, `screenshot`, `reload_until`) are in tests/e2e/browser.py.
+tests take with them (`sign_in`, `axe_check`, `screenshot`, `reload_until`, `tab_to`) are in tests/e2e/browser.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from tests.e2e.browser import (
     CHROMIUM,
     Agencies,
     LiveServer,
+    Planning,
     seed_agencies,
+    seed_planning,
 )
 
 
@@ -34,6 +37,13 @@ def agencies(live_server: LiveServer) -> Agencies:
     """Three fresh agencies: a social centre, a guardianship body (the partner) and an unrelated NGO."""
     assert live_server.runtime is not None
     return live_server.run(seed_agencies(live_server.runtime))
+
+
+@pytest.fixture
+def planning(live_server: LiveServer) -> Planning:
+    """A juvenile commission and two agencies for its plans' tasks: a school and a guardianship body."""
+    assert live_server.runtime is not None
+    return live_server.run(seed_planning(live_server.runtime))
 
 
 @pytest.fixture(scope="session")
