@@ -1,6 +1,6 @@
 """Anomaly flags for a data-protection officer: pure rules over event summaries, with the thresholds passed in.
 
-The rules (DESIGN.md "Audit", DPO features), each over one tenant's own trail:
+The rules (docs/audit.md), each over one tenant's own trail:
 
 - `bulk_reads`: one actor read more than `bulk_subjects_per_hour` distinct subjects within one hour.
 - `off_hours`: one actor read subject data inside the off-hours window, in local time of the configured timezone.

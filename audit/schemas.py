@@ -1,4 +1,4 @@
-"""Wire shapes of the DPO's audit API (API.md: Audit): event pages, subject access reports, review queue, anomalies."""
+"""Wire shapes of the DPO's audit API (docs/audit.md): event pages, subject access reports, review queue, anomalies."""
 
 from __future__ import annotations
 

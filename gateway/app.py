@@ -311,7 +311,7 @@ def app_from_environment() -> Litestar:
 
 
 def _api() -> Router:
-    """The API (API.md: Resources): every route guarded, and handed its request context as `ctx`."""
+    """The API (gateway/controllers; docs/api.md): every route guarded, and handed its request context as `ctx`."""
     return Router(
         "/api/v1",
         route_handlers=[

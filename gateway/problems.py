@@ -142,8 +142,9 @@ def document_problems(app: Litestar) -> None:
 class Problem(ProblemDetailsException):
     """Raise from a handler or guard to answer with a specific problem type.
 
-    The document's members and their order are casebridge's (API.md): `type`, `title`, `status`, `detail`,
-    `instance` (the request's path, known only when answering) and `request_id`, then any of the type's own members.
+    The document's members and their order are casebridge's (docs/api.md, "Refusals"): `type`, `title`, `status`,
+    `detail`, `instance` (the request's path, known only when answering) and `request_id`, then any of the type's own
+    members.
     """
 
     def __init__(

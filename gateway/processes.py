@@ -1,4 +1,5 @@
-"""The process model (API.md): `serve` runs N web processes on one port, `worker` runs Workers in a process of its own.
+"""The process model (docs/architecture.md, "Workers and processes"): `serve` runs N web processes on one port,
+`worker` runs Workers in a process of its own.
 
 The embedded default is one `serve` process on SQLite with every Worker in it. On PostgreSQL any number of web and
 worker processes, on one machine or many, share the database and one NATS: the outbox relay and the letter layout

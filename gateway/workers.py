@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerName(StrEnum):
-    """The Workers a process can run (API.md "Process model"), in the order they start; they stop in reverse."""
+    """The Workers a process can run (docs/architecture.md, "Workers and processes"), in the order they start; they
+    stop in reverse."""
 
     RELAY = "relay"
     INBOX = "inbox"

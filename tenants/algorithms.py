@@ -25,8 +25,8 @@ DEPRECATED_ACCEPTED_UNTIL: Final = dt.datetime(2028, 1, 1, tzinfo=dt.UTC)
 # Every name a verifier lets joserfc check; which one a given format or time allows is `accepted`'s decision.
 VERIFIED_ALGORITHMS: Final = (SIGNATURE_ALG, DEPRECATED_SIGNATURE_ALG)
 # Agency systems sign their client assertions (RFC 7523) with libraries of their own choosing. An Ed25519 key may
-# name its algorithm either way, with no end date: API.md promises "EdDSA", RFC 9864 asks for "Ed25519". P-256 keys
-# sign ES256 (RFC 7518 §3.4), already a fully specified name.
+# name its algorithm either way, with no end date: the API contract promised "EdDSA", RFC 9864 asks for "Ed25519".
+# P-256 keys sign ES256 (RFC 7518 §3.4), already a fully specified name.
 CLIENT_ASSERTION_ALGORITHMS: Final = (SIGNATURE_ALG, DEPRECATED_SIGNATURE_ALG, "ES256")
 
 # joserfc warns on every use of "EdDSA". Reading it during the period above is decided here, not an accident, and a

@@ -130,8 +130,9 @@ class ProfileUpdate(Strict):
 class DirectoryStats(msgspec.Struct, kw_only=True):
     """How a partner really answers and completes referrals: computed from past referral timelines, never typed in.
 
-    The first two members are API.md's. None wherever a figure would rest on fewer than `min_cell` referrals, and
-    every count below `min_cell` is None too (zero included): small cells would single out one referral.
+    The first two members are the API contract's. None wherever a figure would rest on fewer than `min_cell`
+    referrals, and every count below `min_cell` is None too (zero included): small cells would single out one
+    referral.
     """
 
     median_hours_to_accept: float | None = None

@@ -32,7 +32,7 @@ class Role(enum.StrEnum):
     TENANT_ADMIN = "tenant_admin"
 
 
-# Roles an API client may act with (API.md: "Tokens").
+# Roles an API client may act with (docs/api.md, "Getting an access token").
 CLIENT_ROLES = frozenset({Role.SPECIALIST, Role.INTAKE, Role.SUPERVISOR, Role.DPO})
 
 

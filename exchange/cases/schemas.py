@@ -1,4 +1,4 @@
-"""Wire shapes of the cases area (API.md: Cases, Consents, Documents); unknown fields are refused."""
+"""Wire shapes of the cases area (docs/api.md); unknown fields are refused."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from tenants.models import Tenant, TenantStatus, User
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
-# Fields of a subject and the category that releases each to a recipient (API.md, "Data categories").
+# Fields of a subject and the category that releases each to a recipient (docs/exchange.md).
 SUBJECT_FIELDS: dict[str, Category] = {
     "full_name": Category.IDENTITY,
     "birth_date": Category.IDENTITY,

@@ -1,4 +1,4 @@
-"""Wire shapes of the plans area (API.md: Plans, Reminders); unknown fields are refused."""
+"""Wire shapes of the plans area (docs/api.md, "Multi-agency plans and reminders"); unknown fields are refused."""
 
 from __future__ import annotations
 

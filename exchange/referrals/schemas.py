@@ -1,4 +1,4 @@
-"""Wire shapes of the referrals area (API.md: Referrals, Messages); unknown fields are refused."""
+"""Wire shapes of the referrals area (docs/api.md); unknown fields are refused."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ from exchange.referrals.models import Referral, Side, TimelineEntry
 from exchange.referrals.status import TERMINAL
 from tenants.models import Role, Tenant
 
-# Readers who hold every case of their own agency: supervision is their relationship to it (DESIGN.md, Gateway).
+# Readers who hold every case of their own agency: supervision is their relationship to it (docs/security.md).
 CASE_WIDE_ROLES = frozenset({Role.SUPERVISOR.value})
 _CHUNK = 500
 _T = TypeVar("_T")

@@ -1,4 +1,4 @@
-"""Wire shapes of the reports area (API.md: Reports): a period's referrals counted by kind, status, outcome, partner."""
+"""Wire shapes of the reports area (docs/api.md): a period's referrals counted by kind, status, outcome, partner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data-protection officer's view of the audit trail (API.md: Audit); each read of it is itself audited."""
+"""The data-protection officer's view of the audit trail (docs/audit.md); each read of it is itself audited."""
 
 from __future__ import annotations
 

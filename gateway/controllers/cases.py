@@ -1,4 +1,4 @@
-"""Cases, consents and documents (API.md: Cases, Consents)."""
+"""Cases, consents and documents (the API's `cases` routes; docs/api.md, "Withdrawing a consent")."""
 
 from __future__ import annotations
 

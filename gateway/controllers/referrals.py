@@ -1,4 +1,4 @@
-"""Referrals between agencies (API.md: Referrals)."""
+"""Referrals between agencies (the API's `referrals` routes; docs/api.md, "The status machine")."""
 
 from __future__ import annotations
 

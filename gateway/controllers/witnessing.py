@@ -1,5 +1,5 @@
-"""Public audit witnessing (API.md): the log's verifier key and its latest signed checkpoint, without authentication;
-and this node as a C2SP tlog-witness of its peers' logs (``POST /witness/add-checkpoint``).
+"""Public audit witnessing (docs/audit.md): the log's verifier key and its latest signed checkpoint, without
+authentication; and this node as a C2SP tlog-witness of its peers' logs (``POST /witness/add-checkpoint``).
 
 None of it holds personal data (docs/audit.md, "Witnessing the log"); reading them is not audited, as reading the JWKS
 is not: an event per witness poll would only call for the next checkpoint. A witness's refusal of a signed checkpoint

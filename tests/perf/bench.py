@@ -1,4 +1,5 @@
-"""`make bench`: casebridge's figures against DESIGN.md's performance budget, for both configurations in one run.
+"""`make bench`: casebridge's figures against its performance budget (docs/performance.md), for both configurations
+in one run.
 
 Run as a module with the project's python (`.venv/bin/python -m tests.perf.bench [--quick]`). Progress goes to
 stderr; the last stdout line is one JSON object. docs/performance.md says how each figure is taken and how to read
@@ -55,8 +56,8 @@ from tests.perf.stacks import (
 from tests.perf.statements import measure_statements
 from tests.pg import postgres_available
 
-# DESIGN.md "Performance budget" and issue 10's targets. The issue states send p99 and CPU per referral for
-# PostgreSQL with workers; DESIGN.md for every configuration, so both are held to them here.
+# The performance budget (docs/performance.md). Send p99 and CPU per referral are stated for PostgreSQL with
+# workers and for every configuration alike, so both are held to them here.
 _COMMON_BUDGET = {
     "send_p99_ms": 50,
     "cpu_ms_per_referral": 4,
@@ -72,7 +73,7 @@ BUDGET = {
     "embedded": {"referrals_per_s": 150, **_COMMON_BUDGET},
     "postgres": {"referrals_per_s": 500, **_COMMON_BUDGET},
 }
-# The cluster run takes the send and read figures only; DESIGN.md holds no cluster to more than one PostgreSQL node.
+# The cluster run takes the send and read figures only; the budget holds no cluster to more than one PostgreSQL node.
 CLUSTER_BUDGET = {key: BUDGET["postgres"][key] for key in ("referrals_per_s", "send_p99_ms", "cpu_ms_per_referral")}
 HIGHER_IS_BETTER = ("referrals_per_s", "read_ratio", "letters_per_s", "audit_append_per_s", "audit_verify_per_s")
 SEND_CLIENTS, READ_CLIENTS = 16, 32  # as the issue's figures were taken
@@ -93,7 +94,7 @@ class Mode:
     cli_runs: int
     statement_requests: int
     floor_s: float
-    audit_log_events: int  # the log the verify and subject-report figures are measured on (DESIGN.md: 1,000,000)
+    audit_log_events: int  # the log the verify and subject-report figures are measured on (the budget's: 1,000,000)
     audit_append_events: int  # appended one per transaction for audit_append_per_s
 
 

@@ -131,8 +131,8 @@ async def start_embedded_gateway(env: Mapping[str, str], work: Path) -> Gateway:
 
 
 async def start_postgres_gateway(env: Mapping[str, str], work: Path) -> Gateway:
-    """The PostgreSQL configuration's casebridge processes (DESIGN.md): `casebridge serve --workers 2`, whose web
-    processes run no Worker, and one `casebridge worker` running every Worker; the CPU of all of them is counted."""
+    """The PostgreSQL configuration's casebridge processes (docs/performance.md): `casebridge serve --workers 2`, whose
+    web processes run no Worker, and one `casebridge worker` running every Worker; the CPU of all of them is counted."""
     worker = start("casebridge worker", [str(CASEBRIDGE), "worker"], dict(env), work / "worker.log")
     web_env = {**env, "CASEBRIDGE_IN_PROCESS_WORKERS": "none"}
     serve = start("casebridge serve", [str(CASEBRIDGE), "serve", "--workers", "2"], web_env, work / "serve.log")

@@ -131,3 +131,22 @@ def test_every_link_to_a_page_section_finds_its_heading(page: Path) -> None:
 def test_every_path_a_doc_names_is_in_the_repository(page: Path) -> None:
     missing = [written for written, path in _targets(page) if not (path.is_relative_to(ROOT) and path.exists())]
     assert missing == [], f"{page.relative_to(ROOT)} names paths not in the repository: {', '.join(missing)}"
+
+
+def test_the_code_names_only_pages_of_the_repository() -> None:
+    """A docstring or comment that sends the reader to a page ("docs/api.md", "see DESIGN.md") sends them to one the
+    repository holds: a name with a folder from the top, a bare name as a top-level page or one in docs/."""
+    sources = [
+        path
+        for pattern in ("*.py", "*.toml", "Makefile", "*.html")
+        for path in sorted(ROOT.rglob(pattern))
+        if not _NOT_SOURCE.intersection(path.relative_to(ROOT).parts) and path != Path(__file__)
+    ]
+    missing = []
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        for name in re.findall(r"(?<![\w.\-])((?:[\w\-]+/)*[A-Za-z][\w\-]*\.md)\b", text):
+            candidates = [ROOT / name] if "/" in name else [ROOT / name, ROOT / "docs" / name, source.parent / name]
+            if not any(candidate.is_file() for candidate in candidates):
+                missing.append(f"{source.relative_to(ROOT)}: {name}")
+    assert missing == [], "the code names pages that are not in the repository:\n" + "\n".join(missing)

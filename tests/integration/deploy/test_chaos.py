@@ -1,7 +1,8 @@
 """Chaos on the local cluster (deploy/local-cluster): processes die mid-burst, and the exchange loses nothing.
 
 One cluster for the module: 3 NATS nodes, PostgreSQL, two gateway nodes (`serve --workers 2` and a `worker` each)
-and HAProxy; `up` and `down` are held to the JSON API.md gives them, and `down` must leave no process behind. Each
+and HAProxy; `up` and `down` are held to the JSON docs/operations.md gives them, and `down` must leave no process
+behind. Each
 scenario sends a burst of referrals through HAProxy, as an agency's system does (a retry after a failed request
 carries the same Idempotency-Key), and SIGKILLs something once a third of them are answered: the envelope stream's
 leader among the NATS nodes, a gateway node, the sealer leader, a worker process. The cluster's supervisor starts a
@@ -123,8 +124,8 @@ def _casebridge_command(pid: int) -> str | None:
 
 
 def _up_as_api_md_says(info: dict[str, Any]) -> None:
-    """`up`'s object (API.md, "Local cluster"): HAProxy's and the database's URLs, 3 NATS nodes with url and pid, 2
-    gateway nodes with name, url and pids (web and worker), everything on loopback and running."""
+    """`up`'s object (docs/operations.md, "The local cluster"): HAProxy's and the database's URLs, 3 NATS nodes with
+    url and pid, 2 gateway nodes with name, url and pids (web and worker), everything on loopback and running."""
     assert {"url", "database_url", "nats", "nodes"} <= set(info), sorted(info)
     urls = [info["url"], info["database_url"]] + [node["url"] for node in info["nats"] + info["nodes"]]
     assert {urlsplit(url).hostname for url in urls} == {"127.0.0.1"}, urls
@@ -132,7 +133,8 @@ def _up_as_api_md_says(info: dict[str, Any]) -> None:
     assert urlsplit(info["database_url"]).scheme == "postgresql+asyncpg"
     assert len(info["nats"]) == 3, info["nats"]
     assert all({"url", "pid"} <= set(node) and urlsplit(node["url"]).scheme == "tls" for node in info["nats"])
-    assert len({node["name"] for node in info["nats"]}) == 3  # beyond API.md: the server name JetStream gives
+    # Beyond the documented object: the server name JetStream gives.
+    assert len({node["name"] for node in info["nats"]}) == 3
     assert len(info["nodes"]) == 2, info["nodes"]
     assert all({"name", "url", "pids"} <= set(node) for node in info["nodes"])
     assert len({node["name"] for node in info["nodes"]}) == 2

@@ -132,7 +132,7 @@ def test_an_agency_keeps_its_days_in_the_time_zone_it_is_given(cli: Any) -> None
         "Asia/Vladivostok",
     )
     assert code == 0
-    assert set(created) == {"id", "slug", "name", "kind", "jwks_url"}  # API.md: the time zone is not part of it
+    assert set(created) == {"id", "slug", "name", "kind", "jwks_url"}  # docs/api.md: the time zone is not part of it
     code, moved, _ = cli("tenant", "update", "--slug", "kdn", "--time-zone", "Europe/Kaliningrad")
     assert code == 0
     assert moved == {"id": created["id"], "slug": "kdn", "time_zone": "Europe/Kaliningrad"}

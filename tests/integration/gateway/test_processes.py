@@ -1,4 +1,5 @@
-"""The process model (API.md): `serve --workers N` and `casebridge worker` on PostgreSQL, one process on SQLite."""
+"""The process model (docs/architecture.md, "Workers and processes"): `serve --workers N` and `casebridge worker` on
+PostgreSQL, one process on SQLite."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from exchange.referrals.status import SYSTEM, TERMINAL, Status, allowed
 
 SIDES = (Side.SENDER, Side.RECIPIENT, SYSTEM)
 
-# The expected table written out independently of the code (DESIGN.md "Referrals").
+# The expected table written out independently of the code (docs/api.md, "The status machine").
 EXPECTED = {
     ("draft", "requested"): Side.SENDER,
     ("requested", "received"): SYSTEM,

@@ -5,12 +5,12 @@ every outbox envelope published and applied once, every sender copy marked `rece
 each letter laid out once, and nothing left waiting for a human.
 
 Two layouts of a node. One process (`casebridge serve` doing everything, on SQLite and PostgreSQL): the gateway is
-killed and started again, as systemd would, or nats-server is. The process layout on PostgreSQL (API.md "Process
-model": `serve --workers 2` with no Worker of its own beside two `casebridge worker` processes): a web process is
-killed and `serve` replaces it; the worker process leading the audit sealer is killed and never started again, so the
-other takes its work over (its relay claims and letter claims lapse after 30 s, the messages it had not acked are
-delivered again after the consumer's 30 s ack wait, its sealer lease expires after 10 s); or nats-server is killed
-and started again, and every process reconnects on its own.
+killed and started again, as systemd would, or nats-server is. The process layout on PostgreSQL
+(docs/architecture.md, "Workers and processes": `serve --workers 2` with no Worker of its own beside two `casebridge
+worker` processes): a web process is killed and `serve` replaces it; the worker process leading the audit sealer is
+killed and never started again, so the other takes its work over (its relay claims and letter claims lapse after 30
+s, the messages it had not acked are delivered again after the consumer's 30 s ack wait, its sealer lease expires
+after 10 s); or nats-server is killed and started again, and every process reconnects on its own.
 
 Everything runs as real processes: `casebridge db upgrade`, `casebridge serve`, `casebridge worker` and a nats-server
 of the test's own on a fixed port and store directory (so it can be killed and started again at the same URL). The
