@@ -9,14 +9,16 @@ loop's own thread, with no hand-off at all:
 - inside a transaction begun with BEGIN IMMEDIATE (every transaction but the read-only lookups, see
   tenants.persistence.sqlite_begin_immediate), which holds SQLite's write lock: its statements and its COMMIT
   never wait for another connection under WAL;
-- a SELECT inside any transaction: WAL readers read their snapshot and take no lock that a writer holds.
+- a SELECT inside any transaction: WAL readers read their snapshot and take no lock that a writer holds;
+- BEGIN itself: DEFERRED takes no lock, and IMMEDIATE is tried with no busy timeout, so it either takes the write
+  lock at once or fails at once.
 
-What can wait goes to SQLite's thread as before (one hand-off per statement): BEGIN IMMEDIATE itself, which
-queues for the write lock behind another process (the command line, say) for up to the busy timeout, and anything
-outside a transaction. A statement that runs at once takes as long on the event loop as it would have held the
-process's one connection (gateway.db.create_engine), while every other request waited for that connection anyway.
-Only what SQLAlchemy reads of a cursor afterwards is kept (description, rows, rowcount, lastrowid). Server-side
-cursors are not used on SQLite and keep the stock class.
+What can wait goes to SQLite's thread as before (one hand-off per statement): a BEGIN IMMEDIATE that found the write
+lock held by another process (the command line, say), which queues for it there for up to the busy timeout, and
+anything outside a transaction. A statement that runs at once takes as long on the event loop as it would have held
+the process's one connection (gateway.db.create_engine), while every other request waited for that connection
+anyway. Only what SQLAlchemy reads of a cursor afterwards is kept (description, rows, rowcount, lastrowid).
+Server-side cursors are not used on SQLite and keep the stock class.
 
 aiosqlite has no public call for "run this on the connection's thread": `Connection._execute` and `_conn` are what
 its own methods use (aiosqlite is pinned to a range in pyproject.toml; the tests run every statement through this).
@@ -38,6 +40,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util.concurrency import await_
+
+from tenants.persistence import SQLITE_BUSY_TIMEOUT_MS
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> tuple[Any, ...]:
@@ -96,9 +100,12 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return self._lastrowid  # type: ignore[return-value]
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
-        if not self._run_at_once(operation, parameters, many=False):
+        if operation.startswith("BEGIN"):
+            if not self._begin_at_once(operation):
+                super().execute(operation, parameters)
+            self._note_begin(operation)
+        elif not self._run_at_once(operation, parameters, many=False):
             super().execute(operation, parameters)
-        self._note_begin(operation)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
         if not self._run_at_once(operation, seq_of_parameters, many=True):
@@ -117,10 +124,34 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             adapt_connection._handle_exception(error)
         return True
 
+    def _begin_at_once(self, operation: str) -> bool:
+        """BEGIN on the event loop unless it would wait: BEGIN DEFERRED takes no lock, and BEGIN IMMEDIATE is tried
+        with no busy timeout. False when another connection (another process) holds the write lock: the BEGIN then
+        waits for it on SQLite's thread, with the busy timeout, while the event loop goes on."""
+        adapt_connection: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        connection: sqlite3.Connection = self._connection._conn
+        if adapt_connection._execute_mutex.locked() or connection.in_transaction:
+            return False
+        try:
+            if operation != "BEGIN IMMEDIATE":
+                connection.execute(operation)
+                return True
+            connection.execute("PRAGMA busy_timeout=0")
+            try:
+                connection.execute(operation)
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+                return False
+            finally:
+                connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except Exception as error:
+            adapt_connection._handle_exception(error)
+        return True
+
     def _note_begin(self, operation: str) -> None:
-        if operation.startswith("BEGIN"):
-            adapt_connection: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
-            adapt_connection.holds_write_lock = operation == "BEGIN IMMEDIATE"
+        adapt_connection: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        adapt_connection.holds_write_lock = operation == "BEGIN IMMEDIATE"
 
     def _keep(self, description: Any, rows: list[Any] | None, rowcount: int, lastrowid: int | None) -> None:
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid

@@ -66,6 +66,10 @@ def rls_policy_sql(table: str) -> list[str]:
     ]
 
 
+# Writers queue for SQLite's single write lock; under a burst a wait of several seconds is normal, not an error.
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL for concurrent readers, enforced foreign keys, and a wait instead of 'database is locked'."""
     # casebridge issues BEGIN itself (see sqlite_begin_immediate), so the driver must not.
@@ -73,8 +77,7 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # Writers queue for SQLite's single write lock; under a burst a wait of several seconds is normal, not an error.
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

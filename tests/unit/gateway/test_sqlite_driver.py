@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.db import create_engine
 from gateway.settings import DatabaseSettings
 from gateway.sqlite_driver import OneHopCursor
-from tenants.persistence import READ_ONLY_OPTION
+from tenants.persistence import READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_MS
 
 
 @pytest.fixture
@@ -118,7 +118,8 @@ async def test_waiting_for_another_process_s_write_lock_leaves_the_event_loop_fr
             await connection.execute(text("INSERT INTO person VALUES ('Борис')"))
 
     waiting = asyncio.create_task(insert())
-    # While the insert's BEGIN IMMEDIATE waits for the lock on SQLite's thread, other coroutines keep running.
+    # The insert's BEGIN IMMEDIATE found the lock held (at once, with no busy timeout) and waits for it on SQLite's
+    # thread: meanwhile other coroutines keep running.
     for _ in range(20):
         await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -128,3 +129,10 @@ async def test_waiting_for_another_process_s_write_lock_leaves_the_event_loop_fr
     async with engine.connect() as connection:
         names = (await connection.execute(text("SELECT name FROM person ORDER BY name"))).scalars().all()
     assert names == ["Анна", "Борис"]
+
+
+async def test_the_busy_timeout_is_back_after_a_begin_tried_without_it(engine: AsyncEngine) -> None:
+    """BEGIN IMMEDIATE is tried on the event loop with no busy timeout; what follows waits as configured."""
+    async with engine.begin() as connection:
+        timeout = (await connection.execute(text("PRAGMA busy_timeout"))).scalar_one()
+    assert timeout == SQLITE_BUSY_TIMEOUT_MS
