@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -363,7 +362,7 @@ class Bus:
             return False
         try:
             await asyncio.wait_for(js.account_info(), READY_TIMEOUT_S)
-        except (nats.errors.Error, TimeoutError, OSError):
+        except Exception:  # whatever went wrong, JetStream did not answer; the probe must outlive it
             return False
         return True
 

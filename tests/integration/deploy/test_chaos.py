@@ -51,7 +51,7 @@ from exchange.referrals.status import Status
 from exchange.transport.jetstream import ENVELOPE_STREAM
 from exchange.transport.models import OutboxEnvelope
 from gateway.app import build_runtime
-from gateway.bus import AUDIT_STREAM
+from gateway.bus import AUDIT_STREAM, READY_GRACE_S, READY_PROBE_EVERY_S, READY_TIMEOUT_S
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from tenants.models import Role, TenantKind
@@ -83,6 +83,10 @@ FAILOVER_WITHIN_S = 60.0
 # expired, plus this: the round takes its lease and selects the unsealed events before it stamps sealed_at, and its
 # wakes are scheduled by an event loop on two cores that the burst keeps busy. Measured there: 0.1 s past the poll.
 SEAL_TAKEOVER_SLACK_S = 3.0
+# With every NATS node down, each web process's readiness lapses READY_GRACE_S after JetStream's last answer to its
+# probe, which came at most a probe's interval and its request (READY_PROBE_EVERY_S + READY_TIMEOUT_S) before; and
+# the test asks each node's readiness half a second apart.
+BUS_LAPSE_SLACK_S = READY_PROBE_EVERY_S + READY_TIMEOUT_S + 0.5
 
 
 @dataclass
@@ -570,6 +574,33 @@ async def _a_worker_process_killed_mid_burst(cluster: Cluster) -> None:
     await _scenario(cluster, fault, retries_allowed=True)
 
 
+async def _every_node_reports_the_bus_down(status: dict[str, Any]) -> None:
+    """A bus that stays away turns readiness off on every gateway node within READY_GRACE_S of its last answer, so
+    the burst after it goes to nodes that are all unready (which HAProxy then sends to as its backups)."""
+    stopped = time.monotonic()
+
+    async def bus_down(url: str) -> bool:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{url}/health/ready")
+        return response.status_code == 503 and "bus" in response.json()["down"]
+
+    reported: set[str] = set()  # a node's two web processes lapse apart: one answer naming the bus is enough
+
+    async def every_node_reported() -> bool:
+        for node in status["nodes"]:
+            if node["name"] not in reported and await bus_down(node["url"]):
+                reported.add(node["name"])
+        return len(reported) == len(status["nodes"])
+
+    await eventually(
+        every_node_reported,
+        within=READY_GRACE_S + BUS_LAPSE_SLACK_S,
+        every=0.5,
+        what=lambda: f"every gateway node reporting the bus down (so far: {sorted(reported)})",
+    )
+    logger.info("every gateway node reported the bus down %.1f s after NATS stopped", time.monotonic() - stopped)
+
+
 async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Cluster) -> None:
     await _baseline_checkpoint(cluster)
     held = cluster.dir / "held"
@@ -583,6 +614,7 @@ async def _sends_commit_to_the_outbox_while_every_nats_node_is_down(cluster: Clu
     burst = Burst()
     with _reported(burst):
         try:
+            await _every_node_reports_the_bus_down(status)
             await _burst(cluster, burst, None)
             async with await read_only_platform_session(cluster.runtime.sessions) as session:
                 waiting = await session.scalar(
