@@ -338,7 +338,9 @@ class Bus:
         and when it answers again (how long it was away: what an election costs)."""
         silent_since: float | None = None
         lapsed = False
-        while True:
+        # stop() takes the task away before cancelling it: on Python 3.11 asyncio.wait_for (also inside nats-py) can
+        # swallow a cancellation that meets an answer, and the probe must end all the same.
+        while asyncio.current_task() is self._probe:
             if await self._answers():
                 now, last = time.monotonic(), self._answered_at
                 if silent_since is not None and last is not None:
