@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -41,8 +40,16 @@ WAKE_SUBJECT_PREFIX = "cb.internal.wake"
 DUPLICATE_WINDOW_S = 120.0
 # Recipients that are offline for a long holiday still get their envelopes; the database is the record, not the stream.
 MAX_AGE_S = 30 * 24 * 3600.0
-# A health probe must answer quickly; a JetStream that needs longer than this is not ready for traffic.
+# Readiness asks JetStream for this account's info (in a cluster the meta leader answers) every READY_PROBE_EVERY_S,
+# in the background, so that /health/ready answers at once; one request gets READY_TIMEOUT_S.
+READY_PROBE_EVERY_S = 1.0
 READY_TIMEOUT_S = 2.0
+# A JetStream that answered less than this long ago counts as ready. When a NATS node dies, the others wait 4-9 s
+# (nats-server's Raft election timeout) before they elect a new meta and stream leader, and clients on the dead node
+# reconnect to another; 20 s covers a full timeout, a second round after a split vote, and the answer. A load balancer
+# following every such gap would take all gateways out at once for an election, though a send needs no bus (the
+# outbox holds it). A bus that is really gone turns readiness off this long after its last answer.
+READY_GRACE_S = 20.0
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STDERR_TAIL_BYTES = 2000
@@ -198,6 +205,8 @@ class Bus:
         *,
         hub_api: str | None = None,
         connect_timeout: float = 15.0,
+        ready_grace_s: float = READY_GRACE_S,
+        probe_every_s: float = READY_PROBE_EVERY_S,
     ) -> None:
         self._nats_url = nats_url
         self._store_dir = store_dir
@@ -210,6 +219,10 @@ class Bus:
         self._js: JetStreamContext | None = None
         self._url: str | None = None
         self._wakes_in_flight: set[str] = set()
+        self._ready_grace_s = ready_grace_s
+        self._probe_every_s = probe_every_s
+        self._probe: asyncio.Task[None] | None = None
+        self._answered_at: float | None = None  # time.monotonic() of JetStream's last answer to the probe
 
     @property
     def nc(self) -> NatsClient:
@@ -262,6 +275,8 @@ class Bus:
             for stream in _STREAMS:
                 if stream.name != ENVELOPE_STREAM or self.owns_envelope_stream:
                     await self._ensure_stream(stream)
+            self._answered_at = time.monotonic()  # it has just answered for the streams
+            self._probe = asyncio.get_running_loop().create_task(self._probe_jetstream(), name="bus:ready")
         except BaseException:
             await self.stop()
             raise
@@ -311,19 +326,54 @@ class Bus:
 
             await self.nc.subscribe(f"{WAKE_SUBJECT_PREFIX}.{worker}", cb=received)
 
-    async def is_ready(self) -> bool:
-        """Connected, and JetStream answers for this account."""
+    @property
+    def ready(self) -> bool:
+        """Started, and JetStream answered for this account within the grace (READY_GRACE_S): an election or a
+        reconnect to another node in the cluster does not make the bus unready, a bus that stays away does."""
+        answered_at = self._answered_at
+        return self._nc is not None and answered_at is not None and time.monotonic() - answered_at < self._ready_grace_s
+
+    async def _probe_jetstream(self) -> None:
+        """Ask JetStream whether it answers, for as long as the bus runs; log when it stops, when readiness lapses
+        and when it answers again (how long it was away: what an election costs)."""
+        silent_since: float | None = None
+        lapsed = False
+        # stop() takes the task away before cancelling it: on Python 3.11 asyncio.wait_for (also inside nats-py) can
+        # swallow a cancellation that meets an answer, and the probe must end all the same.
+        while asyncio.current_task() is self._probe:
+            if await self._answers():
+                now, last = time.monotonic(), self._answered_at
+                if silent_since is not None and last is not None:
+                    logger.info("JetStream answers again, %.1f s after its last answer", now - last)
+                self._answered_at, silent_since, lapsed = now, None, False
+            elif silent_since is None:
+                silent_since = time.monotonic()
+                logger.warning(
+                    "JetStream did not answer; the bus stays ready %g s after its last answer", self._ready_grace_s
+                )
+            elif not lapsed and not self.ready:
+                lapsed = True
+                logger.warning(
+                    "JetStream has not answered for %g s; readiness reports the bus down", self._ready_grace_s
+                )
+            await asyncio.sleep(self._probe_every_s)
+
+    async def _answers(self) -> bool:
         nc, js = self._nc, self._js
-        if nc is None or js is None or not nc.is_connected:
+        if nc is None or js is None or not nc.is_connected:  # reconnecting: a request would only wait
             return False
         try:
             await asyncio.wait_for(js.account_info(), READY_TIMEOUT_S)
-        except (nats.errors.Error, TimeoutError):
+        except Exception:  # whatever went wrong, JetStream did not answer; the probe must outlive it
             return False
         return True
 
     async def stop(self) -> None:
         """Drain the client, then stop the embedded server. Safe after a failed start and more than once."""
+        probe, self._probe, self._answered_at = self._probe, None, None
+        if probe is not None:
+            probe.cancel()
+            await asyncio.wait({probe})  # unlike awaiting the task, a cancellation of stop() itself still propagates
         nc, self._nc, self._js, self._envelope_js, self._url = self._nc, None, None, None, None
         embedded, self._embedded = self._embedded, None
         try:
@@ -356,7 +406,8 @@ async def _connect(url: str, within_s: float) -> NatsClient:
         logger.info("NATS connection restored")
 
     try:
-        # A running gateway never gives up on NATS (readiness reports the outage), but startup is bounded.
+        # A running gateway never gives up on NATS (readiness reports an outage longer than its grace), but startup is
+        # bounded.
         await asyncio.wait_for(
             nc.connect(
                 servers=servers,

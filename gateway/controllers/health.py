@@ -35,7 +35,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     database = await _database_ok(runtime)
     checks = {
         "database": database,
-        "bus": await runtime.bus.is_ready(),
+        "bus": runtime.bus.ready,
         # Sealing may run in another process (a `casebridge worker`): then its lease must be held and fresh.
         "audit_sealer": workers[WorkerName.SEALER]
         if WorkerName.SEALER in workers

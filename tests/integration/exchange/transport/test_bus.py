@@ -74,7 +74,7 @@ async def test_embedded_bus_serves_streams_deduplicates_and_stops(tmp_path: Path
         assert pid is not None
         assert _alive(pid)
         assert bus.url.startswith("nats://127.0.0.1:")
-        assert await bus.is_ready()
+        assert bus.ready
         await _assert_streams(bus)
 
         subject = f"cb.v2.{uuid.uuid4()}.{uuid.uuid4()}.receipt"
@@ -93,7 +93,7 @@ async def test_embedded_bus_serves_streams_deduplicates_and_stops(tmp_path: Path
         await bus.stop()
 
     await eventually(lambda: not _alive(pid), within=5.0, what="the embedded nats-server to exit")
-    assert not await bus.is_ready()
+    assert not bus.ready
     assert bus.embedded is None
     await bus.stop()  # idempotent
 
@@ -126,7 +126,7 @@ async def test_bus_uses_an_external_server_without_starting_one(tmp_path: Path) 
         try:
             assert bus.embedded is None
             assert bus.url == url
-            assert await bus.is_ready()
+            assert bus.ready
             await _assert_streams(bus)
 
             # A second gateway replica starting against the same streams is a no-op, not an error.
@@ -144,6 +144,37 @@ async def test_bus_uses_an_external_server_without_starting_one(tmp_path: Path) 
     assert not unused_store.exists()
 
 
+# Short for the test (production: READY_GRACE_S); the probe asks often enough that its last answer precedes the
+# server's stop by a small part of it.
+GRACE_S = 3.0
+PROBE_EVERY_S = 0.1
+
+
+@pytest.mark.asyncio
+async def test_readiness_outlasts_a_short_bus_outage_and_lapses_after_the_grace(tmp_path: Path) -> None:
+    """A JetStream that stops answering keeps the bus ready for the grace after its last answer (an election, or a
+    reconnect to another node, takes less), and no longer: then readiness reports the bus down."""
+    server = EmbeddedNats(tmp_path / "external")
+    url = await server.start()
+    bus = Bus(url, tmp_path / "unused", 1, ready_grace_s=GRACE_S, probe_every_s=PROBE_EVERY_S)
+    try:
+        await bus.start()
+        assert bus.ready
+        stopping = time.monotonic()
+        await server.stop()
+        assert bus.ready, "readiness lapsed as soon as the server went away"
+
+        await eventually(lambda: not bus.ready, within=GRACE_S + 2.0, what="readiness to lapse after the grace")
+        ready_for_s = time.monotonic() - stopping
+        # The last answer came at most a probe's interval (and its request) before the stop; the lapse comes a grace
+        # after it, give or take a poll of `eventually` (at most half a second apart).
+        assert GRACE_S - 0.5 <= ready_for_s <= GRACE_S + 1.0, f"ready for {ready_for_s:.1f} s after the stop"
+    finally:
+        await bus.stop()
+        await server.stop()
+    assert not bus.ready
+
+
 @pytest.mark.asyncio
 async def test_server_that_cannot_start_fails_clearly_and_leaves_nothing(tmp_path: Path) -> None:
     store_dir = tmp_path / "not-a-directory"
@@ -155,7 +186,7 @@ async def test_server_that_cannot_start_fails_clearly_and_leaves_nothing(tmp_pat
 
     assert "not a directory" in str(failure.value), "the server's own reason belongs in the error"
     assert _servers_using(store_dir) == []
-    assert not await bus.is_ready()
+    assert not bus.ready
     await bus.stop()
 
 
