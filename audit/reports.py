@@ -1,4 +1,8 @@
-"""Subject access reports as files: CSV for spreadsheets, PDF (a plain table, laid out by the PDF engine) for people."""
+"""Subject access reports as files: CSV for spreadsheets, PDF (a plain table, laid out by the PDF engine) for people.
+
+The CSV gives each access's time in UTC (ISO 8601 with `Z`), as a program reading it expects. The PDF is read by
+people, the data subject among them: it gives times on the agency's clock, and its column heading names the zone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import io
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from audit.schemas import ReportRow, SubjectReport
 
@@ -90,12 +95,12 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 # JSON) and the PDF's creation time.
 Typeset = Callable[[Path, str, Mapping[str, Any], dt.datetime], Awaitable[bytes]]
 
-# Column titles (Russian over English), widths in points (together they fill landscape A4 inside 36-point margins, in
-# 6.5-point type wide enough for a full UUID, a UTC time and the longest action name), and whether the column holds
-# identifiers, set in a monospaced face.
+# Column titles (Russian over English; the time's names its zone, see `_columns`), widths in points (together they
+# fill landscape A4 inside 36-point margins, in 6.5-point type wide enough for a full UUID, a time with its offset and
+# the longest action name), and whether the column holds identifiers, set in a monospaced face.
 _PDF_COLUMNS: Final = (
-    ("Время, UTC", "Time, UTC", 78, False),
-    ("Организация", "Organisation", 109, False),
+    ("Время", "Time", 87, False),
+    ("Организация", "Organisation", 100, False),
     ("Кто", "Actor", 150, True),
     ("Роль", "Role", 60, False),
     ("Действие", "Action", 122, False),
@@ -106,19 +111,21 @@ _PDF_COLUMNS: Final = (
 _TITLE: Final = "Отчёт о доступе к данным субъекта / Subject access report"
 
 
-async def report_pdf(report: SubjectReport, typeset: Typeset) -> bytes:
-    """The report as a PDF/A-2b table, one row per access, every page headed with the subject and the time made."""
-    return await typeset(TEMPLATES, "subject_report.typ", report_pdf_data(report), report.generated_at)
+async def report_pdf(report: SubjectReport, typeset: Typeset, zone: ZoneInfo) -> bytes:
+    """The report as a PDF/A-2b table, one row per access, every page headed with the subject and the time made;
+    times on the clock of `zone`, the agency's."""
+    return await typeset(TEMPLATES, "subject_report.typ", report_pdf_data(report, zone), report.generated_at)
 
 
-async def report_file(report: SubjectReport, report_format: ReportFormat, typeset: Typeset) -> bytes:
+async def report_file(report: SubjectReport, report_format: ReportFormat, typeset: Typeset, zone: ZoneInfo) -> bytes:
     """The report as the file `report_format` names (PDF or CSV), with its media type in MEDIA_TYPES."""
-    return await report_pdf(report, typeset) if report_format is ReportFormat.PDF else report_csv(report)
+    return await report_pdf(report, typeset, zone) if report_format is ReportFormat.PDF else report_csv(report)
 
 
-def report_pdf_data(report: SubjectReport) -> dict[str, Any]:
+def report_pdf_data(report: SubjectReport, zone: ZoneInfo) -> dict[str, Any]:
     rows = report.items or []
-    generated = f"Сформирован / Generated: {report.generated_at:%Y-%m-%d %H:%M:%SZ}   Записей / Rows: {len(rows)}"
+    made = _local(report.generated_at, zone)
+    generated = f"Сформирован / Generated: {made} ({zone.key})   Записей / Rows: {len(rows)}"
     if report.next_cursor:
         generated += "   Продолжение — по курсору / continued: next_cursor"
     return {
@@ -127,9 +134,22 @@ def report_pdf_data(report: SubjectReport) -> dict[str, Any]:
         "generated": generated,
         "page": "Стр. / Page",
         "empty": "Обращений не найдено / No accesses recorded",
-        "columns": [{"ru": ru, "en": en, "width": width, "mono": mono} for ru, en, width, mono in _PDF_COLUMNS],
-        "rows": [_pdf_cells(row) for row in rows],
+        "columns": _columns(zone),
+        "rows": [_pdf_cells(row, zone) for row in rows],
     }
+
+
+def _columns(zone: ZoneInfo) -> list[dict[str, Any]]:
+    named = [(f"{ru}, {zone.key}", f"{en}, {zone.key}") if ru == "Время" else (ru, en) for ru, en, _, _ in _PDF_COLUMNS]
+    return [
+        {"ru": ru, "en": en, "width": width, "mono": mono}
+        for (ru, en), (_, _, width, mono) in zip(named, _PDF_COLUMNS, strict=True)
+    ]
+
+
+def _local(moment: dt.datetime, zone: ZoneInfo) -> str:
+    """`moment` on the agency's clock, with its UTC offset, so that a time in the hour a clock goes back is one."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _subject_line(report: SubjectReport) -> str:
@@ -138,11 +158,11 @@ def _subject_line(report: SubjectReport) -> str:
     return "   ".join(f"Субъект / Subject: {s}   Псевдоним / Pseudonym: {p}" for s, p in records)
 
 
-def _pdf_cells(row: ReportRow) -> list[str]:
+def _pdf_cells(row: ReportRow, zone: ZoneInfo) -> list[str]:
     tenant = row.actor_tenant_name or _text(row.actor_tenant_id)
     role = f"{row.role} ({row.actor_kind})" if row.role else row.actor_kind
     return [
-        _time(row),
+        _local(row.time, zone),
         tenant,
         _text(row.actor_id),
         role,

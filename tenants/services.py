@@ -112,6 +112,14 @@ async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
     return await session.scalar(query) is not None
 
 
+async def tenant_time_zone(session: AsyncSession, tenant_id: uuid.UUID) -> str:
+    """The IANA name of the agency's clock (tenants/calendar.py); NotFound for a tenant this node does not host."""
+    name = await session.scalar(select(Tenant.time_zone).where(Tenant.id == tenant_id, Tenant.peer.is_(None)))
+    if name is None:
+        raise NotFound("No such organisation.")
+    return name
+
+
 async def hosted_tenant_ids(session: AsyncSession) -> set[uuid.UUID]:
     """Every tenant this node hosts: not the directory rows of agencies hosted on a peer node."""
     return set(await session.scalars(select(Tenant.id).where(Tenant.peer.is_(None))))

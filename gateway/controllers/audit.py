@@ -34,9 +34,10 @@ from exchange.reports import dpo as queries
 from gateway.auth.guards import needs
 from gateway.controllers.context import open_context, runtime_of
 from gateway.settings import AuditSettings
-from tenants.calendar import INSTANT_DESCRIPTION, YEARS_PATTERN
+from tenants.calendar import INSTANT_DESCRIPTION, YEARS_PATTERN, time_zone
 from tenants.errors import NotFound
 from tenants.models import Role, Scope
+from tenants.services import tenant_time_zone
 
 _DPO = [Role.DPO]
 _IN_CALENDAR = {"pattern": YEARS_PATTERN}  # the accepted years (tenants/calendar.py), for OpenAPI
@@ -104,9 +105,10 @@ class AuditController(Controller):
             report = await queries.subject_report(
                 ctx, subject_id=subject_id, report_format=report_format, cursor=cursor, limit=limit
             )
+            zone = time_zone(await tenant_time_zone(ctx.session, ctx.principal.tenant_id))
         if report_format is ReportFormat.JSON:
             return Response(report)
-        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
+        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset, zone)
         return Response(
             body,
             media_type=reports.MEDIA_TYPES[report_format],
@@ -131,10 +133,11 @@ class AuditController(Controller):
         # Opened here, not injected: a PDF or CSV is laid out after the lookup commits, holding no transaction.
         async with open_context(request) as ctx:
             report = await queries.lookup_report(ctx, person=data)
+            zone = time_zone(await tenant_time_zone(ctx.session, ctx.principal.tenant_id))
         report_format = ReportFormat(data.format)
         if report_format is ReportFormat.JSON:
             return Response(report)
-        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset)
+        body = await reports.report_file(report, report_format, ctx.deps.letters.typeset, zone)
         return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=attachment(report_format))
 
     @get(

@@ -226,7 +226,7 @@ async def subject_lookup(request: Request[Any, Any, Any], data: Annotated[Person
     except InvalidInput:
         return redirect(request, SUBJECTS, error=_("This page of the report is no longer available. Search again."))
     if person.format != "json":
-        return await _report_file(report, ReportFormat(person.format), ctx.deps.letters.typeset)
+        return await _report_file(request, report, ReportFormat(person.format), ctx.deps.letters.typeset)
     own = str(ctx.principal.tenant_id)
     return _subject_page(request, report=report, found=True, cursor=person.cursor, own=own, named=named, **shown)
 
@@ -249,8 +249,10 @@ def _subject_page(
     return render(request, "dpo_subject.html", status=status, **_words(named), **context)
 
 
-async def _report_file(report: SubjectReport, report_format: ReportFormat, typeset: reports.Typeset) -> Response[Any]:
-    body = await reports.report_file(report, report_format, typeset)
+async def _report_file(
+    request: Request[Any, Any, Any], report: SubjectReport, report_format: ReportFormat, typeset: reports.Typeset
+) -> Response[Any]:
+    body = await reports.report_file(report, report_format, typeset, agency_zone(request))
     return Response(body, media_type=reports.MEDIA_TYPES[report_format], headers=attachment(report_format))
 
 
@@ -265,7 +267,7 @@ async def subject_download(request: Request[Any, Any, Any], subject_id: FromPath
         report = await queries.subject_report(
             ctx, subject_id=subject_id, report_format=report_format, cursor=None, limit=queries.MAX_REPORT_PAGE
         )
-    return await _report_file(report, report_format, ctx.deps.letters.typeset)
+    return await _report_file(request, report, report_format, ctx.deps.letters.typeset)
 
 
 # -- review queue -----------------------------------------------------------------------------------------------------

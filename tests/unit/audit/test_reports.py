@@ -1,10 +1,12 @@
-"""The subject access report as PDF: laid out by the PDF engine, every row and page accounted for, text as written."""
+"""The subject access report as PDF: laid out by the PDF engine, every row and page accounted for, text as written,
+times on the agency's clock."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from pypdf import PdfReader
@@ -15,6 +17,7 @@ from exchange.letters.render import TypstRenderer
 from tests.pdf import fonts, pdf_text, pdfa_conformance
 
 NOW = dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC)
+MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def _report(rows: list[ReportRow], next_cursor: str | None = None) -> SubjectRep
 
 async def test_every_row_is_in_the_pdf_and_every_page_says_whose_report_it_is(engine: TypstRenderer) -> None:
     rows = [_row(i) for i in range(1, 121)]
-    pdf = await report_pdf(_report(rows, next_cursor="more"), engine.typeset)
+    pdf = await report_pdf(_report(rows, next_cursor="more"), engine.typeset, MOSCOW)
     assert pdfa_conformance(pdf) == ("2", "B")
     assert all(fonts(pdf).values())
     pages = PdfReader(io.BytesIO(pdf)).pages
@@ -67,7 +70,7 @@ async def test_every_row_is_in_the_pdf_and_every_page_says_whose_report_it_is(en
 
 
 async def test_an_empty_report_says_so(engine: TypstRenderer) -> None:
-    text = pdf_text(await report_pdf(_report([]), engine.typeset))
+    text = pdf_text(await report_pdf(_report([]), engine.typeset, MOSCOW))
     assert "Обращений не найдено / No accesses recorded" in text
     assert "Записей / Rows: 0" in text
 
@@ -75,5 +78,20 @@ async def test_an_empty_report_says_so(engine: TypstRenderer) -> None:
 async def test_names_print_as_written(engine: TypstRenderer) -> None:
     # An agency's registered name is free text; typst markup in it is printed, never run.
     name = '#set page(fill: red) ] $x$ @ref <l> *b* #panic("x")'
-    pdf = await report_pdf(_report([_row(1, actor_tenant_name=name)]), engine.typeset)
+    pdf = await report_pdf(_report([_row(1, actor_tenant_name=name)]), engine.typeset, MOSCOW)
     assert name in " ".join(pdf_text(pdf).split())
+
+
+async def test_times_are_on_the_agencys_clock_with_their_offset(engine: TypstRenderer) -> None:
+    # On the night the clock goes back, 00:30 UTC is 01:30 BST and 01:30 UTC is 01:30 GMT: the offset tells them apart.
+    london = ZoneInfo("Europe/London")
+    first, second = dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC), dt.datetime(2026, 10, 25, 1, 30, tzinfo=dt.UTC)
+    pdf = await report_pdf(_report([_row(1, time=first), _row(2, time=second)]), engine.typeset, london)
+    text = " ".join(pdf_text(pdf).split())
+    assert "Время, Europe/London" in text
+    assert "Time, Europe/London" in text
+    assert "2026-10-25 01:30:00 +0100" in text
+    assert "2026-10-25 01:30:00 +0000" in text
+    assert "Сформирован / Generated: 2026-11-22 09:30:00 +0000 (Europe/London)" in text
+    moscow = " ".join(pdf_text(await report_pdf(_report([_row(1, time=first)]), engine.typeset, MOSCOW)).split())
+    assert "2026-10-25 03:30:00 +0300" in moscow

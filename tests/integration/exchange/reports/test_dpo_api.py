@@ -236,6 +236,8 @@ async def test_subject_report_as_json_csv_and_pdf(agencies: tuple[Agency, Agency
     assert "Отчёт о доступе" in text
     assert "Agency opeka" in text
     assert child in text
+    # Times on the agency's clock (the test agencies keep the default zone), the CSV's in UTC.
+    assert "Время, Europe/Moscow" in " ".join(text.split())
     for personal in PERSONAL_DATA:
         assert personal not in text
 
