@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from babel.messages.catalog import Catalog
 
@@ -38,6 +40,25 @@ def test_the_russian_catalogue_translates_everything() -> None:
             if message.fuzzy or not all(s.strip() for s in strings):
                 problems.append(str(message.id))
     assert problems == []
+
+
+# Placeholders that stand for a name as it is registered (an organisation, a person): Russian would decline a name after
+# a preposition («в Комиссию»), which a registered name cannot be made to do, so a sentence gives it in the nominative
+# («Получатель: Комиссия …») instead.
+_NAME_PLACEHOLDER = re.compile(
+    r"\b(?:в|во|к|ко|от|для|из|у|с|со|о|об|по|на|за|при|до|перед)\s+«?%\((?:agency|name|organisation|partner|recipient|sender|tenant)\)s",
+    re.IGNORECASE,
+)
+
+
+def test_russian_sentences_leave_registered_names_in_the_nominative() -> None:
+    declined = [
+        str(message.string)
+        for catalog in _catalogues("ru")
+        for message in catalog
+        if message.id and _NAME_PLACEHOLDER.search(str(message.string))
+    ]
+    assert declined == []
 
 
 def test_catalogues_of_a_language_are_merged() -> None:
