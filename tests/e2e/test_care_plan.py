@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from tenants.calendar import format_day, time_zone, today_in
 from tests.e2e.browser import (
     Agencies,
+    accept_and_resolve,
     check_page,
     choose_partner,
     fill_case,
@@ -127,12 +128,8 @@ def test_a_key_worker_keeps_a_care_plan_and_prints_it(
     reload_until(intake, "/inbox", referral_path)
     intake.click(f"a[href='{referral_path}']")
     assert GOAL not in intake.content()
-    intake.click("form:has(input[value=accepted]) button[type=submit]")
+    accept_and_resolve(intake, "Условия обследованы")
     assert say["updated"] in intake.locator(".flash").inner_text()
-    intake.select_option("#to-final", "completed")
-    intake.select_option("#outcome", "resolved")
-    intake.fill("#note", "Условия обследованы")
-    intake.click("form.outcome-form button[type=submit]")
     reload_until(worker, plan_path, say["resolved"])
 
     # The late action is recorded as done and leaves the dashboard; the plan prints.
