@@ -163,7 +163,9 @@ def care_plan_data(
         {
             "need": NEED_NAMES.get(goal.need, goal.need),
             "text": goal.text,
-            "actions": [_care_action_cells(action, names, zone) for action in goal.actions],
+            "actions": [
+                _care_action_cells(number, action, names, zone) for number, action in enumerate(goal.actions, 1)
+            ],
         }
         for goal in plan.goals
     ]
@@ -180,7 +182,8 @@ def care_plan_data(
     }
 
 
-def _care_action_cells(action: CareActionOut, names: dict[uuid.UUID, str], zone: dt.tzinfo) -> list[str]:
+def _care_action_cells(number: int, action: CareActionOut, names: dict[uuid.UUID, str], zone: dt.tzinfo) -> list[str]:
+    """One action's row, numbered within its goal."""
     referral = "—"
     if action.referral:
         status = action.referral.status
@@ -191,4 +194,4 @@ def _care_action_cells(action: CareActionOut, names: dict[uuid.UUID, str], zone:
         done = format_moment(action.done_at, zone, "ru")
     else:
         done = "просрочено / overdue" if action.overdue else "—"
-    return [str(action.position + 1), action.what, action.who, format_day(action.due_by_date, "ru"), done, referral]
+    return [str(number), action.what, action.who, format_day(action.due_by_date, "ru"), done, referral]

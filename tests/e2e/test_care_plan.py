@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 
 from tenants.calendar import format_day, time_zone, today_in
 from tests.e2e.browser import (
+    ARTIFACTS,
     Agencies,
     accept_and_resolve,
     check_page,
@@ -143,6 +144,7 @@ def test_a_key_worker_keeps_a_care_plan_and_prints_it(
     assert printed.status == 200
     assert printed.headers["content-type"] == "application/pdf"
     assert printed.body().startswith(b"%PDF")
+    (ARTIFACTS / f"{language}-care-plan.pdf").write_bytes(printed.body())  # beside the screenshots, to look at
 
     # A third agency: the care plan is a 404, as if it did not exist.
     outsider = new_page(language)
