@@ -81,6 +81,12 @@ class Action(enum.StrEnum):
     TENANTS_PEER_KEYS_ACCEPT = "tenants:peer-keys:accept"
     AUDIT_SUBJECT_LOOKUP = "audit:subject:lookup"
     EXCHANGE_SUBJECTS_INDEX = "exchange:subjects:index"
+    EXCHANGE_CARE_PLAN_READ = "exchange:care-plan:read"
+    EXCHANGE_CARE_PLAN_ADD_GOAL = "exchange:care-plan:add-goal"
+    EXCHANGE_CARE_PLAN_ADD_ACTION = "exchange:care-plan:add-action"
+    EXCHANGE_CARE_PLAN_LINK_REFERRAL = "exchange:care-plan:link-referral"
+    EXCHANGE_CARE_PLAN_COMPLETE_ACTION = "exchange:care-plan:complete-action"
+    EXCHANGE_CARE_PLAN_REPORT = "exchange:care-plan:report"
 
 
 class Outcome(enum.StrEnum):

@@ -18,4 +18,7 @@ EXCHANGE_TENANT_TABLES = (
     "letter_sequence",
     "letter_prefix",
     "referral_letter",
+    "care_plan",
+    "care_goal",
+    "care_action",
 )

@@ -1,4 +1,5 @@
-"""Tables of the plans area: multi-agency plans, their tasks, and the deadline reminders already mailed."""
+"""Tables of the plans area: multi-agency plans and their tasks, the deadline reminders already mailed, and the
+cases' individual care plans with their goals and actions."""
 
 from __future__ import annotations
 
@@ -59,3 +60,46 @@ class ReminderSent(TenantScoped, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set when the mail server refused or could not be reached: only such rows are tried again.
     last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class CarePlan(SealedRecord, TenantScoped, Base):
+    """A case's individual care plan (the key worker's own plan of casework): internal to the agency, never sent.
+
+    One per case. Its goals' and actions' texts are sealed under the plan's data key, as the case's own free text is.
+    """
+
+    __tablename__ = "care_plan"
+    __table_args__ = (UniqueConstraint("tenant_id", "case_id", name="uq_care_plan_case"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("case_file.id", ondelete="CASCADE"), index=True)
+    created_by_kind: Mapped[str] = mapped_column(String(8))
+    created_by_id: Mapped[uuid.UUID] = mapped_column()
+
+
+class CareGoal(TenantScoped, Base):
+    """A goal of a care plan, drawn from one part of the case's needs assessment (client, carers, community)."""
+
+    __tablename__ = "care_goal"
+
+    care_plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("care_plan.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    need: Mapped[str] = mapped_column(String(16))
+    # The goal's wording, sealed under the plan's data key.
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CareAction(TenantScoped, Base):
+    """An action towards a goal: what is done, by whom and by which day; a referral of the case may carry it out."""
+
+    __tablename__ = "care_action"
+
+    care_plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("care_plan.id", ondelete="CASCADE"), index=True)
+    goal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("care_goal.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    # What is to be done and who does it, sealed under the plan's data key.
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # The day picked, and the end of that day in the agency's time zone (tenants.calendar.Deadline).
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    referral_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("referral.id", ondelete="SET NULL"), default=None)

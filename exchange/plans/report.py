@@ -1,4 +1,5 @@
-"""The summary report of a closed multi-agency plan, as a PDF/A-2b laid out by the PDF engine."""
+"""The summary report of a closed multi-agency plan and a case's printed care plan, as PDF/A-2b laid out by the PDF
+engine."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any, Final
 from exchange.context import Context
 from exchange.deps import ExchangeDeps
 from exchange.plans.access import access_plan
-from exchange.plans.schemas import PlanOut, PlanTaskOut
-from exchange.plans.services import CLOSED, plan_view
+from exchange.plans.care import read_care_plan
+from exchange.plans.schemas import CareActionOut, CarePlanOut, PlanOut, PlanTaskOut
+from exchange.plans.services import CLOSED, plan_view, tenant_names
 from tenants.access import access_tenant
 from tenants.calendar import format_day, format_moment, time_zone
 from tenants.errors import Conflict
@@ -125,3 +127,71 @@ def _task_cells(task: PlanTaskOut, when: Callable[[dt.datetime], str]) -> list[s
 
 def _finished_late(task: PlanTaskOut) -> bool:
     return task.status in ("completed", "failed") and task.last_change_at > task.complete_by
+
+
+# -- a case's care plan, printed ----------------------------------------------------------------------------------
+
+NEED_NAMES = {
+    "client": "Потребности клиента / The client's needs",
+    "carers": "Потенциал семьи / The carers' potential",
+    "community": "Ресурсы окружения / The community's resources",
+}
+
+
+async def care_plan_report(ctx: Context, *, case_id: uuid.UUID) -> PlanSummary:
+    """The case's care plan as it prints: every goal under its part of the needs assessment, with its actions."""
+    plan = await read_care_plan(ctx, case_id=case_id)
+    agency = await access_tenant(ctx.session, ctx.principal, ctx.principal.tenant_id, for_write=False)
+    referred = {a.referral.to_tenant_id for g in plan.goals for a in g.actions if a.referral}
+    names = await tenant_names(ctx.session, sorted(referred))
+    generated_at = ctx.deps.clock.now()
+    data = care_plan_data(plan, agency.name, names, time_zone(agency.time_zone), generated_at)
+    return PlanSummary(data, generated_at)
+
+
+async def care_plan_pdf(deps: ExchangeDeps, report: PlanSummary) -> bytes:
+    """The printed care plan, by the engine that lays out letters; call it with no transaction open."""
+    return await deps.letters.typeset(TEMPLATES, "care_plan.typ", report.data, report.generated_at)
+
+
+def care_plan_data(
+    plan: CarePlanOut, agency: str, names: dict[uuid.UUID, str], zone: dt.tzinfo, generated_at: dt.datetime
+) -> dict[str, Any]:
+    """What the printed plan shows, every value a ready string, in both languages with the Russian dates."""
+    header = ["№", "Действие / Action", "Кто / Who", "Срок / By", "Выполнено / Done", "Направление / Referral"]
+    goals = [
+        {
+            "need": NEED_NAMES.get(goal.need, goal.need),
+            "text": goal.text,
+            "actions": [
+                _care_action_cells(number, action, names, zone) for number, action in enumerate(goal.actions, 1)
+            ],
+        }
+        for goal in plan.goals
+    ]
+    return {
+        "title": "Индивидуальный план / Care plan",
+        "heading": f"Индивидуальный план работы со случаем / Care plan: {plan.case_ref}",
+        "issuer": agency,
+        "lines": [f"Организация / Agency: {agency}. Дело / Case: {plan.case_ref}."],
+        "header": header,
+        "goals": goals,
+        "empty": "Цели ещё не поставлены / No goals yet.",
+        "generated": f"Сформирован / Generated: {format_moment(generated_at, zone, 'ru')} ({zone}), casebridge. "
+        "Внутренний документ организации / Internal to the agency.",
+    }
+
+
+def _care_action_cells(number: int, action: CareActionOut, names: dict[uuid.UUID, str], zone: dt.tzinfo) -> list[str]:
+    """One action's row, numbered within its goal."""
+    referral = "—"
+    if action.referral:
+        status = action.referral.status
+        referral = f"{names.get(action.referral.to_tenant_id, '')}: {STATUS_NAMES.get(status, status)}"
+        if action.referral.outcome_result:
+            referral += f"; {OUTCOME_NAMES.get(action.referral.outcome_result, action.referral.outcome_result)}"
+    if action.done_at:
+        done = format_moment(action.done_at, zone, "ru")
+    else:
+        done = "просрочено / overdue" if action.overdue else "—"
+    return [str(number), action.what, action.who, format_day(action.due_by_date, "ru"), done, referral]

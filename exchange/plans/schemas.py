@@ -122,3 +122,81 @@ class ReminderOut(msgspec.Struct, kw_only=True):
 
 class ReminderList(msgspec.Struct, kw_only=True):
     items: list[ReminderOut]
+
+
+# -- a case's individual care plan (internal to the agency: no wire of its own beyond its pages) --------------------
+
+Need = Literal["client", "carers", "community"]
+NEEDS: tuple[Need, ...] = ("client", "carers", "community")
+
+
+class CareGoalIn(Strict, kw_only=True):
+    """A goal drawn from one part of the needs assessment."""
+
+    need: Need
+    text: Text
+
+
+class CareActionIn(Strict, kw_only=True):
+    """An action towards a goal: what, who and by which day; `referral_id` names a referral of the case carrying it."""
+
+    DEADLINES = ("due_by",)
+
+    goal_id: uuid.UUID
+    what: Text
+    who: ShortText
+    due_by: DeadlineIn
+    referral_id: uuid.UUID | None = None
+
+
+class CareReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The referral carrying out an action, as the sender's copy has it: its status and, once finished, its outcome."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    overdue: bool
+    to_tenant_id: uuid.UUID
+    outcome_result: str | None = None
+
+
+class CareActionOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: uuid.UUID
+    goal_id: uuid.UUID
+    position: int
+    what: str
+    who: str
+    due_by_date: dt.date
+    due_by: dt.datetime
+    overdue: bool
+    done_at: dt.datetime | None = None
+    referral: CareReferralOut | None = None
+
+
+class CareGoalOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    position: int
+    need: str
+    text: str
+    actions: list[CareActionOut]
+
+
+class CarePlanOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A case's care plan; a case without one has no id and no goals yet."""
+
+    case_id: uuid.UUID
+    case_ref: str
+    goals: list[CareGoalOut]
+    overdue: int = 0
+    id: uuid.UUID | None = None
+
+
+class OverdueCareAction(msgspec.Struct, kw_only=True):
+    """A late action for the dashboard: the case it belongs to, what is late and who was to do it."""
+
+    action_id: uuid.UUID
+    case_id: uuid.UUID
+    case_ref: str
+    what: str
+    who: str
+    due_by_date: dt.date

@@ -357,7 +357,7 @@ async def plan_view(ctx: Context, plan: Plan) -> PlanOut:
     rows = await task_rows(session, plan)
     await settle(session, deps, plan, rows)
     key = await _plan_key(session, deps, plan)
-    names = await _tenant_names(session, [row.referral.to_tenant_id for row in rows])
+    names = await tenant_names(session, [row.referral.to_tenant_id for row in rows])
     tasks = []
     for row in rows:
         referral = await referral_view(ctx, row.referral)
@@ -487,7 +487,7 @@ async def _plan_key(session: AsyncSession, deps: ExchangeDeps, plan: Plan) -> Da
     return await deps.datakeys.open(session, plan.tenant_id, sealed_context("plan", plan.id), plan.wrapped_key)
 
 
-async def _tenant_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def tenant_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not ids:
         return {}
     rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(set(ids))))

@@ -13,6 +13,7 @@ from litestar.types import ControllerRouterHandler
 
 from gateway.auth.guards import PUBLIC
 from gateway.web.admin import ADMIN_ROUTES
+from gateway.web.care_plan_pages import CARE_PLAN_ROUTES
 from gateway.web.casework import CASEWORK_ROUTES
 from gateway.web.dpo import DPO_ROUTES
 from gateway.web.plan_pages import PLAN_ROUTES
@@ -67,6 +68,7 @@ WEB_ROUTES: list[ControllerRouterHandler] = [
     *CASEWORK_ROUTES,
     *REFERRAL_ROUTES,
     *PLAN_ROUTES,
+    *CARE_PLAN_ROUTES,
     *DPO_ROUTES,
     *ADMIN_ROUTES,
     *REPORT_ROUTES,

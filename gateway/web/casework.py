@@ -19,7 +19,7 @@ from exchange.cases.policy import STATUTORY_CATALOGUE, Category, Relation, Statu
 from exchange.cases.schemas import Evidence
 from exchange.context import Context
 from exchange.errors import ConsentRequired
-from exchange.plans import reminders
+from exchange.plans import care, reminders
 from exchange.plans import services as plans
 from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Urgency
@@ -69,6 +69,8 @@ DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders")
 PURPOSES: Final = tuple(LABELS["purposes"])
 # The newest few of the dashboard's plans and plan tasks; the list of plans and the inbox show the rest.
 PLANS_ON_DASHBOARD: Final = 5
+# The longest-late care plan actions on the dashboard; each case's care plan shows all of its own.
+CARE_ACTIONS_ON_DASHBOARD: Final = 20
 
 
 # -- case list and case page -------------------------------------------------------------------------------------
@@ -133,7 +135,11 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         )
         workers = await worklist.staff_names(ctx, user_ids=[case.key_worker_id] if case.key_worker_id else [])
         issuer = await plans.issues_plans(ctx.session, ctx.principal)
-    partners = await partner_names(request, {r.to_tenant_id for r in referrals})
+        care_plan = await care.case_care_plan(ctx, case_id=case_id)
+    carried = (
+        {a.referral.to_tenant_id for g in care_plan.goals for a in g.actions if a.referral} if care_plan else set()
+    )
+    partners = await partner_names(request, {r.to_tenant_id for r in referrals} | carried)
     pages = {
         "consents": (encode_cursor(next_consent) if next_consent else None, request.query_params.get("consents")),
         "referrals": (encode_cursor(next_referral) if next_referral else None, request.query_params.get("referrals")),
@@ -149,6 +155,7 @@ async def case_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID
         partners=partners,
         key_worker=workers.get(case.key_worker_id) if case.key_worker_id else None,
         issuer=issuer,
+        care_plan=care_plan,
         timeline=timeline,
         pages=pages,
         page_params=page_state(request, CASE_PAGES),
@@ -435,6 +442,8 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             limit=PLANS_ON_DASHBOARD,
             kind=ReferralKind.PLAN_TASK,
         )
+        # The agency's care plan actions past their day join the overdue list.
+        late_actions = await care.overdue_actions(ctx, limit=CARE_ACTIONS_ON_DASHBOARD)
         due = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
@@ -460,6 +469,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         request,
         "dashboard.html",
         overdue=overdue,
+        late_actions=late_actions,
         by_status=by_status,
         incoming=incoming,
         reminders=shown_due,

@@ -67,6 +67,17 @@ ACTION_GROUPS: Final[tuple[tuple[str, Mapping[Action, str]], ...]] = (
         },
     ),
     (
+        N_("Care plans"),
+        {
+            Action.EXCHANGE_CARE_PLAN_READ: N_("A case's care plan was viewed"),
+            Action.EXCHANGE_CARE_PLAN_ADD_GOAL: N_("A goal was added to a care plan"),
+            Action.EXCHANGE_CARE_PLAN_ADD_ACTION: N_("An action was added to a care plan"),
+            Action.EXCHANGE_CARE_PLAN_LINK_REFERRAL: N_("A referral was linked to a care plan's action"),
+            Action.EXCHANGE_CARE_PLAN_COMPLETE_ACTION: N_("A care plan's action was recorded as done"),
+            Action.EXCHANGE_CARE_PLAN_REPORT: N_("A care plan was printed"),
+        },
+    ),
+    (
         N_("Signing in"),
         {
             Action.TENANTS_SESSION_SIGN_IN: N_("A member of staff signed in"),

@@ -28,7 +28,7 @@ from audit.events import Action, Outcome
 from audit.schemas import SubjectLookupIn
 from exchange.cases.lookup import snils_digits
 from exchange.cases.schemas import CaseIn, ConsentIn
-from exchange.plans.schemas import PlanIn, PlanTasksIn
+from exchange.plans.schemas import CareActionIn, CareGoalIn, PlanIn, PlanTasksIn
 from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
 from gateway.web.i18n import agency_zone
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
@@ -684,3 +684,48 @@ class PersonLookupForm(msgspec.Struct):
     def shown(self) -> dict[str, str]:
         """What the form shows again: what was typed (the page answers only the DPO who typed it, and is not cached)."""
         return {"full_name": self.full_name, "birth_date": self.birth_date, "snils": self.snils}
+
+
+class CareGoalForm(msgspec.Struct, kw_only=True):
+    """A goal of the case's care plan and the part of the needs assessment it answers."""
+
+    need: _Code = ""
+    text: _Long = ""
+
+    def goal_in(self, request: Request[Any, Any, Any]) -> CareGoalIn | Refusal:
+        _ = translator(request)
+        if not self.text.strip():
+            return Refusal(_("Write the goal."))
+        return _converted(request, {"need": self.need, "text": self.text.strip()}, CareGoalIn)
+
+
+class CareActionForm(msgspec.Struct, kw_only=True, rename="kebab"):
+    """An action towards a goal: what, who, by which day, and the case's referral that carries it out, if any."""
+
+    goal: _Code = ""
+    what: _Long = ""
+    who: _Text = ""
+    due_by: _Code = ""
+    referral: _Code = ""
+
+    def action_in(self, request: Request[Any, Any, Any]) -> CareActionIn | Refusal:
+        _ = translator(request)
+        if not (self.what.strip() and self.who.strip()):
+            return Refusal(_("Say what is to be done and who does it."))
+        due = _date(self.due_by.strip())
+        if due is None:
+            return Refusal(day_error(request, FIELD_LABELS["due_by"]))
+        body = {
+            "goal_id": self.goal.strip(),
+            "what": self.what.strip(),
+            "who": self.who.strip(),
+            "due_by": due.isoformat(),
+            "referral_id": self.referral.strip() or None,
+        }
+        return _converted(request, body, CareActionIn)
+
+
+class CareReferralForm(msgspec.Struct, kw_only=True):
+    """The referral of the case that carries out an action; blank for none."""
+
+    referral: _Code = ""

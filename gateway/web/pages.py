@@ -283,6 +283,13 @@ FIELD_LABELS: Final = {
     "client": N_("The client's needs"),
     "carers": N_("The carers' potential"),
     "community": N_("The community's resources"),
+    "need": N_("Part of the needs assessment"),
+    "text": N_("Goal"),
+    "goal_id": N_("Goal"),
+    "what": N_("What is to be done"),
+    "who": N_("Who does it"),
+    "due_by": N_("By"),
+    "referral_id": N_("Carried out by referral"),
     "subject_id": N_("Whose data"),
     "name": N_("Full name of the person who signed"),
     "relation": N_("Relation to the person"),
@@ -427,4 +434,6 @@ LABELS: Final = {
     "relations": RELATION_LABELS,
     "tenant_kinds": TENANT_KIND_LABELS,
     "purposes": PURPOSE_LABELS,
+    # The three parts of a case's needs assessment, which a care plan's goals are drawn from.
+    "needs": {k: FIELD_LABELS[k] for k in ("client", "carers", "community")},
 }

@@ -365,6 +365,17 @@ def choose_partner(page: Page, case_path: str, partner_id: str) -> None:
     page.click("form[method=get]:has(#purpose-choice) button[type=submit]")
 
 
+def accept_and_resolve(page: Page, note: str) -> None:
+    """On a received referral's page: accepted, then completed as resolved with `note`, as the intake officer does."""
+    page.click("form:has(input[value=accepted]) button[type=submit]")
+    page.wait_for_load_state()
+    page.select_option("#to-final", "completed")
+    page.select_option("#outcome", "resolved")
+    page.fill("#note", note)
+    page.click("form.outcome-form button[type=submit]")
+    page.wait_for_load_state()
+
+
 def reload_until(page: Page, path: str, text: str, *, within: float = 30.0) -> None:
     """Reload `path` until `text` shows: the partner's node applies envelopes from the bus in the background."""
 
