@@ -13,7 +13,7 @@ import pytest
 
 from audit.schemas import SubjectLookupIn
 from exchange.cases.schemas import CaseIn, ConsentIn
-from exchange.plans.schemas import PlanIn
+from exchange.plans.schemas import CareActionIn, PlanIn
 from exchange.referrals.models import Referral
 from exchange.referrals.schemas import ReferralIn
 from exchange.referrals.services import is_overdue
@@ -86,6 +86,7 @@ BODIES: dict[type[Strict], dict[str, Any]] = {
         "period_until": "2026-06-30",
         "tasks": [{**TASK, "respond_by": SOON}],
     },
+    CareActionIn: {"goal_id": ID, "what": "w", "who": "k", "due_by": SOON},
 }
 # Every date or time a request body takes, by the body it comes in and its path there.
 FIELDS = [
@@ -99,6 +100,7 @@ FIELDS = [
     (PlanIn, ("tasks", 0, "complete_by"), "deadline"),
     (PlanIn, ("tasks", 0, "respond_by"), "deadline"),
     (SubjectLookupIn, ("birth_date",), "date"),
+    (CareActionIn, ("due_by",), "deadline"),
 ]
 OUTSIDE = {
     "date": ["0001-01-01", "9999-12-31", "1899-12-31", "2201-01-01"],
