@@ -81,6 +81,7 @@ class Action(enum.StrEnum):
     TENANTS_PEER_KEYS_ACCEPT = "tenants:peer-keys:accept"
     AUDIT_SUBJECT_LOOKUP = "audit:subject:lookup"
     EXCHANGE_SUBJECTS_INDEX = "exchange:subjects:index"
+    EXCHANGE_SUBJECTS_MATCH = "exchange:subjects:match"
 
 
 class Outcome(enum.StrEnum):

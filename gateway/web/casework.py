@@ -105,6 +105,19 @@ async def create_case(
             form=data.fields(),
             error=body.text,
         )
+    if not data.known_checked and any(s.birth_date for s in body.subjects):
+        async with open_context(request, action=Action.EXCHANGE_SUBJECTS_MATCH) as ctx:
+            known = await cases.known_people(ctx, data=body)
+        if known:
+            names = [s.full_name for s in body.subjects]
+            return render(
+                request,
+                "case_new.html",
+                rows=range(SUBJECT_ROWS),
+                roles=list(SubjectRole),
+                form=data.fields(),
+                known=[(names[k.position], k.cases) for k in known],
+            )
     async with open_context(request) as ctx:
         case = await cases.create_case(ctx, data=body)
     _ = translator(request)

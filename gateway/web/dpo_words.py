@@ -34,6 +34,7 @@ ACTION_GROUPS: Final[tuple[tuple[str, Mapping[Action, str]], ...]] = (
             Action.EXCHANGE_DOCUMENT_CREATE: N_("A document was uploaded"),
             Action.EXCHANGE_DOCUMENT_READ: N_("A document was opened"),
             Action.EXCHANGE_SUBJECTS_INDEX: N_("The index for finding people was rebuilt"),
+            Action.EXCHANGE_SUBJECTS_MATCH: N_("The people of a new case were checked against the agency's own cases"),
         },
     ),
     (

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from audit.models import AuditEvent
 from gateway.runtime import Runtime
 from tenants import services
 from tenants.credentials import totp_code
@@ -37,6 +40,15 @@ async def staff(runtime: Runtime, tenant: Tenant, *roles: str) -> str:
             session, runtime.clock, runtime.session_policy, user=user, second_factor_passed=True
         )
     return token
+
+
+async def recorded(runtime: Runtime, tenant_id: uuid.UUID, action: str) -> list[dict[str, Any]]:
+    """The events of `action` in a tenant's audit trail, as their canonical JSON, in no particular order."""
+    async with platform_session(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(AuditEvent.canonical).where(AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == action)
+        )
+        return [json.loads(r) for r in rows]
 
 
 def act_as(api: Client, token: str) -> None:
