@@ -82,6 +82,7 @@ class Action(enum.StrEnum):
     AUDIT_SUBJECT_LOOKUP = "audit:subject:lookup"
     EXCHANGE_SUBJECTS_INDEX = "exchange:subjects:index"
     EXCHANGE_SUBJECTS_MATCH = "exchange:subjects:match"
+    EXCHANGE_REFERRAL_ESCALATE = "exchange:referral:escalate"
 
 
 class Outcome(enum.StrEnum):

@@ -32,10 +32,22 @@ NEW_PASSWORD = "a brand new passphrase for the web"
 
 async def staff(runtime: Runtime, tenant: Tenant, *roles: str) -> str:
     """A signed-in member of staff (password changed, second factor passed) made by the real services: the token."""
+    return await new_session(runtime, (await staff_user(runtime, tenant, *roles)).id)
+
+
+async def staff_user(runtime: Runtime, tenant: Tenant, *roles: str) -> User:
+    """A member of staff ready to sign in (password changed), not yet signed in: their account."""
     user = await make_user(runtime, tenant, roles=list(roles))
     async with platform_session(runtime.sessions) as session, session.begin():
         user = await session.get_one(User, user.id)
         services.change_password(user, current=PASSWORD, new="a passphrase only the worker knows")
+    return user
+
+
+async def new_session(runtime: Runtime, user_id: uuid.UUID) -> str:
+    """Another session of a member of staff made by `staff`, from the clock's now (after travelling): the token."""
+    async with platform_session(runtime.sessions) as session, session.begin():
+        user = await session.get_one(User, user_id)
         token, _record = await start_session(
             session, runtime.clock, runtime.session_policy, user=user, second_factor_passed=True
         )
