@@ -1,6 +1,7 @@
 """In a real browser, in both languages: a referral whose answer day passed days ago is escalated. The centre's
 supervisor finds it under "Escalated to you" on the dashboard and opens it; the key worker's dashboard says it was
-escalated. Each dashboard passes the axe check and is saved as a screenshot."""
+escalated, and shows it both as shared by them and by their team. Each dashboard passes the axe check and is saved
+as a screenshot."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ TEXTS = {
     "en": ("Escalated to you", "escalated to a supervisor on"),
     "ru": ("Просрочены и переданы вам", "передано руководителю"),
 }
+SHARED_WITH_ME = {"en": "Shared with me", "ru": "Переданные мне"}
 MOSCOW = time_zone("Europe/Moscow")  # the seeded agencies' time zone
 
 
@@ -75,3 +77,15 @@ def test_a_referral_left_overdue_reaches_the_supervisor(
     assert key_worker.locator("#escalated").count() == 0
     assert mark in key_worker.locator("ul.reminders").inner_text()
     check_page(key_worker, "dashboard-escalated-key-worker", language)
+
+    # The key worker's own referrals and the team's: the centre's case system sent this one about the worker's case.
+    key_worker.click("#shared-views a[href='?shared=me']")
+    key_worker.wait_for_url("**/dashboard?shared=me")
+    assert key_worker.locator("#shared-views a[aria-current=page]").get_attribute("href") == "?shared=me"
+    assert key_worker.locator(f'table a[href="/referrals/{referral_id}"]').count() == 1
+    check_page(key_worker, "dashboard-shared-by-me", language)
+    key_worker.click("#shared-views a[href='?shared=team']")
+    key_worker.wait_for_url("**/dashboard?shared=team")
+    assert key_worker.locator(f'table a[href="/referrals/{referral_id}"]').count() == 1
+    shared_with_me = key_worker.locator("a[href='/inbox?tab=mine']")
+    assert shared_with_me.inner_text() == SHARED_WITH_ME[language]
