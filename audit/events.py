@@ -87,6 +87,8 @@ class Action(enum.StrEnum):
     EXCHANGE_CARE_PLAN_LINK_REFERRAL = "exchange:care-plan:link-referral"
     EXCHANGE_CARE_PLAN_COMPLETE_ACTION = "exchange:care-plan:complete-action"
     EXCHANGE_CARE_PLAN_REPORT = "exchange:care-plan:report"
+    EXCHANGE_SUBJECTS_MATCH = "exchange:subjects:match"
+    EXCHANGE_REFERRAL_ESCALATE = "exchange:referral:escalate"
 
 
 class Outcome(enum.StrEnum):

@@ -393,6 +393,10 @@ class ReminderSettings:
     emailed."""
     interval: dt.timedelta
     """CASEBRIDGE_REMINDER_INTERVAL_SECONDS: seconds between the reminders Worker's looks for reminders to email."""
+    escalate_after_days: int
+    """CASEBRIDGE_ESCALATE_AFTER_DAYS: full days, in the agency's time zone, a referral stays overdue before it is
+    escalated to the agency's supervisors (shown on the dashboards and emailed to them); 0 escalates on the first
+    day it is overdue."""
 
     @classmethod
     def from_env(cls, env: _Env) -> ReminderSettings:
@@ -401,6 +405,7 @@ class ReminderSettings:
             interval=dt.timedelta(
                 seconds=env.integer("CASEBRIDGE_REMINDER_INTERVAL_SECONDS", 300, low=1, high=24 * 3600)
             ),
+            escalate_after_days=env.integer("CASEBRIDGE_ESCALATE_AFTER_DAYS", 1, low=0, high=60),
         )
 
 

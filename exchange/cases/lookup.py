@@ -170,3 +170,24 @@ async def find_person(
         )
     )
     return choose((Candidate(subject_id, digest) for subject_id, digest in rows), wanted.snils)
+
+
+async def records_of(
+    session: AsyncSession, index: PersonIndex, principal: Principal, *, full_name: str, birth_date: dt.date
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(case id, subject id) of every record in the caller's own cases with this name and birth date, oldest first.
+
+    Other tenants' records are never considered: the digest is computed under the caller's own lookup key and the
+    rows are those of the caller's tenant.
+    """
+    wanted = index.digests(principal.tenant_id, full_name=full_name, birth_date=birth_date, snils=None)
+    rows = await session.execute(
+        select(Subject.case_id, Subject.id)
+        .where(
+            Subject.tenant_id == principal.tenant_id,
+            Subject.name_lookup == wanted.name_birth,
+            Subject.erased_at.is_(None),
+        )
+        .order_by(Subject.id)
+    )
+    return [(case_id, subject_id) for case_id, subject_id in rows]

@@ -16,7 +16,7 @@ from uuid_utils.compat import uuid7
 
 from exchange.cases.access import access_case, access_consent, access_document, access_subjects
 from exchange.cases.datakeys import DataKey, DataKeys, sealed_context
-from exchange.cases.lookup import PersonIndex
+from exchange.cases.lookup import PersonIndex, records_of
 from exchange.cases.models import Case, Consent, Document, Subject
 from exchange.cases.policy import Category, ConsentStatus, ConsentView, Relation, consent_giver_problem
 from exchange.cases.schemas import CaseIn, CaseOut, CaseSummary, ConsentIn, ConsentOut, SubjectOut
@@ -26,7 +26,7 @@ from exchange.deps import ExchangeDeps
 from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
-from tenants.errors import InvalidInput, NotFound
+from tenants.errors import Forbidden, InvalidInput, NotFound
 from tenants.models import Tenant, TenantStatus, User
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
@@ -89,6 +89,50 @@ async def create_case(ctx: Context, *, data: CaseIn) -> CaseOut:
         subjects=deps.audit.pseudonyms(principal.tenant_id, [s.id for s in subjects]),
     )
     return await case_view(session, deps, case=case)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPerson:
+    """A person of a new case whose full name and birth date are already on cases of the agency the caller may open."""
+
+    position: int  # the person's place in `CaseIn.subjects`
+    cases: tuple[CaseSummary, ...]
+
+
+async def known_people(ctx: Context, *, data: CaseIn) -> list[KnownPerson]:
+    """The people of `data` already on the caller's own agency's cases, before the case is opened.
+
+    Only the caller's tenant is searched (`records_of`), only cases the caller may open are named, and nothing of
+    them but their reference and title: the worker then opens the case to judge whether it is the same person.
+    """
+    session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
+    known, seen = [], set()
+    for position, person in enumerate(data.subjects):
+        if person.birth_date is None:
+            continue  # a name alone is no match (lookup.digests)
+        records = await records_of(
+            session, deps.persons, principal, full_name=person.full_name, birth_date=person.birth_date
+        )
+        cases: dict[uuid.UUID, CaseSummary] = {}
+        for case_id, subject_id in records:
+            if case_id not in cases:
+                try:
+                    case = await access_case(session, principal, case_id, for_write=False)
+                except (NotFound, Forbidden):
+                    continue
+                contents = await case_contents(session, deps, case)
+                cases[case_id] = CaseSummary(
+                    id=case.id, reference=case.reference, title=contents["title"], created_at=case.created_at
+                )
+            seen.add(subject_id)
+        if cases:
+            known.append(KnownPerson(position, tuple(cases.values())))
+    audit.touched(
+        resource_type="case",
+        subjects=deps.audit.pseudonyms(principal.tenant_id, sorted(seen)),
+        cases=sorted(str(c.id) for k in known for c in k.cases),
+    )
+    return known
 
 
 async def _new_subject(

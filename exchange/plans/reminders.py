@@ -1,9 +1,11 @@
-"""Deadline reminders: who must act on which referral soon (or is late), for dashboards and by email."""
+"""Deadline reminders: who must act on which referral soon (or is late), for dashboards and by email; and the
+escalation of a referral left overdue to the agency's supervisors."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
 import logging
@@ -17,14 +19,17 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from audit.events import Action, Actor, Outcome
 from exchange.cases.models import Case
 from exchange.context import Context
+from exchange.deps import ExchangeDeps
 from exchange.plans.mail import Mailer, MailError
 from exchange.plans.models import ReminderSent
 from exchange.plans.schemas import ReminderOut
 from exchange.referrals.models import Referral, ReferralKind, Side
+from exchange.referrals.services import referral_pseudonyms
 from exchange.referrals.status import AWAITING_ANSWER, IN_HAND
-from tenants.calendar import format_day
+from tenants.calendar import DEFAULT_TIME_ZONE, format_day, time_zone, today_in
 from tenants.clock import Clock
 from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.persistence import platform_session
@@ -42,6 +47,20 @@ class ReminderKind(enum.StrEnum):
     COMPLETE_OVERDUE = "complete_overdue"
 
 
+class Escalation(enum.StrEnum):
+    """Append-only, stored like ReminderKind: emailed to a supervisor when a referral is still overdue on its
+    `escalation_day`."""
+
+    RESPOND_ESCALATED = "respond_escalated"
+    COMPLETE_ESCALATED = "complete_escalated"
+
+
+ESCALATES: Final = {
+    ReminderKind.RESPOND_OVERDUE: Escalation.RESPOND_ESCALATED,
+    ReminderKind.COMPLETE_OVERDUE: Escalation.COMPLETE_ESCALATED,
+}
+
+
 # An email the mail server refused is tried again this many times, this long apart at least.
 MAX_ATTEMPTS: Final = 5
 RETRY_AFTER: Final = dt.timedelta(minutes=10)
@@ -57,6 +76,9 @@ class Due:
     kind: ReminderKind
     deadline: dt.datetime
     users: frozenset[uuid.UUID]
+    # Set once the referral is escalated: the agency's day it was, and the supervisors it went to.
+    escalated_on: dt.date | None = None
+    supervisors: frozenset[uuid.UUID] = frozenset()
 
     @property
     def deadline_date(self) -> dt.date:
@@ -78,6 +100,7 @@ class Due:
             deadline=self.deadline,
             deadline_date=self.deadline_date,
             counterpart_tenant_id=counterpart,
+            escalated_on=self.escalated_on,
         )
 
 
@@ -101,8 +124,14 @@ def reminder_kind(referral: Referral, now: dt.datetime, lead: dt.timedelta) -> t
     return None
 
 
+def escalation_day(deadline_day: dt.date, after_days: int) -> dt.date:
+    """The agency's day from which a referral still overdue is escalated: `after_days` full days after the first day
+    it is overdue (0: that first day)."""
+    return deadline_day + dt.timedelta(days=1 + after_days)
+
+
 async def due_reminders(
-    session: AsyncSession, *, tenant_id: uuid.UUID, now: dt.datetime, lead: dt.timedelta
+    session: AsyncSession, *, tenant_id: uuid.UUID, now: dt.datetime, lead: dt.timedelta, escalate_after_days: int
 ) -> list[Due]:
     """Every reminder due in one tenant now, each with the users responsible for it, soonest deadline first.
 
@@ -110,6 +139,10 @@ async def due_reminders(
     worker, or the member of staff who opened the case. Only active users are reminded; when the person responsible
     has been deactivated, a reminder falls back to the active intake officers (recipient side) or to the active
     supervisors, else the active specialists (sender side), so that no deadline goes unwatched.
+
+    A referral still overdue on its `escalation_day` in the agency's time zone is escalated to the agency's active
+    supervisors not already responsible for it (none: it stays with the people responsible). Like the reminders,
+    escalation is derived, never stored.
     """
     horizon = now + lead
     referrals = list(
@@ -134,6 +167,8 @@ async def due_reminders(
     cases = {
         c.id: c for c in await session.scalars(select(Case).where(Case.tenant_id == tenant_id, Case.id.in_(case_ids)))
     }
+    zone = time_zone(await session.scalar(select(Tenant.time_zone).where(Tenant.id == tenant_id)) or DEFAULT_TIME_ZONE)
+    today = today_in(zone, now)
     due = []
     for referral in referrals:
         found = reminder_kind(referral, now, lead)
@@ -145,7 +180,14 @@ async def due_reminders(
         else:
             case = cases.get(referral.case_id) if referral.case_id else None
             responsible = (frozenset(_case_owner(case)) & active) or senders_fallback
-        due.append(Due(referral, found[0], found[1], responsible))
+        item = Due(referral, found[0], found[1], responsible)
+        # A supervisor already responsible for it (the fallback above) has it on their dashboard as it is.
+        escalated_to = supervisors - responsible
+        if escalated_to and found[0] in ESCALATES:
+            escalated_on = escalation_day(item.deadline_date, escalate_after_days)
+            if today >= escalated_on:
+                item = dataclasses.replace(item, escalated_on=escalated_on, supervisors=escalated_to)
+        due.append(item)
     due.sort(key=lambda d: (d.deadline, d.referral.id))
     return due
 
@@ -158,14 +200,19 @@ def _case_owner(case: Case | None) -> Iterable[uuid.UUID]:
     return (case.created_by_id,) if case.created_by_kind == ActorKind.USER else ()
 
 
-async def reminders_for(ctx: Context, *, now: dt.datetime, lead: dt.timedelta) -> list[ReminderOut]:
-    """The caller's reminders: a person sees those they are responsible for, a supervisor all of the agency's.
+async def reminders_for(
+    ctx: Context, *, now: dt.datetime, lead: dt.timedelta, escalate_after_days: int
+) -> list[ReminderOut]:
+    """The caller's reminders: a person sees those they are responsible for, a supervisor all of the agency's
+    (those escalated to them among them, `escalated_on` set).
 
     An agency system (API client) acts for the agency as a whole: it sees the reminders of the side its role
     works on (intake: incoming referrals; specialist: outgoing).
     """
     session, principal, audit = ctx.session, ctx.principal, ctx.audit
-    due = await due_reminders(session, tenant_id=principal.tenant_id, now=now, lead=lead)
+    due = await due_reminders(
+        session, tenant_id=principal.tenant_id, now=now, lead=lead, escalate_after_days=escalate_after_days
+    )
     if principal.has_role(Role.SUPERVISOR):
         mine = due
     elif principal.actor_kind == ActorKind.USER:
@@ -209,12 +256,16 @@ _WHAT = {
         ReminderKind.RESPOND_OVERDUE: "срок ответа истёк",
         ReminderKind.COMPLETE_DUE: "приближается срок исполнения",
         ReminderKind.COMPLETE_OVERDUE: "срок исполнения истёк",
+        Escalation.RESPOND_ESCALATED: "срок ответа давно истёк, направление передано вам как руководителю",
+        Escalation.COMPLETE_ESCALATED: "срок исполнения давно истёк, направление передано вам как руководителю",
     },
     "en": {
         ReminderKind.RESPOND_DUE: "the answer is due soon",
         ReminderKind.RESPOND_OVERDUE: "the answer is overdue",
         ReminderKind.COMPLETE_DUE: "completion is due soon",
         ReminderKind.COMPLETE_OVERDUE: "completion is overdue",
+        Escalation.RESPOND_ESCALATED: "the answer is long overdue and is escalated to you as supervisor",
+        Escalation.COMPLETE_ESCALATED: "completion is long overdue and is escalated to you as supervisor",
     },
 }
 
@@ -230,22 +281,23 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
-def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText:
-    """The email for one reminder: the referral's id, kind and deadline and a link; nothing about the family."""
+def reminder_email(due: Due, *, language: str | None, base_url: str, escalation: Escalation | None = None) -> MailText:
+    """The email for one reminder (or, with `escalation`, its escalation to a supervisor): the referral's id, kind
+    and deadline and a link; nothing about the family."""
     lang = "en" if (language or "").lower().startswith("en") else "ru"
     referral = due.referral
-    kind = _kind_name(referral.kind, lang)
-    what = _WHAT[lang][due.kind]
+    what = _WHAT[lang][escalation or due.kind]
+    kind_name = _kind_name(referral.kind, lang)
     deadline = format_day(due.deadline_date, lang)
     link = base_url.rstrip("/") + REFERRAL_PAGE.format(id=referral.exchange_id)
     if lang == "en":
         return MailText(
-            subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
+            subject=_one_line(f"casebridge: {what} ({kind_name}, {deadline})"),
             lines=(
                 f"Reminder: {what}.",
                 "",
                 f"Referral: {referral.exchange_id}",
-                f"Kind: {kind}",
+                f"Kind: {kind_name}",
                 f"Deadline: {deadline}",
                 "",
                 f"Open it in casebridge: {link}",
@@ -254,12 +306,12 @@ def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText
             ),
         )
     return MailText(
-        subject=_one_line(f"casebridge: {what} ({kind}, {deadline})"),
+        subject=_one_line(f"casebridge: {what} ({kind_name}, {deadline})"),
         lines=(
             f"Напоминание: {what}.",
             "",
             f"Направление: {referral.exchange_id}",
-            f"Вид: {kind}",
+            f"Вид: {kind_name}",
             f"Срок: {deadline}",
             "",
             f"Открыть в casebridge: {link}",
@@ -270,7 +322,9 @@ def reminder_email(due: Due, *, language: str | None, base_url: str) -> MailText
 
 
 class ReminderMail:
-    """Emails each due reminder to each responsible person at most once (per referral × kind × person).
+    """Emails each due reminder to each responsible person at most once (per referral × kind × person), and each
+    escalation to each supervisor it goes to, once too; an escalation emailed is recorded in the agency's audit
+    trail as `exchange:referral:escalate`, in the transaction that claims the email.
 
     A row in `reminder_sent` is committed *before* the message is handed to the mail server, so neither a restart
     nor a second gateway replica sends it again. A message the server refused is retried a few times; one whose
@@ -284,11 +338,15 @@ class ReminderMail:
         clock: Clock,
         mailer: Mailer | None,
         *,
+        deps: ExchangeDeps,
         lead: dt.timedelta,
+        escalate_after_days: int,
         base_url: str,
         every: dt.timedelta = dt.timedelta(minutes=5),
     ) -> None:
         self._sessions = sessions
+        self._deps = deps
+        self._escalate_after_days = escalate_after_days
         self.every_s = every.total_seconds()
         self._clock = clock
         self._mailer = mailer
@@ -328,7 +386,9 @@ class ReminderMail:
         assert self._mailer is not None
         now = self._clock.now()
         async with platform_session(self._sessions) as session:
-            due = await due_reminders(session, tenant_id=tenant_id, now=now, lead=self._lead)
+            due = await due_reminders(
+                session, tenant_id=tenant_id, now=now, lead=self._lead, escalate_after_days=self._escalate_after_days
+            )
             if not due:
                 return 0
             people = {u.id: u for u in await session.scalars(select(User).where(User.tenant_id == tenant_id))}
@@ -343,17 +403,26 @@ class ReminderMail:
             }
         sent = 0
         for item in due:
-            for user_id in sorted(item.users):
-                previous = done.get((item.referral.id, item.kind.value, user_id))
+            emails: list[tuple[ReminderKind | Escalation, uuid.UUID]] = [(item.kind, u) for u in sorted(item.users)]
+            if item.escalated_on is not None:
+                emails += [(ESCALATES[item.kind], user_id) for user_id in sorted(item.supervisors)]
+            for kind, user_id in emails:
+                previous = done.get((item.referral.id, kind.value, user_id))
                 if previous is not None and not _retry_due(previous, now):
                     continue
-                if not await self._claim(tenant_id, item, user_id, previous, now):
+                if not await self._claim(tenant_id, item, kind, user_id, previous, now):
                     continue
-                sent += await self._send(item, people[user_id])
+                sent += await self._send(item, kind, people[user_id])
         return sent
 
     async def _claim(
-        self, tenant_id: uuid.UUID, item: Due, user_id: uuid.UUID, previous: ReminderSent | None, now: dt.datetime
+        self,
+        tenant_id: uuid.UUID,
+        item: Due,
+        kind: ReminderKind | Escalation,
+        user_id: uuid.UUID,
+        previous: ReminderSent | None,
+        now: dt.datetime,
     ) -> bool:
         """Record the intent to send, committed first; False when another process got there before."""
         try:
@@ -363,12 +432,14 @@ class ReminderMail:
                         ReminderSent(
                             tenant_id=tenant_id,
                             referral_id=item.referral.id,
-                            kind=item.kind.value,
+                            kind=kind.value,
                             user_id=user_id,
                             claimed_at=now,
                             attempts=1,
                         )
                     )
+                    if isinstance(kind, Escalation):
+                        await self._record_escalation(session, tenant_id, item, user_id)
                     return True
                 row = await session.scalar(
                     select(ReminderSent).where(ReminderSent.id == previous.id).with_for_update(skip_locked=True)
@@ -380,11 +451,34 @@ class ReminderMail:
         except IntegrityError:
             return False
 
-    async def _send(self, item: Due, user: User) -> int:
+    async def _record_escalation(
+        self, session: AsyncSession, tenant_id: uuid.UUID, item: Due, supervisor: uuid.UUID
+    ) -> None:
+        """casebridge itself escalates: a system event, committed with the claim, so once per supervisor."""
+        referral = item.referral
+        self._deps.audit.append(
+            session,
+            action=Action.EXCHANGE_REFERRAL_ESCALATE,
+            outcome=Outcome.SUCCESS,
+            actor=Actor(kind="system", id=None, tenant_id=tenant_id, role=None),
+            log_tenant_id=tenant_id,
+            resource_type="referral",
+            resource_id=str(referral.exchange_id),
+            subjects=tuple(await referral_pseudonyms(session, self._deps, referral)),
+            extra={
+                "reminder": item.kind.value,
+                "deadline_date": item.deadline_date.isoformat(),
+                "escalated_on": item.escalated_on.isoformat() if item.escalated_on else None,
+                "supervisor": str(supervisor),
+            },
+        )
+
+    async def _send(self, item: Due, kind: ReminderKind | Escalation, user: User) -> int:
         assert self._mailer is not None
         error: str | None = None
         try:
-            text = reminder_email(item, language=user.language, base_url=self._base_url)
+            escalation = kind if isinstance(kind, Escalation) else None
+            text = reminder_email(item, language=user.language, base_url=self._base_url, escalation=escalation)
             message = EmailMessage()
             message["To"] = user.email
             message["Subject"] = text.subject
@@ -399,7 +493,7 @@ class ReminderMail:
             row = await session.scalar(
                 select(ReminderSent).where(
                     ReminderSent.referral_id == item.referral.id,
-                    ReminderSent.kind == item.kind.value,
+                    ReminderSent.kind == kind.value,
                     ReminderSent.user_id == user.id,
                 )
             )

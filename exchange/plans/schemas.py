@@ -118,6 +118,8 @@ class ReminderOut(msgspec.Struct, kw_only=True):
     deadline: Deadline
     deadline_date: DeadlineDay
     counterpart_tenant_id: uuid.UUID
+    # The agency's day the referral was escalated to its supervisors, left overdue that long (docs/api.md).
+    escalated_on: Day | None = None
 
 
 class ReminderList(msgspec.Struct, kw_only=True):

@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, bindparam, func, insert, not_, or_, select
+from sqlalchemy import Select, and_, bindparam, func, insert, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
 from exchange.cases.access import access_case, access_subjects
 from exchange.cases.datakeys import DataKey, sealed_context
-from exchange.cases.models import Consent, Subject
+from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, LegalBasis, ShareRequest, StatutoryBasis, decide
 from exchange.cases.schemas import SubjectOut
 from exchange.cases.services import (
@@ -510,11 +510,15 @@ async def list_referrals(
     cursor: str | None,
     limit: int,
     kind: ReferralKind | None = None,
+    shared_by: uuid.UUID | None = None,
 ) -> tuple[list[ReferralSummary], str | None]:
-    """One page of a box, newest first; `kind` keeps one kind only (the pages' list of plan tasks given to us)."""
+    """One page of a box, newest first; `kind` keeps one kind only (the pages' list of plan tasks given to us), and
+    `shared_by` the outgoing referrals of the cases that member of staff has (the pages' "shared by me")."""
     session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     side = Side.SENDER if box == "outgoing" else Side.RECIPIENT
     query = select(Referral).where(Referral.tenant_id == principal.tenant_id, Referral.side == side.value)
+    if shared_by is not None:
+        query = query.where(Referral.case_id.in_(cases_of_worker(principal.tenant_id, shared_by)))
     if kind is not None:
         query = query.where(Referral.kind == kind.value)
     if status:
@@ -533,6 +537,18 @@ async def list_referrals(
     items = [referral_summary(r, now) for r in page.rows]
     audit.touched(resource_type="referral", box=box, referrals=[str(r.exchange_id) for r in page.rows])
     return items, encode_cursor(page.last.id) if page.last else None
+
+
+def cases_of_worker(tenant_id: uuid.UUID, user_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The ids of a tenant's cases a member of staff has: as key worker, or as the one who opened a case without one
+    (the person reminded of its referrals: exchange.plans.reminders)."""
+    return select(Case.id).where(
+        Case.tenant_id == tenant_id,
+        or_(
+            Case.key_worker_id == user_id,
+            and_(Case.key_worker_id.is_(None), Case.created_by_kind == "user", Case.created_by_id == user_id),
+        ),
+    )
 
 
 def referral_summary(referral: Referral, now: dt.datetime) -> ReferralSummary:

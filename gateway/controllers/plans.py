@@ -101,5 +101,10 @@ class ReminderController(Controller):
     @get("/", opt=needs(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REMINDER_LIST), summary="Deadlines to watch")
     async def list_reminders(self, request: Request[Any, Any, Any], ctx: NamedDependency[Context]) -> ReminderList:
         runtime = runtime_of(request)
-        items = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
+        items = await reminders.reminders_for(
+            ctx,
+            now=runtime.clock.now(),
+            lead=runtime.settings.reminders.lead,
+            escalate_after_days=runtime.settings.reminders.escalate_after_days,
+        )
         return ReminderList(items=items)

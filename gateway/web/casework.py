@@ -65,8 +65,10 @@ from tenants.principal import Principal
 _WORKERS: Final = [Role.SPECIALIST, Role.SUPERVISOR]
 # The query parameter of each list's page on the case page and on the dashboard.
 CASE_PAGES: Final = ("consents", "referrals", "timeline")
-DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders")
+DASHBOARD_PAGES: Final = ("overdue", "outgoing", "reminders", "escalated")
 PURPOSES: Final = tuple(LABELS["purposes"])
+# The dashboard's views of the agency's outgoing referrals: the team's (everyone's), or those of my own cases.
+SHARED_BY: Final = ("team", "me")
 # The newest few of the dashboard's plans and plan tasks; the list of plans and the inbox show the rest.
 PLANS_ON_DASHBOARD: Final = 5
 # The longest-late care plan actions on the dashboard; each case's care plan shows all of its own.
@@ -107,6 +109,19 @@ async def create_case(
             form=data.fields(),
             error=body.text,
         )
+    if not data.known_checked and any(s.birth_date for s in body.subjects):
+        async with open_context(request, action=Action.EXCHANGE_SUBJECTS_MATCH) as ctx:
+            known = await cases.known_people(ctx, data=body)
+        if known:
+            names = [s.full_name for s in body.subjects]
+            return render(
+                request,
+                "case_new.html",
+                rows=range(SUBJECT_ROWS),
+                roles=list(SubjectRole),
+                form=data.fields(),
+                known=[(names[k.position], k.cases) for k in known],
+            )
     async with open_context(request) as ctx:
         case = await cases.create_case(ctx, data=body)
     _ = translator(request)
@@ -399,18 +414,21 @@ async def _refused_send(
 
 
 @get("/dashboard", **page(Scope.REFERRALS_READ, _WORKERS, Action.EXCHANGE_REFERRAL_LIST))
-async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Deadlines, then my overdue referrals, then the rest by status, each list paged on its own; incoming: the newest
-    few, with the inbox for the rest."""
+async def dashboard(request: Request[Any, Any, Any], shared: FromQuery[str] = SHARED_BY[0]) -> Response[Any]:
+    """Deadlines, then the overdue referrals, then the rest by status, each list paged on its own, those of the team
+    (the whole agency) or shared by me (`shared`); incoming: the newest few, with the inbox for the rest."""
     runtime = runtime_of(request)
+    shared = shared if shared in SHARED_BY else SHARED_BY[0]
     try:
         cursor_param(request, "overdue")
         cursor_param(request, "outgoing")
         reminders_offset = offset_param(request, "reminders")
+        escalated_offset = offset_param(request, "escalated")
     except BadPageLink as bad:
         return back_to_first_page(request, bad, also=DASHBOARD_PAGES)
     async with open_context(request) as ctx:
         # Overdue first: the late ones are a list of their own above the rest, so no page of the rest hides one.
+        shared_by = ctx.principal.actor_id if shared == "me" else None
         overdue, next_overdue = await list_referrals(
             ctx,
             box="outgoing",
@@ -418,6 +436,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             overdue=True,
             cursor=request.query_params.get("overdue") or None,
             limit=REFERRALS_PER_PAGE,
+            shared_by=shared_by,
         )
         outgoing, next_outgoing = await list_referrals(
             ctx,
@@ -426,6 +445,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
             overdue=False,
             cursor=request.query_params.get("outgoing") or None,
             limit=REFERRALS_PER_PAGE,
+            shared_by=shared_by,
         )
         incoming, more_in = await list_referrals(ctx, box="incoming", status=None, overdue=None, cursor=None, limit=10)
         # Multi-agency plans: the open ones this agency issued, and the tasks other agencies' plans gave it.
@@ -444,12 +464,21 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         # The agency's care plan actions past their day join the overdue list.
         late_actions = await care.overdue_actions(ctx, limit=CARE_ACTIONS_ON_DASHBOARD)
-        due = await reminders.reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
+        due = await reminders.reminders_for(
+            ctx,
+            now=runtime.clock.now(),
+            lead=runtime.settings.reminders.lead,
+            escalate_after_days=runtime.settings.reminders.escalate_after_days,
+        )
+        # A supervisor's own list of what was escalated to them, above the agency's other deadlines.
+        escalated = [d for d in due if d.escalated_on] if ctx.principal.has_role(Role.SUPERVISOR) else []
+        due = [d for d in due if d not in escalated]
         shown_due = due[reminders_offset : reminders_offset + REMINDERS_PER_PAGE]
+        shown_escalated = escalated[escalated_offset : escalated_offset + REMINDERS_PER_PAGE]
         # One event for the whole page: every referral it shows, from all its lists.
         shown = {str(r.id) for r in [*overdue, *outgoing, *incoming, *tasks_for_us]}
-        shown |= {str(d.referral_id) for d in shown_due}
-        ctx.audit.touched(resource_type="referral", box="dashboard", referrals=sorted(shown))
+        shown |= {str(d.referral_id) for d in [*shown_due, *shown_escalated]}
+        ctx.audit.touched(resource_type="referral", box="dashboard", shared=shared, referrals=sorted(shown))
     by_status: dict[str, list[Any]] = {}
     for item in outgoing:
         by_status.setdefault(item.status, []).append(item)
@@ -457,12 +486,17 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         request,
         {r.to_tenant_id for r in [*overdue, *outgoing]} | {r.from_tenant_id for r in [*incoming, *tasks_for_us]},
     )
+    view = {} if shared == SHARED_BY[0] else {"shared": shared}  # the team's view is the page without a parameter
     pages = {
         "overdue": (next_overdue, request.query_params.get("overdue")),
         "outgoing": (next_outgoing, request.query_params.get("outgoing")),
         "reminders": (
             next_offset(reminders_offset, REMINDERS_PER_PAGE, len(due) > reminders_offset + REMINDERS_PER_PAGE),
             reminders_offset or None,
+        ),
+        "escalated": (
+            next_offset(escalated_offset, REMINDERS_PER_PAGE, len(escalated) > escalated_offset + REMINDERS_PER_PAGE),
+            escalated_offset or None,
         ),
     }
     return render(
@@ -473,6 +507,7 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         by_status=by_status,
         incoming=incoming,
         reminders=shown_due,
+        escalated=shown_escalated,
         partners=partners,
         more_incoming=more_in is not None,
         open_plans=open_plans,
@@ -481,7 +516,9 @@ async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
         tasks_for_us=tasks_for_us,
         more_tasks=more_tasks is not None,
         pages=pages,
-        page_params=page_state(request, DASHBOARD_PAGES),
+        page_params={name: {**kept, **view} for name, kept in page_state(request, DASHBOARD_PAGES).items()},
+        shared=shared,
+        shared_views=SHARED_BY,
     )
 
 

@@ -34,6 +34,7 @@ ACTION_GROUPS: Final[tuple[tuple[str, Mapping[Action, str]], ...]] = (
             Action.EXCHANGE_DOCUMENT_CREATE: N_("A document was uploaded"),
             Action.EXCHANGE_DOCUMENT_READ: N_("A document was opened"),
             Action.EXCHANGE_SUBJECTS_INDEX: N_("The index for finding people was rebuilt"),
+            Action.EXCHANGE_SUBJECTS_MATCH: N_("The people of a new case were checked against the agency's own cases"),
         },
     ),
     (
@@ -45,6 +46,7 @@ ACTION_GROUPS: Final[tuple[tuple[str, Mapping[Action, str]], ...]] = (
             Action.EXCHANGE_REFERRAL_LIST: N_("A list of referrals was viewed"),
             Action.EXCHANGE_REFERRAL_TRANSITION: N_("A referral's status was changed"),
             Action.EXCHANGE_REFERRAL_ASSIGN: N_("A referral was assigned to a member of staff"),
+            Action.EXCHANGE_REFERRAL_ESCALATE: N_("A referral left overdue was escalated to a supervisor by email"),
             Action.EXCHANGE_REFERRAL_BASIS: N_("The recipient recorded its own legal basis"),
             Action.EXCHANGE_LETTER_READ: N_("A referral's signed letter was opened"),
             Action.EXCHANGE_LETTER_RECEIVE: N_("A partner's signed letter was received"),

@@ -195,6 +195,8 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
     subject_2_ref: str = ""
     subject_2_role: str = ""
     subject_2_birth: str = ""
+    # Ticked on the warning that someone is already on the agency's cases: open the case anyway.
+    known_checked: str = ""
 
     def fields(self) -> dict[str, str]:
         """The fields under their names on the form, stripped: what the form shows again when it is refused."""

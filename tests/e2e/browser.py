@@ -167,6 +167,32 @@ async def _enrolled(runtime: Runtime, tenant: Tenant, roles: list[str], display_
     return StaffAccount(email, STAFF_PASSWORD, secret, roles, display_name, last_step=[int(used_at) // 30])
 
 
+def add_staff(live_server: LiveServer, agency: Agency, label: str, roles: list[str], display_name: str) -> StaffAccount:
+    """One more member of an agency's staff, enrolled like the seeded ones, under `label` in its staff."""
+
+    async def enrol() -> StaffAccount:
+        runtime: Runtime = live_server.runtime  # type: ignore[assignment]  # started by the fixture
+        async with platform_session(runtime.sessions) as session:
+            tenant = await session.get_one(Tenant, uuid.UUID(agency.id))
+        return await _enrolled(runtime, tenant, roles, display_name)
+
+    agency.staff[label] = account = live_server.run(enrol())
+    return account
+
+
+def user_id(live_server: LiveServer, account: StaffAccount) -> str:
+    """The id of a member of staff's account, as an agency's case system names a key worker."""
+
+    async def find() -> uuid.UUID | None:
+        runtime: Runtime = live_server.runtime  # type: ignore[assignment]  # started by the fixture
+        async with platform_session(runtime.sessions) as session:
+            return await session.scalar(select(User.id).where(User.email == account.email))
+
+    found = live_server.run(find())
+    assert found is not None
+    return str(found)
+
+
 async def _agency(runtime: Runtime, kind: str, name: str, staff: dict[str, tuple[list[str], str]]) -> Agency:
     """An agency whose staff are given as {label: (roles, display name)}."""
     tenant = await make_tenant(runtime, kind=kind, name=name)
@@ -218,9 +244,17 @@ class Planning:
 async def seed_planning(runtime: Runtime) -> Planning:
     suffix = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
     agencies = {
-        "commission": (TenantKind.JUVENILE_COMMISSION, "КДН Центрального района", {"specialist": [Role.SPECIALIST]}),
-        "school": (TenantKind.EDUCATION, "Школа № 7", {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]}),
-        "opeka": (TenantKind.GUARDIANSHIP_BODY, "Опека Севера", {"intake": [Role.INTAKE]}),
+        "commission": (
+            TenantKind.JUVENILE_COMMISSION,
+            "КДН Центрального района",
+            {"specialist": ([Role.SPECIALIST], "Мария Кузнецова")},
+        ),
+        "school": (
+            TenantKind.EDUCATION,
+            "Школа № 7",
+            {"intake": ([Role.INTAKE], "Елена Воробьёва"), "specialist": ([Role.SPECIALIST], "Сергей Волков")},
+        ),
+        "opeka": (TenantKind.GUARDIANSHIP_BODY, "Опека Севера", {"intake": ([Role.INTAKE], "Наталья Белова")}),
     }
     seeded = {
         key: await _agency(runtime, kind, f"{name} {suffix}", roles) for key, (kind, name, roles) in agencies.items()
@@ -256,14 +290,15 @@ def case_system(live_server: LiveServer, tenant_id: str) -> httpx.Client:
     )  # sending renders the signed letter, which takes seconds on a busy machine
 
 
-def shared_referral(api: httpx.Client, partner_id: str) -> tuple[str, str]:
-    """Through an agency's case system: a case with a child, the mother's consent, and a referral to the partner:
-    (child's id, referral id)."""
+def shared_referral(api: httpx.Client, partner_id: str, *, key_worker_id: str | None = None) -> tuple[str, str]:
+    """Through an agency's case system: a case with a child (and its key worker, when given), the mother's consent,
+    and a referral to the partner: (child's id, referral id)."""
     case = api.post(
         "/cases",
         json={
             "title": "Ивановы",
             "subjects": [{"ref": "child 1", "full_name": "Мария Иванова", "birth_date": "2015-04-02", "role": "child"}],
+            "key_worker_id": key_worker_id,
         },
     )
     assert case.status_code == 201, case.text

@@ -163,8 +163,10 @@ async def test_a_write_saved_before_its_response_failed_records_both(
     response = await form(api, "/cases/new", WEB_CASE)
     assert response.status_code == 500
     assert await outcomes(runtime, response) == [
-        ("exchange:case:create", "success", None),  # the case was opened...
-        ("exchange:case:create", "error", "response 500"),  # ...and the person was told it failed
+        ("exchange:subjects:match", "success", None),  # the child was looked for in the centre's cases...
+        ("exchange:case:create", "success", None),  # ...the case was opened...
+        ("exchange:subjects:match", "error", "response 500"),  # ...and the person was told it failed
+        ("exchange:case:create", "error", "response 500"),
     ]
     assert await _case_count(runtime, centre.tenant) == 1
 

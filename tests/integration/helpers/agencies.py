@@ -11,9 +11,10 @@ import httpx
 from sqlalchemy import select
 
 from gateway.runtime import Runtime
-from tenants.models import Role, Tenant
+from tenants.models import Role, Tenant, User
 from tenants.persistence import platform_session
 from tests.factories import ClientKey, access_token, make_client, make_tenant
+from tests.polling import eventually
 
 CHILD_NAME = "Иванова Мария Петровна"
 CHILD_BIRTH = "2015-04-12"
@@ -154,3 +155,38 @@ async def status_is(agency: Agency, referral_id: str, status: str) -> bool:
     """Whether `agency`'s copy of the referral exists and has `status`."""
     response = await agency.get(f"/api/v1/referrals/{referral_id}")
     return response.status_code == 200 and response.json()["status"] == status
+
+
+async def tenant_of(runtime: Runtime, agency_: Agency) -> Tenant:
+    """The tenant an API client belongs to."""
+    async with platform_session(runtime.sessions) as session:
+        tenant = await session.scalar(select(Tenant).where(Tenant.id == agency_.id))
+    assert tenant is not None
+    return tenant
+
+
+async def the_one(runtime: Runtime, tenant_id: uuid.UUID, role: str) -> User:
+    """The one member of staff of a tenant with `role`."""
+    async with platform_session(runtime.sessions) as session:
+        users = list(await session.scalars(select(User).where(User.tenant_id == tenant_id)))
+    (user,) = [u for u in users if role in u.roles]
+    return user
+
+
+async def key_worker_referral(centre: Agency, opeka: Agency, key_worker: User) -> str:
+    """Through the centre's API: a case of `key_worker`'s about Maria, her parent's consent, and a referral of its
+    identity to `opeka`, arrived there; the referral's id."""
+    subject = {"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2015-04-12", "role": "child"}
+    body = {"title": "Семья Ивановых", "key_worker_id": str(key_worker.id), "subjects": [subject]}
+    case = await centre.post("/api/v1/cases", body)
+    assert case.status_code == 201, case.text
+    assert (await parent_consents(centre, case.json(), opeka, ["identity"])).status_code == 201
+    sent = await centre.post("/api/v1/referrals", referral_body(case.json(), opeka.id, ["identity"]))
+    assert sent.status_code == 201, sent.text
+    referral_id: str = sent.json()["id"]
+
+    async def arrived() -> bool:
+        return (await opeka.get(f"/api/v1/referrals/{referral_id}")).status_code == 200
+
+    await eventually(arrived)
+    return referral_id

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from audit.models import AuditEvent
 from gateway.runtime import Runtime
 from tenants import services
 from tenants.credentials import totp_code
@@ -29,14 +32,35 @@ NEW_PASSWORD = "a brand new passphrase for the web"
 
 async def staff(runtime: Runtime, tenant: Tenant, *roles: str) -> str:
     """A signed-in member of staff (password changed, second factor passed) made by the real services: the token."""
+    return await new_session(runtime, (await staff_user(runtime, tenant, *roles)).id)
+
+
+async def staff_user(runtime: Runtime, tenant: Tenant, *roles: str) -> User:
+    """A member of staff ready to sign in (password changed), not yet signed in: their account."""
     user = await make_user(runtime, tenant, roles=list(roles))
     async with platform_session(runtime.sessions) as session, session.begin():
         user = await session.get_one(User, user.id)
         services.change_password(user, current=PASSWORD, new="a passphrase only the worker knows")
+    return user
+
+
+async def new_session(runtime: Runtime, user_id: uuid.UUID) -> str:
+    """Another session of a member of staff made by `staff`, from the clock's now (after travelling): the token."""
+    async with platform_session(runtime.sessions) as session, session.begin():
+        user = await session.get_one(User, user_id)
         token, _record = await start_session(
             session, runtime.clock, runtime.session_policy, user=user, second_factor_passed=True
         )
     return token
+
+
+async def recorded(runtime: Runtime, tenant_id: uuid.UUID, action: str) -> list[dict[str, Any]]:
+    """The events of `action` in a tenant's audit trail, as their canonical JSON, in no particular order."""
+    async with platform_session(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(AuditEvent.canonical).where(AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == action)
+        )
+        return [json.loads(r) for r in rows]
 
 
 def act_as(api: Client, token: str) -> None:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from exchange.plans.reminders import Due, ReminderKind, reminder_email, reminder_kind
+from exchange.plans.reminders import Due, Escalation, ReminderKind, escalation_day, reminder_email, reminder_kind
 from exchange.referrals.models import Referral, Side
 
 RESPOND_BY = dt.datetime(2027, 3, 10, 12, 0, tzinfo=dt.UTC)
@@ -105,3 +105,36 @@ def test_a_kind_that_is_not_known_never_reaches_the_email(language: str, kind: s
         assert "\r" not in line
         assert "\n" not in line
     assert all(part not in text.subject + "\n".join(text.lines) for part in ("Bcc", "someone@", "Ивановых", "PLAN_"))
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("ru", ("срок ответа давно истёк, направление передано вам как руководителю", "Срок: 10.03.2027")),
+        ("en", ("the answer is long overdue and is escalated to you as supervisor", "Deadline: 10 Mar 2027")),
+    ],
+)
+def test_an_escalation_email_tells_the_supervisor_and_nothing_of_the_family(language: str, words: tuple[str]) -> None:
+    item = referral("received", Side.SENDER)
+    due = Due(item, ReminderKind.RESPOND_OVERDUE, RESPOND_BY, frozenset())
+    text = reminder_email(
+        due, language=language, base_url="https://cb.example.org/", escalation=Escalation.RESPOND_ESCALATED
+    )
+    body = "\n".join(text.lines)
+    for word in words:
+        assert word in text.subject + body
+    assert item.case_ref not in body + text.subject
+
+
+@pytest.mark.parametrize(
+    ("after_days", "deadline", "escalated_on"),
+    [
+        (0, dt.date(2027, 3, 10), dt.date(2027, 3, 11)),  # the first day overdue
+        (1, dt.date(2027, 3, 10), dt.date(2027, 3, 12)),
+        (3, dt.date(2027, 2, 27), dt.date(2027, 3, 3)),  # across the end of February
+    ],
+)
+def test_a_referral_is_escalated_after_full_days_overdue(
+    after_days: int, deadline: dt.date, escalated_on: dt.date
+) -> None:
+    assert escalation_day(deadline, after_days) == escalated_on

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 import logging
 import socket
 import uuid
+import zoneinfo
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from audit.events import Action
+from audit.models import AuditEvent
 from audit.services import AccessScope, RequestContext
 from exchange.context import Context
 from exchange.plans.mail import SmtpMailer, SmtpServer
@@ -37,7 +40,7 @@ from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
 from tests.environment import TravelClock, empty_bus, settings_for
 from tests.factories import make_user
-from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, parent_consents, referral_body
+from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, key_worker_referral
 from tests.polling import eventually
 
 
@@ -112,7 +115,9 @@ def smtp_mail(runtime: Runtime, clock: TravelClock, port: int) -> ReminderMail:
         runtime.sessions,
         clock,
         SmtpMailer(server),
+        deps=runtime.exchange,
         lead=runtime.settings.reminders.lead,
+        escalate_after_days=runtime.settings.reminders.escalate_after_days,
         base_url=runtime.settings.server.base_url,
     )
 
@@ -127,30 +132,6 @@ async def staff(runtime: Runtime, agency_: Agency, role: str, address: str, lang
         assert row is not None
         row.language = language
     return user
-
-
-async def sent_referral(centre: Agency, opeka: Agency, key_worker: User) -> str:
-    case = await centre.post(
-        "/api/v1/cases",
-        {
-            "title": "Семья Ивановых",
-            "key_worker_id": str(key_worker.id),
-            "subjects": [{"ref": "child 1", "full_name": CHILD_NAME, "birth_date": "2015-04-12", "role": "child"}],
-        },
-    )
-    assert case.status_code == 201, case.text
-    body = case.json()
-    consent = await parent_consents(centre, body, opeka, ["identity"])
-    assert consent.status_code == 201, consent.text
-    sent = await centre.post("/api/v1/referrals", referral_body(body, opeka.id, ["identity"]))
-    assert sent.status_code == 201, sent.text
-    referral_id: str = sent.json()["id"]
-
-    async def arrived() -> bool:
-        return (await opeka.get(f"/api/v1/referrals/{referral_id}")).status_code == 200
-
-    await eventually(arrived)
-    return referral_id
 
 
 async def deadline_of(agency_: Agency, referral_id: str, name: str) -> dt.datetime:
@@ -182,7 +163,12 @@ async def of_user(runtime: Runtime, user: User, role: str) -> list[tuple[str, st
     )
     async with tenant_session(runtime.sessions, user.tenant_id) as session:
         ctx = Context(session, runtime.exchange, principal, scope)
-        items = await reminders_for(ctx, now=runtime.clock.now(), lead=runtime.settings.reminders.lead)
+        items = await reminders_for(
+            ctx,
+            now=runtime.clock.now(),
+            lead=runtime.settings.reminders.lead,
+            escalate_after_days=runtime.settings.reminders.escalate_after_days,
+        )
     return [(str(r.referral_id), r.reminder) for r in items]
 
 
@@ -199,7 +185,7 @@ async def test_reminders_are_shown_and_emailed_once(
     centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", "en")
-    referral_id = await sent_referral(centre, opeka, key_worker)  # respond_by in 3 days, complete_by in 30
+    referral_id = await key_worker_referral(centre, opeka, key_worker)  # respond_by in 3 days, complete_by in 30
     respond_by = await deadline_of(centre, referral_id, "respond_by")
     complete_by = await deadline_of(centre, referral_id, "complete_by")
 
@@ -284,7 +270,7 @@ async def test_without_smtp_reminders_are_shown_but_not_mailed(
     centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
-    referral_id = await sent_referral(centre, opeka, key_worker)
+    referral_id = await key_worker_referral(centre, opeka, key_worker)
     travel_to(clock, await deadline_of(centre, referral_id, "respond_by") + dt.timedelta(hours=1))
     assert await dashboard(opeka) == [(referral_id, "respond_overdue", "recipient")]
     assert not runtime.reminders.enabled
@@ -308,7 +294,7 @@ async def test_a_refused_email_is_retried_later_and_then_sent_once(
     centre, opeka = await centre_and_opeka(api, runtime)
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
-    referral_id = await sent_referral(centre, opeka, key_worker)
+    referral_id = await key_worker_referral(centre, opeka, key_worker)
     travel_to(clock, await deadline_of(centre, referral_id, "respond_by") - dt.timedelta(hours=47))
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -349,7 +335,7 @@ async def test_a_deactivated_person_s_reminders_go_to_colleagues(
     colleague = await staff(runtime, centre, Role.SPECIALIST, "colleague@semya.example.org", None)
     intake = await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
     assignee = await staff(runtime, opeka, Role.SPECIALIST, "assignee@opeka.example.org", None)
-    referral_id = await sent_referral(centre, opeka, key_worker)
+    referral_id = await key_worker_referral(centre, opeka, key_worker)
     async with platform_session(runtime.sessions) as session, session.begin():
         copy = await session.scalar(
             select(Referral).where(Referral.tenant_id == opeka.id, Referral.exchange_id == uuid.UUID(referral_id))
@@ -388,7 +374,7 @@ async def test_a_message_that_cannot_be_built_is_recorded_and_the_rest_still_go(
     key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
     broken = await staff(runtime, opeka, Role.INTAKE, "broken@opeka.example.org", None)
     await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
-    referral_id = await sent_referral(centre, opeka, key_worker)
+    referral_id = await key_worker_referral(centre, opeka, key_worker)
     # An address stored before it was checked: an email header refuses it (ValueError, not a MailError).
     bad_address = "broken@opeka.example.org\r\nBcc: someone@example.org"
     async with platform_session(runtime.sessions) as session, session.begin():
@@ -414,3 +400,70 @@ async def test_a_message_that_cannot_be_built_is_recorded_and_the_rest_still_go(
     assert failed is not None
     assert (failed.last_error, failed.attempts) == ("ValueError", 2)
     assert len(sink.messages) == 2
+
+
+async def escalations(runtime: Runtime, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with platform_session(runtime.sessions) as session:
+        rows = await session.scalars(
+            select(AuditEvent.canonical).where(
+                AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == Action.EXCHANGE_REFERRAL_ESCALATE
+            )
+        )
+        return [json.loads(r) for r in rows]
+
+
+async def reminders_of(agency_: Agency) -> list[tuple[str, str, str | None]]:
+    response = await agency_.get("/api/v1/reminders")
+    assert response.status_code == 200, response.text
+    return [(r["referral_id"], r["reminder"], r["escalated_on"]) for r in response.json()["items"]]
+
+
+async def test_a_referral_left_overdue_is_escalated_to_the_supervisor_once(
+    api: Any, runtime: Runtime, clock: TravelClock, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink = smtp_sink[0]
+    centre, opeka = await centre_and_opeka(api, runtime)
+    head = await staff(runtime, centre, Role.SUPERVISOR, "head@semya.example.org", "en")
+    await staff(runtime, opeka, Role.INTAKE, "intake@opeka.example.org", None)
+    key_worker = await staff(runtime, centre, Role.SPECIALIST, "worker@semya.example.org", None)
+    referral_id = await key_worker_referral(centre, opeka, key_worker)
+    respond_by = await deadline_of(centre, referral_id, "respond_by")
+    day = respond_by.astimezone(zoneinfo.ZoneInfo("Europe/Moscow")).date()  # the agencies' default time zone
+
+    # The first day overdue (CASEBRIDGE_ESCALATE_AFTER_DAYS=1): the people responsible are reminded, no one else.
+    travel_to(clock, respond_by + dt.timedelta(hours=23))
+    assert await reminders_of(centre) == [(referral_id, "respond_overdue", None)]
+    await eventually(lambda: _count(sink, 2))
+    assert await escalations(runtime, centre.id) == []
+
+    # Still overdue on the next day of the agency: escalated to its supervisor, on the dashboard and by email.
+    travel_to(clock, respond_by + dt.timedelta(hours=25))
+    escalated_on = (day + dt.timedelta(days=2)).isoformat()
+    assert await reminders_of(centre) == [(referral_id, "respond_overdue", escalated_on)]
+    assert await of_user(runtime, head, Role.SUPERVISOR) == [(referral_id, "respond_overdue")]
+    await eventually(lambda: _count(sink, 3))
+    escalation = sink.messages[-1]
+    assert escalation["To"] == "head@semya.example.org"
+    text = text_of(escalation)
+    assert "the answer is long overdue and is escalated to you as supervisor" in text
+    assert f"http://localhost/referrals/{referral_id}" in text
+    for private in (CHILD_NAME, PARENT_NAME, "Семья", "Иванов"):
+        assert private not in text
+    # The receiving agency has no supervisor: its copy stays with its intake officer.
+    assert await reminders_of(opeka) == [(referral_id, "respond_overdue", None)]
+
+    # Recorded once, by casebridge itself; neither the next round nor another process escalates it again.
+    (event,) = await escalations(runtime, centre.id)
+    assert event["actor"]["kind"] == "system"
+    assert event["resource"] == {"type": "referral", "id": referral_id}
+    assert event["extra"]["supervisor"] == str(head.id)
+    assert event["extra"]["escalated_on"] == escalated_on
+    assert event["subjects"]
+    assert await runtime.reminders.run_once() == 0
+    restarted = build_runtime(runtime.settings, clock=clock, workers=())
+    try:
+        assert await restarted.reminders.run_once() == 0
+    finally:
+        await restarted.engine.dispose()
+    assert len(sink.messages) == 3
+    assert len(await escalations(runtime, centre.id)) == 1

@@ -8,14 +8,11 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from audit.models import AuditEvent
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
-from tenants.persistence import platform_session
 from tests.factories import access_token, make_client, make_tenant
-from tests.integration.helpers.web import act_as, form, page, staff
+from tests.integration.helpers.web import act_as, form, page, recorded, staff
 
 LOOKUP = "/dpo/subjects/lookup"
 MARIA = {"full_name": "Иванова Мария Петровна", "birth_date": "2015-04-12"}
@@ -36,13 +33,7 @@ async def open_case(api: httpx.AsyncClient, runtime: Runtime, tenant: Tenant, sn
 
 
 async def lookups(runtime: Runtime, tenant_id: uuid.UUID) -> list[dict[str, object]]:
-    async with platform_session(runtime.sessions) as session:
-        rows = await session.scalars(
-            select(AuditEvent.canonical).where(
-                AuditEvent.log_tenant_id == tenant_id, AuditEvent.action == "audit:subject:lookup"
-            )
-        )
-        return [json.loads(r) for r in rows]
+    return await recorded(runtime, tenant_id, "audit:subject:lookup")
 
 
 @pytest.fixture
