@@ -211,7 +211,7 @@ async def record_consent(
     try:
         async with open_context(request) as ctx:
             if data.upload is not None:
-                body.evidence = Evidence(document_id=await _store_evidence(request, ctx, data.upload))
+                body.evidence = Evidence(document_id=await store_upload(request, ctx, data.upload))
             await cases.record_consent(ctx, case_id=case_id, data=body)
     except InvalidInput as exc:
         # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
@@ -219,8 +219,9 @@ async def record_consent(
     return redirect(request, f"/cases/{case_id}", success=_("The consent is recorded."))
 
 
-async def _store_evidence(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
-    """The signed consent form's scan, stored as a document of the case in the consent's transaction."""
+async def store_upload(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
+    """A file a form sent (a signed consent form's scan, a message's attachment), checked and sealed as a document
+    of the agency in the transaction of what it belongs to."""
     document = await cases.store_document(
         ctx,
         name=upload.filename,

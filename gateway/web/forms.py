@@ -523,7 +523,14 @@ class TransitionForm(msgspec.Struct, kw_only=True):
 
 
 class MessageForm(msgspec.Struct, kw_only=True):
+    """A message to the partner, with one document attached to it if a file is chosen (`attachment`)."""
+
     body: str = ""
+    attachment: UploadFile | None = None
+
+    @property
+    def upload(self) -> UploadFile | None:
+        return self.attachment if self.attachment is not None and self.attachment.filename else None
 
     def message_in(self, request: Request[Any, Any, Any]) -> MessageIn | Refusal:
         _ = translator(request)

@@ -11,6 +11,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
+from exchange.errors import ConsentRequired
 from exchange.letters import reading
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
@@ -19,8 +20,8 @@ from exchange.referrals.services import list_referrals, read_referral, transitio
 from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import open_context
 from gateway.files import attachment
-from gateway.web.casework import partner_names
-from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
+from gateway.web.casework import partner_names, store_upload
+from gateway.web.forms import FORM, UPLOAD, AssignmentForm, MessageForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
     MESSAGES_PER_PAGE,
@@ -152,18 +153,25 @@ async def transition(
     return redirect(request, back, success=_("The referral's status is updated."))
 
 
-@post("/referrals/{referral_id:uuid}/messages", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE))
+@post(
+    "/referrals/{referral_id:uuid}/messages",
+    **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE),
+    request_max_body_size=8 * 1024 * 1024,
+)
 async def post_message(
-    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, FORM]
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, UPLOAD]
 ) -> Response[Any]:
+    """A message, and its attachment sealed as a document of this agency in the same transaction (or neither)."""
     _, back = translator(request), f"/referrals/{referral_id}"
     body = data.message_in(request)
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)
     try:
         async with open_context(request) as ctx:
+            if data.upload is not None:
+                body.attachments = [await store_upload(request, ctx, data.upload)]
             await messages.post_message(ctx, referral_id=referral_id, data=body)
-    except InvalidInput as exc:
+    except (InvalidInput, ConsentRequired) as exc:
         return redirect(request, back, error=error_text(request, exc))
     return redirect(request, back, success=_("The message is sent to the partner."))
 

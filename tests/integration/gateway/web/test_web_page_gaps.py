@@ -1,0 +1,140 @@
+"""The staff pages' smaller gaps over HTTP (no browser): a document attached to a thread message, the recipient's own
+legal basis, the key worker chosen on the case form, assigning an incoming referral (pages and API), the consent
+form's pages of agencies, and invitation links sent by email."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.runtime import Runtime
+from tenants.models import Role, Tenant, TenantKind
+from tests.factories import make_tenant
+from tests.integration.helpers.web import Client, act_as, form, ok, referral_fields, staff
+from tests.polling import eventually
+
+PDF = b"%PDF-1.4 school report"
+
+
+def location(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text[:2000]
+    return response.headers["location"]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    centre: Tenant
+    opeka: Tenant
+    specialist: str
+    intake: str
+    case_path: str
+    referral_path: str
+
+
+async def sent_referral(api: Client, runtime: Runtime, *, categories: tuple[str, ...]) -> Exchange:
+    """A centre's specialist opens a case for Masha, records her mother's consent to share `categories` with any
+    guardianship body and refers her to Opeka through the pages; Opeka's intake officer then finds it in the inbox."""
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya")
+    opeka = await make_tenant(runtime, kind=TenantKind.GUARDIANSHIP_BODY, name="Opeka")
+    specialist = await staff(runtime, centre, Role.SPECIALIST)
+    intake = await staff(runtime, opeka, Role.INTAKE)
+    act_as(api, specialist)
+    fields = {
+        "title": "Family Ivanov",
+        "subject-0-name": "Masha Ivanova",
+        "subject-0-role": "child",
+        "subject-0-birth": "2015-04-02",
+    }
+    case_path = location(await form(api, "/cases/new", fields))
+    subject = re.search(
+        r'name="subject_id" required>\s*<option value="([0-9a-f-]+)"', ok(await api.get(f"{case_path}/consents/new"))
+    )
+    assert subject is not None
+    consent = {
+        "subject_id": subject.group(1),
+        "given_by_name": "Anna Ivanova",
+        "relation": "parent",
+        "purposes": "social_support",
+        "categories": list(categories),
+        "recipient_kinds": "guardianship_body",
+        "valid_until": (dt.date.today() + dt.timedelta(days=200)).isoformat(),
+    }
+    signed = {"evidence": ("consent.pdf", b"%PDF-1.4 signed form", "application/pdf")}
+    response = await form(api, f"{case_path}/consents/new", consent, files=signed)
+    assert location(response) == case_path, ok(await api.get(location(response)))
+    referral = referral_fields({"subjects": [{"id": subject.group(1)}]}, opeka.id) | {"categories": list(categories)}
+    referral_path = location(await form(api, f"{case_path}/referrals/new", referral))
+    act_as(api, intake)
+
+    async def arrived() -> str | None:
+        return referral_path if referral_path in ok(await api.get("/inbox")) else None
+
+    await eventually(arrived)
+    return Exchange(centre, opeka, specialist, intake, case_path, referral_path)
+
+
+async def message(api: Client, referral_path: str, body: str, *, attachment: tuple[str, bytes, str]) -> str:
+    """Write `body` to the partner with a file attached, and the page the form leads back to."""
+    response = await form(api, f"{referral_path}/messages", {"body": body}, files={"attachment": attachment})
+    return ok(await api.get(location(response)))
+
+
+async def test_a_message_carries_a_document_to_the_partner(english: Client, runtime: Runtime) -> None:
+    api = english
+    sent = await sent_referral(api, runtime, categories=("identity", "documents"))
+    act_as(api, sent.specialist)
+    page = ok(await api.get(sent.referral_path))
+    assert 'enctype="multipart/form-data"' in page
+    assert '<label for="attachment">Attach a document (optional)</label>' in page
+
+    # A file that is not what it says it is is refused in words, and neither the message nor the file is kept.
+    refused = await message(api, sent.referral_path, "The report, as a picture", attachment=("r.png", PDF, "image/png"))
+    assert "The file&#39;s content does not match its type" in refused
+    assert "The report, as a picture" not in refused
+
+    page = await message(
+        api,
+        sent.referral_path,
+        "The school report is attached.",
+        attachment=("school-report.pdf", PDF, "application/pdf"),
+    )
+    assert "The message is sent to the partner." in page
+    own = re.search(r'<a href="(/documents/[0-9a-f-]+)">school-report.pdf</a>', page)
+    assert own is not None
+    download = await api.get(own.group(1))
+    assert download.status_code == 200
+    assert download.content == PDF
+
+    # The partner receives the document with the message, under its own keys, and opens it from its page.
+    act_as(api, sent.intake)
+
+    async def received() -> str | None:
+        text = ok(await api.get(sent.referral_path))
+        return text if "The school report is attached." in text else None
+
+    theirs = re.search(r'<a href="(/documents/[0-9a-f-]+)">school-report.pdf</a>', await eventually(received))
+    assert theirs is not None
+    assert theirs.group(1) != own.group(1)
+    assert (await api.get(theirs.group(1))).content == PDF
+    # The sender's copy is another agency's document: it answers like one that does not exist.
+    assert (await api.get(own.group(1))).status_code == 404
+    assert (await api.get(f"/documents/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_a_referral_without_documents_refuses_an_attachment(english: Client, runtime: Runtime) -> None:
+    api = english
+    sent = await sent_referral(api, runtime, categories=("identity",))
+    act_as(api, sent.specialist)
+    page = ok(await api.get(sent.referral_path))
+    assert "This referral does not share documents" in page
+    refused = await message(
+        api, sent.referral_path, "A report", attachment=("report.txt", b"plain words", "text/plain")
+    )
+    assert "No consent or legal basis covers this share, so nothing was sent." in refused
+    # Without a file the message goes.
+    response = await form(api, f"{sent.referral_path}/messages", {"body": "A question, without papers"})
+    assert "The message is sent to the partner." in ok(await api.get(location(response)))
