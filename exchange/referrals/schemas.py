@@ -101,6 +101,8 @@ class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     plan: dict[str, str] | None = None  # a plan_task's task title, expected result and plan id
     service: str | None = None  # the recipient's service code the referral asks for
     letter: LetterOut | None = None  # the signed letter's register entry; None for a referral without one
+    # The recipient's own legal basis for keeping the data ({"reference", "justification"}), once it recorded one.
+    own_basis: dict[str, str] | None = None
 
 
 class ReferralSummary(msgspec.Struct, kw_only=True):

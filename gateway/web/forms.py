@@ -27,9 +27,11 @@ from litestar.params import Body
 from audit.events import Action, Outcome
 from audit.schemas import SubjectLookupIn
 from exchange.cases.lookup import snils_digits
+from exchange.cases.policy import STATUTORY_CATALOGUE
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.plans.schemas import PlanIn, PlanTasksIn
-from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
+from exchange.referrals.schemas import MessageIn, ReferralIn, StatutoryBasisIn, TransitionIn
+from exchange.referrals.threads import MIN_JUSTIFICATION
 from gateway.web.i18n import agency_zone
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import Deadline, in_calendar
@@ -535,6 +537,22 @@ class MessageForm(msgspec.Struct, kw_only=True):
     def message_in(self, request: Request[Any, Any, Any]) -> MessageIn | Refusal:
         _ = translator(request)
         return MessageIn(body=self.body.strip()) if self.body.strip() else Refusal(_("Write a message first."))
+
+
+class OwnBasisForm(msgspec.Struct, kw_only=True):
+    """The recipient's own legal basis for keeping what it received: a catalogued provision and why it applies."""
+
+    reference: str = ""
+    justification: str = ""
+
+    def basis_in(self, request: Request[Any, Any, Any]) -> StatutoryBasisIn | Refusal:
+        _ = translator(request)
+        reference, justification = self.reference.strip(), self.justification.strip()
+        if reference not in STATUTORY_CATALOGUE:
+            return Refusal(_("Choose the provision of the law from the list."))
+        if len(justification) < MIN_JUSTIFICATION:
+            return Refusal(_("Explain in at least 20 characters why the law lets your organisation keep the data."))
+        return _converted(request, {"reference": reference, "justification": justification}, StatutoryBasisIn)
 
 
 class AssignmentForm(msgspec.Struct, kw_only=True):

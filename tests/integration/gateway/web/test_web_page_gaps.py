@@ -138,3 +138,37 @@ async def test_a_referral_without_documents_refuses_an_attachment(english: Clien
     # Without a file the message goes.
     response = await form(api, f"{sent.referral_path}/messages", {"body": "A question, without papers"})
     assert "The message is sent to the partner." in ok(await api.get(location(response)))
+
+
+JUSTIFICATION = "The commission's resolution obliges us to keep the file for the child's protection"
+
+
+async def test_the_recipient_records_its_own_legal_basis(english: Client, runtime: Runtime) -> None:
+    api = english
+    sent = await sent_referral(api, runtime, categories=("identity",))
+    page = ok(await api.get(sent.referral_path))
+    assert '<label for="own-reference">Provision of the law</label>' in page
+    assert '<option value="120-FZ art. 9">' in page
+
+    path = f"{sent.referral_path}/legal-basis"
+    response = await form(api, path, {"reference": "120-FZ art. 9", "justification": "too short"})
+    assert "Explain in at least 20 characters" in ok(await api.get(location(response)))
+    response = await form(api, path, {"reference": "no such law", "justification": JUSTIFICATION})
+    assert "Choose the provision of the law from the list." in ok(await api.get(location(response)))
+
+    response = await form(api, path, {"reference": "120-FZ art. 9", "justification": JUSTIFICATION})
+    page = ok(await api.get(location(response)))
+    assert "Your organisation&#39;s own legal basis is recorded" in page
+    assert JUSTIFICATION.replace("'", "&#39;") in page
+    assert '<option value="120-FZ art. 9" selected>' in page
+
+    # The sender's page has no such form, and a post to it from the sender is refused in words.
+    act_as(api, sent.specialist)
+    assert "Your own legal basis" not in ok(await api.get(sent.referral_path))
+    response = await form(api, path, {"reference": "120-FZ art. 9", "justification": JUSTIFICATION})
+    assert "You are not allowed to do this." in ok(await api.get(location(response)))
+    # Another agency's referral answers like a missing one.
+    response = await form(
+        api, f"/referrals/{uuid.uuid4()}/legal-basis", {"reference": "120-FZ art. 9", "justification": JUSTIFICATION}
+    )
+    assert response.status_code == 404
