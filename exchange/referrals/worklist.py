@@ -16,7 +16,7 @@ from exchange.cases.access import access_case
 from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
 from exchange.cases.schemas import ConsentOut
-from exchange.cases.services import active_recipient, consent_policy_view, consent_view
+from exchange.cases.services import KEY_WORKER_ROLES, active_recipient, consent_policy_view, consent_view
 from exchange.context import Context
 from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side
@@ -177,6 +177,15 @@ async def assignable_staff(ctx: Context) -> list[User]:
     )
     workers = (Role.INTAKE, Role.SUPERVISOR, Role.SPECIALIST)
     return [u for u in users if any(role in u.roles for role in workers)]
+
+
+async def key_workers(ctx: Context) -> list[User]:
+    """The caller's colleagues who can be a case's key worker (active, in a casework role), by email."""
+    session, principal = ctx.session, ctx.principal
+    users = await session.scalars(
+        select(User).where(User.tenant_id == principal.tenant_id, User.active.is_(True)).order_by(User.email)
+    )
+    return [u for u in users if any(role in u.roles for role in KEY_WORKER_ROLES)]
 
 
 async def staff_names(ctx: Context, *, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -56,7 +56,7 @@ from gateway.web.paging import (
 )
 from tenants.calendar import today_in
 from tenants.directory import DirectoryQuery, search_directory
-from tenants.errors import CasebridgeError, InvalidInput
+from tenants.errors import CasebridgeError, InvalidInput, NotFound
 from tenants.models import Role, Scope, TenantKind
 from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
@@ -85,28 +85,44 @@ async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | Non
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
 
-@get("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, None))
-async def new_case_page(request: Request[Any, Any, Any]) -> Response[Any]:
-    return render(request, "case_new.html", rows=range(SUBJECT_ROWS), roles=list(SubjectRole), form={})
+@get("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.TENANTS_USER_LIST))
+async def new_case_page(request: Request[Any, Any, Any], principal: NamedDependency[Principal]) -> Response[Any]:
+    """The case form; its key worker is chosen among the colleagues in a casework role (the opener by default)."""
+    return await _case_form(request, principal, form={"key-worker": str(principal.actor_id)})
+
+
+async def _case_form(
+    request: Request[Any, Any, Any], principal: Principal, *, form: dict[str, str], status: int = 200, **extra: Any
+) -> Response[Any]:
+    # The list of colleagues is a read of the organisation's staff, also when a refused form is shown again.
+    async with open_context(request, action=Action.TENANTS_USER_LIST) as ctx:
+        workers = await worklist.key_workers(ctx)
+    return render(
+        request,
+        "case_new.html",
+        status=status,
+        rows=range(SUBJECT_ROWS),
+        roles=list(SubjectRole),
+        form=form,
+        workers=workers,
+        **extra,
+    )
 
 
 @post("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.EXCHANGE_CASE_CREATE))
 async def create_case(
     request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: Annotated[CaseForm, FORM]
 ) -> Response[Any]:
-    body = data.case_in(request, key_worker_id=principal.actor_id)
+    body = data.case_in(request, opened_by=principal.actor_id)
     if isinstance(body, Refusal):
-        return render(
-            request,
-            "case_new.html",
-            status=400,
-            rows=range(SUBJECT_ROWS),
-            roles=list(SubjectRole),
-            form=data.fields(),
-            error=body.text,
-        )
-    async with open_context(request) as ctx:
-        case = await cases.create_case(ctx, data=body)
+        return await _case_form(request, principal, form=data.fields(), status=400, error=body.text)
+    try:
+        async with open_context(request) as ctx:
+            case = await cases.create_case(ctx, data=body)
+    except NotFound:  # a key worker who left, or is not of this organisation: the form again, in words
+        _ = translator(request)
+        text = _("Choose the key worker from the list.")
+        return await _case_form(request, principal, form=data.fields(), status=400, error=text)
     _ = translator(request)
     return redirect(request, f"/cases/{case.id}", success=_("The case is opened."))
 

@@ -182,6 +182,7 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
 
     title: str = ""
     summary: str = ""
+    key_worker: str = ""  # a colleague's user id; empty: the person opening the case
     needs_client: str = ""
     needs_carers: str = ""
     needs_community: str = ""
@@ -202,9 +203,13 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
         """The fields under their names on the form, stripped: what the form shows again when it is refused."""
         return {name: value.strip() for name, value in msgspec.to_builtins(self).items()}
 
-    def case_in(self, request: Request[Any, Any, Any], *, key_worker_id: uuid.UUID) -> CaseIn | Refusal:
+    def case_in(self, request: Request[Any, Any, Any], *, opened_by: uuid.UUID) -> CaseIn | Refusal:
+        """The case; its key worker is the colleague chosen, else the person opening it (`opened_by`)."""
         _ = translator(request)
         form = self.fields()
+        key_worker_id = _uuid(form["key-worker"]) if form["key-worker"] else opened_by
+        if key_worker_id is None:
+            return Refusal(_("Choose the key worker from the list."))
         subjects = []
         for row in range(SUBJECT_ROWS):
             if not (name := form[f"subject-{row}-name"]):

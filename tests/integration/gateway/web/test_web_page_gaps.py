@@ -172,3 +172,29 @@ async def test_the_recipient_records_its_own_legal_basis(english: Client, runtim
         api, f"/referrals/{uuid.uuid4()}/legal-basis", {"reference": "120-FZ art. 9", "justification": JUSTIFICATION}
     )
     assert response.status_code == 404
+
+
+async def test_a_case_is_opened_for_a_colleague_as_its_key_worker(english: Client, runtime: Runtime) -> None:
+    api = english
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya")
+    other = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Other centre")
+    specialist = await staff(runtime, centre, Role.SPECIALIST)
+    for tenant, role in ((centre, Role.SUPERVISOR), (centre, Role.INTAKE), (other, Role.SPECIALIST)):
+        await staff(runtime, tenant, role)
+    act_as(api, specialist)
+    page = ok(await api.get("/cases/new"))
+    assert '<label for="key-worker">Key worker</label>' in page
+    options = dict(re.findall(r'<option value="([0-9a-f-]+)"(?: selected)?>([^<]+)</option>', page))
+    selected = re.search(r'<option value="([0-9a-f-]+)" selected>', page)
+    assert selected is not None  # the person opening the case, unless they choose someone else
+    # Specialists and supervisors of this organisation only: no intake officer, nobody of another organisation.
+    assert len(options) == 2
+    colleague = next(user_id for user_id in options if user_id != selected.group(1))
+
+    fields = {"title": "Family Petrov", "subject-0-name": "Petya Petrov", "subject-0-role": "child"}
+    response = await form(api, "/cases/new", fields | {"key-worker": str(uuid.uuid4())})
+    assert response.status_code == 400
+    assert "Choose the key worker from the list." in response.text
+    assert 'value="Family Petrov"' in response.text
+    case_path = location(await form(api, "/cases/new", fields | {"key-worker": colleague}))
+    assert f"<dd>{options[colleague].split(' (')[0]}</dd>" in ok(await api.get(case_path))
