@@ -446,6 +446,7 @@ async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
         service=referral.service_code,
         letter=await letter_summary(session, referral),
         own_basis=_own_basis(referral, contents),
+        assignee_id=referral.assignee_id if referral.side == Side.RECIPIENT else None,
     )
 
 

@@ -13,7 +13,8 @@ import httpx
 
 from gateway.runtime import Runtime
 from tenants.models import Role, Tenant, TenantKind
-from tests.factories import make_tenant
+from tests.factories import access_token, make_client, make_tenant
+from tests.integration.helpers.agencies import Agency
 from tests.integration.helpers.web import Client, act_as, form, ok, referral_fields, staff
 from tests.polling import eventually
 
@@ -198,3 +199,48 @@ async def test_a_case_is_opened_for_a_colleague_as_its_key_worker(english: Clien
     assert 'value="Family Petrov"' in response.text
     case_path = location(await form(api, "/cases/new", fields | {"key-worker": colleague}))
     assert f"<dd>{options[colleague].split(' (')[0]}</dd>" in ok(await api.get(case_path))
+
+
+async def test_an_incoming_referral_is_assigned_on_its_page_and_through_the_api(
+    english: Client, runtime: Runtime
+) -> None:
+    api = english
+    sent = await sent_referral(api, runtime, categories=("identity",))
+    await staff(runtime, sent.opeka, Role.DPO)  # works on no referral: never offered, never accepted
+    page = ok(await api.get(sent.referral_path))
+    workers = re.findall(r'<option value="([0-9a-f-]+)"[^>]*>[^<]*</option>', page.split('id="assignee"')[1])
+    assert len(workers) == 1  # the intake officer; not the DPO
+    referral_id = sent.referral_path.rsplit("/", 1)[1]
+
+    intake = await make_client(runtime, sent.opeka, role=Role.INTAKE)
+    agency = Agency(api, intake, await access_token(api, intake))
+    path = f"/api/v1/referrals/{referral_id}/assignment"
+    response = await agency.post(path, {"assignee_id": workers[0]})
+    assert response.status_code == 200, response.text
+    assert response.json()["assignee_id"] == workers[0]
+    assert (await agency.get(f"/api/v1/referrals/{referral_id}")).json()["assignee_id"] == workers[0]
+    assert f'<option value="{workers[0]}" selected>' in ok(await api.get(sent.referral_path))
+
+    # A worker who is not there (or not of this organisation) and a referral that is not there answer alike: 404.
+    for where, body in (
+        (path, {"assignee_id": str(uuid.uuid4())}),
+        (f"/api/v1/referrals/{uuid.uuid4()}/assignment", {"assignee_id": None}),
+    ):
+        response = await agency.post(where, body)
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert (await agency.post(path, {"assignee": workers[0]})).status_code == 400
+    response = await agency.post(path, {"assignee_id": None})
+    assert response.status_code == 200
+    assert "assignee_id" not in response.json()
+
+    # Only intake officers and supervisors assign; the sender never learns who works on it.
+    specialist = await make_client(runtime, sent.opeka, role=Role.SPECIALIST)
+    assert (
+        await Agency(api, specialist, await access_token(api, specialist)).post(path, {"assignee_id": None})
+    ).status_code == 403
+    sender = await make_client(runtime, sent.centre, role=Role.SUPERVISOR)
+    sender_agency = Agency(api, sender, await access_token(api, sender))
+    assert "assignee_id" not in (await sender_agency.get(f"/api/v1/referrals/{referral_id}")).json()
+    response = await sender_agency.post(path, {"assignee_id": None})
+    assert response.status_code == 400, response.text
