@@ -187,28 +187,39 @@ async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) ->
 async def consent_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     async with open_context(request) as ctx:
         case = await cases.read_case(ctx, case_id=case_id)
-    return await _consent_form(request, ctx.principal, case)
+    return await _consent_form(request, ctx.principal, case, form={}, offset=0)
 
 
 async def _consent_form(
-    request: Request[Any, Any, Any], principal: Principal, case: Any, *, status: int = 200, **extra: Any
+    request: Request[Any, Any, Any], principal: Principal, case: Any, *, form: dict[str, Any], offset: int
 ) -> Response[Any]:
+    """The consent form with one page of the partner agencies; agencies ticked on other pages are kept."""
     async with platform_session(runtime_of(request).sessions) as session:
-        partners = await search_directory(session, DirectoryQuery())
+        partners = [p for p in await search_directory(session, DirectoryQuery()) if p.id != principal.tenant_id]
+    shown = partners[offset : offset + AGENCIES_PER_PAGE]
+    chosen = set(form.get("recipient_tenants", []))
     today = today_in(agency_zone(request), runtime_of(request).clock.now())
     default_until = (today + dt.timedelta(days=365)).isoformat()
     return render(
         request,
         "consent_new.html",
-        status=status,
         case=case,
         categories=list(Category),
         relations=list(Relation),
         purposes=PURPOSES,
         kinds=list(TenantKind),
         default_until=default_until,
-        partners=[p for p in partners if p.id != principal.tenant_id],
-        **extra,
+        form=form,
+        partners=shown,
+        # Ticked on another page: sent along as hidden fields and named, so turning the page loses no choice.
+        kept=[p for p in partners if str(p.id) in chosen and p not in shown],
+        agency_pages=(
+            offset + AGENCIES_PER_PAGE if len(partners) > offset + AGENCIES_PER_PAGE else None,
+            max(offset - AGENCIES_PER_PAGE, 0) if offset else None,
+        ),
+        agencies_from=offset + 1,
+        agencies_to=offset + len(shown),
+        agencies_total=len(partners),
     )
 
 
@@ -221,6 +232,11 @@ async def record_consent(
     request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: Annotated[ConsentForm, UPLOAD]
 ) -> Response[Any]:
     _, back = translator(request), f"/cases/{case_id}/consents/new"
+    if (offset := data.agencies_offset) is not None:
+        # Another page of agencies, with everything filled in so far: showing the form again is a read of the case.
+        async with open_context(request, action=Action.EXCHANGE_CASE_READ) as ctx:
+            case = await cases.read_case(ctx, case_id=case_id)
+        return await _consent_form(request, ctx.principal, case, form=data.shown(), offset=offset)
     body = data.consent_in(request, now=runtime_of(request).clock.now())
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)

@@ -250,10 +250,31 @@ class ConsentForm(msgspec.Struct, kw_only=True):
     recipient_kinds: Ticked = ""
     valid_until: str = ""
     evidence: UploadFile | None = None
+    agencies: str = ""  # a button that turns the list of agencies to this offset, instead of recording the consent
 
     @property
     def upload(self) -> UploadFile | None:
         return self.evidence if self.evidence is not None and self.evidence.filename else None
+
+    @property
+    def agencies_offset(self) -> int | None:
+        """The page of agencies asked for (None: record the consent); a value no button sends is the first page."""
+        if not self.agencies.strip():
+            return None
+        return int(self.agencies) if self.agencies.isdigit() and len(self.agencies) < 7 else 0
+
+    def shown(self) -> dict[str, Any]:
+        """What the form shows again on another page of agencies: every field but the file."""
+        return {
+            "subject_id": self.subject_id.strip(),
+            "given_by_name": self.given_by_name.strip(),
+            "relation": self.relation.strip(),
+            "purposes": ticked(self.purposes),
+            "categories": ticked(self.categories),
+            "recipient_tenants": ticked(self.recipient_tenants),
+            "recipient_kinds": ticked(self.recipient_kinds),
+            "valid_until": self.valid_until.strip(),
+        }
 
     def consent_in(self, request: Request[Any, Any, Any], *, now: dt.datetime) -> ConsentIn | Refusal:
         _ = translator(request)

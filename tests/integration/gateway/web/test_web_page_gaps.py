@@ -10,8 +10,10 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
+import pytest
 
 from gateway.runtime import Runtime
+from gateway.web import casework
 from tenants.models import Role, Tenant, TenantKind
 from tests.factories import access_token, make_client, make_tenant
 from tests.integration.helpers.agencies import Agency
@@ -36,6 +38,19 @@ class Exchange:
     referral_path: str
 
 
+def consent_form(subject_id: str, categories: tuple[str, ...], **recipients: object) -> dict[str, object]:
+    """The consent form as Masha's mother signed it, for these categories and `recipients`, valid for 200 days."""
+    return {
+        "subject_id": subject_id,
+        "given_by_name": "Anna Ivanova",
+        "relation": "parent",
+        "purposes": "social_support",
+        "categories": list(categories),
+        "valid_until": (dt.date.today() + dt.timedelta(days=200)).isoformat(),
+        **recipients,
+    }
+
+
 async def sent_referral(api: Client, runtime: Runtime, *, categories: tuple[str, ...]) -> Exchange:
     """A centre's specialist opens a case for Masha, records her mother's consent to share `categories` with any
     guardianship body and refers her to Opeka through the pages; Opeka's intake officer then finds it in the inbox."""
@@ -55,15 +70,7 @@ async def sent_referral(api: Client, runtime: Runtime, *, categories: tuple[str,
         r'name="subject_id" required>\s*<option value="([0-9a-f-]+)"', ok(await api.get(f"{case_path}/consents/new"))
     )
     assert subject is not None
-    consent = {
-        "subject_id": subject.group(1),
-        "given_by_name": "Anna Ivanova",
-        "relation": "parent",
-        "purposes": "social_support",
-        "categories": list(categories),
-        "recipient_kinds": "guardianship_body",
-        "valid_until": (dt.date.today() + dt.timedelta(days=200)).isoformat(),
-    }
+    consent = consent_form(subject.group(1), categories, recipient_kinds="guardianship_body")
     signed = {"evidence": ("consent.pdf", b"%PDF-1.4 signed form", "application/pdf")}
     response = await form(api, f"{case_path}/consents/new", consent, files=signed)
     assert location(response) == case_path, ok(await api.get(location(response)))
@@ -244,3 +251,47 @@ async def test_an_incoming_referral_is_assigned_on_its_page_and_through_the_api(
     assert "assignee_id" not in (await sender_agency.get(f"/api/v1/referrals/{referral_id}")).json()
     response = await sender_agency.post(path, {"assignee_id": None})
     assert response.status_code == 400, response.text
+
+
+async def test_the_consent_form_pages_its_agencies_and_keeps_what_was_filled_in(
+    english: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = english
+    monkeypatch.setattr(casework, "AGENCIES_PER_PAGE", 2)
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE, name="Centre Semya")
+    partners = [await make_tenant(runtime, kind=TenantKind.NGO, name=f"Agency {n}") for n in "ABCDE"]
+    act_as(api, await staff(runtime, centre, Role.SPECIALIST))
+    fields = {"title": "Family Ivanov", "subject-0-name": "Masha Ivanova", "subject-0-birth": "2015-04-02"}
+    case_path = location(await form(api, "/cases/new", fields))
+    first = ok(await api.get(f"{case_path}/consents/new"))
+    assert "Agencies 1–2 of 5." in first
+    assert "Agency A" in first
+    assert "Agency C" not in first
+    assert "Previous agencies" not in first
+    subject = re.search(r'<option value="([0-9a-f-]+)"', first.split('id="subject_id"')[1])
+    assert subject is not None
+
+    filled = consent_form(subject.group(1), ("identity", "family"), recipient_tenants=str(partners[0].id))
+    # "Next agencies" shows the next page with everything kept: Agency A, ticked on the first page, goes along.
+    second = await form(api, f"{case_path}/consents/new", filled | {"agencies": "2"})
+    text = ok(second)
+    assert "Agencies 3–4 of 5." in text
+    assert "Chosen on other pages: Agency A" in text
+    assert f'type="hidden" name="recipient_tenants" value="{partners[0].id}"' in text
+    assert 'value="Anna Ivanova"' in text
+    assert 'value="family" checked' in text
+    assert "Previous agencies" in text
+    assert "Next agencies" in text
+    # A page link no button sends goes back to the first page.
+    assert "Agencies 1–2 of 5." in ok(await form(api, f"{case_path}/consents/new", filled | {"agencies": "x"}))
+
+    # Agency D ticked on the second page, with A from the first: the consent names both.
+    chosen = filled | {"recipient_tenants": [str(partners[0].id), str(partners[3].id)]}
+    response = await form(
+        api, f"{case_path}/consents/new", chosen, files={"evidence": ("c.pdf", b"%PDF-1 s", "application/pdf")}
+    )
+    assert location(response) == case_path
+    client = await make_client(runtime, centre, role=Role.SPECIALIST)
+    consents = await Agency(api, client, await access_token(api, client)).get(f"/api/v1{case_path}/consents")
+    [recorded] = consents.json()["items"]
+    assert sorted(recorded["recipients"]["tenants"]) == sorted([str(partners[0].id), str(partners[3].id)])
