@@ -218,9 +218,17 @@ class Planning:
 async def seed_planning(runtime: Runtime) -> Planning:
     suffix = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
     agencies = {
-        "commission": (TenantKind.JUVENILE_COMMISSION, "КДН Центрального района", {"specialist": [Role.SPECIALIST]}),
-        "school": (TenantKind.EDUCATION, "Школа № 7", {"intake": [Role.INTAKE], "specialist": [Role.SPECIALIST]}),
-        "opeka": (TenantKind.GUARDIANSHIP_BODY, "Опека Севера", {"intake": [Role.INTAKE]}),
+        "commission": (
+            TenantKind.JUVENILE_COMMISSION,
+            "КДН Центрального района",
+            {"specialist": ([Role.SPECIALIST], "Галина Орлова")},
+        ),
+        "school": (
+            TenantKind.EDUCATION,
+            "Школа № 7",
+            {"intake": ([Role.INTAKE], "Вера Лебедева"), "specialist": ([Role.SPECIALIST], "Олег Титов")},
+        ),
+        "opeka": (TenantKind.GUARDIANSHIP_BODY, "Опека Севера", {"intake": ([Role.INTAKE], "Дарья Морозова")}),
     }
     seeded = {
         key: await _agency(runtime, kind, f"{name} {suffix}", roles) for key, (kind, name, roles) in agencies.items()
