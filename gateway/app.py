@@ -118,6 +118,7 @@ def build_runtime(
         hub_api=settings.bus.hub_api,
     )
     origin = log_origin(settings.server.base_url)
+    mailer = _smtp_mailer(settings.mail)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -147,13 +148,14 @@ def build_runtime(
         reminders=ReminderMail(
             sessions,
             clock,
-            _smtp_mailer(settings.mail),
+            mailer,
             deps=exchange,
             lead=settings.reminders.lead,
             escalate_after_days=settings.reminders.escalate_after_days,
             base_url=settings.server.base_url,
             every=settings.reminders.interval,
         ),
+        mailer=mailer,
     )
     if settings.peers.peers:
         runtime.peer_clients = PeerClients(settings.peers.peers, pinned_client)

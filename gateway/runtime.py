@@ -13,6 +13,7 @@ from audit.sealer import Sealer
 from exchange.deps import ExchangeDeps
 from exchange.letters.render import TypstRenderer
 from exchange.letters.services import LETTER_PENDING
+from exchange.plans.mail import Mailer
 from exchange.plans.reminders import ReminderMail
 from exchange.transport.envelopes import MAX_TOKEN_BYTES
 from exchange.transport.inbox import Inbox
@@ -50,6 +51,8 @@ class Runtime:
     inbox: Inbox
     sealer: Sealer
     reminders: ReminderMail
+    # Where outgoing email goes (reminders, invitation links); None when CASEBRIDGE_SMTP_HOST is unset.
+    mailer: Mailer | None = None
     # Answers peers' add-checkpoint requests (POST /witness/add-checkpoint); None when no peers are configured.
     peer_witness: WitnessService | None = None
     # The pinned connections to the configured peers, shared by the witness and the checkpoint submitter.

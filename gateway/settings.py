@@ -341,12 +341,12 @@ def _hour_range(raw: str) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class MailSettings:
     smtp_host: str | None
-    """CASEBRIDGE_SMTP_HOST: the mail server deadline reminder emails go through; unset, no email is sent (reminders
-    still show in GET /api/v1/reminders)."""
+    """CASEBRIDGE_SMTP_HOST: the mail server deadline reminders and invitation links go through; unset, no email is
+    sent (reminders still show in GET /api/v1/reminders, and the administrator hands each invitation link over)."""
     smtp_port: int
     """CASEBRIDGE_SMTP_PORT: the mail server's port (the default is SMTP submission)."""
     sender: str | None
-    """CASEBRIDGE_SMTP_FROM: the From address of reminder emails; required with CASEBRIDGE_SMTP_HOST."""
+    """CASEBRIDGE_SMTP_FROM: the From address of reminder and invitation emails; required with CASEBRIDGE_SMTP_HOST."""
     username: str | None
     """CASEBRIDGE_SMTP_USER: the account to log in with; set it and CASEBRIDGE_SMTP_PASSWORD both or neither; unset,
     no login."""

@@ -184,6 +184,6 @@ def role_for_path(path: str) -> str:
     """Who sends a request to `path`: the role that may use it, so requests get past 403s too."""
     if path.startswith("/api/v1/audit"):
         return Role.DPO
-    if path.startswith(("/api/v1/directory/profile", "/api/v1/reports")):
+    if path.startswith(("/api/v1/directory/profile", "/api/v1/reports")) or path.endswith("/assignment"):
         return Role.SUPERVISOR
     return Role.SPECIALIST

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from sqlalchemy import select
@@ -27,11 +27,13 @@ from exchange.referrals.models import Referral, Side
 from exchange.transport.bodies import ConsentWithdrawn
 from exchange.transport.outbox import enqueue
 from tenants.errors import Forbidden, InvalidInput, NotFound
-from tenants.models import Tenant, TenantStatus, User
+from tenants.models import Role, Tenant, TenantStatus, User
 from tenants.pagination import by_id, decode_cursor, encode_cursor, scalars_page
 from tenants.principal import Principal
 
 # Fields of a subject and the category that releases each to a recipient (docs/exchange.md).
+# Who may be a case's key worker: the casework roles (an intake officer or a DPO works on no case of their own).
+KEY_WORKER_ROLES: Final = (Role.SPECIALIST, Role.SUPERVISOR)
 SUBJECT_FIELDS: dict[str, Category] = {
     "full_name": Category.IDENTITY,
     "birth_date": Category.IDENTITY,
@@ -52,9 +54,11 @@ async def create_case(ctx: Context, *, data: CaseIn) -> CaseOut:
     session, deps, principal, audit = ctx.session, ctx.deps, ctx.principal, ctx.audit
     if data.key_worker_id is not None:
         worker = await session.scalar(
-            select(User.id).where(User.id == data.key_worker_id, User.tenant_id == principal.tenant_id)
+            select(User).where(
+                User.id == data.key_worker_id, User.tenant_id == principal.tenant_id, User.active.is_(True)
+            )
         )
-        if worker is None:
+        if worker is None or not any(role in worker.roles for role in KEY_WORKER_ROLES):
             raise NotFound("No such key worker in this organisation.")
     refs = [s.ref for s in data.subjects]
     if len(set(refs)) != len(refs):

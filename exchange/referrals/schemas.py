@@ -66,6 +66,12 @@ class TransitionIn(Strict, kw_only=True):
     outcome: Outcome | None = None
 
 
+class AssignmentIn(Strict, kw_only=True):
+    """Who at the receiving agency works on the referral: a colleague's user id, or null for nobody."""
+
+    assignee_id: uuid.UUID | None
+
+
 class TimelineOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str
     at: dt.datetime
@@ -101,6 +107,9 @@ class ReferralOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     plan: dict[str, str] | None = None  # a plan_task's task title, expected result and plan id
     service: str | None = None  # the recipient's service code the referral asks for
     letter: LetterOut | None = None  # the signed letter's register entry; None for a referral without one
+    # The recipient's own legal basis for keeping the data ({"reference", "justification"}), once it recorded one.
+    own_basis: dict[str, str] | None = None
+    assignee_id: uuid.UUID | None = None  # the receiving agency's worker on it; never told to the sender
 
 
 class ReferralSummary(msgspec.Struct, kw_only=True):

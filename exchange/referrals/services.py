@@ -445,7 +445,18 @@ async def referral_view(ctx: Context, referral: Referral) -> ReferralOut:
         plan=contents.get("plan"),
         service=referral.service_code,
         letter=await letter_summary(session, referral),
+        own_basis=_own_basis(referral, contents),
+        assignee_id=referral.assignee_id if referral.side == Side.RECIPIENT else None,
     )
+
+
+def _own_basis(referral: Referral, contents: dict[str, Any]) -> dict[str, str] | None:
+    if referral.side != Side.RECIPIENT or not referral.recipient_basis_reference:
+        return None
+    return {
+        "reference": referral.recipient_basis_reference,
+        "justification": str(contents.get("own_basis_justification", "")),
+    }
 
 
 def _recipient_subject_id(referral: Referral, ref: str) -> uuid.UUID:

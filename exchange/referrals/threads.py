@@ -31,6 +31,8 @@ from tenants.models import Tenant
 
 # Attachments travel inside the envelope; together they must leave room under the envelope body limit.
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
+# A recipient's own basis is reviewed by its DPO: a reason of a few words would tell them nothing.
+MIN_JUSTIFICATION = 20
 
 
 async def read_document(ctx: Context, *, document_id: uuid.UUID) -> tuple[str, str, bytes]:
@@ -244,8 +246,8 @@ async def record_own_basis(ctx: Context, *, referral_id: uuid.UUID, data: Statut
     referral = await access_referral(session, principal, referral_id, for_write=True)
     if referral.side != Side.RECIPIENT:
         raise Forbidden("Only the receiving agency records its own legal basis for keeping the data.")
-    if len(data.justification.strip()) < 20:
-        raise InvalidInput("Explain the legal basis in at least 20 characters.")
+    if len(data.justification.strip()) < MIN_JUSTIFICATION:
+        raise InvalidInput(f"Explain the legal basis in at least {MIN_JUSTIFICATION} characters.")
     if referral.restricted:
         raise InvalidInput("The shared data was already removed after the family withdrew consent.")
     key = await referral_key(session, deps, referral)

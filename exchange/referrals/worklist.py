@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy import literal, null, select, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,7 @@ from exchange.cases.access import access_case
 from exchange.cases.models import Case, Consent, Subject
 from exchange.cases.policy import Category, ConsentBasis, Deny, DenyCode, LegalBasis, ShareRequest, decide
 from exchange.cases.schemas import ConsentOut
-from exchange.cases.services import active_recipient, consent_policy_view, consent_view
+from exchange.cases.services import KEY_WORKER_ROLES, active_recipient, consent_policy_view, consent_view
 from exchange.context import Context
 from exchange.referrals.access import access_referral
 from exchange.referrals.models import Referral, Side
@@ -29,6 +30,9 @@ from tenants.models import Role, User
 from tenants.pagination import by_id, rows_page, scalars_page
 from tenants.principal import Principal
 from tenants.schemas import DirectoryEntry
+
+# Who works on an incoming referral: the roles that read and move referrals (not a DPO or an administrator).
+ASSIGNABLE_ROLES: Final = (Role.INTAKE, Role.SUPERVISOR, Role.SPECIALIST)
 
 
 async def case_referrals(
@@ -156,7 +160,7 @@ async def assign_referral(ctx: Context, *, referral_id: uuid.UUID, assignee_id: 
         worker = await session.scalar(
             select(User).where(User.id == assignee_id, User.tenant_id == principal.tenant_id, User.active.is_(True))
         )
-        if worker is None:
+        if worker is None or not any(role in worker.roles for role in ASSIGNABLE_ROLES):
             raise NotFound("No such worker in this organisation.")
     audit.touched(subjects=await referral_pseudonyms(session, deps, referral))
     referral.assignee_id = assignee_id
@@ -175,8 +179,16 @@ async def assignable_staff(ctx: Context) -> list[User]:
     users = await session.scalars(
         select(User).where(User.tenant_id == principal.tenant_id, User.active.is_(True)).order_by(User.email)
     )
-    workers = (Role.INTAKE, Role.SUPERVISOR, Role.SPECIALIST)
-    return [u for u in users if any(role in u.roles for role in workers)]
+    return [u for u in users if any(role in u.roles for role in ASSIGNABLE_ROLES)]
+
+
+async def key_workers(ctx: Context) -> list[User]:
+    """The caller's colleagues who can be a case's key worker (active, in a casework role), by email."""
+    session, principal = ctx.session, ctx.principal
+    users = await session.scalars(
+        select(User).where(User.tenant_id == principal.tenant_id, User.active.is_(True)).order_by(User.email)
+    )
+    return [u for u in users if any(role in u.roles for role in KEY_WORKER_ROLES)]
 
 
 async def staff_names(ctx: Context, *, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -15,7 +15,9 @@ from exchange.context import Context
 from exchange.letters import reading
 from exchange.referrals import services as referrals
 from exchange.referrals import threads as messages
+from exchange.referrals import worklist
 from exchange.referrals.schemas import (
+    AssignmentIn,
     MessageIn,
     MessageOut,
     MessagePage,
@@ -126,6 +128,18 @@ class ReferralController(Controller):
     async def list_messages(self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID]) -> MessagePage:
         items = await messages.list_messages(ctx, referral_id=referral_id)
         return MessagePage(items=items)
+
+    @post(
+        "/{referral_id:uuid}/assignment",
+        opt=needs(Scope.REFERRALS_WRITE, [Role.INTAKE, Role.SUPERVISOR], Action.EXCHANGE_REFERRAL_ASSIGN),
+        status_code=200,
+        summary="Give an incoming referral to a worker of the receiving agency, or to nobody",
+    )
+    async def assign(
+        self, ctx: NamedDependency[Context], referral_id: FromPath[uuid.UUID], data: JSONBody[AssignmentIn]
+    ) -> ReferralOut:
+        referral = await worklist.assign_referral(ctx, referral_id=referral_id, assignee_id=data.assignee_id)
+        return await referrals.referral_view(ctx, referral)
 
     @post(
         "/{referral_id:uuid}/legal-basis",

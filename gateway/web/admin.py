@@ -6,7 +6,9 @@ The invitee's page (`/account/invitation/...`) is public: the link is the only c
 
 from __future__ import annotations
 
+import logging
 import uuid
+from email.message import EmailMessage
 from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
@@ -15,15 +17,19 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.events import Action, Actor, Outcome
+from exchange.plans.mail import MailError
 from gateway.controllers.context import open_context, request_context, runtime_of
 from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
-from gateway.web.i18n import N_
-from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, page, redirect, render, translator
+from gateway.web.i18n import N_, agency_zone, language_of
+from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, layout_context, page, redirect, render, translator
 from gateway.web.paging import BadPageLink, back_to_first_page, next_offset, offset_param
 from tenants import admin
+from tenants.calendar import format_moment
 from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
 from tenants.models import CLIENT_ROLES, Role, Scope, User
 from tenants.persistence import platform_session
+
+log = logging.getLogger("casebridge.gateway")
 
 # Staff sessions carry no scopes, so a page's scope only documents what an API client would need for the same
 # thing; the organisation's own configuration is directory:write's area. The role is what admits a person.
@@ -143,9 +149,7 @@ async def invite(request: Request[Any, Any, Any], data: Annotated[InvitationForm
     except (InvalidInput, Conflict) as exc:
         error = service_error(request, exc)
         return render(request, "admin_invite.html", status=400, roles=list(ROLE_LABELS), form=data.shown(), error=error)
-    link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
-    # The link is shown once, on this page only: never in a redirect, a cookie or a log.
-    return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
+    return await _invited(request, invited)
 
 
 @get(f"{USER}/{{user_id:uuid}}", **page(*_ADMIN, Action.TENANTS_USER_READ))
@@ -240,8 +244,54 @@ async def reissue_invitation(request: Request[Any, Any, Any], user_id: FromPath[
             )
     except Conflict as exc:
         return redirect(request, f"{USER}/{user_id}", error=service_error(request, exc))
+    return await _invited(request, invited)
+
+
+async def _invited(request: Request[Any, Any, Any], invited: admin.Invited) -> Response[Any]:
+    """The invitation link, emailed to the person when casebridge has a mail server, else shown to hand over.
+
+    Either way it leaves once: on this page only (never in a redirect, a cookie or a log) or in that one email.
+    Should the server not take the email, the page shows the link instead and says so."""
+    runtime = runtime_of(request)
     link = f"{runtime.settings.server.base_url}{INVITATION}/{invited.token}"
-    return render(request, "admin_invited.html", member=invited.user, link=link, expires_at=invited.expires_at)
+    emailed = False
+    if runtime.mailer is not None:
+        try:
+            await runtime.mailer.send(_invitation_email(request, invited, link))
+            emailed = True
+        except MailError:
+            log.warning("the mail server did not take an invitation email; its link is shown to the administrator")
+    return render(
+        request,
+        "admin_invited.html",
+        member=invited.user,
+        link=None if emailed else link,
+        emailed=emailed,
+        mail_failed=runtime.mailer is not None and not emailed,
+        expires_at=invited.expires_at,
+    )
+
+
+def _invitation_email(request: Request[Any, Any, Any], invited: admin.Invited, link: str) -> EmailMessage:
+    """The invitation in the inviting administrator's language, from the organisation they administer."""
+    _, language = translator(request), language_of(request)
+    staff = layout_context(request)["staff"]
+    organisation = staff.tenant_name if staff is not None else "casebridge"
+    message = EmailMessage()
+    message["To"] = invited.user.email
+    message["Subject"] = _("Your casebridge account at %(organisation)s", organisation=organisation)
+    until = format_moment(invited.expires_at, agency_zone(request), language)
+    message.set_content(
+        _(
+            "%(organisation)s has created a casebridge account for you. Open this link to choose your password "
+            "and set up your second factor:\n\n%(link)s\n\nThe link works once, until %(time)s. If you did not "
+            "expect this email, ignore it: the account stays unused.",
+            organisation=organisation,
+            link=link,
+            time=until,
+        )
+    )
+    return message
 
 
 # -- API clients ------------------------------------------------------------------------------------------------------

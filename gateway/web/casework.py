@@ -56,7 +56,7 @@ from gateway.web.paging import (
 )
 from tenants.calendar import today_in
 from tenants.directory import DirectoryQuery, search_directory
-from tenants.errors import CasebridgeError, InvalidInput
+from tenants.errors import CasebridgeError, InvalidInput, NotFound
 from tenants.models import Role, Scope, TenantKind
 from tenants.pagination import encode_cursor
 from tenants.persistence import platform_session
@@ -89,41 +89,52 @@ async def case_list(request: Request[Any, Any, Any], cursor: FromQuery[str | Non
     return render(request, "cases.html", items=items, next_cursor=next_cursor, cursor=cursor)
 
 
-@get("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, None))
-async def new_case_page(request: Request[Any, Any, Any]) -> Response[Any]:
-    return render(request, "case_new.html", rows=range(SUBJECT_ROWS), roles=list(SubjectRole), form={})
+@get("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.TENANTS_USER_LIST))
+async def new_case_page(request: Request[Any, Any, Any], principal: NamedDependency[Principal]) -> Response[Any]:
+    """The case form; its key worker is chosen among the colleagues in a casework role (the opener by default)."""
+    return await _case_form(request, principal, form={"key-worker": str(principal.actor_id)})
+
+
+async def _case_form(
+    request: Request[Any, Any, Any], principal: Principal, *, form: dict[str, str], status: int = 200, **extra: Any
+) -> Response[Any]:
+    # The list of colleagues is a read of the organisation's staff, also when a refused form is shown again.
+    async with open_context(request, action=Action.TENANTS_USER_LIST) as ctx:
+        workers = await worklist.key_workers(ctx)
+    return render(
+        request,
+        "case_new.html",
+        status=status,
+        rows=range(SUBJECT_ROWS),
+        roles=list(SubjectRole),
+        form=form,
+        workers=workers,
+        **extra,
+    )
 
 
 @post("/cases/new", **page(Scope.CASES_WRITE, _WORKERS, Action.EXCHANGE_CASE_CREATE))
 async def create_case(
     request: Request[Any, Any, Any], principal: NamedDependency[Principal], data: Annotated[CaseForm, FORM]
 ) -> Response[Any]:
-    body = data.case_in(request, key_worker_id=principal.actor_id)
+    body = data.case_in(request, opened_by=principal.actor_id)
     if isinstance(body, Refusal):
-        return render(
-            request,
-            "case_new.html",
-            status=400,
-            rows=range(SUBJECT_ROWS),
-            roles=list(SubjectRole),
-            form=data.fields(),
-            error=body.text,
-        )
+        return await _case_form(request, principal, form=data.fields(), status=400, error=body.text)
     if not data.known_checked and any(s.birth_date for s in body.subjects):
         async with open_context(request, action=Action.EXCHANGE_SUBJECTS_MATCH) as ctx:
             known = await cases.known_people(ctx, data=body)
         if known:
             names = [s.full_name for s in body.subjects]
-            return render(
-                request,
-                "case_new.html",
-                rows=range(SUBJECT_ROWS),
-                roles=list(SubjectRole),
-                form=data.fields(),
-                known=[(names[k.position], k.cases) for k in known],
+            return await _case_form(
+                request, principal, form=data.fields(), known=[(names[k.position], k.cases) for k in known]
             )
-    async with open_context(request) as ctx:
-        case = await cases.create_case(ctx, data=body)
+    try:
+        async with open_context(request) as ctx:
+            case = await cases.create_case(ctx, data=body)
+    except NotFound:  # a key worker who left, or is not of this organisation: the form again, in words
+        _ = translator(request)
+        text = _("Choose the key worker from the list.")
+        return await _case_form(request, principal, form=data.fields(), status=400, error=text)
     _ = translator(request)
     return redirect(request, f"/cases/{case.id}", success=_("The case is opened."))
 
@@ -193,28 +204,39 @@ async def partner_names(request: Request[Any, Any, Any], ids: set[uuid.UUID]) ->
 async def consent_page(request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID]) -> Response[Any]:
     async with open_context(request) as ctx:
         case = await cases.read_case(ctx, case_id=case_id)
-    return await _consent_form(request, ctx.principal, case)
+    return await _consent_form(request, ctx.principal, case, form={}, offset=0)
 
 
 async def _consent_form(
-    request: Request[Any, Any, Any], principal: Principal, case: Any, *, status: int = 200, **extra: Any
+    request: Request[Any, Any, Any], principal: Principal, case: Any, *, form: dict[str, Any], offset: int
 ) -> Response[Any]:
+    """The consent form with one page of the partner agencies; agencies ticked on other pages are kept."""
     async with platform_session(runtime_of(request).sessions) as session:
-        partners = await search_directory(session, DirectoryQuery())
+        partners = [p for p in await search_directory(session, DirectoryQuery()) if p.id != principal.tenant_id]
+    shown = partners[offset : offset + AGENCIES_PER_PAGE]
+    chosen = set(form.get("recipient_tenants", []))
     today = today_in(agency_zone(request), runtime_of(request).clock.now())
     default_until = (today + dt.timedelta(days=365)).isoformat()
     return render(
         request,
         "consent_new.html",
-        status=status,
         case=case,
         categories=list(Category),
         relations=list(Relation),
         purposes=PURPOSES,
         kinds=list(TenantKind),
         default_until=default_until,
-        partners=[p for p in partners if p.id != principal.tenant_id],
-        **extra,
+        form=form,
+        partners=shown,
+        # Ticked on another page: sent along as hidden fields and named, so turning the page loses no choice.
+        kept=[p for p in partners if str(p.id) in chosen and p not in shown],
+        agency_pages=(
+            offset + AGENCIES_PER_PAGE if len(partners) > offset + AGENCIES_PER_PAGE else None,
+            max(offset - AGENCIES_PER_PAGE, 0) if offset else None,
+        ),
+        agencies_from=offset + 1,
+        agencies_to=offset + len(shown),
+        agencies_total=len(partners),
     )
 
 
@@ -227,13 +249,18 @@ async def record_consent(
     request: Request[Any, Any, Any], case_id: FromPath[uuid.UUID], data: Annotated[ConsentForm, UPLOAD]
 ) -> Response[Any]:
     _, back = translator(request), f"/cases/{case_id}/consents/new"
+    if (offset := data.agencies_offset) is not None:
+        # Another page of agencies, with everything filled in so far: showing the form again is a read of the case.
+        async with open_context(request, action=Action.EXCHANGE_CASE_READ) as ctx:
+            case = await cases.read_case(ctx, case_id=case_id)
+        return await _consent_form(request, ctx.principal, case, form=data.shown(), offset=offset)
     body = data.consent_in(request, now=runtime_of(request).clock.now())
     if isinstance(body, Refusal):
         return redirect(request, back, error=body.text)
     try:
         async with open_context(request) as ctx:
             if data.upload is not None:
-                body.evidence = Evidence(document_id=await _store_evidence(request, ctx, data.upload))
+                body.evidence = Evidence(document_id=await store_upload(request, ctx, data.upload))
             await cases.record_consent(ctx, case_id=case_id, data=body)
     except InvalidInput as exc:
         # The refusal is already in the audit trail; the form is shown again (by a GET) with the reason.
@@ -241,8 +268,9 @@ async def record_consent(
     return redirect(request, f"/cases/{case_id}", success=_("The consent is recorded."))
 
 
-async def _store_evidence(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
-    """The signed consent form's scan, stored as a document of the case in the consent's transaction."""
+async def store_upload(request: Request[Any, Any, Any], ctx: Context, upload: UploadFile) -> uuid.UUID:
+    """A file a form sent (a signed consent form's scan, a message's attachment), checked and sealed as a document
+    of the agency in the transaction of what it belongs to."""
     document = await cases.store_document(
         ctx,
         name=upload.filename,

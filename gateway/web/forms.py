@@ -27,9 +27,11 @@ from litestar.params import Body
 from audit.events import Action, Outcome
 from audit.schemas import SubjectLookupIn
 from exchange.cases.lookup import snils_digits
+from exchange.cases.policy import STATUTORY_CATALOGUE
 from exchange.cases.schemas import CaseIn, ConsentIn
 from exchange.plans.schemas import CareActionIn, CareGoalIn, PlanIn, PlanTasksIn
-from exchange.referrals.schemas import MessageIn, ReferralIn, TransitionIn
+from exchange.referrals.schemas import MessageIn, ReferralIn, StatutoryBasisIn, TransitionIn
+from exchange.referrals.threads import MIN_JUSTIFICATION
 from gateway.web.i18n import agency_zone
 from gateway.web.pages import FIELD_LABELS, SUBJECT_ROLE_LABELS, day_error, invalid_form_text, translator
 from tenants.calendar import Deadline, in_calendar
@@ -180,6 +182,7 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
 
     title: str = ""
     summary: str = ""
+    key_worker: str = ""  # a colleague's user id; empty: the person opening the case
     needs_client: str = ""
     needs_carers: str = ""
     needs_community: str = ""
@@ -202,9 +205,13 @@ class CaseForm(msgspec.Struct, kw_only=True, rename="kebab"):
         """The fields under their names on the form, stripped: what the form shows again when it is refused."""
         return {name: value.strip() for name, value in msgspec.to_builtins(self).items()}
 
-    def case_in(self, request: Request[Any, Any, Any], *, key_worker_id: uuid.UUID) -> CaseIn | Refusal:
+    def case_in(self, request: Request[Any, Any, Any], *, opened_by: uuid.UUID) -> CaseIn | Refusal:
+        """The case; its key worker is the colleague chosen, else the person opening it (`opened_by`)."""
         _ = translator(request)
         form = self.fields()
+        key_worker_id = _uuid(form["key-worker"]) if form["key-worker"] else opened_by
+        if key_worker_id is None:
+            return Refusal(_("Choose the key worker from the list."))
         subjects = []
         for row in range(SUBJECT_ROWS):
             if not (name := form[f"subject-{row}-name"]):
@@ -245,10 +252,31 @@ class ConsentForm(msgspec.Struct, kw_only=True):
     recipient_kinds: Ticked = ""
     valid_until: str = ""
     evidence: UploadFile | None = None
+    agencies: str = ""  # a button that turns the list of agencies to this offset, instead of recording the consent
 
     @property
     def upload(self) -> UploadFile | None:
         return self.evidence if self.evidence is not None and self.evidence.filename else None
+
+    @property
+    def agencies_offset(self) -> int | None:
+        """The page of agencies asked for (None: record the consent); a value no button sends is the first page."""
+        if not self.agencies.strip():
+            return None
+        return int(self.agencies) if self.agencies.isdigit() and len(self.agencies) < 7 else 0
+
+    def shown(self) -> dict[str, Any]:
+        """What the form shows again on another page of agencies: every field but the file."""
+        return {
+            "subject_id": self.subject_id.strip(),
+            "given_by_name": self.given_by_name.strip(),
+            "relation": self.relation.strip(),
+            "purposes": ticked(self.purposes),
+            "categories": ticked(self.categories),
+            "recipient_tenants": ticked(self.recipient_tenants),
+            "recipient_kinds": ticked(self.recipient_kinds),
+            "valid_until": self.valid_until.strip(),
+        }
 
     def consent_in(self, request: Request[Any, Any, Any], *, now: dt.datetime) -> ConsentIn | Refusal:
         _ = translator(request)
@@ -525,11 +553,34 @@ class TransitionForm(msgspec.Struct, kw_only=True):
 
 
 class MessageForm(msgspec.Struct, kw_only=True):
+    """A message to the partner, with one document attached to it if a file is chosen (`attachment`)."""
+
     body: str = ""
+    attachment: UploadFile | None = None
+
+    @property
+    def upload(self) -> UploadFile | None:
+        return self.attachment if self.attachment is not None and self.attachment.filename else None
 
     def message_in(self, request: Request[Any, Any, Any]) -> MessageIn | Refusal:
         _ = translator(request)
         return MessageIn(body=self.body.strip()) if self.body.strip() else Refusal(_("Write a message first."))
+
+
+class OwnBasisForm(msgspec.Struct, kw_only=True):
+    """The recipient's own legal basis for keeping what it received: a catalogued provision and why it applies."""
+
+    reference: str = ""
+    justification: str = ""
+
+    def basis_in(self, request: Request[Any, Any, Any]) -> StatutoryBasisIn | Refusal:
+        _ = translator(request)
+        reference, justification = self.reference.strip(), self.justification.strip()
+        if reference not in STATUTORY_CATALOGUE:
+            return Refusal(_("Choose the provision of the law from the list."))
+        if len(justification) < MIN_JUSTIFICATION:
+            return Refusal(_("Explain in at least 20 characters why the law lets your organisation keep the data."))
+        return _converted(request, {"reference": reference, "justification": justification}, StatutoryBasisIn)
 
 
 class AssignmentForm(msgspec.Struct, kw_only=True):

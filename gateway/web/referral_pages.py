@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Final
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Annotated, Any, Final, TypeVar
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
@@ -11,16 +13,20 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from audit.events import Action
+from exchange.cases.policy import STATUTORY_CATALOGUE
+from exchange.context import Context
+from exchange.errors import ConsentRequired
 from exchange.letters import reading
 from exchange.referrals import threads as messages
 from exchange.referrals import worklist
 from exchange.referrals.models import ReferralKind, Side
+from exchange.referrals.schemas import MessageIn
 from exchange.referrals.services import list_referrals, read_referral, transition_referral
 from exchange.referrals.status import TRANSITIONS
 from gateway.controllers.context import open_context
 from gateway.files import attachment
-from gateway.web.casework import partner_names
-from gateway.web.forms import FORM, AssignmentForm, MessageForm, Refusal, TransitionForm
+from gateway.web.casework import partner_names, store_upload
+from gateway.web.forms import FORM, UPLOAD, AssignmentForm, MessageForm, OwnBasisForm, Refusal, TransitionForm
 from gateway.web.pages import error_text, page, redirect, render, translator
 from gateway.web.paging import (
     MESSAGES_PER_PAGE,
@@ -33,7 +39,7 @@ from gateway.web.paging import (
     offset_param,
     page_state,
 )
-from tenants.errors import Conflict, InvalidInput
+from tenants.errors import CasebridgeError, Conflict, Forbidden, InvalidInput
 from tenants.models import Role, Scope
 from tenants.pagination import encode_cursor
 from tenants.principal import Principal
@@ -41,6 +47,7 @@ from tenants.principal import Principal
 _ACTORS: Final = [Role.SPECIALIST, Role.SUPERVISOR, Role.INTAKE]
 TABS: Final = ("new", "overdue", "mine", "plans", "all")
 REFERRAL_PAGES: Final = ("timeline", "messages")
+Body = TypeVar("Body")
 
 
 @get("/inbox", **page(Scope.REFERRALS_READ, _ACTORS, Action.EXCHANGE_REFERRAL_LIST))
@@ -124,6 +131,8 @@ async def referral_page(
         timeline=timeline,
         pages=pages,
         page_params=page_state(request, REFERRAL_PAGES),
+        statutes=STATUTORY_CATALOGUE,
+        may_act=may_act,
     )
 
 
@@ -133,6 +142,28 @@ def _side_roles(side: Side) -> tuple[str, ...]:
     return tuple(REFERRAL_ACTORS[side])
 
 
+async def _on_referral(
+    request: Request[Any, Any, Any],
+    referral_id: uuid.UUID,
+    body: Body | Refusal,
+    act: Callable[..., Awaitable[object]],
+    *,
+    refusals: tuple[type[CasebridgeError], ...],
+    done: str,
+) -> Response[Any]:
+    """One action on the referral from its page: a refused form or a refusal by the service back on the page in
+    words (a foreign or missing referral stays a 404 page), else the confirmation `done`."""
+    back = f"/referrals/{referral_id}"
+    if isinstance(body, Refusal):
+        return redirect(request, back, error=body.text)
+    try:
+        async with open_context(request) as ctx:
+            await act(ctx, data=body)
+    except refusals as exc:
+        return redirect(request, back, error=error_text(request, exc))
+    return redirect(request, back, success=done)
+
+
 @post(
     "/referrals/{referral_id:uuid}/transition",
     **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_TRANSITION),
@@ -140,32 +171,61 @@ def _side_roles(side: Side) -> tuple[str, ...]:
 async def transition(
     request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[TransitionForm, FORM]
 ) -> Response[Any]:
-    _, back = translator(request), f"/referrals/{referral_id}"
-    body = data.transition_in(request)
-    if isinstance(body, Refusal):
-        return redirect(request, back, error=body.text)
-    try:
-        async with open_context(request) as ctx:
-            await transition_referral(ctx, referral_id=referral_id, data=body)
-    except (InvalidInput, Conflict) as exc:  # a foreign or missing referral stays a 404 page
-        return redirect(request, back, error=error_text(request, exc))
-    return redirect(request, back, success=_("The referral's status is updated."))
+    _ = translator(request)
+    act = partial(transition_referral, referral_id=referral_id)
+    return await _on_referral(
+        request,
+        referral_id,
+        data.transition_in(request),
+        act,
+        refusals=(InvalidInput, Conflict),
+        done=_("The referral's status is updated."),
+    )
 
 
-@post("/referrals/{referral_id:uuid}/messages", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE))
+@post(
+    "/referrals/{referral_id:uuid}/messages",
+    **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_MESSAGE_CREATE),
+    request_max_body_size=8 * 1024 * 1024,
+)
 async def post_message(
-    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, FORM]
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[MessageForm, UPLOAD]
 ) -> Response[Any]:
-    _, back = translator(request), f"/referrals/{referral_id}"
-    body = data.message_in(request)
-    if isinstance(body, Refusal):
-        return redirect(request, back, error=body.text)
-    try:
-        async with open_context(request) as ctx:
-            await messages.post_message(ctx, referral_id=referral_id, data=body)
-    except InvalidInput as exc:
-        return redirect(request, back, error=error_text(request, exc))
-    return redirect(request, back, success=_("The message is sent to the partner."))
+    """A message, and its attachment sealed as a document of this agency in the same transaction (or neither)."""
+    _, upload = translator(request), data.upload
+
+    async def act(ctx: Context, *, data: MessageIn) -> object:
+        if upload is not None:
+            data.attachments = [await store_upload(request, ctx, upload)]
+        return await messages.post_message(ctx, referral_id=referral_id, data=data)
+
+    return await _on_referral(
+        request,
+        referral_id,
+        data.message_in(request),
+        act,
+        refusals=(InvalidInput, ConsentRequired),
+        done=_("The message is sent to the partner."),
+    )
+
+
+@post(
+    "/referrals/{referral_id:uuid}/legal-basis", **page(Scope.REFERRALS_WRITE, _ACTORS, Action.EXCHANGE_REFERRAL_BASIS)
+)
+async def record_basis(
+    request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUID], data: Annotated[OwnBasisForm, FORM]
+) -> Response[Any]:
+    """The receiving agency's own legal basis for keeping what it received (its DPO reviews it)."""
+    _ = translator(request)
+    act = partial(messages.record_own_basis, referral_id=referral_id)
+    return await _on_referral(
+        request,
+        referral_id,
+        data.basis_in(request),
+        act,
+        refusals=(InvalidInput, Forbidden),
+        done=_("Your organisation's own legal basis is recorded; your data protection officer reviews it."),
+    )
 
 
 @post(
@@ -206,4 +266,13 @@ async def letter(request: Request[Any, Any, Any], referral_id: FromPath[uuid.UUI
     return attachment(pdf.content, "application/pdf", pdf.name)
 
 
-REFERRAL_ROUTES: list[HTTPRouteHandler] = [inbox, referral_page, transition, post_message, assign, document, letter]
+REFERRAL_ROUTES: list[HTTPRouteHandler] = [
+    inbox,
+    referral_page,
+    transition,
+    post_message,
+    record_basis,
+    assign,
+    document,
+    letter,
+]

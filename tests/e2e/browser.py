@@ -390,7 +390,7 @@ def fill_consent(page: Page) -> None:
     page.set_input_files(
         "#evidence", files=[{"name": "consent.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 signed"}]
     )
-    page.click("form[enctype='multipart/form-data'] button[type=submit]")
+    page.click("form[action$='/consents/new'] button[type=submit]:not([name=agencies])")
 
 
 def choose_partner(page: Page, case_path: str, partner_id: str) -> None:

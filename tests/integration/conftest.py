@@ -3,14 +3,18 @@ scenario. The helpers they are built from are in tests/integration/helpers/."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from gateway.runtime import Runtime
 from tenants.models import Role, TenantKind
 from tests.environment import TravelClock
 from tests.integration.helpers.agencies import Agency, agency
 from tests.integration.helpers.directory import Network, referral_network
+from tests.integration.helpers.mail import Sink, free_port
 
 
 @pytest.fixture
@@ -33,3 +37,16 @@ def english(api: httpx.AsyncClient) -> httpx.AsyncClient:
 async def network(api: httpx.AsyncClient, runtime: Runtime, clock: TravelClock) -> Network:
     """The directory's scenario (tests/integration/helpers/directory.py): a centre's history with two partners."""
     return await referral_network(api, runtime, clock)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[Sink, int]]:
+    """A real SMTP server on loopback and its port; the sink holds what it was given."""
+    port = free_port()
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()

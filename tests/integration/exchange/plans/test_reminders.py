@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import json
 import logging
 import socket
 import uuid
 import zoneinfo
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from audit.events import Action
@@ -30,7 +25,6 @@ from exchange.plans.reminders import ReminderMail, reminders_for
 from exchange.referrals.models import Referral
 from gateway.app import build_runtime
 from gateway.audit_capture import actor_of
-from gateway.db import create_engine, upgrade_schema
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.workers import WorkerName
@@ -38,38 +32,17 @@ from tenants.admin import set_active_by_operator
 from tenants.models import Role, Tenant, TenantKind, User
 from tenants.persistence import platform_session, tenant_session
 from tenants.principal import ActorKind, Principal
-from tests.environment import TravelClock, empty_bus, settings_for
+from tests.environment import TravelClock
 from tests.factories import make_user
-from tests.integration.helpers.agencies import CHILD_NAME, PARENT_NAME, Agency, agency, key_worker_referral
+from tests.integration.helpers.agencies import (
+    CHILD_NAME,
+    PARENT_NAME,
+    Agency,
+    agency,
+    key_worker_referral,
+)
+from tests.integration.helpers.mail import Sink, settings_with, smtp
 from tests.polling import eventually
-
-
-class Sink:
-    """An SMTP server's message handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
-        raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[Sink, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -81,25 +54,14 @@ def mail_enabled() -> bool:
 async def settings(
     database_url: str, tmp_path: Path, nats_url: str, smtp_sink: tuple[Sink, int], mail_enabled: bool
 ) -> Settings:
-    await empty_bus(nats_url)
-    smtp = {
-        "CASEBRIDGE_SMTP_HOST": "127.0.0.1",
-        "CASEBRIDGE_SMTP_PORT": str(smtp_sink[1]),
-        "CASEBRIDGE_SMTP_FROM": "casebridge@example.org",
-        "CASEBRIDGE_SMTP_STARTTLS": "false",
-    }
-    settings = settings_for(
+    return await settings_with(
         database_url,
         tmp_path / "var",
         nats_url,
         CASEBRIDGE_REMINDER_INTERVAL_SECONDS="1",
         CASEBRIDGE_REMINDER_LEAD_HOURS="48",
-        **(smtp if mail_enabled else {}),
+        **(smtp(smtp_sink[1]) if mail_enabled else {}),
     )
-    engine = create_engine(settings.database)
-    await upgrade_schema(engine)
-    await engine.dispose()
-    return settings
 
 
 async def centre_and_opeka(api: Any, runtime: Runtime) -> tuple[Agency, Agency]:
