@@ -63,6 +63,8 @@ class Action(enum.StrEnum):
     TENANTS_CLIENT_REGISTER = "tenants:client:register"
     TENANTS_CLIENT_REVOKE = "tenants:client:revoke"
     TENANTS_KEYS_READ = "tenants:keys:read"
+    TENANTS_SETTINGS_READ = "tenants:settings:read"
+    TENANTS_TIME_ZONE_SET = "tenants:time-zone:set"
     AUDIT_LOG_VERIFY = "audit:log:verify"
     TENANTS_USER_READ = "tenants:user:read"
     EXCHANGE_PLAN_CREATE = "exchange:plan:create"

@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenants import credentials, services
+from tenants import calendar, credentials, services
 from tenants.access import access_client, access_tenant, access_user
 from tenants.clock import Clock
 from tenants.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.keys import KeyRing, RotatedKeys
-from tenants.models import ApiClient, Invitation, Role, TenantKey, User
+from tenants.models import ApiClient, Invitation, Role, Tenant, TenantKey, User
 from tenants.principal import Principal
 from tenants.staff_sessions import end_all_sessions
 
@@ -85,6 +85,24 @@ def _checked_roles(roles: Sequence[str]) -> list[str]:
 def _require_admin(principal: Principal) -> None:
     if not principal.has_role(Role.TENANT_ADMIN):
         raise Forbidden("Only the organisation's administrator may manage its staff, systems and keys.")
+
+
+# -- the organisation -------------------------------------------------------------------------------------------------
+
+
+async def organisation(session: AsyncSession, *, principal: Principal) -> Tenant:
+    """The administrator's own organisation, with its settings."""
+    _require_admin(principal)
+    return await access_tenant(session, principal, principal.tenant_id, for_write=True)
+
+
+async def set_time_zone(session: AsyncSession, *, principal: Principal, time_zone: str) -> Tenant:
+    """Move the organisation to another IANA time zone (UnknownTimeZone for a name that is none). Deadlines already
+    set keep their day and the moment it ends (tenants.services.set_tenant_time_zone, the operator's way)."""
+    calendar.time_zone(time_zone)
+    tenant = await organisation(session, principal=principal)
+    tenant.time_zone = time_zone
+    return tenant
 
 
 # -- staff ------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zoneinfo
 from email.message import EmailMessage
 from typing import Annotated, Any, Final
 
@@ -19,12 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from audit.events import Action, Actor, Outcome
 from exchange.plans.mail import MailError
 from gateway.controllers.context import open_context, request_context, runtime_of
-from gateway.web.forms import FORM, AcceptForm, ClientForm, ConfirmForm, InvitationForm, Refusal, RolesForm, ticked
+from gateway.web.forms import (
+    FORM,
+    AcceptForm,
+    ClientForm,
+    ConfirmForm,
+    InvitationForm,
+    Refusal,
+    RolesForm,
+    TimeZoneForm,
+    ticked,
+)
 from gateway.web.i18n import N_, agency_zone, language_of
 from gateway.web.pages import PUBLIC_PAGE, ROLE_LABELS, error_text, layout_context, page, redirect, render, translator
 from gateway.web.paging import BadPageLink, back_to_first_page, next_offset, offset_param
 from tenants import admin
-from tenants.calendar import format_moment
+from tenants.calendar import UnknownTimeZone, format_moment, time_zone
 from tenants.errors import CasebridgeError, Conflict, InvalidInput, NotFound
 from tenants.models import CLIENT_ROLES, Role, Scope, User
 from tenants.persistence import platform_session
@@ -39,6 +50,22 @@ USERS: Final = "/admin"
 USER: Final = "/admin/users"
 CLIENTS: Final = "/admin/clients"
 KEYS: Final = "/admin/keys"
+ORGANISATION: Final = "/admin/organisation"
+# The IANA zones of Russia's regions, west to east, offered first; every other zone follows them.
+RUSSIAN_ZONES: Final = (
+    "Europe/Kaliningrad",
+    "Europe/Moscow",
+    "Europe/Samara",
+    "Asia/Yekaterinburg",
+    "Asia/Omsk",
+    "Asia/Novosibirsk",
+    "Asia/Krasnoyarsk",
+    "Asia/Irkutsk",
+    "Asia/Yakutsk",
+    "Asia/Vladivostok",
+    "Asia/Magadan",
+    "Asia/Kamchatka",
+)
 INVITATION: Final = "/account/invitation"
 
 # The services' refusals that the pages can meet, so the catalogue translates them word for word.
@@ -405,6 +432,37 @@ async def rotate_keys(request: Request[Any, Any, Any], data: Annotated[ConfirmFo
     )
 
 
+# -- the organisation -------------------------------------------------------------------------------------------------
+
+
+@get(ORGANISATION, **page(*_ADMIN, Action.TENANTS_SETTINGS_READ))
+async def organisation_page(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The organisation as the directory shows it, and its time zone: the clock its deadlines' days are kept on."""
+    async with open_context(request) as ctx:
+        tenant = await admin.organisation(ctx.session, principal=ctx.principal)
+        ctx.audit.touched(resource_type="tenant", resource_id=tenant.id)
+    others = sorted(zoneinfo.available_timezones() - set(RUSSIAN_ZONES))
+    return render(request, "admin_organisation.html", tenant=tenant, russian=RUSSIAN_ZONES, others=others)
+
+
+@post(f"{ORGANISATION}/time-zone", **page(*_ADMIN, Action.TENANTS_TIME_ZONE_SET))
+async def set_time_zone(request: Request[Any, Any, Any], data: Annotated[TimeZoneForm, FORM]) -> Response[Any]:
+    _ = translator(request)
+    name = data.time_zone.strip()
+    try:
+        time_zone(name)
+    except UnknownTimeZone:
+        return redirect(request, ORGANISATION, error=_("Choose a time zone from the list; nothing was changed."))
+    async with open_context(request) as ctx:
+        tenant = await admin.set_time_zone(ctx.session, principal=ctx.principal, time_zone=name)
+        ctx.audit.touched(resource_type="tenant", resource_id=tenant.id, time_zone=name)
+    return redirect(
+        request,
+        ORGANISATION,
+        success=_("The time zone is now %(zone)s. Deadlines already set keep their day.", zone=name),
+    )
+
+
 # -- the invitee's page -----------------------------------------------------------------------------------------------
 
 
@@ -472,6 +530,8 @@ ADMIN_ROUTES: list[HTTPRouteHandler] = [
     revoke_client,
     keys_page,
     rotate_keys,
+    organisation_page,
+    set_time_zone,
     invitation_page,
     accept_invitation,
 ]

@@ -112,6 +112,8 @@ ACTION_GROUPS: Final[tuple[tuple[str, Mapping[Action, str]], ...]] = (
             Action.TENANTS_PROFILE_UPDATE: N_("The organisation's directory profile was changed"),
             Action.TENANTS_KEYS_READ: N_("The organisation's keys were viewed"),
             Action.TENANTS_KEYS_ROTATE: N_("The organisation's keys were replaced"),
+            Action.TENANTS_SETTINGS_READ: N_("The organisation's settings were viewed"),
+            Action.TENANTS_TIME_ZONE_SET: N_("The organisation's time zone was changed"),
             Action.TENANTS_PEER_KEYS_ACCEPT: N_("A partner node's new keys were accepted"),
         },
     ),

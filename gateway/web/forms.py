@@ -632,6 +632,10 @@ class ConfirmForm(msgspec.Struct):
     confirm: _Text = ""
 
 
+class TimeZoneForm(msgspec.Struct):
+    time_zone: _Text = ""
+
+
 class AcceptForm(msgspec.Struct):
     new_password: _Long = ""
     confirmation: _Long = ""

@@ -164,6 +164,18 @@ def test_an_administrator_invites_a_user_and_revokes_a_client(
     admin.click("form[action='/admin/keys/rotate'] button[type=submit]")
     assert "New keys are in use." in admin.locator(".flash").inner_text()
 
+    # The organisation's clock: the administrator moves it east, in English, then reads the page in Russian.
+    admin.goto("/admin/organisation")
+    check_page(admin, "admin-organisation", "en")
+    admin.select_option("#time_zone", "Asia/Vladivostok")
+    admin.click("form[action='/admin/organisation/time-zone'] button[type=submit]")
+    assert "The time zone is now Asia/Vladivostok." in admin.locator(".flash").inner_text()
+    in_russian = new_page("ru")
+    sign_in(in_russian, agencies.centre.staff["admin"])
+    in_russian.goto("/admin/organisation")
+    assert in_russian.locator("#time_zone").input_value() == "Asia/Vladivostok"
+    check_page(in_russian, "admin-organisation", "ru")
+
 
 def _scanned(page: Page) -> list[str]:
     """What a QR reader finds in the screenshot of the page's setup code (zxing-cpp, not the library that drew it)."""

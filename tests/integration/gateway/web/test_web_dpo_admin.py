@@ -422,3 +422,38 @@ async def test_the_pages_speak_russian(api: httpx.AsyncClient, runtime: Runtime,
     assert "Проверить журнал сейчас" in ok(await api.get("/dpo/verification"))
     await post(api, "/admin/keys/rotate", {})
     assert "Отметьте флажок" in ok(await api.get("/admin/keys"))
+
+
+async def test_the_administrator_sets_the_organisations_time_zone(english: httpx.AsyncClient, runtime: Runtime) -> None:
+    """The organisation page shows the zone its deadlines' days are kept in; the administrator changes it there (an
+    unknown name changes nothing), the change is recorded, and other roles and other organisations are kept out."""
+    api = english
+    centre = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE)
+    other = await make_tenant(runtime, kind=TenantKind.SOCIAL_CENTRE)
+    _, admin_session = await staff(runtime, centre, Role.TENANT_ADMIN)
+    act_as(api, admin_session)
+    page = ok(await api.get("/admin/organisation"))
+    assert '<option value="Europe/Moscow" selected>' in page
+    assert centre.name in page
+
+    location = flash_of(await post(api, "/admin/organisation/time-zone", {"time_zone": "Asia/Vladivostok"}))
+    assert location.startswith("/admin/organisation")
+    page = ok(await api.get(location))
+    assert "The time zone is now Asia/Vladivostok." in page
+    assert '<option value="Asia/Vladivostok" selected>' in page
+    flash_of(await post(api, "/admin/organisation/time-zone", {"time_zone": "Mars/Olympus_Mons"}))
+    assert "Choose a time zone from the list; nothing was changed." in ok(await api.get("/admin/organisation"))
+    async with platform_session(runtime.sessions) as session:
+        zones = {row.id: row.time_zone for row in await session.execute(select(Tenant.id, Tenant.time_zone))}
+    assert (zones[centre.id], zones[other.id]) == ("Asia/Vladivostok", "Europe/Moscow")
+    (changed,) = await events(runtime, centre.id, Action.TENANTS_TIME_ZONE_SET)
+    assert json.loads(changed.canonical)["outcome"] == "success"
+    assert await events(runtime, centre.id, Action.TENANTS_SETTINGS_READ)
+
+    # Only the administrator: a specialist of the same organisation is refused, and nothing changes.
+    _, specialist_session = await staff(runtime, centre, Role.SPECIALIST)
+    act_as(api, specialist_session)
+    assert (await api.get("/admin/organisation")).status_code == 403
+    assert (await post(api, "/admin/organisation/time-zone", {"time_zone": "Europe/Moscow"})).status_code == 403
+    async with platform_session(runtime.sessions) as session:
+        assert await session.scalar(select(Tenant.time_zone).where(Tenant.id == centre.id)) == "Asia/Vladivostok"
