@@ -393,9 +393,26 @@ def fill_consent(page: Page) -> None:
     page.click("form[action$='/consents/new'] button[type=submit]:not([name=agencies])")
 
 
+def find_in_directory(page: Page, partner_id: str, *, keyboard: bool = False, within: int = 40) -> None:
+    """On the composer: turn the directory's pages (by mouse, or Tab and Enter) until the partner's row is there, as
+    a person looking for it does; the browser tests' shared server holds every agency the earlier tests seeded."""
+    for _ in range(within):
+        if page.locator(f"#to-{partner_id}").count():
+            return
+        following = "nav.pager a[rel=next]"
+        if keyboard:
+            tab_to(page, following)
+            page.keyboard.press("Enter")
+        else:
+            page.click(following)
+        page.wait_for_load_state()
+    raise AssertionError(f"agency {partner_id} is not in the first {within} pages of the directory")
+
+
 def choose_partner(page: Page, case_path: str, partner_id: str) -> None:
     """The composer of the case, with the partner chosen from the directory."""
     page.goto(f"{case_path}/referrals/new")
+    find_in_directory(page, partner_id)
     page.check(f"#to-{partner_id}")
     page.click("form[method=get]:has(#purpose-choice) button[type=submit]")
 

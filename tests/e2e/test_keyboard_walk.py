@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Agencies, reload_until, sign_in, tab_to
+from tests.e2e.browser import Agencies, find_in_directory, reload_until, sign_in, tab_to
 
 OUTCOME = "Место в кружке найдено"
 
@@ -27,6 +27,20 @@ def _press_button(page: Page, selector: str, then: str) -> None:
     tab_to(page, selector)
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(then))
+
+
+def _arrow_to_radio(page: Page, group: str, radio_id: str, *, within: int = 60) -> None:
+    """Tab into a group of radio buttons, then the arrow keys to the one wanted (which checks it), as a keyboard
+    moves within a radio group."""
+    tab_to(page, group)
+    for _ in range(within):
+        if page.evaluate("id => document.activeElement !== null && document.activeElement.id === id", radio_id):
+            if not page.locator(f"#{radio_id}").is_checked():  # Tab lands on a group's first radio unchecked
+                page.keyboard.press("Space")
+            assert page.locator(f"#{radio_id}").is_checked()
+            return
+        page.keyboard.press("ArrowDown")
+    raise AssertionError(f"#{radio_id} is not reached with the arrow keys on {page.url}")
 
 
 def test_open_a_case_consent_send_accept_and_outcome_with_the_keyboard_only(
@@ -55,8 +69,8 @@ def test_open_a_case_consent_send_accept_and_outcome_with_the_keyboard_only(
 
     # The composer: the partner from the directory, the consented categories, the problem and the service.
     _press_button(specialist, f"main a[href='{case_path}/referrals/new']", r"/referrals/new")
-    tab_to(specialist, f"#to-{agencies.partner.id}")
-    specialist.keyboard.press("Space")
+    find_in_directory(specialist, agencies.partner.id, keyboard=True)
+    _arrow_to_radio(specialist, "input[name=to]", f"to-{agencies.partner.id}")
     _press_button(specialist, "form[method=get]:has(#purpose-choice) button[type=submit]", r"/referrals/new\?")
     for box in ("#cat-identity", "#cat-social_assessment"):
         tab_to(specialist, box)

@@ -11,7 +11,16 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Agencies, check_page, choose_partner, fill_case, fill_consent, reload_until, sign_in
+from tests.e2e.browser import (
+    Agencies,
+    check_page,
+    choose_partner,
+    fill_case,
+    fill_consent,
+    find_in_directory,
+    reload_until,
+    sign_in,
+)
 
 # What each page must say, in the language of the run.
 TEXTS = {
@@ -66,6 +75,7 @@ def test_consent_referral_outcome_and_isolation(
 
     # Without a consent the composer (linked from the case) shows why nothing can be ticked.
     specialist.click(f"a[href='{case_path}/referrals/new']")
+    find_in_directory(specialist, agencies.partner.id)
     specialist.check(f"#to-{agencies.partner.id}")
     specialist.click("form[method=get]:has(#purpose-choice) button[type=submit]")
     assert specialist.locator("#cat-identity").is_disabled()
